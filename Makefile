@@ -1,0 +1,39 @@
+# The README's two commands:
+#   make run   - create the environment, build Pi-DE, start the hypivisor with the dashboard
+#   make test  - install everything the tests need, run every test (unit, integration, browser)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+.PHONY: run test env dashboard test-env schema demo bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+env: $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+
+# Build Pi-DE when its sources exist (npm ci is skipped when node_modules is current).
+dashboard:
+	@if [ -f pi_de/package.json ]; then \
+	  cd pi_de && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run -s build; \
+	else echo "pi_de has no sources yet: the dashboard port will say so"; fi
+
+run: env dashboard
+	$(PY) -m hypivisor $(ARGS)
+
+schema: env
+	$(PY) -m pi_socket.protocol schema -o pi_de/src/protocol/schema.json
+
+test-env: env
+	bash integration_tests/setup_env.sh
+
+test: test-env
+	@if [ -f pi_de/package.json ]; then (cd pi_de && npm run -s build && npm test); fi
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) pi_de/node_modules pi_de/dist .pytest_cache

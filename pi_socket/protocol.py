@@ -1,0 +1,529 @@
+"""Wire protocol v1: the one source of truth for every JSON frame Hyper-Pi sends.
+
+Two conversations share these models:
+
+* the **registry** on the hypivisor's ``/ws``: JSON-RPC-like requests
+  ``{id, method, params}`` answered by ``{id, result}`` or
+  ``{id, error: {code, message}}``, plus push events ``{event, ...}``;
+* the **agent link** on a bridge's port (directly, or through the hypivisor's
+  ``/ws/agent/<id>`` proxy): typed frames ``{type, ...}``.
+
+Incoming frames are validated with these models (``extra="forbid"`` on every
+client-to-server message, so a typo is an error, not a silent no-op); outgoing
+frames are serialised from them. ``python -m pi_socket.protocol schema`` prints
+the JSON Schema that Pi-DE turns into TypeScript types.
+
+pi's own events and messages are passed through untouched (see
+``specs/protocol.md``): they are modelled as open objects with a ``type`` or
+``role`` so pi can add fields without breaking us.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+PROTOCOL_VERSION = "1"
+
+# Hard limits shared by both ends. Documented in specs/protocol.md.
+MAX_ID_LEN = 128
+MAX_TEXT_LEN = 1_000_000  # one prompt's text, characters
+MAX_ATTACHMENTS = 10
+MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024  # decoded size of one attachment
+MAX_NAME_LEN = 200  # session names, folder names
+MAX_PATH_LEN = 4096
+HISTORY_PAGE_MAX = 500
+INIT_HISTORY_BUDGET_BYTES = 500 * 1024
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]
+RpcId = Union[Annotated[str, Field(max_length=MAX_ID_LEN)], int, None]
+
+
+class ErrorCode(enum.IntEnum):
+    """Error codes. JSON-RPC's range says *whose* fault it was (h11-style):
+    -327xx/-326xx = the caller sent something wrong; 1xxx = the request was
+    fine but the world said no (path, spawn, agent); 2xxx = the server failed."""
+
+    PARSE_ERROR = -32700  # not JSON at all
+    INVALID_REQUEST = -32600  # JSON, but not a request object / unknown type
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    UNAUTHORIZED = 1001  # missing or wrong token
+    FORBIDDEN = 1002  # e.g. Origin not allowed, spawn refused without token
+    PATH_OUTSIDE_HOME = 1003
+    PATH_NOT_FOUND = 1004
+    INVALID_PATH = 1005  # NUL bytes, separators in a segment, too long, ...
+    NOT_FOUND = 1006  # unknown node / message
+    TOO_LARGE = 1007  # frame, attachment or prompt over a documented limit
+    RATE_LIMITED = 1008
+    SPAWN_FAILED = 1009
+    SPAWN_TIMEOUT = 1010
+    AGENT_BUSY = 1011
+    AGENT_UNAVAILABLE = 1012  # pi not attached to the bridge right now
+    INTERNAL_ERROR = 2000
+
+
+class _Strict(BaseModel):
+    """Base for frames we receive: unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Open(BaseModel):
+    """Base for frames we send or pass through: tolerate additions."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+# ---------------------------------------------------------------------------
+# Shared value types
+# ---------------------------------------------------------------------------
+
+NodeStatus = Literal["active", "offline"]
+Activity = Literal["idle", "working"]
+
+
+class TokenTotals(_Open):
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    total: int = 0
+
+
+class ErrorInfo(_Open):
+    code: int
+    message: str
+    data: Any | None = None
+
+
+class NodeInfo(_Open):
+    """One pi agent as the registry knows it."""
+
+    id: Id
+    machine: str = Field(max_length=255, description="hostname the agent runs on")
+    cwd: str = Field(max_length=MAX_PATH_LEN)
+    port: int = Field(ge=1, le=65535)
+    pid: int | None = None
+    status: NodeStatus = "active"
+    activity: Activity = "idle"
+    session_name: str | None = None
+    model: str | None = None
+    started_at: float | None = Field(default=None, description="unix seconds")
+    last_seen: float | None = Field(default=None, description="unix seconds")
+    offline_since: float | None = Field(default=None, description="unix seconds")
+    tokens: TokenTotals = Field(default_factory=TokenTotals)
+    cost: float = 0.0
+    pi_version: str | None = None
+    protocol_version: str = PROTOCOL_VERSION
+
+
+# ---------------------------------------------------------------------------
+# Registry (/ws): requests, params, results, push events
+# ---------------------------------------------------------------------------
+
+
+class RpcRequest(_Strict):
+    id: RpcId = None
+    method: str = Field(max_length=64)
+    params: dict[str, Any] | None = None
+
+
+class RpcResponse(_Open):
+    id: RpcId = None
+    result: Any | None = None
+    error: ErrorInfo | None = None
+
+
+class RegisterParams(_Strict):
+    id: Id
+    machine: str = Field(min_length=1, max_length=255)
+    cwd: str = Field(min_length=1, max_length=MAX_PATH_LEN)
+    port: int = Field(ge=1, le=65535)
+    pid: int | None = Field(default=None, ge=0)
+    host: str | None = Field(
+        default=None,
+        max_length=255,
+        description="address the hypivisor should dial to reach the agent; "
+        "default: the peer address of the registering connection",
+    )
+    activity: Activity = "idle"
+    session_name: str | None = Field(default=None, max_length=MAX_NAME_LEN)
+    model: str | None = Field(default=None, max_length=200)
+    started_at: float | None = None
+    tokens: TokenTotals | None = None
+    cost: float | None = None
+    pi_version: str | None = Field(default=None, max_length=64)
+    protocol_version: str = PROTOCOL_VERSION
+
+
+class HeartbeatParams(_Strict):
+    """Keeps a node alive; any field given also updates the node (→ node_updated)."""
+
+    id: Id
+    activity: Activity | None = None
+    session_name: str | None = Field(default=None, max_length=MAX_NAME_LEN)
+    model: str | None = Field(default=None, max_length=200)
+    tokens: TokenTotals | None = None
+    cost: float | None = None
+
+
+class DeregisterParams(_Strict):
+    id: Id
+
+
+class ListNodesParams(_Strict):
+    pass
+
+
+class ListDirectoriesParams(_Strict):
+    path: str | None = Field(default=None, max_length=MAX_PATH_LEN)
+
+
+class SpawnAgentParams(_Strict):
+    path: str = Field(min_length=1, max_length=MAX_PATH_LEN)
+    new_folder: str | None = Field(default=None, max_length=MAX_NAME_LEN)
+
+
+class RegisterResult(_Open):
+    status: Literal["registered"] = "registered"
+    node: NodeInfo
+    heartbeat_interval: float = Field(description="seconds between heartbeats the hypivisor expects")
+
+
+class OkResult(_Open):
+    status: str
+
+
+class ListNodesResult(_Open):
+    nodes: list[NodeInfo]
+
+
+class DirectoryEntry(_Open):
+    name: str
+    path: str
+
+
+class ListDirectoriesResult(_Open):
+    path: str = Field(description="canonical path that was listed")
+    parent: str | None = Field(description="parent folder, null at $HOME")
+    home: str
+    directories: list[DirectoryEntry]
+
+
+class SpawnAgentResult(_Open):
+    node_id: str
+    tmux_session: str | None
+    path: str
+    node: NodeInfo
+
+
+REGISTRY_METHODS: dict[str, type[BaseModel]] = {
+    "register": RegisterParams,
+    "deregister": DeregisterParams,
+    "heartbeat": HeartbeatParams,
+    "list_nodes": ListNodesParams,
+    "list_directories": ListDirectoriesParams,
+    "spawn_agent": SpawnAgentParams,
+}
+
+
+class InitEvent(_Open):
+    event: Literal["init"] = "init"
+    nodes: list[NodeInfo]
+    protocol_version: str = PROTOCOL_VERSION
+    hypivisor_version: str | None = None
+
+
+class NodeJoinedEvent(_Open):
+    event: Literal["node_joined"] = "node_joined"
+    node: NodeInfo
+
+
+class NodeUpdatedEvent(_Open):
+    event: Literal["node_updated"] = "node_updated"
+    node: NodeInfo
+
+
+class NodeOfflineEvent(_Open):
+    event: Literal["node_offline"] = "node_offline"
+    id: str
+
+
+class NodeRemovedEvent(_Open):
+    event: Literal["node_removed"] = "node_removed"
+    id: str
+    reason: Literal["deregistered", "evicted", "ttl", "ghost"] | None = None
+
+
+RegistryEvent = Annotated[
+    Union[InitEvent, NodeJoinedEvent, NodeUpdatedEvent, NodeOfflineEvent, NodeRemovedEvent],
+    Field(discriminator="event"),
+]
+
+# ---------------------------------------------------------------------------
+# Agent link: client -> bridge
+# ---------------------------------------------------------------------------
+
+DeliverAs = Literal["steer", "followUp"]
+
+
+class Attachment(_Strict):
+    name: str = Field(min_length=1, max_length=MAX_NAME_LEN)
+    mime_type: str = Field(min_length=1, max_length=100)
+    data: str = Field(description="base64 of the file's bytes")
+
+
+class PromptMsg(_Strict):
+    type: Literal["prompt"]
+    id: Id = Field(description="client-chosen id; a repeat is acknowledged again, never re-sent to pi")
+    text: str = Field(max_length=MAX_TEXT_LEN)
+    attachments: list[Attachment] | None = Field(default=None, max_length=MAX_ATTACHMENTS)
+    deliver_as: DeliverAs | None = None
+
+
+class AbortMsg(_Strict):
+    type: Literal["abort"]
+
+
+class FetchHistoryMsg(_Strict):
+    type: Literal["fetch_history"]
+    before: int = Field(ge=0, description="absolute index (cursor) of the oldest message the client has")
+    limit: int = Field(default=50, ge=1, le=HISTORY_PAGE_MAX)
+
+
+class ListCommandsMsg(_Strict):
+    type: Literal["list_commands"]
+
+
+class ListFilesMsg(_Strict):
+    type: Literal["list_files"]
+    prefix: str = Field(default="", max_length=MAX_PATH_LEN)
+
+
+class SetSessionNameMsg(_Strict):
+    type: Literal["set_session_name"]
+    name: str = Field(min_length=1, max_length=MAX_NAME_LEN)
+
+
+ClientMessage = Annotated[
+    Union[PromptMsg, AbortMsg, FetchHistoryMsg, ListCommandsMsg, ListFilesMsg, SetSessionNameMsg],
+    Field(discriminator="type"),
+]
+client_message_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage)
+
+# ---------------------------------------------------------------------------
+# Agent link: bridge -> client
+# ---------------------------------------------------------------------------
+
+
+class PiMessage(_Open):
+    """A pi AgentMessage, passed through untouched (role user|assistant|toolResult|custom...)."""
+
+    role: str
+
+
+class ToolInfo(_Open):
+    name: str
+    description: str = ""
+    active: bool = True
+
+
+class CommandInfo(_Open):
+    name: str
+    description: str = ""
+    source: str | None = None
+
+
+class ContextUsage(_Open):
+    tokens: int | None = None
+    context_window: int | None = None
+    percent: float | None = None
+
+
+class AgentNode(_Open):
+    id: str
+    machine: str
+    cwd: str
+    port: int
+    pid: int | None = None
+    pi_version: str | None = None
+
+
+class InitStateMsg(_Open):
+    type: Literal["init_state"] = "init_state"
+    protocol_version: str = PROTOCOL_VERSION
+    node: AgentNode
+    messages: list[PiMessage]
+    tools: list[ToolInfo] = Field(default_factory=list)
+    commands: list[CommandInfo] = Field(default_factory=list)
+    is_streaming: bool = False
+    partial: PiMessage | None = Field(default=None, description="the assistant message being streamed now")
+    truncated: bool = False
+    total_messages: int = 0
+    cursor: int = Field(0, description="absolute index of messages[0]; send as fetch_history.before")
+    session_name: str | None = None
+    model: str | None = None
+    context_usage: ContextUsage | None = None
+    tokens: TokenTotals = Field(default_factory=TokenTotals)
+    cost: float = 0.0
+
+
+class AckMsg(_Open):
+    type: Literal["ack"] = "ack"
+    id: str
+    duplicate: bool = False
+
+
+class HistoryPageMsg(_Open):
+    type: Literal["history_page"] = "history_page"
+    messages: list[PiMessage]
+    cursor: int = Field(description="absolute index of messages[0]")
+    before: int
+    has_more: bool
+    total_messages: int
+
+
+class CommandsListMsg(_Open):
+    type: Literal["commands_list"] = "commands_list"
+    commands: list[CommandInfo]
+
+
+class FileEntry(_Open):
+    path: str = Field(description="relative to the agent's cwd, '/'-separated")
+    is_dir: bool
+
+
+class FilesListMsg(_Open):
+    type: Literal["files_list"] = "files_list"
+    prefix: str
+    files: list[FileEntry]
+
+
+class ErrorMsg(_Open):
+    type: Literal["error"] = "error"
+    id: str | None = None
+    code: int
+    message: str
+
+
+class PiEvent(_Open):
+    """Any of pi's native events (agent_start, message_update, tool_execution_end, ...),
+    forwarded as pi emitted it, minus the partial snapshots of message_update."""
+
+    type: str
+
+
+PI_EVENT_TYPES = (
+    "agent_start",
+    "agent_end",
+    "agent_settled",
+    "turn_start",
+    "turn_end",
+    "message_start",
+    "message_update",
+    "message_end",
+    "tool_execution_start",
+    "tool_execution_update",
+    "tool_execution_end",
+    "queue_update",
+    "session_info_changed",
+    "model_select",
+    "context_usage",
+)
+
+SCHEMA_MODELS: list[type[BaseModel]] = [
+    NodeInfo,
+    TokenTotals,
+    ErrorInfo,
+    RpcRequest,
+    RpcResponse,
+    RegisterParams,
+    HeartbeatParams,
+    DeregisterParams,
+    ListNodesParams,
+    ListDirectoriesParams,
+    SpawnAgentParams,
+    RegisterResult,
+    OkResult,
+    ListNodesResult,
+    DirectoryEntry,
+    ListDirectoriesResult,
+    SpawnAgentResult,
+    InitEvent,
+    NodeJoinedEvent,
+    NodeUpdatedEvent,
+    NodeOfflineEvent,
+    NodeRemovedEvent,
+    Attachment,
+    PromptMsg,
+    AbortMsg,
+    FetchHistoryMsg,
+    ListCommandsMsg,
+    ListFilesMsg,
+    SetSessionNameMsg,
+    PiMessage,
+    ToolInfo,
+    CommandInfo,
+    ContextUsage,
+    AgentNode,
+    InitStateMsg,
+    AckMsg,
+    HistoryPageMsg,
+    CommandsListMsg,
+    FileEntry,
+    FilesListMsg,
+    ErrorMsg,
+    PiEvent,
+]
+
+
+def json_schema() -> dict[str, Any]:
+    """One JSON Schema document with every model under ``$defs``."""
+    from pydantic.json_schema import models_json_schema
+
+    _, top = models_json_schema([(m, "serialization") for m in SCHEMA_MODELS], ref_template="#/$defs/{model}")
+    defs = top.get("$defs", {})
+    defs["ErrorCode"] = {
+        "title": "ErrorCode",
+        "type": "integer",
+        "enum": [c.value for c in ErrorCode],
+        "description": "; ".join(f"{c.name}={c.value}" for c in ErrorCode),
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "HyperPiProtocol",
+        "description": f"Hyper-Pi wire protocol v{PROTOCOL_VERSION}",
+        "protocol_version": PROTOCOL_VERSION,
+        "$defs": defs,
+    }
+
+
+def dump(model: BaseModel) -> dict[str, Any]:
+    """Serialise an outgoing frame (None-valued optional fields are kept: explicit is clearer)."""
+    return model.model_dump(mode="json")
+
+
+def _main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m pi_socket.protocol", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("schema", help="print the JSON Schema of every protocol model")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    args = parser.parse_args(argv)
+    text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
