@@ -1,0 +1,1 @@
+"""Fixtures that start real hypivisor processes (owned by the hypivisor work)."""
