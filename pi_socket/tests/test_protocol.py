@@ -1,0 +1,84 @@
+"""The protocol models are the contract: these tests pin what they accept and refuse."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from pi_socket import protocol as p
+
+
+def parse_client(frame: dict):
+    return p.client_message_adapter.validate_python(frame)
+
+
+def test_prompt_round_trip():
+    msg = parse_client({"type": "prompt", "id": "c1", "text": "hi", "deliver_as": "followUp"})
+    assert isinstance(msg, p.PromptMsg)
+    assert msg.deliver_as == "followUp"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "prompt", "text": "no id"},
+        {"type": "prompt", "id": "", "text": "empty id"},
+        {"type": "prompt", "id": "x" * (p.MAX_ID_LEN + 1), "text": "huge id"},
+        {"type": "prompt", "id": "a", "text": "x", "deliver_as": "now"},
+        {"type": "prompt", "id": "a", "text": 5},
+        {"type": "prompt", "id": "a", "text": "x", "surprise": 1},
+        {"type": "fetch_history", "before": -1},
+        {"type": "fetch_history", "before": 0, "limit": p.HISTORY_PAGE_MAX + 1},
+        {"type": "set_session_name", "name": ""},
+        {"type": "launch_missiles"},
+        {"no_type": True},
+    ],
+)
+def test_client_frames_rejected(frame):
+    with pytest.raises(ValidationError):
+        parse_client(frame)
+
+
+def test_too_many_attachments_rejected():
+    att = {"name": "a.txt", "mime_type": "text/plain", "data": "aGk="}
+    with pytest.raises(ValidationError):
+        parse_client({"type": "prompt", "id": "a", "text": "x", "attachments": [att] * (p.MAX_ATTACHMENTS + 1)})
+
+
+def test_registry_params_strict():
+    ok = p.RegisterParams.model_validate({"id": "n1", "machine": "m", "cwd": "/w", "port": 8080})
+    assert ok.activity == "idle"
+    for bad in (
+        {"id": "n1", "machine": "m", "cwd": "/w", "port": 70000},
+        {"id": "n1", "machine": "m", "cwd": "/w", "port": 8080, "extra": 1},
+        {"machine": "m", "cwd": "/w", "port": 8080},
+    ):
+        with pytest.raises(ValidationError):
+            p.RegisterParams.model_validate(bad)
+    assert set(p.REGISTRY_METHODS) == {
+        "register", "deregister", "heartbeat", "list_nodes", "list_directories", "spawn_agent",
+    }
+
+
+def test_pi_messages_pass_through_unknown_fields():
+    msg = p.PiMessage.model_validate({"role": "assistant", "content": [], "newFieldFromPi15": {"x": 1}})
+    assert p.dump(msg)["newFieldFromPi15"] == {"x": 1}
+
+
+def test_init_event_carries_protocol_version():
+    ev = p.InitEvent(nodes=[])
+    assert p.dump(ev) == {"event": "init", "nodes": [], "protocol_version": "1", "hypivisor_version": None}
+
+
+def test_schema_command_exports_every_model():
+    out = subprocess.run(
+        [sys.executable, "-m", "pi_socket.protocol", "schema"], capture_output=True, text=True, check=True
+    ).stdout
+    schema = json.loads(out)
+    defs = schema["$defs"]
+    for model in p.SCHEMA_MODELS:
+        assert model.__name__ in defs, model.__name__
+    assert schema["protocol_version"] == p.PROTOCOL_VERSION
+    assert -32700 in defs["ErrorCode"]["enum"]
