@@ -1,0 +1,276 @@
+"""The bridge process: wires the shim link, the state, the agent server and the registry together.
+
+Lifecycle: read the shim's ``hello`` (3 s at most), bind the agent port,
+write ``ready``, load the session's history, register with the hypivisor;
+then apply shim lines as they come. ``bye`` or stdin EOF (pi exiting) →
+deregister (≤ 1 s), close clients, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from pi_socket import oplog
+from pi_socket.protocol import AgentNode, HeartbeatParams, PiEvent, RegisterParams, TokenTotals
+
+from . import faults
+from .clients import Client, Hub
+from .config import BridgeConfig
+from .handlers import Handlers
+from .registry import RegistryClient
+from .server import AgentServer, frame
+from .shimlink import ShimError, ShimLink
+from .state import AgentState
+
+log = oplog.get_logger()
+SHIM_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning", "error": "error"}
+
+
+class Bridge:
+    def __init__(self, config: BridgeConfig, shim: ShimLink) -> None:
+        self.config = config
+        self.shim = shim
+        self.state = AgentState()
+        self.hub = Hub()
+        self.handlers = Handlers(self)
+        self.server = AgentServer(self, config)
+        self.node_id = config.node_id
+        self.cwd = os.getcwd()
+        self.pi_pid: int | None = None
+        self.pi_version: str | None = None
+        self.started_at = time.time()
+        self.registry: RegistryClient | None = None
+        self._hello = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._session_gen = 0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def run(self) -> int:
+        reader = asyncio.create_task(self.shim.run(self.on_line))
+        reader.add_done_callback(lambda _t: self._stop.set())
+        try:
+            await asyncio.wait_for(self._hello.wait(), self.config.hello_timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("no hello from the shim; using environment defaults")
+        if self._stop.is_set() and not self._hello.is_set():
+            return 0
+        self.node_id = self.node_id or f"{self.config.machine}-{self.pi_pid or os.getpid()}"
+        port = await self.server.start()
+        url = f"ws://{self._url_host()}:{port}/"
+        await self.shim.send({"t": "ready", "port": port, "url": url})
+        log.info("agent server listening", port=port, host=self.config.host, node=self.node_id)
+        if self.state.session_id is None and not self.state.loading_history:
+            self._load_session(changed=True)  # no session line yet: load whatever pi has
+        self._start_registry()
+        await self._stop.wait()
+        await self.shutdown()
+        reader.cancel()
+        return 0
+
+    async def shutdown(self) -> None:
+        """Deregister within ~1 s, then close every client; never raises."""
+        try:
+            if self.registry is not None:
+                await self.registry.stop(self.node_id, timeout=1.0)
+            await self.server.close()
+        except Exception as exc:  # noqa: BLE001 - exiting anyway
+            oplog.log_boundary_error("shutdown", exc)
+        for task in list(self._tasks):
+            task.cancel()
+        log.info("bridge exiting")
+
+    def _url_host(self) -> str:
+        host = self.config.host
+        if host in ("0.0.0.0", "::", ""):
+            return self.config.machine
+        return f"[{host}]" if ":" in host else host
+
+    def _start_registry(self) -> None:
+        if not self.config.registry_enabled:
+            return
+        self.registry = RegistryClient(
+            self.config.hypivisor_ws,
+            self.config.token,
+            self.register_params,
+            self.heartbeat_params,
+            self.config.reconnect_first_s,
+            on_standalone=self._notify_standalone,
+        )
+        self.spawn(self.registry.run(), "registry")
+
+    async def _notify_standalone(self) -> None:
+        url = f"ws://{self._url_host()}:{self.server.port}/"
+        message = f"Hyper-Pi: hypivisor not reachable; this agent is still served at {url} (retrying)"
+        self.spawn(self._quiet_request("notify", message=message, level="info"), "notify")
+
+    async def _quiet_request(self, op: str, **fields: Any) -> None:
+        try:
+            await self.shim.request(op, timeout=5.0, **fields)
+        except ShimError:
+            pass
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        """A tracked background task whose failure is logged for hardening, never propagated."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - outer boundary of a background task
+                oplog.log_boundary_error(name, exc)
+
+        task = asyncio.create_task(guarded(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Connections wait (bounded) for the first history load so init_state is complete."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    # ------------------------------------------------------------------ clients
+    def attach(self, client: Client) -> None:
+        """Queue init_state and join the broadcast in one synchronous step: no event can fall in between."""
+        client.enqueue(frame(self.state.init_state(self.agent_node())))
+        self.hub.add(client)
+
+    def detach(self, client: Client) -> None:
+        self.hub.remove(client)
+
+    def agent_node(self) -> AgentNode:
+        return AgentNode(
+            id=self.node_id or "unknown",
+            machine=self.config.machine,
+            cwd=self.cwd,
+            port=self.server.port or 1,
+            pid=self.pi_pid,
+            pi_version=self.pi_version,
+        )
+
+    # ------------------------------------------------------------------ shim lines
+    def on_line(self, line: dict[str, Any]) -> None:
+        """Boundary ``stdin.line``: one bad line is logged and skipped, the next one is read."""
+        try:
+            faults.maybe_fail("stdin.line")
+            kind = line.get("t")
+            if kind == "event" and isinstance(line.get("e"), dict):
+                self.on_event(line["e"])
+            elif kind == "hello":
+                self._on_hello(line)
+            elif kind == "session":
+                self._on_session(line)
+            elif kind == "log":
+                self._on_shim_log(line)
+            elif kind == "bye":
+                log.info("shim said bye", reason=line.get("reason"))
+                self._stop.set()
+        except Exception as exc:  # noqa: BLE001 - outer boundary
+            oplog.log_boundary_error("stdin.line", exc, line_type=str(line.get("t"))[:40])
+
+    def _on_hello(self, line: dict[str, Any]) -> None:
+        if isinstance(line.get("node_id"), str) and line["node_id"]:
+            self.node_id = line["node_id"]
+        if isinstance(line.get("cwd"), str) and line["cwd"]:
+            self.cwd = line["cwd"]
+        if isinstance(line.get("pid"), int):
+            self.pi_pid = line["pid"]
+        if isinstance(line.get("pi_version"), str):
+            self.pi_version = line["pi_version"]
+            self.state.settled_supported = not self.pi_version.startswith("0.")
+        self._hello.set()
+        if isinstance(line.get("session"), dict):
+            self._on_session(line["session"])
+
+    def _on_session(self, info: dict[str, Any]) -> None:
+        changed = self.state.begin_session(info)
+        self._load_session(changed)
+
+    def _load_session(self, changed: bool) -> None:
+        self._session_gen += 1
+        self.state.begin_history()
+        self.spawn(self._load(self._session_gen, changed), "session.load")
+
+    async def _load(self, gen: int, changed: bool) -> None:
+        """Fetch pi's history and state; resend init_state to clients if the session changed."""
+        messages: Any = None
+        try:
+            faults.maybe_fail("session.load")
+            data = await self.shim.request("history", timeout=15.0)
+            messages = data.get("messages") if isinstance(data, dict) else data
+        except ShimError as exc:
+            log.warning("history unavailable", error=str(exc))
+        finally:
+            if gen == self._session_gen:
+                self.state.finish_history(messages)
+                self._ready.set()
+        if gen != self._session_gen:
+            return
+        await self._refresh_state()
+        if changed and len(self.hub):
+            self.resync_clients()
+
+    def resync_clients(self) -> None:
+        """A new session (/new, /resume, /fork): every client gets a fresh init_state and starts over."""
+        text = frame(self.state.init_state(self.agent_node()))
+        self.hub.broadcast(text)
+
+    async def _refresh_state(self) -> None:
+        try:
+            data = await self.shim.request("state", timeout=5.0)
+        except ShimError:
+            return
+        if isinstance(data, dict) and self.state.apply_state(data) and self.registry is not None:
+            self.registry.poke()
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        """Apply one pi event, broadcast its trimmed copy, nudge the roster when it matters."""
+        effect = self.state.apply_event(event)
+        if effect.forward is not None:
+            self.hub.broadcast(frame(PiEvent.model_validate(effect.forward)))
+        if effect.heartbeat_now and self.registry is not None:
+            self.registry.poke()
+        if effect.refresh_state:
+            self.spawn(self._refresh_state(), "session.load")
+
+    def _on_shim_log(self, line: dict[str, Any]) -> None:
+        method = SHIM_LOG_LEVELS.get(str(line.get("level", "info")).lower(), "info")
+        fields = {k: v for k, v in line.items() if k not in ("t", "level", "msg")}
+        getattr(log, method)(str(line.get("msg", ""))[:2000], component="shim", **fields)
+
+    # ------------------------------------------------------------------ registry
+    def register_params(self) -> RegisterParams:
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::") else None
+        return RegisterParams(
+            id=self.node_id or "unknown",
+            machine=self.config.machine,
+            cwd=self.cwd,
+            port=self.server.port,
+            pid=self.pi_pid,
+            host=host,
+            activity="working" if self.state.working else "idle",
+            session_name=self.state.session_name,
+            model=self.state.model,
+            started_at=self.started_at,
+            tokens=TokenTotals(**self.state.tokens),
+            cost=self.state.cost,
+            pi_version=self.pi_version,
+        )
+
+    def heartbeat_params(self) -> HeartbeatParams:
+        return HeartbeatParams(
+            id=self.node_id or "unknown",
+            activity="working" if self.state.working else "idle",
+            session_name=self.state.session_name,
+            model=self.state.model,
+            tokens=TokenTotals(**self.state.tokens),
+            cost=self.state.cost,
+        )

@@ -1,0 +1,108 @@
+"""Bridge settings, read once from the environment (documented in specs/protocol.md §4).
+
+Kept pure (``from_env`` takes a mapping) so tests can build a config without
+touching ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Mapping
+from urllib.parse import urlsplit
+
+DEFAULT_PORT = 8080
+PORT_SPAN = 100  # ports tried after PI_SOCKET_PORT
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_HYPIVISOR_WS = "ws://localhost:31415/ws"
+DASHBOARD_DEV_PORT = 5180
+# Incoming frame cap. Ten 5 MiB attachments are ~67 MiB of base64, so 16 MiB
+# would refuse legitimate prompts; 64 MiB keeps one frame bounded (websockets
+# closes the connection with 1009 above it) while allowing realistic uploads.
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+CLIENT_QUEUE_FRAMES = 1000
+CLIENT_QUEUE_BYTES = 32 * 1024 * 1024
+HEARTBEAT_FALLBACK_S = 10.0
+RECONNECT_FIRST_S = 1.0
+RECONNECT_CAP_S = 10.0
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    """An integer setting; a malformed value falls back to the default rather than crashing pi's helper."""
+    try:
+        return int(env.get(key, "") or default)
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    port: int = DEFAULT_PORT
+    preferred_port: int | None = None
+    host: str = DEFAULT_HOST
+    hypivisor_ws: str = DEFAULT_HYPIVISOR_WS
+    token: str | None = None
+    allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    node_id: str | None = None
+    reconnect_first_s: float = RECONNECT_FIRST_S
+    client_queue_frames: int = CLIENT_QUEUE_FRAMES
+    client_queue_bytes: int = CLIENT_QUEUE_BYTES
+    fault: str | None = None
+    machine: str = field(default_factory=socket.gethostname)
+    hello_timeout_s: float = 3.0
+    registry_enabled: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "BridgeConfig":
+        """Build settings from environment variables (``os.environ`` by default)."""
+        env = os.environ if env is None else env
+        preferred = _int(env, "PI_SOCKET_PREFERRED_PORT", 0) or None
+        reconnect_ms = _int(env, "PI_SOCKET_RECONNECT_MS", int(RECONNECT_FIRST_S * 1000))
+        registry_url = env.get("HYPIVISOR_WS", DEFAULT_HYPIVISOR_WS).strip()
+        return cls(
+            port=_int(env, "PI_SOCKET_PORT", DEFAULT_PORT),
+            preferred_port=preferred,
+            host=env.get("PI_SOCKET_HOST", "").strip() or DEFAULT_HOST,
+            hypivisor_ws=registry_url,
+            token=env.get("HYPI_TOKEN") or None,
+            allowed_origins=allowed_origins(env.get("HYPI_ALLOWED_ORIGINS", ""), _dashboard_port(registry_url)),
+            node_id=env.get("PI_SOCKET_NODE_ID") or None,
+            reconnect_first_s=max(0.01, reconnect_ms / 1000.0),
+            client_queue_frames=max(1, _int(env, "PI_SOCKET_CLIENT_QUEUE_FRAMES", CLIENT_QUEUE_FRAMES)),
+            client_queue_bytes=max(1024, _int(env, "PI_SOCKET_CLIENT_QUEUE_BYTES", CLIENT_QUEUE_BYTES)),
+            fault=env.get("PI_SOCKET_FAULT") or None,
+            registry_enabled=registry_url.lower() not in ("", "off", "none", "0"),
+        )
+
+    def candidate_ports(self) -> list[int]:
+        """Ports to try in order: the preferred one (a restart keeps its URL), then PORT..PORT+100.
+
+        Port 0 means "any free port" (tests use it)."""
+        if self.port == 0:
+            base = [0]
+        else:
+            base = [p for p in range(self.port, self.port + PORT_SPAN + 1) if 0 < p < 65536]
+        if self.preferred_port and self.preferred_port not in base[:1]:
+            return [self.preferred_port] + [p for p in base if p != self.preferred_port]
+        return base
+
+
+def _dashboard_port(registry_url: str) -> int:
+    """The hypivisor serves Pi-DE on its own port, so that port's origins may open the agent link directly."""
+    try:
+        return urlsplit(registry_url).port or 31415
+    except ValueError:
+        return 31415
+
+
+def allowed_origins(extra: str, dashboard_port: int = 31415) -> frozenset[str]:
+    """Loopback/hostname origins of the dashboard and the Vite dev server (5180), plus
+    the comma-separated HYPI_ALLOWED_ORIGINS (exact match), as specs/protocol.md §1 says."""
+    hosts = {"localhost", "127.0.0.1", "[::1]"}
+    for name in (socket.gethostname(), socket.getfqdn()):
+        if name:
+            hosts.add(name.lower())
+    origins = {f"http://{h}:{port}" for h in hosts for port in {DASHBOARD_DEV_PORT, dashboard_port}}
+    origins.update(o.strip().rstrip("/") for o in extra.split(",") if o.strip())
+    return frozenset(origins)

@@ -1,0 +1,58 @@
+"""Client frames → protocol models, or an ``ErrorMsg`` saying exactly what was wrong.
+
+Pure: the server passes the raw frame (``str`` or ``bytes``) and sends back the
+error if there is one. Nothing that fails here is ever treated as a prompt
+(the earlier implementation sent any unparseable frame to pi as text).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from pi_socket.protocol import ErrorCode, ErrorMsg, client_message_adapter
+
+CLIENT_TYPES = ("prompt", "abort", "fetch_history", "list_commands", "list_files", "set_session_name")
+
+
+def _frame_id(obj: dict[str, Any]) -> str | None:
+    """The frame's ``id`` if it is a usable string, so a prompt's error names the prompt."""
+    value = obj.get("id")
+    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+
+
+def _describe(exc: ValidationError) -> str:
+    """The first few pydantic errors as ``field: problem`` (readable, never the whole input echoed)."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:3]:
+        loc = ".".join(str(p) for p in err["loc"][1:]) or "frame"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_client_frame(raw: str | bytes) -> BaseModel | ErrorMsg:
+    """Validate one frame; returns the message model or the error to send back."""
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        return ErrorMsg(code=ErrorCode.INVALID_REQUEST, message="binary frames are not supported; send JSON text")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ErrorMsg(code=ErrorCode.PARSE_ERROR, message="frame is not valid JSON")
+    if not isinstance(obj, dict):
+        return ErrorMsg(code=ErrorCode.INVALID_REQUEST, message="frame must be a JSON object with a 'type'")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        return ErrorMsg(id=_frame_id(obj), code=ErrorCode.INVALID_REQUEST, message="frame has no string 'type'")
+    if kind not in CLIENT_TYPES:
+        shown = kind[:40]
+        return ErrorMsg(
+            id=_frame_id(obj),
+            code=ErrorCode.METHOD_NOT_FOUND,
+            message=f"unknown type {shown!r}; expected one of {', '.join(CLIENT_TYPES)}",
+        )
+    try:
+        return client_message_adapter.validate_python(obj)
+    except ValidationError as exc:
+        return ErrorMsg(id=_frame_id(obj), code=ErrorCode.INVALID_PARAMS, message=f"invalid {kind}: {_describe(exc)}")

@@ -1,0 +1,156 @@
+"""What each client message does. One method per message type; replies go to the asking client only.
+
+Every call into pi goes through the shim (``ShimLink.request``); a shim that
+refuses or does not answer becomes an ``error`` frame with code 1012
+(agent unavailable), never a silent drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from pi_socket import oplog
+from pi_socket.protocol import (
+    INIT_HISTORY_BUDGET_BYTES,
+    AbortMsg,
+    AckMsg,
+    CommandsListMsg,
+    ErrorCode,
+    ErrorMsg,
+    FetchHistoryMsg,
+    FileEntry,
+    FilesListMsg,
+    HistoryPageMsg,
+    ListCommandsMsg,
+    ListFilesMsg,
+    PiMessage,
+    PromptMsg,
+    SetSessionNameMsg,
+)
+
+from . import faults
+from .attachments import AttachmentError, bundle
+from .clients import Client
+from .files import list_files
+from .ledger import Decision, PromptLedger
+from .server import frame
+from .shimlink import ShimError
+
+if TYPE_CHECKING:
+    from .app import Bridge
+
+SEND_TIMEOUT_S = 15.0
+log = oplog.get_logger()
+
+
+def error(code: ErrorCode, message: str, msg_id: str | None = None) -> str:
+    return frame(ErrorMsg(id=msg_id, code=code, message=message))
+
+
+class Handlers:
+    """Client message → action. Holds the prompt ledger (shared by all connections)."""
+
+    def __init__(self, bridge: "Bridge") -> None:
+        self.bridge = bridge
+        self.ledger: PromptLedger[Client] = PromptLedger()
+
+    async def dispatch(self, client: Client, msg: BaseModel) -> None:
+        handler = {
+            PromptMsg: self.prompt,
+            AbortMsg: self.abort,
+            FetchHistoryMsg: self.fetch_history,
+            ListCommandsMsg: self.list_commands,
+            ListFilesMsg: self.list_files,
+            SetSessionNameMsg: self.set_session_name,
+        }[type(msg)]
+        await handler(client, msg)  # type: ignore[operator]
+
+    async def _shim(self, op: str, timeout: float = 10.0, **fields: Any) -> Any:
+        faults.maybe_fail("shim.request")
+        return await self.bridge.shim.request(op, timeout=timeout, **fields)
+
+    # ---------------------------------------------------------------- prompt
+    async def prompt(self, client: Client, msg: PromptMsg) -> None:
+        """Validate, bundle attachments, then send once per id and ack every frame carrying that id."""
+        if not msg.text.strip() and not msg.attachments:
+            client.enqueue(error(ErrorCode.INVALID_PARAMS, "empty prompt: text is blank and nothing is attached", msg.id))
+            return
+        try:
+            content = bundle(msg.text, msg.attachments)
+        except AttachmentError as exc:
+            client.enqueue(error(exc.code, str(exc), msg.id))
+            return
+        decision = self.ledger.submit(msg.id, client)
+        if decision is Decision.ACK_DUPLICATE:
+            client.enqueue(frame(AckMsg(id=msg.id, duplicate=True)))
+            return
+        if decision is Decision.WAIT:
+            return
+        fields: dict[str, Any] = {"text": content.text}
+        if content.images:
+            fields["images"] = content.images
+        if msg.deliver_as:
+            fields["deliverAs"] = msg.deliver_as
+        try:
+            await self._shim("send", timeout=SEND_TIMEOUT_S, **fields)
+        except ShimError as exc:
+            for waiter in self.ledger.fail(msg.id):
+                waiter.enqueue(error(ErrorCode.AGENT_UNAVAILABLE, f"prompt not delivered: {exc}", msg.id))
+            log.warning("prompt not delivered", reason=str(exc))
+            return
+        except BaseException:
+            for waiter in self.ledger.fail(msg.id):
+                waiter.enqueue(error(ErrorCode.INTERNAL_ERROR, "prompt not delivered: internal error", msg.id))
+            raise
+        for n, waiter in enumerate(self.ledger.confirm(msg.id)):
+            waiter.enqueue(frame(AckMsg(id=msg.id, duplicate=n > 0)))
+
+    # ---------------------------------------------------------------- others
+    async def abort(self, client: Client, _msg: AbortMsg) -> None:
+        try:
+            await self._shim("abort")
+        except ShimError as exc:
+            client.enqueue(error(ErrorCode.AGENT_UNAVAILABLE, f"abort failed: {exc}"))
+
+    async def fetch_history(self, client: Client, msg: FetchHistoryMsg) -> None:
+        """A contiguous page ending before ``msg.before``; its ``cursor`` is the next ``before``."""
+        window = self.bridge.state.history.page(msg.before, msg.limit, INIT_HISTORY_BUDGET_BYTES)
+        page = HistoryPageMsg(
+            messages=[PiMessage.model_validate(m) for m in window.messages],
+            cursor=window.cursor,
+            before=msg.before,
+            has_more=window.cursor > 0,
+            total_messages=window.total,
+        )
+        client.enqueue(frame(page))
+
+    async def list_commands(self, client: Client, _msg: ListCommandsMsg) -> None:
+        """Fresh from pi when the shim answers quickly, else the list from the last session line."""
+        state = self.bridge.state
+        try:
+            data = await self._shim("commands", timeout=3.0)
+            commands = data.get("commands") if isinstance(data, dict) else data
+            state.apply_state({"commands": commands})
+        except ShimError:
+            pass
+        client.enqueue(frame(CommandsListMsg(commands=state.commands)))
+
+    async def list_files(self, client: Client, msg: ListFilesMsg) -> None:
+        entries = await asyncio.to_thread(list_files, self.bridge.cwd, msg.prefix)
+        client.enqueue(frame(FilesListMsg(prefix=msg.prefix, files=[FileEntry(**e) for e in entries])))
+
+    async def set_session_name(self, client: Client, msg: SetSessionNameMsg) -> None:
+        """pi's own session name; every client hears ``session_info_changed`` and the roster a heartbeat."""
+        name = msg.name.strip()
+        if not name:
+            client.enqueue(error(ErrorCode.INVALID_PARAMS, "session name is blank"))
+            return
+        try:
+            await self._shim("set_session_name", name=name)
+        except ShimError as exc:
+            client.enqueue(error(ErrorCode.AGENT_UNAVAILABLE, f"rename failed: {exc}"))
+            return
+        self.bridge.on_event({"type": "session_info_changed", "name": name})

@@ -1,0 +1,203 @@
+"""Registration with the hypivisor: register, heartbeat, deregister, reconnect (specs/protocol.md §2).
+
+Invariant 1: the hypivisor can never harm the agent. This client runs as its
+own task; every failure (refused, killed with SIGKILL, garbage frames) ends in
+a backoff sleep and a new attempt, never in an exception outside this module.
+While it is down the bridge is simply standalone: one info line in the log
+and at most one notice in pi.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any, Awaitable, Callable
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from pi_socket import oplog
+from pi_socket.protocol import ErrorCode, HeartbeatParams, RegisterParams
+
+from . import faults
+from .backoff import Backoff
+from .config import HEARTBEAT_FALLBACK_S, RECONNECT_CAP_S
+
+RPC_TIMEOUT_S = 5.0
+log = oplog.get_logger()
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class RegistryClient:
+    """Keeps this agent on the roster. ``register_params``/``heartbeat_params`` read live state."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        register_params: Callable[[], RegisterParams],
+        heartbeat_params: Callable[[], HeartbeatParams],
+        reconnect_first_s: float,
+        on_standalone: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.register_params = register_params
+        self.heartbeat_params = heartbeat_params
+        self.backoff = Backoff(reconnect_first_s, RECONNECT_CAP_S)
+        self.on_standalone = on_standalone
+        self.registered = False
+        self._ws: ClientConnection | None = None
+        self._ids = itertools.count(1)
+        self._waiting: dict[Any, asyncio.Future[Any]] = {}
+        self._poke = asyncio.Event()
+        self._stopping = False
+        self._announced_standalone = False
+        self._ever_registered = False
+
+    def poke(self) -> None:
+        """Send a heartbeat now (activity, session name or model changed)."""
+        self._poke.set()
+
+    async def run(self) -> None:
+        """Connect, register, heartbeat; on any failure wait the backoff delay and start over."""
+        while not self._stopping:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, asyncio.TimeoutError, RpcError) as exc:
+                await self._note_down(exc)
+            except Exception as exc:  # noqa: BLE001 - outer boundary: the registry must never kill the agent
+                oplog.log_boundary_error("registry.session", exc)
+            finally:
+                self.registered = False
+                self._ws = None
+            if self._stopping:
+                break
+            await asyncio.sleep(self.backoff.next_delay())
+
+    async def _note_down(self, exc: BaseException) -> None:
+        """Quiet by design: one info line per outage, one notice in pi per process."""
+        if self.backoff.failures == 0:
+            what = "lost; reconnecting" if self._ever_registered else "not reachable; running standalone, retrying"
+            log.info(f"hypivisor {what}", url=self.url, error=f"{type(exc).__name__}: {exc}"[:300])
+        if not self._announced_standalone and not self._ever_registered and self.on_standalone is not None:
+            self._announced_standalone = True
+            try:
+                await self.on_standalone()
+            except Exception as err:  # noqa: BLE001
+                oplog.log_boundary_error("registry.session", err)
+
+    async def _session(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        async with connect(
+            self.url, additional_headers=headers, open_timeout=5, close_timeout=1, ping_interval=20, max_size=2**24
+        ) as ws:
+            self._ws = ws
+            reader = asyncio.create_task(self._read(ws))
+            try:
+                faults.maybe_fail("registry.session")
+                interval = await self._register()
+                await self._heartbeats(interval, reader)
+            finally:
+                reader.cancel()
+
+    async def _register(self) -> float:
+        params = self.register_params()
+        result = await self.call("register", params.model_dump(mode="json", exclude_none=True))
+        interval = result.get("heartbeat_interval") if isinstance(result, dict) else None
+        self.registered = True
+        self._ever_registered = True
+        self._poke.clear()
+        if self.backoff.failures:
+            log.info("registered with hypivisor again", url=self.url, node=params.id)
+        else:
+            log.info("registered with hypivisor", url=self.url, node=params.id)
+        self.backoff.reset()
+        valid = isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0
+        return min(float(interval), 300.0) if valid else HEARTBEAT_FALLBACK_S
+
+    async def _heartbeats(self, interval: float, reader: asyncio.Task[None]) -> None:
+        """Every ``interval`` or at once when poked; ends when the connection does."""
+        while not self._stopping:
+            poked = asyncio.create_task(self._poke.wait())
+            await asyncio.wait({poked, reader}, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+            poked.cancel()
+            if reader.done():
+                raise ConnectionClosed(None, None)
+            self._poke.clear()
+            try:
+                faults.maybe_fail("registry.heartbeat")
+                await self.call("heartbeat", self.heartbeat_params().model_dump(mode="json", exclude_none=True))
+            except RpcError as exc:
+                if exc.code != ErrorCode.NOT_FOUND:
+                    raise
+                await self._register()  # the hypivisor forgot us (restart, TTL): join again
+            except (RuntimeError, ValueError) as exc:
+                oplog.log_boundary_error("registry.heartbeat", exc)
+
+    async def call(self, method: str, params: dict[str, Any], timeout: float = RPC_TIMEOUT_S) -> Any:
+        """One JSON-RPC request on the live connection; raises RpcError on an error answer."""
+        ws = self._ws
+        if ws is None:
+            raise ConnectionError("not connected to the hypivisor")
+        req_id = f"{method}-{next(self._ids)}"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[req_id] = future
+        try:
+            await ws.send(orjson.dumps({"id": req_id, "method": method, "params": params}).decode())
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiting.pop(req_id, None)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        """Resolve responses by id; push events (node_joined, ...) are not for agents and are ignored."""
+        try:
+            async for raw in ws:
+                try:
+                    msg = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                if not isinstance(msg, dict) or "event" in msg:
+                    continue
+                future = self._waiting.get(msg.get("id"))
+                if future is None or future.done():
+                    continue
+                err = msg.get("error")
+                if isinstance(err, dict):
+                    code = err.get("code")
+                    code = code if isinstance(code, int) and not isinstance(code, bool) else 0
+                    future.set_exception(RpcError(code, str(err.get("message"))))
+                else:
+                    future.set_result(msg.get("result"))
+        except ConnectionClosed:
+            pass
+        finally:
+            for future in self._waiting.values():
+                if not future.done():
+                    future.set_exception(ConnectionError("hypivisor connection closed"))
+
+    async def stop(self, deregister_id: str | None, timeout: float = 1.0) -> None:
+        """Clean exit: deregister (bounded by ``timeout``) and close; safe when not connected."""
+        self._stopping = True
+        self._poke.set()
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            if deregister_id is not None and self.registered:
+                await self.call("deregister", {"id": deregister_id}, timeout=timeout)
+                log.info("deregistered from hypivisor", node=deregister_id)
+        except Exception as exc:  # noqa: BLE001 - best effort on the way out
+            log.info("deregister failed", error=f"{type(exc).__name__}: {exc}"[:200])
+        try:
+            await asyncio.wait_for(ws.close(), timeout)
+        except Exception:  # noqa: BLE001
+            pass

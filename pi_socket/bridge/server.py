@@ -1,0 +1,160 @@
+"""The agent WebSocket server: handshake checks, one connection's lifetime, frame dispatch.
+
+Thin on purpose: auth is ``auth``, parsing is ``frames``, queueing is
+``clients``, behaviour per message is ``handlers``. This module binds a port,
+vets handshakes (401/403 before the upgrade), sends ``init_state`` first and
+runs each incoming frame as its own guarded task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from pydantic import BaseModel
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from pi_socket import oplog
+from pi_socket.protocol import ErrorCode, ErrorMsg, dump
+
+from . import auth, faults
+from .clients import Client
+from .config import MAX_FRAME_BYTES, BridgeConfig
+from .frames import parse_client_frame
+
+if TYPE_CHECKING:
+    from .app import Bridge
+
+MAX_INFLIGHT_PER_CLIENT = 64
+READY_WAIT_S = 5.0
+log = oplog.get_logger()
+
+
+def frame(model: BaseModel) -> str:
+    """Serialise an outgoing protocol model once, as the text every client receives."""
+    return orjson.dumps(dump(model)).decode()
+
+
+class AgentServer:
+    """Owns the listening socket; hands each connection's frames to the bridge's handlers."""
+
+    def __init__(self, bridge: "Bridge", config: BridgeConfig) -> None:
+        self.bridge = bridge
+        self.config = config
+        self.server: Server | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        """Bind the first free candidate port; returns it. Raises OSError if none is free."""
+        last: OSError | None = None
+        for port in self.config.candidate_ports():
+            try:
+                self.server = await serve(
+                    self._connection,
+                    self.config.host,
+                    port,
+                    process_request=self._process_request,
+                    select_subprotocol=lambda _conn, offered: auth.select_protocol(list(offered)),
+                    max_size=MAX_FRAME_BYTES,
+                    max_queue=64,
+                    compression="deflate",
+                    ping_interval=20,
+                    ping_timeout=20,
+                    close_timeout=3,
+                    logger=logging.getLogger("pi_socket.bridge.ws"),
+                )
+            except OSError as exc:
+                last = exc
+                continue
+            self.port = self.server.sockets[0].getsockname()[1]
+            return self.port
+        raise OSError(f"no free port in {self.config.candidate_ports()[:1]}..+100: {last}")
+
+    async def close(self) -> None:
+        """Stop accepting and close every client with 1001 (bounded by close_timeout)."""
+        if self.server is not None:
+            self.server.close(close_connections=True)
+            try:
+                await asyncio.wait_for(self.server.wait_closed(), 3.0)
+            except asyncio.TimeoutError:
+                pass
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Token and Origin before the upgrade (specs/protocol.md §1)."""
+        verdict = auth.check_handshake(
+            token=self.config.token,
+            allowed_origins=self.config.allowed_origins,
+            authorization=request.headers.get("Authorization"),
+            protocols=auth.split_protocols(request.headers.get_all("Sec-WebSocket-Protocol")),
+            path=request.path,
+            origin=request.headers.get("Origin"),
+        )
+        if verdict.ok:
+            return None
+        log.info("handshake refused", status=int(verdict.status), reason=verdict.reason, remote=_peer(connection))
+        return connection.respond(verdict.status, verdict.reason + "\n")
+
+    async def _connection(self, ws: ServerConnection) -> None:
+        """One client: init_state first, then each frame as a guarded task, until it closes."""
+        client: Client | None = None
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            faults.maybe_fail("client.connect")
+            await self.bridge.wait_ready(READY_WAIT_S)
+            client = Client(ws, self.config.client_queue_frames, self.config.client_queue_bytes)
+            self.bridge.attach(client)  # init_state queued and client registered with no await between
+            client.task = asyncio.create_task(client.run_sender())
+            log.info("client connected", client=client.id, remote=_peer(ws), clients=len(self.bridge.hub))
+            async for raw in ws:
+                if client.closed:
+                    break
+                self._spawn(client, raw, tasks)
+        except ConnectionClosed:
+            pass
+        except Exception as exc:  # noqa: BLE001 - outer boundary: one connection never takes the bridge down
+            oplog.log_boundary_error("client.connect", exc)
+            await ws.close(1011, "internal error")
+        finally:
+            if client is not None:
+                self.bridge.detach(client)
+                client.closed = True
+                if client.task is not None:
+                    client.task.cancel()
+                log.info("client disconnected", client=client.id, code=ws.close_code, clients=len(self.bridge.hub))
+
+    def _spawn(self, client: Client, raw: Any, tasks: set[asyncio.Task[None]]) -> None:
+        """Run one frame concurrently (a slow list_files never delays an abort), bounded per client."""
+        if len(tasks) >= MAX_INFLIGHT_PER_CLIENT:
+            client.enqueue(frame(ErrorMsg(code=ErrorCode.RATE_LIMITED, message="too many requests in flight")))
+            return
+        task = asyncio.create_task(self._guarded(client, raw))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _guarded(self, client: Client, raw: Any) -> None:
+        """Boundary ``client.message``: any unexpected error answers 2000 and is logged for hardening."""
+        try:
+            faults.maybe_fail("client.message")
+            msg = parse_client_frame(raw)
+            if isinstance(msg, ErrorMsg):
+                client.enqueue(frame(msg))
+                return
+            await self.bridge.handlers.dispatch(client, msg)
+        except Exception as exc:  # noqa: BLE001 - outer boundary
+            oplog.log_boundary_error("client.message", exc, client=client.id)
+            client.enqueue(frame(ErrorMsg(code=ErrorCode.INTERNAL_ERROR, message="internal error in the bridge")))
+
+
+def _peer(ws: ServerConnection) -> Any:
+    try:
+        return ws.remote_address[0]
+    except (TypeError, IndexError, AttributeError):
+        return None
+
+
+__all__ = ["AgentServer", "frame", "HTTPStatus"]

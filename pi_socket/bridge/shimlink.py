@@ -1,0 +1,132 @@
+"""The stdio link with the shim inside pi: JSON lines both ways (specs/protocol.md §4).
+
+stdout carries protocol lines and nothing else (the bridge moves fd 1 away
+from everything but this writer at start-up); stdin is read line by line with
+no practical size limit (a history answer can be megabytes), and a line too
+long or not JSON is logged and skipped, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from typing import Any, Callable
+
+import orjson
+
+from pi_socket import oplog
+
+MAX_LINE = 512 * 1024 * 1024
+DEFAULT_TIMEOUT_S = 10.0
+
+log = oplog.get_logger()
+
+
+class ShimError(Exception):
+    """The shim answered ``ok: false`` or did not answer in time; ``str()`` is the reason."""
+
+
+class ShimLink:
+    """Reads shim lines into ``on_line``; ``request`` sends a ``req`` and awaits its ``res``."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._ids = itertools.count(1)
+        self._waiting: dict[str, asyncio.Future[Any]] = {}
+        self.closed = False
+
+    @classmethod
+    async def from_stdio(cls, out_fd: int) -> "ShimLink":
+        """Wrap stdin and a dup of the original stdout as asyncio pipes."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=MAX_LINE)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(0, "rb", buffering=0))
+        transport, protocol = await loop.connect_write_pipe(
+            asyncio.streams.FlowControlMixin, os.fdopen(out_fd, "wb", buffering=0)
+        )
+        writer = asyncio.StreamWriter(transport, protocol, None, loop)
+        return cls(reader, writer)
+
+    async def send(self, obj: dict[str, Any]) -> None:
+        """Write one line; a broken pipe (shim gone) marks the link closed instead of raising."""
+        if self.closed or self._writer is None:
+            return
+        try:
+            self._writer.write(orjson.dumps(obj) + b"\n")
+            await self._writer.drain()
+        except (ConnectionError, OSError, RuntimeError):
+            self.closed = True
+
+    async def request(self, op: str, timeout: float = DEFAULT_TIMEOUT_S, **fields: Any) -> Any:
+        """Send ``{t:"req", id, op, ...}`` and return ``res.data``; raises ShimError."""
+        req_id = f"b{next(self._ids)}"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[req_id] = future
+        try:
+            await self.send({"t": "req", "id": req_id, "op": op, **fields})
+            if self.closed:
+                raise ShimError("shim is not connected")
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise ShimError(f"shim did not answer {op} within {timeout:g} s") from None
+        finally:
+            self._waiting.pop(req_id, None)
+
+    def _resolve(self, line: dict[str, Any]) -> None:
+        future = self._waiting.get(str(line.get("id")))
+        if future is None or future.done():
+            return
+        if line.get("ok"):
+            future.set_result(line.get("data"))
+        else:
+            future.set_exception(ShimError(str(line.get("error") or "shim refused the request")))
+
+    async def run(self, on_line: Callable[[dict[str, Any]], None]) -> None:
+        """Read until EOF; ``res`` lines resolve requests, every other object goes to ``on_line``.
+
+        ``on_line`` is synchronous on purpose: events are applied in arrival order without
+        interleaving, and anything that must await (e.g. asking the shim for history) is a
+        task of its own, since awaiting here would block the very loop that reads its answer."""
+        while True:
+            raw = await self._read_line()
+            if raw is None:
+                break
+            if not raw.strip():
+                continue
+            try:
+                line = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                log.warning("shim line is not JSON; skipped", size=len(raw))
+                continue
+            if not isinstance(line, dict):
+                continue
+            if line.get("t") == "res":
+                self._resolve(line)
+            else:
+                on_line(line)
+        self.closed = True
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ShimError("shim closed stdin"))
+
+    async def _read_line(self) -> bytes | None:
+        """One line without its newline; None at EOF. An over-long line is drained and skipped."""
+        while True:
+            try:
+                return (await self._reader.readuntil(b"\n"))[:-1]
+            except asyncio.IncompleteReadError as exc:
+                return exc.partial or None
+            except asyncio.LimitOverrunError as exc:
+                log.warning("shim line exceeds limit; skipped", limit=MAX_LINE)
+                await self._reader.readexactly(exc.consumed)
+                await self._skip_to_newline()
+
+    async def _skip_to_newline(self) -> None:
+        while True:
+            try:
+                await self._reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as exc:
+                await self._reader.readexactly(exc.consumed)
