@@ -32,7 +32,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?<!\w)'[^'\n]{0,300}'(?!\w)"), "<str>"),
     (re.compile(r'"[^"\n]{0,300}"'), "<str>"),
     (re.compile(r"`[^`\n]{0,300}`"), "<str>"),
-    (re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s,;)\]}>]+"), "<url>"),
+    (re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s,;)}>]+"), "<url>"),
     (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<uuid>"),
     (re.compile(r"(?<![\w.<>])(?:~|\.{1,2})?(?:/[\w.@+~-]+){2,}/?"), "<path>"),
     (re.compile(r"\b[A-Za-z]:\\[^\s'\"]+"), "<path>"),

@@ -62,6 +62,8 @@ class LedgerEntry(BaseModel):
             )
         if self.first_seen > self.last_seen:
             raise ValueError("first_seen is after last_seen")
+        if self.status in ("fixed", "attempted") and not self.files_changed:
+            raise ValueError(f"a {self.status} entry must list files_changed (the change lives somewhere)")
         return self
 
     def to_line(self) -> str:

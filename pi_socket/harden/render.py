@@ -111,6 +111,8 @@ def finding_text(finding: Finding) -> list[str]:
 
 def report_text(assessment: Assessment, scan: LogScan, ledger_path: Path, include_resolved: bool) -> str:
     out = [_headline(assessment), *_scan_lines(scan), f"ledger: {ledger_path}"]
+    if assessment.ledger_only:
+        out.append(f"ledger classes with no occurrence in these logs: {', '.join(assessment.ledger_only)}")
     shown = assessment.findings if include_resolved else assessment.unprocessed
     for finding in shown:
         out += ["", *finding_text(finding)]
