@@ -1,1 +1,180 @@
-"""Fixtures that start real hypivisor processes (owned by the hypivisor work)."""
+"""Fixtures that start real hypivisor processes (owned by the hypivisor work).
+
+``hypivisor_factory(**options)`` starts ``python -m hypivisor`` on free
+loopback ports and returns a :class:`HypivisorProc`; every process is killed at
+teardown. ``hypivisor`` is one instance with the defaults (temp ``HOME``, no
+token, TTL 30 s, dashboard port on).
+
+Example::
+
+    def test_x(hypivisor_factory):
+        hv = hypivisor_factory(token="s3cret", ttl=1)
+        async with websockets.connect(hv.ws_url, additional_headers=hv.auth_headers) as ws: ...
+        hv.kill(); hv.restart()   # same ports
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT = 15.0
+
+
+def free_port() -> int:
+    """An ephemeral loopback port that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HypivisorProc:
+    """One ``python -m hypivisor`` process and how to reach it."""
+
+    def __init__(
+        self,
+        home: Path,
+        token: str | None = None,
+        ttl: float | None = None,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        dashboard: bool = True,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        dashboard_port: int | None = None,
+    ):
+        self.home = Path(home)
+        self.token = token
+        self.host = host
+        self.port = port or free_port()
+        self.dashboard_port = (dashboard_port or free_port()) if dashboard else 0
+        self.ttl = ttl
+        self.extra_args = list(args)
+        self.env = self._build_env(env)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_dir = Path(tempfile.mkdtemp(prefix="hv-out-"))
+        self._runs = 0
+
+    def _build_env(self, overrides: Mapping[str, str] | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
+        env["HOME"] = str(self.home)
+        env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        env["HYPI_DASHBOARD_DIR"] = str(self.home / "no-dashboard-here")
+        if self.token:
+            env["HYPI_TOKEN"] = self.token
+        env.update(overrides or {})
+        return env
+
+    @property
+    def argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "hypivisor", "--host", self.host, "-p", str(self.port)]
+        argv += ["--dashboard-port", str(self.dashboard_port), "--log-level", "debug"]
+        if self.ttl is not None:
+            argv += ["-t", str(self.ttl)]
+        return argv + self.extra_args
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def url(self, path: str = "/", scheme: str = "http", dashboard: bool = False) -> str:
+        port = self.dashboard_port if dashboard else self.port
+        return f"{scheme}://127.0.0.1:{port}{path}"
+
+    def agent_url(self, node_id: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/agent/{node_id}"
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def start(self) -> HypivisorProc:
+        self._runs += 1
+        self.stdout_path = self.log_dir / f"stdout.{self._runs}"
+        self.stderr_path = self.log_dir / f"stderr.{self._runs}"
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(self.argv, env=self.env, cwd=REPO_ROOT, stdout=out, stderr=err)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Poll /healthz until it answers (bounded), failing fast if the process died."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hypivisor exited with {self.proc.returncode}: {self.stderr()}")
+            try:
+                with urllib.request.urlopen(self.url("/healthz"), timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"hypivisor not ready after {timeout}s: {self.stderr()}")
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def log_lines(self) -> str:
+        path = self.home / ".pi" / "logs" / "hypivisor.jsonl"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL, as in the resilience tests: no cleanup runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def restart(self) -> HypivisorProc:
+        """Kill (if running) and start again on the same ports."""
+        self.kill()
+        return self.start()
+
+
+@pytest.fixture
+def hypivisor_factory(tmp_path: Path) -> Iterator:
+    """Start hypivisors with options; all are stopped at teardown."""
+    started: list[HypivisorProc] = []
+
+    def start(*, home: Path | None = None, start: bool = True, **options) -> HypivisorProc:
+        if home is None:
+            home = tmp_path / f"home{len(started)}"
+            home.mkdir(exist_ok=True)
+        hv = HypivisorProc(home=home, **options)
+        started.append(hv)
+        return hv.start() if start else hv
+
+    try:
+        yield start
+    finally:
+        for hv in started:
+            hv.kill()
+
+
+@pytest.fixture
+def hypivisor(hypivisor_factory) -> HypivisorProc:
+    """One hypivisor with the defaults."""
+    return hypivisor_factory()

@@ -1,0 +1,123 @@
+"""Command line and environment: everything the daemon is told, parsed in one place. Pure."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypivisor.auth import parse_allowed_origins
+
+DEFAULT_PORT = 31415
+DEFAULT_DASHBOARD_PORT = 5180
+DEFAULT_TTL = 30.0
+DEFAULT_SPAWN_TIMEOUT = 30.0
+
+ENV_HELP = """\
+environment:
+  HYPI_TOKEN             shared secret for every WebSocket endpoint (Bearer header,
+                         hypi-token.<base64url> subprotocol or ?token=); unset = no auth, warned
+  HYPI_ALLOWED_ORIGINS   extra browser origins allowed to open WebSockets (comma-separated, exact)
+  HYPI_SPAWN_COMMAND     shell template instead of tmux for spawn_agent, e.g. "cd {path} && pi"
+                         ({path} and {session} are shell-quoted)
+  HYPI_DASHBOARD_DIR     built Pi-DE to serve (default: pi_de/dist in the repository)
+  HYPI_SPAWN_TIMEOUT     seconds spawn_agent waits for the new agent to register (default 30)
+"""
+
+
+def default_dashboard_dir() -> Path:
+    """``pi_de/dist`` next to the package, i.e. in the repository root."""
+    return Path(__file__).resolve().parent.parent / "pi_de" / "dist"
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    node_ttl: float = DEFAULT_TTL
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT
+    log_level: str = "info"
+    token: str | None = None
+    allow_unauthenticated_spawn: bool = False
+    allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    spawn_command: str | None = None
+    dashboard_dir: Path = field(default_factory=default_dashboard_dir)
+    spawn_timeout: float = DEFAULT_SPAWN_TIMEOUT
+    dashboard_queue: int = 1024
+
+
+def _positive(kind: type):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m hypivisor",
+        description="Hyper-Pi hypivisor: registry of running pi agents, push events, "
+        "WebSocket proxy to each agent, spawn in tmux, and the built Pi-DE dashboard.",
+        epilog=ENV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to bind both ports to (default: %(default)s)")
+    p.add_argument("-p", "--port", type=_port, default=DEFAULT_PORT, help="registry/proxy port (default: %(default)s)")
+    p.add_argument(
+        "-t", "--node-ttl", type=_positive(float), default=DEFAULT_TTL,
+        help="seconds an offline agent stays listed; silent 'active' agents are removed after 3x (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dashboard-port", type=_port, default=DEFAULT_DASHBOARD_PORT,
+        help="port serving the built Pi-DE (plus /ws and /ws/agent/* same-origin); 0 disables (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"],
+        help="level of ~/.pi/logs/hypivisor.jsonl (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--allow-unauthenticated-spawn", action="store_true",
+        help="allow spawn_agent without HYPI_TOKEN while bound to a non-loopback address (dangerous)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dashboard-queue", type=_positive(int), default=1024,
+        help="events queued per dashboard before it is disconnected as too slow (default: %(default)s)",
+    )  # fmt: skip
+    return p
+
+
+def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
+    """Combine argv and environment into a Config (argparse exits 2 on bad arguments)."""
+    args = build_parser().parse_args(argv)
+    timeout = env.get("HYPI_SPAWN_TIMEOUT")
+    return Config(
+        host=args.host,
+        port=args.port,
+        node_ttl=args.node_ttl,
+        dashboard_port=args.dashboard_port,
+        log_level=args.log_level,
+        token=env.get("HYPI_TOKEN") or None,
+        allow_unauthenticated_spawn=args.allow_unauthenticated_spawn,
+        allowed_origins=frozenset(parse_allowed_origins(env.get("HYPI_ALLOWED_ORIGINS"))),
+        spawn_command=env.get("HYPI_SPAWN_COMMAND") or None,
+        dashboard_dir=Path(env["HYPI_DASHBOARD_DIR"]) if env.get("HYPI_DASHBOARD_DIR") else default_dashboard_dir(),
+        spawn_timeout=float(timeout) if timeout else DEFAULT_SPAWN_TIMEOUT,
+        dashboard_queue=args.dashboard_queue,
+    )
+
+
+def home_dir(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get("HOME") or os.path.expanduser("~")

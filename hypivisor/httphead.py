@@ -1,0 +1,124 @@
+"""HTTP/1.1 request heads: parse, route, rewrite for the agent, and tiny error responses.
+
+Pure bytes in, values out. The front protocol buffers at most ``MAX_HEAD``
+bytes, parses the head here, and decides whether the connection becomes a
+byte splice to an agent or goes to aiohttp. Only the head is ever parsed; after
+the handshake the proxy never looks at a WebSocket frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http import HTTPStatus
+from urllib.parse import parse_qs, unquote
+
+import orjson
+
+MAX_HEAD = 16 * 1024
+AGENT_PREFIX = "/ws/agent/"
+_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class HeadError(Exception):
+    """The bytes are not an HTTP/1.x request head we accept (answered with 400)."""
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    method: str
+    target: str
+    path: str
+    query: str
+    version: str
+    headers: tuple[tuple[str, str], ...]  # original names and order, values stripped
+
+    def get(self, name: str) -> str | None:
+        """All values of a header joined with ", " (RFC 9110), or None."""
+        name = name.lower()
+        values = [v for k, v in self.headers if k.lower() == name]
+        return ", ".join(values) if values else None
+
+    def query_param(self, name: str) -> str | None:
+        values = parse_qs(self.query, keep_blank_values=True).get(name)
+        return values[0] if values else None
+
+    @property
+    def is_websocket(self) -> bool:
+        upgrade = (self.get("upgrade") or "").lower()
+        connection = (self.get("connection") or "").lower()
+        return "websocket" in upgrade and "upgrade" in connection
+
+
+def find_head_end(buf: bytes | bytearray) -> int:
+    """Index just past the blank line ending the head, or -1 while incomplete."""
+    i = buf.find(b"\r\n\r\n")
+    return -1 if i < 0 else i + 4
+
+
+def parse_head(raw: bytes) -> RequestHead:
+    """Parse a request head (request line + headers, CRLF-separated, trailing blank line optional)."""
+    try:
+        text = raw.decode("latin-1")
+    except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes everything
+        raise HeadError("undecodable head") from exc
+    lines = text.rstrip("\r\n").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not parts[0] or not parts[2].startswith("HTTP/1."):
+        raise HeadError("malformed request line")
+    method, target, version = parts
+    if not all(ord(c) in _TOKEN_CHARS for c in method):
+        raise HeadError("malformed method")
+    path, _, query = target.partition("?")
+    if not path.startswith("/"):
+        raise HeadError("request target must be a path")
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep or not name or not all(ord(c) in _TOKEN_CHARS for c in name):
+            raise HeadError(f"malformed header line: {line[:40]!r}")
+        headers.append((name, value.strip(" \t")))
+    return RequestHead(method, target, path, query, version, tuple(headers))
+
+
+def agent_node_id(path: str) -> str | None:
+    """The node id of ``/ws/agent/<id>`` (percent-decoded), '' for a missing id, None for other paths."""
+    if not path.startswith(AGENT_PREFIX):
+        return None
+    rest = path[len(AGENT_PREFIX) :]
+    if "/" in rest.rstrip("/"):
+        return None
+    return unquote(rest.rstrip("/"))
+
+
+def rewrite_for_agent(head: RequestHead, host: str, port: int) -> bytes:
+    """The upgrade request as the agent must see it.
+
+    Path becomes ``/`` (query kept: it may carry the token), Host names the
+    agent, and ``Origin`` is dropped because the hypivisor already vouched for
+    it (the bridge would otherwise reject the dashboard's origin). Everything
+    else, including token headers, subprotocols, keys and extensions, is passed
+    unchanged so the WebSocket handshake stays end to end.
+    """
+    target = "/" + ("?" + head.query if head.query else "")
+    host_value = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    out = [f"{head.method} {target} {head.version}", f"Host: {host_value}"]
+    for name, value in head.headers:
+        if name.lower() in ("host", "origin"):
+            continue
+        out.append(f"{name}: {value}")
+    return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
+
+
+def error_response(status: int, code: int, message: str, extra_headers: tuple[tuple[str, str], ...] = ()) -> bytes:
+    """A complete ``Connection: close`` response with body ``{error:{code,message}}``."""
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    reason = HTTPStatus(status).phrase
+    lines = [
+        f"HTTP/1.1 {status} {reason}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+        "Cache-Control: no-store",
+        *(f"{k}: {v}" for k, v in extra_headers),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

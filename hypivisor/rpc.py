@@ -1,0 +1,147 @@
+"""The ``/ws`` registry endpoint (aiohttp): auth, framing, concurrency, lifecycle.
+
+Each request runs in its own task so a slow ``list_directories`` or a
+``spawn_agent`` waiting 30 s never delays ``list_nodes`` on the same socket
+(at most ``MAX_INFLIGHT`` per connection; more is answered with 1008). All
+outgoing frames go through the connection's :class:`Outbox`. aiohttp's
+WebSocket heartbeat pings every ``heartbeat_interval`` and drops a peer that
+stops answering, so a socket closed without a close frame marks its node
+offline within one interval.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from hypivisor import auth
+from hypivisor.broadcast import Outbox, encode
+from hypivisor.service import RpcFailure, Service
+from pi_socket import __version__, oplog
+from pi_socket.protocol import MAX_ID_LEN, ErrorCode, InitEvent
+
+MAX_INFLIGHT = 64
+MAX_FRAME = 1024 * 1024
+_conn_ids = itertools.count(1)
+
+log = structlog.get_logger(part="ws")  # lazy: bound after oplog.configure
+
+
+def error_frame(rpc_id: Any, code: int, message: str) -> bytes:
+    return orjson.dumps({"id": rpc_id, "error": {"code": int(code), "message": message}})
+
+
+def parse_request(data: str | bytes) -> tuple[Any, str, Any]:
+    """(id, method, params) or RpcFailure carrying the id to answer with (None when unknown)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise RpcFailure(ErrorCode.PARSE_ERROR, "frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise RpcFailure(ErrorCode.INVALID_REQUEST, "request must be a JSON object {id, method, params}")
+    rpc_id = obj.get("id")
+    if not (rpc_id is None or isinstance(rpc_id, int) and not isinstance(rpc_id, bool) or isinstance(rpc_id, str)):
+        raise RpcFailure(ErrorCode.INVALID_REQUEST, "id must be a string, an integer or null")
+    if isinstance(rpc_id, str) and len(rpc_id) > MAX_ID_LEN:
+        raise RpcFailure(ErrorCode.INVALID_REQUEST, f"id longer than {MAX_ID_LEN} characters")
+    method, params = obj.get("method"), obj.get("params")
+    extra = set(obj) - {"id", "method", "params", "jsonrpc"}
+    if not isinstance(method, str) or not method or extra:
+        exc = RpcFailure(ErrorCode.INVALID_REQUEST, "request must be {id, method, params} with a string method")
+        exc.rpc_id = rpc_id  # type: ignore[attr-defined]
+        raise exc
+    if params is not None and not isinstance(params, dict):
+        exc = RpcFailure(ErrorCode.INVALID_PARAMS, "params must be an object")
+        exc.rpc_id = rpc_id  # type: ignore[attr-defined]
+        raise exc
+    return rpc_id, method, params
+
+
+class Connection:
+    """One ``/ws`` socket: a dashboard until it registers a node."""
+
+    def __init__(self, service: Service, ws: web.WebSocketResponse, request: web.Request):
+        self.service = service
+        self.ws = ws
+        self.key = f"c{next(_conn_ids)}"
+        self.peer = request.remote or "127.0.0.1"
+        self.outbox = Outbox(ws, request.transport, service.config.dashboard_queue, name=f"{self.key}@{self.peer}")
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def start_as_dashboard(self) -> None:
+        """Snapshot and subscribe with no await in between, so no event can fall in a gap."""
+        nodes = self.service.registry.nodes()
+        self.outbox.send(encode(InitEvent(nodes=nodes, hypivisor_version=__version__)))
+        self.service.hub.dashboards.add(self.outbox)
+
+    def on_frame(self, data: str | bytes) -> None:
+        self.service.registry.touch(self.key, time.time())
+        try:
+            rpc_id, method, params = parse_request(data)
+        except RpcFailure as exc:
+            self.outbox.send(error_frame(getattr(exc, "rpc_id", None), exc.code, exc.message))
+            return
+        if len(self.tasks) >= MAX_INFLIGHT:
+            self.outbox.send(error_frame(rpc_id, ErrorCode.RATE_LIMITED, f"more than {MAX_INFLIGHT} requests in flight"))
+            return
+        task = asyncio.get_running_loop().create_task(self._call(rpc_id, method, params))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _call(self, rpc_id: Any, method: str, params: Any) -> None:
+        if method == "register":
+            self.service.hub.dashboards.discard(self.outbox)  # bridges get no roster pushes
+        try:
+            result = await self.service.dispatch(method, params, self.key, self.peer)
+            frame = orjson.dumps({"id": rpc_id, "result": result})
+        except RpcFailure as exc:
+            frame = error_frame(rpc_id, exc.code, exc.message)
+        except Exception as exc:  # noqa: BLE001 - outer boundary of one request
+            oplog.log_boundary_error("hypivisor.rpc", exc, method=method)
+            frame = error_frame(rpc_id, ErrorCode.INTERNAL_ERROR, f"internal error in {method}; see hypivisor.jsonl")
+        self.outbox.send(frame)
+
+    def closed(self) -> None:
+        self.service.hub.dashboards.discard(self.outbox)
+        self.outbox.close()
+        for task in self.tasks:
+            task.cancel()
+        self.service.publish(self.service.registry.connection_closed(self.key, time.time()))
+
+
+async def registry_ws(request: web.Request) -> web.StreamResponse:
+    """``GET /ws``: reject before the upgrade, then serve requests until the socket ends."""
+    service: Service = request.app["service"]
+    decision = auth.check(request.headers.get, request.query.get("token"), service.config.token, request.app["origins"])
+    if not decision.allowed:
+        log.warning("websocket rejected", path="/ws", status=decision.status, remote=request.remote)
+        return web.json_response(
+            {"error": {"code": 1001 if decision.status == 401 else 1002, "message": decision.message}},
+            status=decision.status,
+        )
+    ws = web.WebSocketResponse(
+        protocols=(auth.SELECTED_PROTOCOL,),
+        heartbeat=service.registry.heartbeat_interval,
+        max_msg_size=MAX_FRAME,
+    )
+    await ws.prepare(request)
+    conn = Connection(service, ws, request)
+    conn.start_as_dashboard()
+    try:
+        async for msg in ws:
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                conn.on_frame(msg.data)
+            elif msg.type == WSMsgType.ERROR:
+                break
+    except Exception as exc:  # noqa: BLE001 - outer boundary of one connection
+        oplog.log_boundary_error("hypivisor.ws", exc)
+    finally:
+        conn.closed()
+    return ws

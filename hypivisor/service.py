@@ -1,0 +1,156 @@
+"""The registry's JSON-RPC methods: validate params, drive the pure parts, publish events.
+
+``dispatch`` is what the ``/ws`` handler calls for each request. Every failure
+a caller can cause comes back as :class:`RpcFailure` (code + message) so the
+handler answers ``{id, error}`` and the connection stays open; nothing here
+changes state before validation succeeded.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+import asyncio
+import os
+import time
+from collections.abc import Hashable
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from hypivisor import paths, spawn_cmd
+from hypivisor.auth import is_loopback
+from hypivisor.broadcast import Hub
+from hypivisor.config import Config, home_dir
+from hypivisor.registry import Registry, RegistryError
+from hypivisor.spawner import Spawner, SpawnError
+from pi_socket import oplog
+from pi_socket.protocol import (
+    REGISTRY_METHODS,
+    DeregisterParams,
+    DirectoryEntry,
+    ErrorCode,
+    HeartbeatParams,
+    ListDirectoriesParams,
+    ListDirectoriesResult,
+    ListNodesResult,
+    OkResult,
+    RegisterParams,
+    RegisterResult,
+    SpawnAgentParams,
+    SpawnAgentResult,
+)
+
+log = structlog.get_logger(part="registry")  # lazy: bound after oplog.configure
+
+
+class RpcFailure(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = int(code)
+        self.message = message
+
+
+def validation_message(exc: ValidationError) -> str:
+    """Short, readable summary of what was wrong with the params (no input values echoed)."""
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(x) for x in err["loc"]) or "params"
+        parts.append(f"{where}: {err['msg']}")
+    return "invalid params: " + "; ".join(parts)
+
+
+class Service:
+    """Everything the registry endpoint needs, shared by all connections."""
+
+    def __init__(self, config: Config, env: dict[str, str] | None = None):
+        self.config = config
+        self.env = dict(os.environ if env is None else env)
+        self.home = home_dir(self.env)
+        self.registry = Registry(config.node_ttl)
+        self.hub = Hub()
+        self.spawner = Spawner(config.spawn_command, config.spawn_timeout)
+
+    def publish(self, events: list[BaseModel]) -> None:
+        self.hub.publish(events)
+
+    async def dispatch(self, method: str, raw_params: dict[str, Any] | None, conn: Hashable, peer: str) -> Any:
+        model = REGISTRY_METHODS.get(method)
+        if model is None:
+            raise RpcFailure(ErrorCode.METHOD_NOT_FOUND, f"unknown method {method[:64]!r}")
+        try:
+            params = model.model_validate(raw_params or {})
+        except ValidationError as exc:
+            raise RpcFailure(ErrorCode.INVALID_PARAMS, validation_message(exc)) from None
+        handler = getattr(self, f"_m_{method}")
+        return await handler(params, conn, peer)
+
+    # -- methods ------------------------------------------------------------
+    async def _m_register(self, params: RegisterParams, conn: Hashable, peer: str) -> dict:
+        now = time.time()
+        node, events = self.registry.register(params, conn, peer, now)
+        self.publish(events)
+        self.spawner.node_registered(node, now)
+        log.info("node registered", node_id=node.id, machine=node.machine, port=node.port, cwd=node.cwd)
+        return RegisterResult(node=node, heartbeat_interval=self.registry.heartbeat_interval).model_dump(mode="json")
+
+    async def _m_heartbeat(self, params: HeartbeatParams, conn: Hashable, peer: str) -> dict:
+        try:
+            self.publish(self.registry.heartbeat(params, conn, time.time()))
+        except RegistryError as exc:
+            raise RpcFailure(exc.code, exc.message) from None
+        return OkResult(status="ok").model_dump(mode="json")
+
+    async def _m_deregister(self, params: DeregisterParams, conn: Hashable, peer: str) -> dict:
+        try:
+            self.publish(self.registry.deregister(params.id, conn, time.time()))
+        except RegistryError as exc:
+            raise RpcFailure(exc.code, exc.message) from None
+        log.info("node deregistered", node_id=params.id)
+        return OkResult(status="deregistered").model_dump(mode="json")
+
+    async def _m_list_nodes(self, params: BaseModel, conn: Hashable, peer: str) -> dict:
+        return ListNodesResult(nodes=self.registry.nodes()).model_dump(mode="json")
+
+    async def _m_list_directories(self, params: ListDirectoriesParams, conn: Hashable, peer: str) -> dict:
+        try:
+            listing = await asyncio.to_thread(paths.list_directories, params.path, self.home)
+        except paths.PathError as exc:
+            raise RpcFailure(exc.code, exc.message) from None
+        return ListDirectoriesResult(
+            path=listing.path,
+            parent=listing.parent,
+            home=listing.home,
+            directories=[DirectoryEntry(name=n, path=p) for n, p in listing.directories],
+        ).model_dump(mode="json")
+
+    def spawn_allowed(self) -> bool:
+        c = self.config
+        return bool(c.token) or is_loopback(c.host) or c.allow_unauthenticated_spawn
+
+    async def _m_spawn_agent(self, params: SpawnAgentParams, conn: Hashable, peer: str) -> dict:
+        if not self.spawn_allowed():
+            raise RpcFailure(
+                ErrorCode.FORBIDDEN,
+                "spawn_agent is refused: bound to a non-loopback address without HYPI_TOKEN "
+                "(set HYPI_TOKEN, bind --host 127.0.0.1, or pass --allow-unauthenticated-spawn)",
+            )
+        try:
+            target = await asyncio.to_thread(paths.spawn_target, params.path, params.new_folder, self.home)
+            if target.create:
+                await asyncio.to_thread(os.mkdir, target.path, 0o755)
+        except paths.PathError as exc:
+            raise RpcFailure(exc.code, exc.message) from None
+        except OSError as exc:
+            raise RpcFailure(ErrorCode.SPAWN_FAILED, f"cannot create folder: {exc.strerror}") from None
+        env = spawn_cmd.child_env(self.env, f"ws://127.0.0.1:{self.config.port}/ws", self.config.token)
+        log.info("spawning agent", path=target.path)
+        try:
+            node, session = await self.spawner.spawn(target.path, env, time.time())
+        except (SpawnError, spawn_cmd.TemplateError) as exc:
+            code = getattr(exc, "code", ErrorCode.SPAWN_FAILED)
+            log.warning("spawn failed", path=target.path, code=code, error=str(exc)[:300])
+            raise RpcFailure(code, getattr(exc, "message", str(exc))) from None
+        return SpawnAgentResult(node_id=node.id, tmux_session=session, path=target.path, node=node).model_dump(
+            mode="json"
+        )

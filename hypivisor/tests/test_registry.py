@@ -1,0 +1,164 @@
+"""The roster state machine, driven without sockets or clocks."""
+
+from __future__ import annotations
+
+import pytest
+
+from hypivisor.registry import Registry, RegistryError
+from pi_socket.protocol import HeartbeatParams, RegisterParams, TokenTotals
+
+TTL = 30.0
+
+
+def reg(node_id="a", machine="m1", port=8080, cwd="/home/u/p", **kw) -> RegisterParams:
+    return RegisterParams(id=node_id, machine=machine, cwd=cwd, port=port, **kw)
+
+
+def kinds(events):
+    return [(e.event, getattr(e, "id", None) or e.node.id) for e in events]
+
+
+@pytest.fixture
+def r() -> Registry:
+    return Registry(TTL)
+
+
+def test_register_adds_an_active_node_owned_by_the_connection(r):
+    node, events = r.register(reg(pid=42), "c1", "10.0.0.5", now=100.0)
+    assert node.status == "active" and node.last_seen == 100.0 and node.pid == 42
+    assert kinds(events) == [("node_joined", "a")]
+    assert r.get("a").owner == "c1" and r.get("a").host == "10.0.0.5"
+
+
+def test_host_from_register_wins_over_peer_address(r):
+    r.register(reg(host="192.168.1.9"), "c1", "10.0.0.5", now=1)
+    assert r.get("a").host == "192.168.1.9"
+
+
+def test_reregister_same_id_replaces_without_eviction_event(r):
+    r.register(reg(), "c1", "h", now=1)
+    r.connection_closed("c1", now=2)
+    node, events = r.register(reg(session_name="s"), "c2", "h", now=3)
+    assert kinds(events) == [("node_joined", "a")]
+    assert node.status == "active" and node.offline_since is None and node.session_name == "s"
+    assert len(r) == 1 and r.get("a").owner == "c2"
+
+
+def test_same_machine_and_port_evicts_the_old_id(r):
+    r.register(reg("old"), "c1", "h", now=1)
+    _, events = r.register(reg("new"), "c2", "h", now=2)
+    assert kinds(events) == [("node_removed", "old"), ("node_joined", "new")]
+    assert events[0].reason == "evicted"
+    assert [n.id for n in r.nodes()] == ["new"]
+
+
+def test_many_agents_in_one_folder_are_never_evicted_by_cwd(r):
+    for i in range(5):
+        _, events = r.register(reg(f"n{i}", port=8080 + i, cwd="/same"), f"c{i}", "h", now=i)
+        assert [e.event for e in events] == ["node_joined"]
+    assert len(r) == 5
+
+
+def test_same_port_on_another_machine_is_a_different_agent(r):
+    r.register(reg("a", machine="m1"), "c1", "h", now=1)
+    _, events = r.register(reg("b", machine="m2"), "c2", "h", now=1)
+    assert [e.event for e in events] == ["node_joined"] and len(r) == 2
+
+
+def test_owner_closing_marks_offline(r):
+    r.register(reg(), "c1", "h", now=1)
+    assert kinds(r.connection_closed("c1", now=5)) == [("node_offline", "a")]
+    assert r.get("a").node.status == "offline" and r.get("a").node.offline_since == 5
+
+
+def test_stale_socket_closing_late_does_not_mark_new_registration_offline(r):
+    r.register(reg(), "old-socket", "h", now=1)
+    r.register(reg(), "new-socket", "h", now=2)
+    assert r.connection_closed("old-socket", now=3) == []
+    assert r.get("a").node.status == "active"
+
+
+def test_closing_a_dashboard_changes_nothing(r):
+    r.register(reg(), "c1", "h", now=1)
+    assert r.connection_closed("dashboard", now=2) == []
+
+
+def test_offline_node_removed_after_ttl_not_before(r):
+    r.register(reg(), "c1", "h", now=0)
+    r.connection_closed("c1", now=10)
+    assert r.sweep(now=10 + TTL) == []
+    events = r.sweep(now=10 + TTL + 0.1)
+    assert kinds(events) == [("node_removed", "a")] and events[0].reason == "ttl"
+    assert len(r) == 0
+
+
+def test_active_ghost_removed_after_three_ttl_of_silence(r):
+    r.register(reg(), "c1", "h", now=0)
+    assert r.sweep(now=3 * TTL) == []
+    events = r.sweep(now=3 * TTL + 0.1)
+    assert kinds(events) == [("node_removed", "a")] and events[0].reason == "ghost"
+
+
+def test_heartbeat_keeps_an_active_node_alive(r):
+    r.register(reg(), "c1", "h", now=0)
+    assert r.heartbeat(HeartbeatParams(id="a"), "c1", now=80) == []
+    assert r.sweep(now=80 + 3 * TTL - 1) == []
+
+
+def test_any_frame_from_the_owner_counts_as_alive(r):
+    r.register(reg(), "c1", "h", now=0)
+    r.touch("c1", now=50)
+    assert r.get("a").node.last_seen == 50
+
+
+def test_heartbeat_with_changes_emits_one_node_updated(r):
+    r.register(reg(), "c1", "h", now=0)
+    events = r.heartbeat(HeartbeatParams(id="a", activity="working", tokens=TokenTotals(total=7)), "c1", now=1)
+    assert kinds(events) == [("node_updated", "a")]
+    assert events[0].node.activity == "working" and events[0].node.tokens.total == 7
+
+
+def test_heartbeat_repeating_same_values_is_silent(r):
+    r.register(reg(model="x"), "c1", "h", now=0)
+    assert r.heartbeat(HeartbeatParams(id="a", model="x", activity="idle"), "c1", now=1) == []
+    assert r.get("a").node.last_seen == 1
+
+
+def test_heartbeat_from_unknown_or_foreign_connection_asks_to_reregister(r):
+    with pytest.raises(RegistryError) as e:
+        r.heartbeat(HeartbeatParams(id="zz"), "c1", now=0)
+    assert e.value.code == 1006
+    r.register(reg(), "c1", "h", now=0)
+    with pytest.raises(RegistryError):
+        r.heartbeat(HeartbeatParams(id="a"), "c2", now=1)
+
+
+def test_deregister_removes_and_reports(r):
+    r.register(reg(), "c1", "h", now=0)
+    events = r.deregister("a", "c1", now=1)
+    assert kinds(events) == [("node_removed", "a")] and events[0].reason == "deregistered"
+    with pytest.raises(RegistryError) as e:
+        r.deregister("a", "c1", now=2)
+    assert e.value.code == 1006
+
+
+def test_a_bridge_cannot_deregister_another_node_but_a_dashboard_can(r):
+    r.register(reg("a", port=1), "c1", "h", now=0)
+    r.register(reg("b", port=2), "c2", "h", now=0)
+    with pytest.raises(RegistryError) as e:
+        r.deregister("b", "c1", now=1)
+    assert e.value.code == 1002 and len(r) == 2
+    r.deregister("b", "dashboard", now=1)
+    assert [n.id for n in r.nodes()] == ["a"]
+
+
+def test_snapshot_is_a_copy(r):
+    r.register(reg(), "c1", "h", now=0)
+    r.nodes()[0].status = "offline"
+    assert r.get("a").node.status == "active"
+
+
+def test_heartbeat_interval_is_a_third_of_ttl():
+    assert Registry(30).heartbeat_interval == 10
+    with pytest.raises(ValueError):
+        Registry(0)
