@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ from .ledger import LedgerEntry, iso
 from .logs import LogScan
 
 STACK_LINES = 12
+_PY_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+_JS_FRAME = re.compile(r"^\s*at (?:(\S+) \()?([^()\s]+):(\d+):\d+\)?\s*$", re.M)
 
 
 def _short(sha: str) -> str:
@@ -20,6 +23,23 @@ def _tail(stack: str, lines: int = STACK_LINES) -> list[str]:
     """The end of a stack is where the error was raised: keep that part."""
     body = [line for line in stack.rstrip().splitlines() if line.strip()]
     return (["…"] if len(body) > lines else []) + body[-lines:]
+
+
+def raised_at(stack: str) -> str:
+    """The innermost frame, ``path:line in function``: where to start reading.
+
+    Python tracebacks list the innermost frame last; the shim's JavaScript
+    stacks list it first.
+    """
+    frames = _PY_FRAME.findall(stack)
+    if frames:
+        path, line, func = frames[-1]
+        return f"{path}:{line} in {func}"
+    js = _JS_FRAME.search(stack)
+    if js:
+        func, path, line = js.groups()
+        return f"{path}:{line} in {func or '<anonymous>'}"
+    return ""
 
 
 def entry_json(entry: LedgerEntry) -> dict[str, Any]:
@@ -43,6 +63,7 @@ def finding_json(finding: Finding) -> dict[str, Any]:
         "last_seen": iso(s.last_seen),
         "example_error": s.latest.error,
         "example_stack": s.latest.stack,
+        "raised_at": raised_at(s.latest.stack),
         "sources": list(s.sources),
         "prior_commits": list(finding.prior_commits),
         "history": [entry_json(e) for e in finding.history],
@@ -102,6 +123,8 @@ def finding_text(finding: Finding) -> list[str]:
         f"    example:    {s.latest.error}",
         f"    first seen: {iso(s.first_seen)}   last seen: {iso(s.last_seen)}   in: {', '.join(s.sources)}",
     ]
+    if raised_at(s.latest.stack):
+        out.append(f"    raised at:  {raised_at(s.latest.stack)}")
     out += _history_lines(finding)
     if s.latest.stack:
         out.append("    stack (latest occurrence):")

@@ -56,6 +56,7 @@ def test_report_covers_both_logs_with_counts_times_stack_and_malformed_lines(env
     assert (bridge["component"], bridge["boundary"], bridge["occurrences"]) == ("bridge", "client.message", 2)
     assert bridge["first_seen"] == "2026-11-23T20:00:00.000Z" and bridge["last_seen"] == "2026-11-23T20:05:00.000Z"
     assert bridge["example_error"] == "KeyError: 'node-98'" and "on_message" in bridge["example_stack"]
+    assert bridge["raised_at"] == "h.py:3 in on_message"
     assert hypivisor["component"] == "hypivisor" and hypivisor["sources"] == ["hypivisor.jsonl"]
     assert data["logs"]["malformed_total"] == 1
 
@@ -184,3 +185,13 @@ def test_module_entry_point_runs_and_healthy_status_exits_zero(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("healthy")
+
+
+def test_raised_at_names_the_innermost_frame_of_python_and_javascript_stacks():
+    from pi_socket.harden.render import raised_at
+
+    py = 'Traceback (most recent call last):\n  File "a.py", line 1, in outer\n  File "b.py", line 7, in inner\nKeyError: 1'
+    js = "TypeError: x is undefined\n    at onMessage (/ext/src/index.ts:42:13)\n    at Socket.emit (node:events:519:28)"
+    assert raised_at(py) == "b.py:7 in inner"
+    assert raised_at(js) == "/ext/src/index.ts:42 in onMessage"
+    assert raised_at("no frames here") == ""
