@@ -15,6 +15,8 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import socket
@@ -27,6 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+import websockets
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 15.0
@@ -178,3 +181,70 @@ def hypivisor_factory(tmp_path: Path) -> Iterator:
 def hypivisor(hypivisor_factory) -> HypivisorProc:
     """One hypivisor with the defaults."""
     return hypivisor_factory()
+
+
+class RegistryClient:
+    """A ``/ws`` client for tests: ``call`` matches responses by id, ``events`` keeps pushes in order."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.events: list[dict] = []
+        self._replies: dict = {}
+        self._next = 0
+
+    @classmethod
+    async def connect(cls, hv: HypivisorProc, **kwargs) -> RegistryClient:
+        kwargs.setdefault("additional_headers", hv.auth_headers)
+        kwargs.setdefault("max_size", None)
+        kwargs.setdefault("open_timeout", 5)
+        return cls(await websockets.connect(hv.ws_url, **kwargs))
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _read_one(self, timeout: float) -> dict:
+        frame = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        if "event" in frame:
+            self.events.append(frame)
+        else:
+            self._replies[frame.get("id")] = frame
+        return frame
+
+    async def send(self, method: str, params: dict | None = None, rpc_id=None):
+        if rpc_id is None:
+            self._next += 1
+            rpc_id = f"r{self._next}"
+        req = {"id": rpc_id, "method": method}
+        if params is not None:
+            req["params"] = params
+        await self.ws.send(json.dumps(req))
+        return rpc_id
+
+    async def reply(self, rpc_id, timeout: float = 10.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while rpc_id not in self._replies:
+            await self._read_one(max(0.01, deadline - time.monotonic()))
+        return self._replies.pop(rpc_id)
+
+    async def call(self, method: str, params: dict | None = None, timeout: float = 10.0) -> dict:
+        """Send a request and return the whole response frame ({id, result} or {id, error})."""
+        return await self.reply(await self.send(method, params), timeout)
+
+    async def event(self, name: str, timeout: float = 10.0, **match) -> dict:
+        """The next push event called ``name`` (already received or arriving within ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, ev in enumerate(self.events):
+                if ev["event"] == name and all(ev.get(k) == v for k, v in match.items()):
+                    return self.events.pop(i)
+            await self._read_one(max(0.01, deadline - time.monotonic()))
+
+
+def node_params(node_id: str, port: int, cwd: str = "/tmp/project", machine: str = "test-machine", **extra) -> dict:
+    return {"id": node_id, "machine": machine, "cwd": cwd, "port": port, **extra}

@@ -1,0 +1,58 @@
+"""CLI and environment parsing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hypivisor import config
+from hypivisor.rpc import parse_request
+from hypivisor.service import RpcFailure
+
+
+def test_defaults():
+    c = config.parse([], {})
+    assert (c.host, c.port, c.node_ttl, c.dashboard_port, c.log_level) == ("0.0.0.0", 31415, 30.0, 5180, "info")
+    assert c.token is None and not c.allow_unauthenticated_spawn and c.spawn_timeout == 30.0
+    assert c.dashboard_dir == Path(config.__file__).resolve().parent.parent / "pi_de" / "dist"
+
+
+def test_flags_and_environment():
+    env = {"HYPI_TOKEN": "t", "HYPI_ALLOWED_ORIGINS": "https://a.b", "HYPI_SPAWN_COMMAND": "cd {path} && pi",
+           "HYPI_DASHBOARD_DIR": "/srv/d", "HYPI_SPAWN_TIMEOUT": "2.5"}  # fmt: skip
+    c = config.parse(["-p", "1", "-t", "1.5", "--dashboard-port", "0", "--host", "127.0.0.1",
+                      "--allow-unauthenticated-spawn", "--log-level", "debug"], env)  # fmt: skip
+    assert (c.port, c.node_ttl, c.dashboard_port, c.host, c.log_level) == (1, 1.5, 0, "127.0.0.1", "debug")
+    assert c.token == "t" and c.allowed_origins == {"https://a.b"} and c.spawn_command == "cd {path} && pi"
+    assert c.dashboard_dir == Path("/srv/d") and c.spawn_timeout == 2.5 and c.allow_unauthenticated_spawn
+
+
+@pytest.mark.parametrize("argv", [["-t", "0"], ["-p", "70000"], ["--log-level", "loud"], ["--nope"]])
+def test_bad_arguments_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        config.parse(argv, {})
+    assert e.value.code == 2
+
+
+def test_help_mentions_every_option_and_variable():
+    text = config.build_parser().format_help()
+    for word in ("--host", "--port", "--node-ttl", "--dashboard-port", "--log-level", "--allow-unauthenticated-spawn",
+                 "HYPI_TOKEN", "HYPI_ALLOWED_ORIGINS", "HYPI_SPAWN_COMMAND", "HYPI_DASHBOARD_DIR"):  # fmt: skip
+        assert word in text
+
+
+@pytest.mark.parametrize(
+    "frame,code,rpc_id",
+    [(b"{", -32700, None), (b"[1]", -32600, None), (b'{"id": 1.5, "method": "x"}', -32600, None),
+     (b'{"id": 3}', -32600, 3), (b'{"id": "a", "method": "m", "params": [1]}', -32602, "a"),
+     (b'{"id": 4, "method": "m", "bogus": 1}', -32600, 4), (b'{"id": true, "method": "m"}', -32600, None)],
+)  # fmt: skip
+def test_request_parsing_errors_carry_the_id_when_known(frame, code, rpc_id):
+    with pytest.raises(RpcFailure) as e:
+        parse_request(frame)
+    assert e.value.code == code and getattr(e.value, "rpc_id", None) == rpc_id
+
+
+def test_valid_request():
+    assert parse_request('{"id":"x","method":"list_nodes"}') == ("x", "list_nodes", None)
