@@ -14,6 +14,8 @@ import os
 import sys
 import warnings
 
+import structlog
+
 from pi_socket import oplog
 
 from . import faults
@@ -27,8 +29,8 @@ class _ToOplog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            level = "warning" if record.levelno < logging.ERROR else "error"
-            oplog.get_logger().log(logging.WARNING if level == "warning" else logging.ERROR, record.getMessage()[:2000], logger=record.name)
+            level = logging.WARNING if record.levelno < logging.ERROR else logging.ERROR
+            structlog.get_logger().log(level, record.getMessage()[:2000], logger=record.name)
         except Exception:  # noqa: BLE001 - logging never raises
             pass
 
@@ -55,7 +57,7 @@ def _loop_exception_handler(_loop: asyncio.AbstractEventLoop, context: dict) -> 
     if isinstance(exc, BaseException):
         oplog.log_boundary_error("event_loop", exc, detail=str(context.get("message"))[:300])
     else:
-        oplog.get_logger().warning("event loop warning", detail=str(context.get("message"))[:300])
+        structlog.get_logger().warning("event loop warning", detail=str(context.get("message"))[:300])
 
 
 async def _amain(out_fd: int) -> int:

@@ -13,6 +13,8 @@ import os
 import time
 from typing import Any
 
+import structlog
+
 from pi_socket import oplog
 from pi_socket.protocol import AgentNode, HeartbeatParams, PiEvent, RegisterParams, TokenTotals
 
@@ -25,7 +27,7 @@ from .server import AgentServer, frame
 from .shimlink import ShimError, ShimLink
 from .state import AgentState
 
-log = oplog.get_logger()
+log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 SHIM_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning", "error": "error"}
 
 
@@ -211,12 +213,11 @@ class Bridge:
         finally:
             if gen == self._session_gen:
                 self.state.finish_history(messages)
+                if changed and self._ready.is_set():
+                    self.resync_clients()  # they got the previous session's init_state
                 self._ready.set()
-        if gen != self._session_gen:
-            return
-        await self._refresh_state()
-        if changed and len(self.hub):
-            self.resync_clients()
+        if gen == self._session_gen:
+            await self._refresh_state()
 
     def resync_clients(self) -> None:
         """A new session (/new, /resume, /fork): every client gets a fresh init_state and starts over."""

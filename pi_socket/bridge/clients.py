@@ -16,12 +16,14 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+import structlog
+
 from pi_socket import oplog
 
 from . import faults
 
 SLOW_CLOSE_CODE = 1008
-log = oplog.get_logger()
+log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 _ids = itertools.count(1)
 
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+import structlog
+
 from pi_socket import oplog
 from pi_socket.protocol import (
     INIT_HISTORY_BUDGET_BYTES,
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from .app import Bridge
 
 SEND_TIMEOUT_S = 15.0
-log = oplog.get_logger()
+log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 
 
 def error(code: ErrorCode, message: str, msg_id: str | None = None) -> str:

@@ -17,6 +17,8 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+import structlog
+
 from pi_socket import oplog
 from pi_socket.protocol import ErrorCode, HeartbeatParams, RegisterParams
 
@@ -25,7 +27,7 @@ from .backoff import Backoff
 from .config import HEARTBEAT_FALLBACK_S, RECONNECT_CAP_S
 
 RPC_TIMEOUT_S = 5.0
-log = oplog.get_logger()
+log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 
 
 class RpcError(Exception):

@@ -19,6 +19,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+import structlog
+
 from pi_socket import oplog
 from pi_socket.protocol import ErrorCode, ErrorMsg, dump
 
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 
 MAX_INFLIGHT_PER_CLIENT = 64
 READY_WAIT_S = 5.0
-log = oplog.get_logger()
+log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 
 
 def frame(model: BaseModel) -> str:

@@ -15,12 +15,14 @@ from typing import Any, Callable
 
 import orjson
 
+import structlog
+
 from pi_socket import oplog
 
 MAX_LINE = 512 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 10.0
 
-log = oplog.get_logger()
+log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 
 
 class ShimError(Exception):
