@@ -123,6 +123,35 @@ def test_without_the_skill_the_command_is_just_text(pi_env):
     assert SENTENCE not in texts[-1]
 
 
+def all_requests(llm: str) -> list[dict]:
+    with urllib.request.urlopen(f"{llm}/_fake/requests", timeout=5) as resp:
+        return json.load(resp)
+
+
+def test_the_agent_can_run_the_helper_the_skill_names(pi_env, tmp_path):
+    """The skill's first step, done by pi's own bash tool: the report reaches the model as a tool result."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "pi-socket.jsonl").write_text(json.dumps({
+        "ts": "2026-11-23T20:00:00.000Z", "level": "error", "component": "bridge", "msg": "unhandled error at boundary",
+        "needsHardening": True, "boundary": "client.message", "error": "KeyError: 'type'", "stack": "tb"}) + "\n")
+    command = (f"cd {REPO} && {sys.executable} -m pi_socket.harden report --log-dir {logs} "
+               f"--ledger {tmp_path / 'ledger.jsonl'}")
+    script = [{"tool_calls": [{"name": "bash", "arguments": {"command": command}}]}, {"text": "report read"}]
+    req = urllib.request.Request(f"{pi_env['llm']}/_fake/script", data=json.dumps(script).encode(),
+                                 headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(req, timeout=5).close()
+    done = subprocess.run([str(PI), "-p", "--no-session", "--skill", str(SKILL_DIR), "/skill:harden-pi-socket"],
+                          env=pi_env["env"], cwd=pi_env["cwd"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "report read" in done.stdout
+    tool_results = [m for b in all_requests(pi_env["llm"]) for m in b["messages"] if m.get("role") == "tool"]
+    assert tool_results, "the bash tool result never reached the model"
+    result = json.dumps(tool_results[-1]["content"])
+    assert "NOT healthy: 1 unprocessed error class(es): 1 new" in result
+    assert "bridge / client.message" in result
+
+
 def _manifest_skills() -> list[str]:
     try:
         manifest = json.loads((EXTENSION_DIR / "package.json").read_text())
