@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import orjson
 
 from . import ledger as ledger_mod
-from .assess import Assessment, assess
+from .assess import assess
 from .classify import ClassSummary, group
 from .ledger import LedgerEntry, LedgerError, STATUSES
 from .logs import LogScan, default_logs, read_logs

@@ -100,7 +100,7 @@ def _scan_lines(scan: LogScan) -> list[str]:
     if scan.missing:
         out.append(f"logs missing (fine): {', '.join(scan.missing)}")
     if scan.malformed:
-        per_file = ", ".join(f"{Path(p).name}: {n}" for p, n in scan.malformed.items())
+        per_file = ", ".join(f"{p}: {n}" for p, n in scan.malformed.items())
         out.append(f"malformed lines skipped: {scan.malformed_total} ({per_file})")
     return out
 
