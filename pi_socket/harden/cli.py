@@ -140,6 +140,13 @@ def _class_fields(class_id: str, summaries: list[ClassSummary], entries: list[Le
     return {k: getattr(latest, k) for k in keep}
 
 
+def _same_record(a: LedgerEntry, b: LedgerEntry) -> bool:
+    """A re-run of the same record (refused). A new finding about the same commit, e.g. that a recurrence
+    came from a process still running pre-fix code, says something new and is allowed."""
+    keys = ("class_id", "status", "commit", "root_cause", "action")
+    return all(getattr(a, k) == getattr(b, k) for k in keys)
+
+
 def build_entry(args: argparse.Namespace, summaries: list[ClassSummary], entries: list[LedgerEntry],
                 now: dt.datetime) -> LedgerEntry:
     fields = _class_fields(args.class_id, summaries, entries)
@@ -149,8 +156,9 @@ def build_entry(args: argparse.Namespace, summaries: list[ClassSummary], entries
         **fields, "ts": now, "status": args.status, "commit": commit, "root_cause": args.root_cause,
         "action": args.action, "files_changed": args.files, "supersedes": supersedes,
     })
-    if any(e.class_id == entry.class_id and e.status == entry.status and e.commit == entry.commit for e in entries):
-        raise UsageError(f"class {entry.class_id} is already recorded as {entry.status} at {commit[:12]}")
+    if any(_same_record(e, entry) for e in entries):
+        raise UsageError(f"class {entry.class_id} is already recorded as {entry.status} at {commit[:12]} "
+                         "with this root cause and action")
     return entry
 
 

@@ -149,6 +149,10 @@ def test_recording_the_same_thing_twice_is_refused(env, capsys):
     code, _, err = run(capsys, *args)
     assert code == 2 and "already recorded" in err
     assert len(ledger.load(env / "ledger.jsonl")) == 1
+    # a new finding about the same commit (e.g. the recurrence came from a pre-fix process) is not a duplicate
+    args[args.index("--root-cause") + 1] = "occurrence came from a bridge started before the fix"
+    assert run(capsys, *args)[0] == 0
+    assert len(ledger.load(env / "ledger.jsonl")) == 2
 
 
 def test_a_class_gone_from_the_logs_can_still_be_recorded_from_its_ledger_history(env, capsys, tmp_path):
