@@ -60,6 +60,10 @@ class RegistryClient:
         self._waiting: dict[Any, asyncio.Future[Any]] = {}
         self._poke = asyncio.Event()
         self._stopping = False
+        self._stop_event = asyncio.Event()
+        self._deregister_id: str | None = None
+        self._stop_timeout = 1.0
+        self._done = asyncio.Event()
         self._announced_standalone = False
         self._ever_registered = False
 
@@ -69,6 +73,12 @@ class RegistryClient:
 
     async def run(self) -> None:
         """Connect, register, heartbeat; on any failure wait the backoff delay and start over."""
+        try:
+            await self._run()
+        finally:
+            self._done.set()
+
+    async def _run(self) -> None:
         while not self._stopping:
             try:
                 await self._session()
@@ -83,7 +93,10 @@ class RegistryClient:
                 self._ws = None
             if self._stopping:
                 break
-            await asyncio.sleep(self.backoff.next_delay())
+            try:  # the backoff sleep ends early only for a clean exit
+                await asyncio.wait_for(self._stop_event.wait(), self.backoff.next_delay())
+            except asyncio.TimeoutError:
+                pass
 
     async def _note_down(self, exc: BaseException) -> None:
         """Quiet by design: one info line per outage, one notice in pi per process."""
@@ -108,6 +121,8 @@ class RegistryClient:
                 faults.maybe_fail("registry.session")
                 interval = await self._register()
                 await self._heartbeats(interval, reader)
+                if self._stopping and self._deregister_id is not None:
+                    await self._deregister(self._deregister_id)
             finally:
                 reader.cancel()
 
@@ -132,6 +147,8 @@ class RegistryClient:
             poked = asyncio.create_task(self._poke.wait())
             await asyncio.wait({poked, reader}, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
             poked.cancel()
+            if self._stopping:
+                return
             if reader.done():
                 raise ConnectionClosed(None, None)
             self._poke.clear()
@@ -186,20 +203,24 @@ class RegistryClient:
                 if not future.done():
                     future.set_exception(ConnectionError("hypivisor connection closed"))
 
-    async def stop(self, deregister_id: str | None, timeout: float = 1.0) -> None:
-        """Clean exit: deregister (bounded by ``timeout``) and close; safe when not connected."""
-        self._stopping = True
-        self._poke.set()
-        ws = self._ws
-        if ws is None:
-            return
+    async def _deregister(self, node_id: str) -> None:
         try:
-            if deregister_id is not None and self.registered:
-                await self.call("deregister", {"id": deregister_id}, timeout=timeout)
-                log.info("deregistered from hypivisor", node=deregister_id)
+            await self.call("deregister", {"id": node_id}, timeout=self._stop_timeout)
+            log.info("deregistered from hypivisor", node=node_id)
         except Exception as exc:  # noqa: BLE001 - best effort on the way out
             log.info("deregister failed", error=f"{type(exc).__name__}: {exc}"[:200])
+
+    async def stop(self, deregister_id: str | None, timeout: float = 1.0) -> None:
+        """Clean exit: the session loop deregisters (bounded by ``timeout``) and closes.
+
+        Deregistering from the loop itself means no heartbeat can follow the deregister
+        (a late heartbeat would be answered "not found" and re-register a departed node)."""
+        self._deregister_id = deregister_id
+        self._stop_timeout = timeout
+        self._stopping = True
+        self._stop_event.set()
+        self._poke.set()
         try:
-            await asyncio.wait_for(ws.close(), timeout)
-        except Exception:  # noqa: BLE001
-            pass
+            await asyncio.wait_for(self._done.wait(), timeout + 0.5)
+        except asyncio.TimeoutError:
+            log.info("registry did not stop in time; leaving anyway")

@@ -26,6 +26,9 @@ async def shim(tmp_path):
 async def open_client(fake: FakeShim, **kwargs: Any) -> ClientConnection:
     kwargs.setdefault("max_size", 2**26)
     kwargs.setdefault("open_timeout", 5)
+    token = fake.extra_env.get("HYPI_TOKEN")
+    if token:
+        kwargs.setdefault("additional_headers", {"Authorization": f"Bearer {token}"})
     return await connect(fake.url, **kwargs)
 
 
