@@ -45,8 +45,8 @@ def _lines(stream, out: queue.Queue) -> None:
         out.put(raw)
 
 
-def run_bridge_with_faults(tmp: Path, faults: str) -> None:
-    """One real bridge life: faults armed, a shim's hello, wait for `ready`, then `bye`."""
+def run_bridge_with_faults(tmp: Path, faults: str, extra_lines: tuple[dict, ...] = ()) -> None:
+    """One real bridge life: faults armed, a shim's hello (and any extra shim lines), wait for `ready`, then `bye`."""
     env = {**os.environ, "PI_SOCKET_FAULT": faults, "PI_SOCKET_LOG_DIR": str(tmp / "logs"), "PI_SOCKET_PORT": "0",
            "PI_SOCKET_HOST": "127.0.0.1", "HYPIVISOR_WS": "off", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "pi_socket.bridge"], cwd=tmp, env=env, stdin=subprocess.PIPE,
@@ -58,6 +58,8 @@ def run_bridge_with_faults(tmp: Path, faults: str) -> None:
                  "pi_version": "0.73.1", "mode": "print", "session": {}}
         proc.stdin.write('{"t": "noop"}\n')  # the first line meets the armed stdin.line fault
         proc.stdin.write(json.dumps(hello) + "\n")
+        for line in extra_lines:
+            proc.stdin.write(json.dumps(line) + "\n")
         proc.stdin.flush()
         deadline = time.monotonic() + 15
         while True:
@@ -122,6 +124,19 @@ def test_an_injected_bridge_fault_is_reported_then_cleared_by_the_ledger_then_re
     assert again["prior_commits"] == [fix_commit]
     text = harden(tmp_path, "report").stdout
     assert "RECURRING" in text and f"git show {fix_commit[:12]}" in text
+
+
+def test_a_boundary_error_in_the_shim_reaches_the_report_through_the_bridge(tmp_path):
+    """The TypeScript shim cannot write files: it sends its boundary errors to the bridge as `log` lines."""
+    stack = ("TypeError: Cannot read properties of undefined (reading 'id')\n"
+             "    at onToolEnd (/opt/ext/src/index.ts:88:21)\n    at Runner.emit (/opt/pi/dist/runner.js:10:5)")
+    shim_error = {"t": "log", "level": "error", "msg": "TypeError: Cannot read properties of undefined (reading 'id')",
+                  "boundary": "pi.tool_execution_end", "stack": stack, "needsHardening": True}
+    run_bridge_with_faults(tmp_path, "", extra_lines=(shim_error, shim_error))
+    [klass] = report(tmp_path)["classes"]
+    assert (klass["component"], klass["boundary"], klass["occurrences"]) == ("shim", "pi.tool_execution_end", 2)
+    assert klass["pattern"] == "TypeError: Cannot read properties of undefined (reading <str>)"
+    assert klass["raised_at"] == "/opt/ext/src/index.ts:88 in onToolEnd"
 
 
 HYPIVISOR_WRITER = """
