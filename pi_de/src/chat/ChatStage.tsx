@@ -1,0 +1,112 @@
+// The centre pane for one agent. Mounted with key={nodeId}, so switching agents starts from a fresh
+// reducer and the old link is closed by the hook's cleanup.
+import { useEffect, useRef, useState, type DragEvent } from "react";
+import { useAgentLink } from "../connection/useAgentLink";
+import type { Endpoints } from "../connection/endpoints";
+import { Inspector } from "../inspector/Inspector";
+import { notifyRun } from "../notify/notify";
+import type { NodeInfo } from "../protocol/types";
+import { folderName } from "../roster/rosterReducer";
+import { Composer } from "./Composer";
+import { MessageList } from "./MessageList";
+import { SessionName } from "./SessionName";
+
+interface Props {
+  endpoints: Endpoints;
+  token: string | null;
+  nodeId: string;
+  node: NodeInfo | undefined;
+  onBack(): void;
+}
+
+export function ChatStage({ endpoints, token, nodeId, node, onBack }: Props) {
+  const active = !!node && node.status !== "offline";
+  const link = useAgentLink(endpoints, token, nodeId, active);
+  const { view } = link;
+  const [drawer, setDrawer] = useState(false);
+  const [dropped, setDropped] = useState<File[]>([]);
+  const [dragging, setDragging] = useState(false);
+
+  const title = node ? folderName(node.cwd) : nodeId;
+  const seenRuns = useRef(view.finishedRuns);
+  useEffect(() => {
+    if (view.finishedRuns === seenRuns.current) return;
+    seenRuns.current = view.finishedRuns;
+    const f = view.lastFinish;
+    if (f) notifyRun(f.kind === "error" ? `${title}: run failed` : `${title}: done`, f.text, `pi-de-${nodeId}`);
+  }, [view.finishedRuns, view.lastFinish, title, nodeId]);
+
+  const onDrop = (e: DragEvent) => {
+    e.preventDefault();
+    setDragging(false);
+    if (e.dataTransfer.files.length) setDropped(Array.from(e.dataTransfer.files));
+  };
+
+  const state = !node
+    ? { cls: "offline", text: "This agent is gone from the registry." }
+    : !active
+      ? { cls: "offline", text: "Agent offline, waiting for it to come back" }
+      : view.status === "lost" || (view.status === "connecting" && view.initialized)
+        ? { cls: "lost", text: "Connection lost, reconnecting…" }
+        : null;
+
+  return (
+    <div className="stage-wrap">
+      <section
+        className={`stage${dragging ? " dragging" : ""}`}
+        data-testid="chat-stage"
+        onDragOver={(e) => (e.preventDefault(), setDragging(true))}
+        onDragLeave={() => setDragging(false)}
+        onDrop={onDrop}
+      >
+        <header className="stage-head">
+          <button type="button" className="icon-btn back-btn" onClick={onBack} aria-label="Back to agents">
+            ←
+          </button>
+          <div className="stage-title">
+            <div className="stage-title-row">
+              <span className={`dot ${node?.status === "offline" ? "off" : view.running ? "working" : "idle"}`} />
+              <strong>{title}</strong>
+              <SessionName name={view.sessionName ?? node?.session_name ?? null} disabled={view.status !== "open"} onRename={link.setSessionName} />
+            </div>
+            <div className="stage-sub muted">
+              {node ? `${node.machine}:${node.port}` : ""} {view.running ? "· working" : ""} {view.status === "connecting" && !view.initialized ? "· connecting…" : ""}
+            </div>
+          </div>
+          <button type="button" className="icon-btn inspector-btn" onClick={() => setDrawer((d) => !d)} aria-label="Show inspector" title="Inspector">
+            ⓘ
+          </button>
+        </header>
+        {view.versionWarning && <div className="banner warn">{view.versionWarning}</div>}
+        {state && (
+          <div className={`inline-state ${state.cls}`} role="status" data-testid="inline-state">
+            {state.text}
+          </div>
+        )}
+        {view.errors.map((e) => (
+          <div key={e.id} className="banner error" role="alert">
+            {e.message}
+            <button type="button" className="link-btn" onClick={() => link.dismissError(e.id)}>
+              dismiss
+            </button>
+          </div>
+        ))}
+        {!view.initialized && active ? <div className="stage-empty muted">Connecting to the agent…</div> : <MessageList view={view} onLoadOlder={link.fetchOlder} />}
+        <Composer
+          running={view.running}
+          connected={view.status === "open"}
+          commands={view.commands}
+          files={view.files}
+          onSend={link.sendPrompt}
+          onAbort={link.abort}
+          onListCommands={link.listCommands}
+          onListFiles={link.listFiles}
+          dropped={dropped}
+        />
+      </section>
+      <div className={`inspector-slot${drawer ? " open" : ""}`}>
+        <Inspector view={view} onClose={() => setDrawer(false)} />
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,161 @@
+import { describe, expect, it } from "vitest";
+import { agentReducer, initialAgentView, resultsByCallId, type AgentView } from "./agentReducer";
+
+const user = (text: string) => ({ role: "user", content: [{ type: "text", text }] });
+const asst = (text: string, extra = {}) => ({ role: "assistant", content: [{ type: "text", text }], stopReason: "stop", ...extra });
+const feed = (s: AgentView, ...frames: any[]) => agentReducer(s, { kind: "frames", frames });
+const init = (extra: any = {}) =>
+  feed(initialAgentView, { type: "init_state", protocol_version: "1", node: { id: "n", machine: "m", cwd: "/c", port: 1 }, messages: [], ...extra });
+
+describe("agent reducer: init_state", () => {
+  it("takes history, paging position and inspector data", () => {
+    const s = init({ messages: [user("a"), asst("b")], truncated: true, total_messages: 102, cursor: 100, tools: [{ name: "read" }], model: "fake/m" });
+    expect(s.status).toBe("open");
+    expect(s.messages).toHaveLength(2);
+    expect(s.cursor).toBe(100);
+    expect(s.total).toBe(102);
+    expect(s.tools[0].name).toBe("read");
+    expect(s.versionWarning).toBeNull();
+  });
+
+  it("shows the partial message when joining mid-stream", () => {
+    const s = init({ is_streaming: true, partial: asst("half an ans") });
+    expect(s.running).toBe(true);
+    expect(s.streaming?.content).toEqual([{ type: "text", text: "half an ans" }]);
+    // …and the stream continues from there
+    const t = feed(s, { type: "message_update", assistantMessageEvent: { type: "text_delta", contentIndex: 0, delta: "wer" } });
+    expect((t.streaming!.content as any)[0].text).toBe("half an answer");
+  });
+
+  it("warns about an unknown protocol version", () => {
+    expect(init({ protocol_version: "2" }).versionWarning).toMatch(/version 2/);
+  });
+});
+
+describe("agent reducer: pi event stream", () => {
+  it("builds the streamed reply from trimmed deltas, thinking and tool calls included", () => {
+    let s = init();
+    s = feed(
+      s,
+      { type: "agent_start" },
+      { type: "message_start", message: user("hi") },
+      { type: "message_end", message: user("hi") },
+      { type: "message_start", message: { role: "assistant", content: [] } },
+      { type: "message_update", assistantMessageEvent: { type: "thinking_start", contentIndex: 0 } },
+      { type: "message_update", assistantMessageEvent: { type: "thinking_delta", contentIndex: 0, delta: "hmm" } },
+      { type: "message_update", assistantMessageEvent: { type: "text_start", contentIndex: 1 } },
+      { type: "message_update", assistantMessageEvent: { type: "text_delta", contentIndex: 1, delta: "Hel" } },
+      { type: "message_update", assistantMessageEvent: { type: "text_delta", contentIndex: 1, delta: "lo" } },
+      { type: "message_update", assistantMessageEvent: { type: "toolcall_start", contentIndex: 2 } },
+      { type: "message_update", assistantMessageEvent: { type: "toolcall_delta", contentIndex: 2, delta: '{"com' } },
+    );
+    expect(s.running).toBe(true);
+    expect(s.messages).toHaveLength(1);
+    expect(s.streaming!.content).toEqual([
+      { type: "thinking", thinking: "hmm" },
+      { type: "text", text: "Hello" },
+      { type: "toolCall", id: "", name: "", arguments: {}, partialJson: '{"com' },
+    ]);
+    const call = { type: "toolCall", id: "c1", name: "bash", arguments: { command: "ls" } };
+    s = feed(
+      s,
+      { type: "message_update", assistantMessageEvent: { type: "toolcall_end", contentIndex: 2, toolCall: call } },
+      { type: "message_end", message: { role: "assistant", content: [{ type: "text", text: "Hello" }, call], stopReason: "toolUse" } },
+      { type: "tool_execution_start", toolCallId: "c1", toolName: "bash", args: { command: "ls" } },
+      { type: "tool_execution_update", toolCallId: "c1", toolName: "bash", partialResult: { content: [{ type: "text", text: "a\n" }] } },
+    );
+    expect(s.streaming).toBeNull();
+    expect(s.liveTools.c1).toMatchObject({ toolName: "bash", done: false });
+    expect((s.liveTools.c1.result!.content as any)[0].text).toBe("a\n");
+    const result = { role: "toolResult", toolCallId: "c1", toolName: "bash", content: [{ type: "text", text: "a\nb\n" }], isError: false };
+    s = feed(
+      s,
+      { type: "tool_execution_end", toolCallId: "c1", toolName: "bash", result: { content: result.content }, isError: false },
+      { type: "message_start", message: result },
+      { type: "message_end", message: result },
+      { type: "message_start", message: { role: "assistant", content: [] } },
+      { type: "message_end", message: asst("done", { usage: { cost: { total: 0.5 } } }) },
+      { type: "agent_end", messages: [] },
+    );
+    expect(s.running).toBe(false);
+    expect(s.messages.map((m) => m.role)).toEqual(["user", "assistant", "toolResult", "assistant"]);
+    expect(resultsByCallId(s.messages).get("c1")?.toolName).toBe("bash");
+    expect(s.cost).toBe(0.5);
+    expect(s.finishedRuns).toBe(1);
+    expect(s.lastFinish).toEqual({ kind: "done", text: "done" });
+    // agent_settled after agent_end is the same run, not a second notification
+    expect(feed(s, { type: "agent_settled" }).finishedRuns).toBe(1);
+  });
+
+  it("reports a failed run as an error", () => {
+    const s = feed(init(), { type: "agent_start" }, { type: "message_end", message: asst("", { stopReason: "error", errorMessage: "429" }) }, { type: "agent_end" });
+    expect(s.lastFinish).toEqual({ kind: "error", text: "429" });
+  });
+
+  it("shows user messages typed in pi's own terminal", () => {
+    const s = feed(init(), { type: "message_start", message: user("from tui") }, { type: "message_end", message: user("from tui") });
+    expect(s.messages).toEqual([user("from tui")]);
+  });
+});
+
+describe("agent reducer: prompts", () => {
+  const prompt = (id: string, text: string) => ({ kind: "send" as const, prompt: { id, text, attachments: [], state: "sending" as const } });
+
+  it("keeps a prompt pending until acked, and until pi echoes it", () => {
+    let s = agentReducer(init(), prompt("p1", "do it"));
+    expect(s.pending[0].state).toBe("sending");
+    s = feed(s, { type: "ack", id: "p1" });
+    expect(s.pending[0].state).toBe("acked");
+    s = feed(s, { type: "message_end", message: user("do it") });
+    expect(s.pending).toEqual([]);
+    expect(s.messages).toHaveLength(1);
+  });
+
+  it("a re-sent prompt (same id) is one pending row, never two", () => {
+    let s = agentReducer(init(), prompt("p1", "x"));
+    s = agentReducer(s, prompt("p1", "x"));
+    expect(s.pending).toHaveLength(1);
+  });
+
+  it("unacked prompts survive a reconnect's init_state; delivered ones are dropped", () => {
+    let s = agentReducer(init(), prompt("p1", "sent before drop"));
+    s = agentReducer(s, prompt("p2", "never acked"));
+    s = feed(s, { type: "ack", id: "p1" });
+    s = agentReducer(s, { kind: "status", status: "lost" });
+    s = feed(s, { type: "init_state", node: {}, messages: [user("sent before drop"), asst("ok")], total_messages: 2, cursor: 0 });
+    expect(s.pending.map((p) => p.id)).toEqual(["p2"]);
+  });
+
+  it("an error for a prompt id drops that prompt and shows the message", () => {
+    let s = agentReducer(init(), prompt("p1", "x"));
+    s = feed(s, { type: "error", id: "p1", code: 1007, message: "too large" });
+    expect(s.pending).toEqual([]);
+    expect(s.errors[0].message).toBe("too large");
+  });
+});
+
+describe("agent reducer: history paging", () => {
+  const msgs = (from: number, n: number) => Array.from({ length: n }, (_, i) => user(`m${from + i}`));
+
+  it("prepends a page that ends at the cursor, and moves the cursor", () => {
+    let s = init({ messages: msgs(90, 10), truncated: true, total_messages: 100, cursor: 90 });
+    s = agentReducer(s, { kind: "older_requested" });
+    expect(s.loadingOlder).toBe(true);
+    s = feed(s, { type: "history_page", messages: msgs(40, 50), cursor: 40, before: 90, has_more: true, total_messages: 100 });
+    expect(s.cursor).toBe(40);
+    expect(s.loadingOlder).toBe(false);
+    expect(s.messages.map((m: any) => m.content[0].text)).toEqual(msgs(40, 60).map((m) => m.content[0].text));
+  });
+
+  it("ignores a repeated or stale page, so nothing is ever duplicated", () => {
+    let s = init({ messages: msgs(90, 10), total_messages: 100, cursor: 90 });
+    const page = { type: "history_page", messages: msgs(40, 50), cursor: 40, before: 90, has_more: true, total_messages: 100 };
+    s = feed(s, page, page);
+    expect(s.messages).toHaveLength(60);
+    const texts = s.messages.map((m: any) => m.content[0].text);
+    expect(new Set(texts).size).toBe(texts.length);
+    // a page for some other position (e.g. from before a reconnect) is dropped too
+    s = feed(s, { type: "history_page", messages: msgs(0, 50), cursor: 0, before: 50, has_more: false, total_messages: 100 });
+    expect(s.cursor).toBe(40);
+  });
+});

@@ -1,0 +1,319 @@
+// The one reducer for the agent link: every frame from `/ws/agent/<id>` (init_state, pi's native
+// events, replies) and every local action (send, link up/down) becomes view state here. Components
+// only render this state; the connection hook only feeds it.
+//
+// Messages carry absolute indexes (cursor + i) so a history page is prepended only when it ends
+// exactly where our oldest message starts: a late or repeated page can never duplicate messages.
+import type { ChatMessage, ContentBlock, ToolCallBlock, ToolResultLike } from "../protocol/pi";
+import { textOf } from "../protocol/pi";
+import type { CommandInfo, ContextUsage, FileEntry, TokenTotals, ToolInfo } from "../protocol/types";
+import { versionWarning } from "../protocol/version";
+
+export type LinkStatus = "connecting" | "open" | "lost";
+
+export interface PendingPrompt {
+  id: string;
+  text: string;
+  attachments: { name: string; mime_type: string; data: string }[];
+  deliverAs?: "followUp" | "steer";
+  /** sending: not yet acknowledged (resent after a reconnect); acked: pi has it, not echoed yet. */
+  state: "sending" | "acked";
+}
+
+export interface LiveTool {
+  toolCallId: string;
+  toolName: string;
+  args: unknown;
+  /** Output so far (tool_execution_update), then the result (tool_execution_end). */
+  result?: ToolResultLike;
+  done: boolean;
+}
+
+export interface AgentView {
+  status: LinkStatus;
+  initialized: boolean;
+  messages: ChatMessage[];
+  /** Absolute index of messages[0]; send as fetch_history.before. */
+  cursor: number;
+  total: number;
+  loadingOlder: boolean;
+  /** The assistant message being streamed (from message_start/update, or init_state.partial). */
+  streaming: ChatMessage | null;
+  /** A run is active (agent_start … agent_end), even between messages. */
+  running: boolean;
+  liveTools: Record<string, LiveTool>;
+  pending: PendingPrompt[];
+  tools: ToolInfo[];
+  commands: CommandInfo[];
+  model: string | null;
+  sessionName: string | null;
+  contextUsage: ContextUsage | null;
+  tokens: TokenTotals | null;
+  cost: number;
+  files: { prefix: string; files: FileEntry[] } | null;
+  errors: { id: number; message: string }[];
+  versionWarning: string | null;
+  /** Bumped on agent_end/agent_settled/error so the page can notify once per finished run. */
+  finishedRuns: number;
+  lastFinish: { kind: "done" | "error"; text: string } | null;
+}
+
+export const initialAgentView: AgentView = {
+  status: "connecting",
+  initialized: false,
+  messages: [],
+  cursor: 0,
+  total: 0,
+  loadingOlder: false,
+  streaming: null,
+  running: false,
+  liveTools: {},
+  pending: [],
+  tools: [],
+  commands: [],
+  model: null,
+  sessionName: null,
+  contextUsage: null,
+  tokens: null,
+  cost: 0,
+  files: null,
+  errors: [],
+  versionWarning: null,
+  finishedRuns: 0,
+  lastFinish: null,
+};
+
+type Frame = { type: string; [k: string]: any };
+
+export type AgentAction =
+  | { kind: "frames"; frames: Frame[] }
+  | { kind: "status"; status: LinkStatus }
+  | { kind: "send"; prompt: PendingPrompt }
+  | { kind: "older_requested" }
+  | { kind: "dismiss_error"; id: number };
+
+export function agentReducer(s: AgentView, a: AgentAction): AgentView {
+  switch (a.kind) {
+    case "frames":
+      return a.frames.reduce(applyFrame, s);
+    case "status":
+      // A lost link ends the page request; pending prompts stay and are resent on reconnect.
+      return { ...s, status: a.status, loadingOlder: a.status === "open" ? s.loadingOlder : false };
+    case "send":
+      return { ...s, pending: [...s.pending.filter((p) => p.id !== a.prompt.id), a.prompt] };
+    case "older_requested":
+      return { ...s, loadingOlder: true };
+    case "dismiss_error":
+      return { ...s, errors: s.errors.filter((e) => e.id !== a.id) };
+  }
+}
+
+let errorSeq = 0;
+function withError(s: AgentView, message: string): AgentView {
+  return { ...s, errors: [...s.errors.slice(-4), { id: ++errorSeq, message }] };
+}
+
+export function applyFrame(s: AgentView, f: Frame): AgentView {
+  switch (f.type) {
+    case "init_state":
+      return applyInit(s, f);
+    case "history_page":
+      return applyHistoryPage(s, f);
+    case "ack":
+      return { ...s, pending: s.pending.map((p) => (p.id === f.id ? { ...p, state: "acked" } : p)) };
+    case "commands_list":
+      return { ...s, commands: f.commands ?? [] };
+    case "files_list":
+      return { ...s, files: { prefix: f.prefix ?? "", files: f.files ?? [] } };
+    case "error": {
+      // An error about one of our prompts means pi never got it: drop it so it isn't resent forever.
+      const pending = f.id ? s.pending.filter((p) => p.id !== f.id) : s.pending;
+      return withError({ ...s, pending, loadingOlder: false }, f.message ?? "agent error");
+    }
+    case "agent_start":
+      return { ...s, running: true };
+    case "agent_end":
+    case "agent_settled":
+      return finishRun(s, f);
+    case "message_start":
+      return messageStart(s, f.message as ChatMessage);
+    case "message_update":
+      return messageUpdate(s, f);
+    case "message_end":
+      return messageEnd(s, f.message as ChatMessage);
+    case "tool_execution_start":
+      return setTool(s, f.toolCallId, { toolCallId: f.toolCallId, toolName: f.toolName, args: f.args, done: false });
+    case "tool_execution_update":
+      return setTool(s, f.toolCallId, { result: f.partialResult });
+    case "tool_execution_end":
+      return setTool(s, f.toolCallId, { result: { ...(f.result ?? {}), isError: !!f.isError }, done: true });
+    case "session_info_changed":
+      return { ...s, sessionName: f.name ?? f.session_name ?? s.sessionName };
+    case "model_select":
+      return { ...s, model: modelName(f.model) ?? s.model };
+    case "context_usage":
+      return { ...s, contextUsage: f.context_usage ?? f.usage ?? s.contextUsage };
+    default:
+      return s; // turn_start/end, queue_update, and anything pi adds later: nothing to show.
+  }
+}
+
+function modelName(m: unknown): string | null {
+  if (typeof m === "string") return m;
+  if (m && typeof m === "object" && "id" in m) return String((m as { id: unknown }).id);
+  return null;
+}
+
+function applyInit(s: AgentView, f: Frame): AgentView {
+  const messages = (f.messages ?? []) as ChatMessage[];
+  const streaming = f.is_streaming && f.partial ? cloneMessage(f.partial) : null;
+  // Prompts pi already shows in its history were delivered before the link dropped.
+  const pending = s.pending.filter((p) => !historyHasUserText(messages, p.text) || p.state === "sending");
+  return {
+    ...s,
+    status: "open",
+    initialized: true,
+    messages,
+    cursor: f.cursor ?? Math.max(0, (f.total_messages ?? messages.length) - messages.length),
+    total: f.total_messages ?? messages.length,
+    loadingOlder: false,
+    streaming,
+    running: !!f.is_streaming,
+    liveTools: {},
+    pending,
+    tools: f.tools ?? [],
+    commands: f.commands ?? [],
+    model: f.model ?? s.model,
+    sessionName: f.session_name ?? null,
+    contextUsage: f.context_usage ?? null,
+    tokens: f.tokens ?? null,
+    cost: typeof f.cost === "number" ? f.cost : 0,
+    versionWarning: versionWarning("This agent", f.protocol_version),
+  };
+}
+
+function historyHasUserText(messages: ChatMessage[], text: string): boolean {
+  for (let i = messages.length - 1; i >= Math.max(0, messages.length - 20); i--) {
+    const m = messages[i];
+    if (m.role === "user" && textOf(m.content as ContentBlock[]) === text) return true;
+  }
+  return false;
+}
+
+function applyHistoryPage(s: AgentView, f: Frame): AgentView {
+  const page = (f.messages ?? []) as ChatMessage[];
+  // Only a page that ends exactly at our oldest message is glued on: anything else is stale
+  // (a reconnect replaced the history meanwhile) or a repeat, and would duplicate messages.
+  if (f.before !== s.cursor || f.cursor + page.length !== s.cursor) return { ...s, loadingOlder: false };
+  return {
+    ...s,
+    messages: page.length ? [...page, ...s.messages] : s.messages,
+    cursor: f.cursor,
+    total: f.total_messages ?? s.total,
+    loadingOlder: false,
+  };
+}
+
+function finishRun(s: AgentView, f: Frame): AgentView {
+  if (!s.running && f.type === "agent_settled") return s; // agent_end already counted this run
+  const last = [...s.messages].reverse().find((m) => m.role === "assistant");
+  const failed = last?.stopReason === "error";
+  return {
+    ...s,
+    running: false,
+    streaming: null,
+    liveTools: {},
+    finishedRuns: s.finishedRuns + 1,
+    lastFinish: failed
+      ? { kind: "error", text: last?.errorMessage ?? "the run failed" }
+      : { kind: "done", text: textOf(last?.content).slice(0, 140) },
+  };
+}
+
+function cloneMessage(m: ChatMessage): ChatMessage {
+  return { ...m, content: Array.isArray(m.content) ? m.content.map((b) => ({ ...b })) : m.content };
+}
+
+function messageStart(s: AgentView, m: ChatMessage): AgentView {
+  if (!m) return s;
+  // The assistant message streams; user and tool results are final at message_end.
+  if (m.role === "assistant") return { ...s, running: true, streaming: cloneMessage(m) };
+  return s;
+}
+
+function messageEnd(s: AgentView, m: ChatMessage): AgentView {
+  if (!m) return s;
+  let pending = s.pending;
+  if (m.role === "user") {
+    // pi echoes every user message (typed in its TUI or sent by us): that echo replaces our pending row.
+    const text = textOf(m.content);
+    const i = pending.findIndex((p) => p.text === text);
+    if (i >= 0) pending = pending.filter((_, j) => j !== i);
+  }
+  return {
+    ...s,
+    messages: [...s.messages, m],
+    total: s.total + 1,
+    streaming: m.role === "assistant" ? null : s.streaming,
+    pending,
+    cost: s.cost + (m.role === "assistant" ? (m.usage?.cost?.total ?? 0) : 0),
+  };
+}
+
+function messageUpdate(s: AgentView, f: Frame): AgentView {
+  // The bridge strips pi's full snapshots (O(n²) traffic); rebuild the partial from the deltas.
+  if (f.message && Array.isArray(f.message.content)) return { ...s, streaming: cloneMessage(f.message) };
+  const ev = f.assistantMessageEvent ?? f.assistant_message_event;
+  if (!ev || typeof ev.contentIndex !== "number") return s;
+  const base = s.streaming ?? { role: "assistant", content: [] };
+  const content = Array.isArray(base.content) ? [...base.content] : [];
+  const i = ev.contentIndex as number;
+  const cur = content[i] as any;
+  switch (ev.type) {
+    case "text_start":
+      content[i] = { type: "text", text: "" };
+      break;
+    case "text_delta":
+      content[i] = { type: "text", text: (cur?.text ?? "") + (ev.delta ?? "") };
+      break;
+    case "text_end":
+      content[i] = { type: "text", text: typeof ev.content === "string" ? ev.content : (cur?.text ?? "") };
+      break;
+    case "thinking_start":
+      content[i] = { type: "thinking", thinking: "" };
+      break;
+    case "thinking_delta":
+      content[i] = { type: "thinking", thinking: (cur?.thinking ?? "") + (ev.delta ?? "") };
+      break;
+    case "thinking_end":
+      content[i] = { type: "thinking", thinking: typeof ev.content === "string" ? ev.content : (cur?.thinking ?? "") };
+      break;
+    case "toolcall_start":
+      content[i] = { type: "toolCall", id: ev.id ?? "", name: ev.name ?? ev.toolName ?? "", arguments: {}, partialJson: "" };
+      break;
+    case "toolcall_delta": {
+      const tc = (cur ?? { type: "toolCall", id: "", name: "", arguments: {} }) as ToolCallBlock;
+      content[i] = { ...tc, partialJson: (tc.partialJson ?? "") + (ev.delta ?? "") };
+      break;
+    }
+    case "toolcall_end":
+      if (ev.toolCall) content[i] = { ...ev.toolCall };
+      break;
+    default:
+      return s;
+  }
+  return { ...s, running: true, streaming: { ...base, content } };
+}
+
+function setTool(s: AgentView, id: string, patch: Partial<LiveTool>): AgentView {
+  if (!id) return s;
+  const prev = s.liveTools[id] ?? { toolCallId: id, toolName: patch.toolName ?? "", args: patch.args, done: false };
+  return { ...s, liveTools: { ...s.liveTools, [id]: { ...prev, ...patch } } };
+}
+
+/** toolCallId → its toolResult message, for pairing results with the calls that made them. */
+export function resultsByCallId(messages: ChatMessage[]): Map<string, ChatMessage> {
+  const map = new Map<string, ChatMessage>();
+  for (const m of messages) if (m.role === "toolResult" && m.toolCallId) map.set(m.toolCallId, m);
+  return map;
+}

@@ -1,0 +1,23 @@
+// Where the hypivisor is. Pi-DE is served by the hypivisor (or by Vite, which proxies /ws), so the
+// default is always same-origin; `?hypivisor=ws://host:port` covers odd setups (tunnels, split hosts).
+
+export interface Endpoints {
+  /** Base WebSocket URL without a trailing slash, e.g. `ws://localhost:31415`. */
+  wsBase: string;
+  /** HTTP(S) equivalent of wsBase, used for the 401 probe. */
+  httpBase: string;
+}
+
+export function resolveEndpoints(loc: Pick<Location, "protocol" | "host" | "search">): Endpoints {
+  const override = new URLSearchParams(loc.search).get("hypivisor");
+  let wsBase: string;
+  if (override && /^(wss?|https?):\/\//i.test(override)) {
+    wsBase = override.replace(/^http/i, "ws").replace(/\/+$/, "");
+  } else {
+    wsBase = `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}`;
+  }
+  return { wsBase, httpBase: wsBase.replace(/^ws/i, "http") };
+}
+
+export const registryUrl = (e: Endpoints) => `${e.wsBase}/ws`;
+export const agentUrl = (e: Endpoints, nodeId: string) => `${e.wsBase}/ws/agent/${encodeURIComponent(nodeId)}`;

@@ -1,0 +1,57 @@
+// The hypivisor token. Browsers cannot set headers on a WebSocket, so it travels as a subprotocol
+// (`hypi-token.<base64url>`), next to `hypi.v1` which the server selects. It is read from
+// localStorage (asked for after a 401) or, in dev only, from VITE_HYPI_TOKEN; it is never compiled
+// into a production bundle (see build.test.ts, which greps dist).
+
+export const TOKEN_KEY = "pi-de-token";
+export const PROTOCOL = "hypi.v1";
+
+export function base64url(text: string): string {
+  const bytes = new TextEncoder().encode(text);
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+export function subprotocols(token: string | null): string[] {
+  return token ? [PROTOCOL, `hypi-token.${base64url(token)}`] : [PROTOCOL];
+}
+
+/** Dev-time token; `import.meta.env.DEV` is false in builds, so Vite drops the env read entirely. */
+function devToken(): string | null {
+  if (!import.meta.env.DEV) return null;
+  return import.meta.env.VITE_HYPI_TOKEN || null;
+}
+
+export function loadToken(storage: Pick<Storage, "getItem"> = localStorage): string | null {
+  try {
+    return storage.getItem(TOKEN_KEY) || devToken();
+  } catch {
+    return devToken();
+  }
+}
+
+export function saveToken(token: string | null, storage: Pick<Storage, "setItem" | "removeItem"> = localStorage) {
+  try {
+    if (token) storage.setItem(TOKEN_KEY, token);
+    else storage.removeItem(TOKEN_KEY);
+  } catch {
+    /* private mode: the token lives for this page only */
+  }
+}
+
+/**
+ * A failed WebSocket handshake tells the page nothing (close code 1006), so after a failure we ask
+ * the same URL over plain HTTP with the token as a Bearer header: 401 means "token needed/wrong".
+ */
+export async function probeUnauthorized(httpUrl: string, token: string | null): Promise<boolean> {
+  try {
+    const res = await fetch(httpUrl, {
+      headers: token ? { Authorization: `Bearer ${token}` } : {},
+      cache: "no-store",
+    });
+    return res.status === 401;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,106 @@
+// The registry link (`/ws`): roster push events plus RPC (list_directories, spawn_agent).
+// Phases: connecting → connected; a first connection that fails shows the error screen (or the token
+// prompt after a 401); a drop after that shows the reconnect banner. Both retry with backoff, and the
+// roster is kept meanwhile, so open agent links are not disturbed by a registry outage.
+import { useCallback, useEffect, useReducer, useRef, useState } from "react";
+import type { NodeInfo } from "../protocol/types";
+import { emptyRoster, rosterReducer, type RegistryEvent, type RosterState } from "../roster/rosterReducer";
+import { backoffDelay } from "./backoff";
+import { registryUrl, type Endpoints } from "./endpoints";
+import { RpcClient, RpcError } from "./rpc";
+import { probeUnauthorized, subprotocols } from "./token";
+
+export type HypivisorPhase = "connecting" | "connected" | "failed" | "unauthorized" | "reconnecting";
+
+export interface Hypivisor {
+  phase: HypivisorPhase;
+  roster: RosterState;
+  url: string;
+  /** Seconds until the next automatic attempt (null while connected or connecting). */
+  retryInMs: number | null;
+  retryNow(): void;
+  request<T>(method: string, params?: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+}
+
+export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivisor {
+  const [roster, dispatch] = useReducer(rosterReducer, emptyRoster);
+  const [phase, setPhase] = useState<HypivisorPhase>("connecting");
+  const [retryInMs, setRetryInMs] = useState<number | null>(null);
+  const [kick, setKick] = useState(0);
+  const rpcRef = useRef<RpcClient | null>(null);
+  const url = registryUrl(endpoints);
+
+  useEffect(() => {
+    let disposed = false;
+    let everConnected = false;
+    let attempt = 0;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let ws: WebSocket | null = null;
+    setPhase("connecting");
+
+    const connect = () => {
+      if (disposed) return;
+      setRetryInMs(null);
+      const sock = new WebSocket(url, subprotocols(token));
+      ws = sock;
+      const rpc = new RpcClient((f) => sock.send(f));
+      rpcRef.current = rpc;
+      sock.onopen = () => {
+        if (disposed) return;
+        everConnected = true;
+        attempt = 0;
+        setPhase("connected");
+      };
+      sock.onmessage = (ev) => {
+        if (disposed || typeof ev.data !== "string") return;
+        let f: any;
+        try {
+          f = JSON.parse(ev.data);
+        } catch {
+          return;
+        }
+        if (rpc.handle(f)) return;
+        if (f && typeof f.event === "string") dispatch(f as RegistryEvent);
+      };
+      sock.onclose = async () => {
+        if (disposed) return;
+        rpc.rejectAll("connection to the hypivisor closed");
+        if (rpcRef.current === rpc) rpcRef.current = null;
+        const delay = backoffDelay(attempt++);
+        if (!everConnected) {
+          const unauthorized = await probeUnauthorized(url.replace(/^ws/, "http"), token);
+          if (disposed) return;
+          setPhase(unauthorized ? "unauthorized" : "failed");
+          if (unauthorized) return; // retrying with the same bad token is pointless
+        } else {
+          setPhase("reconnecting");
+        }
+        setRetryInMs(delay);
+        timer = setTimeout(connect, delay);
+      };
+    };
+    connect();
+
+    return () => {
+      disposed = true;
+      clearTimeout(timer);
+      rpcRef.current?.rejectAll("closed");
+      if (ws) {
+        ws.onopen = ws.onmessage = ws.onclose = null;
+        ws.close();
+      }
+    };
+  }, [url, token, kick]);
+
+  const request = useCallback(<T,>(method: string, params: Record<string, unknown> = {}, timeoutMs?: number) => {
+    const rpc = rpcRef.current;
+    if (!rpc) return Promise.reject(new RpcError(0, "not connected to the hypivisor"));
+    return rpc.request<T>(method, params, timeoutMs);
+  }, []);
+
+  return { phase, roster, url, retryInMs, retryNow: useCallback(() => setKick((k) => k + 1), []), request };
+}
+
+export function isActive(n: NodeInfo | undefined): boolean {
+  return !!n && n.status !== "offline";
+}

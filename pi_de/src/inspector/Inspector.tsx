@@ -1,0 +1,75 @@
+import type { AgentView } from "../chat/agentReducer";
+
+const fmt = (n: number | null | undefined) => (n == null ? "–" : n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : String(n));
+
+export function Inspector({ view, onClose }: { view: AgentView; onClose?: () => void }) {
+  const cu = view.contextUsage;
+  const pct = cu?.percent ?? (cu?.tokens && cu?.context_window ? (100 * cu.tokens) / cu.context_window : null);
+  const t = view.tokens;
+  return (
+    <aside className="inspector" data-testid="inspector" aria-label="Agent inspector">
+      <div className="inspector-head">
+        <h2>Inspector</h2>
+        {onClose && (
+          <button type="button" className="icon-btn drawer-close" onClick={onClose} aria-label="Close inspector">
+            ✕
+          </button>
+        )}
+      </div>
+      <section>
+        <h3>Model</h3>
+        <div className="mono">{view.model ?? "unknown"}</div>
+      </section>
+      <section>
+        <h3>Context</h3>
+        {pct != null ? (
+          <>
+            <div className="meter" role="meter" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100}>
+              <div style={{ width: `${Math.min(100, pct)}%` }} />
+            </div>
+            <div className="muted">
+              {fmt(cu?.tokens)} / {fmt(cu?.context_window)} tokens ({pct.toFixed(1)}%)
+            </div>
+          </>
+        ) : (
+          <div className="muted">not reported yet</div>
+        )}
+      </section>
+      <section>
+        <h3>Usage</h3>
+        <table className="kv">
+          <tbody>
+            <tr><td>input</td><td>{fmt(t?.input)}</td></tr>
+            <tr><td>output</td><td>{fmt(t?.output)}</td></tr>
+            <tr><td>cache read</td><td>{fmt(t?.cache_read)}</td></tr>
+            <tr><td>cache write</td><td>{fmt(t?.cache_write)}</td></tr>
+            <tr><td>total</td><td>{fmt(t?.total)}</td></tr>
+            <tr><td>cost</td><td>${view.cost.toFixed(4)}</td></tr>
+          </tbody>
+        </table>
+      </section>
+      <section>
+        <h3>Tools ({view.tools.length})</h3>
+        <ul className="inspector-list">
+          {view.tools.map((tool) => (
+            <li key={tool.name} className={tool.active === false ? "inactive" : ""}>
+              <span className="mono">{tool.name}</span>
+              {tool.description && <span className="desc">{tool.description}</span>}
+            </li>
+          ))}
+        </ul>
+      </section>
+      <section>
+        <h3>Commands ({view.commands.length})</h3>
+        <ul className="inspector-list">
+          {view.commands.map((c) => (
+            <li key={c.name}>
+              <span className="mono">/{c.name}</span>
+              {c.description && <span className="desc">{c.description}</span>}
+            </li>
+          ))}
+        </ul>
+      </section>
+    </aside>
+  );
+}

@@ -1,0 +1,54 @@
+// Full-page states before the dashboard can show anything.
+import { useState } from "react";
+
+export function ErrorScreen({ url, retryInMs, onRetry, onToken }: { url: string; retryInMs: number | null; onRetry(): void; onToken(): void }) {
+  return (
+    <main className="screen" data-testid="error-screen">
+      <h1>Can't reach the hypivisor</h1>
+      <p>
+        Pi-DE tried <code>{url}</code> and got no answer.
+        {retryInMs != null && ` Trying again in ${Math.round(retryInMs / 1000)} s.`}
+      </p>
+      <button type="button" className="btn btn-primary" onClick={onRetry}>
+        Retry now
+      </button>
+      <h2>Troubleshooting</h2>
+      <ul>
+        <li>
+          Is the hypivisor running? Start it with <code>make run</code> (or <code>python -m hypivisor</code>).
+        </li>
+        <li>In development, Vite proxies /ws to HYPIVISOR_URL (default http://localhost:31415): is that the right port?</li>
+        <li>
+          Hypivisor elsewhere? Open this page with <code>?hypivisor=ws://host:port</code>.
+        </li>
+        <li>
+          Behind a proxy or tunnel, it must forward WebSocket upgrades, and its origin must be listed in <code>HYPI_ALLOWED_ORIGINS</code>.
+        </li>
+        <li>
+          Uses a token? <button type="button" className="link-btn" onClick={onToken}>Enter the token</button>.
+        </li>
+      </ul>
+    </main>
+  );
+}
+
+export function TokenScreen({ onSave, rejected }: { onSave(token: string): void; rejected: boolean }) {
+  const [value, setValue] = useState("");
+  return (
+    <main className="screen" data-testid="token-screen">
+      <h1>Hypivisor token</h1>
+      <p>{rejected ? "The hypivisor refused the connection (401): enter its token." : "Enter the hypivisor's token (HYPI_TOKEN)."} It is kept in this browser only.</p>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (value.trim()) onSave(value.trim());
+        }}
+      >
+        <input type="password" autoFocus aria-label="Token" value={value} onChange={(e) => setValue(e.target.value)} autoComplete="current-password" />
+        <button type="submit" className="btn btn-primary">
+          Connect
+        </button>
+      </form>
+    </main>
+  );
+}
