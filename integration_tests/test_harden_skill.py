@@ -62,7 +62,9 @@ def pi_env(tmp_path, fake_llm):
     (agent / "models.json").write_text(json.dumps(models))
     shutil.copy(HARNESS / "settings.json", agent / "settings.json")
     env = {**os.environ, "HOME": str(home), "PI_CODING_AGENT_DIR": str(agent), "PI_OFFLINE": "1",
-           "PI_SKIP_VERSION_CHECK": "1", "PI_SOCKET_LOG_DIR": str(tmp_path / "logs")}
+           "PI_SKIP_VERSION_CHECK": "1", "PI_SOCKET_LOG_DIR": str(tmp_path / "logs"),
+           # if the installed extension starts the bridge: ephemeral port, no hypivisor to look for
+           "PI_SOCKET_PORT": "0", "HYPIVISOR_WS": "off"}
     return {"env": env, "agent": agent, "cwd": work, "llm": fake_llm}
 
 
