@@ -47,18 +47,31 @@ class Outbox:
         self.closed = False
         self._queue: collections.deque[bytes] = collections.deque()
         self._wake = asyncio.Event()
+        self.room = asyncio.Event()  # set while the queue is below its limit
+        self.room.set()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def send(self, data: bytes) -> bool:
-        """Queue one frame; False (and a disconnect) when the peer is too slow."""
+        """Queue one pushed frame; False (and a disconnect) when the peer is too slow."""
         if self.closed:
             return False
         if len(self._queue) >= self.limit:
             asyncio.get_running_loop().create_task(self.kick(f"too slow: {len(self._queue)} events queued"))
             return False
+        return self.reply(data)
+
+    def reply(self, data: bytes) -> bool:
+        """Queue a response. Never kicks: the reader stops reading requests instead (see ``has_room``)."""
+        if self.closed:
+            return False
         self._queue.append(data)
         self._wake.set()
+        if len(self._queue) >= self.limit:
+            self.room.clear()
         return True
+
+    def has_room(self) -> bool:
+        return len(self._queue) < self.limit
 
     async def _run(self) -> None:
         try:
@@ -67,6 +80,8 @@ class Outbox:
                 self._wake.clear()
                 while self._queue and not self.closed:
                     await self.ws.send_frame(self._queue.popleft(), WSMsgType.TEXT)
+                    if len(self._queue) < self.limit:
+                        self.room.set()
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass  # the socket went away; the reader side notices and cleans up
         except Exception as exc:  # noqa: BLE001 - outer boundary of this task
@@ -78,6 +93,7 @@ class Outbox:
             return
         self.closed = True
         self._queue.clear()
+        self.room.set()
         self._task.cancel()
         log.warning("disconnecting slow websocket client", client=self.name, reason=reason)
         try:
@@ -90,6 +106,7 @@ class Outbox:
     def close(self) -> None:
         self.closed = True
         self._queue.clear()
+        self.room.set()
         self._task.cancel()
 
 

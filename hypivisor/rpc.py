@@ -1,9 +1,12 @@
 """The ``/ws`` registry endpoint (aiohttp): auth, framing, concurrency, lifecycle.
 
 Each request runs in its own task so a slow ``list_directories`` or a
-``spawn_agent`` waiting 30 s never delays ``list_nodes`` on the same socket
-(at most ``MAX_INFLIGHT`` per connection; more is answered with 1008). All
-outgoing frames go through the connection's :class:`Outbox`. aiohttp's
+``spawn_agent`` waiting 30 s never delays ``list_nodes`` on the same socket.
+Backpressure instead of errors: with ``MAX_INFLIGHT`` requests running, or
+the connection's outbox full of unread responses, the handler stops reading
+that socket until there is room again. All outgoing frames go through the
+connection's :class:`Outbox`; only pushed events can overflow it (and
+disconnect a too-slow dashboard). aiohttp's
 WebSocket heartbeat pings every ``heartbeat_interval`` and drops a peer that
 stops answering, so a socket closed without a close frame marks its node
 offline within one interval.
@@ -74,6 +77,7 @@ class Connection:
         self.peer = request.remote or "127.0.0.1"
         self.outbox = Outbox(ws, request.transport, service.config.dashboard_queue, name=f"{self.key}@{self.peer}")
         self.tasks: set[asyncio.Task[None]] = set()
+        self._slot = asyncio.Event()
 
     def start_as_dashboard(self) -> None:
         """Snapshot and subscribe with no await in between, so no event can fall in a gap."""
@@ -86,14 +90,22 @@ class Connection:
         try:
             rpc_id, method, params = parse_request(data)
         except RpcFailure as exc:
-            self.outbox.send(error_frame(getattr(exc, "rpc_id", None), exc.code, exc.message))
-            return
-        if len(self.tasks) >= MAX_INFLIGHT:
-            self.outbox.send(error_frame(rpc_id, ErrorCode.RATE_LIMITED, f"more than {MAX_INFLIGHT} requests in flight"))
+            self.outbox.reply(error_frame(getattr(exc, "rpc_id", None), exc.code, exc.message))
             return
         task = asyncio.get_running_loop().create_task(self._call(rpc_id, method, params))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self._slot.set()
+
+    async def wait_for_room(self) -> None:
+        """Stop reading requests while too many run or their responses are not being read."""
+        while len(self.tasks) >= MAX_INFLIGHT and not self.outbox.closed:
+            self._slot.clear()
+            await self._slot.wait()
+        await self.outbox.room.wait()
 
     async def _call(self, rpc_id: Any, method: str, params: Any) -> None:
         if method == "register":
@@ -106,7 +118,7 @@ class Connection:
         except Exception as exc:  # noqa: BLE001 - outer boundary of one request
             oplog.log_boundary_error("hypivisor.rpc", exc, method=method)
             frame = error_frame(rpc_id, ErrorCode.INTERNAL_ERROR, f"internal error in {method}; see hypivisor.jsonl")
-        self.outbox.send(frame)
+        self.outbox.reply(frame)
 
     def closed(self) -> None:
         self.service.hub.dashboards.discard(self.outbox)
@@ -130,6 +142,7 @@ async def registry_ws(request: web.Request) -> web.StreamResponse:
         protocols=(auth.SELECTED_PROTOCOL,),
         heartbeat=service.registry.heartbeat_interval,
         max_msg_size=MAX_FRAME,
+        compress=False,  # the same serialised bytes go to every dashboard; no per-socket deflate
     )
     await ws.prepare(request)
     conn = Connection(service, ws, request)
@@ -138,6 +151,7 @@ async def registry_ws(request: web.Request) -> web.StreamResponse:
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 conn.on_frame(msg.data)
+                await conn.wait_for_room()
             elif msg.type == WSMsgType.ERROR:
                 break
     except Exception as exc:  # noqa: BLE001 - outer boundary of one connection
