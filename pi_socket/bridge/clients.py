@@ -23,6 +23,7 @@ from pi_socket import oplog
 from . import faults
 
 SLOW_CLOSE_CODE = 1008
+INTERNAL_CLOSE_CODE = 1011
 log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 _ids = itertools.count(1)
 
@@ -53,15 +54,16 @@ class Client:
         self._wakeup.set()
         return True
 
-    def drop(self, reason: str) -> None:
-        """Close with 1008 without waiting (the slow peer must not stall the caller)."""
+    def drop(self, reason: str, code: int = SLOW_CLOSE_CODE) -> None:
+        """Close (1008 by default) without waiting: the slow peer must not stall the caller."""
         if self.closed:
             return
         self.closed = True
         self._queue.clear()
         self._wakeup.set()
-        log.warning("closing slow client", client=self.id, reason=reason, remote=_remote(self.ws))
-        asyncio.get_running_loop().create_task(self._close(SLOW_CLOSE_CODE, reason[:120]))
+        log.warning("closing slow client" if code == SLOW_CLOSE_CODE else "closing client", client=self.id,
+                    reason=reason, remote=_remote(self.ws))
+        asyncio.get_running_loop().create_task(self._close(code, reason[:120]))
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -87,7 +89,7 @@ class Client:
             pass
         except Exception as exc:  # noqa: BLE001 - outer boundary: one client's failure stays its own
             oplog.log_boundary_error("client.send", exc, client=self.id)
-            self.drop("internal error while sending")
+            self.drop("internal error while sending", INTERNAL_CLOSE_CODE)
         finally:
             self.closed = True
 

@@ -71,8 +71,16 @@ class Handlers:
         await handler(client, msg)  # type: ignore[operator]
 
     async def _shim(self, op: str, timeout: float = 10.0, **fields: Any) -> Any:
-        faults.maybe_fail("shim.request")
-        return await self.bridge.shim.request(op, timeout=timeout, **fields)
+        """Boundary ``shim.request``: an unexpected failure is logged for hardening and reported
+        to the client like any refused request (ShimError), so callers handle one exception type."""
+        try:
+            faults.maybe_fail("shim.request")
+            return await self.bridge.shim.request(op, timeout=timeout, **fields)
+        except (ShimError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - outer boundary of one request
+            oplog.log_boundary_error("shim.request", exc, op=op)
+            raise ShimError(f"internal error in the bridge ({type(exc).__name__})") from exc
 
     # ---------------------------------------------------------------- prompt
     async def prompt(self, client: Client, msg: PromptMsg) -> None:

@@ -98,14 +98,14 @@ async def shim_with_log(tmp_path):
     await fake.stop()
 
 
-@pytest.mark.parametrize("boundary", ["client.message", "stdin.line", "client.connect"])
+@pytest.mark.parametrize("boundary", ["client.message", "stdin.line", "client.connect", "shim.request", "session.load", "client.send"])
 async def test_fault_injection_is_logged_for_hardening_and_survived(tmp_path, boundary):
     fake = FakeShim(tmp_path, env={"PI_SOCKET_FAULT": boundary})
     await fake.start()
     try:
         if boundary == "stdin.line":
             await fake.emit({"type": "agent_start"})  # this line hits the fault and is skipped
-        if boundary == "client.connect":
+        if boundary in ("client.connect", "client.send"):
             async with await open_client(fake) as ws:
                 with pytest.raises(Exception):
                     await recv_json(ws)
@@ -114,8 +114,8 @@ async def test_fault_injection_is_logged_for_hardening_and_survived(tmp_path, bo
             await recv_json(ws)
             await send_json(ws, {"type": "list_commands"})
             reply = await recv_json(ws)
-            if boundary == "client.message":
-                assert reply["type"] == "error" and reply["code"] == 2000
+            if boundary in ("client.message", "shim.request"):
+                assert reply["type"] == ("error" if boundary == "client.message" else "commands_list")
                 await send_json(ws, {"type": "list_commands"})
                 reply = await recv_json(ws)
             assert reply["type"] == "commands_list"
