@@ -195,6 +195,8 @@ class Bridge:
     def _on_session(self, info: dict[str, Any]) -> None:
         changed = self.state.begin_session(info)
         self._load_session(changed)
+        if self.registry is not None:
+            self.registry.poke()  # name/model may differ in the new session
 
     def _load_session(self, changed: bool) -> None:
         self._session_gen += 1

@@ -112,8 +112,16 @@ class RegistryClient:
 
     async def _session(self) -> None:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        # proxy=None: a registry is local or on the tailnet; an HTTP(S)_PROXY from the
+        # user's shell must not capture the connection (websockets honours it by default).
         async with connect(
-            self.url, additional_headers=headers, open_timeout=5, close_timeout=1, ping_interval=20, max_size=2**24
+            self.url,
+            additional_headers=headers,
+            open_timeout=5,
+            close_timeout=1,
+            ping_interval=20,
+            max_size=2**24,
+            proxy=None,
         ) as ws:
             self._ws = ws
             reader = asyncio.create_task(self._read(ws))

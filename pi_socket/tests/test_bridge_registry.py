@@ -7,6 +7,7 @@ import json
 from typing import Any, Callable
 
 import pytest
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 from .bridge_helpers import open_client, recv_json, recv_until, send_json
@@ -172,6 +173,9 @@ async def test_real_hypivisor_roster_follows_the_agent_and_survives_sigkill(tmp_
         assert joined["node"]["port"] == fake.port and joined["node"]["model"] == "fake/fake-model"
         await fake.emit({"type": "agent_start"})
         await wait_event(dash, lambda e: e.get("event") == "node_updated" and e["node"]["activity"] == "working")
+        async with connect(hv.agent_url("node-test"), additional_headers=hv.auth_headers, open_timeout=5) as proxied:
+            init = await recv_json(proxied)  # through the hypivisor's /ws/agent/<id> proxy
+            assert init["type"] == "init_state" and init["node"]["id"] == "node-test" and init["is_streaming"]
         async with await open_client(fake) as ws:
             await recv_json(ws)
             hv.kill()  # SIGKILL mid-session: the agent link must not notice
@@ -202,3 +206,31 @@ async def wait_event(client, pred, timeout: float = 10.0) -> dict[str, Any]:
             continue
         if pred(msg):
             return msg
+
+
+async def test_reconnect_backoff_doubles_while_the_registry_refuses(tmp_path):
+    """A listener that accepts and hangs up at once: attempts must space out 0.1, 0.2, 0.4, 0.8 s."""
+    attempts: list[float] = []
+
+    async def hang_up(reader, writer):
+        attempts.append(asyncio.get_running_loop().time())
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    fake = FakeShim(tmp_path, env=bridge_env(f"ws://127.0.0.1:{port}/ws"))
+    try:
+        await fake.start()
+        deadline = asyncio.get_running_loop().time() + 6
+        while len(attempts) < 5 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(attempts) >= 5, attempts
+        gaps = [b - a for a, b in zip(attempts, attempts[1:])][:4]
+        assert gaps[0] >= 0.09
+        assert all(1.4 < later / earlier < 3.0 for earlier, later in zip(gaps, gaps[1:])), gaps
+        async with await open_client(fake) as ws:  # serving all along
+            assert (await recv_json(ws))["type"] == "init_state"
+    finally:
+        await fake.stop()
+        server.close()
+        await server.wait_closed()
