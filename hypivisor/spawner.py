@@ -147,10 +147,20 @@ class Spawner:
         )
 
 
-async def _run(argv: list[str]) -> tuple[int, str]:
-    """Run a short command, stdout+stderr together."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode("utf-8", "replace")
+async def _run(argv: list[str], timeout: float = 10.0) -> tuple[int, str]:
+    """Run a short command, stdout+stderr together.
+
+    Output goes to a temporary file, not a pipe: the first ``tmux`` call forks
+    the tmux server, which inherits the descriptors and would hold a pipe
+    open forever.
+    """
+    with tempfile.TemporaryFile() as out:
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
+        try:
+            rc = await asyncio.wait_for(proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            return 124, f"{argv[0]} did not finish within {timeout:g} s"
+        out.seek(0)
+        return rc, out.read().decode("utf-8", "replace")

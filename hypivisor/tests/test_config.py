@@ -56,3 +56,25 @@ def test_request_parsing_errors_carry_the_id_when_known(frame, code, rpc_id):
 
 def test_valid_request():
     assert parse_request('{"id":"x","method":"list_nodes"}') == ("x", "list_nodes", None)
+
+
+@pytest.mark.parametrize(
+    "host,token,flag,allowed",
+    [("0.0.0.0", None, False, False), ("0.0.0.0", "t", False, True), ("0.0.0.0", None, True, True),
+     ("127.0.0.1", None, False, True), ("::1", None, False, True), ("192.168.1.5", None, False, False)],
+)  # fmt: skip
+def test_spawn_refused_on_public_address_without_token(host, token, flag, allowed):
+    from hypivisor.service import Service
+
+    cfg = config.Config(host=host, token=token, allow_unauthenticated_spawn=flag)
+    assert Service(cfg, env={"HOME": "/h"}).spawn_allowed() is allowed
+
+
+async def test_spawn_refusal_is_error_1002_and_creates_nothing(tmp_path):
+    from hypivisor.service import Service
+
+    svc = Service(config.Config(host="0.0.0.0"), env={"HOME": str(tmp_path)})
+    with pytest.raises(RpcFailure) as e:
+        await svc.dispatch("spawn_agent", {"path": "~", "new_folder": "x"}, "c1", "127.0.0.1")
+    assert e.value.code == 1002 and "--allow-unauthenticated-spawn" in e.value.message
+    assert list(tmp_path.iterdir()) == []
