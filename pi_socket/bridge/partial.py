@@ -26,10 +26,13 @@ class PartialMessage:
     def __init__(self) -> None:
         self.message: Message | None = None
         self._tool_args: dict[int, str] = {}
+        # Streamed text is kept as chunks and joined on demand: appending to a str stored in a
+        # dict copies it every time, O(n²) over a long reply with thousands of deltas.
+        self._chunks: dict[int, list[str]] = {}
 
     def start(self, message: Any) -> None:
         """``message_start``: only assistant messages stream; user/toolResult arrive whole."""
-        self._tool_args = {}
+        self._tool_args, self._chunks = {}, {}
         if isinstance(message, dict) and message.get("role") == "assistant":
             self.message = copy.deepcopy(message)
             if not isinstance(self.message.get("content"), list):
@@ -40,7 +43,7 @@ class PartialMessage:
     def end(self) -> None:
         """``message_end`` (or an aborted run): nothing is streaming any more."""
         self.message = None
-        self._tool_args = {}
+        self._tool_args, self._chunks = {}, {}
 
     def update(self, event: dict[str, Any]) -> None:
         """``message_update``: apply one ``assistantMessageEvent`` (unknown kinds are ignored).
@@ -49,6 +52,7 @@ class PartialMessage:
         snapshot = event.get("message")
         if isinstance(snapshot, dict) and snapshot.get("role") == "assistant":
             self.message = copy.deepcopy(snapshot)
+            self._tool_args, self._chunks = {}, {}
             return
         ame = event.get("assistantMessageEvent")
         if self.message is None or not isinstance(ame, dict) or not isinstance(ame.get("type"), str):
@@ -70,9 +74,11 @@ class PartialMessage:
         if not isinstance(block, dict) or block.get("type") != _BLOCK_KINDS[kind]:
             block = _empty_block(kind)
             content[index] = block
+            self._chunks.pop(index, None)
         return block
 
     def _start(self, kind: str, index: int, ame: dict[str, Any]) -> None:
+        self._chunks.pop(index, None)
         block = self._block(kind, index)
         if kind == "toolcall" and isinstance(ame.get("toolCall"), dict):
             block.update({k: v for k, v in ame["toolCall"].items() if k in ("id", "name", "type")})
@@ -87,7 +93,7 @@ class PartialMessage:
             block["arguments"] = _parse_partial_args(self._tool_args[index], block.get("arguments"))
         else:
             field = "text" if kind == "text" else "thinking"
-            block[field] = str(block.get(field, "")) + delta
+            self._chunks.setdefault(index, [str(block.get(field, ""))]).append(delta)
 
     def _end(self, kind: str, index: int, ame: dict[str, Any]) -> None:
         block = self._block(kind, index)
@@ -97,12 +103,19 @@ class PartialMessage:
                 block.update(ame["toolCall"])
             self._tool_args.pop(index, None)
         elif isinstance(ame.get("content"), str):
+            self._chunks.pop(index, None)
             block["text" if kind == "text" else "thinking"] = ame["content"]
 
     def snapshot(self) -> Message | None:
         """A copy without the padding of blocks that never started (safe to serialise)."""
         if self.message is None:
             return None
+        content = self.message["content"]
+        for index, chunks in self._chunks.items():
+            block = content[index]
+            field = "text" if block.get("type") == "text" else "thinking"
+            block[field] = "".join(chunks)
+            self._chunks[index] = [block[field]]
         out = dict(self.message)
         out["content"] = [b for b in self.message["content"] if isinstance(b, dict)]
         return out

@@ -76,3 +76,16 @@ def test_user_message_start_is_not_partial_and_snapshot_replaces():
     p.start({"role": "assistant", "content": []})
     p.update({"type": "message_update", "message": {"role": "assistant", "content": [{"type": "text", "text": "S"}]}})
     assert p.snapshot()["content"] == [{"type": "text", "text": "S"}]
+
+
+def test_long_stream_is_linear_and_exact():
+    p = PartialMessage()
+    p.start({"role": "assistant", "content": []})
+    p.update({"assistantMessageEvent": {"type": "text_start", "contentIndex": 0}})
+    for i in range(20_000):
+        p.update({"assistantMessageEvent": {"type": "text_delta", "contentIndex": 0, "delta": f"{i} "}})
+        if i == 10_000:
+            assert p.snapshot()["content"][0]["text"].endswith("9999 10000 ")
+    assert p.snapshot()["content"][0]["text"] == "".join(f"{i} " for i in range(20_000))
+    p.update({"assistantMessageEvent": {"type": "thinking_delta", "contentIndex": 0, "delta": "kind changed"}})
+    assert p.snapshot()["content"][0] == {"type": "thinking", "thinking": "kind changed"}
