@@ -103,6 +103,7 @@ def allowed_origins(extra: str, dashboard_port: int = 31415) -> frozenset[str]:
     for name in (socket.gethostname(), socket.getfqdn()):
         if name:
             hosts.add(name.lower())
-    origins = {f"http://{h}:{port}" for h in hosts for port in {DASHBOARD_DEV_PORT, dashboard_port}}
+    ports = {DASHBOARD_DEV_PORT, dashboard_port}
+    origins = {f"{scheme}://{h}:{port}" for scheme in ("http", "https") for h in hosts for port in ports}
     origins.update(o.strip().rstrip("/") for o in extra.split(",") if o.strip())
     return frozenset(origins)
