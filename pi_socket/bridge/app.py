@@ -219,19 +219,26 @@ class Bridge:
                     self.resync_clients()  # they got the previous session's init_state
                 self._ready.set()
         if gen == self._session_gen:
-            await self._refresh_state()
+            await self._refresh_state(initial=gen == 1)
 
     def resync_clients(self) -> None:
         """A new session (/new, /resume, /fork): every client gets a fresh init_state and starts over."""
         text = frame(self.state.init_state(self.agent_node()))
         self.hub.broadcast(text)
 
-    async def _refresh_state(self) -> None:
+    async def _refresh_state(self, initial: bool = False) -> None:
+        """Context usage, model and name from pi. On the first load only, ``is_streaming`` is
+        trusted too: a restarted bridge may join a run whose ``agent_start`` it never saw."""
         try:
             data = await self.shim.request("state", timeout=5.0)
         except ShimError:
             return
-        if isinstance(data, dict) and self.state.apply_state(data) and self.registry is not None:
+        if not isinstance(data, dict):
+            return
+        changed = self.state.apply_state(data)
+        if initial and data.get("is_streaming") is True and not self.state.working:
+            self.state.working = changed = True
+        if changed and self.registry is not None:
             self.registry.poke()
 
     def on_event(self, event: dict[str, Any]) -> None:

@@ -85,6 +85,7 @@ class FakeShim:
         self.lines: list[dict[str, Any]] = []
         self.send_ok = True  # False → answer send with ok:false
         self.send_delay = 0.0
+        self.streaming = False  # what ``state`` reports as is_streaming (pi mid-run)
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
         self.url = ""
@@ -188,7 +189,7 @@ class FakeShim:
         if op == "history":
             data = {"messages": copy.deepcopy(self.history)}
         elif op == "state":
-            data = {"session_name": self.session_name, "model": "fake/fake-model",
+            data = {"session_name": self.session_name, "model": "fake/fake-model", "is_streaming": self.streaming,
                     "context_usage": {"tokens": 1234, "contextWindow": 128000, "percent": 0.96}}
         elif op == "commands":
             data = {"commands": self.session_info("")["commands"]}

@@ -151,3 +151,19 @@ async def test_no_hello_still_serves_with_env_node_id(tmp_path):
         assert init["node"]["id"] == "env-node"
     finally:
         await fake.stop()
+
+
+async def test_restarted_bridge_joins_a_running_agent_as_working(tmp_path):
+    fake = FakeShim(tmp_path)
+    fake.streaming = True  # pi is mid-run when the shim (re)starts the bridge
+    await fake.start()
+    try:
+        await fake.wait_for_request("state")
+        await asyncio.sleep(0.1)
+        async with await open_client(fake) as ws:
+            assert (await recv_json(ws))["is_streaming"] is True
+        await fake.emit({"type": "agent_end", "messages": []})
+        async with await open_client(fake) as ws:
+            assert (await recv_json(ws))["is_streaming"] is False
+    finally:
+        await fake.stop()
