@@ -48,6 +48,7 @@ class BridgeConfig:
     reconnect_first_s: float = RECONNECT_FIRST_S
     client_queue_frames: int = CLIENT_QUEUE_FRAMES
     client_queue_bytes: int = CLIENT_QUEUE_BYTES
+    max_frame_bytes: int = MAX_FRAME_BYTES
     fault: str | None = None
     machine: str = field(default_factory=socket.gethostname)
     hello_timeout_s: float = 3.0
@@ -71,6 +72,7 @@ class BridgeConfig:
             reconnect_first_s=max(0.01, reconnect_ms / 1000.0),
             client_queue_frames=max(1, _int(env, "PI_SOCKET_CLIENT_QUEUE_FRAMES", CLIENT_QUEUE_FRAMES)),
             client_queue_bytes=max(1024, _int(env, "PI_SOCKET_CLIENT_QUEUE_BYTES", CLIENT_QUEUE_BYTES)),
+            max_frame_bytes=max(64 * 1024, _int(env, "PI_SOCKET_MAX_FRAME_BYTES", MAX_FRAME_BYTES)),
             fault=env.get("PI_SOCKET_FAULT") or None,
             registry_enabled=registry_url.lower() not in ("", "off", "none", "0"),
         )

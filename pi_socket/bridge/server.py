@@ -26,7 +26,7 @@ from pi_socket.protocol import ErrorCode, ErrorMsg, dump
 
 from . import auth, faults
 from .clients import Client
-from .config import MAX_FRAME_BYTES, BridgeConfig
+from .config import BridgeConfig
 from .frames import parse_client_frame
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class AgentServer:
                     port,
                     process_request=self._process_request,
                     select_subprotocol=lambda _conn, offered: auth.select_protocol(list(offered)),
-                    max_size=MAX_FRAME_BYTES,
+                    max_size=self.config.max_frame_bytes,
                     max_queue=64,
                     compression="deflate",
                     ping_interval=20,

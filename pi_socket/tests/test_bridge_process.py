@@ -167,3 +167,19 @@ async def test_restarted_bridge_joins_a_running_agent_as_working(tmp_path):
             assert (await recv_json(ws))["is_streaming"] is False
     finally:
         await fake.stop()
+
+
+async def test_oversize_frame_closes_only_that_client_with_1009(tmp_path):
+    fake = FakeShim(tmp_path, env={"PI_SOCKET_MAX_FRAME_BYTES": str(256 * 1024)})
+    await fake.start()
+    try:
+        async with await open_client(fake) as other, await open_client(fake, compression=None) as big:
+            await recv_json(other), await recv_json(big)
+            await send_json(big, {"type": "prompt", "id": "huge", "text": "x" * 300_000})
+            await asyncio.wait_for(big.wait_closed(), 5)
+            assert big.close_code == 1009
+            await send_json(other, {"type": "fetch_history", "before": 0})
+            assert (await recv_json(other))["type"] == "history_page"
+        assert fake.sent("send") == []
+    finally:
+        await fake.stop()
