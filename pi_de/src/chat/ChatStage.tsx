@@ -74,7 +74,10 @@ export function ChatStage({ endpoints, token, nodeId, node, onBack }: Props) {
             </div>
           </div>
           <button type="button" className="icon-btn inspector-btn" onClick={() => setDrawer((d) => !d)} aria-label="Show inspector" title="Inspector">
-            ⓘ
+            <svg width="18" height="18" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2" aria-hidden="true">
+              <circle cx="12" cy="12" r="9" />
+              <path d="M12 11v6M12 7.5v.5" />
+            </svg>
           </button>
         </header>
         {view.versionWarning && <div className="banner warn">{view.versionWarning}</div>}

@@ -136,7 +136,7 @@ export function Composer(p: Props) {
         <div className="attachments">
           {attachments.map((a, i) => (
             <span key={i} className="chip" data-testid="attachment">
-              {a.mime_type.startsWith("image/") ? "🖼" : "📄"} {a.name}
+              {a.mime_type.startsWith("image/") ? "image" : "text"} · {a.name}
               <button type="button" aria-label={`remove ${a.name}`} onClick={() => setAttachments((c) => c.filter((_, j) => j !== i))}>
                 ×
               </button>
@@ -147,7 +147,9 @@ export function Composer(p: Props) {
       )}
       <div className="composer-row">
         <button type="button" className="icon-btn" title="Attach images or text files" aria-label="Attach files" onClick={() => fileInput.current?.click()}>
-          📎
+          <svg width="18" height="18" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2" aria-hidden="true">
+            <path d="M21 11.5l-8.6 8.6a5.5 5.5 0 01-7.8-7.8l8.6-8.6a3.7 3.7 0 015.2 5.2l-8.6 8.6a1.8 1.8 0 01-2.6-2.6l7.9-7.9" />
+          </svg>
         </button>
         <input ref={fileInput} type="file" multiple hidden accept="image/*,text/*,.md,.json,.ts,.tsx,.js,.py,.yaml,.yml,.toml,.sh" onChange={(e) => (void addFiles(Array.from(e.target.files ?? [])), (e.target.value = ""))} />
         <textarea

@@ -112,7 +112,7 @@ export function MessageList({ view, onLoadOlder }: { view: AgentView; onLoadOlde
                 <div className={`msg msg-user msg-pending`} data-role="pending" data-state={row.state}>
                   <div className="user-text">{row.text}</div>
                   <div className="msg-meta">
-                    {row.files > 0 && `📎 ${row.files} · `}
+                    {row.files > 0 && `${row.files} attachment${row.files > 1 ? "s" : ""} · `}
                     {row.state === "sending" ? "sending…" : "queued"}
                   </div>
                 </div>

@@ -43,7 +43,7 @@ function UserMessage({ m }: { m: ChatMessage }) {
   return (
     <div className="msg msg-user" data-role="user">
       <div className="user-text">{textOf(m.content)}</div>
-      {images > 0 && <div className="msg-meta">📎 {images} image{images > 1 ? "s" : ""}</div>}
+      {images > 0 && <div className="msg-meta">{images} image{images > 1 ? "s" : ""} attached</div>}
     </div>
   );
 }

@@ -56,14 +56,14 @@ export function SpawnModal({ request, onClose, onSpawned }: { request: Request; 
           {dir?.parent && (
             <li>
               <button type="button" className="dir-item" onClick={() => open(dir.parent!)}>
-                ⬆ ..
+                ↑ parent folder
               </button>
             </li>
           )}
           {dir?.directories.map((d) => (
             <li key={d.path}>
               <button type="button" className="dir-item" onClick={() => open(d.path)}>
-                📁 {d.name}
+                <span className="dir-icon" aria-hidden="true">▸</span> {d.name}
               </button>
             </li>
           ))}

@@ -1,0 +1,285 @@
+"""Pi-DE in Chromium against a real hypivisor: roster, connection states, token, themes, mobile, spawn.
+
+Nodes here are registered over the hypivisor's real `/ws` exactly as a bridge registers them
+(RegisteredAgent), so every roster event the page sees comes from the real registry. Conversations
+with real pi agents are in test_pide_agents.py.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+
+from integration_tests.test_pide_helpers import (  # noqa: F401  (fixtures)
+    agents,
+    assistant_msg,
+    dash_hv,
+    dash_hv_factory,
+    dashboard_url,
+    page_factory,
+    pide_browser,
+    shot,
+    user_msg,
+    wait_until,
+)
+from integration_tests.harness.hypivisor_proc import free_port
+
+pytestmark = [pytest.mark.browser]
+
+
+def card(page, node_id):
+    return page.locator(f"[data-node-id='{node_id}']")
+
+
+def test_roster_groups_by_folder_and_updates_live(dash_hv, agents, page_factory, tmp_path):
+    a = agents(dash_hv, "n-a", "/srv/work/api", session_name="fix login")
+    agents(dash_hv, "n-b", "/srv/work/api", session_name="write docs")  # same folder: both stay listed
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(dash_hv))
+    page.wait_for_selector("[data-node-id='n-b']")
+    assert page.locator("[data-testid=node-card]").count() == 2
+    assert page.locator("[data-testid=roster-group]").count() == 1
+
+    # a node that joins later appears without a reload, in its own group
+    agents(dash_hv, "n-c", "/srv/work/web", session_name="css")
+    page.wait_for_selector("[data-node-id='n-c']")
+    assert page.locator("[data-testid=roster-group]").count() == 2
+    assert "test-box:" in card(page, "n-a").inner_text()
+
+    # activity and session name arrive as node_updated
+    a.update(activity="working", session_name="fix login v2")
+    page.wait_for_selector("[data-node-id='n-a'][data-activity='working']")
+    assert "fix login v2" in card(page, "n-a").inner_text()
+    shot(page, "roster")
+
+    # offline: greyed, tooltip, not selectable
+    a.go_offline()
+    page.wait_for_selector("[data-node-id='n-a'][data-activity='offline']")
+    assert "offline" in card(page, "n-a").get_attribute("title").lower()
+    card(page, "n-a").click(force=True)  # aria-disabled: a forced click must still do nothing
+    assert page.locator("[data-testid=chat-stage]").count() == 0
+
+    # collapsing a group hides its agents
+    page.locator("button.group-head", has_text="api").click()
+    assert card(page, "n-b").count() == 0
+
+
+def test_open_agent_shows_history_inspector_and_user_messages_from_pi(dash_hv, agents, page_factory):
+    msgs = [user_msg("first question"), assistant_msg("first answer with `code`")]
+    a = agents(dash_hv, "n-1", "/srv/p", messages=msgs, session_name="s1")
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(dash_hv))
+    card(page, "n-1").click()
+    page.wait_for_selector("text=first answer with")
+    inspector = page.locator("[data-testid=inspector]")
+    assert "read" in inspector.inner_text() and "/review" in inspector.inner_text()
+    assert "fake/fake-model" in inspector.inner_text()
+    # a prompt typed in pi's own terminal arrives as message_start/end role user
+    a.push({"type": "message_start", "message": user_msg("typed in the TUI")},
+           {"type": "message_end", "message": user_msg("typed in the TUI")})
+    page.wait_for_selector("[data-role=user] >> text=typed in the TUI")
+
+
+def test_switching_agents_never_mixes_conversations(dash_hv, agents, page_factory):
+    a = agents(dash_hv, "n-1", "/srv/one", messages=[user_msg("ONE-question"), assistant_msg("ONE-answer")])
+    agents(dash_hv, "n-2", "/srv/two", messages=[user_msg("TWO-question"), assistant_msg("TWO-answer")])
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(dash_hv))
+    card(page, "n-1").click()
+    page.wait_for_selector("text=ONE-answer")
+    card(page, "n-2").click()
+    page.wait_for_selector("text=TWO-answer")
+    # events still streaming on the first agent must not leak into the second's view
+    a.push({"type": "message_end", "message": assistant_msg("ONE-late-event")})
+    time.sleep(0.5)
+    stage = page.locator("[data-testid=chat-stage]").inner_text()
+    assert "ONE" not in stage, stage
+    # and the old link was closed
+    wait_until(lambda: len(a._clients) == 0, 5, what="the first agent's link to close")
+
+
+def test_history_pages_load_on_scroll_without_duplicates(dash_hv, agents, page_factory):
+    msgs = []
+    for i in range(300):
+        msgs.append(user_msg(f"question {i:03d}") if i % 2 == 0 else assistant_msg(f"answer {i:03d}"))
+    a = agents(dash_hv, "n-h", "/srv/h", messages=msgs, init_limit=100)
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(dash_hv))
+    card(page, "n-h").click()
+    page.wait_for_selector("text=answer 299")
+    assert "Showing recent history (100 of 300)" in page.locator("[data-testid=history-note]").inner_text()
+
+    scroller = page.locator("[data-testid=message-list]")
+    # the oldest loaded message must stay where the reader left it when a page is prepended
+    scroller.evaluate("el => el.scrollTop = 0")
+    page.wait_for_function("() => document.querySelector('[data-testid=history-note]')?.innerText.includes('150 of 300')")
+    assert a.history_requests[0]["before"] == 200
+    page.wait_for_timeout(300)
+    top = scroller.evaluate("el => el.scrollTop")
+    assert top > 300, f"view jumped to the top after prepending (scrollTop={top})"
+
+    # keep scrolling to the very beginning; every message appears exactly once, in order
+    for _ in range(20):
+        if a.history_requests and a.history_requests[-1]["before"] <= 50 and "300 of 300" in page.locator("[data-testid=message-list]").evaluate("() => document.body.innerText"):
+            break
+        scroller.evaluate("el => el.scrollTop = 0")
+        page.wait_for_timeout(250)
+    befores = [r["before"] for r in a.history_requests]
+    assert befores == sorted(set(befores), reverse=True), f"repeated or out-of-order page requests: {befores}"
+    assert page.locator("text=question 000").count() == 1
+
+
+def test_hypivisor_restart_shows_banner_and_recovers(dash_hv, agents, page_factory):
+    agents(dash_hv, "n-r", "/srv/r", messages=[user_msg("hello"), assistant_msg("still here")])
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(dash_hv))
+    card(page, "n-r").click()
+    page.wait_for_selector("text=still here")
+
+    dash_hv.kill()
+    page.wait_for_selector("[data-testid=disconnected-banner]")
+    assert "Disconnected from hypivisor, reconnecting" in page.locator("[data-testid=disconnected-banner]").inner_text()
+    page.wait_for_selector("[data-testid=inline-state] >> text=Connection lost, reconnecting")
+    # the conversation stays on screen while the hypivisor is away
+    assert page.locator("text=still here").count() == 1
+    shot(page, "hypivisor-down")
+
+    dash_hv.start()
+    # backoff is capped at 10 s; the agent re-registers within a second of the restart
+    page.wait_for_selector("[data-testid=disconnected-banner]", state="detached", timeout=15_000)
+    page.wait_for_selector("[data-testid=inline-state]", state="detached", timeout=15_000)
+    assert page.locator("text=still here").count() == 1
+    assert card(page, "n-r").get_attribute("data-activity") == "idle"
+
+
+def test_unreachable_hypivisor_shows_error_screen_with_retry(dash_hv, page_factory):
+    dead = f"ws://127.0.0.1:{free_port()}"
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(dash_hv, f"?hypivisor={dead}"))
+    page.wait_for_selector("[data-testid=error-screen]")
+    text = page.locator("[data-testid=error-screen]").inner_text()
+    assert f"{dead}/ws" in text and "Troubleshooting" in text
+    shot(page, "error-screen")
+    page.get_by_role("button", name="Retry now").click()
+    page.wait_for_selector("[data-testid=error-screen]")
+
+
+def test_token_is_asked_after_401_and_kept(dash_hv_factory, agents, page_factory):
+    hv = dash_hv_factory(token="s3cret-tok")
+    agents(hv, "n-t", "/srv/t")
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(hv))
+    page.wait_for_selector("[data-testid=token-screen]")
+    assert "401" in page.locator("[data-testid=token-screen]").inner_text()
+    page.fill("input[aria-label=Token]", "s3cret-tok")
+    page.get_by_role("button", name="Connect").click()
+    page.wait_for_selector("[data-node-id='n-t']")
+    assert page.evaluate("localStorage.getItem('pi-de-token')") == "s3cret-tok"
+    # the token travels as a subprotocol; the agent link through the proxy works with it too
+    card(page, "n-t").click()
+    page.wait_for_selector("[data-testid=inspector] >> text=fake/fake-model")
+    page.reload()
+    page.wait_for_selector("[data-node-id='n-t']")  # no prompt the second time
+
+
+def test_theme_switch_applies_and_persists(dash_hv, agents, page_factory):
+    agents(dash_hv, "n-th", "/srv/theme", messages=[user_msg("colours?"), assistant_msg("**bold** and `code`")])
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(dash_hv))
+    card(page, "n-th").click()
+    page.wait_for_selector("text=colours?")
+    bg = lambda: page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert bg() == "rgb(24, 24, 30)"  # pi's dark pageBg
+    page.select_option("select[aria-label=Theme]", "solarized-light")
+    assert bg() == "rgb(253, 246, 227)"
+    shot(page, "theme-solarized-light")
+    page.select_option("select[aria-label=Theme]", "gruvbox-dark")
+    shot(page, "theme-gruvbox-dark")
+    page.reload()
+    page.wait_for_selector("[data-node-id='n-th']")
+    assert bg() == "rgb(40, 40, 40)"
+
+
+def test_mobile_one_pane_at_a_time(dash_hv, agents, page_factory):
+    agents(dash_hv, "n-m", "/srv/mobile", messages=[user_msg("on the phone"), assistant_msg("reply")])
+    page = page_factory(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    page.goto(dashboard_url(dash_hv))
+    page.wait_for_selector("[data-node-id='n-m']")
+    assert card(page, "n-m").bounding_box()["height"] >= 44
+    shot(page, "mobile-roster")
+    card(page, "n-m").tap()
+    page.wait_for_selector("text=on the phone")
+    assert not page.locator("aside.sidebar").is_visible()
+    for name in ("Back to agents", "Send", "Attach files", "Show inspector"):
+        box = page.get_by_role("button", name=name).bounding_box()
+        assert box["height"] >= 44 and box["width"] >= 44, (name, box)
+    # on touch devices Enter is a newline; the button sends
+    page.locator("textarea").tap()
+    page.keyboard.type("line one")
+    page.keyboard.press("Enter")
+    page.keyboard.type("line two")
+    assert page.locator("textarea").input_value() == "line one\nline two"
+    shot(page, "mobile-chat")
+    # inspector as a drawer
+    page.get_by_role("button", name="Show inspector").tap()
+    page.wait_for_timeout(300)
+    box = page.locator("[data-testid=inspector]").bounding_box()
+    assert box and box["x"] < 390 and box["x"] + box["width"] <= 391
+    shot(page, "mobile-inspector")
+    page.get_by_role("button", name="Close inspector").tap()
+    page.get_by_role("button", name="Back to agents").tap()
+    page.wait_for_selector("[data-node-id='n-m']")
+
+
+SPAWN_STANDIN = """
+import asyncio, json, os, sys, websockets
+async def main():
+    async with websockets.connect(os.environ["HYPIVISOR_WS"]) as ws:
+        await ws.send(json.dumps({"id": "r", "method": "register", "params": {
+            "id": "spawned-1", "machine": "test-box", "cwd": os.getcwd(), "port": 9, "pid": os.getpid()}}))
+        await asyncio.sleep(60)
+asyncio.run(main())
+"""
+
+
+def test_spawn_modal_browses_reports_errors_and_deploys(dash_hv_factory, page_factory, tmp_path):
+    # The hypivisor's command template stands in for `pi` here; test_pide_agents.py spawns real pi.
+    home = tmp_path / "home"
+    (home / "projects" / "alpha").mkdir(parents=True)
+    (home / "notes").mkdir()
+    script = tmp_path / "standin.py"
+    script.write_text(SPAWN_STANDIN)
+    hv = dash_hv_factory(home=home, env={
+        "HYPI_SPAWN_COMMAND": f"{sys.executable} {script}", "HYPI_SPAWN_TIMEOUT": "15"})
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(hv))
+    page.get_by_role("button", name="+ Spawn agent").click()
+    modal = page.locator("[data-testid=spawn-modal]")
+    modal.locator("text=projects").click()
+    page.wait_for_selector("[data-testid=spawn-path] >> text=~/projects")
+    modal.locator("text=alpha").wait_for()
+    modal.locator("text=parent folder").click()
+    page.wait_for_selector("[data-testid=spawn-path] >> text=/^~$/")
+    modal.locator("text=projects").click()
+    page.wait_for_selector("[data-testid=spawn-path] >> text=~/projects")
+    shot(page, "spawn-modal")
+
+    # an invalid folder name is refused by the hypivisor; the modal shows why and stays open
+    page.fill("input[aria-label='New folder name']", "../escape")
+    page.get_by_role("button", name="Deploy agent here").click()
+    page.wait_for_selector("[data-testid=spawn-error]")
+    assert modal.is_visible()
+    assert not (home / "escape").exists()
+
+    page.fill("input[aria-label='New folder name']", "beta")
+    page.get_by_role("button", name="Deploy agent here").click()
+    try:
+        page.wait_for_selector("[data-testid=spawn-modal]", state="detached", timeout=20_000)
+    except Exception:
+        shot(page, "spawn-failed")
+        raise AssertionError(f"spawn did not finish: {modal.inner_text()}\n{hv.stderr()[-2000:]}")
+    assert (home / "projects" / "beta").is_dir()
+    page.wait_for_selector("[data-node-id='spawned-1']")
+    assert "beta" in page.locator("[data-testid=roster]").inner_text()
