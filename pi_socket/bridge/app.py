@@ -55,12 +55,14 @@ class Bridge:
     async def run(self) -> int:
         reader = asyncio.create_task(self.shim.run(self.on_line))
         reader.add_done_callback(lambda _t: self._stop.set())
-        try:
-            await asyncio.wait_for(self._hello.wait(), self.config.hello_timeout_s)
-        except asyncio.TimeoutError:
+        waiters = {asyncio.create_task(self._hello.wait()), asyncio.create_task(self._stop.wait())}
+        await asyncio.wait(waiters, timeout=self.config.hello_timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        if not self._hello.is_set():
+            if self._stop.is_set():
+                return 0  # pi went away before saying hello
             log.warning("no hello from the shim; using environment defaults")
-        if self._stop.is_set() and not self._hello.is_set():
-            return 0
         self.node_id = self.node_id or f"{self.config.machine}-{self.pi_pid or os.getpid()}"
         port = await self.server.start()
         url = f"ws://{self._url_host()}:{port}/"
