@@ -9,7 +9,7 @@ state; it returns an :class:`Effect` telling the asyncio layer what to do
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pi_socket.protocol import (
     INIT_HISTORY_BUDGET_BYTES,
@@ -25,6 +25,8 @@ from pi_socket.protocol import (
 
 from .history import HistoryMirror, is_visible, message_usage, usage_totals
 from .partial import PartialMessage
+
+M = TypeVar("M", ToolInfo, CommandInfo)
 
 # pi events clients receive (native shape). Extension-only hooks (context,
 # before_provider_request, tool_call, input, ...) are internal to pi and dropped.
@@ -131,9 +133,9 @@ class AgentState:
         if "model" in info:
             self.model = model_name(info.get("model")) or self.model
         if isinstance(info.get("tools"), list):
-            self.tools = [ToolInfo.model_validate(t) for t in info["tools"] if _named(t)]
+            self.tools = _valid(ToolInfo, info["tools"])
         if isinstance(info.get("commands"), list):
-            self.commands = [CommandInfo.model_validate(c) for c in info["commands"] if _named(c)]
+            self.commands = _valid(CommandInfo, info["commands"])
         usage = context_usage(info.get("context_usage", info.get("contextUsage")))
         if usage is not None:
             self.context = usage
@@ -253,5 +255,12 @@ class AgentState:
         )
 
 
-def _named(item: Any) -> bool:
-    return isinstance(item, dict) and isinstance(item.get("name"), str)
+def _valid(model: type[M], items: list[Any]) -> list[M]:
+    """Items that validate; a malformed tool or command from the shim is skipped, not fatal."""
+    out: list[M] = []
+    for item in items:
+        try:
+            out.append(model.model_validate(item))
+        except ValueError:
+            continue
+    return out

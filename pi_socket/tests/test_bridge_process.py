@@ -183,3 +183,22 @@ async def test_oversize_frame_closes_only_that_client_with_1009(tmp_path):
         assert fake.sent("send") == []
     finally:
         await fake.stop()
+
+
+async def test_garbage_from_the_shim_is_skipped_without_hardening_entries(shim_with_log):
+    fake = shim_with_log
+    assert fake.proc is not None and fake.proc.stdin is not None
+    for raw in (b"not json\n", b"[1,2]\n", b"\xff\xfe\n", b"{}\n", b'{"t":"event"}\n', b'{"t":"event","e":5}\n',
+                b'{"t":"res","id":"nope","ok":true}\n', b'{"t":"session","tools":"x","commands":[1],"model":7}\n',
+                b'{"t":"hello","node_id":5,"pid":"x"}\n', b'{"t":"log","level":"loud","msg":{"a":1}}\n'):
+        fake.proc.stdin.write(raw)
+    await fake.emit({"type": 5}, {"type": "message_end", "message": "str"}, {"type": "message_end"},
+                    {"type": "message_update", "assistantMessageEvent": None}, {"type": "model_select", "model": []},
+                    {"type": "session_info_changed", "name": 7}, {"type": "message_start", "message": None},
+                    {"type": "context_usage", "tokens": "x"}, {"type": "turn_end", "context": "big"})
+    async with await open_client(fake) as ws:
+        init = await recv_json(ws)
+        assert init["type"] == "init_state" and init["node"]["id"] == "node-test"
+        await send_json(ws, {"type": "list_commands"})
+        assert (await recv_json(ws))["type"] == "commands_list"
+    assert [x for x in fake.log_lines() if x.get("needsHardening")] == []

@@ -100,3 +100,12 @@ def test_state_session_name_changes_forward_once():
     first = state.apply_event({"type": "session_info_changed", "name": "x"})
     assert first.forward == {"type": "session_info_changed", "name": "x"} and first.heartbeat_now
     assert state.apply_event({"type": "session_info_changed", "name": "x"}).forward is None
+
+
+def test_state_skips_malformed_tools_and_commands():
+    state = AgentState()
+    state.apply_state({"tools": [{"name": "ok"}, {"name": 3}, "junk", {"description": "no name"}],
+                       "commands": [{"name": "c", "description": None}, {"name": "d", "description": "fine"}],
+                       "context_usage": {"tokens": "many"}, "model": {"provider": "p", "id": "m"}})
+    assert [t.name for t in state.tools] == ["ok"] and [c.name for c in state.commands] == ["d"]
+    assert state.context is None and state.model == "p/m"
