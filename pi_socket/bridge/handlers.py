@@ -99,13 +99,13 @@ class Handlers:
             return
         if decision is Decision.WAIT:
             return
-        fields: dict[str, Any] = {"text": content.text}
+        fields: dict[str, Any] = {"text": content.text, "prompt_id": msg.id}
         if content.images:
             fields["images"] = content.images
         if msg.deliver_as:
             fields["deliverAs"] = msg.deliver_as
         try:
-            await self._shim("send", timeout=SEND_TIMEOUT_S, **fields)
+            result = await self._shim("send", timeout=SEND_TIMEOUT_S, **fields)
         except ShimError as exc:
             for waiter in self.ledger.fail(msg.id):
                 waiter.enqueue(error(ErrorCode.AGENT_UNAVAILABLE, f"prompt not delivered: {exc}", msg.id))
@@ -115,8 +115,11 @@ class Handlers:
             for waiter in self.ledger.fail(msg.id):
                 waiter.enqueue(error(ErrorCode.INTERNAL_ERROR, "prompt not delivered: internal error", msg.id))
             raise
+        # The shim remembers delivered prompt ids too (on globalThis): after a bridge restart
+        # it answers a resent id with duplicate:true instead of giving it to pi again.
+        seen_by_shim = isinstance(result, dict) and result.get("duplicate") is True
         for n, waiter in enumerate(self.ledger.confirm(msg.id)):
-            waiter.enqueue(frame(AckMsg(id=msg.id, duplicate=n > 0)))
+            waiter.enqueue(frame(AckMsg(id=msg.id, duplicate=seen_by_shim or n > 0)))
 
     # ---------------------------------------------------------------- others
     async def abort(self, client: Client, _msg: AbortMsg) -> None:

@@ -86,6 +86,9 @@ class FakeShim:
         self.send_ok = True  # False → answer send with ok:false
         self.send_delay = 0.0
         self.streaming = False  # what ``state`` reports as is_streaming (pi mid-run)
+        # what "pi" received; like the real shim's globalThis set, it survives bridge restarts
+        self.delivered: list[dict[str, Any]] = []
+        self.delivered_ids: set[Any] = set()
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
         self.url = ""
@@ -198,7 +201,11 @@ class FakeShim:
         elif op == "send":
             await asyncio.sleep(self.send_delay)
             ok, error = self.send_ok, (None if self.send_ok else "pi refused")
-            data = {"deliverAs": req.get("deliverAs")}
+            duplicate = req.get("prompt_id") in self.delivered_ids
+            if ok and not duplicate:
+                self.delivered.append(req)
+                self.delivered_ids.add(req.get("prompt_id"))
+            data = {"deliverAs": req.get("deliverAs"), "duplicate": duplicate}
         elif op == "set_session_name":
             self.session_name = req["name"]
         try:
@@ -234,6 +241,14 @@ class FakeShim:
         if not self.log_path.exists():
             return []
         return [json.loads(x) for x in self.log_path.read_text().splitlines() if x.strip()]
+
+    async def restart(self) -> None:
+        """Kill the bridge (as a crash would) and start a new one; the shim keeps its state,
+        passes the same node id and the previous port as PI_SOCKET_PREFERRED_PORT."""
+        old_port = self.port
+        await self.stop()
+        self.extra_env = {**self.extra_env, "PI_SOCKET_PREFERRED_PORT": str(old_port)}
+        await self.start()
 
     async def stop(self) -> None:
         """Kill the bridge if it is still running (teardown never leaves a process behind)."""

@@ -220,3 +220,19 @@ async def test_slow_client_is_dropped_and_others_keep_receiving(tmp_path):
         assert any(line["msg"] == "closing slow client" for line in fake.log_lines())
     finally:
         await fake.stop()
+
+
+async def test_prompt_id_survives_a_bridge_restart(shim: FakeShim):
+    async with await open_client(shim) as ws:
+        await recv_json(ws)
+        await send_json(ws, {"type": "prompt", "id": "keep-1", "text": "only once"})
+        assert await recv_json(ws) == {"type": "ack", "id": "keep-1", "duplicate": False}
+    port = shim.port
+    await shim.restart()  # the bridge crashed before the client saw its ack, say
+    assert shim.port == port
+    async with await open_client(shim) as ws:
+        await recv_json(ws)
+        await send_json(ws, {"type": "prompt", "id": "keep-1", "text": "only once"})
+        assert await recv_json(ws) == {"type": "ack", "id": "keep-1", "duplicate": True}
+    assert [d["text"] for d in shim.delivered] == ["only once"]
+    assert [s["prompt_id"] for s in shim.sent("send")] == ["keep-1", "keep-1"]
