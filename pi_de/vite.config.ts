@@ -6,8 +6,11 @@ import react from "@vitejs/plugin-react";
 // hypivisor so the browser never needs a second origin (and the hypivisor's Origin check passes).
 const target = process.env.HYPIVISOR_URL ?? "http://localhost:31415";
 
-export default defineConfig({
+export default defineConfig(({ command }) => ({
   plugins: [react()],
+  // VITE_HYPI_TOKEN is a dev-server convenience only: a build never inlines it, whatever the
+  // shell exports (src/build.test.ts builds with it set and greps the output).
+  define: command === "build" ? { "import.meta.env.VITE_HYPI_TOKEN": "undefined" } : {},
   server: {
     port: 5180,
     strictPort: true,
@@ -19,4 +22,4 @@ export default defineConfig({
     include: ["src/**/*.test.{ts,tsx}"],
     setupFiles: ["src/test-setup.ts"],
   },
-});
+}));

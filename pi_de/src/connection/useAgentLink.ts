@@ -108,11 +108,20 @@ export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId:
     [],
   );
 
+  // Scroll events fire many times before React re-renders with loadingOlder=true; this ref makes
+  // sure one cursor is asked for once (cleared when the page lands, is refused, or the link drops).
+  const requested = useRef<number | null>(null);
+  useEffect(() => {
+    if (!view.loadingOlder) requested.current = null;
+  }, [view.loadingOlder]);
   const fetchOlder = useCallback(
     (limit = 50) => {
       const v = viewRef.current;
-      if (v.loadingOlder || v.cursor <= 0 || !v.initialized) return;
-      if (send({ type: "fetch_history", before: v.cursor, limit })) dispatch({ kind: "older_requested" });
+      if (v.loadingOlder || v.cursor <= 0 || !v.initialized || requested.current === v.cursor) return;
+      if (send({ type: "fetch_history", before: v.cursor, limit })) {
+        requested.current = v.cursor;
+        dispatch({ kind: "older_requested" });
+      }
     },
     [send],
   );

@@ -1,0 +1,127 @@
+import { act, renderHook } from "@testing-library/react";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { useAgentLink } from "./useAgentLink";
+
+// A scriptable stand-in for the browser WebSocket: tests open, feed and drop links by hand.
+class FakeWS {
+  static all: FakeWS[] = [];
+  static OPEN = 1;
+  readyState = 0;
+  sent: any[] = [];
+  closed = false;
+  onopen: (() => void) | null = null;
+  onmessage: ((e: { data: string }) => void) | null = null;
+  onclose: (() => void) | null = null;
+  constructor(
+    public url: string,
+    public protocols: string[],
+  ) {
+    FakeWS.all.push(this);
+  }
+  send(d: string) {
+    this.sent.push(JSON.parse(d));
+  }
+  close() {
+    this.closed = true;
+  }
+  open() {
+    this.readyState = 1;
+    this.onopen?.();
+  }
+  recv(f: object) {
+    this.onmessage?.({ data: JSON.stringify(f) });
+  }
+  drop() {
+    this.readyState = 3;
+    this.onclose?.();
+  }
+}
+
+const ep = { wsBase: "ws://h:1", httpBase: "http://h:1" };
+const init = (extra = {}) => ({ type: "init_state", node: {}, messages: [], total_messages: 0, cursor: 0, ...extra });
+
+beforeEach(() => {
+  FakeWS.all = [];
+  vi.useFakeTimers();
+  vi.stubGlobal("WebSocket", FakeWS);
+  // deliver batched frames synchronously-ish: rAF → timer
+  vi.stubGlobal("requestAnimationFrame", (cb: () => void) => setTimeout(cb, 0));
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.unstubAllGlobals();
+});
+
+const flush = () => act(() => vi.advanceTimersByTime(150));
+
+describe("useAgentLink", () => {
+  it("connects with the token subprotocols to /ws/agent/<id>", () => {
+    renderHook(() => useAgentLink(ep, "tok", "node-1", true));
+    expect(FakeWS.all[0].url).toBe("ws://h:1/ws/agent/node-1");
+    expect(FakeWS.all[0].protocols).toEqual(["hypi.v1", "hypi-token.dG9r"]);
+  });
+
+  it("resends an unacknowledged prompt after a reconnect with the same id, exactly once", async () => {
+    const { result } = renderHook(() => useAgentLink(ep, null, "n", true));
+    const ws1 = FakeWS.all[0];
+    act(() => ws1.open());
+    act(() => ws1.recv(init()));
+    await flush();
+    act(() => result.current.sendPrompt("hello"));
+    const id = ws1.sent[0].id;
+    expect(ws1.sent[0]).toMatchObject({ type: "prompt", text: "hello" });
+    act(() => ws1.drop());
+    await flush();
+    expect(result.current.view.status).toBe("lost");
+    act(() => vi.advanceTimersByTime(1000)); // first backoff step
+    const ws2 = FakeWS.all[1];
+    act(() => ws2.open());
+    expect(ws2.sent).toEqual([expect.objectContaining({ type: "prompt", id, text: "hello" })]);
+    act(() => ws2.recv(init()));
+    act(() => ws2.recv({ type: "ack", id }));
+    await flush();
+    expect(result.current.view.pending).toEqual([expect.objectContaining({ id, state: "acked" })]);
+    // a second reconnect does not resend an acknowledged prompt
+    act(() => ws2.drop());
+    act(() => vi.advanceTimersByTime(1000));
+    act(() => FakeWS.all[2].open());
+    expect(FakeWS.all[2].sent).toEqual([]);
+  });
+
+  it("sends a follow-up while the agent runs, and abort", async () => {
+    const { result } = renderHook(() => useAgentLink(ep, null, "n", true));
+    const ws = FakeWS.all[0];
+    act(() => (ws.open(), ws.recv(init({ is_streaming: true, partial: { role: "assistant", content: [] } }))));
+    await flush();
+    act(() => result.current.sendPrompt("and also"));
+    expect(ws.sent[0]).toMatchObject({ type: "prompt", deliver_as: "followUp" });
+    act(() => result.current.abort());
+    expect(ws.sent[1]).toEqual({ type: "abort" });
+  });
+
+  it("switching agents closes the old link and ignores its late frames", async () => {
+    const { result, rerender } = renderHook(({ id }) => useAgentLink(ep, null, id, true), { initialProps: { id: "a" } });
+    const wa = FakeWS.all[0];
+    act(() => (wa.open(), wa.recv(init({ messages: [{ role: "user", content: "from A" }], total_messages: 1 }))));
+    await flush();
+    rerender({ id: "b" });
+    expect(wa.closed).toBe(true);
+    expect(wa.onmessage).toBeNull();
+    const wb = FakeWS.all[1];
+    act(() => wb.open());
+    act(() => wb.recv(init({ messages: [{ role: "user", content: "from B" }], total_messages: 1 })));
+    await flush();
+    expect(result.current.view.messages.map((m) => m.content)).toEqual(["from B"]);
+  });
+
+  it("does not connect to an offline agent, and asks for older pages from the cursor once", async () => {
+    renderHook(() => useAgentLink(ep, null, "n", false));
+    expect(FakeWS.all).toHaveLength(0);
+    const { result } = renderHook(() => useAgentLink(ep, null, "m", true));
+    const ws = FakeWS.all[0];
+    act(() => (ws.open(), ws.recv(init({ messages: [{ role: "user", content: "x" }], total_messages: 80, cursor: 79, truncated: true }))));
+    await flush();
+    act(() => (result.current.fetchOlder(), result.current.fetchOlder()));
+    expect(ws.sent).toEqual([{ type: "fetch_history", before: 79, limit: 50 }]);
+  });
+});
