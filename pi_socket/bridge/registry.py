@@ -101,8 +101,13 @@ class RegistryClient:
     async def _note_down(self, exc: BaseException) -> None:
         """Quiet by design: one info line per outage, one notice in pi per process."""
         if self.backoff.failures == 0:
-            what = "lost; reconnecting" if self._ever_registered else "not reachable; running standalone, retrying"
-            log.info(f"hypivisor {what}", url=self.url, error=f"{type(exc).__name__}: {exc}"[:300])
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status in (401, 403):  # a configuration mistake, not an outage: say so louder
+                log.warning("hypivisor refused this agent (check HYPI_TOKEN); retrying", url=self.url, status=status)
+            else:
+                what = "lost; reconnecting" if self._ever_registered else "not reachable; running standalone, retrying"
+                log.info(f"hypivisor {what}", url=self.url, error=error)
         if not self._announced_standalone and not self._ever_registered and self.on_standalone is not None:
             self._announced_standalone = True
             try:

@@ -234,3 +234,19 @@ async def test_reconnect_backoff_doubles_while_the_registry_refuses(tmp_path):
         await fake.stop()
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.skipif(hypivisor_factory is None, reason="hypivisor harness not available")
+async def test_wrong_token_for_the_hypivisor_is_one_warning_and_the_agent_still_serves(tmp_path, hypivisor_factory):
+    hv = hypivisor_factory(token="the-right-one")
+    fake = FakeShim(tmp_path, env=bridge_env(hv.ws_url))  # bridge has TOKEN, hypivisor another
+    try:
+        await fake.start()
+        async with await open_client(fake) as ws:
+            assert (await recv_json(ws))["type"] == "init_state"
+        await asyncio.sleep(1.0)
+        refused = [x for x in fake.log_lines() if "refused this agent" in x["msg"]]
+        assert len(refused) == 1 and refused[0]["level"] == "warn" and refused[0]["status"] == 401
+        assert "the-right-one" not in fake.log_path.read_text() and TOKEN not in fake.log_path.read_text()
+    finally:
+        await fake.stop()
