@@ -79,13 +79,13 @@ export function MessageList({ view, onLoadOlder }: { view: AgentView; onLoadOlde
     if (el && atBottom.current) el.scrollTop = el.scrollHeight;
   }, [total, rows.length, lastStreamLen]);
 
-  // Open at the newest message (also after a reconnect's fresh init_state).
+  // Open at the newest message (also after a reconnect's or a pi session switch's init_state).
   useEffect(() => {
     if (!view.initialized || rows.length === 0) return;
     atBottom.current = true;
     virtualizer.scrollToIndex(rows.length - 1, { align: "end" });
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [view.initialized]);
+  }, [view.initSeq]);
 
   const onScroll = useCallback(() => {
     const el = scrollRef.current;

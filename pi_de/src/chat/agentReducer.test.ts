@@ -159,3 +159,33 @@ describe("agent reducer: history paging", () => {
     expect(s.cursor).toBe(40);
   });
 });
+
+describe("agent reducer: details from the bridge's protocol (specs/protocol.md §3.2)", () => {
+  it("names a tool call from toolcall_start and shows the arguments parsed so far", () => {
+    let s = feed(init(), { type: "message_start", message: { role: "assistant", content: [] } });
+    s = feed(
+      s,
+      { type: "message_update", assistantMessageEvent: { type: "toolcall_start", contentIndex: 0, toolCall: { type: "toolCall", id: "t1", name: "bash" } } },
+      { type: "message_update", assistantMessageEvent: { type: "toolcall_delta", contentIndex: 0, delta: '{"command": "ls -' } },
+    );
+    expect(s.streaming!.content).toEqual([{ type: "toolCall", id: "t1", name: "bash", arguments: { command: "ls -" }, partialJson: '{"command": "ls -' }]);
+  });
+
+  it("maps pi's camelCase context_usage and model_select", () => {
+    const s = feed(init(), { type: "context_usage", tokens: 5000, contextWindow: 100000, percent: 5 }, { type: "model_select", model: { provider: "fake", id: "m2" } });
+    expect(s.contextUsage).toEqual({ tokens: 5000, context_window: 100000, percent: 5 });
+    expect(s.model).toBe("fake/m2");
+  });
+
+  it("a session switch's init_state replaces the whole conversation", () => {
+    let s = init({ messages: [user("old session")], total_messages: 1 });
+    s = feed(s, { type: "init_state", node: {}, messages: [], total_messages: 0, cursor: 0, session_name: "new" });
+    expect(s.messages).toEqual([]);
+    expect(s.initSeq).toBe(2);
+    expect(s.sessionName).toBe("new");
+  });
+
+  it("session_info_changed renames the session", () => {
+    expect(feed(init(), { type: "session_info_changed", name: "renamed" }).sessionName).toBe("renamed");
+  });
+});

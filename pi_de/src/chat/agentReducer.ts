@@ -32,6 +32,8 @@ export interface LiveTool {
 export interface AgentView {
   status: LinkStatus;
   initialized: boolean;
+  /** Bumped by every init_state (first connect, reconnect, pi session switch). */
+  initSeq: number;
   messages: ChatMessage[];
   /** Absolute index of messages[0]; send as fetch_history.before. */
   cursor: number;
@@ -61,6 +63,7 @@ export interface AgentView {
 export const initialAgentView: AgentView = {
   status: "connecting",
   initialized: false,
+  initSeq: 0,
   messages: [],
   cursor: 0,
   total: 0,
@@ -152,7 +155,8 @@ export function applyFrame(s: AgentView, f: Frame): AgentView {
     case "model_select":
       return { ...s, model: modelName(f.model) ?? s.model };
     case "context_usage":
-      return { ...s, contextUsage: f.context_usage ?? f.usage ?? s.contextUsage };
+      // pi's event is camelCase {tokens, contextWindow, percent}; init_state uses the snake_case model.
+      return { ...s, contextUsage: { tokens: f.tokens ?? null, context_window: f.contextWindow ?? f.context_window ?? null, percent: f.percent ?? null } };
     default:
       return s; // turn_start/end, queue_update, and anything pi adds later: nothing to show.
   }
@@ -160,7 +164,10 @@ export function applyFrame(s: AgentView, f: Frame): AgentView {
 
 function modelName(m: unknown): string | null {
   if (typeof m === "string") return m;
-  if (m && typeof m === "object" && "id" in m) return String((m as { id: unknown }).id);
+  if (m && typeof m === "object" && "id" in m) {
+    const { id, provider } = m as { id: unknown; provider?: unknown };
+    return provider ? `${String(provider)}/${String(id)}` : String(id);
+  }
   return null;
 }
 
@@ -173,6 +180,7 @@ function applyInit(s: AgentView, f: Frame): AgentView {
     ...s,
     status: "open",
     initialized: true,
+    initSeq: s.initSeq + 1,
     messages,
     cursor: f.cursor ?? Math.max(0, (f.total_messages ?? messages.length) - messages.length),
     total: f.total_messages ?? messages.length,
@@ -289,11 +297,12 @@ function messageUpdate(s: AgentView, f: Frame): AgentView {
       content[i] = { type: "thinking", thinking: typeof ev.content === "string" ? ev.content : (cur?.thinking ?? "") };
       break;
     case "toolcall_start":
-      content[i] = { type: "toolCall", id: ev.id ?? "", name: ev.name ?? ev.toolName ?? "", arguments: {}, partialJson: "" };
+      content[i] = { type: "toolCall", id: ev.toolCall?.id ?? ev.id ?? "", name: ev.toolCall?.name ?? ev.name ?? "", arguments: {}, partialJson: "" };
       break;
     case "toolcall_delta": {
       const tc = (cur ?? { type: "toolCall", id: "", name: "", arguments: {} }) as ToolCallBlock;
-      content[i] = { ...tc, partialJson: (tc.partialJson ?? "") + (ev.delta ?? "") };
+      const partialJson = (tc.partialJson ?? "") + (ev.delta ?? "");
+      content[i] = { ...tc, partialJson, arguments: parsePartialArgs(partialJson) ?? tc.arguments };
       break;
     }
     case "toolcall_end":
@@ -303,6 +312,20 @@ function messageUpdate(s: AgentView, f: Frame): AgentView {
       return s;
   }
   return { ...s, running: true, streaming: { ...base, content } };
+}
+
+/** The arguments of a tool call still being streamed: the last prefix that parses (closing an open
+ *  string and object if needed), so a card can show `bash ls -l…` while the model types it. */
+export function parsePartialArgs(json: string): Record<string, unknown> | null {
+  for (const tail of ["", "}", '"}', '"]}', "]}"]) {
+    try {
+      const v = JSON.parse(json + tail);
+      if (v && typeof v === "object" && !Array.isArray(v)) return v as Record<string, unknown>;
+    } catch {
+      /* try the next closing */
+    }
+  }
+  return null;
 }
 
 function setTool(s: AgentView, id: string, patch: Partial<LiveTool>): AgentView {
