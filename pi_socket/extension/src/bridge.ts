@@ -1,0 +1,252 @@
+// The bridge child process: one per pi process, kept on globalThis.
+//
+// pi re-evaluates this module on /new, /reload, /resume and /fork, so
+// module-level state would be lost and a second bridge would fight for the
+// port. Everything that must live as long as pi does (the child, its port, the
+// node id, the restart timer) sits in one object on globalThis; each new
+// module instance only replaces `dispatch` (who handles the bridge's requests).
+//
+// Rules from pi-facts.md §7 applied here: no throw ever escapes a callback
+// (every listener is wrapped), every stream has an 'error' listener, nothing is
+// printed (TUI), and after `stop()` nothing keeps Node alive (`pi -p` exits).
+import { spawn, type ChildProcess } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+type Json = Record<string, unknown>;
+
+export const BACKOFF_FIRST_MS = 500;
+export const BACKOFF_MAX_MS = 10_000;
+/** A bridge that stopped reading while this much is buffered for it is stuck: kill it and restart. */
+const STDIN_STUCK_BYTES = 64 * 1024 * 1024;
+const LOG_BURST = 200; // log lines per minute, so a failing hot path cannot flood the log
+
+export interface Launch {
+	python: string;
+	args: string[];
+	env: Record<string, string>;
+	cwd?: string;
+}
+
+export interface BridgeState {
+	nodeId: string;
+	child?: ChildProcess;
+	port?: number;
+	url?: string;
+	notified: boolean;
+	stopped: boolean;
+	backoffMs: number;
+	restartTimer?: ReturnType<typeof setTimeout>;
+	restarts: number;
+	/** Builds the hello line (latest session facts); set by the current module instance. */
+	hello?: () => Json;
+	/** Handles one bridge line; replaced by each new module instance. */
+	dispatch?: (line: Json) => void;
+	launch?: Launch;
+	logCount: number;
+	logWindowStart: number;
+}
+
+const KEY = "__hyperpi_pi_socket_shim__";
+
+/** The process-wide state, created on first use. */
+export function shared(): BridgeState {
+	const g = globalThis as any;
+	if (!g[KEY]) {
+		g[KEY] = {
+			nodeId: process.env.PI_SOCKET_NODE_ID || `${safeHostname()}-${process.pid}`,
+			notified: false,
+			stopped: false,
+			backoffMs: BACKOFF_FIRST_MS,
+			restarts: 0,
+			logCount: 0,
+			logWindowStart: Date.now(),
+		} satisfies BridgeState;
+	}
+	return g[KEY] as BridgeState;
+}
+
+function safeHostname(): string {
+	try {
+		return os.hostname().split(".")[0] || "pi";
+	} catch {
+		return "pi";
+	}
+}
+
+/** Write one JSON line to the bridge; false when it is not running (the line is dropped). */
+export function writeLine(st: BridgeState, obj: Json): boolean {
+	const child = st.child;
+	const stdin = child?.stdin;
+	if (!stdin || !stdin.writable || stdin.destroyed) return false;
+	let line: string;
+	try {
+		line = JSON.stringify(obj) + "\n";
+	} catch {
+		return false; // not serialisable (cycle): nothing sensible to send
+	}
+	try {
+		stdin.write(line);
+		if (stdin.writableLength > STDIN_STUCK_BYTES) {
+			shimLog(st, "error", "bridge stopped reading its stdin; restarting it", { buffered: stdin.writableLength });
+			child!.kill("SIGKILL");
+		}
+		return true;
+	} catch {
+		return false;
+	}
+}
+
+/** A log line: through the bridge when it runs, else appended to pi-socket.jsonl directly. */
+export function shimLog(st: BridgeState, level: string, msg: string, fields: Json = {}): void {
+	try {
+		const now = Date.now();
+		if (now - st.logWindowStart > 60_000) {
+			st.logWindowStart = now;
+			st.logCount = 0;
+		}
+		if (++st.logCount > LOG_BURST) return;
+		if (writeLine(st, { t: "log", level, msg, ...fields })) return;
+		const dir = process.env.PI_SOCKET_LOG_DIR || path.join(os.homedir(), ".pi", "logs");
+		fs.mkdirSync(dir, { recursive: true });
+		const rec = { ts: new Date().toISOString(), level, component: "shim", msg, node_id: st.nodeId, ...fields };
+		fs.appendFileSync(path.join(dir, "pi-socket.jsonl"), JSON.stringify(rec) + "\n");
+	} catch {
+		/* logging never throws into pi */
+	}
+}
+
+/** Error fields the hardening helper reads (oplog's format). */
+export function errorFields(boundary: string, err: unknown): Json {
+	const e = err as { name?: string; message?: string; stack?: string } | undefined;
+	return {
+		boundary,
+		needsHardening: true,
+		error: `${e?.name ?? "Error"}: ${e?.message ?? String(err)}`.slice(0, 2000),
+		stack: typeof e?.stack === "string" ? e.stack.slice(0, 4000) : undefined,
+	};
+}
+
+/** `fn` wrapped so that nothing it throws reaches pi (a throw in a timer or stream callback kills pi). */
+export function boundary<A extends unknown[], R>(st: BridgeState, name: string, fn: (...a: A) => R): (...a: A) => R | undefined {
+	return (...a: A) => {
+		try {
+			return fn(...a);
+		} catch (err) {
+			shimLog(st, "error", `shim boundary ${name} failed`, errorFields(name, err));
+			return undefined;
+		}
+	};
+}
+
+/** Start the bridge unless it runs (or pi is quitting). Safe to call on every session_start. */
+export function ensureBridge(st: BridgeState, launch: Launch): void {
+	st.launch = launch;
+	if (st.child || st.stopped || st.restartTimer) return;
+	startChild(st);
+}
+
+function startChild(st: BridgeState): void {
+	const launch = st.launch;
+	if (!launch || st.stopped) return;
+	const env: Record<string, string> = { ...launch.env, PI_SOCKET_NODE_ID: st.nodeId };
+	if (st.port) env.PI_SOCKET_PREFERRED_PORT = String(st.port);
+	let child: ChildProcess;
+	try {
+		child = spawn(launch.python, launch.args, { stdio: ["pipe", "pipe", "pipe"], env, cwd: launch.cwd, windowsHide: true });
+	} catch (err) {
+		shimLog(st, "error", "could not start the bridge", { ...errorFields("bridge.spawn", err), python: launch.python });
+		scheduleRestart(st);
+		return;
+	}
+	st.child = child;
+	let buf = "";
+	const onData = boundary(st, "bridge.stdout", (chunk: string) => {
+		buf += chunk;
+		let i: number;
+		// Split on "\n" only: JSON strings may contain U+2028/U+2029, which readline would treat as line ends.
+		while ((i = buf.indexOf("\n")) >= 0) {
+			const raw = buf.slice(0, i);
+			buf = buf.slice(i + 1);
+			if (!raw.trim()) continue;
+			let line: Json;
+			try {
+				line = JSON.parse(raw);
+			} catch {
+				shimLog(st, "warn", "bridge line is not JSON; skipped", { size: raw.length });
+				continue;
+			}
+			if (line && typeof line === "object") st.dispatch?.(line);
+		}
+	});
+	child.stdout?.setEncoding("utf8");
+	child.stdout?.on("data", onData);
+	child.stdout?.on("error", () => {});
+	child.stderr?.on("data", () => {}); // drained, never shown: the TUI owns the terminal
+	child.stderr?.on("error", () => {});
+	child.stdin?.on("error", () => {}); // EPIPE when the bridge dies
+	child.on("error", boundary(st, "bridge.error", (err: Error) => {
+		shimLog(st, "error", "bridge process error", { error: String(err?.message ?? err), python: launch.python });
+		onExit(st, child);
+	}));
+	child.on("exit", boundary(st, "bridge.exit", (code: number | null, signal: string | null) => {
+		if (!st.stopped) shimLog(st, "warn", "bridge exited; restarting", { code, signal, restarts: st.restarts });
+		onExit(st, child);
+	}));
+	const hello = st.hello?.();
+	if (hello) writeLine(st, hello);
+}
+
+function onExit(st: BridgeState, child: ChildProcess): void {
+	if (st.child !== child) return; // 'error' and 'exit' can both fire
+	st.child = undefined;
+	scheduleRestart(st);
+}
+
+function scheduleRestart(st: BridgeState): void {
+	if (st.stopped || st.restartTimer) return;
+	const delay = st.backoffMs;
+	st.backoffMs = Math.min(BACKOFF_MAX_MS, st.backoffMs * 2);
+	st.restartTimer = setTimeout(
+		boundary(st, "bridge.restart", () => {
+			st.restartTimer = undefined;
+			st.restarts += 1;
+			startChild(st);
+		}),
+		delay,
+	);
+	st.restartTimer.unref?.(); // a pending restart must not keep `pi -p` alive
+}
+
+/** The bridge said `ready`: its port is kept for restarts and the backoff starts over. */
+export function onReady(st: BridgeState, port: unknown, url: unknown): void {
+	if (typeof port === "number" && port > 0) st.port = port;
+	if (typeof url === "string") st.url = url;
+	st.backoffMs = BACKOFF_FIRST_MS;
+}
+
+/** pi is quitting: say bye, close stdin, and let go of every handle so Node can exit now. */
+export function stopBridge(st: BridgeState, reason: string): void {
+	st.stopped = true;
+	if (st.restartTimer) clearTimeout(st.restartTimer);
+	st.restartTimer = undefined;
+	const child = st.child;
+	if (!child) return;
+	writeLine(st, { t: "bye", reason });
+	try {
+		child.stdin?.end();
+	} catch {
+		/* already closed */
+	}
+	// The bridge finishes on its own (deregister, close clients, exit within ~2 s);
+	// pi must not wait for it, so drop our references to its pipes.
+	try {
+		child.stdout?.removeAllListeners("data");
+		child.stdout?.destroy();
+		child.stderr?.destroy();
+		child.unref();
+	} catch {
+		/* ignore */
+	}
+}
