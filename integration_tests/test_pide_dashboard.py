@@ -283,3 +283,64 @@ def test_spawn_modal_browses_reports_errors_and_deploys(dash_hv_factory, page_fa
     assert (home / "projects" / "beta").is_dir()
     page.wait_for_selector("[data-node-id='spawned-1']")
     assert "beta" in page.locator("[data-testid=roster]").inner_text()
+
+
+def test_composer_autocomplete_attachments_and_rich_messages(dash_hv, agents, page_factory, tmp_path):
+    edit_call = {"type": "toolCall", "id": "e1", "name": "edit",
+                 "arguments": {"path": "src/main.ts", "edits": [{"oldText": "const a = 1;", "newText": "const a = 2;"}]}}
+    msgs = [
+        user_msg("change a to 2"),
+        {"role": "assistant", "stopReason": "toolUse", "content": [
+            {"type": "thinking", "thinking": "The constant lives in src/main.ts."},
+            {"type": "text", "text": "Editing `src/main.ts`."}, edit_call]},
+        {"role": "toolResult", "toolCallId": "e1", "toolName": "edit", "isError": False,
+         "content": [{"type": "text", "text": "Successfully replaced 1 block"}],
+         "details": {"diff": " 1 import x from 'y';\n-2 const a = 1;\n+2 const a = 2;\n 3 export { a };"}},
+        assistant_msg("Done: `a` is now **2**."),
+    ]
+    a = agents(dash_hv, "n-c", "/srv/compose", messages=msgs)
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(dash_hv))
+    card(page, "n-c").click()
+    page.wait_for_selector("text=is now")
+
+    # edit card with pi's diff; thinking collapsed until opened
+    diff = page.locator("[data-tool=edit] .diff")
+    assert diff.locator(".diff-del").inner_text().strip() == "-2 const a = 1;"
+    assert diff.locator(".diff-add").inner_text().strip() == "+2 const a = 2;"
+    assert not page.locator(".thinking-text").is_visible()
+    page.locator(".thinking summary").click()
+    assert page.locator(".thinking-text").is_visible()
+
+    ta = page.locator("textarea[aria-label=Prompt]")
+    # "/" lists the agent's commands; arrows move, Enter inserts
+    ta.fill("/re")
+    page.wait_for_selector("[data-testid=autocomplete] >> text='/release'")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    assert ta.input_value() == "/release "
+    # "@" lists files by prefix; a directory keeps completing
+    ta.fill("look at @s")
+    page.wait_for_selector("[data-testid=autocomplete] >> text=src/")
+    shot(page, "autocomplete")
+    page.keyboard.press("Enter")
+    assert ta.input_value() == "look at @src/"
+    page.wait_for_selector("[data-testid=autocomplete] >> text=src/main.ts")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("[data-testid=autocomplete]", state="detached")
+
+    # attachments by picker go out base64-encoded in the prompt
+    note = tmp_path / "notes.txt"
+    note.write_text("attached text")
+    page.set_input_files("input[type=file]", str(note))
+    page.wait_for_selector("[data-testid=attachment] >> text=notes.txt")
+    ta.fill("see the attachment")
+    page.get_by_role("button", name="Send").click()
+    prompt = wait_until(lambda: next((f for f in a.received if f.get("type") == "prompt"), None), what="the prompt")
+    assert prompt["text"] == "see the attachment"
+    import base64
+    assert prompt["attachments"] == [{"name": "notes.txt", "mime_type": "text/plain",
+                                      "data": base64.b64encode(b"attached text").decode()}]
+    # acked, waiting for pi's echo: shown as queued, once
+    page.wait_for_selector("[data-role=pending][data-state=acked]")
+    shot(page, "rich-conversation")

@@ -269,6 +269,14 @@ class RegisteredAgent:
                                               "before": before, "has_more": start > 0, "total_messages": len(self.messages)}))
                 elif f.get("type") == "prompt":
                     await ws.send(json.dumps({"type": "ack", "id": f["id"]}))
+                elif f.get("type") == "list_commands":
+                    await ws.send(json.dumps({"type": "commands_list", "commands": [
+                        {"name": "review", "description": "review the diff"}, {"name": "release", "description": "cut a release"}]}))
+                elif f.get("type") == "list_files":
+                    prefix = f.get("prefix", "")
+                    files = [{"path": "src", "is_dir": True}, {"path": "README.md", "is_dir": False}, {"path": "src/main.ts", "is_dir": False}]
+                    await ws.send(json.dumps({"type": "files_list", "prefix": prefix,
+                                              "files": [x for x in files if x["path"].startswith(prefix)]}))
         except websockets.ConnectionClosed:
             pass
         finally:

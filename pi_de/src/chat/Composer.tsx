@@ -40,9 +40,10 @@ export function Composer(p: Props) {
 
   // Ask the agent for candidates as the trigger changes (commands once per `/`, files per prefix).
   const { onListCommands, onListFiles } = p;
+  const isCommand = trigger?.kind === "command";
   useEffect(() => {
-    if (trigger?.kind === "command" && trigger.query === "") onListCommands();
-  }, [trigger?.kind, trigger?.query, onListCommands]);
+    if (isCommand) onListCommands(); // once per `/`: extensions may have added commands since init
+  }, [isCommand, onListCommands]);
   useEffect(() => {
     if (trigger?.kind !== "file") return;
     const dir = trigger.query.includes("/") ? trigger.query.slice(0, trigger.query.lastIndexOf("/") + 1) : "";
