@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from typing import Any
 
 import structlog
 
 from pi_socket import oplog
-from pi_socket.protocol import AgentNode, HeartbeatParams, PiEvent, RegisterParams, TokenTotals
+from pi_socket.protocol import (
+    MAX_ID_LEN,
+    MAX_NAME_LEN,
+    MAX_PATH_LEN,
+    AgentNode,
+    HeartbeatParams,
+    PiEvent,
+    RegisterParams,
+    TokenTotals,
+)
 
 from . import faults
 from .clients import Client, Hub
@@ -188,8 +198,8 @@ class Bridge:
         if isinstance(line.get("pid"), int):
             self.pi_pid = line["pid"]
         if isinstance(line.get("pi_version"), str):
-            self.pi_version = line["pi_version"]
-            self.state.settled_supported = not self.pi_version.startswith("0.")
+            self.pi_version = line["pi_version"][:64]
+            self.state.settled_supported = has_agent_settled(self.pi_version)
         self._hello.set()
         if isinstance(line.get("session"), dict):
             self._on_session(line["session"])
@@ -255,34 +265,45 @@ class Bridge:
 
     def _on_shim_log(self, line: dict[str, Any]) -> None:
         method = SHIM_LOG_LEVELS.get(str(line.get("level", "info")).lower(), "info")
-        fields = {k: v for k, v in line.items() if k not in ("t", "level", "msg")}
+        fields = {k: v for k, v in line.items() if k not in ("t", "level", "msg", "component", "event", "ts")}
         getattr(log, method)(str(line.get("msg", ""))[:2000], component="shim", **fields)
 
     # ------------------------------------------------------------------ registry
+    def _roster_fields(self) -> dict[str, Any]:
+        """Fields shared by register and heartbeat, clipped to the registry's limits: a long name
+        typed in pi's TUI must not make every registration attempt fail validation."""
+        return {
+            "id": clip(self.node_id or "unknown", MAX_ID_LEN),
+            "activity": "working" if self.state.working else "idle",
+            "session_name": clip(self.state.session_name, MAX_NAME_LEN),
+            "model": clip(self.state.model, 200),
+            "tokens": TokenTotals(**self.state.tokens),
+            "cost": self.state.cost,
+        }
+
     def register_params(self) -> RegisterParams:
         host = self.config.host if self.config.host not in ("0.0.0.0", "::") else None
         return RegisterParams(
-            id=self.node_id or "unknown",
-            machine=self.config.machine,
-            cwd=self.cwd,
+            **self._roster_fields(),
+            machine=clip(self.config.machine, 255) or "unknown",
+            cwd=clip(self.cwd, MAX_PATH_LEN) or "/",
             port=self.server.port,
-            pid=self.pi_pid,
+            pid=self.pi_pid if self.pi_pid is not None and self.pi_pid >= 0 else None,
             host=host,
-            activity="working" if self.state.working else "idle",
-            session_name=self.state.session_name,
-            model=self.state.model,
             started_at=self.started_at,
-            tokens=TokenTotals(**self.state.tokens),
-            cost=self.state.cost,
             pi_version=self.pi_version,
         )
 
     def heartbeat_params(self) -> HeartbeatParams:
-        return HeartbeatParams(
-            id=self.node_id or "unknown",
-            activity="working" if self.state.working else "idle",
-            session_name=self.state.session_name,
-            model=self.state.model,
-            tokens=TokenTotals(**self.state.tokens),
-            cost=self.state.cost,
-        )
+        return HeartbeatParams(**self._roster_fields())
+
+
+def clip(value: str | None, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
+
+
+def has_agent_settled(pi_version: str) -> bool:
+    """pi ≥ 1 ends a run with agent_settled (pi-1.5-facts §1 #6); unknown versions fall back to
+    agent_end, and the state learns otherwise from the first agent_settled it sees."""
+    major = re.match(r"\s*(\d+)\.", pi_version)
+    return bool(major) and int(major.group(1)) >= 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -158,5 +157,3 @@ def _peer(ws: ServerConnection) -> Any:
     except (TypeError, IndexError, AttributeError):
         return None
 
-
-__all__ = ["AgentServer", "frame", "HTTPStatus"]

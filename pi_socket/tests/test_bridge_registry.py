@@ -250,3 +250,19 @@ async def test_wrong_token_for_the_hypivisor_is_one_warning_and_the_agent_still_
         assert "the-right-one" not in fake.log_path.read_text() and TOKEN not in fake.log_path.read_text()
     finally:
         await fake.stop()
+
+
+async def test_oversized_names_are_clipped_not_fatal(tmp_path, registry: RecordingRegistry):
+    fake = FakeShim(tmp_path, env=bridge_env(registry.url))
+    fake.session_name = "n" * 500
+    await fake.start()
+    try:
+        await registry.wait_for(lambda: registry.params("register"))
+        assert registry.params("register")[0]["session_name"] == "n" * 200
+        await fake.write({"t": "log", "level": "error", "msg": "x", "component": "evil", "event": "e", "ts": 1})
+        await fake.emit({"type": "agent_start"})
+        await registry.wait_for(lambda: any(h.get("activity") == "working" for h in registry.params("heartbeat")))
+        assert [x for x in fake.log_lines() if x.get("needsHardening")] == []
+        assert any(x["component"] == "shim" and x["msg"] == "x" for x in fake.log_lines())
+    finally:
+        await fake.stop()
