@@ -109,3 +109,11 @@ def test_state_skips_malformed_tools_and_commands():
                        "context_usage": {"tokens": "many"}, "model": {"provider": "p", "id": "m"}})
     assert [t.name for t in state.tools] == ["ok"] and [c.name for c in state.commands] == ["d"]
     assert state.context is None and state.model == "p/m"
+
+
+def test_agent_settled_detection_by_version():
+    from pi_socket.bridge.app import clip, has_agent_settled
+
+    assert [has_agent_settled(v) for v in ("1.5.2", "1.x", "2.0.0", "0.73.1", "0.x", "unknown", "")] == [
+        True, True, True, False, False, False, False]
+    assert clip("abc", 2) == "ab" and clip(None, 2) is None
