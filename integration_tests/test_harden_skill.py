@@ -164,12 +164,19 @@ def _manifest_skills() -> list[str]:
 
 @pytest.mark.skipif(not _manifest_skills(), reason="pi_socket/extension/package.json has no pi.skills entry yet "
                     "(owned by the shim/installer work)")
-def test_installing_the_extension_package_makes_the_skill_available(pi_env):
-    """`pi install <extension dir>` records the package in settings; its manifest must list the repo's skills."""
-    installed = subprocess.run([str(PI), "install", str(EXTENSION_DIR)], env=pi_env["env"], cwd=pi_env["cwd"],
-                               capture_output=True, text=True, timeout=60)
-    assert installed.returncode == 0, installed.stderr
-    done = run_pi(pi_env, "/skill:harden-pi-socket")
+def test_installing_pi_socket_makes_the_skill_available(pi_env):
+    """`python -m pi_socket install` (the real installer) registers the extension package, whose manifest ships skills/."""
+    installed = subprocess.run([sys.executable, "-m", "pi_socket", "install", "--pi", str(PI)], env=pi_env["env"],
+                               cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    settings = json.loads((pi_env["agent"] / "settings.json").read_text())
+    assert settings.get("packages"), settings
+    done = run_pi(pi_env, "/skill:harden-pi-socket")  # no --skill: only the installed package can provide it
     assert done.returncode == 0, done.stderr
     prompt = user_texts(pi_env["llm"])[-1]
     assert prompt.startswith('<skill name="harden-pi-socket"') and SENTENCE in prompt
+    # the shim and bridge that the installer put in pi logged no unanticipated error while serving this run
+    status = subprocess.run([sys.executable, "-m", "pi_socket.harden", "status", "--log-dir",
+                             pi_env["env"]["PI_SOCKET_LOG_DIR"], "--ledger", str(pi_env["cwd"] / "ledger.jsonl")],
+                            cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0, status.stdout + status.stderr
