@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pi_socket.bridge.history import HistoryMirror, json_size, usage_totals
@@ -83,6 +83,7 @@ def test_page_budget_cuts_from_newest_side_without_gaps():
     assert ids(page) == list(range(page.cursor, 50)) and len(page.messages) < 50
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(min_value=0, max_value=3000), min_size=0, max_size=60), st.integers(1, 40),
        st.integers(200, 20_000))
 def test_any_sizes_any_limits_walk_is_exact(sizes, limit, budget):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from pi_socket.bridge.backoff import Backoff
 from pi_socket.bridge.config import BridgeConfig
 from pi_socket.bridge.frames import parse_client_frame
@@ -117,3 +120,38 @@ def test_agent_settled_detection_by_version():
     assert [has_agent_settled(v) for v in ("1.5.2", "1.x", "2.0.0", "0.73.1", "0.x", "unknown", "")] == [
         True, True, True, False, False, False, False]
     assert clip("abc", 2) == "ab" and clip(None, 2) is None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(["type", "id", "text", "before", "limit", "prefix", "name", "attachments",
+                                         "deliver_as", "x"]), json_values | st.sampled_from(
+    ["prompt", "abort", "fetch_history", "list_commands", "list_files", "set_session_name"]), max_size=6))
+def test_any_json_object_parses_to_a_model_or_an_error_never_raises(obj):
+    import json as _json
+
+    out = parse_client_frame(_json.dumps(obj))
+    assert isinstance(out, ErrorMsg) or out.type == obj.get("type")
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["text", "thinking"]), st.integers(0, 3), st.text(max_size=5)), max_size=60))
+def test_delta_reconstruction_matches_naive_concatenation(ops):
+    from pi_socket.bridge.partial import PartialMessage
+
+    p = PartialMessage()
+    p.start({"role": "assistant", "content": []})
+    naive: dict[int, tuple[str, str]] = {}
+    for kind, index, delta in ops:
+        p.update({"assistantMessageEvent": {"type": f"{kind}_delta", "contentIndex": index, "delta": delta}})
+        prev_kind, prev = naive.get(index, (kind, ""))
+        naive[index] = (kind, (prev if prev_kind == kind else "") + delta)
+    snap = p.snapshot()["content"]
+    expected = [{"type": k, ("text" if k == "text" else "thinking"): v} for _, (k, v) in sorted(naive.items())]
+    assert snap == expected
