@@ -82,6 +82,7 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """What needs work, for the skill to act on. Always exit 0: health is `status`'s job."""
     summaries, scan, entries, ledger_path = _load(args)
     result = assess(summaries, entries)
     if args.json:
@@ -92,6 +93,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """Healthy or not as an exit code, for CI and scripts."""
     summaries, scan, entries, _ = _load(args)
     result = assess(summaries, entries)
     if args.json:
@@ -103,11 +105,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _brief(finding: Any) -> dict[str, Any]:
+    """One line's worth of a class for `status --json`: enough for CI to say what is wrong."""
     full = finding_json(finding)
     return {k: full[k] for k in ("class_id", "kind", "error_class", "occurrences", "since_fix", "last_seen")}
 
 
 def git(repo: Path, *argv: str) -> str:
+    """Run git in ``repo``; any failure becomes a UsageError, so `record` never writes a guessed commit."""
     try:
         done = subprocess.run(["git", "-C", str(repo), *argv], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -149,6 +153,7 @@ def _same_record(a: LedgerEntry, b: LedgerEntry) -> bool:
 
 def build_entry(args: argparse.Namespace, summaries: list[ClassSummary], entries: list[LedgerEntry],
                 now: dt.datetime) -> LedgerEntry:
+    """The validated entry `record` would append; raises instead of writing anything doubtful."""
     fields = _class_fields(args.class_id, summaries, entries)
     commit = resolve_commit(args.repo, args.commit)
     supersedes = resolve_commit(args.repo, args.supersedes) if args.supersedes else None
@@ -163,6 +168,7 @@ def build_entry(args: argparse.Namespace, summaries: list[ClassSummary], entries
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    """Append one entry; the ledger line is the only thing this helper ever writes."""
     summaries, _, entries, ledger_path = _load(args)
     entry = build_entry(args, summaries, entries, dt.datetime.now(dt.timezone.utc))
     ledger_mod.append(ledger_path, entry)
