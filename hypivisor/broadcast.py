@@ -9,14 +9,13 @@ fills its own queue; when that overflows it is disconnected with close code
 
 from __future__ import annotations
 
-import structlog
-
 import asyncio
 import collections
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
+import structlog
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel
 

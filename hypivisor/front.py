@@ -13,11 +13,11 @@ parsed by ``httphead``:
 
 from __future__ import annotations
 
-import structlog
-
 import asyncio
 from collections.abc import Callable
 from typing import Any
+
+import structlog
 
 from hypivisor import auth, httphead, splice
 from hypivisor.service import Service

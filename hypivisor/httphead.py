@@ -8,6 +8,7 @@ the handshake the proxy never looks at a WebSocket frame.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import parse_qs, unquote
@@ -16,7 +17,7 @@ import orjson
 
 MAX_HEAD = 16 * 1024
 AGENT_PREFIX = "/ws/agent/"
-_TOKEN_CHARS = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: methods and header names
 
 
 class HeadError(Exception):
@@ -66,7 +67,7 @@ def parse_head(raw: bytes) -> RequestHead:
     if len(parts) != 3 or not parts[0] or not parts[2].startswith("HTTP/1."):
         raise HeadError("malformed request line")
     method, target, version = parts
-    if not all(ord(c) in _TOKEN_CHARS for c in method):
+    if not _TOKEN.fullmatch(method):
         raise HeadError("malformed method")
     path, _, query = target.partition("?")
     if not path.startswith("/"):
@@ -74,7 +75,7 @@ def parse_head(raw: bytes) -> RequestHead:
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
         name, sep, value = line.partition(":")
-        if not sep or not name or not all(ord(c) in _TOKEN_CHARS for c in name):
+        if not sep or not _TOKEN.fullmatch(name):
             raise HeadError(f"malformed header line: {line[:40]!r}")
         headers.append((name, value.strip(" \t")))
     return RequestHead(method, target, path, query, version, tuple(headers))

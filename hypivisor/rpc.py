@@ -14,14 +14,13 @@ offline within one interval.
 
 from __future__ import annotations
 
-import structlog
-
 import asyncio
 import itertools
 import time
 from typing import Any
 
 import orjson
+import structlog
 from aiohttp import WSMsgType, web
 
 from hypivisor import auth

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import structlog
-
 import asyncio
 import errno
 import signal
@@ -11,6 +9,7 @@ import socket
 import sys
 import time
 
+import structlog
 from aiohttp import web
 
 from hypivisor import auth, dashboard, rpc

@@ -8,14 +8,13 @@ changes state before validation succeeded.
 
 from __future__ import annotations
 
-import structlog
-
 import asyncio
 import os
 import time
 from collections.abc import Hashable
 from typing import Any
 
+import structlog
 from pydantic import BaseModel, ValidationError
 
 from hypivisor import paths, spawn_cmd

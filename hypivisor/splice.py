@@ -78,9 +78,8 @@ async def open_splice(client: asyncio.Transport, host: str, port: int, first_byt
     unreachable; the caller answers 502.
     """
     loop = asyncio.get_running_loop()
-    up_transport, _ = await asyncio.wait_for(
-        loop.create_connection(lambda: Pipe(client), host, port), timeout=CONNECT_TIMEOUT
-    )
+    async with asyncio.timeout(CONNECT_TIMEOUT):  # cheaper than wait_for: no extra task per connection
+        up_transport, _ = await loop.create_connection(lambda: Pipe(client), host, port)
     if client.is_closing():
         up_transport.close()
         return
