@@ -85,15 +85,11 @@ async def test_register_heartbeat_activity_and_deregister_on_eof(tmp_path, regis
         assert reg["pi_version"] == "0.73.1" and reg["model"] == "fake/fake-model" and reg["activity"] == "idle"
         assert isinstance(reg["pid"], int) and reg["machine"] and reg["host"] == "127.0.0.1"
         assert registry.auth[0] == f"Bearer {TOKEN}"
-        await registry.wait_for(lambda: len(registry.params("heartbeat")) >= 2, timeout=3)  # every 0.3 s
-        before = len(registry.params("heartbeat"))
-        await fake.emit({"type": "agent_start"})
-        await registry.wait_for(lambda: any(h.get("activity") == "working" for h in registry.params("heartbeat")),
-                                timeout=0.25)  # promptly, not at the next tick
-        assert len(registry.params("heartbeat")) <= before + 2
-        await fake.emit(*sample_events()[1:16])  # ... through agent_end (0.73: the run is over)
-        await registry.wait_for(lambda: registry.params("heartbeat")[-1].get("activity") == "idle")
-        assert registry.params("heartbeat")[-1]["tokens"]["total"] == 616
+        await registry.wait_for(lambda: len(registry.params("heartbeat")) >= 3, timeout=3)  # every 0.3 s
+        await fake.emit(*sample_events()[0:16])  # agent_start ... agent_end (0.73: the run is over)
+        await registry.wait_for(lambda: any(h.get("activity") == "working" for h in registry.params("heartbeat")))
+        await registry.wait_for(lambda: registry.params("heartbeat")[-1].get("activity") == "idle"
+                                and registry.params("heartbeat")[-1]["tokens"]["total"] == 616)
         async with await open_client(fake) as ws:
             await recv_json(ws)
             await send_json(ws, {"type": "set_session_name", "name": "named"})
@@ -103,6 +99,24 @@ async def test_register_heartbeat_activity_and_deregister_on_eof(tmp_path, regis
         assert registry.calls[-1]["method"] == "deregister" and registry.calls[-1]["params"] == {"id": "node-test"}
     finally:
         await fake.stop()
+
+
+async def test_activity_change_is_sent_at_once_not_at_the_next_tick(tmp_path):
+    slow_ticks = RecordingRegistry(heartbeat_interval=30.0)
+    await slow_ticks.start()
+    fake = FakeShim(tmp_path, env=bridge_env(slow_ticks.url))
+    try:
+        await fake.start()
+        await slow_ticks.wait_for(lambda: slow_ticks.params("register"))
+        await fake.emit({"type": "agent_start"})
+        await slow_ticks.wait_for(lambda: [h.get("activity") for h in slow_ticks.params("heartbeat")] == ["working"],
+                                  timeout=3)
+        await fake.emit({"type": "agent_end"})
+        await slow_ticks.wait_for(lambda: [h.get("activity") for h in slow_ticks.params("heartbeat")][-1] == "idle",
+                                  timeout=3)
+    finally:
+        await fake.stop()
+        await slow_ticks.stop()
 
 
 async def test_standalone_then_registers_when_the_hypivisor_appears(tmp_path):
