@@ -18,6 +18,8 @@ type Json = Record<string, unknown>;
 
 export const BACKOFF_FIRST_MS = 500;
 export const BACKOFF_MAX_MS = 10_000;
+/** A bridge that served this long before dying counts as healthy: its successor starts at the first delay. */
+const HEALTHY_AFTER_MS = 30_000;
 /** A bridge that stopped reading while this much is buffered for it is stuck: kill it and restart. */
 const STDIN_STUCK_BYTES = 64 * 1024 * 1024;
 const LOG_BURST = 200; // log lines per minute, so a failing hot path cannot flood the log
@@ -39,6 +41,7 @@ export interface BridgeState {
 	backoffMs: number;
 	restartTimer?: ReturnType<typeof setTimeout>;
 	restarts: number;
+	readyAt?: number;
 	/** Builds the hello line (latest session facts); set by the current module instance. */
 	hello?: () => Json;
 	/** Handles one bridge line; replaced by each new module instance. */
@@ -206,6 +209,8 @@ function onExit(st: BridgeState, child: ChildProcess): void {
 
 function scheduleRestart(st: BridgeState): void {
 	if (st.stopped || st.restartTimer) return;
+	if (st.readyAt !== undefined && Date.now() - st.readyAt > HEALTHY_AFTER_MS) st.backoffMs = BACKOFF_FIRST_MS;
+	st.readyAt = undefined;
 	const delay = st.backoffMs;
 	st.backoffMs = Math.min(BACKOFF_MAX_MS, st.backoffMs * 2);
 	st.restartTimer = setTimeout(
@@ -219,11 +224,11 @@ function scheduleRestart(st: BridgeState): void {
 	st.restartTimer.unref?.(); // a pending restart must not keep `pi -p` alive
 }
 
-/** The bridge said `ready`: its port is kept for restarts and the backoff starts over. */
+/** The bridge said `ready`: its port is kept for restarts; once it stays up a while the backoff starts over. */
 export function onReady(st: BridgeState, port: unknown, url: unknown): void {
 	if (typeof port === "number" && port > 0) st.port = port;
 	if (typeof url === "string") st.url = url;
-	st.backoffMs = BACKOFF_FIRST_MS;
+	st.readyAt = Date.now();
 }
 
 /** pi is quitting: say bye, close stdin, and let go of every handle so Node can exit now. */
