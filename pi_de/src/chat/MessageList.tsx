@@ -44,12 +44,19 @@ export function MessageList({ view, onLoadOlder }: { view: AgentView; onLoadOlde
 
   const tools: ToolLookup = useMemo(() => ({ results, live: view.liveTools, running: view.running }), [results, view.liveTools, view.running]);
 
+  // getItemKey changes only when the set of rows does: the virtualizer recomputes every row's
+  // offset (O(n)) whenever it changes, and the streaming row's content changes every frame.
+  const rowsRef = useRef(rows);
+  rowsRef.current = rows;
+  const hasStreaming = !!view.streaming;
+  // eslint-disable-next-line react-hooks/exhaustive-deps
+  const getItemKey = useCallback((i: number) => rowsRef.current[i]?.key ?? i, [msgRows, view.pending, hasStreaming]);
   const virtualizer = useVirtualizer({
     count: rows.length,
     getScrollElement: () => scrollRef.current,
     estimateSize: () => 90,
     overscan: 6,
-    getItemKey: (i) => rows[i].key,
+    getItemKey,
   });
 
   // Prepend: keep the first previously visible message where it was.
@@ -76,7 +83,8 @@ export function MessageList({ view, onLoadOlder }: { view: AgentView; onLoadOlde
   const lastStreamLen = view.streaming ? textOf(view.streaming.content).length + (Array.isArray(view.streaming.content) ? view.streaming.content.length : 0) : 0;
   useLayoutEffect(() => {
     const el = scrollRef.current;
-    if (el && atBottom.current) el.scrollTop = el.scrollHeight;
+    // Assigning past the end clamps to the bottom without reading scrollHeight (a forced layout).
+    if (el && atBottom.current) el.scrollTop = 1e9;
   }, [total, rows.length, lastStreamLen]);
 
   // Open at the newest message (also after a reconnect's or a pi session switch's init_state).
