@@ -344,3 +344,41 @@ def test_composer_autocomplete_attachments_and_rich_messages(dash_hv, agents, pa
     # acked, waiting for pi's echo: shown as queued, once
     page.wait_for_selector("[data-role=pending][data-state=acked]")
     shot(page, "rich-conversation")
+
+
+NOTIFICATION_SPY = """
+// The tab is "hidden" and notifications are allowed; Notification records what it is asked to show.
+Object.defineProperty(document, 'visibilityState', {get: () => 'hidden'});
+window.__notes = [];
+window.Notification = class { constructor(title, o) { window.__notes.push({title, body: o && o.body}); } };
+window.Notification.permission = 'granted';
+window.Notification.requestPermission = async () => 'granted';
+"""
+
+
+def test_hidden_tab_notifies_when_a_run_ends_and_offline_agent_waits(dash_hv, agents, page_factory):
+    a = agents(dash_hv, "n-n", "/srv/notify", messages=[user_msg("hi"), assistant_msg("hello")])
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.add_init_script(NOTIFICATION_SPY)
+    page.goto(dashboard_url(dash_hv))
+    card(page, "n-n").click()
+    page.wait_for_selector("text=hello")
+    a.push({"type": "agent_start"}, {"type": "message_start", "message": {"role": "assistant", "content": []}},
+           {"type": "message_end", "message": assistant_msg("all tests pass")}, {"type": "agent_end", "messages": []})
+    page.wait_for_function("() => window.__notes.length === 1", timeout=5_000)
+    note = page.evaluate("window.__notes[0]")
+    assert note == {"title": "notify: done", "body": "all tests pass"}
+    a.push({"type": "agent_start"}, {"type": "message_end", "message": assistant_msg("", stopReason="error", errorMessage="rate limited")},
+           {"type": "agent_end", "messages": []})
+    page.wait_for_function("() => window.__notes.length === 2", timeout=5_000)
+    assert page.evaluate("window.__notes[1]") == {"title": "notify: run failed", "body": "rate limited"}
+
+    # the registry reports the agent offline: the stage says so and stops dialling it
+    a.go_offline()
+    page.wait_for_selector("[data-testid=inline-state] >> text=Agent offline, waiting for it to come back")
+    wait_until(lambda: len(a._clients) == 0, 5, what="the link to an offline agent to close")
+    assert page.locator("text=all tests pass").count() == 1
+    # …and when it comes back, the link is re-opened by itself
+    a.come_back()
+    page.wait_for_selector("[data-testid=inline-state]", state="detached")
+    wait_until(lambda: len(a._clients) == 1, 10, what="the link to reopen")

@@ -160,6 +160,10 @@ class RegisteredAgent:
         """Close the registry connection: the hypivisor marks the node offline."""
         self._run(self._close_registry(), 5)
 
+    def come_back(self) -> None:
+        """Register again after go_offline (pi's bridge reconnecting): the node is active again."""
+        self._run(self._reregister(), 10)
+
     def close(self) -> None:
         if self._loop.is_running():
             try:
@@ -216,6 +220,12 @@ class RegisteredAgent:
                 return
             await asyncio.sleep(0.1)
         raise TimeoutError("not registered")
+
+    async def _reregister(self):
+        self._offline = False
+        self._registered = asyncio.Event()
+        self._reg_task = asyncio.create_task(self._registry_loop())
+        await asyncio.wait_for(self._registered.wait(), 10)
 
     async def _close_registry(self):
         self._offline = True
