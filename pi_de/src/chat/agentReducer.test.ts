@@ -81,6 +81,7 @@ describe("agent reducer: pi event stream", () => {
     expect(s.messages.map((m) => m.role)).toEqual(["user", "assistant", "toolResult", "assistant"]);
     expect(resultsByCallId(s.messages).get("c1")?.toolName).toBe("bash");
     expect(s.cost).toBe(0.5);
+    expect(s.tokens).toMatchObject({ input: 0, output: 0 });
     expect(s.finishedRuns).toBe(1);
     expect(s.lastFinish).toEqual({ kind: "done", text: "done" });
     // agent_settled after agent_end is the same run, not a second notification
@@ -187,5 +188,14 @@ describe("agent reducer: details from the bridge's protocol (specs/protocol.md Â
 
   it("session_info_changed renames the session", () => {
     expect(feed(init(), { type: "session_info_changed", name: "renamed" }).sessionName).toBe("renamed");
+  });
+});
+
+describe("agent reducer: usage totals", () => {
+  it("adds each finished assistant message's usage to the session totals", () => {
+    let s = init({ tokens: { input: 100, output: 10, cache_read: 0, cache_write: 0, total: 110 }, cost: 0.01 });
+    s = feed(s, { type: "message_end", message: asst("x", { usage: { input: 50, output: 5, cacheRead: 7, totalTokens: 62, cost: { total: 0.02 } } }) });
+    expect(s.tokens).toEqual({ input: 150, output: 15, cache_read: 7, cache_write: 0, total: 172 });
+    expect(s.cost).toBeCloseTo(0.03);
   });
 });

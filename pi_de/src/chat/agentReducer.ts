@@ -265,6 +265,20 @@ function messageEnd(s: AgentView, m: ChatMessage): AgentView {
     streaming: m.role === "assistant" ? null : s.streaming,
     pending,
     cost: s.cost + (m.role === "assistant" ? (m.usage?.cost?.total ?? 0) : 0),
+    tokens: m.role === "assistant" && m.usage ? addUsage(s.tokens, m.usage) : s.tokens,
+  };
+}
+
+/** init_state carries the session's totals; each finished assistant message adds its usage. */
+function addUsage(t: TokenTotals | null, u: NonNullable<ChatMessage["usage"]> & { cacheRead?: number; cacheWrite?: number }): TokenTotals {
+  const b = t ?? { input: 0, output: 0, cache_read: 0, cache_write: 0, total: 0 };
+  return {
+    ...b,
+    input: (b.input ?? 0) + (u.input ?? 0),
+    output: (b.output ?? 0) + (u.output ?? 0),
+    cache_read: (b.cache_read ?? 0) + (u.cacheRead ?? 0),
+    cache_write: (b.cache_write ?? 0) + (u.cacheWrite ?? 0),
+    total: (b.total ?? 0) + (u.totalTokens ?? (u.input ?? 0) + (u.output ?? 0)),
   };
 }
 

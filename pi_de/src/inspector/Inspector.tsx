@@ -52,8 +52,11 @@ export function Inspector({ view, onClose }: { view: AgentView; onClose?: () => 
         <h3>Tools ({view.tools.length})</h3>
         <ul className="inspector-list">
           {view.tools.map((tool) => (
-            <li key={tool.name} className={tool.active === false ? "inactive" : ""}>
-              <span className="mono">{tool.name}</span>
+            <li key={tool.name} className={tool.active === false ? "inactive" : ""} title={tool.active === false ? "not active in this session" : undefined}>
+              <span className="mono">
+                {tool.name}
+                {tool.active === false && <span className="muted"> (inactive)</span>}
+              </span>
               {tool.description && <span className="desc">{tool.description}</span>}
             </li>
           ))}
