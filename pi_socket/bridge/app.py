@@ -241,12 +241,15 @@ class Bridge:
     async def _refresh_state(self, initial: bool = False) -> None:
         """Context usage, model and name from pi. On the first load only, ``is_streaming`` is
         trusted too: a restarted bridge may join a run whose ``agent_start`` it never saw."""
+        epoch = self.state.roster_epoch
         try:
             data = await self.shim.request("state", timeout=5.0)
         except ShimError:
             return
         if not isinstance(data, dict):
             return
+        if epoch != self.state.roster_epoch:  # an event renamed/switched meanwhile: it is newer
+            data = {k: v for k, v in data.items() if k not in ("session_name", "model")}
         changed = self.state.apply_state(data)
         if initial and data.get("is_streaming") is True and not self.state.working:
             self.state.working = changed = True

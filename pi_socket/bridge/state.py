@@ -109,6 +109,9 @@ class AgentState:
     tokens: dict[str, int] = field(default_factory=lambda: usage_totals([])[0])
     cost: float = 0.0
     loading_history: bool = False
+    # Bumped whenever an event changes the name or model, so an older ``state`` answer
+    # (requested before the change) cannot overwrite the newer value.
+    roster_epoch: int = 0
     _arrived: list[dict[str, Any]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ sessions
@@ -219,6 +222,7 @@ class AgentState:
         name = model_name(e.get("model"))
         if name and name != self.model:
             self.model = name
+            self.roster_epoch += 1
             effect.heartbeat_now = True
 
     def _on_context_usage(self, e: dict[str, Any], _effect: Effect) -> None:
@@ -230,6 +234,7 @@ class AgentState:
         if value == self.session_name:
             return False
         self.session_name = value
+        self.roster_epoch += 1
         return True
 
     # ------------------------------------------------------------------ frames

@@ -86,8 +86,9 @@ async def test_register_heartbeat_activity_and_deregister_on_eof(tmp_path, regis
         assert isinstance(reg["pid"], int) and reg["machine"] and reg["host"] == "127.0.0.1"
         assert registry.auth[0] == f"Bearer {TOKEN}"
         await registry.wait_for(lambda: len(registry.params("heartbeat")) >= 3, timeout=3)  # every 0.3 s
-        await fake.emit(*sample_events()[0:16])  # agent_start ... agent_end (0.73: the run is over)
+        await fake.emit(sample_events()[0])  # agent_start
         await registry.wait_for(lambda: any(h.get("activity") == "working" for h in registry.params("heartbeat")))
+        await fake.emit(*sample_events()[1:16])  # ... agent_end (0.73: the run is over)
         await registry.wait_for(lambda: registry.params("heartbeat")[-1].get("activity") == "idle"
                                 and registry.params("heartbeat")[-1]["tokens"]["total"] == 616)
         async with await open_client(fake) as ws:

@@ -155,3 +155,13 @@ def test_delta_reconstruction_matches_naive_concatenation(ops):
     snap = p.snapshot()["content"]
     expected = [{"type": k, ("text" if k == "text" else "thinking"): v} for _, (k, v) in sorted(naive.items())]
     assert snap == expected
+
+
+def test_roster_epoch_moves_on_event_driven_changes_only():
+    state = AgentState()
+    state.apply_state({"session_name": "a", "model": "p/m"})
+    assert state.roster_epoch == 0
+    state.apply_event({"type": "session_info_changed", "name": "b"})
+    state.apply_event({"type": "model_select", "model": "p/n"})
+    state.apply_event({"type": "model_select", "model": "p/n"})
+    assert state.roster_epoch == 2
