@@ -9,8 +9,10 @@ deregister (≤ 1 s), close clients, exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import signal
 import time
 from typing import Any
 
@@ -63,6 +65,10 @@ class Bridge:
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # a polite kill still deregisters
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self._stop.set)
         reader = asyncio.create_task(self.shim.run(self.on_line))
         reader.add_done_callback(lambda _t: self._stop.set())
         waiters = {asyncio.create_task(self._hello.wait()), asyncio.create_task(self._stop.wait())}

@@ -282,3 +282,16 @@ async def test_oversized_names_are_clipped_not_fatal(tmp_path, registry: Recordi
         assert any(x["component"] == "shim" and x["msg"] == "x" for x in fake.log_lines())
     finally:
         await fake.stop()
+
+
+async def test_sigterm_deregisters_and_exits_cleanly(tmp_path, registry: RecordingRegistry):
+    fake = FakeShim(tmp_path, env=bridge_env(registry.url))
+    await fake.start()
+    try:
+        await registry.wait_for(lambda: registry.params("register"))
+        assert fake.proc is not None
+        fake.proc.terminate()
+        assert await fake.wait_exit(3) == 0
+        assert registry.calls[-1]["method"] == "deregister"
+    finally:
+        await fake.stop()
