@@ -1,0 +1,50 @@
+"""The shim's own checks: its pure event trimming under `node --test`, and a strict type check of the whole
+shim against the `.d.ts` files of both installed pi versions (the same source must fit both APIs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from integration_tests.harness.pi_proc import CACHE, NODE22_BIN, pi_bin
+
+REPO = Path(__file__).resolve().parents[1]
+EXTENSION = REPO / "pi_socket" / "extension"
+TSC = REPO / "pi_de" / "node_modules" / ".bin" / "tsc"
+NODE22 = NODE22_BIN / "node"
+PI_TYPES = {
+    "0.73.1": CACHE / "pi-0.73.1" / "node_modules" / "@mariozechner" / "pi-coding-agent" / "dist" / "index.d.ts",
+    "1.5.2": CACHE / "pi-1.5.2" / "node_modules" / "@earendil-works" / "pi-coding-agent" / "dist" / "index.d.ts",
+}
+
+
+@pytest.mark.skipif(not NODE22.exists(), reason="Node 22 is not installed (setup_env.sh)")
+def test_event_trimming_units():
+    done = subprocess.run([str(NODE22), "--test", str(EXTENSION / "test" / "slim.test.ts")], capture_output=True,
+                          text=True, timeout=60, cwd=EXTENSION)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "# fail 0" in done.stdout and "# pass 0" not in done.stdout
+
+
+@pytest.mark.skipif(not TSC.exists(), reason="TypeScript comes with Pi-DE's node_modules (npm ci in pi_de)")
+def test_shim_type_checks_against_both_pi_versions(pi_version, tmp_path):
+    types = PI_TYPES[pi_version]
+    if not types.exists():
+        pytest.skip(f"pi {pi_version} has no type declarations at {types}")
+    config = {
+        "compilerOptions": {
+            "target": "ES2022", "module": "ESNext", "moduleResolution": "Bundler", "strict": True, "noEmit": True,
+            "allowImportingTsExtensions": True, "skipLibCheck": True, "types": ["node"],
+            "typeRoots": [str(REPO / "pi_de" / "node_modules" / "@types")],
+            "paths": {"@mariozechner/pi-coding-agent": [str(types)]},
+        },
+        "files": [str(EXTENSION / "src" / "index.ts")],
+    }
+    (tmp_path / "tsconfig.json").write_text(json.dumps(config))
+    done = subprocess.run([str(TSC), "-p", str(tmp_path / "tsconfig.json")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert pi_bin(pi_version).exists()
