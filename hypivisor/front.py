@@ -23,22 +23,29 @@ from hypivisor import auth, httphead, splice
 from hypivisor.service import Service
 from pi_socket import oplog
 
-log = structlog.get_logger(part="proxy")  # lazy: bound after oplog.configure
+log = structlog.get_logger(part="proxy")
+HEAD_TIMEOUT = 10.0  # seconds a client may take to send its request head (slowloris)  # lazy: bound after oplog.configure
 
 
 class FrontProtocol(asyncio.Protocol):
     """Per connection until routed; afterwards aiohttp or the splice owns the transport."""
 
-    __slots__ = ("ctx", "transport", "buf", "routed")
+    __slots__ = ("ctx", "transport", "buf", "routed", "timer")
 
     def __init__(self, ctx: FrontContext):
         self.ctx = ctx
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.routed = False
+        self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT, self._head_timeout)
+
+    def _head_timeout(self) -> None:
+        if not self.routed and self.transport is not None:
+            self._reply(408, -32600, f"no complete request head within {HEAD_TIMEOUT:g} s")
 
     def data_received(self, data: bytes) -> None:
         if self.routed:  # bytes that arrive while the splice is being opened
@@ -51,6 +58,7 @@ class FrontProtocol(asyncio.Protocol):
                 self._reply(431, -32600, f"request head larger than {httphead.MAX_HEAD} bytes")
             return
         self.routed = True
+        self._stop_timer()
         try:
             head = httphead.parse_head(bytes(self.buf[:end]))
         except httphead.HeadError as exc:
@@ -63,11 +71,18 @@ class FrontProtocol(asyncio.Protocol):
             self._proxy(head, node_id, bytes(self.buf[end:]))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
         self.buf = bytearray()
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def _reply(self, status: int, code: int, message: str) -> None:
         assert self.transport is not None
         self.routed = True
+        self._stop_timer()
         self.transport.write(httphead.error_response(status, code, message))
         self.transport.close()
 

@@ -73,10 +73,13 @@ class Spawner:
 
     def node_registered(self, node: NodeInfo, registered_at: float) -> None:
         pids = ancestors(node.pid) if node.pid else []
-        for p in self.pending:
-            if not p.future.done() and matches(p, node, registered_at, pids):
-                p.future.set_result(node)
-                return
+        open_spawns = [p for p in self.pending if not p.future.done()]
+        # A process-tree match beats a cwd match: two spawns into one folder must not swap nodes.
+        by_pid = [p for p in open_spawns if p.pane_pid is not None and p.pane_pid in pids]
+        by_cwd = [p for p in open_spawns if matches(p, node, registered_at, pids)]
+        for p in by_pid or by_cwd[:1]:
+            p.future.set_result(node)
+            return
 
     async def spawn(self, cwd: str, env: dict[str, str], now: float) -> tuple[NodeInfo, str | None]:
         """Start pi in ``cwd`` and wait for it to register; returns (node, tmux session or None)."""

@@ -63,3 +63,18 @@ async def test_spawn_matching_by_process_tree_or_cwd_after_start():
     assert matches(p, node(pid=None), 100.5, [])
     assert not matches(p, node(pid=None), 99.0, [])  # registered before the spawn started
     assert not matches(p, node(pid=7, cwd="/h/other"), 101.0, [7, 3])
+
+
+async def test_two_spawns_in_one_folder_get_their_own_nodes():
+    import os
+
+    from hypivisor.spawner import Spawner
+
+    sp = Spawner(template=None, timeout=1)
+    first = Pending(cwd="/h/p", started_at=1.0, pane_pid=999_999_001)
+    mine = Pending(cwd="/h/p", started_at=1.0, pane_pid=os.getpid())
+    sp.pending += [first, mine]
+    sp.node_registered(node(pid=os.getpid()), 2.0)  # our own pid: its ancestry contains itself
+    assert mine.future.done() and not first.future.done()
+    sp.node_registered(node(pid=None), 3.0)  # no pid: falls back to cwd + time, first open spawn
+    assert first.future.done()
