@@ -55,3 +55,18 @@ async def recv_until(
 
 async def send_json(ws: ClientConnection, obj: Any) -> None:
     await ws.send(json.dumps(obj))
+
+
+async def init_when(fake: FakeShim, pred: Callable[[dict[str, Any]], bool], timeout: float = 5.0) -> tuple[Any, dict]:
+    """Connect until the init_state satisfies ``pred`` (the bridge applies shim lines asynchronously);
+    returns the open connection and its init_state. Bounded in time."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        ws = await open_client(fake)
+        init = await recv_json(ws)
+        if pred(init):
+            return ws, init
+        await ws.close()
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"init_state never matched; last: {str(init)[:300]}")
+        await asyncio.sleep(0.05)

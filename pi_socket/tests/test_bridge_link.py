@@ -9,7 +9,7 @@ import json
 
 from websockets.exceptions import ConnectionClosed
 
-from .bridge_helpers import open_client, recv_json, recv_until, send_json, shim  # noqa: F401
+from .bridge_helpers import init_when, open_client, recv_json, recv_until, send_json, shim  # noqa: F401
 from .fake_shim import FakeShim, assistant_message, sample_events, user_message
 
 
@@ -20,9 +20,8 @@ def is_type(kind: str):
 async def test_join_mid_stream_gets_partial_then_the_rest(shim: FakeShim):
     events = sample_events()
     await shim.emit(*events[:8])  # agent_start, turn_start, user msg, assistant start, text_start, 2 deltas
-    await asyncio.sleep(0.2)
-    async with await open_client(shim) as ws:
-        init = await recv_json(ws)
+    ws, init = await init_when(shim, lambda i: i["partial"] is not None and len(i["partial"]["content"][0]["text"]) >= 12)
+    async with ws:
         assert init["is_streaming"] is True
         assert init["partial"]["role"] == "assistant"
         assert init["partial"]["content"] == [{"type": "text", "text": "Hello from f"}]
@@ -35,8 +34,8 @@ async def test_join_mid_stream_gets_partial_then_the_rest(shim: FakeShim):
         assert all("message" not in m and "partial" not in m.get("assistantMessageEvent", {})
                    for m in before if m["type"] == "message_update")
         await recv_until(ws, is_type("agent_end"))
-    async with await open_client(shim) as ws:
-        init = await recv_json(ws)
+    ws, init = await init_when(shim, lambda i: i["context_usage"] is not None)  # state refreshed after the run
+    async with ws:
         assert init["is_streaming"] is False and init["partial"] is None
         assert init["tokens"]["total"] == 616 and abs(init["cost"] - 0.000625) < 1e-9
         assert init["context_usage"]["context_window"] == 128000

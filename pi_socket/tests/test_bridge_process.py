@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from .bridge_helpers import open_client, recv_json, recv_until, send_json
+from .bridge_helpers import init_when, open_client, recv_json, recv_until, send_json
 from .fake_shim import FakeShim
 
 TOKEN = "t0k3n-secret"
@@ -158,13 +158,11 @@ async def test_restarted_bridge_joins_a_running_agent_as_working(tmp_path):
     fake.streaming = True  # pi is mid-run when the shim (re)starts the bridge
     await fake.start()
     try:
-        await fake.wait_for_request("state")
-        await asyncio.sleep(0.1)
-        async with await open_client(fake) as ws:
-            assert (await recv_json(ws))["is_streaming"] is True
+        ws, _ = await init_when(fake, lambda i: i["is_streaming"] is True)
+        await ws.close()
         await fake.emit({"type": "agent_end", "messages": []})
-        async with await open_client(fake) as ws:
-            assert (await recv_json(ws))["is_streaming"] is False
+        ws, _ = await init_when(fake, lambda i: i["is_streaming"] is False)
+        await ws.close()
     finally:
         await fake.stop()
 
