@@ -208,3 +208,46 @@ async def test_bytes_in_the_same_segment_as_the_101_are_not_lost(hypivisor):
     finally:
         await bridge.close()
         server.close()
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        line = next(ln for ln in fh if ln.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+async def test_flow_control_a_slow_agent_does_not_make_the_relay_buffer(hypivisor):
+    """64 MB towards an agent that is not reading: the relay pauses the client instead of buffering it all."""
+    reading = asyncio.Event()
+    got: list[int] = []
+
+    async def lazy_agent(ws):
+        await reading.wait()
+        async for msg in ws:
+            got.append(len(msg))
+            if len(got) == 64:
+                await ws.send("done")
+
+    server = await websockets.serve(lazy_agent, "127.0.0.1", 0, max_size=None, max_queue=1, compression=None)
+    bridge = await register(hypivisor, "lazy", server.sockets[0].getsockname()[1])
+    try:
+        before = rss_mb(hypivisor.proc.pid)
+        async with websockets.connect(hypivisor.agent_url("lazy"), max_size=None, compression=None) as ws:
+            blob = b"z" * MB
+
+            async def pump():
+                for _ in range(64):
+                    await ws.send(blob)
+
+            sender = asyncio.create_task(pump())
+            await asyncio.sleep(1.5)
+            assert not sender.done()  # the client is being held back...
+            grown = rss_mb(hypivisor.proc.pid) - before
+            assert grown < 24, f"relay buffered {grown:.0f} MB"  # ...not the relay's memory
+            reading.set()
+            await asyncio.wait_for(sender, 20)
+            assert await asyncio.wait_for(ws.recv(), 20) == "done"
+        assert got == [MB] * 64
+    finally:
+        await bridge.close()
+        server.close()

@@ -22,6 +22,8 @@ def home(tmp_path):
     (h / "link-in").symlink_to(h / "proj")
     (h / "link-out").symlink_to(tmp_path / "outside")
     (h / "dangling").symlink_to(h / "nowhere")
+    (h / "loop-a").symlink_to(h / "loop-b")
+    (h / "loop-b").symlink_to(h / "loop-a")
     return str(h)
 
 
@@ -40,6 +42,7 @@ def test_default_is_home_listing_dirs_only_sorted_without_hidden(home):
 def test_symlink_inside_home_is_followed_outside_is_hidden(home):
     names = dict(paths.list_directories("", home).directories)
     assert "link-in" in names and "link-out" not in names and "dangling" not in names
+    assert "loop-a" not in names and "loop-b" not in names  # a symlink loop is skipped, not an error
 
 
 def test_relative_tilde_and_absolute_paths_resolve_inside_home(home):

@@ -65,6 +65,7 @@ class HypivisorProc:
         self.ttl = ttl
         self.extra_args = list(args)
         self.env = self._build_env(env)
+        self.token = self.env.get("HYPI_TOKEN") or None  # env={"HYPI_TOKEN": ...} works like token=
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_dir = Path(tempfile.mkdtemp(prefix="hv-out-"))
         self._runs = 0
