@@ -140,12 +140,14 @@ class RegistryClient:
                 reader.cancel()
 
     async def _register(self) -> float:
+        # Clear pokes BEFORE reading the params: a change while the register is in flight
+        # must still produce a heartbeat (clearing afterwards lost it).
+        self._poke.clear()
         params = self.register_params()
         result = await self.call("register", params.model_dump(mode="json", exclude_none=True))
         interval = result.get("heartbeat_interval") if isinstance(result, dict) else None
         self.registered = True
         self._ever_registered = True
-        self._poke.clear()
         if self.backoff.failures:
             log.info("registered with hypivisor again", url=self.url, node=params.id)
         else:
