@@ -82,6 +82,15 @@ def test_open_agent_shows_history_inspector_and_user_messages_from_pi(dash_hv, a
     page.wait_for_selector("[data-role=user] >> text=typed in the TUI")
 
 
+def test_unknown_agent_protocol_version_shows_a_warning(dash_hv, agents, page_factory):
+    agents(dash_hv, "n-v", "/srv/v", messages=[user_msg("hi"), assistant_msg("from the future")], protocol_version="2")
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(dash_hv))
+    card(page, "n-v").click()
+    page.wait_for_selector("text=from the future")
+    page.wait_for_selector(".banner.warn >> text=This agent speaks protocol version 2")
+
+
 def test_switching_agents_never_mixes_conversations(dash_hv, agents, page_factory):
     a = agents(dash_hv, "n-1", "/srv/one", messages=[user_msg("ONE-question"), assistant_msg("ONE-answer")])
     agents(dash_hv, "n-2", "/srv/two", messages=[user_msg("TWO-question"), assistant_msg("TWO-answer")])
@@ -176,12 +185,26 @@ def test_token_is_asked_after_401_and_kept(dash_hv_factory, agents, page_factory
     page.fill("input[aria-label=Token]", "s3cret-tok")
     page.get_by_role("button", name="Connect").click()
     page.wait_for_selector("[data-node-id='n-t']")
-    assert page.evaluate("localStorage.getItem('pi-de-token')") == "s3cret-tok"
+    key = f"pi-de-token:ws://127.0.0.1:{hv.dashboard_port}"  # stored for this hypivisor only
+    assert page.evaluate(f"localStorage.getItem('{key}')") == "s3cret-tok"
     # the token travels as a subprotocol; the agent link through the proxy works with it too
     card(page, "n-t").click()
     page.wait_for_selector("[data-testid=inspector] >> text=fake/fake-model")
     page.reload()
     page.wait_for_selector("[data-node-id='n-t']")  # no prompt the second time
+    # a link naming another hypivisor URL does not get this token: it asks, showing where it goes
+    other = f"ws://127.0.0.1:{hv.port}"
+    page.goto(dashboard_url(hv, f"?hypivisor={other}"))
+    # (cross-origin, the page cannot read the 401, so it shows the error screen with a token link)
+    page.wait_for_selector("[data-testid=error-screen], [data-testid=token-screen]")
+    assert page.locator("[data-testid=roster]").count() == 0
+    if page.locator("[data-testid=error-screen]").count():
+        assert f"{other}/ws" in page.locator("[data-testid=error-screen]").inner_text()
+        page.get_by_role("button", name="Enter the token").click()
+    assert f"{other}/ws" in page.locator("[data-testid=token-screen]").inner_text()
+    page.fill("input[aria-label=Token]", "s3cret-tok")
+    page.get_by_role("button", name="Connect").click()
+    page.wait_for_selector("[data-node-id='n-t']")  # the registry port answers too, once given the token
 
 
 def test_theme_switch_applies_and_persists(dash_hv, agents, page_factory):
@@ -344,6 +367,23 @@ def test_composer_autocomplete_attachments_and_rich_messages(dash_hv, agents, pa
     # acked, waiting for pi's echo: shown as queued, once
     page.wait_for_selector("[data-role=pending][data-state=acked]")
     shot(page, "rich-conversation")
+
+    # paste an image into the prompt, drop a text file on the stage
+    page.evaluate("""() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([new Uint8Array([137, 80, 78, 71])], 'shot.png', {type: 'image/png'}));
+      document.querySelector('textarea').dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true, cancelable: true}));
+      const dt2 = new DataTransfer();
+      dt2.items.add(new File(['dropped text'], 'drop.md', {type: 'text/markdown'}));
+      document.querySelector('[data-testid=chat-stage]').dispatchEvent(new DragEvent('drop', {dataTransfer: dt2, bubbles: true, cancelable: true}));
+    }""")
+    page.wait_for_selector("[data-testid=attachment] >> text=shot.png")
+    page.wait_for_selector("[data-testid=attachment] >> text=drop.md")
+    ta.fill("two more")
+    page.get_by_role("button", name="Send").click()
+    second = wait_until(lambda: [f for f in a.received if f.get("type") == "prompt"][1:], what="the second prompt")[0]
+    assert [(x["name"], x["mime_type"]) for x in second["attachments"]] == [("shot.png", "image/png"), ("drop.md", "text/markdown")]
+    assert base64.b64decode(second["attachments"][1]["data"]) == b"dropped text"
 
 
 NOTIFICATION_SPY = """

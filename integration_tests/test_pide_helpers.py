@@ -131,11 +131,12 @@ class RegisteredAgent:
     """
 
     def __init__(self, hv, node_id: str, cwd: str, *, messages=None, init_limit=200, session_name=None,
-                 machine="test-box", model="fake/fake-model"):
+                 machine="test-box", model="fake/fake-model", protocol_version="1"):
         self.hv, self.node_id, self.cwd = hv, node_id, cwd
         self.messages = list(messages or [])
         self.init_limit = init_limit
         self.session_name, self.machine, self.model = session_name, machine, model
+        self.protocol_version = protocol_version
         self.port = free_port()
         self.received: list[dict] = []
         self.history_requests: list[dict] = []
@@ -256,7 +257,7 @@ class RegisteredAgent:
         keep = self.messages[-self.init_limit:] if self.init_limit else []
         cursor = len(self.messages) - len(keep)
         return {
-            "type": "init_state", "protocol_version": "1",
+            "type": "init_state", "protocol_version": self.protocol_version,
             "node": {"id": self.node_id, "machine": self.machine, "cwd": self.cwd, "port": self.port},
             "messages": keep, "tools": [{"name": "read", "description": "Read a file"}, {"name": "bash", "description": "Run a shell command"}],
             "commands": [{"name": "review", "description": "review the diff"}], "is_streaming": False, "partial": None,

@@ -14,7 +14,7 @@ import { useTheme } from "./theme/useTheme";
 
 export function App() {
   const endpoints = useMemo(() => resolveEndpoints(window.location), []);
-  const [token, setToken] = useState<string | null>(() => loadToken());
+  const [token, setToken] = useState<string | null>(() => loadToken(endpoints.wsBase, endpoints.sameOrigin));
   const [askToken, setAskToken] = useState(false);
   const hv = useHypivisor(endpoints, token);
   const [theme, setTheme] = useTheme();
@@ -23,7 +23,7 @@ export function App() {
   const [notifyOk, setNotifyOk] = useState(canNotify());
 
   const saveAndUse = (t: string) => {
-    saveToken(t);
+    saveToken(endpoints.wsBase, t);
     setToken(t);
     setAskToken(false);
   };
@@ -40,7 +40,7 @@ export function App() {
 
   const onSpawned = useCallback((id: string) => setSelected(id), []);
 
-  if (hv.phase === "unauthorized" || askToken) return <TokenScreen rejected={hv.phase === "unauthorized"} onSave={saveAndUse} />;
+  if (hv.phase === "unauthorized" || askToken) return <TokenScreen url={hv.url} rejected={hv.phase === "unauthorized"} onSave={saveAndUse} />;
   if (hv.phase === "failed") return <ErrorScreen url={hv.url} retryInMs={hv.retryInMs} onRetry={hv.retryNow} onToken={() => setAskToken(true)} />;
 
   const node = selected ? hv.roster.nodes[selected] : undefined;

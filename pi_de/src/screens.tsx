@@ -32,12 +32,16 @@ export function ErrorScreen({ url, retryInMs, onRetry, onToken }: { url: string;
   );
 }
 
-export function TokenScreen({ onSave, rejected }: { onSave(token: string): void; rejected: boolean }) {
+export function TokenScreen({ url, onSave, rejected }: { url: string; onSave(token: string): void; rejected: boolean }) {
   const [value, setValue] = useState("");
   return (
     <main className="screen" data-testid="token-screen">
       <h1>Hypivisor token</h1>
-      <p>{rejected ? "The hypivisor refused the connection (401): enter its token." : "Enter the hypivisor's token (HYPI_TOKEN)."} It is kept in this browser only.</p>
+      <p>
+        {rejected ? "The hypivisor at " : "Enter the token (HYPI_TOKEN) of the hypivisor at "}
+        <code>{url}</code>
+        {rejected ? " refused the connection (401): enter its token (HYPI_TOKEN)." : "."} It is kept in this browser, for this hypivisor only.
+      </p>
       <form
         onSubmit={(e) => {
           e.preventDefault();

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { BACKOFF_MAX_MS, backoffDelay } from "./backoff";
 import { agentUrl, registryUrl, resolveEndpoints } from "./endpoints";
 import { RpcClient, RpcError } from "./rpc";
-import { base64url, loadToken, saveToken, subprotocols, TOKEN_KEY } from "./token";
+import { base64url, loadToken, saveToken, subprotocols, tokenKey } from "./token";
 
 describe("reconnect backoff", () => {
   it("starts at 1 s and doubles up to 10 s", () => {
@@ -31,12 +31,20 @@ describe("token handling", () => {
     expect(subprotocols("ü")).toEqual(["hypi.v1", "hypi-token.w7w"]);
     expect(subprotocols(null)).toEqual(["hypi.v1"]);
   });
-  it("is kept in localStorage and removed when cleared", () => {
-    saveToken("abc");
-    expect(localStorage.getItem(TOKEN_KEY)).toBe("abc");
-    expect(loadToken()).toBe("abc");
-    saveToken(null);
-    expect(localStorage.getItem(TOKEN_KEY)).toBeNull();
+  it("is kept in localStorage per hypivisor and removed when cleared", () => {
+    saveToken("ws://mine:31415", "abc");
+    expect(localStorage.getItem(tokenKey("ws://mine:31415"))).toBe("abc");
+    expect(loadToken("ws://mine:31415", true)).toBe("abc");
+    saveToken("ws://mine:31415", null);
+    expect(loadToken("ws://mine:31415", true)).toBeNull();
+  });
+
+  it("is never offered to another hypivisor named in ?hypivisor=", () => {
+    saveToken("ws://mine:31415", "abc");
+    const e = resolveEndpoints({ protocol: "http:", host: "mine:31415", search: "?hypivisor=wss://evil.example" });
+    expect(e.sameOrigin).toBe(false);
+    expect(loadToken(e.wsBase, e.sameOrigin)).toBeNull();
+    expect(resolveEndpoints({ protocol: "http:", host: "mine:31415", search: "" }).sameOrigin).toBe(true);
   });
 });
 

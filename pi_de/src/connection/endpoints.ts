@@ -6,6 +6,8 @@ export interface Endpoints {
   wsBase: string;
   /** HTTP(S) equivalent of wsBase, used for the 401 probe. */
   httpBase: string;
+  /** The hypivisor is the server that served this page (no `?hypivisor=` elsewhere). */
+  sameOrigin: boolean;
 }
 
 export function resolveEndpoints(loc: Pick<Location, "protocol" | "host" | "search">): Endpoints {
@@ -16,7 +18,8 @@ export function resolveEndpoints(loc: Pick<Location, "protocol" | "host" | "sear
   } else {
     wsBase = `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}`;
   }
-  return { wsBase, httpBase: wsBase.replace(/^ws/i, "http") };
+  const own = `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}`;
+  return { wsBase, httpBase: wsBase.replace(/^ws/i, "http"), sameOrigin: wsBase === own };
 }
 
 export const registryUrl = (e: Endpoints) => `${e.wsBase}/ws`;

@@ -2,8 +2,12 @@
 // (`hypi-token.<base64url>`), next to `hypi.v1` which the server selects. It is read from
 // localStorage (asked for after a 401) or, in dev only, from VITE_HYPI_TOKEN; it is never compiled
 // into a production bundle (see build.test.ts, which greps dist).
+//
+// Tokens are stored per hypivisor URL: a crafted link `?hypivisor=wss://elsewhere` must not make
+// the page hand the token of *your* hypivisor to another server. A new URL starts with no token.
 
 export const TOKEN_KEY = "pi-de-token";
+export const tokenKey = (wsBase: string) => `${TOKEN_KEY}:${wsBase}`;
 export const PROTOCOL = "hypi.v1";
 
 export function base64url(text: string): string {
@@ -23,18 +27,20 @@ function devToken(): string | null {
   return import.meta.env.VITE_HYPI_TOKEN || null;
 }
 
-export function loadToken(storage: Pick<Storage, "getItem"> = localStorage): string | null {
+/** `sameOrigin`: the dev token only ever goes to the server that served the page. */
+export function loadToken(wsBase: string, sameOrigin: boolean, storage: Pick<Storage, "getItem"> = localStorage): string | null {
+  const dev = sameOrigin ? devToken() : null;
   try {
-    return storage.getItem(TOKEN_KEY) || devToken();
+    return storage.getItem(tokenKey(wsBase)) || dev;
   } catch {
-    return devToken();
+    return dev;
   }
 }
 
-export function saveToken(token: string | null, storage: Pick<Storage, "setItem" | "removeItem"> = localStorage) {
+export function saveToken(wsBase: string, token: string | null, storage: Pick<Storage, "setItem" | "removeItem"> = localStorage) {
   try {
-    if (token) storage.setItem(TOKEN_KEY, token);
-    else storage.removeItem(TOKEN_KEY);
+    if (token) storage.setItem(tokenKey(wsBase), token);
+    else storage.removeItem(tokenKey(wsBase));
   } catch {
     /* private mode: the token lives for this page only */
   }

@@ -37,7 +37,7 @@ class FakeWS {
   }
 }
 
-const ep = { wsBase: "ws://h:1", httpBase: "http://h:1" };
+const ep = { wsBase: "ws://h:1", httpBase: "http://h:1", sameOrigin: true };
 const init = (extra = {}) => ({ type: "init_state", node: {}, messages: [], total_messages: 0, cursor: 0, ...extra });
 
 beforeEach(() => {

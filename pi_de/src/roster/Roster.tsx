@@ -1,6 +1,6 @@
 import { useState } from "react";
 import type { NodeInfo } from "../protocol/types";
-import { groupByProject, type RosterState } from "./rosterReducer";
+import { folderName, groupByProject, type RosterState } from "./rosterReducer";
 
 interface Props {
   roster: RosterState;
@@ -49,7 +49,7 @@ function NodeCard({ n, selected, onSelect }: { n: NodeInfo; selected: boolean; o
           {working && <span className="working-tag">working</span>}
         </span>
         <span className="node-meta">
-          {n.machine}:{n.port} · pid {n.pid ?? "?"}
+          {folderName(n.cwd)} · {n.machine}:{n.port} · pid {n.pid ?? "?"}
         </span>
         <span className="node-meta">
           {n.model ?? "no model"} · ${(n.cost ?? 0).toFixed(3)}
