@@ -19,8 +19,9 @@ TOKEN = "reg-token"
 class RecordingRegistry:
     """A tiny /ws registry that records every JSON-RPC call (and the Authorization header)."""
 
-    def __init__(self, heartbeat_interval: float = 0.3) -> None:
+    def __init__(self, heartbeat_interval: float = 0.3, register_delay: float = 0.0) -> None:
         self.heartbeat_interval = heartbeat_interval
+        self.register_delay = register_delay
         self.calls: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
         self.server = None
@@ -48,6 +49,7 @@ class RecordingRegistry:
             method = msg["method"]
             result: Any = {"status": "ok"}
             if method == "register":
+                await asyncio.sleep(self.register_delay)
                 result = {"status": "registered", "node": msg["params"], "heartbeat_interval": self.heartbeat_interval}
             elif method == "deregister":
                 result = {"status": "deregistered"}
@@ -118,6 +120,21 @@ async def test_activity_change_is_sent_at_once_not_at_the_next_tick(tmp_path):
     finally:
         await fake.stop()
         await slow_ticks.stop()
+
+
+async def test_activity_change_while_registering_is_not_lost(tmp_path):
+    slow = RecordingRegistry(heartbeat_interval=30.0, register_delay=0.5)
+    await slow.start()
+    fake = FakeShim(tmp_path, env=bridge_env(slow.url))
+    try:
+        await fake.start()
+        await slow.wait_for(lambda: slow.params("register"))  # received, not yet answered
+        await fake.emit({"type": "agent_start"})
+        await slow.wait_for(lambda: [h.get("activity") for h in slow.params("heartbeat")] == ["working"], timeout=3)
+        assert slow.params("register")[0]["activity"] == "idle"
+    finally:
+        await fake.stop()
+        await slow.stop()
 
 
 async def test_standalone_then_registers_when_the_hypivisor_appears(tmp_path):
