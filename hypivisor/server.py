@@ -95,7 +95,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     servers: list[asyncio.Server] = []
     try:
         servers.append(await listen(ctx, config.host, config.port))
-        if config.dashboard_port:
+        if config.dashboard_port and config.dashboard_port != config.port:  # same port: one listener serves both
             servers.append(await listen(ctx, config.host, config.dashboard_port))
         if not config.token:
             print("hypivisor: WARNING: HYPI_TOKEN is not set; anyone who can reach these ports can drive your agents",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hypivisor.registry import Registry, RegistryError
 from pi_socket.protocol import HeartbeatParams, RegisterParams, TokenTotals
@@ -162,3 +164,53 @@ def test_heartbeat_interval_is_a_third_of_ttl():
     assert Registry(30).heartbeat_interval == 10
     with pytest.raises(ValueError):
         Registry(0)
+
+
+# --------------------------------------------------------------------------- properties
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("register"), st.sampled_from("abcd"), st.sampled_from([1, 2, 3]), st.sampled_from("xyz")),
+        st.tuples(st.just("close"), st.sampled_from("xyz")),
+        st.tuples(st.just("deregister"), st.sampled_from("abcd"), st.sampled_from("xyz")),
+        st.tuples(st.just("heartbeat"), st.sampled_from("abcd"), st.sampled_from("xyz")),
+        st.tuples(st.just("tick"), st.floats(min_value=0, max_value=100)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(ops)
+def test_invariants_hold_for_any_sequence(sequence):
+    r = Registry(TTL)
+    now = 0.0
+    for op in sequence:
+        kind = op[0]
+        try:
+            if kind == "register":
+                r.register(reg(op[1], port=op[2]), op[3], "h", now)
+            elif kind == "close":
+                events = r.connection_closed(op[1], now)
+                assert all(e.event == "node_offline" for e in events)
+            elif kind == "deregister":
+                r.deregister(op[1], op[2], now)
+            elif kind == "heartbeat":
+                r.heartbeat(HeartbeatParams(id=op[1]), op[2], now)
+            else:
+                now += op[1]
+                r.sweep(now)
+        except RegistryError:
+            pass
+        nodes = r.nodes()
+        keys = [(n.machine, n.port) for n in nodes]
+        assert len(keys) == len(set(keys)), "machine:port is unique"
+        for n in nodes:
+            entry = r.get(n.id)
+            assert (n.status == "offline") == (entry.owner is None), "offline exactly when nobody owns it"
+            assert (n.offline_since is not None) == (n.status == "offline")
+            if kind == "tick":  # right after a sweep nothing expired is left
+                if n.status == "offline":
+                    assert now - n.offline_since <= TTL
+                else:
+                    assert now - n.last_seen <= 3 * TTL
