@@ -186,3 +186,19 @@ async def test_restart_on_same_ports_after_sigkill(hypivisor):
     assert hypivisor.port == port
     async with await RegistryClient.connect(hypivisor) as c:
         assert (await c.event("init"))["nodes"] == []
+
+
+async def test_stale_socket_closing_late_keeps_the_new_registration_active(hypivisor):
+    async with await RegistryClient.connect(hypivisor) as dash:
+        await dash.event("init")
+        old = await RegistryClient.connect(hypivisor)
+        await old.call("register", node_params("same", 8600))
+        async with await RegistryClient.connect(hypivisor) as new:  # the bridge reconnected first
+            await new.call("register", node_params("same", 8600))
+            await old.close()  # ...and the old socket's close arrives late
+            await dash.call("list_nodes")  # a round trip after the close was processed
+            await asyncio.sleep(0.2)
+            nodes = (await dash.call("list_nodes"))["result"]["nodes"]
+            assert [(n["id"], n["status"]) for n in nodes] == [("same", "active")]
+            assert not [e for e in dash.events if e["event"] == "node_offline"]
+        assert (await dash.event("node_offline", id="same"))["id"] == "same"  # the owner's close does count
