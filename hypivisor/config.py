@@ -28,8 +28,12 @@ environment:
 
 
 def default_dashboard_dir() -> Path:
-    """``pi_de/dist`` next to the package, i.e. in the repository root."""
-    return Path(__file__).resolve().parent.parent / "pi_de" / "dist"
+    """``pi_de/dist`` in the repository root; an installed wheel's bundled copy (``hypivisor/dashboard``) otherwise."""
+    here = Path(__file__).resolve().parent
+    repo, bundled = here.parent / "pi_de" / "dist", here / "dashboard"
+    if not (repo / "index.html").is_file() and (bundled / "index.html").is_file():
+        return bundled
+    return repo
 
 
 @dataclass(frozen=True)
