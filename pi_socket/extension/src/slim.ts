@@ -100,10 +100,26 @@ export function modelName(m: unknown): string | null {
 	return provider && id ? `${provider}/${id}` : typeof id === "string" ? id : null;
 }
 
-/** Message entries of a session branch, oldest first, without pi 1.5's system prompt messages. */
+/**
+ * The messages of a session branch, oldest first: `message` entries (without pi 1.5's system prompt
+ * messages) and `custom_message` entries as pi's CustomMessage (`role: "custom"`), which pi also streams
+ * as message_start/message_end, so a reloaded history lines up with what clients saw live.
+ */
 export function branchMessages(entries: unknown): Json[] {
 	if (!Array.isArray(entries)) return [];
-	return entries
-		.filter((x: any) => x && x.type === "message" && x.message && !isSystem(x.message))
-		.map((x: any) => x.message as Json);
+	const out: Json[] = [];
+	for (const x of entries as any[]) {
+		if (x?.type === "message" && x.message && !isSystem(x.message)) out.push(x.message as Json);
+		else if (x?.type === "custom_message") {
+			out.push({
+				role: "custom",
+				customType: x.customType,
+				content: x.content,
+				display: x.display,
+				details: x.details,
+				timestamp: typeof x.timestamp === "string" ? Date.parse(x.timestamp) || x.timestamp : x.timestamp,
+			});
+		}
+	}
+	return out;
 }

@@ -30,8 +30,12 @@ test("system messages are dropped (pi 1.5 emits the system prompt as one)", () =
 		{ type: "model_change" },
 		{ type: "message", message: { role: "user", content: "a" } },
 		{ type: "message", message: { role: "assistant", content: [] } },
+		{ type: "custom", customType: "ext", data: {} },
+		{ type: "custom_message", customType: "ext", content: "note", display: true, timestamp: "2026-01-01T00:00:00.000Z" },
 	];
-	assert.deepEqual(branchMessages(entries).map((m) => m.role), ["user", "assistant"]);
+	const msgs = branchMessages(entries);
+	assert.deepEqual(msgs.map((m) => m.role), ["user", "assistant", "custom"]);
+	assert.deepEqual(msgs[2], { role: "custom", customType: "ext", content: "note", display: true, details: undefined, timestamp: Date.parse("2026-01-01T00:00:00.000Z") });
 	assert.deepEqual(branchMessages(undefined), []);
 });
 
