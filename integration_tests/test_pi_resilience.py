@@ -175,3 +175,21 @@ def test_pi_print_mode_exits_promptly_with_the_shim(start_pi, pi_version):
     assert "Extension error" not in err
     # the bridge it started does not outlive pi
     wait_until(lambda: any(r.get("msg") == "bridge exiting" for r in pi.bridge_log()), 10, "the bridge to exit")
+
+
+def test_a_prompt_resent_through_a_restarted_bridge_is_not_doubled(start_pi, pi_version, agent_client, fake_llm):
+    """Invariant 2 across a bridge crash: the bridge's own ledger died with it, the shim's did not."""
+    pi = start_pi(pi_version, mode="rpc")
+    c, _ = connect(agent_client, pi)
+    prompt(c, "exactly once", id="survives-crash")
+    assert c.wait_for(is_type("ack", id="survives-crash"))["duplicate"] is False
+    c.wait_for(run_done(pi_version))
+    os.kill(pi.bridge_pid(), signal.SIGKILL)
+    pi.wait_bridge(starts=2)
+    again, _ = connect(agent_client, pi)
+    prompt(again, "exactly once", id="survives-crash")  # the client never saw its ack: it resends
+    assert again.wait_for(is_type("ack", id="survives-crash"))["duplicate"] is True
+    prompt(again, "a fresh one", id="after-crash")
+    assert again.wait_for(is_type("ack", id="after-crash"))["duplicate"] is False
+    again.wait_for(lambda f: assistant_end(f) and "a fresh one" in text_of(f["message"]))
+    assert fake_llm.user_texts() == ["exactly once", "a fresh one"]

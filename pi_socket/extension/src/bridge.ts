@@ -49,6 +49,24 @@ export interface BridgeState {
 	launch?: Launch;
 	logCount: number;
 	logWindowStart: number;
+	/** prompt_ids handed to pi (newest last, at most DELIVERED_MAX): a restarted bridge cannot double a prompt. */
+	delivered: string[];
+}
+
+export const DELIVERED_MAX = 1000;
+
+/** True if `promptId` was already handed to pi; otherwise records it (bounded) and returns false. */
+export function claimPrompt(st: BridgeState, promptId: string): boolean {
+	if (st.delivered.includes(promptId)) return true;
+	st.delivered.push(promptId);
+	if (st.delivered.length > DELIVERED_MAX) st.delivered.splice(0, st.delivered.length - DELIVERED_MAX);
+	return false;
+}
+
+/** pi refused the prompt: forget the id so a resend is delivered. */
+export function releasePrompt(st: BridgeState, promptId: string): void {
+	const i = st.delivered.lastIndexOf(promptId);
+	if (i >= 0) st.delivered.splice(i, 1);
 }
 
 const KEY = "__hyperpi_pi_socket_shim__";
@@ -65,6 +83,7 @@ export function shared(): BridgeState {
 			restarts: 0,
 			logCount: 0,
 			logWindowStart: Date.now(),
+			delivered: [],
 		} satisfies BridgeState;
 	}
 	return g[KEY] as BridgeState;

@@ -15,9 +15,11 @@ import * as os from "node:os";
 import * as path from "node:path";
 import {
 	boundary,
+	claimPrompt,
 	ensureBridge,
 	errorFields,
 	onReady,
+	releasePrompt,
 	shared,
 	shimLog,
 	stopBridge,
@@ -163,14 +165,18 @@ export default function piSocket(pi: ExtensionAPI) {
 					const text = typeof m.text === "string" ? m.text : "";
 					const images = Array.isArray(m.images) ? m.images : [];
 					const content = images.length ? [{ type: "text", text }, ...images] : text;
+					const promptId = typeof m.prompt_id === "string" && m.prompt_id ? m.prompt_id : undefined;
+					// Kept on globalThis, so a prompt resent through a restarted bridge is still not doubled.
+					if (promptId && claimPrompt(st, promptId)) return reply(id, true, { duplicate: true });
 					// Never synchronously (inside agent_end it would fail or be stranded): next tick, then decide.
 					setTimeout(safe("send", () => {
 						try {
 							const idle = ctx.isIdle();
 							const deliverAs = idle ? undefined : m.deliverAs === "steer" || m.deliverAs === "followUp" ? m.deliverAs : "followUp";
 							api.sendUserMessage(content, deliverAs ? { deliverAs } : undefined);
-							reply(id, true, { delivered: deliverAs ?? "prompt" });
+							reply(id, true, { duplicate: false });
 						} catch (err) {
+							if (promptId) releasePrompt(st, promptId);
 							reply(id, false, (err as Error)?.message ?? err);
 						}
 					}), 0);
