@@ -1,6 +1,6 @@
 // The centre pane for one agent. Mounted with key={nodeId}, so switching agents starts from a fresh
 // reducer and the old link is closed by the hook's cleanup.
-import { useEffect, useRef, useState, type DragEvent } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent } from "react";
 import { useAgentLink } from "../connection/useAgentLink";
 import type { Endpoints } from "../connection/endpoints";
 import { Inspector } from "../inspector/Inspector";
@@ -28,6 +28,9 @@ export function ChatStage({ endpoints, token, nodeId, node, onBack }: Props) {
   const [dragging, setDragging] = useState(false);
 
   const title = node ? folderName(node.cwd) : nodeId;
+  const { tools, commands, model, contextUsage, tokens, cost } = view;
+  const inspectorData = useMemo(() => ({ tools, commands, model, contextUsage, tokens, cost }), [tools, commands, model, contextUsage, tokens, cost]);
+  const closeDrawer = useCallback(() => setDrawer(false), []);
   const seenRuns = useRef(view.finishedRuns);
   useEffect(() => {
     if (view.finishedRuns === seenRuns.current) return;
@@ -108,7 +111,7 @@ export function ChatStage({ endpoints, token, nodeId, node, onBack }: Props) {
         />
       </section>
       <div className={`inspector-slot${drawer ? " open" : ""}`}>
-        <Inspector view={view} onClose={() => setDrawer(false)} />
+        <Inspector view={inspectorData} onClose={closeDrawer} />
       </div>
     </div>
   );

@@ -1,6 +1,6 @@
 // Prompt input: send any time (a follow-up while pi works), stop, `/` and `@` completion,
 // attachments by picker, paste and drop. On touch devices Enter is a newline and the button sends.
-import { useEffect, useMemo, useRef, useState, type ClipboardEvent, type KeyboardEvent } from "react";
+import { memo, useEffect, useMemo, useRef, useState, type ClipboardEvent, type KeyboardEvent } from "react";
 import type { CommandInfo, FileEntry } from "../protocol/types";
 import { applyCompletion, commandCompletions, detectTrigger, fileCompletions, moveSelection, type Trigger } from "./autocomplete";
 import { MAX_ATTACHMENTS, readAttachment, type Attachment } from "./attachments";
@@ -20,7 +20,8 @@ interface Props {
 
 const isTouch = () => typeof matchMedia === "function" && matchMedia("(pointer: coarse)").matches;
 
-export function Composer(p: Props) {
+// Memoised: its props do not change while pi streams, so typing stays responsive during a stream.
+export const Composer = memo(function Composer(p: Props) {
   const [text, setText] = useState("");
   const [caret, setCaret] = useState(0);
   const [attachments, setAttachments] = useState<Attachment[]>([]);
@@ -176,4 +177,4 @@ export function Composer(p: Props) {
       {!p.connected && <div className="composer-note">Not connected: prompts are kept and sent when the link is back.</div>}
     </div>
   );
-}
+});

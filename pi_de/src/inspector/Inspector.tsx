@@ -1,8 +1,12 @@
+import { memo } from "react";
 import type { AgentView } from "../chat/agentReducer";
 
 const fmt = (n: number | null | undefined) => (n == null ? "–" : n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : String(n));
 
-export function Inspector({ view, onClose }: { view: AgentView; onClose?: () => void }) {
+export type InspectorData = Pick<AgentView, "tools" | "commands" | "model" | "contextUsage" | "tokens" | "cost">;
+
+/** Memoised on the fields it shows, so streamed frames (which only touch the conversation) skip it. */
+export const Inspector = memo(function Inspector({ view, onClose }: { view: InspectorData; onClose?: () => void }) {
   const cu = view.contextUsage;
   const pct = cu?.percent ?? (cu?.tokens && cu?.context_window ? (100 * cu.tokens) / cu.context_window : null);
   const t = view.tokens;
@@ -75,4 +79,4 @@ export function Inspector({ view, onClose }: { view: AgentView; onClose?: () => 
       </section>
     </aside>
   );
-}
+});
