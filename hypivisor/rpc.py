@@ -27,8 +27,11 @@ from hypivisor import auth
 from hypivisor.broadcast import Outbox, encode
 from hypivisor.service import RpcFailure, Service
 from pi_socket import __version__, oplog
+from pi_socket.ratelimit import TokenBucket
 from pi_socket.protocol import MAX_ID_LEN, ErrorCode, InitEvent
 
+SERVICE = web.AppKey("service", Service)
+ORIGINS = web.AppKey("origins", set)
 MAX_INFLIGHT = 64
 MAX_FRAME = 1024 * 1024
 _conn_ids = itertools.count(1)
@@ -77,6 +80,8 @@ class Connection:
         self.outbox = Outbox(ws, request.transport, service.config.dashboard_queue, name=f"{self.key}@{self.peer}")
         self.tasks: set[asyncio.Task[None]] = set()
         self._slot = asyncio.Event()
+        rate = service.config.rate_limit
+        self.bucket = TokenBucket(rate, rate * 10, time.monotonic())
 
     def start_as_dashboard(self) -> None:
         """Snapshot and subscribe with no await in between, so no event can fall in a gap."""
@@ -86,10 +91,16 @@ class Connection:
 
     def on_frame(self, data: str | bytes) -> None:
         self.service.registry.touch(self.key, time.time())
+        limited = not self.bucket.take(time.monotonic())
         try:
             rpc_id, method, params = parse_request(data)
         except RpcFailure as exc:
-            self.outbox.reply(error_frame(getattr(exc, "rpc_id", None), exc.code, exc.message))
+            rpc_id = getattr(exc, "rpc_id", None)
+            if not limited:
+                self.outbox.reply(error_frame(rpc_id, exc.code, exc.message))
+                return
+        if limited:  # answered, not executed; the connection stays open
+            self.outbox.reply(error_frame(rpc_id, ErrorCode.RATE_LIMITED, "rate limited: too many requests"))
             return
         task = asyncio.get_running_loop().create_task(self._call(rpc_id, method, params))
         self.tasks.add(task)
@@ -129,8 +140,8 @@ class Connection:
 
 async def registry_ws(request: web.Request) -> web.StreamResponse:
     """``GET /ws``: reject before the upgrade, then serve requests until the socket ends."""
-    service: Service = request.app["service"]
-    decision = auth.check(request.headers.get, request.query.get("token"), service.config.token, request.app["origins"])
+    service = request.app[SERVICE]
+    decision = auth.check(request.headers.get, request.query.get("token"), service.config.token, request.app[ORIGINS])
     if not decision.allowed:
         log.warning("websocket rejected", path="/ws", status=decision.status, remote=request.remote)
         return web.json_response(

@@ -27,8 +27,8 @@ class StartupError(Exception):
 
 def build_app(service: Service, origins: set[str]) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
-    app["service"] = service
-    app["origins"] = origins
+    app[rpc.SERVICE] = service
+    app[rpc.ORIGINS] = origins
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "version": __version__, "nodes": len(service.registry)})
