@@ -85,3 +85,13 @@ def test_doctor_names_each_failure_with_its_fix(pi_home, tmp_path):
     assert "ok   bridge:" in out  # the bridge itself is fine
     assert out.count("fix: ") == 4
     assert "python -m pi_socket install" in out and "python -m hypivisor" in out
+
+
+def test_doctor_checks_the_hypivisor_token(pi_home, hypivisor_factory):
+    hv = hypivisor_factory(token="doctor-secret")
+    base = {"HYPIVISOR_WS": hv.ws_url, "HYPI_DASHBOARD_DIR": str(EXTENSION_DIR)}
+    refused = pi_home.run_installer("doctor", env={**base, "HYPI_TOKEN": "wrong"})
+    assert "FAIL hypivisor:" in refused and "fix: set HYPI_TOKEN" in refused, refused
+    accepted = pi_home.run_installer("doctor", env={**base, "HYPI_TOKEN": "doctor-secret"})
+    assert "ok   hypivisor:" in accepted, accepted
+    assert "doctor-secret" not in accepted + refused  # never printed

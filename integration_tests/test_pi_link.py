@@ -108,6 +108,22 @@ def test_follow_up_while_streaming_is_delivered_in_the_same_run(start_pi, pi_ver
     assert fake_llm.user_texts()[-1] == "and then this"
 
 
+def test_steer_while_streaming_becomes_the_next_turn_of_the_same_run(start_pi, pi_version, agent_client, fake_llm):
+    pi = start_pi(pi_version, mode="rpc")
+    c, _ = connect(agent_client, pi)
+    fake_llm.script([{"text": "", "tool_calls": [{"name": "bash", "arguments": {"command": "sleep 1; echo slept"}}]}])
+    prompt(c, "run a slow tool")
+    c.wait_for(is_type("tool_execution_start"))
+    pid = prompt(c, "change of plan", deliver_as="steer")
+    c.wait_for(is_type("ack", id=pid), timeout=10)
+    c.wait_for(run_done(pi_version), timeout=30)
+    assert len(c.of_type("agent_start")) == 1
+    # the steer reached the model right after the tool result, in the same run
+    last = fake_llm.requests()[-1]["messages"]
+    roles = [m["role"] for m in last if m["role"] != "system"]
+    assert roles[-2:] == ["tool", "user"] and fake_llm.user_texts()[-1] == "change of plan"
+
+
 def test_abort_ends_the_run(start_pi, pi_version, agent_client, fake_llm):
     pi = start_pi(pi_version, mode="rpc")
     c, _ = connect(agent_client, pi)

@@ -193,3 +193,12 @@ def test_a_prompt_resent_through_a_restarted_bridge_is_not_doubled(start_pi, pi_
     assert again.wait_for(is_type("ack", id="after-crash"))["duplicate"] is False
     again.wait_for(lambda f: assistant_end(f) and "a fresh one" in text_of(f["message"]))
     assert fake_llm.user_texts() == ["exactly once", "a fresh one"]
+
+
+def test_pi_killed_outright_takes_its_bridge_along(start_pi, pi_version):
+    """SIGKILL to pi runs no shutdown hook: the bridge sees stdin EOF and exits on its own (no orphans)."""
+    pi = start_pi(pi_version, mode="rpc")
+    bridge = pi.bridge_pid()
+    pi.proc.kill()
+    pi.proc.wait(5)
+    wait_until(lambda: not pid_alive(bridge), 10, "the orphaned bridge to exit")

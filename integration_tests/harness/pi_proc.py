@@ -9,21 +9,25 @@ Fixtures
 --------
 ``fake_llm`` (session)
     :class:`FakeLLM`: ``.url`` (``http://127.0.0.1:<port>``), ``.script(items)`` (FIFO of scripted replies,
-    see fake_llm.py), ``.requests()`` (every request body pi sent), ``.reset()`` (clears both). It is reset
-    before every test that uses ``pi_home``.
+    see fake_llm.py), ``.slow(words=40, delay=0.1)`` (queue one slowly streamed reply ``w0 w1 …``; returns
+    its text), ``.requests()`` (every request body pi sent), ``.user_texts()`` (the last user text of each
+    request), ``.reset()`` (clears queue and log). It is reset before every test that uses ``pi_home``.
 ``pi_version`` (parametrised: ``"0.73.1"``, ``"1.5.2"``)
     Request it in a test to run that test once per pi version; skipped when that pi is not installed.
 ``pi_home``
     :class:`PiHome`: temp ``HOME``, agent dir (``PI_CODING_AGENT_DIR``; models.json → the fake LLM,
     settings.json with retries off), ``cwd`` (``work/``), ``logs`` (``PI_SOCKET_LOG_DIR``), ``.env`` (the
     environment pi gets: ``PI_OFFLINE=1``, ``PI_SOCKET_PORT=0``, ``HYPIVISOR_WS=off`` unless overridden) and
-    ``.install_output`` (what the installer printed).
+    ``.install_output`` (what the installer printed) and ``.run_installer(*argv, env=None)``
+    (``python -m pi_socket <argv>`` in that environment; returns its output).
 ``start_pi``
     Factory ``start_pi(version, mode="rpc"|"tui"|"print", cwd=None, env=None, args=(), prompt=None)``.
     Returns :class:`RpcPi`, :class:`TuiPi` or :class:`PrintPi`; all are stopped and killed at teardown.
     Common to all: ``.node_id``/``.port``/``.url`` (from the bridge's ``agent server listening`` log line,
     ``wait_bridge()`` waits for it), ``.bridge_pid()``, ``.bridge_log()``, ``.stop()``.
-    ``RpcPi``: ``.call(cmd)``, ``.until(pred)``, ``.events``. ``TuiPi`` (tmux session ``hypi-test-*`` on its
+    ``wait_bridge(starts=n)`` waits for the n-th bridge start (after a restart). ``.log_path`` is the
+    pi-socket.jsonl of this pi (bridge and shim lines). ``.version``, ``.cwd``, ``.env``.
+    ``RpcPi``: ``.call(cmd)``, ``.until(pred)``, ``.events`` (pi's own RPC stdout), ``.proc``. ``TuiPi`` (tmux session ``hypi-test-*`` on its
     own tmux socket): ``.type(text)``, ``.keys(*keys)``, ``.screen()``, ``.wait_for(regex)``. ``PrintPi``:
     ``.wait()`` → (rc, stdout, stderr, seconds).
 ``agent_client``
