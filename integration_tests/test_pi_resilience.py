@@ -202,3 +202,24 @@ def test_pi_killed_outright_takes_its_bridge_along(start_pi, pi_version):
     pi.proc.kill()
     pi.proc.wait(5)
     wait_until(lambda: not pid_alive(bridge), 10, "the orphaned bridge to exit")
+
+
+def test_a_frozen_bridge_does_not_slow_pi_and_catches_up(start_pi, pi_version, agent_client):
+    """SIGSTOP the bridge: pi's handlers only enqueue, so a run completes at full speed; after SIGCONT the
+    bridge reads the backlog and its clients see the run."""
+    pi = start_pi(pi_version, mode="rpc")
+    c, _ = connect(agent_client, pi)
+    bridge = pi.bridge_pid()
+    os.kill(bridge, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        since = len(pi.events)
+        assert pi.call({"type": "prompt", "message": "TOOLCALL: echo while frozen"})["success"]
+        assert pi.until(lambda e: e.get("type") == "agent_end", timeout=20), "pi stalled behind a frozen bridge"
+        assert time.monotonic() - t0 < 8
+        assert rpc_reply_text(pi, since).startswith("Tool result received: while frozen")
+        assert c.of_type("agent_end") == []
+    finally:
+        os.kill(bridge, signal.SIGCONT)
+    c.wait_for(lambda f: assistant_end(f) and text_of(f["message"]).startswith("Tool result received: while frozen"))
+    assert pi.bridge_pid() == bridge  # caught up, not restarted

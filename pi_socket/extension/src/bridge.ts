@@ -20,8 +20,11 @@ export const BACKOFF_FIRST_MS = 500;
 export const BACKOFF_MAX_MS = 10_000;
 /** A bridge that served this long before dying counts as healthy: its successor starts at the first delay. */
 const HEALTHY_AFTER_MS = 30_000;
-/** A bridge that stopped reading while this much is buffered for it is stuck: kill it and restart. */
+/** A bridge with this much unread for 30 s has stopped reading (a big history answer drains in seconds): kill it. */
 const STDIN_STUCK_BYTES = 64 * 1024 * 1024;
+const STDIN_STUCK_MS = 30_000;
+/** The bridge writes short lines; a "line" longer than this without a newline is garbage and is dropped. */
+const STDOUT_LINE_MAX = 64 * 1024 * 1024;
 const LOG_BURST = 200; // log lines per minute, so a failing hot path cannot flood the log
 
 export interface Launch {
@@ -42,6 +45,8 @@ export interface BridgeState {
 	restartTimer?: ReturnType<typeof setTimeout>;
 	restarts: number;
 	readyAt?: number;
+	/** When the bridge's stdin last reported a full buffer (cleared on 'drain'). */
+	blockedSince?: number;
 	/** Builds the hello line (latest session facts); set by the current module instance. */
 	hello?: () => Json;
 	/** Handles one bridge line; replaced by each new module instance. */
@@ -109,8 +114,10 @@ export function writeLine(st: BridgeState, obj: Json): boolean {
 		return false; // not serialisable (cycle): nothing sensible to send
 	}
 	try {
-		stdin.write(line);
-		if (stdin.writableLength > STDIN_STUCK_BYTES) {
+		if (!stdin.write(line) && st.blockedSince === undefined) st.blockedSince = Date.now();
+		const stuckFor = st.blockedSince === undefined ? 0 : Date.now() - st.blockedSince;
+		if (stdin.writableLength > STDIN_STUCK_BYTES && stuckFor > STDIN_STUCK_MS) {
+			st.blockedSince = undefined;
 			shimLog(st, "error", "bridge stopped reading its stdin; restarting it", { buffered: stdin.writableLength });
 			child!.kill("SIGKILL");
 		}
@@ -186,6 +193,11 @@ function startChild(st: BridgeState): void {
 	let buf = "";
 	const onData = boundary(st, "bridge.stdout", (chunk: string) => {
 		buf += chunk;
+		if (buf.length > STDOUT_LINE_MAX && buf.indexOf("\n") < 0) {
+			shimLog(st, "warn", "bridge wrote an over-long line; dropped", { size: buf.length });
+			buf = "";
+			return;
+		}
 		let i: number;
 		// Split on "\n" only: JSON strings may contain U+2028/U+2029, which readline would treat as line ends.
 		while ((i = buf.indexOf("\n")) >= 0) {
@@ -208,6 +220,10 @@ function startChild(st: BridgeState): void {
 	child.stderr?.on("data", () => {}); // drained, never shown: the TUI owns the terminal
 	child.stderr?.on("error", () => {});
 	child.stdin?.on("error", () => {}); // EPIPE when the bridge dies
+	child.stdin?.on("drain", () => {
+		st.blockedSince = undefined;
+	});
+	st.blockedSince = undefined;
 	child.on("error", boundary(st, "bridge.error", (err: Error) => {
 		shimLog(st, "error", "bridge process error", { error: String(err?.message ?? err), python: launch.python });
 		onExit(st, child);
