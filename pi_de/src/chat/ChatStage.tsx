@@ -46,7 +46,7 @@ export function ChatStage({ endpoints, token, nodeId, node, onBack }: Props) {
   };
 
   const state = !node
-    ? { cls: "offline", text: "This agent is gone from the registry." }
+    ? { cls: "offline", text: "Agent not registered right now, waiting for it to come back" }
     : !active
       ? { cls: "offline", text: "Agent offline, waiting for it to come back" }
       : view.status === "lost" || (view.status === "connecting" && view.initialized)
