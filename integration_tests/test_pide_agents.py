@@ -150,3 +150,24 @@ def test_spawn_real_pi_from_the_modal(dash_hv_factory, pi_home, page_factory):
         shot(page, "real-pi-spawned")
     finally:
         subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True, timeout=10)
+
+
+def test_hypivisor_restart_banner_then_the_same_pi_answers_again(dash_hv, start_pi, page_factory):
+    pi = start_pi(PI, mode="rpc", env={"HYPIVISOR_WS": dash_hv.ws_url, "PI_SOCKET_RECONNECT_MS": "200"})
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    open_agent(page, dash_hv, pi.node_id)
+    send(page, "before the restart")
+    page.wait_for_selector("text=You said: before the restart", timeout=30_000)
+
+    dash_hv.kill()
+    page.wait_for_selector("[data-testid=disconnected-banner]")
+    page.wait_for_selector("[data-testid=inline-state]")
+    assert page.locator("text=You said: before the restart").count() == 1  # the conversation stays
+    dash_hv.start()
+    page.wait_for_selector("[data-testid=disconnected-banner]", state="detached", timeout=15_000)
+    page.wait_for_selector("[data-testid=inline-state]", state="detached", timeout=20_000)
+    # same pi, same node id, same history, and it still takes prompts
+    assert page.locator("text=You said: before the restart").count() == 1
+    send(page, "after the restart")
+    page.wait_for_selector("text=You said: after the restart", timeout=30_000)
+    shot(page, "real-pi-after-restart")
