@@ -35,5 +35,15 @@ test: test-env
 	@if [ -f pi_de/package.json ]; then (cd pi_de && npm run -s build && npm test); fi
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
+# Benchmarks (not part of `make test`): proxy vs nginx, registry scale, history, streaming, overhead on pi,
+# Pi-DE rendering. SMOKE=1: tiny sizes, seconds; the figures are then meaningless (CI checks completeness).
+bench: test-env
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m bench.run $(if $(SMOKE),--smoke) $(BENCH_ARGS)
+
+# The demo: hypivisor + dashboard + 3 real pi agents in tmux on the bundled fake LLM (no API key); Ctrl+C cleans up.
+demo: env dashboard
+	$(PY) -m hypivisor.demo $(ARGS)
+
 clean:
 	rm -rf $(VENV) pi_de/node_modules pi_de/dist .pytest_cache

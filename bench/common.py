@@ -1,0 +1,146 @@
+"""Shared helpers: process CPU/RSS from /proc, ports, percentiles, result rows."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 15.0, proc=None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} not listening after {timeout} s")
+
+
+def raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cpu_s(pid: int | None) -> float:
+    """utime + stime of one process, seconds (/proc/<pid>/stat fields 14 and 15)."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(parts[11]) + int(parts[12])) / TICK
+
+
+def cpu_tree_s(pids) -> float:
+    return sum(cpu_s(p) for p in pids)
+
+
+def rss(pid: int | None) -> int:
+    if pid is None:
+        return 0
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE
+    except OSError:
+        return 0
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+def pin(pid: int, cpu: int) -> None:
+    try:
+        if os.cpu_count() and os.cpu_count() > 1:
+            os.sched_setaffinity(pid, {cpu})
+    except OSError:
+        pass
+
+
+def pct(xs, q: float) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    return xs[min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))]
+
+
+def median(xs) -> float:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
+
+
+@dataclass
+class Row:
+    """One line of the results table: a measured figure, what it is compared with, the target."""
+
+    section: str
+    metric: str
+    value: float
+    unit: str
+    ref: str = ""  # what the ratio is against, e.g. "nginx"
+    ref_value: float | None = None
+    target: str = ""  # e.g. ">= 0.9x nginx", "<= 400 B"
+    met: bool | None = None  # None: informational
+    note: str = ""
+    reps: int = 1
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.ref_value in (None, 0) or self.value is None:
+            return None
+        return self.value / self.ref_value
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["ratio"] = self.ratio
+        return d
+
+
+def fmt(x) -> str:
+    if x is None or (isinstance(x, float) and x != x):
+        return "–"
+    if isinstance(x, str):
+        return x
+    ax = abs(x)
+    if ax >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if ax >= 1000:
+        return f"{x:,.0f}"
+    if ax >= 10:
+        return f"{x:.0f}"
+    if ax >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"

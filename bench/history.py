@@ -1,0 +1,135 @@
+"""Target 5: history on a real bridge process (``python -m pi_socket.bridge``) fed by the bridge tests'
+stand-in shim (``pi_socket/tests/fake_shim.py``), for sessions of 1,000 and 10,000 messages and one of
+5 MB.
+
+Per session: time from the bridge's start until a client holds its ``init_state`` (the ``history``
+request over stdio included), ``init_state`` on a fresh connection (connect -> frame parsed, bytes),
+walking the whole history back with ``fetch_history`` pages of 100, and the in-process cost of the
+bridge's own modules (mirror build, ``init_state`` build + serialise, one page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+import websockets
+
+from bench.common import Row, median
+from pi_socket.tests.fake_shim import FakeShim, assistant_message, user_message
+
+
+def session(n: int, size: int) -> list[dict]:
+    """n alternating user/assistant messages of about ``size`` bytes of text each."""
+    word = "lorem ipsum dolor sit amet, consectetur adipiscing elit. "
+    out = []
+    for i in range(n):
+        text = f"m{i}: " + (word * (size // len(word) + 1))[:size]
+        out.append(user_message(text, 1_700_000_000_000 + i) if i % 2 == 0
+                   else assistant_message(text, 1_700_000_000_000 + i))
+    return out
+
+
+async def recv_json(ws, want: str, timeout: float = 60) -> tuple[dict, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        raw = await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic()))
+        msg = orjson.loads(raw)
+        if msg.get("type") == want:
+            return msg, len(raw.encode() if isinstance(raw, str) else raw)
+
+
+async def one_session(label: str, msgs: list[dict], reps: int, log) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-history-"))
+    shim = FakeShim(tmp, history=msgs)
+    out: dict = {"label": label, "n": len(msgs), "bytes": len(orjson.dumps(msgs))}
+    try:
+        t0 = time.monotonic()
+        await shim.start(timeout=60)
+        async with websockets.connect(shim.url, max_size=None, compression=None, open_timeout=30) as ws:
+            await recv_json(ws, "init_state")
+        out["ready_ms"] = 1000 * (time.monotonic() - t0)
+        init_ms, sizes = [], []
+        for _ in range(reps):
+            t = time.monotonic()
+            async with websockets.connect(shim.url, max_size=None, compression=None, open_timeout=30) as ws:
+                init, nbytes = await recv_json(ws, "init_state")
+                init_ms.append(1000 * (time.monotonic() - t))
+                sizes.append(nbytes)
+                # walk back to the first message
+                cursor, pages, page_ms, seen = init["cursor"], 0, [], len(init["messages"])
+                tw = time.monotonic()
+                while cursor > 0 and pages < 10_000:
+                    t = time.monotonic()
+                    await ws.send(orjson.dumps({"type": "fetch_history", "before": cursor, "limit": 100}).decode())
+                    page, _ = await recv_json(ws, "history_page")
+                    page_ms.append(1000 * (time.monotonic() - t))
+                    cursor, pages, seen = page["cursor"], pages + 1, seen + len(page["messages"])
+                walk_ms = 1000 * (time.monotonic() - tw)
+        assert seen == len(msgs), (seen, len(msgs))
+        out.update(init_ms=median(init_ms), init_bytes=median(sizes), init_msgs=len(init["messages"]),
+                   pages=pages, page_ms=median(page_ms) if page_ms else 0.0, walk_ms=walk_ms)
+    finally:
+        await shim.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    out.update(in_process(msgs))
+    log(f"  history {label}: " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in out.items()))
+    return out
+
+
+def in_process(msgs: list[dict]) -> dict:
+    """The bridge's own modules without I/O: mirror build, init_state build + serialise, one page."""
+    from pi_socket.bridge.history import HistoryMirror
+    from pi_socket.bridge.state import AgentState
+    from pi_socket.protocol import AgentNode
+
+    t = time.perf_counter()
+    state = AgentState()
+    state.begin_history()
+    state.finish_history(msgs)
+    mirror_ms = 1000 * (time.perf_counter() - t)
+    node = AgentNode(id="n", machine="m", cwd="/", port=1, pid=1, pi_version="1.5.2")
+    builds = []
+    for _ in range(3):
+        t = time.perf_counter()
+        frame = state.init_state(node).model_dump_json()
+        builds.append(1000 * (time.perf_counter() - t))
+    h: HistoryMirror = state.history
+    t = time.perf_counter()
+    for before in range(len(msgs), 0, -100):
+        h.page(before, 100, 500 * 1024)
+    per_page = 1000 * (time.perf_counter() - t) / max(1, len(range(len(msgs), 0, -100)))
+    return {"mirror_ms": mirror_ms, "build_ms": median(builds), "page_build_ms": per_page, "frame_len": len(frame)}
+
+
+async def run(smoke: bool, log=print) -> list[Row]:
+    if smoke:
+        cases = [("1,000 messages", session(300, 2000)), ("10,000 messages", session(2000, 300)),
+                 ("5 MB", session(40, 25_000))]
+    else:
+        cases = [("1,000 messages", session(1000, 300)), ("10,000 messages", session(10_000, 300)),
+                 ("5 MB", session(200, 25_000))]
+    reps = 2 if smoke else 5
+    rows: list[Row] = []
+    sec = "5 history"
+    for label, msgs in cases:
+        r = await one_session(label, msgs, reps, log)
+        size = f"{r['n']:,} msgs, {r['bytes'] / 1e6:.1f} MB"
+        rows += [
+            Row(sec, f"{label}: bridge start -> first init_state ({size})", r["ready_ms"], "ms", reps=1,
+                note="includes the stdio history transfer", extra={"key": f"ready {label}"}),
+            Row(sec, f"{label}: init_state on a new connection", r["init_ms"], "ms", reps=reps,
+                note=f"{r['init_bytes'] / 1024:.0f} KiB, {r['init_msgs']:,} newest messages",
+                extra={"key": f"init {label}"}),
+            Row(sec, f"{label}: init_state build + serialise in the bridge", r["build_ms"], "ms", reps=3,
+                note=f"mirror build {r['mirror_ms']:.0f} ms", extra={"key": f"build {label}"}),
+            Row(sec, f"{label}: fetch_history page of 100, round trip", r["page_ms"], "ms", reps=r["pages"],
+                note=f"whole history walked in {r['walk_ms']:.0f} ms ({r['pages']} pages); "
+                     f"page slice {r['page_build_ms'] * 1000:.0f} µs", extra={"key": f"page {label}"}),
+        ]
+    return rows

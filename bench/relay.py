@@ -1,0 +1,295 @@
+"""Target 1: the hypivisor's ``/ws/agent/<id>`` proxy against nginx and a direct connection, same run.
+
+Topology (loopback): load client (this process, CPU0) -> relay (CPU1) -> toy agent (``bench.toyagent``,
+CPU0). ``direct`` connects to the toy agent itself (the floor). The hypivisor is a real
+``python -m hypivisor`` with the toy agent registered as a node over ``/ws``; nginx is Debian's, started
+with its own temp prefix and config (1 worker, WebSocket proxy, 64k proxy buffers, no access log).
+Variants are interleaved per repetition (rotated order); the table shows medians and ratios.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import REPO, Row, children, cpu_tree_s, free_port, median, pct, pin, raise_nofile, rss, wait_port
+from bench.wsmini import connect, connect_many, ts_of, ts_payload
+
+NODE = "bench-agent"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+NGINX_CONF = """worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location /ws/agent/ {{
+      proxy_pass http://127.0.0.1:{agent_port}/;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_read_timeout 3600s;
+      proxy_buffer_size 64k;
+      proxy_buffers 8 64k;
+      proxy_busy_buffers_size 128k;
+    }}
+  }}
+}}
+"""
+
+
+class Target:
+    """A started relay (or none): where to connect, which pids to charge CPU/RSS to, how to stop it."""
+
+    def __init__(self, name: str, port: int, path: str, proc: subprocess.Popen | None, tmp: str | None = None):
+        self.name, self.port, self.path, self.proc, self.tmp = name, port, path, proc, tmp
+        self.reg = None  # the registration connection that keeps the hypivisor node active
+
+    def pids(self) -> list[int]:
+        if self.proc is None:
+            return []
+        if self.name == "nginx":
+            return children(self.proc.pid) or [self.proc.pid]  # the worker does the relaying
+        return [self.proc.pid]
+
+    def cpu(self) -> float:
+        return cpu_tree_s(self.pids())
+
+    def rss(self) -> int:
+        return sum(rss(p) for p in self.pids())
+
+    async def stop(self) -> None:
+        if self.reg is not None:
+            try:
+                await asyncio.wait_for(self.reg.close(), 2)
+            except Exception:  # noqa: BLE001 - teardown continues
+                pass
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+async def start_target(name: str, agent_port: int) -> Target:
+    if name == "direct":
+        return Target(name, agent_port, "/", None)
+    port = free_port()
+    tmp = tempfile.mkdtemp(prefix=f"bench-{name}-")
+    if name == "nginx":
+        conf = Path(tmp) / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, agent_port=agent_port))
+        proc = subprocess.Popen([NGINX, "-p", tmp, "-e", f"{tmp}/error.log", "-c", str(conf)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        target = Target(name, port, f"/ws/agent/{NODE}", proc, tmp)
+        try:
+            wait_port(port, proc=proc)
+        except Exception:
+            await target.stop()
+            raise
+        for pid in target.pids():
+            pin(pid, 1)
+        return target
+    if name == "hypivisor":
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
+        env.update(HOME=tmp, PYTHONPATH=str(REPO), HYPI_DASHBOARD_DIR=str(Path(tmp) / "none"))
+        proc = subprocess.Popen([sys.executable, "-m", "hypivisor", "--host", "127.0.0.1", "-p", str(port),
+                                 "--dashboard-port", "0", "--log-level", "warning"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        target = Target(name, port, f"/ws/agent/{NODE}", proc, tmp)
+        try:
+            wait_port(port, proc=proc)
+            pin(proc.pid, 1)
+            import websockets
+
+            target.reg = await websockets.connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10)
+            await target.reg.send(json.dumps({"id": 1, "method": "register", "params": {
+                "id": NODE, "machine": "bench", "cwd": tmp, "port": agent_port, "host": "127.0.0.1"}}))
+            while True:
+                msg = json.loads(await asyncio.wait_for(target.reg.recv(), 10))
+                if msg.get("id") == 1:
+                    assert "result" in msg, msg
+                    break
+        except Exception:
+            await target.stop()
+            raise
+        return target
+    raise ValueError(name)
+
+
+class RelayBench:
+    def __init__(self, smoke: bool):
+        self.smoke = smoke
+        self.warm = 0.2 if smoke else 0.5
+        self.window = 0.5 if smoke else 2.0
+        self.idle_n = 100 if smoke else 1000
+        self.streams, self.rate = (40, 50.0) if smoke else (40, 250.0)  # 40 x 250 = 10,000 msg/s
+        self.stream_secs = 1.5 if smoke else 5.0
+        self.rtt_rate, self.rtt_secs = 1000.0, (0.5 if smoke else 2.0)
+
+    async def window_of(self, t: Target, counter) -> tuple[float, float, float]:
+        await asyncio.sleep(self.warm)
+        c0, r0, t0 = counter(), t.cpu(), time.monotonic()
+        await asyncio.sleep(self.window)
+        return counter() - c0, t.cpu() - r0, time.monotonic() - t0
+
+    async def throughput(self, t: Target, size: int) -> dict:
+        c = await connect(t.port, t.path)
+        try:
+            c.send(b"!blast %d %g" % (size, self.warm + self.window + 1))
+            nbytes, cpu, secs = await self.window_of(t, lambda: c.nbytes)
+        finally:
+            c.close()
+        frame_len = size + (2 if size < 126 else 4 if size < 65536 else 10)
+        msgs = nbytes / frame_len
+        await asyncio.sleep(0.3)
+        return {"msg_s": msgs / secs, "MB_s": msgs * size / secs / 1e6,
+                "cpu_us_msg": 1e6 * cpu / msgs if msgs and t.proc else None}
+
+    async def streams_cpu(self, t: Target) -> dict:
+        conns = await connect_many(t.port, t.path, self.streams)
+        count = int(self.rate * self.stream_secs)
+        frame_len = 202
+        try:
+            for c in conns:
+                c.send(b"!pace 200 %d %g" % (count, self.rate))
+            await asyncio.sleep(min(1.0, self.stream_secs / 4))
+            n0, r0, t0 = sum(c.nbytes for c in conns), t.cpu(), time.monotonic()
+            await asyncio.sleep(self.stream_secs / 2)
+            n1, r1, t1 = sum(c.nbytes for c in conns), t.cpu(), time.monotonic()
+        finally:
+            for c in conns:
+                c.close()
+        msgs = (n1 - n0) / frame_len
+        await asyncio.sleep(0.3)
+        return {"msg_s": msgs / (t1 - t0), "cpu_us_msg": 1e6 * (r1 - r0) / msgs if msgs and t.proc else None,
+                "cpu_pct": 100 * (r1 - r0) / (t1 - t0)}
+
+    async def rtt(self, t: Target) -> dict:
+        rtts: list[int] = []
+        c = await connect(t.port, t.path, on_msg=lambda op, p: rtts.append(time.monotonic_ns() - ts_of(p)))
+        total = int(self.rtt_rate * self.rtt_secs)
+        loop = asyncio.get_running_loop()
+        try:
+            t0 = loop.time()
+            for i in range(total):
+                delay = t0 + i / self.rtt_rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                c.send(ts_payload(200, i))
+            deadline = time.monotonic() + 2
+            while len(rtts) < total and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            c.close()
+        xs = [x / 1000 for x in rtts[len(rtts) // 10:]]
+        return {"p50_us": pct(xs, 50), "p99_us": pct(xs, 99), "lost": total - len(rtts)}
+
+    async def idle(self, t: Target) -> dict:
+        for c in await connect_many(t.port, t.path, 20):  # warm allocator and code paths
+            c.close()
+        await asyncio.sleep(0.5)
+        r0 = t.rss()
+        conns = await connect_many(t.port, t.path, self.idle_n)
+        await asyncio.sleep(1.0)
+        r1 = t.rss()
+        for c in conns:
+            c.close()
+        await asyncio.sleep(0.5)
+        return {"kb_conn": (r1 - r0) / self.idle_n / 1024 if t.proc else None}
+
+
+async def run(smoke: bool, reps: int, log=print) -> list[Row]:
+    raise_nofile()
+    pin(os.getpid(), 0)
+    b = RelayBench(smoke)
+    agent_port = free_port()
+    agent = subprocess.Popen([sys.executable, "-m", "bench.toyagent", "--port", str(agent_port)], cwd=REPO,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    names = ["direct", "nginx", "hypivisor"]
+    res: dict[tuple[str, str], list[float]] = {}
+    try:
+        wait_port(agent_port, proc=agent)
+        pin(agent.pid, 0)
+        for rep in range(reps):
+            for name in names[rep % 3:] + names[:rep % 3]:
+                t = await start_target(name, agent_port)
+                try:
+                    await asyncio.sleep(0.3)
+                    out = {}
+                    for key, coro in (("small", b.throughput(t, 200)), ("streams", b.streams_cpu(t)),
+                                      ("big", b.throughput(t, 65536)), ("rtt", b.rtt(t)), ("idle", b.idle(t))):
+                        m = await asyncio.wait_for(coro, 60)
+                        out[key] = m
+                        for k, v in m.items():
+                            if v is not None:
+                                res.setdefault((name, f"{key}.{k}"), []).append(v)
+                    log(f"  relay rep{rep} {name}: " + json.dumps(out, default=lambda x: round(x, 2)))
+                finally:
+                    await t.stop()
+    finally:
+        agent.terminate()
+        try:
+            agent.wait(5)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+
+    def m(name: str, key: str) -> float | None:
+        xs = res.get((name, key))
+        return median(xs) if xs else None
+
+    rows: list[Row] = []
+    sec = "1 proxy"
+    for name in names:
+        rows.append(Row(sec, f"200 B frames pipelined, {name}", m(name, "small.msg_s"), "msg/s", "nginx",
+                        m("nginx", "small.msg_s"), ">= 0.9x nginx" if name == "hypivisor" else "", reps=reps))
+    for name in ("nginx", "hypivisor"):
+        rows.append(Row(sec, f"relay CPU per msg, 40 streams x {b.rate:g} msg/s, {name}",
+                        m(name, "streams.cpu_us_msg"), "µs/msg", "nginx", m("nginx", "streams.cpu_us_msg"),
+                        "<= 1.1x nginx" if name == "hypivisor" else "", reps=reps,
+                        note=f"delivered {fmt_rate(m(name, 'streams.msg_s'))} msg/s, relay {m(name, 'streams.cpu_pct') or 0:.0f}% of a core"))
+    for name in names:
+        rows.append(Row(sec, f"64 KiB frames, {name}", m(name, "big.MB_s"), "MB/s", "nginx", m("nginx", "big.MB_s"),
+                        ">= 0.9x nginx" if name == "hypivisor" else "", reps=reps))
+    for name in names:
+        rows.append(Row(sec, f"RTT p50 at 1,000 msg/s, {name}", m(name, "rtt.p50_us"), "µs", "nginx",
+                        m("nginx", "rtt.p50_us"), reps=reps))
+        rows.append(Row(sec, f"RTT p99 at 1,000 msg/s, {name}", m(name, "rtt.p99_us"), "µs", "nginx",
+                        m("nginx", "rtt.p99_us"), reps=reps))
+    for name in ("nginx", "hypivisor"):
+        rows.append(Row(sec, f"memory per idle proxied connection ({b.idle_n}), {name}", m(name, "idle.kb_conn"),
+                        "KB", "nginx", m("nginx", "idle.kb_conn"), "<= 5 KB" if name == "hypivisor" else "",
+                        reps=reps))
+    for r in rows:
+        if r.target and r.value is not None:
+            if r.target.startswith(">= 0.9x"):
+                r.met = r.ratio is not None and r.ratio >= 0.9
+            elif r.target.startswith("<= 1.1x"):
+                r.met = r.ratio is not None and r.ratio <= 1.1
+            elif r.target == "<= 5 KB":
+                r.met = r.value <= 5
+    return rows
+
+
+def fmt_rate(x) -> str:
+    return "–" if x is None else f"{x:,.0f}"

@@ -1,0 +1,42 @@
+"""The benchmark suite cannot rot: ``python -m bench.run --smoke`` (what ``make bench SMOKE=1`` runs)
+completes and produces every row of its table. The figures of a smoke run are not checked: its sizes
+are tiny and the machine is shared; ``make bench`` is the measurement (bench/RESULTS.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.run import EXPECTED_ROWS
+from integration_tests.harness.pi_proc import pi_bin
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.pi, pytest.mark.browser]
+
+
+def test_bench_smoke_produces_every_row(tmp_path):
+    if not any(pi_bin(v).exists() for v in ("0.73.1", "1.5.2")):
+        pytest.skip("pi is not installed: run bash integration_tests/setup_env.sh")
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian chromium is not installed")
+    out = tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--results-dir", str(out)], cwd=REPO,
+                          capture_output=True, text=True, timeout=280,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    report = json.loads((out / "latest.json").read_text())
+    assert report["smoke"] and not report["errors"], report["errors"]
+    by_section: dict[str, list[dict]] = {}
+    for row in report["rows"]:
+        by_section.setdefault(row["section"], []).append(row)
+    assert {k: len(v) for k, v in by_section.items()} == EXPECTED_ROWS
+    for row in report["rows"]:
+        assert isinstance(row["value"], (int, float)) and math.isfinite(row["value"]), row
+    table = (out / "latest.md").read_text()
+    assert all(row["metric"] in table for row in report["rows"])
