@@ -50,6 +50,7 @@ class Config:
     dashboard_dir: Path = field(default_factory=default_dashboard_dir)
     spawn_timeout: float = DEFAULT_SPAWN_TIMEOUT
     dashboard_queue: int = 1024
+    rate_limit: float = 500.0  # /ws frames per second per connection (burst 10x); 0 = off
 
 
 def _positive(kind: type):
@@ -99,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--dashboard-queue", type=_positive(int), default=1024,
         help="events queued per dashboard before it is disconnected as too slow (default: %(default)s)",
     )  # fmt: skip
+    p.add_argument(
+        "--rate-limit", type=float, default=500.0,
+        help="/ws frames per second per connection (bursts of 10x allowed); above it a request is answered "
+        "1008 RATE_LIMITED and the connection stays open; 0 disables (default: %(default)s)",
+    )  # fmt: skip
     return p
 
 
@@ -119,6 +125,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
         dashboard_dir=Path(env["HYPI_DASHBOARD_DIR"]) if env.get("HYPI_DASHBOARD_DIR") else default_dashboard_dir(),
         spawn_timeout=float(timeout) if timeout else DEFAULT_SPAWN_TIMEOUT,
         dashboard_queue=args.dashboard_queue,
+        rate_limit=max(0.0, args.rate_limit),
     )
 
 
