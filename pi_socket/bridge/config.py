@@ -26,6 +26,8 @@ CLIENT_QUEUE_BYTES = 32 * 1024 * 1024
 HEARTBEAT_FALLBACK_S = 10.0
 RECONNECT_FIRST_S = 1.0
 RECONNECT_CAP_S = 10.0
+# Incoming frames per second per client (bursts of 10x); above it a frame is answered 1008, not run.
+RATE_LIMIT = 200.0
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -49,6 +51,7 @@ class BridgeConfig:
     client_queue_frames: int = CLIENT_QUEUE_FRAMES
     client_queue_bytes: int = CLIENT_QUEUE_BYTES
     max_frame_bytes: int = MAX_FRAME_BYTES
+    rate_limit: float = RATE_LIMIT
     fault: str | None = None
     machine: str = field(default_factory=socket.gethostname)
     hello_timeout_s: float = 3.0
@@ -73,6 +76,7 @@ class BridgeConfig:
             client_queue_frames=max(1, _int(env, "PI_SOCKET_CLIENT_QUEUE_FRAMES", CLIENT_QUEUE_FRAMES)),
             client_queue_bytes=max(1024, _int(env, "PI_SOCKET_CLIENT_QUEUE_BYTES", CLIENT_QUEUE_BYTES)),
             max_frame_bytes=max(64 * 1024, _int(env, "PI_SOCKET_MAX_FRAME_BYTES", MAX_FRAME_BYTES)),
+            rate_limit=max(0, _int(env, "PI_SOCKET_RATE_LIMIT", int(RATE_LIMIT))),
             fault=env.get("PI_SOCKET_FAULT") or None,
             registry_enabled=registry_url.lower() not in ("", "off", "none", "0"),
         )

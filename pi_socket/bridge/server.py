@@ -27,6 +27,7 @@ from . import auth, faults
 from .clients import Client
 from .config import BridgeConfig
 from .frames import parse_client_frame
+from pi_socket.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
     from .app import Bridge
@@ -104,6 +105,8 @@ class AgentServer:
         """One client: init_state first, then each frame as a guarded task, until it closes."""
         client: Client | None = None
         tasks: set[asyncio.Task[None]] = set()
+        rate = self.config.rate_limit
+        bucket = TokenBucket(rate, rate * 10, asyncio.get_running_loop().time())
         try:
             faults.maybe_fail("client.connect")
             await self.bridge.wait_ready(READY_WAIT_S)
@@ -114,6 +117,9 @@ class AgentServer:
             async for raw in ws:
                 if client.closed:
                     break
+                if not bucket.take(asyncio.get_running_loop().time()):
+                    self._rate_limited(client, raw)
+                    continue
                 self._spawn(client, raw, tasks)
         except ConnectionClosed:
             pass
@@ -127,6 +133,14 @@ class AgentServer:
                 if client.task is not None:
                     client.task.cancel()
                 log.info("client disconnected", client=client.id, code=ws.close_code, clients=len(self.bridge.hub))
+
+    @staticmethod
+    def _rate_limited(client: Client, raw: Any) -> None:
+        """Over ``PI_SOCKET_RATE_LIMIT``: answered 1008 (naming the prompt id when there is one), not run."""
+        msg = parse_client_frame(raw)
+        msg_id = getattr(msg, "id", None)
+        client.enqueue(frame(ErrorMsg(id=msg_id if isinstance(msg_id, str) else None, code=ErrorCode.RATE_LIMITED,
+                                      message="rate limited: too many frames")))
 
     def _spawn(self, client: Client, raw: Any, tasks: set[asyncio.Task[None]]) -> None:
         """Run one frame concurrently (a slow list_files never delays an abort), bounded per client."""
