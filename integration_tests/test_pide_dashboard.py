@@ -385,6 +385,16 @@ def test_composer_autocomplete_attachments_and_rich_messages(dash_hv, agents, pa
     assert [(x["name"], x["mime_type"]) for x in second["attachments"]] == [("shot.png", "image/png"), ("drop.md", "text/markdown")]
     assert base64.b64decode(second["attachments"][1]["data"]) == b"dropped text"
 
+    # on a desktop, Shift+Enter is a newline and Enter sends
+    ta.fill("")
+    ta.type("line one")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("line two")
+    page.keyboard.press("Enter")
+    third = wait_until(lambda: [f for f in a.received if f.get("type") == "prompt"][2:], what="the third prompt")[0]
+    assert third["text"] == "line one\nline two" and "attachments" not in third
+    assert ta.input_value() == ""
+
 
 NOTIFICATION_SPY = """
 // The tab is "hidden" and notifications are allowed; Notification records what it is asked to show.
