@@ -1,6 +1,12 @@
 import { createRoot } from "react-dom/client";
 import { App } from "./App";
-import "./styles.css";
+// Base first, the phone layout last: its media query overrides the feature styles.
+import "./styles/base.css";
+import "./roster/roster.css";
+import "./chat/chat.css";
+import "./inspector/inspector.css";
+import "./spawn/spawn.css";
+import "./styles/mobile.css";
 
 // No StrictMode: its double-mounted effects open every WebSocket twice in dev, which made an
 // earlier dashboard race its own connections.
