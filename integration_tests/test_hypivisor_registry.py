@@ -87,7 +87,7 @@ async def test_offline_after_close_then_removed_after_ttl(hypivisor_factory):
         t0 = time.monotonic()
         await dash.event("node_offline", id="t1")
         removed = await dash.event("node_removed", id="t1", timeout=5)
-        assert removed["reason"] == "ttl" and 0.8 < time.monotonic() - t0 < 3.0
+        assert removed["reason"] == "ttl" and 0.8 < time.monotonic() - t0 < 5.0  # TTL 1 s + sweep 0.5 s + load
 
 
 async def test_silent_active_node_is_removed_as_ghost_after_three_ttl(hypivisor_factory):
@@ -96,8 +96,8 @@ async def test_silent_active_node_is_removed_as_ghost_after_three_ttl(hypivisor_
         await dash.event("init")
         await bridge.call("register", node_params("g1", 8300))
         t0 = time.monotonic()
-        removed = await dash.event("node_removed", id="g1", timeout=8)
-        assert removed["reason"] == "ghost" and 2.9 < time.monotonic() - t0 < 5.5
+        removed = await dash.event("node_removed", id="g1", timeout=10)
+        assert removed["reason"] == "ghost" and 2.9 < time.monotonic() - t0 < 8.0
 
 
 async def test_heartbeats_keep_a_node_alive_past_the_ghost_limit(hypivisor_factory):
@@ -119,8 +119,8 @@ async def test_dead_peer_without_close_frame_goes_offline_within_heartbeat(hypiv
         hb = (await bridge.call("register", node_params("d1", 8500)))["result"]["heartbeat_interval"]
         bridge.ws.transport.pause_reading()  # alive TCP, but never answers a ping again
         t0 = time.monotonic()
-        await dash.event("node_offline", id="d1", timeout=5)
-        assert time.monotonic() - t0 < 2 * hb + 0.5
+        await dash.event("node_offline", id="d1", timeout=5)  # without pings it would stay active
+        assert time.monotonic() - t0 < 2 * hb + 3
         bridge.ws.transport.abort()
 
 

@@ -197,7 +197,7 @@ class RegistryClient:
     async def connect(cls, hv: HypivisorProc, **kwargs) -> RegistryClient:
         kwargs.setdefault("additional_headers", hv.auth_headers)
         kwargs.setdefault("max_size", None)
-        kwargs.setdefault("open_timeout", 5)
+        kwargs.setdefault("open_timeout", 15)  # generous: the test machine is shared
         return cls(await websockets.connect(hv.ws_url, **kwargs))
 
     async def close(self) -> None:
