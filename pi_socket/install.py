@@ -109,6 +109,15 @@ def node_problem(pi_v: tuple[int, int, int] | None, node_v: tuple[int, int, int]
     return None
 
 
+def skill_dirs() -> list[Path]:
+    """The skill folders the shim's package.json lists (the repo's skills/; pi_socket/skills/ in a wheel)."""
+    try:
+        pi = json.loads((EXTENSION_DIR / "package.json").read_text(encoding="utf-8")).get("pi") or {}
+        return [(EXTENSION_DIR / s).resolve() for s in pi.get("skills") or []]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+
+
 # ---------------------------------------------------------------- settings.json
 def _read_settings(path: Path) -> dict[str, Any]:
     if not path.exists():
@@ -181,7 +190,7 @@ def install(pi: str | None = None, out: Callable[[str], None] = print) -> int:
         settings["packages"] = packages
         _write_json(settings_path, settings)
         out(f"changed: {settings_path}: added {str(EXTENSION_DIR)!r} to \"packages\" "
-            f"(loads {EXTENSION_DIR / 'src' / 'index.ts'} and the skills in {IMPORT_ROOT / 'skills'})")
+            f"(loads {EXTENSION_DIR / 'src' / 'index.ts'} and the skills in {', '.join(map(str, skill_dirs()))})")
     config = {"python": sys.executable, "pythonpath": str(IMPORT_ROOT), "extension": str(EXTENSION_DIR)}
     try:
         old = json.loads(config_path.read_text(encoding="utf-8"))
@@ -346,7 +355,9 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
         fix = ("set HYPI_TOKEN to the hypivisor's token" if "401" in detail or "403" in detail
                else "start it (`make run` or `python -m hypivisor`) or set HYPIVISOR_WS to its URL")
         checks.append(Check("hypivisor", ok, f"{url}: {detail}", "" if ok else fix))
-    dist = Path(os.environ.get("HYPI_DASHBOARD_DIR") or IMPORT_ROOT / "pi_de" / "dist")
+    from hypivisor.config import default_dashboard_dir  # repo pi_de/dist, or the copy bundled in a wheel
+
+    dist = Path(os.environ.get("HYPI_DASHBOARD_DIR") or default_dashboard_dir())
     built = (dist / "index.html").exists()
     checks.append(Check("dashboard", built, f"{dist}" + (" built" if built else " has no index.html"),
                         "" if built else "build it: `make dashboard` (or `cd pi_de && npm ci && npm run build`)"))
