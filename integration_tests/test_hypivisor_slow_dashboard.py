@@ -7,6 +7,7 @@ import json
 import socket
 import time
 
+import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
@@ -72,3 +73,24 @@ async def test_a_dashboard_that_reads_slowly_but_keeps_up_stays(hypivisor_factor
         for i in range(40):
             assert (await dash.event("node_updated"))["node"]["session_name"] == f"s{i}"
         assert (await dash.call("list_nodes"))["result"]["nodes"][0]["id"] == "n"
+
+
+async def test_overflow_closes_with_1008_and_a_reason(hypivisor_factory):
+    """A dashboard whose queue overflows (here: a tiny queue and a burst) learns why it was dropped."""
+    hv = hypivisor_factory(args=["--dashboard-queue", "4"])
+    dash = await RegistryClient.connect(hv)
+    bridge = await RegistryClient.connect(hv, max_queue=None)
+    try:
+        await dash.event("init")
+        await bridge.call("register", node_params("n", 9002))
+        for i in range(300):  # pipelined: many events are published before the writer runs
+            await bridge.send("heartbeat", {"id": "n", "session_name": f"s{i}"})
+        with pytest.raises(ConnectionClosed) as e:
+            for _ in range(400):
+                await asyncio.wait_for(dash.ws.recv(), 5)
+        assert e.value.rcvd is not None and e.value.rcvd.code == 1008
+        assert e.value.rcvd.reason.startswith("too slow: 4 events queued")
+        assert (await bridge.call("list_nodes"))["result"]["nodes"][0]["session_name"] == "s299"
+    finally:
+        await dash.close()
+        await bridge.close()
