@@ -23,7 +23,7 @@ from pi_socket import oplog
 
 DEFAULT_QUEUE = 1024
 CLOSE_TOO_SLOW = 1008
-_CLOSE_GRACE = 1.0
+_CLOSE_GRACE = 2.0
 
 log = structlog.get_logger(part="broadcast")  # lazy: bound after oplog.configure
 

@@ -111,11 +111,17 @@ class Connection:
         self._slot.set()
 
     async def wait_for_room(self) -> None:
-        """Stop reading requests while too many run or their responses are not being read."""
+        """Stop reading requests while too many run or their responses are not being read.
+
+        Always yields once, so a socket with thousands of pipelined requests
+        cannot publish a burst of events faster than the dashboards' writers
+        get to run (which would overflow healthy dashboards' queues).
+        """
         while len(self.tasks) >= MAX_INFLIGHT and not self.outbox.closed:
             self._slot.clear()
             await self._slot.wait()
         await self.outbox.room.wait()
+        await asyncio.sleep(0)
 
     async def _call(self, rpc_id: Any, method: str, params: Any) -> None:
         if method == "register":

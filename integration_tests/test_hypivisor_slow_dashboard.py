@@ -76,21 +76,44 @@ async def test_a_dashboard_that_reads_slowly_but_keeps_up_stays(hypivisor_factor
 
 
 async def test_overflow_closes_with_1008_and_a_reason(hypivisor_factory):
-    """A dashboard whose queue overflows (here: a tiny queue and a burst) learns why it was dropped."""
-    hv = hypivisor_factory(args=["--dashboard-queue", "4"])
-    dash = await RegistryClient.connect(hv)
+    """A dashboard that stalled, then reads again in time, learns why it is being dropped."""
+    hv = hypivisor_factory(args=["--dashboard-queue", "8"])
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", hv.port))
+    dash = await websockets.connect(hv.ws_url, sock=sock, max_size=None, ping_interval=None, max_queue=None)
     bridge = await RegistryClient.connect(hv, max_queue=None)
     try:
-        await dash.event("init")
-        await bridge.call("register", node_params("n", 9002))
-        for i in range(300):  # pipelined: many events are published before the writer runs
-            await bridge.send("heartbeat", {"id": "n", "session_name": f"s{i}"})
+        assert json.loads(await dash.recv())["event"] == "init"
+        dash.transport.pause_reading()
+        await bridge.call("register", node_params("n", 9002, cwd="/home/u/" + "q" * 3900))
+        for i in range(EVENTS):  # one at a time until the hypivisor gives up on the stalled dashboard
+            await bridge.call("heartbeat", {"id": "n", "session_name": f"s{i}"})
+            if i % 20 == 0 and "too slow" in hv.log_lines():
+                break
+        else:
+            pytest.fail("the stalled dashboard was never disconnected")
+        dash.transport.resume_reading()  # within the close grace period: the close frame gets through
         with pytest.raises(ConnectionClosed) as e:
-            for _ in range(400):
-                await asyncio.wait_for(dash.ws.recv(), 5)
+            for _ in range(EVENTS + 10):
+                await asyncio.wait_for(dash.recv(), 5)
         assert e.value.rcvd is not None and e.value.rcvd.code == 1008
-        assert e.value.rcvd.reason.startswith("too slow: 4 events queued")
-        assert (await bridge.call("list_nodes"))["result"]["nodes"][0]["session_name"] == "s299"
+        assert e.value.rcvd.reason == "too slow: 8 events queued"
     finally:
-        await dash.close()
+        dash.transport.abort()
         await bridge.close()
+
+
+async def test_a_burst_of_pipelined_requests_does_not_kick_a_healthy_dashboard(hypivisor_factory):
+    hv = hypivisor_factory(args=["--dashboard-queue", "4"])
+    async with await RegistryClient.connect(hv, max_queue=None) as dash:
+        bridge = await RegistryClient.connect(hv, max_queue=None)
+        try:
+            await dash.event("init")
+            await bridge.call("register", node_params("n", 9003))
+            for i in range(300):  # pipelined, never awaited one by one
+                await bridge.send("heartbeat", {"id": "n", "session_name": f"s{i}"})
+            for i in range(300):
+                assert (await dash.event("node_updated", timeout=10))["node"]["session_name"] == f"s{i}"
+        finally:
+            await bridge.close()
