@@ -23,7 +23,6 @@ from hypivisor.broadcast import Hub
 from hypivisor.config import Config, home_dir
 from hypivisor.registry import Registry, RegistryError
 from hypivisor.spawner import Spawner, SpawnError
-from pi_socket import oplog
 from pi_socket.protocol import (
     REGISTRY_METHODS,
     DeregisterParams,
