@@ -97,7 +97,7 @@ def test_tool_call_really_runs_bash(start_pi, pi_version, agent_client, pi_home)
 def test_follow_up_while_streaming_is_delivered_in_the_same_run(start_pi, pi_version, agent_client, fake_llm):
     pi = start_pi(pi_version, mode="rpc")
     c, _ = connect(agent_client, pi)
-    fake_llm.slow(words=20, delay=0.08)
+    fake_llm.slow(words=30, delay=0.12)
     prompt(c, "slow one")
     c.wait_for(lambda f: f.get("type") == "message_update" and f["assistantMessageEvent"]["type"] == "text_delta")
     pid = prompt(c, "and then this", deliver_as="followUp")
@@ -111,7 +111,7 @@ def test_follow_up_while_streaming_is_delivered_in_the_same_run(start_pi, pi_ver
 def test_steer_while_streaming_becomes_the_next_turn_of_the_same_run(start_pi, pi_version, agent_client, fake_llm):
     pi = start_pi(pi_version, mode="rpc")
     c, _ = connect(agent_client, pi)
-    fake_llm.script([{"text": "", "tool_calls": [{"name": "bash", "arguments": {"command": "sleep 1; echo slept"}}]}])
+    fake_llm.script([{"text": "", "tool_calls": [{"name": "bash", "arguments": {"command": "sleep 2; echo slept"}}]}])
     prompt(c, "run a slow tool")
     c.wait_for(is_type("tool_execution_start"))
     pid = prompt(c, "change of plan", deliver_as="steer")
@@ -141,7 +141,7 @@ def test_abort_ends_the_run(start_pi, pi_version, agent_client, fake_llm):
 def test_a_client_joining_mid_stream_gets_the_partial(start_pi, pi_version, agent_client, fake_llm):
     pi = start_pi(pi_version, mode="rpc")
     first, _ = connect(agent_client, pi)
-    fake_llm.slow(words=40, delay=0.08)
+    fake_llm.slow(words=40, delay=0.12)
     prompt(first, "slow reply please")
     wait_deltas = lambda: len([f for f in first.of_type("message_update")  # noqa: E731
                                if f["assistantMessageEvent"]["type"] == "text_delta"]) >= 3

@@ -122,7 +122,7 @@ def test_hypivisor_sigkill_mid_stream_pi_streams_on_and_re_registers(
     dash.wait_for(lambda f: any(n["id"] == pi.node_id for n in f.get("nodes") or [])
                   or node_event("node_joined", pi.node_id)(f))
     c, _ = connect(agent_client, pi)
-    reply = fake_llm.slow(words=30, delay=0.08)
+    reply = fake_llm.slow(words=40, delay=0.12)
     prompt(c, "slow while the hypivisor dies")
     c.wait_for(lambda f: f.get("type") == "message_update" and f["assistantMessageEvent"]["type"] == "text_delta")
     hypivisor.kill()
