@@ -81,6 +81,8 @@ def startup_line(config: Config) -> str:
     if config.dashboard_port:
         built = (config.dashboard_dir / "index.html").is_file()
         parts.append(f"dashboard http://{shown}:{config.dashboard_port}/" + ("" if built else " (Pi-DE not built)"))
+    if shown != config.host:
+        parts.append("on all interfaces")
     parts.append("token required" if config.token else "NO TOKEN")
     return ", ".join(parts)
 
