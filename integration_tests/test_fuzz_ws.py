@@ -404,3 +404,50 @@ def test_real_pi_agent_link_survives_a_fuzz_batch(start_pi, fake_llm):
     time.sleep(0.5)
     assert fake_llm.requests() == [], "nothing reached the model"
     link.ws.close()
+
+
+# ---------------------------------------------------------------------------------------------- spawn paths
+SPAWN_PATH = st.one_of(
+    st.lists(st.sampled_from(["..", ".", "proj", "link-out", "abs-out", "etc", "x\x00", "a" * 300, "~", ""]),
+             max_size=5).map("/".join),
+    st.sampled_from(["/", "/etc", "/tmp", "~/..", "../outside", "{outside}"]),
+)
+SPAWN_FOLDER = st.one_of(st.none(), st.sampled_from(["a/b", "..", ".", ".hidden", "x\x00", "n" * 201, "\\x", "/abs",
+                                                     "ok", " sp", "link-out"]), st.text(max_size=12))
+
+
+@pytest.fixture
+def spawn_home(hypivisor_factory, tmp_path):
+    home = tmp_path / "home"
+    (home / "proj").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (home / "link-out").symlink_to(tmp_path / "outside")
+    (home / "abs-out").symlink_to("/")
+    # "true" never registers: a spawn that passes every check ends in 1010 after 0.3 s, having run nothing else
+    hv = hypivisor_factory(home=home, env={"HYPI_SPAWN_COMMAND": "true", "HYPI_SPAWN_TIMEOUT": "0.3"})
+    ws = Ws(hv)
+    yield hv, ws, tmp_path
+    ws.close()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(path=SPAWN_PATH, new_folder=SPAWN_FOLDER)
+def test_spawn_paths_against_the_real_process_create_nothing_unless_valid(spawn_home, path, new_folder):
+    hv, ws, root = spawn_home
+    before = {str(p.relative_to(root)) for p in root.rglob("*")}
+    params = {"path": path.replace("{outside}", str(root / "outside")) or "~"}
+    if new_folder is not None:
+        params["new_folder"] = new_folder
+    replies = ws.roundtrip([json.dumps({"id": "s", "method": "spawn_agent", "params": params})], timeout=20)
+    reply = next(r for r in replies if r.get("id") == "s")
+    code = reply["error"]["code"]
+    assert code in {1003, 1004, 1005, -32602, 1010}, reply
+    after = {str(p.relative_to(root)) for p in root.rglob("*")}
+    created = after - before
+    if code != 1010:
+        assert created == set(), f"{reply} but created {created}"
+    else:  # every check passed: at most the one new folder, a direct child of home
+        allowed = {f"home/{new_folder}"} if new_folder is not None else set()
+        assert created <= allowed, created
+        assert all((root / c).resolve().parent == (root / "home").resolve() for c in created), created
+    assert not (root / "outside").exists() or list((root / "outside").iterdir()) == []
