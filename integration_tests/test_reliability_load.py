@@ -1,6 +1,6 @@
 """Load through the real hypivisor proxy: many agents streaming to many dashboards (specs/reliability.md).
 
-Lightweight fake agents (WebSocket servers in this process, one per agent, registered with the real
+Lightweight fake agents (WebSocket servers in a helper process, one per agent, registered with the real
 ``python -m hypivisor`` over ``/ws`` like bridges) each stream numbered frames at a fixed token rate. Each
 dashboard holds a ``/ws`` roster connection and opens ``/ws/agent/<id>`` through the proxy to its share of
 the agents. Every stream must arrive complete and in order (per-stream sequence numbers), the roster must list
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,16 @@ SECONDS = float(os.environ.get("HYPI_LOAD_SECONDS") or (60 if LONG else 10))
 RATE = float(os.environ.get("HYPI_LOAD_RATE") or 50)
 DASHBOARDS = int(os.environ.get("HYPI_LOAD_DASHBOARDS") or 20)
 VIEWERS = int(os.environ.get("HYPI_LOAD_VIEWERS") or 2)
+# Share of the scheduled frames the fake agents must actually produce. The agents are a Python helper process:
+# on a shared 2-core machine the long mode's 10,000 frames/s (x2 viewers) saturate the helper and the watchers
+# long before the hypivisor (see the CPU figures in the RESULT line and specs/reliability.md).
+MIN_FRACTION = float(os.environ.get("HYPI_LOAD_MIN_FRACTION") or (0.4 if LONG else 0.8))
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -39,43 +50,55 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-class FakeAgent:
-    """A WebSocket server that streams ``{a, seq, delta}`` frames to every client at ``RATE`` per second."""
+FARM = r"""
+import asyncio, json, sys, time
+import websockets
+try:
+    import uvloop
+except ImportError:
+    uvloop = None
+N, RATE = int(sys.argv[1]), float(sys.argv[2])
 
-    def __init__(self, index: int, start: asyncio.Event, stop_at: list[float]):
-        self.index = index
-        self.start_evt = start
-        self.stop_at = stop_at
-        self.sent = 0
-        self.clients: set = set()
-
+class Agent:
+    def __init__(self, i):
+        self.i, self.sent, self.clients = i, 0, set()
     async def handler(self, ws):
         self.clients.add(ws)
         try:
-            await ws.send(json.dumps({"type": "init_state", "a": self.index}))
+            await ws.send(json.dumps({"type": "init_state", "a": self.i}))
             await ws.wait_closed()
         finally:
             self.clients.discard(ws)
-
-    async def stream(self):
-        await self.start_evt.wait()
-        t0 = time.monotonic()
-        while time.monotonic() < self.stop_at[0]:
-            frame = json.dumps({"type": "message_update", "a": self.index, "seq": self.sent,
-                                "delta": f"tok{self.sent} "})
+    async def stream(self, t0, stop_at):
+        while time.monotonic() < stop_at:
+            frame = json.dumps({"type": "message_update", "a": self.i, "seq": self.sent, "delta": f"tok{self.sent} "})
             for ws in list(self.clients):
                 try:
                     await ws.send(frame)
                 except websockets.ConnectionClosed:
                     pass
             self.sent += 1
-            # fixed schedule (no drift): frame n leaves at t0 + n / RATE
-            await asyncio.sleep(max(0.0, t0 + self.sent / RATE - time.monotonic()))
+            await asyncio.sleep(max(0.0, t0 + self.sent / RATE - time.monotonic()))  # fixed schedule, no drift
         for ws in list(self.clients):
             try:
-                await ws.send(json.dumps({"type": "agent_end", "a": self.index, "total": self.sent}))
+                await ws.send(json.dumps({"type": "agent_end", "a": self.i, "total": self.sent}))
             except websockets.ConnectionClosed:
                 pass
+
+async def main():
+    agents = [Agent(i) for i in range(N)]
+    servers = [await websockets.serve(a.handler, "127.0.0.1", 0, compression=None, ping_interval=None,
+                                      max_queue=None) for a in agents]
+    print(json.dumps([s.sockets[0].getsockname()[1] for s in servers]), flush=True)
+    loop = asyncio.get_running_loop()
+    line = await loop.run_in_executor(None, sys.stdin.readline)  # "<seconds>" starts the streams
+    t0 = time.monotonic()
+    await asyncio.gather(*(a.stream(t0, t0 + float(line)) for a in agents))
+    print(json.dumps([a.sent for a in agents]), flush=True)
+    await loop.run_in_executor(None, sys.stdin.readline)  # EOF: exit
+
+(uvloop.run if uvloop else asyncio.run)(main())
+"""
 
 
 async def watch(url: str, results: dict, key: tuple) -> None:
@@ -97,59 +120,59 @@ async def watch(url: str, results: dict, key: tuple) -> None:
 
 async def test_agents_streaming_through_the_proxy_to_dashboards_lose_and_reorder_nothing(hypivisor_factory):
     hv = hypivisor_factory(ttl=30)
-    start, stop_at = asyncio.Event(), [float("inf")]
-    agents = [FakeAgent(i, start, stop_at) for i in range(AGENTS)]
-    servers = []
+    farm = await asyncio.create_subprocess_exec(sys.executable, "-c", FARM, str(AGENTS), str(RATE),
+                                                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     registrar = await RegistryClient.connect(hv, max_queue=None)
     dashboards = []
     try:
-        for a in agents:
-            srv = await websockets.serve(a.handler, "127.0.0.1", 0, compression=None, ping_interval=None,
-                                         max_queue=None)
-            servers.append(srv)
-            port = srv.sockets[0].getsockname()[1]
-            r = await registrar.call("register", node_params(f"load-{a.index}", port, machine="load-machine"))
+        ports = json.loads(await asyncio.wait_for(farm.stdout.readline(), 60))
+        assert len(ports) == AGENTS
+        for i, port in enumerate(ports):
+            r = await registrar.call("register", node_params(f"load-{i}", port, machine="load-machine"))
             assert "result" in r, r
         for _ in range(DASHBOARDS):
             d = await RegistryClient.connect(hv, max_queue=None)
             init = await d.event("init")
             assert len(init["nodes"]) == AGENTS
             dashboards.append(d)
-        # each agent is watched by VIEWERS dashboards, spread round-robin
         results: dict = {}
         watchers = []
-        for a in agents:
+        for i in range(AGENTS):
             for v in range(VIEWERS):
-                dash_no = (a.index * VIEWERS + v) % DASHBOARDS
-                watchers.append(asyncio.create_task(watch(hv.agent_url(f"load-{a.index}"), results, (dash_no, a.index))))
+                dash_no = (i * VIEWERS + v) % DASHBOARDS
+                watchers.append(asyncio.create_task(watch(hv.agent_url(f"load-{i}"), results, (dash_no, i))))
         deadline = time.monotonic() + 60
         while len([v for v in results.values() if v == "open"]) < len(watchers):
             assert time.monotonic() < deadline, "proxied links did not all open"
             await asyncio.sleep(0.05)
         rss_before = rss_mb(hv.proc.pid)
-        stop_at[0] = time.monotonic() + SECONDS
-        streams = [asyncio.create_task(a.stream()) for a in agents]
-        start.set()
-        peak = rss_before
-        while not all(s.done() for s in streams):
+        cpu0, t_start = cpu_s(hv.proc.pid), time.monotonic()
+        farm.stdin.write(f"{SECONDS}\n".encode())
+        await farm.stdin.drain()
+        peak, counts = rss_before, asyncio.ensure_future(farm.stdout.readline())
+        while not counts.done():
             peak = max(peak, rss_mb(hv.proc.pid))
-            await asyncio.sleep(0.5)
+            await asyncio.wait({counts}, timeout=0.5)
+        sent = dict(enumerate(json.loads(await counts)))
+        hv_cpu, wall = cpu_s(hv.proc.pid) - cpu0, time.monotonic() - t_start
         await asyncio.wait_for(asyncio.gather(*watchers), 60)
-        sent = {a.index: a.sent for a in agents}
         bad = {k: v for k, v in results.items() if not (v[0] == v[1] == sent[k[1]] and v[2] == 0)}
         assert not bad, f"lost or reordered frames: {dict(list(bad.items())[:5])}"
         total = sum(v[0] for v in results.values())
         expected_rate = AGENTS * RATE * SECONDS
-        assert sum(sent.values()) >= 0.8 * expected_rate, f"agents fell behind: {sum(sent.values())}/{expected_rate}"
+        produced = sum(sent.values())
+        assert produced >= MIN_FRACTION * expected_rate, f"agents fell behind: {produced}/{expected_rate:.0f}"
         for d in dashboards:
             assert len((await d.call("list_nodes"))["result"]["nodes"]) == AGENTS
         assert peak - rss_before < 100, f"hypivisor RSS grew {peak - rss_before:.0f} MB"
         print(f"RESULT load: {AGENTS} agents x {RATE:g}/s x {SECONDS:g}s, {DASHBOARDS} dashboards, "
               f"{len(watchers)} proxied streams, {total} frames received, 0 lost, 0 reordered, "
-              f"hypivisor RSS {rss_before:.0f}->{peak:.0f} MB")
+              f"hypivisor RSS {rss_before:.0f}->{peak:.0f} MB, agents produced {produced}/{expected_rate:.0f} "
+              f"({produced / wall:.0f}/s), hypivisor CPU {100 * hv_cpu / wall:.0f}% of one core")
     finally:
         for d in dashboards:
             await d.close()
         await registrar.close()
-        for s in servers:
-            s.close()
+        if farm.returncode is None:
+            farm.kill()
+        await farm.wait()
