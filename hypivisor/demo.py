@@ -68,6 +68,22 @@ class DemoError(RuntimeError):
     """A problem the user can fix; printed as one message, exit code 1."""
 
 
+class Stopped(Exception):
+    """Ctrl+C, SIGTERM or SIGHUP arrived: stop at the next check and clean up."""
+
+
+STOP: list[int] = []  # signals received; the handler only records them, every wait checks
+
+
+def _on_signal(signum, frame) -> None:  # noqa: ARG001
+    STOP.append(signum)
+
+
+def check_stop() -> None:
+    if STOP:
+        raise Stopped
+
+
 T0 = time.monotonic()
 
 
@@ -111,10 +127,16 @@ def install_pinned_pi() -> Path:
     if not (d / "package.json").exists():
         (d / "package.json").write_text('{"private":true}\n')
     say(f"installing pi {PINNED_PI} into {d} (npm, about 15 s, once)")
-    done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error",
-                           f"{PINNED_PACKAGE}@{PINNED_PI}"], cwd=d, stdin=subprocess.DEVNULL, timeout=600)
-    if done.returncode != 0 or not target.exists():
-        raise DemoError(f"npm install {PINNED_PACKAGE}@{PINNED_PI} failed (exit {done.returncode})")
+    proc = subprocess.Popen([npm, "install", "--no-audit", "--no-fund", "--loglevel=error",
+                             f"{PINNED_PACKAGE}@{PINNED_PI}"], cwd=d, stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: proc.poll() is not None, 600, "npm install")
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+    if proc.returncode != 0 or not target.exists():
+        raise DemoError(f"npm install {PINNED_PACKAGE}@{PINNED_PI} failed (exit {proc.returncode})")
     return target
 
 
@@ -162,9 +184,12 @@ def pick_port(wanted: int, what: str) -> int:
     return port
 
 
-def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.2,
+               stoppable: bool = True) -> Any:
     deadline = time.monotonic() + timeout
     while True:
+        if stoppable:
+            check_stop()
         value = pred()
         if value:
             return value
@@ -241,15 +266,16 @@ class Demo:
         say(f"pi {pi.version}: {pi.path}")
         self.port = pick_port(self.args.port, "registry")
         self.dash_port = pick_port(self.args.dashboard_port, "dashboard")
+        check_stop()
         self.llm = fake_llm.serve("127.0.0.1", 0, demo=True, models=(MODEL_ID,))
         llm_url = f"http://127.0.0.1:{self.llm.server_address[1]}"
         say(f"fake LLM (scripted, no API key): {llm_url}")
         self.write_agent_dir(llm_url)
-        self.install_shim()
-        self.start_hypivisor()
-        self.start_agents()
-        self.wait_registered()
+        for step in (self.install_shim, self.start_hypivisor, self.start_agents, self.wait_registered):
+            check_stop()
+            step()
         if not self.args.no_prompts:
+            check_stop()
             self.seed_conversations()
 
     def write_agent_dir(self, llm_url: str) -> None:
@@ -384,6 +410,7 @@ class Demo:
 
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         for a in self.agents:
+            check_stop()
             try:
                 with connect(f"ws://127.0.0.1:{a.node['port']}", additional_headers=headers, open_timeout=5,
                              max_size=None) as ws:
@@ -418,11 +445,12 @@ class Demo:
         print("\n".join(lines), flush=True)
 
     def wait(self) -> int:
-        while True:
+        while not STOP:
             if self.hv is not None and self.hv.poll() is not None:
                 say(f"the hypivisor exited ({self.hv.returncode}); stopping")
                 return 1
-            time.sleep(0.5)
+            time.sleep(0.2)
+        return 0
 
     # -- cleanup (idempotent, never raises)
     def cleanup(self) -> None:
@@ -436,7 +464,8 @@ class Demo:
             except Exception:  # noqa: BLE001
                 pass
         try:
-            wait_until(lambda: not any(pid_alive(p) for p in self.pids), 8, "the agents to exit", interval=0.1)
+            wait_until(lambda: not any(pid_alive(p) for p in self.pids), 8, "the agents to exit", interval=0.1,
+                       stoppable=False)
         except DemoError:
             pass
         for p in self.pids:
@@ -475,25 +504,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _raise_interrupt(signum, frame) -> None:  # noqa: ARG001
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGINT too: a background job inherits SIG_IGN
-        signal.signal(sig, _raise_interrupt)
+        signal.signal(sig, _on_signal)
     demo = Demo(args)
     rc = 0
     try:
         demo.start()
         demo.banner()
         rc = demo.wait()
-    except KeyboardInterrupt:
+    except Stopped:
         rc = 0
     except DemoError as exc:
-        print(f"[demo] error: {exc}", file=sys.stderr, flush=True)
-        rc = 1
+        if not STOP:
+            print(f"[demo] error: {exc}", file=sys.stderr, flush=True)
+            rc = 1
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)  # a second Ctrl+C must not interrupt the cleanup
