@@ -118,10 +118,21 @@ async def main():
                 assert "result" in msg, msg
                 done += 1
         print("registered", flush=True)
-        reader = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))
-        async for _ in ws:  # keep answering pings (and draining anything) until the test ends
-            if reader.done():
-                break
+        stdin = asyncio.ensure_future(asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline))
+        drain = asyncio.ensure_future(drain_forever(ws))
+        n = 0
+        while not stdin.done():  # heartbeats like a bridge: a silent node is a ghost after 3 x TTL
+            await asyncio.wait({stdin}, timeout=5)
+            for i in range(len(ports)):
+                n += 1
+                await ws.send(json.dumps({"id": f"hb{n}", "method": "heartbeat", "params": {"id": f"load-{i}"}}))
+        drain.cancel()
+
+async def drain_forever(ws):
+    async for msg in ws:
+        m = json.loads(msg)
+        assert "error" not in m, m
+
 asyncio.run(main())
 """
 
