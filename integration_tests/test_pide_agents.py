@@ -9,8 +9,11 @@ installs it (integration_tests/harness/pi_proc.py); the fake LLM's prompt keywor
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -171,3 +174,153 @@ def test_hypivisor_restart_banner_then_the_same_pi_answers_again(dash_hv, start_
     send(page, "after the restart")
     page.wait_for_selector("text=You said: after the restart", timeout=30_000)
     shot(page, "real-pi-after-restart")
+
+
+def test_hypivisor_sigkill_open_agent_goes_direct_then_continues_without_duplicates(dash_hv, start_pi, fake_llm,
+                                                                                     pi_version, page_factory):
+    """The open conversation survives a dead hypivisor by talking to the bridge's own port.
+
+    The dashboard is served from an ephemeral port, which the bridge does not allow as an Origin by
+    default (only the hypivisor's main port and 5180), hence HYPI_ALLOWED_ORIGINS on pi.
+    """
+    tag = uuid.uuid4().hex[:6]
+    origin = dashboard_url(dash_hv).rstrip("/")
+    pi = start_pi(pi_version, mode="rpc", env={"HYPIVISOR_WS": dash_hv.ws_url, "PI_SOCKET_RECONNECT_MS": "200",
+                                               "HYPI_ALLOWED_ORIGINS": origin})
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    sockets: list[str] = []
+    live = {"now": 0, "max": 0}  # agent links open at once (proxied or direct; not the registry /ws)
+
+    def on_socket(ws):
+        sockets.append(ws.url)
+        if ws.url.endswith("/ws"):
+            return
+        live["now"] += 1
+        live["max"] = max(live["max"], live["now"])
+        ws.on("close", lambda _ws: live.__setitem__("now", live["now"] - 1))
+
+    page.on("websocket", on_socket)
+    open_agent(page, dash_hv, pi.node_id)
+    direct_url = f"ws://127.0.0.1:{pi.port}/"
+    send(page, f"before the kill {tag}")
+    page.wait_for_selector(f"text=You said: before the kill {tag}", timeout=30_000)
+    assert direct_url not in sockets  # the normal route is the proxy
+    assert page.locator("[data-testid=direct-link]").count() == 0
+
+    dash_hv.kill()  # SIGKILL: no close frames, no cleanup
+    page.wait_for_selector("[data-testid=direct-link] >> text=Direct connection (hypivisor down)", timeout=15_000)
+    page.wait_for_selector("[data-testid=disconnected-banner]")
+    assert direct_url in sockets
+    assert page.locator("[data-testid=inline-state]").count() == 0  # no "connection lost" while direct works
+
+    # a prompt while the hypivisor is dead: its reply streams in over the direct link
+    fake_llm.slow(words=40, delay=0.1)
+    send(page, f"while it is down {tag}")
+    page.wait_for_selector(".msg-assistant.is-streaming", timeout=20_000)
+    page.wait_for_function("() => /w5\\b/.test(document.querySelector('.msg-assistant.is-streaming')?.innerText || '')",
+                           timeout=20_000)
+    shot(page, f"direct-fallback-{pi_version}")
+    page.wait_for_selector("text=/w39/", timeout=30_000)
+    page.wait_for_selector("button[aria-label=Stop]", state="detached", timeout=20_000)
+
+    dash_hv.start()
+    page.wait_for_selector("[data-testid=disconnected-banner]", state="detached", timeout=15_000)
+    # the working direct link is kept after the hypivisor is back (the note loses "(hypivisor down)")
+    page.wait_for_selector("[data-testid=direct-link] >> text=/^Direct connection$/", timeout=10_000)
+    page.wait_for_selector(f"[data-node-id='{pi.node_id}']", timeout=15_000)  # the bridge registered again
+    send(page, f"after the restart {tag}")
+    page.wait_for_selector(f"text=You said: after the restart {tag}", timeout=30_000)
+    page.wait_for_selector("[data-role=pending]", state="detached", timeout=10_000)
+
+    # every message exactly once, in order, in the page and at the LLM
+    prompts = [f"before the kill {tag}", f"while it is down {tag}", f"after the restart {tag}"]
+    for p in prompts:
+        assert page.locator(f"[data-role=user] >> text={p}").count() == 1, p
+    assert page.locator(f"text=You said: before the kill {tag}").count() == 1
+    assert page.locator(f"text=You said: after the restart {tag}").count() == 1
+    assert page.locator("text=/w39/").count() == 1
+    texts = page.locator("[data-role=user]").all_inner_texts()
+    assert [next(i for i, t in enumerate(texts) if p in t) for p in prompts] == sorted(
+        next(i for i, t in enumerate(texts) if p in t) for p in prompts)
+    assert [t for t in fake_llm.user_texts() if tag in t] == prompts
+    assert live["max"] == 1, live  # never two agent links at once
+    # a reload of the same conversation through the proxy agrees: pi's history has no doubles either
+    fresh = page_factory(viewport={"width": 1280, "height": 800})
+    open_agent(fresh, dash_hv, pi.node_id)
+    for p in prompts:
+        assert fresh.locator(f"[data-role=user] >> text={p}").count() == 1, p
+    assert fresh.locator("[data-testid=direct-link]").count() == 0
+
+
+HISTORY_TURNS = 110
+HISTORY_REPLY = 6_000  # 110 x 6 KB: init_state holds ~80 turns (500 KiB), the rest takes two 50-message pages
+
+
+def build_long_rpc_session(pi, fake_llm, turns: int, reply_bytes: int) -> list[str]:
+    """Like test_pi_history.build_long_session, with more, smaller turns so paging needs several pages."""
+    texts = []
+    assert pi.call({"type": "set_auto_compaction", "enabled": False})["success"]  # keep the whole session
+    for i in range(turns):
+        reply = f"reply-{i:03d} " + ("lorem " * (reply_bytes // 6))
+        fake_llm.script([{"text": reply, "chunk": 16_000, "delay": 0}])
+        mark = len(pi.events)
+        ok = pi.call({"type": "prompt", "message": f"question-{i:03d}"})
+        assert ok and ok["success"], ok
+        assert pi.until(lambda e: e.get("type") == "agent_end", timeout=20), "run did not end"
+        assert any(e.get("type") == "message_end" and (e.get("message") or {}).get("role") == "assistant"
+                   for e in pi.events[mark:])
+        texts += [f"question-{i:03d}", f"reply-{i:03d}"]
+    return texts
+
+
+def rendered_rows(page) -> dict[int, str]:
+    """Row index → the label it starts with, for the rows the virtualiser has in the DOM right now."""
+    return {int(k): v for k, v in page.evaluate("""() => Object.fromEntries(
+        [...document.querySelectorAll('[data-testid=message-list] .row[data-index]')].map(r =>
+            [r.dataset.index, ((r.innerText.match(/(question|reply)-\\d{3}/) || ['?'])[0])]))""").items()}
+
+
+def test_real_bridge_history_cut_pages_back_to_the_first_message_once_each(dash_hv, start_pi, fake_llm, page_factory):
+    pi = start_pi(PI, mode="rpc", env={"HYPIVISOR_WS": dash_hv.ws_url})
+    texts = build_long_rpc_session(pi, fake_llm, HISTORY_TURNS, HISTORY_REPLY)
+    total = len(texts)
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    requests: list[dict] = []
+
+    def on_socket(ws):
+        if "/ws/agent/" in ws.url:
+            ws.on("framesent", lambda payload: requests.append(json.loads(payload)) if isinstance(payload, str)
+                  and '"fetch_history"' in payload else None)
+
+    page.on("websocket", on_socket)
+    open_agent(page, dash_hv, pi.node_id)
+    page.wait_for_selector(f"text=reply-{HISTORY_TURNS - 1:03d}", timeout=20_000)
+    note = page.locator("[data-testid=history-note]").inner_text()
+    shown = int(re.search(r"\((\d+) of (\d+)\)", note).group(1))
+    assert re.search(rf"of {total}\)", note), note
+    assert 0 < shown < total - 50, f"the 500 KiB cut should leave more than one page to fetch: {note}"
+
+    scroller = page.locator("[data-testid=message-list]")
+    deadline = time.monotonic() + 60
+    while page.locator("[data-testid=history-note]").count() and time.monotonic() < deadline:
+        scroller.evaluate("el => el.scrollTop = 0")
+        page.wait_for_timeout(200)
+    assert page.locator("[data-testid=history-note]").count() == 0, "did not reach the beginning"
+    befores = [r["before"] for r in requests]
+    assert len(befores) >= 2 and befores == sorted(set(befores), reverse=True), befores
+    assert befores[0] == total - shown
+
+    # walk the whole conversation top to bottom, noting each row the virtualiser renders
+    seen: dict[int, str] = {}
+    scroller.evaluate("el => el.scrollTop = 0")
+    for _ in range(2000):
+        page.wait_for_timeout(30)
+        for idx, label in rendered_rows(page).items():
+            assert seen.setdefault(idx, label) == label, (idx, seen[idx], label)
+        done = scroller.evaluate("el => el.scrollTop + el.clientHeight >= el.scrollHeight - 2")
+        if done and len(seen) >= total:
+            break
+        scroller.evaluate("el => el.scrollTop += el.clientHeight")
+    assert sorted(seen) == list(range(total)), f"rows: {len(seen)} of {total}"
+    assert [seen[i] for i in range(total)] == texts  # each message exactly once, in order
+    assert page.locator("text=question-000").count() <= 1

@@ -131,12 +131,13 @@ class RegisteredAgent:
     """
 
     def __init__(self, hv, node_id: str, cwd: str, *, messages=None, init_limit=200, session_name=None,
-                 machine="test-box", model="fake/fake-model", protocol_version="1"):
+                 machine="test-box", model="fake/fake-model", protocol_version="1", allowed_origins=()):
         self.hv, self.node_id, self.cwd = hv, node_id, cwd
         self.messages = list(messages or [])
         self.init_limit = init_limit
         self.session_name, self.machine, self.model = session_name, machine, model
         self.protocol_version = protocol_version
+        self.allowed_origins = list(allowed_origins)
         self.port = free_port()
         self.received: list[dict] = []
         self.history_requests: list[dict] = []
@@ -178,7 +179,10 @@ class RegisteredAgent:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     async def _start(self):
-        self._server = await websockets.serve(self._serve, "127.0.0.1", self.port, max_size=None, subprotocols=["hypi.v1"])
+        # Like the bridge: a browser (Origin header) only from an allowed origin; the hypivisor's proxy
+        # forwards without Origin, so proxied links always work and Pi-DE's direct fallback does not.
+        self._server = await websockets.serve(self._serve, "127.0.0.1", self.port, max_size=None, subprotocols=["hypi.v1"],
+                                              origins=[None, *self.allowed_origins])
         self._stop = asyncio.Event()
         self._registered = asyncio.Event()
         self._reg_task = asyncio.create_task(self._registry_loop())

@@ -82,7 +82,7 @@ export function App() {
         </aside>
         <main className="main">
           {selected ? (
-            <ChatStage key={selected} endpoints={endpoints} token={token} nodeId={selected} node={node} onBack={() => setSelected(null)} />
+            <ChatStage key={selected} endpoints={endpoints} token={token} nodeId={selected} node={node} registryUp={hv.phase === "connected"} onBack={() => setSelected(null)} />
           ) : (
             <div className="stage-empty muted welcome">Select an agent on the left, or spawn one.</div>
           )}

@@ -16,13 +16,17 @@ interface Props {
   token: string | null;
   nodeId: string;
   node: NodeInfo | undefined;
+  /** The registry socket is connected; when it is not, the agent is reached directly. */
+  registryUp: boolean;
   onBack(): void;
 }
 
-export function ChatStage({ endpoints, token, nodeId, node, onBack }: Props) {
+export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }: Props) {
   const active = !!node && node.status !== "offline";
-  const link = useAgentLink(endpoints, token, nodeId, active);
+  const target = useMemo(() => (node ? { port: node.port, machine: node.machine } : null), [node?.port, node?.machine]);
+  const link = useAgentLink(endpoints, token, nodeId, active, { registryUp, target });
   const { view } = link;
+  const direct = link.route === "direct" && view.status === "open";
   const [drawer, setDrawer] = useState(false);
   const [dropped, setDropped] = useState<File[]>([]);
   const [dragging, setDragging] = useState(false);
@@ -45,7 +49,9 @@ export function ChatStage({ endpoints, token, nodeId, node, onBack }: Props) {
     if (e.dataTransfer.files.length) setDropped(Array.from(e.dataTransfer.files));
   };
 
-  const state = !node
+  const state = direct
+    ? null // a working direct link outranks what a restarted registry does not know yet
+    : !node
     ? { cls: "offline", text: "Agent not registered right now, waiting for it to come back" }
     : !active
       ? { cls: "offline", text: "Agent offline, waiting for it to come back" }
@@ -68,12 +74,17 @@ export function ChatStage({ endpoints, token, nodeId, node, onBack }: Props) {
           </button>
           <div className="stage-title">
             <div className="stage-title-row">
-              <span className={`dot ${node?.status === "offline" ? "off" : view.running ? "working" : "idle"}`} />
+              <span className={`dot ${node?.status === "offline" && !direct ? "off" : view.running ? "working" : "idle"}`} />
               <strong>{title}</strong>
               <SessionName name={view.sessionName ?? node?.session_name ?? null} disabled={view.status !== "open"} onRename={link.setSessionName} />
             </div>
             <div className="stage-sub muted">
               {node ? `${node.machine}:${node.port}` : ""} {view.running ? "· working" : ""} {view.status === "connecting" && !view.initialized ? "· connecting…" : ""}
+              {direct && (
+                <span className="direct-note" data-testid="direct-link" title="The hypivisor's proxy is not used: this conversation talks to the agent's own port">
+                  {registryUp ? "Direct connection" : "Direct connection (hypivisor down)"}
+                </span>
+              )}
             </div>
           </div>
           <button type="button" className="icon-btn inspector-btn" onClick={() => setDrawer((d) => !d)} aria-label="Show inspector" title="Inspector">

@@ -124,4 +124,105 @@ describe("useAgentLink", () => {
     act(() => (result.current.fetchOlder(), result.current.fetchOlder()));
     expect(ws.sent).toEqual([{ type: "fetch_history", before: 79, limit: 50 }]);
   });
+
+  describe("direct fallback while the hypivisor is down", () => {
+    const page = { hostname: "127.0.0.1", protocol: "http:" };
+    const target = { port: 8123, machine: "devbox" };
+    type P = { registryUp: boolean; active: boolean };
+    const mount = (initial: P = { registryUp: true, active: true }) =>
+      renderHook(({ registryUp, active }: P) => useAgentLink(ep, "tok", "n", active, { registryUp, target, page }), { initialProps: initial });
+    const openSockets = () => FakeWS.all.filter((w) => !w.closed && w.readyState !== 3);
+
+    it("registry down and the proxied link drops: the bridge's own port at once, same token, pending prompt resent once", async () => {
+      const { result, rerender } = mount();
+      const proxy = FakeWS.all[0];
+      act(() => (proxy.open(), proxy.recv(init())));
+      await flush();
+      expect(result.current.route).toBe("proxy");
+      act(() => result.current.sendPrompt("while it dies"));
+      const id = proxy.sent[0].id;
+      rerender({ registryUp: false, active: true });
+      act(() => proxy.drop());
+      const d = FakeWS.all[1];
+      expect(d.url).toBe("ws://127.0.0.1:8123/");
+      expect(d.protocols).toEqual(["hypi.v1", "hypi-token.dG9r"]);
+      act(() => d.open());
+      expect(d.sent).toEqual([expect.objectContaining({ type: "prompt", id, text: "while it dies" })]);
+      act(() => (d.recv(init()), d.recv({ type: "ack", id, duplicate: false })));
+      await flush();
+      expect(result.current.route).toBe("direct");
+      expect(result.current.view.status).toBe("open");
+      expect(openSockets()).toEqual([d]);
+      // the hypivisor comes back: the working direct link stays, no second socket is opened
+      rerender({ registryUp: true, active: true });
+      act(() => vi.advanceTimersByTime(30_000));
+      expect(FakeWS.all).toHaveLength(2);
+      expect(result.current.route).toBe("direct");
+      // when it drops, the proxy again, at once
+      act(() => d.drop());
+      expect(FakeWS.all[2].url).toBe("ws://h:1/ws/agent/n");
+      expect(FakeWS.all[2].sent).toEqual([]); // the acked prompt is not resent
+    });
+
+    it("a proxy attempt that never opens: candidates one at a time, each with a short timeout, then the proxy", async () => {
+      const { result } = mount();
+      const proxy = FakeWS.all[0];
+      act(() => (proxy.open(), proxy.recv(init())));
+      await flush();
+      act(() => proxy.drop()); // registry still looks up: the proxy is retried first
+      act(() => vi.advanceTimersByTime(1000));
+      const retry = FakeWS.all[1];
+      expect(retry.url).toBe("ws://h:1/ws/agent/n");
+      act(() => retry.drop()); // refused before the upgrade: hypivisor unreachable
+      const first = FakeWS.all[2];
+      expect(first.url).toBe("ws://127.0.0.1:8123/");
+      act(() => vi.advanceTimersByTime(1499));
+      expect(FakeWS.all).toHaveLength(3);
+      act(() => vi.advanceTimersByTime(1)); // open timeout: closed and forgotten before the next one
+      expect(first.closed).toBe(true);
+      expect(first.onmessage).toBeNull();
+      const second = FakeWS.all[3];
+      expect(second.url).toBe("ws://devbox:8123/");
+      expect(openSockets()).toEqual([second]);
+      act(() => second.drop());
+      expect(FakeWS.all).toHaveLength(4);
+      act(() => vi.advanceTimersByTime(3999));
+      expect(FakeWS.all).toHaveLength(4);
+      act(() => vi.advanceTimersByTime(1)); // back to the proxy after a (growing) backoff step
+      expect(FakeWS.all[4].url).toBe("ws://h:1/ws/agent/n");
+      // a late frame from the timed-out candidate never reaches the view
+      act(() => first.recv(init({ messages: [{ role: "user", content: "stale" }], total_messages: 1 })));
+      await flush();
+      expect(result.current.view.messages.map((m) => m.content)).toEqual([]);
+    });
+
+    it("a restarted registry that does not list the node yet leaves a working direct link alone", async () => {
+      const { result, rerender } = mount({ registryUp: false, active: true });
+      const proxy = FakeWS.all[0];
+      act(() => proxy.drop());
+      const d = FakeWS.all[1];
+      act(() => (d.open(), d.recv(init())));
+      await flush();
+      expect(result.current.route).toBe("direct");
+      rerender({ registryUp: true, active: false });
+      expect(d.closed).toBe(false);
+      expect(result.current.view.status).toBe("open");
+      // the node gone from the registry and the direct link dropped: wait for the node, no dialling
+      act(() => d.drop());
+      act(() => vi.advanceTimersByTime(30_000));
+      expect(FakeWS.all).toHaveLength(2);
+      rerender({ registryUp: true, active: true });
+      expect(FakeWS.all[2].url).toBe("ws://h:1/ws/agent/n");
+    });
+
+    it("a proxied link is closed when the node goes offline (no fallback for an offline agent)", () => {
+      const { rerender } = mount();
+      const proxy = FakeWS.all[0];
+      act(() => (proxy.open(), proxy.recv(init())));
+      rerender({ registryUp: true, active: false });
+      expect(proxy.closed).toBe(true);
+      act(() => vi.advanceTimersByTime(30_000));
+      expect(FakeWS.all).toHaveLength(1);
+    });
+  });
 });

@@ -1,16 +1,20 @@
-// The agent link: one WebSocket to `/ws/agent/<nodeId>` through the hypivisor. It feeds frames into
-// agentReducer and exposes send helpers. Every socket belongs to a generation; a socket from an old
-// generation (previous agent, previous attempt) can never dispatch, so conversations never mix.
-import { useCallback, useEffect, useReducer, useRef } from "react";
+// The agent link: one WebSocket to `/ws/agent/<nodeId>` through the hypivisor, or, while the hypivisor
+// is unreachable, straight to the bridge's port (rules in fallback.ts). It feeds frames into
+// agentReducer and exposes send helpers. Every socket belongs to a generation and only the current
+// socket may dispatch, so conversations never mix and two links never feed the view at once; a
+// switch of route starts with the new link's init_state, which replaces the whole view.
+import { useCallback, useEffect, useReducer, useRef, useState } from "react";
 import { agentReducer, initialAgentView, type AgentView, type PendingPrompt } from "../chat/agentReducer";
-import { backoffDelay } from "./backoff";
 import { agentUrl, type Endpoints } from "./endpoints";
+import { DIRECT_OPEN_TIMEOUT_MS, directUrls, nextStep, type DirectTarget, type Route } from "./fallback";
 import { FrameBatcher } from "./frameBatcher";
 import { newId } from "./ids";
 import { subprotocols } from "./token";
 
 export interface AgentLink {
   view: AgentView;
+  /** Route of the link that is up right now (null while connecting or down). */
+  route: Route | null;
   sendPrompt(text: string, attachments?: PendingPrompt["attachments"]): void;
   abort(): void;
   fetchOlder(limit?: number): void;
@@ -20,67 +24,178 @@ export interface AgentLink {
   dismissError(id: number): void;
 }
 
-export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId: string, nodeActive: boolean): AgentLink {
+export interface AgentLinkOptions {
+  /** The registry socket is connected (default true). Down means: reach the agent directly. */
+  registryUp?: boolean;
+  /** The node's port and machine, for the direct route (the last one seen is remembered). */
+  target?: DirectTarget | null;
+  /** The page's location (default window.location): its hostname is the first direct candidate. */
+  page?: { hostname: string; protocol: string };
+}
+
+export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId: string, nodeActive: boolean, opts: AgentLinkOptions = {}): AgentLink {
   const [view, dispatch] = useReducer(agentReducer, initialAgentView);
+  const [route, setRoute] = useState<Route | null>(null);
   const viewRef = useRef(view);
   viewRef.current = view;
   const wsRef = useRef<WebSocket | null>(null);
   const genRef = useRef(0);
+  // Read by the link machine when it decides; changing them never tears down a working link.
+  const activeRef = useRef(nodeActive);
+  activeRef.current = nodeActive;
+  const registryUpRef = useRef(opts.registryUp ?? true);
+  registryUpRef.current = opts.registryUp ?? true;
+  const targetRef = useRef<DirectTarget | null>(null);
+  if (opts.target) targetRef.current = opts.target;
+  const pageRef = useRef(opts.page);
+  pageRef.current = opts.page;
+  const controlRef = useRef<{ setActive(active: boolean): void } | null>(null);
 
   useEffect(() => {
-    if (!nodeActive) {
-      dispatch({ kind: "status", status: "lost" });
-      return;
-    }
     const gen = ++genRef.current;
-    let attempt = 0;
+    const live = () => gen === genRef.current;
+    let ws: WebSocket | null = null; // the one agent socket (never two at once)
+    let wsRoute: Route = "proxy";
+    let wsHealthy = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    let ws: WebSocket | null = null;
+    let openTimer: ReturnType<typeof setTimeout> | undefined;
+    let attempt = 0;
+    let waiting = false; // node inactive and no working link: dial when it is active again
     const batcher = new FrameBatcher<any>((frames) => {
-      if (gen === genRef.current) dispatch({ kind: "frames", frames });
+      if (live()) dispatch({ kind: "frames", frames });
     });
 
-    const connect = () => {
-      if (gen !== genRef.current) return;
-      dispatch({ kind: "status", status: "connecting" });
-      ws = new WebSocket(agentUrl(endpoints, nodeId), subprotocols(token));
-      wsRef.current = ws;
-      ws.onopen = () => {
-        if (gen !== genRef.current) return;
-        attempt = 0;
-        // Unacknowledged prompts go out again with the same id; the bridge acks a repeat without
-        // giving it to pi twice.
-        for (const p of viewRef.current.pending) if (p.state === "sending") ws?.send(promptFrame(p));
-      };
-      ws.onmessage = (ev) => {
-        if (gen !== genRef.current || typeof ev.data !== "string") return;
-        try {
-          const f = JSON.parse(ev.data);
-          if (f && typeof f.type === "string") batcher.push(f);
-        } catch {
-          /* not JSON: ignore, the bridge never sends that */
-        }
-      };
-      ws.onclose = () => {
-        if (gen !== genRef.current) return;
-        wsRef.current = null;
-        dispatch({ kind: "status", status: "lost" });
-        timer = setTimeout(connect, backoffDelay(attempt++));
-      };
-    };
-    connect();
-
-    return () => {
-      genRef.current++;
-      batcher.cancel();
-      clearTimeout(timer);
+    const drop = () => {
+      clearTimeout(openTimer);
       if (ws) {
         ws.onopen = ws.onmessage = ws.onclose = null;
         ws.close();
       }
+      ws = null;
       wsRef.current = null;
     };
-  }, [endpoints, token, nodeId, nodeActive]);
+
+    // One socket; `done(healthy)` runs once when it closes or fails to open in time.
+    const dial = (url: string, r: Route, done: (healthy: boolean) => void, openTimeoutMs = 0) => {
+      if (!live()) return;
+      dispatch({ kind: "status", status: "connecting" });
+      let s: WebSocket;
+      try {
+        s = new WebSocket(url, subprotocols(token));
+      } catch {
+        done(false); // e.g. a ws:// URL from an https page
+        return;
+      }
+      ws = s;
+      wsRef.current = s;
+      wsRoute = r;
+      wsHealthy = false;
+      if (openTimeoutMs > 0) {
+        openTimer = setTimeout(() => {
+          if (ws !== s || s.readyState === WebSocket.OPEN) return;
+          drop();
+          done(false);
+        }, openTimeoutMs);
+      }
+      s.onopen = () => {
+        if (!live() || ws !== s) return;
+        clearTimeout(openTimer);
+        // Unacknowledged prompts go out again with the same id; the bridge acks a repeat without
+        // giving it to pi twice.
+        for (const p of viewRef.current.pending) if (p.state === "sending") s.send(promptFrame(p));
+      };
+      s.onmessage = (ev) => {
+        if (!live() || ws !== s || typeof ev.data !== "string") return;
+        try {
+          const f = JSON.parse(ev.data);
+          if (!f || typeof f.type !== "string") return;
+          if (f.type === "init_state" && !wsHealthy) {
+            wsHealthy = true;
+            attempt = 0;
+            setRoute(r);
+          }
+          batcher.push(f);
+        } catch {
+          /* not JSON: ignore, the bridge never sends that */
+        }
+      };
+      s.onclose = () => {
+        if (!live() || ws !== s) return;
+        const healthy = wsHealthy;
+        ws = null;
+        wsRef.current = null;
+        clearTimeout(openTimer);
+        setRoute(null);
+        dispatch({ kind: "status", status: "lost" });
+        done(healthy);
+      };
+    };
+
+    const proxy = () => dial(agentUrl(endpoints, nodeId), "proxy", (healthy) => ended("proxy", healthy));
+    const direct = (i = 0) => {
+      const target = targetRef.current;
+      const page = pageRef.current ?? (typeof location !== "undefined" ? location : { hostname: "", protocol: "http:" });
+      const urls = target ? directUrls(page.hostname, target, page.protocol) : [];
+      if (i >= urls.length) return ended("direct", false);
+      dial(urls[i], "direct", (healthy) => (healthy ? ended("direct", true) : direct(i + 1)), DIRECT_OPEN_TIMEOUT_MS);
+    };
+
+    const ended = (r: Route, healthy: boolean) => {
+      if (!live()) return;
+      if (!activeRef.current) {
+        waiting = true; // the registry says the node is gone: wait for it instead of dialling
+        dispatch({ kind: "status", status: "lost" });
+        return;
+      }
+      if (healthy) attempt = 0;
+      const step = nextStep({ route: r, opened: healthy, registryUp: registryUpRef.current, target: targetRef.current, attempt });
+      attempt++;
+      clearTimeout(timer);
+      const go = step.route === "direct" ? () => direct() : proxy;
+      if (step.delayMs <= 0) go();
+      else timer = setTimeout(go, step.delayMs);
+    };
+
+    controlRef.current = {
+      setActive(active: boolean) {
+        if (!live()) return;
+        if (active) {
+          if (!waiting) return;
+          waiting = false;
+          attempt = 0;
+          clearTimeout(timer);
+          proxy();
+          return;
+        }
+        // A working direct link stays: a restarted hypivisor lists the node only once the bridge
+        // registered again, and the link itself says when the agent is really gone.
+        if (ws && wsRoute === "direct" && wsHealthy) return;
+        clearTimeout(timer);
+        drop();
+        setRoute(null);
+        waiting = true;
+        dispatch({ kind: "status", status: "lost" });
+      },
+    };
+
+    if (activeRef.current) proxy();
+    else {
+      waiting = true;
+      dispatch({ kind: "status", status: "lost" });
+    }
+
+    return () => {
+      genRef.current++;
+      controlRef.current = null;
+      batcher.cancel();
+      clearTimeout(timer);
+      drop();
+    };
+  }, [endpoints, token, nodeId]);
+
+  useEffect(() => {
+    controlRef.current?.setActive(nodeActive);
+  }, [nodeActive]);
 
   const send = useCallback((frame: object) => {
     const ws = wsRef.current;
@@ -128,6 +243,7 @@ export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId:
 
   return {
     view,
+    route,
     sendPrompt,
     abort: useCallback(() => void send({ type: "abort" }), [send]),
     fetchOlder,
