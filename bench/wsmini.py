@@ -123,7 +123,12 @@ class Client(asyncio.Protocol):
             return
         self.buf += data
         for op, payload in parse(self.buf):
-            self.on_msg(op, payload)
+            if op == PING:  # servers drop peers that do not answer their pings (the hypivisor does)
+                self.send(payload, PONG)
+            elif op == CLOSE:
+                self.close()
+            elif op != PONG:
+                self.on_msg(op, payload)
 
     def connection_lost(self, exc) -> None:
         if not self.ready.done():
