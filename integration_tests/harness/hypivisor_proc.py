@@ -42,6 +42,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PortTakenError(RuntimeError):
+    """The hypivisor exited because one of its ports was already taken."""
+
+
 class HypivisorProc:
     """One ``python -m hypivisor`` process and how to reach it."""
 
@@ -62,6 +66,10 @@ class HypivisorProc:
         self.host = host
         self.port = port or free_port()
         self.dashboard_port = (dashboard_port or free_port()) if dashboard else 0
+        # Ports picked here may be taken by another process before the hypivisor binds them
+        # (bridges scan upward for free ports): the first start may then retry with new ones.
+        self._auto_port = port is None
+        self._auto_dashboard_port = dashboard and dashboard_port is None
         self.ttl = ttl
         self.extra_args = list(args)
         self.env = self._build_env(env)
@@ -69,6 +77,7 @@ class HypivisorProc:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_dir = Path(tempfile.mkdtemp(prefix="hv-out-"))
         self._runs = 0
+        self._ever_ready = False
 
     def _build_env(self, overrides: Mapping[str, str] | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
@@ -104,6 +113,19 @@ class HypivisorProc:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def start(self) -> HypivisorProc:
+        for attempt in range(5):
+            try:
+                return self._start_once()
+            except PortTakenError:
+                if self._ever_ready or attempt == 4:
+                    raise
+                if self._auto_port:
+                    self.port = free_port()
+                if self._auto_dashboard_port:
+                    self.dashboard_port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> HypivisorProc:
         self._runs += 1
         self.stdout_path = self.log_dir / f"stdout.{self._runs}"
         self.stderr_path = self.log_dir / f"stderr.{self._runs}"
@@ -118,10 +140,13 @@ class HypivisorProc:
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
+                if self.proc.returncode == 2 and "already in use" in self.stderr():
+                    raise PortTakenError(self.stderr())
                 raise RuntimeError(f"hypivisor exited with {self.proc.returncode}: {self.stderr()}")
             try:
                 with urllib.request.urlopen(self.url("/healthz"), timeout=1) as resp:
                     if resp.status == 200:
+                        self._ever_ready = True
                         return
             except OSError:
                 pass
