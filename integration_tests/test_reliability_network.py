@@ -279,3 +279,43 @@ def test_real_pi_prompts_under_random_disconnects_each_user_message_once(start_p
     assert stats["acks"] == n
     c.close()
     print(f"RESULT real pi {n} prompts under disconnects: {stats}")
+
+
+@pytest.mark.slow
+async def test_agent_link_blackholed_between_proxy_and_bridge_both_sides_notice(hypivisor_factory, tmp_path):
+    """Dashboard -> hypivisor proxy -> [black hole] -> bridge. The client notices by its own pings; the bridge by
+    its keepalive (ping every 20 s, 20 s timeout). Long: runs only with HYPI_LONG=1."""
+    import os
+
+    if os.environ.get("HYPI_LONG") != "1":
+        pytest.skip("long mode only (HYPI_LONG=1): the bridge's keepalive takes up to 40 s")
+    hv = hypivisor_factory()
+    fake = FakeShim(tmp_path, node_id="direct")
+    await fake.start()
+    proxy = ChaosProxy(fake.port)
+    await proxy.start()
+    try:
+        async with await RegistryClient.connect(hv) as holder:  # the node's address is the chaos proxy
+            assert "result" in await holder.call("register", {"id": "via-chaos", "machine": "m", "cwd": "/tmp",
+                                                              "port": proxy.port, "host": "127.0.0.1"})
+            ws = await websockets.connect(hv.agent_url("via-chaos"), ping_interval=HEARTBEAT, ping_timeout=HEARTBEAT,
+                                          close_timeout=0.5, open_timeout=5)
+            assert json.loads(await ws.recv())["type"] == "init_state"
+            proxy.blackhole()
+            t0 = time.monotonic()
+            with pytest.raises(ConnectionClosed):
+                for _ in range(100):
+                    await asyncio.wait_for(ws.recv(), 10)
+            client_noticed = time.monotonic() - t0
+            await wait_for(lambda: "client disconnected" in log_msgs(fake), 60, "the bridge to drop the client")
+            bridge_noticed = time.monotonic() - t0
+            assert client_noticed <= 2 * HEARTBEAT + 2.0, client_noticed
+            assert bridge_noticed <= 20 + 20 + 3 + 7, bridge_noticed  # ping interval + ping timeout + close_timeout
+            proxy.blackhole(False)
+            stats = dict(sends=0, acks=0, dup_acks=0, errors=0, reconnects=0, cuts=0)
+            await send_until_acked(hv.agent_url("via-chaos"), "after-cut", "hello again", stats)
+            assert [r["prompt_id"] for r in fake.delivered] == ["after-cut"]
+            print(f"RESULT agent link blackhole: client noticed {client_noticed:.2f}s, bridge {bridge_noticed:.2f}s")
+    finally:
+        await proxy.close()
+        await fake.stop()
