@@ -76,3 +76,32 @@ async def test_hypivisor_and_bridge_work_with_an_unwritable_log(hypivisor_factor
             assert all((logs / n).is_symlink() for n in ("hypivisor.jsonl", "pi-socket.jsonl"))
     finally:
         await fake.stop()
+
+
+@pytest.mark.pi
+def test_real_pi_with_a_full_disk_log_still_streams_and_registers(hypivisor_factory, start_pi, fake_llm, tmp_path):
+    """Real pi 0.73.1 + shim + bridge, every log write failing with ENOSPC: the agent is found through the
+    hypivisor (its log cannot tell us the port), a prompt streams back, pi quits cleanly."""
+    from integration_tests.harness.pi_proc import AgentClient, wait_until
+
+    logs = broken_log_dir(tmp_path, "dev-full")
+    hv = hypivisor_factory(ttl=3, env={"PI_SOCKET_LOG_DIR": str(logs)})
+    pi = start_pi("0.73.1", mode="rpc", wait=False, env={"PI_SOCKET_LOG_DIR": str(logs), "HYPIVISOR_WS": hv.ws_url})
+
+    async def nodes():
+        async with await RegistryClient.connect(hv) as c:
+            return (await c.call("list_nodes"))["result"]["nodes"]
+
+    node = wait_until(lambda: (lambda ns: ns[0] if ns else None)(asyncio.run(nodes())), 30, "pi to register")
+    assert node["pid"] == pi.proc.pid
+    fake_llm.script([{"text": "written to no disk"}])
+    c = AgentClient(hv.agent_url(node["id"]))
+    c.wait_for(lambda f: f["type"] == "init_state")
+    c.send({"type": "prompt", "id": "full-1", "text": "hello"})
+    c.wait_for(lambda f: f["type"] == "ack" and f["id"] == "full-1")
+    end = c.wait_for(lambda f: f["type"] == "message_end" and f["message"]["role"] == "assistant")
+    assert "written to no disk" in json.dumps(end["message"]["content"])
+    c.close()
+    assert pi.stop() == 0
+    wait_until(lambda: asyncio.run(nodes()) == [], 10, "the node to leave")
+    assert all((logs / n).is_symlink() for n in ("hypivisor.jsonl", "pi-socket.jsonl"))
