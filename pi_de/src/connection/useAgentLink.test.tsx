@@ -186,9 +186,9 @@ describe("useAgentLink", () => {
       expect(openSockets()).toEqual([second]);
       act(() => second.drop());
       expect(FakeWS.all).toHaveLength(4);
-      act(() => vi.advanceTimersByTime(3999));
+      act(() => vi.advanceTimersByTime(1999));
       expect(FakeWS.all).toHaveLength(4);
-      act(() => vi.advanceTimersByTime(1)); // back to the proxy after a (growing) backoff step
+      act(() => vi.advanceTimersByTime(1)); // back to the proxy after the next backoff step (1 s, 2 s, …)
       expect(FakeWS.all[4].url).toBe("ws://h:1/ws/agent/n");
       // a late frame from the timed-out candidate never reaches the view
       act(() => first.recv(init({ messages: [{ role: "user", content: "stale" }], total_messages: 1 })));
@@ -213,6 +213,25 @@ describe("useAgentLink", () => {
       expect(FakeWS.all).toHaveLength(2);
       rerender({ registryUp: true, active: true });
       expect(FakeWS.all[2].url).toBe("ws://h:1/ws/agent/n");
+    });
+
+    it("hypivisor and agent both unreachable: proxy and direct alternate with the usual backoff, never a tight loop", () => {
+      mount({ registryUp: false, active: true });
+      const proxyTimes: number[] = [];
+      for (let t = 0; t <= 60_000; t += 50) {
+        for (const w of FakeWS.all) {
+          if (w.readyState !== 0 || w.closed) continue;
+          if (w.url.includes("/ws/agent/")) proxyTimes.push(t);
+          act(() => w.drop()); // refused
+        }
+        act(() => vi.advanceTimersByTime(50));
+      }
+      const gaps = proxyTimes.slice(1).map((t, i) => t - proxyTimes[i]);
+      expect(gaps.slice(0, 4)).toEqual([1000, 2000, 4000, 8000]);
+      expect(Math.max(...gaps)).toBeLessThanOrEqual(10_000);
+      expect(proxyTimes.length).toBeLessThan(12);
+      // each proxy failure is followed by the two direct candidates, nothing else
+      expect(FakeWS.all.length).toBe(proxyTimes.length * 3);
     });
 
     it("a proxied link is closed when the node goes offline (no fallback for an offline agent)", () => {

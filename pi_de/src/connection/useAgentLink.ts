@@ -149,7 +149,7 @@ export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId:
       }
       if (healthy) attempt = 0;
       const step = nextStep({ route: r, opened: healthy, registryUp: registryUpRef.current, target: targetRef.current, attempt });
-      attempt++;
+      if (step.route === "proxy") attempt++; // a direct try does not cost a backoff step: 1, 2, 4 s… as before
       clearTimeout(timer);
       const go = step.route === "direct" ? () => direct() : proxy;
       if (step.delayMs <= 0) go();
