@@ -111,8 +111,10 @@ async def run(smoke: bool, log=print) -> list[Row]:
         # ---- burst: every agent registers at once
         agents = await open_rpc(port, n_agents)
         t0 = time.monotonic()
-        futs = [a.call_nowait("register", params(i, port)) for i, a in enumerate(agents)]
-        done = await asyncio.wait_for(asyncio.gather(*futs), 120)
+        done = []
+        for k in range(0, n_agents, 100):  # waves of 100, as bridges reconnecting after a hypivisor restart
+            futs = [a.call_nowait("register", params(k + i, port)) for i, a in enumerate(agents[k:k + 100])]
+            done += await asyncio.wait_for(asyncio.gather(*futs), 120)
         t_replies = max(t for _, t in done) - t0
         assert all("result" in m for m, _ in done), [m for m, _ in done if "result" not in m][:3]
         deadline = time.monotonic() + 60
@@ -179,6 +181,7 @@ async def run(smoke: bool, log=print) -> list[Row]:
             behind.append(1000 * (t_nodes - t))
             dir_ms.append(1000 * (t_dir - t))
             order_ok += t_nodes <= t_dir
+        kicked_live = sum(1 for d in dashboards if d.c.transport.is_closing())
         for c in dashboards + agents + extra + [probe]:
             c.c.close()
     finally:
@@ -189,8 +192,9 @@ async def run(smoke: bool, log=print) -> list[Row]:
             proc.kill()
         shutil.rmtree(home, ignore_errors=True)
     p99_join = pct(join_lat, 99)
+    kicked = kicked_live
     rows += [
-        Row(sec, f"register {n_agents} agents at once, {n_dash} dashboards: all replies", t_replies * 1000, "ms",
+        Row(sec, f"register {n_agents} agents in waves of 100, {n_dash} dashboards: all replies", t_replies * 1000, "ms",
             note=f"{n_agents / t_replies:,.0f} registrations/s"),
         Row(sec, f"... until every dashboard saw every node_joined", t_all * 1000, "ms",
             note=f"{seen:,} of {n_agents * n_dash:,} events; hypivisor CPU {cpu_burst * 1000:.0f} ms "
@@ -198,7 +202,7 @@ async def run(smoke: bool, log=print) -> list[Row]:
         Row(sec, f"join -> node_joined at {n_dash} dashboards, p50 ({join_rate:g} joins/s + heartbeats)",
             pct(join_lat, 50), "ms"),
         Row(sec, f"join -> node_joined at {n_dash} dashboards, p99", p99_join, "ms", target="<= 50 ms",
-            met=p99_join <= 50),
+            met=p99_join <= 50, note=f"{kicked} dashboards disconnected as too slow" if kicked else ""),
         Row(sec, f"heartbeat -> node_updated p99 ({len(hb_sent) / secs:,.0f} heartbeats/s)", pct(hb_lat, 99), "ms"),
         Row(sec, f"hypivisor CPU, steady state ({n_agents} agents, {n_dash} dashboards)",
             100 * cpu_steady / steady_secs, "% of a core",
