@@ -106,7 +106,8 @@ async def test_hung_agent_goes_offline_by_heartbeat_then_removed(hypivisor_facto
 
 
 async def test_fifty_start_stop_cycles_leave_no_ghost_nodes(hypivisor_factory, tmp_path):
-    hv = hypivisor_factory(ttl=1.0)
+    ttl = 3.0  # a shorter TTL pings the dashboard every 0.33 s: a busy test loop would miss a pong and be dropped
+    hv = hypivisor_factory(ttl=ttl)
     cycles, parallel = 50, 5
     joined, removed = {}, {}
     async with await RegistryClient.connect(hv, max_queue=None) as dash:
@@ -149,7 +150,7 @@ async def test_fifty_start_stop_cycles_leave_no_ghost_nodes(hypivisor_factory, t
         for start in range(0, cycles, parallel):
             await asyncio.gather(*(one(i) for i in range(start, start + parallel)))
         stop.set()
-        collect_deadline[0] = time.monotonic() + 3 * 1.0 + 3  # ghosts would need 3xTTL to go
+        collect_deadline[0] = time.monotonic() + 3 * ttl + 3  # a ghost would need 3xTTL to go
         await asyncio.wait_for(collector, 30)
         nodes = (await dash.call("list_nodes"))["result"]["nodes"]
     ids = {f"cycle-{i}" for i in range(cycles)}
