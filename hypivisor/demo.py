@@ -434,6 +434,8 @@ class Demo:
             f"  registry:   ws://127.0.0.1:{self.port}/ws",
             f"  agents:     {len(self.agents)} x pi {self.pi.version} on a scripted fake LLM (no API key)",
         ]
+        if self.token:
+            lines.insert(4, "  token:      HYPI_TOKEN from your environment (the dashboard asks for it once)")
         for a in self.agents:
             lines.append(f"    {a.folder:<14} tmux -L {self.tmux_socket} attach -t {a.tmux_session}")
         lines += [
