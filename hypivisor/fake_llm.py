@@ -257,12 +257,22 @@ class Handler(BaseHTTPRequestHandler):
             pass  # client aborted (e.g. pi abort)
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A client that hangs up (pi killed, aborted run) is normal here: no traceback on stderr."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def serve(host="127.0.0.1", port=0, demo=False, models=("fake-model",)):
     """Start the server in a daemon thread (in-process use, e.g. the demo); returns it (``.server_address``,
     ``.shutdown()``)."""
     STATE["demo"] = demo
     STATE["models"] = list(models)
-    srv = ThreadingHTTPServer((host, port), Handler)
+    srv = Server((host, port), Handler)
     srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, name="fake-llm", daemon=True).start()
     return srv
@@ -284,7 +294,7 @@ def main(argv=None):
     if a.script:
         with open(a.script) as f:
             STATE["queue"].extend(json.load(f))
-    srv = ThreadingHTTPServer((a.host, a.port), Handler)
+    srv = Server((a.host, a.port), Handler)
     srv.daemon_threads = True
     port = srv.server_address[1]
     if a.port_file:
