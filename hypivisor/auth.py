@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -120,3 +121,27 @@ def check(
 def is_loopback(host: str) -> bool:
     """Whether binding to ``host`` keeps the hypivisor private to this machine."""
     return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+
+
+def peer_is_loopback(peer_host: str | None) -> bool:
+    """Whether a connected peer address is this machine (IPv4, IPv6 and v4-mapped forms)."""
+    if not peer_host:
+        return False
+    try:
+        addr = ipaddress.ip_address(peer_host.split("%", 1)[0])
+    except ValueError:
+        return False
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return bool(addr.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def remote_without_token(expected_token: str | None, peer_host: str | None, allow_remote: bool) -> Decision:
+    """Driving an agent runs bash: with no token set, only clients on this machine may open the proxy
+    (unless the operator explicitly allowed it). A token makes the check unnecessary."""
+    if expected_token or allow_remote or peer_is_loopback(peer_host):
+        return ALLOWED
+    return Decision(
+        403,
+        "driving agents from another machine needs HYPI_TOKEN on the hypivisor "
+        "(or --allow-unauthenticated-remote)",
+    )

@@ -45,6 +45,7 @@ class Config:
     log_level: str = "info"
     token: str | None = None
     allow_unauthenticated_spawn: bool = False
+    allow_unauthenticated_remote: bool = False
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     spawn_command: str | None = None
     dashboard_dir: Path = field(default_factory=default_dashboard_dir)
@@ -97,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow spawn_agent without HYPI_TOKEN while bound to a non-loopback address (dangerous)",
     )  # fmt: skip
     p.add_argument(
+        "--allow-unauthenticated-remote", action="store_true",
+        help="without HYPI_TOKEN, let other machines open /ws/agent/<id> (drive agents); by default only "
+        "loopback clients may while no token is set (dangerous)",
+    )  # fmt: skip
+    p.add_argument(
         "--dashboard-queue", type=_positive(int), default=1024,
         help="events queued per dashboard before it is disconnected as too slow (default: %(default)s)",
     )  # fmt: skip
@@ -120,6 +126,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
         log_level=args.log_level,
         token=env.get("HYPI_TOKEN") or None,
         allow_unauthenticated_spawn=args.allow_unauthenticated_spawn,
+        allow_unauthenticated_remote=args.allow_unauthenticated_remote,
         allowed_origins=frozenset(parse_allowed_origins(env.get("HYPI_ALLOWED_ORIGINS"))),
         spawn_command=env.get("HYPI_SPAWN_COMMAND") or None,
         dashboard_dir=Path(env["HYPI_DASHBOARD_DIR"]) if env.get("HYPI_DASHBOARD_DIR") else default_dashboard_dir(),

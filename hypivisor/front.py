@@ -98,9 +98,14 @@ class FrontProtocol(asyncio.Protocol):
     def _proxy(self, head: httphead.RequestHead, node_id: str, rest: bytes) -> None:
         """Check everything that needs no I/O, then open the agent connection in a task."""
         ctx = self.ctx
-        decision = auth.check(head.get, head.query_param("token"), ctx.service.config.token, ctx.origins)
+        cfg = ctx.service.config
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        decision = auth.check(head.get, head.query_param("token"), cfg.token, ctx.origins)
+        if decision.allowed:
+            decision = auth.remote_without_token(
+                cfg.token, str(peer[0]) if peer else None, cfg.allow_unauthenticated_remote
+            )
         if not decision.allowed:
-            peer = self.transport.get_extra_info("peername") if self.transport else None
             log.warning("proxy rejected", status=decision.status, remote=str(peer[0]) if peer else None)
             self._reply(decision.status, 1001 if decision.status == 401 else 1002, decision.message)
             return

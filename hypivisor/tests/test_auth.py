@@ -70,3 +70,22 @@ def test_parse_allowed_origins():
 def test_loopback_detection():
     assert auth.is_loopback("127.0.0.1") and auth.is_loopback("::1") and auth.is_loopback("localhost")
     assert not auth.is_loopback("0.0.0.0") and not auth.is_loopback("192.168.1.2")
+
+
+def test_without_a_token_only_this_machine_may_drive_agents_through_the_proxy():
+    from hypivisor.auth import remote_without_token
+
+    for local in ("127.0.0.1", "127.5.0.1", "::1", "::ffff:127.0.0.1"):
+        assert remote_without_token(None, local, False).allowed, local
+    for remote in ("192.168.1.20", "100.64.0.7", "fe80::1%eth0", "::ffff:10.0.0.1", None, "garbage"):
+        decision = remote_without_token(None, remote, False)
+        assert decision.status == 403 and "HYPI_TOKEN" in decision.message, remote
+    assert remote_without_token("tok", "192.168.1.20", False).allowed  # the token check already ran
+    assert remote_without_token(None, "192.168.1.20", True).allowed  # explicit operator opt-in
+
+
+def test_remote_flag_is_parsed():
+    from hypivisor.config import parse
+
+    assert parse([], {}).allow_unauthenticated_remote is False
+    assert parse(["--allow-unauthenticated-remote"], {}).allow_unauthenticated_remote is True
