@@ -23,7 +23,7 @@ import pytest
 
 from hypivisor import fake_llm
 from integration_tests.harness.hypivisor_proc import free_port
-from integration_tests.harness.pi_proc import pi_bin, pid_alive, wait_until
+from integration_tests.harness.pi_proc import pi_bin, pi_path_env, pid_alive, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "demo-test-token-7f3a"
@@ -90,16 +90,17 @@ def test_harness_fake_llm_is_the_packaged_one():
 class DemoRun:
     """``python -m hypivisor.demo`` on free ports with HYPI_TOKEN set; stdout collected by a thread."""
 
-    def __init__(self, tmp_path: Path):
-        pi = pi_bin("0.73.1")
+    def __init__(self, tmp_path: Path, version: str = "0.73.1", extra: tuple[str, ...] = ()):
+        pi = pi_bin(version)
         if not pi.exists() or not shutil.which("tmux"):
-            pytest.skip("needs tmux and pi 0.73.1: run bash integration_tests/setup_env.sh")
+            pytest.skip(f"needs tmux and pi {version}: run bash integration_tests/setup_env.sh")
         self.port, self.dash_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PI_", "HYPI", "TMUX"))}
-        env.update({"HYPI_TOKEN": TOKEN, "PI_BIN": str(pi), "PYTHONUNBUFFERED": "1"})
+        env.update({"HYPI_TOKEN": TOKEN, "PI_BIN": str(pi), "PYTHONUNBUFFERED": "1",
+                    "PATH": pi_path_env(version, os.environ.get("PATH", os.defpath))})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hypivisor.demo", "--port", str(self.port), "--dashboard-port",
-             str(self.dash_port), "--pi", str(pi)],
+             str(self.dash_port), "--pi", str(pi), *extra],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -293,3 +294,26 @@ def test_sigterm_while_the_demo_starts_leaves_nothing_behind(tmp_path):
         wait_until(lambda: not [p for p in panes if pid_alive(p)], 10, "the pi processes and their children to be gone")
     finally:
         demo.kill_everything([])
+
+
+@pytest.mark.pi
+@pytest.mark.slow
+def test_demo_runs_pi_1_5_on_node_22(tmp_path):
+    """The demo takes the pi it is given when that pi's Node fits: pi 1.5.2 with Node 22 first on PATH."""
+    demo = DemoRun(tmp_path, "1.5.2", ("--agents", "1"))
+    pids: list[int] = []
+    try:
+        demo.wait_line(r"DEMO READY", 120)
+        assert "1 x pi 1.5.2" in demo.output()
+        nodes = registry_nodes(demo.port)
+        assert [(n["status"], n["pi_version"], Path(n["cwd"]).name) for n in nodes] == \
+            [("active", "1.5.2", "todo-api")]
+        pids = [nodes[0]["pid"]]
+        wait_until(lambda: "# Hello from a scripted model" in _texts(
+            init_state_via_proxy(demo.port, nodes[0]["id"])["messages"], "assistant"), 30, "pi 1.5.2's reply")
+        demo.proc.send_signal(signal.SIGINT)
+        assert demo.proc.wait(30) == 0, demo.output()[-2000:]
+        assert demo.tmux_sessions() == [] and not demo.scratch.exists()
+        wait_until(lambda: not pid_alive(pids[0]), 10, "pi 1.5.2 to exit")
+    finally:
+        demo.kill_everything(pids)
