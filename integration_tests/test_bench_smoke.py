@@ -15,6 +15,7 @@ import pytest
 
 from bench.run import EXPECTED_ROWS
 from integration_tests.harness.pi_proc import pi_bin
+from integration_tests.test_pide_helpers import CHROMIUM
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.pi, pytest.mark.browser]
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.pi, pytest.mark.browser]
 def test_bench_smoke_produces_every_row(tmp_path):
     if not any(pi_bin(v).exists() for v in ("0.73.1", "1.5.2")):
         pytest.skip("pi is not installed: run bash integration_tests/setup_env.sh")
-    if not Path("/usr/bin/chromium").exists():
+    if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed")
     out = tmp_path / "results"
     done = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--results-dir", str(out)], cwd=REPO,
