@@ -345,7 +345,7 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
     pythonpath = config.get("pythonpath") or str(IMPORT_ROOT)
     ok, detail = _bridge_starts(python, pythonpath)
     checks.append(Check("bridge", ok, f"`{python} -m pi_socket.bridge`: {detail}",
-                        "" if ok else "install the dependencies into that interpreter (`pip install -e .` in the repo) "
+                        "" if ok else "install Hyper-Pi into that interpreter (`pip install -e .` in a checkout, or `pip install hyper-pi`) "
                         "or run `python -m pi_socket install` with the right Python"))
     url = os.environ.get("HYPIVISOR_WS", "ws://localhost:31415/ws")
     if url.strip().lower() in ("off", "none", "0", ""):

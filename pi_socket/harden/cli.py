@@ -34,9 +34,22 @@ class UsageError(Exception):
 
 
 def default_ledger() -> Path:
-    """HARDEN_LEDGER, else the repo's skills/harden-pi-socket/ledger.jsonl (found relative to this package)."""
+    """HARDEN_LEDGER, else the checkout's skills/harden-pi-socket/ledger.jsonl (relative to this package).
+
+    Installed from a wheel there is no checkout next to the package: the ledger belongs to the
+    Hyper-Pi repository the fixes are committed to, so look for it from the current directory up.
+    """
     env = os.environ.get("HARDEN_LEDGER")
-    return Path(env) if env else DEFAULT_LEDGER
+    if env:
+        return Path(env)
+    if DEFAULT_LEDGER.parent.is_dir():
+        return DEFAULT_LEDGER
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "skills" / "harden-pi-socket" / "ledger.jsonl"
+        if candidate.parent.is_dir():
+            return candidate
+    return DEFAULT_LEDGER
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
