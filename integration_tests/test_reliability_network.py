@@ -284,13 +284,9 @@ def test_real_pi_prompts_under_random_disconnects_each_user_message_once(start_p
 @pytest.mark.slow
 async def test_agent_link_blackholed_between_proxy_and_bridge_both_sides_notice(hypivisor_factory, tmp_path):
     """Dashboard -> hypivisor proxy -> [black hole] -> bridge. The client notices by its own pings; the bridge by
-    its keepalive (ping every 20 s, 20 s timeout). Long: runs only with HYPI_LONG=1."""
-    import os
-
-    if os.environ.get("HYPI_LONG") != "1":
-        pytest.skip("long mode only (HYPI_LONG=1): the bridge's keepalive takes up to 40 s")
+    its keepalive (PI_SOCKET_KEEPALIVE: ping every k s, k+1 s timeout, 1 s close wait), here k = HEARTBEAT."""
     hv = hypivisor_factory()
-    fake = FakeShim(tmp_path, node_id="direct")
+    fake = FakeShim(tmp_path, node_id="direct", env={"PI_SOCKET_KEEPALIVE": str(HEARTBEAT)})
     await fake.start()
     proxy = ChaosProxy(fake.port)
     await proxy.start()
@@ -310,7 +306,8 @@ async def test_agent_link_blackholed_between_proxy_and_bridge_both_sides_notice(
             await wait_for(lambda: "client disconnected" in log_msgs(fake), 60, "the bridge to drop the client")
             bridge_noticed = time.monotonic() - t0
             assert client_noticed <= 2 * HEARTBEAT + 2.0, client_noticed
-            assert bridge_noticed <= 20 + 20 + 3 + 7, bridge_noticed  # ping interval + ping timeout + close_timeout
+            # ping interval + ping timeout + close wait, plus slack for a loaded machine
+            assert bridge_noticed <= HEARTBEAT + (HEARTBEAT + 1) + 1 + 3.0, bridge_noticed
             proxy.blackhole(False)
             stats = dict(sends=0, acks=0, dup_acks=0, errors=0, reconnects=0, cuts=0)
             await send_until_acked(hv.agent_url("via-chaos"), "after-cut", "hello again", stats)

@@ -28,6 +28,17 @@ RECONNECT_FIRST_S = 1.0
 RECONNECT_CAP_S = 10.0
 # Incoming frames per second per client (bursts of 10x); above it a frame is answered 1008, not run.
 RATE_LIMIT = 200.0
+# Keepalive on the agent port: a client whose link died without a close frame (network drop,
+# black-holed proxy hop) is dropped within ping interval + (interval + 1) timeout + 1 s close
+# wait = 10 s by default, i.e. inside the registry's default heartbeat interval (TTL 30 s / 3).
+KEEPALIVE_S = 4.0
+
+
+def _float(env: Mapping[str, str], key: str, default: float) -> float:
+    try:
+        return float(env.get(key, "").strip() or default)
+    except ValueError:
+        return default
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:
@@ -52,6 +63,7 @@ class BridgeConfig:
     client_queue_bytes: int = CLIENT_QUEUE_BYTES
     max_frame_bytes: int = MAX_FRAME_BYTES
     rate_limit: float = RATE_LIMIT
+    keepalive_s: float = KEEPALIVE_S
     fault: str | None = None
     machine: str = field(default_factory=socket.gethostname)
     hello_timeout_s: float = 3.0
@@ -77,9 +89,14 @@ class BridgeConfig:
             client_queue_bytes=max(1024, _int(env, "PI_SOCKET_CLIENT_QUEUE_BYTES", CLIENT_QUEUE_BYTES)),
             max_frame_bytes=max(64 * 1024, _int(env, "PI_SOCKET_MAX_FRAME_BYTES", MAX_FRAME_BYTES)),
             rate_limit=max(0, _int(env, "PI_SOCKET_RATE_LIMIT", int(RATE_LIMIT))),
+            keepalive_s=max(0.2, _float(env, "PI_SOCKET_KEEPALIVE", KEEPALIVE_S)),
             fault=env.get("PI_SOCKET_FAULT") or None,
             registry_enabled=registry_url.lower() not in ("", "off", "none", "0"),
         )
+
+    def keepalive(self) -> tuple[float, float, float]:
+        """(ping interval, ping timeout, close timeout) for the agent server."""
+        return self.keepalive_s, self.keepalive_s + 1.0, 1.0
 
     def candidate_ports(self) -> list[int]:
         """Ports to try in order: the preferred one (a restart keeps its URL), then PORT..PORT+100.

@@ -54,6 +54,7 @@ class AgentServer:
     async def start(self) -> int:
         """Bind the first free candidate port; returns it. Raises OSError if none is free."""
         last: OSError | None = None
+        ping_interval, ping_timeout, close_timeout = self.config.keepalive()
         for port in self.config.candidate_ports():
             try:
                 self.server = await serve(
@@ -65,9 +66,9 @@ class AgentServer:
                     max_size=self.config.max_frame_bytes,
                     max_queue=64,
                     compression="deflate",
-                    ping_interval=20,
-                    ping_timeout=20,
-                    close_timeout=3,
+                    ping_interval=ping_interval,
+                    ping_timeout=ping_timeout,
+                    close_timeout=close_timeout,
                     logger=logging.getLogger("pi_socket.bridge.ws"),
                 )
             except OSError as exc:

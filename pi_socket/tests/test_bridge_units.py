@@ -165,3 +165,12 @@ def test_roster_epoch_moves_on_event_driven_changes_only():
     state.apply_event({"type": "model_select", "model": "p/n"})
     state.apply_event({"type": "model_select", "model": "p/n"})
     assert state.roster_epoch == 2
+
+
+def test_default_keepalive_drops_a_dead_link_within_the_registry_heartbeat_interval():
+    from pi_socket.bridge.config import HEARTBEAT_FALLBACK_S, BridgeConfig
+
+    interval, timeout, close = BridgeConfig.from_env({}).keepalive()
+    assert interval + timeout + close <= HEARTBEAT_FALLBACK_S
+    assert BridgeConfig.from_env({"PI_SOCKET_KEEPALIVE": "1"}).keepalive() == (1.0, 2.0, 1.0)
+    assert BridgeConfig.from_env({"PI_SOCKET_KEEPALIVE": "junk"}).keepalive()[0] == 4.0
