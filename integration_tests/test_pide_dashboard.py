@@ -34,8 +34,8 @@ def card(page, node_id):
 
 
 def test_roster_groups_by_folder_and_updates_live(dash_hv, agents, page_factory, tmp_path):
-    a = agents(dash_hv, "n-a", "/srv/work/api", session_name="fix login")
-    agents(dash_hv, "n-b", "/srv/work/api", session_name="write docs")  # same folder: both stay listed
+    a = agents(dash_hv, "n-a", "/srv/projects/api", session_name="fix login")
+    agents(dash_hv, "n-b", "/srv/projects/api", session_name="write docs")  # same folder: both stay listed
     page = page_factory(viewport={"width": 1280, "height": 800})
     page.goto(dashboard_url(dash_hv))
     page.wait_for_selector("[data-node-id='n-b']")
@@ -43,7 +43,7 @@ def test_roster_groups_by_folder_and_updates_live(dash_hv, agents, page_factory,
     assert page.locator("[data-testid=roster-group]").count() == 1
 
     # a node that joins later appears without a reload, in its own group
-    agents(dash_hv, "n-c", "/srv/work/web", session_name="css")
+    agents(dash_hv, "n-c", "/srv/projects/web", session_name="css")
     page.wait_for_selector("[data-node-id='n-c']")
     assert page.locator("[data-testid=roster-group]").count() == 2
     assert "test-box:" in card(page, "n-a").inner_text()

@@ -153,12 +153,7 @@ async def test_dashboard_link_blackholed_both_sides_notice(hypivisor_factory):
         ws = await websockets.connect(f"ws://127.0.0.1:{proxy.port}/ws", ping_interval=HEARTBEAT,
                                       ping_timeout=HEARTBEAT, open_timeout=5, close_timeout=0.5)
         assert json.loads(await ws.recv())["event"] == "init"
-        proxy.blackhole()
-        t0 = time.monotonic()
-        with pytest.raises(ConnectionClosed):
-            for _ in range(100):
-                await asyncio.wait_for(ws.recv(), 10)
-        client_noticed = time.monotonic() - t0
+        t0, client_noticed = await blackhole_until_client_notices(proxy, ws)
         await wait_for(lambda: proxy.upstream_closed_at, 10, "the hypivisor to drop the silent dashboard")
         hv_noticed = proxy.upstream_closed_at[0] - t0
         assert client_noticed <= 2 * HEARTBEAT + 2.0, client_noticed
@@ -236,6 +231,17 @@ async def test_200_prompts_under_random_disconnects_none_lost_none_doubled(tmp_p
         await fake.stop()
 
 
+async def blackhole_until_client_notices(proxy, ws) -> tuple[float, float]:
+    """Black-hole ``proxy`` and wait (bounded) until the pinging client ``ws`` sees its connection die.
+    Returns (the moment the hole opened, seconds the client took to notice)."""
+    proxy.blackhole()
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionClosed):
+        for _ in range(100):
+            await asyncio.wait_for(ws.recv(), 10)
+    return t0, time.monotonic() - t0
+
+
 @pytest.mark.pi
 def test_real_pi_prompts_under_random_disconnects_each_user_message_once(start_pi, fake_llm):
     pi = start_pi("0.73.1", mode="rpc")
@@ -297,12 +303,7 @@ async def test_agent_link_blackholed_between_proxy_and_bridge_both_sides_notice(
             ws = await websockets.connect(hv.agent_url("via-chaos"), ping_interval=HEARTBEAT, ping_timeout=HEARTBEAT,
                                           close_timeout=0.5, open_timeout=5)
             assert json.loads(await ws.recv())["type"] == "init_state"
-            proxy.blackhole()
-            t0 = time.monotonic()
-            with pytest.raises(ConnectionClosed):
-                for _ in range(100):
-                    await asyncio.wait_for(ws.recv(), 10)
-            client_noticed = time.monotonic() - t0
+            t0, client_noticed = await blackhole_until_client_notices(proxy, ws)
             await wait_for(lambda: "client disconnected" in log_msgs(fake), 60, "the bridge to drop the client")
             bridge_noticed = time.monotonic() - t0
             assert client_noticed <= 2 * HEARTBEAT + 2.0, client_noticed
