@@ -1,4 +1,4 @@
-"""The shim's own checks: its pure event trimming under `node --test`, and a strict type check of the whole
+"""The shim's own checks: its pure event trimming and write queue under `node --test`, and a strict type check of the whole
 shim against the `.d.ts` files of both installed pi versions (the same source must fit both APIs)."""
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ PI_TYPES = {
 
 @pytest.mark.skipif(not NODE22.exists(), reason="Node 22 is not installed (setup_env.sh)")
 def test_event_trimming_units():
-    done = subprocess.run([str(NODE22), "--test", str(EXTENSION / "test" / "slim.test.ts")], capture_output=True,
-                          text=True, timeout=60, cwd=EXTENSION)
+    tests = sorted(str(p) for p in (EXTENSION / "test").glob("*.test.ts"))
+    assert len(tests) >= 2, tests
+    done = subprocess.run([str(NODE22), "--test", *tests], capture_output=True, text=True, timeout=60, cwd=EXTENSION)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "# fail 0" in done.stdout and "# pass 0" not in done.stdout
 

@@ -13,6 +13,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { LineQueue } from "./outq.ts";
 
 type Json = Record<string, unknown>;
 
@@ -45,6 +46,10 @@ export interface BridgeState {
 	restartTimer?: ReturnType<typeof setTimeout>;
 	restarts: number;
 	readyAt?: number;
+	/** Lines for the current child, written once per event-loop turn (outq.ts); replaced on each spawn. */
+	out?: LineQueue;
+	/** A process 'exit' listener flushes `out` (pi exiting without session_shutdown); added once. */
+	exitHook?: boolean;
 	/** When the bridge's stdin last reported a full buffer (cleared on 'drain'). */
 	blockedSince?: number;
 	/** Builds the hello line (latest session facts); set by the current module instance. */
@@ -102,11 +107,14 @@ function safeHostname(): string {
 	}
 }
 
-/** Write one JSON line to the bridge; false when it is not running (the line is dropped). */
+/**
+ * Queue one JSON line for the bridge (written with the other lines of this event-loop turn, in order);
+ * false when the bridge is not running (the line is dropped).
+ */
 export function writeLine(st: BridgeState, obj: Json): boolean {
-	const child = st.child;
-	const stdin = child?.stdin;
-	if (!stdin || !stdin.writable || stdin.destroyed) return false;
+	const stdin = st.child?.stdin;
+	const out = st.out;
+	if (!out || !stdin || !stdin.writable || stdin.destroyed) return false;
 	let line: string;
 	try {
 		line = JSON.stringify(obj) + "\n";
@@ -114,16 +122,37 @@ export function writeLine(st: BridgeState, obj: Json): boolean {
 		return false; // not serialisable (cycle): nothing sensible to send
 	}
 	try {
-		if (!stdin.write(line) && st.blockedSince === undefined) st.blockedSince = Date.now();
+		out.push(line);
+		return true;
+	} catch {
+		return false;
+	}
+}
+
+/** Write queued lines to `child` (one pipe write); a bridge that stopped reading for long is killed. */
+function writeChunk(st: BridgeState, child: ChildProcess, chunk: string): void {
+	if (st.child !== child) return; // queued for a bridge that has gone
+	const stdin = child.stdin;
+	if (!stdin || !stdin.writable || stdin.destroyed) return;
+	try {
+		if (!stdin.write(chunk) && st.blockedSince === undefined) st.blockedSince = Date.now();
 		const stuckFor = st.blockedSince === undefined ? 0 : Date.now() - st.blockedSince;
 		if (stdin.writableLength > STDIN_STUCK_BYTES && stuckFor > STDIN_STUCK_MS) {
 			st.blockedSince = undefined;
 			shimLog(st, "error", "bridge stopped reading its stdin; restarting it", { buffered: stdin.writableLength });
-			child!.kill("SIGKILL");
+			child.kill("SIGKILL");
 		}
-		return true;
 	} catch {
-		return false;
+		/* EPIPE and friends: the 'exit' handler restarts the bridge */
+	}
+}
+
+/** Write whatever is queued now (before `bye`, and when pi's process exits). */
+export function flushLines(st: BridgeState): void {
+	try {
+		st.out?.flush();
+	} catch {
+		/* never into pi */
 	}
 }
 
@@ -190,6 +219,17 @@ function startChild(st: BridgeState): void {
 		return;
 	}
 	st.child = child;
+	st.out = new LineQueue(
+		(chunk) => writeChunk(st, child, chunk),
+		(fn) => {
+			setImmediate(boundary(st, "bridge.flush", fn));
+		},
+	);
+	if (!st.exitHook) {
+		st.exitHook = true;
+		// Lines of pi's last turn still queued when pi exits without session_shutdown (e.g. SIGTERM).
+		process.once("exit", () => flushLines(st));
+	}
 	let buf = "";
 	const onData = boundary(st, "bridge.stdout", (chunk: string) => {
 		buf += chunk;
@@ -239,6 +279,8 @@ function startChild(st: BridgeState): void {
 function onExit(st: BridgeState, child: ChildProcess): void {
 	if (st.child !== child) return; // 'error' and 'exit' can both fire
 	st.child = undefined;
+	st.out?.clear();
+	st.out = undefined;
 	scheduleRestart(st);
 }
 
@@ -274,6 +316,7 @@ export function stopBridge(st: BridgeState, reason: string): void {
 	const child = st.child;
 	if (!child) return;
 	writeLine(st, { t: "bye", reason });
+	flushLines(st); // everything queued, then bye, reaches the pipe before it is closed
 	try {
 		child.stdin?.end();
 	} catch {

@@ -249,7 +249,8 @@ export default function piSocket(pi: ExtensionAPI) {
 	});
 	for (const name of FORWARDED) {
 		on(name, (e) => {
-			const slim = slimEvent({ ...e, type: e?.type ?? name });
+			// pi's events carry their type; copy only one that lacks it.
+			const slim = slimEvent(typeof e?.type === "string" ? e : { ...e, type: name });
 			if (slim) writeLine(st, { t: "event", e: slim });
 			if (name === "turn_end") {
 				const u = contextUsage();
