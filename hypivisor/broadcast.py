@@ -1,22 +1,33 @@
 """Fan-out of roster events to dashboards with a bounded queue each.
 
-Each event is serialised once (orjson) and the same bytes are queued for every
-dashboard. Every ``/ws`` connection writes through its own :class:`Outbox`
-(one writer task, one bounded queue), so a dashboard that stops reading only
-fills its own queue; when that overflows it is disconnected with close code
-1008 and a reason, and nobody else waits for it (invariant 4).
+Each event is serialised and framed once (orjson, one unmasked WebSocket text
+frame) and the same bytes are queued for every dashboard. Every ``/ws``
+connection writes through its own :class:`Outbox` (one bounded queue), so a
+dashboard that stops reading only fills its own queue; when that overflows it
+is disconnected with close code 1008 and a reason, and nobody else waits for
+it (invariant 4).
+
+Cost per event and dashboard is an append: queued frames are written by one
+callback per event-loop iteration (:class:`Flusher`), all of a connection's
+waiting frames in a single ``transport.write``. No task wakes up per frame.
+A connection's writer task exists only while its transport is paused (the
+kernel and the 64 KiB transport buffer are full): it waits for the drain and
+writes what queued up meanwhile. Frames are only ever written whole, so they
+never interleave with the pings, pongs and close frames aiohttp writes on the
+same transport.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterable
+import struct
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 import structlog
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from pydantic import BaseModel
 
 from pi_socket import oplog
@@ -24,6 +35,8 @@ from pi_socket import oplog
 DEFAULT_QUEUE = 1024
 CLOSE_TOO_SLOW = 1008
 _CLOSE_GRACE = 2.0
+_LEN16 = struct.Struct("!BBH")
+_LEN64 = struct.Struct("!BBQ")
 
 log = structlog.get_logger(part="broadcast")  # lazy: bound after oplog.configure
 
@@ -35,65 +48,157 @@ def encode(frame: BaseModel | dict[str, Any]) -> bytes:
     return orjson.dumps(frame)
 
 
+def text_frame(payload: bytes) -> bytes:
+    """``payload`` as one final, unmasked (server-to-client), uncompressed WebSocket text frame."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return _LEN16.pack(0x81, 126, n) + payload
+    return _LEN64.pack(0x81, 127, n) + payload
+
+
+class Flusher:
+    """Writes every outbox that queued something, once per event-loop iteration."""
+
+    def __init__(self) -> None:
+        self._dirty: list[Outbox] = []
+
+    def schedule(self, box: Outbox) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty.append(box)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for box in dirty:
+            box.flush()
+
+
 class Outbox:
     """A connection's only writer: frames go out in order, at most ``limit`` waiting."""
 
-    def __init__(self, ws: web.WebSocketResponse, transport: Any, limit: int = DEFAULT_QUEUE, name: str = ""):
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: Any,
+        limit: int = DEFAULT_QUEUE,
+        name: str = "",
+        schedule: Callable[[Outbox], None] | None = None,
+    ):
         self.ws = ws
         self.transport = transport
         self.limit = limit
         self.name = name
         self.closed = False
-        self._queue: collections.deque[bytes] = collections.deque()
-        self._wake = asyncio.Event()
+        self._queue: collections.deque[bytes] = collections.deque()  # framed, not yet written
+        self._scheduled = False  # a flush is due this loop iteration
+        self._draining = False  # the transport is paused; ``_task`` writes once it drains
+        self._task: asyncio.Task[None] | None = None
+        self._schedule = schedule or (lambda box: asyncio.get_running_loop().call_soon(box.flush))
         self.room = asyncio.Event()  # set while the queue is below its limit
         self.room.set()
-        self._task = asyncio.get_running_loop().create_task(self._run())
 
+    # -- queueing -----------------------------------------------------------
     def send(self, data: bytes) -> bool:
         """Queue one pushed frame; False (and a disconnect) when the peer is too slow."""
+        return self.send_framed(text_frame(data))
+
+    def send_framed(self, framed: bytes) -> bool:
+        """:meth:`send` for bytes already framed with :func:`text_frame` (shared by all dashboards)."""
         if self.closed:
             return False
         if len(self._queue) >= self.limit:
-            asyncio.get_running_loop().create_task(self.kick(f"too slow: {len(self._queue)} events queued"))
-            return False
-        return self.reply(data)
+            if not self._draining:  # merely not flushed yet in this iteration: write now
+                self.flush()
+            if len(self._queue) >= self.limit:
+                asyncio.get_running_loop().create_task(self.kick(f"too slow: {len(self._queue)} events queued"))
+                return False
+        self._push(framed)
+        return True
 
     def reply(self, data: bytes) -> bool:
         """Queue a response. Never kicks: the reader stops reading requests instead (see ``has_room``)."""
         if self.closed:
             return False
-        self._queue.append(data)
-        self._wake.set()
+        self._push(text_frame(data))
+        return True
+
+    def _push(self, framed: bytes) -> None:
+        self._queue.append(framed)
         if len(self._queue) >= self.limit:
             self.room.clear()
-        return True
+        if not (self._scheduled or self._draining):
+            self._scheduled = True
+            self._schedule(self)
 
     def has_room(self) -> bool:
         return len(self._queue) < self.limit
 
-    async def _run(self) -> None:
+    # -- writing ------------------------------------------------------------
+    def flush(self) -> None:
+        """Write everything queued in one go, unless the transport is paused (then the drain task does)."""
+        self._scheduled = False
+        if self.closed or self._draining or not self._queue:
+            return
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.ws.closed:
+            self._queue.clear()  # the socket is going away; the reader side cleans up
+            self.room.set()
+            return
+        queue = self._queue
+        data = queue[0] if len(queue) == 1 else b"".join(queue)
+        queue.clear()
+        self.room.set()
         try:
-            while not self.closed:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._queue and not self.closed:
-                    await self.ws.send_frame(self._queue.popleft(), WSMsgType.TEXT)
-                    if len(self._queue) < self.limit:
-                        self.room.set()
+            transport.write(data)
+        except (ConnectionError, RuntimeError):
+            return
+        if self._paused():
+            self._draining = True
+            if self._task is None or self._task.done():
+                self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    def _paused(self) -> bool:
+        protocol = self.transport.get_protocol()
+        paused = getattr(protocol, "writing_paused", None)  # aiohttp's BaseProtocol
+        if paused is not None:
+            return bool(paused)
+        return self.transport.get_write_buffer_size() > self.transport.get_write_buffer_limits()[1]
+
+    async def _wait_writable(self) -> None:
+        protocol = self.transport.get_protocol()
+        drain = getattr(protocol, "_drain_helper", None)  # what aiohttp's own writer awaits
+        while self._paused() and not self.closed:
+            if drain is not None:
+                await drain()
+            else:
+                await asyncio.sleep(0.01)
+
+    async def _drain(self) -> None:
+        try:
+            while self._draining and not self.closed:
+                await self._wait_writable()
+                self._draining = False
+                self.flush()  # sets _draining again if the transport paused once more
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass  # the socket went away; the reader side notices and cleans up
         except Exception as exc:  # noqa: BLE001 - outer boundary of this task
             oplog.log_boundary_error("hypivisor.outbox", exc)
 
+    # -- closing ------------------------------------------------------------
+    def _stop(self) -> None:
+        self.closed = True
+        self._queue.clear()
+        self.room.set()
+        if self._task is not None:
+            self._task.cancel()
+
     async def kick(self, reason: str) -> None:
         """Disconnect a peer that fell behind: try a 1008 close frame briefly, then drop the socket."""
         if self.closed:
             return
-        self.closed = True
-        self._queue.clear()
-        self.room.set()
-        self._task.cancel()
+        self._stop()
         log.warning("disconnecting slow websocket client", client=self.name, reason=reason)
         try:
             await asyncio.wait_for(self.ws.close(code=CLOSE_TOO_SLOW, message=reason.encode()), _CLOSE_GRACE)
@@ -103,10 +208,7 @@ class Outbox:
             self.transport.abort()
 
     def close(self) -> None:
-        self.closed = True
-        self._queue.clear()
-        self.room.set()
-        self._task.cancel()
+        self._stop()
 
 
 class Hub:
@@ -114,10 +216,15 @@ class Hub:
 
     def __init__(self) -> None:
         self.dashboards: set[Outbox] = set()
+        self.flusher = Flusher()
+
+    def outbox(self, ws: web.WebSocketResponse, transport: Any, limit: int = DEFAULT_QUEUE, name: str = "") -> Outbox:
+        """An outbox flushed with every other one of this hub's (one callback per loop iteration)."""
+        return Outbox(ws, transport, limit, name, schedule=self.flusher.schedule)
 
     def publish(self, events: Iterable[BaseModel]) -> None:
         for event in events:
-            data = encode(event)
-            for box in list(self.dashboards):
-                if not box.send(data):
-                    self.dashboards.discard(box)
+            framed = text_frame(encode(event))
+            dropped = [box for box in self.dashboards if not box.send_framed(framed)]
+            for box in dropped:
+                self.dashboards.discard(box)

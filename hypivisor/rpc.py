@@ -24,11 +24,10 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from hypivisor import auth
-from hypivisor.broadcast import Outbox, encode
 from hypivisor.service import RpcFailure, Service
-from pi_socket import __version__, oplog
+from pi_socket import oplog
 from pi_socket.ratelimit import TokenBucket
-from pi_socket.protocol import MAX_ID_LEN, ErrorCode, InitEvent
+from pi_socket.protocol import MAX_ID_LEN, ErrorCode
 
 SERVICE = web.AppKey("service", Service)
 ORIGINS = web.AppKey("origins", set)
@@ -77,7 +76,9 @@ class Connection:
         self.ws = ws
         self.key = f"c{next(_conn_ids)}"
         self.peer = request.remote or "127.0.0.1"
-        self.outbox = Outbox(ws, request.transport, service.config.dashboard_queue, name=f"{self.key}@{self.peer}")
+        self.outbox = service.hub.outbox(ws, request.transport, service.config.dashboard_queue,
+                                         name=f"{self.key}@{self.peer}")
+        self.node_ids: set[str] = set()  # ids this connection asked to register: all it can own
         self.tasks: set[asyncio.Task[None]] = set()
         self._slot = asyncio.Event()
         rate = service.config.rate_limit
@@ -85,12 +86,12 @@ class Connection:
 
     def start_as_dashboard(self) -> None:
         """Snapshot and subscribe with no await in between, so no event can fall in a gap."""
-        nodes = self.service.registry.nodes()
-        self.outbox.send(encode(InitEvent(nodes=nodes, hypivisor_version=__version__)))
+        self.outbox.send_framed(self.service.init_frame())
         self.service.hub.dashboards.add(self.outbox)
 
     def on_frame(self, data: str | bytes) -> None:
-        self.service.registry.touch(self.key, time.time())
+        if self.node_ids:
+            self.touch(time.time())
         limited = not self.bucket.take(time.monotonic())
         try:
             rpc_id, method, params = parse_request(data)
@@ -105,6 +106,20 @@ class Connection:
         task = asyncio.get_running_loop().create_task(self._call(rpc_id, method, params))
         self.tasks.add(task)
         task.add_done_callback(self._done)
+
+    def touch(self, now: float) -> None:
+        """``Registry.touch`` for this connection without walking the roster.
+
+        Ownership comes only from ``register`` on this connection, so its nodes are among the ids it
+        registered; ids it no longer owns are forgotten. A dashboard (no ids) costs nothing.
+        """
+        registry = self.service.registry
+        for node_id in list(self.node_ids):
+            entry = registry.get(node_id)
+            if entry is not None and entry.owner == self.key:
+                entry.node.last_seen = now
+            else:
+                self.node_ids.discard(node_id)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -126,6 +141,8 @@ class Connection:
     async def _call(self, rpc_id: Any, method: str, params: Any) -> None:
         if method == "register":
             self.service.hub.dashboards.discard(self.outbox)  # bridges get no roster pushes
+            if isinstance(params, dict) and isinstance(params.get("id"), str):
+                self.node_ids.add(params["id"])
         try:
             result = await self.service.dispatch(method, params, self.key, self.peer)
             frame = orjson.dumps({"id": rpc_id, "result": result})

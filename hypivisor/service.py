@@ -14,16 +14,19 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
+import orjson
 import structlog
 from pydantic import BaseModel, ValidationError
 
 from hypivisor import paths, spawn_cmd
 from hypivisor.auth import is_loopback
-from hypivisor.broadcast import Hub
+from hypivisor.broadcast import Hub, text_frame
 from hypivisor.config import Config, home_dir
 from hypivisor.registry import Registry, RegistryError
 from hypivisor.spawner import Spawner, SpawnError
+from pi_socket import __version__
 from pi_socket.protocol import (
+    PROTOCOL_VERSION,
     REGISTRY_METHODS,
     DeregisterParams,
     DirectoryEntry,
@@ -31,7 +34,6 @@ from pi_socket.protocol import (
     HeartbeatParams,
     ListDirectoriesParams,
     ListDirectoriesResult,
-    ListNodesResult,
     OkResult,
     RegisterParams,
     RegisterResult,
@@ -40,6 +42,9 @@ from pi_socket.protocol import (
 )
 
 log = structlog.get_logger(part="registry")  # lazy: bound after oplog.configure
+
+# How old the cached roster snapshot may get while no event changed it (only ``last_seen`` moves then).
+SNAPSHOT_MAX_AGE = 1.0
 
 
 class RpcFailure(Exception):
@@ -68,9 +73,32 @@ class Service:
         self.registry = Registry(config.node_ttl)
         self.hub = Hub()
         self.spawner = Spawner(config.spawn_command, config.spawn_timeout)
+        self._snapshot: tuple[float, bytes, bytes] | None = None  # (built at, nodes JSON, framed init)
 
     def publish(self, events: list[BaseModel]) -> None:
-        self.hub.publish(events)
+        if events:
+            self._snapshot = None  # the roster changed: the next init / list_nodes rebuilds it
+            self.hub.publish(events)
+
+    def _roster(self) -> tuple[float, bytes, bytes]:
+        """The roster serialised once for every ``init`` and ``list_nodes`` until it changes.
+
+        Every ``/ws`` connection (each bridge too) starts with an ``init`` holding all nodes; serialising
+        1,000 nodes per connection made reconnect storms quadratic. The cache is dropped by every
+        published event and rebuilt at least every ``SNAPSHOT_MAX_AGE`` seconds (``last_seen``).
+        """
+        now = time.monotonic()
+        snap = self._snapshot
+        if snap is None or now - snap[0] > SNAPSHOT_MAX_AGE:
+            nodes = orjson.dumps([n.model_dump(mode="json") for n in self.registry.nodes()])
+            init = orjson.dumps({"event": "init", "nodes": orjson.Fragment(nodes),
+                                 "protocol_version": PROTOCOL_VERSION, "hypivisor_version": __version__})
+            snap = self._snapshot = (now, nodes, text_frame(init))
+        return snap
+
+    def init_frame(self) -> bytes:
+        """The framed ``init`` event (an ``InitEvent``) with the current roster."""
+        return self._roster()[2]
 
     async def dispatch(self, method: str, raw_params: dict[str, Any] | None, conn: Hashable, peer: str) -> Any:
         model = REGISTRY_METHODS.get(method)
@@ -108,7 +136,7 @@ class Service:
         return OkResult(status="deregistered").model_dump(mode="json")
 
     async def _m_list_nodes(self, params: BaseModel, conn: Hashable, peer: str) -> dict:
-        return ListNodesResult(nodes=self.registry.nodes()).model_dump(mode="json")
+        return {"nodes": orjson.Fragment(self._roster()[1])}  # a ListNodesResult, serialised once
 
     async def _m_list_directories(self, params: ListDirectoriesParams, conn: Hashable, peer: str) -> dict:
         try:
