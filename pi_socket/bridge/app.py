@@ -265,7 +265,7 @@ class Bridge:
     def on_event(self, event: dict[str, Any]) -> None:
         """Apply one pi event, broadcast its trimmed copy, nudge the roster when it matters."""
         effect = self.state.apply_event(event)
-        if effect.forward is not None:
+        if effect.forward is not None and len(self.hub):  # no client: nothing to validate and serialise
             self.hub.broadcast(frame(PiEvent.model_validate(effect.forward)))
         if effect.heartbeat_now and self.registry is not None:
             self.registry.poke()
