@@ -43,42 +43,47 @@ async def recv_json(ws, want: str, timeout: float = 60) -> tuple[dict, int]:
             return msg, len(raw.encode() if isinstance(raw, str) else raw)
 
 
-async def one_session(label: str, msgs: list[dict], reps: int, log) -> dict:
-    tmp = Path(tempfile.mkdtemp(prefix="bench-history-"))
-    shim = FakeShim(tmp, history=msgs)
+async def one_session(label: str, msgs: list[dict], reps: int, starts: int, log) -> dict:
+    """``starts`` bridge start-ups (each timed to its first init_state); on the first bridge ``reps`` new
+    connections, each taking its init_state and walking the whole history back."""
     out: dict = {"label": label, "n": len(msgs), "bytes": len(orjson.dumps(msgs))}
-    try:
-        t0 = time.monotonic()
-        await shim.start(timeout=60)
-        async with websockets.connect(shim.url, max_size=None, compression=None, open_timeout=30) as ws:
-            await recv_json(ws, "init_state")
-        out["ready_ms"] = 1000 * (time.monotonic() - t0)
-        init_ms, sizes = [], []
-        for _ in range(reps):
-            t = time.monotonic()
+    ready, init_ms, sizes, page_ms, walks = [], [], [], [], []
+    for start in range(starts):
+        tmp = Path(tempfile.mkdtemp(prefix="bench-history-"))
+        shim = FakeShim(tmp, history=msgs)
+        try:
+            t0 = time.monotonic()
+            await shim.start(timeout=60)
             async with websockets.connect(shim.url, max_size=None, compression=None, open_timeout=30) as ws:
-                init, nbytes = await recv_json(ws, "init_state")
-                init_ms.append(1000 * (time.monotonic() - t))
-                sizes.append(nbytes)
-                # walk back to the first message
-                cursor, pages, page_ms, seen = init["cursor"], 0, [], len(init["messages"])
-                tw = time.monotonic()
-                while cursor > 0 and pages < 10_000:
-                    t = time.monotonic()
-                    await ws.send(orjson.dumps({"type": "fetch_history", "before": cursor, "limit": 100}).decode())
-                    page, _ = await recv_json(ws, "history_page")
-                    page_ms.append(1000 * (time.monotonic() - t))
-                    cursor, pages, seen = page["cursor"], pages + 1, seen + len(page["messages"])
-                walk_ms = 1000 * (time.monotonic() - tw)
-        assert seen == len(msgs), (seen, len(msgs))
-        out.update(init_ms=median(init_ms), init_bytes=median(sizes), init_msgs=len(init["messages"]),
-                   pages=pages, page_ms=median(page_ms) if page_ms else 0.0, walk_ms=walk_ms)
-    finally:
-        await shim.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+                await recv_json(ws, "init_state")
+            ready.append(1000 * (time.monotonic() - t0))
+            for _ in range(reps if start == 0 else 0):
+                t = time.monotonic()
+                async with websockets.connect(shim.url, max_size=None, compression=None, open_timeout=30) as ws:
+                    init, nbytes = await recv_json(ws, "init_state")
+                    init_ms.append(1000 * (time.monotonic() - t))
+                    sizes.append(nbytes)
+                    # walk back to the first message
+                    cursor, pages, seen = init["cursor"], 0, len(init["messages"])
+                    tw = time.monotonic()
+                    while cursor > 0 and pages < 10_000:
+                        t = time.monotonic()
+                        await ws.send(orjson.dumps({"type": "fetch_history", "before": cursor, "limit": 100}).decode())
+                        page, _ = await recv_json(ws, "history_page")
+                        page_ms.append(1000 * (time.monotonic() - t))
+                        cursor, pages, seen = page["cursor"], pages + 1, seen + len(page["messages"])
+                    walks.append(1000 * (time.monotonic() - tw))
+                assert seen == len(msgs), (seen, len(msgs))
+        finally:
+            await shim.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+    out.update(ready_ms=median(ready), ready_range=(min(ready), max(ready)), starts=len(ready),
+               init_ms=median(init_ms), init_bytes=median(sizes), init_msgs=len(init["messages"]),
+               pages=pages, page_n=len(page_ms), page_ms=median(page_ms) if page_ms else 0.0,
+               walk_ms=median(walks), walks=len(walks))
     out.update(in_process(msgs))
     log(f"  history {label}: " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
-                                          for k, v in out.items()))
+                                          for k, v in out.items() if k != "ready_range"))
     return out
 
 
@@ -107,29 +112,35 @@ def in_process(msgs: list[dict]) -> dict:
     return {"mirror_ms": mirror_ms, "build_ms": median(builds), "page_build_ms": per_page, "frame_len": len(frame)}
 
 
-async def run(smoke: bool, log=print) -> list[Row]:
+async def run(smoke: bool, log=print, reps: int | None = None) -> list[Row]:
+    """``reps`` new connections (init_state + whole walk) per session (default 5, smoke 2) and
+    ``min(reps, 3)`` bridge start-ups (smoke 1); rows give medians."""
     if smoke:
         cases = [("1,000 messages", session(300, 2000)), ("10,000 messages", session(2000, 300)),
                  ("5 MB", session(40, 25_000))]
     else:
         cases = [("1,000 messages", session(1000, 300)), ("10,000 messages", session(10_000, 300)),
                  ("5 MB", session(200, 25_000))]
-    reps = 2 if smoke else 5
+    reps = reps or (2 if smoke else 5)
+    starts = 1 if smoke else min(reps, 3)
     rows: list[Row] = []
     sec = "5 history"
     for label, msgs in cases:
-        r = await one_session(label, msgs, reps, log)
+        r = await one_session(label, msgs, reps, starts, log)
         size = f"{r['n']:,} msgs, {r['bytes'] / 1e6:.1f} MB"
         rows += [
-            Row(sec, f"{label}: bridge start -> first init_state ({size})", r["ready_ms"], "ms", reps=1,
-                note="includes the stdio history transfer", extra={"key": f"ready {label}"}),
+            Row(sec, f"{label}: bridge start -> first init_state ({size})", r["ready_ms"], "ms", reps=r["starts"],
+                note="includes the stdio history transfer" + (
+                    f"; range {r['ready_range'][0]:.0f}–{r['ready_range'][1]:.0f} ms" if r["starts"] > 1 else ""),
+                extra={"key": f"ready {label}"}),
             Row(sec, f"{label}: init_state on a new connection", r["init_ms"], "ms", reps=reps,
                 note=f"{r['init_bytes'] / 1024:.0f} KiB, {r['init_msgs']:,} newest messages",
                 extra={"key": f"init {label}"}),
             Row(sec, f"{label}: init_state build + serialise in the bridge", r["build_ms"], "ms", reps=3,
                 note=f"mirror build {r['mirror_ms']:.0f} ms", extra={"key": f"build {label}"}),
-            Row(sec, f"{label}: fetch_history page of 100, round trip", r["page_ms"], "ms", reps=r["pages"],
-                note=f"whole history walked in {r['walk_ms']:.0f} ms ({r['pages']} pages); "
+            Row(sec, f"{label}: fetch_history page of 100, round trip", r["page_ms"], "ms", reps=r["page_n"],
+                note=f"median of {r['page_n']} pages; whole history ({r['pages']} pages) walked in "
+                     f"{r['walk_ms']:.0f} ms (median of {r['walks']} walks); "
                      f"page slice {r['page_build_ms'] * 1000:.0f} µs", extra={"key": f"page {label}"}),
         ]
     return rows

@@ -1,18 +1,25 @@
-"""Target 4: registry scale on a real ``python -m hypivisor`` (pinned to CPU1).
+"""Target 4: registry scale on a real ``python -m hypivisor`` (pinned to CPU1), repeated ``reps`` times.
+
+Each repetition starts a fresh hypivisor and measures:
 
 * N agents (one ``/ws`` connection each, as bridges do) register while D dashboards are connected:
   time until every agent has its reply and every dashboard has seen every ``node_joined``;
-* then every agent heartbeats (a changed ``activity`` each time, so each one is broadcast) while M more
-  agents join at a steady rate: join -> ``node_joined`` at each dashboard p50/p99, heartbeat ->
+* then every agent heartbeats (a changed ``session_name`` each time, so each one is broadcast) while M
+  more agents join at a steady rate: join -> ``node_joined`` at each dashboard p50/p99, heartbeat ->
   ``node_updated`` p99, hypivisor CPU and RSS;
 * ``list_directories`` on a folder with 10,000 sub-folders and ``list_nodes`` sent right after it on the
   same connection: ``list_nodes`` latency against the same call alone.
+
+Rows give the median over the repetitions (the note shows the range). The load generator is an
+instrument and must cost far less than the hypivisor: dashboards do not parse JSON, they only pick
+the event name, node id and session name out of the frame bytes and record (bytes, time) pairs;
+everything else happens after the clock stops. Dashboards the hypivisor disconnected as too slow are
+counted and named in the notes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import subprocess
@@ -21,26 +28,30 @@ import tempfile
 import time
 from pathlib import Path
 
+import orjson
+
 from bench.common import REPO, Row, cpu_s, free_port, median, pct, pin, raise_nofile, rss, wait_port
 from bench.wsmini import connect_many
 
+JOINED = b'{"event":"node_joined"'
+UPDATED = b'{"event":"node_updated"'
+ID = b'"id":"'
+SESSION = b'"session_name":"'
+
 
 class Rpc:
-    """A ``/ws`` connection speaking JSON-RPC, recording event arrival times."""
+    """A ``/ws`` connection speaking JSON-RPC (agents and the probe)."""
 
-    def __init__(self, on_event=None):
+    def __init__(self):
         self.waiters: dict = {}
-        self.on_event = on_event
         self.c = None
         self.n = 0
 
     def on_msg(self, op: int, payload: bytes) -> None:
+        if payload.startswith((b'{"event"', b'{"id":null')):
+            return  # the init every connection gets first; replies to fire-and-forget requests
         now = time.monotonic()
-        msg = json.loads(payload)
-        if "event" in msg:
-            if self.on_event:
-                self.on_event(msg, now)
-            return
+        msg = orjson.loads(payload)
         fut = self.waiters.pop(msg.get("id"), None)
         if fut is not None and not fut.done():
             fut.set_result((msg, now))
@@ -50,89 +61,128 @@ class Rpc:
         rid = f"r{self.n}"
         fut = asyncio.get_running_loop().create_future()
         self.waiters[rid] = fut
-        self.c.send(json.dumps({"id": rid, "method": method, "params": params or {}}).encode())
+        self.c.send(orjson.dumps({"id": rid, "method": method, "params": params or {}}))
         return fut
+
+    def send_nowait(self, method: str, params: dict) -> None:
+        """Fire and forget (heartbeats, paced joins): the reply is read and dropped."""
+        self.n += 1
+        self.c.send(orjson.dumps({"id": None, "method": method, "params": params}))
 
     async def call(self, method: str, params: dict | None = None, timeout: float = 30) -> dict:
         msg, _ = await asyncio.wait_for(self.call_nowait(method, params), timeout)
         return msg
 
 
-async def open_rpc(port: int, n: int, on_event=None) -> list[Rpc]:
-    rpcs = [Rpc(on_event) for _ in range(n)]
-    it = iter(rpcs)
-    conns = await connect_many(port, "/ws", n, on_msg=lambda op, p: None)
-    for r, c in zip(rpcs, conns):
-        r.c = c
-        c.on_msg = r.on_msg
-    del it
-    return rpcs
+class Dashboard:
+    """Records (node id, arrival) for node_joined and (node id, session name, arrival) for node_updated.
+
+    No JSON parsing on the hot path: the hypivisor serialises ``{"event":...,"node":{"id":...`` with the
+    fields in model order, so slicing the bytes is enough (anything else falls back to orjson).
+    """
+
+    def __init__(self, joined: list, updated: list):
+        self.joined = joined
+        self.updated = updated
+        self.c = None
+
+    def on_msg(self, op: int, payload: bytes) -> None:
+        if payload.startswith(JOINED):
+            i = payload.find(ID)
+            if i > 0:
+                i += 6
+                self.joined.append((payload[i:payload.index(b'"', i)], time.monotonic()))
+                return
+        elif payload.startswith(UPDATED):
+            i, s = payload.find(ID), payload.find(SESSION)
+            if i > 0 and s > 0:
+                i, s = i + 6, s + 16
+                self.updated.append((payload[i:payload.index(b'"', i)], payload[s:payload.index(b'"', s)],
+                                     time.monotonic()))
+                return
+        else:
+            return  # init, node_offline, node_removed
+        msg = orjson.loads(payload)  # not in the expected shape: slow path
+        node = msg.get("node") or {}
+        now = time.monotonic()
+        if msg.get("event") == "node_joined":
+            self.joined.append((str(node.get("id")).encode(), now))
+        else:
+            self.updated.append((str(node.get("id")).encode(), str(node.get("session_name")).encode(), now))
+
+    @property
+    def dropped(self) -> bool:
+        return self.c.transport is None or self.c.transport.is_closing()
 
 
-def params(i: int, port: int) -> dict:
+async def attach(port: int, objs: list) -> list:
+    conns = await connect_many(port, "/ws", len(objs), on_msg=lambda op, p: None)
+    for o, c in zip(objs, conns):
+        o.c = c
+        c.on_msg = o.on_msg
+    return objs
+
+
+def params(i: int) -> dict:
     return {"id": f"agent-{i:05d}", "machine": "bench", "cwd": f"/srv/p{i % 50}", "port": 20000 + i,
             "host": "127.0.0.1", "pid": 100000 + i, "activity": "idle"}
 
 
-async def run(smoke: bool, log=print) -> list[Row]:
-    raise_nofile()
-    pin(os.getpid(), 0)
+async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
     n_agents, n_dash, n_join, join_rate = (50, 5, 20, 50.0) if smoke else (1000, 50, 100, 20.0)
-    n_dirs = 200 if smoke else 10_000
-    home = Path(tempfile.mkdtemp(prefix="bench-registry-"))
-    big = home / "big"
-    big.mkdir()
-    for i in range(n_dirs):
-        (big / f"folder-{i:05d}").mkdir()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
     env.update(HOME=str(home), PYTHONPATH=str(REPO), HYPI_DASHBOARD_DIR=str(home / "none"))
     proc = subprocess.Popen([sys.executable, "-m", "hypivisor", "--host", "127.0.0.1", "-p", str(port),
                              "--dashboard-port", "0", "--log-level", "warning"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rows: list[Row] = []
-    sec = "4 registry"
+    r: dict = {"n_agents": n_agents, "n_dash": n_dash, "n_join": n_join, "join_rate": join_rate}
+    conns: list = []
     try:
         wait_port(port, proc=proc)
         pin(proc.pid, 1)
         # ---- dashboards
-        joined: dict[str, list[float]] = {}
-        updated: dict[tuple[str, str], list[float]] = {}
-
-        def on_event(msg: dict, now: float) -> None:
-            ev = msg["event"]
-            if ev == "node_joined":
-                joined.setdefault(msg["node"]["id"], []).append(now)
-            elif ev == "node_updated":
-                updated.setdefault((msg["node"]["id"], msg["node"].get("session_name")), []).append(now)
-
-        dashboards = await open_rpc(port, n_dash, on_event)
+        joined: list[tuple[bytes, float]] = []
+        updated: list[tuple[bytes, bytes, float]] = []
+        dashboards = await attach(port, [Dashboard(joined, updated) for _ in range(n_dash)])
+        await asyncio.sleep(0.2)  # their init frames
         rss0, cpu0 = rss(proc.pid), cpu_s(proc.pid)
         # ---- burst: every agent registers at once
-        agents = await open_rpc(port, n_agents)
+        agents = await attach(port, [Rpc() for _ in range(n_agents)])
+        conns += dashboards + agents
+        await asyncio.sleep(0.2)
+        cpu0, me0 = cpu_s(proc.pid), time.process_time()
         t0 = time.monotonic()
         done = []
         for k in range(0, n_agents, 100):  # waves of 100, as bridges reconnecting after a hypivisor restart
-            futs = [a.call_nowait("register", params(k + i, port)) for i, a in enumerate(agents[k:k + 100])]
+            futs = [a.call_nowait("register", params(k + i)) for i, a in enumerate(agents[k:k + 100])]
             done += await asyncio.wait_for(asyncio.gather(*futs), 120)
-        t_replies = max(t for _, t in done) - t0
+        r["t_replies"] = max(t for _, t in done) - t0
         assert all("result" in m for m, _ in done), [m for m, _ in done if "result" not in m][:3]
         deadline = time.monotonic() + 60
-        while sum(len(v) for v in joined.values()) < n_agents * n_dash and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        seen = sum(len(v) for v in joined.values())
-        t_all = max(max(v) for v in joined.values()) - t0
-        cpu_burst = cpu_s(proc.pid) - cpu0
-        log(f"  registry burst: {n_agents} registered in {t_replies:.2f}s, all joins seen {t_all:.2f}s "
-            f"({seen}/{n_agents * n_dash})")
-        # ---- steady state: heartbeats (each changes activity) + paced joins
+        while (len(joined) < n_agents * sum(not d.dropped for d in dashboards)
+               and time.monotonic() < deadline):
+            await asyncio.sleep(0.005)
+        r["seen"] = len(joined)
+        r["expected"] = n_agents * n_dash
+        r["t_all"] = (max(t for _, t in joined) - t0) if joined else float("nan")
+        r["cpu_burst"] = cpu_s(proc.pid) - cpu0
+        r["bench_cpu_burst"] = time.process_time() - me0
+        r["dropped_burst"] = sum(d.dropped for d in dashboards)
+        log(f"  registry burst: {n_agents} registered in {r['t_replies']:.2f}s, all joins seen {r['t_all']:.2f}s "
+            f"({r['seen']}/{r['expected']}); hypivisor CPU {r['cpu_burst']:.2f}s, "
+            f"load generator CPU {r['bench_cpu_burst']:.2f}s; dashboards dropped {r['dropped_burst']}")
+        # ---- steady state: heartbeats (each changes session_name) + paced joins
         hb_interval = 2.0 if smoke else 10.0  # the bridge's heartbeat interval is TTL/3 = 10 s
         secs = 3.0 if smoke else 10.0
         loop = asyncio.get_running_loop()
-        hb_sent: dict[tuple[str, str], float] = {}
-        join_sent: dict[str, float] = {}
-        extra = await open_rpc(port, n_join)
-        c0, w0 = cpu_s(proc.pid), time.monotonic()
+        hb_sent: dict[tuple[bytes, bytes], float] = {}
+        join_sent: dict[bytes, float] = {}
+        extra = await attach(port, [Rpc() for _ in range(n_join)])
+        conns += extra
+        await asyncio.sleep(0.2)
+        n_joined_burst, n_updated0 = len(joined), len(updated)
+        c0, w0, me0 = cpu_s(proc.pid), time.monotonic(), time.process_time()
 
         async def heartbeats() -> None:
             start = loop.time()
@@ -143,8 +193,8 @@ async def run(smoke: bool, log=print) -> list[Row]:
                 if due > loop.time():
                     await asyncio.sleep(due - loop.time())
                 name = f"session {k}"  # a changed field: every heartbeat is broadcast
-                hb_sent[(f"agent-{i:05d}", name)] = time.monotonic()
-                agents[i].call_nowait("heartbeat", {"id": f"agent-{i:05d}", "session_name": name})
+                hb_sent[(f"agent-{i:05d}".encode(), name.encode())] = time.monotonic()
+                agents[i].send_nowait("heartbeat", {"id": f"agent-{i:05d}", "session_name": name})
 
         async def joins() -> None:
             start = loop.time()
@@ -152,20 +202,33 @@ async def run(smoke: bool, log=print) -> list[Row]:
                 due = start + j / join_rate
                 if due > loop.time():
                     await asyncio.sleep(due - loop.time())
-                p = params(n_agents + j, port)
-                join_sent[p["id"]] = time.monotonic()
-                a.call_nowait("register", p)
+                p = params(n_agents + j)
+                join_sent[p["id"].encode()] = time.monotonic()
+                a.send_nowait("register", p)
 
         await asyncio.wait_for(asyncio.gather(heartbeats(), joins()), secs + 30)
         await asyncio.sleep(1.0)
         steady_secs = time.monotonic() - w0
-        cpu_steady = cpu_s(proc.pid) - c0
-        rss1 = rss(proc.pid)
-        join_lat = [1000 * (t - join_sent[nid]) for nid, ts in joined.items() if nid in join_sent for t in ts]
-        hb_lat = [1000 * (t - hb_sent[k]) for k, ts in updated.items() if k in hb_sent for t in ts]
-        n_events = len(hb_sent) + len(join_sent)
+        r["cpu_steady"] = cpu_s(proc.pid) - c0
+        r["bench_cpu_steady"] = time.process_time() - me0
+        r["steady_secs"] = steady_secs
+        r["rss_growth"] = rss(proc.pid) - rss0
+        r["rss"] = rss(proc.pid)
+        join_lat = [1000 * (t - join_sent[nid]) for nid, t in joined[n_joined_burst:] if nid in join_sent]
+        hb_lat = [1000 * (t - hb_sent[(nid, s)]) for nid, s, t in updated[n_updated0:] if (nid, s) in hb_sent]
+        r["dropped"] = sum(d.dropped for d in dashboards)
+        alive = n_dash - r["dropped"]
+        r["join_expected"], r["join_got"] = len(join_sent) * n_dash, len(join_lat)
+        r["hb_expected"], r["hb_got"] = len(hb_sent) * n_dash, len(hb_lat)
+        r["join_p50"], r["join_p99"], r["hb_p99"] = pct(join_lat, 50), pct(join_lat, 99), pct(hb_lat, 99)
+        r["hb_rate"] = len(hb_sent) / secs
+        r["n_events"] = len(hb_sent) + len(join_sent)
+        log(f"  registry steady: join p50 {r['join_p50']:.1f} ms p99 {r['join_p99']:.1f} ms, heartbeat p99 "
+            f"{r['hb_p99']:.1f} ms, hypivisor CPU {r['cpu_steady']:.2f}s, load generator CPU "
+            f"{r['bench_cpu_steady']:.2f}s in {steady_secs:.1f}s; {alive}/{n_dash} dashboards connected")
         # ---- list_directories vs list_nodes on one connection
-        probe = (await open_rpc(port, 1))[0]
+        probe = (await attach(port, [Rpc()]))[0]
+        conns.append(probe)
         alone = []
         for _ in range(5):
             t = time.monotonic()
@@ -178,41 +241,107 @@ async def run(smoke: bool, log=print) -> list[Row]:
             f_nodes = probe.call_nowait("list_nodes")
             (m_nodes, t_nodes), (m_dir, t_dir) = await asyncio.wait_for(asyncio.gather(f_nodes, f_dir), 60)
             assert len(m_dir["result"]["directories"]) == n_dirs, str(m_dir)[:200]
+            assert len(m_nodes["result"]["nodes"]) == n_agents + n_join, str(m_nodes)[:200]
             behind.append(1000 * (t_nodes - t))
             dir_ms.append(1000 * (t_dir - t))
             order_ok += t_nodes <= t_dir
-        kicked_live = sum(1 for d in dashboards if d.c.transport.is_closing())
-        for c in dashboards + agents + extra + [probe]:
-            c.c.close()
+        r.update(alone=median(alone), behind=median(behind), order_ok=order_ok, order_n=len(behind),
+                 dir_ms=median(dir_ms))
     finally:
+        for o in conns:
+            o.c.close()
         proc.terminate()
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
+    return r
+
+
+def spread(xs: list[float], fmt: str = "{:.1f}") -> str:
+    xs = [x for x in xs if x == x]
+    if len(xs) < 2:
+        return ""
+    return f"range {fmt.format(min(xs))}–{fmt.format(max(xs))}"
+
+
+def joined_notes(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+async def run(smoke: bool, log=print, reps: int | None = None) -> list[Row]:
+    """``reps`` repetitions on a fresh hypivisor each (default 3, smoke 1); rows give medians."""
+    raise_nofile()
+    pin(os.getpid(), 0)
+    reps = reps or (1 if smoke else 3)
+    n_dirs = 200 if smoke else 10_000
+    home = Path(tempfile.mkdtemp(prefix="bench-registry-"))
+    big = home / "big"
+    big.mkdir()
+    for i in range(n_dirs):
+        (big / f"folder-{i:05d}").mkdir()
+    runs: list[dict] = []
+    try:
+        for k in range(reps):
+            if reps > 1:
+                log(f"  registry repetition {k + 1}/{reps}")
+            runs.append(await one_rep(smoke, big, n_dirs, home, log))
+    finally:
         shutil.rmtree(home, ignore_errors=True)
-    p99_join = pct(join_lat, 99)
-    kicked = kicked_live
-    rows += [
-        Row(sec, f"register {n_agents} agents in waves of 100, {n_dash} dashboards: all replies", t_replies * 1000, "ms",
-            note=f"{n_agents / t_replies:,.0f} registrations/s"),
-        Row(sec, f"... until every dashboard saw every node_joined", t_all * 1000, "ms",
-            note=f"{seen:,} of {n_agents * n_dash:,} events; hypivisor CPU {cpu_burst * 1000:.0f} ms "
-                 f"= {1e6 * cpu_burst / max(1, seen):.1f} µs per delivered event"),
+    first = runs[0]
+    n_agents, n_dash, n_join, join_rate = first["n_agents"], first["n_dash"], first["n_join"], first["join_rate"]
+
+    def med(key: str) -> float:
+        return median([x[key] for x in runs])
+
+    def col(key: str) -> list[float]:
+        return [x[key] for x in runs]
+
+    # Dashboards the hypivisor dropped (1008 too slow): said in the notes, never a silent gap.
+    dropped_burst, dropped = sum(col("dropped_burst")), sum(col("dropped"))
+    drop_note = (f"{dropped} of {n_dash * reps} dashboard connections disconnected as too slow "
+                 f"({dropped_burst} during the burst); percentiles over the rest" if dropped else "")
+    missing = sum(x["join_expected"] - x["join_got"] for x in runs)
+    missing_note = f"{missing:,} node_joined not received" if missing else ""
+    hb_missing = sum(x["hb_expected"] - x["hb_got"] for x in runs)
+    seen, expected = sum(col("seen")), sum(col("expected"))
+    cpu_per_burst = [1e6 * x["cpu_burst"] / max(1, x["seen"]) for x in runs]
+    cpu_pct = [100 * x["cpu_steady"] / x["steady_secs"] for x in runs]
+    cpu_per_steady = [1e6 * x["cpu_steady"] / max(1, x["n_events"] * (n_dash - x["dropped"])) for x in runs]
+    gen_pct = [100 * x["bench_cpu_steady"] / x["steady_secs"] for x in runs]
+    regs = [n_agents / x["t_replies"] for x in runs]
+    p99 = med("join_p99")
+    sec = "4 registry"
+    return [
+        Row(sec, f"register {n_agents} agents in waves of 100, {n_dash} dashboards: all replies",
+            1000 * med("t_replies"), "ms", reps=reps,
+            note=joined_notes(f"{median(regs):,.0f} registrations/s", spread([1000 * x for x in col("t_replies")],
+                                                                            "{:,.0f}"))),
+        Row(sec, "... until every dashboard saw every node_joined", 1000 * med("t_all"), "ms", reps=reps,
+            note=joined_notes(
+                f"{seen:,} of {expected:,} events", spread([1000 * x for x in col("t_all")], "{:,.0f}"),
+                f"hypivisor CPU {1000 * med('cpu_burst'):.0f} ms = {median(cpu_per_burst):.1f} µs per delivered "
+                f"event; load generator CPU {1000 * med('bench_cpu_burst'):.0f} ms",
+                f"{dropped_burst} dashboards disconnected as too slow" if dropped_burst else "")),
         Row(sec, f"join -> node_joined at {n_dash} dashboards, p50 ({join_rate:g} joins/s + heartbeats)",
-            pct(join_lat, 50), "ms"),
-        Row(sec, f"join -> node_joined at {n_dash} dashboards, p99", p99_join, "ms", target="<= 50 ms",
-            met=p99_join <= 50, note=f"{kicked} dashboards disconnected as too slow" if kicked else ""),
-        Row(sec, f"heartbeat -> node_updated p99 ({len(hb_sent) / secs:,.0f} heartbeats/s)", pct(hb_lat, 99), "ms"),
-        Row(sec, f"hypivisor CPU, steady state ({n_agents} agents, {n_dash} dashboards)",
-            100 * cpu_steady / steady_secs, "% of a core",
-            note=f"{1e6 * cpu_steady / max(1, n_events * n_dash):.1f} µs per delivered event"),
+            med("join_p50"), "ms", reps=reps, note=joined_notes(spread(col("join_p50")), missing_note)),
+        Row(sec, f"join -> node_joined at {n_dash} dashboards, p99", p99, "ms", target="<= 50 ms",
+            met=(p99 <= 50) if p99 == p99 else False, reps=reps,
+            note=joined_notes(spread(col("join_p99")), drop_note,
+                              "" if p99 == p99 else "no node_joined received: every dashboard was dropped")),
+        Row(sec, f"heartbeat -> node_updated p99 ({median(col('hb_rate')):,.0f} heartbeats/s)", med("hb_p99"), "ms",
+            reps=reps, note=joined_notes(spread(col("hb_p99")),
+                                         f"{hb_missing:,} node_updated not received" if hb_missing else "")),
+        Row(sec, f"hypivisor CPU, steady state ({n_agents} agents, {n_dash} dashboards)", median(cpu_pct),
+            "% of a core", reps=reps,
+            note=joined_notes(f"{median(cpu_per_steady):.1f} µs per delivered event", spread(cpu_pct),
+                              f"load generator {median(gen_pct):.0f} % of a core")),
         Row(sec, f"hypivisor RSS growth with {n_agents + n_join} agents + {n_dash} dashboards",
-            (rss1 - rss0) / 2**20, "MiB", note=f"RSS {rss1 / 2**20:.0f} MiB"),
-        Row(sec, "list_nodes alone, median", median(alone), "ms"),
-        Row(sec, f"list_nodes sent right after list_directories ({n_dirs:,} entries), median", median(behind), "ms",
-            "list_nodes alone", median(alone), "answered before list_directories",
-            met=order_ok == len(behind),
-            note=f"answered first {order_ok}/{len(behind)}; list_directories took {median(dir_ms):.0f} ms"),
+            med("rss_growth") / 2**20, "MiB", reps=reps, note=f"RSS {med('rss') / 2**20:.0f} MiB"),
+        Row(sec, "list_nodes alone, median", med("alone"), "ms", reps=reps, note=spread(col("alone"), "{:.2f}")),
+        Row(sec, f"list_nodes sent right after list_directories ({n_dirs:,} entries), median", med("behind"), "ms",
+            "list_nodes alone", med("alone"), "answered before list_directories",
+            met=sum(col("order_ok")) == sum(col("order_n")), reps=reps,
+            note=f"answered first {sum(col('order_ok'))}/{sum(col('order_n'))}; list_directories took "
+                 f"{med('dir_ms'):.0f} ms"),
     ]
-    return rows
