@@ -1,0 +1,169 @@
+"""The outbox without sockets: frames are built once, written whole and in order, batched per loop
+iteration; only a peer whose transport stays paused with a full queue is disconnected."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+from hypivisor.broadcast import Hub, Outbox, text_frame
+from pi_socket.protocol import NodeInfo, NodeJoinedEvent
+
+
+def parse(buf: bytearray) -> list[tuple[int, bytes]]:
+    """Unmasked server frames in ``buf`` as (opcode, payload); consumes them."""
+    out = []
+    while buf:
+        assert buf[0] & 0x80 and not buf[1] & 0x80  # FIN, unmasked
+        n, head = buf[1] & 0x7F, 2
+        if n == 126:
+            n, head = struct.unpack_from("!H", buf, 2)[0], 4
+        elif n == 127:
+            n, head = struct.unpack_from("!Q", buf, 2)[0], 10
+        out.append((buf[0] & 0x0F, bytes(buf[head:head + n])))
+        del buf[:head + n]
+    return out
+
+
+class FakeProtocol:
+    def __init__(self) -> None:
+        self.writing_paused = False
+        self._waiter: asyncio.Future | None = None
+
+    async def _drain_helper(self) -> None:
+        if self.writing_paused:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+
+    def resume(self) -> None:
+        self.writing_paused = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.protocol = FakeProtocol()
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def get_protocol(self) -> FakeProtocol:
+        return self.protocol
+
+    def frames(self) -> list[bytes]:
+        buf = bytearray(b"".join(self.writes))
+        return [payload for _, payload in parse(buf)]
+
+
+class FakeWs:
+    def __init__(self) -> None:
+        self.closed = False
+        self.close_code: int | None = None
+
+    async def close(self, code: int, message: bytes) -> None:
+        self.closed = True
+        self.close_code = code
+
+
+def test_text_frame_lengths_round_trip():
+    for n in (0, 1, 125, 126, 65535, 65536, 70000):
+        payload = b"x" * n
+        buf = bytearray(text_frame(payload))
+        assert parse(buf) == [(1, payload)] and not buf
+
+
+async def test_frames_queued_in_one_iteration_go_out_in_one_write_in_order():
+    hub = Hub()
+    t = FakeTransport()
+    box = hub.outbox(FakeWs(), t, limit=100)
+    hub.dashboards.add(box)
+    box.reply(b'{"id":1}')
+    for i in range(10):
+        hub.publish([NodeJoinedEvent(node=NodeInfo(id=f"n{i}", machine="m", cwd="/", port=1000 + i))])
+    assert t.writes == []  # nothing written synchronously
+    await asyncio.sleep(0)
+    assert len(t.writes) == 1
+    frames = t.frames()
+    assert frames[0] == b'{"id":1}' and [f.split(b'"id":"')[1][:2] for f in frames[1:]] == [
+        f"n{i}".encode() for i in range(10)]
+
+
+async def test_many_outboxes_share_one_flush_callback():
+    hub = Hub()
+    boxes = [hub.outbox(FakeWs(), FakeTransport(), limit=10) for _ in range(5)]
+    hub.dashboards.update(boxes)
+    hub.publish([NodeJoinedEvent(node=NodeInfo(id="a", machine="m", cwd="/", port=1))])
+    hub.publish([NodeJoinedEvent(node=NodeInfo(id="b", machine="m", cwd="/", port=2))])
+    await asyncio.sleep(0)
+    assert all(len(b.transport.writes) == 1 and len(b.transport.frames()) == 2 for b in boxes)
+
+
+async def test_an_unflushed_burst_above_the_limit_is_written_not_kicked():
+    t = FakeTransport()
+    box = Outbox(FakeWs(), t, limit=8)
+    for i in range(50):  # more events in one iteration than the queue holds, transport not paused
+        assert box.send(b"%d" % i)
+    await asyncio.sleep(0)
+    assert not box.closed and t.frames() == [b"%d" % i for i in range(50)]
+
+
+async def test_a_paused_transport_queues_then_drains_in_order():
+    t = FakeTransport()
+    ws = FakeWs()
+    box = Outbox(ws, t, limit=8)
+    box.send(b"first")
+    t.protocol.writing_paused = True  # the write of "first" filled the transport buffer
+    await asyncio.sleep(0)
+    for i in range(5):
+        assert box.send(b"%d" % i)
+    await asyncio.sleep(0.01)
+    assert t.frames() == [b"first"]  # held back while paused
+    t.protocol.resume()
+    await asyncio.sleep(0.01)
+    assert t.frames() == [b"first"] + [b"%d" % i for i in range(5)] and not box.closed
+
+
+async def test_a_peer_paused_with_a_full_queue_is_closed_with_1008():
+    t = FakeTransport()
+    ws = FakeWs()
+    box = Outbox(ws, t, limit=4)
+    box.send(b"first")
+    t.protocol.writing_paused = True
+    await asyncio.sleep(0)
+    results = [box.send(b"%d" % i) for i in range(5)]
+    assert results == [True] * 4 + [False]
+    await asyncio.sleep(0.01)
+    assert box.closed and ws.close_code == 1008 and t.aborted
+
+
+async def test_replies_never_kick_but_clear_room():
+    t = FakeTransport()
+    box = Outbox(FakeWs(), t, limit=2)
+    box.send(b"first")
+    t.protocol.writing_paused = True
+    await asyncio.sleep(0)
+    for i in range(5):
+        assert box.reply(b"%d" % i)
+    assert not box.closed and not box.room.is_set() and not box.has_room()
+    t.protocol.resume()
+    await asyncio.sleep(0.01)
+    assert box.room.is_set() and len(t.frames()) == 6
+
+
+async def test_nothing_is_written_once_the_socket_closes():
+    t = FakeTransport()
+    ws = FakeWs()
+    box = Outbox(ws, t, limit=4)
+    box.send(b"a")
+    ws.closed = True  # aiohttp started its close handshake
+    await asyncio.sleep(0)
+    assert t.writes == []
