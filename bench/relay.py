@@ -4,7 +4,11 @@ Topology (loopback): load client (this process, CPU0) -> relay (CPU1) -> toy age
 CPU0). ``direct`` connects to the toy agent itself (the floor). The hypivisor is a real
 ``python -m hypivisor`` with the toy agent registered as a node over ``/ws``; nginx is Debian's, started
 with its own temp prefix and config (1 worker, WebSocket proxy, 64k proxy buffers, no access log).
-Variants are interleaved per repetition (rotated order); the table shows medians and ratios.
+Each repetition starts the three variants afresh and runs every measurement on them back to back (the order
+rotates between repetitions), so the hypivisor and nginx figures of one repetition are taken seconds apart
+under the same machine load. Figures are medians over repetitions; a ratio is the median of the
+per-repetition ratios (paired), which on this shared machine is far steadier than the ratio of two medians
+taken minutes apart. Relay CPU is read from ``/proc/<pid>/task/*/schedstat`` (ns, not 10 ms ticks).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO, Row, children, cpu_tree_s, free_port, median, pct, pin, raise_nofile, rss, wait_port
+from bench.common import REPO, Row, children, free_port, median, pct, pin, raise_nofile, rss, run_tree_s, wait_port
 from bench.wsmini import connect, connect_many, ts_of, ts_payload
 
 NODE = "bench-agent"
@@ -69,7 +73,7 @@ class Target:
         return [self.proc.pid]
 
     def cpu(self) -> float:
-        return cpu_tree_s(self.pids())
+        return run_tree_s(self.pids())
 
     def rss(self) -> int:
         return sum(rss(p) for p in self.pids())
@@ -228,24 +232,32 @@ async def run(smoke: bool, reps: int, log=print) -> list[Row]:
                              env={**os.environ, "PYTHONPATH": str(REPO)})
     names = ["direct", "nginx", "hypivisor"]
     res: dict[tuple[str, str], list[float]] = {}
+    per_rep: list[dict[tuple[str, str], float]] = []
+    measures = (("small", lambda t: b.throughput(t, 200)), ("streams", b.streams_cpu),
+                ("big", lambda t: b.throughput(t, 65536)), ("rtt", b.rtt), ("idle", b.idle))
     try:
         wait_port(agent_port, proc=agent)
         pin(agent.pid, 0)
         for rep in range(reps):
-            for name in names[rep % 3:] + names[:rep % 3]:
-                t = await start_target(name, agent_port)
-                try:
-                    await asyncio.sleep(0.3)
-                    out = {}
-                    for key, coro in (("small", b.throughput(t, 200)), ("streams", b.streams_cpu(t)),
-                                      ("big", b.throughput(t, 65536)), ("rtt", b.rtt(t)), ("idle", b.idle(t))):
-                        m = await asyncio.wait_for(coro, 60)
-                        out[key] = m
+            order = names[rep % 3:] + names[:rep % 3]
+            targets: dict[str, Target] = {}
+            got: dict[tuple[str, str], float] = {}
+            per_rep.append(got)
+            try:
+                for name in order:
+                    targets[name] = await start_target(name, agent_port)
+                await asyncio.sleep(0.5)
+                for key, measure in measures:
+                    for name in order:
+                        m = await asyncio.wait_for(measure(targets[name]), 60)
                         for k, v in m.items():
                             if v is not None:
                                 res.setdefault((name, f"{key}.{k}"), []).append(v)
-                    log(f"  relay rep{rep} {name}: " + json.dumps(out, default=lambda x: round(x, 2)))
-                finally:
+                                got[(name, f"{key}.{k}")] = v
+                    log(f"  relay rep{rep} {key}: " + json.dumps(
+                        {f"{n}.{k}": round(v, 3) for (n, k), v in got.items() if k.startswith(key + ".")}))
+            finally:
+                for t in targets.values():
                     await t.stop()
     finally:
         agent.terminate()
@@ -254,32 +266,49 @@ async def run(smoke: bool, reps: int, log=print) -> list[Row]:
         except subprocess.TimeoutExpired:
             agent.kill()
 
+    def ratios(name: str, key: str) -> list[float]:
+        """name/nginx for ``key`` in each repetition (both figures from the same repetition)."""
+        return [g[(name, key)] / g[("nginx", key)] for g in per_rep
+                if g.get((name, key)) is not None and g.get(("nginx", key))]
+
+    def paired(name: str, key: str) -> float | None:
+        xs = ratios(name, key)
+        return median(xs) if xs else None
+
     def m(name: str, key: str) -> float | None:
         xs = res.get((name, key))
         return median(xs) if xs else None
+
+    def spread(name: str, key: str) -> str:
+        """The per-repetition ratios to nginx, so the reader sees how noisy the pair was."""
+        xs = ratios(name, key) if name != "nginx" else []
+        return ("per-rep ratios " + ", ".join(f"{x:.2f}" for x in xs)) if len(xs) > 1 else ""
 
     rows: list[Row] = []
     sec = "1 proxy"
     for name in names:
         rows.append(Row(sec, f"200 B frames pipelined, {name}", m(name, "small.msg_s"), "msg/s", "nginx",
-                        m("nginx", "small.msg_s"), ">= 0.9x nginx" if name == "hypivisor" else "", reps=reps))
+                        m("nginx", "small.msg_s"), ">= 0.9x nginx" if name == "hypivisor" else "", reps=reps,
+                        paired_ratio=paired(name, "small.msg_s"), note=spread(name, "small.msg_s")))
     for name in ("nginx", "hypivisor"):
         rows.append(Row(sec, f"relay CPU per msg, 40 streams x {b.rate:g} msg/s, {name}",
                         m(name, "streams.cpu_us_msg"), "µs/msg", "nginx", m("nginx", "streams.cpu_us_msg"),
                         "<= 1.1x nginx" if name == "hypivisor" else "", reps=reps,
-                        note=f"delivered {fmt_rate(m(name, 'streams.msg_s'))} msg/s, relay {m(name, 'streams.cpu_pct') or 0:.0f}% of a core"))
+                        paired_ratio=paired(name, "streams.cpu_us_msg"),
+                        note="; ".join(x for x in (spread(name, "streams.cpu_us_msg"), f"delivered {fmt_rate(m(name, 'streams.msg_s'))} msg/s, relay {m(name, 'streams.cpu_pct') or 0:.0f}% of a core") if x)))
     for name in names:
         rows.append(Row(sec, f"64 KiB frames, {name}", m(name, "big.MB_s"), "MB/s", "nginx", m("nginx", "big.MB_s"),
-                        ">= 0.9x nginx" if name == "hypivisor" else "", reps=reps))
+                        ">= 0.9x nginx" if name == "hypivisor" else "", reps=reps,
+                        paired_ratio=paired(name, "big.MB_s"), note=spread(name, "big.MB_s")))
     for name in names:
         rows.append(Row(sec, f"RTT p50 at 1,000 msg/s, {name}", m(name, "rtt.p50_us"), "µs", "nginx",
-                        m("nginx", "rtt.p50_us"), reps=reps))
+                        m("nginx", "rtt.p50_us"), reps=reps, paired_ratio=paired(name, "rtt.p50_us")))
         rows.append(Row(sec, f"RTT p99 at 1,000 msg/s, {name}", m(name, "rtt.p99_us"), "µs", "nginx",
-                        m("nginx", "rtt.p99_us"), reps=reps))
+                        m("nginx", "rtt.p99_us"), reps=reps, paired_ratio=paired(name, "rtt.p99_us")))
     for name in ("nginx", "hypivisor"):
         rows.append(Row(sec, f"memory per idle proxied connection ({b.idle_n}), {name}", m(name, "idle.kb_conn"),
                         "KB", "nginx", m("nginx", "idle.kb_conn"), "<= 5 KB" if name == "hypivisor" else "",
-                        reps=reps))
+                        reps=reps, paired_ratio=paired(name, "idle.kb_conn")))
     for r in rows:
         if r.target and r.value is not None:
             if r.target.startswith(">= 0.9x"):
