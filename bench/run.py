@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import os
 import platform
 import sys
@@ -50,10 +51,10 @@ async def run_section(name: str, args, log) -> list[Row]:
         return await relay.run(args.smoke, args.reps or (1 if args.smoke else 5), log)
     if name == "registry":
         from bench import registry
-        return await registry.run(args.smoke, log)
+        return await registry.run(args.smoke, log, args.reps)
     if name == "history":
         from bench import history
-        return await history.run(args.smoke, log)
+        return await history.run(args.smoke, log, args.reps)
     if name in ("stream", "overhead"):
         from bench import pirun
         fn = pirun.streaming if name == "stream" else pirun.overhead
@@ -62,6 +63,18 @@ async def run_section(name: str, args, log) -> list[Row]:
         from bench import pide
         return await asyncio.to_thread(pide.run, args.smoke, log)
     raise ValueError(name)
+
+
+TARGET_LIMIT = re.compile(r"^\s*(<=|>=)\s*([\d,]+(?:\.\d+)?)\s*([^\s,(]+)")
+
+
+def ratio_to_target(r: Row) -> None:
+    """A figure with no same-run reference but a limit in its unit ("<= 50 ms") is shown against that limit."""
+    if r.ratio is not None or r.value is None or r.ref or not r.target:
+        return
+    m = TARGET_LIMIT.match(r.target)
+    if m and m.group(3) == r.unit:
+        r.ref, r.ref_value = "target", float(m.group(2).replace(",", ""))
 
 
 def table(rows: list[Row]) -> str:
@@ -96,6 +109,8 @@ async def amain(args) -> int:
             traceback.print_exc()
             rows.append(Row(name, f"{name} section failed: {exc!r}"[:200], None, "", met=False))
         log(f"   ({time.monotonic() - t0:.0f} s)")
+    for r in rows:
+        ratio_to_target(r)
     cmd = "make bench" + (" SMOKE=1" if args.smoke else "")
     if args.only:
         cmd = f"python -m bench.run {' '.join(sys.argv[1:])}"

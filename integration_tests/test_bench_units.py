@@ -1,0 +1,58 @@
+"""Pure parts of the benchmark suite: how ratios are formed and shown (no processes started)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.common import Row, median
+from bench.run import ratio_to_target, table
+
+
+def test_paired_ratio_wins_over_the_ratio_of_medians():
+    row = Row("1 proxy", "x", 100.0, "msg/s", "nginx", 200.0, paired_ratio=0.9)
+    assert row.ratio == 0.9
+    assert Row("1 proxy", "x", 100.0, "msg/s", "nginx", 200.0).ratio == 0.5
+
+
+def test_no_reference_means_no_ratio():
+    assert Row("s", "x", 1.0, "ms").ratio is None
+    assert Row("s", "x", 1.0, "ms", "nginx", 0).ratio is None
+    assert Row("s", "x", None, "ms", "nginx", 2.0).ratio is None
+
+
+@pytest.mark.parametrize("target, unit, value, want", [
+    ("<= 50 ms", "ms", 15.0, 0.3),
+    ("<= 1,000 ms", "ms", 500.0, 0.5),
+    ("<= 400 B, constant", "B", 100.0, 0.25),
+    ("<= 16.7 ms (60 fps)", "ms", 16.7, 1.0),
+])
+def test_a_figure_without_reference_is_shown_against_its_limit(target, unit, value, want):
+    row = Row("s", "x", value, unit, target=target)
+    ratio_to_target(row)
+    assert row.ref == "target" and row.ratio == pytest.approx(want)
+
+
+@pytest.mark.parametrize("row", [
+    Row("s", "x", 3.0, "msg/s", target=">= 0.9x nginx"),  # a ratio target, not a limit in the row's unit
+    Row("s", "x", 3.0, "KB", target="<= 5 MB"),  # another unit: not comparable as is
+    Row("s", "x", 3.0, "ms"),  # nothing to compare with
+    Row("s", "x", 3.0, "ms", "idle page", 2.0, target="<= 16 ms"),  # a same-run reference is kept
+])
+def test_ratio_to_target_leaves_other_rows_alone(row):
+    before = (row.ref, row.ref_value, row.ratio)
+    ratio_to_target(row)
+    assert (row.ref, row.ref_value, row.ratio) == before
+
+
+def test_table_shows_ratio_reference_and_verdict():
+    rows = [Row("1 proxy", "hyp", 90.0, "msg/s", "nginx", 100.0, ">= 0.9x nginx", met=True, reps=5),
+            Row("4 registry", "p99", 60.0, "ms", target="<= 50 ms", met=False)]
+    ratio_to_target(rows[1])
+    out = table(rows).splitlines()
+    assert out[2].startswith("| 1 proxy | hyp | 90 | msg/s | 0.90× | nginx | >= 0.9x nginx | yes | 5 |")
+    assert "| 1.20× | target | <= 50 ms | **no** |" in out[3]
+
+
+def test_median_ignores_missing_figures():
+    assert median([None, 3.0, 1.0, 2.0]) == 2.0
+    assert median([None]) != median([None])  # nan: no figure, never a made-up one
