@@ -48,7 +48,7 @@ def machine_note() -> str:
 async def run_section(name: str, args, log) -> list[Row]:
     if name == "relay":
         from bench import relay
-        return await relay.run(args.smoke, args.reps or (1 if args.smoke else 5), log)
+        return await relay.run(args.smoke, args.reps or (1 if args.smoke else 7), log)
     if name == "registry":
         from bench import registry
         return await registry.run(args.smoke, log, args.reps)
