@@ -20,6 +20,7 @@ counted and named in the notes.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import subprocess
@@ -74,31 +75,44 @@ class Rpc:
         return msg
 
 
+class Seen:
+    """Arrivals at all dashboards as parallel lists (no per-event tuple for the garbage collector)."""
+
+    def __init__(self) -> None:
+        self.j_id: list[bytes] = []  # node_joined: node id, arrival
+        self.j_t: list[float] = []
+        self.u_id: list[bytes] = []  # node_updated: node id, session name, arrival
+        self.u_s: list[bytes] = []
+        self.u_t: list[float] = []
+
+
 class Dashboard:
-    """Records (node id, arrival) for node_joined and (node id, session name, arrival) for node_updated.
+    """Records node_joined and node_updated arrivals into a shared :class:`Seen`.
 
     No JSON parsing on the hot path: the hypivisor serialises ``{"event":...,"node":{"id":...`` with the
     fields in model order, so slicing the bytes is enough (anything else falls back to orjson).
     """
 
-    def __init__(self, joined: list, updated: list):
-        self.joined = joined
-        self.updated = updated
+    def __init__(self, seen: Seen):
+        self.seen = seen
         self.c = None
 
     def on_msg(self, op: int, payload: bytes) -> None:
+        seen = self.seen
         if payload.startswith(JOINED):
             i = payload.find(ID)
             if i > 0:
                 i += 6
-                self.joined.append((payload[i:payload.index(b'"', i)], time.monotonic()))
+                seen.j_id.append(payload[i:payload.index(b'"', i)])
+                seen.j_t.append(time.monotonic())
                 return
         elif payload.startswith(UPDATED):
             i, s = payload.find(ID), payload.find(SESSION)
             if i > 0 and s > 0:
                 i, s = i + 6, s + 16
-                self.updated.append((payload[i:payload.index(b'"', i)], payload[s:payload.index(b'"', s)],
-                                     time.monotonic()))
+                seen.u_id.append(payload[i:payload.index(b'"', i)])
+                seen.u_s.append(payload[s:payload.index(b'"', s)])
+                seen.u_t.append(time.monotonic())
                 return
         else:
             return  # init, node_offline, node_removed
@@ -106,9 +120,12 @@ class Dashboard:
         node = msg.get("node") or {}
         now = time.monotonic()
         if msg.get("event") == "node_joined":
-            self.joined.append((str(node.get("id")).encode(), now))
+            seen.j_id.append(str(node.get("id")).encode())
+            seen.j_t.append(now)
         else:
-            self.updated.append((str(node.get("id")).encode(), str(node.get("session_name")).encode(), now))
+            seen.u_id.append(str(node.get("id")).encode())
+            seen.u_s.append(str(node.get("session_name")).encode())
+            seen.u_t.append(now)
 
     @property
     def dropped(self) -> bool:
@@ -138,13 +155,14 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     r: dict = {"n_agents": n_agents, "n_dash": n_dash, "n_join": n_join, "join_rate": join_rate}
     conns: list = []
+    gc.collect()
+    gc.disable()  # no collector pauses in the instrument while it timestamps arrivals
     try:
         wait_port(port, proc=proc)
         pin(proc.pid, 1)
         # ---- dashboards
-        joined: list[tuple[bytes, float]] = []
-        updated: list[tuple[bytes, bytes, float]] = []
-        dashboards = await attach(port, [Dashboard(joined, updated) for _ in range(n_dash)])
+        seen = Seen()
+        dashboards = await attach(port, [Dashboard(seen) for _ in range(n_dash)])
         await asyncio.sleep(0.2)  # their init frames
         rss0, cpu0 = rss(proc.pid), cpu_s(proc.pid)
         # ---- burst: every agent registers at once
@@ -160,12 +178,12 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         r["t_replies"] = max(t for _, t in done) - t0
         assert all("result" in m for m, _ in done), [m for m, _ in done if "result" not in m][:3]
         deadline = time.monotonic() + 60
-        while (len(joined) < n_agents * sum(not d.dropped for d in dashboards)
+        while (len(seen.j_t) < n_agents * sum(not d.dropped for d in dashboards)
                and time.monotonic() < deadline):
             await asyncio.sleep(0.005)
-        r["seen"] = len(joined)
+        r["seen"] = len(seen.j_t)
         r["expected"] = n_agents * n_dash
-        r["t_all"] = (max(t for _, t in joined) - t0) if joined else float("nan")
+        r["t_all"] = (max(seen.j_t) - t0) if seen.j_t else float("nan")
         r["cpu_burst"] = cpu_s(proc.pid) - cpu0
         r["bench_cpu_burst"] = time.process_time() - me0
         r["dropped_burst"] = sum(d.dropped for d in dashboards)
@@ -177,12 +195,21 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         secs = 3.0 if smoke else 10.0
         loop = asyncio.get_running_loop()
         hb_sent: dict[tuple[bytes, bytes], float] = {}
+        lags: list[float] = []
+
+        async def loop_lag() -> None:
+            """How late this process's own event loop runs (a stalled instrument inflates latencies)."""
+            while True:
+                t = loop.time()
+                await asyncio.sleep(0.01)
+                lags.append(loop.time() - t - 0.01)
         join_sent: dict[bytes, float] = {}
         extra = await attach(port, [Rpc() for _ in range(n_join)])
         conns += extra
         await asyncio.sleep(0.2)
-        n_joined_burst, n_updated0 = len(joined), len(updated)
+        n_joined_burst, n_updated0 = len(seen.j_t), len(seen.u_t)
         c0, w0, me0 = cpu_s(proc.pid), time.monotonic(), time.process_time()
+        lag = asyncio.get_running_loop().create_task(loop_lag())
 
         async def heartbeats() -> None:
             start = loop.time()
@@ -208,14 +235,19 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
 
         await asyncio.wait_for(asyncio.gather(heartbeats(), joins()), secs + 30)
         await asyncio.sleep(1.0)
+        lag.cancel()
+        r["lag_max"] = 1000 * max(lags, default=0.0)
         steady_secs = time.monotonic() - w0
         r["cpu_steady"] = cpu_s(proc.pid) - c0
         r["bench_cpu_steady"] = time.process_time() - me0
         r["steady_secs"] = steady_secs
         r["rss_growth"] = rss(proc.pid) - rss0
         r["rss"] = rss(proc.pid)
-        join_lat = [1000 * (t - join_sent[nid]) for nid, t in joined[n_joined_burst:] if nid in join_sent]
-        hb_lat = [1000 * (t - hb_sent[(nid, s)]) for nid, s, t in updated[n_updated0:] if (nid, s) in hb_sent]
+        join_lat = [1000 * (t - join_sent[nid]) for nid, t in zip(seen.j_id[n_joined_burst:], seen.j_t[n_joined_burst:])
+                    if nid in join_sent]
+        hb_lat = [1000 * (t - hb_sent[(nid, s)])
+                  for nid, s, t in zip(seen.u_id[n_updated0:], seen.u_s[n_updated0:], seen.u_t[n_updated0:])
+                  if (nid, s) in hb_sent]
         r["dropped"] = sum(d.dropped for d in dashboards)
         alive = n_dash - r["dropped"]
         r["join_expected"], r["join_got"] = len(join_sent) * n_dash, len(join_lat)
@@ -225,7 +257,8 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         r["n_events"] = len(hb_sent) + len(join_sent)
         log(f"  registry steady: join p50 {r['join_p50']:.1f} ms p99 {r['join_p99']:.1f} ms, heartbeat p99 "
             f"{r['hb_p99']:.1f} ms, hypivisor CPU {r['cpu_steady']:.2f}s, load generator CPU "
-            f"{r['bench_cpu_steady']:.2f}s in {steady_secs:.1f}s; {alive}/{n_dash} dashboards connected")
+            f"{r['bench_cpu_steady']:.2f}s in {steady_secs:.1f}s, its loop late by up to {r['lag_max']:.0f} ms; "
+            f"{alive}/{n_dash} dashboards connected")
         # ---- list_directories vs list_nodes on one connection
         probe = (await attach(port, [Rpc()]))[0]
         conns.append(probe)
@@ -248,6 +281,7 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         r.update(alone=median(alone), behind=median(behind), order_ok=order_ok, order_n=len(behind),
                  dir_ms=median(dir_ms))
     finally:
+        gc.enable()
         for o in conns:
             o.c.close()
         proc.terminate()
@@ -328,6 +362,7 @@ async def run(smoke: bool, log=print, reps: int | None = None) -> list[Row]:
         Row(sec, f"join -> node_joined at {n_dash} dashboards, p99", p99, "ms", target="<= 50 ms",
             met=(p99 <= 50) if p99 == p99 else False, reps=reps,
             note=joined_notes(spread(col("join_p99")), drop_note,
+                              f"load generator's loop late by up to {max(col('lag_max')):.0f} ms",
                               "" if p99 == p99 else "no node_joined received: every dashboard was dropped")),
         Row(sec, f"heartbeat -> node_updated p99 ({median(col('hb_rate')):,.0f} heartbeats/s)", med("hb_p99"), "ms",
             reps=reps, note=joined_notes(spread(col("hb_p99")),
