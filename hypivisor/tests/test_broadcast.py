@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import struct
 
+import orjson
+
 from hypivisor.broadcast import Hub, Outbox, text_frame
-from pi_socket.protocol import NodeInfo, NodeJoinedEvent
+from pi_socket import __version__
+from pi_socket.protocol import PROTOCOL_VERSION, InitEvent, NodeInfo, NodeJoinedEvent
 
 
 def parse(buf: bytearray) -> list[tuple[int, bytes]]:
@@ -167,3 +170,39 @@ async def test_nothing_is_written_once_the_socket_closes():
     ws.closed = True  # aiohttp started its close handshake
     await asyncio.sleep(0)
     assert t.writes == []
+
+
+# -- the roster snapshot shared by init and list_nodes ----------------------------------------------
+
+
+def _service(tmp_path):
+    from hypivisor.config import Config
+    from hypivisor.service import Service
+
+    return Service(Config(host="127.0.0.1", port=1, dashboard_dir=tmp_path / "none"), env={"HOME": str(tmp_path)})
+
+
+def _init_payload(framed: bytes) -> dict:
+    return orjson.loads(parse(bytearray(framed))[0][1])
+
+
+async def test_init_and_list_nodes_follow_every_roster_event(tmp_path):
+    svc = _service(tmp_path)
+    init = _init_payload(svc.init_frame())
+    assert init["event"] == "init" and init["nodes"] == [] and init["protocol_version"] == PROTOCOL_VERSION
+    assert init["hypivisor_version"] == __version__
+    await svc.dispatch("register", {"id": "a", "machine": "m", "cwd": "/", "port": 1}, "c1", "127.0.0.1")
+    assert [n["id"] for n in _init_payload(svc.init_frame())["nodes"]] == ["a"]
+    await svc.dispatch("heartbeat", {"id": "a", "session_name": "s1"}, "c1", "127.0.0.1")
+    nodes = orjson.loads(orjson.dumps(await svc.dispatch("list_nodes", {}, "c2", "127.0.0.1")))["nodes"]
+    assert [(n["id"], n["session_name"]) for n in nodes] == [("a", "s1")]
+    svc.publish(svc.registry.connection_closed("c1", 5.0))
+    assert _init_payload(svc.init_frame())["nodes"][0]["status"] == "offline"
+
+
+async def test_init_matches_the_init_event_model(tmp_path):
+    svc = _service(tmp_path)
+    for i in range(3):
+        await svc.dispatch("register", {"id": f"n{i}", "machine": "m", "cwd": "/", "port": 10 + i}, f"c{i}", "h")
+    model = InitEvent(nodes=svc.registry.nodes(), hypivisor_version=__version__).model_dump(mode="json")
+    assert _init_payload(svc.init_frame()) == model
