@@ -71,11 +71,14 @@ class Registry:
             raise ValueError("ttl must be positive")
         self.ttl = float(ttl)
         self._entries: dict[str, Entry] = {}
+        # (machine, port) -> the id registered there: registering evicts any other id on the same address,
+        # so there is at most one; an index keeps that check O(1) with thousands of nodes
+        self._by_addr: dict[tuple[str, int], str] = {}
 
     # -- queries ----------------------------------------------------------
     def nodes(self) -> list[NodeInfo]:
         """Snapshot for ``init`` and ``list_nodes`` (copies: callers may serialise later)."""
-        return [e.node.model_copy(deep=True) for e in self._entries.values()]
+        return [e.node.model_copy() for e in self._entries.values()]
 
     def get(self, node_id: str) -> Entry | None:
         return self._entries.get(node_id)
@@ -95,17 +98,29 @@ class Registry:
     def register(self, params: RegisterParams, conn: Hashable, peer_host: str, now: float) -> tuple[NodeInfo, list[BaseModel]]:
         """Upsert by id (active, owned by ``conn``); evict other ids on the same machine:port."""
         events: list[BaseModel] = []
-        for other_id, other in list(self._entries.items()):
-            if other_id != params.id and (other.node.machine, other.node.port) == (params.machine, params.port):
-                del self._entries[other_id]
-                events.append(NodeRemovedEvent(id=other_id, reason="evicted"))
+        addr = (params.machine, params.port)
+        other_id = self._by_addr.get(addr)
+        if other_id is not None and other_id != params.id and other_id in self._entries:
+            self._remove(other_id)
+            events.append(NodeRemovedEvent(id=other_id, reason="evicted"))
+        previous = self._entries.get(params.id)
+        if previous is not None:  # the same id re-registering from another address frees the old one
+            self._remove(params.id)
         data = {k: getattr(params, k) for k in _NODE_FIELDS if getattr(params, k) is not None}
         if params.tokens is not None:
             data["tokens"] = params.tokens
         node = NodeInfo(**data, status="active", last_seen=now, offline_since=None)
         self._entries[params.id] = Entry(node=node, owner=conn, host=params.host or peer_host, registered_at=now)
-        events.append(NodeJoinedEvent(node=node.model_copy(deep=True)))
-        return node.model_copy(deep=True), events
+        self._by_addr[addr] = params.id
+        # Shallow copies are enough: the registry replaces a node's fields (setattr), it never mutates one in place.
+        events.append(NodeJoinedEvent(node=node.model_copy()))
+        return node.model_copy(), events
+
+    def _remove(self, node_id: str) -> None:
+        entry = self._entries.pop(node_id)
+        addr = (entry.node.machine, entry.node.port)
+        if self._by_addr.get(addr) == node_id:
+            del self._by_addr[addr]
 
     def heartbeat(self, params: HeartbeatParams, conn: Hashable, now: float) -> list[BaseModel]:
         """Refresh ``last_seen``; changed fields give one ``node_updated``.
@@ -123,7 +138,7 @@ class Registry:
             if value is not None and getattr(entry.node, name) != value:
                 setattr(entry.node, name, value)
                 changed = True
-        return [NodeUpdatedEvent(node=entry.node.model_copy(deep=True))] if changed else []
+        return [NodeUpdatedEvent(node=entry.node.model_copy())] if changed else []
 
     def touch(self, conn: Hashable, now: float) -> None:
         """Any frame from an owning connection proves the agent alive."""
@@ -139,7 +154,7 @@ class Registry:
         owned = self.owned_by(conn)
         if owned and node_id not in owned:
             raise RegistryError(1002, "a bridge connection may only deregister its own node")
-        del self._entries[node_id]
+        self._remove(node_id)
         return [NodeRemovedEvent(id=node_id, reason="deregistered")]
 
     def connection_closed(self, conn: Hashable, now: float) -> list[BaseModel]:
@@ -162,9 +177,9 @@ class Registry:
             if node.status == "offline":
                 since = node.offline_since if node.offline_since is not None else now
                 if now - since > self.ttl:
-                    del self._entries[node_id]
+                    self._remove(node_id)
                     events.append(NodeRemovedEvent(id=node_id, reason="ttl"))
             elif node.last_seen is not None and now - node.last_seen > GHOST_FACTOR * self.ttl:
-                del self._entries[node_id]
+                self._remove(node_id)
                 events.append(NodeRemovedEvent(id=node_id, reason="ghost"))
         return events

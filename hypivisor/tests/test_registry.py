@@ -160,6 +160,24 @@ def test_snapshot_is_a_copy(r):
     assert r.get("a").node.status == "active"
 
 
+def test_an_id_that_moves_to_another_port_frees_its_old_address(r):
+    r.register(reg("a", port=1), "c1", "h", now=0)
+    r.register(reg("a", port=2), "c1", "h", now=1)
+    _, events = r.register(reg("b", port=1), "c2", "h", now=2)
+    assert kinds(events) == [("node_joined", "b")]  # nobody is evicted from the freed port
+    _, events = r.register(reg("c", port=2), "c3", "h", now=3)
+    assert kinds(events) == [("node_removed", "a"), ("node_joined", "c")]
+
+
+def test_events_and_snapshots_do_not_change_when_the_node_does(r):
+    node, events = r.register(reg(), "c1", "h", now=0)
+    snap = r.nodes()[0]
+    r.heartbeat(HeartbeatParams(id="a", activity="working", session_name="renamed"), "c1", now=5)
+    r.connection_closed("c1", now=6)
+    for copy in (node, events[0].node, snap):
+        assert (copy.status, copy.activity, copy.session_name, copy.last_seen) == ("active", node.activity, None, 0)
+
+
 def test_heartbeat_interval_is_a_third_of_ttl():
     assert Registry(30).heartbeat_interval == 10
     with pytest.raises(ValueError):
@@ -205,6 +223,7 @@ def test_invariants_hold_for_any_sequence(sequence):
         nodes = r.nodes()
         keys = [(n.machine, n.port) for n in nodes]
         assert len(keys) == len(set(keys)), "machine:port is unique"
+        assert r._by_addr == {(n.machine, n.port): n.id for n in nodes}, "the address index matches the roster"
         for n in nodes:
             entry = r.get(n.id)
             assert (n.status == "offline") == (entry.owner is None), "offline exactly when nobody owns it"
