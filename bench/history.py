@@ -143,4 +143,10 @@ async def run(smoke: bool, log=print, reps: int | None = None) -> list[Row]:
                      f"{r['walk_ms']:.0f} ms (median of {r['walks']} walks); "
                      f"page slice {r['page_build_ms'] * 1000:.0f} µs", extra={"key": f"page {label}"}),
         ]
+    # Each figure against the same figure for the smallest session of this run: how the cost scales
+    # (init_state is capped at 500 KiB and pages are 100 messages, so both should stay near 1x).
+    first = cases[0][0]
+    base = {r.extra["key"].split(" ", 1)[0]: r.value for r in rows if r.extra["key"].endswith(" " + first)}
+    for r in rows:
+        r.ref, r.ref_value = first, base.get(r.extra["key"].split(" ", 1)[0])
     return rows
