@@ -28,6 +28,7 @@ import {
 	type Launch,
 } from "./bridge.ts";
 import { branchMessages, modelName, slimEvent } from "./slim.ts";
+import { TurnEnds } from "./turns.ts";
 
 type Json = Record<string, unknown>;
 type Ctx = any; // ExtensionContext differs between versions; every use is guarded
@@ -89,6 +90,11 @@ export function launchSpec(cwd: string | undefined): Launch {
 
 /** pi's version from its package.json (found from the running CLI); never a value import of pi. */
 function piVersion(ctx: Ctx): string {
+	// Capability fallback: ctx.mode exists from 1.x on (and with it agent_settled).
+	return cliVersion() ?? (ctx && "mode" in ctx && ctx.mode !== undefined ? "1.x" : "0.x");
+}
+
+function cliVersion(): string | undefined {
 	try {
 		let dir = path.dirname(fs.realpathSync(process.argv[1] ?? ""));
 		for (let i = 0; i < 5; i++) {
@@ -101,8 +107,7 @@ function piVersion(ctx: Ctx): string {
 	} catch {
 		/* fall through */
 	}
-	// Capability fallback: ctx.mode exists from 1.x on (and with it agent_settled).
-	return ctx && "mode" in ctx && ctx.mode !== undefined ? "1.x" : "0.x";
+	return undefined;
 }
 
 export default function piSocket(pi: ExtensionAPI) {
@@ -247,15 +252,28 @@ export default function piSocket(pi: ExtensionAPI) {
 		live = false;
 		if (e?.reason === "quit" || e?.reason === undefined) stopBridge(st, "quit");
 	});
+	const send = (e: Json) => {
+		const slim = slimEvent(e);
+		if (slim) writeLine(st, { t: "event", e: slim });
+		if (e.type === "turn_end") {
+			const u = contextUsage();
+			if (u) writeLine(st, { t: "event", e: { type: "context_usage", ...u } });
+		}
+	};
+	// pi >= 1: turn_end is rebuilt here instead of subscribed to (a turn_end handler makes pi project
+	// the whole transcript twice per turn; turns.ts). Unknown version: subscribe, as on 0.7x.
+	const major = Number((cliVersion() ?? "").split(".")[0]);
+	const turns = major >= 1 ? new TurnEnds() : undefined;
 	for (const name of FORWARDED) {
+		if (name === "turn_end" && turns) continue;
 		on(name, (e) => {
 			// pi's events carry their type; copy only one that lacks it.
-			const slim = slimEvent(typeof e?.type === "string" ? e : { ...e, type: name });
-			if (slim) writeLine(st, { t: "event", e: slim });
-			if (name === "turn_end") {
-				const u = contextUsage();
-				if (u) writeLine(st, { t: "event", e: { type: "context_usage", ...u } });
+			const ev: Json = typeof e?.type === "string" ? e : { ...e, type: name };
+			if (turns) {
+				const due = turns.before(ev);
+				if (due) send(due);
 			}
+			send(ev);
 		});
 	}
 
