@@ -10,7 +10,11 @@ Each repetition starts a fresh hypivisor and measures:
 * ``list_directories`` on a folder with 10,000 sub-folders and ``list_nodes`` sent right after it on the
   same connection: ``list_nodes`` latency against the same call alone.
 
-Rows give the median over the repetitions (the note shows the range). The load generator is an
+Every figure has a reference from the same repetition: the loaded join latencies against 20 joins on
+the idle hypivisor (empty registry, same dashboards) measured first; ``list_nodes`` against the same call on
+the empty registry; RSS growth against the idle process; steady-state CPU per delivered event against the
+burst's. Hypivisor CPU is read from schedstat (ns). Rows give the median over the repetitions (the note
+shows the range). The load generator is an
 instrument and must cost far less than the hypivisor: dashboards do not parse JSON, they only pick
 the event name, node id and session name out of the frame bytes and record (bytes, time) pairs;
 everything else happens after the clock stops. Dashboards the hypivisor disconnected as too slow are
@@ -31,7 +35,7 @@ from pathlib import Path
 
 import orjson
 
-from bench.common import REPO, Row, cpu_s, free_port, median, pct, pin, raise_nofile, rss, wait_port
+from bench.common import REPO, Row, free_port, median, pct, pin, raise_nofile, rss, run_tree_s, wait_port
 from bench.wsmini import connect_many
 
 JOINED = b'{"event":"node_joined"'
@@ -140,6 +144,9 @@ async def attach(port: int, objs: list) -> list:
     return objs
 
 
+FLOOR_JOINS = 20  # probe agents joining the idle hypivisor, one at a time (the latency floor)
+
+
 def params(i: int) -> dict:
     return {"id": f"agent-{i:05d}", "machine": "bench", "cwd": f"/srv/p{i % 50}", "port": 20000 + i,
             "host": "127.0.0.1", "pid": 100000 + i, "activity": "idle"}
@@ -164,12 +171,40 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         seen = Seen()
         dashboards = await attach(port, [Dashboard(seen) for _ in range(n_dash)])
         await asyncio.sleep(0.2)  # their init frames
-        rss0, cpu0 = rss(proc.pid), cpu_s(proc.pid)
+        rss0, cpu0 = rss(proc.pid), run_tree_s([proc.pid])
+        r["rss0"] = rss0
+        # ---- floors on the idle hypivisor (empty registry, same dashboards): what the loaded figures
+        # below are compared with. Probe agents join one at a time, then leave again.
+        probe = (await attach(port, [Rpc()]))[0]
+        conns.append(probe)
+        empty = []
+        for _ in range(5):
+            t = time.monotonic()
+            await probe.call("list_nodes")
+            empty.append(1000 * (time.monotonic() - t))
+        r["alone_empty"] = median(empty)
+        probes = await attach(port, [Rpc() for _ in range(FLOOR_JOINS)])
+        conns += probes
+        sent: dict[bytes, float] = {}
+        for j, a in enumerate(probes):
+            pid = f"probe-{j:03d}"
+            sent[pid.encode()] = time.monotonic()
+            reply = await a.call("register", {**params(j), "id": pid, "port": 19_000 + j})
+            assert "result" in reply, str(reply)[:200]
+            await asyncio.sleep(1 / join_rate)
+        await asyncio.sleep(0.2)
+        floor = [1000 * (t - sent[nid]) for nid, t in zip(seen.j_id, seen.j_t) if nid in sent]
+        r["floor_p50"], r["floor_p99"] = pct(floor, 50), pct(floor, 99)
+        for j, a in enumerate(probes):
+            await a.call("deregister", {"id": f"probe-{j:03d}"})
+        seen.j_id.clear()
+        seen.j_t.clear()
+        await asyncio.sleep(0.2)
         # ---- burst: every agent registers at once
         agents = await attach(port, [Rpc() for _ in range(n_agents)])
         conns += dashboards + agents
         await asyncio.sleep(0.2)
-        cpu0, me0 = cpu_s(proc.pid), time.process_time()
+        cpu0, me0 = run_tree_s([proc.pid]), time.process_time()
         t0 = time.monotonic()
         done = []
         for k in range(0, n_agents, 100):  # waves of 100, as bridges reconnecting after a hypivisor restart
@@ -184,7 +219,7 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         r["seen"] = len(seen.j_t)
         r["expected"] = n_agents * n_dash
         r["t_all"] = (max(seen.j_t) - t0) if seen.j_t else float("nan")
-        r["cpu_burst"] = cpu_s(proc.pid) - cpu0
+        r["cpu_burst"] = run_tree_s([proc.pid]) - cpu0
         r["bench_cpu_burst"] = time.process_time() - me0
         r["dropped_burst"] = sum(d.dropped for d in dashboards)
         log(f"  registry burst: {n_agents} registered in {r['t_replies']:.2f}s, all joins seen {r['t_all']:.2f}s "
@@ -208,7 +243,7 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         conns += extra
         await asyncio.sleep(0.2)
         n_joined_burst, n_updated0 = len(seen.j_t), len(seen.u_t)
-        c0, w0, me0 = cpu_s(proc.pid), time.monotonic(), time.process_time()
+        c0, w0, me0 = run_tree_s([proc.pid]), time.monotonic(), time.process_time()
         lag = asyncio.get_running_loop().create_task(loop_lag())
 
         async def heartbeats() -> None:
@@ -238,7 +273,7 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         lag.cancel()
         r["lag_max"] = 1000 * max(lags, default=0.0)
         steady_secs = time.monotonic() - w0
-        r["cpu_steady"] = cpu_s(proc.pid) - c0
+        r["cpu_steady"] = run_tree_s([proc.pid]) - c0
         r["bench_cpu_steady"] = time.process_time() - me0
         r["steady_secs"] = steady_secs
         r["rss_growth"] = rss(proc.pid) - rss0
@@ -348,32 +383,39 @@ async def run(smoke: bool, log=print, reps: int | None = None) -> list[Row]:
     sec = "4 registry"
     return [
         Row(sec, f"register {n_agents} agents in waves of 100, {n_dash} dashboards: all replies",
-            1000 * med("t_replies"), "ms", reps=reps,
+            1000 * med("t_replies"), "ms", "every dashboard saw every join", 1000 * med("t_all"), reps=reps,
             note=joined_notes(f"{median(regs):,.0f} registrations/s", spread([1000 * x for x in col("t_replies")],
                                                                             "{:,.0f}"))),
-        Row(sec, "... until every dashboard saw every node_joined", 1000 * med("t_all"), "ms", reps=reps,
+        Row(sec, "... until every dashboard saw every node_joined", 1000 * med("t_all"), "ms", "all replies",
+            1000 * med("t_replies"), reps=reps,
             note=joined_notes(
                 f"{seen:,} of {expected:,} events", spread([1000 * x for x in col("t_all")], "{:,.0f}"),
                 f"hypivisor CPU {1000 * med('cpu_burst'):.0f} ms = {median(cpu_per_burst):.1f} µs per delivered "
                 f"event; load generator CPU {1000 * med('bench_cpu_burst'):.0f} ms",
                 f"{dropped_burst} dashboards disconnected as too slow" if dropped_burst else "")),
         Row(sec, f"join -> node_joined at {n_dash} dashboards, p50 ({join_rate:g} joins/s + heartbeats)",
-            med("join_p50"), "ms", reps=reps, note=joined_notes(spread(col("join_p50")), missing_note)),
+            med("join_p50"), "ms", "idle hypivisor", med("floor_p50"), reps=reps,
+            note=joined_notes(spread(col("join_p50")), missing_note,
+                              f"idle (empty registry, same dashboards, {FLOOR_JOINS} joins one at a time): "
+                              f"p50 {med('floor_p50'):.1f} ms, p99 {med('floor_p99'):.1f} ms")),
         Row(sec, f"join -> node_joined at {n_dash} dashboards, p99", p99, "ms", target="<= 50 ms",
             met=(p99 <= 50) if p99 == p99 else False, reps=reps,
             note=joined_notes(spread(col("join_p99")), drop_note,
                               f"load generator's loop late by up to {max(col('lag_max')):.0f} ms",
                               "" if p99 == p99 else "no node_joined received: every dashboard was dropped")),
         Row(sec, f"heartbeat -> node_updated p99 ({median(col('hb_rate')):,.0f} heartbeats/s)", med("hb_p99"), "ms",
-            reps=reps, note=joined_notes(spread(col("hb_p99")),
+            "idle join p99", med("floor_p99"), reps=reps, note=joined_notes(spread(col("hb_p99")),
                                          f"{hb_missing:,} node_updated not received" if hb_missing else "")),
-        Row(sec, f"hypivisor CPU, steady state ({n_agents} agents, {n_dash} dashboards)", median(cpu_pct),
-            "% of a core", reps=reps,
-            note=joined_notes(f"{median(cpu_per_steady):.1f} µs per delivered event", spread(cpu_pct),
+        Row(sec, f"hypivisor CPU per delivered event, steady state ({n_agents} agents, {n_dash} dashboards)",
+            median(cpu_per_steady), "µs", "burst", median(cpu_per_burst), reps=reps,
+            note=joined_notes(f"{median(cpu_pct):.1f} % of a core", spread(cpu_pct),
                               f"load generator {median(gen_pct):.0f} % of a core")),
         Row(sec, f"hypivisor RSS growth with {n_agents + n_join} agents + {n_dash} dashboards",
-            med("rss_growth") / 2**20, "MiB", reps=reps, note=f"RSS {med('rss') / 2**20:.0f} MiB"),
-        Row(sec, "list_nodes alone, median", med("alone"), "ms", reps=reps, note=spread(col("alone"), "{:.2f}")),
+            med("rss_growth") / 2**20, "MiB", "idle process RSS", med("rss0") / 2**20, reps=reps,
+            note=f"RSS {med('rss') / 2**20:.0f} MiB; "
+                 f"{1024 * med('rss_growth') / 2**20 / (n_agents + n_join + n_dash):.1f} KiB per connection"),
+        Row(sec, f"list_nodes alone ({n_agents + n_join} nodes), median", med("alone"), "ms", "empty registry",
+            med("alone_empty"), reps=reps, note=spread(col("alone"), "{:.2f}")),
         Row(sec, f"list_nodes sent right after list_directories ({n_dirs:,} entries), median", med("behind"), "ms",
             "list_nodes alone", med("alone"), "answered before list_directories",
             met=sum(col("order_ok")) == sum(col("order_n")), reps=reps,
