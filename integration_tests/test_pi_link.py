@@ -162,6 +162,33 @@ def test_a_client_joining_mid_stream_gets_the_partial(start_pi, pi_version, agen
     assert so_far + later == text_of(end["message"])
 
 
+def test_deltas_pause_while_nobody_watches_and_a_joiner_is_resynced(start_pi, pi_version, agent_client, fake_llm):
+    """pi streams deltas to the bridge only while it has a client (shim deltas.ts, protocol §4.1/§4.2):
+    a client joining after an unwatched stretch first gets the bridge's stale partial, then, from the
+    shim's one-off snapshot, a fresh init_state from which the rest of the deltas complete the message."""
+    pi = start_pi(pi_version, mode="rpc")
+    first, _ = connect(agent_client, pi)
+    fake_llm.slow(words=60, delay=0.1)
+    prompt(first, "slow reply please")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len([f for f in first.of_type("message_update")
+                                               if f["assistantMessageEvent"]["type"] == "text_delta"]) < 3:
+        time.sleep(0.05)
+    first.close()
+    time.sleep(1.0)  # ~10 words stream while nobody watches
+    second, stale = connect(agent_client, pi)
+    assert stale["is_streaming"] is True
+    end = second.wait_for(assistant_end, timeout=30)
+    inits = [i for i, f in enumerate(second.frames) if f.get("type") == "init_state"]
+    assert len(inits) == 2, [f.get("type") for f in second.frames][:20]
+    fresh = second.frames[inits[-1]]
+    so_far = text_of(fresh["partial"])
+    assert len(text_of(stale["partial"])) < len(so_far), "the first init_state lacked the unwatched words"
+    later = "".join(f["assistantMessageEvent"].get("delta", "") for f in second.frames[inits[-1] + 1:]
+                    if f.get("type") == "message_update" and f["assistantMessageEvent"]["type"] == "text_delta")
+    assert so_far + later == text_of(end["message"])
+
+
 def test_two_clients_see_the_same_stream(start_pi, pi_version, agent_client):
     pi = start_pi(pi_version, mode="rpc")
     a, _ = connect(agent_client, pi)

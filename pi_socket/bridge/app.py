@@ -82,7 +82,8 @@ class Bridge:
         self.node_id = self.node_id or f"{self.config.machine}-{self.pi_pid or os.getpid()}"
         port = await self.server.start()
         url = f"ws://{self._url_host()}:{port}/"
-        await self.shim.send({"t": "ready", "port": port, "url": url})
+        # `watch`: this bridge tells the shim when it has clients, so pi streams deltas only then (§4.2)
+        await self.shim.send({"t": "ready", "port": port, "url": url, "watch": True, "watching": len(self.hub) > 0})
         log.info("agent server listening", port=port, host=self.config.host, node=self.node_id)
         if self.state.session_id is None and not self.state.loading_history:
             self._load_session(changed=True)  # no session line yet: load whatever pi has
@@ -162,9 +163,14 @@ class Bridge:
         """Queue init_state and join the broadcast in one synchronous step: no event can fall in between."""
         client.enqueue(frame(self.state.init_state(self.agent_node())))
         self.hub.add(client)
+        if len(self.hub) == 1:
+            self.shim.send_nowait({"t": "watch", "on": True})
 
     def detach(self, client: Client) -> None:
+        had = len(self.hub)
         self.hub.remove(client)
+        if had and not len(self.hub):
+            self.shim.send_nowait({"t": "watch", "on": False})
 
     def agent_node(self) -> AgentNode:
         return AgentNode(
@@ -265,7 +271,12 @@ class Bridge:
     def on_event(self, event: dict[str, Any]) -> None:
         """Apply one pi event, broadcast its trimmed copy, nudge the roster when it matters."""
         effect = self.state.apply_event(event)
-        if effect.forward is not None and len(self.hub):  # no client: nothing to validate and serialise
+        if event.get("type") == "message_update" and isinstance(event.get("message"), dict):
+            # The shim's one-off snapshot after deltas nobody watched (§4.1): our partial copy was stale
+            # in the init_state the current clients got, so they start over from the repaired one.
+            if len(self.hub):
+                self.resync_clients()
+        elif effect.forward is not None and len(self.hub):  # no client: nothing to validate and serialise
             self.hub.broadcast(frame(PiEvent.model_validate(effect.forward)))
         if effect.heartbeat_now and self.registry is not None:
             self.registry.poke()

@@ -52,7 +52,12 @@ class PartialMessage:
         snapshot = event.get("message")
         if isinstance(snapshot, dict) and snapshot.get("role") == "assistant":
             self.message = copy.deepcopy(snapshot)
+            if not isinstance(self.message.get("content"), list):
+                self.message["content"] = []
             self._tool_args, self._chunks = {}, {}
+            for index, block in enumerate(self.message["content"]):  # tool arguments still streaming
+                if isinstance(block, dict) and block.get("type") == "toolCall" and isinstance(block.get("partialJson"), str):
+                    self._tool_args[index] = block["partialJson"]
             return
         ame = event.get("assistantMessageEvent")
         if self.message is None or not isinstance(ame, dict) or not isinstance(ame.get("type"), str):

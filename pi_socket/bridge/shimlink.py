@@ -61,6 +61,15 @@ class ShimLink:
         except (ConnectionError, OSError, RuntimeError):
             self.closed = True
 
+    def send_nowait(self, obj: dict[str, Any]) -> None:
+        """Write one line now, in order with every other line (no drain: for short control lines)."""
+        if self.closed or self._writer is None:
+            return
+        try:
+            self._writer.write(orjson.dumps(obj) + b"\n")
+        except (ConnectionError, OSError, RuntimeError):
+            self.closed = True
+
     async def request(self, op: str, timeout: float = DEFAULT_TIMEOUT_S, **fields: Any) -> Any:
         """Send ``{t:"req", id, op, ...}`` and return ``res.data``; raises ShimError."""
         req_id = f"b{next(self._ids)}"

@@ -235,3 +235,44 @@ async def test_prompt_id_survives_a_bridge_restart(shim: FakeShim):
         assert await recv_json(ws) == {"type": "ack", "id": "keep-1", "duplicate": True}
     assert [d["text"] for d in shim.delivered] == ["only once"]
     assert [s["prompt_id"] for s in shim.sent("send")] == ["keep-1", "keep-1"]
+
+
+async def _watch_lines(fake: FakeShim, count: int, timeout: float = 5.0) -> list[bool]:
+    """The bridge's `watch` lines so far, once there are ``count`` of them (bounded wait)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        got = [line["on"] for line in fake.lines if line.get("t") == "watch"]
+        if len(got) >= count or asyncio.get_running_loop().time() > deadline:
+            return got
+        await asyncio.sleep(0.02)
+
+
+async def test_watch_follows_the_first_and_last_client_and_a_snapshot_resyncs_them(shim: FakeShim):
+    ready = next(line for line in shim.lines if line.get("t") == "ready")
+    assert ready["watch"] is True and ready["watching"] is False  # nobody connected yet: no deltas wanted
+    events = sample_events()
+    starts = [i for i, e in enumerate(events) if e["type"] == "message_start" and e["message"]["role"] == "assistant"]
+    await shim.emit(*events[:starts[0] + 1])  # up to the assistant's message_start; its deltas went unforwarded
+    ws, init = await init_when(shim, lambda i: i["is_streaming"] and i["partial"] is not None)
+    async with ws:
+        assert init["partial"]["content"] == []  # the bridge's copy is stale: it saw no delta
+        assert await _watch_lines(shim, 1) == [True]
+        second = await open_client(shim)  # a second client: still one `watch on`
+        await recv_json(second)
+        snapshot = {"role": "assistant", "content": [{"type": "text", "text": "Hello from f"}], "api": "x",
+                    "provider": "fake", "model": "fake-model", "timestamp": 1}
+        await shim.emit({"type": "message_update", "message": snapshot,
+                         "assistantMessageEvent": {"type": "text_delta", "contentIndex": 0, "delta": "f"}},
+                        {"type": "message_update",
+                         "assistantMessageEvent": {"type": "text_delta", "contentIndex": 0, "delta": "ake"}})
+        for client in (ws, second):
+            fresh, before = await recv_until(client, is_type("init_state"))
+            assert not [m for m in before if m["type"] == "message_update"]  # the snapshot is not a delta
+            assert fresh["is_streaming"] is True
+            assert fresh["partial"]["content"] == [{"type": "text", "text": "Hello from f"}]
+            after, _ = await recv_until(client, is_type("message_update"))
+            assert after["assistantMessageEvent"]["delta"] == "ake"
+        await second.close()
+        await asyncio.sleep(0.3)
+        assert await _watch_lines(shim, 2, timeout=0.5) == [True]  # one client is still there
+    assert await _watch_lines(shim, 2) == [True, False]

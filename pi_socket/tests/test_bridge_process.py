@@ -82,7 +82,7 @@ async def test_stdout_has_only_protocol_lines_and_stderr_is_silent(shim_with_log
     await fake.write({"t": "log", "level": "warn", "msg": "shim noticed something", "boundary": "pi.on"})
     await fake.write({"t": "bye", "reason": "quit"})
     assert await fake.wait_exit(5) == 0
-    assert all(line.get("t") in ("ready", "req") for line in fake.lines)
+    assert all(line.get("t") in ("ready", "req", "watch") for line in fake.lines)
     assert await fake.stderr_text() == ""
     logs = fake.log_lines()
     shim_lines = [x for x in logs if x.get("component") == "shim"]

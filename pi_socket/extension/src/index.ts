@@ -27,6 +27,7 @@ import {
 	type BridgeState,
 	type Launch,
 } from "./bridge.ts";
+import { DeltaGate } from "./deltas.ts";
 import { branchMessages, modelName, slimEvent } from "./slim.ts";
 import { TurnEnds } from "./turns.ts";
 
@@ -218,8 +219,11 @@ export default function piSocket(pi: ExtensionAPI) {
 	};
 	const dispatch = (line: Json) => {
 		if (line.t === "req") return handleRequest(line);
+		if (line.t === "watch") return setWatching(line.on === true);
 		if (line.t === "ready") {
 			onReady(st, line.port, line.url);
+			// A bridge that speaks `watch` says whether it has clients; an older one never will: stream always.
+			setWatching(line.watch === true ? line.watching === true : true);
 			if (!st.notified && typeof line.url === "string" && call(() => ctx?.hasUI)) {
 				st.notified = true; // once per pi process, not per bridge restart or /new
 				call(() => ctx.ui.notify(`Hyper-Pi: this agent is at ${line.url}`, "info"));
@@ -265,10 +269,11 @@ export default function piSocket(pi: ExtensionAPI) {
 	const major = Number((cliVersion() ?? "").split(".")[0]);
 	const turns = major >= 1 ? new TurnEnds() : undefined;
 	for (const name of FORWARDED) {
-		if (name === "turn_end" && turns) continue;
+		if ((name === "turn_end" && turns) || name === "message_update") continue;
 		on(name, (e) => {
 			// pi's events carry their type; copy only one that lacks it.
 			const ev: Json = typeof e?.type === "string" ? e : { ...e, type: name };
+			gate.observe(ev);
 			if (turns) {
 				const due = turns.before(ev);
 				if (due) send(due);
@@ -276,6 +281,41 @@ export default function piSocket(pi: ExtensionAPI) {
 			send(ev);
 		});
 	}
+
+	// message_update: subscribed only while the bridge has a client (deltas.ts). On pi >= 1 `pi.on` returns
+	// an unsubscribe function; pi 0.7x's returns nothing, so there the handler stays and drops deltas.
+	const gate = new DeltaGate(st.watching === true);
+	let unsubscribe: (() => void) | undefined;
+	let subscribed = false;
+	const onDelta = safe("on.message_update", (e: any, c: Ctx) => {
+		if (c) ctx = c;
+		if (!live) return undefined;
+		const action = gate.delta();
+		if (action === "drop") return undefined;
+		const slim = slimEvent(typeof e?.type === "string" ? e : { ...e, type: "message_update" });
+		if (slim && action === "snapshot" && e?.message?.role === "assistant") slim.message = e.message;
+		if (slim) writeLine(st, { t: "event", e: slim });
+		return undefined;
+	});
+	function setWatching(on: boolean): void {
+		st.watching = on;
+		gate.setWatching(on);
+		try {
+			if (on && !subscribed) {
+				const off = api.on("message_update", onDelta);
+				subscribed = true;
+				unsubscribe = typeof off === "function" ? off : undefined;
+			} else if (!on && subscribed && unsubscribe) {
+				unsubscribe();
+				subscribed = false;
+				unsubscribe = undefined;
+			}
+		} catch (err) {
+			// a stale module instance (after /new) or a pi without runtime subscription: stream as before
+			shimLog(st, "warn", "could not (un)subscribe message_update", { ...errorFields("watch", err), needsHardening: false });
+		}
+	}
+	if (st.watching) setWatching(true); // a new module instance (after /new) while a client watches
 
 	/** Run a pi getter; a stale ctx or a missing method gives undefined instead of a throw. */
 	function call<T>(fn: () => T): T | undefined {
