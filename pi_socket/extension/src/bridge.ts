@@ -59,6 +59,8 @@ export interface BridgeState {
 	launch?: Launch;
 	logCount: number;
 	logWindowStart: number;
+	/** pi's version from its package.json (null: not found), looked up once per process. */
+	piCliVersion?: string | null;
 	/** The bridge has at least one client (its `watch` line): streaming deltas are wanted (deltas.ts). */
 	watching?: boolean;
 	/** prompt_ids handed to pi (newest last, at most DELIVERED_MAX): a restarted bridge cannot double a prompt. */

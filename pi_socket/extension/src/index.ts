@@ -95,7 +95,14 @@ function piVersion(ctx: Ctx): string {
 	return cliVersion() ?? (ctx && "mode" in ctx && ctx.mode !== undefined ? "1.x" : "0.x");
 }
 
+/** pi's version from its package.json, looked up once per pi process (kept on globalThis across /new). */
 function cliVersion(): string | undefined {
+	const st = shared();
+	if (st.piCliVersion === undefined) st.piCliVersion = findCliVersion() ?? null;
+	return st.piCliVersion ?? undefined;
+}
+
+function findCliVersion(): string | undefined {
 	try {
 		let dir = path.dirname(fs.realpathSync(process.argv[1] ?? ""));
 		for (let i = 0; i < 5; i++) {
