@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO, Row, children, free_port, median, pct, pin, raise_nofile, rss, run_tree_s, wait_port
+from bench.common import (REPO, Row, children, free_port, median, pct, pin, pinned_self, raise_nofile, rss,
+                          run_tree_s, wait_port)
 from bench.wsmini import connect, connect_many, ts_of, ts_payload
 
 NODE = "bench-agent"
@@ -224,8 +225,12 @@ class RelayBench:
 
 
 async def run(smoke: bool, reps: int, log=print) -> list[Row]:
+    with pinned_self(0):  # the load client on CPU0, the relays on CPU1; later sections get both cores back
+        return await _run(smoke, reps, log)
+
+
+async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
     raise_nofile()
-    pin(os.getpid(), 0)
     b = RelayBench(smoke)
     agent_port = free_port()
     agent = subprocess.Popen([sys.executable, "-m", "bench.toyagent", "--port", str(agent_port)], cwd=REPO,

@@ -56,3 +56,15 @@ def test_table_shows_ratio_reference_and_verdict():
 def test_median_ignores_missing_figures():
     assert median([None, 3.0, 1.0, 2.0]) == 2.0
     assert median([None]) != median([None])  # nan: no figure, never a made-up one
+
+
+def test_a_pinned_section_gives_the_cores_back():
+    """Children inherit affinity: a section left pinned would squeeze every later one onto one core."""
+    import os
+
+    from bench.common import pinned_self
+
+    before = os.sched_getaffinity(0)
+    with pinned_self(0):
+        assert os.sched_getaffinity(0) == ({0} if len(before) > 1 else before)
+    assert os.sched_getaffinity(0) == before
