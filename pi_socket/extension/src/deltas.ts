@@ -2,7 +2,7 @@
 //
 // Why: pi awaits every extension handler of every event. `message_update` is most of a run's events
 // (one per streamed token), and merely having a handler for it cost pi ~5 % CPU in the overhead
-// benchmark (bench/notes-overhead.md) while nobody may be looking. So the shim subscribes to
+// benchmark (bench/RESULTS.md, "What was tried") while nobody may be looking. So the shim subscribes to
 // `message_update` only while the bridge has a client (the bridge's `watch` line, specs/protocol.md
 // §4.2) and unsubscribes when the last one leaves (pi >= 1; pi 0.7x cannot unsubscribe, so there the
 // handler stays and drops deltas). Everything else (message_start/end, tools, turns) is always

@@ -2,7 +2,7 @@
 //
 // Why: a pipe write is a syscall (and wakes the bridge) per line. While pi streams a reply it fires one
 // `message_update` per delta, often dozens in one event-loop turn; writing each line on its own cost pi
-// more CPU than everything else the shim does (bench/notes-overhead.md). Lines are queued and written as
+// more CPU than everything else the shim does (bench/RESULTS.md, "What was tried"). Lines are queued and written as
 // one chunk at the end of the turn (`setImmediate`), or at once when FLUSH_BYTES are queued. Order is
 // kept; `flush()` writes what is queued synchronously (before `bye` and `end()`).
 

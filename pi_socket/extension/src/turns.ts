@@ -3,7 +3,7 @@
 // Why: on pi >= 1 a `turn_end` handler is a "boundary": for every turn, pi projects the whole
 // transcript (system prompt sections, tool schemas, every message) into `event.context`, twice, just
 // because a handler exists, and the shim drops that context anyway (slim.ts). That cost pi ~5 % CPU in
-// the overhead benchmark (bench/notes-overhead.md). So on pi >= 1 the shim does not subscribe to
+// the overhead benchmark (bench/RESULTS.md, "What was tried"). So on pi >= 1 the shim does not subscribe to
 // `turn_end`; it sends `{type:"turn_end", turnIndex, message, toolResults, outcome}` itself, built from
 // the turn's `turn_start` and `message_end`s, right before the next `turn_start` or the `agent_end`
 // (where pi 1.5 fires its own: `message_end{toolResult} turn_end turn_start` and
