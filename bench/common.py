@@ -52,10 +52,6 @@ def cpu_s(pid: int | None) -> float:
     return (int(parts[11]) + int(parts[12])) / TICK
 
 
-def cpu_tree_s(pids) -> float:
-    return sum(cpu_s(p) for p in pids)
-
-
 def run_ns(pid: int | None) -> int:
     """Time the process's threads spent on a CPU, ns (/proc/<pid>/schedstat; falls back to ticks).
 
@@ -143,6 +139,16 @@ def pct(xs, q: float) -> float:
     if not xs:
         return float("nan")
     return xs[min(len(xs) - 1, max(0, round(q / 100 * (len(xs) - 1))))]
+
+
+def pair_ratios(values, refs) -> list[float]:
+    """value/ref for each repetition that has both figures (each pair measured back to back)."""
+    return [v / r for v, r in zip(values, refs) if v is not None and r]
+
+
+def ratios_note(label: str, ratios: list[float], min_count: int = 1) -> str:
+    """``"<label> 1.02, 0.97, …"``: the per-repetition ratios, so a reader sees how noisy a pair was."""
+    return f"{label} " + ", ".join(f"{x:.2f}" for x in ratios) if len(ratios) >= min_count else ""
 
 
 def median(xs) -> float:

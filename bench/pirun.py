@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.common import Row, median, run_tree_s
+from bench.common import Row, median, pair_ratios, ratios_note, run_tree_s
 from integration_tests.harness.pi_proc import CACHE, FakeLLM, PiHome, PiProc, pi_bin, pid_alive
 
 RUN_TIMEOUT = 180.0
@@ -265,18 +265,19 @@ def overhead(smoke: bool, reps: int | None, log=print) -> list[Row]:
     what = f"pi {version} -p, {tools} tool calls + {tokens} streamed tokens"
     # Each repetition ran both homes back to back (order alternating): the ratio shown is the median of
     # those per-pair ratios, steadier on a shared machine than the ratio of the two medians.
-    pair = {k: median([a / b for a, b in zip(w[k], wo[k]) if b]) for k in ("wall", "cpu")}
-    spread = {k: ", ".join(f"{a / b:.2f}" for a, b in zip(w[k], wo[k]) if b) for k in ("wall", "cpu")}
+    pairs = {k: pair_ratios(w[k], wo[k]) for k in ("wall", "cpu")}
+    pair = {k: median(pairs[k]) for k in pairs}
+    spread = {k: ratios_note("per-pair ratios", pairs[k]) for k in pairs}
     return [
         Row(sec, f"wall time, without shim ({what})", median(wo["wall"]), "s", "without shim", median(wo["wall"]),
             reps=reps),
         Row(sec, "wall time, with shim", median(w["wall"]), "s", "without shim", median(wo["wall"]),
             "<= 1.05x", met=pair["wall"] <= 1.05, reps=reps, paired_ratio=pair["wall"],
-            note=f"per-pair ratios {spread['wall']}"),
+            note=spread["wall"]),
         Row(sec, "pi CPU (user+sys, incl. tool commands), without shim", median(wo["cpu"]), "s", "without shim",
             median(wo["cpu"]), reps=reps),
         Row(sec, "pi CPU, with shim", median(w["cpu"]), "s", "without shim", median(wo["cpu"]), "<= 1.05x",
-            met=pair["cpu"] <= 1.05, reps=reps, paired_ratio=pair["cpu"], note=f"per-pair ratios {spread['cpu']}"),
+            met=pair["cpu"] <= 1.05, reps=reps, paired_ratio=pair["cpu"], note=spread["cpu"]),
         Row(sec, "bridge process CPU per run (separate process)", median(w["bridge"]), "s", "pi CPU without shim",
             median(wo["cpu"]), reps=reps, note="Python start-up + history/state + forwarding"),
     ]

@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (REPO, Row, children, free_port, median, pct, pin, pinned_self, raise_nofile, rss,
-                          run_tree_s, wait_port)
+from bench.common import (REPO, Row, children, free_port, median, pair_ratios, pct, pin, pinned_self, raise_nofile,
+                          ratios_note, rss, run_tree_s, wait_port)
 from bench.wsmini import connect, connect_many, ts_of, ts_payload
 
 NODE = "bench-agent"
@@ -236,7 +236,6 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
     agent = subprocess.Popen([sys.executable, "-m", "bench.toyagent", "--port", str(agent_port)], cwd=REPO,
                              env={**os.environ, "PYTHONPATH": str(REPO)})
     names = ["direct", "nginx", "hypivisor"]
-    res: dict[tuple[str, str], list[float]] = {}
     per_rep: list[dict[tuple[str, str], float]] = []
     measures = (("small", lambda t: b.throughput(t, 200)), ("streams", b.streams_cpu),
                 ("big", lambda t: b.throughput(t, 65536)), ("rtt", b.rtt), ("idle", b.idle))
@@ -257,7 +256,6 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
                         m = await asyncio.wait_for(measure(targets[name]), 60)
                         for k, v in m.items():
                             if v is not None:
-                                res.setdefault((name, f"{key}.{k}"), []).append(v)
                                 got[(name, f"{key}.{k}")] = v
                     log(f"  relay rep{rep} {key}: " + json.dumps(
                         {f"{n}.{k}": round(v, 3) for (n, k), v in got.items() if k.startswith(key + ".")}))
@@ -273,21 +271,18 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
 
     def ratios(name: str, key: str) -> list[float]:
         """name/nginx for ``key`` in each repetition (both figures from the same repetition)."""
-        return [g[(name, key)] / g[("nginx", key)] for g in per_rep
-                if g.get((name, key)) is not None and g.get(("nginx", key))]
+        return pair_ratios([g.get((name, key)) for g in per_rep], [g.get(("nginx", key)) for g in per_rep])
 
     def paired(name: str, key: str) -> float | None:
         xs = ratios(name, key)
         return median(xs) if xs else None
 
     def m(name: str, key: str) -> float | None:
-        xs = res.get((name, key))
+        xs = [g[(name, key)] for g in per_rep if (name, key) in g]
         return median(xs) if xs else None
 
     def spread(name: str, key: str) -> str:
-        """The per-repetition ratios to nginx, so the reader sees how noisy the pair was."""
-        xs = ratios(name, key) if name != "nginx" else []
-        return ("per-rep ratios " + ", ".join(f"{x:.2f}" for x in xs)) if len(xs) > 1 else ""
+        return ratios_note("per-rep ratios", ratios(name, key), min_count=2) if name != "nginx" else ""
 
     rows: list[Row] = []
     sec = "1 proxy"

@@ -68,3 +68,16 @@ def test_a_pinned_section_gives_the_cores_back():
     with pinned_self(0):
         assert os.sched_getaffinity(0) == ({0} if len(before) > 1 else before)
     assert os.sched_getaffinity(0) == before
+
+
+def test_pair_ratios_keep_only_repetitions_with_both_figures():
+    from bench.common import pair_ratios
+
+    assert pair_ratios([2.0, None, 3.0, 4.0], [1.0, 5.0, 0, 2.0]) == [2.0, 2.0]
+
+
+def test_ratios_note_lists_every_pair_once_there_are_enough():
+    from bench.common import ratios_note
+
+    assert ratios_note("per-pair ratios", [1.0, 1.054]) == "per-pair ratios 1.00, 1.05"
+    assert ratios_note("per-rep ratios", [1.2], min_count=2) == ""
