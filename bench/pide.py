@@ -19,7 +19,6 @@ import gzip
 import shutil
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from bench.common import Row, median, pct
@@ -49,11 +48,6 @@ def bundle() -> tuple[int, int, int | None]:
     return raw, gz, react
 
 
-def task_seconds(cdp) -> float:
-    """Chromium's cumulative main-thread task time of the page (DevTools ``Performance.getMetrics``)."""
-    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
-    return float(metrics.get("TaskDuration", 0.0))
-
 
 def run(smoke: bool, log=print) -> list[Row]:
     from playwright.sync_api import sync_playwright
@@ -61,7 +55,7 @@ def run(smoke: bool, log=print) -> list[Row]:
     from integration_tests.harness.hypivisor_proc import HypivisorProc
     from integration_tests.test_pide_helpers import (CHROMIUM, CHROMIUM_ARGS, RegisteredAgent, assistant_msg,
                                                      dashboard_url, ensure_dist)
-    from integration_tests.test_pide_perf import conversation
+    from integration_tests.test_pide_perf import conversation, main_thread_ms, open_conversation
 
     n = 500 if smoke else 10_000
     rate, secs = 100, (1.0 if smoke else 3.0)
@@ -87,12 +81,7 @@ def run(smoke: bool, log=print) -> list[Row]:
                 page.set_default_timeout(20_000)
                 for _ in range(loads):
                     for node, last, out in (("n-small", 11, floor_opens), ("n-big", n - 1, opens)):
-                        page.goto(dashboard_url(hv))
-                        page.wait_for_selector(f"[data-node-id='{node}']")
-                        t0 = time.monotonic()
-                        page.click(f"[data-node-id='{node}']")
-                        page.wait_for_selector(f"text=LAST-{last}")
-                        out.append(time.monotonic() - t0)
+                        out.append(open_conversation(page, dashboard_url(hv), node, last))
                 page.wait_for_timeout(500)
                 cdp = page.context.new_cdp_session(page)
                 cdp.send("Performance.enable")
@@ -100,7 +89,7 @@ def run(smoke: bool, log=print) -> list[Row]:
                 page.wait_for_timeout(int(1000 * min(secs, 2.0)))
                 idle_frames = page.evaluate("window.__frames.slice(2)")
                 page.evaluate(FRAME_PROBE)
-                busy0 = task_seconds(cdp)
+                busy0 = main_thread_ms(cdp)
                 agent.push({"type": "agent_start"},
                            {"type": "message_start", "message": {"role": "assistant", "content": []}},
                            {"type": "message_update", "assistantMessageEvent": {"type": "text_start", "contentIndex": 0}})
@@ -109,7 +98,7 @@ def run(smoke: bool, log=print) -> list[Row]:
                     "type": "text_delta", "contentIndex": 0, "delta": f"tok{i} "}} for i in range(count)],
                     delay=1 / rate)
                 page.wait_for_selector(f"text=tok{count - 1}")
-                busy = task_seconds(cdp) - busy0
+                busy = (main_thread_ms(cdp) - busy0) / 1000
                 frames = page.evaluate("window.__frames.slice(2)")
                 agent.push({"type": "message_end", "message": assistant_msg("streamed DONE")}, {"type": "agent_end"})
                 page.wait_for_selector("text=streamed DONE")

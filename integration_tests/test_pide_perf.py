@@ -15,6 +15,8 @@ by a node registered the way a bridge registers (test_pide_helpers.RegisteredAge
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from integration_tests.test_pide_helpers import (  # noqa: F401  (fixtures)
@@ -51,11 +53,14 @@ def conversation(n: int) -> list[dict]:
     return out
 
 
-def open_conversation(page, url, node: str, last: int) -> None:
+def open_conversation(page, url, node: str, last: int) -> float:
+    """Load the dashboard, click ``node``; seconds from the click until ``LAST-<last>`` is on screen."""
     page.goto(url)
     page.wait_for_selector(f"[data-node-id='{node}']")
+    t0 = time.monotonic()
     page.click(f"[data-node-id='{node}']")
     page.wait_for_selector(f"text=LAST-{last}", timeout=20_000)
+    return time.monotonic() - t0
 
 
 def main_thread_ms(cdp) -> float:
