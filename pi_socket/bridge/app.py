@@ -271,13 +271,11 @@ class Bridge:
     def on_event(self, event: dict[str, Any]) -> None:
         """Apply one pi event, broadcast its trimmed copy, nudge the roster when it matters."""
         effect = self.state.apply_event(event)
-        if event.get("type") == "message_update" and isinstance(event.get("message"), dict):
-            # The shim's one-off snapshot after deltas nobody watched (§4.1): our partial copy was stale
-            # in the init_state the current clients got, so they start over from the repaired one.
-            if len(self.hub):
+        if len(self.hub):  # no client: nothing to validate and serialise
+            if effect.resync_clients:  # they got our stale partial copy in init_state (protocol §4.2)
                 self.resync_clients()
-        elif effect.forward is not None and len(self.hub):  # no client: nothing to validate and serialise
-            self.hub.broadcast(frame(PiEvent.model_validate(effect.forward)))
+            elif effect.forward is not None:
+                self.hub.broadcast(frame(PiEvent.model_validate(effect.forward)))
         if effect.heartbeat_now and self.registry is not None:
             self.registry.poke()
         if effect.refresh_state:

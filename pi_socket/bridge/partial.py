@@ -45,10 +45,11 @@ class PartialMessage:
         self.message = None
         self._tool_args, self._chunks = {}, {}
 
-    def update(self, event: dict[str, Any]) -> None:
+    def update(self, event: dict[str, Any]) -> bool:
         """``message_update``: apply one ``assistantMessageEvent`` (unknown kinds are ignored).
 
-        A full ``message`` snapshot, if the shim sent one anyway, replaces our copy."""
+        A full ``message`` snapshot (the shim's one-off after deltas nobody watched, protocol §4.2) replaces our
+        copy; then the answer is True: clients that got the stale copy must start over."""
         snapshot = event.get("message")
         if isinstance(snapshot, dict) and snapshot.get("role") == "assistant":
             self.message = copy.deepcopy(snapshot)
@@ -58,17 +59,18 @@ class PartialMessage:
             for index, block in enumerate(self.message["content"]):  # tool arguments still streaming
                 if isinstance(block, dict) and block.get("type") == "toolCall" and isinstance(block.get("partialJson"), str):
                     self._tool_args[index] = block["partialJson"]
-            return
+            return True
         ame = event.get("assistantMessageEvent")
         if self.message is None or not isinstance(ame, dict) or not isinstance(ame.get("type"), str):
-            return
+            return False
         kind, _, phase = ame["type"].partition("_")
         index = ame.get("contentIndex")
         if kind not in _BLOCK_KINDS or not isinstance(index, int) or not 0 <= index < 10_000:
-            return
+            return False
         handler = {"start": self._start, "delta": self._delta, "end": self._end}.get(phase)
         if handler is not None:
             handler(kind, index, ame)
+        return False
 
     def _block(self, kind: str, index: int) -> dict[str, Any]:
         """The content block at ``index``, created (and gaps padded) when missing."""

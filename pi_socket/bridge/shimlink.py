@@ -52,11 +52,11 @@ class ShimLink:
         return cls(reader, writer)
 
     async def send(self, obj: dict[str, Any]) -> None:
-        """Write one line; a broken pipe (shim gone) marks the link closed instead of raising."""
+        """Write one line and wait for the pipe; a broken pipe (shim gone) marks the link closed instead of raising."""
+        self.send_nowait(obj)
         if self.closed or self._writer is None:
             return
         try:
-            self._writer.write(orjson.dumps(obj) + b"\n")
             await self._writer.drain()
         except (ConnectionError, OSError, RuntimeError):
             self.closed = True

@@ -58,6 +58,7 @@ class Effect:
     forward: dict[str, Any] | None = None  # trimmed event for every client
     heartbeat_now: bool = False  # activity/name/model changed: tell the roster at once
     refresh_state: bool = False  # a run ended: ask the shim for context usage/model
+    resync_clients: bool = False  # the partial was repaired from a snapshot: fresh init_state to all, not `forward`
 
 
 def model_name(value: Any) -> str | None:
@@ -198,8 +199,8 @@ class AgentState:
         if isinstance(message, dict) and message.get("role") == "assistant":
             self.partial.start(message)
 
-    def _on_message_update(self, e: dict[str, Any], _effect: Effect) -> None:
-        self.partial.update(e)
+    def _on_message_update(self, e: dict[str, Any], effect: Effect) -> None:
+        effect.resync_clients = self.partial.update(e)
 
     def _on_message_end(self, e: dict[str, Any], _effect: Effect) -> None:
         message = e.get("message")

@@ -74,8 +74,11 @@ def test_user_message_start_is_not_partial_and_snapshot_replaces():
     p.start({"role": "user", "content": []})
     assert p.snapshot() is None
     p.start({"role": "assistant", "content": []})
-    p.update({"type": "message_update", "message": {"role": "assistant", "content": [{"type": "text", "text": "S"}]}})
+    assert p.update({"type": "message_update", "message": {"role": "assistant", "content": [{"type": "text", "text": "S"}]}})
     assert p.snapshot()["content"] == [{"type": "text", "text": "S"}]
+    assert not p.update({"type": "message_update",
+                         "assistantMessageEvent": {"type": "text_delta", "contentIndex": 0, "delta": "T"}})
+    assert p.snapshot()["content"] == [{"type": "text", "text": "ST"}]
 
 
 def test_long_stream_is_linear_and_exact():
