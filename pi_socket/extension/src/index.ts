@@ -242,15 +242,19 @@ export default function piSocket(pi: ExtensionAPI) {
 	st.hello = safe("hello", helloLine) as () => Json;
 
 	// ---- pi events → bridge (never awaited, never thrown) ----
-	const on = (name: string, fn: (e: any) => void) => {
+	// Returns undefined if pi refused the subscription, else `off` (pi >= 1's unsubscribe; 0.7x has none).
+	const on = (name: string, fn: (e: any) => void): { off?: () => void } | undefined => {
 		try {
-			api.on(name, safe(`on.${name}`, (e: any, c: Ctx) => {
+			const off = api.on(name, safe(`on.${name}`, (e: any, c: Ctx) => {
 				if (c) ctx = c;
-				if (live) fn(e);
+				// pi's events carry their type; copy only one that lacks it.
+				if (live) fn(typeof e?.type === "string" ? e : { ...e, type: name });
 				return undefined;
 			}));
+			return { off: typeof off === "function" ? off : undefined };
 		} catch (err) {
 			shimLog(st, "warn", "pi.on refused an event name", { event: name, ...errorFields(`on.${name}`, err), needsHardening: false });
+			return undefined;
 		}
 	};
 
@@ -277,9 +281,7 @@ export default function piSocket(pi: ExtensionAPI) {
 	const turns = major >= 1 ? new TurnEnds() : undefined;
 	for (const name of FORWARDED) {
 		if ((name === "turn_end" && turns) || name === "message_update") continue;
-		on(name, (e) => {
-			// pi's events carry their type; copy only one that lacks it.
-			const ev: Json = typeof e?.type === "string" ? e : { ...e, type: name };
+		on(name, (ev: Json) => {
 			gate.observe(ev);
 			if (turns) {
 				const due = turns.before(ev);
@@ -292,34 +294,26 @@ export default function piSocket(pi: ExtensionAPI) {
 	// message_update: subscribed only while the bridge has a client (deltas.ts). On pi >= 1 `pi.on` returns
 	// an unsubscribe function; pi 0.7x's returns nothing, so there the handler stays and drops deltas.
 	const gate = new DeltaGate(st.watching === true);
-	let unsubscribe: (() => void) | undefined;
-	let subscribed = false;
-	const onDelta = safe("on.message_update", (e: any, c: Ctx) => {
-		if (c) ctx = c;
-		if (!live) return undefined;
+	let subscription: { off?: () => void } | undefined;
+	const onDelta = (e: any) => {
 		const action = gate.delta();
-		if (action === "drop") return undefined;
-		const slim = slimEvent(typeof e?.type === "string" ? e : { ...e, type: "message_update" });
+		if (action === "drop") return;
+		const slim = slimEvent(e);
 		if (slim && action === "snapshot" && e?.message?.role === "assistant") slim.message = e.message;
 		if (slim) writeLine(st, { t: "event", e: slim });
-		return undefined;
-	});
-	function setWatching(on: boolean): void {
-		st.watching = on;
-		gate.setWatching(on);
-		try {
-			if (on && !subscribed) {
-				const off = api.on("message_update", onDelta);
-				subscribed = true;
-				unsubscribe = typeof off === "function" ? off : undefined;
-			} else if (!on && subscribed && unsubscribe) {
-				unsubscribe();
-				subscribed = false;
-				unsubscribe = undefined;
+	};
+	function setWatching(watching: boolean): void {
+		st.watching = watching;
+		gate.setWatching(watching);
+		if (watching && !subscription) {
+			subscription = on("message_update", onDelta);
+		} else if (!watching && subscription?.off) {
+			try {
+				subscription.off();
+				subscription = undefined;
+			} catch (err) {
+				shimLog(st, "warn", "could not unsubscribe message_update", { ...errorFields("watch", err), needsHardening: false });
 			}
-		} catch (err) {
-			// a stale module instance (after /new) or a pi without runtime subscription: stream as before
-			shimLog(st, "warn", "could not (un)subscribe message_update", { ...errorFields("watch", err), needsHardening: false });
 		}
 	}
 	if (st.watching) setWatching(true); // a new module instance (after /new) while a client watches
