@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from pi_socket.shimbuild import BUNDLE, EXTENSION_DIR, stale_reason
+
 PACKAGE_DIR = Path(__file__).resolve().parent
-EXTENSION_DIR = PACKAGE_DIR / "extension"
 IMPORT_ROOT = PACKAGE_DIR.parent  # the folder that makes `import pi_socket` work
 CONFIG_NAME = "pi-socket.json"
 NODE_MIN = {0: (20, 6, 0), 1: (22, 19, 0)}  # pi major -> oldest Node it runs on
@@ -190,7 +191,7 @@ def install(pi: str | None = None, out: Callable[[str], None] = print) -> int:
         settings["packages"] = packages
         _write_json(settings_path, settings)
         out(f"changed: {settings_path}: added {str(EXTENSION_DIR)!r} to \"packages\" "
-            f"(loads {EXTENSION_DIR / 'src' / 'index.ts'} and the skills in {', '.join(map(str, skill_dirs()))})")
+            f"(loads {BUNDLE} and the skills in {', '.join(map(str, skill_dirs()))})")
     config = {"python": sys.executable, "pythonpath": str(IMPORT_ROOT), "extension": str(EXTENSION_DIR)}
     try:
         old = json.loads(config_path.read_text(encoding="utf-8"))
@@ -338,9 +339,12 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         config = {}
-    shim_ok = listed and (EXTENSION_DIR / "src" / "index.ts").exists()
-    checks.append(Check("shim", shim_ok, f"package {EXTENSION_DIR} in {adir / 'settings.json'}" if shim_ok
-                        else f"not listed in {adir / 'settings.json'}", "run `python -m pi_socket install`"))
+    stale = stale_reason()
+    if not listed:
+        checks.append(Check("shim", False, f"not listed in {adir / 'settings.json'}", "run `python -m pi_socket install`"))
+    else:
+        checks.append(Check("shim", stale is None, f"package {EXTENSION_DIR} in {adir / 'settings.json'}" if stale is None
+                            else stale, "" if stale is None else "run `python -m pi_socket build-shim` (src/ changed since)"))
     python = os.environ.get("PI_SOCKET_PYTHON") or config.get("python") or sys.executable
     pythonpath = config.get("pythonpath") or str(IMPORT_ROOT)
     ok, detail = _bridge_starts(python, pythonpath)
