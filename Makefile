@@ -13,8 +13,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
+# compileall: an editable install writes no bytecode while PYTHONDONTWRITEBYTECODE is set (CI machines set it), and
+# every bridge, hypivisor and fake LLM the tests start would compile the packages again.
 env: $(PY)
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m compileall -q -x '/(tests|node_modules)/' pi_socket hypivisor
 
 # Build Pi-DE when its sources exist (npm ci is skipped when node_modules is current).
 dashboard:
