@@ -6,12 +6,12 @@ exactly as a user installs it (``integration_tests/harness/pi_proc.py`` builds t
    bytes it receives per ``message_update``; the bridge's CPU is read from /proc while it runs.
    A first tool call (``sleep``) gives the client time to connect before the reply streams.
 3. overhead: the same scripted run (N tool calls, then a reply of T streamed tokens of 4 characters)
-   in a pi home with the shim and one without, alternating; wall time of ``pi -p`` and its CPU
+   in a pi home with the shim, one without and one with a no-op extension instead (what pi itself spends
+   on loading any extension), in rotating order; wall time of ``pi -p`` and its CPU
    (``wait4`` rusage: pi plus the tool commands it reaped). The bridge is a separate process; its CPU
-   is reported beside it. Only runs with the shim are watched, and the bridge is found through
-   ``/proc/<pi>/task/*/children``: the watcher used to scan all of /proc every 20 ms for the whole of each
-   run *without* the shim (there is no bridge to find), about 10 % of a core competing with that pi on a
-   2-vCPU machine, which made the baseline slower and understated the overhead.
+   is reported beside it, as the bridge itself logs it at exit (``bridge exiting``, ``cpu_s``), so no
+   variant has a watcher polling /proc beside it (one used to scan all of /proc every 20 ms during the
+   runs *without* the shim, ~10 % of a core against that baseline on a 2-vCPU machine).
 """
 
 from __future__ import annotations
@@ -70,23 +70,6 @@ class PrintRun(PiProc):
         if self.rc is None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
-
-
-def child_bridge(pi_pid: int) -> int | None:
-    """pi's bridge child from ``/proc/<pi>/task/*/children`` (a few small reads; no scan of all of /proc)."""
-    for children in Path(f"/proc/{pi_pid}/task").glob("*/children"):
-        try:
-            kids = children.read_text().split()
-        except OSError:
-            continue
-        for kid in kids:
-            try:
-                cmdline = Path(f"/proc/{kid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"pi_socket.bridge" in cmdline and pid_alive(int(kid)):
-                return int(kid)
-    return None
 
 
 def watch_cpu(pid_fn, stop: threading.Event, box: dict) -> None:
@@ -210,6 +193,37 @@ def streaming(smoke: bool, reps: int | None, log=print) -> list[Row]:
     return rows
 
 
+NOOP_EXTENSION = "export default function (pi: any) {\n\tpi.on(\"session_start\", () => undefined);\n}\n"
+
+
+def noop_extension_home(root: Path, llm: FakeLLM) -> PiHome:
+    """A pi home without the shim but with a one-handler extension, loaded the way the shim is (a package in
+    settings.json): what pi itself spends on loading any extension, which the shim cannot avoid."""
+    home = PiHome(root, llm)
+    home.run_installer("uninstall")
+    pkg = root / "noop-extension"
+    (pkg / "src").mkdir(parents=True)
+    (pkg / "package.json").write_text(json.dumps({"name": "noop", "private": True, "type": "module",
+                                                   "pi": {"extensions": ["./src/index.ts"]}}))
+    (pkg / "src" / "index.ts").write_text(NOOP_EXTENSION)
+    settings_path = home.agent / "settings.json"
+    settings = json.loads(settings_path.read_text())
+    settings["packages"] = [*settings.get("packages", []), str(pkg)]
+    settings_path.write_text(json.dumps(settings, indent=2))
+    return home
+
+
+def exit_cpu(run: PrintRun, timeout: float = 10.0) -> float | None:
+    """The CPU the bridge of ``run`` logged when it exited (``bridge exiting``, ``cpu_s``), read after pi exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for rec in run.bridge_log():
+            if rec.get("msg") == "bridge exiting":
+                return rec.get("cpu_s")
+        time.sleep(0.05)
+    return None
+
+
 def overhead(smoke: bool, reps: int | None, log=print) -> list[Row]:
     version = pick_version()
     tools, tokens = (5, 200) if smoke else (20, 2000)
@@ -217,35 +231,26 @@ def overhead(smoke: bool, reps: int | None, log=print) -> list[Row]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     llm, with_shim = _setup(tmp)
     res: dict[str, dict[str, list[float]]] = {"with": {"wall": [], "cpu": [], "bridge": []},
-                                                "without": {"wall": [], "cpu": []}}
+                                                "without": {"wall": [], "cpu": []}, "noop": {"wall": [], "cpu": []}}
     try:
         without = PiHome(tmp / "without", llm)
         without.run_installer("uninstall")
+        noop = noop_extension_home(tmp / "noop", llm)
         script = [{"tool_calls": [{"name": "bash", "arguments": {"command": f"echo step {i}"}}], "delay": 0}
                   for i in range(tools)]
         script.append({"text": "tok " * tokens, "chunk": 4, "delay": 0})
         for rep in range(reps + 1):  # rep 0 warms caches (node compile cache, page cache) and is dropped
-            order = [("with", with_shim), ("without", without)]
-            if rep % 2:
-                order.reverse()
+            order = [("with", with_shim), ("without", without), ("noop", noop)]
+            order = order[rep % 3:] + order[:rep % 3]  # each variant first, second and third in turn
             for name, home in order:
                 llm.reset()
                 llm.script(script)
                 run = PrintRun(home, version, "run the script")
-                stop, box = threading.Event(), {}
-                watcher = None
-                if name == "with":  # the run without the shim has no bridge: nothing may compete with it
-                    pid_fn = (lambda r=run: child_bridge(r.proc.pid) if r.rc is None else None) \
-                        if Path(f"/proc/{run.proc.pid}/task").exists() else run.bridge_pid
-                    watcher = threading.Thread(target=watch_cpu, args=(pid_fn, stop, box), daemon=True)
-                    watcher.start()
                 try:
-                    run.wait()
-                    if watcher is not None:
-                        watcher.join(5)
+                    run.wait()  # nothing of the benchmark's runs beside pi: no watcher for any variant
                 finally:
-                    stop.set()
                     run.kill()
+                bridge_cpu = exit_cpu(run) if name == "with" else None
                 served = len(llm.requests())
                 if run.rc != 0 or served != tools + 1:
                     raise RuntimeError(f"pi -p ({name} shim) rc={run.rc}, {served} LLM requests (want {tools + 1})")
@@ -254,9 +259,9 @@ def overhead(smoke: bool, reps: int | None, log=print) -> list[Row]:
                 res[name]["wall"].append(run.wall)
                 res[name]["cpu"].append(run.cpu)
                 if name == "with":
-                    res[name]["bridge"].append(box.get("cpu", 0.0))
+                    res[name]["bridge"].append(bridge_cpu)
                 log(f"  overhead rep{rep} {name:7s}: wall {run.wall:.2f}s cpu {run.cpu:.2f}s"
-                    + (f" bridge {box.get('cpu', 0.0):.2f}s" if name == "with" else ""))
+                    + (f" bridge {bridge_cpu or 0.0:.2f}s" if name == "with" else ""))
     finally:
         llm.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -268,6 +273,11 @@ def overhead(smoke: bool, reps: int | None, log=print) -> list[Row]:
     pairs = {k: pair_ratios(w[k], wo[k]) for k in ("wall", "cpu")}
     pair = {k: median(pairs[k]) for k in pairs}
     spread = {k: ratios_note("per-pair ratios", pairs[k]) for k in pairs}
+    n = res["noop"]
+    noop_pair = {k: median(pair_ratios(n[k], wo[k])) for k in ("wall", "cpu")}
+    own = {k: median(pair_ratios(w[k], n[k])) for k in ("wall", "cpu")}  # the shim beyond pi's extension loading
+    for k in spread:
+        spread[k] = f"{spread[k]}; against the no-op extension {own[k]:.2f}×"
     return [
         Row(sec, f"wall time, without shim ({what})", median(wo["wall"]), "s", "without shim", median(wo["wall"]),
             reps=reps),
@@ -278,6 +288,10 @@ def overhead(smoke: bool, reps: int | None, log=print) -> list[Row]:
             median(wo["cpu"]), reps=reps),
         Row(sec, "pi CPU, with shim", median(w["cpu"]), "s", "without shim", median(wo["cpu"]), "<= 1.05x",
             met=pair["cpu"] <= 1.05, reps=reps, paired_ratio=pair["cpu"], note=spread["cpu"]),
+        Row(sec, "wall time, with a no-op extension instead (pi's own cost of loading any extension)", median(n["wall"]),
+            "s", "without shim", median(wo["wall"]), reps=reps, paired_ratio=noop_pair["wall"]),
+        Row(sec, "pi CPU, with a no-op extension instead", median(n["cpu"]), "s", "without shim", median(wo["cpu"]),
+            reps=reps, paired_ratio=noop_pair["cpu"]),
         Row(sec, "bridge process CPU per run (separate process)", median(w["bridge"]), "s", "pi CPU without shim",
             median(wo["cpu"]), reps=reps, note="Python start-up + history/state + forwarding"),
     ]

@@ -175,6 +175,8 @@ def test_pi_print_mode_exits_promptly_with_the_shim(start_pi, pi_version):
     assert "Extension error" not in err
     # the bridge it started does not outlive pi
     wait_until(lambda: any(r.get("msg") == "bridge exiting" for r in pi.bridge_log()), 10, "the bridge to exit")
+    exiting = next(r for r in pi.bridge_log() if r.get("msg") == "bridge exiting")
+    assert 0 < exiting["cpu_s"] < seconds * os.cpu_count(), exiting  # what the bridge cost this pi, logged at exit
 
 
 def test_a_prompt_resent_through_a_restarted_bridge_is_not_doubled(start_pi, pi_version, agent_client, fake_llm):

@@ -43,6 +43,17 @@ log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main
 SHIM_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning", "error": "error"}
 
 
+def _cpu_seconds() -> float | None:
+    """CPU this bridge used in its life (user + system): what Hyper-Pi cost this pi, in the log at exit."""
+    try:
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+    except (ImportError, OSError):  # no resource module off Unix
+        return None
+    return round(usage.ru_utime + usage.ru_stime, 3)
+
+
 class Bridge:
     def __init__(self, config: BridgeConfig, shim: ShimLink) -> None:
         self.config = config
@@ -103,7 +114,7 @@ class Bridge:
             oplog.log_boundary_error("shutdown", exc)
         for task in list(self._tasks):
             task.cancel()
-        log.info("bridge exiting")
+        log.info("bridge exiting", cpu_s=_cpu_seconds())
 
     def _url_host(self) -> str:
         host = self.config.host
