@@ -247,7 +247,7 @@ def overhead(smoke: bool, reps: int | None, log=print) -> list[Row]:
                 llm.script(script)
                 run = PrintRun(home, version, "run the script")
                 try:
-                    run.wait()  # nothing of the benchmark's runs beside pi: no watcher for any variant
+                    run.wait()  # no watcher thread beside any variant
                 finally:
                     run.kill()
                 bridge_cpu = exit_cpu(run) if name == "with" else None
