@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench.common import Row, median, pair_ratios, ratios_note, run_tree_s
-from integration_tests.harness.pi_proc import CACHE, FakeLLM, PiHome, PiProc, pi_bin, pid_alive
+from integration_tests.harness.pi_proc import CACHE, FakeLLM, PiHome, PiProc, pi_bin
 
 RUN_TIMEOUT = 180.0
 
@@ -70,20 +70,6 @@ class PrintRun(PiProc):
         if self.rc is None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
-
-
-def watch_cpu(pid_fn, stop: threading.Event, box: dict) -> None:
-    """Keep the last CPU reading of the bridge (it exits shortly after pi)."""
-    pid = None
-    while not stop.is_set():
-        pid = pid or pid_fn()
-        if pid:
-            v = run_tree_s([pid])
-            if v:
-                box["cpu"] = v
-            elif not pid_alive(pid):
-                return
-        time.sleep(0.02)
 
 
 class WireCounter:
@@ -151,9 +137,7 @@ def streaming(smoke: bool, reps: int | None, log=print) -> list[Row]:
             llm.script([{"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 2"}}], "delay": 0},
                         {"text": text, "chunk": 16, "delay": 0}])
             run = PrintRun(home, version, "stream it")
-            stop, box = threading.Event(), {}
-            watcher = threading.Thread(target=watch_cpu, args=(run.bridge_pid, stop, box), daemon=True)
-            watcher.start()
+            box: dict[str, float] = {}
             client = None
             try:
                 run.wait_bridge(timeout=30)
@@ -165,7 +149,6 @@ def streaming(smoke: bool, reps: int | None, log=print) -> list[Row]:
                 client.ended.wait(10)
                 time.sleep(0.3)
             finally:
-                stop.set()
                 if client:
                     client.close()
                 run.kill()
