@@ -339,12 +339,13 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         config = {}
-    stale = stale_reason()
+    stale = stale_reason() if listed else None  # the bundle pi loads still matches src/
     if not listed:
         checks.append(Check("shim", False, f"not listed in {adir / 'settings.json'}", "run `python -m pi_socket install`"))
+    elif stale:
+        checks.append(Check("shim", False, stale, "run `python -m pi_socket build-shim` (src/ changed since)"))
     else:
-        checks.append(Check("shim", stale is None, f"package {EXTENSION_DIR} in {adir / 'settings.json'}" if stale is None
-                            else stale, "" if stale is None else "run `python -m pi_socket build-shim` (src/ changed since)"))
+        checks.append(Check("shim", True, f"package {EXTENSION_DIR} in {adir / 'settings.json'}"))
     python = os.environ.get("PI_SOCKET_PYTHON") or config.get("python") or sys.executable
     pythonpath = config.get("pythonpath") or str(IMPORT_ROOT)
     ok, detail = _bridge_starts(python, pythonpath)
