@@ -339,10 +339,9 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         config = {}
-    stale = stale_reason() if listed else None  # the bundle pi loads still matches src/
     if not listed:
         checks.append(Check("shim", False, f"not listed in {adir / 'settings.json'}", "run `python -m pi_socket install`"))
-    elif stale:
+    elif stale := stale_reason():  # the bundle pi loads no longer matches src/
         checks.append(Check("shim", False, stale, "run `python -m pi_socket build-shim` (src/ changed since)"))
     else:
         checks.append(Check("shim", True, f"package {EXTENSION_DIR} in {adir / 'settings.json'}"))
