@@ -68,10 +68,11 @@ async def _relay_both_ways() -> None:
             await loop.sock_sendall(ours, c)
         want = b"first:" + b"".join(chunks)
         assert await _read_exactly(ours, len(want)) == want
-        # closing our end closes the agent side, and the agent closing closes ours
+        # closing the dashboard's end closes the agent side (the other way: the next test)
+        agent_side = down.peer
         ours.close()
         async with asyncio.timeout(5):
-            while not client.is_closing():
+            while not agent_side.is_closing():
                 await asyncio.sleep(0.01)
     finally:
         ours.close()
