@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pi_socket.bridge.backoff import Backoff
 from pi_socket.bridge.config import BridgeConfig
 from pi_socket.bridge.frames import parse_client_frame
-from pi_socket.bridge.state import AgentState
+from pi_socket.bridge.state import FORWARDED_EVENTS, AgentState
 from pi_socket.protocol import AgentNode, ErrorCode, ErrorMsg, FetchHistoryMsg, PromptMsg
 
 from .fake_shim import assistant_message, sample_events, user_message
@@ -174,3 +177,14 @@ def test_default_keepalive_drops_a_dead_link_within_the_registry_heartbeat_inter
     assert interval + timeout + close <= HEARTBEAT_FALLBACK_S
     assert BridgeConfig.from_env({"PI_SOCKET_KEEPALIVE": "1"}).keepalive() == (1.0, 2.0, 1.0)
     assert BridgeConfig.from_env({"PI_SOCKET_KEEPALIVE": "junk"}).keepalive()[0] == 4.0
+
+
+def test_the_shim_subscribes_to_exactly_the_pi_events_the_bridge_forwards():
+    """The two lists live in two languages (src/index.ts FORWARDED, state.FORWARDED_EVENTS): an event only the
+    shim sends would be dropped by the bridge, one only the bridge knows would never arrive. ``context_usage``
+    is not a pi event: the shim makes it at each turn_end."""
+    index_ts = (Path(__file__).resolve().parents[1] / "extension" / "src" / "index.ts").read_text()
+    block = re.search(r"const FORWARDED = \[(.*?)\];", index_ts, re.S)
+    assert block, "FORWARDED not found in src/index.ts"
+    shim = set(re.findall(r'"([a-z_]+)"', block[1]))
+    assert shim == FORWARDED_EVENTS - {"context_usage"}
