@@ -219,12 +219,18 @@ def test_prompt_id_is_delivered_once_across_a_reconnect(start_pi, pi_version, ag
     assert fake_llm.user_texts() == ["only once please", "a new one"]
 
 
-def test_list_commands_and_session_name(start_pi, pi_version, agent_client):
+def test_list_commands_and_session_name(start_pi, pi_version, agent_client, fake_llm):
     pi = start_pi(pi_version, mode="rpc")
     c, _ = connect(agent_client, pi)
     c.send({"type": "list_commands"})
     cmds = c.wait_for(is_type("commands_list"))["commands"]
     assert "skill:harden-pi-socket" in {x["name"] for x in cmds}  # the package ships the repo's skills
+    # ... as a command only: its description is not in the system prompt of every request (specs/hardening.md)
+    fake_llm.script([{"text": "hi"}])
+    prompt(c, "hello")
+    c.wait_for(assistant_end)
+    systems = [m.get("content") for m in fake_llm.requests()[-1]["messages"] if m.get("role") == "system"]
+    assert systems and "Closes gaps found" not in str(systems) and "harden-pi-socket" not in str(systems)
     c.send({"type": "set_session_name", "name": "renamed by test"})
     c.wait_for(is_type("session_info_changed", name="renamed by test"))
     state = pi.call({"type": "get_state"})
