@@ -1,4 +1,4 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:626b1584115a67e960fc5e316d21c8f66b6fc53cf319c746123c5bef3e8d81d2).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:1315c410c6a28cd995d1f8e9dbbaeaa2b27288ea020f057ae927377e83e1e14e).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of six).
 
 // src/index.ts
@@ -13,38 +13,55 @@ import * as os from "node:os";
 import * as path from "node:path";
 
 // src/outq.ts
+var LAZY_MS = 250;
 var FLUSH_BYTES = 64 * 1024;
 var LineQueue = class {
   parts = [];
   size = 0;
   scheduled = false;
+  delayed = false;
   sink;
   schedule;
+  later;
   maxBytes;
   /**
    * `sink` receives each chunk (one or more whole lines, in order); `schedule` runs a callback after the
-   * current turn (`setImmediate` in the shim) and must not throw into its caller.
+   * current turn (`setImmediate` in the shim), `later` one after LAZY_MS (an unref'd timer: queued lines are
+   * flushed at pi's exit anyway); neither may throw into its caller. Without `later` every line is prompt.
    */
-  constructor(sink, schedule, maxBytes = FLUSH_BYTES) {
+  constructor(sink, schedule, maxBytes = FLUSH_BYTES, later) {
     this.sink = sink;
     this.schedule = schedule;
     this.maxBytes = maxBytes;
+    this.later = later;
   }
-  /** Queue one line (with its "\n"); writes now when the queue is over the threshold. */
-  push(line) {
+  /**
+   * Queue one line (with its "\n"); writes now when the queue is over the threshold. A `lazy` line is
+   * written with the next prompt line's flush or after LAZY_MS, whichever comes first.
+   */
+  push(line, lazy = false) {
     this.parts.push(line);
     this.size += line.length;
     if (this.size >= this.maxBytes) {
       this.flush();
       return;
     }
-    if (!this.scheduled) {
-      this.scheduled = true;
-      this.schedule(() => {
-        this.scheduled = false;
-        this.flush();
-      });
+    if (this.scheduled) return;
+    if (lazy && this.later) {
+      if (!this.delayed) {
+        this.delayed = true;
+        this.later(() => {
+          this.delayed = false;
+          this.flush();
+        });
+      }
+      return;
     }
+    this.scheduled = true;
+    this.schedule(() => {
+      this.scheduled = false;
+      this.flush();
+    });
   }
   /** Write everything queued as one chunk (no-op when empty). */
   flush() {
@@ -110,7 +127,7 @@ function safeHostname() {
     return "pi";
   }
 }
-function writeLine(st, obj) {
+function writeLine(st, obj, lazy = false) {
   const stdin = st.child?.stdin;
   const out = st.out;
   if (!out || !stdin || !stdin.writable || stdin.destroyed) return false;
@@ -121,7 +138,7 @@ function writeLine(st, obj) {
     return false;
   }
   try {
-    out.push(line);
+    out.push(line, lazy);
     return true;
   } catch {
     return false;
@@ -206,6 +223,10 @@ function startChild(st) {
     (chunk) => writeChunk(st, child, chunk),
     (fn) => {
       setImmediate(boundary(st, "bridge.flush", fn));
+    },
+    void 0,
+    (fn) => {
+      setTimeout(boundary(st, "bridge.flush", fn), LAZY_MS).unref?.();
     }
   );
   if (!st.exitHook) {
@@ -311,37 +332,26 @@ function stopBridge(st, reason) {
 
 // src/deltas.ts
 var DeltaGate = class {
-  inFlight = false;
-  // an assistant message is streaming: message_start seen, message_end not yet
-  missed = false;
-  // some deltas of the in-flight message were not forwarded
+  /** Since the watch began, no message has started or ended: a delta now belongs to one that began unwatched. */
+  missed;
   watching;
   constructor(watching) {
     this.watching = watching;
+    this.missed = watching;
   }
-  /** Feed every event that is always forwarded (message_start/message_end/agent_end matter). */
+  /** Feed message_start, message_end and agent_end (the shim's other events are ignored). */
   observe(e) {
-    if (e.type === "message_start") {
-      const m = e.message;
-      this.inFlight = !!m && m.role === "assistant";
-      this.missed = this.inFlight && !this.watching;
-    } else if (e.type === "message_end" || e.type === "agent_end") {
-      this.inFlight = false;
-      this.missed = false;
-    }
+    if (e.type === "message_start" || e.type === "message_end" || e.type === "agent_end") this.missed = false;
   }
   /** The bridge gained its first client (true) or lost its last one (false). */
   setWatching(on) {
     if (on === this.watching) return;
     this.watching = on;
-    if (!on && this.inFlight) this.missed = true;
+    if (on) this.missed = true;
   }
   /** What to do with one `message_update`. */
   delta() {
-    if (!this.watching) {
-      if (this.inFlight) this.missed = true;
-      return "drop";
-    }
+    if (!this.watching) return "drop";
     if (this.missed) {
       this.missed = false;
       return "snapshot";
@@ -478,6 +488,16 @@ var TurnEnds = class {
     }
     return due;
   }
+  /**
+   * Forget the open turn: the shim stops following `turn_start` while nobody watches (index.ts), so a turn
+   * still open then would later close with messages of several turns. A watcher arriving mid-turn gets
+   * turn_end from the next turn on.
+   */
+  reset() {
+    this.open = false;
+    this.message = void 0;
+    this.toolResults = [];
+  }
   close() {
     if (!this.open) return void 0;
     this.open = false;
@@ -523,6 +543,18 @@ var FORWARDED = [
   "ui_prompt_start",
   "ui_prompt_end"
 ];
+var SUBSCRIBED_WHILE_WATCHED = [
+  "message_start",
+  "turn_start",
+  "turn_end",
+  "tool_execution_start",
+  "tool_execution_update",
+  "tool_execution_end",
+  "agent_before_settle",
+  "queue_update"
+];
+var WATCH_ONLY = /* @__PURE__ */ new Set([...SUBSCRIBED_WHILE_WATCHED, "message_update", "context_usage"]);
+var ROSTER_EVENTS = /* @__PURE__ */ new Set(["agent_start", "agent_end", "agent_settled", "session_info_changed", "model_select"]);
 var SHIM_DIR = (() => {
   try {
     return path2.dirname(typeof __filename === "string" ? __filename : new URL(import.meta.url).pathname);
@@ -713,28 +745,33 @@ function piSocket(pi) {
     if (e?.reason === "quit" || e?.reason === void 0) stopBridge(st, "quit");
   });
   const send = (e) => {
+    const watching = st.watching === true;
+    const type = String(e.type);
+    if (!watching && WATCH_ONLY.has(type)) return;
     const slim = slimEvent(e);
-    if (slim) writeLine(st, { t: "event", e: slim });
-    if (e.type === "turn_end") {
+    if (slim) writeLine(st, { t: "event", e: slim }, !watching && !ROSTER_EVENTS.has(type));
+    if (type === "turn_end") {
       const u = contextUsage();
       if (u) writeLine(st, { t: "event", e: { type: "context_usage", ...u } });
     }
   };
+  const forward = (ev) => {
+    gate.observe(ev);
+    if (turns) {
+      const due = turns.before(ev);
+      if (due) send(due);
+    }
+    send(ev);
+  };
   const major = Number((cliVersion() ?? "").split(".")[0]);
   const turns = major >= 1 ? new TurnEnds() : void 0;
   for (const name of FORWARDED) {
-    if (name === "turn_end" && turns || name === "message_update") continue;
-    on(name, (ev) => {
-      gate.observe(ev);
-      if (turns) {
-        const due = turns.before(ev);
-        if (due) send(due);
-      }
-      send(ev);
-    });
+    if (name === "message_update" || SUBSCRIBED_WHILE_WATCHED.includes(name)) continue;
+    on(name, forward);
   }
+  const watchOnly = SUBSCRIBED_WHILE_WATCHED.filter((n) => !(n === "turn_end" && turns));
   const gate = new DeltaGate(st.watching === true);
-  let subscription;
+  let subscriptions;
   const onDelta = (e) => {
     const action = gate.delta();
     if (action === "drop") return;
@@ -745,15 +782,21 @@ function piSocket(pi) {
   function setWatching(watching) {
     st.watching = watching;
     gate.setWatching(watching);
-    if (watching && !subscription) {
-      subscription = on("message_update", onDelta);
-    } else if (!watching && subscription?.off) {
-      try {
-        subscription.off();
-        subscription = void 0;
-      } catch (err) {
-        shimLog(st, "warn", "could not unsubscribe message_update", { ...errorFields("watch", err), needsHardening: false });
+    if (watching) {
+      if (!subscriptions) subscriptions = [on("message_update", onDelta), ...watchOnly.map((n) => on(n, forward))];
+      flushLines(st);
+      return;
+    }
+    turns?.reset();
+    if (subscriptions?.every((s) => !s || s.off)) {
+      for (const s of subscriptions) {
+        try {
+          s?.off?.();
+        } catch (err) {
+          shimLog(st, "warn", "could not unsubscribe a watch-only event", { ...errorFields("watch", err), needsHardening: false });
+        }
       }
+      subscriptions = void 0;
     }
   }
   if (st.watching) setWatching(true);

@@ -13,7 +13,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { LineQueue } from "./outq.ts";
+import { LAZY_MS, LineQueue } from "./outq.ts";
 
 type Json = Record<string, unknown>;
 
@@ -112,10 +112,10 @@ function safeHostname(): string {
 }
 
 /**
- * Queue one JSON line for the bridge (written with the other lines of this event-loop turn, in order);
- * false when the bridge is not running (the line is dropped).
+ * Queue one JSON line for the bridge (written with the other lines of this event-loop turn, in order;
+ * a `lazy` one may wait up to LAZY_MS, outq.ts); false when the bridge is not running (the line is dropped).
  */
-export function writeLine(st: BridgeState, obj: Json): boolean {
+export function writeLine(st: BridgeState, obj: Json, lazy = false): boolean {
 	const stdin = st.child?.stdin;
 	const out = st.out;
 	if (!out || !stdin || !stdin.writable || stdin.destroyed) return false;
@@ -126,7 +126,7 @@ export function writeLine(st: BridgeState, obj: Json): boolean {
 		return false; // not serialisable (cycle): nothing sensible to send
 	}
 	try {
-		out.push(line);
+		out.push(line, lazy);
 		return true;
 	} catch {
 		return false;
@@ -227,6 +227,10 @@ function startChild(st: BridgeState): void {
 		(chunk) => writeChunk(st, child, chunk),
 		(fn) => {
 			setImmediate(boundary(st, "bridge.flush", fn));
+		},
+		undefined,
+		(fn) => {
+			setTimeout(boundary(st, "bridge.flush", fn), LAZY_MS).unref?.(); // pi's exit flushes what is left
 		},
 	);
 	if (!st.exitHook) {

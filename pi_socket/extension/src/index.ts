@@ -18,6 +18,7 @@ import {
 	claimPrompt,
 	ensureBridge,
 	errorFields,
+	flushLines,
 	onReady,
 	releasePrompt,
 	shared,
@@ -43,6 +44,21 @@ const FORWARDED = [
 	"auto_retry_start", "auto_retry_end", "session_before_compact", "session_compact",
 	"session_compact_failed", "compaction_start", "compaction_end", "ui_prompt_start", "ui_prompt_end",
 ];
+
+// While the bridge has no client (most of an agent's life) it needs only what its own state is built from
+// (protocol §4.2 "Lean while nobody watches"): the lifecycle, `message_end` (history, tokens, cost), name,
+// model. The client-only events are then neither subscribed to (pi awaits every handler of every event, so
+// each one costs pi CPU; pi >= 1 can unsubscribe) nor sent (pi 0.7x cannot unsubscribe: dropped); a client
+// that starts watching gets `init_state` from the bridge's state and every event from then on.
+/** Subscribed only while watched. message_update has its own handler (deltas.ts); turn_end is pi 0.7x's. */
+const SUBSCRIBED_WHILE_WATCHED = [
+	"message_start", "turn_start", "turn_end", "tool_execution_start", "tool_execution_update", "tool_execution_end",
+	"agent_before_settle", "queue_update",
+];
+/** Sent only while watched. */
+const WATCH_ONLY = new Set([...SUBSCRIBED_WHILE_WATCHED, "message_update", "context_usage"]);
+/** Written at once even while nobody watches (the roster shows them); other unwatched lines are lazy (outq.ts). */
+const ROSTER_EVENTS = new Set(["agent_start", "agent_end", "agent_settled", "session_info_changed", "model_select"]);
 
 const SHIM_DIR = (() => {
 	try {
@@ -268,33 +284,39 @@ export default function piSocket(pi: ExtensionAPI) {
 		if (e?.reason === "quit" || e?.reason === undefined) stopBridge(st, "quit");
 	});
 	const send = (e: Json) => {
+		const watching = st.watching === true;
+		const type = String(e.type);
+		if (!watching && WATCH_ONLY.has(type)) return; // the bridge refreshes context usage when a run ends
 		const slim = slimEvent(e);
-		if (slim) writeLine(st, { t: "event", e: slim });
-		if (e.type === "turn_end") {
+		if (slim) writeLine(st, { t: "event", e: slim }, !watching && !ROSTER_EVENTS.has(type));
+		if (type === "turn_end") {
 			const u = contextUsage();
 			if (u) writeLine(st, { t: "event", e: { type: "context_usage", ...u } });
 		}
+	};
+	const forward = (ev: Json) => {
+		gate.observe(ev);
+		if (turns) {
+			const due = turns.before(ev);
+			if (due) send(due);
+		}
+		send(ev);
 	};
 	// pi >= 1: turn_end is rebuilt here instead of subscribed to (a turn_end handler makes pi project
 	// the whole transcript twice per turn; turns.ts). Unknown version: subscribe, as on 0.7x.
 	const major = Number((cliVersion() ?? "").split(".")[0]);
 	const turns = major >= 1 ? new TurnEnds() : undefined;
 	for (const name of FORWARDED) {
-		if ((name === "turn_end" && turns) || name === "message_update") continue;
-		on(name, (ev: Json) => {
-			gate.observe(ev);
-			if (turns) {
-				const due = turns.before(ev);
-				if (due) send(due);
-			}
-			send(ev);
-		});
+		if (name === "message_update" || SUBSCRIBED_WHILE_WATCHED.includes(name)) continue;
+		on(name, forward);
 	}
+	const watchOnly = SUBSCRIBED_WHILE_WATCHED.filter((n) => !(n === "turn_end" && turns)); // pi >= 1: rebuilt
 
-	// message_update: subscribed only while the bridge has a client (deltas.ts). On pi >= 1 `pi.on` returns
-	// an unsubscribe function; pi 0.7x's returns nothing, so there the handler stays and drops deltas.
+	// message_update and SUBSCRIBED_WHILE_WATCHED: subscribed only while the bridge has a client (deltas.ts).
+	// On pi >= 1 `pi.on` returns an unsubscribe function; pi 0.7x's returns nothing, so there the handlers
+	// stay: deltas are dropped by the gate, the rest by `send`.
 	const gate = new DeltaGate(st.watching === true);
-	let subscription: { off?: () => void } | undefined;
+	let subscriptions: ({ off?: () => void } | undefined)[] | undefined;
 	const onDelta = (e: any) => {
 		const action = gate.delta();
 		if (action === "drop") return;
@@ -305,15 +327,21 @@ export default function piSocket(pi: ExtensionAPI) {
 	function setWatching(watching: boolean): void {
 		st.watching = watching;
 		gate.setWatching(watching);
-		if (watching && !subscription) {
-			subscription = on("message_update", onDelta);
-		} else if (!watching && subscription?.off) {
-			try {
-				subscription.off();
-				subscription = undefined;
-			} catch (err) {
-				shimLog(st, "warn", "could not unsubscribe message_update", { ...errorFields("watch", err), needsHardening: false });
+		if (watching) {
+			if (!subscriptions) subscriptions = [on("message_update", onDelta), ...watchOnly.map((n) => on(n, forward))];
+			flushLines(st); // lazy lines queued while unwatched: the new client's view continues from them
+			return;
+		}
+		turns?.reset(); // turn_start is no longer followed
+		if (subscriptions?.every((s) => !s || s.off)) {
+			for (const s of subscriptions) {
+				try {
+					s?.off?.();
+				} catch (err) {
+					shimLog(st, "warn", "could not unsubscribe a watch-only event", { ...errorFields("watch", err), needsHardening: false });
+				}
 			}
+			subscriptions = undefined;
 		}
 	}
 	if (st.watching) setWatching(true); // a new module instance (after /new) while a client watches

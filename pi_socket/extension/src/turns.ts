@@ -50,6 +50,17 @@ export class TurnEnds {
 		return due;
 	}
 
+	/**
+	 * Forget the open turn: the shim stops following `turn_start` while nobody watches (index.ts), so a turn
+	 * still open then would later close with messages of several turns. A watcher arriving mid-turn gets
+	 * turn_end from the next turn on.
+	 */
+	reset(): void {
+		this.open = false;
+		this.message = undefined;
+		this.toolResults = [];
+	}
+
 	private close(): Json | undefined {
 		if (!this.open) return undefined;
 		this.open = false;
