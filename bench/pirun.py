@@ -210,7 +210,7 @@ def exit_cpu(run: PrintRun, timeout: float = 10.0) -> float | None:
 def overhead(smoke: bool, reps: int | None, log=print) -> list[Row]:
     version = pick_version()
     tools, tokens = (5, 200) if smoke else (20, 2000)
-    reps = reps or (1 if smoke else 15)  # pairs: one pair's ratio swings ±10 % on this machine
+    reps = reps or (1 if smoke else 25)  # rounds: one pair's ratio swings ±10 % on this machine
     tmp = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     llm, with_shim = _setup(tmp)
     res: dict[str, dict[str, list[float]]] = {"with": {"wall": [], "cpu": [], "bridge": []},
