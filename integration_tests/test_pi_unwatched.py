@@ -84,7 +84,9 @@ def test_an_unwatched_agent_sends_its_bridge_only_what_the_bridge_needs(start_pi
     c.close()
 
     # 4. the client left: lean again (pi >= 1 unsubscribed the tool events, 0.7x drops them in the shim)
-    time.sleep(0.5)  # the bridge tells the shim `watch off` when it notices the close
+    wait_until(lambda: any(r.get("msg") == "client disconnected" and r.get("clients") == 0 for r in pi.bridge_log()),
+               10, "the bridge to notice the client left (it tells the shim `watch off` just before logging it)")
+    time.sleep(0.3)  # the shim reads that line
     mark = len(recorded(record))
     rpc_run(pi, pi_version, "TOOLCALL: echo unwatched again")
     wait_until(lambda: len([e for e in events(recorded(record)[mark:]) if e["type"] == "message_end"]) >= 4, 5,
