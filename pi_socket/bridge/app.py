@@ -93,7 +93,7 @@ class Bridge:
         self.node_id = self.node_id or f"{self.config.machine}-{self.pi_pid or os.getpid()}"
         port = await self.server.start()
         url = f"ws://{self._url_host()}:{port}/"
-        # `watch`: this bridge tells the shim when it has clients, so pi streams deltas only then (§4.2)
+        # `watch`: this bridge tells the shim when it has clients; only then does the shim send client-only events (§4.2)
         await self.shim.send({"t": "ready", "port": port, "url": url, "watch": True, "watching": len(self.hub) > 0})
         log.info("agent server listening", port=port, host=self.config.host, node=self.node_id)
         if self.state.session_id is None and not self.state.loading_history:
