@@ -27,11 +27,12 @@ RECORDER = '#!/bin/sh\ntee -a "$HYPI_TEST_RECORD" | exec "$HYPI_TEST_PYTHON" "$@
 
 
 def recorded(path: Path) -> list[dict]:
+    """The complete lines the shim has written so far (``tee`` may be in the middle of the last one)."""
     try:
         text = path.read_text()
     except FileNotFoundError:
         return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
 
 
 def events(lines: list[dict]) -> list[dict]:
