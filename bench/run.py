@@ -146,7 +146,7 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the suite runs")
     ap.add_argument("--only", type=lambda s: s.split(","), default=None, help=",".join(SECTIONS))
     ap.add_argument("--results-dir", default=str(RESULTS), help="where latest.{md,json} go")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions (default per section: relay 7, overhead 15 pairs, registry 3, history 5; smoke 1)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default per section: relay 7, overhead 25 rounds, registry 3, history 5; smoke 1)")
     args = ap.parse_args()
     try:
         import uvloop  # the load generators are instruments: keep them cheap
