@@ -59,3 +59,16 @@ test("outcome follows the assistant message's stopReason", () => {
 	const out = run([{ type: "turn_start" }, { type: "message_end", message: { role: "assistant", stopReason: "aborted" } }, { type: "agent_end" }]);
 	assert.deepEqual(out[2], { type: "turn_end", message: { role: "assistant", stopReason: "aborted" }, toolResults: [], outcome: "aborted" });
 });
+
+test("reset() forgets the open turn: nothing mixes the messages of turns followed and not followed", () => {
+	const t = new TurnEnds();
+	t.before({ type: "turn_start", turnIndex: 0 });
+	t.before({ type: "message_end", message: toolUse });
+	t.reset(); // the last client left: turn_start is no longer followed
+	t.before({ type: "message_end", message: result }); // turn 0 ends, turn 1 starts, both unseen
+	t.before({ type: "message_end", message: stop });
+	assert.equal(t.before({ type: "agent_end" }), undefined, "no turn_end built from two half-seen turns");
+	t.before({ type: "turn_start", turnIndex: 0 }); // a later run, followed again
+	t.before({ type: "message_end", message: stop });
+	assert.deepEqual(t.before({ type: "agent_end" }), { type: "turn_end", turnIndex: 0, message: stop, toolResults: [], outcome: "completed" });
+});
