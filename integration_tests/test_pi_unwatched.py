@@ -44,9 +44,17 @@ def rpc_run(pi, version: str, text: str) -> None:
     mark = len(pi.events)
     ok = pi.call({"type": "prompt", "message": text})
     assert ok and ok["success"], ok
-    end = "agent_end" if version.startswith("0.") else "agent_settled"
-    assert pi.until(lambda e: e.get("type") == end, timeout=30), f"no {end}"
+    assert pi.until(run_done(version), timeout=30), "the run did not end"
     assert len(pi.events) > mark
+
+
+def run_events(record: Path, mark: int) -> list[dict]:
+    """The events the shim wrote from line ``mark`` on, once an unwatched tool-call run's four message_end lines
+    are there (lazy lines wait at most 250 ms) and a little longer, so nothing of that run is still on its way."""
+    wait_until(lambda: len([e for e in events(recorded(record)[mark:]) if e["type"] == "message_end"]) >= 4, 5,
+               "the run's message_end lines")
+    time.sleep(0.5)
+    return events(recorded(record)[mark:])
 
 
 def test_an_unwatched_agent_sends_its_bridge_only_what_the_bridge_needs(start_pi, pi_version, agent_client,
@@ -59,10 +67,7 @@ def test_an_unwatched_agent_sends_its_bridge_only_what_the_bridge_needs(start_pi
 
     # 1. nobody watches: a run with a tool call
     rpc_run(pi, pi_version, "TOOLCALL: echo unwatched")
-    wait_until(lambda: len([e for e in events(recorded(record)) if e["type"] == "message_end"]) >= 4, 5,
-               "the run's message_end lines (lazy lines wait at most 250 ms)")
-    time.sleep(0.5)
-    seen = events(recorded(record))
+    seen = run_events(record, 0)
     types = [e["type"] for e in seen]
     assert not CLIENT_ONLY & set(types), types
     assert "agent_start" in types and ("agent_end" in types or "agent_settled" in types), types
@@ -90,10 +95,7 @@ def test_an_unwatched_agent_sends_its_bridge_only_what_the_bridge_needs(start_pi
     time.sleep(0.3)  # the shim reads that line
     mark = len(recorded(record))
     rpc_run(pi, pi_version, "TOOLCALL: echo unwatched again")
-    wait_until(lambda: len([e for e in events(recorded(record)[mark:]) if e["type"] == "message_end"]) >= 4, 5,
-               "the second unwatched run's message_end lines")
-    time.sleep(0.5)
-    later = [e["type"] for e in events(recorded(record)[mark:])]
+    later = [e["type"] for e in run_events(record, mark)]
     assert not CLIENT_ONLY & set(later), later
 
     # 5. and the next client sees all of it
