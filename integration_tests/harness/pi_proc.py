@@ -313,7 +313,7 @@ class RpcPi(PiProc):
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=lambda: [self.stderr_lines.append(ln.decode(errors="replace"))
                                          for ln in self.proc.stderr], daemon=True).start()
-        # Commands written before startup finished can reach a stale extension instance (pi-facts §6).
+        # Commands written before startup finished can reach a stale extension instance (specs/pi-runtime.md §5).
         assert self.call({"type": "get_state"}, timeout=30), f"pi rpc did not answer: {''.join(self.stderr_lines)}"
 
     def _read(self) -> None:

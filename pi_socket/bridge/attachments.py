@@ -1,7 +1,7 @@
 """Attachment validation and bundling: files ride along in the SAME prompt.
 
 The earlier implementation sent each attachment as its own user message, which
-started its own turn (reference-notes §6). Here a prompt with attachments
+started its own turn (specs/pi-runtime.md §4). Here a prompt with attachments
 becomes one ``send``: images as pi ``{type:"image", data, mimeType}`` content
 parts, text files appended to the text as ``<file name="...">`` blocks.
 

@@ -1,7 +1,7 @@
 """Registry reconnect delays: first retry after 1 s (PI_SOCKET_RECONNECT_MS), doubling, capped at 10 s.
 
 The earlier implementation capped at 5 minutes, so an agent could stay off
-the roster for minutes after a hypivisor restart (reference-notes §6); 10 s
+the roster for minutes after a hypivisor restart (specs/pi-runtime.md §6); 10 s
 keeps the retry cost negligible and the roster fresh.
 """
 

@@ -5,7 +5,7 @@ session (``history``) and then appends every ``message_end`` itself, so no
 client request ever walks pi's session again.
 
 Cursor semantics (what the earlier implementation got wrong, see
-reference-notes §6): every message has an absolute index ``0..total-1``.
+specs/pi-runtime.md §6): every message has an absolute index ``0..total-1``.
 ``init_state.cursor`` and ``history_page.cursor`` are the index of the first
 message in that frame; a client asks for the next older page with
 ``fetch_history{before: <the oldest cursor it holds>}``. Pages are contiguous
@@ -38,7 +38,7 @@ def message_key(message: Message) -> tuple[Any, ...]:
 
 
 def is_visible(message: Any) -> bool:
-    """pi 1.5's ``role: "system"`` prompt messages never reach clients (pi-1.5-facts §1 #5)."""
+    """pi 1.5's ``role: "system"`` prompt messages never reach clients (specs/pi-runtime.md §3)."""
     return isinstance(message, dict) and isinstance(message.get("role"), str) and message["role"] != "system"
 
 

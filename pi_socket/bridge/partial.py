@@ -1,7 +1,7 @@
 """Rebuilds the assistant message pi is streaming, from the shim's slim events.
 
 The shim strips the ``message``/``partial`` snapshots from ``message_update``
-(they make traffic grow as O(n²), pi-facts §10), so the bridge keeps its own
+(they make traffic grow as O(n²), specs/pi-runtime.md §3), so the bridge keeps its own
 copy: ``message_start`` gives the empty shell, each ``assistantMessageEvent``
 edits one content block, ``message_end`` ends it. A client joining mid-stream
 gets this copy as ``init_state.partial`` (invariant 3), then applies the same

@@ -43,7 +43,7 @@ FORWARDED_EVENTS = frozenset(PI_EVENT_TYPES) | {
     "ui_prompt_start",
     "ui_prompt_end",
 }
-# Fields that can be huge and that clients rebuild themselves (pi-facts §10, pi-1.5-facts §1 #4).
+# Fields that can be huge and that clients rebuild themselves (specs/pi-runtime.md §3).
 _STRIP = {
     "message_update": ("message", "partial"),
     "turn_end": ("context",),

@@ -1,4 +1,4 @@
-"""History mirror and pager: cursor semantics with no duplicates or gaps (reference-notes §6)."""
+"""History mirror and pager: cursor semantics with no duplicates or gaps (specs/pi-runtime.md §6)."""
 
 from __future__ import annotations
 
