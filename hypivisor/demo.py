@@ -365,8 +365,9 @@ class Demo:
             for fname, text in SEED_FILES.get(folder, {}).items():
                 (cwd / fname).write_text(text)
             session = f"hypi-demo-{folder}"
-            cmd = "exec " + shlex.quote(str(launcher))
-            self.tmux_run("new-session", "-d", "-s", session, "-x", "160", "-y", "45", "-c", str(cwd), cmd)
+            # never a folder in tmux's -c: tmux expands formats there (specs/security.md T12)
+            cmd = f"cd -- {shlex.quote(str(cwd))} && exec {shlex.quote(str(launcher))}"
+            self.tmux_run("new-session", "-d", "-s", session, "-x", "160", "-y", "45", "-c", "/", cmd)
             self.tmux_run("set-option", "-t", session, "remain-on-exit", "on")
             pid = int(self.tmux_run("display-message", "-p", "-t", session, "#{pane_pid}").strip())
             self.pids.append(pid)

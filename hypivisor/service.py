@@ -116,7 +116,7 @@ class Service:
         now = time.time()
         node, events = self.registry.register(params, conn, peer, now)
         self.publish(events)
-        self.spawner.node_registered(node, now)
+        self.spawner.node_registered(node, params.spawn_id)
         log.info("node registered", node_id=node.id, machine=node.machine, port=node.port, cwd=node.cwd)
         return RegisterResult(node=node, heartbeat_interval=self.registry.heartbeat_interval).model_dump(mode="json")
 
@@ -162,6 +162,16 @@ class Service:
                 "(set HYPI_TOKEN, bind --host 127.0.0.1, or pass --allow-unauthenticated-spawn)",
             )
         try:
+            self.spawner.admit()
+        except SpawnError as exc:
+            raise RpcFailure(exc.code, exc.message) from None
+        try:
+            return await self._spawn_admitted(params)
+        finally:
+            self.spawner.release()
+
+    async def _spawn_admitted(self, params: SpawnAgentParams) -> dict:
+        try:
             target = await asyncio.to_thread(paths.spawn_target, params.path, params.new_folder, self.home)
             if target.create:
                 await asyncio.to_thread(os.mkdir, target.path, 0o755)
@@ -170,13 +180,26 @@ class Service:
         except OSError as exc:
             raise RpcFailure(ErrorCode.SPAWN_FAILED, f"cannot create folder: {exc.strerror}") from None
         env = spawn_cmd.child_env(self.env, f"ws://127.0.0.1:{self.config.port}/ws", self.config.token)
-        log.info("spawning agent", path=target.path)
+        shown = spawn_cmd.printable(target.path)
+        log.info("spawning agent", path=shown)
         try:
             node, session = await self.spawner.spawn(target.path, env, time.time())
-        except (SpawnError, spawn_cmd.TemplateError) as exc:
+        except BaseException as exc:
+            if target.create:  # a failed spawn leaves nothing behind: not even the folder it made
+                await asyncio.to_thread(_remove_empty_dir, target.path)
+            if not isinstance(exc, (SpawnError, spawn_cmd.TemplateError)):
+                raise
             code = getattr(exc, "code", ErrorCode.SPAWN_FAILED)
-            log.warning("spawn failed", path=target.path, code=code, error=str(exc)[:300])
+            log.warning("spawn failed", path=shown, code=code, error=spawn_cmd.printable(str(exc))[:300])
             raise RpcFailure(code, getattr(exc, "message", str(exc))) from None
         return SpawnAgentResult(node_id=node.id, tmux_session=session, path=target.path, node=node).model_dump(
             mode="json"
         )
+
+
+def _remove_empty_dir(path: str) -> None:
+    """Remove a folder spawn_agent created, if nothing was put in it meanwhile."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass

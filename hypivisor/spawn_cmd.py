@@ -20,6 +20,7 @@ from collections.abc import Mapping
 PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 PASSTHROUGH_PREFIXES = ("PI_",)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_SAFE_SESSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 TEMPLATE_FIELDS = frozenset({"path", "session"})
 
 
@@ -33,6 +34,15 @@ def session_name(folder: str, short_id: str) -> str:
     return f"pi-{base}-{short_id}"
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control and bidi-override characters shown as ``\\uXXXX`` escapes (newlines and tabs kept):
+    what pi printed, or a hostile folder name, can neither drive a terminal nor reorder a log line."""
+    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def child_env(parent: Mapping[str, str], hypivisor_ws: str, token: str | None) -> dict[str, str]:
     """The spawned pi's environment: a short allow-list plus where and how to register."""
     env = {k: v for k, v in parent.items() if k in PASSTHROUGH or k.startswith(PASSTHROUGH_PREFIXES)}
@@ -44,17 +54,31 @@ def child_env(parent: Mapping[str, str], hypivisor_ws: str, token: str | None) -
     return env
 
 
+# tmux expands formats (``#(cmd)`` runs cmd, ``#{...}`` substitutes) in ``new-session -c``, so a folder name
+# must never reach that flag. The session starts in this fixed folder and a fixed shell line changes into the
+# folder taken from the environment (``-e`` values and the command's arguments are not format-expanded); the
+# folder is never part of a format, a shell line or a tmux option value.
+TMUX_START_DIR = "/"
+SPAWN_DIR_VAR = "HYPI_SPAWN_DIR"
+SPAWN_ID_VAR = "PI_SOCKET_SPAWN_ID"
+_CD_AND_EXEC = 'cd -- "$HYPI_SPAWN_DIR" && exec "$@"'
+
+
 def tmux_argv(session: str, cwd: str, env: Mapping[str, str], command: list[str] | None = None) -> list[str]:
     """One tmux invocation: create the session, then keep a dead pane so its output can be captured.
 
     ``remain-on-exit`` is set in the same command queue as ``new-session`` so a
     pi that dies at once (no API key, missing extension) still leaves its
-    error on screen for the timeout message.
+    error on screen for the timeout message. ``cwd`` travels only as the value
+    of ``HYPI_SPAWN_DIR`` (see ``TMUX_START_DIR``).
     """
-    argv = ["tmux", "new-session", "-d", "-s", session, "-c", cwd, "-x", "200", "-y", "50"]
-    for key in sorted(env):
-        argv += ["-e", f"{key}={env[key]}"]
-    argv += command or ["pi"]
+    if not _SAFE_SESSION.fullmatch(session):
+        raise ValueError(f"unsafe tmux session name {session!r}")
+    full_env = {**env, SPAWN_DIR_VAR: cwd}
+    argv = ["tmux", "new-session", "-d", "-s", session, "-c", TMUX_START_DIR, "-x", "200", "-y", "50"]
+    for key in sorted(full_env):
+        argv += ["-e", f"{key}={full_env[key]}"]
+    argv += ["sh", "-c", _CD_AND_EXEC, "sh", *(command or ["pi"])]
     argv += [";", "set-option", "-t", session, "remain-on-exit", "on"]
     return argv
 
@@ -67,7 +91,13 @@ def template_fields(template: str) -> set[str]:
 
 
 def template_argv(template: str, path: str, session: str) -> list[str]:
-    """``sh -c`` with the template's placeholders filled in, each shell-quoted."""
+    """``sh -c`` with the template's placeholders filled in, each shell-quoted.
+
+    The template runs with the folder as its working directory and with ``HYPI_SPAWN_DIR`` set to it, so a
+    template needs no ``{path}`` at all. ``{path}`` is quoted for the shell only: a template that hands it to
+    tmux's ``-c`` would let tmux expand formats in the folder name; use ``"$HYPI_SPAWN_DIR"`` and tmux's ``-e``
+    as the built-in tmux spawn does (specs/security.md T12).
+    """
     unknown = template_fields(template) - TEMPLATE_FIELDS
     if unknown:
         raise TemplateError(f"HYPI_SPAWN_COMMAND uses unknown placeholders: {', '.join(sorted(unknown))}")

@@ -1,27 +1,36 @@
 """``spawn_agent`` glue: start pi (tmux or a template), then wait until it registers.
 
 The pure parts (names, environment, argv) are in ``spawn_cmd.py`` and the path
-rules in ``paths.py``; this module only runs processes and waits. A spawn is
-matched to the node that registers for it by the pane's process tree (the
-registering pid is the pane process or one of its descendants) or, failing
-that, by cwd plus "registered after we started", and each node satisfies at
-most one spawn.
+rules in ``paths.py``; this module only runs processes and waits.
+
+A spawn is bound to the agent it started by a secret: each spawn puts a fresh
+random ``PI_SOCKET_SPAWN_ID`` into the new pi's environment, its bridge sends it
+back in ``register`` (``spawn_id``), and only that registration resolves the
+spawn. Another node registering in the same folder, or claiming the pane's pid,
+cannot take it. Spawns are limited (``MAX_CONCURRENT`` at once, a token bucket
+over time), and a spawn that fails or times out kills what it started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
+import signal
+import time
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 
-from pi_socket.protocol import NodeInfo
 from hypivisor import spawn_cmd
+from pi_socket.protocol import ErrorCode, NodeInfo
+from pi_socket.ratelimit import TokenBucket
 
 CAPTURE_LINES = 60
 MAX_OUTPUT_CHARS = 4000
+MAX_CONCURRENT = 4  # spawns waiting for their pi at once
+RATE_PER_MINUTE = 20  # sustained spawns per minute (burst: the same number)
 
 
 class SpawnError(Exception):
@@ -35,56 +44,53 @@ class SpawnError(Exception):
 class Pending:
     cwd: str
     started_at: float
+    spawn_id: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     pane_pid: int | None = None
     future: asyncio.Future[NodeInfo] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-def ancestors(pid: int, limit: int = 64) -> list[int]:
-    """pid and its parents, read from /proc (empty where /proc is unavailable)."""
-    chain: list[int] = []
-    for _ in range(limit):
-        if pid <= 1:
-            break
-        chain.append(pid)
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                stat = fh.read()
-            pid = int(stat[stat.rfind(b")") + 2 :].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-    return chain
-
-
-def matches(pending: Pending, node: NodeInfo, registered_at: float, node_pids: list[int]) -> bool:
-    """Pure predicate: does this newly registered node belong to this spawn?"""
-    if pending.pane_pid is not None and pending.pane_pid in node_pids:
-        return True
-    return os.path.realpath(node.cwd) == pending.cwd and registered_at >= pending.started_at
 
 
 class Spawner:
     """Starts agents and resolves their futures when :meth:`node_registered` sees them."""
 
-    def __init__(self, template: str | None, timeout: float):
+    def __init__(self, template: str | None, timeout: float, max_concurrent: int = MAX_CONCURRENT,
+                 rate_per_minute: float = RATE_PER_MINUTE):
         self.template = template
         self.timeout = timeout
+        self.max_concurrent = max_concurrent
         self.pending: list[Pending] = []
+        self.active = 0  # admitted spawns not yet finished (validating, creating, starting or waiting)
+        self._bucket = TokenBucket(rate_per_minute / 60.0, rate_per_minute, time.monotonic())
         self._reapers: set[asyncio.Task[int]] = set()
 
-    def node_registered(self, node: NodeInfo, registered_at: float) -> None:
-        pids = ancestors(node.pid) if node.pid else []
-        open_spawns = [p for p in self.pending if not p.future.done()]
-        # A process-tree match beats a cwd match: two spawns into one folder must not swap nodes.
-        by_pid = [p for p in open_spawns if p.pane_pid is not None and p.pane_pid in pids]
-        by_cwd = [p for p in open_spawns if matches(p, node, registered_at, pids)]
-        for p in by_pid or by_cwd[:1]:
-            p.future.set_result(node)
-            return
+    def node_registered(self, node: NodeInfo, spawn_id: str | None) -> bool:
+        """Resolve the open spawn whose secret this registration presented; True when one was resolved."""
+        if not spawn_id:
+            return False
+        for p in self.pending:
+            if not p.future.done() and secrets.compare_digest(p.spawn_id, spawn_id):
+                p.future.set_result(node)
+                return True
+        return False
+
+    def admit(self) -> None:
+        """Take a slot before anything is created, or refuse (SpawnError 1008); :meth:`release` gives it back."""
+        if self.active >= self.max_concurrent:
+            raise SpawnError(ErrorCode.RATE_LIMITED,
+                             f"{self.active} spawns are already starting; try again when one has finished")
+        if not self._bucket.take(time.monotonic()):
+            raise SpawnError(ErrorCode.RATE_LIMITED, "too many spawns in a short time; try again in a few seconds")
+        self.active += 1
+
+    def release(self) -> None:
+        self.active = max(0, self.active - 1)
 
     async def spawn(self, cwd: str, env: dict[str, str], now: float) -> tuple[NodeInfo, str | None]:
-        """Start pi in ``cwd`` and wait for it to register; returns (node, tmux session or None)."""
+        """Start pi in ``cwd`` and wait for it to register; returns (node, tmux session or None).
+
+        Call :meth:`admit` first. On failure or timeout everything this spawn started is gone."""
         session = spawn_cmd.session_name(os.path.basename(cwd), secrets.token_hex(3))
         pending = Pending(cwd=os.path.realpath(cwd), started_at=now)
+        env = {**env, spawn_cmd.SPAWN_ID_VAR: pending.spawn_id}
         self.pending.append(pending)
         try:
             if self.template:
@@ -103,26 +109,29 @@ class Spawner:
         rc, out = await _run([tmux, *argv[1:]])
         if rc != 0:
             raise SpawnError(1009, f"tmux new-session failed: {out.strip()[:500]}")
-        rc, out = await _run([tmux, "display-message", "-p", "-t", session, "#{pane_pid}"])
+        target = f"={session}"  # exact session name, never a prefix or pattern match
+        rc, out = await _run([tmux, "display-message", "-p", "-t", f"{target}:", "#{pane_pid}"])
         pending.pane_pid = int(out.strip()) if rc == 0 and out.strip().isdigit() else None
         try:
             node = await asyncio.wait_for(asyncio.shield(pending.future), self.timeout)
         except asyncio.TimeoutError:
-            screen = await self._tmux_output(tmux, session)
+            screen = await self._tmux_output(tmux, target)
             raise SpawnError(1010, self._timeout_message(f"tmux session {session}", screen)) from None
-        await _run([tmux, "set-option", "-t", session, "remain-on-exit", "off"])
+        except BaseException:
+            await _run([tmux, "kill-session", "-t", target])
+            raise
+        await _run([tmux, "set-option", "-t", target, "remain-on-exit", "off"])
         return node, session
 
-    async def _tmux_output(self, tmux: str, session: str) -> str:
-        """What pi printed; a pane that already died is cleaned up after reading it."""
-        _, screen = await _run([tmux, "capture-pane", "-p", "-J", "-t", session, "-S", f"-{CAPTURE_LINES}"])
-        rc, dead = await _run([tmux, "display-message", "-p", "-t", session, "#{pane_dead}"])
-        if rc == 0 and dead.strip() == "1":
-            await _run([tmux, "kill-session", "-t", session])
+    async def _tmux_output(self, tmux: str, target: str) -> str:
+        """What pi printed; then the session is killed, so a failed spawn leaves no pi running."""
+        _, screen = await _run([tmux, "capture-pane", "-p", "-J", "-t", f"{target}:", "-S", f"-{CAPTURE_LINES}"])
+        await _run([tmux, "kill-session", "-t", target])
         return screen
 
     async def _spawn_template(self, pending: Pending, session: str, env: dict[str, str]) -> tuple[NodeInfo, str | None]:
         argv = spawn_cmd.template_argv(self.template or "", pending.cwd, session)
+        env = {**env, spawn_cmd.SPAWN_DIR_VAR: pending.cwd}
         with tempfile.TemporaryFile() as out:
             proc = await asyncio.create_subprocess_exec(
                 *argv, cwd=pending.cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
@@ -135,19 +144,29 @@ class Spawner:
             try:
                 node = await asyncio.wait_for(asyncio.shield(pending.future), self.timeout)
             except asyncio.TimeoutError:
+                _kill_group(proc.pid)
                 out.seek(0)
                 text = out.read()[-MAX_OUTPUT_CHARS:].decode("utf-8", "replace")
                 raise SpawnError(1010, self._timeout_message("HYPI_SPAWN_COMMAND", text)) from None
+            except BaseException:
+                _kill_group(proc.pid)
+                raise
         uses_session = "session" in spawn_cmd.template_fields(self.template or "")
         return node, session if uses_session else None
 
     def _timeout_message(self, where: str, output: str) -> str:
-        lines = [ln.rstrip() for ln in output.strip("\n").splitlines()]
+        lines = [spawn_cmd.printable(ln).rstrip() for ln in output.strip("\n").splitlines()]
         text = "\n".join(ln for ln in lines if ln)[-MAX_OUTPUT_CHARS:]
         return (
             f"the agent did not register within {self.timeout:g} s ({where}); "
             f"is the pi_socket extension installed? pi printed:\n{text or '(nothing)'}"
         )
+
+
+def _kill_group(pid: int) -> None:
+    """Kill the process group a template spawn started (it runs in a session of its own)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 async def _run(argv: list[str], timeout: float = 10.0) -> tuple[int, str]:

@@ -160,6 +160,12 @@ class RegisterParams(_Strict):
     cost: float | None = None
     pi_version: str | None = Field(default=None, max_length=64)
     protocol_version: str = PROTOCOL_VERSION
+    spawn_id: str | None = Field(
+        default=None,
+        max_length=MAX_ID_LEN,
+        description="the secret PI_SOCKET_SPAWN_ID a spawn_agent put in this pi's environment; binds the spawn to "
+        "this node (never stored or shown)",
+    )
 
 
 class HeartbeatParams(_Strict):

@@ -7,7 +7,7 @@ import shlex
 import pytest
 
 from hypivisor import spawn_cmd
-from hypivisor.spawner import Pending, matches
+from hypivisor.spawner import Pending
 from pi_socket.protocol import NodeInfo
 
 
@@ -35,10 +35,29 @@ def test_child_env_without_token_has_none():
 
 def test_tmux_argv_detached_session_with_env_and_remain_on_exit():
     argv = spawn_cmd.tmux_argv("pi-p-1", "/h/p", {"B": "2", "A": "1 two"})
-    assert argv[:7] == ["tmux", "new-session", "-d", "-s", "pi-p-1", "-c", "/h/p"]
-    i = argv.index("pi")
-    assert argv[i - 4 : i] == ["-e", "A=1 two", "-e", "B=2"]
-    assert argv[i + 1 :] == [";", "set-option", "-t", "pi-p-1", "remain-on-exit", "on"]
+    assert argv[:7] == ["tmux", "new-session", "-d", "-s", "pi-p-1", "-c", "/"]
+    i = argv.index("sh")
+    assert argv[i - 6 : i] == ["-e", "A=1 two", "-e", "B=2", "-e", "HYPI_SPAWN_DIR=/h/p"]
+    assert argv[i : i + 5] == ["sh", "-c", 'cd -- "$HYPI_SPAWN_DIR" && exec "$@"', "sh", "pi"]
+    assert argv[i + 5 :] == [";", "set-option", "-t", "pi-p-1", "remain-on-exit", "on"]
+
+
+@pytest.mark.parametrize("folder", ["/h/#(id>out)", "/h/#{pane_id}", "/h/-x", "/h/a\nb", "/h/$(id)", "/h/a;b"])
+def test_the_folder_reaches_tmux_only_as_an_environment_value(folder):
+    """tmux expands formats in -c and in option values, not in -e values or the command's arguments."""
+    argv = spawn_cmd.tmux_argv("pi-x-1", folder, {"PATH": "/bin"})
+    assert [a for a in argv if folder in a] == [f"HYPI_SPAWN_DIR={folder}"]
+    assert argv[argv.index(f"HYPI_SPAWN_DIR={folder}") - 1] == "-e"
+
+
+@pytest.mark.parametrize("session", ["pi-#(id)", "pi-a.b", "", "x" * 65, "-t"])
+def test_an_unsafe_session_name_is_refused(session):
+    with pytest.raises(ValueError):
+        spawn_cmd.tmux_argv(session, "/h", {})
+
+
+def test_printable_shows_control_and_bidi_characters_as_escapes():
+    assert spawn_cmd.printable("a\u202eb\x1b[31mc\nd\te\u2066") == "a\\u202eb\\u001b[31mc\nd\te\\u2066"
 
 
 def test_template_quotes_placeholders():
@@ -57,24 +76,34 @@ def node(pid=None, cwd="/h/p"):
     return NodeInfo(id="n", machine="m", cwd=cwd, port=1, pid=pid)
 
 
-async def test_spawn_matching_by_process_tree_or_cwd_after_start():
-    p = Pending(cwd="/h/p", started_at=100.0, pane_pid=4242)
-    assert matches(p, node(pid=99, cwd="/elsewhere"), 101.0, [99, 4242, 1])
-    assert matches(p, node(pid=None), 100.5, [])
-    assert not matches(p, node(pid=None), 99.0, [])  # registered before the spawn started
-    assert not matches(p, node(pid=7, cwd="/h/other"), 101.0, [7, 3])
-
-
-async def test_two_spawns_in_one_folder_get_their_own_nodes():
+async def test_only_the_spawn_secret_resolves_a_spawn():
     import os
 
     from hypivisor.spawner import Spawner
 
     sp = Spawner(template=None, timeout=1)
-    first = Pending(cwd="/h/p", started_at=1.0, pane_pid=999_999_001)
-    mine = Pending(cwd="/h/p", started_at=1.0, pane_pid=os.getpid())
+    first = Pending(cwd="/h/p", started_at=1.0, pane_pid=os.getpid())
+    mine = Pending(cwd="/h/p", started_at=1.0)
     sp.pending += [first, mine]
-    sp.node_registered(node(pid=os.getpid()), 2.0)  # our own pid: its ancestry contains itself
-    assert mine.future.done() and not first.future.done()
-    sp.node_registered(node(pid=None), 3.0)  # no pid: falls back to cwd + time, first open spawn
-    assert first.future.done()
+    assert first.spawn_id != mine.spawn_id and len(mine.spawn_id) >= 32
+    assert not sp.node_registered(node(pid=os.getpid()), None)  # same folder, the pane's own pid: not enough
+    assert not sp.node_registered(node(), "guess")
+    assert sp.node_registered(node(), mine.spawn_id) and mine.future.done() and not first.future.done()
+    assert not sp.node_registered(node(), mine.spawn_id)  # single use
+
+
+async def test_spawn_admission_limits_concurrency_and_rate():
+    from hypivisor.spawner import SpawnError, Spawner
+
+    sp = Spawner(template=None, timeout=1, max_concurrent=2, rate_per_minute=3)
+    sp.admit()
+    sp.admit()
+    with pytest.raises(SpawnError) as exc:
+        sp.admit()
+    assert exc.value.code == 1008 and "already starting" in exc.value.message
+    sp.release()
+    sp.release()
+    sp.admit()
+    with pytest.raises(SpawnError) as exc:  # the fourth within a minute
+        sp.admit()
+    assert exc.value.code == 1008 and "short time" in exc.value.message

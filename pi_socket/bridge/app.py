@@ -321,6 +321,7 @@ class Bridge:
             host=host,
             started_at=self.started_at,
             pi_version=self.pi_version,
+            spawn_id=self.config.spawn_id,
         )
 
     def heartbeat_params(self) -> HeartbeatParams:

@@ -58,6 +58,7 @@ class BridgeConfig:
     token: str | None = None
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     node_id: str | None = None
+    spawn_id: str | None = None  # PI_SOCKET_SPAWN_ID: set by the hypivisor's spawn_agent, sent back in register
     reconnect_first_s: float = RECONNECT_FIRST_S
     client_queue_frames: int = CLIENT_QUEUE_FRAMES
     client_queue_bytes: int = CLIENT_QUEUE_BYTES
@@ -84,6 +85,7 @@ class BridgeConfig:
             token=env.get("HYPI_TOKEN") or None,
             allowed_origins=allowed_origins(env.get("HYPI_ALLOWED_ORIGINS", ""), _dashboard_port(registry_url)),
             node_id=env.get("PI_SOCKET_NODE_ID") or None,
+            spawn_id=(env.get("PI_SOCKET_SPAWN_ID") or "")[:128] or None,
             reconnect_first_s=max(0.01, reconnect_ms / 1000.0),
             client_queue_frames=max(1, _int(env, "PI_SOCKET_CLIENT_QUEUE_FRAMES", CLIENT_QUEUE_FRAMES)),
             client_queue_bytes=max(1024, _int(env, "PI_SOCKET_CLIENT_QUEUE_BYTES", CLIENT_QUEUE_BYTES)),
