@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from pi_socket import oplog
 
 DEFAULT_QUEUE = 1024
+DEFAULT_QUEUE_BYTES = 8 * 1024 * 1024
 CLOSE_TOO_SLOW = 1008
 _CLOSE_GRACE = 2.0
 _LEN16 = struct.Struct("!BBH")
@@ -76,7 +77,11 @@ class Flusher:
 
 
 class Outbox:
-    """A connection's only writer: frames go out in order, at most ``limit`` waiting."""
+    """A connection's only writer: frames go out in order, at most ``limit`` frames and ``max_bytes`` bytes waiting.
+
+    Pushed events past either bound disconnect the peer (too slow); responses never do, but they clear
+    ``room``, and the reader stops reading requests until the peer has read them, so a client that pipelines
+    requests and never reads holds at most about ``max_bytes`` here (plus what the kernel buffers)."""
 
     def __init__(
         self,
@@ -85,12 +90,15 @@ class Outbox:
         limit: int = DEFAULT_QUEUE,
         name: str = "",
         schedule: Callable[[Outbox], None] | None = None,
+        max_bytes: int = DEFAULT_QUEUE_BYTES,
     ):
         self.ws = ws
         self.transport = transport
         self.limit = limit
+        self.max_bytes = max_bytes
         self.name = name
         self.closed = False
+        self.queued_bytes = 0
         self._queue: collections.deque[bytes] = collections.deque()  # framed, not yet written
         self._scheduled = False  # a flush is due this loop iteration
         self._draining = False  # the transport is paused; ``_task`` writes once it drains
@@ -108,14 +116,24 @@ class Outbox:
         """:meth:`send` for bytes already framed with :func:`text_frame` (shared by all dashboards)."""
         if self.closed:
             return False
-        if len(self._queue) >= self.limit:
+        if self._full():
             if not self._draining:  # merely not flushed yet in this iteration: write now
                 self.flush()
-            if len(self._queue) >= self.limit:
-                asyncio.get_running_loop().create_task(self.kick(f"too slow: {len(self._queue)} events queued"))
+            if self._full():
+                why = f"too slow: {len(self._queue)} events, {self.queued_bytes} bytes queued"
+                asyncio.get_running_loop().create_task(self.kick(why))
                 return False
         self._push(framed)
         return True
+
+    def send_snapshot(self, frames: list[bytes]) -> None:
+        """Queue the first frames of a connection (the roster) whatever their size: they are shared, already
+        framed bytes, and a large roster must reach a new client in full (its reader waits for ``room``)."""
+        for framed in frames:
+            self._push(framed)
+
+    def _full(self) -> bool:
+        return len(self._queue) >= self.limit or self.queued_bytes >= self.max_bytes
 
     def reply(self, data: bytes) -> bool:
         """Queue a response. Never kicks: the reader stops reading requests instead (see ``has_room``)."""
@@ -126,14 +144,15 @@ class Outbox:
 
     def _push(self, framed: bytes) -> None:
         self._queue.append(framed)
-        if len(self._queue) >= self.limit:
+        self.queued_bytes += len(framed)
+        if self._full():
             self.room.clear()
         if not (self._scheduled or self._draining):
             self._scheduled = True
             self._schedule(self)
 
     def has_room(self) -> bool:
-        return len(self._queue) < self.limit
+        return not self._full()
 
     # -- writing ------------------------------------------------------------
     def flush(self) -> None:
@@ -144,11 +163,13 @@ class Outbox:
         transport = self.transport
         if transport is None or transport.is_closing() or self.ws.closed:
             self._queue.clear()  # the socket is going away; the reader side cleans up
+            self.queued_bytes = 0
             self.room.set()
             return
         queue = self._queue
         data = queue[0] if len(queue) == 1 else b"".join(queue)
         queue.clear()
+        self.queued_bytes = 0
         self.room.set()
         try:
             transport.write(data)
@@ -190,6 +211,7 @@ class Outbox:
     def _stop(self) -> None:
         self.closed = True
         self._queue.clear()
+        self.queued_bytes = 0
         self.room.set()
         if self._task is not None:
             self._task.cancel()
@@ -218,13 +240,18 @@ class Hub:
         self.dashboards: set[Outbox] = set()
         self.flusher = Flusher()
 
-    def outbox(self, ws: web.WebSocketResponse, transport: Any, limit: int = DEFAULT_QUEUE, name: str = "") -> Outbox:
+    def outbox(self, ws: web.WebSocketResponse, transport: Any, limit: int = DEFAULT_QUEUE, name: str = "",
+               max_bytes: int = DEFAULT_QUEUE_BYTES) -> Outbox:
         """An outbox flushed with every other one of this hub's (one callback per loop iteration)."""
-        return Outbox(ws, transport, limit, name, schedule=self.flusher.schedule)
+        return Outbox(ws, transport, limit, name, schedule=self.flusher.schedule, max_bytes=max_bytes)
 
     def publish(self, events: Iterable[BaseModel]) -> None:
         for event in events:
-            framed = text_frame(encode(event))
+            try:
+                framed = text_frame(encode(event))
+            except Exception as exc:  # noqa: BLE001 - one event that cannot be serialised is dropped, not fatal
+                oplog.log_boundary_error("hypivisor.publish", exc)
+                continue
             dropped = [box for box in self.dashboards if not box.send_framed(framed)]
             for box in dropped:
                 self.dashboards.discard(box)

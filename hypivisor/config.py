@@ -51,6 +51,9 @@ class Config:
     dashboard_dir: Path = field(default_factory=default_dashboard_dir)
     spawn_timeout: float = DEFAULT_SPAWN_TIMEOUT
     dashboard_queue: int = 1024
+    dashboard_queue_bytes: int = 8 * 1024 * 1024
+    max_connections: int = 1024
+    max_connections_per_peer: int = 256
     rate_limit: float = 500.0  # /ws frames per second per connection (burst 10x); 0 = off
 
 
@@ -107,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="events queued per dashboard before it is disconnected as too slow (default: %(default)s)",
     )  # fmt: skip
     p.add_argument(
+        "--dashboard-queue-bytes", type=_positive(int), default=8 * 1024 * 1024,
+        help="bytes queued per /ws connection: a dashboard whose pushed events pass it is disconnected as too "
+        "slow, a client that does not read its responses is no longer read from (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-connections", type=_positive(int), default=1024,
+        help="open connections on both ports together; above it new ones get HTTP 503 (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-connections-per-peer", type=_positive(int), default=256,
+        help="open connections from one address; the last eighth of --max-connections is kept for addresses "
+        "holding fewer than 8, so one peer cannot lock a dashboard out (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
         "--rate-limit", type=float, default=500.0,
         help="/ws frames per second per connection (bursts of 10x allowed); above it a request is answered "
         "1008 RATE_LIMITED and the connection stays open; 0 disables (default: %(default)s)",
@@ -132,6 +149,9 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
         dashboard_dir=Path(env["HYPI_DASHBOARD_DIR"]) if env.get("HYPI_DASHBOARD_DIR") else default_dashboard_dir(),
         spawn_timeout=float(timeout) if timeout else DEFAULT_SPAWN_TIMEOUT,
         dashboard_queue=args.dashboard_queue,
+        dashboard_queue_bytes=args.dashboard_queue_bytes,
+        max_connections=args.max_connections,
+        max_connections_per_peer=args.max_connections_per_peer,
         rate_limit=max(0.0, args.rate_limit),
     )
 

@@ -124,7 +124,7 @@ class FrontProtocol(asyncio.Protocol):
             return
         assert self.transport is not None
         self.transport.pause_reading()
-        first = httphead.rewrite_for_agent(head, entry.host, entry.node.port) + rest
+        first = httphead.rewrite_for_agent(head, entry.host, entry.node.port, cfg.token) + rest
         self.buf = bytearray()
         task = asyncio.get_running_loop().create_task(self._open(node_id, entry.host, entry.node.port, first))
         ctx.tasks.add(task)

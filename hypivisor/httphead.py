@@ -91,21 +91,40 @@ def agent_node_id(path: str) -> str | None:
     return unquote(rest.rstrip("/"))
 
 
-def rewrite_for_agent(head: RequestHead, host: str, port: int) -> bytes:
+# The dashboard's credentials stay with the hypivisor: the agent gets the hypivisor's own token instead.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "host", "origin"})
+_TOKEN_PROTOCOL_PREFIX = "hypi-token."
+
+
+def _without_token_param(query: str) -> str:
+    return "&".join(p for p in query.split("&") if p and p.partition("=")[0] != "token")
+
+
+def rewrite_for_agent(head: RequestHead, host: str, port: int, token: str | None = None) -> bytes:
     """The upgrade request as the agent must see it.
 
-    Path becomes ``/`` (query kept: it may carry the token), Host names the
-    agent, and ``Origin`` is dropped because the hypivisor already vouched for
-    it (the bridge would otherwise reject the dashboard's origin). Everything
-    else, including token headers, subprotocols, keys and extensions, is passed
-    unchanged so the WebSocket handshake stays end to end.
+    Path becomes ``/``, Host names the agent, and ``Origin`` is dropped because the hypivisor already vouched for
+    it (the bridge would otherwise reject the dashboard's origin). The dashboard's credentials never reach the
+    agent: ``Authorization``, ``Cookie``, ``Proxy-Authorization``, a ``token`` query parameter and
+    ``hypi-token.*`` subprotocols are removed, and the hypivisor authenticates with its own token
+    (``Authorization: Bearer``) when it has one. Everything else (keys, other subprotocols, extensions) is
+    passed unchanged, so the WebSocket handshake stays end to end.
     """
-    target = "/" + ("?" + head.query if head.query else "")
+    query = _without_token_param(head.query)
+    target = "/" + ("?" + query if query else "")
     host_value = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     out = [f"{head.method} {target} {head.version}", f"Host: {host_value}"]
+    if token:
+        out.append(f"Authorization: Bearer {token}")
     for name, value in head.headers:
-        if name.lower() in ("host", "origin"):
+        lower = name.lower()
+        if lower in _CREDENTIAL_HEADERS:
             continue
+        if lower == "sec-websocket-protocol":
+            kept = [p.strip() for p in value.split(",") if p.strip() and not p.strip().startswith(_TOKEN_PROTOCOL_PREFIX)]
+            if not kept:
+                continue
+            value = ", ".join(kept)
         out.append(f"{name}: {value}")
     return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
 

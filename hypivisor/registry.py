@@ -10,20 +10,32 @@ testable in microseconds:
 * a node goes offline only when the connection that *currently* owns it closes:
   a stale socket closing late must not mark a newer registration offline;
 * offline nodes are removed after ``ttl``; "active" nodes silent for ``3*ttl``
-  are ghosts (half-open TCP) and removed too.
+  are ghosts (half-open TCP) and removed too;
+* a node id belongs to whoever first registered it: the first registration
+  stores (a hash of) its node secret, and registering that id again needs the
+  same secret (or the connection that owns it). A known id is never taken over,
+  and an *active* node's address is never evicted from another peer address;
+* the proxy dials the peer address of the registering connection: a ``host``
+  the client names counts only when it is that address, or when both are this
+  machine's loopback (see :func:`dial_host`);
+* bounded: at most ``max_nodes`` nodes, ``max_per_connection`` per connection;
+  every per-frame call (:meth:`touch`) is O(1).
 
 Connections are opaque hashable keys chosen by the caller.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Hashable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from hypivisor.auth import peer_is_loopback
 from pi_socket.protocol import (
+    ErrorCode,
     HeartbeatParams,
     NodeInfo,
     NodeJoinedEvent,
@@ -34,6 +46,8 @@ from pi_socket.protocol import (
 )
 
 GHOST_FACTOR = 3
+MAX_NODES = 10_000
+MAX_NODES_PER_CONNECTION = 1_000
 
 # RegisterParams fields copied onto the node verbatim (host is an address, not roster data).
 _NODE_FIELDS = (
@@ -52,39 +66,67 @@ class RegistryError(Exception):
         self.message = message
 
 
+def secret_digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
+
+
+def dial_host(named: str | None, peer_host: str) -> str:
+    """Where the proxy may dial this node: the registering connection's peer address.
+
+    A client-named ``host`` is honoured only when it is that peer, or when both are loopback (a bridge bound to
+    127.0.0.1 that reached the hypivisor over ::1 is on this machine). Anything else would make the proxy an open
+    relay to a host the client chose, so it is ignored.
+    """
+    if named and (named == peer_host or (peer_is_loopback(named) and peer_is_loopback(peer_host))):
+        return named
+    return peer_host
+
+
 @dataclass
 class Entry:
-    """A node plus what only the hypivisor needs: who owns it and where to dial it."""
+    """A node plus what only the hypivisor needs: who owns it, from where, and where to dial it."""
 
     node: NodeInfo
     owner: Hashable | None
     host: str
+    secret: bytes  # sha256 of the node secret that owns this id
+    peer: str = ""  # peer address of the registering connection
     registered_at: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Registry:
     """All nodes, keyed by id. Not thread-safe: drive it from one event loop."""
 
-    def __init__(self, ttl: float):
+    def __init__(self, ttl: float, max_nodes: int = MAX_NODES, max_per_connection: int = MAX_NODES_PER_CONNECTION):
         if ttl <= 0:
             raise ValueError("ttl must be positive")
         self.ttl = float(ttl)
+        self.max_nodes = max_nodes
+        self.max_per_connection = max_per_connection
         self._entries: dict[str, Entry] = {}
         # (machine, port) -> the id registered there: registering evicts any other id on the same address,
         # so there is at most one; an index keeps that check O(1) with thousands of nodes
         self._by_addr: dict[tuple[str, int], str] = {}
+        self._owned: dict[Hashable, set[str]] = {}  # connection -> the ids it owns now
+        self._conn_seen: dict[Hashable, float] = {}  # connection -> when its last frame arrived
 
     # -- queries ----------------------------------------------------------
     def nodes(self) -> list[NodeInfo]:
         """Snapshot for ``init`` and ``list_nodes`` (copies: callers may serialise later)."""
-        return [e.node.model_copy() for e in self._entries.values()]
+        return [self._view(e) for e in self._entries.values()]
+
+    def _view(self, entry: Entry) -> NodeInfo:
+        node = entry.node.model_copy()
+        seen = self._conn_seen.get(entry.owner) if entry.owner is not None else None
+        if seen is not None and (node.last_seen is None or seen > node.last_seen):
+            node.last_seen = seen
+        return node
 
     def get(self, node_id: str) -> Entry | None:
         return self._entries.get(node_id)
 
     def owned_by(self, conn: Hashable) -> list[str]:
-        return [i for i, e in self._entries.items() if e.owner == conn]
+        return sorted(self._owned.get(conn, ()))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -95,32 +137,77 @@ class Registry:
         return max(self.ttl / 3.0, 0.05)
 
     # -- transitions ------------------------------------------------------
-    def register(self, params: RegisterParams, conn: Hashable, peer_host: str, now: float) -> tuple[NodeInfo, list[BaseModel]]:
-        """Upsert by id (active, owned by ``conn``); evict other ids on the same machine:port."""
+    def register(
+        self, params: RegisterParams, conn: Hashable, peer_host: str, now: float, new_secret: str = ""
+    ) -> tuple[NodeInfo, str | None, list[BaseModel]]:
+        """Upsert by id (active, owned by ``conn``); evict another id on the same machine:port.
+
+        Returns the node, the node secret to hand back (``new_secret`` when this registration was the id's first
+        and presented none, else None), and the events. Refusals (RegistryError, nothing changed): a known id
+        without its secret (1002), an active node's address from another peer (1002), the limits (1008).
+        """
         events: list[BaseModel] = []
+        previous = self._entries.get(params.id)
+        issued: str | None = None
+        if previous is not None:
+            if previous.owner != conn and not (
+                params.node_secret and hmac.compare_digest(previous.secret, secret_digest(params.node_secret))
+            ):
+                raise RegistryError(ErrorCode.FORBIDDEN,
+                                    f"node id {params.id!r} belongs to another agent (register with its node_secret)")
+            secret = previous.secret
+        elif params.node_secret:
+            secret = secret_digest(params.node_secret)  # a hypivisor restart: the agent keeps the secret it had
+        else:
+            issued = new_secret
+            secret = secret_digest(new_secret)
         addr = (params.machine, params.port)
         other_id = self._by_addr.get(addr)
-        if other_id is not None and other_id != params.id and other_id in self._entries:
+        other = self._entries.get(other_id) if other_id is not None and other_id != params.id else None
+        if other is not None and other.owner is not None and other.owner != conn and other.peer != peer_host:
+            raise RegistryError(ErrorCode.FORBIDDEN,
+                                f"{params.machine}:{params.port} belongs to active node {other_id!r} on another address")
+        if previous is None:
+            if len(self._entries) >= self.max_nodes + (other is not None):
+                raise RegistryError(ErrorCode.RATE_LIMITED, f"the roster is full ({self.max_nodes} nodes)")
+            if len(self._owned.get(conn, ())) >= self.max_per_connection:
+                raise RegistryError(ErrorCode.RATE_LIMITED,
+                                    f"one connection may own at most {self.max_per_connection} nodes")
+        if other is not None and other_id is not None:
             self._remove(other_id)
             events.append(NodeRemovedEvent(id=other_id, reason="evicted"))
-        previous = self._entries.get(params.id)
-        if previous is not None:  # the same id re-registering from another address frees the old one
+        if previous is not None:  # the same id re-registering (maybe from another address) frees the old one
             self._remove(params.id)
         data = {k: getattr(params, k) for k in _NODE_FIELDS if getattr(params, k) is not None}
         if params.tokens is not None:
             data["tokens"] = params.tokens
         node = NodeInfo(**data, status="active", last_seen=now, offline_since=None)
-        self._entries[params.id] = Entry(node=node, owner=conn, host=params.host or peer_host, registered_at=now)
+        self._entries[params.id] = Entry(node=node, owner=conn, host=dial_host(params.host, peer_host), secret=secret,
+                                         peer=peer_host, registered_at=now)  # fmt: skip
         self._by_addr[addr] = params.id
+        self._owned.setdefault(conn, set()).add(params.id)
+        self._conn_seen[conn] = now
         # Shallow copies are enough: the registry replaces a node's fields (setattr), it never mutates one in place.
         events.append(NodeJoinedEvent(node=node.model_copy()))
-        return node.model_copy(), events
+        return node.model_copy(), issued, events
 
     def _remove(self, node_id: str) -> None:
         entry = self._entries.pop(node_id)
         addr = (entry.node.machine, entry.node.port)
         if self._by_addr.get(addr) == node_id:
             del self._by_addr[addr]
+        self._disown(entry, node_id)
+
+    def _disown(self, entry: Entry, node_id: str) -> None:
+        if entry.owner is None:
+            return
+        owned = self._owned.get(entry.owner)
+        if owned is not None:
+            owned.discard(node_id)
+            if not owned:
+                del self._owned[entry.owner]
+                self._conn_seen.pop(entry.owner, None)
+        entry.owner = None
 
     def heartbeat(self, params: HeartbeatParams, conn: Hashable, now: float) -> list[BaseModel]:
         """Refresh ``last_seen``; changed fields give one ``node_updated``.
@@ -132,41 +219,45 @@ class Registry:
         if entry is None or entry.owner != conn:
             raise RegistryError(1006, f"node {params.id!r} is not registered on this connection; register again")
         entry.node.last_seen = now
+        self._conn_seen[conn] = now
         changed = False
         for name in _HEARTBEAT_FIELDS:
             value = getattr(params, name)
             if value is not None and getattr(entry.node, name) != value:
                 setattr(entry.node, name, value)
                 changed = True
-        return [NodeUpdatedEvent(node=entry.node.model_copy())] if changed else []
+        return [NodeUpdatedEvent(node=self._view(entry))] if changed else []
 
     def touch(self, conn: Hashable, now: float) -> None:
-        """Any frame from an owning connection proves the agent alive."""
-        for entry in self._entries.values():
-            if entry.owner == conn:
-                entry.node.last_seen = now
+        """Any frame from an owning connection proves its agents alive: O(1), whatever it owns."""
+        if conn in self._conn_seen:
+            self._conn_seen[conn] = now
 
     def deregister(self, node_id: str, conn: Hashable, now: float) -> list[BaseModel]:
-        """Remove a node. A bridge may only remove its own nodes; dashboards (no nodes) may remove any."""
+        """Remove a node. Only the connection that owns it may."""
         entry = self._entries.get(node_id)
         if entry is None:
             raise RegistryError(1006, f"unknown node {node_id!r}")
-        owned = self.owned_by(conn)
-        if owned and node_id not in owned:
-            raise RegistryError(1002, "a bridge connection may only deregister its own node")
+        if entry.owner != conn:
+            raise RegistryError(ErrorCode.FORBIDDEN, "only the connection that registered a node may deregister it")
         self._remove(node_id)
         return [NodeRemovedEvent(id=node_id, reason="deregistered")]
 
     def connection_closed(self, conn: Hashable, now: float) -> list[BaseModel]:
         """Mark offline every node this connection still owns (and only those)."""
         events: list[BaseModel] = []
-        for node_id, entry in self._entries.items():
-            if entry.owner == conn:
-                entry.owner = None
-                if entry.node.status != "offline":
-                    entry.node.status = "offline"
-                    entry.node.offline_since = now
-                    events.append(NodeOfflineEvent(id=node_id))
+        seen = self._conn_seen.get(conn)
+        for node_id in sorted(self._owned.get(conn, ())):
+            entry = self._entries[node_id]
+            if seen is not None and (entry.node.last_seen is None or seen > entry.node.last_seen):
+                entry.node.last_seen = seen
+            self._disown(entry, node_id)
+            if entry.node.status != "offline":
+                entry.node.status = "offline"
+                entry.node.offline_since = now
+                events.append(NodeOfflineEvent(id=node_id))
+        self._owned.pop(conn, None)
+        self._conn_seen.pop(conn, None)
         return events
 
     def sweep(self, now: float) -> list[BaseModel]:
@@ -179,7 +270,10 @@ class Registry:
                 if now - since > self.ttl:
                     self._remove(node_id)
                     events.append(NodeRemovedEvent(id=node_id, reason="ttl"))
-            elif node.last_seen is not None and now - node.last_seen > GHOST_FACTOR * self.ttl:
+                continue
+            seen = self._conn_seen.get(entry.owner, 0.0) if entry.owner is not None else 0.0
+            last = max(node.last_seen or 0.0, seen)
+            if node.last_seen is not None and now - last > GHOST_FACTOR * self.ttl:
                 self._remove(node_id)
                 events.append(NodeRemovedEvent(id=node_id, reason="ghost"))
         return events

@@ -77,8 +77,7 @@ class Connection:
         self.key = f"c{next(_conn_ids)}"
         self.peer = request.remote or "127.0.0.1"
         self.outbox = service.hub.outbox(ws, request.transport, service.config.dashboard_queue,
-                                         name=f"{self.key}@{self.peer}")
-        self.node_ids: set[str] = set()  # ids this connection asked to register: all it can own
+                                         name=f"{self.key}@{self.peer}", max_bytes=service.config.dashboard_queue_bytes)
         self.tasks: set[asyncio.Task[None]] = set()
         self._slot = asyncio.Event()
         rate = service.config.rate_limit
@@ -86,12 +85,11 @@ class Connection:
 
     def start_as_dashboard(self) -> None:
         """Snapshot and subscribe with no await in between, so no event can fall in a gap."""
-        self.outbox.send_framed(self.service.init_frame())
+        self.outbox.send_snapshot(self.service.init_frames())
         self.service.hub.dashboards.add(self.outbox)
 
     def on_frame(self, data: str | bytes) -> None:
-        if self.node_ids:
-            self.touch(time.time())
+        self.service.registry.touch(self.key, time.time())  # O(1): the registry keeps one time per connection
         limited = not self.bucket.take(time.monotonic())
         try:
             rpc_id, method, params = parse_request(data)
@@ -106,20 +104,6 @@ class Connection:
         task = asyncio.get_running_loop().create_task(self._call(rpc_id, method, params))
         self.tasks.add(task)
         task.add_done_callback(self._done)
-
-    def touch(self, now: float) -> None:
-        """``Registry.touch`` for this connection without walking the roster.
-
-        Ownership comes only from ``register`` on this connection, so its nodes are among the ids it
-        registered; ids it no longer owns are forgotten. A dashboard (no ids) costs nothing.
-        """
-        registry = self.service.registry
-        for node_id in list(self.node_ids):
-            entry = registry.get(node_id)
-            if entry is not None and entry.owner == self.key:
-                entry.node.last_seen = now
-            else:
-                self.node_ids.discard(node_id)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
@@ -141,8 +125,6 @@ class Connection:
     async def _call(self, rpc_id: Any, method: str, params: Any) -> None:
         if method == "register":
             self.service.hub.dashboards.discard(self.outbox)  # bridges get no roster pushes
-            if isinstance(params, dict) and isinstance(params.get("id"), str):
-                self.node_ids.add(params["id"])
         try:
             result = await self.service.dispatch(method, params, self.key, self.peer)
             frame = orjson.dumps({"id": rpc_id, "result": result})

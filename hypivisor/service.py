@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import time
+from dataclasses import dataclass
 from collections.abc import Hashable
 from typing import Any
 
@@ -34,6 +36,7 @@ from pi_socket.protocol import (
     HeartbeatParams,
     ListDirectoriesParams,
     ListDirectoriesResult,
+    ListNodesParams,
     OkResult,
     RegisterParams,
     RegisterResult,
@@ -45,6 +48,19 @@ log = structlog.get_logger(part="registry")  # lazy: bound after oplog.configure
 
 # How old the cached roster snapshot may get while no event changed it (only ``last_seen`` moves then).
 SNAPSHOT_MAX_AGE = 1.0
+# The ``init`` frame holds nodes up to this size; the rest of the roster follows at once as ``node_joined`` frames,
+# so no frame of a large roster exceeds a bridge's or a proxy's frame limit (a bridge accepts 16 MiB).
+INIT_CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The roster serialised once: each node's JSON, the whole list, and the framed ``init`` sequence."""
+
+    built_at: float
+    nodes: list[bytes]
+    all_nodes: bytes
+    init_frames: list[bytes]
 
 
 class RpcFailure(Exception):
@@ -73,32 +89,56 @@ class Service:
         self.registry = Registry(config.node_ttl)
         self.hub = Hub()
         self.spawner = Spawner(config.spawn_command, config.spawn_timeout)
-        self._snapshot: tuple[float, bytes, bytes] | None = None  # (built at, nodes JSON, framed init)
+        self._snapshot: Snapshot | None = None
+        self._unserialisable: set[str] = set()  # node ids already logged as unserialisable
 
     def publish(self, events: list[BaseModel]) -> None:
         if events:
             self._snapshot = None  # the roster changed: the next init / list_nodes rebuilds it
             self.hub.publish(events)
 
-    def _roster(self) -> tuple[float, bytes, bytes]:
+    def _roster(self) -> Snapshot:
         """The roster serialised once for every ``init`` and ``list_nodes`` until it changes.
 
         Every ``/ws`` connection (each bridge too) starts with an ``init`` holding all nodes; serialising
         1,000 nodes per connection made reconnect storms quadratic. The cache is dropped by every
         published event and rebuilt at least every ``SNAPSHOT_MAX_AGE`` seconds (``last_seen``).
+        A node that cannot be serialised is left out (and logged once); it never takes the roster down.
         """
         now = time.monotonic()
         snap = self._snapshot
-        if snap is None or now - snap[0] > SNAPSHOT_MAX_AGE:
-            nodes = orjson.dumps([n.model_dump(mode="json") for n in self.registry.nodes()])
-            init = orjson.dumps({"event": "init", "nodes": orjson.Fragment(nodes),
-                                 "protocol_version": PROTOCOL_VERSION, "hypivisor_version": __version__})
-            snap = self._snapshot = (now, nodes, text_frame(init))
+        if snap is None or now - snap.built_at > SNAPSHOT_MAX_AGE:
+            snap = self._snapshot = self._build_snapshot(now)
         return snap
 
-    def init_frame(self) -> bytes:
-        """The framed ``init`` event (an ``InitEvent``) with the current roster."""
-        return self._roster()[2]
+    def _build_snapshot(self, now: float) -> Snapshot:
+        nodes: list[bytes] = []
+        for node in self.registry.nodes():
+            try:
+                nodes.append(orjson.dumps(node.model_dump(mode="json")))
+            except Exception as exc:  # noqa: BLE001 - one bad node must not take the roster down
+                if node.id not in self._unserialisable:
+                    self._unserialisable.add(node.id)
+                    log.error("node left out of the roster: cannot serialise it", node_id=node.id[:128],
+                              error=f"{type(exc).__name__}: {exc}"[:200])  # fmt: skip
+        head: list[bytes] = []
+        size = 0
+        for raw in nodes:
+            if head and size + len(raw) > INIT_CHUNK_BYTES:
+                break
+            head.append(raw)
+            size += len(raw) + 1
+        init = orjson.dumps({"event": "init", "nodes": orjson.Fragment(b"[" + b",".join(head) + b"]"),
+                             "protocol_version": PROTOCOL_VERSION, "hypivisor_version": __version__,
+                             "total": len(nodes)})  # fmt: skip
+        frames = [text_frame(init)]
+        frames += [text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in nodes[len(head):]]
+        return Snapshot(now, nodes, b"[" + b",".join(nodes) + b"]", frames)
+
+    def init_frames(self) -> list[bytes]:
+        """The framed ``init`` event (an ``InitEvent``) with the current roster; past ``INIT_CHUNK_BYTES`` the
+        remaining nodes follow as ``node_joined`` frames (every client already upserts those)."""
+        return self._roster().init_frames
 
     async def dispatch(self, method: str, raw_params: dict[str, Any] | None, conn: Hashable, peer: str) -> Any:
         model = REGISTRY_METHODS.get(method)
@@ -114,11 +154,16 @@ class Service:
     # -- methods ------------------------------------------------------------
     async def _m_register(self, params: RegisterParams, conn: Hashable, peer: str) -> dict:
         now = time.time()
-        node, events = self.registry.register(params, conn, peer, now)
+        try:
+            node, issued, events = self.registry.register(params, conn, peer, now, secrets.token_urlsafe(32))
+        except RegistryError as exc:
+            log.warning("register refused", node_id=params.id, remote=peer, code=exc.code, reason=exc.message[:200])
+            raise RpcFailure(exc.code, exc.message) from None
         self.publish(events)
         self.spawner.node_registered(node, params.spawn_id)
         log.info("node registered", node_id=node.id, machine=node.machine, port=node.port, cwd=node.cwd)
-        return RegisterResult(node=node, heartbeat_interval=self.registry.heartbeat_interval).model_dump(mode="json")
+        result = RegisterResult(node=node, heartbeat_interval=self.registry.heartbeat_interval, node_secret=issued)
+        return result.model_dump(mode="json", exclude={"node_secret"} if issued is None else None)
 
     async def _m_heartbeat(self, params: HeartbeatParams, conn: Hashable, peer: str) -> dict:
         try:
@@ -135,8 +180,15 @@ class Service:
         log.info("node deregistered", node_id=params.id)
         return OkResult(status="deregistered").model_dump(mode="json")
 
-    async def _m_list_nodes(self, params: BaseModel, conn: Hashable, peer: str) -> dict:
-        return {"nodes": orjson.Fragment(self._roster()[1])}  # a ListNodesResult, serialised once
+    async def _m_list_nodes(self, params: ListNodesParams, conn: Hashable, peer: str) -> dict:
+        """A ``ListNodesResult`` from the cached serialisation; ``cursor``/``limit`` page a large roster."""
+        snap = self._roster()
+        if params.cursor == 0 and params.limit is None:
+            return {"nodes": orjson.Fragment(snap.all_nodes)}
+        end = len(snap.nodes) if params.limit is None else params.cursor + params.limit
+        page = snap.nodes[params.cursor : end]
+        return {"nodes": orjson.Fragment(b"[" + b",".join(page) + b"]"),
+                "next_cursor": end if end < len(snap.nodes) else None}  # fmt: skip
 
     async def _m_list_directories(self, params: ListDirectoriesParams, conn: Hashable, peer: str) -> dict:
         try:

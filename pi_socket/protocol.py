@@ -37,7 +37,15 @@ MAX_PATH_LEN = 4096
 HISTORY_PAGE_MAX = 500
 INIT_HISTORY_BUDGET_BYTES = 500 * 1024
 
+MAX_COUNT = 2**53 - 1  # token counts and similar: exact in JSON and in JavaScript numbers
+MAX_VERSION_LEN = 32
+MAX_MODEL_LEN = 200
+MAX_SECRET_LEN = 128
+
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Money = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
+UnixTime = Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)]
 RpcId = Union[Annotated[str, Field(max_length=MAX_ID_LEN)], int, None]
 
 
@@ -80,6 +88,13 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", defer_build=True)
 
 
+class _Stored(BaseModel):
+    """Base for values the hypivisor stores and sends to everyone: every field is bounded (length, range, no
+    nesting), and unknown keys are dropped at validation, never stored or re-sent (specs/security.md T13)."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+
+
 # ---------------------------------------------------------------------------
 # Shared value types
 # ---------------------------------------------------------------------------
@@ -88,12 +103,12 @@ NodeStatus = Literal["active", "offline"]
 Activity = Literal["idle", "working"]
 
 
-class TokenTotals(_Open):
-    input: int = 0
-    output: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-    total: int = 0
+class TokenTotals(_Stored):
+    input: Count = 0
+    output: Count = 0
+    cache_read: Count = 0
+    cache_write: Count = 0
+    total: Count = 0
 
 
 class ErrorInfo(_Open):
@@ -102,25 +117,25 @@ class ErrorInfo(_Open):
     data: Any | None = None
 
 
-class NodeInfo(_Open):
+class NodeInfo(_Stored):
     """One pi agent as the registry knows it."""
 
     id: Id
     machine: str = Field(max_length=255, description="hostname the agent runs on")
     cwd: str = Field(max_length=MAX_PATH_LEN)
     port: int = Field(ge=1, le=65535)
-    pid: int | None = None
+    pid: int | None = Field(default=None, ge=0, le=2**31 - 1)
     status: NodeStatus = "active"
     activity: Activity = "idle"
-    session_name: str | None = None
-    model: str | None = None
-    started_at: float | None = Field(default=None, description="unix seconds")
+    session_name: str | None = Field(default=None, max_length=MAX_NAME_LEN)
+    model: str | None = Field(default=None, max_length=MAX_MODEL_LEN)
+    started_at: UnixTime | None = Field(default=None, description="unix seconds")
     last_seen: float | None = Field(default=None, description="unix seconds")
     offline_since: float | None = Field(default=None, description="unix seconds")
     tokens: TokenTotals = Field(default_factory=TokenTotals)
-    cost: float = 0.0
-    pi_version: str | None = None
-    protocol_version: str = PROTOCOL_VERSION
+    cost: Money = 0.0
+    pi_version: str | None = Field(default=None, max_length=MAX_VERSION_LEN)
+    protocol_version: str = Field(default=PROTOCOL_VERSION, max_length=MAX_VERSION_LEN)
 
 
 # ---------------------------------------------------------------------------
@@ -145,21 +160,28 @@ class RegisterParams(_Strict):
     machine: str = Field(min_length=1, max_length=255)
     cwd: str = Field(min_length=1, max_length=MAX_PATH_LEN)
     port: int = Field(ge=1, le=65535)
-    pid: int | None = Field(default=None, ge=0)
+    pid: int | None = Field(default=None, ge=0, le=2**31 - 1)
     host: str | None = Field(
         default=None,
         max_length=255,
-        description="address the hypivisor should dial to reach the agent; "
-        "default: the peer address of the registering connection",
+        description="address the agent listens on; the hypivisor dials the peer address of the registering "
+        "connection and honours this only when it is that address or both are loopback",
     )
     activity: Activity = "idle"
     session_name: str | None = Field(default=None, max_length=MAX_NAME_LEN)
-    model: str | None = Field(default=None, max_length=200)
-    started_at: float | None = None
+    model: str | None = Field(default=None, max_length=MAX_MODEL_LEN)
+    started_at: UnixTime | None = None
     tokens: TokenTotals | None = None
-    cost: float | None = None
-    pi_version: str | None = Field(default=None, max_length=64)
-    protocol_version: str = PROTOCOL_VERSION
+    cost: Money | None = None
+    pi_version: str | None = Field(default=None, max_length=MAX_VERSION_LEN)
+    protocol_version: str = Field(default=PROTOCOL_VERSION, max_length=MAX_VERSION_LEN)
+    node_secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=MAX_SECRET_LEN,
+        description="proves this agent owns the id: the secret the first registration of the id presented or was "
+        "issued (register result); a known id is refused without it",
+    )
     spawn_id: str | None = Field(
         default=None,
         max_length=MAX_ID_LEN,
@@ -174,9 +196,9 @@ class HeartbeatParams(_Strict):
     id: Id
     activity: Activity | None = None
     session_name: str | None = Field(default=None, max_length=MAX_NAME_LEN)
-    model: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=MAX_MODEL_LEN)
     tokens: TokenTotals | None = None
-    cost: float | None = None
+    cost: Money | None = None
 
 
 class DeregisterParams(_Strict):
@@ -184,7 +206,8 @@ class DeregisterParams(_Strict):
 
 
 class ListNodesParams(_Strict):
-    pass
+    cursor: int = Field(default=0, ge=0, le=MAX_COUNT, description="index of the first node (next_cursor of a page)")
+    limit: int | None = Field(default=None, ge=1, le=10_000, description="at most this many nodes; default all")
 
 
 class ListDirectoriesParams(_Strict):
@@ -200,6 +223,10 @@ class RegisterResult(_Open):
     status: Literal["registered"] = "registered"
     node: NodeInfo
     heartbeat_interval: float = Field(description="seconds between heartbeats the hypivisor expects")
+    node_secret: str | None = Field(
+        default=None, description="issued when this was the id's first registration and presented no secret: "
+        "present it as register.node_secret from now on (only the registering connection sees it)"
+    )
 
 
 class OkResult(_Open):
@@ -208,6 +235,7 @@ class OkResult(_Open):
 
 class ListNodesResult(_Open):
     nodes: list[NodeInfo]
+    next_cursor: int | None = Field(default=None, description="cursor of the next page; absent or null at the end")
 
 
 class DirectoryEntry(_Open):
@@ -244,6 +272,10 @@ class InitEvent(_Open):
     nodes: list[NodeInfo]
     protocol_version: str = PROTOCOL_VERSION
     hypivisor_version: str | None = None
+    total: int | None = Field(
+        default=None, description="nodes on the roster; when more than ``nodes`` holds, the rest follow at once as "
+        "node_joined events (a large roster never makes one frame over 1 MiB)"
+    )
 
 
 class NodeJoinedEvent(_Open):

@@ -188,21 +188,21 @@ def _init_payload(framed: bytes) -> dict:
 
 async def test_init_and_list_nodes_follow_every_roster_event(tmp_path):
     svc = _service(tmp_path)
-    init = _init_payload(svc.init_frame())
+    init = _init_payload(svc.init_frames()[0])
     assert init["event"] == "init" and init["nodes"] == [] and init["protocol_version"] == PROTOCOL_VERSION
     assert init["hypivisor_version"] == __version__
     await svc.dispatch("register", {"id": "a", "machine": "m", "cwd": "/", "port": 1}, "c1", "127.0.0.1")
-    assert [n["id"] for n in _init_payload(svc.init_frame())["nodes"]] == ["a"]
+    assert [n["id"] for n in _init_payload(svc.init_frames()[0])["nodes"]] == ["a"]
     await svc.dispatch("heartbeat", {"id": "a", "session_name": "s1"}, "c1", "127.0.0.1")
     nodes = orjson.loads(orjson.dumps(await svc.dispatch("list_nodes", {}, "c2", "127.0.0.1")))["nodes"]
     assert [(n["id"], n["session_name"]) for n in nodes] == [("a", "s1")]
     svc.publish(svc.registry.connection_closed("c1", 5.0))
-    assert _init_payload(svc.init_frame())["nodes"][0]["status"] == "offline"
+    assert _init_payload(svc.init_frames()[0])["nodes"][0]["status"] == "offline"
 
 
 async def test_init_matches_the_init_event_model(tmp_path):
     svc = _service(tmp_path)
     for i in range(3):
         await svc.dispatch("register", {"id": f"n{i}", "machine": "m", "cwd": "/", "port": 10 + i}, f"c{i}", "h")
-    model = InitEvent(nodes=svc.registry.nodes(), hypivisor_version=__version__).model_dump(mode="json")
-    assert _init_payload(svc.init_frame()) == model
+    model = InitEvent(nodes=svc.registry.nodes(), hypivisor_version=__version__, total=3).model_dump(mode="json")
+    assert _init_payload(svc.init_frames()[0]) == model

@@ -66,16 +66,27 @@ def test_agent_route(path, expected):
     assert httphead.agent_node_id(path) == expected
 
 
-def test_rewrite_for_agent_keeps_query_and_tokens_drops_origin_and_rewrites_host():
-    out = httphead.rewrite_for_agent(httphead.parse_head(UPGRADE), "10.0.0.7", 8123)
+def test_rewrite_for_agent_drops_the_dashboards_credentials_and_origin_and_rewrites_host():
+    head = httphead.parse_head(UPGRADE.replace(b"Upgrade: websocket", b"Cookie: session=abc\r\nUpgrade: websocket"))
+    out = httphead.rewrite_for_agent(head, "10.0.0.7", 8123)
     lines = out.split(b"\r\n")
-    assert lines[0] == b"GET /?token=t%2Bx HTTP/1.1"
+    assert lines[0] == b"GET / HTTP/1.1"
     assert lines[1] == b"Host: 10.0.0.7:8123"
-    assert not any(line.lower().startswith((b"origin:", b"host: hv")) for line in lines)
-    for kept in (b"Authorization: Bearer s3cret", b"Sec-WebSocket-Protocol: hypi.v1, hypi-token.abc",
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", b"Upgrade: websocket"):  # fmt: skip
+    assert not any(line.lower().startswith((b"origin:", b"host: hv", b"authorization", b"cookie")) for line in lines)
+    assert b"s3cret" not in out and b"abc" not in out.split(b"Sec-WebSocket-Key")[0] and b"t%2Bx" not in out
+    for kept in (b"Sec-WebSocket-Protocol: hypi.v1", b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+                 b"Upgrade: websocket"):  # fmt: skip
         assert kept in lines
     assert out.endswith(b"\r\n\r\n")
+
+
+def test_rewrite_for_agent_carries_the_hypivisors_own_token_and_other_query_params():
+    head = httphead.parse_head(b"GET /ws/agent/x?a=1&token=zz&b=2 HTTP/1.1\r\nHost: h\r\n"
+                               b"Sec-WebSocket-Protocol: hypi-token.enp6\r\n\r\n")  # fmt: skip
+    out = httphead.rewrite_for_agent(head, "127.0.0.1", 9, token="hv-token")
+    lines = out.split(b"\r\n")
+    assert lines[0] == b"GET /?a=1&b=2 HTTP/1.1" and b"Authorization: Bearer hv-token" in lines
+    assert not any(line.lower().startswith(b"sec-websocket-protocol") for line in lines)
 
 
 def test_rewrite_without_query_and_ipv6_host():

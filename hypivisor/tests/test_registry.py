@@ -10,6 +10,7 @@ from hypivisor.registry import Registry, RegistryError
 from pi_socket.protocol import HeartbeatParams, RegisterParams, TokenTotals
 
 TTL = 30.0
+SECRET = "k" * 32
 
 
 def reg(node_id="a", machine="m1", port=8080, cwd="/home/u/p", **kw) -> RegisterParams:
@@ -26,21 +27,27 @@ def r() -> Registry:
 
 
 def test_register_adds_an_active_node_owned_by_the_connection(r):
-    node, events = r.register(reg(pid=42), "c1", "10.0.0.5", now=100.0)
+    node, _, events = r.register(reg(pid=42), "c1", "10.0.0.5", now=100.0)
     assert node.status == "active" and node.last_seen == 100.0 and node.pid == 42
     assert kinds(events) == [("node_joined", "a")]
     assert r.get("a").owner == "c1" and r.get("a").host == "10.0.0.5"
 
 
-def test_host_from_register_wins_over_peer_address(r):
-    r.register(reg(host="192.168.1.9"), "c1", "10.0.0.5", now=1)
-    assert r.get("a").host == "192.168.1.9"
+def test_the_proxy_dials_the_registering_peer_never_a_client_named_host(r):
+    r.register(reg("a", port=1, host="192.168.1.9"), "c1", "10.0.0.5", now=1)
+    assert r.get("a").host == "10.0.0.5"  # an open relay otherwise: the client would pick what the proxy dials
+    r.register(reg("b", port=2, host="10.0.0.6"), "c2", "10.0.0.6", now=1)
+    assert r.get("b").host == "10.0.0.6"
+    r.register(reg("c", port=3, host="127.0.0.1"), "c3", "::1", now=1)
+    assert r.get("c").host == "127.0.0.1"  # both loopback: the same machine
+    r.register(reg("d", port=4, host="127.0.0.1"), "c4", "10.0.0.7", now=1)
+    assert r.get("d").host == "10.0.0.7"  # a remote peer cannot aim the proxy at the hypivisor's own loopback
 
 
 def test_reregister_same_id_replaces_without_eviction_event(r):
-    r.register(reg(), "c1", "h", now=1)
+    r.register(reg(node_secret=SECRET), "c1", "h", now=1)
     r.connection_closed("c1", now=2)
-    node, events = r.register(reg(session_name="s"), "c2", "h", now=3)
+    node, _, events = r.register(reg(session_name="s", node_secret=SECRET), "c2", "h", now=3)
     assert kinds(events) == [("node_joined", "a")]
     assert node.status == "active" and node.offline_since is None and node.session_name == "s"
     assert len(r) == 1 and r.get("a").owner == "c2"
@@ -48,7 +55,7 @@ def test_reregister_same_id_replaces_without_eviction_event(r):
 
 def test_same_machine_and_port_evicts_the_old_id(r):
     r.register(reg("old"), "c1", "h", now=1)
-    _, events = r.register(reg("new"), "c2", "h", now=2)
+    _, _, events = r.register(reg("new"), "c2", "h", now=2)
     assert kinds(events) == [("node_removed", "old"), ("node_joined", "new")]
     assert events[0].reason == "evicted"
     assert [n.id for n in r.nodes()] == ["new"]
@@ -56,14 +63,14 @@ def test_same_machine_and_port_evicts_the_old_id(r):
 
 def test_many_agents_in_one_folder_are_never_evicted_by_cwd(r):
     for i in range(5):
-        _, events = r.register(reg(f"n{i}", port=8080 + i, cwd="/same"), f"c{i}", "h", now=i)
+        _, _, events = r.register(reg(f"n{i}", port=8080 + i, cwd="/same"), f"c{i}", "h", now=i)
         assert [e.event for e in events] == ["node_joined"]
     assert len(r) == 5
 
 
 def test_same_port_on_another_machine_is_a_different_agent(r):
     r.register(reg("a", machine="m1"), "c1", "h", now=1)
-    _, events = r.register(reg("b", machine="m2"), "c2", "h", now=1)
+    _, _, events = r.register(reg("b", machine="m2"), "c2", "h", now=1)
     assert [e.event for e in events] == ["node_joined"] and len(r) == 2
 
 
@@ -74,8 +81,8 @@ def test_owner_closing_marks_offline(r):
 
 
 def test_stale_socket_closing_late_does_not_mark_new_registration_offline(r):
-    r.register(reg(), "old-socket", "h", now=1)
-    r.register(reg(), "new-socket", "h", now=2)
+    r.register(reg(node_secret=SECRET), "old-socket", "h", now=1)
+    r.register(reg(node_secret=SECRET), "new-socket", "h", now=2)
     assert r.connection_closed("old-socket", now=3) == []
     assert r.get("a").node.status == "active"
 
@@ -110,7 +117,10 @@ def test_heartbeat_keeps_an_active_node_alive(r):
 def test_any_frame_from_the_owner_counts_as_alive(r):
     r.register(reg(), "c1", "h", now=0)
     r.touch("c1", now=50)
-    assert r.get("a").node.last_seen == 50
+    assert r.nodes()[0].last_seen == 50
+    assert r.sweep(now=50 + 3 * TTL - 1) == []
+    r.touch("dashboard", now=60)  # a connection that owns nothing costs nothing and changes nothing
+    assert len(r) == 1
 
 
 def test_heartbeat_with_changes_emits_one_node_updated(r):
@@ -144,14 +154,103 @@ def test_deregister_removes_and_reports(r):
     assert e.value.code == 1006
 
 
-def test_a_bridge_cannot_deregister_another_node_but_a_dashboard_can(r):
+def test_only_the_owning_connection_may_deregister(r):
     r.register(reg("a", port=1), "c1", "h", now=0)
     r.register(reg("b", port=2), "c2", "h", now=0)
-    with pytest.raises(RegistryError) as e:
-        r.deregister("b", "c1", now=1)
-    assert e.value.code == 1002 and len(r) == 2
-    r.deregister("b", "dashboard", now=1)
+    for stranger in ("c1", "dashboard"):
+        with pytest.raises(RegistryError) as e:
+            r.deregister("b", stranger, now=1)
+        assert e.value.code == 1002 and len(r) == 2
+    r.deregister("b", "c2", now=1)
     assert [n.id for n in r.nodes()] == ["a"]
+
+
+# --------------------------------------------------------------------------- ownership (takeover)
+
+
+def test_the_first_registration_is_issued_a_secret_and_a_known_id_needs_it(r):
+    _, issued, _ = r.register(reg(), "c1", "10.0.0.5", now=0, new_secret="s" * 43)
+    assert issued == "s" * 43
+    for conn, params in (("evil", reg()), ("evil", reg(node_secret="x" * 20)), ("evil", reg(port=9, cwd="/x"))):
+        with pytest.raises(RegistryError) as e:
+            r.register(params, conn, "10.0.0.66", now=1)
+        assert e.value.code == 1002 and "belongs to another agent" in e.value.message
+    assert r.get("a").owner == "c1" and r.get("a").host == "10.0.0.5"
+    r.connection_closed("c1", now=2)  # offline: the id still belongs to its secret
+    with pytest.raises(RegistryError):
+        r.register(reg(), "evil", "10.0.0.66", now=3)
+    node, again, _ = r.register(reg(node_secret="s" * 43), "c2", "10.0.0.5", now=4)
+    assert node.status == "active" and again is None and r.get("a").owner == "c2"
+
+
+def test_the_owning_connection_may_register_its_id_again_without_the_secret(r):
+    r.register(reg(), "c1", "h", now=0, new_secret="s" * 43)
+    _, issued, _ = r.register(reg(session_name="x"), "c1", "h", now=1)
+    assert issued is None and r.get("a").node.session_name == "x"
+
+
+def test_after_a_restart_the_first_registration_adopts_the_secret_it_presents(r):
+    _, issued, _ = r.register(reg(node_secret=SECRET), "c1", "h", now=0, new_secret="new" * 11)
+    assert issued is None  # it keeps the secret it had; nothing new to hand out
+    with pytest.raises(RegistryError):
+        r.register(reg(node_secret="y" * 32), "c2", "h2", now=1)
+
+
+def test_an_active_nodes_address_is_not_evicted_from_another_peer(r):
+    r.register(reg("victim", port=8080), "c1", "10.0.0.5", now=0)
+    with pytest.raises(RegistryError) as e:
+        r.register(reg("intruder", port=8080), "c2", "10.0.0.66", now=1)
+    assert e.value.code == 1002 and [n.id for n in r.nodes()] == ["victim"]
+    _, _, events = r.register(reg("restarted", port=8080), "c3", "10.0.0.5", now=2)  # pi restarted on that machine
+    assert kinds(events) == [("node_removed", "victim"), ("node_joined", "restarted")]
+    r.connection_closed("c3", now=3)
+    _, _, events = r.register(reg("other", port=8080), "c4", "10.0.0.66", now=4)  # offline: the address is free
+    assert kinds(events) == [("node_removed", "restarted"), ("node_joined", "other")]
+
+
+def test_heartbeat_and_deregister_of_a_foreign_node_change_nothing(r):
+    r.register(reg(), "c1", "h", now=0)
+    with pytest.raises(RegistryError):
+        r.heartbeat(HeartbeatParams(id="a", session_name="pwned"), "evil", now=1)
+    with pytest.raises(RegistryError):
+        r.deregister("a", "evil", now=1)
+    assert r.get("a").node.session_name is None and r.get("a").owner == "c1"
+
+
+def test_nodes_per_connection_and_in_total_are_capped():
+    r = Registry(TTL, max_nodes=5, max_per_connection=3)
+    for i in range(3):
+        r.register(reg(f"n{i}", port=i + 1), "c1", "h", now=0)
+    with pytest.raises(RegistryError) as e:
+        r.register(reg("n3", port=4), "c1", "h", now=0)
+    assert e.value.code == 1008 and "at most 3" in e.value.message
+    r.register(reg("n3", port=4), "c2", "h", now=0)
+    r.register(reg("n4", port=5), "c2", "h", now=0)
+    with pytest.raises(RegistryError) as e:
+        r.register(reg("n5", port=6), "c3", "h", now=0)
+    assert e.value.code == 1008 and "full" in e.value.message
+    r.register(reg("n0", port=1, session_name="again"), "c1", "h", now=1)  # re-registering is not a new node
+    _, _, events = r.register(reg("n9", port=5), "c2", "h", now=2)  # replacing an evicted one is allowed
+    assert kinds(events) == [("node_removed", "n4"), ("node_joined", "n9")]
+
+
+def test_touch_is_constant_time_whatever_a_connection_owns():
+    """A frame from a connection owning 1,000 nodes must not walk them (it walked every node before)."""
+    import time
+
+    small, big = Registry(TTL), Registry(TTL)
+    small.register(reg("x", port=1), "c", "h", now=0)
+    for i in range(1000):
+        big.register(reg(f"n{i}", port=i + 1), "c", "h", now=0)
+
+    def cost(reg_: Registry) -> float:
+        t = time.perf_counter()
+        for k in range(2000):
+            reg_.touch("c", now=float(k))
+        return time.perf_counter() - t
+
+    cost(small), cost(big)
+    assert min(cost(big) for _ in range(3)) < 5 * min(cost(small) for _ in range(3))
 
 
 def test_snapshot_is_a_copy(r):
@@ -163,14 +262,14 @@ def test_snapshot_is_a_copy(r):
 def test_an_id_that_moves_to_another_port_frees_its_old_address(r):
     r.register(reg("a", port=1), "c1", "h", now=0)
     r.register(reg("a", port=2), "c1", "h", now=1)
-    _, events = r.register(reg("b", port=1), "c2", "h", now=2)
+    _, _, events = r.register(reg("b", port=1), "c2", "h", now=2)
     assert kinds(events) == [("node_joined", "b")]  # nobody is evicted from the freed port
-    _, events = r.register(reg("c", port=2), "c3", "h", now=3)
+    _, _, events = r.register(reg("c", port=2), "c3", "h", now=3)
     assert kinds(events) == [("node_removed", "a"), ("node_joined", "c")]
 
 
 def test_events_and_snapshots_do_not_change_when_the_node_does(r):
-    node, events = r.register(reg(), "c1", "h", now=0)
+    node, _, events = r.register(reg(), "c1", "h", now=0)
     snap = r.nodes()[0]
     r.heartbeat(HeartbeatParams(id="a", activity="working", session_name="renamed"), "c1", now=5)
     r.connection_closed("c1", now=6)

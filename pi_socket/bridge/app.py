@@ -132,6 +132,7 @@ class Bridge:
             self.heartbeat_params,
             self.config.reconnect_first_s,
             on_standalone=self._notify_standalone,
+            node_secret=self.config.node_secret,
         )
         self.spawn(self.registry.run(), "registry")
 
@@ -311,6 +312,8 @@ class Bridge:
         }
 
     def register_params(self) -> RegisterParams:
+        # Where this bridge listens; the hypivisor dials the address this connection comes from and honours
+        # `host` only when it is that address or both are loopback.
         host = self.config.host if self.config.host not in ("0.0.0.0", "::") else None
         return RegisterParams(
             **self._roster_fields(),

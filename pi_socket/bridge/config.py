@@ -59,6 +59,7 @@ class BridgeConfig:
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     node_id: str | None = None
     spawn_id: str | None = None  # PI_SOCKET_SPAWN_ID: set by the hypivisor's spawn_agent, sent back in register
+    node_secret: str | None = None  # PI_SOCKET_NODE_SECRET: made by the shim once per pi, proves the node id is ours
     reconnect_first_s: float = RECONNECT_FIRST_S
     client_queue_frames: int = CLIENT_QUEUE_FRAMES
     client_queue_bytes: int = CLIENT_QUEUE_BYTES
@@ -86,6 +87,7 @@ class BridgeConfig:
             allowed_origins=allowed_origins(env.get("HYPI_ALLOWED_ORIGINS", ""), _dashboard_port(registry_url)),
             node_id=env.get("PI_SOCKET_NODE_ID") or None,
             spawn_id=(env.get("PI_SOCKET_SPAWN_ID") or "")[:128] or None,
+            node_secret=_secret(env.get("PI_SOCKET_NODE_SECRET")),
             reconnect_first_s=max(0.01, reconnect_ms / 1000.0),
             client_queue_frames=max(1, _int(env, "PI_SOCKET_CLIENT_QUEUE_FRAMES", CLIENT_QUEUE_FRAMES)),
             client_queue_bytes=max(1024, _int(env, "PI_SOCKET_CLIENT_QUEUE_BYTES", CLIENT_QUEUE_BYTES)),
@@ -132,3 +134,9 @@ def allowed_origins(extra: str, dashboard_port: int = 31415) -> frozenset[str]:
     origins = {f"{scheme}://{h}:{port}" for scheme in ("http", "https") for h in hosts for port in ports}
     origins.update(o.strip().rstrip("/") for o in extra.split(",") if o.strip())
     return frozenset(origins)
+
+
+def _secret(value: str | None) -> str | None:
+    """The shim's node secret when it is usable as ``register.node_secret`` (16-128 characters), else None:
+    the hypivisor then issues one at the first registration."""
+    return value if value and 16 <= len(value) <= 128 else None

@@ -47,9 +47,13 @@ class RegistryClient:
         heartbeat_params: Callable[[], HeartbeatParams],
         reconnect_first_s: float,
         on_standalone: Callable[[], Awaitable[None]] | None = None,
+        node_secret: str | None = None,
     ) -> None:
         self.url = url
         self.token = token
+        # Proves the node id is ours on every register (a hypivisor refuses a known id without it); kept for
+        # this bridge's life, and the shim gives every bridge of one pi the same one.
+        self.node_secret = node_secret
         self.register_params = register_params
         self.heartbeat_params = heartbeat_params
         self.backoff = Backoff(reconnect_first_s, RECONNECT_CAP_S)
@@ -144,7 +148,12 @@ class RegistryClient:
         # must still produce a heartbeat (clearing afterwards lost it).
         self._poke.clear()
         params = self.register_params()
+        if self.node_secret:
+            params = params.model_copy(update={"node_secret": self.node_secret})
         result = await self.call("register", params.model_dump(mode="json", exclude_none=True))
+        issued = result.get("node_secret") if isinstance(result, dict) else None
+        if isinstance(issued, str) and issued:
+            self.node_secret = issued
         interval = result.get("heartbeat_interval") if isinstance(result, dict) else None
         self.registered = True
         self._ever_registered = True

@@ -1,4 +1,4 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:1315c410c6a28cd995d1f8e9dbbaeaa2b27288ea020f057ae927377e83e1e14e).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:f4714e13ef48013e36d19c8b26ef9d4cd22a8c03772363616bf604f4bca23883).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of six).
 
 // src/index.ts
@@ -8,6 +8,7 @@ import * as path2 from "node:path";
 
 // src/bridge.ts
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -109,6 +110,7 @@ function shared() {
   if (!g[KEY]) {
     g[KEY] = {
       nodeId: process.env.PI_SOCKET_NODE_ID || `${safeHostname()}-${process.pid}`,
+      nodeSecret: randomBytes(24).toString("base64url"),
       notified: false,
       stopped: false,
       backoffMs: BACKOFF_FIRST_MS,
@@ -208,7 +210,7 @@ function ensureBridge(st, launch) {
 function startChild(st) {
   const launch = st.launch;
   if (!launch || st.stopped) return;
-  const env = { ...launch.env, PI_SOCKET_NODE_ID: st.nodeId };
+  const env = { ...launch.env, PI_SOCKET_NODE_ID: st.nodeId, PI_SOCKET_NODE_SECRET: st.nodeSecret };
   if (st.port) env.PI_SOCKET_PREFERRED_PORT = String(st.port);
   let child;
   try {

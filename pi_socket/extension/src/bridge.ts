@@ -6,10 +6,11 @@
 // node id, the restart timer) sits in one object on globalThis; each new
 // module instance only replaces `dispatch` (who handles the bridge's requests).
 //
-// Rules from pi-facts.md §7 applied here: no throw ever escapes a callback
+// Rules from specs/pi-runtime.md §2 applied here: no throw ever escapes a callback
 // (every listener is wrapped), every stream has an 'error' listener, nothing is
 // printed (TUI), and after `stop()` nothing keeps Node alive (`pi -p` exits).
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -37,6 +38,8 @@ export interface Launch {
 
 export interface BridgeState {
 	nodeId: string;
+	/** Proves to the hypivisor that this pi owns `nodeId` (register.node_secret); the same for every bridge it starts. */
+	nodeSecret: string;
 	child?: ChildProcess;
 	port?: number;
 	url?: string;
@@ -91,6 +94,7 @@ export function shared(): BridgeState {
 	if (!g[KEY]) {
 		g[KEY] = {
 			nodeId: process.env.PI_SOCKET_NODE_ID || `${safeHostname()}-${process.pid}`,
+			nodeSecret: randomBytes(24).toString("base64url"),
 			notified: false,
 			stopped: false,
 			backoffMs: BACKOFF_FIRST_MS,
@@ -212,7 +216,7 @@ export function ensureBridge(st: BridgeState, launch: Launch): void {
 function startChild(st: BridgeState): void {
 	const launch = st.launch;
 	if (!launch || st.stopped) return;
-	const env: Record<string, string> = { ...launch.env, PI_SOCKET_NODE_ID: st.nodeId };
+	const env: Record<string, string> = { ...launch.env, PI_SOCKET_NODE_ID: st.nodeId, PI_SOCKET_NODE_SECRET: st.nodeSecret };
 	if (st.port) env.PI_SOCKET_PREFERRED_PORT = String(st.port);
 	let child: ChildProcess;
 	try {
