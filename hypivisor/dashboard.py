@@ -39,11 +39,17 @@ def _inside(path: Path, root: Path) -> bool:
 
 
 def pick_file(root: Path, url_path: str) -> Path | None:
-    """The file to serve for ``url_path``, SPA fallback included; None = 404."""
+    """The file to serve for ``url_path``, SPA fallback included; None = 404.
+
+    A path the file system cannot take (a NUL byte, an unencodable character, a name too long) is a 404,
+    never an error."""
     rel = url_path.lstrip("/") or "index.html"
-    candidate = Path(os.path.realpath(root / rel))
-    if _inside(candidate, root) and candidate.is_file():
-        return candidate
+    try:
+        candidate = Path(os.path.realpath(root / rel))
+        if _inside(candidate, root) and candidate.is_file():
+            return candidate
+    except (OSError, ValueError):
+        return None
     if "." not in rel.rsplit("/", 1)[-1]:
         index = root / "index.html"
         return index if index.is_file() else None

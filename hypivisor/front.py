@@ -6,9 +6,16 @@ parsed by ``httphead``:
 * ``/ws/agent/<id>``: Origin and token are checked, the node is looked up,
   and the socket becomes a byte splice to the agent (``splice.py``). Errors
   are plain HTTP responses with a JSON body, sent before any upgrade.
-* anything else (``/ws``, ``/healthz``, the dashboard): the transport is
-  handed to aiohttp's low-level request handler with ``set_protocol`` and the
-  buffered bytes are replayed, so aiohttp sees an ordinary new connection.
+* anything else (``/ws``, ``/healthz``, the dashboard): aiohttp's low-level
+  request handler is attached to the transport and the buffered bytes are
+  replayed, so aiohttp sees an ordinary new connection. This protocol stays the
+  transport's protocol and forwards to it, so it learns when the socket closes.
+  aiohttp answers one request per connection (``Connection: close``, set in
+  ``server.py``), so every request head on the hypivisor's ports passes the
+  checks here: size, head timeout, no bare CR/LF/NUL.
+
+Every connection is first admitted by the ``ConnectionLimiter`` (total and per
+address, with a reserve for addresses holding few): over it, HTTP 503 and close.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 import structlog
 
 from hypivisor import auth, httphead, splice
+from hypivisor.connlimit import ConnectionLimiter, total_for_fd_limit
 from hypivisor.service import Service
 from pi_socket import oplog
 
@@ -30,7 +38,7 @@ HEAD_TIMEOUT = 10.0  # seconds a client may take to send its request head (slowl
 class FrontProtocol(asyncio.Protocol):
     """Per connection until routed; afterwards aiohttp or the splice owns the transport."""
 
-    __slots__ = ("ctx", "transport", "buf", "routed", "timer")
+    __slots__ = ("ctx", "transport", "buf", "routed", "timer", "peer", "handler")
 
     def __init__(self, ctx: FrontContext):
         self.ctx = ctx
@@ -38,9 +46,19 @@ class FrontProtocol(asyncio.Protocol):
         self.buf = bytearray()
         self.routed = False
         self.timer: asyncio.TimerHandle | None = None
+        self.peer: str | None = None  # set while this connection is counted by the limiter
+        self.handler: Any = None  # aiohttp's RequestHandler once the connection is handed to it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        peer = _peer_key(transport.get_extra_info("peername"))
+        refusal = self.ctx.admit(peer)
+        if refusal is not None:
+            self.routed = True
+            self.transport.write(httphead.error_response(503, 1008, refusal, (("Retry-After", "1"),)))  # type: ignore[union-attr]
+            self.transport.close()  # type: ignore[union-attr]
+            return
+        self.peer = peer
         self.timer = asyncio.get_running_loop().call_later(HEAD_TIMEOUT, self._head_timeout)
 
     def _head_timeout(self) -> None:
@@ -48,14 +66,19 @@ class FrontProtocol(asyncio.Protocol):
             self._reply(408, -32600, f"no complete request head within {HEAD_TIMEOUT:g} s")
 
     def data_received(self, data: bytes) -> None:
+        if self.handler is not None:
+            self.handler.data_received(data)
+            return
         if self.routed:  # bytes that arrive while the splice is being opened
             self.buf += data
             return
+        scanned = len(self.buf)
         self.buf += data
-        end = httphead.find_head_end(self.buf)
+        end = httphead.find_head_end(self.buf, scanned)
+        if (end < 0 and len(self.buf) > httphead.MAX_HEAD) or end > httphead.MAX_HEAD:
+            self._reply(431, -32600, f"request head larger than {httphead.MAX_HEAD} bytes")
+            return
         if end < 0:
-            if len(self.buf) > httphead.MAX_HEAD:
-                self._reply(431, -32600, f"request head larger than {httphead.MAX_HEAD} bytes")
             return
         self.routed = True
         self._stop_timer()
@@ -69,10 +92,37 @@ class FrontProtocol(asyncio.Protocol):
             self._hand_to_aiohttp()
         else:
             self._proxy(head, node_id, bytes(self.buf[end:]))
+            if self.transport is not None and not self.transport.is_closing():
+                self.ctx.spliced.add(self)  # the splice takes the socket over: released when it is seen closed
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
         self.buf = bytearray()
+        handler, self.handler = self.handler, None
+        self.release()
+        if handler is not None:
+            handler.connection_lost(exc)
+
+    def release(self) -> None:
+        """Uncount this connection (once)."""
+        peer, self.peer = self.peer, None
+        if peer is not None:
+            self.ctx.limiter.release(peer)
+            self.ctx.spliced.discard(self)
+
+    # Flow control and EOF go to aiohttp once it owns the connection.
+    def pause_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.handler is not None:
+            self.handler.resume_writing()
+
+    def eof_received(self) -> bool | None:
+        if self.handler is not None:
+            return self.handler.eof_received()
+        return None
 
     def _stop_timer(self) -> None:
         if self.timer is not None:
@@ -90,7 +140,7 @@ class FrontProtocol(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         handler = self.ctx.aiohttp_factory()
-        transport.set_protocol(handler)
+        self.handler = handler
         handler.connection_made(transport)
         data, self.buf = bytes(self.buf), bytearray()
         handler.data_received(data)
@@ -145,14 +195,53 @@ class FrontProtocol(asyncio.Protocol):
             transport.abort()
 
 
-class FrontContext:
-    """What every front connection shares: the service, allowed origins, aiohttp's protocol factory."""
+def _peer_key(peername: Any) -> str:
+    """The address a connection is counted under (IPv4-mapped IPv6 as plain IPv4)."""
+    if isinstance(peername, (tuple, list)) and peername:
+        host = str(peername[0])
+        return host[7:] if host.startswith("::ffff:") and "." in host else host
+    return "local"
 
-    def __init__(self, service: Service, origins: set[str], aiohttp_factory: Callable[[], Any]):
+
+class FrontContext:
+    """What every front connection shares: the service, allowed origins, aiohttp's protocol factory, the limiter."""
+
+    def __init__(
+        self,
+        service: Service,
+        origins: set[str],
+        aiohttp_factory: Callable[[], Any],
+        limiter: ConnectionLimiter | None = None,
+    ):
         self.service = service
         self.origins = origins
         self.aiohttp_factory = aiohttp_factory
         self.tasks: set[asyncio.Task[None]] = set()
+        cfg = service.config
+        self.limiter = limiter or ConnectionLimiter(cfg.max_connections, cfg.max_connections_per_peer)
+        self.spliced: set[FrontProtocol] = set()  # counted connections now owned by a splice
+        self._refusal_logged_at = 0.0
 
     def protocol(self) -> FrontProtocol:
         return FrontProtocol(self)
+
+    def admit(self, peer: str) -> str | None:
+        """Count a new connection; the reason it is refused otherwise (spliced sockets seen closed are uncounted first)."""
+        refusal = self.limiter.admit(peer)
+        if refusal is None:
+            return None
+        for proto in [p for p in self.spliced if p.transport is None or p.transport.is_closing()]:
+            proto.release()
+        refusal = self.limiter.admit(peer)
+        if refusal is None:
+            return None
+        now = asyncio.get_running_loop().time()
+        if now - self._refusal_logged_at > 10.0:  # at most one line per 10 s under a flood
+            self._refusal_logged_at = now
+            log.warning("connection refused", remote=peer, reason=refusal.reason, open=self.limiter.open)
+        return refusal.reason
+
+
+def limiter_for(max_connections: int, per_peer: int, fd_soft_limit: int) -> ConnectionLimiter:
+    """The limiter the process can honour with ``fd_soft_limit`` descriptors."""
+    return ConnectionLimiter(total_for_fd_limit(max_connections, fd_soft_limit), per_peer)

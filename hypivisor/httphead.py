@@ -16,8 +16,13 @@ from urllib.parse import parse_qs, unquote
 import orjson
 
 MAX_HEAD = 16 * 1024
+MAX_HEADERS = 100  # header lines per head (aiohttp, which parses the same bytes again, is given more)
 AGENT_PREFIX = "/ws/agent/"
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token: methods and header names
+# Bytes no header value may hold (RFC 9110 5.5: VCHAR, obs-text, SP, HTAB): a bare CR or LF would end the line
+# for a lenient parser downstream (the agent, aiohttp) but not for us, so the two would read different heads.
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TARGET = re.compile(r"[\x21-\x7e]+")  # a request target is visible ASCII (RFC 9112 3.2; browsers percent-encode)
 
 
 class HeadError(Exception):
@@ -50,9 +55,13 @@ class RequestHead:
         return "websocket" in upgrade and "upgrade" in connection
 
 
-def find_head_end(buf: bytes | bytearray) -> int:
-    """Index just past the blank line ending the head, or -1 while incomplete."""
-    i = buf.find(b"\r\n\r\n")
+def find_head_end(buf: bytes | bytearray, start: int = 0) -> int:
+    """Index just past the blank line ending the head, or -1 while incomplete.
+
+    ``start``: where to resume scanning (the caller's buffer length before its last append); three
+    bytes before it are scanned again so a ``\\r\\n\\r\\n`` split across appends is found.
+    """
+    i = buf.find(b"\r\n\r\n", max(0, start - 3))
     return -1 if i < 0 else i + 4
 
 
@@ -62,21 +71,31 @@ def parse_head(raw: bytes) -> RequestHead:
         text = raw.decode("latin-1")
     except UnicodeDecodeError as exc:  # pragma: no cover - latin-1 decodes everything
         raise HeadError("undecodable head") from exc
-    lines = text.rstrip("\r\n").split("\r\n")
+    if text.endswith("\r\n\r\n"):
+        text = text[:-4]
+    elif text.endswith("\r\n"):
+        text = text[:-2]
+    lines = text.split("\r\n")
     parts = lines[0].split(" ")
-    if len(parts) != 3 or not parts[0] or not parts[2].startswith("HTTP/1."):
+    if len(parts) != 3 or not parts[0] or parts[2] not in ("HTTP/1.0", "HTTP/1.1"):
         raise HeadError("malformed request line")
     method, target, version = parts
     if not _TOKEN.fullmatch(method):
         raise HeadError("malformed method")
+    if not _TARGET.fullmatch(target):
+        raise HeadError("request target holds a control, space or non-ASCII byte (percent-encode it)")
     path, _, query = target.partition("?")
     if not path.startswith("/"):
         raise HeadError("request target must be a path")
+    if len(lines) - 1 > MAX_HEADERS:
+        raise HeadError(f"more than {MAX_HEADERS} header lines")
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if not sep or not _TOKEN.fullmatch(name):
             raise HeadError(f"malformed header line: {line[:40]!r}")
+        if _BAD_VALUE.search(value):
+            raise HeadError(f"header {name[:40]!r} holds a control byte (CR, LF, NUL, ...)")
         headers.append((name, value.strip(" \t")))
     return RequestHead(method, target, path, query, version, tuple(headers))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
+import resource
 import signal
 import socket
 import sys
@@ -12,9 +14,9 @@ import time
 import structlog
 from aiohttp import web
 
-from hypivisor import auth, dashboard, rpc
+from hypivisor import auth, dashboard, httphead, rpc
 from hypivisor.config import Config
-from hypivisor.front import FrontContext
+from hypivisor.front import HEAD_TIMEOUT, FrontContext, limiter_for
 from hypivisor.service import Service
 from pi_socket import __version__, oplog
 
@@ -39,11 +41,64 @@ def build_app(service: Service, origins: set[str]) -> web.Application:
             {"error": {"code": -32600, "message": "open /ws/agent/<id> on a new connection"}}, status=400
         )
 
+    app.on_response_prepare.append(_one_request_per_connection)
     app.router.add_get("/ws", rpc.registry_ws)
     app.router.add_get("/healthz", healthz)
     app.router.add_route("*", "/ws/agent/{tail:.*}", agent_on_reused_connection)
     app.router.add_get("/{tail:.*}", dashboard.make_handler(service.config.dashboard_dir))
     return app
+
+
+async def _one_request_per_connection(request: web.Request, response: web.StreamResponse) -> None:
+    """Every plain HTTP response closes its connection, so every request head is a connection's first and
+    passes the front's checks (16 KB, head timeout, bare CR/LF/NUL); a WebSocket upgrade keeps its socket."""
+    if response.status != 101:
+        response.force_close()
+        response.headers["Connection"] = "close"
+
+
+# aiohttp parses the heads the front already checked; its own limits must never refuse one the front accepted
+# (its 400 would log the request line). Its keep-alive timer is a backstop: the front closes after each response.
+AIOHTTP_HANDLER_ARGS = {
+    "keepalive_timeout": HEAD_TIMEOUT,
+    "max_line_size": httphead.MAX_HEAD,
+    "max_field_size": httphead.MAX_HEAD,
+    "max_headers": 2 * httphead.MAX_HEADERS,
+}
+
+
+class _LibraryLogToOplog(logging.Handler):
+    """Library log records (aiohttp, asyncio) go to the JSON log, never to stderr, and never with their text
+    beyond the message: aiohttp's exception for a bad request quotes the request line, which may hold a token
+    (cut anywhere, so no scrubbing can find it). The exception's type is kept."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            fields: dict[str, object] = {"logger": record.name}
+            if record.exc_info and record.exc_info[0] is not None:
+                fields["error"] = record.exc_info[0].__name__
+            level = "warning" if record.levelno < logging.ERROR else "error"
+            getattr(log, level)(record.getMessage()[:300], **fields)
+        except Exception:  # noqa: BLE001 - logging never raises
+            pass
+
+
+def route_library_logging() -> None:
+    root = logging.getLogger()
+    root.handlers[:] = [_LibraryLogToOplog()]
+    root.setLevel(logging.WARNING)
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; the soft limit in force (0 if unknown or unlimited)."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        return 0 if soft == resource.RLIM_INFINITY else int(soft)
+    except (OSError, ValueError):
+        return 0
 
 
 def allowed_origins(config: Config) -> set[str]:
@@ -89,11 +144,16 @@ def startup_line(config: Config) -> str:
 
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM. Raises StartupError for problems the user must fix."""
+    route_library_logging()
     service = Service(config)
     origins = allowed_origins(config)
-    runner = web.AppRunner(build_app(service, origins), access_log=None, handle_signals=False)
+    runner = web.AppRunner(build_app(service, origins), access_log=None, handle_signals=False, **AIOHTTP_HANDLER_ARGS)
     await runner.setup()
-    ctx = FrontContext(service, origins, runner.server)  # type: ignore[arg-type]
+    limiter = limiter_for(config.max_connections, config.max_connections_per_peer, raise_fd_limit())
+    if limiter.total < config.max_connections:
+        print(f"hypivisor: at most {limiter.total} connections (the file descriptor limit is too low for "
+              f"{config.max_connections})", file=sys.stderr, flush=True)  # fmt: skip
+    ctx = FrontContext(service, origins, runner.server, limiter)  # type: ignore[arg-type]
     servers: list[asyncio.Server] = []
     try:
         servers.append(await listen(ctx, config.host, config.port))
