@@ -94,6 +94,30 @@ def check_handshake(
     return ALLOW
 
 
+def check_request(
+    *,
+    token: str | None,
+    allowed_origins: frozenset[str],
+    authorization: list[str],
+    protocols: list[str],
+    path: str,
+    origin: list[str],
+) -> Verdict:
+    """:func:`check_handshake` on every value of the Authorization and Origin headers as received.
+
+    Either header sent twice is a 400: which one would count is ambiguous (a proxy may read the other)."""
+    if len(authorization) > 1 or len(origin) > 1:
+        return Verdict(HTTPStatus.BAD_REQUEST, "Authorization and Origin may each be sent once")
+    return check_handshake(
+        token=token,
+        allowed_origins=allowed_origins,
+        authorization=authorization[0] if authorization else None,
+        protocols=protocols,
+        path=path,
+        origin=origin[0] if origin else None,
+    )
+
+
 def select_protocol(offered: list[str]) -> str | None:
     """Pick ``hypi.v1`` when offered; the token protocol is never echoed back."""
     return APP_PROTOCOL if APP_PROTOCOL in offered else None

@@ -21,6 +21,10 @@ DASHBOARD_DEV_PORT = 5180
 # would refuse legitimate prompts; 64 MiB keeps one frame bounded (websockets
 # closes the connection with 1009 above it) while allowing realistic uploads.
 MAX_FRAME_BYTES = 64 * 1024 * 1024
+# A compressed message may inflate to INFLATE_FLOOR_BYTES + INFLATE_RATIO x its compressed size (and never past
+# MAX_FRAME_BYTES): a deflate bomb is refused (1009) after at most that much memory, not 64 MiB per message.
+INFLATE_FLOOR_BYTES = 8 * 1024 * 1024
+INFLATE_RATIO = 64
 CLIENT_QUEUE_FRAMES = 1000
 CLIENT_QUEUE_BYTES = 32 * 1024 * 1024
 HEARTBEAT_FALLBACK_S = 10.0
@@ -64,6 +68,8 @@ class BridgeConfig:
     client_queue_frames: int = CLIENT_QUEUE_FRAMES
     client_queue_bytes: int = CLIENT_QUEUE_BYTES
     max_frame_bytes: int = MAX_FRAME_BYTES
+    inflate_floor_bytes: int = INFLATE_FLOOR_BYTES
+    inflate_ratio: int = INFLATE_RATIO
     rate_limit: float = RATE_LIMIT
     keepalive_s: float = KEEPALIVE_S
     fault: str | None = None

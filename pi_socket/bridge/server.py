@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -26,6 +27,7 @@ from pi_socket.protocol import ErrorCode, ErrorMsg, dump
 from . import auth, faults
 from .clients import Client
 from .config import BridgeConfig
+from .deflate import BoundedDeflateFactory
 from .frames import parse_client_frame
 from pi_socket.ratelimit import TokenBucket
 
@@ -65,7 +67,8 @@ class AgentServer:
                     select_subprotocol=lambda _conn, offered: auth.select_protocol(list(offered)),
                     max_size=self.config.max_frame_bytes,
                     max_queue=64,
-                    compression="deflate",
+                    compression=None,  # permessage-deflate, with inflation bounded:
+                    extensions=[BoundedDeflateFactory(self.config.inflate_floor_bytes, self.config.inflate_ratio)],
                     ping_interval=ping_interval,
                     ping_timeout=ping_timeout,
                     close_timeout=close_timeout,
@@ -88,15 +91,19 @@ class AgentServer:
                 pass
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Token and Origin before the upgrade (specs/protocol.md §1)."""
-        verdict = auth.check_handshake(
-            token=self.config.token,
-            allowed_origins=self.config.allowed_origins,
-            authorization=request.headers.get("Authorization"),
-            protocols=auth.split_protocols(request.headers.get_all("Sec-WebSocket-Protocol")),
-            path=request.path,
-            origin=request.headers.get("Origin"),
-        )
+        """Token and Origin before the upgrade (specs/protocol.md §1); odd input is a 4xx, never a 500."""
+        try:
+            verdict = auth.check_request(
+                token=self.config.token,
+                allowed_origins=self.config.allowed_origins,
+                authorization=request.headers.get_all("Authorization"),
+                protocols=auth.split_protocols(request.headers.get_all("Sec-WebSocket-Protocol")),
+                path=request.path,
+                origin=request.headers.get_all("Origin"),
+            )
+        except Exception as exc:  # noqa: BLE001 - outer boundary of one handshake
+            oplog.log_boundary_error("client.handshake", exc, remote=_peer(connection))
+            verdict = auth.Verdict(HTTPStatus.BAD_REQUEST, "bad handshake")
         if verdict.ok:
             return None
         log.info("handshake refused", status=int(verdict.status), reason=verdict.reason, remote=_peer(connection))
