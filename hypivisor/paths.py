@@ -14,7 +14,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from hypivisor.spawn_cmd import printable
 from pi_socket.protocol import MAX_NAME_LEN, MAX_PATH_LEN, ErrorCode
+
+SHOWN_CHARS = 200  # how much of a path an error message repeats
 
 
 class PathError(Exception):
@@ -32,6 +35,12 @@ class Listing:
     parent: str | None
     home: str
     directories: list[tuple[str, str]]  # (name, path), sorted by name
+
+
+def shown(raw: str) -> str:
+    """A path as an error message repeats it: control and bidi characters escaped, at most ``SHOWN_CHARS``."""
+    text = printable(raw, lines=False)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
 def canonical_home(home: str) -> str:
@@ -67,11 +76,11 @@ def resolve_dir(raw: str | None, home: str) -> str:
     joined = os.path.join(home, expanded)  # absolute paths replace home
     resolved = os.path.realpath(joined)
     if not is_inside(resolved, home):
-        raise PathError(ErrorCode.PATH_OUTSIDE_HOME, f"path resolves outside the home directory: {raw}")
+        raise PathError(ErrorCode.PATH_OUTSIDE_HOME, f"path resolves outside the home directory: {shown(raw)}")
     if not os.path.exists(resolved):
-        raise PathError(ErrorCode.PATH_NOT_FOUND, f"path does not exist: {raw}")
+        raise PathError(ErrorCode.PATH_NOT_FOUND, f"path does not exist: {shown(raw)}")
     if not os.path.isdir(resolved):
-        raise PathError(ErrorCode.INVALID_PATH, f"not a directory: {raw}")
+        raise PathError(ErrorCode.INVALID_PATH, f"not a directory: {shown(raw)}")
     return resolved
 
 
@@ -108,10 +117,10 @@ def spawn_target(raw: str, new_folder: str | None, home: str) -> SpawnTarget:
     candidate = os.path.join(base, name)
     resolved = os.path.realpath(candidate)
     if not is_inside(resolved, home):
-        raise PathError(ErrorCode.PATH_OUTSIDE_HOME, f"new_folder resolves outside the home directory: {name}")
+        raise PathError(ErrorCode.PATH_OUTSIDE_HOME, f"new_folder resolves outside the home directory: {shown(name)}")
     if os.path.lexists(candidate):
         if not os.path.isdir(resolved):
-            raise PathError(ErrorCode.INVALID_PATH, f"{name} exists and is not a directory")
+            raise PathError(ErrorCode.INVALID_PATH, f"{shown(name)} exists and is not a directory")
         return SpawnTarget(resolved, create=False)
     return SpawnTarget(candidate, create=True)
 

@@ -8,6 +8,10 @@ whatever the hypivisor's own environment says.
 
 ``HYPI_SPAWN_COMMAND`` replaces tmux with a shell template whose
 ``{path}``/``{session}`` placeholders are shell-quoted.
+
+A folder name is data, whoever chose it (a client's ``new_folder``, or a folder
+already on disk such as a cloned repository): it never reaches a tmux format, a
+shell line, or a tmux argument that tmux reads specially (see ``tmux_argv``).
 """
 
 from __future__ import annotations
@@ -34,13 +38,17 @@ def session_name(folder: str, short_id: str) -> str:
     return f"pi-{base}-{short_id}"
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
+_CONTROL_OR_LINE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}]")
 
 
-def printable(text: str) -> str:
-    """``text`` with control and bidi-override characters shown as ``\\uXXXX`` escapes (newlines and tabs kept):
-    what pi printed, or a hostile folder name, can neither drive a terminal nor reorder a log line."""
-    return _CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+def printable(text: str, lines: bool = True) -> str:
+    """``text`` with control and bidi-override characters shown as ``\\uXXXX`` escapes: what pi printed, or a
+    hostile folder name, can neither drive a terminal nor reorder a log line. Newlines and tabs are kept when
+    ``lines`` (pi's output), escaped too when not (a name inside a one-line message)."""
+    pattern = _CONTROL if lines else _CONTROL_OR_LINE
+    return pattern.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def child_env(parent: Mapping[str, str], hypivisor_ws: str, token: str | None) -> dict[str, str]:
@@ -54,14 +62,27 @@ def child_env(parent: Mapping[str, str], hypivisor_ws: str, token: str | None) -
     return env
 
 
-# tmux expands formats (``#(cmd)`` runs cmd, ``#{...}`` substitutes) in ``new-session -c``, so a folder name
-# must never reach that flag. The session starts in this fixed folder and a fixed shell line changes into the
-# folder taken from the environment (``-e`` values and the command's arguments are not format-expanded); the
-# folder is never part of a format, a shell line or a tmux option value.
+# tmux expands formats (``#(cmd)`` runs cmd, ``#{...}`` substitutes) in ``new-session -c`` (and ``-s``), so a
+# folder name must never reach those flags. The session starts in this fixed folder and a fixed shell line changes
+# into the folder taken from the environment (``-e`` values and the command's arguments are not format-expanded);
+# the folder is never part of a format, a shell line or a tmux option value.
 TMUX_START_DIR = "/"
 SPAWN_DIR_VAR = "HYPI_SPAWN_DIR"
 SPAWN_ID_VAR = "PI_SOCKET_SPAWN_ID"
 _CD_AND_EXEC = 'cd -- "$HYPI_SPAWN_DIR" && exec "$@"'
+
+
+def tmux_literal(arg: str) -> str:
+    """``arg`` spelled so that tmux's command line gives it back unchanged.
+
+    tmux splits its command line into commands at every argument that *ends*
+    in ``;`` (the ``;`` is dropped and the rest of the line becomes the next
+    command), and reads a trailing ``\\;`` as ``;``. So ``/h/x;`` would end
+    ``new-session`` early and ``/h/x\\;`` would arrive as ``/h/x;``, another
+    folder. An argument ending in ``;`` is therefore sent with that ``;``
+    written as ``\\;``; nothing else in an argument is special.
+    """
+    return arg[:-1] + "\\;" if arg.endswith(";") else arg
 
 
 def tmux_argv(session: str, cwd: str, env: Mapping[str, str], command: list[str] | None = None) -> list[str]:
@@ -70,15 +91,16 @@ def tmux_argv(session: str, cwd: str, env: Mapping[str, str], command: list[str]
     ``remain-on-exit`` is set in the same command queue as ``new-session`` so a
     pi that dies at once (no API key, missing extension) still leaves its
     error on screen for the timeout message. ``cwd`` travels only as the value
-    of ``HYPI_SPAWN_DIR`` (see ``TMUX_START_DIR``).
+    of ``HYPI_SPAWN_DIR`` (see ``TMUX_START_DIR``); every argument that carries
+    data (environment values, the command) goes through :func:`tmux_literal`.
     """
     if not _SAFE_SESSION.fullmatch(session):
         raise ValueError(f"unsafe tmux session name {session!r}")
     full_env = {**env, SPAWN_DIR_VAR: cwd}
     argv = ["tmux", "new-session", "-d", "-s", session, "-c", TMUX_START_DIR, "-x", "200", "-y", "50"]
     for key in sorted(full_env):
-        argv += ["-e", f"{key}={full_env[key]}"]
-    argv += ["sh", "-c", _CD_AND_EXEC, "sh", *(command or ["pi"])]
+        argv += ["-e", tmux_literal(f"{key}={full_env[key]}")]
+    argv += ["sh", "-c", _CD_AND_EXEC, "sh", *(tmux_literal(a) for a in (command or ["pi"]))]
     argv += [";", "set-option", "-t", session, "remain-on-exit", "on"]
     return argv
 
@@ -93,10 +115,20 @@ def template_fields(template: str) -> set[str]:
 def template_argv(template: str, path: str, session: str) -> list[str]:
     """``sh -c`` with the template's placeholders filled in, each shell-quoted.
 
-    The template runs with the folder as its working directory and with ``HYPI_SPAWN_DIR`` set to it, so a
-    template needs no ``{path}`` at all. ``{path}`` is quoted for the shell only: a template that hands it to
-    tmux's ``-c`` would let tmux expand formats in the folder name; use ``"$HYPI_SPAWN_DIR"`` and tmux's ``-e``
-    as the built-in tmux spawn does (specs/security.md T12).
+    The template runs in the folder (its working directory) with the spawned pi's environment plus
+    ``HYPI_SPAWN_DIR`` (the folder), so it needs no ``{path}`` at all. The pi it starts must inherit
+    ``HYPIVISOR_WS``, ``HYPI_TOKEN`` and ``PI_SOCKET_SPAWN_ID``: only a registration carrying that secret
+    ends the spawn.
+
+    ``{path}`` is quoted for the shell only, and stays so: the hypivisor cannot know which program a template
+    hands it to, and no one escape is right for every program. A template must never hand ``{path}`` to tmux:
+    tmux reads ``new-session -c`` as a format (``#(cmd)`` runs cmd) and ends a command at an argument ending
+    in ``;``. A tmux template leaves ``-c`` out (the pane then starts in the client's working directory, the
+    folder, which tmux does not expand) and passes the environment with ``-e``, since a running tmux server
+    gives new panes its own environment, not the client's::
+
+        tmux new-session -d -s {session} -e HYPIVISOR_WS="$HYPIVISOR_WS" -e HYPI_TOKEN="$HYPI_TOKEN" \\
+            -e PI_SOCKET_SPAWN_ID="$PI_SOCKET_SPAWN_ID" pi
     """
     unknown = template_fields(template) - TEMPLATE_FIELDS
     if unknown:

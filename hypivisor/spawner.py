@@ -17,10 +17,10 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
-import time
 import shutil
+import signal
 import tempfile
+import time
 from dataclasses import dataclass, field
 
 from hypivisor import spawn_cmd
@@ -106,18 +106,23 @@ class Spawner:
         if shutil.which("pi", path=env.get("PATH")) is None:
             raise SpawnError(1009, "pi is not installed (or not in PATH): npm install -g @earendil-works/pi-coding-agent")
         argv = spawn_cmd.tmux_argv(session, pending.cwd, env)
-        rc, out = await _run([tmux, *argv[1:]])
-        if rc != 0:
-            raise SpawnError(1009, f"tmux new-session failed: {out.strip()[:500]}")
         target = f"={session}"  # exact session name, never a prefix or pattern match
-        rc, out = await _run([tmux, "display-message", "-p", "-t", f"{target}:", "#{pane_pid}"])
-        pending.pane_pid = int(out.strip()) if rc == 0 and out.strip().isdigit() else None
         try:
-            node = await asyncio.wait_for(asyncio.shield(pending.future), self.timeout)
-        except asyncio.TimeoutError:
-            screen = await self._tmux_output(tmux, target)
-            raise SpawnError(1010, self._timeout_message(f"tmux session {session}", screen)) from None
-        except BaseException:
+            rc, out = await _run([tmux, *argv[1:]])
+            if rc != 0:
+                if "duplicate session" not in out:  # the session may exist (a later command failed): kill it
+                    await _run([tmux, "kill-session", "-t", target])
+                raise SpawnError(1009, f"tmux new-session failed: {spawn_cmd.printable(out.strip())[:500]}")
+            rc, out = await _run([tmux, "display-message", "-p", "-t", f"{target}:", "#{pane_pid}"])
+            pending.pane_pid = int(out.strip()) if rc == 0 and out.strip().isdigit() else None
+            try:
+                node = await asyncio.wait_for(asyncio.shield(pending.future), self.timeout)
+            except asyncio.TimeoutError:
+                screen = await self._tmux_output(tmux, target)  # also kills the session
+                raise SpawnError(1010, self._timeout_message(f"tmux session {session}", screen)) from None
+        except SpawnError:
+            raise
+        except BaseException:  # cancelled (the caller went away) or a bug: nothing this spawn started stays
             await _run([tmux, "kill-session", "-t", target])
             raise
         await _run([tmux, "set-option", "-t", target, "remain-on-exit", "off"])
