@@ -232,7 +232,7 @@ class Service:
         except OSError as exc:
             raise RpcFailure(ErrorCode.SPAWN_FAILED, f"cannot create folder: {exc.strerror}") from None
         env = spawn_cmd.child_env(self.env, f"ws://127.0.0.1:{self.config.port}/ws", self.config.token)
-        shown = spawn_cmd.printable(target.path)
+        shown = spawn_cmd.printable(target.path, lines=False)
         log.info("spawning agent", path=shown)
         try:
             node, session = await self.spawner.spawn(target.path, env, time.time())
