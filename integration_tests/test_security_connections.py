@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
@@ -19,6 +20,8 @@ import threading
 import time
 
 import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from hypivisor.front import HEAD_TIMEOUT
@@ -207,3 +210,24 @@ def test_the_16_kb_head_limit_holds_however_the_bytes_arrive(hypivisor_factory, 
     assert send(head(MAX_HEAD)).startswith(b"HTTP/1.1 200 "), "a head of exactly 16 KB is accepted"
     assert send(head(MAX_HEAD + 1)).startswith(b"HTTP/1.1 431 ")
     assert send(head(MAX_HEAD + 4000)).startswith(b"HTTP/1.1 431 ")
+
+
+async def test_spliced_agent_connections_count_and_are_released_when_closed(hypivisor_factory):
+    """A /ws/agent/<id> connection is counted while the splice owns it and uncounted once closed."""
+    from integration_tests.test_hypivisor_proxy import ToyAgent, register
+
+    hv = hypivisor_factory(args=["--max-connections-per-peer", "4"])
+    async with ToyAgent() as agent:
+        bridge = await register(hv, "a1", agent.port)  # one connection from 127.0.0.1
+        try:
+            for _round in range(3):
+                links = [await websockets.connect(hv.agent_url("a1"), open_timeout=5) for _ in range(3)]
+                for ws in links:
+                    assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "init_state"
+                with pytest.raises(InvalidStatus) as info:
+                    await websockets.connect(hv.agent_url("a1"), open_timeout=5)
+                assert info.value.response.status_code == 503
+                for ws in links:
+                    await ws.close()
+        finally:
+            await bridge.close()
