@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +158,34 @@ async def test_a_timed_out_template_spawn_kills_its_process_group(hypivisor_fact
 
     assert await wait_until(gone), "the template's background process outlived the timed-out spawn"
     assert not (home / "made").exists()
+
+
+BRIDGE_PI = """\
+#!{python}
+# A stand-in for pi whose shim side is the bridge tests' FakeShim: the real bridge registers this "pi".
+import asyncio, os, sys, tempfile
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from pi_socket.tests.fake_shim import FakeShim
+
+async def main():
+    keep = {{k: os.environ[k] for k in ("HYPIVISOR_WS", "HYPI_TOKEN", "PI_SOCKET_SPAWN_ID") if k in os.environ}}
+    shim = FakeShim(Path(tempfile.mkdtemp()), env=keep, cwd=Path.cwd(), node_id="bridge-" + str(os.getpid()))
+    await shim.start()
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+async def test_the_real_bridge_sends_the_spawn_secret_back(hypivisor_factory, env_dirs):
+    """PI_SOCKET_SPAWN_ID reaches the bridge and comes back in its ``register``: the spawn resolves to that node."""
+    home, bindir, _ = env_dirs
+    (bindir / "pi").write_text(BRIDGE_PI.format(python=sys.executable, repo=str(Path(__file__).resolve().parents[1])))
+    hv = start(hypivisor_factory, env_dirs, token="tok-1")
+    async with await RegistryClient.connect(hv) as dash:
+        res = await dash.call("spawn_agent", {"path": "~", "new_folder": "#(cd;touch PWNED) b;"}, timeout=40)
+    assert "result" in res, res
+    assert res["result"]["node"]["cwd"] == str((home / "#(cd;touch PWNED) b;").resolve())
+    assert res["result"]["node_id"].startswith("bridge-")
+    assert not list(home.rglob("PWNED*"))
