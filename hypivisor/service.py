@@ -213,22 +213,22 @@ class Service:
                 "spawn_agent is refused: bound to a non-loopback address without HYPI_TOKEN "
                 "(set HYPI_TOKEN, bind --host 127.0.0.1, or pass --allow-unauthenticated-spawn)",
             )
-        try:
+        try:  # validation first (it creates nothing): a bad path gets its own error and costs no spawn budget
+            target = await asyncio.to_thread(paths.spawn_target, params.path, params.new_folder, self.home)
             self.spawner.admit()
+        except paths.PathError as exc:
+            raise RpcFailure(exc.code, exc.message) from None
         except SpawnError as exc:
             raise RpcFailure(exc.code, exc.message) from None
         try:
-            return await self._spawn_admitted(params)
+            return await self._spawn_admitted(target)
         finally:
             self.spawner.release()
 
-    async def _spawn_admitted(self, params: SpawnAgentParams) -> dict:
+    async def _spawn_admitted(self, target: paths.SpawnTarget) -> dict:
         try:
-            target = await asyncio.to_thread(paths.spawn_target, params.path, params.new_folder, self.home)
             if target.create:
                 await asyncio.to_thread(os.mkdir, target.path, 0o755)
-        except paths.PathError as exc:
-            raise RpcFailure(exc.code, exc.message) from None
         except OSError as exc:
             raise RpcFailure(ErrorCode.SPAWN_FAILED, f"cannot create folder: {exc.strerror}") from None
         env = spawn_cmd.child_env(self.env, f"ws://127.0.0.1:{self.config.port}/ws", self.config.token)

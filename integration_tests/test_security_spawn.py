@@ -127,6 +127,18 @@ async def test_spawns_are_limited_and_a_failed_spawn_leaves_nothing_behind(hypiv
     assert sessions(tmuxdir) == [], "a failed spawn left its tmux session running"
 
 
+async def test_a_bad_path_gets_its_own_error_even_when_spawns_are_limited(hypivisor_factory, env_dirs):
+    """Validation comes before the limits: while every spawn slot is taken a missing folder is still 1004."""
+    home, _, tmuxdir = env_dirs
+    hv = start(hypivisor_factory, env_dirs, PI_STUB_MODE="silent", HYPI_SPAWN_TIMEOUT="20")
+    async with await RegistryClient.connect(hv) as dash:
+        for i in range(4):
+            await dash.send("spawn_agent", {"path": "~", "new_folder": f"n{i}"})
+        assert await wait_until(lambda: len(sessions(tmuxdir)) == 4), sessions(tmuxdir)
+        assert (await dash.call("spawn_agent", {"path": "missing"}))["error"]["code"] == 1004
+        assert (await dash.call("spawn_agent", {"path": "~"}))["error"]["code"] == 1008
+
+
 async def test_a_caller_leaving_mid_spawn_leaves_nothing_behind(hypivisor_factory, env_dirs):
     """The dashboard that asked goes away while pi starts: its session is killed and the new folder removed."""
     home, _, tmuxdir = env_dirs
