@@ -51,6 +51,10 @@ SNAPSHOT_MAX_AGE = 1.0
 # The ``init`` frame holds nodes up to this size; the rest of the roster follows at once as ``node_joined`` frames,
 # so no frame of a large roster exceeds a bridge's or a proxy's frame limit (a bridge accepts 16 MiB).
 INIT_CHUNK_BYTES = 1024 * 1024
+# One ``list_nodes`` answer holds nodes up to this size whatever ``limit`` asks (at least one node), then
+# ``next_cursor``: a page stays far below a bridge's 16 MiB frame limit and bounds what one queued answer costs.
+# A roster of typical nodes (~300 bytes) fits in one page even at the 10,000-node cap.
+LIST_PAGE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,8 @@ class Snapshot:
 
     built_at: float
     nodes: list[bytes]
-    all_nodes: bytes
     init_frames: list[bytes]
+    first_page: dict[str, Any]  # the answer to ``list_nodes`` without params, built once
 
 
 class RpcFailure(Exception):
@@ -133,7 +137,7 @@ class Service:
                              "total": len(nodes)})  # fmt: skip
         frames = [text_frame(init)]
         frames += [text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in nodes[len(head):]]
-        return Snapshot(now, nodes, b"[" + b",".join(nodes) + b"]", frames)
+        return Snapshot(now, nodes, frames, _page(nodes, 0, len(nodes)))
 
     def init_frames(self) -> list[bytes]:
         """The framed ``init`` event (an ``InitEvent``) with the current roster; past ``INIT_CHUNK_BYTES`` the
@@ -181,14 +185,12 @@ class Service:
         return OkResult(status="deregistered").model_dump(mode="json")
 
     async def _m_list_nodes(self, params: ListNodesParams, conn: Hashable, peer: str) -> dict:
-        """A ``ListNodesResult`` from the cached serialisation; ``cursor``/``limit`` page a large roster."""
+        """A ``ListNodesResult`` from the cached serialisation; ``cursor``/``limit`` page a large roster, and a
+        page never holds more than ``LIST_PAGE_BYTES`` of nodes (``next_cursor`` says where the rest starts)."""
         snap = self._roster()
         if params.cursor == 0 and params.limit is None:
-            return {"nodes": orjson.Fragment(snap.all_nodes)}
-        end = len(snap.nodes) if params.limit is None else params.cursor + params.limit
-        page = snap.nodes[params.cursor : end]
-        return {"nodes": orjson.Fragment(b"[" + b",".join(page) + b"]"),
-                "next_cursor": end if end < len(snap.nodes) else None}  # fmt: skip
+            return snap.first_page
+        return _page(snap.nodes, params.cursor, len(snap.nodes) if params.limit is None else params.limit)
 
     async def _m_list_directories(self, params: ListDirectoriesParams, conn: Hashable, peer: str) -> dict:
         try:
@@ -247,6 +249,16 @@ class Service:
         return SpawnAgentResult(node_id=node.id, tmux_session=session, path=target.path, node=node).model_dump(
             mode="json"
         )
+
+
+def _page(nodes: list[bytes], cursor: int, limit: int) -> dict[str, Any]:
+    """``list_nodes``' answer: up to ``limit`` serialised nodes from ``cursor``, within ``LIST_PAGE_BYTES``."""
+    end, size, stop = cursor, 0, min(len(nodes), cursor + limit)
+    while end < stop and (end == cursor or size + len(nodes[end]) <= LIST_PAGE_BYTES):
+        size += len(nodes[end]) + 1
+        end += 1
+    return {"nodes": orjson.Fragment(b"[" + b",".join(nodes[cursor:end]) + b"]"),
+            "next_cursor": end if end < len(nodes) else None}  # fmt: skip
 
 
 def _remove_empty_dir(path: str) -> None:

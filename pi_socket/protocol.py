@@ -130,8 +130,8 @@ class NodeInfo(_Stored):
     session_name: str | None = Field(default=None, max_length=MAX_NAME_LEN)
     model: str | None = Field(default=None, max_length=MAX_MODEL_LEN)
     started_at: UnixTime | None = Field(default=None, description="unix seconds")
-    last_seen: float | None = Field(default=None, description="unix seconds")
-    offline_since: float | None = Field(default=None, description="unix seconds")
+    last_seen: UnixTime | None = Field(default=None, description="unix seconds")
+    offline_since: UnixTime | None = Field(default=None, description="unix seconds")
     tokens: TokenTotals = Field(default_factory=TokenTotals)
     cost: Money = 0.0
     pi_version: str | None = Field(default=None, max_length=MAX_VERSION_LEN)
