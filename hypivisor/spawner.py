@@ -66,8 +66,9 @@ class Spawner:
         """Resolve the open spawn whose secret this registration presented; True when one was resolved."""
         if not spawn_id:
             return False
+        presented = spawn_id.encode("utf-8", "surrogatepass")  # bytes: compare_digest refuses non-ASCII str
         for p in self.pending:
-            if not p.future.done() and secrets.compare_digest(p.spawn_id, spawn_id):
+            if not p.future.done() and secrets.compare_digest(p.spawn_id.encode(), presented):
                 p.future.set_result(node)
                 return True
         return False

@@ -105,7 +105,7 @@ async def test_a_spawn_is_bound_to_the_agent_it_started(hypivisor_factory, env_d
         for i in range(10):  # bounded: register strangers in the same folder while the spawn waits
             await asyncio.sleep(0.2)
             res = await rogue.call("register", {"id": f"rogue-{i}", "machine": "m", "cwd": str((home / "p").resolve()),
-                                                "port": 30000 + i, "spawn_id": "guess-" + str(i)})
+                                                "port": 30000 + i, "spawn_id": "guess-é\u202e" + str(i)})
             assert "result" in res, res
         res = await spawn
         assert res["error"]["code"] == 1010, res
