@@ -96,3 +96,12 @@ async def test_any_presented_secret_is_compared_without_error(presented):
     sp = Spawner(template=None, timeout=1)
     sp.pending.append(Pending(cwd="/h/p", started_at=1.0))
     assert not sp.node_registered(node(), presented)
+
+
+def test_the_bridge_reads_its_spawn_secret_from_the_environment_bounded():
+    from pi_socket.bridge.config import BridgeConfig
+
+    assert BridgeConfig.from_env({"PI_SOCKET_SPAWN_ID": "s3cret"}).spawn_id == "s3cret"
+    assert BridgeConfig.from_env({"PI_SOCKET_SPAWN_ID": ""}).spawn_id is None
+    assert BridgeConfig.from_env({}).spawn_id is None
+    assert len(BridgeConfig.from_env({"PI_SOCKET_SPAWN_ID": "x" * 1000}).spawn_id or "") == 128
