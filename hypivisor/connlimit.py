@@ -36,7 +36,7 @@ def total_for_fd_limit(wanted: int, fd_soft_limit: int) -> int:
 class ConnectionLimiter:
     """Counts open connections by peer address; ``admit`` and ``release`` are O(1)."""
 
-    __slots__ = ("total", "per_peer", "reserve", "open", "by_peer")
+    __slots__ = ("by_peer", "open", "per_peer", "reserve", "total")
 
     def __init__(self, total: int, per_peer: int):
         self.total = max(1, total)

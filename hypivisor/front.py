@@ -31,14 +31,16 @@ from hypivisor.connlimit import ConnectionLimiter, total_for_fd_limit
 from hypivisor.service import Service
 from pi_socket import oplog
 
-log = structlog.get_logger(part="proxy")
-HEAD_TIMEOUT = 10.0  # seconds a client may take to send its request head (slowloris)  # lazy: bound after oplog.configure
+log = structlog.get_logger(part="proxy")  # lazy: bound after oplog.configure
+HEAD_TIMEOUT = 10.0  # seconds a client may take to send its request head (slowloris)
 
 
 class FrontProtocol(asyncio.Protocol):
-    """Per connection until routed; afterwards aiohttp or the splice owns the transport."""
+    """One per connection: counts it, reads and checks its head, routes it. Under aiohttp it stays the
+    transport's protocol and forwards everything, so the count drops when the socket closes; a splice
+    takes the transport over (``FrontContext.admit`` uncounts those once seen closed)."""
 
-    __slots__ = ("ctx", "transport", "buf", "routed", "timer", "peer", "handler")
+    __slots__ = ("buf", "ctx", "handler", "peer", "routed", "timer", "transport")
 
     def __init__(self, ctx: FrontContext):
         self.ctx = ctx

@@ -79,7 +79,7 @@ class _LibraryLogToOplog(logging.Handler):
                 fields["error"] = record.exc_info[0].__name__
             level = "warning" if record.levelno < logging.ERROR else "error"
             getattr(log, level)(record.getMessage()[:300], **fields)
-        except Exception:  # noqa: BLE001 - logging never raises
+        except Exception:  # noqa: BLE001, S110 - logging never raises
             pass
 
 

@@ -7,9 +7,12 @@ answers and the roster is unchanged after every example.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
+import tempfile
 import urllib.request
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +20,7 @@ from hypothesis import strategies as st
 
 from integration_tests.harness.hypivisor_proc import node_params
 from integration_tests.test_fuzz_ws import Ws
+from pi_socket.tests.fake_shim import FakeShim
 
 STATUSES: list[int] = []  # what the examples got (printed by the last test)
 PATHS = st.sampled_from(["/ws", "/ws/agent/", "/ws/agent/n1", "/ws/agent/%00", "/ws/agent/" + "a" * 5000,
@@ -94,6 +98,11 @@ def test_the_fuzzing_reached_the_parser():
     assert any(400 <= s < 500 for s in STATUSES)
 
 
+def node_count(hv) -> int:
+    with urllib.request.urlopen(hv.url("/healthz"), timeout=5) as r:
+        return json.loads(r.read())["nodes"]
+
+
 ODD_PATHS = ["/%00", "/a%00b", "/%00.js", "/assets/%00", "/" + "n" * 300, "/" + "n" * 300 + ".js", "/%ff.js",
              "/%ed%a0%80.js", "/..%2f..%2fetc%2fpasswd", "/%2e%2e/%2e%2e/etc/passwd", "/a/" * 200]
 
@@ -120,12 +129,6 @@ def test_odd_dashboard_paths_are_a_clean_4xx_or_the_app_never_a_500(hypivisor_fa
 
 
 def test_two_authorization_headers_are_a_clean_answer_at_the_hypivisor_and_through_the_proxy(hypivisor_factory):
-    from pi_socket.tests.fake_shim import FakeShim  # a real bridge behind the proxy
-
-    import asyncio
-    import tempfile
-    from pathlib import Path
-
     hv = hypivisor_factory(token="s3cret")
     upgrade = ("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                "Sec-WebSocket-Version: 13\r\n")  # fmt: skip
@@ -140,9 +143,8 @@ def test_two_authorization_headers_are_a_clean_answer_at_the_hypivisor_and_throu
             await fake.start()
             try:
                 for _ in range(100):  # bounded: the bridge registers within seconds
-                    with urllib.request.urlopen(hv.url("/healthz"), timeout=5) as r:
-                        if json.loads(r.read())["nodes"]:
-                            break
+                    if await asyncio.to_thread(node_count, hv):
+                        break
                     await asyncio.sleep(0.1)
                 statuses = []
                 for port, path in ((hv.port, "/ws/agent/b1"), (fake.port, "/")):  # the proxy, the bridge itself

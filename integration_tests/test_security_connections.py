@@ -38,7 +38,7 @@ def read_all(sock: socket.socket, deadline: float) -> tuple[bytes, float]:
         sock.settimeout(max(0.05, deadline - time.monotonic()))
         try:
             chunk = sock.recv(65536)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             break
         except ConnectionResetError:
             return data, time.monotonic()

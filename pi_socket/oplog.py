@@ -39,6 +39,7 @@ DEFAULT_BACKUPS = 3
 _SECRET_KEYS = re.compile(r"(token|authorization|secret|password|api[_-]?key)", re.I)
 _QUERY_TOKEN = re.compile(r"(token=)[^&\s\"']+", re.I)
 _BEARER = re.compile(r"(bearer\s+)[^\s\"']+", re.I)
+_TOKEN_PROTOCOL = re.compile(r"(hypi-token\.)[A-Za-z0-9_=-]+")  # the token as a WebSocket subprotocol
 REDACTED = "[redacted]"
 
 
@@ -150,6 +151,7 @@ def scrub(value: Any) -> Any:
             if s in value:
                 value = value.replace(s, REDACTED)
         value = _QUERY_TOKEN.sub(r"\1" + REDACTED, value)
+        value = _TOKEN_PROTOCOL.sub(r"\1" + REDACTED, value)
         return _BEARER.sub(r"\1" + REDACTED, value)
     if isinstance(value, dict):
         return {k: (REDACTED if _SECRET_KEYS.search(str(k)) and v else scrub(v)) for k, v in value.items()}

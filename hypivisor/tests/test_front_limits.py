@@ -104,7 +104,7 @@ async def test_each_owner_releases_its_connection(small_front):
     w.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")  # fmt: skip
     assert (await asyncio.wait_for(r.readline(), 5)).startswith(b"HTTP/1.1 101")
-    r4, w4 = await asyncio.open_connection("127.0.0.1", port)
+    r4, _w4 = await asyncio.open_connection("127.0.0.1", port)
     refused = await asyncio.wait_for(r4.read(), 5)
     assert refused.startswith(b"HTTP/1.1 503 ") and b'"code":1008' in refused and b"Retry-After: 1" in refused
     assert ctx.limiter.open == 3

@@ -117,3 +117,8 @@ def test_disk_full_fails_quietly():
     assert f.failures == 1
     assert f.write_line("{}") is False  # backs off instead of retrying every line
     assert f.failures == 1
+
+
+def test_the_token_subprotocol_form_is_scrubbed():
+    line = oplog.scrub("Sec-WebSocket-Protocol: hypi.v1, hypi-token.dG9rLVpxOCFzZWNyZXQ")
+    assert "dG9rLVpx" not in line and "hypi-token.[redacted]" in line
