@@ -129,7 +129,7 @@ async def test_spawns_are_limited_and_a_failed_spawn_leaves_nothing_behind(hypiv
 
 async def test_a_bad_path_gets_its_own_error_even_when_spawns_are_limited(hypivisor_factory, env_dirs):
     """Validation comes before the limits: while every spawn slot is taken a missing folder is still 1004."""
-    home, _, tmuxdir = env_dirs
+    _, _, tmuxdir = env_dirs
     hv = start(hypivisor_factory, env_dirs, PI_STUB_MODE="silent", HYPI_SPAWN_TIMEOUT="20")
     async with await RegistryClient.connect(hv) as dash:
         for i in range(4):
