@@ -158,7 +158,8 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
     env.update(HOME=str(home), PYTHONPATH=str(REPO), HYPI_DASHBOARD_DIR=str(home / "none"))
     proc = subprocess.Popen([sys.executable, "-m", "hypivisor", "--host", "127.0.0.1", "-p", str(port),
-                             "--dashboard-port", "0", "--log-level", "warning"], cwd=REPO, env=env,
+                             "--dashboard-port", "0", "--log-level", "warning",
+                             "--max-connections", "8192", "--max-connections-per-peer", "8192"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     r: dict = {"n_agents": n_agents, "n_dash": n_dash, "n_join": n_join, "join_rate": join_rate}
     conns: list = []

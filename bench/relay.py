@@ -119,7 +119,8 @@ async def start_target(name: str, agent_port: int) -> Target:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
         env.update(HOME=tmp, PYTHONPATH=str(REPO), HYPI_DASHBOARD_DIR=str(Path(tmp) / "none"))
         proc = subprocess.Popen([sys.executable, "-m", "hypivisor", "--host", "127.0.0.1", "-p", str(port),
-                                 "--dashboard-port", "0", "--log-level", "warning"], cwd=REPO, env=env,
+                                 "--dashboard-port", "0", "--log-level", "warning",
+                                 "--max-connections", "8192", "--max-connections-per-peer", "8192"], cwd=REPO, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         target = Target(name, port, f"/ws/agent/{NODE}", proc, tmp)
         try:
