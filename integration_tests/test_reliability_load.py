@@ -155,7 +155,7 @@ async def watch(url: str, results: dict, key: tuple) -> None:
 
 
 async def test_agents_streaming_through_the_proxy_to_dashboards_lose_and_reorder_nothing(hypivisor_factory):
-    hv = hypivisor_factory(ttl=30)
+    hv = hypivisor_factory(ttl=30, args=["--max-connections", "4096", "--max-connections-per-peer", "4096"])  # all from 127.0.0.1
     sizes = [len(range(AGENTS)[k::FARMS]) for k in range(FARMS)]  # helper processes of <= 50 agents each
     farms = [await asyncio.create_subprocess_exec(sys.executable, "-c", FARM, str(n), str(RATE),
                                                   stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
