@@ -14,12 +14,15 @@ import websockets
 from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient, node_params
 
 
+SECRET = "node-secret-of-test-0001"
+
+
 async def test_roster_lifecycle_pushes_to_dashboards_only(hypivisor):
     async with await RegistryClient.connect(hypivisor) as dash:
         init = await dash.event("init")
         assert init["protocol_version"] == "1" and init["nodes"] == []
         async with await RegistryClient.connect(hypivisor) as bridge:
-            res = await bridge.call("register", node_params("n1", 8001, pid=123))
+            res = await bridge.call("register", node_params("n1", 8001, pid=123, node_secret=SECRET))
             assert res["result"]["status"] == "registered" and res["result"]["heartbeat_interval"] == pytest.approx(10)
             joined = await dash.event("node_joined")
             assert joined["node"]["id"] == "n1" and joined["node"]["status"] == "active"
@@ -37,7 +40,9 @@ async def test_roster_lifecycle_pushes_to_dashboards_only(hypivisor):
         assert [e["event"] for e in bridge.events] == ["init"]
 
         async with await RegistryClient.connect(hypivisor) as bridge2:
-            await bridge2.call("register", node_params("n1", 8001))
+            refused = await bridge2.call("register", node_params("n1", 8001))  # the id belongs to its secret
+            assert refused["error"]["code"] == 1002 and "belongs to another agent" in refused["error"]["message"]
+            await bridge2.call("register", node_params("n1", 8001, node_secret=SECRET))
             assert (await dash.event("node_joined"))["node"]["status"] == "active"
             assert (await bridge2.call("deregister", {"id": "n1"}))["result"] == {"status": "deregistered"}
             removed = await dash.event("node_removed")
@@ -192,9 +197,9 @@ async def test_stale_socket_closing_late_keeps_the_new_registration_active(hypiv
     async with await RegistryClient.connect(hypivisor) as dash:
         await dash.event("init")
         old = await RegistryClient.connect(hypivisor)
-        await old.call("register", node_params("same", 8600))
+        await old.call("register", node_params("same", 8600, node_secret=SECRET))
         async with await RegistryClient.connect(hypivisor) as new:  # the bridge reconnected first
-            await new.call("register", node_params("same", 8600))
+            await new.call("register", node_params("same", 8600, node_secret=SECRET))
             await old.close()  # ...and the old socket's close arrives late
             await dash.call("list_nodes")  # a round trip after the close was processed
             await asyncio.sleep(0.2)

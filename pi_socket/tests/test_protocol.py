@@ -69,7 +69,7 @@ def test_pi_messages_pass_through_unknown_fields():
 
 def test_init_event_carries_protocol_version():
     ev = p.InitEvent(nodes=[])
-    assert p.dump(ev) == {"event": "init", "nodes": [], "protocol_version": "1", "hypivisor_version": None}
+    assert p.dump(ev) == {"event": "init", "nodes": [], "protocol_version": "1", "hypivisor_version": None, "total": None}
 
 
 def test_schema_command_exports_every_model():
