@@ -120,7 +120,7 @@ class Outbox:
             if not self._draining:  # merely not flushed yet in this iteration: write now
                 self.flush()
             if self._full():
-                why = f"too slow: {len(self._queue)} events, {self.queued_bytes} bytes queued"
+                why = f"too slow: {len(self._queue)} events queued ({self.queued_bytes} bytes)"
                 asyncio.get_running_loop().create_task(self.kick(why))
                 return False
         self._push(framed)

@@ -103,7 +103,7 @@ async def test_overflow_closes_with_1008_and_a_reason(hypivisor_factory):
             for _ in range(EVENTS + 10):
                 await asyncio.wait_for(dash.recv(), 5)
         assert e.value.rcvd is not None and e.value.rcvd.code == 1008
-        assert e.value.rcvd.reason == "too slow: 8 events queued"
+        assert e.value.rcvd.reason.startswith("too slow: 8 events queued (")
     finally:
         dash.transport.abort()
         await bridge.close()

@@ -261,7 +261,8 @@ import asyncio, json, os, sys, websockets
 async def main():
     async with websockets.connect(os.environ["HYPIVISOR_WS"]) as ws:
         await ws.send(json.dumps({"id": "r", "method": "register", "params": {
-            "id": "spawned-1", "machine": "test-box", "cwd": os.getcwd(), "port": 9, "pid": os.getpid()}}))
+            "id": "spawned-1", "machine": "test-box", "cwd": os.getcwd(), "port": 9, "pid": os.getpid(),
+            "spawn_id": os.environ.get("PI_SOCKET_SPAWN_ID")}}))
         await asyncio.sleep(60)
 asyncio.run(main())
 """
