@@ -6,7 +6,7 @@ import { useHypivisor } from "./connection/useHypivisor";
 import { askPermission, canNotify, notifyRun } from "./notify/notify";
 import { versionWarning } from "./protocol/version";
 import { Roster } from "./roster/Roster";
-import { folderName } from "./roster/rosterReducer";
+import { folderName } from "./model/rosterReducer";
 import { ErrorScreen, TokenScreen } from "./screens";
 import { SpawnModal } from "./spawn/SpawnModal";
 import { THEME_NAMES } from "./theme/piTheme";

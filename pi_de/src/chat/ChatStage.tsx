@@ -6,7 +6,7 @@ import type { Endpoints } from "../connection/endpoints";
 import { Inspector } from "../inspector/Inspector";
 import { notifyRun } from "../notify/notify";
 import type { NodeInfo } from "../protocol/types";
-import { folderName } from "../roster/rosterReducer";
+import { folderName } from "../model/rosterReducer";
 import { Composer } from "./Composer";
 import { MessageList } from "./MessageList";
 import { SessionName } from "./SessionName";

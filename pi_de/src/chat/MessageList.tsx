@@ -5,7 +5,7 @@ import { useVirtualizer } from "@tanstack/react-virtual";
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef } from "react";
 import type { ChatMessage } from "../protocol/pi";
 import { textOf } from "../protocol/pi";
-import { resultsByCallId, type AgentView } from "./agentReducer";
+import { resultsByCallId, type AgentView } from "../model/agentReducer";
 import { MessageView, type ToolLookup } from "./MessageView";
 
 type Row =

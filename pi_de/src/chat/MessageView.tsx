@@ -1,7 +1,7 @@
 import { memo } from "react";
 import type { ChatMessage, ContentBlock, ToolCallBlock, ToolResultLike } from "../protocol/pi";
 import { blocksOf, textOf } from "../protocol/pi";
-import type { LiveTool } from "./agentReducer";
+import type { LiveTool } from "../model/agentReducer";
 import { Markdown } from "./Markdown";
 import { ToolCard } from "./ToolCard";
 

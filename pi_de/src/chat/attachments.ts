@@ -1,5 +1,5 @@
 // Files picked, pasted or dropped become prompt attachments `{name, mime_type, data(base64)}`.
-import type { PendingPrompt } from "./agentReducer";
+import type { PendingPrompt } from "../model/agentReducer";
 
 export type Attachment = PendingPrompt["attachments"][number];
 export const MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024; // the bridge's limit (pi_socket/protocol.py)

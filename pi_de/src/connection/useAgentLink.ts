@@ -4,7 +4,7 @@
 // socket may dispatch, so conversations never mix and two links never feed the view at once; a
 // switch of route starts with the new link's init_state, which replaces the whole view.
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
-import { agentReducer, initialAgentView, type AgentView, type PendingPrompt } from "../chat/agentReducer";
+import { agentReducer, initialAgentView, type AgentView, type PendingPrompt } from "../model/agentReducer";
 import { agentUrl, type Endpoints } from "./endpoints";
 import { DIRECT_OPEN_TIMEOUT_MS, directUrls, nextStep, type DirectTarget, type Route } from "./fallback";
 import { FrameBatcher } from "./frameBatcher";

@@ -4,7 +4,7 @@
 // roster is kept meanwhile, so open agent links are not disturbed by a registry outage.
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
 import type { NodeInfo } from "../protocol/types";
-import { emptyRoster, rosterReducer, type RegistryEvent, type RosterState } from "../roster/rosterReducer";
+import { emptyRoster, rosterReducer, type RegistryEvent, type RosterState } from "../model/rosterReducer";
 import { backoffDelay } from "./backoff";
 import { registryUrl, type Endpoints } from "./endpoints";
 import { RpcClient, RpcError } from "./rpc";

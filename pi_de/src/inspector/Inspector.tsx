@@ -1,5 +1,5 @@
 import { memo } from "react";
-import type { AgentView } from "../chat/agentReducer";
+import type { AgentView } from "../model/agentReducer";
 
 const fmt = (n: number | null | undefined) => (n == null ? "–" : n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : String(n));
 

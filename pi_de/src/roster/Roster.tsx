@@ -1,6 +1,6 @@
 import { useState } from "react";
 import type { NodeInfo } from "../protocol/types";
-import { folderName, groupByProject, type RosterState } from "./rosterReducer";
+import { folderName, groupByProject, type RosterState } from "../model/rosterReducer";
 
 interface Props {
   roster: RosterState;
