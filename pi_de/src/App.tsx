@@ -7,6 +7,7 @@ import { askPermission, canNotify, notifyRun } from "./notify/notify";
 import { versionWarning } from "./protocol/version";
 import { Roster } from "./roster/Roster";
 import { folderName } from "./model/rosterReducer";
+import { displayText } from "./model/displayText";
 import { ErrorScreen, TokenScreen } from "./screens";
 import { SpawnModal } from "./spawn/SpawnModal";
 import { THEME_NAMES } from "./theme/piTheme";
@@ -33,7 +34,7 @@ export function App() {
   useEffect(() => {
     for (const n of Object.values(hv.roster.nodes)) {
       const prev = lastActivity.current[n.id];
-      if (prev === "working" && n.activity === "idle" && n.id !== selected) notifyRun(`${folderName(n.cwd)}: done`, n.session_name ?? "", `pi-de-${n.id}`);
+      if (prev === "working" && n.activity === "idle" && n.id !== selected) notifyRun(`${displayText(folderName(n.cwd))}: done`, displayText(n.session_name), `pi-de-${n.id}`);
       lastActivity.current[n.id] = n.activity ?? undefined;
     }
   }, [hv.roster, selected]);

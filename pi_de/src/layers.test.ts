@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
 const SRC = dirname(fileURLToPath(import.meta.url));
-const LOWER = ["model", "connection", "protocol"];
+const LOWER = ["model", "connection", "protocol", "ui"];
 const SCREENS = ["chat", "roster", "inspector", "spawn"];
 
 function files(dir: string): string[] {

@@ -7,6 +7,8 @@ import { Inspector } from "../inspector/Inspector";
 import { notifyRun } from "../notify/notify";
 import type { NodeInfo } from "../protocol/types";
 import { folderName } from "../model/rosterReducer";
+import { displayText } from "../model/displayText";
+import { SafeText } from "../ui/SafeText";
 import { Composer } from "./Composer";
 import { MessageList } from "./MessageList";
 import { SessionName } from "./SessionName";
@@ -40,7 +42,7 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }
     if (view.finishedRuns === seenRuns.current) return;
     seenRuns.current = view.finishedRuns;
     const f = view.lastFinish;
-    if (f) notifyRun(f.kind === "error" ? `${title}: run failed` : `${title}: done`, f.text, `pi-de-${nodeId}`);
+    if (f) notifyRun(f.kind === "error" ? `${displayText(title)}: run failed` : `${displayText(title)}: done`, f.text, `pi-de-${nodeId}`);
   }, [view.finishedRuns, view.lastFinish, title, nodeId]);
 
   const onDrop = (e: DragEvent) => {
@@ -75,11 +77,13 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }
           <div className="stage-title">
             <div className="stage-title-row">
               <span className={`dot ${node?.status === "offline" && !direct ? "off" : view.running ? "working" : "idle"}`} />
-              <strong>{title}</strong>
+              <strong>
+                <SafeText text={title} />
+              </strong>
               <SessionName name={view.sessionName ?? node?.session_name ?? null} disabled={view.status !== "open"} onRename={link.setSessionName} />
             </div>
             <div className="stage-sub muted">
-              {node ? `${node.machine}:${node.port}` : ""} {view.running ? "· working" : ""} {view.status === "connecting" && !view.initialized ? "· connecting…" : ""}
+              {node ? <><SafeText text={node.machine} />:{node.port}</> : ""} {view.running ? "· working" : ""} {view.status === "connecting" && !view.initialized ? "· connecting…" : ""}
               {direct && (
                 <span className="direct-note" data-testid="direct-link" title="The hypivisor's proxy is not used: this conversation talks to the agent's own port">
                   {registryUp ? "Direct connection" : "Direct connection (hypivisor down)"}

@@ -1,4 +1,5 @@
 import { useState } from "react";
+import { SafeText } from "../ui/SafeText";
 
 /** The session name is pi's own (set_session_name); editing it here renames the pi session. */
 export function SessionName({ name, disabled, onRename }: { name: string | null; disabled: boolean; onRename(n: string): void }) {
@@ -29,7 +30,7 @@ export function SessionName({ name, disabled, onRename }: { name: string | null;
         setEditing(true);
       }}
     >
-      {name || "unnamed session"} ✎
+      {name ? <SafeText text={name} /> : "unnamed session"} ✎
     </button>
   );
 }

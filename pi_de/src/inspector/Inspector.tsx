@@ -1,5 +1,6 @@
 import { memo } from "react";
 import type { AgentView } from "../model/agentReducer";
+import { SafeText } from "../ui/SafeText";
 
 const fmt = (n: number | null | undefined) => (n == null ? "–" : n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : String(n));
 
@@ -22,7 +23,7 @@ export const Inspector = memo(function Inspector({ view, onClose }: { view: Insp
       </div>
       <section>
         <h3>Model</h3>
-        <div className="mono">{view.model ?? "unknown"}</div>
+        <div className="mono">{view.model ? <SafeText text={view.model} /> : "unknown"}</div>
       </section>
       <section>
         <h3>Context</h3>
@@ -58,7 +59,7 @@ export const Inspector = memo(function Inspector({ view, onClose }: { view: Insp
           {view.tools.map((tool) => (
             <li key={tool.name} className={tool.active === false ? "inactive" : ""} title={tool.active === false ? "not active in this session" : undefined}>
               <span className="mono">
-                {tool.name}
+                <SafeText text={tool.name} />
                 {tool.active === false && <span className="muted"> (inactive)</span>}
               </span>
               {tool.description && <span className="desc">{tool.description}</span>}
@@ -71,7 +72,7 @@ export const Inspector = memo(function Inspector({ view, onClose }: { view: Insp
         <ul className="inspector-list">
           {view.commands.map((c) => (
             <li key={c.name}>
-              <span className="mono">/{c.name}</span>
+              <span className="mono">/<SafeText text={c.name} /></span>
               {c.description && <span className="desc">{c.description}</span>}
             </li>
           ))}

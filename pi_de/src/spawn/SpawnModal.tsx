@@ -2,6 +2,7 @@
 // deploy (spawn_agent). Errors stay inside the modal; the new agent shows up through node_joined.
 import { useCallback, useEffect, useState } from "react";
 import type { ListDirectoriesResult, SpawnAgentResult } from "../protocol/types";
+import { SafeText } from "../ui/SafeText";
 
 type Request = <T>(method: string, params?: Record<string, unknown>, timeoutMs?: number) => Promise<T>;
 
@@ -51,7 +52,7 @@ export function SpawnModal({ request, onClose, onSpawned }: { request: Request; 
     <div className="modal-backdrop" onMouseDown={(e) => e.target === e.currentTarget && !busy && onClose()}>
       <div className="modal" role="dialog" aria-modal="true" aria-labelledby="spawn-title" data-testid="spawn-modal">
         <h2 id="spawn-title">Spawn a pi agent</h2>
-        <div className="spawn-path mono" data-testid="spawn-path">{rel || "…"}</div>
+        <div className="spawn-path mono" data-testid="spawn-path">{rel ? <SafeText text={rel} /> : "…"}</div>
         <ul className="dir-list" data-testid="dir-list">
           {dir?.parent && (
             <li>
@@ -63,7 +64,7 @@ export function SpawnModal({ request, onClose, onSpawned }: { request: Request; 
           {dir?.directories.map((d) => (
             <li key={d.path}>
               <button type="button" className="dir-item" onClick={() => open(d.path)}>
-                <span className="dir-icon" aria-hidden="true">▸</span> {d.name}
+                <span className="dir-icon" aria-hidden="true">▸</span> <SafeText text={d.name} />
               </button>
             </li>
           ))}

@@ -1,0 +1,54 @@
+import { cleanup, render, screen } from "@testing-library/react";
+import { afterEach, describe, expect, it } from "vitest";
+import { emptyRoster, rosterReducer } from "../model/rosterReducer";
+import type { NodeInfo } from "../protocol/types";
+import { Roster } from "./Roster";
+
+const HIDDEN = /[\u0000-\u001F\u007F-\u009F\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069\u2028\u2029]/;
+
+afterEach(cleanup);
+
+function renderNodes(nodes: NodeInfo[]) {
+  const roster = rosterReducer(emptyRoster, { event: "init", nodes });
+  return render(<Roster roster={roster} selected={null} onSelect={() => {}} />);
+}
+
+describe("Roster with hostile names", () => {
+  it("never puts a raw bidi override into the DOM (cwd /home/u/evil\\u202Egnp.exe)", () => {
+    const { container } = renderNodes([{ id: "n1", machine: "m", cwd: "/home/u/evil\u202Egnp.exe", port: 9000 }]);
+    const text = container.textContent ?? "";
+    expect(text).not.toContain("\u202E");
+    expect(text).toContain("evil\\u202Egnp.exe");
+    for (const el of container.querySelectorAll("[title]")) expect(el.getAttribute("title")).not.toMatch(HIDDEN);
+  });
+
+  it("shows newlines, controls and bidi characters in every name visibly and inertly", () => {
+    const { container } = renderNodes([
+      {
+        id: "n2",
+        machine: "box\u2067\nroot",
+        cwd: "/srv/-rf\n\u001B[2Jx",
+        port: 9001,
+        session_name: "fix\u202Dbug\r\nnow",
+        model: "gpt\u200F-\u2066x",
+      },
+    ]);
+    const text = container.textContent ?? "";
+    expect(text).not.toMatch(HIDDEN);
+    expect(text).toContain("-rf↵\\u001B[2Jx");
+    expect(text).toContain("box\\u2067↵root");
+    expect(text).toContain("fix\\u202Dbug↵now");
+    expect(text).toContain("gpt\\u200F-\\u2066x");
+    for (const el of container.querySelectorAll("[title]")) expect(el.getAttribute("title")).not.toMatch(HIDDEN);
+    // each name is isolated, so right-to-left text in it cannot reorder the card around it
+    expect(container.querySelectorAll("bdi").length).toBeGreaterThanOrEqual(5);
+    expect(screen.getAllByTestId("node-card")).toHaveLength(1);
+  });
+
+  it("leaves ordinary names alone", () => {
+    const { container } = renderNodes([{ id: "n3", machine: "laptop", cwd: "/home/u/app", port: 9002, session_name: "refactor", model: "m1" }]);
+    expect(container.textContent).toContain("refactor");
+    expect(container.textContent).toContain("app · laptop:9002");
+    expect(container.querySelector(".has-hidden")).toBeNull();
+  });
+});
