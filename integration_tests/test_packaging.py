@@ -95,7 +95,7 @@ def test_wheel_holds_the_packages_the_shim_the_skill_and_the_dashboard(wheel):
     assert wheel.name == f"hyper_pi-{__version__}-py3-none-any.whl"
     for name in ("hypivisor/__main__.py", "hypivisor/demo.py", "hypivisor/fake_llm.py", "pi_socket/__main__.py",
                  "pi_socket/install.py", "pi_socket/bridge/__main__.py", "pi_socket/harden/__main__.py",
-                 "pi_socket/extension/src/index.ts", "pi_socket/extension/src/bridge.ts",
+                 "pi_socket/extension/src/index.ts", "pi_socket/extension/src/child.ts",
                  "pi_socket/extension/src/slim.ts", "pi_socket/extension/dist/pi-socket.js", "pi_socket/skills/harden-pi-socket/ledger.jsonl"):
         assert name in names, name
     assert not [n for n in names if "/tests/" in n or "__pycache__" in n or n.startswith("pi_socket/extension/test/")]

@@ -457,10 +457,14 @@ class PiEvent(_Open):
     type: str
 
 
-PI_EVENT_TYPES = (
+# pi's events the shim subscribes to and the bridge forwards to its clients in pi's shape (specs/protocol.md §4.1).
+# A name a pi version does not know never fires there. The shim's copy (extension/src/events.ts FORWARDED) is
+# pinned to this tuple by pi_socket/tests/test_bridge_units.py.
+PI_FORWARDED_EVENTS = (
     "agent_start",
     "agent_end",
     "agent_settled",
+    "agent_before_settle",
     "turn_start",
     "turn_end",
     "message_start",
@@ -472,8 +476,22 @@ PI_EVENT_TYPES = (
     "queue_update",
     "session_info_changed",
     "model_select",
-    "context_usage",
+    "thinking_level_select",
+    "auto_retry_start",
+    "auto_retry_end",
+    "session_before_compact",
+    "session_compact",
+    "session_compact_failed",
+    "compaction_start",
+    "compaction_end",
+    "ui_prompt_start",
+    "ui_prompt_end",
 )
+# Events in pi's shape that the shim makes itself: `context_usage` (ctx.getContextUsage() after each turn_end).
+SHIM_EVENT_TYPES = ("context_usage",)
+# Every `event` the shim sends and the bridge forwards. Extension-only hooks (context, before_provider_request,
+# tool_call, input, ...) are internal to pi and never forwarded.
+PI_EVENT_TYPES = PI_FORWARDED_EVENTS + SHIM_EVENT_TYPES
 
 SCHEMA_MODELS: list[type[BaseModel]] = [
     NodeInfo,

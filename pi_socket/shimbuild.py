@@ -35,7 +35,7 @@ def sources_digest(src_dir: Path = SRC_DIR) -> str:
 
 def banner(digest: str) -> str:
     return (f"// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:{digest}).\n"
-            "// Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of six).")
+            "// Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).")
 
 
 def bundle_digest(bundle: Path = BUNDLE) -> str | None:

@@ -28,21 +28,8 @@ from .partial import PartialMessage
 
 M = TypeVar("M", ToolInfo, CommandInfo)
 
-# pi events clients receive (native shape). Extension-only hooks (context,
-# before_provider_request, tool_call, input, ...) are internal to pi and dropped.
-FORWARDED_EVENTS = frozenset(PI_EVENT_TYPES) | {
-    "agent_before_settle",
-    "auto_retry_start",
-    "auto_retry_end",
-    "session_before_compact",
-    "session_compact",
-    "session_compact_failed",
-    "compaction_start",
-    "compaction_end",
-    "thinking_level_select",
-    "ui_prompt_start",
-    "ui_prompt_end",
-}
+# pi events clients receive (native shape), plus the shim's own context_usage: protocol.PI_EVENT_TYPES.
+FORWARDED_EVENTS = frozenset(PI_EVENT_TYPES)
 # Fields that can be huge and that clients rebuild themselves (specs/pi-runtime.md §3).
 _STRIP = {
     "message_update": ("message", "partial"),

@@ -180,11 +180,16 @@ def test_default_keepalive_drops_a_dead_link_within_the_registry_heartbeat_inter
 
 
 def test_the_shim_subscribes_to_exactly_the_pi_events_the_bridge_forwards():
-    """The two lists live in two languages (src/index.ts FORWARDED, state.FORWARDED_EVENTS): an event only the
-    shim sends would be dropped by the bridge, one only the bridge knows would never arrive. ``context_usage``
-    is not a pi event: the shim makes it at each turn_end."""
-    index_ts = (Path(__file__).resolve().parents[1] / "extension" / "src" / "index.ts").read_text()
-    block = re.search(r"const FORWARDED = \[(.*?)\];", index_ts, re.S)
-    assert block, "FORWARDED not found in src/index.ts"
-    shim = set(re.findall(r'"([a-z_]+)"', block[1]))
-    assert shim == FORWARDED_EVENTS - {"context_usage"}
+    """protocol.PI_FORWARDED_EVENTS is the list; the shim's copy (src/events.ts FORWARDED) is pinned to it here: an
+    event only the shim sends would be dropped by the bridge, one only the bridge knows would never arrive.
+    ``context_usage`` is not a pi event: the shim makes it at each turn_end (SHIM_EVENT_TYPES, src/events.ts)."""
+    from pi_socket.protocol import PI_FORWARDED_EVENTS, SHIM_EVENT_TYPES
+
+    events_ts = (Path(__file__).resolve().parents[1] / "extension" / "src" / "events.ts").read_text()
+    block = re.search(r"export const FORWARDED = \[(.*?)\];", events_ts, re.S)
+    assert block, "FORWARDED not found in src/events.ts"
+    shim = re.findall(r'"([a-z_]+)"', block[1])
+    assert shim == list(PI_FORWARDED_EVENTS)
+    made = re.search(r'export const CONTEXT_USAGE = "([a-z_]+)";', events_ts)
+    assert made and (made[1],) == SHIM_EVENT_TYPES
+    assert FORWARDED_EVENTS == set(PI_FORWARDED_EVENTS) | set(SHIM_EVENT_TYPES)

@@ -28,7 +28,7 @@ def test_the_manifest_loads_the_bundle_and_the_bundle_carries_no_machine_path():
     manifest = json.loads((shimbuild.EXTENSION_DIR / "package.json").read_text())
     assert manifest["pi"]["extensions"] == ["./dist/pi-socket.js"]
     text = shimbuild.BUNDLE.read_text()
-    assert "// src/index.ts" in text and "// src/bridge.ts" in text  # regions name their source for readers
+    assert "// src/index.ts" in text and "// src/child.ts" in text  # regions name their source for readers
     assert str(shimbuild.EXTENSION_DIR) not in text and "/home/" not in text and "/root/" not in text
 
 

@@ -1,12 +1,7 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:f4714e13ef48013e36d19c8b26ef9d4cd22a8c03772363616bf604f4bca23883).
-// Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of six).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:98122cd19527e8febde777b619318472eb9c0a893593c3e3af8aa2747d90248b).
+// Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).
 
-// src/index.ts
-import * as fs2 from "node:fs";
-import * as os2 from "node:os";
-import * as path2 from "node:path";
-
-// src/bridge.ts
+// src/child.ts
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
@@ -85,7 +80,7 @@ var LineQueue = class {
   }
 };
 
-// src/bridge.ts
+// src/child.ts
 var BACKOFF_FIRST_MS = 500;
 var BACKOFF_MAX_MS = 1e4;
 var HEALTHY_AFTER_MS = 3e4;
@@ -332,36 +327,6 @@ function stopBridge(st, reason) {
   }
 }
 
-// src/deltas.ts
-var DeltaGate = class {
-  /** Since the watch began, no message has started or ended: a delta now belongs to one that began unwatched. */
-  missed;
-  watching;
-  constructor(watching) {
-    this.watching = watching;
-    this.missed = watching;
-  }
-  /** Feed message_start, message_end and agent_end (the shim's other events are ignored). */
-  observe(e) {
-    if (e.type === "message_start" || e.type === "message_end" || e.type === "agent_end") this.missed = false;
-  }
-  /** The bridge gained its first client (true) or lost its last one (false). */
-  setWatching(on) {
-    if (on === this.watching) return;
-    this.watching = on;
-    if (on) this.missed = true;
-  }
-  /** What to do with one `message_update`. */
-  delta() {
-    if (!this.watching) return "drop";
-    if (this.missed) {
-      this.missed = false;
-      return "snapshot";
-    }
-    return "plain";
-  }
-};
-
 // src/slim.ts
 var TOOL_UPDATE_TEXT_MAX = 64 * 1024;
 var isSystem = (m) => !!m && typeof m === "object" && m.role === "system";
@@ -456,6 +421,262 @@ function branchMessages(entries) {
   return out;
 }
 
+// src/pi.ts
+function call(fn) {
+  try {
+    return fn();
+  } catch {
+    return void 0;
+  }
+}
+var PiInstance = class {
+  /** pi's ExtensionAPI; its methods differ between versions, so each call is guarded where it may be missing. */
+  api;
+  /** The latest ctx of THIS instance (set by every event handler); an old instance's ctx throws after /new or /reload. */
+  ctx;
+  /** False once this instance got session_shutdown. */
+  live = true;
+  /** pi's version, found at the first session_start. */
+  version = "";
+  constructor(pi) {
+    this.api = pi;
+  }
+  sessionFacts() {
+    const sm = this.ctx?.sessionManager;
+    return {
+      session_id: call(() => sm?.getSessionId()) ?? null,
+      session_file: call(() => sm?.getSessionFile()) ?? null,
+      session_name: call(() => this.api.getSessionName()) ?? null,
+      model: modelName(call(() => this.ctx?.model)),
+      tools: this.listTools(),
+      commands: this.listCommands()
+    };
+  }
+  listTools() {
+    const all = call(() => this.api.getAllTools()) ?? [];
+    const active = new Set(call(() => this.api.getActiveTools()) ?? []);
+    return all.map((t) => ({ name: t?.name, description: t?.description ?? "", active: active.has(t?.name) }));
+  }
+  listCommands() {
+    return (call(() => this.api.getCommands()) ?? []).map((c) => ({
+      name: c?.name,
+      description: c?.description ?? "",
+      source: c?.source ?? "extension"
+    }));
+  }
+  contextUsage() {
+    const u = call(() => this.ctx?.getContextUsage?.());
+    return u && typeof u === "object" ? { tokens: u.tokens ?? null, contextWindow: u.contextWindow ?? null, percent: u.percent ?? null } : void 0;
+  }
+  /** The `hello` line (specs/protocol.md §4.1) with the latest session facts. */
+  hello(nodeId) {
+    return {
+      t: "hello",
+      v: 1,
+      node_id: nodeId,
+      pid: process.pid,
+      cwd: call(() => this.ctx?.cwd) ?? process.cwd(),
+      pi_version: this.version,
+      mode: call(() => this.ctx?.mode) ?? (call(() => this.ctx?.hasUI) ? "interactive" : "print"),
+      session: this.sessionFacts()
+    };
+  }
+};
+
+// src/requests.ts
+function requestHandler(st, pi) {
+  const api = pi.api;
+  const reply = (id, ok, dataOrError) => {
+    if (id === void 0) return;
+    writeLine(st, ok ? { t: "res", id, ok: true, data: dataOrError ?? null } : { t: "res", id, ok: false, error: String(dataOrError) });
+  };
+  return (m) => {
+    const id = m.id;
+    try {
+      const ctx = pi.ctx;
+      if (!pi.live || !ctx) throw new Error("pi session is not ready");
+      switch (m.op) {
+        case "send": {
+          const text = typeof m.text === "string" ? m.text : "";
+          const images = Array.isArray(m.images) ? m.images : [];
+          const content = images.length ? [{ type: "text", text }, ...images] : text;
+          const promptId = typeof m.prompt_id === "string" && m.prompt_id ? m.prompt_id : void 0;
+          if (promptId && claimPrompt(st, promptId)) return reply(id, true, { duplicate: true });
+          setTimeout(boundary(st, "send", () => {
+            try {
+              const idle = pi.ctx.isIdle();
+              const deliverAs = idle ? void 0 : m.deliverAs === "steer" || m.deliverAs === "followUp" ? m.deliverAs : "followUp";
+              api.sendUserMessage(content, deliverAs ? { deliverAs } : void 0);
+              reply(id, true, { duplicate: false });
+            } catch (err) {
+              if (promptId) releasePrompt(st, promptId);
+              reply(id, false, err?.message ?? err);
+            }
+          }), 0);
+          return;
+        }
+        case "abort":
+          ctx.abort();
+          return reply(id, true);
+        case "history":
+          return reply(id, true, { messages: branchMessages(ctx.sessionManager.getBranch()) });
+        case "state":
+          return reply(id, true, {
+            session_name: call(() => api.getSessionName()) ?? null,
+            model: modelName(call(() => ctx.model)),
+            context_usage: pi.contextUsage() ?? null,
+            is_streaming: !ctx.isIdle()
+          });
+        case "tools":
+          return reply(id, true, { tools: pi.listTools() });
+        case "commands":
+          return reply(id, true, { commands: pi.listCommands() });
+        case "set_session_name":
+          api.setSessionName(String(m.name ?? ""));
+          return reply(id, true);
+        case "notify":
+          if (ctx.hasUI) ctx.ui.notify(String(m.message ?? ""), m.level === "warning" || m.level === "error" ? m.level : "info");
+          return reply(id, true);
+        default:
+          return reply(id, false, `unknown op ${String(m.op)}`);
+      }
+    } catch (err) {
+      reply(id, false, err?.message ?? err);
+    }
+  };
+}
+
+// src/deltas.ts
+var DeltaGate = class {
+  /** Since the watch began, no message has started or ended: a delta now belongs to one that began unwatched. */
+  missed;
+  watching;
+  constructor(watching) {
+    this.watching = watching;
+    this.missed = watching;
+  }
+  /** Feed message_start, message_end and agent_end (the shim's other events are ignored). */
+  observe(e) {
+    if (e.type === "message_start" || e.type === "message_end" || e.type === "agent_end") this.missed = false;
+  }
+  /** The bridge gained its first client (true) or lost its last one (false). */
+  setWatching(on) {
+    if (on === this.watching) return;
+    this.watching = on;
+    if (on) this.missed = true;
+  }
+  /** What to do with one `message_update`. */
+  delta() {
+    if (!this.watching) return "drop";
+    if (this.missed) {
+      this.missed = false;
+      return "snapshot";
+    }
+    return "plain";
+  }
+};
+
+// src/events.ts
+var FORWARDED = [
+  "agent_start",
+  "agent_end",
+  "agent_settled",
+  "agent_before_settle",
+  "turn_start",
+  "turn_end",
+  "message_start",
+  "message_update",
+  "message_end",
+  "tool_execution_start",
+  "tool_execution_update",
+  "tool_execution_end",
+  "queue_update",
+  "session_info_changed",
+  "model_select",
+  "thinking_level_select",
+  "auto_retry_start",
+  "auto_retry_end",
+  "session_before_compact",
+  "session_compact",
+  "session_compact_failed",
+  "compaction_start",
+  "compaction_end",
+  "ui_prompt_start",
+  "ui_prompt_end"
+];
+var CONTEXT_USAGE = "context_usage";
+var SUBSCRIBED_WHILE_WATCHED = [
+  "message_start",
+  "turn_start",
+  "turn_end",
+  "tool_execution_start",
+  "tool_execution_update",
+  "tool_execution_end",
+  "agent_before_settle",
+  "queue_update"
+];
+var WATCH_ONLY = /* @__PURE__ */ new Set([...SUBSCRIBED_WHILE_WATCHED, "message_update", CONTEXT_USAGE]);
+var ROSTER_EVENTS = /* @__PURE__ */ new Set(["agent_start", "agent_end", "agent_settled", "session_info_changed", "model_select"]);
+
+// src/launch.ts
+import * as fs2 from "node:fs";
+import * as os2 from "node:os";
+import * as path2 from "node:path";
+var SHIM_DIR = (() => {
+  try {
+    return path2.dirname(typeof __filename === "string" ? __filename : new URL(import.meta.url).pathname);
+  } catch {
+    return "";
+  }
+})();
+function agentDir() {
+  const d = process.env.PI_CODING_AGENT_DIR;
+  if (d) return d.startsWith("~") ? path2.join(os2.homedir(), d.slice(1)) : d;
+  return path2.join(os2.homedir(), ".pi", "agent");
+}
+function readJson(file) {
+  try {
+    return JSON.parse(fs2.readFileSync(file, "utf8"));
+  } catch {
+    return void 0;
+  }
+}
+function launchSpec(cwd) {
+  const cfg = readJson(path2.join(agentDir(), "pi-socket.json")) ?? {};
+  const repo = SHIM_DIR ? path2.resolve(SHIM_DIR, "..", "..", "..") : "";
+  const inRepo = !!repo && fs2.existsSync(path2.join(repo, "pi_socket", "bridge", "__main__.py"));
+  const venvPython = inRepo ? path2.join(repo, ".venv", "bin", "python") : "";
+  const python = process.env.PI_SOCKET_PYTHON || typeof cfg.python === "string" && cfg.python || (venvPython && fs2.existsSync(venvPython) ? venvPython : "python3");
+  const pythonpath = typeof cfg.pythonpath === "string" && cfg.pythonpath ? cfg.pythonpath : inRepo ? repo : "";
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (typeof v === "string") env[k] = v;
+  if (pythonpath) env.PYTHONPATH = env.PYTHONPATH ? `${pythonpath}${path2.delimiter}${env.PYTHONPATH}` : pythonpath;
+  env.PYTHONUNBUFFERED = "1";
+  return { python, args: ["-m", "pi_socket.bridge"], env, cwd: cwd && fs2.existsSync(cwd) ? cwd : void 0 };
+}
+function piVersion(ctx) {
+  return cliVersion() ?? (ctx && "mode" in ctx && ctx.mode !== void 0 ? "1.x" : "0.x");
+}
+function cliVersion() {
+  const st = shared();
+  if (st.piCliVersion === void 0) st.piCliVersion = findCliVersion() ?? null;
+  return st.piCliVersion ?? void 0;
+}
+function findCliVersion() {
+  try {
+    let dir = path2.dirname(fs2.realpathSync(process.argv[1] ?? ""));
+    for (let i = 0; i < 5; i++) {
+      const pkg = readJson(path2.join(dir, "package.json"));
+      if (pkg && typeof pkg.name === "string" && pkg.name.endsWith("/pi-coding-agent") && typeof pkg.version === "string") {
+        return pkg.version;
+      }
+      dir = path2.dirname(dir);
+    }
+  } catch {
+  }
+  return void 0;
+}
+
 // src/turns.ts
 function outcomeOf(message) {
   const r = message?.stopReason;
@@ -517,218 +738,14 @@ var TurnEnds = class {
   }
 };
 
-// src/index.ts
-var FORWARDED = [
-  "agent_start",
-  "agent_end",
-  "agent_settled",
-  "agent_before_settle",
-  "turn_start",
-  "turn_end",
-  "message_start",
-  "message_update",
-  "message_end",
-  "tool_execution_start",
-  "tool_execution_update",
-  "tool_execution_end",
-  "queue_update",
-  "session_info_changed",
-  "model_select",
-  "thinking_level_select",
-  "auto_retry_start",
-  "auto_retry_end",
-  "session_before_compact",
-  "session_compact",
-  "session_compact_failed",
-  "compaction_start",
-  "compaction_end",
-  "ui_prompt_start",
-  "ui_prompt_end"
-];
-var SUBSCRIBED_WHILE_WATCHED = [
-  "message_start",
-  "turn_start",
-  "turn_end",
-  "tool_execution_start",
-  "tool_execution_update",
-  "tool_execution_end",
-  "agent_before_settle",
-  "queue_update"
-];
-var WATCH_ONLY = /* @__PURE__ */ new Set([...SUBSCRIBED_WHILE_WATCHED, "message_update", "context_usage"]);
-var ROSTER_EVENTS = /* @__PURE__ */ new Set(["agent_start", "agent_end", "agent_settled", "session_info_changed", "model_select"]);
-var SHIM_DIR = (() => {
-  try {
-    return path2.dirname(typeof __filename === "string" ? __filename : new URL(import.meta.url).pathname);
-  } catch {
-    return "";
-  }
-})();
-function agentDir() {
-  const d = process.env.PI_CODING_AGENT_DIR;
-  if (d) return d.startsWith("~") ? path2.join(os2.homedir(), d.slice(1)) : d;
-  return path2.join(os2.homedir(), ".pi", "agent");
-}
-function readJson(file) {
-  try {
-    return JSON.parse(fs2.readFileSync(file, "utf8"));
-  } catch {
-    return void 0;
-  }
-}
-function launchSpec(cwd) {
-  const cfg = readJson(path2.join(agentDir(), "pi-socket.json")) ?? {};
-  const repo = SHIM_DIR ? path2.resolve(SHIM_DIR, "..", "..", "..") : "";
-  const inRepo = !!repo && fs2.existsSync(path2.join(repo, "pi_socket", "bridge", "__main__.py"));
-  const venvPython = inRepo ? path2.join(repo, ".venv", "bin", "python") : "";
-  const python = process.env.PI_SOCKET_PYTHON || typeof cfg.python === "string" && cfg.python || (venvPython && fs2.existsSync(venvPython) ? venvPython : "python3");
-  const pythonpath = typeof cfg.pythonpath === "string" && cfg.pythonpath ? cfg.pythonpath : inRepo ? repo : "";
-  const env = {};
-  for (const [k, v] of Object.entries(process.env)) if (typeof v === "string") env[k] = v;
-  if (pythonpath) env.PYTHONPATH = env.PYTHONPATH ? `${pythonpath}${path2.delimiter}${env.PYTHONPATH}` : pythonpath;
-  env.PYTHONUNBUFFERED = "1";
-  return { python, args: ["-m", "pi_socket.bridge"], env, cwd: cwd && fs2.existsSync(cwd) ? cwd : void 0 };
-}
-function piVersion(ctx) {
-  return cliVersion() ?? (ctx && "mode" in ctx && ctx.mode !== void 0 ? "1.x" : "0.x");
-}
-function cliVersion() {
-  const st = shared();
-  if (st.piCliVersion === void 0) st.piCliVersion = findCliVersion() ?? null;
-  return st.piCliVersion ?? void 0;
-}
-function findCliVersion() {
-  try {
-    let dir = path2.dirname(fs2.realpathSync(process.argv[1] ?? ""));
-    for (let i = 0; i < 5; i++) {
-      const pkg = readJson(path2.join(dir, "package.json"));
-      if (pkg && typeof pkg.name === "string" && pkg.name.endsWith("/pi-coding-agent") && typeof pkg.version === "string") {
-        return pkg.version;
-      }
-      dir = path2.dirname(dir);
-    }
-  } catch {
-  }
-  return void 0;
-}
-function piSocket(pi) {
-  const st = shared();
-  const api = pi;
-  let ctx;
-  let live = true;
-  let version = "";
-  const safe = (name, fn) => boundary(st, name, fn);
-  const sessionFacts = () => {
-    const sm = ctx?.sessionManager;
-    return {
-      session_id: call(() => sm?.getSessionId()) ?? null,
-      session_file: call(() => sm?.getSessionFile()) ?? null,
-      session_name: call(() => api.getSessionName()) ?? null,
-      model: modelName(call(() => ctx?.model)),
-      tools: listTools(),
-      commands: listCommands()
-    };
-  };
-  const listTools = () => {
-    const all = call(() => api.getAllTools()) ?? [];
-    const active = new Set(call(() => api.getActiveTools()) ?? []);
-    return all.map((t) => ({ name: t?.name, description: t?.description ?? "", active: active.has(t?.name) }));
-  };
-  const listCommands = () => (call(() => api.getCommands()) ?? []).map((c) => ({
-    name: c?.name,
-    description: c?.description ?? "",
-    source: c?.source ?? "extension"
-  }));
-  const helloLine = () => ({
-    t: "hello",
-    v: 1,
-    node_id: st.nodeId,
-    pid: process.pid,
-    cwd: call(() => ctx?.cwd) ?? process.cwd(),
-    pi_version: version,
-    mode: call(() => ctx?.mode) ?? (call(() => ctx?.hasUI) ? "interactive" : "print"),
-    session: sessionFacts()
-  });
-  const contextUsage = () => {
-    const u = call(() => ctx?.getContextUsage?.());
-    return u && typeof u === "object" ? { tokens: u.tokens ?? null, contextWindow: u.contextWindow ?? null, percent: u.percent ?? null } : void 0;
-  };
-  const reply = (id, ok, dataOrError) => {
-    if (id === void 0) return;
-    writeLine(st, ok ? { t: "res", id, ok: true, data: dataOrError ?? null } : { t: "res", id, ok: false, error: String(dataOrError) });
-  };
-  const handleRequest = (m) => {
-    const id = m.id;
-    try {
-      if (!live || !ctx) throw new Error("pi session is not ready");
-      switch (m.op) {
-        case "send": {
-          const text = typeof m.text === "string" ? m.text : "";
-          const images = Array.isArray(m.images) ? m.images : [];
-          const content = images.length ? [{ type: "text", text }, ...images] : text;
-          const promptId = typeof m.prompt_id === "string" && m.prompt_id ? m.prompt_id : void 0;
-          if (promptId && claimPrompt(st, promptId)) return reply(id, true, { duplicate: true });
-          setTimeout(safe("send", () => {
-            try {
-              const idle = ctx.isIdle();
-              const deliverAs = idle ? void 0 : m.deliverAs === "steer" || m.deliverAs === "followUp" ? m.deliverAs : "followUp";
-              api.sendUserMessage(content, deliverAs ? { deliverAs } : void 0);
-              reply(id, true, { duplicate: false });
-            } catch (err) {
-              if (promptId) releasePrompt(st, promptId);
-              reply(id, false, err?.message ?? err);
-            }
-          }), 0);
-          return;
-        }
-        case "abort":
-          ctx.abort();
-          return reply(id, true);
-        case "history":
-          return reply(id, true, { messages: branchMessages(ctx.sessionManager.getBranch()) });
-        case "state":
-          return reply(id, true, {
-            session_name: call(() => api.getSessionName()) ?? null,
-            model: modelName(call(() => ctx.model)),
-            context_usage: contextUsage() ?? null,
-            is_streaming: !ctx.isIdle()
-          });
-        case "tools":
-          return reply(id, true, { tools: listTools() });
-        case "commands":
-          return reply(id, true, { commands: listCommands() });
-        case "set_session_name":
-          api.setSessionName(String(m.name ?? ""));
-          return reply(id, true);
-        case "notify":
-          if (ctx.hasUI) ctx.ui.notify(String(m.message ?? ""), m.level === "warning" || m.level === "error" ? m.level : "info");
-          return reply(id, true);
-        default:
-          return reply(id, false, `unknown op ${String(m.op)}`);
-      }
-    } catch (err) {
-      reply(id, false, err?.message ?? err);
-    }
-  };
-  const dispatch = (line) => {
-    if (line.t === "req") return handleRequest(line);
-    if (line.t === "watch") return setWatching(line.on === true);
-    if (line.t === "ready") {
-      onReady(st, line.port, line.url);
-      setWatching(line.watch === true ? line.watching === true : true);
-      if (!st.notified && typeof line.url === "string" && call(() => ctx?.hasUI)) {
-        st.notified = true;
-        call(() => ctx.ui.notify(`Hyper-Pi: this agent is at ${line.url}`, "info"));
-      }
-    }
-  };
-  st.dispatch = safe("dispatch", dispatch);
-  st.hello = safe("hello", helloLine);
+// src/subscriptions.ts
+function subscribe(st, pi) {
+  const api = pi.api;
   const on = (name, fn) => {
     try {
-      const off = api.on(name, safe(`on.${name}`, (e, c) => {
-        if (c) ctx = c;
-        if (live) fn(typeof e?.type === "string" ? e : { ...e, type: name });
+      const off = api.on(name, boundary(st, `on.${name}`, (e, c) => {
+        if (c) pi.ctx = c;
+        if (pi.live) fn(typeof e?.type === "string" ? e : { ...e, type: name });
         return void 0;
       }));
       return { off: typeof off === "function" ? off : void 0 };
@@ -738,14 +755,17 @@ function piSocket(pi) {
     }
   };
   on("session_start", (e) => {
-    if (!version) version = piVersion(ctx);
-    if (st.child) writeLine(st, { t: "session", reason: e?.reason ?? null, ...sessionFacts() });
-    else ensureBridge(st, launchSpec(call(() => ctx?.cwd)));
+    if (!pi.version) pi.version = piVersion(pi.ctx);
+    if (st.child) writeLine(st, { t: "session", reason: e?.reason ?? null, ...pi.sessionFacts() });
+    else ensureBridge(st, launchSpec(call(() => pi.ctx?.cwd)));
   });
   on("session_shutdown", (e) => {
-    live = false;
+    pi.live = false;
     if (e?.reason === "quit" || e?.reason === void 0) stopBridge(st, "quit");
   });
+  const major = Number((cliVersion() ?? "").split(".")[0]);
+  const turns = major >= 1 ? new TurnEnds() : void 0;
+  const gate = new DeltaGate(st.watching === true);
   const send = (e) => {
     const watching = st.watching === true;
     const type = String(e.type);
@@ -753,8 +773,8 @@ function piSocket(pi) {
     const slim = slimEvent(e);
     if (slim) writeLine(st, { t: "event", e: slim }, !watching && !ROSTER_EVENTS.has(type));
     if (type === "turn_end") {
-      const u = contextUsage();
-      if (u) writeLine(st, { t: "event", e: { type: "context_usage", ...u } });
+      const u = pi.contextUsage();
+      if (u) writeLine(st, { t: "event", e: { type: CONTEXT_USAGE, ...u } });
     }
   };
   const forward = (ev) => {
@@ -765,14 +785,11 @@ function piSocket(pi) {
     }
     send(ev);
   };
-  const major = Number((cliVersion() ?? "").split(".")[0]);
-  const turns = major >= 1 ? new TurnEnds() : void 0;
   for (const name of FORWARDED) {
     if (name === "message_update" || SUBSCRIBED_WHILE_WATCHED.includes(name)) continue;
     on(name, forward);
   }
   const watchOnly = SUBSCRIBED_WHILE_WATCHED.filter((n) => !(n === "turn_end" && turns));
-  const gate = new DeltaGate(st.watching === true);
   let subscriptions;
   const onDelta = (e) => {
     const action = gate.delta();
@@ -781,7 +798,7 @@ function piSocket(pi) {
     if (slim && action === "snapshot" && e?.message?.role === "assistant") slim.message = e.message;
     if (slim) writeLine(st, { t: "event", e: slim });
   };
-  function setWatching(watching) {
+  const setWatching = (watching) => {
     st.watching = watching;
     gate.setWatching(watching);
     if (watching) {
@@ -800,15 +817,31 @@ function piSocket(pi) {
       }
       subscriptions = void 0;
     }
-  }
+  };
   if (st.watching) setWatching(true);
-  function call(fn) {
-    try {
-      return fn();
-    } catch {
-      return void 0;
+  return setWatching;
+}
+
+// src/index.ts
+function piSocket(pi) {
+  const st = shared();
+  const instance = new PiInstance(pi);
+  const setWatching = subscribe(st, instance);
+  const handleRequest = requestHandler(st, instance);
+  const dispatch = (line) => {
+    if (line.t === "req") return handleRequest(line);
+    if (line.t === "watch") return setWatching(line.on === true);
+    if (line.t === "ready") {
+      onReady(st, line.port, line.url);
+      setWatching(line.watch === true ? line.watching === true : true);
+      if (!st.notified && typeof line.url === "string" && call(() => instance.ctx?.hasUI)) {
+        st.notified = true;
+        call(() => instance.ctx.ui.notify(`Hyper-Pi: this agent is at ${line.url}`, "info"));
+      }
     }
-  }
+  };
+  st.dispatch = boundary(st, "dispatch", dispatch);
+  st.hello = boundary(st, "hello", () => instance.hello(st.nodeId));
 }
 export {
   piSocket as default,

@@ -1,4 +1,4 @@
-// The bridge child process: one per pi process, kept on globalThis.
+// The bridge child process (`<python> -m pi_socket.bridge`): one per pi process, kept on globalThis.
 //
 // pi re-evaluates this module on /new, /reload, /resume and /fork, so
 // module-level state would be lost and a second bridge would fight for the
@@ -36,7 +36,7 @@ export interface Launch {
 	cwd?: string;
 }
 
-export interface BridgeState {
+export interface ShimState {
 	nodeId: string;
 	/** Proves to the hypivisor that this pi owns `nodeId` (register.node_secret); the same for every bridge it starts. */
 	nodeSecret: string;
@@ -73,7 +73,7 @@ export interface BridgeState {
 export const DELIVERED_MAX = 1000;
 
 /** True if `promptId` was already handed to pi; otherwise records it (bounded) and returns false. */
-export function claimPrompt(st: BridgeState, promptId: string): boolean {
+export function claimPrompt(st: ShimState, promptId: string): boolean {
 	if (st.delivered.includes(promptId)) return true;
 	st.delivered.push(promptId);
 	if (st.delivered.length > DELIVERED_MAX) st.delivered.splice(0, st.delivered.length - DELIVERED_MAX);
@@ -81,7 +81,7 @@ export function claimPrompt(st: BridgeState, promptId: string): boolean {
 }
 
 /** pi refused the prompt: forget the id so a resend is delivered. */
-export function releasePrompt(st: BridgeState, promptId: string): void {
+export function releasePrompt(st: ShimState, promptId: string): void {
 	const i = st.delivered.lastIndexOf(promptId);
 	if (i >= 0) st.delivered.splice(i, 1);
 }
@@ -89,7 +89,7 @@ export function releasePrompt(st: BridgeState, promptId: string): void {
 const KEY = "__hyperpi_pi_socket_shim__";
 
 /** The process-wide state, created on first use. */
-export function shared(): BridgeState {
+export function shared(): ShimState {
 	const g = globalThis as any;
 	if (!g[KEY]) {
 		g[KEY] = {
@@ -102,9 +102,9 @@ export function shared(): BridgeState {
 			logCount: 0,
 			logWindowStart: Date.now(),
 			delivered: [],
-		} satisfies BridgeState;
+		} satisfies ShimState;
 	}
-	return g[KEY] as BridgeState;
+	return g[KEY] as ShimState;
 }
 
 function safeHostname(): string {
@@ -119,7 +119,7 @@ function safeHostname(): string {
  * Queue one JSON line for the bridge (written with the other lines of this event-loop turn, in order;
  * a `lazy` one may wait up to LAZY_MS, outq.ts); false when the bridge is not running (the line is dropped).
  */
-export function writeLine(st: BridgeState, obj: Json, lazy = false): boolean {
+export function writeLine(st: ShimState, obj: Json, lazy = false): boolean {
 	const stdin = st.child?.stdin;
 	const out = st.out;
 	if (!out || !stdin || !stdin.writable || stdin.destroyed) return false;
@@ -138,7 +138,7 @@ export function writeLine(st: BridgeState, obj: Json, lazy = false): boolean {
 }
 
 /** Write queued lines to `child` (one pipe write); a bridge that stopped reading for long is killed. */
-function writeChunk(st: BridgeState, child: ChildProcess, chunk: string): void {
+function writeChunk(st: ShimState, child: ChildProcess, chunk: string): void {
 	if (st.child !== child) return; // queued for a bridge that has gone
 	const stdin = child.stdin;
 	if (!stdin || !stdin.writable || stdin.destroyed) return;
@@ -156,7 +156,7 @@ function writeChunk(st: BridgeState, child: ChildProcess, chunk: string): void {
 }
 
 /** Write whatever is queued now (before `bye`, and when pi's process exits). */
-export function flushLines(st: BridgeState): void {
+export function flushLines(st: ShimState): void {
 	try {
 		st.out?.flush();
 	} catch {
@@ -165,7 +165,7 @@ export function flushLines(st: BridgeState): void {
 }
 
 /** A log line: through the bridge when it runs, else appended to pi-socket.jsonl directly. */
-export function shimLog(st: BridgeState, level: string, msg: string, fields: Json = {}): void {
+export function shimLog(st: ShimState, level: string, msg: string, fields: Json = {}): void {
 	try {
 		const now = Date.now();
 		if (now - st.logWindowStart > 60_000) {
@@ -195,7 +195,7 @@ export function errorFields(boundary: string, err: unknown): Json {
 }
 
 /** `fn` wrapped so that nothing it throws reaches pi (a throw in a timer or stream callback kills pi). */
-export function boundary<A extends unknown[], R>(st: BridgeState, name: string, fn: (...a: A) => R): (...a: A) => R | undefined {
+export function boundary<A extends unknown[], R>(st: ShimState, name: string, fn: (...a: A) => R): (...a: A) => R | undefined {
 	return (...a: A) => {
 		try {
 			return fn(...a);
@@ -207,13 +207,13 @@ export function boundary<A extends unknown[], R>(st: BridgeState, name: string, 
 }
 
 /** Start the bridge unless it runs (or pi is quitting). Safe to call on every session_start. */
-export function ensureBridge(st: BridgeState, launch: Launch): void {
+export function ensureBridge(st: ShimState, launch: Launch): void {
 	st.launch = launch;
 	if (st.child || st.stopped || st.restartTimer) return;
 	startChild(st);
 }
 
-function startChild(st: BridgeState): void {
+function startChild(st: ShimState): void {
 	const launch = st.launch;
 	if (!launch || st.stopped) return;
 	const env: Record<string, string> = { ...launch.env, PI_SOCKET_NODE_ID: st.nodeId, PI_SOCKET_NODE_SECRET: st.nodeSecret };
@@ -288,7 +288,7 @@ function startChild(st: BridgeState): void {
 	if (hello) writeLine(st, hello);
 }
 
-function onExit(st: BridgeState, child: ChildProcess): void {
+function onExit(st: ShimState, child: ChildProcess): void {
 	if (st.child !== child) return; // 'error' and 'exit' can both fire
 	st.child = undefined;
 	st.out?.clear();
@@ -296,7 +296,7 @@ function onExit(st: BridgeState, child: ChildProcess): void {
 	scheduleRestart(st);
 }
 
-function scheduleRestart(st: BridgeState): void {
+function scheduleRestart(st: ShimState): void {
 	if (st.stopped || st.restartTimer) return;
 	if (st.readyAt !== undefined && Date.now() - st.readyAt > HEALTHY_AFTER_MS) st.backoffMs = BACKOFF_FIRST_MS;
 	st.readyAt = undefined;
@@ -314,14 +314,14 @@ function scheduleRestart(st: BridgeState): void {
 }
 
 /** The bridge said `ready`: its port is kept for restarts; once it stays up a while the backoff starts over. */
-export function onReady(st: BridgeState, port: unknown, url: unknown): void {
+export function onReady(st: ShimState, port: unknown, url: unknown): void {
 	if (typeof port === "number" && port > 0) st.port = port;
 	if (typeof url === "string") st.url = url;
 	st.readyAt = Date.now();
 }
 
 /** pi is quitting: say bye, close stdin, and let go of every handle so Node can exit now. */
-export function stopBridge(st: BridgeState, reason: string): void {
+export function stopBridge(st: ShimState, reason: string): void {
 	st.stopped = true;
 	if (st.restartTimer) clearTimeout(st.restartTimer);
 	st.restartTimer = undefined;
