@@ -5,6 +5,8 @@
 // switch of route starts with the new link's init_state, which replaces the whole view.
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
 import { agentReducer, initialAgentView, type AgentView, type PendingPrompt } from "../model/agentReducer";
+import { asAgentFrame, type AgentServerFrame, type ClientMessage } from "../protocol/frames";
+import type { PromptMsg } from "../protocol/types";
 import { agentUrl, type Endpoints } from "./endpoints";
 import { DIRECT_OPEN_TIMEOUT_MS, directUrls, nextStep, type DirectTarget, type Route } from "./fallback";
 import { FrameBatcher } from "./frameBatcher";
@@ -61,7 +63,7 @@ export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId:
     let openTimer: ReturnType<typeof setTimeout> | undefined;
     let attempt = 0;
     let waiting = false; // node inactive and no working link: dial when it is active again
-    const batcher = new FrameBatcher<any>((frames) => {
+    const batcher = new FrameBatcher<AgentServerFrame>((frames) => {
       if (live()) dispatch({ kind: "frames", frames });
     });
 
@@ -107,8 +109,8 @@ export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId:
       s.onmessage = (ev) => {
         if (!live() || ws !== s || typeof ev.data !== "string") return;
         try {
-          const f = JSON.parse(ev.data);
-          if (!f || typeof f.type !== "string") return;
+          const f = asAgentFrame(JSON.parse(ev.data));
+          if (!f) return;
           if (f.type === "init_state" && !wsHealthy) {
             wsHealthy = true;
             attempt = 0;
@@ -197,7 +199,7 @@ export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId:
     controlRef.current?.setActive(nodeActive);
   }, [nodeActive]);
 
-  const send = useCallback((frame: object) => {
+  const send = useCallback((frame: ClientMessage) => {
     const ws = wsRef.current;
     if (ws && ws.readyState === WebSocket.OPEN) {
       ws.send(JSON.stringify(frame));
@@ -255,7 +257,7 @@ export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId:
 }
 
 function promptFrame(p: PendingPrompt): string {
-  const frame: Record<string, unknown> = { type: "prompt", id: p.id, text: p.text };
+  const frame: PromptMsg = { type: "prompt", id: p.id, text: p.text };
   if (p.attachments.length) frame.attachments = p.attachments;
   if (p.deliverAs) frame.deliver_as = p.deliverAs;
   return JSON.stringify(frame);

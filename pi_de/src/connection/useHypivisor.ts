@@ -3,8 +3,9 @@
 // prompt after a 401); a drop after that shows the reconnect banner. Both retry with backoff, and the
 // roster is kept meanwhile, so open agent links are not disturbed by a registry outage.
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
-import type { NodeInfo } from "../protocol/types";
-import { emptyRoster, rosterReducer, type RegistryEvent, type RosterState } from "../model/rosterReducer";
+import type { NodeInfo, RpcResponse } from "../protocol/types";
+import { emptyRoster, rosterReducer, type RosterState } from "../model/rosterReducer";
+import { asRegistryEvent } from "../protocol/frames";
 import { backoffDelay } from "./backoff";
 import { registryUrl, type Endpoints } from "./endpoints";
 import { RpcClient, RpcError } from "./rpc";
@@ -53,14 +54,15 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
       };
       sock.onmessage = (ev) => {
         if (disposed || typeof ev.data !== "string") return;
-        let f: any;
+        let f: unknown;
         try {
           f = JSON.parse(ev.data);
         } catch {
           return;
         }
-        if (rpc.handle(f)) return;
-        if (f && typeof f.event === "string") dispatch(f as RegistryEvent);
+        if (f && typeof f === "object" && rpc.handle(f as RpcResponse)) return;
+        const e = asRegistryEvent(f);
+        if (e) dispatch(e);
       };
       sock.onclose = async () => {
         if (disposed) return;

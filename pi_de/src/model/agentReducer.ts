@@ -4,9 +4,10 @@
 //
 // Messages carry absolute indexes (cursor + i) so a history page is prepended only when it ends
 // exactly where our oldest message starts: a late or repeated page can never duplicate messages.
-import type { ChatMessage, ContentBlock, ToolCallBlock, ToolResultLike } from "../protocol/pi";
+import type { AgentPiEvent, ChatMessage, ContentBlock, ToolCallBlock, ToolResultLike } from "../protocol/pi";
 import { textOf } from "../protocol/pi";
-import type { CommandInfo, ContextUsage, FileEntry, TokenTotals, ToolInfo } from "../protocol/types";
+import type { CommandInfo, ContextUsage, FileEntry, HistoryPageMsg, InitStateMsg, TokenTotals, ToolInfo } from "../protocol/types";
+import { isBridgeFrame, piEventView, type AgentServerFrame, type BridgeFrame } from "../protocol/frames";
 import { versionWarning } from "../protocol/version";
 
 export type LinkStatus = "connecting" | "open" | "lost";
@@ -86,10 +87,8 @@ export const initialAgentView: AgentView = {
   lastFinish: null,
 };
 
-type Frame = { type: string; [k: string]: any };
-
 export type AgentAction =
-  | { kind: "frames"; frames: Frame[] }
+  | { kind: "frames"; frames: AgentServerFrame[] }
   | { kind: "status"; status: LinkStatus }
   | { kind: "send"; prompt: PendingPrompt }
   | { kind: "older_requested" }
@@ -116,7 +115,11 @@ function withError(s: AgentView, message: string): AgentView {
   return { ...s, errors: [...s.errors.slice(-4), { id: ++errorSeq, message }] };
 }
 
-export function applyFrame(s: AgentView, f: Frame): AgentView {
+export function applyFrame(s: AgentView, frame: AgentServerFrame): AgentView {
+  return isBridgeFrame(frame) ? applyBridgeFrame(s, frame) : applyPiEvent(s, piEventView(frame));
+}
+
+function applyBridgeFrame(s: AgentView, f: BridgeFrame): AgentView {
   switch (f.type) {
     case "init_state":
       return applyInit(s, f);
@@ -133,17 +136,22 @@ export function applyFrame(s: AgentView, f: Frame): AgentView {
       const pending = f.id ? s.pending.filter((p) => p.id !== f.id) : s.pending;
       return withError({ ...s, pending, loadingOlder: false }, f.message ?? "agent error");
     }
+  }
+}
+
+function applyPiEvent(s: AgentView, f: AgentPiEvent): AgentView {
+  switch (f.type) {
     case "agent_start":
       return { ...s, running: true };
     case "agent_end":
     case "agent_settled":
       return finishRun(s, f);
     case "message_start":
-      return messageStart(s, f.message as ChatMessage);
+      return messageStart(s, f.message);
     case "message_update":
       return messageUpdate(s, f);
     case "message_end":
-      return messageEnd(s, f.message as ChatMessage);
+      return messageEnd(s, f.message);
     case "tool_execution_start":
       return setTool(s, f.toolCallId, { toolCallId: f.toolCallId, toolName: f.toolName, args: f.args, done: false });
     case "tool_execution_update":
@@ -171,9 +179,9 @@ function modelName(m: unknown): string | null {
   return null;
 }
 
-function applyInit(s: AgentView, f: Frame): AgentView {
+function applyInit(s: AgentView, f: InitStateMsg): AgentView {
   const messages = (f.messages ?? []) as ChatMessage[];
-  const streaming = f.is_streaming && f.partial ? cloneMessage(f.partial) : null;
+  const streaming = f.is_streaming && f.partial ? cloneMessage(f.partial as ChatMessage) : null;
   // Prompts pi already shows in its history were delivered before the link dropped.
   const pending = s.pending.filter((p) => !historyHasUserText(messages, p.text) || p.state === "sending");
   return {
@@ -208,7 +216,7 @@ function historyHasUserText(messages: ChatMessage[], text: string): boolean {
   return false;
 }
 
-function applyHistoryPage(s: AgentView, f: Frame): AgentView {
+function applyHistoryPage(s: AgentView, f: HistoryPageMsg): AgentView {
   const page = (f.messages ?? []) as ChatMessage[];
   // Only a page that ends exactly at our oldest message is glued on: anything else is stale
   // (a reconnect replaced the history meanwhile) or a repeat, and would duplicate messages.
@@ -222,7 +230,7 @@ function applyHistoryPage(s: AgentView, f: Frame): AgentView {
   };
 }
 
-function finishRun(s: AgentView, f: Frame): AgentView {
+function finishRun(s: AgentView, f: { type: "agent_end" | "agent_settled" }): AgentView {
   if (!s.running && f.type === "agent_settled") return s; // agent_end already counted this run
   const last = [...s.messages].reverse().find((m) => m.role === "assistant");
   const failed = last?.stopReason === "error";
@@ -282,7 +290,7 @@ function addUsage(t: TokenTotals | null, u: NonNullable<ChatMessage["usage"]> & 
   };
 }
 
-function messageUpdate(s: AgentView, f: Frame): AgentView {
+function messageUpdate(s: AgentView, f: Extract<AgentPiEvent, { type: "message_update" }>): AgentView {
   // The bridge strips pi's full snapshots (O(n²) traffic); rebuild the partial from the deltas.
   if (f.message && Array.isArray(f.message.content)) return { ...s, streaming: cloneMessage(f.message) };
   const ev = f.assistantMessageEvent ?? f.assistant_message_event;

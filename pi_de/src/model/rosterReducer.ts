@@ -1,5 +1,6 @@
 // Registry push events → the roster. Nodes are keyed by id only: many agents share a folder, so
 // nothing here ever dedupes by cwd.
+import type { RegistryEvent } from "../protocol/frames";
 import type { NodeInfo } from "../protocol/types";
 
 export interface RosterState {
@@ -11,10 +12,7 @@ export interface RosterState {
 
 export const emptyRoster: RosterState = { nodes: {}, order: [], protocolVersion: null };
 
-export type RegistryEvent =
-  | { event: "init"; nodes: NodeInfo[]; protocol_version?: string }
-  | { event: "node_joined" | "node_updated"; node: NodeInfo }
-  | { event: "node_offline" | "node_removed"; id: string };
+export type { RegistryEvent };
 
 function upsert(s: RosterState, node: NodeInfo): RosterState {
   const known = node.id in s.nodes;

@@ -56,3 +56,27 @@ export function blocksOf(m: ChatMessage): ContentBlock[] {
   if (typeof m.content === "string") return [{ type: "text", text: m.content }];
   return Array.isArray(m.content) ? m.content : [];
 }
+
+/** pi's streaming sub-event inside message_update (`assistantMessageEvent`). */
+export interface AssistantMessageEvent {
+  type: string;
+  contentIndex?: number;
+  delta?: string;
+  content?: unknown;
+  id?: string;
+  name?: string;
+  toolCall?: ToolCallBlock;
+}
+
+/** Narrow views of the pi events Pi-DE reads; any other event type is ignored. */
+export type AgentPiEvent =
+  | { type: "agent_start" }
+  | { type: "agent_end" | "agent_settled" }
+  | { type: "message_start" | "message_end"; message: ChatMessage }
+  | { type: "message_update"; message?: ChatMessage; assistantMessageEvent?: AssistantMessageEvent; assistant_message_event?: AssistantMessageEvent }
+  | { type: "tool_execution_start"; toolCallId: string; toolName: string; args?: unknown }
+  | { type: "tool_execution_update"; toolCallId: string; partialResult?: ToolResultLike }
+  | { type: "tool_execution_end"; toolCallId: string; result?: ToolResultLike; isError?: boolean }
+  | { type: "session_info_changed"; name?: string | null; session_name?: string | null }
+  | { type: "model_select"; model?: unknown }
+  | { type: "context_usage"; tokens?: number | null; contextWindow?: number | null; context_window?: number | null; percent?: number | null };

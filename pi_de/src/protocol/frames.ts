@@ -1,0 +1,58 @@
+// The frame unions of both links, built from the generated model types (types.ts). Each union is
+// discriminated by its `type` / `event` field; a frame with an unknown discriminant is still let in
+// (the reducers ignore it), so a newer peer never breaks an older Pi-DE.
+import type { AgentPiEvent } from "./pi";
+import type {
+  AbortMsg,
+  AckMsg,
+  CommandsListMsg,
+  ErrorMsg,
+  FetchHistoryMsg,
+  FilesListMsg,
+  HistoryPageMsg,
+  InitEvent,
+  InitStateMsg,
+  ListCommandsMsg,
+  ListFilesMsg,
+  NodeJoinedEvent,
+  NodeOfflineEvent,
+  NodeRemovedEvent,
+  NodeUpdatedEvent,
+  PiEvent,
+  PromptMsg,
+  SetSessionNameMsg,
+} from "./types";
+
+/** Push events of the registry link (`/ws`). */
+export type RegistryEvent = InitEvent | NodeJoinedEvent | NodeUpdatedEvent | NodeOfflineEvent | NodeRemovedEvent;
+
+/** Frames the bridge itself writes on the agent link. */
+export type BridgeFrame = InitStateMsg | AckMsg | HistoryPageMsg | CommandsListMsg | FilesListMsg | ErrorMsg;
+
+/** Everything the agent link receives: the bridge's frames and pi's events passed through as pi emitted them. */
+export type AgentServerFrame = BridgeFrame | PiEvent;
+
+/** Everything Pi-DE sends on the agent link. */
+export type ClientMessage = PromptMsg | AbortMsg | FetchHistoryMsg | ListCommandsMsg | ListFilesMsg | SetSessionNameMsg;
+
+const BRIDGE_TYPES: ReadonlySet<string> = new Set<BridgeFrame["type"]>(["init_state", "ack", "history_page", "commands_list", "files_list", "error"]);
+
+/** A bridge frame (narrows on `type`), as opposed to one of pi's events. */
+export function isBridgeFrame(f: AgentServerFrame): f is BridgeFrame {
+  return BRIDGE_TYPES.has(f.type);
+}
+
+/** The narrow view of a pi event whose fields Pi-DE reads (pi owns the shape; fields may be missing). */
+export function piEventView(f: PiEvent): AgentPiEvent {
+  return f as AgentPiEvent;
+}
+
+/** A parsed JSON value that has the agent link's envelope (an object with a string `type`). */
+export function asAgentFrame(v: unknown): AgentServerFrame | null {
+  return v && typeof v === "object" && typeof (v as { type?: unknown }).type === "string" ? (v as AgentServerFrame) : null;
+}
+
+/** A parsed JSON value that has the registry link's event envelope (an object with a string `event`). */
+export function asRegistryEvent(v: unknown): RegistryEvent | null {
+  return v && typeof v === "object" && typeof (v as { event?: unknown }).event === "string" ? (v as RegistryEvent) : null;
+}
