@@ -2,6 +2,7 @@
 // deploy (spawn_agent). Errors stay inside the modal; the new agent shows up through node_joined.
 import { useCallback, useEffect, useState } from "react";
 import type { ListDirectoriesResult, SpawnAgentResult } from "../protocol/types";
+import { displayText } from "../model/displayText";
 import { SafeText } from "../ui/SafeText";
 
 type Request = <T>(method: string, params?: Record<string, unknown>, timeoutMs?: number) => Promise<T>;
@@ -76,7 +77,7 @@ export function SpawnModal({ request, onClose, onSpawned }: { request: Request; 
         </label>
         {error && (
           <div className="banner error" role="alert" data-testid="spawn-error">
-            {error}
+            {displayText(error)}
           </div>
         )}
         <div className="modal-actions">
