@@ -186,7 +186,7 @@ def test_the_shim_subscribes_to_exactly_the_pi_events_the_bridge_forwards():
     from pi_socket.protocol import PI_FORWARDED_EVENTS, SHIM_EVENT_TYPES
 
     events_ts = (Path(__file__).resolve().parents[1] / "extension" / "src" / "events.ts").read_text()
-    block = re.search(r"export const FORWARDED = \[(.*?)\];", events_ts, re.S)
+    block = re.search(r"export const FORWARDED = \[(.*?)\];", events_ts, re.DOTALL)
     assert block, "FORWARDED not found in src/events.ts"
     shim = re.findall(r'"([a-z_]+)"', block[1])
     assert shim == list(PI_FORWARDED_EVENTS)
