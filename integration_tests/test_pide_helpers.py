@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import threading
@@ -185,6 +186,7 @@ class RegisteredAgent:
                                               origins=[None, *self.allowed_origins])
         self._stop = asyncio.Event()
         self._registered = asyncio.Event()
+        self.node_secret = secrets.token_urlsafe(24)
         self._reg_task = asyncio.create_task(self._registry_loop())
         await asyncio.wait_for(self._registered.wait(), 10)
 
@@ -194,8 +196,10 @@ class RegisteredAgent:
             try:
                 async with websockets.connect(self.hv.ws_url, additional_headers=self.hv.auth_headers, open_timeout=3) as ws:
                     self._registry = ws
+                    # like the shim: one secret per agent proves the id is its own on every (re-)registration
                     params = {"id": self.node_id, "machine": self.machine, "cwd": self.cwd, "port": self.port,
-                              "pid": os.getpid(), "model": self.model, "session_name": self.session_name}
+                              "pid": os.getpid(), "model": self.model, "session_name": self.session_name,
+                              "node_secret": self.node_secret}
                     await ws.send(json.dumps({"id": "reg", "method": "register", "params": params}))
                     while True:
                         frame = json.loads(await ws.recv())
