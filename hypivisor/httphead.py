@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from http import HTTPStatus
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, unquote_plus
 
 import orjson
 
@@ -116,7 +116,13 @@ _TOKEN_PROTOCOL_PREFIX = "hypi-token."
 
 
 def _without_token_param(query: str) -> str:
-    return "&".join(p for p in query.split("&") if p and p.partition("=")[0] != "token")
+    """``query`` without any parameter whose name decodes to ``token`` (``%74oken`` too: the hypivisor's auth
+    reads names decoded, so every spelling it accepts is removed)."""
+    return "&".join(p for p in query.split("&") if p and unquote_plus(p.partition("=")[0]) != "token")
+
+
+def _is_token_protocol(proto: str) -> bool:
+    return proto[: len(_TOKEN_PROTOCOL_PREFIX)].lower() == _TOKEN_PROTOCOL_PREFIX
 
 
 def rewrite_for_agent(head: RequestHead, host: str, port: int, token: str | None = None) -> bytes:
@@ -125,9 +131,11 @@ def rewrite_for_agent(head: RequestHead, host: str, port: int, token: str | None
     Path becomes ``/``, Host names the agent, and ``Origin`` is dropped because the hypivisor already vouched for
     it (the bridge would otherwise reject the dashboard's origin). The dashboard's credentials never reach the
     agent: ``Authorization``, ``Cookie``, ``Proxy-Authorization``, a ``token`` query parameter and
-    ``hypi-token.*`` subprotocols are removed, and the hypivisor authenticates with its own token
-    (``Authorization: Bearer``) when it has one. Everything else (keys, other subprotocols, extensions) is
-    passed unchanged, so the WebSocket handshake stays end to end.
+    ``hypi-token.*`` subprotocols (any case) are removed, and the hypivisor authenticates with its own token
+    (``Authorization: Bearer``) when it has one: the bridge checks the same ``HYPI_TOKEN``, and every agent the
+    proxy dials registered over ``/ws``, which already required that token, so it learns nothing new. Everything
+    else (keys, other subprotocols such as ``hypi.v1``, extensions) is passed unchanged, so the WebSocket
+    handshake stays end to end and the negotiated protocol is one the browser offered.
     """
     query = _without_token_param(head.query)
     target = "/" + ("?" + query if query else "")
@@ -140,7 +148,7 @@ def rewrite_for_agent(head: RequestHead, host: str, port: int, token: str | None
         if lower in _CREDENTIAL_HEADERS:
             continue
         if lower == "sec-websocket-protocol":
-            kept = [p.strip() for p in value.split(",") if p.strip() and not p.strip().startswith(_TOKEN_PROTOCOL_PREFIX)]
+            kept = [p.strip() for p in value.split(",") if p.strip() and not _is_token_protocol(p.strip())]
             if not kept:
                 continue
             value = ", ".join(kept)

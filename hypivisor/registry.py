@@ -14,7 +14,14 @@ testable in microseconds:
 * a node id belongs to whoever first registered it: the first registration
   stores (a hash of) its node secret, and registering that id again needs the
   same secret (or the connection that owns it). A known id is never taken over,
-  and an *active* node's address is never evicted from another peer address;
+  active or offline: an offline node keeps its secret until it is swept;
+* a node's machine:port is evicted only from the peer address that registered
+  it (a pi restarted on that machine reusing the port), never from another
+  peer, active or offline: otherwise a stranger could remove an offline node,
+  secret and all, and then claim its freed id. The address frees when its node
+  re-registers elsewhere, is deregistered by its owner, or is swept;
+* only the owning connection may heartbeat or deregister a node (dashboards own
+  nothing; offline nodes leave by the sweep);
 * the proxy dials the peer address of the registering connection: a ``host``
   the client names counts only when it is that address, or when both are this
   machine's loopback (see :func:`dial_host`);
@@ -70,16 +77,23 @@ def secret_digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).digest()
 
 
+def plain_peer(host: str) -> str:
+    """A peer address in one spelling: an IPv4-mapped IPv6 address (a dual-stack listener) as plain IPv4."""
+    return host[7:] if host.lower().startswith("::ffff:") and "." in host else host
+
+
 def dial_host(named: str | None, peer_host: str) -> str:
     """Where the proxy may dial this node: the registering connection's peer address.
 
     A client-named ``host`` is honoured only when it is that peer, or when both are loopback (a bridge bound to
-    127.0.0.1 that reached the hypivisor over ::1 is on this machine). Anything else would make the proxy an open
-    relay to a host the client chose, so it is ignored.
+    127.0.0.1 that reached the hypivisor over ::1 is on this machine, and anything on this machine can reach its
+    loopback anyway). Anything else would make the proxy an open relay to a host the client chose, so it is
+    ignored rather than refused: older bridges send their bind address, and the peer is where they are.
     """
-    if named and (named == peer_host or (peer_is_loopback(named) and peer_is_loopback(peer_host))):
-        return named
-    return peer_host
+    peer = plain_peer(peer_host)
+    if named and (plain_peer(named) == peer or (peer_is_loopback(named) and peer_is_loopback(peer))):
+        return plain_peer(named)
+    return peer
 
 
 @dataclass
@@ -88,9 +102,9 @@ class Entry:
 
     node: NodeInfo
     owner: Hashable | None
-    host: str
-    secret: bytes  # sha256 of the node secret that owns this id
-    peer: str = ""  # peer address of the registering connection
+    host: str  # what the proxy dials: the registering peer (see dial_host), never a host a client chose freely
+    secret: bytes  # sha256 of the node secret that owns this id (never the secret itself)
+    peer: str = ""  # peer address of the registering connection (plain_peer): who may evict its machine:port
     registered_at: float = 0.0
 
 
@@ -144,9 +158,11 @@ class Registry:
 
         Returns the node, the node secret to hand back (``new_secret`` when this registration was the id's first
         and presented none, else None), and the events. Refusals (RegistryError, nothing changed): a known id
-        without its secret (1002), an active node's address from another peer (1002), the limits (1008).
+        without its secret (1002), an address held by a node registered from another peer, active or offline
+        (1002), the limits (1008). Secrets are compared as sha256 digests with ``hmac.compare_digest``.
         """
         events: list[BaseModel] = []
+        peer_host = plain_peer(peer_host)
         previous = self._entries.get(params.id)
         issued: str | None = None
         if previous is not None:
@@ -164,9 +180,10 @@ class Registry:
         addr = (params.machine, params.port)
         other_id = self._by_addr.get(addr)
         other = self._entries.get(other_id) if other_id is not None and other_id != params.id else None
-        if other is not None and other.owner is not None and other.owner != conn and other.peer != peer_host:
+        if other is not None and other.owner != conn and other.peer != peer_host:
             raise RegistryError(ErrorCode.FORBIDDEN,
-                                f"{params.machine}:{params.port} belongs to active node {other_id!r} on another address")
+                                f"{params.machine}:{params.port} belongs to node {other_id!r} registered from another "
+                                f"address; it frees once that node is gone ({self.ttl:g} s after it goes offline)")
         if previous is None:
             if len(self._entries) >= self.max_nodes + (other is not None):
                 raise RegistryError(ErrorCode.RATE_LIMITED, f"the roster is full ({self.max_nodes} nodes)")
@@ -234,7 +251,8 @@ class Registry:
             self._conn_seen[conn] = now
 
     def deregister(self, node_id: str, conn: Hashable, now: float) -> list[BaseModel]:
-        """Remove a node. Only the connection that owns it may."""
+        """Remove a node. Only the connection that owns it may: a dashboard owns nothing, and an offline node
+        (nobody owns it) leaves by the sweep, so no client can remove another agent's node and free its id."""
         entry = self._entries.get(node_id)
         if entry is None:
             raise RegistryError(1006, f"unknown node {node_id!r}")

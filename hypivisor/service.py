@@ -157,6 +157,14 @@ class Service:
 
     # -- methods ------------------------------------------------------------
     async def _m_register(self, params: RegisterParams, conn: Hashable, peer: str) -> dict:
+        """Join (or rejoin) the roster; the rules are ``Registry.register``'s.
+
+        A refusal (someone else's id, an address held from another peer, the limits) is an error answer and a
+        warning line; nothing changes. ``node_secret`` is in the answer only when it was issued here (the id's
+        first registration presented none), so only the registering connection ever sees it. A ``host`` the
+        proxy will not dial (not this connection's address) is ignored with an info line, not refused: bridges
+        that send their bind address keep working, and the proxy dials where they are.
+        """
         now = time.time()
         try:
             node, issued, events = self.registry.register(params, conn, peer, now, secrets.token_urlsafe(32))
@@ -166,10 +174,15 @@ class Service:
         self.publish(events)
         self.spawner.node_registered(node, params.spawn_id)
         log.info("node registered", node_id=node.id, machine=node.machine, port=node.port, cwd=node.cwd)
+        entry = self.registry.get(node.id)
+        if params.host and entry is not None and entry.host != params.host:
+            log.info("register: host ignored, the proxy dials the connection's address", node_id=node.id,
+                     host=params.host[:64], dials=entry.host)  # fmt: skip
         result = RegisterResult(node=node, heartbeat_interval=self.registry.heartbeat_interval, node_secret=issued)
         return result.model_dump(mode="json", exclude={"node_secret"} if issued is None else None)
 
     async def _m_heartbeat(self, params: HeartbeatParams, conn: Hashable, peer: str) -> dict:
+        """Only the connection that owns the node (1006 otherwise: the bridge registers again)."""
         try:
             self.publish(self.registry.heartbeat(params, conn, time.time()))
         except RegistryError as exc:
@@ -177,6 +190,7 @@ class Service:
         return OkResult(status="ok").model_dump(mode="json")
 
     async def _m_deregister(self, params: DeregisterParams, conn: Hashable, peer: str) -> dict:
+        """Only the connection that owns the node (1002 otherwise); a dashboard owns nothing."""
         try:
             self.publish(self.registry.deregister(params.id, conn, time.time()))
         except RegistryError as exc:

@@ -196,7 +196,7 @@ def test_after_a_restart_the_first_registration_adopts_the_secret_it_presents(r)
         r.register(reg(node_secret="y" * 32), "c2", "h2", now=1)
 
 
-def test_an_active_nodes_address_is_not_evicted_from_another_peer(r):
+def test_a_nodes_address_is_not_evicted_from_another_peer_active_or_offline(r):
     r.register(reg("victim", port=8080), "c1", "10.0.0.5", now=0)
     with pytest.raises(RegistryError) as e:
         r.register(reg("intruder", port=8080), "c2", "10.0.0.66", now=1)
@@ -204,8 +204,11 @@ def test_an_active_nodes_address_is_not_evicted_from_another_peer(r):
     _, _, events = r.register(reg("restarted", port=8080), "c3", "10.0.0.5", now=2)  # pi restarted on that machine
     assert kinds(events) == [("node_removed", "victim"), ("node_joined", "restarted")]
     r.connection_closed("c3", now=3)
-    _, _, events = r.register(reg("other", port=8080), "c4", "10.0.0.66", now=4)  # offline: the address is free
-    assert kinds(events) == [("node_removed", "restarted"), ("node_joined", "other")]
+    with pytest.raises(RegistryError):  # offline too: evicting it would free its id for the stranger to claim
+        r.register(reg("other", port=8080), "c4", "10.0.0.66", now=4)
+    r.sweep(now=3 + TTL + 1)
+    _, _, events = r.register(reg("other", port=8080), "c4", "10.0.0.66", now=TTL + 5)  # swept: the address is free
+    assert kinds(events) == [("node_joined", "other")]
 
 
 def test_heartbeat_and_deregister_of_a_foreign_node_change_nothing(r):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import re
 import signal
@@ -312,9 +313,11 @@ class Bridge:
         }
 
     def register_params(self) -> RegisterParams:
-        # Where this bridge listens; the hypivisor dials the address this connection comes from and honours
-        # `host` only when it is that address or both are loopback.
-        host = self.config.host if self.config.host not in ("0.0.0.0", "::") else None
+        """What ``register`` sends. The hypivisor dials the peer address of this registry connection and honours
+        ``host`` only when it is that address or both are loopback, so ``host`` is sent only for a loopback bind:
+        a bridge on 127.0.0.1 whose registry connection came over ::1 (or the reverse) is still reachable.
+        ``node_secret`` is added by the registry client (it may be issued by the hypivisor)."""
+        host = self.config.host if _is_loopback_address(self.config.host) else None
         return RegisterParams(
             **self._roster_fields(),
             machine=clip(self.config.machine, 255) or "unknown",
@@ -329,6 +332,13 @@ class Bridge:
 
     def heartbeat_params(self) -> HeartbeatParams:
         return HeartbeatParams(**self._roster_fields())
+
+
+def _is_loopback_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def clip(value: str | None, limit: int) -> str | None:

@@ -109,6 +109,9 @@ class RegistryClient:
             status = getattr(getattr(exc, "response", None), "status_code", None)
             if status in (401, 403):  # a configuration mistake, not an outage: say so louder
                 log.warning("hypivisor refused this agent (check HYPI_TOKEN); retrying", url=self.url, status=status)
+            elif isinstance(exc, RpcError) and exc.code == ErrorCode.FORBIDDEN:
+                # the node id or machine:port is held by another agent: retried, it frees when that node is swept
+                log.warning("hypivisor refused this node's registration; retrying", url=self.url, error=error)
             else:
                 what = "lost; reconnecting" if self._ever_registered else "not reachable; running standalone, retrying"
                 log.info(f"hypivisor {what}", url=self.url, error=error)
