@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
@@ -451,3 +451,87 @@ def test_spawn_paths_against_the_real_process_create_nothing_unless_valid(spawn_
         home = (root / "home").resolve()
         assert all(Path(c).name == new_folder and (root / c).resolve().is_relative_to(home) for c in created), created
     assert not (root / "outside").exists() or list((root / "outside").iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------- stored values
+def _nest(value, levels: int):
+    for _ in range(levels):
+        value = {"x": value}
+    return value
+
+
+STORED_SHAPES = st.fixed_dictionaries(
+    {},
+    optional={
+        "tokens": st.one_of(JSON, st.integers(min_value=250, max_value=400).map(lambda n: {"input": 1, "x": _nest(1, n)})),
+        "protocol_version": st.one_of(JSON, st.integers(min_value=1, max_value=300_000).map(lambda n: "1" * n)),
+        "session_name": st.one_of(JSON, st.integers(min_value=1, max_value=300_000).map(lambda n: "s" * n)),
+        "cost": st.one_of(JSON, st.sampled_from([10**30, -1, 1e308])),
+        "model": JSON,
+        "extra": JSON,
+    },
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(shapes=st.lists(STORED_SHAPES, min_size=1, max_size=5))
+@example(shapes=[{"tokens": {"input": 1, "x": _nest(1, 300)}}])  # the issue's 600-byte frame
+@example(shapes=[{"protocol_version": "1" * 1_000_000}])
+def test_registry_stored_values_deep_large_or_odd_never_lock_anyone_out(roster, shapes):
+    """Deep nesting, large fields and extra keys in register/heartbeat: refused (-32602) or stored bounded; a new
+    dashboard still gets init and a bridge still registers (one 600-byte frame locked everyone out before)."""
+    hv, dash, before = roster
+    writer, run = Ws(hv), uuid.uuid4().hex[:8]  # the hypivisor lives across examples: ids are new each time
+    try:
+        frames = []
+        for k, shape in enumerate(shapes):
+            nid = f"stored-{run}-{k}"
+            frames.append(json.dumps({"id": f"r{k}", "method": "register",
+                                      "params": {**node_params(nid, 9300 + k), **shape}}))
+            hb = {key: v for key, v in shape.items() if key in {"tokens", "cost", "session_name", "model"}}
+            frames.append(json.dumps({"id": f"h{k}", "method": "heartbeat", "params": {"id": nid, **hb}}))
+        for reply in writer.roundtrip(frames, timeout=30)[:-1]:
+            assert "result" in reply or reply["error"]["code"] in {-32602, 1006}, reply
+        fresh = Ws(hv)
+        try:
+            init = json.loads(fresh.ws.recv(timeout=10))
+            assert init["event"] == "init" and len(json.dumps(init)) < 200_000
+            assert all(set(n["tokens"]) <= {"input", "output", "cache_read", "cache_write", "total"}
+                       for n in init["nodes"])
+            listed = fresh.roundtrip([json.dumps({"id": "reg", "method": "register",
+                                                  "params": node_params(f"late-{uuid.uuid4().hex[:8]}", 9400)})])
+            assert listed[0]["result"]["status"] == "registered" and "result" in listed[-1]
+        finally:
+            fresh.close()
+    finally:
+        writer.close()
+    assert hv.proc.poll() is None
+
+
+def test_registry_many_nodes_on_one_connection_stop_at_the_cap(hypivisor_factory):
+    """1,000 nodes on one connection (room for a per-machine service), the 1,001st is a clear 1008; frames from
+    that connection stay cheap (one time per connection, not per node) and the others keep being answered."""
+    from hypivisor.registry import MAX_NODES_PER_CONNECTION
+
+    hv = hypivisor_factory(args=["--rate-limit", "0"])
+    owner = Ws(hv)
+    try:
+        frames = [json.dumps({"id": i, "method": "register", "params": node_params(f"many-{i}", 1 + i)})
+                  for i in range(MAX_NODES_PER_CONNECTION + 1)]
+        replies = {r["id"]: r for r in owner.roundtrip(frames, timeout=60)[:-1]}
+        assert all("result" in replies[i] for i in range(MAX_NODES_PER_CONNECTION))
+        over = replies[MAX_NODES_PER_CONNECTION]["error"]
+        assert over["code"] == 1008 and f"at most {MAX_NODES_PER_CONNECTION}" in over["message"]
+        started = time.monotonic()
+        for _ in range(5):  # bounded: 5 x 200 heartbeats of one node
+            owner.roundtrip([json.dumps({"id": f"hb{k}", "method": "heartbeat", "params": {"id": "many-0"}})
+                             for k in range(200)])  # fmt: skip
+        assert time.monotonic() - started < 20
+        other = Ws(hv)
+        try:
+            assert other.roundtrip([json.dumps({"id": "x", "method": "register",
+                                                "params": node_params("other", 50_000)})])[0]["result"]
+        finally:
+            other.close()
+    finally:
+        owner.close()

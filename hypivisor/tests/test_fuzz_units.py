@@ -17,6 +17,7 @@ import json
 import os
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -259,3 +260,75 @@ def test_oversize_frame_limit_is_documented():
     assert rpc.MAX_FRAME == 1024 * 1024
     spec = " ".join((Path(__file__).resolve().parents[2] / "specs" / "protocol.md").read_text().split())
     assert "Frames over 1 MiB close the connection (1009)" in spec
+
+
+# ------------------------------------------------------------------ stored roster values (issue #16 items 2-4, 8)
+def _nest(value, levels: int):
+    for _ in range(levels):
+        value = {"x": value}
+    return value
+
+
+HOSTILE_VALUE = st.one_of(
+    JSON,
+    st.integers(min_value=1, max_value=400).map(lambda n: _nest(1, n)),  # deep nesting in a few hundred bytes
+    st.integers(min_value=1, max_value=400).map(lambda n: [[]] * n),
+    st.sampled_from([10**30, -1, 2**53, 1e308, 1e-308, 2**63]),
+    st.integers(min_value=1, max_value=200_000).map(lambda n: "v" * n),  # large fields
+    st.dictionaries(st.text(max_size=8), st.integers(), min_size=50, max_size=200),  # many keys
+)
+STORED_KEYS = ["tokens", "cost", "protocol_version", "pi_version", "session_name", "model", "started_at", "machine",
+               "cwd", "pid", "activity", "host"]
+
+
+@FUZZ
+@given(method=st.sampled_from(["register", "heartbeat"]),
+       changes=st.dictionaries(st.sampled_from(STORED_KEYS), HOSTILE_VALUE, max_size=4),
+       token_extra=st.dictionaries(st.text(max_size=8), HOSTILE_VALUE, max_size=3))
+def test_hostile_stored_values_are_refused_or_bounded_and_the_roster_always_serialises(service, method, changes,
+                                                                                       token_extra):
+    """Whatever register/heartbeat carry (deep nesting, huge numbers, long strings, extra keys), the node stored is
+    bounded and the roster still serialises for everyone: init, list_nodes, and the next registration."""
+    params = {"id": "fuzz-node", "machine": "m", "cwd": "/", "port": 4242, **changes}
+    if "tokens" in changes and isinstance(changes["tokens"], dict):
+        params["tokens"] = {**changes["tokens"], **token_extra}
+    if method == "heartbeat":
+        params = {k: v for k, v in params.items() if k in {"id", "tokens", "cost", "session_name", "model",
+                                                           "activity"}}  # fmt: skip
+
+    async def run():
+        await service.dispatch("register", {"id": "fuzz-node", "machine": "m", "cwd": "/", "port": 4242},
+                               "fuzz-stored", "127.0.0.1")  # fmt: skip
+        try:
+            await service.dispatch(method, params, "fuzz-stored", "127.0.0.1")
+        except RpcFailure as exc:
+            assert exc.code == ErrorCode.INVALID_PARAMS, exc.code
+        service._snapshot = None
+        frames = service.init_frames()
+        assert sum(len(f) for f in frames) < 100_000  # nothing large was stored
+        listed = orjson.loads(orjson.dumps(await service.dispatch("list_nodes", None, "fuzz-dash", "h")))["nodes"]
+        node = next(n for n in listed if n["id"] == "fuzz-node")
+        assert set(node["tokens"]) == {"input", "output", "cache_read", "cache_write", "total"}
+        assert len(orjson.dumps(node)) < 6000
+        await service.dispatch("register", {"id": "fuzz-other", "machine": "m", "cwd": "/", "port": 4243},
+                               "fuzz-other", "127.0.0.1")  # fmt: skip
+
+    asyncio.run(run())
+
+
+def test_many_nodes_on_one_connection_stop_at_the_cap_with_1008(tmp_path):
+    """A connection registering node after node gets a clear 1008 at the cap; it cannot grow its per-frame cost."""
+    from hypivisor.registry import MAX_NODES_PER_CONNECTION
+
+    cfg = parse_config(["--host", "127.0.0.1", "-p", "1"], {"HOME": str(tmp_path)})
+    svc = Service(cfg, {"HOME": str(tmp_path), "PATH": "/nonexistent"})
+
+    async def run():
+        for i in range(MAX_NODES_PER_CONNECTION):
+            await svc.dispatch("register", {"id": f"n{i}", "machine": "m", "cwd": "/", "port": 1 + i}, "many", "h")
+        with pytest.raises(RpcFailure) as e:
+            await svc.dispatch("register", {"id": "over", "machine": "m", "cwd": "/", "port": 60000}, "many", "h")
+        assert e.value.code == ErrorCode.RATE_LIMITED and f"at most {MAX_NODES_PER_CONNECTION}" in e.value.message
+
+    asyncio.run(run())
+    assert len(svc.registry) == MAX_NODES_PER_CONNECTION
