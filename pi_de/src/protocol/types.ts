@@ -237,7 +237,6 @@ export interface TokenTotals {
   input?: number;
   output?: number;
   total?: number;
-  [k: string]: unknown;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
@@ -274,6 +273,10 @@ export interface InitEvent {
   hypivisor_version?: string | null;
   nodes: NodeInfo[];
   protocol_version?: string;
+  /**
+   * nodes on the roster; when more than ``nodes`` holds, the rest follow at once as node_joined events (a large roster never makes one frame over 1 MiB)
+   */
+  total?: number | null;
   [k: string]: unknown;
 }
 /**
@@ -311,7 +314,6 @@ export interface NodeInfo {
   started_at?: number | null;
   status?: "active" | "offline";
   tokens?: TokenTotals;
-  [k: string]: unknown;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
@@ -395,12 +397,25 @@ export interface ListFilesMsg {
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
  * via the `definition` "ListNodesParams".
  */
-export interface ListNodesParams {}
+export interface ListNodesParams {
+  /**
+   * index of the first node (next_cursor of a page)
+   */
+  cursor?: number;
+  /**
+   * at most this many nodes; default all
+   */
+  limit?: number | null;
+}
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
  * via the `definition` "ListNodesResult".
  */
 export interface ListNodesResult {
+  /**
+   * cursor of the next page; absent or null at the end
+   */
+  next_cursor?: number | null;
   nodes: NodeInfo[];
   [k: string]: unknown;
 }
@@ -483,17 +498,25 @@ export interface RegisterParams {
   cost?: number | null;
   cwd: string;
   /**
-   * address the hypivisor should dial to reach the agent; default: the peer address of the registering connection
+   * address the agent listens on; the hypivisor dials the peer address of the registering connection and honours this only when it is that address or both are loopback
    */
   host?: string | null;
   id: string;
   machine: string;
   model?: string | null;
+  /**
+   * proves this agent owns the id: the secret the first registration of the id presented or was issued (register result); a known id is refused without it
+   */
+  node_secret?: string | null;
   pi_version?: string | null;
   pid?: number | null;
   port: number;
   protocol_version?: string;
   session_name?: string | null;
+  /**
+   * the secret PI_SOCKET_SPAWN_ID a spawn_agent put in this pi's environment; binds the spawn to this node (never stored or shown)
+   */
+  spawn_id?: string | null;
   started_at?: number | null;
   tokens?: TokenTotals | null;
 }
@@ -507,6 +530,10 @@ export interface RegisterResult {
    */
   heartbeat_interval: number;
   node: NodeInfo;
+  /**
+   * issued when this was the id's first registration and presented no secret: present it as register.node_secret from now on (only the registering connection sees it)
+   */
+  node_secret?: string | null;
   status: "registered";
   [k: string]: unknown;
 }
