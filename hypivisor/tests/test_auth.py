@@ -1,8 +1,6 @@
-"""Token and Origin decisions (specs/protocol.md §1)."""
+"""The hypivisor's handshake adapter and its own remote policy (specs/protocol.md §1)."""
 
 from __future__ import annotations
-
-import pytest
 
 from hypivisor import auth
 
@@ -18,53 +16,18 @@ def decide(token="s3cret", query=None, **h):
     return auth.check(headers(**h), query, token, ALLOWED)
 
 
-def test_no_expected_token_allows_anything_without_origin():
+def test_check_reads_every_carrier_through_the_header_getter():
+    """The rules themselves are tested in pi_socket/tests/test_handshake.py; this is the adapter."""
     assert auth.check(headers(), None, None, ALLOWED).allowed
-
-
-def test_missing_or_wrong_token_is_401():
-    assert decide().status == 401
-    assert decide(authorization="Bearer nope").status == 401
-    assert decide(query="nope").status == 401
-
-
-@pytest.mark.parametrize(
-    "how",
-    [dict(authorization="Bearer s3cret"), dict(authorization="bearer s3cret"), dict(query="s3cret"),
-     dict(sec_websocket_protocol="hypi.v1, " + auth.encode_protocol_token("s3cret"))],
-)  # fmt: skip
-def test_token_accepted_from_header_subprotocol_or_query(how):
-    assert decide(**how).allowed
-
-
-def test_subprotocol_roundtrip_for_non_ascii_and_garbage():
-    tok = "pässwörd+/="
-    proto = auth.encode_protocol_token(tok)
-    assert "=" not in proto and auth.presented_tokens(headers(sec_websocket_protocol=proto), None) == [tok]
-    assert auth.presented_tokens(headers(sec_websocket_protocol="hypi-token.!!!"), None) == []
-
-
-def test_cross_site_origin_is_403_even_with_the_right_token():
+    assert decide().status == 401 and decide(query="nope").status == 401
+    for how in (dict(authorization="bearer s3cret"), dict(query="s3cret"),
+                dict(sec_websocket_protocol="hypi.v1, " + auth.encode_protocol_token("s3cret"))):
+        assert decide(**how).allowed, how
+    assert auth.presented_tokens(headers(authorization="Bearer a", sec_websocket_protocol="hypi.v1, "
+                                         + auth.encode_protocol_token("b")), "c") == ["a", "b", "c"]
     d = decide(origin="https://evil.example", authorization="Bearer s3cret")
     assert d.status == 403 and "evil.example" in d.message
-
-
-@pytest.mark.parametrize(
-    "origin", ["http://localhost:5181", "http://127.0.0.1:31415", "http://[::1]:5180", "http://box:5180",
-               "https://pi.example.ts.net", "https://pi.example.ts.net/"],
-)  # fmt: skip
-def test_own_dev_and_configured_origins_are_allowed(origin):
-    assert decide(origin=origin, authorization="Bearer s3cret").allowed
-
-
-@pytest.mark.parametrize("origin", ["null", "http://localhost:9999", "http://localhost.evil:5180", "file://"])
-def test_other_origins_are_refused(origin):
-    assert decide(origin=origin, authorization="Bearer s3cret").status == 403
-
-
-def test_parse_allowed_origins():
-    assert auth.parse_allowed_origins(" https://a.b/ , ,http://c:1") == {"https://a.b", "http://c:1"}
-    assert auth.parse_allowed_origins(None) == set()
+    assert decide(origin="http://box:5180", authorization="Bearer s3cret").allowed
 
 
 def test_loopback_detection():
