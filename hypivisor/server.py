@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import time
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -59,7 +60,7 @@ async def _one_request_per_connection(request: web.Request, response: web.Stream
 
 # aiohttp parses the heads the front already checked; its own limits must never refuse one the front accepted
 # (its 400 would log the request line). Its keep-alive timer is a backstop: the front closes after each response.
-AIOHTTP_HANDLER_ARGS = {
+AIOHTTP_HANDLER_ARGS: dict[str, Any] = {
     "keepalive_timeout": HEAD_TIMEOUT,
     "max_line_size": httphead.MAX_HEAD,
     "max_field_size": httphead.MAX_HEAD,

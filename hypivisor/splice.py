@@ -88,9 +88,9 @@ async def open_splice(client: asyncio.Transport, host: str, port: int, first_byt
     if client.is_closing():
         up_transport.close()
         return
-    down = Pipe(up_transport)  # type: ignore[arg-type]
+    down = Pipe(up_transport)
     down.transport = client
     client.set_protocol(down)
     _tune(client)
-    up_transport.write(first_bytes)  # type: ignore[attr-defined]
+    up_transport.write(first_bytes)
     client.resume_reading()

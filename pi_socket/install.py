@@ -25,6 +25,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from pi_socket.shimbuild import BUNDLE, EXTENSION_DIR, stale_reason
@@ -35,9 +36,8 @@ CONFIG_NAME = "pi-socket.json"
 NODE_MIN = {0: (20, 6, 0), 1: (22, 19, 0)}  # pi major -> oldest Node it runs on
 
 
-def agent_dir(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    raw = env.get("PI_CODING_AGENT_DIR")
+def agent_dir(env: Mapping[str, str] | None = None) -> Path:
+    raw = (os.environ if env is None else env).get("PI_CODING_AGENT_DIR")
     return Path(raw).expanduser() if raw else Path.home() / ".pi" / "agent"
 
 
@@ -281,7 +281,9 @@ def _bridge_starts(python: str, pythonpath: str, timeout: float = 15.0) -> tuple
                     continue
                 if line.get("t") == "ready":
                     return True, f"ready on port {line.get('port')}"
-        err = (proc.stderr.read1(4000) if proc.poll() is not None and proc.stderr else b"").decode(errors="replace")
+        # One read of what the exited bridge wrote, without waiting for EOF.
+        err = (os.read(proc.stderr.fileno(), 4000) if proc.poll() is not None and proc.stderr else b"").decode(
+            errors="replace")
         return False, f"no `ready` within {timeout:g} s (exit code {proc.poll()}) {err.strip()[-500:]}"
     finally:
         try:

@@ -28,10 +28,12 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TextIO
 
 import orjson
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "critical": 50}
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
@@ -160,12 +162,12 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
-    return scrub(event)
+def _redact(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    return scrub(dict(event))
 
 
-def _shape(component: str):
-    def processor(_logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _shape(component: str) -> Callable[[WrappedLogger, str, EventDict], EventDict]:
+    def processor(_logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
         level = "warn" if method == "warning" else ("error" if method in ("exception", "critical") else method)
         msg = event.pop("event", "")
         out: dict[str, Any] = {
@@ -180,7 +182,7 @@ def _shape(component: str):
     return processor
 
 
-def _render(_logger: Any, _name: str, event: dict[str, Any]) -> str:
+def _render(_logger: WrappedLogger, _name: str, event: EventDict) -> str:
     return orjson.dumps(event, default=repr).decode()
 
 

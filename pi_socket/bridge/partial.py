@@ -56,9 +56,9 @@ class PartialMessage:
             if not isinstance(self.message.get("content"), list):
                 self.message["content"] = []
             self._tool_args, self._chunks = {}, {}
-            for index, block in enumerate(self.message["content"]):  # tool arguments still streaming
-                if isinstance(block, dict) and block.get("type") == "toolCall" and isinstance(block.get("partialJson"), str):
-                    self._tool_args[index] = block["partialJson"]
+            for i, part in enumerate(self.message["content"]):  # tool arguments still streaming
+                if isinstance(part, dict) and part.get("type") == "toolCall" and isinstance(part.get("partialJson"), str):
+                    self._tool_args[i] = part["partialJson"]
             return True
         ame = event.get("assistantMessageEvent")
         if self.message is None or not isinstance(ame, dict) or not isinstance(ame.get("type"), str):
@@ -78,10 +78,11 @@ class PartialMessage:
         while len(content) <= index:
             content.append(None)
         block = content[index]
-        if not isinstance(block, dict) or block.get("type") != _BLOCK_KINDS[kind]:
-            block = _empty_block(kind)
-            content[index] = block
-            self._chunks.pop(index, None)
+        if isinstance(block, dict) and block.get("type") == _BLOCK_KINDS[kind]:
+            return block
+        block = _empty_block(kind)
+        content[index] = block
+        self._chunks.pop(index, None)
         return block
 
     def _start(self, kind: str, index: int, ame: dict[str, Any]) -> None:

@@ -132,7 +132,8 @@ def occurrence_from_record(record: Any, source: str = "") -> Occurrence | None:
         boundary=_text(record.get("boundary"), UNKNOWN),
         pattern=normalise(message),
     )
-    stack = record.get("stack") if isinstance(record.get("stack"), str) else ""
+    raw_stack = record.get("stack")
+    stack = raw_stack if isinstance(raw_stack, str) else ""
     return Occurrence(ts=ts, error_class=klass, error=message, stack=stack, source=source)
 
 
