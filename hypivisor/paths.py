@@ -15,18 +15,14 @@ import os
 from dataclasses import dataclass
 
 from hypivisor.spawn_cmd import printable
+from pi_socket.errors import HypiError
 from pi_socket.protocol import MAX_NAME_LEN, MAX_PATH_LEN, ErrorCode
 
 SHOWN_CHARS = 200  # how much of a path an error message repeats
 
 
-class PathError(Exception):
+class PathError(HypiError):
     """A path the policy refuses; ``code`` says why (1003 outside, 1004 missing, 1005 invalid)."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from hypivisor.auth import peer_is_loopback
+from pi_socket.errors import HypiError
 from pi_socket.protocol import (
     ErrorCode,
     HeartbeatParams,
@@ -64,13 +65,8 @@ _NODE_FIELDS = (
 _HEARTBEAT_FIELDS = ("activity", "session_name", "model", "tokens", "cost")
 
 
-class RegistryError(Exception):
+class RegistryError(HypiError):
     """A request the registry refuses; ``code`` is a protocol ``ErrorCode`` value."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def secret_digest(secret: str) -> bytes:

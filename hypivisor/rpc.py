@@ -26,6 +26,7 @@ from aiohttp import WSMsgType, web
 from hypivisor import auth
 from hypivisor.service import RpcFailure, Service
 from pi_socket import oplog
+from pi_socket.errors import HypiError
 from pi_socket.ratelimit import TokenBucket
 from pi_socket.protocol import MAX_ID_LEN, ErrorCode
 
@@ -38,8 +39,8 @@ _conn_ids = itertools.count(1)
 log = structlog.get_logger(part="ws")  # lazy: bound after oplog.configure
 
 
-def error_frame(rpc_id: Any, code: int, message: str) -> bytes:
-    return orjson.dumps({"id": rpc_id, "error": {"code": int(code), "message": message}})
+def error_frame(rpc_id: Any, error: HypiError) -> bytes:
+    return orjson.dumps({"id": rpc_id, "error": error.to_wire()})
 
 
 def parse_request(data: str | bytes) -> tuple[Any, str, Any]:
@@ -96,10 +97,10 @@ class Connection:
         except RpcFailure as exc:
             rpc_id = getattr(exc, "rpc_id", None)
             if not limited:
-                self.outbox.reply(error_frame(rpc_id, exc.code, exc.message))
+                self.outbox.reply(error_frame(rpc_id, exc))
                 return
         if limited:  # answered, not executed; the connection stays open
-            self.outbox.reply(error_frame(rpc_id, ErrorCode.RATE_LIMITED, "rate limited: too many requests"))
+            self.outbox.reply(error_frame(rpc_id, RpcFailure(ErrorCode.RATE_LIMITED, "rate limited: too many requests")))
             return
         task = asyncio.get_running_loop().create_task(self._call(rpc_id, method, params))
         self.tasks.add(task)
@@ -129,10 +130,11 @@ class Connection:
             result = await self.service.dispatch(method, params, self.key, self.peer)
             frame = orjson.dumps({"id": rpc_id, "result": result})
         except RpcFailure as exc:
-            frame = error_frame(rpc_id, exc.code, exc.message)
+            frame = error_frame(rpc_id, exc)
         except Exception as exc:  # noqa: BLE001 - outer boundary of one request
             oplog.log_boundary_error("hypivisor.rpc", exc, method=method)
-            frame = error_frame(rpc_id, ErrorCode.INTERNAL_ERROR, f"internal error in {method}; see hypivisor.jsonl")
+            failure = RpcFailure(ErrorCode.INTERNAL_ERROR, f"internal error in {method}; see hypivisor.jsonl")
+            frame = error_frame(rpc_id, failure)
         self.outbox.reply(frame)
 
     def closed(self) -> None:

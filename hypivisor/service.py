@@ -12,8 +12,8 @@ import asyncio
 import os
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from collections.abc import Hashable
 from typing import Any
 
 import orjson
@@ -27,6 +27,7 @@ from hypivisor.config import Config, home_dir
 from hypivisor.registry import Registry, RegistryError
 from hypivisor.spawner import Spawner, SpawnError
 from pi_socket import __version__
+from pi_socket.errors import HypiError
 from pi_socket.protocol import (
     PROTOCOL_VERSION,
     REGISTRY_METHODS,
@@ -67,11 +68,11 @@ class Snapshot:
     first_page: dict[str, Any]  # the answer to ``list_nodes`` without params, built once
 
 
-class RpcFailure(Exception):
+class RpcFailure(HypiError):
+    """A request answered with an error: how every refusal leaves :meth:`Service.dispatch`."""
+
     def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = int(code)
-        self.message = message
+        super().__init__(int(code), message)
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -152,8 +153,12 @@ class Service:
             params = model.model_validate(raw_params or {})
         except ValidationError as exc:
             raise RpcFailure(ErrorCode.INVALID_PARAMS, validation_message(exc)) from None
-        handler = getattr(self, f"_m_{method}")
-        return await handler(params, conn, peer)
+        try:
+            return await METHOD_HANDLERS[method](self, params, conn, peer)
+        except RpcFailure:
+            raise
+        except HypiError as exc:  # a component's refusal (registry, paths, spawner) is the caller's answer
+            raise RpcFailure(exc.code, exc.message) from None
 
     # -- methods ------------------------------------------------------------
     async def _m_register(self, params: RegisterParams, conn: Hashable, peer: str) -> dict:
@@ -170,7 +175,7 @@ class Service:
             node, issued, events = self.registry.register(params, conn, peer, now, secrets.token_urlsafe(32))
         except RegistryError as exc:
             log.warning("register refused", node_id=params.id, remote=peer, code=exc.code, reason=exc.message[:200])
-            raise RpcFailure(exc.code, exc.message) from None
+            raise
         self.publish(events)
         self.spawner.node_registered(node, params.spawn_id)
         log.info("node registered", node_id=node.id, machine=node.machine, port=node.port, cwd=node.cwd)
@@ -183,18 +188,12 @@ class Service:
 
     async def _m_heartbeat(self, params: HeartbeatParams, conn: Hashable, peer: str) -> dict:
         """Only the connection that owns the node (1006 otherwise: the bridge registers again)."""
-        try:
-            self.publish(self.registry.heartbeat(params, conn, time.time()))
-        except RegistryError as exc:
-            raise RpcFailure(exc.code, exc.message) from None
+        self.publish(self.registry.heartbeat(params, conn, time.time()))
         return OkResult(status="ok").model_dump(mode="json")
 
     async def _m_deregister(self, params: DeregisterParams, conn: Hashable, peer: str) -> dict:
         """Only the connection that owns the node (1002 otherwise); a dashboard owns nothing."""
-        try:
-            self.publish(self.registry.deregister(params.id, conn, time.time()))
-        except RegistryError as exc:
-            raise RpcFailure(exc.code, exc.message) from None
+        self.publish(self.registry.deregister(params.id, conn, time.time()))
         log.info("node deregistered", node_id=params.id)
         return OkResult(status="deregistered").model_dump(mode="json")
 
@@ -207,10 +206,7 @@ class Service:
         return _page(snap.nodes, params.cursor, len(snap.nodes) if params.limit is None else params.limit)
 
     async def _m_list_directories(self, params: ListDirectoriesParams, conn: Hashable, peer: str) -> dict:
-        try:
-            listing = await asyncio.to_thread(paths.list_directories, params.path, self.home)
-        except paths.PathError as exc:
-            raise RpcFailure(exc.code, exc.message) from None
+        listing = await asyncio.to_thread(paths.list_directories, params.path, self.home)
         return ListDirectoriesResult(
             path=listing.path,
             parent=listing.parent,
@@ -229,13 +225,9 @@ class Service:
                 "spawn_agent is refused: bound to a non-loopback address without HYPI_TOKEN "
                 "(set HYPI_TOKEN, bind --host 127.0.0.1, or pass --allow-unauthenticated-spawn)",
             )
-        try:  # validation first (it creates nothing): a bad path gets its own error and costs no spawn budget
-            target = await asyncio.to_thread(paths.spawn_target, params.path, params.new_folder, self.home)
-            self.spawner.admit()
-        except paths.PathError as exc:
-            raise RpcFailure(exc.code, exc.message) from None
-        except SpawnError as exc:
-            raise RpcFailure(exc.code, exc.message) from None
+        # validation first (it creates nothing): a bad path gets its own error and costs no spawn budget
+        target = await asyncio.to_thread(paths.spawn_target, params.path, params.new_folder, self.home)
+        self.spawner.admit()
         try:
             return await self._spawn_admitted(target)
         finally:
@@ -263,6 +255,21 @@ class Service:
         return SpawnAgentResult(node_id=node.id, tmux_session=session, path=target.path, node=node).model_dump(
             mode="json"
         )
+
+
+Handler = Callable[[Service, Any, Hashable, str], Awaitable[dict]]
+
+# One handler per method of ``REGISTRY_METHODS`` (checked at import): what ``dispatch`` calls, and nothing else.
+METHOD_HANDLERS: dict[str, Handler] = {
+    "register": Service._m_register,
+    "deregister": Service._m_deregister,
+    "heartbeat": Service._m_heartbeat,
+    "list_nodes": Service._m_list_nodes,
+    "list_directories": Service._m_list_directories,
+    "spawn_agent": Service._m_spawn_agent,
+}
+if METHOD_HANDLERS.keys() != REGISTRY_METHODS.keys():  # pragma: no cover - a programming error, caught at import
+    raise RuntimeError(f"methods without a handler or a params model: {METHOD_HANDLERS.keys() ^ REGISTRY_METHODS.keys()}")
 
 
 def _page(nodes: list[bytes], cursor: int, limit: int) -> dict[str, Any]:

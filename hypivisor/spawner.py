@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from hypivisor import spawn_cmd
+from pi_socket.errors import HypiError
 from pi_socket.protocol import ErrorCode, NodeInfo
 from pi_socket.ratelimit import TokenBucket
 
@@ -33,11 +34,8 @@ MAX_CONCURRENT = 4  # spawns waiting for their pi at once
 RATE_PER_MINUTE = 20  # sustained spawns per minute (burst: the same number)
 
 
-class SpawnError(Exception):
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class SpawnError(HypiError):
+    """A spawn refused or failed (1008 no slot, 1009 failed, 1010 timed out)."""
 
 
 @dataclass(eq=False)

@@ -17,6 +17,7 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from pi_socket.errors import HypiError
 from pi_socket.protocol import MAX_ATTACHMENT_BYTES, Attachment, ErrorCode
 
 IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
@@ -38,12 +39,11 @@ TEXT_TYPES = frozenset(
 )
 
 
-class AttachmentError(ValueError):
+class AttachmentError(HypiError, ValueError):
     """A rejected attachment; ``code`` is the protocol ErrorCode to report."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(code, message)
 
 
 @dataclass

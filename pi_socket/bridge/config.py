@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from pi_socket import handshake
+
 DEFAULT_PORT = 8080
 PORT_SPAN = 100  # ports tried after PI_SOCKET_PORT
 DEFAULT_HOST = "127.0.0.1"
@@ -132,14 +134,9 @@ def _dashboard_port(registry_url: str) -> int:
 def allowed_origins(extra: str, dashboard_port: int = 31415) -> frozenset[str]:
     """Loopback/hostname origins of the dashboard and the Vite dev server (5180), plus
     the comma-separated HYPI_ALLOWED_ORIGINS (exact match), as specs/protocol.md §1 says."""
-    hosts = {"localhost", "127.0.0.1", "[::1]"}
-    for name in (socket.gethostname(), socket.getfqdn()):
-        if name:
-            hosts.add(name.lower())
-    ports = {DASHBOARD_DEV_PORT, dashboard_port}
-    origins = {f"{scheme}://{h}:{port}" for scheme in ("http", "https") for h in hosts for port in ports}
-    origins.update(o.strip().rstrip("/") for o in extra.split(",") if o.strip())
-    return frozenset(origins)
+    names = {name.lower() for name in (socket.gethostname(), socket.getfqdn()) if name}
+    return frozenset(handshake.default_origins(names, {DASHBOARD_DEV_PORT, dashboard_port})
+                     | handshake.parse_allowed_origins(extra))
 
 
 def _secret(value: str | None) -> str | None:

@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 import structlog
 
 from pi_socket import oplog
+from pi_socket.errors import HypiError
 from pi_socket.protocol import ErrorCode, HeartbeatParams, RegisterParams
 
 from . import faults
@@ -30,10 +31,11 @@ RPC_TIMEOUT_S = 5.0
 log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 
 
-class RpcError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
+class RpcError(HypiError):
+    """The hypivisor answered a request with an error."""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
 
 
 class RegistryClient:

@@ -103,11 +103,11 @@ class AgentServer:
             )
         except Exception as exc:  # noqa: BLE001 - outer boundary of one handshake
             oplog.log_boundary_error("client.handshake", exc, remote=_peer(connection))
-            verdict = auth.Verdict(HTTPStatus.BAD_REQUEST, "bad handshake")
-        if verdict.ok:
+            verdict = auth.Decision(HTTPStatus.BAD_REQUEST, "bad handshake")
+        if verdict.allowed:
             return None
-        log.info("handshake refused", status=int(verdict.status), reason=verdict.reason, remote=_peer(connection))
-        return connection.respond(verdict.status, verdict.reason + "\n")
+        log.info("handshake refused", status=int(verdict.status), reason=verdict.message, remote=_peer(connection))
+        return connection.respond(HTTPStatus(verdict.status), verdict.message + "\n")
 
     async def _connection(self, ws: ServerConnection) -> None:
         """One client: init_state first, then each frame as a guarded task, until it closes."""
