@@ -3,7 +3,7 @@
 setuptools loads this file by path while it builds, so it imports nothing from the project.
 
 * ``pi_de/dist`` (when it was built, e.g. by ``make dashboard``) is copied to ``hypivisor/dashboard/``:
-  ``hypivisor.config.default_dashboard_dir`` falls back to it when there is no repository ``pi_de/dist``,
+  ``pi_socket.locations.default_dashboard_dir`` falls back to it when there is no repository ``pi_de/dist``,
   so an installed wheel serves Pi-DE without Node.
 * ``skills/`` is copied to ``pi_socket/skills/`` and the shim's ``package.json`` in the wheel lists
   ``"../skills"`` instead of the repository's ``"../../skills"`` (which would point outside the package),

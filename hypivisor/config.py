@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hypivisor.auth import parse_allowed_origins
+from pi_socket.handshake import parse_allowed_origins
+from pi_socket.locations import default_dashboard_dir
 
 DEFAULT_PORT = 31415
 DEFAULT_DASHBOARD_PORT = 5180
@@ -25,15 +26,6 @@ environment:
   HYPI_DASHBOARD_DIR     built Pi-DE to serve (default: pi_de/dist in the repository)
   HYPI_SPAWN_TIMEOUT     seconds spawn_agent waits for the new agent to register (default 30)
 """
-
-
-def default_dashboard_dir() -> Path:
-    """``pi_de/dist`` in the repository root; an installed wheel's bundled copy (``hypivisor/dashboard``) otherwise."""
-    here = Path(__file__).resolve().parent
-    repo, bundled = here.parent / "pi_de" / "dist", here / "dashboard"
-    if not (repo / "index.html").is_file() and (bundled / "index.html").is_file():
-        return bundled
-    return repo
 
 
 @dataclass(frozen=True)

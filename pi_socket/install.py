@@ -28,6 +28,7 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any, Callable
 
+from pi_socket.locations import default_dashboard_dir
 from pi_socket.shimbuild import BUNDLE, EXTENSION_DIR, stale_reason
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -361,8 +362,6 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
         fix = ("set HYPI_TOKEN to the hypivisor's token" if "401" in detail or "403" in detail
                else "start it (`make run` or `python -m hypivisor`) or set HYPIVISOR_WS to its URL")
         checks.append(Check("hypivisor", ok, f"{url}: {detail}", "" if ok else fix))
-    from hypivisor.config import default_dashboard_dir  # repo pi_de/dist, or the copy bundled in a wheel
-
     dist = Path(os.environ.get("HYPI_DASHBOARD_DIR") or default_dashboard_dir())
     built = (dist / "index.html").exists()
     checks.append(Check("dashboard", built, f"{dist}" + (" built" if built else " has no index.html"),
