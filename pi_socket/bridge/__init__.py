@@ -14,16 +14,21 @@ pure
     ``auth``         token and Origin check for the agent port
     ``history``      the message mirror, the init window and the pager
     ``partial``      the streamed assistant message rebuilt from deltas
-    ``ledger``       prompt ids: send once, acknowledge every repeat
+    ``prompt_ledger`` prompt ids: send once, acknowledge every repeat
     ``attachments``  attachment validation and bundling into one prompt
     ``files``        the ``list_files`` policy (inside cwd only)
     ``state``        everything an ``init_state`` needs, fed by pi events
     ``backoff``      registry reconnect delays
-    ``frames``       client-frame parsing into protocol models or errors
+    ``frames``       agent-link frames: client frames → models or errors, models → frame text
 asyncio
-    ``shimlink``     stdio JSON lines with the shim (requests with ids)
+    ``shimlink``     stdio JSON lines with the shim (requests with ids; the line models
+                     are ``pi_socket.shimwire``)
     ``clients``      per-client bounded outbound queues, broadcast
-    ``server``       the agent WebSocket server and per-client dispatch
+    ``handlers``     what each client message does (shim link, state, cwd, effect sink)
+    ``server``       the agent WebSocket server; sees the rest through four callbacks
     ``registry``     register/heartbeat/deregister with the hypivisor
-    ``app``          wiring and lifecycle; ``__main__`` starts it
+    ``app``          wiring and lifecycle, the only module that knows them all;
+                     ``__main__`` starts it
+
+Imports go downwards only (``pi_socket/tests/test_bridge_layers.py``).
 """

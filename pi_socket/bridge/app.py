@@ -30,15 +30,28 @@ from pi_socket.protocol import (
     RegisterParams,
     TokenTotals,
 )
+from pi_socket.shimwire import (
+    ByeLine,
+    HelloLine,
+    LogLine,
+    ReadyLine,
+    SessionFacts,
+    SessionLine,
+    ShimLineError,
+    WatchLine,
+    event_body,
+    parse_shim_line,
+)
 
 from . import faults
-from .clients import Client, Hub
+from .clients import Client, ClientSet
 from .config import BridgeConfig
+from .frames import frame
 from .handlers import Handlers
 from .registry import RegistryClient
-from .server import AgentServer, frame
+from .server import AgentServer
 from .shimlink import ShimError, ShimLink
-from .state import AgentState
+from .state import AgentState, Effect
 
 log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 SHIM_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning", "error": "error"}
@@ -60,11 +73,13 @@ class Bridge:
         self.config = config
         self.shim = shim
         self.state = AgentState()
-        self.hub = Hub()
-        self.handlers = Handlers(self)
-        self.server = AgentServer(self, config)
+        self.clients = ClientSet()
         self.node_id = config.node_id
         self.cwd = os.getcwd()
+        self.handlers = Handlers(shim, self.state, lambda: self.cwd, self.apply_effect)
+        self.server = AgentServer(
+            config, ready=self.wait_ready, join=self.attach, leave=self.detach, dispatch=self.handlers.dispatch
+        )
         self.pi_pid: int | None = None
         self.pi_version: str | None = None
         self.started_at = time.time()
@@ -95,7 +110,7 @@ class Bridge:
         port = await self.server.start()
         url = f"ws://{self._url_host()}:{port}/"
         # `watch`: this bridge tells the shim when it has clients; only then does the shim send client-only events (§4.2)
-        await self.shim.send({"t": "ready", "port": port, "url": url, "watch": True, "watching": len(self.hub) > 0})
+        await self.shim.send(ReadyLine(port=port, url=url, watch=True, watching=len(self.clients) > 0))
         log.info("agent server listening", port=port, host=self.config.host, node=self.node_id)
         if self.state.session_id is None and not self.state.loading_history:
             self._load_session(changed=True)  # no session line yet: load whatever pi has
@@ -168,22 +183,26 @@ class Bridge:
         """Connections wait (bounded) for the first history load so init_state is complete."""
         try:
             await asyncio.wait_for(self._ready.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     # ------------------------------------------------------------------ clients
-    def attach(self, client: Client) -> None:
-        """Queue init_state and join the broadcast in one synchronous step: no event can fall in between."""
+    def attach(self, client: Client) -> int:
+        """Queue init_state and join the broadcast in one synchronous step: no event can fall in between.
+        Returns the number of clients."""
         client.enqueue(frame(self.state.init_state(self.agent_node())))
-        self.hub.add(client)
-        if len(self.hub) == 1:
-            self.shim.send_nowait({"t": "watch", "on": True})
+        self.clients.add(client)
+        if len(self.clients) == 1:
+            self.shim.send_nowait(WatchLine(on=True))
+        return len(self.clients)
 
-    def detach(self, client: Client) -> None:
-        had = len(self.hub)
-        self.hub.remove(client)
-        if had and not len(self.hub):
-            self.shim.send_nowait({"t": "watch", "on": False})
+    def detach(self, client: Client) -> int:
+        """Leave the broadcast; the last one out tells the shim nobody watches. Returns the number of clients."""
+        had = len(self.clients)
+        self.clients.remove(client)
+        if had and not len(self.clients):
+            self.shim.send_nowait(WatchLine(on=False))
+        return len(self.clients)
 
     def agent_node(self) -> AgentNode:
         return AgentNode(
@@ -197,40 +216,47 @@ class Bridge:
 
     # ------------------------------------------------------------------ shim lines
     def on_line(self, line: dict[str, Any]) -> None:
-        """Boundary ``stdin.line``: one bad line is logged and skipped, the next one is read."""
+        """Boundary ``stdin.line``: one bad line is logged and skipped, the next one is read.
+
+        An ``event`` line (the hot path) gets a type check of its envelope and goes straight to the
+        state; the rarer kinds are validated into their ``shimwire`` models. A line whose envelope is
+        wrong is dropped (the first of its kind logged); an unknown kind is ignored."""
         try:
             faults.maybe_fail("stdin.line")
-            kind = line.get("t")
-            if kind == "event" and isinstance(line.get("e"), dict):
-                self.on_event(line["e"])
-            elif kind == "hello":
-                self._on_hello(line)
-            elif kind == "session":
-                self._on_session(line)
-            elif kind == "log":
-                self._on_shim_log(line)
-            elif kind == "bye":
-                log.info("shim said bye", reason=line.get("reason"))
+            if line.get("t") == "event":
+                self.apply_effect(self.state.apply_event(event_body(line)))
+                return
+            msg = parse_shim_line(line)
+            if isinstance(msg, HelloLine):
+                self._on_hello(msg)
+            elif isinstance(msg, SessionLine):
+                self._on_session(msg)
+            elif isinstance(msg, LogLine):
+                self._on_shim_log(msg)
+            elif isinstance(msg, ByeLine):
+                log.info("shim said bye", reason=msg.reason)
                 self._stop.set()
+        except ShimLineError as exc:
+            self.shim.bad_line(exc)
         except Exception as exc:  # noqa: BLE001 - outer boundary
             oplog.log_boundary_error("stdin.line", exc, line_type=str(line.get("t"))[:40])
 
-    def _on_hello(self, line: dict[str, Any]) -> None:
-        if isinstance(line.get("node_id"), str) and line["node_id"]:
-            self.node_id = line["node_id"]
-        if isinstance(line.get("cwd"), str) and line["cwd"]:
-            self.cwd = line["cwd"]
-        if isinstance(line.get("pid"), int):
-            self.pi_pid = line["pid"]
-        if isinstance(line.get("pi_version"), str):
-            self.pi_version = line["pi_version"][:64]
+    def _on_hello(self, hello: HelloLine) -> None:
+        if hello.node_id:
+            self.node_id = hello.node_id
+        if hello.cwd:
+            self.cwd = hello.cwd
+        if hello.pid is not None:
+            self.pi_pid = hello.pid
+        if hello.pi_version is not None:
+            self.pi_version = hello.pi_version[:64]
             self.state.settled_supported = has_agent_settled(self.pi_version)
         self._hello.set()
-        if isinstance(line.get("session"), dict):
-            self._on_session(line["session"])
+        if hello.session is not None:
+            self._on_session(hello.session)
 
-    def _on_session(self, info: dict[str, Any]) -> None:
-        changed = self.state.begin_session(info)
+    def _on_session(self, info: SessionFacts) -> None:
+        changed = self.state.begin_session(info.facts())
         self._load_session(changed)
         if self.registry is not None:
             self.registry.poke()  # name/model may differ in the new session
@@ -261,7 +287,7 @@ class Bridge:
     def resync_clients(self) -> None:
         """A new session (/new, /resume, /fork): every client gets a fresh init_state and starts over."""
         text = frame(self.state.init_state(self.agent_node()))
-        self.hub.broadcast(text)
+        self.clients.broadcast(text)
 
     async def _refresh_state(self, initial: bool = False) -> None:
         """Context usage, model and name from pi. On the first load only, ``is_streaming`` is
@@ -281,23 +307,24 @@ class Bridge:
         if changed and self.registry is not None:
             self.registry.poke()
 
-    def on_event(self, event: dict[str, Any]) -> None:
-        """Apply one pi event, broadcast its trimmed copy, nudge the roster when it matters."""
-        effect = self.state.apply_event(event)
-        if len(self.hub):  # no client: nothing to validate and serialise
+    def apply_effect(self, effect: Effect) -> None:
+        """Carry out what a state change asks for (a pi event, or a rename a client made): broadcast
+        the trimmed event, resync clients, nudge the roster, refresh pi's state."""
+        if len(self.clients):  # no client: nothing to validate and serialise
             if effect.resync_clients:  # they got our stale partial copy in init_state (protocol §4.2)
                 self.resync_clients()
             elif effect.forward is not None:
-                self.hub.broadcast(frame(PiEvent.model_validate(effect.forward)))
+                self.clients.broadcast(frame(PiEvent.model_validate(effect.forward)))
         if effect.heartbeat_now and self.registry is not None:
             self.registry.poke()
         if effect.refresh_state:
             self.spawn(self._refresh_state(), "session.load")
 
-    def _on_shim_log(self, line: dict[str, Any]) -> None:
-        method = SHIM_LOG_LEVELS.get(str(line.get("level", "info")).lower(), "info")
-        fields = {k: v for k, v in line.items() if k not in ("t", "level", "msg", "component", "event", "ts")}
-        getattr(log, method)(str(line.get("msg", ""))[:2000], component="shim", **fields)
+    def _on_shim_log(self, line: LogLine) -> None:
+        method = SHIM_LOG_LEVELS.get(line.level.lower(), "info")
+        extra = line.model_extra or {}
+        fields = {k: v for k, v in extra.items() if k not in ("component", "event", "ts")}
+        getattr(log, method)(line.msg[:2000], component="shim", **fields)
 
     # ------------------------------------------------------------------ registry
     def _roster_fields(self) -> dict[str, Any]:

@@ -13,10 +13,9 @@ import collections
 import itertools
 from typing import Any
 
+import structlog
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-
-import structlog
 
 from pi_socket import oplog
 
@@ -68,7 +67,7 @@ class Client:
     async def _close(self, code: int, reason: str) -> None:
         try:
             await asyncio.wait_for(self.ws.close(code, reason), 3.0)
-        except (asyncio.TimeoutError, ConnectionClosed, OSError):
+        except (TimeoutError, ConnectionClosed, OSError):
             self.ws.transport.abort()
         except Exception as exc:  # noqa: BLE001 - outer boundary of a fire-and-forget task
             oplog.log_boundary_error("client.close", exc)
@@ -94,7 +93,7 @@ class Client:
             self.closed = True
 
 
-class Hub:
+class ClientSet:
     """All connected clients; broadcasts go to every open one."""
 
     def __init__(self) -> None:

@@ -1,8 +1,9 @@
-"""Client frames → protocol models, or an ``ErrorMsg`` saying exactly what was wrong.
+"""Agent-link frames both ways, with no I/O: client frames → protocol models, models → frame text.
 
-Pure: the server passes the raw frame (``str`` or ``bytes``) and sends back the
-error if there is one. Nothing that fails here is ever treated as a prompt
-(the earlier implementation sent any unparseable frame to pi as text).
+``parse_client_frame`` turns the raw frame (``str`` or ``bytes``) into a
+message model or the ``ErrorMsg`` to send back; nothing that fails here is ever
+treated as a prompt. ``frame`` serialises an outgoing model once, as the text
+every client receives (a broadcast shares that one string).
 """
 
 from __future__ import annotations
@@ -12,9 +13,14 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from pi_socket.protocol import ErrorCode, ErrorMsg, client_message_adapter
+from pi_socket.protocol import ErrorCode, ErrorMsg, client_message_adapter, dump
 
 CLIENT_TYPES = ("prompt", "abort", "fetch_history", "list_commands", "list_files", "set_session_name")
+
+
+def frame(model: BaseModel) -> str:
+    """Serialise an outgoing protocol model once, as the text every client receives."""
+    return orjson.dumps(dump(model)).decode()
 
 
 def _frame_id(obj: dict[str, Any]) -> str | None:

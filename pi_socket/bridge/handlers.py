@@ -2,17 +2,19 @@
 
 Every call into pi goes through the shim (``ShimLink.request``); a shim that
 refuses or does not answer becomes an ``error`` frame with code 1012
-(agent unavailable), never a silent drop.
+(agent unavailable), never a silent drop. The handlers see only what they use:
+the shim link, the agent state, the session's cwd and an effect sink (what a
+state change means for clients and the roster is carried out by the caller).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
-
-from pydantic import BaseModel
+from collections.abc import Callable
+from typing import Any
 
 import structlog
+from pydantic import BaseModel
 
 from pi_socket import oplog
 from pi_socket.protocol import (
@@ -37,12 +39,10 @@ from . import faults
 from .attachments import AttachmentError, bundle
 from .clients import Client
 from .files import list_files
-from .ledger import Decision, PromptLedger
-from .server import frame
-from .shimlink import ShimError
-
-if TYPE_CHECKING:
-    from .app import Bridge
+from .frames import frame
+from .prompt_ledger import Decision, PromptLedger
+from .shimlink import ShimError, ShimLink
+from .state import AgentState, Effect
 
 SEND_TIMEOUT_S = 15.0
 log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
@@ -55,8 +55,17 @@ def error(code: ErrorCode, message: str, msg_id: str | None = None) -> str:
 class Handlers:
     """Client message → action. Holds the prompt ledger (shared by all connections)."""
 
-    def __init__(self, bridge: "Bridge") -> None:
-        self.bridge = bridge
+    def __init__(
+        self,
+        shim: ShimLink,
+        state: AgentState,
+        cwd: Callable[[], str],
+        apply_effect: Callable[[Effect], None],
+    ) -> None:
+        self.shim = shim
+        self.state = state
+        self.cwd = cwd  # a getter: the shim's hello may set the session's cwd after start-up
+        self.apply_effect = apply_effect
         self.ledger: PromptLedger[Client] = PromptLedger()
 
     async def dispatch(self, client: Client, msg: BaseModel) -> None:
@@ -75,7 +84,7 @@ class Handlers:
         to the client like any refused request (ShimError), so callers handle one exception type."""
         try:
             faults.maybe_fail("shim.request")
-            return await self.bridge.shim.request(op, timeout=timeout, **fields)
+            return await self.shim.request(op, timeout=timeout, **fields)
         except (ShimError, asyncio.CancelledError):
             raise
         except Exception as exc:  # noqa: BLE001 - outer boundary of one request
@@ -130,7 +139,7 @@ class Handlers:
 
     async def fetch_history(self, client: Client, msg: FetchHistoryMsg) -> None:
         """A contiguous page ending before ``msg.before``; its ``cursor`` is the next ``before``."""
-        window = self.bridge.state.history.page(msg.before, msg.limit, INIT_HISTORY_BUDGET_BYTES)
+        window = self.state.history.page(msg.before, msg.limit, INIT_HISTORY_BUDGET_BYTES)
         page = HistoryPageMsg(
             messages=[PiMessage.model_validate(m) for m in window.messages],
             cursor=window.cursor,
@@ -142,7 +151,7 @@ class Handlers:
 
     async def list_commands(self, client: Client, _msg: ListCommandsMsg) -> None:
         """Fresh from pi when the shim answers quickly, else the list from the last session line."""
-        state = self.bridge.state
+        state = self.state
         try:
             data = await self._shim("commands", timeout=3.0)
             commands = data.get("commands") if isinstance(data, dict) else data
@@ -152,7 +161,7 @@ class Handlers:
         client.enqueue(frame(CommandsListMsg(commands=state.commands)))
 
     async def list_files(self, client: Client, msg: ListFilesMsg) -> None:
-        entries = await asyncio.to_thread(list_files, self.bridge.cwd, msg.prefix)
+        entries = await asyncio.to_thread(list_files, self.cwd(), msg.prefix)
         client.enqueue(frame(FilesListMsg(prefix=msg.prefix, files=[FileEntry(**e) for e in entries])))
 
     async def set_session_name(self, client: Client, msg: SetSessionNameMsg) -> None:
@@ -166,4 +175,4 @@ class Handlers:
         except ShimError as exc:
             client.enqueue(error(ErrorCode.AGENT_UNAVAILABLE, f"rename failed: {exc}"))
             return
-        self.bridge.on_event({"type": "session_info_changed", "name": name})
+        self.apply_effect(self.state.set_session_name(name))

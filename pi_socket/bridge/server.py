@@ -1,55 +1,64 @@
 """The agent WebSocket server: handshake checks, one connection's lifetime, frame dispatch.
 
-Thin on purpose: auth is ``auth``, parsing is ``frames``, queueing is
-``clients``, behaviour per message is ``handlers``. This module binds a port,
-vets handshakes (401/403 before the upgrade), sends ``init_state`` first and
-runs each incoming frame as its own guarded task.
+Thin on purpose: auth is ``auth``, parsing and encoding are ``frames``,
+queueing is ``clients``, behaviour per message is ``handlers``. This module
+binds a port, vets handshakes (401/403 before the upgrade), sends
+``init_state`` first and runs each incoming frame as its own guarded task.
+It knows nothing of the bridge around it: four callbacks (``ready``, ``join``,
+``leave``, ``dispatch``) are its whole view of the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import orjson
+import structlog
 from pydantic import BaseModel
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-import structlog
-
 from pi_socket import oplog
-from pi_socket.protocol import ErrorCode, ErrorMsg, dump
+from pi_socket.protocol import ErrorCode, ErrorMsg
+from pi_socket.ratelimit import TokenBucket
 
 from . import auth, faults
 from .clients import Client
 from .config import BridgeConfig
 from .deflate import BoundedDeflateFactory
-from .frames import parse_client_frame
-from pi_socket.ratelimit import TokenBucket
-
-if TYPE_CHECKING:
-    from .app import Bridge
+from .frames import frame, parse_client_frame
 
 MAX_INFLIGHT_PER_CLIENT = 64
 READY_WAIT_S = 5.0
 log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 
 
-def frame(model: BaseModel) -> str:
-    """Serialise an outgoing protocol model once, as the text every client receives."""
-    return orjson.dumps(dump(model)).decode()
-
-
 class AgentServer:
-    """Owns the listening socket; hands each connection's frames to the bridge's handlers."""
+    """Owns the listening socket; hands each connection's frames to ``dispatch``.
 
-    def __init__(self, bridge: "Bridge", config: BridgeConfig) -> None:
-        self.bridge = bridge
+    ``ready(timeout)`` is awaited (bounded) before a connection joins, so its ``init_state`` is complete;
+    ``join(client)`` queues ``init_state`` and adds the client to the broadcast in one synchronous step;
+    ``leave(client)`` removes it; both return how many clients remain. ``dispatch(client, msg)`` runs one
+    validated client message."""
+
+    def __init__(
+        self,
+        config: BridgeConfig,
+        *,
+        ready: Callable[[float], Awaitable[None]],
+        join: Callable[[Client], int],
+        leave: Callable[[Client], int],
+        dispatch: Callable[[Client, BaseModel], Awaitable[None]],
+    ) -> None:
         self.config = config
+        self._ready = ready
+        self._join = join
+        self._leave = leave
+        self._dispatch = dispatch
         self.server: Server | None = None
         self.port = 0
 
@@ -87,7 +96,7 @@ class AgentServer:
             self.server.close(close_connections=True)
             try:
                 await asyncio.wait_for(self.server.wait_closed(), 3.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -117,11 +126,11 @@ class AgentServer:
         bucket = TokenBucket(rate, rate * 10, asyncio.get_running_loop().time())
         try:
             faults.maybe_fail("client.connect")
-            await self.bridge.wait_ready(READY_WAIT_S)
+            await self._ready(READY_WAIT_S)
             client = Client(ws, self.config.client_queue_frames, self.config.client_queue_bytes)
-            self.bridge.attach(client)  # init_state queued and client registered with no await between
+            count = self._join(client)  # init_state queued and client registered with no await between
             client.task = asyncio.create_task(client.run_sender())
-            log.info("client connected", client=client.id, remote=_peer(ws), clients=len(self.bridge.hub))
+            log.info("client connected", client=client.id, remote=_peer(ws), clients=count)
             async for raw in ws:
                 if client.closed:
                     break
@@ -136,11 +145,11 @@ class AgentServer:
             await ws.close(1011, "internal error")
         finally:
             if client is not None:
-                self.bridge.detach(client)
+                count = self._leave(client)
                 client.closed = True
                 if client.task is not None:
                     client.task.cancel()
-                log.info("client disconnected", client=client.id, code=ws.close_code, clients=len(self.bridge.hub))
+                log.info("client disconnected", client=client.id, code=ws.close_code, clients=count)
 
     @staticmethod
     def _rate_limited(client: Client, raw: Any) -> None:
@@ -167,7 +176,7 @@ class AgentServer:
             if isinstance(msg, ErrorMsg):
                 client.enqueue(frame(msg))
                 return
-            await self.bridge.handlers.dispatch(client, msg)
+            await self._dispatch(client, msg)
         except Exception as exc:  # noqa: BLE001 - outer boundary
             oplog.log_boundary_error("client.message", exc, client=client.id)
             client.enqueue(frame(ErrorMsg(code=ErrorCode.INTERNAL_ERROR, message="internal error in the bridge")))

@@ -216,6 +216,15 @@ class AgentState:
     def _on_context_usage(self, e: dict[str, Any], _effect: Effect) -> None:
         self.context = context_usage(e) or self.context
 
+    def set_session_name(self, name: str) -> Effect:
+        """A rename a client asked for and pi accepted: if the name changed, every client hears
+        ``session_info_changed`` and the roster a heartbeat, exactly as when pi reports a rename."""
+        effect = Effect()
+        if self.rename(name):
+            effect.heartbeat_now = True
+            effect.forward = {"type": "session_info_changed", "name": name}
+        return effect
+
     def rename(self, name: Any) -> bool:
         """Set the session name; True if it changed (only then do clients and the roster hear of it)."""
         value = name if isinstance(name, str) and name else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pi_socket.bridge.ledger import Decision, PromptLedger
+from pi_socket.bridge.prompt_ledger import Decision, PromptLedger
 
 
 def test_new_then_repeat_while_pending_then_after_ack():
