@@ -124,7 +124,7 @@ def test_every_cli_flag_is_in_the_readme_with_its_default(which):
     if which == "hypivisor":
         from hypivisor.config import build_parser
     else:
-        from hypivisor.demo import build_parser
+        from hypivisor.demo.launcher import build_parser
     section = readme_section("Configuration")
     flags = _flags(build_parser())
     assert len(flags) >= 5

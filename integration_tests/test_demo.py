@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from hypivisor import fake_llm
+from hypivisor.demo import fake_llm
 from integration_tests.harness.hypivisor_proc import free_port
 from integration_tests.harness.pi_proc import pi_bin, pi_path_env, pid_alive, wait_until
 
@@ -83,7 +83,7 @@ def test_fake_llm_without_demo_keeps_the_test_replies(llm_server):
 
 def test_harness_fake_llm_is_the_packaged_one():
     text = (REPO / "integration_tests" / "harness" / "fake_llm.py").read_text()
-    assert "from hypivisor.fake_llm import" in text and "class Handler" not in text
+    assert "from hypivisor.demo.fake_llm import" in text and "class Handler" not in text
 
 
 # ---------------------------------------------------------------- the demo, end to end

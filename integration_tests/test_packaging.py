@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from hypivisor import fake_llm
+from hypivisor.demo import fake_llm
 from integration_tests.harness.hypivisor_proc import free_port
 from integration_tests.harness.pi_proc import pi_bin, wait_until
 from pi_socket import __version__
@@ -93,8 +93,8 @@ def test_wheel_holds_the_packages_the_shim_the_skill_and_the_dashboard(wheel):
         entry_points = next(z.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
         skill = z.read("pi_socket/skills/harden-pi-socket/SKILL.md").decode()
     assert wheel.name == f"hyper_pi-{__version__}-py3-none-any.whl"
-    for name in ("hypivisor/__main__.py", "hypivisor/demo.py", "hypivisor/fake_llm.py", "pi_socket/__main__.py",
-                 "pi_socket/install.py", "pi_socket/bridge/__main__.py", "pi_socket/harden/__main__.py",
+    for name in ("hypivisor/__main__.py", "hypivisor/demo/__main__.py", "hypivisor/demo/launcher.py",
+                 "hypivisor/demo/fake_llm.py", "pi_socket/__main__.py", "pi_socket/install.py", "pi_socket/bridge/__main__.py", "pi_socket/harden/__main__.py",
                  "pi_socket/extension/src/index.ts", "pi_socket/extension/src/child.ts",
                  "pi_socket/extension/src/slim.ts", "pi_socket/extension/dist/pi-socket.js", "pi_socket/skills/harden-pi-socket/ledger.jsonl"):
         assert name in names, name

@@ -5,7 +5,7 @@ Stdlib only. Drives real `pi` processes with no network and no API key: the inte
 (``integration_tests/harness/fake_llm.py`` runs this module) and so does the demo (``python -m hypivisor.demo``,
 in-process with ``demo=True``).
 
-Start:   python -m hypivisor.fake_llm --port 0 --port-file /tmp/port --log /tmp/requests.jsonl [--demo]
+Start:   python -m hypivisor.demo.fake_llm --port 0 --port-file /tmp/port --log /tmp/requests.jsonl [--demo]
          (--port 0 picks a free port; it is printed as "LISTENING <port>" and written to --port-file)
 
 Endpoints
@@ -279,7 +279,7 @@ def serve(host="127.0.0.1", port=0, demo=False, models=("fake-model",)):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m hypivisor.fake_llm", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m hypivisor.demo.fake_llm", description=__doc__.split("\n\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--port-file")

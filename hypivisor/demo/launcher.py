@@ -4,7 +4,7 @@ What it does, in order:
 
 1. finds pi: ``--pi``, ``PI_BIN`` or ``pi`` on PATH when its Node fits; else the pinned pi 0.73.1 in
    ``$HYPI_CACHE/pi-0.73.1`` (default ``~/.cache/hyper-pi``), installed there with npm on first use;
-2. starts the bundled scripted fake LLM (``hypivisor.fake_llm``, demo replies) in this process on a free port;
+2. starts the bundled scripted fake LLM (``hypivisor.demo.fake_llm``, demo replies) in this process on a free port;
 3. writes a scratch pi agent dir (``PI_CODING_AGENT_DIR``: models.json pointing at the fake LLM, settings with
    retries off) and installs the shim there with ``python -m pi_socket install`` (``PI_OFFLINE=1`` for pi);
 4. starts ``python -m hypivisor`` on loopback (``--port`` / ``--dashboard-port``; busy ports are replaced by
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypivisor import fake_llm
+from hypivisor.demo import fake_llm
 from pi_socket import install as installer
 
 PINNED_PI = "0.73.1"
@@ -528,7 +528,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, signal.SIG_IGN)  # a second Ctrl+C must not interrupt the cleanup
         demo.cleanup()
     return rc
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
