@@ -100,7 +100,7 @@ class Handlers:
         try:
             content = bundle(msg.text, msg.attachments)
         except AttachmentError as exc:
-            client.enqueue(error(exc.code, str(exc), msg.id))
+            client.enqueue(frame(ErrorMsg(id=msg.id, **exc.to_wire())))
             return
         decision = self.ledger.submit(msg.id, client)
         if decision is Decision.ACK_DUPLICATE:

@@ -8,6 +8,7 @@ state; it returns an :class:`Effect` telling the asyncio layer what to do
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -153,9 +154,9 @@ class AgentState:
         """Update state from one pi event and say what to do next."""
         kind = event.get("type")
         effect = Effect()
-        handler = getattr(self, f"_on_{kind}", None) if isinstance(kind, str) else None
+        handler = EVENT_HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is not None:
-            handler(event, effect)
+            handler(self, event, effect)
         if kind in FORWARDED_EVENTS and not (kind == "message_end" and not is_visible(event.get("message"))):
             if kind != "session_info_changed" or effect.heartbeat_now:
                 effect.forward = trimmed(event)
@@ -255,6 +256,23 @@ class AgentState:
             tokens=TokenTotals(**self.tokens),
             cost=self.cost,
         )
+
+
+EventHandler = Callable[[AgentState, dict[str, Any], Effect], None]
+
+# The pi events the mirror reacts to, by ``type``; every other event is only forwarded (when it is one of
+# ``FORWARDED_EVENTS``).
+EVENT_HANDLERS: dict[str, EventHandler] = {
+    "agent_start": AgentState._on_agent_start,
+    "agent_end": AgentState._on_agent_end,
+    "agent_settled": AgentState._on_agent_settled,
+    "message_start": AgentState._on_message_start,
+    "message_update": AgentState._on_message_update,
+    "message_end": AgentState._on_message_end,
+    "session_info_changed": AgentState._on_session_info_changed,
+    "model_select": AgentState._on_model_select,
+    "context_usage": AgentState._on_context_usage,
+}
 
 
 def _valid(model: type[M], items: list[Any]) -> list[M]:
