@@ -17,7 +17,7 @@ import websockets
 from integration_tests.harness.hypivisor_proc import RegistryClient
 from pi_socket.protocol import MAX_MODEL_LEN, MAX_NAME_LEN, MAX_PATH_LEN, MAX_VERSION_LEN
 
-BRIDGE_FRAME_LIMIT = 2**24  # what a bridge's registry client accepts (pi_socket/bridge/registry.py)
+BRIDGE_FRAME_LIMIT = 2**24  # what a bridge's registry client accepts (pi_socket/bridge/hypivisor_client.py)
 
 
 def biggest_node(node_id: str, port: int, machine: str = "m") -> dict:

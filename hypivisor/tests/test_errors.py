@@ -9,7 +9,7 @@ from hypivisor.registry import RegistryError
 from hypivisor.service import RpcFailure
 from hypivisor.spawner import SpawnError
 from pi_socket.bridge.attachments import AttachmentError
-from pi_socket.bridge.registry import RpcError
+from pi_socket.bridge.hypivisor_client import RpcError
 from pi_socket.errors import HypiError, fault_of
 from pi_socket.protocol import ErrorCode
 

@@ -26,7 +26,7 @@ asyncio
     ``clients``      per-client bounded outbound queues, broadcast
     ``handlers``     what each client message does (shim link, state, cwd, effect sink)
     ``server``       the agent WebSocket server; sees the rest through four callbacks
-    ``registry``     register/heartbeat/deregister with the hypivisor
+    ``hypivisor_client`` register/heartbeat/deregister with the hypivisor
     ``app``          wiring and lifecycle, the only module that knows them all;
                      ``__main__`` starts it
 

@@ -48,7 +48,7 @@ from .clients import Client, ClientSet
 from .config import BridgeConfig
 from .frames import frame
 from .handlers import Handlers
-from .registry import RegistryClient
+from .hypivisor_client import HypivisorClient
 from .server import AgentServer
 from .shimlink import ShimError, ShimLink
 from .state import AgentState, Effect
@@ -83,7 +83,7 @@ class Bridge:
         self.pi_pid: int | None = None
         self.pi_version: str | None = None
         self.started_at = time.time()
-        self.registry: RegistryClient | None = None
+        self.registry: HypivisorClient | None = None
         self._hello = asyncio.Event()
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
@@ -141,7 +141,7 @@ class Bridge:
     def _start_registry(self) -> None:
         if not self.config.registry_enabled:
             return
-        self.registry = RegistryClient(
+        self.registry = HypivisorClient(
             self.config.hypivisor_ws,
             self.config.token,
             self.register_params,

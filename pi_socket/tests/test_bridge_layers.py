@@ -14,7 +14,7 @@ BRIDGE = Path(__file__).resolve().parents[1] / "bridge"
 LAYERS: list[set[str]] = [
     {"config", "auth", "backoff", "faults", "files", "attachments", "history", "partial", "prompt_ledger", "deflate"},
     {"frames", "state", "shimlink", "clients"},
-    {"handlers", "server", "registry", "hypivisor_client"},
+    {"handlers", "server", "hypivisor_client"},
     {"app"},
     {"__main__"},
 ]

@@ -38,7 +38,7 @@ class RpcError(HypiError):
         return f"{self.code}: {self.message}"
 
 
-class RegistryClient:
+class HypivisorClient:
     """Keeps this agent on the roster. ``register_params``/``heartbeat_params`` read live state."""
 
     def __init__(
