@@ -92,7 +92,7 @@ class EventLine(_In):
     """Documents the ``event`` envelope; the bridge checks it with :func:`event_body` instead."""
 
     t: Literal["event"]
-    e: InstanceOf[dict]  # the slim pi event, as pi shaped it
+    e: InstanceOf[dict[str, Any]]  # the slim pi event, as pi shaped it
 
 
 class ResLine(_In):
@@ -153,9 +153,9 @@ def parse_shim_line(line: dict[str, Any]) -> ShimLine | None:
     """One decoded shim line (not an ``event``) as its model; None for a kind this bridge does not
     know (ignored, §4). Raises ShimLineError when a known kind's envelope is wrong."""
     kind = line.get("t")
-    model = _MODELS.get(kind) if isinstance(kind, str) else None
-    if model is None:
+    if not isinstance(kind, str) or kind not in _MODELS:
         return None
+    model = _MODELS[kind]
     try:
         return model.model_validate(line)  # type: ignore[return-value]
     except ValidationError as exc:

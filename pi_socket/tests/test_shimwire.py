@@ -110,3 +110,19 @@ def test_a_rename_by_a_client_is_a_state_effect_not_a_pi_event() -> None:
     assert state.session_name == "new name"
     again = state.set_session_name("new name")  # pi's own session_info_changed may come first: nothing twice
     assert not again.heartbeat_now and again.forward is None
+
+
+@pytest.mark.parametrize("e", [{"type": "x"}, {}, 5, "s", [1], None])
+def test_the_event_fast_check_agrees_with_the_documented_model(e: object) -> None:
+    line = {"t": "event", "e": e}
+    try:
+        w.EventLine.model_validate(line)
+        model_ok = True
+    except ValueError:
+        model_ok = False
+    try:
+        w.event_body(line)
+        fast_ok = True
+    except w.ShimLineError:
+        fast_ok = False
+    assert fast_ok == model_ok
