@@ -15,6 +15,8 @@ from urllib.parse import parse_qs, unquote, unquote_plus
 
 import orjson
 
+from pi_socket.handshake import TOKEN_PROTOCOL_PREFIX
+
 MAX_HEAD = 16 * 1024
 MAX_HEADERS = 100  # header lines per head (aiohttp, which parses the same bytes again, is given more)
 AGENT_PREFIX = "/ws/agent/"
@@ -112,7 +114,7 @@ def agent_node_id(path: str) -> str | None:
 
 # The dashboard's credentials stay with the hypivisor: the agent gets the hypivisor's own token instead.
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "host", "origin"})
-_TOKEN_PROTOCOL_PREFIX = "hypi-token."
+_TOKEN_PROTOCOL_PREFIX = TOKEN_PROTOCOL_PREFIX.lower()
 
 
 def _without_token_param(query: str) -> str:
