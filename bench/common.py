@@ -118,7 +118,7 @@ class pinned_self:
         self.cpu = cpu
         self.saved: set[int] | None = None
 
-    def __enter__(self) -> "pinned_self":
+    def __enter__(self) -> pinned_self:
         try:
             self.saved = os.sched_getaffinity(0)
         except OSError:
@@ -143,7 +143,7 @@ def pct(xs, q: float) -> float:
 
 def pair_ratios(values, refs) -> list[float]:
     """value/ref for each repetition that has both figures (each pair measured back to back)."""
-    return [v / r for v, r in zip(values, refs) if v is not None and r]
+    return [v / r for v, r in zip(values, refs, strict=False) if v is not None and r]
 
 
 def ratios_note(label: str, ratios: list[float], min_count: int = 1) -> str:

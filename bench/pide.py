@@ -1,6 +1,6 @@
 """Target 6: Pi-DE (the built ``pi_de/dist``) in headless Debian Chromium via Playwright, served by a real
 hypivisor, the conversation served through its ``/ws/agent/<id>`` proxy by a scripted agent registered the
-way a bridge registers (``integration_tests/test_pide_helpers.RegisteredAgent``, as the Pi-DE perf test).
+way a bridge registers (``integration_tests/harness/pide.RegisteredAgent``, as the Pi-DE perf test).
 
 * open a 10,000-message conversation (all of it in ``init_state``: the worst case; the bridge itself sends
   at most 500 KiB) until the newest message is on screen; median of 3 page loads, each paired with opening
@@ -37,7 +37,7 @@ REACT_RUNTIME = ("react/cjs/react.production.js", "react-dom/cjs/react-dom-clien
 
 def bundle() -> tuple[int, int, int | None]:
     """(raw, gzip -9) bytes of Pi-DE's JS and gzip -9 bytes of the React runtime alone (None if not found)."""
-    from integration_tests.test_pide_helpers import ensure_dist
+    from integration_tests.harness.pide import ensure_dist
 
     js = sorted(Path(ensure_dist()).rglob("*.js"))
     raw = sum(p.stat().st_size for p in js)
@@ -53,8 +53,14 @@ def run(smoke: bool, log=print) -> list[Row]:
     from playwright.sync_api import sync_playwright
 
     from integration_tests.harness.hypivisor_proc import HypivisorProc
-    from integration_tests.test_pide_helpers import (CHROMIUM, CHROMIUM_ARGS, RegisteredAgent, assistant_msg,
-                                                     dashboard_url, ensure_dist)
+    from integration_tests.harness.pide import (
+        CHROMIUM,
+        CHROMIUM_ARGS,
+        RegisteredAgent,
+        assistant_msg,
+        dashboard_url,
+        ensure_dist,
+    )
     from integration_tests.test_pide_perf import conversation, main_thread_ms, open_conversation
 
     n = 500 if smoke else 10_000
@@ -117,7 +123,7 @@ def run(smoke: bool, log=print) -> list[Row]:
         f"{len(frames)} frames median {statistics.median(frames):.1f} p95 {p95:.1f} max {max(frames):.1f} ms "
         f"(idle p95 {idle_p95:.1f}); main thread {per_frame:.2f} ms per frame")
     sec = "6 Pi-DE"
-    open_ratio = median([big / floor for big, floor in zip(opens, floor_opens) if floor > 0])
+    open_ratio = median([big / floor for big, floor in zip(opens, floor_opens, strict=False) if floor > 0])
     return [
         Row(sec, f"open a {n:,}-message conversation (newest on screen)", median(opens) * 1000, "ms",
             "12-message conversation", median(floor_opens) * 1000, target="<= 1,000 ms", met=median(opens) <= 1.0,

@@ -131,7 +131,7 @@ def streaming(smoke: bool, reps: int | None, log=print) -> list[Row]:
     rows: list[Row] = []
     results = {}
     try:
-        for label, size in zip(labels, sizes):
+        for label, size in zip(labels, sizes, strict=True):
             text = ("lorem ipsum dolor sit amet " * (size // 27 + 1))[:size]
             llm.reset()
             llm.script([{"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 2"}}], "delay": 0},
@@ -142,7 +142,7 @@ def streaming(smoke: bool, reps: int | None, log=print) -> list[Row]:
             try:
                 run.wait_bridge(timeout=30)
                 bridge = run.bridge_pid()
-                client = WireCounter(run.url, on_end=lambda: box.__setitem__("end", run_tree_s([bridge])))
+                client = WireCounter(run.url, on_end=lambda box=box, pid=bridge: box.__setitem__("end", run_tree_s([pid])))
                 client.ready.wait(10)
                 cpu_at_connect = run_tree_s([bridge])
                 run.wait()

@@ -138,7 +138,7 @@ class Dashboard:
 
 async def attach(port: int, objs: list) -> list:
     conns = await connect_many(port, "/ws", len(objs), on_msg=lambda op, p: None)
-    for o, c in zip(objs, conns):
+    for o, c in zip(objs, conns, strict=True):
         o.c = c
         c.on_msg = o.on_msg
     return objs
@@ -190,7 +190,7 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
             assert "result" in reply, str(reply)[:200]
             await asyncio.sleep(1 / join_rate)
         await asyncio.sleep(0.2)
-        floor = [1000 * (t - sent[nid]) for nid, t in zip(seen.j_id, seen.j_t) if nid in sent]
+        floor = [1000 * (t - sent[nid]) for nid, t in zip(seen.j_id, seen.j_t, strict=True) if nid in sent]
         r["floor_p50"], r["floor_p99"] = pct(floor, 50), pct(floor, 99)
         for j, a in enumerate(probes):
             await a.call("deregister", {"id": f"probe-{j:03d}"})
@@ -276,10 +276,10 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         r["steady_secs"] = steady_secs
         r["rss_growth"] = rss(proc.pid) - rss0
         r["rss"] = rss(proc.pid)
-        join_lat = [1000 * (t - join_sent[nid]) for nid, t in zip(seen.j_id[n_joined_burst:], seen.j_t[n_joined_burst:])
+        join_lat = [1000 * (t - join_sent[nid]) for nid, t in zip(seen.j_id[n_joined_burst:], seen.j_t[n_joined_burst:], strict=True)
                     if nid in join_sent]
         hb_lat = [1000 * (t - hb_sent[(nid, s)])
-                  for nid, s, t in zip(seen.u_id[n_updated0:], seen.u_s[n_updated0:], seen.u_t[n_updated0:])
+                  for nid, s, t in zip(seen.u_id[n_updated0:], seen.u_s[n_updated0:], seen.u_t[n_updated0:], strict=True)
                   if (nid, s) in hb_sent]
         r["dropped"] = sum(d.dropped for d in dashboards)
         alive = n_dash - r["dropped"]

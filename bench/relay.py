@@ -23,8 +23,22 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import (REPO, Row, children, free_port, median, pair_ratios, pct, pin, pinned_self, raise_nofile,
-                          ratios_note, rss, run_tree_s, wait_port)
+from bench.common import (
+    REPO,
+    Row,
+    children,
+    free_port,
+    median,
+    pair_ratios,
+    pct,
+    pin,
+    pinned_self,
+    raise_nofile,
+    ratios_note,
+    rss,
+    run_tree_s,
+    wait_port,
+)
 from bench.wsmini import connect, connect_many, ts_of, ts_payload
 
 NODE = "bench-agent"

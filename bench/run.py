@@ -18,9 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import os
 import platform
+import re
 import sys
 import time
 import traceback

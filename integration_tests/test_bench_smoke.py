@@ -15,7 +15,7 @@ import pytest
 
 from bench.run import EXPECTED_ROWS
 from integration_tests.harness.pi_proc import pi_bin
-from integration_tests.test_pide_helpers import CHROMIUM
+from integration_tests.harness.pide import CHROMIUM
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.pi, pytest.mark.browser]

@@ -13,7 +13,6 @@ import websockets
 
 from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient, node_params
 
-
 SECRET = "node-secret-of-test-0001"
 
 

@@ -66,7 +66,7 @@ def test_bridge_restarts_back_off_and_pi_keeps_working(start_pi, pi_version):
         os.kill(bridge, signal.SIGKILL)
         killed = time.monotonic()
         assert pi.call({"type": "get_state"})["success"] is True
-        wait_until(lambda: (lambda b: b and b != bridge)(pi.bridge_pid()), 15, "the next bridge process")
+        wait_until(lambda old=bridge: (lambda b: b and b != old)(pi.bridge_pid()), 15, "the next bridge process")
         gaps.append(time.monotonic() - killed)
     pi.wait_bridge(starts=4, timeout=30)
     starts = pi.listening()

@@ -19,15 +19,7 @@ import uuid
 import pytest
 
 from integration_tests.harness.pi_proc import pi_bin
-from integration_tests.test_pide_helpers import (  # noqa: F401  (fixtures)
-    dash_hv,
-    dash_hv_factory,
-    dashboard_url,
-    page_factory,
-    pide_browser,
-    shot,
-    wait_until,
-)
+from integration_tests.harness.pide import dashboard_url, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.pi, pytest.mark.slow]
 

@@ -12,19 +12,8 @@ import time
 
 import pytest
 
-from integration_tests.test_pide_helpers import (  # noqa: F401  (fixtures)
-    agents,
-    assistant_msg,
-    dash_hv,
-    dash_hv_factory,
-    dashboard_url,
-    page_factory,
-    pide_browser,
-    shot,
-    user_msg,
-    wait_until,
-)
 from integration_tests.harness.hypivisor_proc import free_port
+from integration_tests.harness.pide import assistant_msg, dashboard_url, shot, user_msg, wait_until
 
 pytestmark = [pytest.mark.browser]
 
@@ -213,7 +202,10 @@ def test_theme_switch_applies_and_persists(dash_hv, agents, page_factory):
     page.goto(dashboard_url(dash_hv))
     card(page, "n-th").click()
     page.wait_for_selector("text=colours?")
-    bg = lambda: page.evaluate("getComputedStyle(document.body).backgroundColor")
+
+    def bg():
+        return page.evaluate("getComputedStyle(document.body).backgroundColor")
+
     assert bg() == "rgb(24, 24, 30)"  # pi's dark pageBg
     page.select_option("select[aria-label=Theme]", "solarized-light")
     assert bg() == "rgb(253, 246, 227)"
@@ -301,9 +293,9 @@ def test_spawn_modal_browses_reports_errors_and_deploys(dash_hv_factory, page_fa
     page.get_by_role("button", name="Deploy agent here").click()
     try:
         page.wait_for_selector("[data-testid=spawn-modal]", state="detached", timeout=20_000)
-    except Exception:
+    except Exception as exc:
         shot(page, "spawn-failed")
-        raise AssertionError(f"spawn did not finish: {modal.inner_text()}\n{hv.stderr()[-2000:]}")
+        raise AssertionError(f"spawn did not finish: {modal.inner_text()}\n{hv.stderr()[-2000:]}") from exc
     assert (home / "projects" / "beta").is_dir()
     page.wait_for_selector("[data-node-id='spawned-1']")
     assert "beta" in page.locator("[data-testid=roster]").inner_text()

@@ -19,17 +19,7 @@ import time
 
 import pytest
 
-from integration_tests.test_pide_helpers import (  # noqa: F401  (fixtures)
-    agents,
-    assistant_msg,
-    dash_hv,
-    dash_hv_factory,
-    dashboard_url,
-    page_factory,
-    pide_browser,
-    shot,
-    user_msg,
-)
+from integration_tests.harness.pide import assistant_msg, dashboard_url, shot, user_msg
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

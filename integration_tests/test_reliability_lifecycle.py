@@ -81,7 +81,7 @@ async def test_real_pi_exits_five_cycles_roster_follows_and_no_ghosts(hypivisor_
             else:  # the bridge deregisters: gone at once, never a ghost
                 assert events == [("node_removed:deregistered", events[0][1])] and events[0][1] < 3, events
             if bridge:
-                await asyncio.to_thread(wait_until, lambda: not pid_alive(bridge), 5, "the bridge to exit")
+                await asyncio.to_thread(wait_until, lambda pid=bridge: not pid_alive(pid), 5, "the bridge to exit")
         assert (await dash.call("list_nodes"))["result"]["nodes"] == []
     print(f"RESULT real pi exits: {report}")
 
@@ -136,7 +136,7 @@ async def test_fifty_start_stop_cycles_leave_no_ghost_nodes(hypivisor_factory, t
             while not stop.is_set() or len(removed) < cycles:
                 try:
                     ev = await dash._read_one(0.5)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if stop.is_set() and time.monotonic() > collect_deadline[0]:
                         return
                     continue

@@ -185,7 +185,7 @@ async def send_until_acked(url: str, prompt_id: str, text: str, stats: dict, tim
                     if msg.get("type") == "error" and msg.get("id") == prompt_id:
                         stats["errors"] += 1  # reported failed: the client resends (same id)
                         break
-        except (ConnectionClosed, OSError, asyncio.TimeoutError, websockets.InvalidHandshake):
+        except (TimeoutError, ConnectionClosed, OSError, websockets.InvalidHandshake):
             stats["reconnects"] += 1
             await asyncio.sleep(0.02)
     raise AssertionError(f"prompt {prompt_id} never acknowledged")

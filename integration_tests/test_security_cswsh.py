@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests.harness.hypivisor_proc import free_port
 from integration_tests.test_fuzz_ws import Loop
 from pi_socket.tests.fake_shim import FakeShim
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from integration_tests.harness.hypivisor_proc import RegistryClient
-from integration_tests.test_hypivisor_spawn import env_dirs, pytestmark, start, tmux  # noqa: F401 - fixture, skip mark
+from integration_tests.harness.spawn import NEEDS_TMUX, start, tmux
+
+pytestmark = NEEDS_TMUX
 
 HOSTILE = ["#(cd;touch PWNED)", "#{pane_id}x", "#{pane_current_path}", "#[fg=red]y", "-x", "-c", "--", "a\nb",
            "evil\u202egnp.exe", "$(cd;touch PWNED2)", "`cd;touch PWNED3`", "a;b'c\"d", "tab\tname", "\x1b[31mred",

@@ -26,7 +26,6 @@ from websockets.exceptions import InvalidStatus
 
 from integration_tests.harness.hypivisor_proc import REPO_ROOT, RegistryClient, node_params
 from integration_tests.harness.pi_proc import AgentClient, wait_until
-from integration_tests.test_fuzz_ws import Loop
 from pi_socket.tests.fake_shim import FakeShim
 
 TOKEN = "tok-Zq8!secret/with+odd=chars"
@@ -146,7 +145,7 @@ def test_token_never_logged_anywhere_in_a_full_flow_with_real_pi(hypivisor_facto
         c = AgentClient(url, headers)
         c.wait_for(lambda f: f["type"] == "init_state")
         c.send({"type": "prompt", "id": f"tok-{i}", "text": f"prompt {i}"})
-        c.wait_for(lambda f: f["type"] == "ack" and f["id"] == f"tok-{i}")
+        c.wait_for(lambda f, i=i: f["type"] == "ack" and f["id"] == f"tok-{i}")
         c.wait_for(lambda f: f["type"] == "message_end" and f["message"]["role"] == "assistant")
         c.close()
     from websockets.sync.client import connect

@@ -505,7 +505,7 @@ def start_pi(pi_home) -> Iterator[Callable[..., PiProc]]:
                 pass
             if bridge and pid_alive(bridge):
                 try:
-                    wait_until(lambda: not pid_alive(bridge), 5, "the bridge to exit after pi")
+                    wait_until(lambda pid=bridge: not pid_alive(pid), 5, "the bridge to exit after pi")
                 except AssertionError:
                     os.kill(bridge, 9)
 

@@ -1,4 +1,4 @@
-"""Shared pieces of the Pi-DE browser tests (no tests here).
+"""Shared pieces of the Pi-DE browser tests, a pytest plugin (registered in ``integration_tests/conftest.py``).
 
 * ``pide_browser``: Debian Chromium driven by Playwright's sync API (no browser download).
 * ``dash_hv``: a real ``python -m hypivisor`` serving the built ``pi_de/dist`` on its dashboard port.
@@ -26,7 +26,7 @@ import websockets
 
 from integration_tests.harness.hypivisor_proc import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PI_DE = REPO / "pi_de"
 DIST = PI_DE / "dist"
 ARTIFACTS = REPO / "test-artifacts"
@@ -210,9 +210,9 @@ class RegisteredAgent:
                     while not self._stop.is_set():
                         try:
                             await asyncio.wait_for(ws.recv(), 1.0)
-                        except asyncio.TimeoutError:
+                        except TimeoutError:
                             await ws.send(json.dumps({"id": "hb", "method": "heartbeat", "params": {"id": self.node_id}}))
-            except (OSError, websockets.ConnectionClosed, asyncio.TimeoutError):
+            except (TimeoutError, OSError, websockets.ConnectionClosed):
                 pass
             finally:
                 self._registry = None
