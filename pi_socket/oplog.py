@@ -27,8 +27,8 @@ import sys
 import threading
 import time
 import traceback
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
