@@ -36,8 +36,9 @@ class BuildPy(_build_py):
             shutil.copytree(dist, target)
             self.announce(f"hyper-pi: bundled Pi-DE from {dist}", level=2)
         else:
-            self.announce("hyper-pi: pi_de/dist is not built; the wheel has no dashboard (run `make dashboard`)",
-                          level=3)
+            self.announce(
+                "hyper-pi: pi_de/dist is not built; the wheel has no dashboard (run `make dashboard`)", level=3
+            )
         skills = ROOT / "skills"
         if skills.is_dir():
             target = out / "pi_socket" / "skills"

@@ -78,6 +78,5 @@ def remote_without_token(expected_token: str | None, peer_host: str | None, allo
         return ALLOWED
     return Decision(
         403,
-        "driving agents from another machine needs HYPI_TOKEN on the hypivisor "
-        "(or --allow-unauthenticated-remote)",
+        "driving agents from another machine needs HYPI_TOKEN on the hypivisor (or --allow-unauthenticated-remote)",
     )

@@ -224,7 +224,7 @@ class Outbox:
         log.warning("disconnecting slow websocket client", client=self.name, reason=reason)
         try:
             await asyncio.wait_for(self.ws.close(code=CLOSE_TOO_SLOW, message=reason.encode()), _CLOSE_GRACE)
-        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+        except (TimeoutError, ConnectionError, RuntimeError):
             pass
         if self.transport is not None and not self.transport.is_closing():
             self.transport.abort()
@@ -240,8 +240,14 @@ class Hub:
         self.dashboards: set[Outbox] = set()
         self.flusher = Flusher()
 
-    def outbox(self, ws: web.WebSocketResponse, transport: Any, limit: int = DEFAULT_QUEUE, name: str = "",
-               max_bytes: int = DEFAULT_QUEUE_BYTES) -> Outbox:
+    def outbox(
+        self,
+        ws: web.WebSocketResponse,
+        transport: Any,
+        limit: int = DEFAULT_QUEUE,
+        name: str = "",
+        max_bytes: int = DEFAULT_QUEUE_BYTES,
+    ) -> Outbox:
         """An outbox flushed with every other one of this hub's (one callback per loop iteration)."""
         return Outbox(ws, transport, limit, name, schedule=self.flusher.schedule, max_bytes=max_bytes)
 

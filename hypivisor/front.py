@@ -187,7 +187,7 @@ class FrontProtocol(asyncio.Protocol):
         assert transport is not None
         try:
             await splice.open_splice(transport, host, port, first + bytes(self.buf))
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (exc.strerror or str(exc))
             log.warning("agent unreachable", node_id=node_id, host=host, port=port, error=reason)
             if not transport.is_closing():

@@ -165,8 +165,10 @@ class Registry:
             if previous.owner != conn and not (
                 params.node_secret and hmac.compare_digest(previous.secret, secret_digest(params.node_secret))
             ):
-                raise RegistryError(ErrorCode.FORBIDDEN,
-                                    f"node id {params.id!r} belongs to another agent (register with its node_secret)")
+                raise RegistryError(
+                    ErrorCode.FORBIDDEN,
+                    f"node id {params.id!r} belongs to another agent (register with its node_secret)",
+                )
             secret = previous.secret
         elif params.node_secret:
             secret = secret_digest(params.node_secret)  # a hypivisor restart: the agent keeps the secret it had
@@ -177,15 +179,18 @@ class Registry:
         other_id = self._by_addr.get(addr)
         other = self._entries.get(other_id) if other_id is not None and other_id != params.id else None
         if other is not None and other.owner != conn and other.peer != peer_host:
-            raise RegistryError(ErrorCode.FORBIDDEN,
-                                f"{params.machine}:{params.port} belongs to node {other_id!r} registered from another "
-                                f"address; it frees once that node is gone ({self.ttl:g} s after it goes offline)")
+            raise RegistryError(
+                ErrorCode.FORBIDDEN,
+                f"{params.machine}:{params.port} belongs to node {other_id!r} registered from another "
+                f"address; it frees once that node is gone ({self.ttl:g} s after it goes offline)",
+            )
         if previous is None:
             if len(self._entries) >= self.max_nodes + (other is not None):
                 raise RegistryError(ErrorCode.RATE_LIMITED, f"the roster is full ({self.max_nodes} nodes)")
             if len(self._owned.get(conn, ())) >= self.max_per_connection:
-                raise RegistryError(ErrorCode.RATE_LIMITED,
-                                    f"one connection may own at most {self.max_per_connection} nodes")
+                raise RegistryError(
+                    ErrorCode.RATE_LIMITED, f"one connection may own at most {self.max_per_connection} nodes"
+                )
         if other is not None and other_id is not None:
             self._remove(other_id)
             events.append(NodeRemovedEvent(id=other_id, reason="evicted"))

@@ -27,8 +27,8 @@ from hypivisor import auth
 from hypivisor.service import RpcFailure, Service
 from pi_socket import oplog
 from pi_socket.errors import HypiError
-from pi_socket.ratelimit import TokenBucket
 from pi_socket.protocol import MAX_ID_LEN, ErrorCode
+from pi_socket.ratelimit import TokenBucket
 
 SERVICE = web.AppKey("service", Service)
 ORIGINS = web.AppKey("origins", set)
@@ -77,8 +77,13 @@ class Connection:
         self.ws = ws
         self.key = f"c{next(_conn_ids)}"
         self.peer = request.remote or "127.0.0.1"
-        self.outbox = service.hub.outbox(ws, request.transport, service.config.dashboard_queue,
-                                         name=f"{self.key}@{self.peer}", max_bytes=service.config.dashboard_queue_bytes)
+        self.outbox = service.hub.outbox(
+            ws,
+            request.transport,
+            service.config.dashboard_queue,
+            name=f"{self.key}@{self.peer}",
+            max_bytes=service.config.dashboard_queue_bytes,
+        )
         self.tasks: set[asyncio.Task[None]] = set()
         self._slot = asyncio.Event()
         rate = service.config.rate_limit
@@ -100,7 +105,9 @@ class Connection:
                 self.outbox.reply(error_frame(rpc_id, exc))
                 return
         if limited:  # answered, not executed; the connection stays open
-            self.outbox.reply(error_frame(rpc_id, RpcFailure(ErrorCode.RATE_LIMITED, "rate limited: too many requests")))
+            self.outbox.reply(
+                error_frame(rpc_id, RpcFailure(ErrorCode.RATE_LIMITED, "rate limited: too many requests"))
+            )
             return
         task = asyncio.get_running_loop().create_task(self._call(rpc_id, method, params))
         self.tasks.add(task)

@@ -137,7 +137,7 @@ class Service:
                              "protocol_version": PROTOCOL_VERSION, "hypivisor_version": __version__,
                              "total": len(nodes)})  # fmt: skip
         frames = [text_frame(init)]
-        frames += [text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in nodes[len(head):]]
+        frames += [text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in nodes[len(head) :]]
         return Snapshot(now, nodes, frames, _page(nodes, 0, len(nodes)))
 
     def init_frames(self) -> list[bytes]:
@@ -269,7 +269,9 @@ METHOD_HANDLERS: dict[str, Handler] = {
     "spawn_agent": Service._m_spawn_agent,
 }
 if METHOD_HANDLERS.keys() != REGISTRY_METHODS.keys():  # pragma: no cover - a programming error, caught at import
-    raise RuntimeError(f"methods without a handler or a params model: {METHOD_HANDLERS.keys() ^ REGISTRY_METHODS.keys()}")
+    raise RuntimeError(
+        f"methods without a handler or a params model: {METHOD_HANDLERS.keys() ^ REGISTRY_METHODS.keys()}"
+    )
 
 
 def _page(nodes: list[bytes], cursor: int, limit: int) -> dict[str, Any]:

@@ -50,8 +50,13 @@ class Pending:
 class Spawner:
     """Starts agents and resolves their futures when :meth:`node_registered` sees them."""
 
-    def __init__(self, template: str | None, timeout: float, max_concurrent: int = MAX_CONCURRENT,
-                 rate_per_minute: float = RATE_PER_MINUTE):
+    def __init__(
+        self,
+        template: str | None,
+        timeout: float,
+        max_concurrent: int = MAX_CONCURRENT,
+        rate_per_minute: float = RATE_PER_MINUTE,
+    ):
         self.template = template
         self.timeout = timeout
         self.max_concurrent = max_concurrent
@@ -74,8 +79,9 @@ class Spawner:
     def admit(self) -> None:
         """Take a slot before anything is created, or refuse (SpawnError 1008); :meth:`release` gives it back."""
         if self.active >= self.max_concurrent:
-            raise SpawnError(ErrorCode.RATE_LIMITED,
-                             f"{self.active} spawns are already starting; try again when one has finished")
+            raise SpawnError(
+                ErrorCode.RATE_LIMITED, f"{self.active} spawns are already starting; try again when one has finished"
+            )
         if not self._bucket.take(time.monotonic()):
             raise SpawnError(ErrorCode.RATE_LIMITED, "too many spawns in a short time; try again in a few seconds")
         self.active += 1
@@ -103,7 +109,9 @@ class Spawner:
         if tmux is None:
             raise SpawnError(1009, "tmux is not installed (or not in PATH); install it or set HYPI_SPAWN_COMMAND")
         if shutil.which("pi", path=env.get("PATH")) is None:
-            raise SpawnError(1009, "pi is not installed (or not in PATH): npm install -g @earendil-works/pi-coding-agent")
+            raise SpawnError(
+                1009, "pi is not installed (or not in PATH): npm install -g @earendil-works/pi-coding-agent"
+            )
         argv = spawn_cmd.tmux_argv(session, pending.cwd, env)
         target = f"={session}"  # exact session name, never a prefix or pattern match
         try:
@@ -116,7 +124,7 @@ class Spawner:
             pending.pane_pid = int(out.strip()) if rc == 0 and out.strip().isdigit() else None
             try:
                 node = await asyncio.wait_for(asyncio.shield(pending.future), self.timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 screen = await self._tmux_output(tmux, target)  # also kills the session
                 raise SpawnError(1010, self._timeout_message(f"tmux session {session}", screen)) from None
         except SpawnError:
@@ -147,7 +155,7 @@ class Spawner:
             reaper.add_done_callback(self._reapers.discard)
             try:
                 node = await asyncio.wait_for(asyncio.shield(pending.future), self.timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 _kill_group(proc.pid)
                 out.seek(0)
                 text = out.read()[-MAX_OUTPUT_CHARS:].decode("utf-8", "replace")
@@ -184,7 +192,7 @@ async def _run(argv: list[str], timeout: float = 10.0) -> tuple[int, str]:
         proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
         try:
             rc = await asyncio.wait_for(proc.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
             return 124, f"{argv[0]} did not finish within {timeout:g} s"

@@ -11,9 +11,11 @@ from pi_socket import install as installer
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pi_socket", description="Install the Hyper-Pi shim into pi.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("install", "load the shim in every pi (global package in the pi agent dir)"),
-                       ("uninstall", "stop loading the shim"),
-                       ("doctor", "check pi, node, the shim, the bridge, the hypivisor and the dashboard")):
+    for name, text in (
+        ("install", "load the shim in every pi (global package in the pi agent dir)"),
+        ("uninstall", "stop loading the shim"),
+        ("doctor", "check pi, node, the shim, the bridge, the hypivisor and the dashboard"),
+    ):
         p = sub.add_parser(name, help=text)
         if name != "uninstall":
             p.add_argument("--pi", help="the pi executable (default: PI_BIN or `pi` on PATH)")

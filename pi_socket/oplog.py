@@ -171,7 +171,7 @@ def _shape(component: str) -> Callable[[WrappedLogger, str, EventDict], EventDic
         level = "warn" if method == "warning" else ("error" if method in ("exception", "critical") else method)
         msg = event.pop("event", "")
         out: dict[str, Any] = {
-            "ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "ts": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "level": level,
             "component": event.pop("component", component),
             "msg": msg,

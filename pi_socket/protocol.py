@@ -21,7 +21,7 @@ pi's own events and messages are passed through untouched (see
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -46,7 +46,7 @@ Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Money = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
 UnixTime = Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)]
-RpcId = Union[Annotated[str, Field(max_length=MAX_ID_LEN)], int, None]
+RpcId = Annotated[str, Field(max_length=MAX_ID_LEN)] | int | None
 
 
 class ErrorCode(enum.IntEnum):
@@ -224,8 +224,9 @@ class RegisterResult(_Open):
     node: NodeInfo
     heartbeat_interval: float = Field(description="seconds between heartbeats the hypivisor expects")
     node_secret: str | None = Field(
-        default=None, description="issued when this was the id's first registration and presented no secret: "
-        "present it as register.node_secret from now on (only the registering connection sees it)"
+        default=None,
+        description="issued when this was the id's first registration and presented no secret: "
+        "present it as register.node_secret from now on (only the registering connection sees it)",
     )
 
 
@@ -273,8 +274,9 @@ class InitEvent(_Open):
     protocol_version: str = PROTOCOL_VERSION
     hypivisor_version: str | None = None
     total: int | None = Field(
-        default=None, description="nodes on the roster; when more than ``nodes`` holds, the rest follow at once as "
-        "node_joined events (a large roster never makes one frame over 1 MiB)"
+        default=None,
+        description="nodes on the roster; when more than ``nodes`` holds, the rest follow at once as "
+        "node_joined events (a large roster never makes one frame over 1 MiB)",
     )
 
 
@@ -300,7 +302,7 @@ class NodeRemovedEvent(_Open):
 
 
 RegistryEvent = Annotated[
-    Union[InitEvent, NodeJoinedEvent, NodeUpdatedEvent, NodeOfflineEvent, NodeRemovedEvent],
+    InitEvent | NodeJoinedEvent | NodeUpdatedEvent | NodeOfflineEvent | NodeRemovedEvent,
     Field(discriminator="event"),
 ]
 
@@ -350,10 +352,12 @@ class SetSessionNameMsg(_Strict):
 
 
 ClientMessage = Annotated[
-    Union[PromptMsg, AbortMsg, FetchHistoryMsg, ListCommandsMsg, ListFilesMsg, SetSessionNameMsg],
+    PromptMsg | AbortMsg | FetchHistoryMsg | ListCommandsMsg | ListFilesMsg | SetSessionNameMsg,
     Field(discriminator="type"),
 ]
-client_message_adapter: TypeAdapter[Any] = TypeAdapter(ClientMessage, config=ConfigDict(defer_build=True))  # built on first use
+client_message_adapter: TypeAdapter[Any] = TypeAdapter(
+    ClientMessage, config=ConfigDict(defer_build=True)
+)  # built on first use
 
 # ---------------------------------------------------------------------------
 # Agent link: bridge -> client

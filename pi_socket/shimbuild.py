@@ -34,8 +34,10 @@ def sources_digest(src_dir: Path = SRC_DIR) -> str:
 
 
 def banner(digest: str) -> str:
-    return (f"// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:{digest}).\n"
-            "// Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).")
+    return (
+        f"// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:{digest}).\n"
+        "// Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source)."
+    )
 
 
 def bundle_digest(bundle: Path = BUNDLE) -> str | None:
@@ -66,8 +68,18 @@ def find_esbuild() -> str | None:
 
 def esbuild_argv(esbuild: str, outfile: Path, digest: str) -> list[str]:
     """Run in EXTENSION_DIR, so the bundle's region comments name ``src/…`` (no machine paths)."""
-    return [esbuild, ENTRY, "--bundle", "--platform=node", "--format=esm", "--target=node20",
-            "--legal-comments=none", "--log-level=warning", f"--banner:js={banner(digest)}", f"--outfile={outfile}"]
+    return [
+        esbuild,
+        ENTRY,
+        "--bundle",
+        "--platform=node",
+        "--format=esm",
+        "--target=node20",
+        "--legal-comments=none",
+        "--log-level=warning",
+        f"--banner:js={banner(digest)}",
+        f"--outfile={outfile}",
+    ]
 
 
 class BuildError(RuntimeError):
@@ -81,8 +93,14 @@ def build(outfile: Path = BUNDLE) -> Path:
         raise BuildError("esbuild not found: run `npm ci` in pi_de (it brings esbuild) or put esbuild on PATH")
     outfile.parent.mkdir(parents=True, exist_ok=True)
     try:
-        done = subprocess.run(esbuild_argv(esbuild, outfile.resolve(), sources_digest()), cwd=EXTENSION_DIR,
-                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            esbuild_argv(esbuild, outfile.resolve(), sources_digest()),
+            cwd=EXTENSION_DIR,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BuildError(f"{esbuild}: {exc}") from exc
     if done.returncode != 0:

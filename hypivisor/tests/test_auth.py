@@ -20,11 +20,15 @@ def test_check_reads_every_carrier_through_the_header_getter():
     """The rules themselves are tested in pi_socket/tests/test_handshake.py; this is the adapter."""
     assert auth.check(headers(), None, None, ALLOWED).allowed
     assert decide().status == 401 and decide(query="nope").status == 401
-    for how in (dict(authorization="bearer s3cret"), dict(query="s3cret"),
-                dict(sec_websocket_protocol="hypi.v1, " + auth.encode_protocol_token("s3cret"))):
+    for how in (
+        dict(authorization="bearer s3cret"),
+        dict(query="s3cret"),
+        dict(sec_websocket_protocol="hypi.v1, " + auth.encode_protocol_token("s3cret")),
+    ):
         assert decide(**how).allowed, how
-    assert auth.presented_tokens(headers(authorization="Bearer a", sec_websocket_protocol="hypi.v1, "
-                                         + auth.encode_protocol_token("b")), "c") == ["a", "b", "c"]
+    assert auth.presented_tokens(
+        headers(authorization="Bearer a", sec_websocket_protocol="hypi.v1, " + auth.encode_protocol_token("b")), "c"
+    ) == ["a", "b", "c"]
     d = decide(origin="https://evil.example", authorization="Bearer s3cret")
     assert d.status == 403 and "evil.example" in d.message
     assert decide(origin="http://box:5180", authorization="Bearer s3cret").allowed

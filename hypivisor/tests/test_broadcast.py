@@ -23,8 +23,8 @@ def parse(buf: bytearray) -> list[tuple[int, bytes]]:
             n, head = struct.unpack_from("!H", buf, 2)[0], 4
         elif n == 127:
             n, head = struct.unpack_from("!Q", buf, 2)[0], 10
-        out.append((buf[0] & 0x0F, bytes(buf[head:head + n])))
-        del buf[:head + n]
+        out.append((buf[0] & 0x0F, bytes(buf[head : head + n])))
+        del buf[: head + n]
     return out
 
 
@@ -97,7 +97,8 @@ async def test_frames_queued_in_one_iteration_go_out_in_one_write_in_order():
     assert len(t.writes) == 1
     frames = t.frames()
     assert frames[0] == b'{"id":1}' and [f.split(b'"id":"')[1][:2] for f in frames[1:]] == [
-        f"n{i}".encode() for i in range(10)]
+        f"n{i}".encode() for i in range(10)
+    ]
 
 
 async def test_many_outboxes_share_one_flush_callback():

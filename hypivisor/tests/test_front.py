@@ -40,8 +40,7 @@ async def test_one_request_per_connection_a_pipelined_second_is_never_served(ser
     """Every head must pass the front's checks, so aiohttp closes after its first response."""
     data = await exchange(
         server,
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-        b"GET /ws/agent/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /ws/agent/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     assert data.startswith(b"HTTP/1.1 200 OK") and b'"status": "ok"' in data
     assert b"Connection: close" in data and data.count(b"HTTP/1.1 ") == 1

@@ -53,8 +53,31 @@ def snapshot(root: Path) -> set[str]:
 
 
 SEGMENTS = st.sampled_from(
-    ["..", ".", "", "~", "proj", "sub", "file.txt", "link-in", "link-out", "abs-out", "dangling", "up",
-     "outside", "deep", "etc", "tmp", "new", "a" * 300, "x\x00y", "\\..\\", "%2e%2e", "..." , " .."]
+    [
+        "..",
+        ".",
+        "",
+        "~",
+        "proj",
+        "sub",
+        "file.txt",
+        "link-in",
+        "link-out",
+        "abs-out",
+        "dangling",
+        "up",
+        "outside",
+        "deep",
+        "etc",
+        "tmp",
+        "new",
+        "a" * 300,
+        "x\x00y",
+        "\\..\\",
+        "%2e%2e",
+        "...",
+        " ..",
+    ]
 )
 
 
@@ -87,8 +110,26 @@ def test_resolve_dir_answers_inside_home_or_a_path_error(tree, raw):
 
 
 FOLDERS = st.one_of(
-    st.sampled_from(["..", ".", "", ".hidden", "a/b", "a\\b", "/abs", "x\x00", "n" * 201, " lead", "trail ",
-                     "link-out", "abs-out", "ok-name", "proj", "file.txt"]),
+    st.sampled_from(
+        [
+            "..",
+            ".",
+            "",
+            ".hidden",
+            "a/b",
+            "a\\b",
+            "/abs",
+            "x\x00",
+            "n" * 201,
+            " lead",
+            "trail ",
+            "link-out",
+            "abs-out",
+            "ok-name",
+            "proj",
+            "file.txt",
+        ]
+    ),
     st.text(max_size=220),
 )
 
@@ -120,8 +161,21 @@ def test_new_folder_with_separators_or_relative_parts_is_1005(tree, name):
     assert e.value.code == ErrorCode.INVALID_PATH
 
 
-@pytest.mark.parametrize("raw", ["link-out", "abs-out", "link-out/deep", "proj/up", "proj/up/outside", "/", "/etc",
-                                 "{root}/outside", "~/../outside", "proj/../../outside"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "link-out",
+        "abs-out",
+        "link-out/deep",
+        "proj/up",
+        "proj/up/outside",
+        "/",
+        "/etc",
+        "{root}/outside",
+        "~/../outside",
+        "proj/../../outside",
+    ],
+)
 def test_every_way_out_is_1003(tree, raw):
     with pytest.raises(PathError) as e:
         paths.resolve_dir(fill(raw, tree), str(tree / "home"))
@@ -138,9 +192,23 @@ REQUESTISH = st.fixed_dictionaries(
     {},
     optional={
         "id": st.one_of(JSON, st.integers(min_value=-(2**80), max_value=2**80), st.text(min_size=100, max_size=300)),
-        "method": st.one_of(st.sampled_from(["list_nodes", "register", "heartbeat", "deregister",
-                                             "list_directories", "spawn_agent", "", "nope", "__init__", "_m_register"]),
-                            JSON),
+        "method": st.one_of(
+            st.sampled_from(
+                [
+                    "list_nodes",
+                    "register",
+                    "heartbeat",
+                    "deregister",
+                    "list_directories",
+                    "spawn_agent",
+                    "",
+                    "nope",
+                    "__init__",
+                    "_m_register",
+                ]
+            ),
+            JSON,
+        ),
         "params": JSON,
         "extra": JSON,
     },
@@ -167,8 +235,11 @@ def test_parse_request_never_raises_anything_but_rpc_failure(data):
 
 @pytest.mark.parametrize("depth", [1_000, 100_000])
 def test_deep_nesting_is_a_parse_error_not_a_recursion_error(depth):
-    for doc in ("[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth,
-                json.dumps({"id": 1, "method": "list_nodes"})[:-1] + ', "params": ' + "[" * depth + "]" * depth + "}"):
+    for doc in (
+        "[" * depth + "]" * depth,
+        '{"a":' * depth + "1" + "}" * depth,
+        json.dumps({"id": 1, "method": "list_nodes"})[:-1] + ', "params": ' + "[" * depth + "]" * depth + "}",
+    ):
         out = parse_outcome(doc)
         assert isinstance(out, RpcFailure), "a deeply nested document must be refused"
 
@@ -190,16 +261,27 @@ def service(tmp_path_factory):
 
 
 @FUZZ
-@given(method=st.sampled_from(["list_nodes", "heartbeat", "deregister", "list_directories", "register", "frob"]),
-       params=st.one_of(st.none(), st.dictionaries(st.sampled_from(["id", "machine", "cwd", "port", "path", "pid",
-                                                                   "host", "tokens", "x"]), JSON, max_size=5)))
+@given(
+    method=st.sampled_from(["list_nodes", "heartbeat", "deregister", "list_directories", "register", "frob"]),
+    params=st.one_of(
+        st.none(),
+        st.dictionaries(
+            st.sampled_from(["id", "machine", "cwd", "port", "path", "pid", "host", "tokens", "x"]), JSON, max_size=5
+        ),
+    ),
+)
 def test_dispatch_answers_result_or_rpc_failure(service, method, params):
     async def run():
         try:
             return await service.dispatch(method, params, "fuzz-conn", "127.0.0.1")
         except RpcFailure as exc:
-            assert exc.code in {*RPC_CODES, ErrorCode.METHOD_NOT_FOUND, ErrorCode.NOT_FOUND, ErrorCode.FORBIDDEN,
-                                *PATH_CODES}, exc.code
+            assert exc.code in {
+                *RPC_CODES,
+                ErrorCode.METHOD_NOT_FOUND,
+                ErrorCode.NOT_FOUND,
+                ErrorCode.FORBIDDEN,
+                *PATH_CODES,
+            }, exc.code
             return exc
 
     asyncio.run(run())
@@ -210,9 +292,22 @@ def test_dispatch_answers_result_or_rpc_failure(service, method, params):
 # The constant-time comparison itself is tested in pi_socket/tests/test_handshake.py.
 HEADERS = st.dictionaries(
     st.sampled_from(["authorization", "sec-websocket-protocol", "origin", "host"]),
-    st.one_of(st.text(alphabet=st.characters(max_codepoint=255), max_size=60),
-              st.sampled_from(["Bearer s3cret", "bearer  s3cret ", "Basic s3cret", "hypi.v1, hypi-token.czNjcmV0",
-                               "hypi-token.!!!", "hypi-token.", "http://evil.example", "null", "http://127.0.0.1:1"])),
+    st.one_of(
+        st.text(alphabet=st.characters(max_codepoint=255), max_size=60),
+        st.sampled_from(
+            [
+                "Bearer s3cret",
+                "bearer  s3cret ",
+                "Basic s3cret",
+                "hypi.v1, hypi-token.czNjcmV0",
+                "hypi-token.!!!",
+                "hypi-token.",
+                "http://evil.example",
+                "null",
+                "http://127.0.0.1:1",
+            ]
+        ),
+    ),
     max_size=4,
 )
 
@@ -252,16 +347,31 @@ HOSTILE_VALUE = st.one_of(
     st.integers(min_value=1, max_value=200_000).map(lambda n: "v" * n),  # large fields
     st.dictionaries(st.text(max_size=8), st.integers(), min_size=50, max_size=200),  # many keys
 )
-STORED_KEYS = ["tokens", "cost", "protocol_version", "pi_version", "session_name", "model", "started_at", "machine",
-               "cwd", "pid", "activity", "host"]
+STORED_KEYS = [
+    "tokens",
+    "cost",
+    "protocol_version",
+    "pi_version",
+    "session_name",
+    "model",
+    "started_at",
+    "machine",
+    "cwd",
+    "pid",
+    "activity",
+    "host",
+]
 
 
 @FUZZ
-@given(method=st.sampled_from(["register", "heartbeat"]),
-       changes=st.dictionaries(st.sampled_from(STORED_KEYS), HOSTILE_VALUE, max_size=4),
-       token_extra=st.dictionaries(st.text(max_size=8), HOSTILE_VALUE, max_size=3))
-def test_hostile_stored_values_are_refused_or_bounded_and_the_roster_always_serialises(service, method, changes,
-                                                                                       token_extra):
+@given(
+    method=st.sampled_from(["register", "heartbeat"]),
+    changes=st.dictionaries(st.sampled_from(STORED_KEYS), HOSTILE_VALUE, max_size=4),
+    token_extra=st.dictionaries(st.text(max_size=8), HOSTILE_VALUE, max_size=3),
+)
+def test_hostile_stored_values_are_refused_or_bounded_and_the_roster_always_serialises(
+    service, method, changes, token_extra
+):
     """Whatever register/heartbeat carry (deep nesting, huge numbers, long strings, extra keys), the node stored is
     bounded and the roster still serialises for everyone: init, list_nodes, and the next registration."""
     params = {"id": "fuzz-node", "machine": "m", "cwd": "/", "port": 4242, **changes}

@@ -69,7 +69,8 @@ def test_every_stored_field_is_bounded_and_no_stored_model_keeps_extra_keys(mode
                 assert kinds & {"Le", "Lt"}, f"{where}: a number without an upper bound"
                 if leaf is float:
                     assert any(getattr(c, "allow_inf_nan", True) is False for c in constraints), (
-                        f"{where}: a float that may be inf or nan (not JSON)")
+                        f"{where}: a float that may be inf or nan (not JSON)"
+                    )
             elif isinstance(leaf, type) and issubclass(leaf, BaseModel):
                 assert leaf in STORED, f"{where}: nested model {leaf.__name__} is not checked here"
             else:
@@ -80,9 +81,20 @@ def test_tokens_drop_unknown_keys_however_deep_and_numbers_are_finite_and_bounde
     params = p.RegisterParams.model_validate(_reg(0, tokens={"input": 3, "extra": _deep(300)}))
     assert params.tokens is not None and params.tokens.model_dump() == {**p.TokenTotals().model_dump(), "input": 3}
     orjson.dumps(p.NodeInfo(**params.model_dump(include={"id", "machine", "cwd", "port", "tokens"})).model_dump())
-    for bad in ({"tokens": {"total": 10**30}}, {"tokens": {"input": -1}}, {"cost": math.inf}, {"cost": math.nan},
-                {"cost": -1}, {"started_at": math.inf}, {"protocol_version": "1" * 33}, {"pi_version": "v" * 33},
-                {"session_name": "s" * 201}, {"model": "m" * 201}, {"cwd": "/" * 4097}, {"tokens": []}):
+    for bad in (
+        {"tokens": {"total": 10**30}},
+        {"tokens": {"input": -1}},
+        {"cost": math.inf},
+        {"cost": math.nan},
+        {"cost": -1},
+        {"started_at": math.inf},
+        {"protocol_version": "1" * 33},
+        {"pi_version": "v" * 33},
+        {"session_name": "s" * 201},
+        {"model": "m" * 201},
+        {"cwd": "/" * 4097},
+        {"tokens": []},
+    ):
         with pytest.raises(ValueError):
             p.RegisterParams.model_validate(_reg(0, **bad))
     with pytest.raises(ValueError):

@@ -93,7 +93,7 @@ async def test_only_the_spawn_secret_resolves_a_spawn():
 
 
 async def test_spawn_admission_limits_concurrency_and_rate():
-    from hypivisor.spawner import SpawnError, Spawner
+    from hypivisor.spawner import Spawner, SpawnError
 
     sp = Spawner(template=None, timeout=1, max_concurrent=2, rate_per_minute=3)
     sp.admit()

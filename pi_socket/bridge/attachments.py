@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from pi_socket.errors import HypiError
 from pi_socket.protocol import MAX_ATTACHMENT_BYTES, Attachment, ErrorCode

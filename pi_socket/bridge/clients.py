@@ -60,8 +60,12 @@ class Client:
         self.closed = True
         self._queue.clear()
         self._wakeup.set()
-        log.warning("closing slow client" if code == SLOW_CLOSE_CODE else "closing client", client=self.id,
-                    reason=reason, remote=_remote(self.ws))
+        log.warning(
+            "closing slow client" if code == SLOW_CLOSE_CODE else "closing client",
+            client=self.id,
+            reason=reason,
+            remote=_remote(self.ws),
+        )
         asyncio.get_running_loop().create_task(self._close(code, reason[:120]))
 
     async def _close(self, code: int, reason: str) -> None:

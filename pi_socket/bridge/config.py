@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 from urllib.parse import urlsplit
 
 from pi_socket import handshake
@@ -80,7 +80,7 @@ class BridgeConfig:
     registry_enabled: bool = True
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "BridgeConfig":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BridgeConfig:
         """Build settings from environment variables (``os.environ`` by default)."""
         env = os.environ if env is None else env
         preferred = _int(env, "PI_SOCKET_PREFERRED_PORT", 0) or None
@@ -135,8 +135,9 @@ def allowed_origins(extra: str, dashboard_port: int = 31415) -> frozenset[str]:
     """Loopback/hostname origins of the dashboard and the Vite dev server (5180), plus
     the comma-separated HYPI_ALLOWED_ORIGINS (exact match), as specs/protocol.md §1 says."""
     names = {name.lower() for name in (socket.gethostname(), socket.getfqdn()) if name}
-    return frozenset(handshake.default_origins(names, {DASHBOARD_DEV_PORT, dashboard_port})
-                     | handshake.parse_allowed_origins(extra))
+    return frozenset(
+        handshake.default_origins(names, {DASHBOARD_DEV_PORT, dashboard_port}) | handshake.parse_allowed_origins(extra)
+    )
 
 
 def _secret(value: str | None) -> str | None:

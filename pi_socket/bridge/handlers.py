@@ -95,7 +95,9 @@ class Handlers:
     async def prompt(self, client: Client, msg: PromptMsg) -> None:
         """Validate, bundle attachments, then send once per id and ack every frame carrying that id."""
         if not msg.text.strip() and not msg.attachments:
-            client.enqueue(error(ErrorCode.INVALID_PARAMS, "empty prompt: text is blank and nothing is attached", msg.id))
+            client.enqueue(
+                error(ErrorCode.INVALID_PARAMS, "empty prompt: text is blank and nothing is attached", msg.id)
+            )
             return
         try:
             content = bundle(msg.text, msg.attachments)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
+import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-
-import structlog
 
 from pi_socket import oplog
 from pi_socket.errors import HypiError
@@ -90,7 +90,7 @@ class HypivisorClient:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, asyncio.TimeoutError, RpcError) as exc:
+            except (TimeoutError, OSError, ConnectionClosed, InvalidHandshake, InvalidURI, RpcError) as exc:
                 await self._note_down(exc)
             except Exception as exc:  # noqa: BLE001 - outer boundary: the registry must never kill the agent
                 oplog.log_boundary_error("registry.session", exc)
@@ -101,7 +101,7 @@ class HypivisorClient:
                 break
             try:  # the backoff sleep ends early only for a clean exit
                 await asyncio.wait_for(self._stop_event.wait(), self.backoff.next_delay())
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _note_down(self, exc: BaseException) -> None:
@@ -251,5 +251,5 @@ class HypivisorClient:
         self._poke.set()
         try:
             await asyncio.wait_for(self._done.wait(), timeout + 0.5)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.info("registry did not stop in time; leaving anyway")

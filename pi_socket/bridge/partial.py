@@ -57,7 +57,11 @@ class PartialMessage:
                 self.message["content"] = []
             self._tool_args, self._chunks = {}, {}
             for i, part in enumerate(self.message["content"]):  # tool arguments still streaming
-                if isinstance(part, dict) and part.get("type") == "toolCall" and isinstance(part.get("partialJson"), str):
+                if (
+                    isinstance(part, dict)
+                    and part.get("type") == "toolCall"
+                    and isinstance(part.get("partialJson"), str)
+                ):
                     self._tool_args[i] = part["partialJson"]
             return True
         ame = event.get("assistantMessageEvent")

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from typing import Generic, Hashable, TypeVar
+from collections.abc import Hashable
+from typing import Generic, TypeVar
 
 W = TypeVar("W", bound=Hashable)
 

@@ -156,8 +156,15 @@ class AgentServer:
         """Over ``PI_SOCKET_RATE_LIMIT``: answered 1008 (naming the prompt id when there is one), not run."""
         msg = parse_client_frame(raw)
         msg_id = getattr(msg, "id", None)
-        client.enqueue(frame(ErrorMsg(id=msg_id if isinstance(msg_id, str) else None, code=ErrorCode.RATE_LIMITED,
-                                      message="rate limited: too many frames")))
+        client.enqueue(
+            frame(
+                ErrorMsg(
+                    id=msg_id if isinstance(msg_id, str) else None,
+                    code=ErrorCode.RATE_LIMITED,
+                    message="rate limited: too many frames",
+                )
+            )
+        )
 
     def _spawn(self, client: Client, raw: Any, tasks: set[asyncio.Task[None]]) -> None:
         """Run one frame concurrently (a slow list_files never delays an abort), bounded per client."""
@@ -187,4 +194,3 @@ def _peer(ws: ServerConnection) -> Any:
         return ws.remote_address[0]
     except (TypeError, IndexError, AttributeError):
         return None
-

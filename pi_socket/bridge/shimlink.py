@@ -20,7 +20,6 @@ from typing import Any
 import orjson
 import structlog
 
-from pi_socket import oplog
 from pi_socket.shimwire import BridgeLine, ReqLine, ResLine, ShimLineError, dump_line, parse_shim_line
 
 MAX_LINE = 512 * 1024 * 1024

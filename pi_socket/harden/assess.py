@@ -17,8 +17,9 @@ stay in the log (they are never deleted) but need nothing more.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Literal
 
 from .classify import ClassSummary
 from .ledger import LedgerEntry

@@ -20,8 +20,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 MAX_PATTERN_CHARS = 240
 UNKNOWN = "unknown"
@@ -105,8 +106,8 @@ def parse_ts(value: Any) -> dt.datetime:
     except ValueError as exc:
         raise MalformedRecord(f"bad ts {value!r}") from exc
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
 
 
 def _text(value: Any, default: str) -> str:

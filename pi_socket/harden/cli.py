@@ -13,15 +13,16 @@ import datetime as dt
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 
 from . import ledger as ledger_mod
 from .assess import assess
 from .classify import ClassSummary, group
-from .ledger import LedgerEntry, LedgerError, STATUSES
+from .ledger import STATUSES, LedgerEntry, LedgerError
 from .logs import LogScan, default_logs, read_logs
 from .render import finding_json, report_json, report_text, scan_json, status_text
 
@@ -53,12 +54,24 @@ def default_ledger() -> Path:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-dir", type=Path, help="directory holding pi-socket.jsonl and hypivisor.jsonl "
-                        "(default: PI_SOCKET_LOG_DIR or ~/.pi/logs)")
-    parser.add_argument("--log", dest="logs", type=Path, action="append", metavar="FILE",
-                        help="read this log (and its rotated .1 .2 .3 files) instead of the defaults; repeatable")
-    parser.add_argument("--ledger", type=Path, help="ledger file (default: HARDEN_LEDGER or the repo's "
-                        "skills/harden-pi-socket/ledger.jsonl)")
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        help="directory holding pi-socket.jsonl and hypivisor.jsonl (default: PI_SOCKET_LOG_DIR or ~/.pi/logs)",
+    )
+    parser.add_argument(
+        "--log",
+        dest="logs",
+        type=Path,
+        action="append",
+        metavar="FILE",
+        help="read this log (and its rotated .1 .2 .3 files) instead of the defaults; repeatable",
+    )
+    parser.add_argument(
+        "--ledger",
+        type=Path,
+        help="ledger file (default: HARDEN_LEDGER or the repo's skills/harden-pi-socket/ledger.jsonl)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -79,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_argument("--files", nargs="+", default=[], metavar="PATH", help="files the change touched")
     record.add_argument("--commit", help="commit holding the change (default: git rev-parse HEAD in --repo)")
     record.add_argument("--supersedes", help="commit of the earlier ledger entry this one follows up")
-    record.add_argument("--repo", type=Path, default=REPO_ROOT, help="git repository for the commit (default: this repo)")
+    record.add_argument(
+        "--repo", type=Path, default=REPO_ROOT, help="git repository for the commit (default: this repo)"
+    )
     return parser
 
 
@@ -110,8 +125,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     summaries, scan, entries, _ = _load(args)
     result = assess(summaries, entries)
     if args.json:
-        _print_json({"healthy": result.healthy, "unprocessed": [_brief(f) for f in result.unprocessed],
-                     "logs": scan_json(scan)})
+        _print_json(
+            {"healthy": result.healthy, "unprocessed": [_brief(f) for f in result.unprocessed], "logs": scan_json(scan)}
+        )
     else:
         sys.stdout.write(status_text(result, scan))
     return 0 if result.healthy else 1
@@ -147,8 +163,16 @@ def _class_fields(class_id: str, summaries: list[ClassSummary], entries: list[Le
     for s in summaries:
         if s.error_class.id == class_id:
             c = s.error_class
-            return {"class_id": class_id, "error_class": c.label, "boundary": c.boundary, "component": c.component,
-                    "pattern": c.pattern, "occurrences": s.count, "first_seen": s.first_seen, "last_seen": s.last_seen}
+            return {
+                "class_id": class_id,
+                "error_class": c.label,
+                "boundary": c.boundary,
+                "component": c.component,
+                "pattern": c.pattern,
+                "occurrences": s.count,
+                "first_seen": s.first_seen,
+                "last_seen": s.last_seen,
+            }
     earlier = [e for e in entries if e.class_id == class_id]
     if not earlier:
         raise UsageError(f"class {class_id} is in neither the logs read nor the ledger; run `report` for the ids")
@@ -164,32 +188,45 @@ def _same_record(a: LedgerEntry, b: LedgerEntry) -> bool:
     return all(getattr(a, k) == getattr(b, k) for k in keys)
 
 
-def build_entry(args: argparse.Namespace, summaries: list[ClassSummary], entries: list[LedgerEntry],
-                now: dt.datetime) -> LedgerEntry:
+def build_entry(
+    args: argparse.Namespace, summaries: list[ClassSummary], entries: list[LedgerEntry], now: dt.datetime
+) -> LedgerEntry:
     """The validated entry `record` would append; raises instead of writing anything doubtful."""
     fields = _class_fields(args.class_id, summaries, entries)
     commit = resolve_commit(args.repo, args.commit)
     supersedes = resolve_commit(args.repo, args.supersedes) if args.supersedes else None
-    entry = ledger_mod.validate_entry({
-        **fields, "ts": now, "status": args.status, "commit": commit, "root_cause": args.root_cause,
-        "action": args.action, "files_changed": args.files, "supersedes": supersedes,
-    })
+    entry = ledger_mod.validate_entry(
+        {
+            **fields,
+            "ts": now,
+            "status": args.status,
+            "commit": commit,
+            "root_cause": args.root_cause,
+            "action": args.action,
+            "files_changed": args.files,
+            "supersedes": supersedes,
+        }
+    )
     if any(_same_record(e, entry) for e in entries):
-        raise UsageError(f"class {entry.class_id} is already recorded as {entry.status} at {commit[:12]} "
-                         "with this root cause and action")
+        raise UsageError(
+            f"class {entry.class_id} is already recorded as {entry.status} at {commit[:12]} "
+            "with this root cause and action"
+        )
     return entry
 
 
 def cmd_record(args: argparse.Namespace) -> int:
     """Append one entry; the ledger line is the only thing this helper ever writes."""
     summaries, _, entries, ledger_path = _load(args)
-    entry = build_entry(args, summaries, entries, dt.datetime.now(dt.timezone.utc))
+    entry = build_entry(args, summaries, entries, dt.datetime.now(dt.UTC))
     ledger_mod.append(ledger_path, entry)
     if args.json:
         _print_json(orjson.loads(entry.to_line()))
     else:
-        sys.stdout.write(f"recorded {entry.status} for {entry.class_id} ({entry.error_class}) "
-                         f"at commit {entry.commit[:12]} in {ledger_path}\n")
+        sys.stdout.write(
+            f"recorded {entry.status} for {entry.class_id} ({entry.error_class}) "
+            f"at commit {entry.commit[:12]} in {ledger_path}\n"
+        )
     return 0
 
 

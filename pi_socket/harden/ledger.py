@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -50,10 +51,12 @@ class LedgerEntry(BaseModel):
     root_cause: str = Field(min_length=1)
     action: str = Field(min_length=1, description="what the change does at the source")
     files_changed: list[str] = Field(default_factory=list)
-    supersedes: str | None = Field(default=None, pattern=SHA, description="commit of the earlier entry this one follows up")
+    supersedes: str | None = Field(
+        default=None, pattern=SHA, description="commit of the earlier entry this one follows up"
+    )
 
     @model_validator(mode="after")
-    def _consistent(self) -> "LedgerEntry":
+    def _consistent(self) -> LedgerEntry:
         """Reject entries whose id does not match their class, or whose times are backwards."""
         expected = class_id(self.component, self.boundary, self.pattern)
         if self.class_id != expected:
@@ -76,7 +79,7 @@ class LedgerEntry(BaseModel):
 
 def iso(when: dt.datetime) -> str:
     """The one timestamp format used in the ledger and the report (matches oplog's)."""
-    return when.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _explain(exc: ValidationError) -> str:

@@ -11,9 +11,9 @@ counted, never fatal: a crash mid-write must not blind the report.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import orjson
 

@@ -43,8 +43,13 @@ def raised_at(stack: str) -> str:
 
 
 def entry_json(entry: LedgerEntry) -> dict[str, Any]:
-    return {"ts": iso(entry.ts), "status": entry.status, "commit": entry.commit,
-            "root_cause": entry.root_cause, "action": entry.action}
+    return {
+        "ts": iso(entry.ts),
+        "status": entry.status,
+        "commit": entry.commit,
+        "root_cause": entry.root_cause,
+        "action": entry.action,
+    }
 
 
 def finding_json(finding: Finding) -> dict[str, Any]:
@@ -71,8 +76,13 @@ def finding_json(finding: Finding) -> dict[str, Any]:
 
 
 def scan_json(scan: LogScan) -> dict[str, Any]:
-    return {"read": scan.read, "missing": scan.missing, "lines": scan.lines,
-            "malformed": scan.malformed, "malformed_total": scan.malformed_total}
+    return {
+        "read": scan.read,
+        "missing": scan.missing,
+        "lines": scan.lines,
+        "malformed": scan.malformed,
+        "malformed_total": scan.malformed_total,
+    }
 
 
 def report_json(assessment: Assessment, scan: LogScan, ledger_path: Path, include_resolved: bool) -> dict[str, Any]:
@@ -108,7 +118,9 @@ def _scan_lines(scan: LogScan) -> list[str]:
 def _history_lines(finding: Finding) -> list[str]:
     out = []
     for entry in finding.history:
-        out.append(f"    ledger {iso(entry.ts)} {entry.status:<9} {_short(entry.commit)}  root cause: {entry.root_cause}")
+        out.append(
+            f"    ledger {iso(entry.ts)} {entry.status:<9} {_short(entry.commit)}  root cause: {entry.root_cause}"
+        )
     for sha in finding.prior_commits:
         out.append(f"    read first: git show {_short(sha)}")
     return out

@@ -192,8 +192,12 @@ class FakeShim:
         if op == "history":
             data = {"messages": copy.deepcopy(self.history)}
         elif op == "state":
-            data = {"session_name": self.session_name, "model": "fake/fake-model", "is_streaming": self.streaming,
-                    "context_usage": {"tokens": 1234, "contextWindow": 128000, "percent": 0.96}}
+            data = {
+                "session_name": self.session_name,
+                "model": "fake/fake-model",
+                "is_streaming": self.streaming,
+                "context_usage": {"tokens": 1234, "contextWindow": 128000, "percent": 0.96},
+            }
         elif op == "commands":
             data = {"commands": self.session_info("")["commands"]}
         elif op == "tools":
@@ -256,7 +260,7 @@ class FakeShim:
             self.proc.kill()
             try:
                 await asyncio.wait_for(self.proc.wait(), 5.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         if self._reader is not None:
             self._reader.cancel()

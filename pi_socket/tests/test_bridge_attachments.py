@@ -17,8 +17,14 @@ def att(name: str, mime: str, raw: bytes) -> Attachment:
 
 
 def test_images_become_content_parts_and_text_files_are_appended():
-    out = bundle("look", [att("a.png", "image/png", PNG), att("notes.md", "text/markdown; charset=utf-8", b"# hi"),
-                          att("c.json", "application/json", b'{"a":1}')])
+    out = bundle(
+        "look",
+        [
+            att("a.png", "image/png", PNG),
+            att("notes.md", "text/markdown; charset=utf-8", b"# hi"),
+            att("c.json", "application/json", b'{"a":1}'),
+        ],
+    )
     assert out.images == [{"type": "image", "data": base64.b64encode(PNG).decode(), "mimeType": "image/png"}]
     assert out.text == 'look\n\n<file name="notes.md">\n# hi\n</file>\n\n<file name="c.json">\n{"a":1}\n</file>'
 

@@ -12,8 +12,14 @@ ORIGINS = allowed_origins("https://pi.example.ts.net")
 
 
 def check(token="s3cret", authorization=(), protocols=(), path="/", origin=()):
-    return check_request(token=token, allowed_origins=ORIGINS, authorization=list(authorization),
-                         protocols=list(protocols), path=path, origin=list(origin)).status
+    return check_request(
+        token=token,
+        allowed_origins=ORIGINS,
+        authorization=list(authorization),
+        protocols=list(protocols),
+        path=path,
+        origin=list(origin),
+    ).status
 
 
 def test_token_sources():

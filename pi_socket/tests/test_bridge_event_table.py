@@ -8,7 +8,7 @@ from pi_socket.bridge.state import EVENT_HANDLERS, AgentState
 
 
 def test_every_event_handler_is_in_the_table_under_its_event_type():
-    methods = {name[len("_on_"):]: fn for name, fn in vars(AgentState).items() if name.startswith("_on_")}
+    methods = {name[len("_on_") :]: fn for name, fn in vars(AgentState).items() if name.startswith("_on_")}
     assert EVENT_HANDLERS == methods
 
 

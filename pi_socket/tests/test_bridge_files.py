@@ -43,8 +43,17 @@ def test_hidden_only_when_asked(tmp_path):
 
 def test_never_leaves_cwd(tmp_path):
     root = tree(tmp_path)
-    for prefix in ("../", "../proj-secrets/", "../proj-secrets/k", "/etc/pass", "/", "src/../../", "a\0b",
-                   "link-out/", "nonexistent/x"):
+    for prefix in (
+        "../",
+        "../proj-secrets/",
+        "../proj-secrets/k",
+        "/etc/pass",
+        "/",
+        "src/../../",
+        "a\0b",
+        "link-out/",
+        "nonexistent/x",
+    ):
         assert list_files(root, prefix) == [], prefix
     assert "link-out" not in paths(list_files(root, "link"))
     assert paths(list_files(root, "link")) == ["link-in"]

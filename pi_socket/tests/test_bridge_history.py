@@ -84,8 +84,11 @@ def test_page_budget_cuts_from_newest_side_without_gaps():
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.integers(min_value=0, max_value=3000), min_size=0, max_size=60), st.integers(1, 40),
-       st.integers(200, 20_000))
+@given(
+    st.lists(st.integers(min_value=0, max_value=3000), min_size=0, max_size=60),
+    st.integers(1, 40),
+    st.integers(200, 20_000),
+)
 def test_any_sizes_any_limits_walk_is_exact(sizes, limit, budget):
     mirror = HistoryMirror([user_message("z" * s, i) for i, s in enumerate(sizes)])
     assert walk_all(mirror, budget, limit) == list(range(len(sizes)))
@@ -110,7 +113,13 @@ def test_sizes_are_json_sizes():
 
 
 def test_usage_totals_sum_assistant_usage_only():
-    tokens, cost = usage_totals([assistant_message("a", 1, tokens=5, cost=0.5), user_message("u", 2),
-                                 assistant_message("b", 3, tokens=7, cost=0.25), {"role": "assistant", "usage": "bad"}])
+    tokens, cost = usage_totals(
+        [
+            assistant_message("a", 1, tokens=5, cost=0.5),
+            user_message("u", 2),
+            assistant_message("b", 3, tokens=7, cost=0.25),
+            {"role": "assistant", "usage": "bad"},
+        ]
+    )
     assert tokens == {"input": 12, "output": 12, "cache_read": 0, "cache_write": 0, "total": 24}
     assert cost == pytest.approx(0.75)

@@ -9,7 +9,7 @@ import json
 
 from websockets.exceptions import ConnectionClosed
 
-from .bridge_helpers import init_when, open_client, recv_json, recv_until, send_json, shim  # noqa: F401
+from .bridge_helpers import init_when, open_client, recv_json, recv_until, send_json
 from .fake_shim import FakeShim, assistant_message, sample_events, user_message
 
 
@@ -20,7 +20,9 @@ def is_type(kind: str):
 async def test_join_mid_stream_gets_partial_then_the_rest(shim: FakeShim):
     events = sample_events()
     await shim.emit(*events[:8])  # agent_start, turn_start, user msg, assistant start, text_start, 2 deltas
-    ws, init = await init_when(shim, lambda i: i["partial"] is not None and len(i["partial"]["content"][0]["text"]) >= 12)
+    ws, init = await init_when(
+        shim, lambda i: i["partial"] is not None and len(i["partial"]["content"][0]["text"]) >= 12
+    )
     async with ws:
         assert init["is_streaming"] is True
         assert init["partial"]["role"] == "assistant"
@@ -31,8 +33,11 @@ async def test_join_mid_stream_gets_partial_then_the_rest(shim: FakeShim):
         assert end["message"]["content"][0]["text"] == "Hello from fake LLM. You said: hello"
         deltas = "".join(m["assistantMessageEvent"].get("delta", "") for m in before if m["type"] == "message_update")
         assert "Hello from f" + deltas == "Hello from fake LLM. You said: hello"
-        assert all("message" not in m and "partial" not in m.get("assistantMessageEvent", {})
-                   for m in before if m["type"] == "message_update")
+        assert all(
+            "message" not in m and "partial" not in m.get("assistantMessageEvent", {})
+            for m in before
+            if m["type"] == "message_update"
+        )
         await recv_until(ws, is_type("agent_end"))
     ws, init = await init_when(shim, lambda i: i["context_usage"] is not None)  # state refreshed after the run
     async with ws:
@@ -126,12 +131,28 @@ async def test_attachments_ride_in_the_same_prompt(shim: FakeShim):
     note = base64.b64encode(b"line1\nline2").decode()
     async with await open_client(shim) as ws:
         await recv_json(ws)
-        await send_json(ws, {"type": "prompt", "id": "att", "text": "see", "attachments": [
-            {"name": "shot.png", "mime_type": "image/png", "data": png},
-            {"name": "notes.txt", "mime_type": "text/plain", "data": note}]})
+        await send_json(
+            ws,
+            {
+                "type": "prompt",
+                "id": "att",
+                "text": "see",
+                "attachments": [
+                    {"name": "shot.png", "mime_type": "image/png", "data": png},
+                    {"name": "notes.txt", "mime_type": "text/plain", "data": note},
+                ],
+            },
+        )
         assert (await recv_json(ws))["type"] == "ack"
-        await send_json(ws, {"type": "prompt", "id": "bad", "text": "x", "attachments": [
-            {"name": "a.zip", "mime_type": "application/zip", "data": "UEs="}]})
+        await send_json(
+            ws,
+            {
+                "type": "prompt",
+                "id": "bad",
+                "text": "x",
+                "attachments": [{"name": "a.zip", "mime_type": "application/zip", "data": "UEs="}],
+            },
+        )
         err = await recv_json(ws)
         assert err["type"] == "error" and err["id"] == "bad" and "unsupported type" in err["message"]
     (send,) = shim.sent("send")
@@ -141,11 +162,19 @@ async def test_attachments_ride_in_the_same_prompt(shim: FakeShim):
 
 async def test_invalid_frames_get_errors_and_the_connection_stays_open(shim: FakeShim):
     bad = [
-        ("not json", -32700), (b"\x01\x02", -32600), ("[]", -32600), ('"str"', -32600), ('{"no":"type"}', -32600),
-        ('{"type":"rm_rf"}', -32601), ('{"type":"prompt","id":"e1","text":7}', -32602),
-        ('{"type":"prompt","id":"e2"}', -32602), ('{"type":"prompt","id":"e3","text":"   "}', -32602),
-        ('{"type":"prompt","id":"","text":"x"}', -32602), ('{"type":"fetch_history","before":"x"}', -32602),
-        ('{"type":"list_files","prefix":3}', -32602), ('{"type":"abort","extra":true}', -32602),
+        ("not json", -32700),
+        (b"\x01\x02", -32600),
+        ("[]", -32600),
+        ('"str"', -32600),
+        ('{"no":"type"}', -32600),
+        ('{"type":"rm_rf"}', -32601),
+        ('{"type":"prompt","id":"e1","text":7}', -32602),
+        ('{"type":"prompt","id":"e2"}', -32602),
+        ('{"type":"prompt","id":"e3","text":"   "}', -32602),
+        ('{"type":"prompt","id":"","text":"x"}', -32602),
+        ('{"type":"fetch_history","before":"x"}', -32602),
+        ('{"type":"list_files","prefix":3}', -32602),
+        ('{"type":"abort","extra":true}', -32602),
         ('{"type":"prompt","id":"e4","text":"x","deliver_as":"now"}', -32602),
     ]
     async with await open_client(shim) as ws:
@@ -203,8 +232,15 @@ async def test_slow_client_is_dropped_and_others_keep_receiving(tmp_path):
 
         reader = asyncio.create_task(read_all())
         for i in range(total):  # paced a little, as pi's events are: the fast client must keep up
-            await fake.emit({"type": "tool_execution_update", "toolCallId": "t", "toolName": "bash", "i": i,
-                             "partialResult": {"content": [{"type": "text", "text": filler}]}})
+            await fake.emit(
+                {
+                    "type": "tool_execution_update",
+                    "toolCallId": "t",
+                    "toolName": "bash",
+                    "i": i,
+                    "partialResult": {"content": [{"type": "text", "text": filler}]},
+                }
+            )
             if i % 20 == 19:
                 await asyncio.sleep(0.005)
         assert await asyncio.wait_for(reader, 20) == list(range(total))
@@ -252,19 +288,32 @@ async def test_watch_follows_the_first_and_last_client_and_a_snapshot_resyncs_th
     assert ready["watch"] is True and ready["watching"] is False  # nobody connected yet: no deltas wanted
     events = sample_events()
     starts = [i for i, e in enumerate(events) if e["type"] == "message_start" and e["message"]["role"] == "assistant"]
-    await shim.emit(*events[:starts[0] + 1])  # up to the assistant's message_start; its deltas went unforwarded
+    await shim.emit(*events[: starts[0] + 1])  # up to the assistant's message_start; its deltas went unforwarded
     ws, init = await init_when(shim, lambda i: i["is_streaming"] and i["partial"] is not None)
     async with ws:
         assert init["partial"]["content"] == []  # the bridge's copy is stale: it saw no delta
         assert await _watch_lines(shim, 1) == [True]
         second = await open_client(shim)  # a second client: still one `watch on`
         await recv_json(second)
-        snapshot = {"role": "assistant", "content": [{"type": "text", "text": "Hello from f"}], "api": "x",
-                    "provider": "fake", "model": "fake-model", "timestamp": 1}
-        await shim.emit({"type": "message_update", "message": snapshot,
-                         "assistantMessageEvent": {"type": "text_delta", "contentIndex": 0, "delta": "f"}},
-                        {"type": "message_update",
-                         "assistantMessageEvent": {"type": "text_delta", "contentIndex": 0, "delta": "ake"}})
+        snapshot = {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Hello from f"}],
+            "api": "x",
+            "provider": "fake",
+            "model": "fake-model",
+            "timestamp": 1,
+        }
+        await shim.emit(
+            {
+                "type": "message_update",
+                "message": snapshot,
+                "assistantMessageEvent": {"type": "text_delta", "contentIndex": 0, "delta": "f"},
+            },
+            {
+                "type": "message_update",
+                "assistantMessageEvent": {"type": "text_delta", "contentIndex": 0, "delta": "ake"},
+            },
+        )
         for client in (ws, second):
             fresh, before = await recv_until(client, is_type("init_state"))
             assert not [m for m in before if m["type"] == "message_update"]  # the snapshot is not a delta

@@ -28,8 +28,11 @@ def index_of(events, pred) -> int:
 def test_text_deltas_rebuild_the_text_mid_stream():
     events = sample_events()
     # stop just before the 4th text_delta of the first reply: "Hello from fake LL"
-    deltas = [i for i, e in enumerate(events) if e["type"] == "message_update"
-              and e["assistantMessageEvent"]["type"] == "text_delta"]
+    deltas = [
+        i
+        for i, e in enumerate(events)
+        if e["type"] == "message_update" and e["assistantMessageEvent"]["type"] == "text_delta"
+    ]
     snap = replay(events, deltas[3]).snapshot()
     assert snap["role"] == "assistant" and snap["model"] == "fake-model"
     assert snap["content"] == [{"type": "text", "text": "Hello from fake LL"}]
@@ -44,27 +47,41 @@ def test_text_end_sets_final_text_and_message_end_clears():
 
 def test_toolcall_is_rebuilt_from_start_deltas_and_end():
     events = sample_events()
-    start = index_of(events, lambda e: e["type"] == "message_update"
-                     and e["assistantMessageEvent"]["type"] == "toolcall_start")
+    start = index_of(
+        events, lambda e: e["type"] == "message_update" and e["assistantMessageEvent"]["type"] == "toolcall_start"
+    )
     mid = replay(events, start + 3).snapshot()  # after start, '' and '{"command": '
     assert mid["content"][0]["type"] == "toolCall" and mid["content"][0]["id"] == "call_9b6e18a5"
     assert mid["content"][0]["arguments"] == {}
     done = replay(events, start + 5).snapshot()  # after toolcall_end
-    assert done["content"][0] == {"type": "toolCall", "id": "call_9b6e18a5", "name": "bash",
-                                  "arguments": {"command": "echo hi"}}
+    assert done["content"][0] == {
+        "type": "toolCall",
+        "id": "call_9b6e18a5",
+        "name": "bash",
+        "arguments": {"command": "echo hi"},
+    }
 
 
 def test_thinking_and_gaps_and_garbage():
     p = PartialMessage()
     p.start({"role": "assistant", "content": []})
     p.update({"type": "message_update", "assistantMessageEvent": {"type": "thinking_start", "contentIndex": 0}})
-    p.update({"type": "message_update", "assistantMessageEvent": {"type": "thinking_delta", "contentIndex": 0,
-                                                                   "delta": "hmm"}})
-    p.update({"type": "message_update", "assistantMessageEvent": {"type": "text_delta", "contentIndex": 2,
-                                                                   "delta": "x"}})
-    for bad in ({}, {"assistantMessageEvent": "x"}, {"assistantMessageEvent": {"type": "text_block",
-                 "contentIndex": 0}}, {"assistantMessageEvent": {"type": "text_delta", "contentIndex": -1}},
-                {"assistantMessageEvent": {"type": "text_delta", "contentIndex": 10**9, "delta": "x"}}):
+    p.update(
+        {
+            "type": "message_update",
+            "assistantMessageEvent": {"type": "thinking_delta", "contentIndex": 0, "delta": "hmm"},
+        }
+    )
+    p.update(
+        {"type": "message_update", "assistantMessageEvent": {"type": "text_delta", "contentIndex": 2, "delta": "x"}}
+    )
+    for bad in (
+        {},
+        {"assistantMessageEvent": "x"},
+        {"assistantMessageEvent": {"type": "text_block", "contentIndex": 0}},
+        {"assistantMessageEvent": {"type": "text_delta", "contentIndex": -1}},
+        {"assistantMessageEvent": {"type": "text_delta", "contentIndex": 10**9, "delta": "x"}},
+    ):
         p.update(bad)
     assert p.snapshot()["content"] == [{"type": "thinking", "thinking": "hmm"}, {"type": "text", "text": "x"}]
 
@@ -74,10 +91,13 @@ def test_user_message_start_is_not_partial_and_snapshot_replaces():
     p.start({"role": "user", "content": []})
     assert p.snapshot() is None
     p.start({"role": "assistant", "content": []})
-    assert p.update({"type": "message_update", "message": {"role": "assistant", "content": [{"type": "text", "text": "S"}]}})
+    assert p.update(
+        {"type": "message_update", "message": {"role": "assistant", "content": [{"type": "text", "text": "S"}]}}
+    )
     assert p.snapshot()["content"] == [{"type": "text", "text": "S"}]
-    assert not p.update({"type": "message_update",
-                         "assistantMessageEvent": {"type": "text_delta", "contentIndex": 0, "delta": "T"}})
+    assert not p.update(
+        {"type": "message_update", "assistantMessageEvent": {"type": "text_delta", "contentIndex": 0, "delta": "T"}}
+    )
     assert p.snapshot()["content"] == [{"type": "text", "text": "ST"}]
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
-from .bridge_helpers import open_client, recv_json, recv_until, send_json
+from .bridge_helpers import open_client, recv_json, send_json
 from .fake_shim import FakeShim, sample_events
 
 TOKEN = "reg-token"
@@ -91,8 +92,12 @@ async def test_register_heartbeat_activity_and_deregister_on_eof(tmp_path, regis
         await fake.emit(sample_events()[0])  # agent_start
         await registry.wait_for(lambda: any(h.get("activity") == "working" for h in registry.params("heartbeat")))
         await fake.emit(*sample_events()[1:16])  # ... agent_end (0.73: the run is over)
-        await registry.wait_for(lambda: registry.params("heartbeat")[-1].get("activity") == "idle"
-                                and registry.params("heartbeat")[-1]["tokens"]["total"] == 616)
+        await registry.wait_for(
+            lambda: (
+                registry.params("heartbeat")[-1].get("activity") == "idle"
+                and registry.params("heartbeat")[-1]["tokens"]["total"] == 616
+            )
+        )
         async with await open_client(fake) as ws:
             await recv_json(ws)
             await send_json(ws, {"type": "set_session_name", "name": "named"})
@@ -112,11 +117,13 @@ async def test_activity_change_is_sent_at_once_not_at_the_next_tick(tmp_path):
         await fake.start()
         await slow_ticks.wait_for(lambda: slow_ticks.params("register"))
         await fake.emit({"type": "agent_start"})
-        await slow_ticks.wait_for(lambda: [h.get("activity") for h in slow_ticks.params("heartbeat")] == ["working"],
-                                  timeout=3)
+        await slow_ticks.wait_for(
+            lambda: [h.get("activity") for h in slow_ticks.params("heartbeat")] == ["working"], timeout=3
+        )
         await fake.emit({"type": "agent_end"})
-        await slow_ticks.wait_for(lambda: [h.get("activity") for h in slow_ticks.params("heartbeat")][-1] == "idle",
-                                  timeout=3)
+        await slow_ticks.wait_for(
+            lambda: [h.get("activity") for h in slow_ticks.params("heartbeat")][-1] == "idle", timeout=3
+        )
     finally:
         await fake.stop()
         await slow_ticks.stop()
@@ -215,8 +222,9 @@ async def test_real_hypivisor_roster_follows_the_agent_and_survives_sigkill(tmp_
             assert (await recv_json(ws))["type"] == "turn_start"
             hv.start()
             dash2 = await RegistryClient.connect(hv)
-            await wait_event(dash2, lambda e: any(n["id"] == "node-test" for n in e.get("nodes", [e.get("node") or {}])),
-                             timeout=15)
+            await wait_event(
+                dash2, lambda e: any(n["id"] == "node-test" for n in e.get("nodes", [e.get("node") or {}])), timeout=15
+            )
             await fake.close_stdin()
             assert await fake.wait_exit(5) == 0
             await wait_event(dash2, lambda e: e.get("event") == "node_removed" and e["id"] == "node-test")
@@ -234,7 +242,7 @@ async def wait_event(client, pred, timeout: float = 10.0) -> dict[str, Any]:
         assert left > 0, "expected registry event did not arrive"
         try:
             msg = json.loads(await asyncio.wait_for(client.ws.recv(), left))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
         if pred(msg):
             return msg
@@ -257,7 +265,7 @@ async def test_reconnect_backoff_doubles_while_the_registry_refuses(tmp_path):
         while len(attempts) < 5 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         assert len(attempts) >= 5, attempts
-        gaps = [b - a for a, b in zip(attempts, attempts[1:])][:4]
+        gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)][:4]
         # delays can only grow under load, never shrink: lower bounds prove the doubling
         assert all(gap >= 0.09 * 2**k for k, gap in enumerate(gaps)), gaps
         assert gaps[0] < 0.6 and gaps[3] < 3.0, gaps  # and it is not some fixed long delay

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .bridge_helpers import open_client, recv_json, shim  # noqa: F401
+from .bridge_helpers import open_client, recv_json
 from .fake_shim import FakeShim
 
 

@@ -51,9 +51,15 @@ def test_backoff_doubles_to_cap_and_resets():
 
 
 def test_config_from_env():
-    c = BridgeConfig.from_env({"PI_SOCKET_PORT": "9000", "PI_SOCKET_PREFERRED_PORT": "9050",
-                               "PI_SOCKET_RECONNECT_MS": "250", "HYPI_ALLOWED_ORIGINS": "https://a.b, https://c.d/",
-                               "HYPIVISOR_WS": "ws://h:4000/ws"})
+    c = BridgeConfig.from_env(
+        {
+            "PI_SOCKET_PORT": "9000",
+            "PI_SOCKET_PREFERRED_PORT": "9050",
+            "PI_SOCKET_RECONNECT_MS": "250",
+            "HYPI_ALLOWED_ORIGINS": "https://a.b, https://c.d/",
+            "HYPIVISOR_WS": "ws://h:4000/ws",
+        }
+    )
     assert c.candidate_ports()[:3] == [9050, 9000, 9001] and len(c.candidate_ports()) == 101
     assert c.reconnect_first_s == 0.25 and c.host == "127.0.0.1"
     assert {"https://a.b", "https://c.d", "http://localhost:4000", "http://localhost:5180"} <= c.allowed_origins
@@ -88,8 +94,13 @@ def test_state_drops_extension_only_events_and_system_messages():
     state = AgentState()
     assert state.apply_event({"type": "context", "messages": []}).forward is None
     assert state.apply_event({"type": "message_end", "message": {"role": "system", "content": "x"}}).forward is None
-    upd = state.apply_event({"type": "message_update", "message": {"role": "assistant"},
-                             "assistantMessageEvent": {"type": "text_delta", "delta": "x", "partial": {}}})
+    upd = state.apply_event(
+        {
+            "type": "message_update",
+            "message": {"role": "assistant"},
+            "assistantMessageEvent": {"type": "text_delta", "delta": "x", "partial": {}},
+        }
+    )
     assert upd.forward == {"type": "message_update", "assistantMessageEvent": {"type": "text_delta", "delta": "x"}}
     assert "context" not in state.apply_event({"type": "turn_end", "context": [1], "message": {}}).forward
 
@@ -110,9 +121,14 @@ def test_state_session_name_changes_forward_once():
 
 def test_state_skips_malformed_tools_and_commands():
     state = AgentState()
-    state.apply_state({"tools": [{"name": "ok"}, {"name": 3}, "junk", {"description": "no name"}],
-                       "commands": [{"name": "c", "description": None}, {"name": "d", "description": "fine"}],
-                       "context_usage": {"tokens": "many"}, "model": {"provider": "p", "id": "m"}})
+    state.apply_state(
+        {
+            "tools": [{"name": "ok"}, {"name": 3}, "junk", {"description": "no name"}],
+            "commands": [{"name": "c", "description": None}, {"name": "d", "description": "fine"}],
+            "context_usage": {"tokens": "many"},
+            "model": {"provider": "p", "id": "m"},
+        }
+    )
     assert [t.name for t in state.tools] == ["ok"] and [c.name for c in state.commands] == ["d"]
     assert state.context is None and state.model == "p/m"
 
@@ -121,7 +137,14 @@ def test_agent_settled_detection_by_version():
     from pi_socket.bridge.app import clip, has_agent_settled
 
     assert [has_agent_settled(v) for v in ("1.5.2", "1.x", "2.0.0", "0.73.1", "0.x", "unknown", "")] == [
-        True, True, True, False, False, False, False]
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
     assert clip("abc", 2) == "ab" and clip(None, 2) is None
 
 
@@ -133,9 +156,14 @@ json_values = st.recursive(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.dictionaries(st.sampled_from(["type", "id", "text", "before", "limit", "prefix", "name", "attachments",
-                                         "deliver_as", "x"]), json_values | st.sampled_from(
-    ["prompt", "abort", "fetch_history", "list_commands", "list_files", "set_session_name"]), max_size=6))
+@given(
+    st.dictionaries(
+        st.sampled_from(["type", "id", "text", "before", "limit", "prefix", "name", "attachments", "deliver_as", "x"]),
+        json_values
+        | st.sampled_from(["prompt", "abort", "fetch_history", "list_commands", "list_files", "set_session_name"]),
+        max_size=6,
+    )
+)
 def test_any_json_object_parses_to_a_model_or_an_error_never_raises(obj):
     import json as _json
 

@@ -23,8 +23,7 @@ def test_zero_rate_disables_the_limit():
 
 
 @settings(max_examples=200, deadline=None)
-@given(rate=st.floats(0.5, 1000), burst=st.integers(1, 500),
-       gaps=st.lists(st.floats(0, 0.5), min_size=1, max_size=300))
+@given(rate=st.floats(0.5, 1000), burst=st.integers(1, 500), gaps=st.lists(st.floats(0, 0.5), min_size=1, max_size=300))
 def test_never_more_than_burst_plus_rate_times_elapsed(rate, burst, gaps):
     b = TokenBucket(rate, burst, now=0.0)
     now, taken = 0.0, 0

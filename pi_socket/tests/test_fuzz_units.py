@@ -34,9 +34,16 @@ FRAMEISH = st.fixed_dictionaries(
     {"type": st.one_of(st.sampled_from([*CLIENT_TYPES, "Prompt", "", "init_state", "ack", "x" * 500]), JSON)},
     optional={
         "id": st.one_of(JSON, st.text(min_size=120, max_size=200), st.integers(min_value=-(2**70), max_value=2**70)),
-        "text": JSON, "before": JSON, "limit": JSON, "prefix": JSON, "name": JSON, "deliver_as": JSON,
-        "attachments": st.lists(st.fixed_dictionaries({}, optional={"name": JSON, "mime_type": JSON, "data": JSON}),
-                                max_size=3) | JSON,
+        "text": JSON,
+        "before": JSON,
+        "limit": JSON,
+        "prefix": JSON,
+        "name": JSON,
+        "deliver_as": JSON,
+        "attachments": st.lists(
+            st.fixed_dictionaries({}, optional={"name": JSON, "mime_type": JSON, "data": JSON}), max_size=3
+        )
+        | JSON,
         "extra": JSON,
     },
 )
@@ -61,8 +68,11 @@ def test_any_frame_is_a_model_or_a_typed_error(raw):
 
 @pytest.mark.parametrize("depth", [1_000, 100_000])
 def test_deep_nesting_is_an_error_not_a_recursion_error(depth):
-    for doc in ("[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth,
-                '{"type":"prompt","id":"p","text":' + "[" * depth + "]" * depth + "}"):
+    for doc in (
+        "[" * depth + "]" * depth,
+        '{"a":' * depth + "1" + "}" * depth,
+        '{"type":"prompt","id":"p","text":' + "[" * depth + "]" * depth + "}",
+    ):
         assert isinstance(outcome(doc), ErrorMsg)
 
 
@@ -76,15 +86,35 @@ def test_binary_unknown_and_wrong_types_are_specific():
 
 
 # ------------------------------------------------------------------ attachments
-MIMES = st.one_of(st.sampled_from(["image/png", "IMAGE/PNG; x=1", "text/plain", "application/json",
-                                   "application/octet-stream", "application/x-msdownload", "image/svg+xml",
-                                   "text/html", "video/mp4", ""]), st.text(max_size=30))
+MIMES = st.one_of(
+    st.sampled_from(
+        [
+            "image/png",
+            "IMAGE/PNG; x=1",
+            "text/plain",
+            "application/json",
+            "application/octet-stream",
+            "application/x-msdownload",
+            "image/svg+xml",
+            "text/html",
+            "video/mp4",
+            "",
+        ]
+    ),
+    st.text(max_size=30),
+)
 
 
 @FUZZ
-@given(name=st.text(min_size=1, max_size=50), mime=MIMES,
-       data=st.one_of(st.binary(max_size=300).map(lambda b: base64.b64encode(b).decode()),
-                      st.text(max_size=100), st.sampled_from(["====", "YQ", "YQ==YQ==", "Zm9v\n", "@@@@"])))
+@given(
+    name=st.text(min_size=1, max_size=50),
+    mime=MIMES,
+    data=st.one_of(
+        st.binary(max_size=300).map(lambda b: base64.b64encode(b).decode()),
+        st.text(max_size=100),
+        st.sampled_from(["====", "YQ", "YQ==YQ==", "Zm9v\n", "@@@@"]),
+    ),
+)
 def test_attachments_bundle_or_a_specific_error(name, mime, data):
     try:
         att = Attachment(name=name, mime_type=mime or "x", data=data)
@@ -109,8 +139,10 @@ def test_oversize_wrong_mime_and_invalid_base64():
         (Attachment(name="a.png", mime_type="image/png", data=big), ErrorCode.TOO_LARGE),
         (Attachment(name="a.exe", mime_type="application/x-msdownload", data="TVo="), ErrorCode.INVALID_PARAMS),
         (Attachment(name="a.png", mime_type="image/png", data="not base64!"), ErrorCode.INVALID_PARAMS),
-        (Attachment(name="a.txt", mime_type="text/plain", data=base64.b64encode(b"\xff\xfe").decode()),
-         ErrorCode.INVALID_PARAMS),
+        (
+            Attachment(name="a.txt", mime_type="text/plain", data=base64.b64encode(b"\xff\xfe").decode()),
+            ErrorCode.INVALID_PARAMS,
+        ),
     ]
     for att, code in cases:
         with pytest.raises(attachments.AttachmentError) as e:
@@ -134,8 +166,30 @@ def project(tmp_path_factory):
     return cwd
 
 
-PREFIX = st.lists(st.sampled_from(["..", ".", "", "src", "pkg", "out", "up", "root", "etc", "secret", "key",
-                                   "ma", "\x00", "/", "\\..", "~", "a" * 300]), max_size=6).map("/".join)
+PREFIX = st.lists(
+    st.sampled_from(
+        [
+            "..",
+            ".",
+            "",
+            "src",
+            "pkg",
+            "out",
+            "up",
+            "root",
+            "etc",
+            "secret",
+            "key",
+            "ma",
+            "\x00",
+            "/",
+            "\\..",
+            "~",
+            "a" * 300,
+        ]
+    ),
+    max_size=6,
+).map("/".join)
 
 
 @FUZZ
@@ -154,15 +208,26 @@ LATIN1 = st.text(alphabet=st.characters(max_codepoint=255), max_size=60)
 
 
 @FUZZ
-@given(authorization=st.one_of(st.none(), LATIN1, st.just("Bearer s3cret"), st.just("bearer s3cret ")),
-       protocols=st.lists(st.one_of(LATIN1, st.just("hypi-token.czNjcmV0"), st.just("hypi-token.%%%")), max_size=3),
-       path=st.one_of(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=60),
-                      st.just("/?token=s3cret"), st.just("/?token=%FF%FE")),
-       origin=st.one_of(st.none(), LATIN1, st.just("http://127.0.0.1:5180"), st.just("null")))
+@given(
+    authorization=st.one_of(st.none(), LATIN1, st.just("Bearer s3cret"), st.just("bearer s3cret ")),
+    protocols=st.lists(st.one_of(LATIN1, st.just("hypi-token.czNjcmV0"), st.just("hypi-token.%%%")), max_size=3),
+    path=st.one_of(
+        st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), max_size=60),
+        st.just("/?token=s3cret"),
+        st.just("/?token=%FF%FE"),
+    ),
+    origin=st.one_of(st.none(), LATIN1, st.just("http://127.0.0.1:5180"), st.just("null")),
+)
 def test_handshake_check_never_raises_and_only_the_token_opens(authorization, protocols, path, origin):
     allowed = frozenset({"http://127.0.0.1:5180"})
-    v = auth.check_handshake(token="s3cret", allowed_origins=allowed, authorization=authorization,
-                             protocols=protocols, path=path, origin=origin)
+    v = auth.check_handshake(
+        token="s3cret",
+        allowed_origins=allowed,
+        authorization=authorization,
+        protocols=protocols,
+        path=path,
+        origin=origin,
+    )
     if origin is not None and origin.rstrip("/") not in allowed:
         assert v.status == 403
     if v.allowed:

@@ -14,8 +14,14 @@ ALLOWED = hs.default_origins({"box"}, {31415, 5181}) | {"https://pi.example.ts.n
 
 
 def decide(token="s3cret", *, origin=None, authorization=None, protocols=(), query=()):
-    return hs.decide(expected_token=token, allowed_origins=ALLOWED, origin=origin, authorization=authorization,
-                     protocols=list(protocols), query_tokens=list(query))
+    return hs.decide(
+        expected_token=token,
+        allowed_origins=ALLOWED,
+        origin=origin,
+        authorization=authorization,
+        protocols=list(protocols),
+        query_tokens=list(query),
+    )
 
 
 # ------------------------------------------------------------------ token carriers
@@ -53,14 +59,23 @@ def test_subprotocol_token_roundtrip_for_non_ascii_and_garbage():
     proto = hs.encode_token_protocol(tok)
     assert "=" not in proto and hs.decode_token_protocol(proto) == tok
     assert hs.decode_token_protocol(proto + "==") == tok  # padding is optional
-    for bad in ("hypi-token.!!!", "hypi-token.", "hypi-token.czNj cmV0", "hypi-token.czNjcmV0%", "hypi-token.ÿÿ",
-                "hypi-token." + "__8"):  # last: not UTF-8
+    for bad in (
+        "hypi-token.!!!",
+        "hypi-token.",
+        "hypi-token.czNj cmV0",
+        "hypi-token.czNjcmV0%",
+        "hypi-token.ÿÿ",
+        "hypi-token." + "__8",
+    ):  # last: not UTF-8
         assert hs.decode_token_protocol(bad) is None, bad
 
 
 def test_split_protocols_joins_every_header_value():
-    assert hs.split_protocols(["hypi.v1, hypi-token.abc", "other", None, " , "]) == ["hypi.v1", "hypi-token.abc",
-                                                                                      "other"]
+    assert hs.split_protocols(["hypi.v1, hypi-token.abc", "other", None, " , "]) == [
+        "hypi.v1",
+        "hypi-token.abc",
+        "other",
+    ]
 
 
 def test_subprotocol_selection_never_echoes_the_token():
@@ -106,8 +121,9 @@ def test_own_dev_and_configured_origins_are_allowed(origin):
     assert decide(origin=origin, authorization="Bearer s3cret").allowed
 
 
-@pytest.mark.parametrize("origin", ["null", "http://localhost:9999", "http://localhost.evil:5180", "file://",
-                                    "https://evil.example", ""])
+@pytest.mark.parametrize(
+    "origin", ["null", "http://localhost:9999", "http://localhost.evil:5180", "file://", "https://evil.example", ""]
+)
 def test_other_origins_are_refused(origin):
     assert decide(token=None, origin=origin).status == 403
 
@@ -118,8 +134,9 @@ def test_parse_allowed_origins():
 
 
 def test_default_origins_skip_empty_names_and_ports():
-    assert hs.default_origins({""}, {0}) == {f"{s}://{h}:5180" for s in ("http", "https")
-                                             for h in ("localhost", "127.0.0.1", "[::1]")}
+    assert hs.default_origins({""}, {0}) == {
+        f"{s}://{h}:5180" for s in ("http", "https") for h in ("localhost", "127.0.0.1", "[::1]")
+    }
 
 
 # ------------------------------------------------------------------ duplicate credentials

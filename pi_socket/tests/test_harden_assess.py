@@ -6,7 +6,7 @@ from pi_socket.harden import ledger
 from pi_socket.harden.assess import assess
 from pi_socket.harden.classify import ErrorClass, Occurrence, group
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 KEY_ERROR = ErrorClass("bridge", "client.message", "KeyError: <str>")
 OS_ERROR = ErrorClass("hypivisor", "proxy.connect", "OSError: <ip>:<port>")
 
@@ -21,9 +21,19 @@ def occ(klass, when):
 
 def entry(klass, status, when, commit="a" * 40, **over):
     data = {
-        "ts": when, "class_id": klass.id, "error_class": klass.label, "boundary": klass.boundary,
-        "component": klass.component, "pattern": klass.pattern, "occurrences": 1, "first_seen": at(1),
-        "last_seen": at(1), "status": status, "commit": commit, "root_cause": "rc", "action": "act",
+        "ts": when,
+        "class_id": klass.id,
+        "error_class": klass.label,
+        "boundary": klass.boundary,
+        "component": klass.component,
+        "pattern": klass.pattern,
+        "occurrences": 1,
+        "first_seen": at(1),
+        "last_seen": at(1),
+        "status": status,
+        "commit": commit,
+        "root_cause": "rc",
+        "action": "act",
         "files_changed": ["x.py"],
     }
     data.update(over)

@@ -15,8 +15,17 @@ from pi_socket.harden.classify import (
 
 
 def _line(error, boundary="ws.message", component="bridge", ts="2026-11-23T20:41:07.123Z", **extra):
-    return {"ts": ts, "level": "error", "component": component, "msg": "unhandled error at boundary",
-            "needsHardening": True, "boundary": boundary, "error": error, "stack": "Traceback ...", **extra}
+    return {
+        "ts": ts,
+        "level": "error",
+        "component": component,
+        "msg": "unhandled error at boundary",
+        "needsHardening": True,
+        "boundary": boundary,
+        "error": error,
+        "stack": "Traceback ...",
+        **extra,
+    }
 
 
 def _class(record):
@@ -27,18 +36,34 @@ def _class(record):
 
 SAME_CLASS_PAIRS = [
     pytest.param("KeyError: 'node-3f2a91'", "KeyError: 'mac-77'", id="quoted ids"),
-    pytest.param("OSError: [Errno 98] address already in use: 127.0.0.1:8080",
-                 "OSError: [Errno 98] address already in use: 127.0.0.1:31415", id="ports"),
-    pytest.param("ValueError: session 550e8400-e29b-41d4-a716-446655440000 unknown",
-                 "ValueError: session 123e4567-e89b-12d3-a456-426614174000 unknown", id="uuids"),
-    pytest.param("FileNotFoundError: [Errno 2] No such file: /home/ann/.pi/agent/sessions/a.jsonl",
-                 "FileNotFoundError: [Errno 2] No such file: /tmp/pytest-7/sessions/b.jsonl", id="paths"),
-    pytest.param("RuntimeError: frame 12 too large (70000 bytes)",
-                 "RuntimeError: frame 3 too large (65537 bytes)", id="numbers"),
-    pytest.param("RuntimeError: <Task at 0x7f3a2b1c0d90> destroyed", "RuntimeError: <Task at 0x55d0aa> destroyed",
-                 id="hex addresses"),
-    pytest.param("TimeoutError: no pong from ws://127.0.0.1:9/ws?token=x after 3000ms",
-                 "TimeoutError: no pong from ws://[::1]:4000/ws after 15ms", id="urls and durations"),
+    pytest.param(
+        "OSError: [Errno 98] address already in use: 127.0.0.1:8080",
+        "OSError: [Errno 98] address already in use: 127.0.0.1:31415",
+        id="ports",
+    ),
+    pytest.param(
+        "ValueError: session 550e8400-e29b-41d4-a716-446655440000 unknown",
+        "ValueError: session 123e4567-e89b-12d3-a456-426614174000 unknown",
+        id="uuids",
+    ),
+    pytest.param(
+        "FileNotFoundError: [Errno 2] No such file: /home/ann/.pi/agent/sessions/a.jsonl",
+        "FileNotFoundError: [Errno 2] No such file: /tmp/pytest-7/sessions/b.jsonl",
+        id="paths",
+    ),
+    pytest.param(
+        "RuntimeError: frame 12 too large (70000 bytes)", "RuntimeError: frame 3 too large (65537 bytes)", id="numbers"
+    ),
+    pytest.param(
+        "RuntimeError: <Task at 0x7f3a2b1c0d90> destroyed",
+        "RuntimeError: <Task at 0x55d0aa> destroyed",
+        id="hex addresses",
+    ),
+    pytest.param(
+        "TimeoutError: no pong from ws://127.0.0.1:9/ws?token=x after 3000ms",
+        "TimeoutError: no pong from ws://[::1]:4000/ws after 15ms",
+        id="urls and durations",
+    ),
     pytest.param("LookupError: client c7f3a9b2e1 gone", "LookupError: client 0a1b2c3d4e gone", id="hex ids"),
     pytest.param("LookupError: node node-a1b2c3 gone", "LookupError: node node-9z8y7x gone", id="mixed ids"),
     pytest.param("ValueError:   bad\n  frame", "ValueError: bad frame", id="whitespace"),
@@ -71,7 +96,10 @@ def test_same_message_at_different_boundaries_is_a_different_class():
 
 
 def test_same_message_in_different_components_is_a_different_class():
-    assert _class(_line("KeyError: 'x'", component="bridge")).id != _class(_line("KeyError: 'x'", component="hypivisor")).id
+    assert (
+        _class(_line("KeyError: 'x'", component="bridge")).id
+        != _class(_line("KeyError: 'x'", component="hypivisor")).id
+    )
 
 
 def test_class_id_is_short_stable_and_pinned():
@@ -119,7 +147,7 @@ def test_group_counts_orders_by_frequency_and_tracks_first_and_last_seen():
     summaries = group(occurrence_from_record(r) for r in lines)
     assert [s.count for s in summaries] == [2, 1]
     top = summaries[0]
-    assert top.first_seen == dt.datetime(2026, 11, 23, 10, 0, 1, tzinfo=dt.timezone.utc)
-    assert top.last_seen == dt.datetime(2026, 11, 23, 10, 0, 3, tzinfo=dt.timezone.utc)
+    assert top.first_seen == dt.datetime(2026, 11, 23, 10, 0, 1, tzinfo=dt.UTC)
+    assert top.last_seen == dt.datetime(2026, 11, 23, 10, 0, 3, tzinfo=dt.UTC)
     assert top.latest.error == "KeyError: 'a'"
     assert top.count_after(top.first_seen) == 1

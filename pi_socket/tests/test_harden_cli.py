@@ -12,12 +12,21 @@ from pi_socket.harden import cli, ledger
 REPO = Path(__file__).resolve().parents[2]
 
 
-def hardening_line(error="KeyError: 'node-1234'", ts="2026-11-23T20:00:00.000Z", boundary="client.message",
-                   component="bridge"):
-    return orjson.dumps({"ts": ts, "level": "error", "component": component, "msg": "unhandled error at boundary",
-                         "needsHardening": True, "boundary": boundary, "error": error,
-                         "stack": 'Traceback (most recent call last):\n  File "h.py", line 3, in on_message\n' + error}
-                        ).decode()
+def hardening_line(
+    error="KeyError: 'node-1234'", ts="2026-11-23T20:00:00.000Z", boundary="client.message", component="bridge"
+):
+    return orjson.dumps(
+        {
+            "ts": ts,
+            "level": "error",
+            "component": component,
+            "msg": "unhandled error at boundary",
+            "needsHardening": True,
+            "boundary": boundary,
+            "error": error,
+            "stack": 'Traceback (most recent call last):\n  File "h.py", line 3, in on_message\n' + error,
+        }
+    ).decode()
 
 
 @pytest.fixture
@@ -25,12 +34,22 @@ def env(tmp_path, monkeypatch):
     """A log dir with one bridge and one hypivisor class, and an empty ledger chosen via HARDEN_LEDGER."""
     logs = tmp_path / "logs"
     logs.mkdir()
-    (logs / "pi-socket.jsonl").write_text("\n".join([
-        hardening_line(), hardening_line(error="KeyError: 'node-98'", ts="2026-11-23T20:05:00.000Z"), "{bad",
-    ]) + "\n")
+    (logs / "pi-socket.jsonl").write_text(
+        "\n".join(
+            [
+                hardening_line(),
+                hardening_line(error="KeyError: 'node-98'", ts="2026-11-23T20:05:00.000Z"),
+                "{bad",
+            ]
+        )
+        + "\n"
+    )
     (logs / "hypivisor.jsonl").write_text(
-        hardening_line(error="OSError: connect to 127.0.0.1:4242 failed", boundary="proxy.connect",
-                       component="hypivisor") + "\n")
+        hardening_line(
+            error="OSError: connect to 127.0.0.1:4242 failed", boundary="proxy.connect", component="hypivisor"
+        )
+        + "\n"
+    )
     monkeypatch.setenv("PI_SOCKET_LOG_DIR", str(logs))
     monkeypatch.setenv("HARDEN_LEDGER", str(tmp_path / "ledger.jsonl"))
     return tmp_path
@@ -74,8 +93,23 @@ def test_status_exit_code_follows_health(env, capsys):
     code, out, _ = run(capsys, "status")
     assert code == 1 and "NOT healthy" in out and "/skill:harden-pi-socket" in out
     for klass in report(capsys)["classes"]:
-        assert run(capsys, "record", "--class-id", klass["class_id"], "--status", "fixed", "--root-cause", "rc",
-                   "--action", "act", "--files", "x.py")[0] == 0
+        assert (
+            run(
+                capsys,
+                "record",
+                "--class-id",
+                klass["class_id"],
+                "--status",
+                "fixed",
+                "--root-cause",
+                "rc",
+                "--action",
+                "act",
+                "--files",
+                "x.py",
+            )[0]
+            == 0
+        )
     code, out, _ = run(capsys, "status", "--json")
     assert code == 0 and orjson.loads(out)["healthy"] is True
 
@@ -87,8 +121,22 @@ def head():
 def test_record_defaults_the_commit_to_head_of_the_repo(env, capsys):
     class_id = report(capsys)["classes"][0]["class_id"]
     before = head()  # others commit in this checkout concurrently: HEAD may move during the test
-    code, out, err = run(capsys, "record", "--class-id", class_id, "--status", "attempted", "--root-cause",
-                         "frames without a type", "--action", "validate frames", "--files", "a.py", "b.py", "--json")
+    code, out, err = run(
+        capsys,
+        "record",
+        "--class-id",
+        class_id,
+        "--status",
+        "attempted",
+        "--root-cause",
+        "frames without a type",
+        "--action",
+        "validate frames",
+        "--files",
+        "a.py",
+        "b.py",
+        "--json",
+    )
     assert code == 0, err
     written = orjson.loads(out)
     assert written["commit"] in {before, head()}
@@ -102,8 +150,24 @@ def test_record_defaults_the_commit_to_head_of_the_repo(env, capsys):
 def test_record_accepts_a_short_commit_and_stores_the_full_sha(env, capsys):
     sha = head()
     class_id = report(capsys)["classes"][0]["class_id"]
-    code, _, err = run(capsys, "record", "--class-id", class_id, "--status", "fixed", "--root-cause", "rc",
-                       "--action", "a", "--files", "x.py", "--commit", sha[:9], "--supersedes", sha[:8])
+    code, _, err = run(
+        capsys,
+        "record",
+        "--class-id",
+        class_id,
+        "--status",
+        "fixed",
+        "--root-cause",
+        "rc",
+        "--action",
+        "a",
+        "--files",
+        "x.py",
+        "--commit",
+        sha[:9],
+        "--supersedes",
+        sha[:8],
+    )
     assert code == 0, err
     [entry] = ledger.load(env / "ledger.jsonl")
     assert entry.commit == sha and entry.supersedes == sha
@@ -157,11 +221,35 @@ def test_recording_the_same_thing_twice_is_refused(env, capsys):
 
 def test_a_class_gone_from_the_logs_can_still_be_recorded_from_its_ledger_history(env, capsys, tmp_path):
     class_id = report(capsys)["classes"][0]["class_id"]
-    run(capsys, "record", "--class-id", class_id, "--status", "fixed", "--root-cause", "r", "--action", "a",
-        "--files", "x")
+    run(
+        capsys,
+        "record",
+        "--class-id",
+        class_id,
+        "--status",
+        "fixed",
+        "--root-cause",
+        "r",
+        "--action",
+        "a",
+        "--files",
+        "x",
+    )
     empty = tmp_path / "empty-logs"
-    code, _, err = run(capsys, "record", "--log-dir", str(empty), "--class-id", class_id, "--status", "reverted",
-                       "--root-cause", "the fix broke resume", "--action", "git revert")
+    code, _, err = run(
+        capsys,
+        "record",
+        "--log-dir",
+        str(empty),
+        "--class-id",
+        class_id,
+        "--status",
+        "reverted",
+        "--root-cause",
+        "the fix broke resume",
+        "--action",
+        "git revert",
+    )
     assert code == 0, err
     assert [e.status for e in ledger.load(env / "ledger.jsonl")] == ["fixed", "reverted"]
 
@@ -184,8 +272,20 @@ def test_explicit_log_and_ledger_options_override_the_defaults(env, capsys, tmp_
 def test_module_entry_point_runs_and_healthy_status_exits_zero(tmp_path):
     """The skill calls exactly this command line; with no logs at all the system is healthy."""
     done = subprocess.run(
-        [sys.executable, "-m", "pi_socket.harden", "status", "--log-dir", str(tmp_path),
-         "--ledger", str(tmp_path / "l.jsonl")], capture_output=True, text=True, timeout=30, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "pi_socket.harden",
+            "status",
+            "--log-dir",
+            str(tmp_path),
+            "--ledger",
+            str(tmp_path / "l.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("healthy")
@@ -195,7 +295,9 @@ def test_raised_at_names_the_innermost_frame_of_python_and_javascript_stacks():
     from pi_socket.harden.render import raised_at
 
     py = 'Traceback (most recent call last):\n  File "a.py", line 1, in outer\n  File "b.py", line 7, in inner\nKeyError: 1'
-    js = "TypeError: x is undefined\n    at onMessage (/ext/src/index.ts:42:13)\n    at Socket.emit (node:events:519:28)"
+    js = (
+        "TypeError: x is undefined\n    at onMessage (/ext/src/index.ts:42:13)\n    at Socket.emit (node:events:519:28)"
+    )
     assert raised_at(py) == "b.py:7 in inner"
     assert raised_at(js) == "/ext/src/index.ts:42 in onMessage"
     assert raised_at("no frames here") == ""

@@ -11,7 +11,7 @@ from pi_socket.harden.classify import class_id
 from pi_socket.harden.ledger import LedgerEntry, LedgerError
 
 REPO = Path(__file__).resolve().parents[2]
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def entry_data(**over):

@@ -7,8 +7,18 @@ from pi_socket.oplog import RotatingJsonlFile
 
 
 def hardening_line(error="KeyError: 'x'", ts="2026-11-23T20:00:00.000Z", boundary="client.message"):
-    return orjson.dumps({"ts": ts, "level": "error", "component": "bridge", "msg": "unhandled error at boundary",
-                         "needsHardening": True, "boundary": boundary, "error": error, "stack": "tb"}).decode()
+    return orjson.dumps(
+        {
+            "ts": ts,
+            "level": "error",
+            "component": "bridge",
+            "msg": "unhandled error at boundary",
+            "needsHardening": True,
+            "boundary": boundary,
+            "error": error,
+            "stack": "tb",
+        }
+    ).decode()
 
 
 INFO = '{"ts":"2026-11-23T20:00:00.000Z","level":"info","component":"bridge","msg":"listening","port":8080}'
@@ -16,16 +26,22 @@ INFO = '{"ts":"2026-11-23T20:00:00.000Z","level":"info","component":"bridge","ms
 
 def test_malformed_lines_are_skipped_counted_and_never_fatal(tmp_path):
     log = tmp_path / "pi-socket.jsonl"
-    log.write_text("\n".join([
-        INFO,
-        "{truncated by a crash",
-        hardening_line(),
-        "[1, 2]",
-        '"just a string"',
-        hardening_line(ts="not a time"),
-        "",
-        hardening_line(error="KeyError: 'y'"),
-    ]) + "\n" + '{"ts": "2026-11-23T20:00:01Z", "needsHard')  # partial last line
+    log.write_text(
+        "\n".join(
+            [
+                INFO,
+                "{truncated by a crash",
+                hardening_line(),
+                "[1, 2]",
+                '"just a string"',
+                hardening_line(ts="not a time"),
+                "",
+                hardening_line(error="KeyError: 'y'"),
+            ]
+        )
+        + "\n"
+        + '{"ts": "2026-11-23T20:00:01Z", "needsHard'
+    )  # partial last line
     occurrences, scan = read_logs([log])
     assert [o.error for o in occurrences] == ["KeyError: 'x'", "KeyError: 'y'"]
     assert scan.malformed == {str(log): 5}

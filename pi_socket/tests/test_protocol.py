@@ -58,7 +58,12 @@ def test_registry_params_strict():
         with pytest.raises(ValidationError):
             p.RegisterParams.model_validate(bad)
     assert set(p.REGISTRY_METHODS) == {
-        "register", "deregister", "heartbeat", "list_nodes", "list_directories", "spawn_agent",
+        "register",
+        "deregister",
+        "heartbeat",
+        "list_nodes",
+        "list_directories",
+        "spawn_agent",
     }
 
 
@@ -69,7 +74,13 @@ def test_pi_messages_pass_through_unknown_fields():
 
 def test_init_event_carries_protocol_version():
     ev = p.InitEvent(nodes=[])
-    assert p.dump(ev) == {"event": "init", "nodes": [], "protocol_version": "1", "hypivisor_version": None, "total": None}
+    assert p.dump(ev) == {
+        "event": "init",
+        "nodes": [],
+        "protocol_version": "1",
+        "hypivisor_version": None,
+        "total": None,
+    }
 
 
 def test_schema_command_exports_every_model():

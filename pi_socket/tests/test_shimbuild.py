@@ -57,7 +57,9 @@ def test_a_stale_missing_or_foreign_bundle_is_named(tmp_path):
 
 def test_check_exits_1_and_says_how_to_fix_when_stale(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(shimbuild, "BUNDLE", tmp_path / "none.js")
-    monkeypatch.setattr(shimbuild, "stale_reason", lambda: f"{tmp_path / 'none.js'} is missing or has no sources digest")
+    monkeypatch.setattr(
+        shimbuild, "stale_reason", lambda: f"{tmp_path / 'none.js'} is missing or has no sources digest"
+    )
     assert cli(["build-shim", "--check"]) == 1
     assert "python -m pi_socket build-shim" in capsys.readouterr().out
 
@@ -81,8 +83,10 @@ def test_the_bundle_runs_under_node_and_exports_the_extension_factory(tmp_path):
     if node is None:
         pytest.skip("node not on PATH")
     probe = tmp_path / "probe.mjs"
-    probe.write_text(f"const m = await import({json.dumps(shimbuild.BUNDLE.as_uri())});\n"
-                     "console.log(typeof m.default, typeof m.launchSpec);\n")
+    probe.write_text(
+        f"const m = await import({json.dumps(shimbuild.BUNDLE.as_uri())});\n"
+        "console.log(typeof m.default, typeof m.launchSpec);\n"
+    )
     done = subprocess.run([node, str(probe)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["function", "function"]

@@ -7,13 +7,30 @@ import pytest
 from pi_socket import shimwire as w
 from pi_socket.bridge.state import AgentState
 
-SESSION = {"session_id": "s1", "session_file": "/tmp/s.jsonl", "session_name": None, "model": "anthropic/claude",
-           "tools": [{"name": "read", "description": "", "active": True}], "commands": []}
+SESSION = {
+    "session_id": "s1",
+    "session_file": "/tmp/s.jsonl",
+    "session_name": None,
+    "model": "anthropic/claude",
+    "tools": [{"name": "read", "description": "", "active": True}],
+    "commands": [],
+}
 
 
 def test_a_hello_as_the_shim_writes_it() -> None:
-    hello = w.parse_shim_line({"t": "hello", "v": 1, "node_id": "n1", "pid": 42, "cwd": "/w", "pi_version": "1.5.2",
-                               "mode": "tui", "session": SESSION, "later": "ignored"})
+    hello = w.parse_shim_line(
+        {
+            "t": "hello",
+            "v": 1,
+            "node_id": "n1",
+            "pid": 42,
+            "cwd": "/w",
+            "pi_version": "1.5.2",
+            "mode": "tui",
+            "session": SESSION,
+            "later": "ignored",
+        }
+    )
     assert isinstance(hello, w.HelloLine)
     assert (hello.node_id, hello.pid, hello.cwd, hello.pi_version) == ("n1", 42, "/w", "1.5.2")
     assert hello.session is not None and hello.session.facts() == SESSION
@@ -84,17 +101,38 @@ def test_unknown_kinds_are_ignored(line: dict) -> None:
 def test_lines_the_bridge_writes_are_the_documented_objects() -> None:
     """Byte-for-byte the objects §4.2 shows (the shim reads ready/watch/req by these names)."""
     assert w.dump_line(w.ReadyLine(port=7000, url="ws://h:7000/", watch=True, watching=False)) == {
-        "t": "ready", "port": 7000, "url": "ws://h:7000/", "watch": True, "watching": False}
+        "t": "ready",
+        "port": 7000,
+        "url": "ws://h:7000/",
+        "watch": True,
+        "watching": False,
+    }
     assert w.dump_line(w.WatchLine(on=True)) == {"t": "watch", "on": True}
     assert w.dump_line(w.ReqLine(id="b1", op="history")) == {"t": "req", "id": "b1", "op": "history"}
-    send = w.ReqLine(id="b2", op="send", text="hi", prompt_id="p1", images=[{"type": "image", "data": "AA==",
-                                                                            "mimeType": "image/png"}],
-                     deliverAs="steer")
-    assert w.dump_line(send) == {"t": "req", "id": "b2", "op": "send", "text": "hi", "prompt_id": "p1",
-                                 "images": [{"type": "image", "data": "AA==", "mimeType": "image/png"}],
-                                 "deliverAs": "steer"}
+    send = w.ReqLine(
+        id="b2",
+        op="send",
+        text="hi",
+        prompt_id="p1",
+        images=[{"type": "image", "data": "AA==", "mimeType": "image/png"}],
+        deliverAs="steer",
+    )
+    assert w.dump_line(send) == {
+        "t": "req",
+        "id": "b2",
+        "op": "send",
+        "text": "hi",
+        "prompt_id": "p1",
+        "images": [{"type": "image", "data": "AA==", "mimeType": "image/png"}],
+        "deliverAs": "steer",
+    }
     assert w.dump_line(w.ReqLine(id="b3", op="notify", message="m", level="info")) == {
-        "t": "req", "id": "b3", "op": "notify", "message": "m", "level": "info"}
+        "t": "req",
+        "id": "b3",
+        "op": "notify",
+        "message": "m",
+        "level": "info",
+    }
 
 
 @pytest.mark.parametrize("fields", [{"op": "nope"}, {"op": "send", "txt": "typo"}, {"op": "notify", "level": "loud"}])
