@@ -8,7 +8,7 @@ import nord from "./pi/nord.json";
 import solarizedDark from "./pi/solarized-dark.json";
 import solarizedLight from "./pi/solarized-light.json";
 import tokyo from "./pi/tokyo-night.json";
-import { bestTextOn, ensureContrast, luminance } from "./contrast";
+import { bestTextOn, contrast, ensureContrast, luminance } from "./contrast";
 
 export interface PiThemeFile {
   name: string;
@@ -30,8 +30,66 @@ function resolver(t: PiThemeFile, isDark: boolean) {
   };
 }
 
+const PAGE = ["--bg", "--surface", "--info-bg", "--selected-bg"];
+const TOOL = ["--tool-pending", "--tool-success", "--tool-error"];
+
+/** Every variable the stylesheets use as a text colour → the backgrounds it is drawn on. Each
+ *  pair reaches WCAG AA (4.5:1) in every theme: themeVars nudges the colour until it does. */
+export const TEXT_ON: Record<string, string[]> = {
+  "--text": [...PAGE, ...TOOL],
+  "--muted": [...PAGE, ...TOOL, "--user-bg"],
+  "--thinking": PAGE,
+  "--accent": PAGE,
+  "--accent-text": ["--accent"],
+  "--user-text": ["--user-bg"],
+  "--success": [...PAGE, ...TOOL],
+  "--error": [...PAGE, ...TOOL],
+  "--warning": PAGE,
+  "--tool-title": TOOL,
+  "--tool-output": TOOL,
+  "--diff-add": [...TOOL, "--surface"],
+  "--diff-del": [...TOOL, "--surface"],
+  "--diff-ctx": TOOL,
+  "--md-heading": PAGE,
+  "--md-link": PAGE,
+  "--md-code": PAGE,
+  "--md-quote": PAGE,
+  "--syn-comment": ["--surface", "--bg"],
+  "--syn-keyword": ["--surface", "--bg"],
+  "--syn-function": ["--surface", "--bg"],
+  "--syn-variable": ["--surface", "--bg"],
+  "--syn-string": ["--surface", "--bg"],
+  "--syn-number": ["--surface", "--bg"],
+  "--syn-type": ["--surface", "--bg"],
+  "--syn-operator": ["--surface", "--bg"],
+};
+export const TEXT_MIN_CONTRAST = 4.5;
+
+/** fg moved just far enough to reach `min` on every one of `bgs` (the worst one first). */
+function readableOnAll(fg: string, bgs: string[], min: number): string {
+  for (let i = 0; i < bgs.length; i++) {
+    const worst = bgs.reduce((a, b) => (contrast(fg, b) < contrast(fg, a) ? b : a));
+    if (contrast(fg, worst) >= min) break;
+    fg = ensureContrast(fg, worst, min);
+  }
+  return fg;
+}
+
 /** CSS variable name → colour, for one theme. */
 export function themeVars(t: PiThemeFile): Record<string, string> {
+  const raw = rawVars(t);
+  // pi's tokens were picked for a terminal background; on our surfaces several fall under WCAG AA
+  // (dark's tool output is 3.37:1 on its tool card), so each text colour is nudged until it reads.
+  const out = { ...raw };
+  for (const [fg, bgs] of Object.entries(TEXT_ON)) {
+    if (fg === "--accent-text") continue;
+    out[fg] = readableOnAll(raw[fg], bgs.map((b) => raw[b]), TEXT_MIN_CONTRAST);
+  }
+  out["--accent-text"] = bestTextOn(out["--accent"]);
+  return out;
+}
+
+function rawVars(t: PiThemeFile): Record<string, string> {
   const bg = t.export?.pageBg ?? "#18181e";
   const isDark = luminance(bg) < 0.4;
   const c = resolver(t, isDark);
