@@ -74,7 +74,7 @@ def main() -> int:
     _quiet_stderr()
     faults.arm_from_env()
     try:
-        import uvloop  # type: ignore[import-not-found]
+        import uvloop
 
         runner = uvloop.run if os.environ.get("PI_SOCKET_UVLOOP", "1") != "0" else asyncio.run
     except ImportError:

@@ -376,4 +376,4 @@ def has_agent_settled(pi_version: str) -> bool:
     """pi ≥ 1 ends a run with agent_settled (specs/pi-runtime.md §3); unknown versions fall back to
     agent_end, and the state learns otherwise from the first agent_settled it sees."""
     major = re.match(r"\s*(\d+)\.", pi_version)
-    return bool(major) and int(major.group(1)) >= 1
+    return major is not None and int(major.group(1)) >= 1

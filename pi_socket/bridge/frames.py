@@ -8,7 +8,7 @@ every client receives (a broadcast shares that one string).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -59,6 +59,6 @@ def parse_client_frame(raw: str | bytes) -> BaseModel | ErrorMsg:
             message=f"unknown type {shown!r}; expected one of {', '.join(CLIENT_TYPES)}",
         )
     try:
-        return client_message_adapter.validate_python(obj)
+        return cast(BaseModel, client_message_adapter.validate_python(obj))
     except ValidationError as exc:
         return ErrorMsg(id=_frame_id(obj), code=ErrorCode.INVALID_PARAMS, message=f"invalid {kind}: {_describe(exc)}")

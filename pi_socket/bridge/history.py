@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -38,7 +38,7 @@ def message_key(message: Message) -> tuple[Any, ...]:
     return (message.get("role"), message.get("timestamp"), message.get("toolCallId"), message.get("responseId"))
 
 
-def is_visible(message: Any) -> bool:
+def is_visible(message: Any) -> TypeGuard[dict[str, Any]]:
     """pi 1.5's ``role: "system"`` prompt messages never reach clients (specs/pi-runtime.md §3)."""
     return isinstance(message, dict) and isinstance(message.get("role"), str) and message["role"] != "system"
 

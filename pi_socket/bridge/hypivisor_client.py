@@ -167,8 +167,9 @@ class HypivisorClient:
         else:
             log.info("registered with hypivisor", url=self.url, node=params.id)
         self.backoff.reset()
-        valid = isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0
-        return min(float(interval), 300.0) if valid else HEARTBEAT_FALLBACK_S
+        if isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0:
+            return min(float(interval), 300.0)
+        return HEARTBEAT_FALLBACK_S
 
     async def _heartbeats(self, interval: float, reader: asyncio.Task[None]) -> None:
         """Every ``interval`` or at once when poked; ends when the connection does."""

@@ -14,13 +14,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from pydantic import BaseModel
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from pi_socket import oplog
 from pi_socket.protocol import ErrorCode, ErrorMsg
@@ -73,7 +74,9 @@ class AgentServer:
                     self.config.host,
                     port,
                     process_request=self._process_request,
-                    select_subprotocol=lambda _conn, offered: auth.select_protocol(list(offered)),
+                    select_subprotocol=lambda _conn, offered: cast(
+                        Subprotocol | None, auth.select_protocol(list(offered))
+                    ),
                     max_size=self.config.max_frame_bytes,
                     max_queue=64,
                     compression=None,  # permessage-deflate, with inflation bounded:
