@@ -127,6 +127,56 @@ describe("agent reducer: prompts", () => {
     expect(s.pending.map((p) => p.id)).toEqual(["p2"]);
   });
 
+  it("pi's echo settles the prompt by its ack, not its text: an appended attachment does not strand it", () => {
+    let s = agentReducer(init(), prompt("p1", "see the attachment"));
+    s = feed(s, { type: "ack", id: "p1" });
+    s = feed(s, { type: "message_end", message: user("see the attachment\n\n<file name=\"notes.txt\">\nattached text\n</file>") });
+    expect(s.pending).toEqual([]);
+    expect(s.messages).toHaveLength(1);
+  });
+
+  it("echoes settle acked prompts oldest first, whatever their text", () => {
+    let s = agentReducer(init(), prompt("p1", "same"));
+    s = agentReducer(s, prompt("p2", "same"));
+    s = feed(s, { type: "ack", id: "p1" }, { type: "ack", id: "p2" });
+    s = feed(s, { type: "message_end", message: user("something else entirely") });
+    expect(s.pending.map((p) => p.id)).toEqual(["p2"]);
+    s = feed(s, { type: "message_end", message: user("same") });
+    expect(s.pending).toEqual([]);
+  });
+
+  it("an echo that arrives before the ack settles the prompt when the ack comes", () => {
+    let s = agentReducer(init(), prompt("p1", "quick"));
+    s = feed(s, { type: "message_end", message: user("quick") });
+    expect(s.pending.map((p) => p.state)).toEqual(["sending"]);
+    s = feed(s, { type: "ack", id: "p1" });
+    expect(s.pending).toEqual([]);
+    expect(s.earlyEchoes).toBe(0);
+  });
+
+  it("a message typed in pi's terminal settles none of ours when none is in flight", () => {
+    let s = feed(init(), { type: "message_end", message: user("from tui") });
+    expect(s.earlyEchoes).toBe(0);
+    s = agentReducer(s, prompt("p1", "later"));
+    s = feed(s, { type: "ack", id: "p1" });
+    expect(s.pending.map((p) => p.state)).toEqual(["acked"]);
+    s = feed(s, { type: "ack", id: "p1" }); // a repeated ack changes nothing
+    expect(s.pending.map((p) => p.state)).toEqual(["acked"]);
+  });
+
+  it("a reconnect to a busy pi drops as many acked prompts as user messages joined its history", () => {
+    let s = feed(init(), { type: "message_end", message: user("first") });
+    s = agentReducer(s, prompt("p1", "queued one"));
+    s = agentReducer(s, prompt("p2", "queued two"));
+    s = feed(s, { type: "ack", id: "p1" }, { type: "ack", id: "p2" });
+    s = agentReducer(s, { kind: "status", status: "lost" });
+    const history = [user("first"), asst("ok"), user("queued one + attachment")];
+    s = feed(s, { type: "init_state", node: {}, messages: history, total_messages: 3, cursor: 0, is_streaming: true });
+    expect(s.pending.map((p) => p.id)).toEqual(["p2"]);
+    s = feed(s, { type: "init_state", node: {}, messages: history, total_messages: 3, cursor: 0, is_streaming: false });
+    expect(s.pending).toEqual([]);
+  });
+
   it("an error for a prompt id drops that prompt and shows the message", () => {
     let s = agentReducer(init(), prompt("p1", "x"));
     s = feed(s, { type: "error", id: "p1", code: 1007, message: "too large" });

@@ -4,7 +4,7 @@
 //
 // Messages carry absolute indexes (cursor + i) so a history page is prepended only when it ends
 // exactly where our oldest message starts: a late or repeated page can never duplicate messages.
-import type { AgentPiEvent, ChatMessage, ContentBlock, ToolCallBlock, ToolResultLike } from "../protocol/pi";
+import type { AgentPiEvent, ChatMessage, ToolCallBlock, ToolResultLike } from "../protocol/pi";
 import { textOf } from "../protocol/pi";
 import type { CommandInfo, ContextUsage, FileEntry, HistoryPageMsg, InitStateMsg, TokenTotals, ToolInfo } from "../protocol/types";
 import { isBridgeFrame, piEventView, type AgentServerFrame, type BridgeFrame } from "../protocol/frames";
@@ -46,6 +46,9 @@ export interface AgentView {
   running: boolean;
   liveTools: Record<string, LiveTool>;
   pending: PendingPrompt[];
+  /** pi's echoes of user messages that arrived while our prompts were sent but not yet acked (pi
+   *  can echo a prompt before the bridge's ack reaches us): each one settles the next ack. */
+  earlyEchoes: number;
   tools: ToolInfo[];
   commands: CommandInfo[];
   model: string | null;
@@ -73,6 +76,7 @@ export const initialAgentView: AgentView = {
   running: false,
   liveTools: {},
   pending: [],
+  earlyEchoes: 0,
   tools: [],
   commands: [],
   model: null,
@@ -126,7 +130,7 @@ function applyBridgeFrame(s: AgentView, f: BridgeFrame): AgentView {
     case "history_page":
       return applyHistoryPage(s, f);
     case "ack":
-      return { ...s, pending: s.pending.map((p) => (p.id === f.id ? { ...p, state: "acked" } : p)) };
+      return applyAck(s, f.id);
     case "commands_list":
       return { ...s, commands: f.commands ?? [] };
     case "files_list":
@@ -182,8 +186,7 @@ function modelName(m: unknown): string | null {
 function applyInit(s: AgentView, f: InitStateMsg): AgentView {
   const messages = (f.messages ?? []) as ChatMessage[];
   const streaming = f.is_streaming && f.partial ? cloneMessage(f.partial as ChatMessage) : null;
-  // Prompts pi already shows in its history were delivered before the link dropped.
-  const pending = s.pending.filter((p) => !historyHasUserText(messages, p.text) || p.state === "sending");
+  const pending = settleAfterReconnect(s, messages, f.cursor ?? null, !!f.is_streaming);
   return {
     ...s,
     status: "open",
@@ -197,6 +200,7 @@ function applyInit(s: AgentView, f: InitStateMsg): AgentView {
     running: !!f.is_streaming,
     liveTools: {},
     pending,
+    earlyEchoes: 0,
     tools: f.tools ?? [],
     commands: f.commands ?? [],
     model: f.model ?? s.model,
@@ -208,12 +212,43 @@ function applyInit(s: AgentView, f: InitStateMsg): AgentView {
   };
 }
 
-function historyHasUserText(messages: ChatMessage[], text: string): boolean {
-  for (let i = messages.length - 1; i >= Math.max(0, messages.length - 20); i--) {
-    const m = messages[i];
-    if (m.role === "user" && textOf(m.content as ContentBlock[]) === text) return true;
-  }
-  return false;
+// Pending prompts and pi's echoes. pi's echo of a user message carries no prompt id, and its text
+// is not ours either (the bridge appends text attachments), so an echo is matched by the ack's id
+// and by order: pi takes the prompts it acknowledged in the order it acknowledged them, so the
+// oldest acked prompt is the one pi just started. Text is never compared.
+
+function applyAck(s: AgentView, id: string): AgentView {
+  const p = s.pending.find((x) => x.id === id);
+  if (!p || p.state === "acked") return s;
+  // pi echoed it before the ack reached us: it is delivered and shown already.
+  if (s.earlyEchoes > 0) return { ...s, pending: s.pending.filter((x) => x !== p), earlyEchoes: s.earlyEchoes - 1 };
+  return { ...s, pending: s.pending.map((x) => (x === p ? { ...x, state: "acked" } : x)) };
+}
+
+/** pi echoed a user message: settle the oldest acked prompt, or the next ack if none is acked yet. */
+function settleEcho(s: AgentView): Pick<AgentView, "pending" | "earlyEchoes"> {
+  const i = s.pending.findIndex((p) => p.state === "acked");
+  if (i >= 0) return { pending: s.pending.filter((_, j) => j !== i), earlyEchoes: s.earlyEchoes };
+  // Not one of ours in flight: a message typed in pi's own terminal.
+  const inFlight = s.status === "open" ? s.pending.filter((p) => p.state === "sending").length : 0;
+  return { pending: s.pending, earlyEchoes: Math.min(inFlight, s.earlyEchoes + 1) };
+}
+
+/** After a reconnect: prompts never acked stay (they are resent); acked ones pi has taken meanwhile
+ *  go. An idle pi has taken every prompt it acknowledged; a busy one has taken as many as the user
+ *  messages that joined its history since our last view (the oldest acked first). */
+function settleAfterReconnect(s: AgentView, messages: ChatMessage[], cursor: number | null, streaming: boolean): PendingPrompt[] {
+  const acked = s.pending.filter((p) => p.state === "acked");
+  if (acked.length === 0) return s.pending;
+  if (!streaming) return s.pending.filter((p) => p.state !== "acked");
+  const start = cursor ?? 0;
+  let taken = 0;
+  if (s.initialized)
+    messages.forEach((m, i) => {
+      if (m.role === "user" && start + i >= s.total) taken++;
+    });
+  const drop = new Set(acked.slice(0, taken));
+  return s.pending.filter((p) => !drop.has(p));
 }
 
 function applyHistoryPage(s: AgentView, f: HistoryPageMsg): AgentView {
@@ -259,19 +294,14 @@ function messageStart(s: AgentView, m: ChatMessage): AgentView {
 
 function messageEnd(s: AgentView, m: ChatMessage): AgentView {
   if (!m) return s;
-  let pending = s.pending;
-  if (m.role === "user") {
-    // pi echoes every user message (typed in its TUI or sent by us): that echo replaces our pending row.
-    const text = textOf(m.content);
-    const i = pending.findIndex((p) => p.text === text);
-    if (i >= 0) pending = pending.filter((_, j) => j !== i);
-  }
+  // pi echoes every user message (typed in its TUI or sent by us): the echo replaces our pending row.
+  const settled = m.role === "user" ? settleEcho(s) : { pending: s.pending, earlyEchoes: s.earlyEchoes };
   return {
     ...s,
+    ...settled,
     messages: [...s.messages, m],
     total: s.total + 1,
     streaming: m.role === "assistant" ? null : s.streaming,
-    pending,
     cost: s.cost + (m.role === "assistant" ? (m.usage?.cost?.total ?? 0) : 0),
     tokens: m.role === "assistant" && m.usage ? addUsage(s.tokens, m.usage) : s.tokens,
   };
