@@ -29,8 +29,9 @@ def session(n: int, size: int) -> list[dict]:
     out = []
     for i in range(n):
         text = f"m{i}: " + (word * (size // len(word) + 1))[:size]
-        out.append(user_message(text, 1_700_000_000_000 + i) if i % 2 == 0
-                   else assistant_message(text, 1_700_000_000_000 + i))
+        out.append(
+            user_message(text, 1_700_000_000_000 + i) if i % 2 == 0 else assistant_message(text, 1_700_000_000_000 + i)
+        )
     return out
 
 
@@ -77,13 +78,26 @@ async def one_session(label: str, msgs: list[dict], reps: int, starts: int, log)
         finally:
             await shim.stop()
             shutil.rmtree(tmp, ignore_errors=True)
-    out.update(ready_ms=median(ready), ready_range=(min(ready), max(ready)), starts=len(ready),
-               init_ms=median(init_ms), init_bytes=median(sizes), init_msgs=len(init["messages"]),
-               pages=pages, page_n=len(page_ms), page_ms=median(page_ms) if page_ms else 0.0,
-               walk_ms=median(walks), walks=len(walks))
+    out.update(
+        ready_ms=median(ready),
+        ready_range=(min(ready), max(ready)),
+        starts=len(ready),
+        init_ms=median(init_ms),
+        init_bytes=median(sizes),
+        init_msgs=len(init["messages"]),
+        pages=pages,
+        page_n=len(page_ms),
+        page_ms=median(page_ms) if page_ms else 0.0,
+        walk_ms=median(walks),
+        walks=len(walks),
+    )
     out.update(in_process(msgs))
-    log(f"  history {label}: " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
-                                          for k, v in out.items() if k != "ready_range"))
+    log(
+        f"  history {label}: "
+        + ", ".join(
+            f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in out.items() if k != "ready_range"
+        )
+    )
     return out
 
 
@@ -116,11 +130,17 @@ async def run(smoke: bool, log=print, reps: int | None = None) -> list[Row]:
     """``reps`` new connections (init_state + whole walk) per session (default 5, smoke 2) and
     ``min(reps, 3)`` bridge start-ups (smoke 1); rows give medians."""
     if smoke:
-        cases = [("1,000 messages", session(300, 2000)), ("10,000 messages", session(2000, 300)),
-                 ("5 MB", session(40, 25_000))]
+        cases = [
+            ("1,000 messages", session(300, 2000)),
+            ("10,000 messages", session(2000, 300)),
+            ("5 MB", session(40, 25_000)),
+        ]
     else:
-        cases = [("1,000 messages", session(1000, 300)), ("10,000 messages", session(10_000, 300)),
-                 ("5 MB", session(200, 25_000))]
+        cases = [
+            ("1,000 messages", session(1000, 300)),
+            ("10,000 messages", session(10_000, 300)),
+            ("5 MB", session(200, 25_000)),
+        ]
     reps = reps or (2 if smoke else 5)
     starts = 1 if smoke else min(reps, 3)
     rows: list[Row] = []
@@ -129,19 +149,45 @@ async def run(smoke: bool, log=print, reps: int | None = None) -> list[Row]:
         r = await one_session(label, msgs, reps, starts, log)
         size = f"{r['n']:,} msgs, {r['bytes'] / 1e6:.1f} MB"
         rows += [
-            Row(sec, f"{label}: bridge start -> first init_state ({size})", r["ready_ms"], "ms", reps=r["starts"],
-                note="includes the stdio history transfer" + (
-                    f"; range {r['ready_range'][0]:.0f}–{r['ready_range'][1]:.0f} ms" if r["starts"] > 1 else ""),
-                extra={"key": f"ready {label}"}),
-            Row(sec, f"{label}: init_state on a new connection", r["init_ms"], "ms", reps=reps,
+            Row(
+                sec,
+                f"{label}: bridge start -> first init_state ({size})",
+                r["ready_ms"],
+                "ms",
+                reps=r["starts"],
+                note="includes the stdio history transfer"
+                + (f"; range {r['ready_range'][0]:.0f}–{r['ready_range'][1]:.0f} ms" if r["starts"] > 1 else ""),
+                extra={"key": f"ready {label}"},
+            ),
+            Row(
+                sec,
+                f"{label}: init_state on a new connection",
+                r["init_ms"],
+                "ms",
+                reps=reps,
                 note=f"{r['init_bytes'] / 1024:.0f} KiB, {r['init_msgs']:,} newest messages",
-                extra={"key": f"init {label}"}),
-            Row(sec, f"{label}: init_state build + serialise in the bridge", r["build_ms"], "ms", reps=3,
-                note=f"mirror build {r['mirror_ms']:.0f} ms", extra={"key": f"build {label}"}),
-            Row(sec, f"{label}: fetch_history page of 100, round trip", r["page_ms"], "ms", reps=r["page_n"],
+                extra={"key": f"init {label}"},
+            ),
+            Row(
+                sec,
+                f"{label}: init_state build + serialise in the bridge",
+                r["build_ms"],
+                "ms",
+                reps=3,
+                note=f"mirror build {r['mirror_ms']:.0f} ms",
+                extra={"key": f"build {label}"},
+            ),
+            Row(
+                sec,
+                f"{label}: fetch_history page of 100, round trip",
+                r["page_ms"],
+                "ms",
+                reps=r["page_n"],
                 note=f"median of {r['page_n']} pages; whole history ({r['pages']} pages) walked in "
-                     f"{r['walk_ms']:.0f} ms (median of {r['walks']} walks); "
-                     f"page slice {r['page_build_ms'] * 1000:.0f} µs", extra={"key": f"page {label}"}),
+                f"{r['walk_ms']:.0f} ms (median of {r['walks']} walks); "
+                f"page slice {r['page_build_ms'] * 1000:.0f} µs",
+                extra={"key": f"page {label}"},
+            ),
         ]
     # Each figure against the same figure for the smallest session of this run: how the cost scales
     # (init_state is capped at 500 KiB and pages are 100 messages, so both should stay near 1x).

@@ -31,8 +31,11 @@ FRAME_PROBE = """() => {
 }"""
 
 
-REACT_RUNTIME = ("react/cjs/react.production.js", "react-dom/cjs/react-dom-client.production.js",
-                 "scheduler/cjs/scheduler.production.js")
+REACT_RUNTIME = (
+    "react/cjs/react.production.js",
+    "react-dom/cjs/react-dom-client.production.js",
+    "scheduler/cjs/scheduler.production.js",
+)
 
 
 def bundle() -> tuple[int, int, int | None]:
@@ -46,7 +49,6 @@ def bundle() -> tuple[int, int, int | None]:
     runtime = [mods / f for f in REACT_RUNTIME]
     react = sum(len(gzip.compress(p.read_bytes(), 9)) for p in runtime) if all(p.exists() for p in runtime) else None
     return raw, gz, react
-
 
 
 def run(smoke: bool, log=print) -> list[Row]:
@@ -96,13 +98,22 @@ def run(smoke: bool, log=print) -> list[Row]:
                 idle_frames = page.evaluate("window.__frames.slice(2)")
                 page.evaluate(FRAME_PROBE)
                 busy0 = main_thread_ms(cdp)
-                agent.push({"type": "agent_start"},
-                           {"type": "message_start", "message": {"role": "assistant", "content": []}},
-                           {"type": "message_update", "assistantMessageEvent": {"type": "text_start", "contentIndex": 0}})
+                agent.push(
+                    {"type": "agent_start"},
+                    {"type": "message_start", "message": {"role": "assistant", "content": []}},
+                    {"type": "message_update", "assistantMessageEvent": {"type": "text_start", "contentIndex": 0}},
+                )
                 count = int(rate * secs)
-                agent.push(*[{"type": "message_update", "assistantMessageEvent": {
-                    "type": "text_delta", "contentIndex": 0, "delta": f"tok{i} "}} for i in range(count)],
-                    delay=1 / rate)
+                agent.push(
+                    *[
+                        {
+                            "type": "message_update",
+                            "assistantMessageEvent": {"type": "text_delta", "contentIndex": 0, "delta": f"tok{i} "},
+                        }
+                        for i in range(count)
+                    ],
+                    delay=1 / rate,
+                )
                 page.wait_for_selector(f"text=tok{count - 1}")
                 busy = (main_thread_ms(cdp) - busy0) / 1000
                 frames = page.evaluate("window.__frames.slice(2)")
@@ -119,24 +130,60 @@ def run(smoke: bool, log=print) -> list[Row]:
     p95, idle_p95 = pct(frames, 95), pct(idle_frames, 95)
     per_frame = 1000 * busy / max(1, len(frames))
     dropped = sum(f > 20 for f in frames) / max(1, len(frames))
-    log(f"  pide: opens {[round(x, 2) for x in opens]} s (12 messages: {[round(x, 2) for x in floor_opens]}); "
+    log(
+        f"  pide: opens {[round(x, 2) for x in opens]} s (12 messages: {[round(x, 2) for x in floor_opens]}); "
         f"{len(frames)} frames median {statistics.median(frames):.1f} p95 {p95:.1f} max {max(frames):.1f} ms "
-        f"(idle p95 {idle_p95:.1f}); main thread {per_frame:.2f} ms per frame")
+        f"(idle p95 {idle_p95:.1f}); main thread {per_frame:.2f} ms per frame"
+    )
     sec = "6 Pi-DE"
     open_ratio = median([big / floor for big, floor in zip(opens, floor_opens, strict=False) if floor > 0])
     return [
-        Row(sec, f"open a {n:,}-message conversation (newest on screen)", median(opens) * 1000, "ms",
-            "12-message conversation", median(floor_opens) * 1000, target="<= 1,000 ms", met=median(opens) <= 1.0,
-            reps=loads, paired_ratio=open_ratio,
-            note=f"opening a 12-message conversation on the same page: {median(floor_opens) * 1000:.0f} ms"),
-        Row(sec, f"main-thread work per frame while streaming {rate} tokens/s", per_frame, "ms",
-            "frame budget", 1000 / 60, target="<= 16 ms", met=per_frame <= 16, reps=len(frames),
-            note=f"Chromium TaskDuration {1000 * busy:.0f} ms over {len(frames)} frames"),
-        Row(sec, "frame interval while streaming, p95", p95, "ms", "idle page", idle_p95,
-            target="<= 16.7 ms (60 fps)", met=p95 <= 16.7 * 1.05, reps=len(frames),
+        Row(
+            sec,
+            f"open a {n:,}-message conversation (newest on screen)",
+            median(opens) * 1000,
+            "ms",
+            "12-message conversation",
+            median(floor_opens) * 1000,
+            target="<= 1,000 ms",
+            met=median(opens) <= 1.0,
+            reps=loads,
+            paired_ratio=open_ratio,
+            note=f"opening a 12-message conversation on the same page: {median(floor_opens) * 1000:.0f} ms",
+        ),
+        Row(
+            sec,
+            f"main-thread work per frame while streaming {rate} tokens/s",
+            per_frame,
+            "ms",
+            "frame budget",
+            1000 / 60,
+            target="<= 16 ms",
+            met=per_frame <= 16,
+            reps=len(frames),
+            note=f"Chromium TaskDuration {1000 * busy:.0f} ms over {len(frames)} frames",
+        ),
+        Row(
+            sec,
+            "frame interval while streaming, p95",
+            p95,
+            "ms",
+            "idle page",
+            idle_p95,
+            target="<= 16.7 ms (60 fps)",
+            met=p95 <= 16.7 * 1.05,
+            reps=len(frames),
             note=f"median {statistics.median(frames):.1f} ms; {100 * dropped:.1f}% of frames > 20 ms; "
-                 f"max {max(frames):.0f} ms; idle p95 {idle_p95:.1f} ms"),
-        Row(sec, "bundle: JS of pi_de/dist, gzip -9", gz / 1024, "KiB", "React runtime alone",
-            react_gz / 1024 if react_gz else None, note=f"{raw / 1024:.0f} KiB uncompressed" + (
-                f"; react + react-dom client + scheduler: {react_gz / 1024:.0f} KiB gzip" if react_gz else "")),
+            f"max {max(frames):.0f} ms; idle p95 {idle_p95:.1f} ms",
+        ),
+        Row(
+            sec,
+            "bundle: JS of pi_de/dist, gzip -9",
+            gz / 1024,
+            "KiB",
+            "React runtime alone",
+            react_gz / 1024 if react_gz else None,
+            note=f"{raw / 1024:.0f} KiB uncompressed"
+            + (f"; react + react-dom client + scheduler: {react_gz / 1024:.0f} KiB gzip" if react_gz else ""),
+        ),
     ]

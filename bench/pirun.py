@@ -46,8 +46,14 @@ class PrintRun(PiProc):
     def __init__(self, home: PiHome, version: str, prompt: str):
         super().__init__(home, version, home.cwd, None, ())
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.argv + ["-p", prompt], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=self.env, cwd=self.cwd)
+        self.proc = subprocess.Popen(
+            self.argv + ["-p", prompt],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=self.env,
+            cwd=self.cwd,
+        )
         self.rc: int | None = None
         self.wall = 0.0
         self.cpu = 0.0
@@ -134,15 +140,21 @@ def streaming(smoke: bool, reps: int | None, log=print) -> list[Row]:
         for label, size in zip(labels, sizes, strict=True):
             text = ("lorem ipsum dolor sit amet " * (size // 27 + 1))[:size]
             llm.reset()
-            llm.script([{"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 2"}}], "delay": 0},
-                        {"text": text, "chunk": 16, "delay": 0}])
+            llm.script(
+                [
+                    {"tool_calls": [{"name": "bash", "arguments": {"command": "sleep 2"}}], "delay": 0},
+                    {"text": text, "chunk": 16, "delay": 0},
+                ]
+            )
             run = PrintRun(home, version, "stream it")
             box: dict[str, float] = {}
             client = None
             try:
                 run.wait_bridge(timeout=30)
                 bridge = run.bridge_pid()
-                client = WireCounter(run.url, on_end=lambda box=box, pid=bridge: box.__setitem__("end", run_tree_s([pid])))
+                client = WireCounter(
+                    run.url, on_end=lambda box=box, pid=bridge: box.__setitem__("end", run_tree_s([pid]))
+                )
                 client.ready.wait(10)
                 cpu_at_connect = run_tree_s([bridge])
                 run.wait()
@@ -157,26 +169,46 @@ def streaming(smoke: bool, reps: int | None, log=print) -> list[Row]:
             events = sum(client.count.values())
             bridge_cpu = box.get("end", 0.0) - cpu_at_connect  # connect .. agent_end: forwarding only
             results[label] = dict(n=n, per=b / max(1, n), events=events, cpu=bridge_cpu)
-            log(f"  stream {label} (pi {version}): {n} message_update, {b / max(1, n):.0f} B each, "
-                f"bridge {1e6 * bridge_cpu / max(1, events):.0f} µs/event, pi rc {run.rc}, wall {run.wall:.1f}s")
+            log(
+                f"  stream {label} (pi {version}): {n} message_update, {b / max(1, n):.0f} B each, "
+                f"bridge {1e6 * bridge_cpu / max(1, events):.0f} µs/event, pi rc {run.rc}, wall {run.wall:.1f}s"
+            )
     finally:
         llm.close()
         shutil.rmtree(tmp, ignore_errors=True)
     base = results["1 KB"]["per"]
     for label in labels:
         r = results[label]
-        rows.append(Row("2 streaming", f"wire bytes per message_update, {label} reply (pi {version})", r["per"], "B",
-                        "1 KB reply", base, "<= 400 B, constant", met=r["per"] <= 400 and r["per"] <= 1.1 * base,
-                        note=f"{r['n']:,} updates of 16 chars"))
+        rows.append(
+            Row(
+                "2 streaming",
+                f"wire bytes per message_update, {label} reply (pi {version})",
+                r["per"],
+                "B",
+                "1 KB reply",
+                base,
+                "<= 400 B, constant",
+                met=r["per"] <= 400 and r["per"] <= 1.1 * base,
+                note=f"{r['n']:,} updates of 16 chars",
+            )
+        )
     for label in labels:
         r = results[label]
-        rows.append(Row("2 streaming", f"bridge CPU per forwarded event, {label} reply", 1e6 * r["cpu"] / max(1, r["events"]),
-                        "µs", "1 KB reply", 1e6 * results["1 KB"]["cpu"] / max(1, results["1 KB"]["events"]),
-                        note=f"{r['events']:,} frames to 1 client"))
+        rows.append(
+            Row(
+                "2 streaming",
+                f"bridge CPU per forwarded event, {label} reply",
+                1e6 * r["cpu"] / max(1, r["events"]),
+                "µs",
+                "1 KB reply",
+                1e6 * results["1 KB"]["cpu"] / max(1, results["1 KB"]["events"]),
+                note=f"{r['events']:,} frames to 1 client",
+            )
+        )
     return rows
 
 
-NOOP_EXTENSION = "export default function (pi: any) {\n\tpi.on(\"session_start\", () => undefined);\n}\n"
+NOOP_EXTENSION = 'export default function (pi: any) {\n\tpi.on("session_start", () => undefined);\n}\n'
 
 
 def noop_extension_home(root: Path, llm: FakeLLM) -> PiHome:
@@ -186,8 +218,9 @@ def noop_extension_home(root: Path, llm: FakeLLM) -> PiHome:
     home.run_installer("uninstall")
     pkg = root / "noop-extension"
     (pkg / "src").mkdir(parents=True)
-    (pkg / "package.json").write_text(json.dumps({"name": "noop", "private": True, "type": "module",
-                                                   "pi": {"extensions": ["./src/index.ts"]}}))
+    (pkg / "package.json").write_text(
+        json.dumps({"name": "noop", "private": True, "type": "module", "pi": {"extensions": ["./src/index.ts"]}})
+    )
     (pkg / "src" / "index.ts").write_text(NOOP_EXTENSION)
     settings_path = home.agent / "settings.json"
     settings = json.loads(settings_path.read_text())
@@ -213,18 +246,23 @@ def overhead(smoke: bool, reps: int | None, log=print) -> list[Row]:
     reps = reps or (1 if smoke else 25)  # rounds: one pair's ratio swings ±10 % on this machine
     tmp = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     llm, with_shim = _setup(tmp)
-    res: dict[str, dict[str, list[float]]] = {"with": {"wall": [], "cpu": [], "bridge": []},
-                                                "without": {"wall": [], "cpu": []}, "noop": {"wall": [], "cpu": []}}
+    res: dict[str, dict[str, list[float]]] = {
+        "with": {"wall": [], "cpu": [], "bridge": []},
+        "without": {"wall": [], "cpu": []},
+        "noop": {"wall": [], "cpu": []},
+    }
     try:
         without = PiHome(tmp / "without", llm)
         without.run_installer("uninstall")
         noop = noop_extension_home(tmp / "noop", llm)
-        script = [{"tool_calls": [{"name": "bash", "arguments": {"command": f"echo step {i}"}}], "delay": 0}
-                  for i in range(tools)]
+        script = [
+            {"tool_calls": [{"name": "bash", "arguments": {"command": f"echo step {i}"}}], "delay": 0}
+            for i in range(tools)
+        ]
         script.append({"text": "tok " * tokens, "chunk": 4, "delay": 0})
         for rep in range(reps + 1):  # rep 0 warms caches (node compile cache, page cache) and is dropped
             order = [("with", with_shim), ("without", without), ("noop", noop)]
-            order = order[rep % 3:] + order[:rep % 3]  # each variant first, second and third in turn
+            order = order[rep % 3 :] + order[: rep % 3]  # each variant first, second and third in turn
             for name, home in order:
                 llm.reset()
                 llm.script(script)
@@ -243,8 +281,10 @@ def overhead(smoke: bool, reps: int | None, log=print) -> list[Row]:
                 res[name]["cpu"].append(run.cpu)
                 if name == "with":
                     res[name]["bridge"].append(bridge_cpu)
-                log(f"  overhead rep{rep} {name:7s}: wall {run.wall:.2f}s cpu {run.cpu:.2f}s"
-                    + (f" bridge {bridge_cpu or 0.0:.2f}s" if name == "with" else ""))
+                log(
+                    f"  overhead rep{rep} {name:7s}: wall {run.wall:.2f}s cpu {run.cpu:.2f}s"
+                    + (f" bridge {bridge_cpu or 0.0:.2f}s" if name == "with" else "")
+                )
     finally:
         llm.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -262,19 +302,78 @@ def overhead(smoke: bool, reps: int | None, log=print) -> list[Row]:
     for k in spread:
         spread[k] = f"{spread[k]}; against the no-op extension {own[k]:.2f}×"
     return [
-        Row(sec, f"wall time, without shim ({what})", median(wo["wall"]), "s", "without shim", median(wo["wall"]),
-            reps=reps),
-        Row(sec, "wall time, with shim", median(w["wall"]), "s", "without shim", median(wo["wall"]),
-            "<= 1.05x", met=pair["wall"] <= 1.05, reps=reps, paired_ratio=pair["wall"],
-            note=spread["wall"]),
-        Row(sec, "pi CPU (user+sys, incl. tool commands), without shim", median(wo["cpu"]), "s", "without shim",
-            median(wo["cpu"]), reps=reps),
-        Row(sec, "pi CPU, with shim", median(w["cpu"]), "s", "without shim", median(wo["cpu"]), "<= 1.05x",
-            met=pair["cpu"] <= 1.05, reps=reps, paired_ratio=pair["cpu"], note=spread["cpu"]),
-        Row(sec, "wall time, with a no-op extension instead (pi's own cost of loading any extension)", median(n["wall"]),
-            "s", "without shim", median(wo["wall"]), reps=reps, paired_ratio=noop_pair["wall"]),
-        Row(sec, "pi CPU, with a no-op extension instead", median(n["cpu"]), "s", "without shim", median(wo["cpu"]),
-            reps=reps, paired_ratio=noop_pair["cpu"]),
-        Row(sec, "bridge process CPU per run (separate process)", median(w["bridge"]), "s", "pi CPU without shim",
-            median(wo["cpu"]), reps=reps, note="Python start-up + history/state + forwarding"),
+        Row(
+            sec,
+            f"wall time, without shim ({what})",
+            median(wo["wall"]),
+            "s",
+            "without shim",
+            median(wo["wall"]),
+            reps=reps,
+        ),
+        Row(
+            sec,
+            "wall time, with shim",
+            median(w["wall"]),
+            "s",
+            "without shim",
+            median(wo["wall"]),
+            "<= 1.05x",
+            met=pair["wall"] <= 1.05,
+            reps=reps,
+            paired_ratio=pair["wall"],
+            note=spread["wall"],
+        ),
+        Row(
+            sec,
+            "pi CPU (user+sys, incl. tool commands), without shim",
+            median(wo["cpu"]),
+            "s",
+            "without shim",
+            median(wo["cpu"]),
+            reps=reps,
+        ),
+        Row(
+            sec,
+            "pi CPU, with shim",
+            median(w["cpu"]),
+            "s",
+            "without shim",
+            median(wo["cpu"]),
+            "<= 1.05x",
+            met=pair["cpu"] <= 1.05,
+            reps=reps,
+            paired_ratio=pair["cpu"],
+            note=spread["cpu"],
+        ),
+        Row(
+            sec,
+            "wall time, with a no-op extension instead (pi's own cost of loading any extension)",
+            median(n["wall"]),
+            "s",
+            "without shim",
+            median(wo["wall"]),
+            reps=reps,
+            paired_ratio=noop_pair["wall"],
+        ),
+        Row(
+            sec,
+            "pi CPU, with a no-op extension instead",
+            median(n["cpu"]),
+            "s",
+            "without shim",
+            median(wo["cpu"]),
+            reps=reps,
+            paired_ratio=noop_pair["cpu"],
+        ),
+        Row(
+            sec,
+            "bridge process CPU per run (separate process)",
+            median(w["bridge"]),
+            "s",
+            "pi CPU without shim",
+            median(wo["cpu"]),
+            reps=reps,
+            note="Python start-up + history/state + forwarding",
+        ),
     ]

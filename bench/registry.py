@@ -107,15 +107,15 @@ class Dashboard:
             i = payload.find(ID)
             if i > 0:
                 i += 6
-                seen.j_id.append(payload[i:payload.index(b'"', i)])
+                seen.j_id.append(payload[i : payload.index(b'"', i)])
                 seen.j_t.append(time.monotonic())
                 return
         elif payload.startswith(UPDATED):
             i, s = payload.find(ID), payload.find(SESSION)
             if i > 0 and s > 0:
                 i, s = i + 6, s + 16
-                seen.u_id.append(payload[i:payload.index(b'"', i)])
-                seen.u_s.append(payload[s:payload.index(b'"', s)])
+                seen.u_id.append(payload[i : payload.index(b'"', i)])
+                seen.u_s.append(payload[s : payload.index(b'"', s)])
                 seen.u_t.append(time.monotonic())
                 return
         else:
@@ -148,8 +148,15 @@ FLOOR_JOINS = 20  # probe agents joining the idle hypivisor, one at a time (the 
 
 
 def params(i: int) -> dict:
-    return {"id": f"agent-{i:05d}", "machine": "bench", "cwd": f"/srv/p{i % 50}", "port": 20000 + i,
-            "host": "127.0.0.1", "pid": 100000 + i, "activity": "idle"}
+    return {
+        "id": f"agent-{i:05d}",
+        "machine": "bench",
+        "cwd": f"/srv/p{i % 50}",
+        "port": 20000 + i,
+        "host": "127.0.0.1",
+        "pid": 100000 + i,
+        "activity": "idle",
+    }
 
 
 async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
@@ -157,10 +164,29 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
     env.update(HOME=str(home), PYTHONPATH=str(REPO), HYPI_DASHBOARD_DIR=str(home / "none"))
-    proc = subprocess.Popen([sys.executable, "-m", "hypivisor", "--host", "127.0.0.1", "-p", str(port),
-                             "--dashboard-port", "0", "--log-level", "warning",
-                             "--max-connections", "8192", "--max-connections-per-peer", "8192"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hypivisor",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--dashboard-port",
+            "0",
+            "--log-level",
+            "warning",
+            "--max-connections",
+            "8192",
+            "--max-connections-per-peer",
+            "8192",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     r: dict = {"n_agents": n_agents, "n_dash": n_dash, "n_join": n_join, "join_rate": join_rate}
     conns: list = []
     gc.collect()
@@ -206,13 +232,12 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         t0 = time.monotonic()
         done = []
         for k in range(0, n_agents, 100):  # waves of 100, as bridges reconnecting after a hypivisor restart
-            futs = [a.call_nowait("register", params(k + i)) for i, a in enumerate(agents[k:k + 100])]
+            futs = [a.call_nowait("register", params(k + i)) for i, a in enumerate(agents[k : k + 100])]
             done += await asyncio.wait_for(asyncio.gather(*futs), 120)
         r["t_replies"] = max(t for _, t in done) - t0
         assert all("result" in m for m, _ in done), [m for m, _ in done if "result" not in m][:3]
         deadline = time.monotonic() + 60
-        while (len(seen.j_t) < n_agents * sum(not d.dropped for d in dashboards)
-               and time.monotonic() < deadline):
+        while len(seen.j_t) < n_agents * sum(not d.dropped for d in dashboards) and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         r["seen"] = len(seen.j_t)
         r["expected"] = n_agents * n_dash
@@ -220,9 +245,11 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         r["cpu_burst"] = run_tree_s([proc.pid]) - cpu0
         r["bench_cpu_burst"] = time.process_time() - me0
         r["dropped_burst"] = sum(d.dropped for d in dashboards)
-        log(f"  registry burst: {n_agents} registered in {r['t_replies']:.2f}s, all joins seen {r['t_all']:.2f}s "
+        log(
+            f"  registry burst: {n_agents} registered in {r['t_replies']:.2f}s, all joins seen {r['t_all']:.2f}s "
             f"({r['seen']}/{r['expected']}); hypivisor CPU {r['cpu_burst']:.2f}s, "
-            f"load generator CPU {r['bench_cpu_burst']:.2f}s; dashboards dropped {r['dropped_burst']}")
+            f"load generator CPU {r['bench_cpu_burst']:.2f}s; dashboards dropped {r['dropped_burst']}"
+        )
         # ---- steady state: heartbeats (each changes session_name) + paced joins
         hb_interval = 2.0 if smoke else 10.0  # the bridge's heartbeat interval is TTL/3 = 10 s
         secs = 3.0 if smoke else 10.0
@@ -236,6 +263,7 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
                 t = loop.time()
                 await asyncio.sleep(0.01)
                 lags.append(loop.time() - t - 0.01)
+
         join_sent: dict[bytes, float] = {}
         extra = await attach(port, [Rpc() for _ in range(n_join)])
         conns += extra
@@ -276,11 +304,16 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         r["steady_secs"] = steady_secs
         r["rss_growth"] = rss(proc.pid) - rss0
         r["rss"] = rss(proc.pid)
-        join_lat = [1000 * (t - join_sent[nid]) for nid, t in zip(seen.j_id[n_joined_burst:], seen.j_t[n_joined_burst:], strict=True)
-                    if nid in join_sent]
-        hb_lat = [1000 * (t - hb_sent[(nid, s)])
-                  for nid, s, t in zip(seen.u_id[n_updated0:], seen.u_s[n_updated0:], seen.u_t[n_updated0:], strict=True)
-                  if (nid, s) in hb_sent]
+        join_lat = [
+            1000 * (t - join_sent[nid])
+            for nid, t in zip(seen.j_id[n_joined_burst:], seen.j_t[n_joined_burst:], strict=True)
+            if nid in join_sent
+        ]
+        hb_lat = [
+            1000 * (t - hb_sent[(nid, s)])
+            for nid, s, t in zip(seen.u_id[n_updated0:], seen.u_s[n_updated0:], seen.u_t[n_updated0:], strict=True)
+            if (nid, s) in hb_sent
+        ]
         r["dropped"] = sum(d.dropped for d in dashboards)
         alive = n_dash - r["dropped"]
         r["join_expected"], r["join_got"] = len(join_sent) * n_dash, len(join_lat)
@@ -288,10 +321,12 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         r["join_p50"], r["join_p99"], r["hb_p99"] = pct(join_lat, 50), pct(join_lat, 99), pct(hb_lat, 99)
         r["hb_rate"] = len(hb_sent) / secs
         r["n_events"] = len(hb_sent) + len(join_sent)
-        log(f"  registry steady: join p50 {r['join_p50']:.1f} ms p99 {r['join_p99']:.1f} ms, heartbeat p99 "
+        log(
+            f"  registry steady: join p50 {r['join_p50']:.1f} ms p99 {r['join_p99']:.1f} ms, heartbeat p99 "
             f"{r['hb_p99']:.1f} ms, hypivisor CPU {r['cpu_steady']:.2f}s, load generator CPU "
             f"{r['bench_cpu_steady']:.2f}s in {steady_secs:.1f}s, its loop late by up to {r['lag_max']:.0f} ms; "
-            f"{alive}/{n_dash} dashboards connected")
+            f"{alive}/{n_dash} dashboards connected"
+        )
         # ---- list_directories vs list_nodes on one connection
         probe = (await attach(port, [Rpc()]))[0]
         conns.append(probe)
@@ -307,8 +342,7 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
             behind.append(1000 * (t_nodes - t))
             dir_ms.append(1000 * (t_dir - t))
             order_ok += t_nodes <= t_dir
-        r.update(alone=alone, behind=median(behind), order_ok=order_ok, order_n=len(behind),
-                 dir_ms=median(dir_ms))
+        r.update(alone=alone, behind=median(behind), order_ok=order_ok, order_n=len(behind), dir_ms=median(dir_ms))
     finally:
         gc.enable()
         for o in conns:
@@ -376,8 +410,12 @@ async def _run(smoke: bool, log=print, reps: int | None = None) -> list[Row]:
 
     # Dashboards the hypivisor dropped (1008 too slow): said in the notes, never a silent gap.
     dropped_burst, dropped = sum(col("dropped_burst")), sum(col("dropped"))
-    drop_note = (f"{dropped} of {n_dash * reps} dashboard connections disconnected as too slow "
-                 f"({dropped_burst} during the burst); percentiles over the rest" if dropped else "")
+    drop_note = (
+        f"{dropped} of {n_dash * reps} dashboard connections disconnected as too slow "
+        f"({dropped_burst} during the burst); percentiles over the rest"
+        if dropped
+        else ""
+    )
     missing = sum(x["join_expected"] - x["join_got"] for x in runs)
     missing_note = f"{missing:,} node_joined not received" if missing else ""
     hb_missing = sum(x["hb_expected"] - x["hb_got"] for x in runs)
@@ -390,43 +428,120 @@ async def _run(smoke: bool, log=print, reps: int | None = None) -> list[Row]:
     p99 = med("join_p99")
     sec = "4 registry"
     return [
-        Row(sec, f"register {n_agents} agents in waves of 100, {n_dash} dashboards: all replies",
-            1000 * med("t_replies"), "ms", "every dashboard saw every join", 1000 * med("t_all"), reps=reps,
-            note=joined_notes(f"{median(regs):,.0f} registrations/s", spread([1000 * x for x in col("t_replies")],
-                                                                            "{:,.0f}"))),
-        Row(sec, "... until every dashboard saw every node_joined", 1000 * med("t_all"), "ms", "all replies",
-            1000 * med("t_replies"), reps=reps,
+        Row(
+            sec,
+            f"register {n_agents} agents in waves of 100, {n_dash} dashboards: all replies",
+            1000 * med("t_replies"),
+            "ms",
+            "every dashboard saw every join",
+            1000 * med("t_all"),
+            reps=reps,
             note=joined_notes(
-                f"{seen:,} of {expected:,} events", spread([1000 * x for x in col("t_all")], "{:,.0f}"),
+                f"{median(regs):,.0f} registrations/s", spread([1000 * x for x in col("t_replies")], "{:,.0f}")
+            ),
+        ),
+        Row(
+            sec,
+            "... until every dashboard saw every node_joined",
+            1000 * med("t_all"),
+            "ms",
+            "all replies",
+            1000 * med("t_replies"),
+            reps=reps,
+            note=joined_notes(
+                f"{seen:,} of {expected:,} events",
+                spread([1000 * x for x in col("t_all")], "{:,.0f}"),
                 f"hypivisor CPU {1000 * med('cpu_burst'):.0f} ms = {median(cpu_per_burst):.1f} µs per delivered "
                 f"event; load generator CPU {1000 * med('bench_cpu_burst'):.0f} ms",
-                f"{dropped_burst} dashboards disconnected as too slow" if dropped_burst else "")),
-        Row(sec, f"join -> node_joined at {n_dash} dashboards, p50 ({join_rate:g} joins/s + heartbeats)",
-            med("join_p50"), "ms", "idle hypivisor", med("floor_p50"), reps=reps,
-            note=joined_notes(spread(col("join_p50")), missing_note,
-                              f"idle (empty registry, same dashboards, {FLOOR_JOINS} joins one at a time): "
-                              f"p50 {med('floor_p50'):.1f} ms, p99 {med('floor_p99'):.1f} ms")),
-        Row(sec, f"join -> node_joined at {n_dash} dashboards, p99", p99, "ms", target="<= 50 ms",
-            met=(p99 <= 50) if p99 == p99 else False, reps=reps,
-            note=joined_notes(spread(col("join_p99")), drop_note,
-                              f"load generator's loop late by up to {max(col('lag_max')):.0f} ms",
-                              "" if p99 == p99 else "no node_joined received: every dashboard was dropped")),
-        Row(sec, f"heartbeat -> node_updated p99 ({median(col('hb_rate')):,.0f} heartbeats/s)", med("hb_p99"), "ms",
-            "idle join p99", med("floor_p99"), reps=reps, note=joined_notes(spread(col("hb_p99")),
-                                         f"{hb_missing:,} node_updated not received" if hb_missing else "")),
-        Row(sec, f"hypivisor CPU per delivered event, steady state ({n_agents} agents, {n_dash} dashboards)",
-            median(cpu_per_steady), "µs", "burst", median(cpu_per_burst), reps=reps,
-            note=joined_notes(f"{median(cpu_pct):.1f} % of a core", spread(cpu_pct),
-                              f"load generator {median(gen_pct):.0f} % of a core")),
-        Row(sec, f"hypivisor RSS growth with {n_agents + n_join} agents + {n_dash} dashboards",
-            med("rss_growth") / 2**20, "MiB", "idle process RSS", med("rss0") / 2**20, reps=reps,
+                f"{dropped_burst} dashboards disconnected as too slow" if dropped_burst else "",
+            ),
+        ),
+        Row(
+            sec,
+            f"join -> node_joined at {n_dash} dashboards, p50 ({join_rate:g} joins/s + heartbeats)",
+            med("join_p50"),
+            "ms",
+            "idle hypivisor",
+            med("floor_p50"),
+            reps=reps,
+            note=joined_notes(
+                spread(col("join_p50")),
+                missing_note,
+                f"idle (empty registry, same dashboards, {FLOOR_JOINS} joins one at a time): "
+                f"p50 {med('floor_p50'):.1f} ms, p99 {med('floor_p99'):.1f} ms",
+            ),
+        ),
+        Row(
+            sec,
+            f"join -> node_joined at {n_dash} dashboards, p99",
+            p99,
+            "ms",
+            target="<= 50 ms",
+            met=(p99 <= 50) if p99 == p99 else False,
+            reps=reps,
+            note=joined_notes(
+                spread(col("join_p99")),
+                drop_note,
+                f"load generator's loop late by up to {max(col('lag_max')):.0f} ms",
+                "" if p99 == p99 else "no node_joined received: every dashboard was dropped",
+            ),
+        ),
+        Row(
+            sec,
+            f"heartbeat -> node_updated p99 ({median(col('hb_rate')):,.0f} heartbeats/s)",
+            med("hb_p99"),
+            "ms",
+            "idle join p99",
+            med("floor_p99"),
+            reps=reps,
+            note=joined_notes(spread(col("hb_p99")), f"{hb_missing:,} node_updated not received" if hb_missing else ""),
+        ),
+        Row(
+            sec,
+            f"hypivisor CPU per delivered event, steady state ({n_agents} agents, {n_dash} dashboards)",
+            median(cpu_per_steady),
+            "µs",
+            "burst",
+            median(cpu_per_burst),
+            reps=reps,
+            note=joined_notes(
+                f"{median(cpu_pct):.1f} % of a core",
+                spread(cpu_pct),
+                f"load generator {median(gen_pct):.0f} % of a core",
+            ),
+        ),
+        Row(
+            sec,
+            f"hypivisor RSS growth with {n_agents + n_join} agents + {n_dash} dashboards",
+            med("rss_growth") / 2**20,
+            "MiB",
+            "idle process RSS",
+            med("rss0") / 2**20,
+            reps=reps,
             note=f"RSS {med('rss') / 2**20:.0f} MiB; "
-                 f"{1024 * med('rss_growth') / 2**20 / (n_agents + n_join + n_dash):.1f} KiB per connection"),
-        Row(sec, f"list_nodes alone ({n_agents + n_join} nodes), median", med("alone"), "ms", "empty registry",
-            med("alone_empty"), reps=reps, note=spread(col("alone"), "{:.2f}")),
-        Row(sec, f"list_nodes sent right after list_directories ({n_dirs:,} entries), median", med("behind"), "ms",
-            "list_nodes alone", med("alone"), "answered before list_directories",
-            met=sum(col("order_ok")) == sum(col("order_n")), reps=reps,
+            f"{1024 * med('rss_growth') / 2**20 / (n_agents + n_join + n_dash):.1f} KiB per connection",
+        ),
+        Row(
+            sec,
+            f"list_nodes alone ({n_agents + n_join} nodes), median",
+            med("alone"),
+            "ms",
+            "empty registry",
+            med("alone_empty"),
+            reps=reps,
+            note=spread(col("alone"), "{:.2f}"),
+        ),
+        Row(
+            sec,
+            f"list_nodes sent right after list_directories ({n_dirs:,} entries), median",
+            med("behind"),
+            "ms",
+            "list_nodes alone",
+            med("alone"),
+            "answered before list_directories",
+            met=sum(col("order_ok")) == sum(col("order_n")),
+            reps=reps,
             note=f"answered first {sum(col('order_ok'))}/{sum(col('order_n'))}; list_directories took "
-                 f"{med('dir_ms'):.0f} ms"),
+            f"{med('dir_ms'):.0f} ms",
+        ),
     ]

@@ -118,8 +118,11 @@ async def start_target(name: str, agent_port: int) -> Target:
     if name == "nginx":
         conf = Path(tmp) / "nginx.conf"
         conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, agent_port=agent_port))
-        proc = subprocess.Popen([NGINX, "-p", tmp, "-e", f"{tmp}/error.log", "-c", str(conf)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [NGINX, "-p", tmp, "-e", f"{tmp}/error.log", "-c", str(conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         target = Target(name, port, f"/ws/agent/{NODE}", proc, tmp)
         try:
             wait_port(port, proc=proc)
@@ -132,10 +135,29 @@ async def start_target(name: str, agent_port: int) -> Target:
     if name == "hypivisor":
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
         env.update(HOME=tmp, PYTHONPATH=str(REPO), HYPI_DASHBOARD_DIR=str(Path(tmp) / "none"))
-        proc = subprocess.Popen([sys.executable, "-m", "hypivisor", "--host", "127.0.0.1", "-p", str(port),
-                                 "--dashboard-port", "0", "--log-level", "warning",
-                                 "--max-connections", "8192", "--max-connections-per-peer", "8192"], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hypivisor",
+                "--host",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--dashboard-port",
+                "0",
+                "--log-level",
+                "warning",
+                "--max-connections",
+                "8192",
+                "--max-connections-per-peer",
+                "8192",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         target = Target(name, port, f"/ws/agent/{NODE}", proc, tmp)
         try:
             wait_port(port, proc=proc)
@@ -143,8 +165,15 @@ async def start_target(name: str, agent_port: int) -> Target:
             import websockets
 
             target.reg = await websockets.connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10)
-            await target.reg.send(json.dumps({"id": 1, "method": "register", "params": {
-                "id": NODE, "machine": "bench", "cwd": tmp, "port": agent_port, "host": "127.0.0.1"}}))
+            await target.reg.send(
+                json.dumps(
+                    {
+                        "id": 1,
+                        "method": "register",
+                        "params": {"id": NODE, "machine": "bench", "cwd": tmp, "port": agent_port, "host": "127.0.0.1"},
+                    }
+                )
+            )
             while True:
                 msg = json.loads(await asyncio.wait_for(target.reg.recv(), 10))
                 if msg.get("id") == 1:
@@ -183,8 +212,11 @@ class RelayBench:
         frame_len = size + (2 if size < 126 else 4 if size < 65536 else 10)
         msgs = nbytes / frame_len
         await asyncio.sleep(0.3)
-        return {"msg_s": msgs / secs, "MB_s": msgs * size / secs / 1e6,
-                "cpu_us_msg": 1e6 * cpu / msgs if msgs and t.proc else None}
+        return {
+            "msg_s": msgs / secs,
+            "MB_s": msgs * size / secs / 1e6,
+            "cpu_us_msg": 1e6 * cpu / msgs if msgs and t.proc else None,
+        }
 
     async def streams_cpu(self, t: Target) -> dict:
         conns = await connect_many(t.port, t.path, self.streams)
@@ -202,8 +234,11 @@ class RelayBench:
                 c.close()
         msgs = (n1 - n0) / frame_len
         await asyncio.sleep(0.3)
-        return {"msg_s": msgs / (t1 - t0), "cpu_us_msg": 1e6 * (r1 - r0) / msgs if msgs and t.proc else None,
-                "cpu_pct": 100 * (r1 - r0) / (t1 - t0)}
+        return {
+            "msg_s": msgs / (t1 - t0),
+            "cpu_us_msg": 1e6 * (r1 - r0) / msgs if msgs and t.proc else None,
+            "cpu_pct": 100 * (r1 - r0) / (t1 - t0),
+        }
 
     async def rtt(self, t: Target) -> dict:
         rtts: list[int] = []
@@ -222,7 +257,7 @@ class RelayBench:
                 await asyncio.sleep(0.01)
         finally:
             c.close()
-        xs = [x / 1000 for x in rtts[len(rtts) // 10:]]
+        xs = [x / 1000 for x in rtts[len(rtts) // 10 :]]
         return {"p50_us": pct(xs, 50), "p99_us": pct(xs, 99), "lost": total - len(rtts)}
 
     async def idle(self, t: Target) -> dict:
@@ -248,17 +283,25 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
     raise_nofile()
     b = RelayBench(smoke)
     agent_port = free_port()
-    agent = subprocess.Popen([sys.executable, "-m", "bench.toyagent", "--port", str(agent_port)], cwd=REPO,
-                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "bench.toyagent", "--port", str(agent_port)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     names = ["direct", "nginx", "hypivisor"]
     per_rep: list[dict[tuple[str, str], float]] = []
-    measures = (("small", lambda t: b.throughput(t, 200)), ("streams", b.streams_cpu),
-                ("big", lambda t: b.throughput(t, 65536)), ("rtt", b.rtt), ("idle", b.idle))
+    measures = (
+        ("small", lambda t: b.throughput(t, 200)),
+        ("streams", b.streams_cpu),
+        ("big", lambda t: b.throughput(t, 65536)),
+        ("rtt", b.rtt),
+        ("idle", b.idle),
+    )
     try:
         wait_port(agent_port, proc=agent)
         pin(agent.pid, 0)
         for rep in range(reps):
-            order = names[rep % 3:] + names[:rep % 3]
+            order = names[rep % 3 :] + names[: rep % 3]
             targets: dict[str, Target] = {}
             got: dict[tuple[str, str], float] = {}
             per_rep.append(got)
@@ -272,8 +315,10 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
                         for k, v in m.items():
                             if v is not None:
                                 got[(name, f"{key}.{k}")] = v
-                    log(f"  relay rep{rep} {key}: " + json.dumps(
-                        {f"{n}.{k}": round(v, 3) for (n, k), v in got.items() if k.startswith(key + ".")}))
+                    log(
+                        f"  relay rep{rep} {key}: "
+                        + json.dumps({f"{n}.{k}": round(v, 3) for (n, k), v in got.items() if k.startswith(key + ".")})
+                    )
             finally:
                 for t in targets.values():
                     await t.stop()
@@ -302,28 +347,96 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
     rows: list[Row] = []
     sec = "1 proxy"
     for name in names:
-        rows.append(Row(sec, f"200 B frames pipelined, {name}", m(name, "small.msg_s"), "msg/s", "nginx",
-                        m("nginx", "small.msg_s"), ">= 0.9x nginx" if name == "hypivisor" else "", reps=reps,
-                        paired_ratio=paired(name, "small.msg_s"), note=spread(name, "small.msg_s")))
+        rows.append(
+            Row(
+                sec,
+                f"200 B frames pipelined, {name}",
+                m(name, "small.msg_s"),
+                "msg/s",
+                "nginx",
+                m("nginx", "small.msg_s"),
+                ">= 0.9x nginx" if name == "hypivisor" else "",
+                reps=reps,
+                paired_ratio=paired(name, "small.msg_s"),
+                note=spread(name, "small.msg_s"),
+            )
+        )
     for name in ("nginx", "hypivisor"):
-        rows.append(Row(sec, f"relay CPU per msg, 40 streams x {b.rate:g} msg/s, {name}",
-                        m(name, "streams.cpu_us_msg"), "µs/msg", "nginx", m("nginx", "streams.cpu_us_msg"),
-                        "<= 1.1x nginx" if name == "hypivisor" else "", reps=reps,
-                        paired_ratio=paired(name, "streams.cpu_us_msg"),
-                        note="; ".join(x for x in (spread(name, "streams.cpu_us_msg"), f"delivered {fmt_rate(m(name, 'streams.msg_s'))} msg/s, relay {m(name, 'streams.cpu_pct') or 0:.0f}% of a core") if x)))
+        rows.append(
+            Row(
+                sec,
+                f"relay CPU per msg, 40 streams x {b.rate:g} msg/s, {name}",
+                m(name, "streams.cpu_us_msg"),
+                "µs/msg",
+                "nginx",
+                m("nginx", "streams.cpu_us_msg"),
+                "<= 1.1x nginx" if name == "hypivisor" else "",
+                reps=reps,
+                paired_ratio=paired(name, "streams.cpu_us_msg"),
+                note="; ".join(
+                    x
+                    for x in (
+                        spread(name, "streams.cpu_us_msg"),
+                        f"delivered {fmt_rate(m(name, 'streams.msg_s'))} msg/s, relay {m(name, 'streams.cpu_pct') or 0:.0f}% of a core",
+                    )
+                    if x
+                ),
+            )
+        )
     for name in names:
-        rows.append(Row(sec, f"64 KiB frames, {name}", m(name, "big.MB_s"), "MB/s", "nginx", m("nginx", "big.MB_s"),
-                        ">= 0.9x nginx" if name == "hypivisor" else "", reps=reps,
-                        paired_ratio=paired(name, "big.MB_s"), note=spread(name, "big.MB_s")))
+        rows.append(
+            Row(
+                sec,
+                f"64 KiB frames, {name}",
+                m(name, "big.MB_s"),
+                "MB/s",
+                "nginx",
+                m("nginx", "big.MB_s"),
+                ">= 0.9x nginx" if name == "hypivisor" else "",
+                reps=reps,
+                paired_ratio=paired(name, "big.MB_s"),
+                note=spread(name, "big.MB_s"),
+            )
+        )
     for name in names:
-        rows.append(Row(sec, f"RTT p50 at 1,000 msg/s, {name}", m(name, "rtt.p50_us"), "µs", "nginx",
-                        m("nginx", "rtt.p50_us"), reps=reps, paired_ratio=paired(name, "rtt.p50_us")))
-        rows.append(Row(sec, f"RTT p99 at 1,000 msg/s, {name}", m(name, "rtt.p99_us"), "µs", "nginx",
-                        m("nginx", "rtt.p99_us"), reps=reps, paired_ratio=paired(name, "rtt.p99_us")))
+        rows.append(
+            Row(
+                sec,
+                f"RTT p50 at 1,000 msg/s, {name}",
+                m(name, "rtt.p50_us"),
+                "µs",
+                "nginx",
+                m("nginx", "rtt.p50_us"),
+                reps=reps,
+                paired_ratio=paired(name, "rtt.p50_us"),
+            )
+        )
+        rows.append(
+            Row(
+                sec,
+                f"RTT p99 at 1,000 msg/s, {name}",
+                m(name, "rtt.p99_us"),
+                "µs",
+                "nginx",
+                m("nginx", "rtt.p99_us"),
+                reps=reps,
+                paired_ratio=paired(name, "rtt.p99_us"),
+            )
+        )
     for name in ("nginx", "hypivisor"):
-        rows.append(Row(sec, f"memory per idle proxied connection ({b.idle_n}), {name}", m(name, "idle.kb_conn"),
-                        "KB", "nginx", m("nginx", "idle.kb_conn"), "<= 5 KB" if name == "hypivisor" else "",
-                        reps=reps, paired_ratio=paired(name, "idle.kb_conn")))
+        rows.append(
+            Row(
+                sec,
+                f"memory per idle proxied connection ({b.idle_n}), {name}",
+                m(name, "idle.kb_conn"),
+                "KB",
+                "nginx",
+                m("nginx", "idle.kb_conn"),
+                "<= 5 KB" if name == "hypivisor" else "",
+                reps=reps,
+                paired_ratio=paired(name, "idle.kb_conn"),
+            )
+        )
     for r in rows:
         if r.target and r.value is not None:
             if r.target.startswith(">= 0.9x"):

@@ -30,8 +30,7 @@ from bench.common import REPO, Row, fmt
 
 SECTIONS = ["relay", "stream", "overhead", "registry", "history", "pide"]
 # rows each section must produce (integration_tests/test_bench_smoke.py checks them)
-EXPECTED_ROWS = {"1 proxy": 16, "2 streaming": 6, "3 overhead on pi": 7, "4 registry": 9, "5 history": 12,
-                 "6 Pi-DE": 4}
+EXPECTED_ROWS = {"1 proxy": 16, "2 streaming": 6, "3 overhead on pi": 7, "4 registry": 9, "5 history": 12, "6 Pi-DE": 4}
 RESULTS = REPO / "bench" / "results"
 
 
@@ -41,26 +40,30 @@ def machine_note() -> str:
     except (OSError, StopIteration):
         model = platform.processor() or "?"
     load = os.getloadavg()
-    return (f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
-            f"load average at start {load[0]:.1f}")
+    return f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, load average at start {load[0]:.1f}"
 
 
 async def run_section(name: str, args, log) -> list[Row]:
     if name == "relay":
         from bench import relay
+
         return await relay.run(args.smoke, args.reps or (1 if args.smoke else 7), log)
     if name == "registry":
         from bench import registry
+
         return await registry.run(args.smoke, log, args.reps)
     if name == "history":
         from bench import history
+
         return await history.run(args.smoke, log, args.reps)
     if name in ("stream", "overhead"):
         from bench import pirun
+
         fn = pirun.streaming if name == "stream" else pirun.overhead
         return await asyncio.to_thread(fn, args.smoke, args.reps, log)
     if name == "pide":
         from bench import pide
+
         return await asyncio.to_thread(pide.run, args.smoke, log)
     raise ValueError(name)
 
@@ -90,13 +93,17 @@ def ratio_to_target(r: Row) -> None:
 
 
 def table(rows: list[Row]) -> str:
-    out = ["| § | figure | value | unit | ratio | vs | target | met | reps | note |",
-           "|---|---|---:|---|---:|---|---|---|---:|---|"]
+    out = [
+        "| § | figure | value | unit | ratio | vs | target | met | reps | note |",
+        "|---|---|---:|---|---:|---|---|---|---:|---|",
+    ]
     for r in rows:
         met = "" if r.met is None else ("yes" if r.met else "**no**")
         ratio = f"{r.ratio:.2f}×" if r.ratio is not None else ""
-        out.append(f"| {r.section} | {r.metric} | {fmt(r.value)} | {r.unit} | {ratio} | {r.ref} | {r.target} | "
-                   f"{met} | {r.reps} | {r.note} |")
+        out.append(
+            f"| {r.section} | {r.metric} | {fmt(r.value)} | {r.unit} | {ratio} | {r.ref} | {r.target} | "
+            f"{met} | {r.reps} | {r.note} |"
+        )
     return "\n".join(out)
 
 
@@ -127,13 +134,24 @@ async def amain(args) -> int:
     cmd = "make bench" + (" SMOKE=1" if args.smoke else "")
     if args.only:
         cmd = f"python -m bench.run {' '.join(sys.argv[1:])}"
-    md = (f"Run {started}; `{cmd}`; {note}.\n\n" + table(rows) + "\n")
+    md = f"Run {started}; `{cmd}`; {note}.\n\n" + table(rows) + "\n"
     results = Path(args.results_dir)
     results.mkdir(parents=True, exist_ok=True)
     (results / "latest.md").write_text(md)
-    (results / "latest.json").write_text(json.dumps({"started": started, "command": cmd, "machine": note,
-                                                     "smoke": args.smoke, "errors": errors,
-                                                     "rows": [r.as_dict() for r in rows]}, indent=1, default=str))
+    (results / "latest.json").write_text(
+        json.dumps(
+            {
+                "started": started,
+                "command": cmd,
+                "machine": note,
+                "smoke": args.smoke,
+                "errors": errors,
+                "rows": [r.as_dict() for r in rows],
+            },
+            indent=1,
+            default=str,
+        )
+    )
     print()
     print(md)
     missed = [r.metric for r in rows if r.met is False]
@@ -146,7 +164,12 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, seconds: checks the suite runs")
     ap.add_argument("--only", type=lambda s: s.split(","), default=None, help=",".join(SECTIONS))
     ap.add_argument("--results-dir", default=str(RESULTS), help="where latest.{md,json} go")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions (default per section: relay 7, overhead 25 rounds, registry 3, history 5; smoke 1)")
+    ap.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="repetitions (default per section: relay 7, overhead 25 rounds, registry 3, history 5; smoke 1)",
+    )
     args = ap.parse_args()
     try:
         import uvloop  # the load generators are instruments: keep them cheap

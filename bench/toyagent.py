@@ -58,9 +58,11 @@ class Agent(asyncio.Protocol):
                 k, _, v = line.partition(b":")
                 if k.strip().lower() == b"sec-websocket-key":
                     key = v.strip()
-            del self.buf[:i + 4]
-            self.t.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         b"Sec-WebSocket-Accept: " + accept(key) + b"\r\n\r\n")
+            del self.buf[: i + 4]
+            self.t.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept(key) + b"\r\n\r\n"
+            )
             self.open = True
         for op, payload in parse(self.buf):
             if op == TEXT and payload[:1] == b"!":

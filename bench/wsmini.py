@@ -47,11 +47,11 @@ def parse(buf: bytearray) -> list[tuple[int, bytes]]:
             ln, hl = struct.unpack_from("!Q", buf, pos + 2)[0], 10
         mask = None
         if b1 & 0x80:
-            mask = bytes(buf[pos + hl:pos + hl + 4])
+            mask = bytes(buf[pos + hl : pos + hl + 4])
             hl += 4
         if n - pos < hl + ln:
             break
-        payload = bytes(buf[pos + hl:pos + hl + ln])
+        payload = bytes(buf[pos + hl : pos + hl + ln])
         if mask and mask != MASK:
             payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
         out.append((buf[pos] & 0x0F, payload))
@@ -63,8 +63,14 @@ def parse(buf: bytearray) -> list[tuple[int, bytes]]:
 
 def handshake_request(port: int, path: str) -> bytes:
     key = base64.b64encode(os.urandom(16))
-    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ").encode() + key + b"\r\n\r\n"
+    return (
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+        ).encode()
+        + key
+        + b"\r\n\r\n"
+    )
 
 
 def accept(key: bytes) -> bytes:
@@ -105,7 +111,7 @@ class Client(asyncio.Protocol):
             if i < 0:
                 return
             status = bytes(self.buf[:i].split(b"\r\n", 1)[0])
-            rest = bytes(self.buf[i + 4:])
+            rest = bytes(self.buf[i + 4 :])
             self.buf.clear()
             if b" 101 " not in status:
                 if not self.ready.done():
@@ -146,8 +152,9 @@ class Client(asyncio.Protocol):
 
 async def connect(port: int, path: str = "/", on_msg=None, timeout: float = 20.0) -> Client:
     loop = asyncio.get_running_loop()
-    _, c = await asyncio.wait_for(loop.create_connection(lambda: Client(port, path, on_msg), "127.0.0.1", port),
-                                  timeout)
+    _, c = await asyncio.wait_for(
+        loop.create_connection(lambda: Client(port, path, on_msg), "127.0.0.1", port), timeout
+    )
     await asyncio.wait_for(c.ready, timeout)
     return c
 

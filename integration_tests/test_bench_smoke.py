@@ -27,9 +27,14 @@ def test_bench_smoke_produces_every_row(tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed")
     out = tmp_path / "results"
-    done = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--results-dir", str(out)], cwd=REPO,
-                          capture_output=True, text=True, timeout=280,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--smoke", "--results-dir", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     report = json.loads((out / "latest.json").read_text())
     assert report["smoke"] and not report["errors"], report["errors"]

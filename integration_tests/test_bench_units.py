@@ -20,24 +20,30 @@ def test_no_reference_means_no_ratio():
     assert Row("s", "x", None, "ms", "nginx", 2.0).ratio is None
 
 
-@pytest.mark.parametrize("target, unit, value, want", [
-    ("<= 50 ms", "ms", 15.0, 0.3),
-    ("<= 1,000 ms", "ms", 500.0, 0.5),
-    ("<= 400 B, constant", "B", 100.0, 0.25),
-    ("<= 16.7 ms (60 fps)", "ms", 16.7, 1.0),
-])
+@pytest.mark.parametrize(
+    "target, unit, value, want",
+    [
+        ("<= 50 ms", "ms", 15.0, 0.3),
+        ("<= 1,000 ms", "ms", 500.0, 0.5),
+        ("<= 400 B, constant", "B", 100.0, 0.25),
+        ("<= 16.7 ms (60 fps)", "ms", 16.7, 1.0),
+    ],
+)
 def test_a_figure_without_reference_is_shown_against_its_limit(target, unit, value, want):
     row = Row("s", "x", value, unit, target=target)
     ratio_to_target(row)
     assert row.ref == "target" and row.ratio == pytest.approx(want)
 
 
-@pytest.mark.parametrize("row", [
-    Row("s", "x", 3.0, "msg/s", target=">= 0.9x nginx"),  # a ratio target, not a limit in the row's unit
-    Row("s", "x", 3.0, "KB", target="<= 5 MB"),  # another unit: not comparable as is
-    Row("s", "x", 3.0, "ms"),  # nothing to compare with
-    Row("s", "x", 3.0, "ms", "idle page", 2.0, target="<= 16 ms"),  # a same-run reference is kept
-])
+@pytest.mark.parametrize(
+    "row",
+    [
+        Row("s", "x", 3.0, "msg/s", target=">= 0.9x nginx"),  # a ratio target, not a limit in the row's unit
+        Row("s", "x", 3.0, "KB", target="<= 5 MB"),  # another unit: not comparable as is
+        Row("s", "x", 3.0, "ms"),  # nothing to compare with
+        Row("s", "x", 3.0, "ms", "idle page", 2.0, target="<= 16 ms"),  # a same-run reference is kept
+    ],
+)
 def test_ratio_to_target_leaves_other_rows_alone(row):
     before = (row.ref, row.ref_value, row.ratio)
     ratio_to_target(row)
@@ -45,8 +51,10 @@ def test_ratio_to_target_leaves_other_rows_alone(row):
 
 
 def test_table_shows_ratio_reference_and_verdict():
-    rows = [Row("1 proxy", "hyp", 90.0, "msg/s", "nginx", 100.0, ">= 0.9x nginx", met=True, reps=5),
-            Row("4 registry", "p99", 60.0, "ms", target="<= 50 ms", met=False)]
+    rows = [
+        Row("1 proxy", "hyp", 90.0, "msg/s", "nginx", 100.0, ">= 0.9x nginx", met=True, reps=5),
+        Row("4 registry", "p99", 60.0, "ms", target="<= 50 ms", met=False),
+    ]
     ratio_to_target(rows[1])
     out = table(rows).splitlines()
     assert out[2].startswith("| 1 proxy | hyp | 90 | msg/s | 0.90× | nginx | >= 0.9x nginx | yes | 5 |")

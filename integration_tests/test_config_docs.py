@@ -17,19 +17,40 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 # Variables of the operating system, not Hyper-Pi settings.
-SYSTEM = {"HOME", "PATH", "PYTHONPATH", "USER", "LOGNAME", "SHELL", "LANG", "TZ", "TMPDIR", "TERM", "TMUX",
-          "VIRTUAL_ENV", "PYTHONUNBUFFERED", "NODE_ENV"}
+SYSTEM = {
+    "HOME",
+    "PATH",
+    "PYTHONPATH",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    "TMUX",
+    "VIRTUAL_ENV",
+    "PYTHONUNBUFFERED",
+    "NODE_ENV",
+}
 PY_READ = re.compile(
     r"""(?:\benviron\.get|\bgetenv|\benv\.get|\benviron\[|\benv\[|\b_\w+\(\s*env\s*,)\s*\(?\s*["']([A-Z][A-Z0-9_]{2,})["']"""
-    r"""(?!\s*\]\s*=[^=])""")
-TS_READ = re.compile(r"""process\.env\.([A-Z][A-Z0-9_]+)|process\.env\[["']([A-Z][A-Z0-9_]+)["']\]"""
-                     r"""|import\.meta\.env\.(VITE_[A-Z0-9_]+)""")
+    r"""(?!\s*\]\s*=[^=])"""
+)
+TS_READ = re.compile(
+    r"""process\.env\.([A-Z][A-Z0-9_]+)|process\.env\[["']([A-Z][A-Z0-9_]+)["']\]"""
+    r"""|import\.meta\.env\.(VITE_[A-Z0-9_]+)"""
+)
 ENV_LINE = re.compile(r"^#?\s*([A-Z][A-Z0-9_]{2,})=(.*)$")
 
 
 def _sources() -> list[Path]:
-    py = [p for pkg in ("hypivisor", "pi_socket") for p in (REPO / pkg).rglob("*.py")
-          if "tests" not in p.relative_to(REPO).parts]
+    py = [
+        p
+        for pkg in ("hypivisor", "pi_socket")
+        for p in (REPO / pkg).rglob("*.py")
+        if "tests" not in p.relative_to(REPO).parts
+    ]
     ts = sorted((REPO / "pi_socket" / "extension" / "src").rglob("*.ts"))
     ts += [p for p in (REPO / "pi_de" / "src").rglob("*.ts*") if ".test." not in p.name]
     ts += [p for p in (REPO / "pi_de").glob("vite.config.*")]
@@ -155,8 +176,16 @@ def test_readme_hardening_section_is_the_spec_section():
 
 def test_readme_has_the_required_sections_and_the_screenshot_exists():
     text = (REPO / "README.md").read_text()
-    for title in ("The two commands", "Try it: the demo (no API key)", "Installing", "Security, auth and several machines",
-                  "Configuration", "Troubleshooting", "Performance", "How the hardening loop works"):
+    for title in (
+        "The two commands",
+        "Try it: the demo (no API key)",
+        "Installing",
+        "Security, auth and several machines",
+        "Configuration",
+        "Troubleshooting",
+        "Performance",
+        "How the hardening loop works",
+    ):
         assert f"\n## {title}\n" in text, title
     for cmd in ("make run", "make test", "make demo", "python -m pi_socket install"):
         assert cmd in text

@@ -23,19 +23,68 @@ from integration_tests.test_fuzz_ws import Ws
 from pi_socket.tests.fake_shim import FakeShim
 
 STATUSES: list[int] = []  # what the examples got (printed by the last test)
-PATHS = st.sampled_from(["/ws", "/ws/agent/", "/ws/agent/n1", "/ws/agent/%00", "/ws/agent/" + "a" * 5000,
-                         "/ws/agent/../../etc", "/healthz", "/", "*", "/ws?token=" + "x" * 3000, "/\x00", "//ws",
-                         "/%00", "/a%00.js", "/\r", "/" + "n" * 9000])
-HEADERS = st.lists(st.tuples(st.sampled_from(["Host", "Upgrade", "Connection", "Sec-WebSocket-Key",
-                                              "Sec-WebSocket-Version", "Origin", "Authorization",
-                                              "Sec-WebSocket-Protocol", "Content-Length", "Transfer-Encoding", "X"]),
-                             st.one_of(st.sampled_from(["websocket", "Upgrade", "13", "dGhlIHNhbXBsZSBub25jZQ==",
-                                                        "http://evil.example", "Bearer x", "chunked", "-1",
-                                                        "99999999999999999999", "hypi-token.%%", "a\rb", "a\nb",
-                                                        "a\x00b", "Bearer s3cret\r\nX: y"]),
-                                       st.text(alphabet=st.characters(max_codepoint=255), max_size=40),
-                                       st.just("v" * 20_000))),
-                   max_size=8)
+PATHS = st.sampled_from(
+    [
+        "/ws",
+        "/ws/agent/",
+        "/ws/agent/n1",
+        "/ws/agent/%00",
+        "/ws/agent/" + "a" * 5000,
+        "/ws/agent/../../etc",
+        "/healthz",
+        "/",
+        "*",
+        "/ws?token=" + "x" * 3000,
+        "/\x00",
+        "//ws",
+        "/%00",
+        "/a%00.js",
+        "/\r",
+        "/" + "n" * 9000,
+    ]
+)
+HEADERS = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "Host",
+                "Upgrade",
+                "Connection",
+                "Sec-WebSocket-Key",
+                "Sec-WebSocket-Version",
+                "Origin",
+                "Authorization",
+                "Sec-WebSocket-Protocol",
+                "Content-Length",
+                "Transfer-Encoding",
+                "X",
+            ]
+        ),
+        st.one_of(
+            st.sampled_from(
+                [
+                    "websocket",
+                    "Upgrade",
+                    "13",
+                    "dGhlIHNhbXBsZSBub25jZQ==",
+                    "http://evil.example",
+                    "Bearer x",
+                    "chunked",
+                    "-1",
+                    "99999999999999999999",
+                    "hypi-token.%%",
+                    "a\rb",
+                    "a\nb",
+                    "a\x00b",
+                    "Bearer s3cret\r\nX: y",
+                ]
+            ),
+            st.text(alphabet=st.characters(max_codepoint=255), max_size=40),
+            st.just("v" * 20_000),
+        ),
+    ),
+    max_size=8,
+)
 
 
 @st.composite
@@ -103,8 +152,19 @@ def node_count(hv) -> int:
         return json.loads(r.read())["nodes"]
 
 
-ODD_PATHS = ["/%00", "/a%00b", "/%00.js", "/assets/%00", "/" + "n" * 300, "/" + "n" * 300 + ".js", "/%ff.js",
-             "/%ed%a0%80.js", "/..%2f..%2fetc%2fpasswd", "/%2e%2e/%2e%2e/etc/passwd", "/a/" * 200]
+ODD_PATHS = [
+    "/%00",
+    "/a%00b",
+    "/%00.js",
+    "/assets/%00",
+    "/" + "n" * 300,
+    "/" + "n" * 300 + ".js",
+    "/%ff.js",
+    "/%ed%a0%80.js",
+    "/..%2f..%2fetc%2fpasswd",
+    "/%2e%2e/%2e%2e/etc/passwd",
+    "/a/" * 200,
+]
 
 
 def status_line(port: int, raw: bytes) -> int:
@@ -139,7 +199,9 @@ def test_two_authorization_headers_are_a_clean_answer_at_the_hypivisor_and_throu
 
     async def through_the_proxy() -> list[int]:
         with tempfile.TemporaryDirectory() as tmp:
-            fake = FakeShim(Path(tmp), env={"HYPI_TOKEN": "s3cret", "HYPIVISOR_WS": hv.ws_url, "PI_SOCKET_NODE_ID": "b1"})
+            fake = FakeShim(
+                Path(tmp), env={"HYPI_TOKEN": "s3cret", "HYPIVISOR_WS": hv.ws_url, "PI_SOCKET_NODE_ID": "b1"}
+            )
             await fake.start()
             try:
                 for _ in range(100):  # bounded: the bridge registers within seconds

@@ -28,9 +28,20 @@ FAULTS = ("stdin.line", "session.load")
 def harden(tmp: Path, *argv: str) -> subprocess.CompletedProcess:
     """The helper exactly as the skill runs it, on this test's logs and ledger."""
     return subprocess.run(
-        [sys.executable, "-m", "pi_socket.harden", *argv, "--log-dir", str(tmp / "logs"),
-         "--ledger", str(tmp / "ledger.jsonl")],
-        cwd=REPO, capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "pi_socket.harden",
+            *argv,
+            "--log-dir",
+            str(tmp / "logs"),
+            "--ledger",
+            str(tmp / "ledger.jsonl"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
 
 
@@ -47,15 +58,37 @@ def _lines(stream, out: queue.Queue) -> None:
 
 def run_bridge_with_faults(tmp: Path, faults: str, extra_lines: tuple[dict, ...] = ()) -> None:
     """One real bridge life: faults armed, a shim's hello (and any extra shim lines), wait for `ready`, then `bye`."""
-    env = {**os.environ, "PI_SOCKET_FAULT": faults, "PI_SOCKET_LOG_DIR": str(tmp / "logs"), "PI_SOCKET_PORT": "0",
-           "PI_SOCKET_HOST": "127.0.0.1", "HYPIVISOR_WS": "off", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "pi_socket.bridge"], cwd=tmp, env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    env = {
+        **os.environ,
+        "PI_SOCKET_FAULT": faults,
+        "PI_SOCKET_LOG_DIR": str(tmp / "logs"),
+        "PI_SOCKET_PORT": "0",
+        "PI_SOCKET_HOST": "127.0.0.1",
+        "HYPIVISOR_WS": "off",
+        "PYTHONPATH": str(REPO),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pi_socket.bridge"],
+        cwd=tmp,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     out: queue.Queue = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stdout, out), daemon=True).start()
     try:
-        hello = {"t": "hello", "v": 1, "node_id": "harden-e2e", "pid": os.getpid(), "cwd": str(tmp),
-                 "pi_version": "0.73.1", "mode": "print", "session": {}}
+        hello = {
+            "t": "hello",
+            "v": 1,
+            "node_id": "harden-e2e",
+            "pid": os.getpid(),
+            "cwd": str(tmp),
+            "pi_version": "0.73.1",
+            "mode": "print",
+            "session": {},
+        }
         proc.stdin.write('{"t": "noop"}\n')  # the first line meets the armed stdin.line fault
         proc.stdin.write(json.dumps(hello) + "\n")
         for line in extra_lines:
@@ -86,9 +119,20 @@ def by_boundary(data: dict) -> dict[str, dict]:
 
 
 def record_fixed(tmp: Path, klass: dict) -> None:
-    done = harden(tmp, "record", "--class-id", klass["class_id"], "--status", "fixed",
-                  "--root-cause", f"test: fault injected at {klass['boundary']}",
-                  "--action", "test: nothing to change, the fault is synthetic", "--files", "pi_socket/bridge/faults.py")
+    done = harden(
+        tmp,
+        "record",
+        "--class-id",
+        klass["class_id"],
+        "--status",
+        "fixed",
+        "--root-cause",
+        f"test: fault injected at {klass['boundary']}",
+        "--action",
+        "test: nothing to change, the fault is synthetic",
+        "--files",
+        "pi_socket/bridge/faults.py",
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -128,10 +172,18 @@ def test_an_injected_bridge_fault_is_reported_then_cleared_by_the_ledger_then_re
 
 def test_a_boundary_error_in_the_shim_reaches_the_report_through_the_bridge(tmp_path):
     """The TypeScript shim cannot write files: it sends its boundary errors to the bridge as `log` lines."""
-    stack = ("TypeError: Cannot read properties of undefined (reading 'id')\n"
-             "    at onToolEnd (/opt/ext/src/index.ts:88:21)\n    at Runner.emit (/opt/pi/dist/runner.js:10:5)")
-    shim_error = {"t": "log", "level": "error", "msg": "TypeError: Cannot read properties of undefined (reading 'id')",
-                  "boundary": "pi.tool_execution_end", "stack": stack, "needsHardening": True}
+    stack = (
+        "TypeError: Cannot read properties of undefined (reading 'id')\n"
+        "    at onToolEnd (/opt/ext/src/index.ts:88:21)\n    at Runner.emit (/opt/pi/dist/runner.js:10:5)"
+    )
+    shim_error = {
+        "t": "log",
+        "level": "error",
+        "msg": "TypeError: Cannot read properties of undefined (reading 'id')",
+        "boundary": "pi.tool_execution_end",
+        "stack": stack,
+        "needsHardening": True,
+    }
     run_bridge_with_faults(tmp_path, "", extra_lines=(shim_error, shim_error))
     [klass] = report(tmp_path)["classes"]
     assert (klass["component"], klass["boundary"], klass["occurrences"]) == ("shim", "pi.tool_execution_end", 2)
@@ -156,8 +208,14 @@ oplog.get_logger().info("registry up", port=31415)
 def test_hypivisor_errors_are_classed_by_the_same_report(tmp_path):
     """The hypivisor logs through oplog too; three ports, one class, next to the bridge's log."""
     logs = tmp_path / "logs"
-    done = subprocess.run([sys.executable, "-c", HYPIVISOR_WRITER, str(logs)], cwd=REPO, capture_output=True,
-                          text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = subprocess.run(
+        [sys.executable, "-c", HYPIVISOR_WRITER, str(logs)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert done.returncode == 0, done.stderr
     (logs / "pi-socket.jsonl").write_text("not json at all\n")
     data = report(tmp_path)

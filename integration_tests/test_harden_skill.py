@@ -25,7 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 HARNESS = REPO / "integration_tests" / "harness"
 SKILL_DIR = REPO / "skills" / "harden-pi-socket"
 EXTENSION_DIR = REPO / "pi_socket" / "extension"
-PI = Path(os.environ.get("HYPI_CACHE", Path.home() / ".cache" / "hyper-pi")) / "pi-0.73.1" / "node_modules" / ".bin" / "pi"
+PI = (
+    Path(os.environ.get("HYPI_CACHE", Path.home() / ".cache" / "hyper-pi"))
+    / "pi-0.73.1"
+    / "node_modules"
+    / ".bin"
+    / "pi"
+)
 SENTENCE = "Never delete, truncate, rotate or edit a log file."
 
 pytestmark = [
@@ -38,8 +44,11 @@ pytestmark = [
 def fake_llm(tmp_path):
     """The fake LLM on 127.0.0.1 with an ephemeral port; yields its base URL."""
     port_file = tmp_path / "llm.port"
-    proc = subprocess.Popen([sys.executable, str(HARNESS / "fake_llm.py"), "--port", "0", "--port-file", str(port_file)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(HARNESS / "fake_llm.py"), "--port", "0", "--port-file", str(port_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 10
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -61,24 +70,41 @@ def pi_env(tmp_path, fake_llm):
     models["providers"]["fake"]["baseUrl"] = f"{fake_llm}/v1"
     (agent / "models.json").write_text(json.dumps(models))
     shutil.copy(HARNESS / "settings.json", agent / "settings.json")
-    env = {**os.environ, "HOME": str(home), "PI_CODING_AGENT_DIR": str(agent), "PI_OFFLINE": "1",
-           "PI_SKIP_VERSION_CHECK": "1", "PI_SOCKET_LOG_DIR": str(tmp_path / "logs"),
-           # if the installed extension starts the bridge: ephemeral port, no hypivisor to look for
-           "PI_SOCKET_PORT": "0", "HYPIVISOR_WS": "off"}
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "PI_CODING_AGENT_DIR": str(agent),
+        "PI_OFFLINE": "1",
+        "PI_SKIP_VERSION_CHECK": "1",
+        "PI_SOCKET_LOG_DIR": str(tmp_path / "logs"),
+        # if the installed extension starts the bridge: ephemeral port, no hypivisor to look for
+        "PI_SOCKET_PORT": "0",
+        "HYPIVISOR_WS": "off",
+    }
     return {"env": env, "agent": agent, "cwd": work, "llm": fake_llm}
 
 
 def script_reply(llm: str, text: str) -> None:
     """Queue a short reply: the default one echoes the whole prompt (a 5 KB skill) slowly, in small chunks."""
-    req = urllib.request.Request(f"{llm}/_fake/script", data=json.dumps([{"text": text}]).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        f"{llm}/_fake/script",
+        data=json.dumps([{"text": text}]).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     urllib.request.urlopen(req, timeout=5).close()
 
 
 def run_pi(pi_env, *args: str) -> subprocess.CompletedProcess:
     script_reply(pi_env["llm"], "skill received")
-    return subprocess.run([str(PI), "-p", "--no-session", *args], env=pi_env["env"], cwd=pi_env["cwd"],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(PI), "-p", "--no-session", *args],
+        env=pi_env["env"],
+        cwd=pi_env["cwd"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def user_texts(llm: str) -> list[str]:
@@ -91,8 +117,11 @@ def user_texts(llm: str) -> list[str]:
             if msg.get("role") != "user":
                 continue
             content = msg.get("content")
-            texts.append(content if isinstance(content, str) else
-                         "".join(p.get("text", "") for p in content or [] if isinstance(p, dict)))
+            texts.append(
+                content
+                if isinstance(content, str)
+                else "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
+            )
     return texts
 
 
@@ -136,17 +165,41 @@ def test_the_agent_can_run_the_helper_the_skill_names(pi_env, tmp_path):
     """The skill's first step, done by pi's own bash tool: the report reaches the model as a tool result."""
     logs = tmp_path / "logs"
     logs.mkdir()
-    (logs / "pi-socket.jsonl").write_text(json.dumps({
-        "ts": "2026-11-23T20:00:00.000Z", "level": "error", "component": "bridge", "msg": "unhandled error at boundary",
-        "needsHardening": True, "boundary": "client.message", "error": "KeyError: 'type'", "stack": "tb"}) + "\n")
-    command = (f"cd {REPO} && {sys.executable} -m pi_socket.harden report --log-dir {logs} "
-               f"--ledger {tmp_path / 'ledger.jsonl'}")
+    (logs / "pi-socket.jsonl").write_text(
+        json.dumps(
+            {
+                "ts": "2026-11-23T20:00:00.000Z",
+                "level": "error",
+                "component": "bridge",
+                "msg": "unhandled error at boundary",
+                "needsHardening": True,
+                "boundary": "client.message",
+                "error": "KeyError: 'type'",
+                "stack": "tb",
+            }
+        )
+        + "\n"
+    )
+    command = (
+        f"cd {REPO} && {sys.executable} -m pi_socket.harden report --log-dir {logs} "
+        f"--ledger {tmp_path / 'ledger.jsonl'}"
+    )
     script = [{"tool_calls": [{"name": "bash", "arguments": {"command": command}}]}, {"text": "report read"}]
-    req = urllib.request.Request(f"{pi_env['llm']}/_fake/script", data=json.dumps(script).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        f"{pi_env['llm']}/_fake/script",
+        data=json.dumps(script).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     urllib.request.urlopen(req, timeout=5).close()
-    done = subprocess.run([str(PI), "-p", "--no-session", "--skill", str(SKILL_DIR), "/skill:harden-pi-socket"],
-                          env=pi_env["env"], cwd=pi_env["cwd"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [str(PI), "-p", "--no-session", "--skill", str(SKILL_DIR), "/skill:harden-pi-socket"],
+        env=pi_env["env"],
+        cwd=pi_env["cwd"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "report read" in done.stdout
     tool_results = [m for b in all_requests(pi_env["llm"]) for m in b["messages"] if m.get("role") == "tool"]
@@ -164,12 +217,20 @@ def _manifest_skills() -> list[str]:
     return list((manifest.get("pi") or {}).get("skills") or [])
 
 
-@pytest.mark.skipif(not _manifest_skills(), reason="pi_socket/extension/package.json has no pi.skills entry yet "
-                    "(owned by the shim/installer work)")
+@pytest.mark.skipif(
+    not _manifest_skills(),
+    reason="pi_socket/extension/package.json has no pi.skills entry yet (owned by the shim/installer work)",
+)
 def test_installing_pi_socket_makes_the_skill_available(pi_env):
     """`python -m pi_socket install` (the real installer) registers the extension package, whose manifest ships skills/."""
-    installed = subprocess.run([sys.executable, "-m", "pi_socket", "install", "--pi", str(PI)], env=pi_env["env"],
-                               cwd=REPO, capture_output=True, text=True, timeout=60)
+    installed = subprocess.run(
+        [sys.executable, "-m", "pi_socket", "install", "--pi", str(PI)],
+        env=pi_env["env"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert installed.returncode == 0, installed.stdout + installed.stderr
     settings = json.loads((pi_env["agent"] / "settings.json").read_text())
     assert settings.get("packages"), settings
@@ -178,7 +239,20 @@ def test_installing_pi_socket_makes_the_skill_available(pi_env):
     prompt = user_texts(pi_env["llm"])[-1]
     assert prompt.startswith('<skill name="harden-pi-socket"') and SENTENCE in prompt
     # the shim and bridge that the installer put in pi logged no unanticipated error while serving this run
-    status = subprocess.run([sys.executable, "-m", "pi_socket.harden", "status", "--log-dir",
-                             pi_env["env"]["PI_SOCKET_LOG_DIR"], "--ledger", str(pi_env["cwd"] / "ledger.jsonl")],
-                            cwd=REPO, capture_output=True, text=True, timeout=30)
+    status = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pi_socket.harden",
+            "status",
+            "--log-dir",
+            pi_env["env"]["PI_SOCKET_LOG_DIR"],
+            "--ledger",
+            str(pi_env["cwd"] / "ledger.jsonl"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert status.returncode == 0, status.stdout + status.stderr

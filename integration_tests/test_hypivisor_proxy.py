@@ -188,7 +188,9 @@ async def test_bytes_in_the_same_segment_as_the_101_are_not_lost(hypivisor):
 
     async def raw_agent(reader, writer):
         head = await reader.readuntil(b"\r\n\r\n")
-        key = next(ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n") if ln.lower().startswith(b"sec-websocket-key"))
+        key = next(
+            ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n") if ln.lower().startswith(b"sec-websocket-key")
+        )
         accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
         payload = b'{"type":"init_state"}'
         writer.write(

@@ -97,4 +97,3 @@ async def test_spawn_command_template(hypivisor_factory, env_dirs):
         assert "result" in res, res
         assert res["result"]["tmux_session"] is None
         assert res["result"]["node"]["cwd"] == str((home / "it's here").resolve())
-

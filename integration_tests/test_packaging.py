@@ -36,8 +36,11 @@ pytestmark = pytest.mark.slow
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PI_", "HYPI", "TMUX", "PYTHON")) and k != "VIRTUAL_ENV"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PI_", "HYPI", "TMUX", "PYTHON")) and k != "VIRTUAL_ENV"
+    }
     env.update(extra)
     return env
 
@@ -55,8 +58,13 @@ def wheel(tmp_path_factory) -> Path:
     if (DIST / "index.html").is_file():
         shutil.copytree(DIST, src / "pi_de" / "dist")
     out = root / "wheels"
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-q", "-w", str(out)],
-                          capture_output=True, text=True, timeout=300, env=_clean_env())
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-q", "-w", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_clean_env(),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     wheels = list(out.glob("hyper_pi-*.whl"))
     assert len(wheels) == 1, wheels
@@ -67,8 +75,13 @@ def wheel(tmp_path_factory) -> Path:
 def venv_bin(wheel, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("venv") / "venv"
     venv.EnvBuilder(with_pip=True, clear=True).create(d)
-    done = subprocess.run([str(d / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                           str(wheel)], capture_output=True, text=True, timeout=300, env=_clean_env())
+    done = subprocess.run(
+        [str(d / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_clean_env(),
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return d / "bin"
 
@@ -81,9 +94,15 @@ def bundled_dist(wheel: Path) -> Path | None:
 
 def run(venv_bin: Path, *argv: str, cwd: Path, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
     exe = argv[0] if os.path.isabs(argv[0]) else str(venv_bin / argv[0])
-    return subprocess.run([exe, *argv[1:]], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=_clean_env(**{"PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", **env}),
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [exe, *argv[1:]],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_clean_env(**{"PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}", **env}),
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_wheel_holds_the_packages_the_shim_the_skill_and_the_dashboard(wheel):
@@ -93,10 +112,21 @@ def test_wheel_holds_the_packages_the_shim_the_skill_and_the_dashboard(wheel):
         entry_points = next(z.read(n).decode() for n in names if n.endswith(".dist-info/entry_points.txt"))
         skill = z.read("pi_socket/skills/harden-pi-socket/SKILL.md").decode()
     assert wheel.name == f"hyper_pi-{__version__}-py3-none-any.whl"
-    for name in ("hypivisor/__main__.py", "hypivisor/demo/__main__.py", "hypivisor/demo/launcher.py",
-                 "hypivisor/demo/fake_llm.py", "pi_socket/__main__.py", "pi_socket/install.py", "pi_socket/bridge/__main__.py", "pi_socket/harden/__main__.py",
-                 "pi_socket/extension/src/index.ts", "pi_socket/extension/src/child.ts",
-                 "pi_socket/extension/src/slim.ts", "pi_socket/extension/dist/pi-socket.js", "pi_socket/skills/harden-pi-socket/ledger.jsonl"):
+    for name in (
+        "hypivisor/__main__.py",
+        "hypivisor/demo/__main__.py",
+        "hypivisor/demo/launcher.py",
+        "hypivisor/demo/fake_llm.py",
+        "pi_socket/__main__.py",
+        "pi_socket/install.py",
+        "pi_socket/bridge/__main__.py",
+        "pi_socket/harden/__main__.py",
+        "pi_socket/extension/src/index.ts",
+        "pi_socket/extension/src/child.ts",
+        "pi_socket/extension/src/slim.ts",
+        "pi_socket/extension/dist/pi-socket.js",
+        "pi_socket/skills/harden-pi-socket/ledger.jsonl",
+    ):
         assert name in names, name
     assert not [n for n in names if "/tests/" in n or "__pycache__" in n or n.startswith("pi_socket/extension/test/")]
     # the manifest points at the packaged skill (the repository's ../../skills would leave the package)
@@ -121,9 +151,14 @@ def test_console_scripts_run_from_a_fresh_venv(wheel, venv_bin, tmp_path):
     assert run(venv_bin, "hypivisor", "--port", "x", cwd=tmp_path).returncode == 2
     helped = run(venv_bin, "pi-socket", "--help", cwd=tmp_path)
     assert helped.returncode == 0 and all(c in helped.stdout for c in ("install", "uninstall", "doctor"))
-    where = run(venv_bin, "python", "-c", "import hypivisor, pi_socket, hypivisor.config as c; "
-                "print(hypivisor.__file__); print(pi_socket.__version__); print(c.default_dashboard_dir())",
-                cwd=tmp_path)
+    where = run(
+        venv_bin,
+        "python",
+        "-c",
+        "import hypivisor, pi_socket, hypivisor.config as c; "
+        "print(hypivisor.__file__); print(pi_socket.__version__); print(c.default_dashboard_dir())",
+        cwd=tmp_path,
+    )
     assert where.returncode == 0, where.stderr
     module, version, dashboard = where.stdout.split("\n")[:3]
     assert str(venv_bin.parent) in module and version == __version__, "imported from the venv, not the repository"
@@ -137,8 +172,11 @@ def test_installed_wheel_runs_the_whole_chain_with_a_real_pi(wheel, venv_bin, tm
     pi = pi_bin("0.73.1")
     if not pi.exists():
         pytest.skip("pi 0.73.1 is not installed: run bash integration_tests/setup_env.sh")
-    site = Path(run(venv_bin, "python", "-c", "import pi_socket, os; print(os.path.dirname(pi_socket.__file__))",
-                    cwd=tmp_path).stdout.strip())
+    site = Path(
+        run(
+            venv_bin, "python", "-c", "import pi_socket, os; print(os.path.dirname(pi_socket.__file__))", cwd=tmp_path
+        ).stdout.strip()
+    )
     home, agent, work, logs = (tmp_path / n for n in ("home", "agent", "work", "logs"))
     for d in (home, agent, work, logs):
         d.mkdir()
@@ -151,9 +189,16 @@ def test_installed_wheel_runs_the_whole_chain_with_a_real_pi(wheel, venv_bin, tm
         (agent / "models.json").write_text(json.dumps(models))
         shutil.copy(REPO / "integration_tests" / "harness" / "settings.json", agent / "settings.json")
         port, dash_port = free_port(), free_port()
-        env = {"HOME": str(home), "PI_CODING_AGENT_DIR": str(agent), "PI_OFFLINE": "1", "PI_SKIP_VERSION_CHECK": "1",
-               "PI_SOCKET_LOG_DIR": str(logs), "PI_SOCKET_PORT": "0", "PI_BIN": str(pi),
-               "HYPIVISOR_WS": f"ws://127.0.0.1:{port}/ws"}
+        env = {
+            "HOME": str(home),
+            "PI_CODING_AGENT_DIR": str(agent),
+            "PI_OFFLINE": "1",
+            "PI_SKIP_VERSION_CHECK": "1",
+            "PI_SOCKET_LOG_DIR": str(logs),
+            "PI_SOCKET_PORT": "0",
+            "PI_BIN": str(pi),
+            "HYPIVISOR_WS": f"ws://127.0.0.1:{port}/ws",
+        }
 
         installed = run(venv_bin, "pi-socket", "install", cwd=tmp_path, **env)
         assert installed.returncode == 0, installed.stdout + installed.stderr
@@ -164,9 +209,21 @@ def test_installed_wheel_runs_the_whole_chain_with_a_real_pi(wheel, venv_bin, tm
         assert settings["packages"] == [str(site / "extension")]
         assert json.loads((agent / "pi-socket.json").read_text())["python"].startswith(str(venv_bin.parent))
 
-        hv = subprocess.Popen([str(venv_bin / "hypivisor"), "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-port", str(dash_port)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env=_clean_env(HOME=str(home), PI_SOCKET_LOG_DIR=str(logs)))
+        hv = subprocess.Popen(
+            [
+                str(venv_bin / "hypivisor"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-port",
+                str(dash_port),
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=_clean_env(HOME=str(home), PI_SOCKET_LOG_DIR=str(logs)),
+        )
 
         def healthy() -> bool:
             assert hv.poll() is None, "the venv's hypivisor exited"
@@ -218,13 +275,31 @@ def test_the_demo_runs_from_the_installed_wheel(wheel, venv_bin, tmp_path):
     if not pi.exists() or not shutil.which("tmux"):
         pytest.skip("needs tmux and pi 0.73.1: run bash integration_tests/setup_env.sh")
     port, dash_port = free_port(), free_port()
-    proc = subprocess.Popen([str(venv_bin / "python"), "-m", "hypivisor.demo", "--port", str(port), "--dashboard-port",
-                             str(dash_port), "--pi", str(pi), "--agents", "1", "--no-prompts"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=_clean_env(PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"))
+    proc = subprocess.Popen(
+        [
+            str(venv_bin / "python"),
+            "-m",
+            "hypivisor.demo",
+            "--port",
+            str(port),
+            "--dashboard-port",
+            str(dash_port),
+            "--pi",
+            str(pi),
+            "--agents",
+            "1",
+            "--no-prompts",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=_clean_env(PATH=f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"),
+    )
     lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(ln.decode(errors="replace") for ln in proc.stdout),
-                     daemon=True).start()
+    threading.Thread(
+        target=lambda: lines.extend(ln.decode(errors="replace") for ln in proc.stdout), daemon=True
+    ).start()
     try:
         wait_until(lambda: proc.poll() is not None or any("DEMO READY" in ln for ln in lines), 90, "the demo")
         assert proc.poll() is None, "".join(lines)

@@ -26,8 +26,11 @@ def build_long_session(pi, fake_llm) -> list[str]:
         ok = pi.call({"type": "prompt", "message": f"question {i}"})
         assert ok and ok["success"], ok
         assert pi.until(lambda e: e.get("type") == "agent_end", timeout=20), "run did not end"
-        ends = [e for e in pi.events[mark:] if e.get("type") == "message_end"
-                and (e.get("message") or {}).get("role") == "assistant"]
+        ends = [
+            e
+            for e in pi.events[mark:]
+            if e.get("type") == "message_end" and (e.get("message") or {}).get("role") == "assistant"
+        ]
         assert text_of(ends[-1]["message"]) == reply
         texts += [f"question {i}", reply]
     return texts

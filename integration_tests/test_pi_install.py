@@ -27,7 +27,9 @@ def test_install_prints_changes_is_idempotent_and_uninstall_removes(pi_home, sta
     assert settings["defaultModel"] == "fake-model"  # the user's settings are kept
     config = json.loads((pi_home.agent / "pi-socket.json").read_text())
     assert Path(config["python"]).exists() and (Path(config["pythonpath"]) / "pi_socket").is_dir()
-    assert f"changed: {pi_home.agent / 'settings.json'}" in out and f"changed: {pi_home.agent / 'pi-socket.json'}" in out
+    assert (
+        f"changed: {pi_home.agent / 'settings.json'}" in out and f"changed: {pi_home.agent / 'pi-socket.json'}" in out
+    )
 
     again = pi_home.run_installer("install")
     assert "\nchanged:" not in again and again.count("\nunchanged:") == 2
@@ -61,9 +63,16 @@ def test_doctor_passes_when_everything_is_there(pi_home, pi_version, hypivisor, 
     dist = tmp_path / "dist"
     dist.mkdir()
     (dist / "index.html").write_text("<!doctype html>")
-    out = pi_home.run_installer("doctor", "--pi", str(pi_bin(pi_version)), env={
-        "HYPIVISOR_WS": hypivisor.ws_url, "HYPI_DASHBOARD_DIR": str(dist),
-        "PATH": pi_path_env(pi_version, os.environ["PATH"])})
+    out = pi_home.run_installer(
+        "doctor",
+        "--pi",
+        str(pi_bin(pi_version)),
+        env={
+            "HYPIVISOR_WS": hypivisor.ws_url,
+            "HYPI_DASHBOARD_DIR": str(dist),
+            "PATH": pi_path_env(pi_version, os.environ["PATH"]),
+        },
+    )
     assert "all checks passed" in out, out
     assert f"version {pi_version}" in out and "ready on port" in out
 
@@ -73,11 +82,22 @@ def test_doctor_names_each_failure_with_its_fix(pi_home, tmp_path):
     import subprocess
     import sys
 
-    env = {**pi_home.env, "PYTHONPATH": str(EXTENSION_DIR.parents[1]), "HYPIVISOR_WS": "ws://127.0.0.1:9/ws",
-           "HYPI_DASHBOARD_DIR": str(tmp_path / "nothing-built"), "PI_BIN": str(tmp_path / "no-pi-here")}
+    env = {
+        **pi_home.env,
+        "PYTHONPATH": str(EXTENSION_DIR.parents[1]),
+        "HYPIVISOR_WS": "ws://127.0.0.1:9/ws",
+        "HYPI_DASHBOARD_DIR": str(tmp_path / "nothing-built"),
+        "PI_BIN": str(tmp_path / "no-pi-here"),
+    }
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if not (Path(p) / "pi").exists())
-    done = subprocess.run([sys.executable, "-m", "pi_socket", "doctor"], env=env, capture_output=True, text=True,
-                          timeout=60, cwd=EXTENSION_DIR.parents[1])
+    done = subprocess.run(
+        [sys.executable, "-m", "pi_socket", "doctor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=EXTENSION_DIR.parents[1],
+    )
     assert done.returncode == 1
     out = done.stdout
     for name in ("pi", "shim", "hypivisor", "dashboard"):

@@ -83,8 +83,9 @@ def test_tool_call_really_runs_bash(start_pi, pi_version, agent_client, pi_home)
     prompt(c, "TOOLCALL: echo from-the-tool > made-by-tool.txt; echo done")
     start = c.wait_for(is_type("tool_execution_start"))
     assert start["toolName"] == "bash"
-    tool_start = c.wait_for(lambda f: f.get("type") == "message_update"
-                            and f["assistantMessageEvent"]["type"] == "toolcall_start")
+    tool_start = c.wait_for(
+        lambda f: f.get("type") == "message_update" and f["assistantMessageEvent"]["type"] == "toolcall_start"
+    )
     assert tool_start["assistantMessageEvent"]["toolCall"]["name"] == "bash"  # labelled before toolcall_end
     end = c.wait_for(is_type("tool_execution_end"))
     assert end["isError"] is False
@@ -143,8 +144,11 @@ def test_a_client_joining_mid_stream_gets_the_partial(start_pi, pi_version, agen
     first, _ = connect(agent_client, pi)
     fake_llm.slow(words=40, delay=0.12)
     prompt(first, "slow reply please")
-    wait_deltas = lambda: len([f for f in first.of_type("message_update")  # noqa: E731
-                               if f["assistantMessageEvent"]["type"] == "text_delta"]) >= 3
+
+    def wait_deltas():
+        deltas = [f for f in first.of_type("message_update") if f["assistantMessageEvent"]["type"] == "text_delta"]
+        return len(deltas) >= 3
+
     deadline = time.monotonic() + 20
     while not wait_deltas() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -157,8 +161,11 @@ def test_a_client_joining_mid_stream_gets_the_partial(start_pi, pi_version, agen
     # the joiner can complete the message from the partial plus the deltas that follow
     idx = second.frames.index(init)
     end = second.wait_for(assistant_end, timeout=30)
-    later = "".join(f["assistantMessageEvent"].get("delta", "") for f in second.frames[idx + 1:]
-                    if f.get("type") == "message_update" and f["assistantMessageEvent"]["type"] == "text_delta")
+    later = "".join(
+        f["assistantMessageEvent"].get("delta", "")
+        for f in second.frames[idx + 1 :]
+        if f.get("type") == "message_update" and f["assistantMessageEvent"]["type"] == "text_delta"
+    )
     assert so_far + later == text_of(end["message"])
 
 
@@ -171,8 +178,10 @@ def test_deltas_pause_while_nobody_watches_and_a_joiner_is_resynced(start_pi, pi
     fake_llm.slow(words=60, delay=0.1)
     prompt(first, "slow reply please")
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and len([f for f in first.of_type("message_update")
-                                               if f["assistantMessageEvent"]["type"] == "text_delta"]) < 3:
+    while (
+        time.monotonic() < deadline
+        and len([f for f in first.of_type("message_update") if f["assistantMessageEvent"]["type"] == "text_delta"]) < 3
+    ):
         time.sleep(0.05)
     first.close()
     time.sleep(1.0)  # ~10 words stream while nobody watches
@@ -184,8 +193,11 @@ def test_deltas_pause_while_nobody_watches_and_a_joiner_is_resynced(start_pi, pi
     fresh = second.frames[inits[-1]]
     so_far = text_of(fresh["partial"])
     assert len(text_of(stale["partial"])) < len(so_far), "the first init_state lacked the unwatched words"
-    later = "".join(f["assistantMessageEvent"].get("delta", "") for f in second.frames[inits[-1] + 1:]
-                    if f.get("type") == "message_update" and f["assistantMessageEvent"]["type"] == "text_delta")
+    later = "".join(
+        f["assistantMessageEvent"].get("delta", "")
+        for f in second.frames[inits[-1] + 1 :]
+        if f.get("type") == "message_update" and f["assistantMessageEvent"]["type"] == "text_delta"
+    )
     assert so_far + later == text_of(end["message"])
 
 

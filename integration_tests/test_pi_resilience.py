@@ -20,13 +20,17 @@ pytestmark = [pytest.mark.pi]
 
 def rpc_reply_text(pi, since: int) -> str:
     """Text of the last assistant message_end pi printed on its RPC stdout after event index ``since``."""
-    ends = [e for e in pi.events[since:] if e.get("type") == "message_end"
-            and (e.get("message") or {}).get("role") == "assistant"]
+    ends = [
+        e
+        for e in pi.events[since:]
+        if e.get("type") == "message_end" and (e.get("message") or {}).get("role") == "assistant"
+    ]
     return text_of(ends[-1]["message"]) if ends else ""
 
 
 def test_bridge_sigkill_mid_stream_pi_unaffected_bridge_back_with_same_id_and_port(
-        start_pi, pi_version, agent_client, fake_llm):
+    start_pi, pi_version, agent_client, fake_llm
+):
     pi = start_pi(pi_version, mode="rpc")
     node_id, port = pi.node_id, pi.port
     c, _ = connect(agent_client, pi)
@@ -96,6 +100,7 @@ def node_event(name: str, node_id: str, **match):
     def pred(f):
         node = f.get("node") or {}
         return f.get("event") == name and node.get("id") == node_id and all(node.get(k) == v for k, v in match.items())
+
     return pred
 
 
@@ -116,11 +121,13 @@ def test_registers_and_reports_working_then_idle(start_pi, pi_version, agent_cli
 
 
 def test_hypivisor_sigkill_mid_stream_pi_streams_on_and_re_registers(
-        start_pi, pi_version, agent_client, hypivisor, fake_llm):
+    start_pi, pi_version, agent_client, hypivisor, fake_llm
+):
     pi = start_pi(pi_version, mode="rpc", env={"HYPIVISOR_WS": hypivisor.ws_url, "PI_SOCKET_RECONNECT_MS": "200"})
     dash = registry(agent_client, hypivisor)
-    dash.wait_for(lambda f: any(n["id"] == pi.node_id for n in f.get("nodes") or [])
-                  or node_event("node_joined", pi.node_id)(f))
+    dash.wait_for(
+        lambda f: any(n["id"] == pi.node_id for n in f.get("nodes") or []) or node_event("node_joined", pi.node_id)(f)
+    )
     c, _ = connect(agent_client, pi)
     reply = fake_llm.slow(words=40, delay=0.12)
     prompt(c, "slow while the hypivisor dies")

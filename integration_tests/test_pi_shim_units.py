@@ -37,15 +37,22 @@ def test_shim_type_checks_against_both_pi_versions(pi_version, tmp_path):
         pytest.skip(f"pi {pi_version} has no type declarations at {types}")
     config = {
         "compilerOptions": {
-            "target": "ES2022", "module": "ESNext", "moduleResolution": "Bundler", "strict": True, "noEmit": True,
-            "allowImportingTsExtensions": True, "skipLibCheck": True, "types": ["node"],
+            "target": "ES2022",
+            "module": "ESNext",
+            "moduleResolution": "Bundler",
+            "strict": True,
+            "noEmit": True,
+            "allowImportingTsExtensions": True,
+            "skipLibCheck": True,
+            "types": ["node"],
             "typeRoots": [str(REPO / "pi_de" / "node_modules" / "@types")],
             "paths": {"@mariozechner/pi-coding-agent": [str(types)]},
         },
         "files": [str(EXTENSION / "src" / "index.ts")],
     }
     (tmp_path / "tsconfig.json").write_text(json.dumps(config))
-    done = subprocess.run([str(TSC), "-p", str(tmp_path / "tsconfig.json")], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [str(TSC), "-p", str(tmp_path / "tsconfig.json")], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     assert pi_bin(pi_version).exists()

@@ -19,8 +19,17 @@ def test_each_turn_ends_with_turn_end_in_pi_order_with_its_messages(start_pi, pi
     seq = [f for f in c.frames if f.get("type") in ("turn_start", "turn_end", "message_end", "agent_end")]
     kinds = [f["type"] if f["type"] != "message_end" else f"message_end:{f['message']['role']}" for f in seq]
     # tool-call turn, then the reply turn; each turn_end right after the turn's last message
-    assert kinds == ["turn_start", "message_end:user", "message_end:assistant", "message_end:toolResult", "turn_end",
-                     "turn_start", "message_end:assistant", "turn_end", "agent_end"], kinds
+    assert kinds == [
+        "turn_start",
+        "message_end:user",
+        "message_end:assistant",
+        "message_end:toolResult",
+        "turn_end",
+        "turn_start",
+        "message_end:assistant",
+        "turn_end",
+        "agent_end",
+    ], kinds
     first, second = [f for f in seq if f["type"] == "turn_end"]
     assert first["message"]["role"] == "assistant" and first["message"]["stopReason"] == "toolUse"
     assert [m["role"] for m in first["toolResults"]] == ["toolResult"]
@@ -34,4 +43,4 @@ def test_each_turn_ends_with_turn_end_in_pi_order_with_its_messages(start_pi, pi
     types = [f.get("type") for f in c.frames]
     for i, t in enumerate(types):
         if t == "turn_end" and "context_usage" in types:
-            assert types[i + 1] == "context_usage", types[i:i + 3]
+            assert types[i + 1] == "context_usage", types[i : i + 3]

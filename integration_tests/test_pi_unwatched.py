@@ -21,8 +21,18 @@ from integration_tests.test_pi_link import connect, prompt, run_done
 
 pytestmark = [pytest.mark.pi]
 
-CLIENT_ONLY = {"message_start", "message_update", "turn_start", "turn_end", "context_usage", "agent_before_settle",
-               "tool_execution_start", "tool_execution_update", "tool_execution_end", "queue_update"}
+CLIENT_ONLY = {
+    "message_start",
+    "message_update",
+    "turn_start",
+    "turn_end",
+    "context_usage",
+    "agent_before_settle",
+    "tool_execution_start",
+    "tool_execution_update",
+    "tool_execution_end",
+    "queue_update",
+}
 RECORDER = '#!/bin/sh\ntee -a "$HYPI_TEST_RECORD" | exec "$HYPI_TEST_PYTHON" "$@"\n'
 
 
@@ -51,19 +61,24 @@ def rpc_run(pi, version: str, text: str) -> None:
 def run_events(record: Path, mark: int) -> list[dict]:
     """The events the shim wrote from line ``mark`` on, once an unwatched tool-call run's four message_end lines
     are there (lazy lines wait at most 250 ms) and a little longer, so nothing of that run is still on its way."""
-    wait_until(lambda: len([e for e in events(recorded(record)[mark:]) if e["type"] == "message_end"]) >= 4, 5,
-               "the run's message_end lines")
+    wait_until(
+        lambda: len([e for e in events(recorded(record)[mark:]) if e["type"] == "message_end"]) >= 4,
+        5,
+        "the run's message_end lines",
+    )
     time.sleep(0.5)
     return events(recorded(record)[mark:])
 
 
-def test_an_unwatched_agent_sends_its_bridge_only_what_the_bridge_needs(start_pi, pi_version, agent_client,
-                                                                        tmp_path):
+def test_an_unwatched_agent_sends_its_bridge_only_what_the_bridge_needs(start_pi, pi_version, agent_client, tmp_path):
     record, recorder = tmp_path / "shim-to-bridge.jsonl", tmp_path / "recorder.sh"
     recorder.write_text(RECORDER)
     recorder.chmod(0o755)
-    pi = start_pi(pi_version, mode="rpc", env={"PI_SOCKET_PYTHON": str(recorder), "HYPI_TEST_RECORD": str(record),
-                                              "HYPI_TEST_PYTHON": sys.executable})
+    pi = start_pi(
+        pi_version,
+        mode="rpc",
+        env={"PI_SOCKET_PYTHON": str(recorder), "HYPI_TEST_RECORD": str(record), "HYPI_TEST_PYTHON": sys.executable},
+    )
 
     # 1. nobody watches: a run with a tool call
     rpc_run(pi, pi_version, "TOOLCALL: echo unwatched")
@@ -84,14 +99,23 @@ def test_an_unwatched_agent_sends_its_bridge_only_what_the_bridge_needs(start_pi
     prompt(c, "TOOLCALL: echo watched")
     c.wait_for(run_done(pi_version), timeout=30)
     got = {f.get("type") for f in c.frames}
-    assert {"message_start", "message_update", "turn_start", "turn_end", "tool_execution_start",
-            "tool_execution_end"} <= got, got
+    assert {
+        "message_start",
+        "message_update",
+        "turn_start",
+        "turn_end",
+        "tool_execution_start",
+        "tool_execution_end",
+    } <= got, got
     assert {"tool_execution_start", "turn_end"} <= {e["type"] for e in events(recorded(record)[mark:])}
     c.close()
 
     # 4. the client left: lean again (pi >= 1 unsubscribed the tool events, 0.7x drops them in the shim)
-    wait_until(lambda: any(r.get("msg") == "client disconnected" and r.get("clients") == 0 for r in pi.bridge_log()),
-               10, "the bridge to notice the client left (it tells the shim `watch off` just before logging it)")
+    wait_until(
+        lambda: any(r.get("msg") == "client disconnected" and r.get("clients") == 0 for r in pi.bridge_log()),
+        10,
+        "the bridge to notice the client left (it tells the shim `watch off` just before logging it)",
+    )
     time.sleep(0.3)  # the shim reads that line
     mark = len(recorded(record))
     rpc_run(pi, pi_version, "TOOLCALL: echo unwatched again")

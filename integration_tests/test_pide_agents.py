@@ -78,8 +78,9 @@ def test_follow_up_while_streaming_then_abort(dash_hv, pi_on, fake_llm, page_fac
     send(page, "stream slowly please")
     page.wait_for_selector(".msg-assistant.is-streaming", timeout=20_000)
     # streamed text grows while the message is still open
-    page.wait_for_function("() => /w5\\b/.test(document.querySelector('.msg-assistant.is-streaming')?.innerText || '')",
-                           timeout=20_000)
+    page.wait_for_function(
+        "() => /w5\\b/.test(document.querySelector('.msg-assistant.is-streaming')?.innerText || '')", timeout=20_000
+    )
     send(page, "a follow-up while you work")
     page.wait_for_selector("[data-role=pending] >> text=a follow-up while you work")
     shot(page, "real-pi-follow-up")
@@ -102,8 +103,9 @@ def test_join_mid_stream_and_rename_session(dash_hv, pi_on, fake_llm, page_facto
     open_agent(first, dash_hv, pi.node_id)
     fake_llm.slow(words=80, delay=0.1)
     send(first, "stream for a latecomer")
-    first.wait_for_function("() => /w10\\b/.test(document.querySelector('.msg-assistant.is-streaming')?.innerText || '')",
-                            timeout=20_000)
+    first.wait_for_function(
+        "() => /w10\\b/.test(document.querySelector('.msg-assistant.is-streaming')?.innerText || '')", timeout=20_000
+    )
 
     late = page_factory(viewport={"width": 1280, "height": 800})
     open_agent(late, dash_hv, pi.node_id)
@@ -168,8 +170,9 @@ def test_hypivisor_restart_banner_then_the_same_pi_answers_again(dash_hv, start_
     shot(page, "real-pi-after-restart")
 
 
-def test_hypivisor_sigkill_open_agent_goes_direct_then_continues_without_duplicates(dash_hv, start_pi, fake_llm,
-                                                                                     pi_version, page_factory):
+def test_hypivisor_sigkill_open_agent_goes_direct_then_continues_without_duplicates(
+    dash_hv, start_pi, fake_llm, pi_version, page_factory
+):
     """The open conversation survives a dead hypivisor by talking to the bridge's own port.
 
     The dashboard is served from an ephemeral port, which the bridge does not allow as an Origin by
@@ -177,8 +180,11 @@ def test_hypivisor_sigkill_open_agent_goes_direct_then_continues_without_duplica
     """
     tag = uuid.uuid4().hex[:6]
     origin = dashboard_url(dash_hv).rstrip("/")
-    pi = start_pi(pi_version, mode="rpc", env={"HYPIVISOR_WS": dash_hv.ws_url, "PI_SOCKET_RECONNECT_MS": "200",
-                                               "HYPI_ALLOWED_ORIGINS": origin})
+    pi = start_pi(
+        pi_version,
+        mode="rpc",
+        env={"HYPIVISOR_WS": dash_hv.ws_url, "PI_SOCKET_RECONNECT_MS": "200", "HYPI_ALLOWED_ORIGINS": origin},
+    )
     page = page_factory(viewport={"width": 1280, "height": 800})
     sockets: list[str] = []
     live = {"now": 0, "max": 0}  # agent links open at once (proxied or direct; not the registry /ws)
@@ -209,8 +215,9 @@ def test_hypivisor_sigkill_open_agent_goes_direct_then_continues_without_duplica
     fake_llm.slow(words=40, delay=0.1)
     send(page, f"while it is down {tag}")
     page.wait_for_selector(".msg-assistant.is-streaming", timeout=20_000)
-    page.wait_for_function("() => /w5\\b/.test(document.querySelector('.msg-assistant.is-streaming')?.innerText || '')",
-                           timeout=20_000)
+    page.wait_for_function(
+        "() => /w5\\b/.test(document.querySelector('.msg-assistant.is-streaming')?.innerText || '')", timeout=20_000
+    )
     shot(page, f"direct-fallback-{pi_version}")
     page.wait_for_selector("text=/w39/", timeout=30_000)
     page.wait_for_selector("button[aria-label=Stop]", state="detached", timeout=20_000)
@@ -233,7 +240,8 @@ def test_hypivisor_sigkill_open_agent_goes_direct_then_continues_without_duplica
     assert page.locator("text=/w39/").count() == 1
     texts = page.locator("[data-role=user]").all_inner_texts()
     assert [next(i for i, t in enumerate(texts) if p in t) for p in prompts] == sorted(
-        next(i for i, t in enumerate(texts) if p in t) for p in prompts)
+        next(i for i, t in enumerate(texts) if p in t) for p in prompts
+    )
     assert [t for t in fake_llm.user_texts() if tag in t] == prompts
     assert live["max"] == 1, live  # never two agent links at once
     # a reload of the same conversation through the proxy agrees: pi's history has no doubles either
@@ -259,17 +267,22 @@ def build_long_rpc_session(pi, fake_llm, turns: int, reply_bytes: int) -> list[s
         ok = pi.call({"type": "prompt", "message": f"question-{i:03d}"})
         assert ok and ok["success"], ok
         assert pi.until(lambda e: e.get("type") == "agent_end", timeout=20), "run did not end"
-        assert any(e.get("type") == "message_end" and (e.get("message") or {}).get("role") == "assistant"
-                   for e in pi.events[mark:])
+        assert any(
+            e.get("type") == "message_end" and (e.get("message") or {}).get("role") == "assistant"
+            for e in pi.events[mark:]
+        )
         texts += [f"question-{i:03d}", f"reply-{i:03d}"]
     return texts
 
 
 def rendered_rows(page) -> dict[int, str]:
     """Row index → the label it starts with, for the rows the virtualiser has in the DOM right now."""
-    return {int(k): v for k, v in page.evaluate("""() => Object.fromEntries(
+    return {
+        int(k): v
+        for k, v in page.evaluate("""() => Object.fromEntries(
         [...document.querySelectorAll('[data-testid=message-list] .row[data-index]')].map(r =>
-            [r.dataset.index, ((r.innerText.match(/(question|reply)-\\d{3}/) || ['?'])[0])]))""").items()}
+            [r.dataset.index, ((r.innerText.match(/(question|reply)-\\d{3}/) || ['?'])[0])]))""").items()
+    }
 
 
 def test_real_bridge_history_cut_pages_back_to_the_first_message_once_each(dash_hv, start_pi, fake_llm, page_factory):
@@ -281,8 +294,14 @@ def test_real_bridge_history_cut_pages_back_to_the_first_message_once_each(dash_
 
     def on_socket(ws):
         if "/ws/agent/" in ws.url:
-            ws.on("framesent", lambda payload: requests.append(json.loads(payload)) if isinstance(payload, str)
-                  and '"fetch_history"' in payload else None)
+            ws.on(
+                "framesent",
+                lambda payload: (
+                    requests.append(json.loads(payload))
+                    if isinstance(payload, str) and '"fetch_history"' in payload
+                    else None
+                ),
+            )
 
     page.on("websocket", on_socket)
     open_agent(page, dash_hv, pi.node_id)

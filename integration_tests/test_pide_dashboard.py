@@ -66,8 +66,10 @@ def test_open_agent_shows_history_inspector_and_user_messages_from_pi(dash_hv, a
     assert "read" in inspector.inner_text() and "/review" in inspector.inner_text()
     assert "fake/fake-model" in inspector.inner_text()
     # a prompt typed in pi's own terminal arrives as message_start/end role user
-    a.push({"type": "message_start", "message": user_msg("typed in the TUI")},
-           {"type": "message_end", "message": user_msg("typed in the TUI")})
+    a.push(
+        {"type": "message_start", "message": user_msg("typed in the TUI")},
+        {"type": "message_end", "message": user_msg("typed in the TUI")},
+    )
     page.wait_for_selector("[data-role=user] >> text=typed in the TUI")
 
 
@@ -112,7 +114,9 @@ def test_history_pages_load_on_scroll_without_duplicates(dash_hv, agents, page_f
     scroller = page.locator("[data-testid=message-list]")
     # the oldest loaded message must stay where the reader left it when a page is prepended
     scroller.evaluate("el => el.scrollTop = 0")
-    page.wait_for_function("() => document.querySelector('[data-testid=history-note]')?.innerText.includes('150 of 300')")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=history-note]')?.innerText.includes('150 of 300')"
+    )
     assert a.history_requests[0]["before"] == 200
     page.wait_for_timeout(300)
     top = scroller.evaluate("el => el.scrollTop")
@@ -120,7 +124,11 @@ def test_history_pages_load_on_scroll_without_duplicates(dash_hv, agents, page_f
 
     # keep scrolling to the very beginning; every message appears exactly once, in order
     for _ in range(20):
-        if a.history_requests and a.history_requests[-1]["before"] <= 50 and "300 of 300" in page.locator("[data-testid=message-list]").evaluate("() => document.body.innerText"):
+        if (
+            a.history_requests
+            and a.history_requests[-1]["before"] <= 50
+            and "300 of 300" in page.locator("[data-testid=message-list]").evaluate("() => document.body.innerText")
+        ):
             break
         scroller.evaluate("el => el.scrollTop = 0")
         page.wait_for_timeout(250)
@@ -267,8 +275,9 @@ def test_spawn_modal_browses_reports_errors_and_deploys(dash_hv_factory, page_fa
     (home / "notes").mkdir()
     script = tmp_path / "standin.py"
     script.write_text(SPAWN_STANDIN)
-    hv = dash_hv_factory(home=home, env={
-        "HYPI_SPAWN_COMMAND": f"{sys.executable} {script}", "HYPI_SPAWN_TIMEOUT": "15"})
+    hv = dash_hv_factory(
+        home=home, env={"HYPI_SPAWN_COMMAND": f"{sys.executable} {script}", "HYPI_SPAWN_TIMEOUT": "15"}
+    )
     page = page_factory(viewport={"width": 1280, "height": 800})
     page.goto(dashboard_url(hv))
     page.get_by_role("button", name="+ Spawn agent").click()
@@ -302,16 +311,31 @@ def test_spawn_modal_browses_reports_errors_and_deploys(dash_hv_factory, page_fa
 
 
 def test_composer_autocomplete_attachments_and_rich_messages(dash_hv, agents, page_factory, tmp_path):
-    edit_call = {"type": "toolCall", "id": "e1", "name": "edit",
-                 "arguments": {"path": "src/main.ts", "edits": [{"oldText": "const a = 1;", "newText": "const a = 2;"}]}}
+    edit_call = {
+        "type": "toolCall",
+        "id": "e1",
+        "name": "edit",
+        "arguments": {"path": "src/main.ts", "edits": [{"oldText": "const a = 1;", "newText": "const a = 2;"}]},
+    }
     msgs = [
         user_msg("change a to 2"),
-        {"role": "assistant", "stopReason": "toolUse", "content": [
-            {"type": "thinking", "thinking": "The constant lives in src/main.ts."},
-            {"type": "text", "text": "Editing `src/main.ts`."}, edit_call]},
-        {"role": "toolResult", "toolCallId": "e1", "toolName": "edit", "isError": False,
-         "content": [{"type": "text", "text": "Successfully replaced 1 block"}],
-         "details": {"diff": " 1 import x from 'y';\n-2 const a = 1;\n+2 const a = 2;\n 3 export { a };"}},
+        {
+            "role": "assistant",
+            "stopReason": "toolUse",
+            "content": [
+                {"type": "thinking", "thinking": "The constant lives in src/main.ts."},
+                {"type": "text", "text": "Editing `src/main.ts`."},
+                edit_call,
+            ],
+        },
+        {
+            "role": "toolResult",
+            "toolCallId": "e1",
+            "toolName": "edit",
+            "isError": False,
+            "content": [{"type": "text", "text": "Successfully replaced 1 block"}],
+            "details": {"diff": " 1 import x from 'y';\n-2 const a = 1;\n+2 const a = 2;\n 3 export { a };"},
+        },
         assistant_msg("Done: `a` is now **2**."),
     ]
     a = agents(dash_hv, "n-c", "/srv/compose", messages=msgs)
@@ -355,8 +379,10 @@ def test_composer_autocomplete_attachments_and_rich_messages(dash_hv, agents, pa
     prompt = wait_until(lambda: next((f for f in a.received if f.get("type") == "prompt"), None), what="the prompt")
     assert prompt["text"] == "see the attachment"
     import base64
-    assert prompt["attachments"] == [{"name": "notes.txt", "mime_type": "text/plain",
-                                      "data": base64.b64encode(b"attached text").decode()}]
+
+    assert prompt["attachments"] == [
+        {"name": "notes.txt", "mime_type": "text/plain", "data": base64.b64encode(b"attached text").decode()}
+    ]
     # acked, waiting for pi's echo: shown as queued, once
     page.wait_for_selector("[data-role=pending][data-state=acked]")
     shot(page, "rich-conversation")
@@ -375,7 +401,10 @@ def test_composer_autocomplete_attachments_and_rich_messages(dash_hv, agents, pa
     ta.fill("two more")
     page.get_by_role("button", name="Send").click()
     second = wait_until(lambda: [f for f in a.received if f.get("type") == "prompt"][1:], what="the second prompt")[0]
-    assert [(x["name"], x["mime_type"]) for x in second["attachments"]] == [("shot.png", "image/png"), ("drop.md", "text/markdown")]
+    assert [(x["name"], x["mime_type"]) for x in second["attachments"]] == [
+        ("shot.png", "image/png"),
+        ("drop.md", "text/markdown"),
+    ]
     assert base64.b64decode(second["attachments"][1]["data"]) == b"dropped text"
 
     # on a desktop, Shift+Enter is a newline and Enter sends
@@ -406,13 +435,20 @@ def test_hidden_tab_notifies_when_a_run_ends_and_offline_agent_waits(dash_hv, ag
     page.goto(dashboard_url(dash_hv))
     card(page, "n-n").click()
     page.wait_for_selector("text=hello")
-    a.push({"type": "agent_start"}, {"type": "message_start", "message": {"role": "assistant", "content": []}},
-           {"type": "message_end", "message": assistant_msg("all tests pass")}, {"type": "agent_end", "messages": []})
+    a.push(
+        {"type": "agent_start"},
+        {"type": "message_start", "message": {"role": "assistant", "content": []}},
+        {"type": "message_end", "message": assistant_msg("all tests pass")},
+        {"type": "agent_end", "messages": []},
+    )
     page.wait_for_function("() => window.__notes.length === 1", timeout=5_000)
     note = page.evaluate("window.__notes[0]")
     assert note == {"title": "notify: done", "body": "all tests pass"}
-    a.push({"type": "agent_start"}, {"type": "message_end", "message": assistant_msg("", stopReason="error", errorMessage="rate limited")},
-           {"type": "agent_end", "messages": []})
+    a.push(
+        {"type": "agent_start"},
+        {"type": "message_end", "message": assistant_msg("", stopReason="error", errorMessage="rate limited")},
+        {"type": "agent_end", "messages": []},
+    )
     page.wait_for_function("() => window.__notes.length === 2", timeout=5_000)
     assert page.evaluate("window.__notes[1]") == {"title": "notify: run failed", "body": "rate limited"}
 

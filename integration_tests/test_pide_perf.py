@@ -32,14 +32,37 @@ def conversation(n: int) -> list[dict]:
         if i % 4 == 0:
             out.append(user_msg(f"question {i}: what does `f{i}` do?"))
         elif i % 4 == 1:
-            out.append({"role": "assistant", "stopReason": "toolUse", "content": [
-                {"type": "text", "text": f"Let me look ({i})."},
-                {"type": "toolCall", "id": f"c{i}", "name": "bash", "arguments": {"command": f"grep -n f{i} src"}}]})
+            out.append(
+                {
+                    "role": "assistant",
+                    "stopReason": "toolUse",
+                    "content": [
+                        {"type": "text", "text": f"Let me look ({i})."},
+                        {
+                            "type": "toolCall",
+                            "id": f"c{i}",
+                            "name": "bash",
+                            "arguments": {"command": f"grep -n f{i} src"},
+                        },
+                    ],
+                }
+            )
         elif i % 4 == 2:
-            out.append({"role": "toolResult", "toolCallId": f"c{i-1}", "toolName": "bash", "isError": False,
-                        "content": [{"type": "text", "text": f"src/a.ts:{i}: export function f{i}() {{}}\n"}]})
+            out.append(
+                {
+                    "role": "toolResult",
+                    "toolCallId": f"c{i - 1}",
+                    "toolName": "bash",
+                    "isError": False,
+                    "content": [{"type": "text", "text": f"src/a.ts:{i}: export function f{i}() {{}}\n"}],
+                }
+            )
         else:
-            out.append(assistant_msg(f"**f{i}** is defined in `src/a.ts`.\n\n```ts\nexport function f{i}() {{}}\n```\nLAST-{i}"))
+            out.append(
+                assistant_msg(
+                    f"**f{i}** is defined in `src/a.ts`.\n\n```ts\nexport function f{i}() {{}}\n```\nLAST-{i}"
+                )
+            )
     return out
 
 
@@ -62,13 +85,23 @@ def stream_cost(page, agent, tag: str, count: int = 200) -> float:
     """Stream ``count`` deltas at ~250/s into the open conversation; main-thread ms per delta."""
     cdp = page.context.new_cdp_session(page)
     cdp.send("Performance.enable")
-    agent.push({"type": "agent_start"}, {"type": "message_start", "message": {"role": "assistant", "content": []}},
-               {"type": "message_update", "assistantMessageEvent": {"type": "text_start", "contentIndex": 0}})
+    agent.push(
+        {"type": "agent_start"},
+        {"type": "message_start", "message": {"role": "assistant", "content": []}},
+        {"type": "message_update", "assistantMessageEvent": {"type": "text_start", "contentIndex": 0}},
+    )
     page.wait_for_timeout(300)
     busy0 = main_thread_ms(cdp)
-    agent.push(*[{"type": "message_update", "assistantMessageEvent": {"type": "text_delta", "contentIndex": 0,
-                                                                      "delta": f"{tag}{i} "}} for i in range(count)],
-               delay=0.004)
+    agent.push(
+        *[
+            {
+                "type": "message_update",
+                "assistantMessageEvent": {"type": "text_delta", "contentIndex": 0, "delta": f"{tag}{i} "},
+            }
+            for i in range(count)
+        ],
+        delay=0.004,
+    )
     page.wait_for_selector(f"text={tag}{count - 1}")
     busy = main_thread_ms(cdp) - busy0
     agent.push({"type": "message_end", "message": assistant_msg(f"streamed {tag} DONE")}, {"type": "agent_end"})
@@ -96,4 +129,5 @@ def test_ten_thousand_messages_are_virtualised_and_stream_as_cheaply_as_twelve(d
     assert small_ms > 0, "Chromium reported no main-thread work while streaming"
     assert big_ms <= 2.5 * small_ms + 0.2, (
         f"streaming into {N:,} messages costs {big_ms:.3f} ms per token vs {small_ms:.3f} ms into 12: "
-        "per-delta work grows with the conversation")
+        "per-delta work grows with the conversation"
+    )

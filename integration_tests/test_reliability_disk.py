@@ -40,8 +40,11 @@ async def test_hypivisor_and_bridge_work_with_an_unwritable_log(hypivisor_factor
     logs = broken_log_dir(tmp_path, kind)
     hv = hypivisor_factory(ttl=3, env={"PI_SOCKET_LOG_DIR": str(logs)}, args=["--log-level", "debug"])
     (tmp_path / "b").mkdir()
-    fake = FakeShim(tmp_path / "b", node_id="disk", env={"HYPIVISOR_WS": hv.ws_url, "PI_SOCKET_LOG_DIR": str(logs),
-                                                         "PI_SOCKET_LOG_LEVEL": "debug"})
+    fake = FakeShim(
+        tmp_path / "b",
+        node_id="disk",
+        env={"HYPIVISOR_WS": hv.ws_url, "PI_SOCKET_LOG_DIR": str(logs), "PI_SOCKET_LOG_LEVEL": "debug"},
+    )
     await fake.start()
     try:
         async with await RegistryClient.connect(hv) as dash:

@@ -155,11 +155,16 @@ async def watch(url: str, results: dict, key: tuple) -> None:
 
 
 async def test_agents_streaming_through_the_proxy_to_dashboards_lose_and_reorder_nothing(hypivisor_factory):
-    hv = hypivisor_factory(ttl=30, args=["--max-connections", "4096", "--max-connections-per-peer", "4096"])  # all from 127.0.0.1
+    hv = hypivisor_factory(
+        ttl=30, args=["--max-connections", "4096", "--max-connections-per-peer", "4096"]
+    )  # all from 127.0.0.1
     sizes = [len(range(AGENTS)[k::FARMS]) for k in range(FARMS)]  # helper processes of <= 50 agents each
-    farms = [await asyncio.create_subprocess_exec(sys.executable, "-c", FARM, str(n), str(RATE),
-                                                  stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-             for n in sizes]
+    farms = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", FARM, str(n), str(RATE), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        )
+        for n in sizes
+    ]
     registrar = None
     dashboards = []
     try:
@@ -167,8 +172,15 @@ async def test_agents_streaming_through_the_proxy_to_dashboards_lose_and_reorder
         assert len(ports) == AGENTS
         # the nodes are held by their own process (like bridges): a busy test loop must not miss the
         # hypivisor's pings for them (it would mark them offline, correctly)
-        registrar = await asyncio.create_subprocess_exec(sys.executable, "-c", REGISTRAR, hv.ws_url, json.dumps(ports),
-                                                         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        registrar = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            REGISTRAR,
+            hv.ws_url,
+            json.dumps(ports),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
         assert (await asyncio.wait_for(registrar.stdout.readline(), 60)).strip() == b"registered"
         for _ in range(DASHBOARDS):
             d = await RegistryClient.connect(hv, max_queue=None)
@@ -207,10 +219,12 @@ async def test_agents_streaming_through_the_proxy_to_dashboards_lose_and_reorder
         for d in dashboards:
             assert len((await d.call("list_nodes"))["result"]["nodes"]) == AGENTS
         assert peak - rss_before < 100, f"hypivisor RSS grew {peak - rss_before:.0f} MB"
-        print(f"RESULT load: {AGENTS} agents x {RATE:g}/s x {SECONDS:g}s, {DASHBOARDS} dashboards, "
-              f"{len(watchers)} proxied streams, {total} frames received, 0 lost, 0 reordered, "
-              f"hypivisor RSS {rss_before:.0f}->{peak:.0f} MB, agents produced {produced}/{expected_rate:.0f} "
-              f"({produced / wall:.0f}/s), hypivisor CPU {100 * hv_cpu / wall:.0f}% of one core")
+        print(
+            f"RESULT load: {AGENTS} agents x {RATE:g}/s x {SECONDS:g}s, {DASHBOARDS} dashboards, "
+            f"{len(watchers)} proxied streams, {total} frames received, 0 lost, 0 reordered, "
+            f"hypivisor RSS {rss_before:.0f}->{peak:.0f} MB, agents produced {produced}/{expected_rate:.0f} "
+            f"({produced / wall:.0f}/s), hypivisor CPU {100 * hv_cpu / wall:.0f}% of one core"
+        )
     finally:
         for d in dashboards:
             await d.close()

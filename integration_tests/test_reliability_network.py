@@ -116,8 +116,11 @@ async def test_agent_registry_link_blackholed_both_sides_notice_then_reregister(
     hv = hypivisor_factory(ttl=3 * HEARTBEAT)
     proxy = ChaosProxy(hv.port)
     await proxy.start()
-    fake = FakeShim(tmp_path, node_id="cut-node", env={"HYPIVISOR_WS": f"ws://127.0.0.1:{proxy.port}/ws",
-                                                      "PI_SOCKET_RECONNECT_MS": "200"})
+    fake = FakeShim(
+        tmp_path,
+        node_id="cut-node",
+        env={"HYPIVISOR_WS": f"ws://127.0.0.1:{proxy.port}/ws", "PI_SOCKET_RECONNECT_MS": "200"},
+    )
     await fake.start()
     try:
         async with await RegistryClient.connect(hv) as dash:
@@ -150,8 +153,13 @@ async def test_dashboard_link_blackholed_both_sides_notice(hypivisor_factory):
     proxy = ChaosProxy(hv.port)
     await proxy.start()
     try:
-        ws = await websockets.connect(f"ws://127.0.0.1:{proxy.port}/ws", ping_interval=HEARTBEAT,
-                                      ping_timeout=HEARTBEAT, open_timeout=5, close_timeout=0.5)
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{proxy.port}/ws",
+            ping_interval=HEARTBEAT,
+            ping_timeout=HEARTBEAT,
+            open_timeout=5,
+            close_timeout=0.5,
+        )
         assert json.loads(await ws.recv())["event"] == "init"
         t0, client_noticed = await blackhole_until_client_notices(proxy, ws)
         await wait_for(lambda: proxy.upstream_closed_at, 10, "the hypivisor to drop the silent dashboard")
@@ -298,10 +306,16 @@ async def test_agent_link_blackholed_between_proxy_and_bridge_both_sides_notice(
     await proxy.start()
     try:
         async with await RegistryClient.connect(hv) as holder:  # the node's address is the chaos proxy
-            assert "result" in await holder.call("register", {"id": "via-chaos", "machine": "m", "cwd": "/tmp",
-                                                              "port": proxy.port, "host": "127.0.0.1"})
-            ws = await websockets.connect(hv.agent_url("via-chaos"), ping_interval=HEARTBEAT, ping_timeout=HEARTBEAT,
-                                          close_timeout=0.5, open_timeout=5)
+            assert "result" in await holder.call(
+                "register", {"id": "via-chaos", "machine": "m", "cwd": "/tmp", "port": proxy.port, "host": "127.0.0.1"}
+            )
+            ws = await websockets.connect(
+                hv.agent_url("via-chaos"),
+                ping_interval=HEARTBEAT,
+                ping_timeout=HEARTBEAT,
+                close_timeout=0.5,
+                open_timeout=5,
+            )
             assert json.loads(await ws.recv())["type"] == "init_state"
             t0, client_noticed = await blackhole_until_client_notices(proxy, ws)
             await wait_for(lambda: "client disconnected" in log_msgs(fake), 60, "the bridge to drop the client")

@@ -31,7 +31,8 @@ def rss_mb(pid: int) -> float:
 
 
 async def test_a_stalled_proxied_client_is_dropped_memory_stays_bounded_others_get_everything(
-        hypivisor_factory, tmp_path):
+    hypivisor_factory, tmp_path
+):
     hv = hypivisor_factory()
     fake = FakeShim(tmp_path, node_id="streamer", env={"HYPIVISOR_WS": hv.ws_url})
     await fake.start()
@@ -61,8 +62,15 @@ async def test_a_stalled_proxied_client_is_dropped_memory_stays_bounded_others_g
         peak = list(rss0)
         t0 = time.monotonic()
         for i in range(total):
-            await fake.emit({"type": "tool_execution_update", "toolCallId": "t", "toolName": "bash", "i": i,
-                             "partialResult": {"content": [{"type": "text", "text": filler}]}})
+            await fake.emit(
+                {
+                    "type": "tool_execution_update",
+                    "toolCallId": "t",
+                    "toolName": "bash",
+                    "i": i,
+                    "partialResult": {"content": [{"type": "text", "text": filler}]},
+                }
+            )
             if i % 20 == 19:
                 await asyncio.sleep(0.005)
                 peak = [max(peak[0], rss_mb(hv.proc.pid)), max(peak[1], rss_mb(fake.proc.pid))]
@@ -78,7 +86,9 @@ async def test_a_stalled_proxied_client_is_dropped_memory_stays_bounded_others_g
                 await asyncio.wait_for(slow.recv(), 5)
         assert slow.close_code == 1008, slow.close_code
         await fast.close()
-        print(f"RESULT slow proxied client: {total} frames in {elapsed:.1f}s to the fast client, slow one closed "
-              f"1008, RSS growth hypivisor {growth[0]:.1f} MB, bridge {growth[1]:.1f} MB")
+        print(
+            f"RESULT slow proxied client: {total} frames in {elapsed:.1f}s to the fast client, slow one closed "
+            f"1008, RSS growth hypivisor {growth[0]:.1f} MB, bridge {growth[1]:.1f} MB"
+        )
     finally:
         await fake.stop()

@@ -25,8 +25,14 @@ from pi_socket.tests.fake_shim import FakeShim
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 PROBE_JS = """([urls, protocols]) => Promise.all(urls.map(u => new Promise(done => {
   let ws; try { ws = protocols ? new WebSocket(u, protocols) : new WebSocket(u); } catch (e) { return done("throw"); }
@@ -149,8 +155,11 @@ def test_with_a_token_a_foreign_page_is_refused_even_when_it_knows_the_token(bro
     hv = hypivisor_factory(token=token, env={"HYPI_ALLOWED_ORIGINS": good.origin})
     loop = Loop()
     (tmp_path / "bridge").mkdir()
-    fake = FakeShim(tmp_path / "bridge", node_id="victim",
-                    env={"HYPI_TOKEN": token, "HYPI_ALLOWED_ORIGINS": good.origin, "HYPIVISOR_WS": hv.ws_url})
+    fake = FakeShim(
+        tmp_path / "bridge",
+        node_id="victim",
+        env={"HYPI_TOKEN": token, "HYPI_ALLOWED_ORIGINS": good.origin, "HYPIVISOR_WS": hv.ws_url},
+    )
     loop.run(fake.start())
     try:
         _wait_registered(hv, "victim")

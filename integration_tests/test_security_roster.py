@@ -59,7 +59,9 @@ async def test_a_client_that_pipelines_list_nodes_and_never_reads_holds_a_bounde
                 await asyncio.wait_for(hog.send(json.dumps({"id": i, "method": "list_nodes"})), 5)
             await asyncio.sleep(3)
             grown = rss_mb(hypivisor.proc.pid) - before
-            print(f"RSS grew {grown:.1f} MB for 400 unread list_nodes of a {len(json.dumps(roster)) / 1e6:.1f} MB roster")
+            print(
+                f"RSS grew {grown:.1f} MB for 400 unread list_nodes of a {len(json.dumps(roster)) / 1e6:.1f} MB roster"
+            )
             started = time.monotonic()
             assert len((await owner.call("list_nodes"))["result"]["nodes"]) == 300  # everyone else is answered
             assert time.monotonic() - started < 5
@@ -116,8 +118,10 @@ async def test_ten_thousand_of_the_largest_nodes_still_let_dashboards_and_bridge
                 listed |= {n["id"] for n in page["nodes"]}
                 cursor, pages = page["next_cursor"], pages + 1
             assert listed == seen and pages > 1
-        print(f"10,000 largest nodes: new bridge registered in {new_bridge_s:.1f} s, dashboard had the roster in "
-              f"{dashboard_s:.1f} s, list_nodes took {pages} pages")
+        print(
+            f"10,000 largest nodes: new bridge registered in {new_bridge_s:.1f} s, dashboard had the roster in "
+            f"{dashboard_s:.1f} s, list_nodes took {pages} pages"
+        )
     finally:
         for owner in owners:
             await owner.close()

@@ -106,8 +106,16 @@ async def test_a_spawn_is_bound_to_the_agent_it_started(hypivisor_factory, env_d
         spawn = asyncio.create_task(dash.call("spawn_agent", {"path": "p"}, timeout=30))
         for i in range(10):  # bounded: register strangers in the same folder while the spawn waits
             await asyncio.sleep(0.2)
-            res = await rogue.call("register", {"id": f"rogue-{i}", "machine": "m", "cwd": str((home / "p").resolve()),
-                                                "port": 30000 + i, "spawn_id": "guess-é\u202e" + str(i)})
+            res = await rogue.call(
+                "register",
+                {
+                    "id": f"rogue-{i}",
+                    "machine": "m",
+                    "cwd": str((home / "p").resolve()),
+                    "port": 30000 + i,
+                    "spawn_id": "guess-é\u202e" + str(i),
+                },
+            )
             assert "result" in res, res
         res = await spawn
         assert res["error"]["code"] == 1010, res
@@ -150,7 +158,9 @@ async def test_a_caller_leaving_mid_spawn_leaves_nothing_behind(hypivisor_factor
     assert await wait_until(lambda: len(sessions(tmuxdir)) == 1), "the spawn never started"
     await dash.close()
     assert await wait_until(lambda: sessions(tmuxdir) == [] and not (home / "left").exists()), (
-        sessions(tmuxdir), list(home.iterdir()))
+        sessions(tmuxdir),
+        list(home.iterdir()),
+    )
 
 
 async def test_a_timed_out_template_spawn_kills_its_process_group(hypivisor_factory, env_dirs, tmp_path):

@@ -85,9 +85,13 @@ async def test_wrong_token_is_refused_before_any_work_on_every_endpoint(hypiviso
             assert (await dash.call("list_nodes"))["result"]["nodes"] == before
             # control: the right token is dialled through (proves the counter sees a proxied connection)
             reader, writer = await asyncio.open_connection("127.0.0.1", hv.port)
-            writer.write((f"GET /ws/agent/target HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                          f"Authorization: Bearer {TOKEN}\r\n\r\n").encode())
+            writer.write(
+                (
+                    f"GET /ws/agent/target HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                    f"Authorization: Bearer {TOKEN}\r\n\r\n"
+                ).encode()
+            )
             await writer.drain()
             await asyncio.wait_for(reader.read(), 5)  # the agent closes at once
             writer.close()
@@ -99,15 +103,20 @@ async def test_agent_port_refuses_a_wrong_token_before_init_state_and_accepts_ev
     fake = FakeShim(tmp_path, env={"HYPI_TOKEN": TOKEN, "PI_SOCKET_LOG_LEVEL": "debug"})
     await fake.start()
     try:
-        for kw in ({}, {"additional_headers": {"Authorization": "Bearer nope"}},
-                   {"subprotocols": ["hypi.v1", proto("nope")]}):
+        for kw in (
+            {},
+            {"additional_headers": {"Authorization": "Bearer nope"}},
+            {"subprotocols": ["hypi.v1", proto("nope")]},
+        ):
             assert await status_of(fake.url, **kw) == 401
         assert await status_of(fake.url + "?token=nope") == 401
         assert not any(r.get("msg") == "client connected" for r in fake.log_lines())
         assert [r["op"] for r in fake.requests if r["op"] not in ("history", "state", "commands", "tools")] == []
-        for url, kw in ((fake.url, {"additional_headers": {"Authorization": f"Bearer {TOKEN}"}}),
-                        (fake.url, {"subprotocols": ["hypi.v1", proto(TOKEN)]}),
-                        (fake.url + "/?token=" + quote(TOKEN, safe=""), {})):
+        for url, kw in (
+            (fake.url, {"additional_headers": {"Authorization": f"Bearer {TOKEN}"}}),
+            (fake.url, {"subprotocols": ["hypi.v1", proto(TOKEN)]}),
+            (fake.url + "/?token=" + quote(TOKEN, safe=""), {}),
+        ):
             async with websockets.connect(url, open_timeout=5, **kw) as ws:
                 assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "init_state"
                 if "subprotocols" in kw:
@@ -131,10 +140,14 @@ def _all_written_files(*roots: Path) -> dict[Path, bytes]:
 @pytest.mark.pi
 def test_token_never_logged_anywhere_in_a_full_flow_with_real_pi(hypivisor_factory, start_pi, pi_home, fake_llm):
     hv = hypivisor_factory(token=TOKEN, env={"PI_SOCKET_LOG_DIR": str(pi_home.logs / "hv")})
-    pi = start_pi("0.73.1", mode="rpc", env={"HYPI_TOKEN": TOKEN, "HYPIVISOR_WS": hv.ws_url,
-                                               "PI_SOCKET_LOG_LEVEL": "debug"})
-    wait_until(lambda: any(r.get("msg", "").startswith("registered") for r in pi.bridge_log()), 15,
-               "the bridge to register with the token")
+    pi = start_pi(
+        "0.73.1", mode="rpc", env={"HYPI_TOKEN": TOKEN, "HYPIVISOR_WS": hv.ws_url, "PI_SOCKET_LOG_LEVEL": "debug"}
+    )
+    wait_until(
+        lambda: any(r.get("msg", "").startswith("registered") for r in pi.bridge_log()),
+        15,
+        "the bridge to register with the token",
+    )
     carriers = [
         (hv.agent_url(pi.node_id), {"Authorization": f"Bearer {TOKEN}"}),
         (hv.agent_url(pi.node_id) + "?token=" + quote(TOKEN, safe=""), {}),
@@ -164,7 +177,7 @@ def test_token_never_logged_anywhere_in_a_full_flow_with_real_pi(hypivisor_facto
     names = {p.name for p in files}
     assert "hypivisor.jsonl" in names and "pi-socket.jsonl" in names, names
     assert sum(len(b) for b in files.values()) > 2000, "the logs recorded the flow"
-    needles = [TOKEN, TOKEN[:8], proto(TOKEN)[len("hypi-token."):], quote(TOKEN, safe=""), TOKEN + "1"]
+    needles = [TOKEN, TOKEN[:8], proto(TOKEN)[len("hypi-token.") :], quote(TOKEN, safe=""), TOKEN + "1"]
     for path, data in files.items():
         text = data.decode("utf-8", "replace")
         for needle in needles:
@@ -176,7 +189,8 @@ def test_no_token_on_a_non_loopback_bind_refuses_spawn_and_warns(hypivisor_facto
     # but is not one of the spellings the hypivisor treats as loopback, so it exercises the public-bind rule.
     hv = hypivisor_factory(host="0:0:0:0:0:0:0:1", port=None, start=False, env={"HYPI_SPAWN_COMMAND": "true"})
     hv.url = lambda path="/", scheme="http", dashboard=False: (  # type: ignore[method-assign]
-        f"{scheme}://[::1]:{hv.dashboard_port if dashboard else hv.port}{path}")
+        f"{scheme}://[::1]:{hv.dashboard_port if dashboard else hv.port}{path}"
+    )
     hv.start()
     assert "NO TOKEN" in hv.stdout() + hv.stderr()
     assert "no HYPI_TOKEN" in hv.log_lines()
@@ -186,6 +200,7 @@ def test_no_token_on_a_non_loopback_bind_refuses_spawn_and_warns(hypivisor_facto
             c = RegistryClient(ws)
             r = await c.call("spawn_agent", {"path": "~", "new_folder": "made-by-spawn"})
             assert r["error"]["code"] == 1002 and "HYPI_TOKEN" in r["error"]["message"]
+
     asyncio.run(run())
     assert not (hv.home / "made-by-spawn").exists()
 
@@ -196,10 +211,14 @@ def test_production_bundle_never_contains_the_token(tmp_path):
         pytest.skip("pi_de dependencies are not installed (cd pi_de && npm ci)")
     sentinel = "VITE-SENTINEL-TOKEN-" + os.urandom(6).hex()
     out = tmp_path / "dist"
-    done = subprocess.run([str(vite), "build", "--outDir", str(out), "--emptyOutDir", "--logLevel", "error"],
-                          cwd=REPO_ROOT / "pi_de", env={**os.environ, "VITE_HYPI_TOKEN": sentinel,
-                                                        "HYPI_TOKEN": sentinel},
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [str(vite), "build", "--outDir", str(out), "--emptyOutDir", "--logLevel", "error"],
+        cwd=REPO_ROOT / "pi_de",
+        env={**os.environ, "VITE_HYPI_TOKEN": sentinel, "HYPI_TOKEN": sentinel},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     files = _all_written_files(out)
     assert any(p.suffix == ".js" for p in files), "the build produced a bundle"

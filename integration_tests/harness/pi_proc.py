@@ -99,17 +99,24 @@ class FakeLLM:
 
     def __init__(self, workdir: Path):
         port_file = workdir / "llm.port"
-        self.proc = subprocess.Popen([sys.executable, str(HARNESS / "fake_llm.py"), "--port", "0", "--port-file",
-                                      str(port_file)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: self.proc.poll() is not None or (port_file.exists() and port_file.read_text().strip()),
-                   10, "the fake LLM to listen")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HARNESS / "fake_llm.py"), "--port", "0", "--port-file", str(port_file)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(
+            lambda: self.proc.poll() is not None or (port_file.exists() and port_file.read_text().strip()),
+            10,
+            "the fake LLM to listen",
+        )
         assert self.proc.poll() is None, "fake LLM exited"
         self.port = int(port_file.read_text())
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _post(self, path: str, body: Any) -> Any:
-        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.url + path, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             return json.load(resp)
 
@@ -174,8 +181,11 @@ class PiHome:
         models["providers"]["fake"]["baseUrl"] = f"{llm.url}/v1"
         (self.agent / "models.json").write_text(json.dumps(models, indent=2))
         shutil.copy(HARNESS / "settings.json", self.agent / "settings.json")
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith(("PI_", "HYPI", "TMUX")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PI_", "HYPI", "TMUX")) and k not in ("PYTHONPATH", "VIRTUAL_ENV")
+        }
         self.env: dict[str, str] = {
             **base,
             "HOME": str(self.home),
@@ -192,8 +202,14 @@ class PiHome:
         self.install_output = self.run_installer("install")
 
     def run_installer(self, *argv: str, env: Mapping[str, str] | None = None) -> str:
-        done = subprocess.run([sys.executable, "-m", "pi_socket", *argv], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=60, env={**self.env, "PYTHONPATH": str(REPO_ROOT), **(env or {})})
+        done = subprocess.run(
+            [sys.executable, "-m", "pi_socket", *argv],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**self.env, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+        )
         assert done.returncode == 0 or argv[0] == "doctor", done.stdout + done.stderr
         return done.stdout + done.stderr
 
@@ -275,8 +291,11 @@ class PiProc:
 
     def wait_bridge(self, starts: int = 1, timeout: float = BRIDGE_READY_TIMEOUT) -> dict:
         """Wait for the ``starts``-th bridge start; sets ``.port``, ``.node_id``, ``.url``."""
-        rec = wait_until(lambda: (lambda ls: ls[starts - 1] if len(ls) >= starts else None)(self.listening()),
-                         timeout, f"bridge start #{starts} of pi {self.version} ({self.mode})")
+        rec = wait_until(
+            lambda: (lambda ls: ls[starts - 1] if len(ls) >= starts else None)(self.listening()),
+            timeout,
+            f"bridge start #{starts} of pi {self.version} ({self.mode})",
+        )
         self.port, self.node_id = int(rec["port"]), str(rec["node"])
         self.url = f"ws://127.0.0.1:{self.port}"
         return rec
@@ -308,11 +327,19 @@ class RpcPi(PiProc):
         self._q: queue.Queue = queue.Queue()
         self._n = 0
         self.stderr_lines: list[str] = []
-        self.proc = subprocess.Popen(self.argv + ["--mode", "rpc", *self.args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env, cwd=self.cwd)
+        self.proc = subprocess.Popen(
+            self.argv + ["--mode", "rpc", *self.args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.env,
+            cwd=self.cwd,
+        )
         threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=lambda: [self.stderr_lines.append(ln.decode(errors="replace"))
-                                         for ln in self.proc.stderr], daemon=True).start()
+        threading.Thread(
+            target=lambda: [self.stderr_lines.append(ln.decode(errors="replace")) for ln in self.proc.stderr],
+            daemon=True,
+        ).start()
         # Commands written before startup finished can reach a stale extension instance (specs/pi-runtime.md §5).
         assert self.call({"type": "get_state"}, timeout=30), f"pi rpc did not answer: {''.join(self.stderr_lines)}"
 
@@ -383,13 +410,23 @@ class PrintPi(PiProc):
     def __init__(self, *a, prompt: str = "hello", **kw):
         super().__init__(*a, **kw)
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(self.argv + [*self.args, "-p", prompt], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=self.env, cwd=self.cwd)
+        self.proc = subprocess.Popen(
+            self.argv + [*self.args, "-p", prompt],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.env,
+            cwd=self.cwd,
+        )
 
     def wait(self, timeout: float = 30) -> tuple[int, str, str, float]:
         out, err = self.proc.communicate(timeout=timeout)
-        return self.proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), \
-            time.monotonic() - self.started
+        return (
+            self.proc.returncode,
+            out.decode(errors="replace"),
+            err.decode(errors="replace"),
+            time.monotonic() - self.started,
+        )
 
     def pi_pid(self) -> int | None:
         return self.proc.pid if self.proc.poll() is None else None
@@ -412,14 +449,32 @@ class TuiPi(PiProc):
         env_args = [f"{k}={v}" for k, v in self.env.items()]
         # `exec` keeps pi as the pane's process, so pane_pid is pi's pid.
         cmd = " ".join(_sh(x) for x in ["exec", "env", "-i", *env_args, *self.argv, *self.args])
-        self._tmux("-f", "/dev/null", "new-session", "-d", "-s", self.session, "-x", "120", "-y", "40",
-                   "-c", str(self.cwd), cmd)
+        self._tmux(
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-s",
+            self.session,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            "-c",
+            str(self.cwd),
+            cmd,
+        )
         self._tmux("set-option", "-t", self.session, "remain-on-exit", "on")
         self.pid = int(self._tmux("display-message", "-p", "-t", self.session, "#{pane_pid}").strip())
 
     def _tmux(self, *argv: str, check: bool = True) -> str:
-        done = subprocess.run(["tmux", "-L", self.socket, *argv], capture_output=True, text=True, timeout=10,
-                              env={k: v for k, v in os.environ.items() if not k.startswith("TMUX")})
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, *argv],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env={k: v for k, v in os.environ.items() if not k.startswith("TMUX")},
+        )
         if check and done.returncode != 0:
             raise RuntimeError(f"tmux {' '.join(argv[:2])} failed: {done.stderr.strip()}")
         return done.stdout
@@ -440,8 +495,9 @@ class TuiPi(PiProc):
 
     def wait_for(self, pattern: str, timeout: float = 20) -> str:
         rx = re.compile(pattern)
-        return wait_until(lambda: (lambda s: s if rx.search(s) else None)(self.screen()), timeout,
-                          f"{pattern!r} on the TUI screen")
+        return wait_until(
+            lambda: (lambda s: s if rx.search(s) else None)(self.screen()), timeout, f"{pattern!r} on the TUI screen"
+        )
 
     def wait_ready(self, timeout: float = 30) -> None:
         self.wait_for(r"fake-model", timeout)
@@ -471,9 +527,15 @@ def _sh(s: str) -> str:
 def start_pi(pi_home) -> Iterator[Callable[..., PiProc]]:
     started: list[PiProc] = []
 
-    def start(version: str = "0.73.1", mode: str = "rpc", cwd: Path | None = None,
-              env: Mapping[str, str] | None = None, args: Sequence[str] = (), prompt: str = "hello",
-              wait: bool = True) -> Any:
+    def start(
+        version: str = "0.73.1",
+        mode: str = "rpc",
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
+        prompt: str = "hello",
+        wait: bool = True,
+    ) -> Any:
         if not pi_bin(version).exists():
             pytest.skip(f"pi {version} is not installed: run bash integration_tests/setup_env.sh")
         common = (pi_home, version, cwd or pi_home.cwd, env, args)
@@ -518,8 +580,9 @@ class AgentClient:
         from websockets.sync.client import connect
 
         self.url = url
-        self.ws = connect(url, additional_headers=dict(headers or {}), open_timeout=open_timeout,
-                          max_size=None).__enter__()
+        self.ws = connect(
+            url, additional_headers=dict(headers or {}), open_timeout=open_timeout, max_size=None
+        ).__enter__()
         self.frames: list[dict] = []
         self._cv = threading.Condition()
         self.closed = False

@@ -131,8 +131,20 @@ class RegisteredAgent:
     older ones are served page by page through ``fetch_history``, like the bridge's pager.
     """
 
-    def __init__(self, hv, node_id: str, cwd: str, *, messages=None, init_limit=200, session_name=None,
-                 machine="test-box", model="fake/fake-model", protocol_version="1", allowed_origins=()):
+    def __init__(
+        self,
+        hv,
+        node_id: str,
+        cwd: str,
+        *,
+        messages=None,
+        init_limit=200,
+        session_name=None,
+        machine="test-box",
+        model="fake/fake-model",
+        protocol_version="1",
+        allowed_origins=(),
+    ):
         self.hv, self.node_id, self.cwd = hv, node_id, cwd
         self.messages = list(messages or [])
         self.init_limit = init_limit
@@ -182,8 +194,14 @@ class RegisteredAgent:
     async def _start(self):
         # Like the bridge: a browser (Origin header) only from an allowed origin; the hypivisor's proxy
         # forwards without Origin, so proxied links always work and Pi-DE's direct fallback does not.
-        self._server = await websockets.serve(self._serve, "127.0.0.1", self.port, max_size=None, subprotocols=["hypi.v1"],
-                                              origins=[None, *self.allowed_origins])
+        self._server = await websockets.serve(
+            self._serve,
+            "127.0.0.1",
+            self.port,
+            max_size=None,
+            subprotocols=["hypi.v1"],
+            origins=[None, *self.allowed_origins],
+        )
         self._stop = asyncio.Event()
         self._registered = asyncio.Event()
         self.node_secret = secrets.token_urlsafe(24)
@@ -194,12 +212,21 @@ class RegisteredAgent:
         """Register, heartbeat every second, and come back after the hypivisor restarts."""
         while not self._stop.is_set():
             try:
-                async with websockets.connect(self.hv.ws_url, additional_headers=self.hv.auth_headers, open_timeout=3) as ws:
+                async with websockets.connect(
+                    self.hv.ws_url, additional_headers=self.hv.auth_headers, open_timeout=3
+                ) as ws:
                     self._registry = ws
                     # like the shim: one secret per agent proves the id is its own on every (re-)registration
-                    params = {"id": self.node_id, "machine": self.machine, "cwd": self.cwd, "port": self.port,
-                              "pid": os.getpid(), "model": self.model, "session_name": self.session_name,
-                              "node_secret": self.node_secret}
+                    params = {
+                        "id": self.node_id,
+                        "machine": self.machine,
+                        "cwd": self.cwd,
+                        "port": self.port,
+                        "pid": os.getpid(),
+                        "model": self.model,
+                        "session_name": self.session_name,
+                        "node_secret": self.node_secret,
+                    }
                     await ws.send(json.dumps({"id": "reg", "method": "register", "params": params}))
                     while True:
                         frame = json.loads(await ws.recv())
@@ -211,7 +238,9 @@ class RegisteredAgent:
                         try:
                             await asyncio.wait_for(ws.recv(), 1.0)
                         except TimeoutError:
-                            await ws.send(json.dumps({"id": "hb", "method": "heartbeat", "params": {"id": self.node_id}}))
+                            await ws.send(
+                                json.dumps({"id": "hb", "method": "heartbeat", "params": {"id": self.node_id}})
+                            )
             except (TimeoutError, OSError, websockets.ConnectionClosed):
                 pass
             finally:
@@ -262,15 +291,25 @@ class RegisteredAgent:
                 await asyncio.sleep(delay)
 
     def init_state(self) -> dict:
-        keep = self.messages[-self.init_limit:] if self.init_limit else []
+        keep = self.messages[-self.init_limit :] if self.init_limit else []
         cursor = len(self.messages) - len(keep)
         return {
-            "type": "init_state", "protocol_version": self.protocol_version,
+            "type": "init_state",
+            "protocol_version": self.protocol_version,
             "node": {"id": self.node_id, "machine": self.machine, "cwd": self.cwd, "port": self.port},
-            "messages": keep, "tools": [{"name": "read", "description": "Read a file"}, {"name": "bash", "description": "Run a shell command"}],
-            "commands": [{"name": "review", "description": "review the diff"}], "is_streaming": False, "partial": None,
-            "truncated": cursor > 0, "total_messages": len(self.messages), "cursor": cursor,
-            "session_name": self.session_name, "model": self.model,
+            "messages": keep,
+            "tools": [
+                {"name": "read", "description": "Read a file"},
+                {"name": "bash", "description": "Run a shell command"},
+            ],
+            "commands": [{"name": "review", "description": "review the diff"}],
+            "is_streaming": False,
+            "partial": None,
+            "truncated": cursor > 0,
+            "total_messages": len(self.messages),
+            "cursor": cursor,
+            "session_name": self.session_name,
+            "model": self.model,
         }
 
     async def _serve(self, ws):
@@ -284,18 +323,48 @@ class RegisteredAgent:
                     self.history_requests.append(f)
                     before, limit = f["before"], f.get("limit", 50)
                     start = max(0, before - limit)
-                    await ws.send(json.dumps({"type": "history_page", "messages": self.messages[start:before], "cursor": start,
-                                              "before": before, "has_more": start > 0, "total_messages": len(self.messages)}))
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "type": "history_page",
+                                "messages": self.messages[start:before],
+                                "cursor": start,
+                                "before": before,
+                                "has_more": start > 0,
+                                "total_messages": len(self.messages),
+                            }
+                        )
+                    )
                 elif f.get("type") == "prompt":
                     await ws.send(json.dumps({"type": "ack", "id": f["id"]}))
                 elif f.get("type") == "list_commands":
-                    await ws.send(json.dumps({"type": "commands_list", "commands": [
-                        {"name": "review", "description": "review the diff"}, {"name": "release", "description": "cut a release"}]}))
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "type": "commands_list",
+                                "commands": [
+                                    {"name": "review", "description": "review the diff"},
+                                    {"name": "release", "description": "cut a release"},
+                                ],
+                            }
+                        )
+                    )
                 elif f.get("type") == "list_files":
                     prefix = f.get("prefix", "")
-                    files = [{"path": "src", "is_dir": True}, {"path": "README.md", "is_dir": False}, {"path": "src/main.ts", "is_dir": False}]
-                    await ws.send(json.dumps({"type": "files_list", "prefix": prefix,
-                                              "files": [x for x in files if x["path"].startswith(prefix)]}))
+                    files = [
+                        {"path": "src", "is_dir": True},
+                        {"path": "README.md", "is_dir": False},
+                        {"path": "src/main.ts", "is_dir": False},
+                    ]
+                    await ws.send(
+                        json.dumps(
+                            {
+                                "type": "files_list",
+                                "prefix": prefix,
+                                "files": [x for x in files if x["path"].startswith(prefix)],
+                            }
+                        )
+                    )
         except websockets.ConnectionClosed:
             pass
         finally:
