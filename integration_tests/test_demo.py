@@ -13,7 +13,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -31,8 +33,12 @@ TOKEN = "demo-test-token-7f3a"
 # ---------------------------------------------------------------- the fake LLM's demo replies (in-process)
 def _completion(url: str, text: str, role: str = "user") -> dict:
     body = {"model": "m", "messages": [{"role": role, "content": text}]}
-    req = urllib.request.Request(url + "/v1/chat/completions", data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url + "/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.load(resp)["choices"][0]
 
@@ -67,16 +73,16 @@ def test_fake_llm_demo_replies_are_chosen_by_the_prompt_and_test_keywords_still_
     summary = _completion(url, "total 3\nREADME.md", role="tool")["message"]["content"]
     assert "```text\ntotal 3\nREADME.md\n```" in summary
     # the integration tests' keywords keep their meaning in demo mode
-    assert _completion(url, "TOOLCALL: echo x")["message"]["tool_calls"][0]["function"]["arguments"] == \
-        json.dumps({"command": "echo x"})
+    assert _completion(url, "TOOLCALL: echo x")["message"]["tool_calls"][0]["function"]["arguments"] == json.dumps(
+        {"command": "echo x"}
+    )
     assert _completion(url, "THINK now")["message"]["content"].startswith("Thought about it.")
 
 
 def test_fake_llm_without_demo_keeps_the_test_replies(llm_server):
     url = llm_server(demo=False)
     assert _completion(url, "hello")["message"]["content"] == "Hello from fake LLM. You said: hello"
-    assert _completion(url, "list the files")["message"]["content"] == \
-        "Hello from fake LLM. You said: list the files"
+    assert _completion(url, "list the files")["message"]["content"] == "Hello from fake LLM. You said: list the files"
     assert _completion(url, "out", role="tool")["message"]["content"] == "Tool result received: out"
 
 
@@ -95,12 +101,33 @@ class DemoRun:
             pytest.skip(f"needs tmux and pi {version}: run bash integration_tests/setup_env.sh")
         self.port, self.dash_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PI_", "HYPI", "TMUX"))}
-        env.update({"HYPI_TOKEN": TOKEN, "PI_BIN": str(pi), "PYTHONUNBUFFERED": "1",
-                    "PATH": pi_path_env(version, os.environ.get("PATH", os.defpath))})
+        env.update(
+            {
+                "HYPI_TOKEN": TOKEN,
+                "PI_BIN": str(pi),
+                "PYTHONUNBUFFERED": "1",
+                "PATH": pi_path_env(version, os.environ.get("PATH", os.defpath)),
+            }
+        )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hypivisor.demo", "--port", str(self.port), "--dashboard-port",
-             str(self.dash_port), "--pi", str(pi), *extra],
-            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "hypivisor.demo",
+                "--port",
+                str(self.port),
+                "--dashboard-port",
+                str(self.dash_port),
+                "--pi",
+                str(pi),
+                *extra,
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         self.tmux_socket: str | None = None
@@ -136,8 +163,13 @@ class DemoRun:
     def tmux_sessions(self) -> list[str]:
         if not self.tmux_socket:
             return []
-        done = subprocess.run(["tmux", "-L", self.tmux_socket, "ls", "-F", "#{session_name}"], capture_output=True,
-                              text=True, timeout=10, env={k: v for k, v in os.environ.items() if k != "TMUX"})
+        done = subprocess.run(
+            ["tmux", "-L", self.tmux_socket, "ls", "-F", "#{session_name}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            env={k: v for k, v in os.environ.items() if k != "TMUX"},
+        )
         return done.stdout.split() if done.returncode == 0 else []
 
     def kill_everything(self, pids: list[int]) -> None:
@@ -156,8 +188,9 @@ class DemoRun:
 def registry_nodes(port: int) -> list[dict]:
     from websockets.sync.client import connect
 
-    with connect(f"ws://127.0.0.1:{port}/ws", additional_headers={"Authorization": f"Bearer {TOKEN}"},
-                 open_timeout=5) as ws:
+    with connect(
+        f"ws://127.0.0.1:{port}/ws", additional_headers={"Authorization": f"Bearer {TOKEN}"}, open_timeout=5
+    ) as ws:
         ws.send(json.dumps({"id": "t", "method": "list_nodes", "params": {}}))
         while True:
             msg = json.loads(ws.recv(timeout=5))
@@ -168,8 +201,12 @@ def registry_nodes(port: int) -> list[dict]:
 def init_state_via_proxy(port: int, node_id: str) -> dict:
     from websockets.sync.client import connect
 
-    with connect(f"ws://127.0.0.1:{port}/ws/agent/{node_id}", max_size=None, open_timeout=5,
-                 additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
+    with connect(
+        f"ws://127.0.0.1:{port}/ws/agent/{node_id}",
+        max_size=None,
+        open_timeout=5,
+        additional_headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as ws:
         while True:
             frame = json.loads(ws.recv(timeout=10))
             if frame.get("type") == "init_state":
@@ -184,8 +221,11 @@ def _cmdline(pid: int) -> str:
 
 
 def _processes(pattern: str) -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir()
-            if p.name.isdigit() and re.search(pattern, _cmdline(int(p.name))) and pid_alive(int(p.name))]
+    return [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and re.search(pattern, _cmdline(int(p.name))) and pid_alive(int(p.name))
+    ]
 
 
 def _children(pid: int) -> list[int]:
@@ -205,8 +245,11 @@ def _texts(messages: list[dict], role: str) -> str:
     for m in messages:
         if m.get("role") == role:
             content = m.get("content")
-            out += [content] if isinstance(content, str) else [c.get("text", "") for c in content or []
-                                                               if isinstance(c, dict)]
+            out += (
+                [content]
+                if isinstance(content, str)
+                else [c.get("text", "") for c in content or [] if isinstance(c, dict)]
+            )
     return "\n".join(out)
 
 
@@ -223,8 +266,13 @@ def test_demo_shows_three_live_agents_that_answer_and_sigint_removes_everything(
         assert "changed:" in demo.output(), "the installer's report of what it changed is shown"
 
         # the roster, asked independently: 3 active agents, each in its own scratch project
-        nodes = wait_until(lambda: (lambda ns: ns if len([n for n in ns if n["status"] == "active"]) == 3 else None)(
-            registry_nodes(demo.port)), 30, "3 active agents in the roster")
+        nodes = wait_until(
+            lambda: (lambda ns: ns if len([n for n in ns if n["status"] == "active"]) == 3 else None)(
+                registry_nodes(demo.port)
+            ),
+            30,
+            "3 active agents in the roster",
+        )
         cwds = sorted(Path(n["cwd"]).name for n in nodes)
         assert cwds == ["blog-engine", "data-pipeline", "todo-api"]
         assert all(Path(n["cwd"]).resolve().is_relative_to(demo.scratch.resolve()) for n in nodes)
@@ -243,13 +291,29 @@ def test_demo_shows_three_live_agents_that_answer_and_sigint_removes_everything(
             state = init_state_via_proxy(demo.port, by_folder[folder]["id"])
             return state if not state["is_streaming"] and pred(state["messages"]) else None
 
-        wait_until(lambda: answered("todo-api", lambda ms: "# Hello from a scripted model" in _texts(ms, "assistant")),
-                   30, "the todo-api agent's markdown reply")
-        wait_until(lambda: answered("blog-engine", lambda ms: any(
-            c.get("type") == "thinking" for m in ms if m.get("role") == "assistant" for c in m.get("content") or [])),
-            30, "the blog-engine agent's thinking")
-        wait_until(lambda: answered("data-pipeline", lambda ms: "pipeline.py" in _texts(ms, "toolResult")),
-                   30, "the data-pipeline agent's bash tool result (ls of its project)")
+        wait_until(
+            lambda: answered("todo-api", lambda ms: "# Hello from a scripted model" in _texts(ms, "assistant")),
+            30,
+            "the todo-api agent's markdown reply",
+        )
+        wait_until(
+            lambda: answered(
+                "blog-engine",
+                lambda ms: any(
+                    c.get("type") == "thinking"
+                    for m in ms
+                    if m.get("role") == "assistant"
+                    for c in m.get("content") or []
+                ),
+            ),
+            30,
+            "the blog-engine agent's thinking",
+        )
+        wait_until(
+            lambda: answered("data-pipeline", lambda ms: "pipeline.py" in _texts(ms, "toolResult")),
+            30,
+            "the data-pipeline agent's bash tool result (ls of its project)",
+        )
         named = {n["session_name"] for n in registry_nodes(demo.port)}
         assert {"Welcome", "Caching plan", "Project check"} <= named
 
@@ -280,8 +344,12 @@ def test_sigterm_while_the_demo_starts_leaves_nothing_behind(tmp_path):
         demo.tmux_socket = re.search(r"tmux -L (hypi-demo-[0-9a-f]+) ls", demo.output()).group(1)
         scratch = Path(re.search(r"pi agent dir: (\S+)/pi-agent", demo.output()).group(1))
         assert demo.tmux_sessions(), "the agents' tmux sessions exist"
-        done = subprocess.run(["tmux", "-L", demo.tmux_socket, "list-panes", "-a", "-F", "#{pane_pid}"],
-                              capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            ["tmux", "-L", demo.tmux_socket, "list-panes", "-a", "-F", "#{pane_pid}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         panes = [int(x) for x in done.stdout.split()]
         assert len(panes) == 3, done.stdout + done.stderr
         panes += [c for p in panes for c in _children(p)]
@@ -305,14 +373,110 @@ def test_demo_runs_pi_1_5_on_node_22(tmp_path):
         demo.wait_line(r"DEMO READY", 120)
         assert "1 x pi 1.5.2" in demo.output()
         nodes = registry_nodes(demo.port)
-        assert [(n["status"], n["pi_version"], Path(n["cwd"]).name) for n in nodes] == \
-            [("active", "1.5.2", "todo-api")]
+        assert [(n["status"], n["pi_version"], Path(n["cwd"]).name) for n in nodes] == [("active", "1.5.2", "todo-api")]
         pids = [nodes[0]["pid"]]
-        wait_until(lambda: "# Hello from a scripted model" in _texts(
-            init_state_via_proxy(demo.port, nodes[0]["id"])["messages"], "assistant"), 30, "pi 1.5.2's reply")
+        wait_until(
+            lambda: (
+                "# Hello from a scripted model"
+                in _texts(init_state_via_proxy(demo.port, nodes[0]["id"])["messages"], "assistant")
+            ),
+            30,
+            "pi 1.5.2's reply",
+        )
         demo.proc.send_signal(signal.SIGINT)
         assert demo.proc.wait(30) == 0, demo.output()[-2000:]
         assert demo.tmux_sessions() == [] and not demo.scratch.exists()
         wait_until(lambda: not pid_alive(pids[0]), 10, "pi 1.5.2 to exit")
+    finally:
+        demo.kill_everything(pids)
+
+
+def registry_call(port: int, method: str, params: dict, timeout: float = 60, leave_after: float | None = None):
+    """One call on the registry socket; ``leave_after``: close the socket that many seconds after sending (the
+    caller going away mid-call) and return None."""
+    from websockets.sync.client import connect
+
+    with connect(
+        f"ws://127.0.0.1:{port}/ws",
+        additional_headers={"Authorization": f"Bearer {TOKEN}"},
+        open_timeout=5,
+        max_size=None,
+    ) as ws:
+        ws.send(json.dumps({"id": "c", "method": method, "params": params}))
+        if leave_after is not None:
+            time.sleep(leave_after)
+            return None
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+            if msg.get("id") == "c":
+                return msg
+
+
+def prompt_via_proxy(port: int, node_id: str, text: str) -> None:
+    from websockets.sync.client import connect
+
+    with connect(
+        f"ws://127.0.0.1:{port}/ws/agent/{node_id}",
+        max_size=None,
+        open_timeout=5,
+        additional_headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as ws:
+        ws.send(json.dumps({"type": "prompt", "id": "p1", "text": text}))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            f = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+            if f.get("type") == "ack" and f.get("id") == "p1":
+                return
+    raise AssertionError("the prompt was not acknowledged")
+
+
+@pytest.mark.pi
+@pytest.mark.slow
+def test_spawn_from_the_demo_starts_a_working_pi_and_a_failed_spawn_leaves_nothing(tmp_path):
+    """The demo's hypivisor spawns into a demo project out of the box (HOME is the projects folder, PATH finds
+    the demo's pi, the spawned pi talks to the fake LLM); failed spawns create nothing; the demo's exit takes
+    the spawned agent with it."""
+    demo = DemoRun(tmp_path, extra=("--agents", "1", "--no-prompts"))
+    pids: list[int] = []
+    try:
+        demo.wait_line(r"DEMO READY", 120)
+        project = Path(registry_nodes(demo.port)[0]["cwd"])
+        assert project.name == "todo-api"
+
+        # a spawn refused by the path policy creates nothing outside HOME
+        outside = Path(tempfile.gettempdir()) / f"hypi-demo-outside-{os.getpid()}"
+        res = registry_call(demo.port, "spawn_agent", {"path": str(outside.parent), "new_folder": outside.name})
+        assert res["error"]["code"] == 1003, res
+        assert not outside.exists()
+
+        # the caller leaving mid-spawn: the new folder and the started pi are gone again
+        registry_call(demo.port, "spawn_agent", {"path": str(project), "new_folder": "abandoned"}, leave_after=0.5)
+        wait_until(lambda: not (project / "abandoned").exists(), 20, "the abandoned spawn's folder to go")
+        time.sleep(1)
+        assert [n["cwd"] for n in registry_nodes(demo.port) if "abandoned" in n["cwd"]] == []
+
+        # spawn into a new folder of a demo project: a real pi registers and answers through the proxy
+        res = registry_call(demo.port, "spawn_agent", {"path": "todo-api", "new_folder": "feature-x"}, timeout=60)
+        assert "result" in res, f"{res}\n{demo.output()[-2000:]}"
+        node = res["result"]["node"]
+        assert Path(node["cwd"]).resolve() == (project / "feature-x").resolve()
+        pids.append(node["pid"])
+        prompt_via_proxy(demo.port, node["id"], "hello from a spawned agent")
+        wait_until(
+            lambda: (
+                "# Hello from a scripted model"
+                in _texts(init_state_via_proxy(demo.port, node["id"])["messages"], "assistant")
+            ),
+            30,
+            "the spawned pi's reply",
+        )
+        pids += [c for c in _children(node["pid"]) if "pi_socket.bridge" in _cmdline(c)]
+        assert len(pids) == 2, "the spawned pi runs its bridge"
+
+        demo.proc.send_signal(signal.SIGINT)
+        assert demo.proc.wait(30) == 0, demo.output()[-2000:]
+        wait_until(lambda: not [p for p in pids if pid_alive(p)], 10, "the spawned pi and its bridge to be gone")
+        assert not demo.scratch.exists()
     finally:
         demo.kill_everything(pids)

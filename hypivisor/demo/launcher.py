@@ -8,12 +8,13 @@ What it does, in order:
 3. writes a scratch pi agent dir (``PI_CODING_AGENT_DIR``: models.json pointing at the fake LLM, settings with
    retries off) and installs the shim there with ``python -m pi_socket install`` (``PI_OFFLINE=1`` for pi);
 4. starts ``python -m hypivisor`` on loopback (``--port`` / ``--dashboard-port``; busy ports are replaced by
-   free ones) serving the built Pi-DE;
+   free ones) serving the built Pi-DE, with HOME set to the scratch projects folder and the pi settings of
+   step 3, so ``spawn_agent`` (the dashboard's spawn dialog) starts a working pi in or below a demo project;
 5. starts three interactive pi TUIs in tmux (own tmux server ``-L hypi-demo-<hex>``), each in its own scratch
    project under one temp dir, waits until the roster lists them, names their sessions and sends each a first
    prompt (markdown, thinking, a bash tool call);
-6. prints the dashboard URL and waits. Ctrl+C, SIGTERM or SIGHUP: kills the tmux server (the agents and their
-   bridges exit), stops the hypivisor, removes the temp dir.
+6. prints the dashboard URL and waits. Ctrl+C, SIGTERM or SIGHUP: kills the tmux servers (the agents, spawned
+   ones too, and their bridges exit), stops the hypivisor, removes the temp dir.
 
 Nothing is written outside the temp dir except the pi install in the cache.
 """
@@ -54,13 +55,19 @@ PROJECTS: tuple[tuple[str, str, str], ...] = (
     ("data-pipeline", "Project check", "list the files in this project"),
 )
 SEED_FILES = {
-    "todo-api": {"README.md": "# todo-api\n\nA tiny REST API for todo lists.\n",
-                 "app.py": "def list_todos():\n    return [{'id': 1, 'title': 'try Hyper-Pi'}]\n"},
-    "blog-engine": {"README.md": "# blog-engine\n\nStatic blog generator.\n",
-                    "render.py": "def render(post):\n    return f'<h1>{post.title}</h1>'\n"},
-    "data-pipeline": {"README.md": "# data-pipeline\n\nNightly CSV import.\n",
-                      "pipeline.py": "import csv\n\n\ndef load(path):\n    return list(csv.DictReader(open(path)))\n",
-                      "data.csv": "id,value\n1,42\n2,7\n"},
+    "todo-api": {
+        "README.md": "# todo-api\n\nA tiny REST API for todo lists.\n",
+        "app.py": "def list_todos():\n    return [{'id': 1, 'title': 'try Hyper-Pi'}]\n",
+    },
+    "blog-engine": {
+        "README.md": "# blog-engine\n\nStatic blog generator.\n",
+        "render.py": "def render(post):\n    return f'<h1>{post.title}</h1>'\n",
+    },
+    "data-pipeline": {
+        "README.md": "# data-pipeline\n\nNightly CSV import.\n",
+        "pipeline.py": "import csv\n\n\ndef load(path):\n    return list(csv.DictReader(open(path)))\n",
+        "data.csv": "id,value\n1,42\n2,7\n",
+    },
 }
 
 
@@ -127,8 +134,11 @@ def install_pinned_pi() -> Path:
     if not (d / "package.json").exists():
         (d / "package.json").write_text('{"private":true}\n')
     say(f"installing pi {PINNED_PI} into {d} (npm, about 15 s, once)")
-    proc = subprocess.Popen([npm, "install", "--no-audit", "--no-fund", "--loglevel=error",
-                             f"{PINNED_PACKAGE}@{PINNED_PI}"], cwd=d, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", f"{PINNED_PACKAGE}@{PINNED_PI}"],
+        cwd=d,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         wait_until(lambda: proc.poll() is not None, 600, "npm install")
     finally:
@@ -184,8 +194,9 @@ def pick_port(wanted: int, what: str) -> int:
     return port
 
 
-def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.2,
-               stoppable: bool = True) -> Any:
+def wait_until(
+    pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.2, stoppable: bool = True
+) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         if stoppable:
@@ -249,6 +260,7 @@ class Demo:
         self.tmux_socket = f"hypi-demo-{self.tag}"
         self.root = Path(tempfile.mkdtemp(prefix="hypi-demo-"))
         self.agent_dir = self.root / "pi-agent"
+        self.projects = self.root / "projects"
         self.logs = self.root / "logs"
         self.llm: Any = None
         self.hv: subprocess.Popen | None = None
@@ -281,15 +293,40 @@ class Demo:
     def write_agent_dir(self, llm_url: str) -> None:
         self.agent_dir.mkdir(parents=True)
         self.logs.mkdir()
-        models = {"providers": {MODEL_PROVIDER: {
-            "baseUrl": f"{llm_url}/v1", "api": "openai-completions", "apiKey": "demo-key-not-secret",
-            "compat": {"supportsDeveloperRole": False, "supportsReasoningEffort": False, "supportsStore": False},
-            "models": [{"id": MODEL_ID, "name": "Scripted demo LLM", "reasoning": False, "input": ["text"],
-                        "contextWindow": 128000, "maxTokens": 4096,
-                        "cost": {"input": 1, "output": 2, "cacheRead": 0, "cacheWrite": 0}}]}}}
-        settings = {"defaultProvider": MODEL_PROVIDER, "defaultModel": MODEL_ID, "quietStartup": True,
-                    "enableInstallTelemetry": False, "cacheWarming": "off",
-                    "retry": {"enabled": False, "provider": {"maxRetries": 0}}}
+        self.projects.mkdir()
+        models = {
+            "providers": {
+                MODEL_PROVIDER: {
+                    "baseUrl": f"{llm_url}/v1",
+                    "api": "openai-completions",
+                    "apiKey": "demo-key-not-secret",
+                    "compat": {
+                        "supportsDeveloperRole": False,
+                        "supportsReasoningEffort": False,
+                        "supportsStore": False,
+                    },
+                    "models": [
+                        {
+                            "id": MODEL_ID,
+                            "name": "Scripted demo LLM",
+                            "reasoning": False,
+                            "input": ["text"],
+                            "contextWindow": 128000,
+                            "maxTokens": 4096,
+                            "cost": {"input": 1, "output": 2, "cacheRead": 0, "cacheWrite": 0},
+                        }
+                    ],
+                }
+            }
+        }
+        settings = {
+            "defaultProvider": MODEL_PROVIDER,
+            "defaultModel": MODEL_ID,
+            "quietStartup": True,
+            "enableInstallTelemetry": False,
+            "cacheWarming": "off",
+            "retry": {"enabled": False, "provider": {"maxRetries": 0}},
+        }
         (self.agent_dir / "models.json").write_text(json.dumps(models, indent=2) + "\n")
         (self.agent_dir / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
 
@@ -300,33 +337,71 @@ class Demo:
         env["PATH"] = pi_dir + os.pathsep + env.get("PATH", os.defpath)
         origins = [o for o in (os.environ.get("HYPI_ALLOWED_ORIGINS") or "").split(",") if o.strip()]
         origins += [f"http://127.0.0.1:{self.dash_port}", f"http://localhost:{self.dash_port}"]
-        env.update({
-            "PI_CODING_AGENT_DIR": str(self.agent_dir), "PI_OFFLINE": "1", "PI_SKIP_VERSION_CHECK": "1",
-            "PI_TELEMETRY": "0", "PI_SOCKET_LOG_DIR": str(self.logs), "PI_SOCKET_HOST": "127.0.0.1",
-            "PI_SOCKET_PORT": "0", "HYPIVISOR_WS": f"ws://127.0.0.1:{self.port}/ws",
-            "HYPI_ALLOWED_ORIGINS": ",".join(origins), "TERM": "xterm-256color",
-        })
+        env.update(
+            {
+                "PI_CODING_AGENT_DIR": str(self.agent_dir),
+                "PI_OFFLINE": "1",
+                "PI_SKIP_VERSION_CHECK": "1",
+                "PI_TELEMETRY": "0",
+                "PI_SOCKET_LOG_DIR": str(self.logs),
+                "PI_SOCKET_HOST": "127.0.0.1",
+                "PI_SOCKET_PORT": "0",
+                "HYPIVISOR_WS": f"ws://127.0.0.1:{self.port}/ws",
+                "HYPI_ALLOWED_ORIGINS": ",".join(origins),
+                "TERM": "xterm-256color",
+            }
+        )
         if self.token:
             env["HYPI_TOKEN"] = self.token
         return env
 
     def install_shim(self) -> None:
         env = {**os.environ, **self.base_env(), "PI_BIN": self.pi.path}
-        done = subprocess.run([sys.executable, "-m", "pi_socket", "install", "--pi", self.pi.path], env=env,
-                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [sys.executable, "-m", "pi_socket", "install", "--pi", self.pi.path],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         for line in (done.stdout + done.stderr).splitlines():
             say(f"  install: {line}")
         if done.returncode != 0:
             raise DemoError("python -m pi_socket install failed (see above)")
 
+    def hypivisor_env(self) -> dict[str, str]:
+        """The hypivisor's environment, which is also what ``spawn_agent`` hands a spawned pi: HOME is the
+        projects folder (spawn and the folder browser stay inside HOME), PATH finds the demo's pi (and its Node),
+        the ``PI_*`` settings point a spawned pi at the fake LLM and the shim, and tmux keeps its server in the
+        scratch dir, so the spawned agents are the demo's and go with it."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TMUX", "PI_")) and k not in ("HYPIVISOR_WS", "HYPI_SPAWN_COMMAND")
+        }
+        env.update(self.base_env())
+        env.pop("HYPIVISOR_WS", None)
+        env.update({"HOME": str(self.projects), "TMUX_TMPDIR": str(self.root)})
+        return env
+
     def start_hypivisor(self) -> None:
-        env = {**os.environ, "PI_SOCKET_LOG_DIR": str(self.logs),
-               "HYPI_ALLOWED_ORIGINS": self.base_env()["HYPI_ALLOWED_ORIGINS"]}
-        argv = [sys.executable, "-m", "hypivisor", "--host", "127.0.0.1", "--port", str(self.port),
-                "--dashboard-port", str(self.dash_port)]
+        env = self.hypivisor_env()
+        argv = [
+            sys.executable,
+            "-m",
+            "hypivisor",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dashboard-port",
+            str(self.dash_port),
+        ]
         with open(self.hv_out, "wb") as out:
-            self.hv = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            self.hv = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
 
         def ready() -> bool:
             if self.hv is not None and self.hv.poll() is not None:
@@ -344,9 +419,14 @@ class Demo:
     def tmux_run(self, *argv: str, capture: bool = False) -> str:
         # Output goes to a file, never a pipe: the first call forks the tmux server, which would hold a pipe open.
         with tempfile.TemporaryFile() as out:
-            done = subprocess.run([self.tmux, "-L", self.tmux_socket, "-f", "/dev/null", *argv], stdout=out,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=15,
-                                  env={k: v for k, v in os.environ.items() if not k.startswith("TMUX")})
+            done = subprocess.run(
+                [self.tmux, "-L", self.tmux_socket, "-f", "/dev/null", *argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=15,
+                env={k: v for k, v in os.environ.items() if not k.startswith("TMUX")},
+            )
             out.seek(0)
             text = out.read().decode(errors="replace")
         if done.returncode != 0 and not capture:
@@ -356,11 +436,16 @@ class Demo:
     def start_agents(self) -> None:
         # An explicit environment (never the tmux server's), from a private script so no token shows in `ps`.
         launcher = self.root / "run-pi.sh"
-        launcher.write_text("#!/bin/sh\nexec env -i " + " ".join(
-            shlex.quote(f"{k}={v}") for k, v in self.base_env().items()) + " " + shlex.quote(self.pi.path) + "\n")
+        launcher.write_text(
+            "#!/bin/sh\nexec env -i "
+            + " ".join(shlex.quote(f"{k}={v}") for k, v in self.base_env().items())
+            + " "
+            + shlex.quote(self.pi.path)
+            + "\n"
+        )
         launcher.chmod(0o700)
         for folder, name, prompt in PROJECTS[: self.args.agents]:
-            cwd = self.root / "projects" / folder
+            cwd = self.projects / folder
             cwd.mkdir(parents=True)
             for fname, text in SEED_FILES.get(folder, {}).items():
                 (cwd / fname).write_text(text)
@@ -373,6 +458,34 @@ class Demo:
             self.pids.append(pid)
             self.agents.append(Agent(folder, name, prompt, cwd, session, pid))
         say(f"started {len(self.agents)} pi TUIs in tmux (tmux -L {self.tmux_socket} ls)")
+
+    def kill_spawned(self) -> None:
+        """Stop the tmux server the hypivisor's ``spawn_agent`` started (``TMUX_TMPDIR`` is the scratch dir)."""
+        socket_dir = self.root / f"tmux-{os.getuid()}"
+        for sock in socket_dir.glob("*") if socket_dir.is_dir() else ():
+            with tempfile.TemporaryFile() as out:
+                try:
+                    pane_pids = subprocess.run(
+                        [self.tmux or "tmux", "-S", str(sock), "list-panes", "-a", "-F", "#{pane_pid}"],
+                        stdout=out,
+                        stderr=subprocess.DEVNULL,
+                        stdin=subprocess.DEVNULL,
+                        timeout=10,
+                    )
+                    out.seek(0)
+                    if pane_pids.returncode == 0:
+                        for pid in out.read().decode(errors="replace").split():
+                            if pid.isdigit():
+                                self.pids += [int(pid), *descendants(int(pid))]
+                    subprocess.run(
+                        [self.tmux or "tmux", "-S", str(sock), "kill-server"],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        stdin=subprocess.DEVNULL,
+                        timeout=10,
+                    )
+                except (OSError, subprocess.SubprocessError):
+                    pass
 
     def registry_nodes(self) -> list[dict]:
         from websockets.sync.client import connect
@@ -413,8 +526,9 @@ class Demo:
         for a in self.agents:
             check_stop()
             try:
-                with connect(f"ws://127.0.0.1:{a.node['port']}", additional_headers=headers, open_timeout=5,
-                             max_size=None) as ws:
+                with connect(
+                    f"ws://127.0.0.1:{a.node['port']}", additional_headers=headers, open_timeout=5, max_size=None
+                ) as ws:
                     deadline = time.monotonic() + 15
                     seen_init = acked = False
                     ws.send(json.dumps({"type": "set_session_name", "name": a.session_name}))
@@ -466,9 +580,11 @@ class Demo:
                 self.tmux_run("kill-server", capture=True)
             except Exception:  # noqa: BLE001
                 pass
+            self.kill_spawned()
         try:
-            wait_until(lambda: not any(pid_alive(p) for p in self.pids), 8, "the agents to exit", interval=0.1,
-                       stoppable=False)
+            wait_until(
+                lambda: not any(pid_alive(p) for p in self.pids), 8, "the agents to exit", interval=0.1, stoppable=False
+            )
         except DemoError:
             pass
         for p in self.pids:
@@ -492,17 +608,36 @@ class Demo:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hypivisor.demo",
-                                description="Hyper-Pi demo: hypivisor + dashboard + 3 real pi agents in tmux on a "
-                                "scripted fake LLM (no API key). Ctrl+C stops everything and removes the temp dir.")
-    p.add_argument("-p", "--port", type=int, default=DEFAULT_PORT,
-                   help="registry port; a busy port is replaced by a free one, 0 = any (default: %(default)s)")
-    p.add_argument("--dashboard-port", type=int, default=DEFAULT_DASHBOARD_PORT,
-                   help="dashboard port; a busy port is replaced by a free one, 0 = any (default: %(default)s)")
-    p.add_argument("--pi", help=f"pi executable (default: PI_BIN, `pi` on PATH, else the pinned {PINNED_PI} "
-                   "installed into $HYPI_CACHE, default ~/.cache/hyper-pi)")
-    p.add_argument("--agents", type=int, default=len(PROJECTS), choices=range(1, len(PROJECTS) + 1),
-                   help="number of agents (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        prog="python -m hypivisor.demo",
+        description="Hyper-Pi demo: hypivisor + dashboard + 3 real pi agents in tmux on a "
+        "scripted fake LLM (no API key). Ctrl+C stops everything and removes the temp dir.",
+    )
+    p.add_argument(
+        "-p",
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="registry port; a busy port is replaced by a free one, 0 = any (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=DEFAULT_DASHBOARD_PORT,
+        help="dashboard port; a busy port is replaced by a free one, 0 = any (default: %(default)s)",
+    )
+    p.add_argument(
+        "--pi",
+        help=f"pi executable (default: PI_BIN, `pi` on PATH, else the pinned {PINNED_PI} "
+        "installed into $HYPI_CACHE, default ~/.cache/hyper-pi)",
+    )
+    p.add_argument(
+        "--agents",
+        type=int,
+        default=len(PROJECTS),
+        choices=range(1, len(PROJECTS) + 1),
+        help="number of agents (default: %(default)s)",
+    )
     p.add_argument("--no-prompts", action="store_true", help="do not send each agent a first prompt")
     return p
 
