@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -93,3 +94,12 @@ def test_schema_command_exports_every_model():
         assert model.__name__ in defs, model.__name__
     assert schema["protocol_version"] == p.PROTOCOL_VERSION
     assert -32700 in defs["ErrorCode"]["enum"]
+
+
+def test_the_committed_schema_is_generated_from_these_models():
+    """pi_de/src/protocol/schema.json (and so types.ts, which a vitest test ties to it) is what `make schema`
+    writes from protocol.py: a model change without regenerating them fails here."""
+    committed = Path(__file__).resolve().parents[2] / "pi_de" / "src" / "protocol" / "schema.json"
+    assert json.loads(committed.read_text()) == json.loads(json.dumps(p.json_schema())), (
+        "run `make schema` and `cd pi_de && npm run gen:types`"
+    )
