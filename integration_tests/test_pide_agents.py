@@ -335,3 +335,26 @@ def test_real_bridge_history_cut_pages_back_to_the_first_message_once_each(dash_
     assert sorted(seen) == list(range(total)), f"rows: {len(seen)} of {total}"
     assert [seen[i] for i in range(total)] == texts  # each message exactly once, in order
     assert page.locator("text=question-000").count() <= 1
+
+
+def test_prompt_with_a_text_attachment_leaves_no_queued_row(dash_hv, pi_on, page_factory, tmp_path):
+    # The bridge appends a text attachment to the prompt, so pi's echo is not the typed text: the
+    # pending row is settled by the ack's prompt id and order, not by comparing text.
+    pi = pi_on(dash_hv)
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    open_agent(page, dash_hv, pi.node_id)
+
+    note = tmp_path / "notes.txt"
+    note.write_text("attached-body-7f3")
+    page.set_input_files("input[type=file]", str(note))
+    page.wait_for_selector("[data-testid=attachment] >> text=notes.txt")
+    send(page, "read the attached note")
+    page.wait_for_selector("[data-role=user] >> text=read the attached note", timeout=30_000)
+    page.wait_for_selector("text=You said: read the attached note", timeout=30_000)
+    assert "attached-body-7f3" in page.locator("[data-role=user]").last.inner_text()  # pi's echo has the file
+    page.wait_for_selector("[data-role=pending]", state="detached", timeout=5_000)
+    # a second prompt after it is settled the same way
+    send(page, "and one more")
+    page.wait_for_selector("text=You said: and one more", timeout=30_000)
+    page.wait_for_selector("[data-role=pending]", state="detached", timeout=5_000)
+    shot(page, "real-pi-text-attachment")
