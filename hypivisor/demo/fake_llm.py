@@ -37,6 +37,7 @@ With --demo (the demo's agents), "anything else" and tool results get demo-frien
                                                           markdown summary of its output
   anything else                                        -> a markdown answer (heading, list, table, code)
 """
+
 import argparse
 import json
 import re
@@ -72,32 +73,43 @@ def demo_plan(role, text):
     if role == "tool":
         out = text.strip()[:1500] or "(no output)"
         lines = len(out.splitlines())
-        return {"text": f"The command ran in this project and printed **{lines} line(s)**:\n\n```text\n{out}\n```\n\n"
-                        "Everything looks in place. Ask me to *plan* a change, or say hello in the terminal "
-                        "too: the dashboard and the TUI show the same conversation.", "chunk": 24}
+        return {
+            "text": f"The command ran in this project and printed **{lines} line(s)**:\n\n```text\n{out}\n```\n\n"
+            "Everything looks in place. Ask me to *plan* a change, or say hello in the terminal "
+            "too: the dashboard and the TUI show the same conversation.",
+            "chunk": 24,
+        }
     words = _words(text)
     if words & set(TOOL_WORDS):
-        return {"text": "Let me look at the project first.",
-                "tool_calls": [{"name": "bash", "arguments": {"command": DEMO_COMMAND}}]}
+        return {
+            "text": "Let me look at the project first.",
+            "tool_calls": [{"name": "bash", "arguments": {"command": DEMO_COMMAND}}],
+        }
     if words & set(THINK_WORDS):
         topic = text.strip().splitlines()[0][:80] if text.strip() else "this"
-        return {"thinking": "The user wants a plan. I should read what exists, keep the change small, test it, "
-                            "and say how to check it. Three steps should do; list risks last.",
-                "text": f"## Plan: {topic}\n\n1. **Read** the code that is involved and its tests.\n"
-                        "2. **Change** the smallest thing that solves it, behind a test that fails first.\n"
-                        "3. **Verify** with the test suite, then try it by hand.\n\n"
-                        "| step | risk | check |\n|---|---|---|\n| read | none | - |\n"
-                        "| change | regressions | `make test` |\n| verify | flaky tests | run twice |\n\n"
-                        "Say *run the tests* and I will use the bash tool.", "delay": 0.03}
+        return {
+            "thinking": "The user wants a plan. I should read what exists, keep the change small, test it, "
+            "and say how to check it. Three steps should do; list risks last.",
+            "text": f"## Plan: {topic}\n\n1. **Read** the code that is involved and its tests.\n"
+            "2. **Change** the smallest thing that solves it, behind a test that fails first.\n"
+            "3. **Verify** with the test suite, then try it by hand.\n\n"
+            "| step | risk | check |\n|---|---|---|\n| read | none | - |\n"
+            "| change | regressions | `make test` |\n| verify | flaky tests | run twice |\n\n"
+            "Say *run the tests* and I will use the bash tool.",
+            "delay": 0.03,
+        }
     said = text.strip()[:200] or "(nothing)"
-    return {"text": "# Hello from a scripted model\n\n"
-                    f"You said: *{said}*\n\n"
-                    "I am the demo's **fake LLM**: no API key, no network, but a real `pi` agent runs this "
-                    "conversation. Try:\n\n"
-                    "- `list the files`: I call the **bash** tool and you see its card\n"
-                    "- `think about a plan`: I stream **thinking** first, then a plan\n"
-                    "- anything else: a reply like this one\n\n"
-                    "```python\ndef greet(name: str) -> str:\n    return f\"hello, {name}\"\n```\n", "delay": 0.02}
+    return {
+        "text": "# Hello from a scripted model\n\n"
+        f"You said: *{said}*\n\n"
+        "I am the demo's **fake LLM**: no API key, no network, but a real `pi` agent runs this "
+        "conversation. Try:\n\n"
+        "- `list the files`: I call the **bash** tool and you see its card\n"
+        "- `think about a plan`: I stream **thinking** first, then a plan\n"
+        "- anything else: a reply like this one\n\n"
+        '```python\ndef greet(name: str) -> str:\n    return f"hello, {name}"\n```\n',
+        "delay": 0.02,
+    }
 
 
 def default_plan(body):
@@ -124,7 +136,7 @@ def default_plan(body):
 
 
 def _chunks(s, n):
-    return [s[i:i + n] for i in range(0, len(s), n)] or []
+    return [s[i : i + n] for i in range(0, len(s), n)] or []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -161,8 +173,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         path = self.path.split("?")[0].rstrip("/")
         if path.endswith("/models"):
-            return self._json(200, {"object": "list", "data": [
-                {"id": m, "object": "model", "owned_by": "fake"} for m in STATE["models"]]})
+            return self._json(
+                200,
+                {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "fake"} for m in STATE["models"]]},
+            )
         if path == "/_fake/requests":
             with STATE["lock"]:
                 return self._json(200, list(STATE["requests"]))
@@ -198,7 +212,9 @@ class Handler(BaseHTTPRequestHandler):
             plan = default_plan(body)
 
         if plan.get("http_status"):
-            return self._json(int(plan["http_status"]), plan.get("error_body") or {"error": {"message": "scripted error"}})
+            return self._json(
+                int(plan["http_status"]), plan.get("error_body") or {"error": {"message": "scripted error"}}
+            )
 
         model = body.get("model", "fake-model")
         cid = "chatcmpl-" + uuid.uuid4().hex[:12]
@@ -215,17 +231,36 @@ class Handler(BaseHTTPRequestHandler):
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
 
         def frame(delta, finish_reason=None):
-            return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+            return {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+            }
 
         if not body.get("stream"):
             msg = {"role": "assistant", "content": text or None}
             if tool_calls:
-                msg["tool_calls"] = [{"id": "call_" + uuid.uuid4().hex[:8], "type": "function",
-                                      "function": {"name": tc["name"], "arguments": json.dumps(tc.get("arguments", {}))}}
-                                     for tc in tool_calls]
-            return self._json(200, {"id": cid, "object": "chat.completion", "created": created, "model": model,
-                                    "choices": [{"index": 0, "message": msg, "finish_reason": finish}], "usage": usage})
+                msg["tool_calls"] = [
+                    {
+                        "id": "call_" + uuid.uuid4().hex[:8],
+                        "type": "function",
+                        "function": {"name": tc["name"], "arguments": json.dumps(tc.get("arguments", {}))},
+                    }
+                    for tc in tool_calls
+                ]
+            return self._json(
+                200,
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "message": msg, "finish_reason": finish}],
+                    "usage": usage,
+                },
+            )
 
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -243,14 +278,34 @@ class Handler(BaseHTTPRequestHandler):
             for i, tc in enumerate(tool_calls):
                 args = json.dumps(tc.get("arguments", {}))
                 call_id = tc.get("id") or "call_" + uuid.uuid4().hex[:8]
-                self._sse(frame({"tool_calls": [{"index": i, "id": call_id, "type": "function",
-                                                  "function": {"name": tc["name"], "arguments": ""}}]}))
+                self._sse(
+                    frame(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": i,
+                                    "id": call_id,
+                                    "type": "function",
+                                    "function": {"name": tc["name"], "arguments": ""},
+                                }
+                            ]
+                        }
+                    )
+                )
                 for piece in _chunks(args, 12):
                     time.sleep(delay)
                     self._sse(frame({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}))
             self._sse(frame({}, finish))
-            self._sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                       "choices": [], "usage": usage})
+            self._sse(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
             self._write_chunk(b"data: [DONE]\n\n")
             self._write_chunk(b"")  # end of chunked body
         except (BrokenPipeError, ConnectionResetError):

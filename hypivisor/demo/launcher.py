@@ -420,7 +420,7 @@ class Demo:
         # Output goes to a file, never a pipe: the first call forks the tmux server, which would hold a pipe open.
         with tempfile.TemporaryFile() as out:
             done = subprocess.run(
-                [self.tmux, "-L", self.tmux_socket, "-f", "/dev/null", *argv],
+                [self.tmux or "tmux", "-L", self.tmux_socket, "-f", "/dev/null", *argv],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -509,9 +509,9 @@ class Demo:
                     screen = self.tmux_run("capture-pane", "-p", "-t", a.tmux_session, capture=True)
                     raise DemoError(f"pi in {a.folder} exited:\n{screen.strip()[-1500:]}")
             for n in self.registry_nodes():
-                a = cwds.get(str(Path(n.get("cwd", "")).resolve()))
-                if a and n.get("status") == "active":
-                    a.node = n
+                found = cwds.get(str(Path(n.get("cwd", "")).resolve()))
+                if found and n.get("status") == "active":
+                    found.node = n
             return all(a.node for a in self.agents)
 
         wait_until(all_in, timeout, f"{len(self.agents)} agents to register", interval=0.5)
