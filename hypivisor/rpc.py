@@ -32,6 +32,7 @@ from pi_socket.ratelimit import TokenBucket
 
 SERVICE = web.AppKey("service", Service)
 ORIGINS = web.AppKey("origins", set)
+SOCKETS = web.AppKey("sockets", set)  # the open /ws sockets, closed with 1001 when the hypivisor stops
 MAX_INFLIGHT = 64
 MAX_FRAME = 1024 * 1024
 _conn_ids = itertools.count(1)
@@ -171,6 +172,8 @@ async def registry_ws(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     conn = Connection(service, ws, request)
     conn.start_as_dashboard()
+    sockets = request.app[SOCKETS]
+    sockets.add(ws)
     try:
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -181,5 +184,6 @@ async def registry_ws(request: web.Request) -> web.StreamResponse:
     except Exception as exc:  # noqa: BLE001 - outer boundary of one connection
         oplog.log_boundary_error("hypivisor.ws", exc)
     finally:
+        sockets.discard(ws)
         conn.closed()
     return ws

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import WSCloseCode, web
 
 from hypivisor import auth, dashboard, httphead, rpc
 from hypivisor.config import Config
@@ -24,6 +24,9 @@ from pi_socket import __version__, oplog
 log = structlog.get_logger(part="server")  # lazy: bound after oplog.configure
 
 
+CLOSE_GRACE = 0.5  # seconds a stopping hypivisor waits for the peers' close replies and running handlers
+
+
 class StartupError(Exception):
     """A problem the user fixes (port in use, bad address): one line, exit code 2."""
 
@@ -32,6 +35,7 @@ def build_app(service: Service, origins: set[str]) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
     app[rpc.SERVICE] = service
     app[rpc.ORIGINS] = origins
+    app[rpc.SOCKETS] = set()
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "version": __version__, "nodes": len(service.registry)})
@@ -148,7 +152,9 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     route_library_logging()
     service = Service(config)
     origins = allowed_origins(config)
-    runner = web.AppRunner(build_app(service, origins), access_log=None, handle_signals=False, **AIOHTTP_HANDLER_ARGS)
+    app = build_app(service, origins)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=CLOSE_GRACE,
+                           **AIOHTTP_HANDLER_ARGS)  # fmt: skip
     await runner.setup()
     limiter = limiter_for(config.max_connections, config.max_connections_per_peer, raise_fd_limit())
     if limiter.total < config.max_connections:
@@ -168,14 +174,37 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
             print("hypivisor: spawn_agent is disabled (non-loopback address without HYPI_TOKEN)",
                   file=sys.stderr, flush=True)  # fmt: skip
         print(startup_line(config), flush=True)
-        log.info("started", port=config.port, dashboard_port=config.dashboard_port, host=config.host, ttl=config.node_ttl)
+        log.info(
+            "started", port=config.port, dashboard_port=config.dashboard_port, host=config.host, ttl=config.node_ttl
+        )
         await _run_until_signal(service, ready)
     finally:
         for srv in servers:
             srv.close()
-        for task in list(ctx.tasks):
-            task.cancel()
+        await close_connections(service, ctx, app[rpc.SOCKETS])
         await runner.cleanup()
+
+
+async def close_connections(service: Service, ctx: FrontContext, sockets: set[web.WebSocketResponse]) -> None:
+    """Close every connection at once, so the process exits within about ``CLOSE_GRACE`` seconds.
+
+    The dashboards are dropped from the fan-out first: the bridges' sockets closing now is the hypivisor
+    going away, not the agents, so no dashboard is told its agents went offline (they stay reachable on
+    their own ports). Each ``/ws`` socket gets close code 1001 (going away) and at most ``CLOSE_GRACE``
+    for the peer's reply; proxied agent links are byte splices (no frame boundary is known), so their
+    sockets are closed as they are."""
+    service.hub.dashboards.clear()
+    for task in list(ctx.tasks):
+        task.cancel()
+    for proto in list(ctx.spliced):
+        if proto.transport is not None:
+            proto.transport.close()
+    closing = [asyncio.ensure_future(ws.close(code=WSCloseCode.GOING_AWAY, message=b"hypivisor stopping"))
+               for ws in list(sockets)]  # fmt: skip
+    if closing:
+        _, late = await asyncio.wait(closing, timeout=CLOSE_GRACE)
+        for closer in late:
+            closer.cancel()
 
 
 async def _run_until_signal(service: Service, ready: asyncio.Event | None) -> None:

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { BACKOFF_MAX_MS } from "./backoff";
-import { directUrls, nextStep, type LinkOutcome } from "./fallback";
+import { directUrls, GOING_AWAY_WINDOW_MS, nextStep, offlineWhileGoingAway, type LinkOutcome } from "./fallback";
 
 const target = { port: 8123, machine: "devbox" };
 const o = (x: Partial<LinkOutcome>): LinkOutcome => ({ route: "proxy", opened: true, registryUp: true, target, attempt: 0, ...x });
@@ -52,5 +52,17 @@ describe("directUrls", () => {
 
   it("none from an https page (a secure page cannot open the bridge's plain ws)", () => {
     expect(directUrls("example.org", target, "https:")).toEqual([]);
+  });
+});
+
+describe("offlineWhileGoingAway (a clean hypivisor stop is handled like a crash)", () => {
+  it("picks the nodes reported offline just before the registry socket closed", () => {
+    const at = new Map([
+      ["a", 10_000],
+      ["b", 10_000 - GOING_AWAY_WINDOW_MS],
+      ["old", 10_000 - GOING_AWAY_WINDOW_MS - 1],
+    ]);
+    expect(offlineWhileGoingAway(at, 10_000)).toEqual(["a", "b"]);
+    expect(offlineWhileGoingAway(new Map(), 10_000)).toEqual([]);
   });
 });

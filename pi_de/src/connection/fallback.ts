@@ -12,7 +12,9 @@
 //   short open timeout, so there is never more than one agent socket;
 // - a working direct link is kept while it works, also after the hypivisor came back (switching
 //   would only cost a fresh init_state); when it drops we start over from these rules;
-// - when every direct candidate failed, the proxy is retried with backoff, then direct again.
+// - when every direct candidate failed, the proxy is retried with backoff, then direct again;
+// - a clean hypivisor stop counts as a crash: nodes reported offline just before the registry
+//   socket closed (whatever its close code) are listed active again (offlineWhileGoingAway).
 
 import { backoffDelay } from "./backoff";
 
@@ -68,4 +70,19 @@ export function directUrls(pageHostname: string, target: DirectTarget, pageProto
     hosts.push(host);
   }
   return hosts.map((h) => `ws://${h.includes(":") && !h.startsWith("[") ? `[${h}]` : h}:${target.port}/`);
+}
+
+/**
+ * How shortly before the registry socket closes a `node_offline` counts as the hypivisor going away
+ * rather than the agent: a stopping hypivisor (SIGTERM, Ctrl+C) may report each bridge's socket closing
+ * as that node going offline just before its own socket closes. The agents still run, so those nodes
+ * are listed active again and their direct links are tried, exactly as after a crash.
+ */
+export const GOING_AWAY_WINDOW_MS = 3000;
+
+/** The nodes whose `node_offline` (id → time it arrived) came within the window before `closedAt`. */
+export function offlineWhileGoingAway(offlineAt: ReadonlyMap<string, number>, closedAt: number): string[] {
+  const ids: string[] = [];
+  for (const [id, at] of offlineAt) if (closedAt - at <= GOING_AWAY_WINDOW_MS && at <= closedAt) ids.push(id);
+  return ids;
 }

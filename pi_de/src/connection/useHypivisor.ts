@@ -7,6 +7,7 @@ import type { NodeInfo, RpcResponse } from "../protocol/types";
 import { emptyRoster, rosterReducer, type RosterState } from "../model/rosterReducer";
 import { asRegistryEvent } from "../protocol/frames";
 import { backoffDelay } from "./backoff";
+import { offlineWhileGoingAway } from "./fallback";
 import { registryUrl, type Endpoints } from "./endpoints";
 import { RpcClient, RpcError } from "./rpc";
 import { probeUnauthorized, subprotocols } from "./token";
@@ -37,6 +38,10 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
     let attempt = 0;
     let timer: ReturnType<typeof setTimeout> | undefined;
     let ws: WebSocket | null = null;
+    // The nodes as the current socket last described them, and when a node_offline arrived for each
+    // (see offlineWhileGoingAway); kept here, not read from React state, which may not have rendered yet.
+    const known = new Map<string, NodeInfo>();
+    const offlineAt = new Map<string, number>();
     setPhase("connecting");
 
     const connect = () => {
@@ -62,12 +67,32 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
         }
         if (f && typeof f === "object" && rpc.handle(f as RpcResponse)) return;
         const e = asRegistryEvent(f);
-        if (e) dispatch(e);
+        if (!e) return;
+        if (e.event === "init") {
+          known.clear();
+          offlineAt.clear();
+          for (const n of e.nodes) known.set(n.id, n);
+        } else if (e.event === "node_offline") offlineAt.set(e.id, Date.now());
+        else if (e.event === "node_joined" || e.event === "node_updated") {
+          known.set(e.node.id, e.node);
+          offlineAt.delete(e.node.id);
+        } else if (e.event === "node_removed") {
+          known.delete(e.id);
+          offlineAt.delete(e.id);
+        }
+        dispatch(e);
       };
       sock.onclose = async () => {
         if (disposed) return;
         rpc.rejectAll("connection to the hypivisor closed");
         if (rpcRef.current === rpc) rpcRef.current = null;
+        // A clean stop (close code 1001, or any close) is handled like a crash: the agents that were
+        // reported offline as the hypivisor went away are still running, reachable on their own ports.
+        for (const id of offlineWhileGoingAway(offlineAt, Date.now())) {
+          const n = known.get(id);
+          if (n) dispatch({ event: "node_updated", node: { ...n, status: "active" } });
+        }
+        offlineAt.clear();
         const delay = backoffDelay(attempt++);
         if (!everConnected) {
           const unauthorized = await probeUnauthorized(url.replace(/^ws/, "http"), token);
