@@ -1,4 +1,4 @@
-// pi's own message and event shapes (pi-facts.md §4–5). Our schema models them as open objects
+// pi's own message and event shapes (specs/pi-runtime.md §3). Our schema models them as open objects
 // (`PiMessage {role, ...}`, `PiEvent {type, ...}`) because pi owns them; these narrow views cover the
 // fields Pi-DE reads. Unknown roles and block types are rendered generically, never dropped.
 import type { PiMessage } from "./types";
