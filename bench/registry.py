@@ -9,6 +9,12 @@ Each repetition starts a fresh hypivisor and measures:
   ``node_updated`` p99, hypivisor CPU and RSS;
 * ``list_directories`` on a folder with 10,000 sub-folders and ``list_nodes`` sent right after it on the
   same connection: ``list_nodes`` latency against the same call alone.
+* a large roster (the hypivisor's caps: 10,000 nodes in all, 1,000 per connection): on a fresh hypivisor
+  with the same dashboards, 10,000 agents register over 10 connections (pipelined, replies read as they
+  come), then a new dashboard's time to hold the roster (``init`` holds at most 1 MiB, the rest follow as
+  ``node_joined``), ``list_nodes`` over every page and paced join -> ``node_joined`` latency; the reference
+  is the same procedure with 1,000 agents over one connection on another fresh hypivisor in the same
+  repetition.
 
 Every figure has a reference from the same repetition: the loaded join latencies against 20 joins on
 the idle hypivisor (empty registry, same dashboards) measured first; ``list_nodes`` against the same call on
@@ -35,8 +41,22 @@ from pathlib import Path
 
 import orjson
 
-from bench.common import REPO, Row, free_port, median, pct, pin, pinned_self, raise_nofile, rss, run_tree_s, wait_port
-from bench.wsmini import connect_many
+from bench.common import (
+    REPO,
+    Row,
+    free_port,
+    median,
+    pair_ratios,
+    pct,
+    pin,
+    pinned_self,
+    raise_nofile,
+    ratios_note,
+    rss,
+    run_tree_s,
+    wait_port,
+)
+from bench.wsmini import connect, connect_many
 
 JOINED = b'{"event":"node_joined"'
 UPDATED = b'{"event":"node_updated"'
@@ -159,12 +179,11 @@ def params(i: int) -> dict:
     }
 
 
-async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
-    n_agents, n_dash, n_join, join_rate = (50, 5, 20, 50.0) if smoke else (1000, 50, 100, 20.0)
-    port = free_port()
+def start_hypivisor(port: int, home: Path) -> subprocess.Popen:
+    """A real ``python -m hypivisor`` on 127.0.0.1:``port`` with ``home`` as its HOME (not yet listening)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
     env.update(HOME=str(home), PYTHONPATH=str(REPO), HYPI_DASHBOARD_DIR=str(home / "none"))
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -187,6 +206,12 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
+    n_agents, n_dash, n_join, join_rate = (50, 5, 20, 50.0) if smoke else (1000, 50, 100, 20.0)
+    port = free_port()
+    proc = start_hypivisor(port, home)
     r: dict = {"n_agents": n_agents, "n_dash": n_dash, "n_join": n_join, "join_rate": join_rate}
     conns: list = []
     gc.collect()
@@ -355,6 +380,164 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
     return r
 
 
+class NewDashboard:
+    """A dashboard connecting to a full roster: done once ``init`` and the ``node_joined`` frames that follow
+    it (``init.total`` says how many nodes in all) are in."""
+
+    def __init__(self, done: asyncio.Future):
+        self.done = done
+        self.total: int | None = None
+        self.got = 0
+        self.frames = 0
+        self.c = None
+
+    def on_msg(self, op: int, payload: bytes) -> None:
+        if payload.startswith(b'{"event":"init"'):
+            msg = orjson.loads(payload)  # what any client does with init
+            self.total = msg.get("total", len(msg["nodes"]))
+            self.got += len(msg["nodes"])
+        elif payload.startswith(JOINED):
+            self.got += 1
+        else:
+            return
+        self.frames += 1
+        if self.total is not None and self.got >= self.total and not self.done.done():
+            self.done.set_result(time.monotonic())
+
+
+async def new_dashboard_ms(port: int) -> tuple[float, int]:
+    """Connect -> the whole roster held (init + every node_joined it announced), ms; and the frames it took."""
+    done = asyncio.get_running_loop().create_future()
+    d = NewDashboard(done)
+    t0 = time.monotonic()
+    d.c = await connect(port, "/ws", d.on_msg)
+    try:
+        t1 = await asyncio.wait_for(done, 60)
+    finally:
+        d.c.close()
+    return 1000 * (t1 - t0), d.frames
+
+
+async def list_all_ms(probe: Rpc, n: int) -> tuple[float, int]:
+    """``list_nodes`` page after page (``cursor``/``next_cursor``) until the end, ms; and the pages it took."""
+    t, got, pages, cursor = time.monotonic(), 0, 0, 0
+    while True:
+        msg = await probe.call("list_nodes", {"cursor": cursor} if cursor else {}, timeout=60)
+        res = msg["result"]
+        got += len(res["nodes"])
+        pages += 1
+        cursor = res.get("next_cursor")
+        if not cursor:
+            break
+    assert got == n, f"list_nodes gave {got} nodes of {n}"
+    return 1000 * (time.monotonic() - t), pages
+
+
+LARGE_BATCH = 100  # registrations in flight per connection: sent together, replies read before the next batch
+
+
+async def large_rep(n_agents: int, n_conns: int, n_dash: int, n_join: int, join_rate: float, home: Path, log) -> dict:
+    """One fresh hypivisor, ``n_dash`` dashboards: ``n_agents`` agents register over ``n_conns`` connections
+    (a bridge host or a relay carrying many agents), pipelined in batches of ``LARGE_BATCH`` while the replies
+    are read; then a new dashboard's time to hold the roster, ``list_nodes`` over all pages, and ``n_join``
+    paced joins (an agent leaves, a new one joins on the same connection: the roster stays at ``n_agents``,
+    which may be the hypivisor's cap) -> ``node_joined`` at every dashboard."""
+    port = free_port()
+    proc = start_hypivisor(port, home)
+    r: dict = {"n_agents": n_agents, "n_conns": n_conns, "n_dash": n_dash}
+    conns: list = []
+    gc.collect()
+    gc.disable()
+    try:
+        wait_port(port, proc=proc)
+        pin(proc.pid, 1)
+        seen = Seen()
+        dashboards = await attach(port, [Dashboard(seen) for _ in range(n_dash)])
+        conns += dashboards
+        rpcs = await attach(port, [Rpc() for _ in range(n_conns)])
+        conns += rpcs
+        await asyncio.sleep(0.2)
+        per_conn = n_agents // n_conns
+
+        async def feed(c: int, rpc: Rpc) -> list:
+            out = []
+            base = c * per_conn
+            for k in range(0, per_conn, LARGE_BATCH):
+                futs = [rpc.call_nowait("register", params(base + i)) for i in range(k, min(per_conn, k + LARGE_BATCH))]
+                out += await asyncio.gather(*futs)
+            return out
+
+        cpu0, t0 = run_tree_s([proc.pid]), time.monotonic()
+        done = [
+            m
+            for part in await asyncio.wait_for(asyncio.gather(*(feed(c, x) for c, x in enumerate(rpcs))), 300)
+            for m in part
+        ]
+        r["t_replies"] = max(t for _, t in done) - t0
+        assert len(done) == n_agents and all("result" in m for m, _ in done), [m for m, _ in done if "result" not in m][
+            :3
+        ]
+        deadline = time.monotonic() + 120
+        while len(seen.j_t) < n_agents * sum(not d.dropped for d in dashboards) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        r["t_all"] = (max(seen.j_t) - t0) if seen.j_t else float("nan")
+        r["cpu_burst"] = run_tree_s([proc.pid]) - cpu0
+        r["seen"], r["expected"] = len(seen.j_t), n_agents * n_dash
+        r["dropped_burst"] = sum(d.dropped for d in dashboards)
+        await asyncio.sleep(0.5)
+        # ---- a new dashboard holding the whole roster; list_nodes over every page (3 / 5 times, medians)
+        got = [await new_dashboard_ms(port) for _ in range(3)]
+        r["new_dash"], r["new_dash_frames"] = median([ms for ms, _ in got]), got[0][1]
+        probe = (await attach(port, [Rpc()]))[0]
+        conns.append(probe)
+        await asyncio.sleep(0.5)  # the roster every new connection gets first
+        lists = [await list_all_ms(probe, n_agents) for _ in range(5)]
+        r["list_all"], r["list_pages"] = median([ms for ms, _ in lists]), lists[0][1]
+        probe.c.close()  # not a dashboard during the joins
+        await asyncio.sleep(0.2)
+        # ---- paced joins with the full roster
+        n_before = len(seen.j_t)
+        join_sent: dict[bytes, float] = {}
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for j in range(n_join):
+            due = start + j / join_rate
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            rpc = rpcs[j % n_conns]
+            await rpc.call("deregister", {"id": params((j % n_conns) * per_conn + j // n_conns)["id"]})
+            p = {**params(n_agents + j), "id": f"join-{j:05d}"}
+            join_sent[p["id"].encode()] = time.monotonic()
+            rpc.send_nowait("register", p)
+        await asyncio.sleep(1.0)
+        lat = [
+            1000 * (t - join_sent[nid])
+            for nid, t in zip(seen.j_id[n_before:], seen.j_t[n_before:], strict=True)
+            if nid in join_sent
+        ]
+        r["dropped"] = sum(d.dropped for d in dashboards)
+        r["join_expected"], r["join_got"] = n_join * (n_dash - r["dropped"]), len(lat)
+        r["join_p50"], r["join_p99"] = pct(lat, 50), pct(lat, 99)
+        r["rss"] = rss(proc.pid)
+        log(
+            f"  large roster {n_agents:,} agents over {n_conns} connections: registered in {r['t_replies']:.2f}s "
+            f"({n_agents / r['t_replies']:,.0f}/s), all joins seen {r['t_all']:.2f}s ({r['seen']:,}/{r['expected']:,}), "
+            f"hypivisor CPU {r['cpu_burst']:.2f}s; new dashboard {r['new_dash']:.0f} ms ({r['new_dash_frames']} frames); "
+            f"list_nodes {r['list_all']:.1f} ms ({r['list_pages']} pages); join p99 {r['join_p99']:.1f} ms; "
+            f"dashboards dropped {r['dropped']}"
+        )
+    finally:
+        gc.enable()
+        for o in conns:
+            o.c.close()
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return r
+
+
 async def list_nodes_ms(probe: Rpc, n: int = 5) -> float:
     """Median round trip of ``list_nodes`` on ``probe``, ms."""
     xs = []
@@ -391,12 +574,19 @@ async def _run(smoke: bool, log=print, reps: int | None = None) -> list[Row]:
     big.mkdir()
     for i in range(n_dirs):
         (big / f"folder-{i:05d}").mkdir()
+    # large roster: reference agents (one connection), agents, their connections, dashboards, joins, joins/s
+    sizes = (20, 200, 2, 5, 10, 50.0) if smoke else (1000, 10_000, 10, 50, 100, 20.0)
     runs: list[dict] = []
+    large: list[tuple[dict, dict]] = []
     try:
         for k in range(reps):
             if reps > 1:
                 log(f"  registry repetition {k + 1}/{reps}")
             runs.append(await one_rep(smoke, big, n_dirs, home, log))
+            # the same procedure at 1,000 agents (one connection) and at 10,000 (ten, the hypivisor's caps)
+            ref = await large_rep(sizes[0], 1, sizes[3], sizes[4], sizes[5], home, log)
+            big_r = await large_rep(sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], home, log)
+            large.append((ref, big_r))
     finally:
         shutil.rmtree(home, ignore_errors=True)
     first = runs[0]
@@ -427,7 +617,7 @@ async def _run(smoke: bool, log=print, reps: int | None = None) -> list[Row]:
     regs = [n_agents / x["t_replies"] for x in runs]
     p99 = med("join_p99")
     sec = "4 registry"
-    return [
+    rows = [
         Row(
             sec,
             f"register {n_agents} agents in waves of 100, {n_dash} dashboards: all replies",
@@ -543,5 +733,106 @@ async def _run(smoke: bool, log=print, reps: int | None = None) -> list[Row]:
             reps=reps,
             note=f"answered first {sum(col('order_ok'))}/{sum(col('order_n'))}; list_directories took "
             f"{med('dir_ms'):.0f} ms",
+        ),
+    ]
+    return rows + large_rows(large)
+
+
+def large_rows(large: list[tuple[dict, dict]]) -> list[Row]:
+    """The large-roster rows: each figure at 10,000 agents against the same figure at 1,000 in the same
+    repetition (the ratio shown is the median of the per-repetition ratios)."""
+    sec = "4 registry"
+    refs, bigs = [a for a, _ in large], [b for _, b in large]
+    n_ref, n_big, n_conns, n_dash = refs[0]["n_agents"], bigs[0]["n_agents"], bigs[0]["n_conns"], bigs[0]["n_dash"]
+    scale = n_big / n_ref
+    reps = len(large)
+
+    def figure(key: str, f=lambda x: x) -> tuple[float, float, list[float]]:
+        vals, rvals = [f(b, key) for b in bigs], [f(a, key) for a in refs]
+        return median(vals), median(rvals), pair_ratios(vals, rvals)
+
+    def rate(x: dict, key: str) -> float:
+        return x["n_agents"] / x[key]
+
+    def plain(x: dict, key: str) -> float:
+        return x[key]
+
+    dropped = sum(x["dropped"] for x in refs + bigs)
+    drop_note = f"{dropped} dashboard connections disconnected as too slow" if dropped else ""
+    missing = sum(x["join_expected"] - x["join_got"] for x in refs + bigs)
+    lim = 1.5 * scale
+    regs, regs_ref, regs_r = figure("t_replies", rate)
+    dash, dash_ref, dash_r = figure("new_dash", plain)
+    lst, lst_ref, lst_r = figure("list_all", plain)
+    p99, p99_ref, p99_r = figure("join_p99", plain)
+    return [
+        Row(
+            sec,
+            f"large roster: register {n_big:,} agents over {n_conns} connections, {n_dash} dashboards",
+            regs,
+            "reg/s",
+            f"{n_ref:,} over 1",
+            regs_ref,
+            reps=reps,
+            paired_ratio=median(regs_r),
+            note=joined_notes(
+                ratios_note("per-rep ratios", regs_r, 2),
+                f"pipelined {LARGE_BATCH} per connection; every dashboard saw every join after "
+                f"{median([x['t_all'] for x in bigs]):.1f} s ({sum(x['seen'] for x in bigs):,} of "
+                f"{sum(x['expected'] for x in bigs):,} events; {n_ref:,}: {median([x['t_all'] for x in refs]):.2f} s)",
+                drop_note,
+            ),
+        ),
+        Row(
+            sec,
+            f"large roster: new dashboard holds all {n_big:,} nodes (connect -> init + node_joined)",
+            dash,
+            "ms",
+            f"{n_ref:,} nodes",
+            dash_ref,
+            f"<= {lim:g}x {n_ref:,} (per node <= 1.5x)",
+            met=median(dash_r) <= lim,
+            reps=reps,
+            paired_ratio=median(dash_r),
+            note=joined_notes(
+                ratios_note("per-rep ratios", dash_r, 2),
+                f"{bigs[0]['new_dash_frames']:,} frame(s), init holding <= 1 MiB; {n_ref:,}: "
+                f"{refs[0]['new_dash_frames']} frame(s); median of 3",
+            ),
+        ),
+        Row(
+            sec,
+            f"large roster: list_nodes, every page, {n_big:,} nodes",
+            lst,
+            "ms",
+            f"{n_ref:,} nodes",
+            lst_ref,
+            f"<= {lim:g}x {n_ref:,} (per node <= 1.5x)",
+            met=median(lst_r) <= lim,
+            reps=reps,
+            paired_ratio=median(lst_r),
+            note=joined_notes(
+                ratios_note("per-rep ratios", lst_r, 2),
+                f"{bigs[0]['list_pages']} page(s) of <= 4 MiB; median of 5",
+            ),
+        ),
+        Row(
+            sec,
+            f"large roster: join -> node_joined at {n_dash} dashboards, p99, {n_big:,} on the roster",
+            p99,
+            "ms",
+            f"{n_ref:,} on the roster",
+            p99_ref,
+            "<= 50 ms",
+            met=p99 <= 50 if p99 == p99 else False,
+            reps=reps,
+            paired_ratio=median(p99_r),
+            note=joined_notes(
+                ratios_note("per-rep ratios", p99_r, 2),
+                f"p50 {median([x['join_p50'] for x in bigs]):.1f} ms ({n_ref:,}: "
+                f"{median([x['join_p50'] for x in refs]):.1f} ms); {bigs[0]['join_expected'] // max(1, n_dash):,} "
+                f"joins at {n_dash} dashboards, each after an agent left (the roster keeps its size)",
+                f"{missing:,} node_joined not received" if missing else "",
+            ),
         ),
     ]
