@@ -461,3 +461,54 @@ def test_hidden_tab_notifies_when_a_run_ends_and_offline_agent_waits(dash_hv, ag
     a.come_back()
     page.wait_for_selector("[data-testid=inline-state]", state="detached")
     wait_until(lambda: len(a._clients) == 1, 10, what="the link to reopen")
+
+
+AT_BOTTOM = """() => { const el = document.querySelector('[data-testid=message-list]');
+  return el.scrollHeight - el.scrollTop - el.clientHeight < 80; }"""
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1440, "height": 900}, {"width": 390, "height": 844}], ids=["desktop", "phone"]
+)
+def test_jump_to_latest_counts_new_messages_and_sending_scrolls_down(dash_hv, agents, page_factory, viewport):
+    history = []
+    for i in range(30):
+        history += [user_msg(f"question {i}"), assistant_msg(f"answer {i}: " + "lorem ipsum dolor sit amet " * 6)]
+    a = agents(dash_hv, "n-j", "/srv/jump", messages=history)
+    phone = viewport["width"] < 600
+    page = page_factory(viewport=viewport, has_touch=phone, is_mobile=phone)
+    page.goto(dashboard_url(dash_hv))
+    card(page, "n-j").click()
+    page.wait_for_selector("text=answer 29")
+    page.wait_for_function(AT_BOTTOM)
+    assert page.locator("[data-testid=jump-latest]").count() == 0
+
+    # scrolled up, three replies arrive: the button counts them; the view stays where the reader is
+    page.locator("[data-testid=message-list]").evaluate("el => { el.scrollTop = 0; }")
+    page.wait_for_selector("text=question 0")
+    a.push(*[{"type": "message_end", "message": assistant_msg(f"news {i}")} for i in range(3)], delay=0.05)
+    jump = page.locator("[data-testid=jump-latest]")
+    jump.wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=jump-latest]')?.innerText === 'Jump to latest (3 new)'"
+    )
+    assert page.locator("text=question 0").is_visible()
+    box = jump.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"] and box["height"] >= 44
+    shot(page, f"jump-to-latest-{'phone' if phone else 'desktop'}")
+
+    # the button takes the reader to the newest message and goes away
+    jump.click()
+    page.wait_for_function(AT_BOTTOM)
+    page.wait_for_selector("text=news 2")
+    jump.wait_for(state="detached")
+
+    # scrolled up again, the reader sends: the view goes to the bottom to show the prompt
+    page.locator("[data-testid=message-list]").evaluate("el => { el.scrollTop = 0; }")
+    page.wait_for_selector("text=question 0")
+    page.fill("textarea[aria-label=Prompt]", "a prompt from far up")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_function(AT_BOTTOM)
+    page.wait_for_selector("[data-role=pending] >> text=a prompt from far up")
+    assert page.locator("[data-role=pending]").is_visible()
+    assert page.locator("[data-testid=jump-latest]").count() == 0

@@ -2,14 +2,15 @@
 // as 10. Rows are keyed by absolute message index: prepending an older page keeps every measured
 // size, and we shift scrollTop by the height added above, so the view does not jump.
 import { useVirtualizer } from "@tanstack/react-virtual";
-import { useCallback, useEffect, useLayoutEffect, useMemo, useRef } from "react";
+import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import type { ChatMessage } from "../protocol/pi";
 import { textOf } from "../protocol/pi";
 import { resultsByCallId, type AgentView } from "../model/agentReducer";
 import { MessageView, type ToolLookup } from "./MessageView";
+import { jumpLabel, markSeen, newIds, unseenCount, type SeenMark } from "./follow";
 
 type Row =
-  | { key: string; kind: "msg"; m: ChatMessage }
+  | { key: string; kind: "msg"; m: ChatMessage; abs: number }
   | { key: string; kind: "streaming"; m: ChatMessage }
   | { key: string; kind: "pending"; text: string; state: string; files: number };
 
@@ -19,6 +20,12 @@ const LOAD_OLDER_PX = 400;
 export function MessageList({ view, onLoadOlder }: { view: AgentView; onLoadOlder: () => void }) {
   const scrollRef = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
+  // Rendered mirror of atBottom, and what the reader had seen when they scrolled up.
+  const [following, setFollowing] = useState(true);
+  const [seen, setSeen] = useState<SeenMark>(() => markSeen(0, false));
+  const end = view.cursor + view.messages.length;
+  const endRef = useRef({ end, streaming: !!view.streaming });
+  endRef.current = { end, streaming: !!view.streaming };
   const results = useMemo(() => resultsByCallId(view.messages), [view.messages]);
 
   const msgRows = useMemo(() => {
@@ -30,7 +37,7 @@ export function MessageList({ view, onLoadOlder }: { view: AgentView; onLoadOlde
     view.messages.forEach((m, i) => {
       // A tool result is drawn inside the card of the call that made it.
       if (m.role === "toolResult" && m.toolCallId && calls.has(m.toolCallId)) return;
-      rows.push({ key: `m${view.cursor + i}`, kind: "msg", m });
+      rows.push({ key: `m${view.cursor + i}`, kind: "msg", m, abs: view.cursor + i });
     });
     return rows;
   }, [view.messages, view.cursor]);
@@ -78,6 +85,18 @@ export function MessageList({ view, onLoadOlder }: { view: AgentView; onLoadOlde
     }
   }, [rows, view.cursor, virtualizer]);
 
+  // A prompt this page just sent: show it and what follows, however far up the reader was.
+  const pendingIds = useMemo(() => view.pending.map((p) => p.id), [view.pending]);
+  const prevPendingIds = useRef(pendingIds);
+  useLayoutEffect(() => {
+    const sent = newIds(prevPendingIds.current, pendingIds).length > 0;
+    prevPendingIds.current = pendingIds;
+    if (!sent) return;
+    atBottom.current = true;
+    setFollowing(true);
+    if (scrollRef.current) scrollRef.current.scrollTop = 1e9;
+  }, [pendingIds]);
+
   // Stick to the bottom while new content arrives, unless the reader scrolled up.
   const total = virtualizer.getTotalSize();
   const lastStreamLen = view.streaming ? textOf(view.streaming.content).length + (Array.isArray(view.streaming.content) ? view.streaming.content.length : 0) : 0;
@@ -91,6 +110,7 @@ export function MessageList({ view, onLoadOlder }: { view: AgentView; onLoadOlde
   useEffect(() => {
     if (!view.initialized || rows.length === 0) return;
     atBottom.current = true;
+    setFollowing(true);
     virtualizer.scrollToIndex(rows.length - 1, { align: "end" });
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [view.initSeq]);
@@ -98,9 +118,25 @@ export function MessageList({ view, onLoadOlder }: { view: AgentView; onLoadOlde
   const onScroll = useCallback(() => {
     const el = scrollRef.current;
     if (!el) return;
-    atBottom.current = el.scrollHeight - el.scrollTop - el.clientHeight < NEAR_BOTTOM_PX;
+    const bottom = el.scrollHeight - el.scrollTop - el.clientHeight < NEAR_BOTTOM_PX;
+    if (bottom !== atBottom.current) {
+      atBottom.current = bottom;
+      setFollowing(bottom);
+      // Leaving the bottom: everything up to here counts as seen.
+      if (!bottom) setSeen(markSeen(endRef.current.end, endRef.current.streaming));
+    }
     if (el.scrollTop < LOAD_OLDER_PX && view.cursor > 0 && !view.loadingOlder) onLoadOlder();
   }, [view.cursor, view.loadingOlder, onLoadOlder]);
+
+  const unseen = following ? 0 : unseenCount(msgRowIndexes(msgRows), seen, !!view.streaming);
+  const jumpToLatest = useCallback(() => {
+    const el = scrollRef.current;
+    atBottom.current = true;
+    setFollowing(true);
+    if (rowsRef.current.length) virtualizer.scrollToIndex(rowsRef.current.length - 1, { align: "end" });
+    // Rows below were never measured: scroll again once they are (the stick-to-bottom effect does too).
+    if (el) requestAnimationFrame(() => (el.scrollTop = 1e9));
+  }, [virtualizer]);
 
   const loaded = view.messages.length;
   return (
@@ -132,6 +168,17 @@ export function MessageList({ view, onLoadOlder }: { view: AgentView; onLoadOlde
         })}
       </div>
     </div>
+      {unseen > 0 && (
+        <button type="button" className="jump-latest" data-testid="jump-latest" onClick={jumpToLatest}>
+          {jumpLabel(unseen)}
+        </button>
+      )}
     </div>
   );
+}
+
+function msgRowIndexes(rows: Row[]): number[] {
+  const out: number[] = [];
+  for (const r of rows) if (r.kind === "msg") out.push(r.abs);
+  return out;
 }
