@@ -512,3 +512,58 @@ def test_jump_to_latest_counts_new_messages_and_sending_scrolls_down(dash_hv, ag
     page.wait_for_selector("[data-role=pending] >> text=a prompt from far up")
     assert page.locator("[data-role=pending]").is_visible()
     assert page.locator("[data-testid=jump-latest]").count() == 0
+
+
+CONTRASTS = """() => {
+  const rgb = (s) => s.match(/\\d+(\\.\\d+)?/g).slice(0, 3).map(Number);
+  const lum = (c) => { const [r, g, b] = c.map((x) => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+                       return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const ratio = (a, b) => { const [hi, lo] = [lum(a), lum(b)].sort((x, y) => y - x); return (hi + 0.05) / (lo + 0.05); };
+  const out = {};
+  for (const sel of ['.diff-add', '.diff-del', '.diff-ctx', '[data-tool=bash] .tool-output', '.tool-name']) {
+    const el = document.querySelector(sel);
+    const bg = getComputedStyle(el.closest('.tool-card')).backgroundColor;
+    out[sel] = ratio(rgb(getComputedStyle(el).color), rgb(bg));
+  }
+  return out;
+}"""
+
+
+def test_diff_and_tool_output_reach_wcag_aa_in_every_theme(dash_hv, agents, page_factory):
+    diff = " 1 import x from 'y';\n-2 const a = 1;\n+2 const a = 2;\n 3 export { a };"
+    edit = {"type": "toolCall", "id": "e1", "name": "edit", "arguments": {"path": "src/main.ts", "edits": []}}
+    bash = {"type": "toolCall", "id": "b1", "name": "bash", "arguments": {"command": "ls"}}
+    msgs = [
+        user_msg("edit and list"),
+        {"role": "assistant", "stopReason": "toolUse", "content": [edit, bash]},
+        {
+            "role": "toolResult",
+            "toolCallId": "e1",
+            "toolName": "edit",
+            "isError": False,
+            "content": [{"type": "text", "text": "Successfully replaced 1 block"}],
+            "details": {"diff": diff},
+        },
+        {
+            "role": "toolResult",
+            "toolCallId": "b1",
+            "toolName": "bash",
+            "isError": False,
+            "content": [{"type": "text", "text": "README.md\nsrc"}],
+        },
+        assistant_msg("Done."),
+    ]
+    agents(dash_hv, "n-diff", "/srv/diff", messages=msgs)
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(dash_hv))
+    card(page, "n-diff").click()
+    page.wait_for_selector("[data-tool=edit] .diff-del")
+    page.wait_for_selector("[data-tool=bash] .tool-output")
+    shot(page, "diff-dark")
+    low = {}
+    for theme in page.locator("select[aria-label=Theme] option").evaluate_all("os => os.map((o) => o.value)"):
+        page.select_option("select[aria-label=Theme]", theme)
+        for sel, ratio in page.evaluate(CONTRASTS).items():
+            if ratio < 4.5:
+                low[f"{theme} {sel}"] = round(ratio, 2)
+    assert low == {}
