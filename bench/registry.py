@@ -380,32 +380,49 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
     return r
 
 
+TOTAL = b'"total":'
+NEXT = b'"next_cursor":'
+NODE = b'{"id":"'  # each node's JSON starts with its id (model field order)
+
+
+def int_after(payload: bytes, key: bytes) -> int | None:
+    """The integer right after the last ``key`` in ``payload`` (None if absent or null), without parsing JSON."""
+    i = payload.rfind(key)
+    if i < 0:
+        return None
+    i += len(key)
+    end = i
+    while end < len(payload) and payload[end] in b"0123456789":
+        end += 1
+    return int(payload[i:end]) if end > i else None
+
+
 class NewDashboard:
     """A dashboard connecting to a full roster: done once ``init`` and the ``node_joined`` frames that follow
-    it (``init.total`` says how many nodes in all) are in."""
+    it (``init.total`` says how many nodes in all) are in. Like the other dashboards it parses no JSON while
+    the clock runs (it counts nodes by their opening bytes); the frames are parsed and checked afterwards."""
 
     def __init__(self, done: asyncio.Future):
         self.done = done
         self.total: int | None = None
         self.got = 0
-        self.frames = 0
+        self.frames: list[bytes] = []
         self.c = None
 
     def on_msg(self, op: int, payload: bytes) -> None:
         if payload.startswith(b'{"event":"init"'):
-            msg = orjson.loads(payload)  # what any client does with init
-            self.total = msg.get("total", len(msg["nodes"]))
-            self.got += len(msg["nodes"])
+            self.total = int_after(payload, TOTAL)
+            self.got += payload.count(NODE)
         elif payload.startswith(JOINED):
             self.got += 1
         else:
             return
-        self.frames += 1
+        self.frames.append(payload)
         if self.total is not None and self.got >= self.total and not self.done.done():
             self.done.set_result(time.monotonic())
 
 
-async def new_dashboard_ms(port: int) -> tuple[float, int]:
+async def new_dashboard_ms(port: int, n: int) -> tuple[float, int]:
     """Connect -> the whole roster held (init + every node_joined it announced), ms; and the frames it took."""
     done = asyncio.get_running_loop().create_future()
     d = NewDashboard(done)
@@ -415,22 +432,47 @@ async def new_dashboard_ms(port: int) -> tuple[float, int]:
         t1 = await asyncio.wait_for(done, 60)
     finally:
         d.c.close()
-    return 1000 * (t1 - t0), d.frames
+    init = orjson.loads(d.frames[0])
+    ids = {x["id"] for x in init["nodes"]} | {orjson.loads(f)["node"]["id"] for f in d.frames[1:]}
+    assert init["event"] == "init" and init["total"] == n and len(ids) == n, (init["total"], len(ids), n)
+    return 1000 * (t1 - t0), len(d.frames)
 
 
-async def list_all_ms(probe: Rpc, n: int) -> tuple[float, int]:
-    """``list_nodes`` page after page (``cursor``/``next_cursor``) until the end, ms; and the pages it took."""
-    t, got, pages, cursor = time.monotonic(), 0, 0, 0
+class Replies:
+    """A ``/ws`` connection that hands back each reply's raw bytes and arrival time (no JSON on the clock)."""
+
+    def __init__(self) -> None:
+        self.fut: asyncio.Future | None = None
+        self.c = None
+
+    def on_msg(self, op: int, payload: bytes) -> None:
+        if payload.startswith((b'{"event"', b'{"id":null')):
+            return
+        if self.fut is not None and not self.fut.done():
+            self.fut.set_result((payload, time.monotonic()))
+
+    async def call(self, method: str, params: dict) -> tuple[bytes, float]:
+        self.fut = asyncio.get_running_loop().create_future()
+        self.c.send(orjson.dumps({"id": "q", "method": method, "params": params}))
+        return await asyncio.wait_for(self.fut, 60)
+
+
+async def list_all_ms(probe: Replies, n: int) -> tuple[float, int]:
+    """``list_nodes`` page after page (``cursor``/``next_cursor``) until the end, ms; and the pages it took.
+    The pages are parsed and their nodes counted after the clock stops."""
+    pages: list[bytes] = []
+    t, cursor = time.monotonic(), 0
     while True:
-        msg = await probe.call("list_nodes", {"cursor": cursor} if cursor else {}, timeout=60)
-        res = msg["result"]
-        got += len(res["nodes"])
-        pages += 1
-        cursor = res.get("next_cursor")
+        payload, t_end = await probe.call("list_nodes", {"cursor": cursor} if cursor else {})
+        pages.append(payload)
+        cursor = int_after(payload, NEXT)
         if not cursor:
             break
-    assert got == n, f"list_nodes gave {got} nodes of {n}"
-    return 1000 * (time.monotonic() - t), pages
+    ms = 1000 * (t_end - t)
+    got = [orjson.loads(x)["result"] for x in pages]
+    assert sum(len(x["nodes"]) for x in got) == n, f"list_nodes gave {sum(len(x['nodes']) for x in got)} of {n}"
+    assert all(x.get("next_cursor") for x in got[:-1]) and not got[-1].get("next_cursor"), "next_cursor"
+    return ms, len(pages)
 
 
 LARGE_BATCH = 100  # registrations in flight per connection: sent together, replies read before the next batch
@@ -486,9 +528,9 @@ async def large_rep(n_agents: int, n_conns: int, n_dash: int, n_join: int, join_
         r["dropped_burst"] = sum(d.dropped for d in dashboards)
         await asyncio.sleep(0.5)
         # ---- a new dashboard holding the whole roster; list_nodes over every page (3 / 5 times, medians)
-        got = [await new_dashboard_ms(port) for _ in range(3)]
+        got = [await new_dashboard_ms(port, n_agents) for _ in range(3)]
         r["new_dash"], r["new_dash_frames"] = median([ms for ms, _ in got]), got[0][1]
-        probe = (await attach(port, [Rpc()]))[0]
+        probe = (await attach(port, [Replies()]))[0]
         conns.append(probe)
         await asyncio.sleep(0.5)  # the roster every new connection gets first
         lists = [await list_all_ms(probe, n_agents) for _ in range(5)]
