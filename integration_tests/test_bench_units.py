@@ -89,3 +89,12 @@ def test_ratios_note_lists_every_pair_once_there_are_enough():
 
     assert ratios_note("per-pair ratios", [1.0, 1.054]) == "per-pair ratios 1.00, 1.05"
     assert ratios_note("per-rep ratios", [1.2], min_count=2) == ""
+
+
+def test_int_after_reads_total_and_next_cursor_without_parsing():
+    from bench.registry import NEXT, TOTAL, int_after
+
+    assert int_after(b'{"event":"init","nodes":[],"protocol_version":1,"total":10000}', TOTAL) == 10000
+    assert int_after(b'{"id":"q","result":{"nodes":[{"id":"a"}],"next_cursor":2345}}', NEXT) == 2345
+    assert int_after(b'{"id":"q","result":{"nodes":[],"next_cursor":null}}', NEXT) is None
+    assert int_after(b'{"id":"q","result":{"nodes":[]}}', NEXT) is None
