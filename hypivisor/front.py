@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from hypivisor import auth, httphead, splice
+from hypivisor import access, httphead, splice
 from hypivisor.connlimit import ConnectionLimiter, total_for_fd_limit
 from hypivisor.service import Service
 from pi_socket import oplog
@@ -152,9 +152,9 @@ class FrontProtocol(asyncio.Protocol):
         ctx = self.ctx
         cfg = ctx.service.config
         peer = self.transport.get_extra_info("peername") if self.transport else None
-        decision = auth.check(head.get, head.query_param("token"), cfg.token, ctx.origins)
+        decision = access.check(head.get, head.query_param("token"), cfg.token, ctx.origins)
         if decision.allowed:
-            decision = auth.remote_without_token(
+            decision = access.remote_without_token(
                 cfg.token, str(peer[0]) if peer else None, cfg.allow_unauthenticated_remote
             )
         if not decision.allowed:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from hypivisor.auth import peer_is_loopback
+from hypivisor.access import peer_is_loopback
 from pi_socket.errors import HypiError
 from pi_socket.protocol import (
     ErrorCode,

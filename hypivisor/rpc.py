@@ -23,7 +23,7 @@ import orjson
 import structlog
 from aiohttp import WSMsgType, web
 
-from hypivisor import auth
+from hypivisor import access
 from hypivisor.service import RpcFailure, Service
 from pi_socket import oplog
 from pi_socket.errors import HypiError
@@ -156,7 +156,7 @@ class Connection:
 async def registry_ws(request: web.Request) -> web.StreamResponse:
     """``GET /ws``: reject before the upgrade, then serve requests until the socket ends."""
     service = request.app[SERVICE]
-    decision = auth.check(request.headers.get, request.query.get("token"), service.config.token, request.app[ORIGINS])
+    decision = access.check(request.headers.get, request.query.get("token"), service.config.token, request.app[ORIGINS])
     if not decision.allowed:
         log.warning("websocket rejected", path="/ws", status=decision.status, remote=request.remote)
         return web.json_response(
@@ -164,7 +164,7 @@ async def registry_ws(request: web.Request) -> web.StreamResponse:
             status=decision.status,
         )
     ws = web.WebSocketResponse(
-        protocols=(auth.SELECTED_PROTOCOL,),
+        protocols=(access.SELECTED_PROTOCOL,),
         heartbeat=service.registry.heartbeat_interval,
         max_msg_size=MAX_FRAME,
         compress=False,  # the same serialised bytes go to every dashboard; no per-socket deflate

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from aiohttp import WSCloseCode, web
 
-from hypivisor import auth, dashboard, httphead, rpc
+from hypivisor import access, dashboard, httphead, rpc
 from hypivisor.config import Config
 from hypivisor.front import HEAD_TIMEOUT, FrontContext, limiter_for
 from hypivisor.service import Service
@@ -111,7 +111,7 @@ def allowed_origins(config: Config) -> set[str]:
     if config.host not in ("0.0.0.0", "::", ""):
         names.add(f"[{config.host}]" if ":" in config.host else config.host)
     ports = {config.port, config.dashboard_port}
-    return auth.default_origins(names, ports) | set(config.allowed_origins)
+    return access.default_origins(names, ports) | set(config.allowed_origins)
 
 
 async def sweep_loop(service: Service) -> None:

@@ -21,7 +21,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from hypivisor import paths, spawn_cmd
-from hypivisor.auth import is_loopback
+from hypivisor.access import is_loopback
 from hypivisor.broadcast import Hub, text_frame
 from hypivisor.config import Config, home_dir
 from hypivisor.registry import Registry, RegistryError

@@ -10,7 +10,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from hypivisor.auth import encode_protocol_token
+from hypivisor.access import encode_protocol_token
 from integration_tests.harness.hypivisor_proc import RegistryClient, node_params
 
 TOKEN = "s3cret-Tok/en+="

@@ -9,7 +9,7 @@ Both servers decide an upgrade before doing any work for it, with the same rules
   Every offered token is compared in constant time on UTF-8 bytes; no configured token means no auth.
 * The only subprotocol ever selected is ``hypi.v1``; the token protocol is never echoed back.
 
-Each server adapts its own request object to these functions (``hypivisor.auth``, ``pi_socket.bridge.auth``).
+Each server adapts its own request object to these functions (``hypivisor.access``, ``pi_socket.bridge.port_auth``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hypivisor import auth, paths, rpc
+from hypivisor import access, paths, rpc
 from hypivisor.config import parse as parse_config
 from hypivisor.paths import PathError
 from hypivisor.service import RpcFailure, Service
@@ -316,13 +316,13 @@ HEADERS = st.dictionaries(
 @given(headers=HEADERS, query=st.one_of(st.none(), st.text(max_size=20), st.just("s3cret")))
 def test_auth_check_never_raises_and_only_the_secret_opens(headers, query):
     allowed = {"http://127.0.0.1:1"}
-    d = auth.check(headers.get, query, "s3cret", allowed)
+    d = access.check(headers.get, query, "s3cret", allowed)
     assert d.status in (200, 401, 403)
     origin = headers.get("origin")
     if origin is not None and origin.rstrip("/") not in allowed:
         assert d.status == 403
     if d.allowed:
-        assert "s3cret" in auth.presented_tokens(headers.get, query)
+        assert "s3cret" in access.presented_tokens(headers.get, query)
 
 
 def test_oversize_frame_limit_is_documented():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from hypivisor import auth, httphead
+from hypivisor import access, httphead
 from hypivisor.registry import Registry, RegistryError, dial_host
 from pi_socket.protocol import HeartbeatParams, RegisterParams
 
@@ -134,7 +134,7 @@ def test_no_carrier_of_the_dashboards_credentials_reaches_the_agent():
     q = "a=1&token=T1&%74oken=T2&tok%65n=T3&token=&b=2"
     h = head(f"/ws/agent/n?{q}", ("Authorization", f"Bearer {TOKEN}"), ("Cookie", "sid=dash"),
              ("Proxy-Authorization", "Basic eDp5"), ("Origin", "http://localhost:31415"),
-             ("Sec-WebSocket-Protocol", f"hypi.v1, {auth.encode_protocol_token(TOKEN)}"),
+             ("Sec-WebSocket-Protocol", f"hypi.v1, {access.encode_protocol_token(TOKEN)}"),
              ("sec-websocket-protocol", "Hypi-Token.VDQ, other.v2"))  # fmt: skip
     assert h.query_param("token") == "T1"  # what auth reads: every spelling below decodes to the name "token"
     out = httphead.rewrite_for_agent(h, "127.0.0.1", 9000, "hv-token").decode("latin-1")
@@ -145,7 +145,7 @@ def test_no_carrier_of_the_dashboards_credentials_reaches_the_agent():
     assert [line for line in header_lines if line.lower().startswith("authorization:")] == [
         "Authorization: Bearer hv-token"
     ]
-    for secret in (TOKEN, auth.encode_protocol_token(TOKEN), "T1", "T2", "T3", "sid=dash", "eDp5", "VDQ"):
+    for secret in (TOKEN, access.encode_protocol_token(TOKEN), "T1", "T2", "T3", "sid=dash", "eDp5", "VDQ"):
         assert secret not in out
     protocols = [
         line.split(":", 1)[1].strip() for line in header_lines if line.lower().startswith("sec-websocket-protocol")

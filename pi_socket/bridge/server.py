@@ -1,6 +1,6 @@
 """The agent WebSocket server: handshake checks, one connection's lifetime, frame dispatch.
 
-Thin on purpose: auth is ``auth``, parsing and encoding are ``frames``,
+Thin on purpose: auth is ``port_auth``, parsing and encoding are ``frames``,
 queueing is ``clients``, behaviour per message is ``handlers``. This module
 binds a port, vets handshakes (401/403 before the upgrade), sends
 ``init_state`` first and runs each incoming frame as its own guarded task.
@@ -27,7 +27,7 @@ from pi_socket import oplog
 from pi_socket.protocol import ErrorCode, ErrorMsg
 from pi_socket.ratelimit import TokenBucket
 
-from . import auth, faults
+from . import faults, port_auth
 from .clients import Client
 from .config import BridgeConfig
 from .deflate import BoundedDeflateFactory
@@ -75,7 +75,7 @@ class AgentServer:
                     port,
                     process_request=self._process_request,
                     select_subprotocol=lambda _conn, offered: cast(
-                        Subprotocol | None, auth.select_protocol(list(offered))
+                        Subprotocol | None, port_auth.select_protocol(list(offered))
                     ),
                     max_size=self.config.max_frame_bytes,
                     max_queue=64,
@@ -105,17 +105,17 @@ class AgentServer:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Token and Origin before the upgrade (specs/protocol.md §1); odd input is a 4xx, never a 500."""
         try:
-            verdict = auth.check_request(
+            verdict = port_auth.check_request(
                 token=self.config.token,
                 allowed_origins=self.config.allowed_origins,
                 authorization=request.headers.get_all("Authorization"),
-                protocols=auth.split_protocols(request.headers.get_all("Sec-WebSocket-Protocol")),
+                protocols=port_auth.split_protocols(request.headers.get_all("Sec-WebSocket-Protocol")),
                 path=request.path,
                 origin=request.headers.get_all("Origin"),
             )
         except Exception as exc:  # noqa: BLE001 - outer boundary of one handshake
             oplog.log_boundary_error("client.handshake", exc, remote=_peer(connection))
-            verdict = auth.Decision(HTTPStatus.BAD_REQUEST, "bad handshake")
+            verdict = port_auth.Decision(HTTPStatus.BAD_REQUEST, "bad handshake")
         if verdict.allowed:
             return None
         log.info("handshake refused", status=int(verdict.status), reason=verdict.message, remote=_peer(connection))

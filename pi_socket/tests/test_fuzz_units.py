@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from pi_socket.bridge import attachments, auth, files
+from pi_socket.bridge import attachments, files, port_auth
 from pi_socket.bridge.frames import CLIENT_TYPES, parse_client_frame
 from pi_socket.protocol import MAX_ATTACHMENT_BYTES, Attachment, ErrorCode, ErrorMsg
 
@@ -220,7 +220,7 @@ LATIN1 = st.text(alphabet=st.characters(max_codepoint=255), max_size=60)
 )
 def test_handshake_check_never_raises_and_only_the_token_opens(authorization, protocols, path, origin):
     allowed = frozenset({"http://127.0.0.1:5180"})
-    v = auth.check_handshake(
+    v = port_auth.check_handshake(
         token="s3cret",
         allowed_origins=allowed,
         authorization=authorization,
@@ -231,4 +231,4 @@ def test_handshake_check_never_raises_and_only_the_token_opens(authorization, pr
     if origin is not None and origin.rstrip("/") not in allowed:
         assert v.status == 403
     if v.allowed:
-        assert "s3cret" in auth.presented_tokens(authorization, protocols, path)
+        assert "s3cret" in port_auth.presented_tokens(authorization, protocols, path)

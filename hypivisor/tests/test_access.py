@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from hypivisor import auth
+from hypivisor import access
 
-ALLOWED = auth.default_origins({"box"}, {31415, 5181}) | {"https://pi.example.ts.net"}
+ALLOWED = access.default_origins({"box"}, {31415, 5181}) | {"https://pi.example.ts.net"}
 
 
 def headers(**h):
@@ -13,21 +13,21 @@ def headers(**h):
 
 
 def decide(token="s3cret", query=None, **h):
-    return auth.check(headers(**h), query, token, ALLOWED)
+    return access.check(headers(**h), query, token, ALLOWED)
 
 
 def test_check_reads_every_carrier_through_the_header_getter():
     """The rules themselves are tested in pi_socket/tests/test_handshake.py; this is the adapter."""
-    assert auth.check(headers(), None, None, ALLOWED).allowed
+    assert access.check(headers(), None, None, ALLOWED).allowed
     assert decide().status == 401 and decide(query="nope").status == 401
     for how in (
         dict(authorization="bearer s3cret"),
         dict(query="s3cret"),
-        dict(sec_websocket_protocol="hypi.v1, " + auth.encode_protocol_token("s3cret")),
+        dict(sec_websocket_protocol="hypi.v1, " + access.encode_protocol_token("s3cret")),
     ):
         assert decide(**how).allowed, how
-    assert auth.presented_tokens(
-        headers(authorization="Bearer a", sec_websocket_protocol="hypi.v1, " + auth.encode_protocol_token("b")), "c"
+    assert access.presented_tokens(
+        headers(authorization="Bearer a", sec_websocket_protocol="hypi.v1, " + access.encode_protocol_token("b")), "c"
     ) == ["a", "b", "c"]
     d = decide(origin="https://evil.example", authorization="Bearer s3cret")
     assert d.status == 403 and "evil.example" in d.message
@@ -35,12 +35,12 @@ def test_check_reads_every_carrier_through_the_header_getter():
 
 
 def test_loopback_detection():
-    assert auth.is_loopback("127.0.0.1") and auth.is_loopback("::1") and auth.is_loopback("localhost")
-    assert not auth.is_loopback("0.0.0.0") and not auth.is_loopback("192.168.1.2")
+    assert access.is_loopback("127.0.0.1") and access.is_loopback("::1") and access.is_loopback("localhost")
+    assert not access.is_loopback("0.0.0.0") and not access.is_loopback("192.168.1.2")
 
 
 def test_without_a_token_only_this_machine_may_drive_agents_through_the_proxy():
-    from hypivisor.auth import remote_without_token
+    from hypivisor.access import remote_without_token
 
     for local in ("127.0.0.1", "127.5.0.1", "::1", "::ffff:127.0.0.1"):
         assert remote_without_token(None, local, False).allowed, local

@@ -4,8 +4,8 @@ The rules themselves are tested in test_handshake.py; this is how the bridge rea
 
 from __future__ import annotations
 
-from pi_socket.bridge.auth import check_request, presented_tokens
 from pi_socket.bridge.config import allowed_origins
+from pi_socket.bridge.port_auth import check_request, presented_tokens
 from pi_socket.handshake import encode_token_protocol
 
 ORIGINS = allowed_origins("https://pi.example.ts.net")
