@@ -12,7 +12,18 @@ BRIDGE = Path(__file__).resolve().parents[1] / "bridge"
 
 # Lower layers first; a module may import only modules of a strictly lower layer (or none of the bridge's).
 LAYERS: list[set[str]] = [
-    {"config", "port_auth", "backoff", "faults", "files", "attachments", "history", "partial", "prompt_ledger", "deflate"},
+    {
+        "config",
+        "port_auth",
+        "backoff",
+        "faults",
+        "files",
+        "attachments",
+        "history",
+        "partial",
+        "prompt_ledger",
+        "deflate",
+    },
     {"frames", "state", "shimlink", "clients"},
     {"handlers", "server", "hypivisor_client"},
     {"app"},
