@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 
 import pytest
 
@@ -95,5 +97,9 @@ async def test_spawn_command_template(hypivisor_factory, env_dirs):
     async with await RegistryClient.connect(hv) as dash:
         res = await dash.call("spawn_agent", {"path": "it's here"}, timeout=40)
         assert "result" in res, res
-        assert res["result"]["tmux_session"] is None
-        assert res["result"]["node"]["cwd"] == str((home / "it's here").resolve())
+        try:
+            assert res["result"]["tmux_session"] is None
+            assert res["result"]["node"]["cwd"] == str((home / "it's here").resolve())
+        finally:  # a template's pi runs outside tmux: stop the stand-in, which would otherwise sleep for an hour
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(res["result"]["node"]["pid"], signal.SIGKILL)
