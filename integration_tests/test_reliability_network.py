@@ -231,7 +231,9 @@ async def test_200_prompts_under_random_disconnects_none_lost_none_doubled(tmp_p
         sent_to_shim = [r["prompt_id"] for r in fake.sent("send")]
         assert len(sent_to_shim) == len(set(sent_to_shim)) == 200, "the bridge never handed a prompt over twice"
         assert stats["acks"] == 200
-        assert stats["cuts"] >= 20 and stats["sends"] > 200, stats  # the disconnects really happened mid-way
+        # the disconnects really happened mid-way: prompts were resent and acknowledged as duplicates (how many cuts
+        # fall inside the run depends on the machine's speed; what they caused is the proof)
+        assert stats["cuts"] >= 10 and stats["sends"] > 200 and stats["dup_acks"] > 0, stats
         print(f"RESULT 200 prompts under disconnects: {stats}")
     finally:
         stop.set()
