@@ -6,6 +6,8 @@ import os
 import resource
 import socket
 import statistics
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +40,45 @@ def raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def start_hypivisor(port: int, home: Path) -> subprocess.Popen:
+    """A real ``python -m hypivisor`` on 127.0.0.1:``port`` with ``home`` as its HOME (not yet listening): no dashboard
+    port, warnings only, and connection caps far above the 1,000+ connections the relay and registry runs open."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
+    env.update(HOME=str(home), PYTHONPATH=str(REPO), HYPI_DASHBOARD_DIR=str(home / "none"))
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hypivisor",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "--dashboard-port",
+            "0",
+            "--log-level",
+            "warning",
+            "--max-connections",
+            "8192",
+            "--max-connections-per-peer",
+            "8192",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def cpu_s(pid: int | None) -> float:

@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +39,6 @@ from pathlib import Path
 import orjson
 
 from bench.common import (
-    REPO,
     Row,
     free_port,
     median,
@@ -54,6 +50,8 @@ from bench.common import (
     ratios_note,
     rss,
     run_tree_s,
+    start_hypivisor,
+    stop_process,
     wait_port,
 )
 from bench.wsmini import connect, connect_many
@@ -177,35 +175,6 @@ def params(i: int) -> dict:
         "pid": 100000 + i,
         "activity": "idle",
     }
-
-
-def start_hypivisor(port: int, home: Path) -> subprocess.Popen:
-    """A real ``python -m hypivisor`` on 127.0.0.1:``port`` with ``home`` as its HOME (not yet listening)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
-    env.update(HOME=str(home), PYTHONPATH=str(REPO), HYPI_DASHBOARD_DIR=str(home / "none"))
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hypivisor",
-            "--host",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--dashboard-port",
-            "0",
-            "--log-level",
-            "warning",
-            "--max-connections",
-            "8192",
-            "--max-connections-per-peer",
-            "8192",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
@@ -372,11 +341,7 @@ async def one_rep(smoke: bool, big: Path, n_dirs: int, home: Path, log) -> dict:
         gc.enable()
         for o in conns:
             o.c.close()
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     return r
 
 
@@ -572,11 +537,7 @@ async def large_rep(n_agents: int, n_conns: int, n_dash: int, n_join: int, join_
         gc.enable()
         for o in conns:
             o.c.close()
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     return r
 
 

@@ -37,6 +37,7 @@ from bench.common import (
     ratios_note,
     rss,
     run_tree_s,
+    start_hypivisor,
     wait_port,
 )
 from bench.wsmini import connect, connect_many, ts_of, ts_payload
@@ -133,31 +134,7 @@ async def start_target(name: str, agent_port: int) -> Target:
             pin(pid, 1)
         return target
     if name == "hypivisor":
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
-        env.update(HOME=tmp, PYTHONPATH=str(REPO), HYPI_DASHBOARD_DIR=str(Path(tmp) / "none"))
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hypivisor",
-                "--host",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--dashboard-port",
-                "0",
-                "--log-level",
-                "warning",
-                "--max-connections",
-                "8192",
-                "--max-connections-per-peer",
-                "8192",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = start_hypivisor(port, Path(tmp))
         target = Target(name, port, f"/ws/agent/{NODE}", proc, tmp)
         try:
             wait_port(port, proc=proc)
