@@ -359,6 +359,8 @@ def test_composer_autocomplete_attachments_and_rich_messages(dash_hv, agents, pa
     page.keyboard.press("ArrowDown")
     page.keyboard.press("Enter")
     assert ta.input_value() == "/release "
+    # the completion is applied (its list closed) before the next text is typed, as a person's next keystroke is
+    page.wait_for_selector("[data-testid=autocomplete]", state="detached")
     # "@" lists files by prefix; a directory keeps completing
     ta.fill("look at @s")
     page.wait_for_selector("[data-testid=autocomplete] >> text=src/")
