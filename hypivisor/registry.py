@@ -60,9 +60,9 @@ MAX_NODES_PER_CONNECTION = 1_000
 # RegisterParams fields copied onto the node verbatim (host is an address, not roster data).
 _NODE_FIELDS = (
     "id", "machine", "cwd", "port", "pid", "activity", "session_name", "model",
-    "started_at", "cost", "pi_version", "protocol_version",
+    "started_at", "cost", "pi_version", "protocol_version", "approval_policy", "pending_approvals",
 )  # fmt: skip
-_HEARTBEAT_FIELDS = ("activity", "session_name", "model", "tokens", "cost")
+_HEARTBEAT_FIELDS = ("activity", "session_name", "model", "tokens", "cost", "approval_policy", "pending_approvals")
 
 
 class RegistryError(HypiError):

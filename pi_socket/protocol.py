@@ -70,6 +70,7 @@ class ErrorCode(enum.IntEnum):
     SPAWN_TIMEOUT = 1010
     AGENT_BUSY = 1011
     AGENT_UNAVAILABLE = 1012  # pi not attached to the bridge right now
+    CONFLICT = 1013  # the thing acted on has moved on: an approval already decided, aborted or timed out
     INTERNAL_ERROR = 2000
 
 
@@ -101,6 +102,12 @@ class _Stored(BaseModel):
 
 NodeStatus = Literal["active", "offline"]
 Activity = Literal["idle", "working"]
+# off: today's behaviour; writes: ask for bash (and powershell), and for write/edit outside the agent's folder;
+# all: ask for every tool call. Allow rules skip the question (specs/approvals.md).
+ApprovalPolicy = Literal["off", "writes", "all"]
+MAX_APPROVAL_RULES = 200
+MAX_RULE_PREFIX_LEN = 500
+MAX_REASON_LEN = 2000
 
 
 class TokenTotals(_Stored):
@@ -136,6 +143,8 @@ class NodeInfo(_Stored):
     cost: Money = 0.0
     pi_version: str | None = Field(default=None, max_length=MAX_VERSION_LEN)
     protocol_version: str = Field(default=PROTOCOL_VERSION, max_length=MAX_VERSION_LEN)
+    approval_policy: ApprovalPolicy | None = Field(default=None, description="the agent's approval policy")
+    pending_approvals: Count = Field(default=0, description="tool calls waiting for a person's decision")
 
 
 # ---------------------------------------------------------------------------
@@ -188,6 +197,8 @@ class RegisterParams(_Strict):
         description="the secret PI_SOCKET_SPAWN_ID a spawn_agent put in this pi's environment; binds the spawn to "
         "this node (never stored or shown)",
     )
+    approval_policy: ApprovalPolicy | None = None
+    pending_approvals: Count | None = None
 
 
 class HeartbeatParams(_Strict):
@@ -199,6 +210,8 @@ class HeartbeatParams(_Strict):
     model: str | None = Field(default=None, max_length=MAX_MODEL_LEN)
     tokens: TokenTotals | None = None
     cost: Money | None = None
+    approval_policy: ApprovalPolicy | None = None
+    pending_approvals: Count | None = None
 
 
 class DeregisterParams(_Strict):
@@ -351,8 +364,43 @@ class SetSessionNameMsg(_Strict):
     name: str = Field(min_length=1, max_length=MAX_NAME_LEN)
 
 
+class ApprovalRule(_Strict):
+    """An allow rule: calls of ``tool`` skip the question; for bash (and powershell) only commands that start
+    with ``prefix`` at a word boundary and chain nothing (no ``;``, ``&``, ``|``, redirections, substitutions or
+    newlines: specs/approvals.md)."""
+
+    tool: str = Field(min_length=1, max_length=64)
+    prefix: str | None = Field(default=None, min_length=1, max_length=MAX_RULE_PREFIX_LEN)
+
+
+class ApprovalDecisionMsg(_Strict):
+    type: Literal["approval_decision"]
+    id: Id = Field(description="the approval_request's id")
+    decision: Literal["allow", "deny"]
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LEN, description="deny: what the model is told")
+    input: dict[str, Any] | None = Field(
+        default=None, description="allow a bash call with an edited command: {command}; the model sees what ran"
+    )
+    remember: bool | None = Field(default=None, description="allow: add a rule so this agent does not ask again")
+
+
+class SetApprovalPolicyMsg(_Strict):
+    type: Literal["set_approval_policy"]
+    policy: ApprovalPolicy
+    rules: list[ApprovalRule] | None = Field(
+        default=None, max_length=MAX_APPROVAL_RULES, description="replaces the agent's rules; absent keeps them"
+    )
+
+
 ClientMessage = Annotated[
-    PromptMsg | AbortMsg | FetchHistoryMsg | ListCommandsMsg | ListFilesMsg | SetSessionNameMsg,
+    PromptMsg
+    | AbortMsg
+    | FetchHistoryMsg
+    | ListCommandsMsg
+    | ListFilesMsg
+    | SetSessionNameMsg
+    | ApprovalDecisionMsg
+    | SetApprovalPolicyMsg,
     Field(discriminator="type"),
 ]
 client_message_adapter: TypeAdapter[Any] = TypeAdapter(
@@ -397,6 +445,66 @@ class AgentNode(_Open):
     pi_version: str | None = None
 
 
+class ApprovalPreview(_Open):
+    """The call rendered for people: the bash command, or for edit/write a unified diff against the file as it
+    is now (``error`` when the file could not be read or an edit's text is not in it)."""
+
+    kind: Literal["command", "diff", "none"]
+    command: str | None = None
+    path: str | None = Field(default=None, description="the file, resolved against the agent's folder")
+    diff: str | None = Field(default=None, description="unified diff, old file → file after the call")
+    new_file: bool = False
+    truncated: bool = False
+    error: str | None = None
+
+
+ApprovalBy = Literal["dashboard", "terminal", "rule", "timeout", "abort", "no_ui"]
+
+
+class ApprovalRequestMsg(_Open):
+    type: Literal["approval_request"] = "approval_request"
+    id: str
+    tool_call_id: str
+    tool_name: str
+    input: dict[str, Any]
+    policy: ApprovalPolicy
+    queued_at: float = Field(description="unix seconds when the call started waiting")
+    preview: ApprovalPreview | None = None
+    why: str | None = Field(default=None, description="why the policy asks (\"bash\", \"write outside the folder\")")
+    parent_tool_call_id: str | None = None
+
+
+class ApprovalResolvedMsg(_Open):
+    type: Literal["approval_resolved"] = "approval_resolved"
+    id: str
+    decision: Literal["allow", "deny"]
+    by: ApprovalBy
+    reason: str | None = None
+    input: dict[str, Any] | None = Field(default=None, description="the edited input that ran (edit and allow)")
+
+
+class ApprovalRecord(_Open):
+    """One decision, as the audit log holds it (the inspector's recent decisions)."""
+
+    id: str
+    tool_call_id: str
+    tool_name: str
+    summary: str = Field(description="one line: the command or the path")
+    decision: Literal["allow", "deny"]
+    by: ApprovalBy
+    reason: str | None = None
+    decided_at: float = Field(description="unix seconds")
+    latency_ms: float
+
+
+class ApprovalPolicyMsg(_Open):
+    """The agent's policy and rules, to every client whenever they change (from any dashboard or a remember)."""
+
+    type: Literal["approval_policy"] = "approval_policy"
+    policy: ApprovalPolicy
+    rules: list[ApprovalRule] = Field(default_factory=list)
+
+
 class InitStateMsg(_Open):
     type: Literal["init_state"] = "init_state"
     protocol_version: str = PROTOCOL_VERSION
@@ -414,6 +522,12 @@ class InitStateMsg(_Open):
     context_usage: ContextUsage | None = None
     tokens: TokenTotals = Field(default_factory=TokenTotals)
     cost: float = 0.0
+    pending_approvals: list[ApprovalRequestMsg] = Field(
+        default_factory=list, description="tool calls waiting for a decision now, oldest first"
+    )
+    approval_policy: ApprovalPolicy = "off"
+    approval_rules: list[ApprovalRule] = Field(default_factory=list)
+    recent_approvals: list[ApprovalRecord] = Field(default_factory=list, description="the latest decisions, newest last")
 
 
 class AckMsg(_Open):
@@ -527,6 +641,14 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     ListCommandsMsg,
     ListFilesMsg,
     SetSessionNameMsg,
+    ApprovalRule,
+    ApprovalDecisionMsg,
+    SetApprovalPolicyMsg,
+    ApprovalPreview,
+    ApprovalRequestMsg,
+    ApprovalResolvedMsg,
+    ApprovalRecord,
+    ApprovalPolicyMsg,
     PiMessage,
     ToolInfo,
     CommandInfo,

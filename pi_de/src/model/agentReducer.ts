@@ -140,6 +140,10 @@ function applyBridgeFrame(s: AgentView, f: BridgeFrame): AgentView {
       const pending = f.id ? s.pending.filter((p) => p.id !== f.id) : s.pending;
       return withError({ ...s, pending, loadingOlder: false }, f.message ?? "agent error");
     }
+    case "approval_request":
+    case "approval_resolved":
+    case "approval_policy":
+      return s; // approvals: not shown yet
   }
 }
 

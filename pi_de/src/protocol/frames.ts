@@ -5,6 +5,10 @@ import type { AgentPiEvent } from "./pi";
 import type {
   AbortMsg,
   AckMsg,
+  ApprovalDecisionMsg,
+  ApprovalPolicyMsg,
+  ApprovalRequestMsg,
+  ApprovalResolvedMsg,
   CommandsListMsg,
   ErrorMsg,
   FetchHistoryMsg,
@@ -20,6 +24,7 @@ import type {
   NodeUpdatedEvent,
   PiEvent,
   PromptMsg,
+  SetApprovalPolicyMsg,
   SetSessionNameMsg,
 } from "./types";
 
@@ -27,15 +32,42 @@ import type {
 export type RegistryEvent = InitEvent | NodeJoinedEvent | NodeUpdatedEvent | NodeOfflineEvent | NodeRemovedEvent;
 
 /** Frames the bridge itself writes on the agent link. */
-export type BridgeFrame = InitStateMsg | AckMsg | HistoryPageMsg | CommandsListMsg | FilesListMsg | ErrorMsg;
+export type BridgeFrame =
+  | InitStateMsg
+  | AckMsg
+  | HistoryPageMsg
+  | CommandsListMsg
+  | FilesListMsg
+  | ErrorMsg
+  | ApprovalRequestMsg
+  | ApprovalResolvedMsg
+  | ApprovalPolicyMsg;
 
 /** Everything the agent link receives: the bridge's frames and pi's events passed through as pi emitted them. */
 export type AgentServerFrame = BridgeFrame | PiEvent;
 
 /** Everything Pi-DE sends on the agent link. */
-export type ClientMessage = PromptMsg | AbortMsg | FetchHistoryMsg | ListCommandsMsg | ListFilesMsg | SetSessionNameMsg;
+export type ClientMessage =
+  | PromptMsg
+  | AbortMsg
+  | FetchHistoryMsg
+  | ListCommandsMsg
+  | ListFilesMsg
+  | SetSessionNameMsg
+  | ApprovalDecisionMsg
+  | SetApprovalPolicyMsg;
 
-const BRIDGE_TYPES: ReadonlySet<string> = new Set<BridgeFrame["type"]>(["init_state", "ack", "history_page", "commands_list", "files_list", "error"]);
+const BRIDGE_TYPES: ReadonlySet<string> = new Set<BridgeFrame["type"]>([
+  "init_state",
+  "ack",
+  "history_page",
+  "commands_list",
+  "files_list",
+  "error",
+  "approval_request",
+  "approval_resolved",
+  "approval_policy",
+]);
 
 /** A bridge frame (narrows on `type`), as opposed to one of pi's events. */
 export function isBridgeFrame(f: AgentServerFrame): f is BridgeFrame {
