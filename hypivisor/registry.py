@@ -60,9 +60,11 @@ MAX_NODES_PER_CONNECTION = 1_000
 # RegisterParams fields copied onto the node verbatim (host is an address, not roster data).
 _NODE_FIELDS = (
     "id", "machine", "cwd", "port", "pid", "activity", "session_name", "model",
-    "started_at", "cost", "pi_version", "protocol_version", "approval_policy", "pending_approvals",
+    "started_at", "cost", "pi_version", "protocol_version", "approval_policy", "pending_approvals", "git_branch",
 )  # fmt: skip
-_HEARTBEAT_FIELDS = ("activity", "session_name", "model", "tokens", "cost", "approval_policy", "pending_approvals")
+_HEARTBEAT_FIELDS = (
+    "activity", "session_name", "model", "tokens", "cost", "approval_policy", "pending_approvals", "git_branch",
+)  # fmt: skip
 
 
 class RegistryError(HypiError):
@@ -199,7 +201,11 @@ class Registry:
         data = {k: getattr(params, k) for k in _NODE_FIELDS if getattr(params, k) is not None}
         if params.tokens is not None:
             data["tokens"] = params.tokens
-        node = NodeInfo(**data, status="active", last_seen=now, offline_since=None)
+        # a re-registration that keeps the activity keeps its start: a reconnect is not a new run
+        since = (
+            previous.node.activity_since if previous is not None and previous.node.activity == params.activity else None
+        )
+        node = NodeInfo(**data, status="active", last_seen=now, offline_since=None, activity_since=since or now)
         self._entries[params.id] = Entry(node=node, owner=conn, host=dial_host(params.host, peer_host), secret=secret,
                                          peer=peer_host, registered_at=now)  # fmt: skip
         self._by_addr[addr] = params.id
@@ -244,6 +250,8 @@ class Registry:
             if value is not None and getattr(entry.node, name) != value:
                 setattr(entry.node, name, value)
                 changed = True
+                if name == "activity":
+                    entry.node.activity_since = now
         return [NodeUpdatedEvent(node=self._view(entry))] if changed else []
 
     def touch(self, conn: Hashable, now: float) -> None:

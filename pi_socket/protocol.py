@@ -40,6 +40,7 @@ INIT_HISTORY_BUDGET_BYTES = 500 * 1024
 MAX_COUNT = 2**53 - 1  # token counts and similar: exact in JSON and in JavaScript numbers
 MAX_VERSION_LEN = 32
 MAX_MODEL_LEN = 200
+MAX_BRANCH_LEN = 200
 MAX_SECRET_LEN = 128
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]
@@ -145,6 +146,14 @@ class NodeInfo(_Stored):
     protocol_version: str = Field(default=PROTOCOL_VERSION, max_length=MAX_VERSION_LEN)
     approval_policy: ApprovalPolicy | None = Field(default=None, description="the agent's approval policy")
     pending_approvals: Count = Field(default=0, description="tool calls waiting for a person's decision")
+    git_branch: str | None = Field(
+        default=None,
+        max_length=MAX_BRANCH_LEN,
+        description="the git branch checked out in cwd (a short commit id when detached)",
+    )
+    activity_since: UnixTime | None = Field(
+        default=None, description="unix seconds (hypivisor clock) when ``activity`` last changed, or registration"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -199,6 +208,7 @@ class RegisterParams(_Strict):
     )
     approval_policy: ApprovalPolicy | None = None
     pending_approvals: Count | None = None
+    git_branch: str | None = Field(default=None, max_length=MAX_BRANCH_LEN)
 
 
 class HeartbeatParams(_Strict):
@@ -212,6 +222,7 @@ class HeartbeatParams(_Strict):
     cost: Money | None = None
     approval_policy: ApprovalPolicy | None = None
     pending_approvals: Count | None = None
+    git_branch: str | None = Field(default=None, max_length=MAX_BRANCH_LEN)
 
 
 class DeregisterParams(_Strict):
@@ -230,6 +241,12 @@ class ListDirectoriesParams(_Strict):
 class SpawnAgentParams(_Strict):
     path: str = Field(min_length=1, max_length=MAX_PATH_LEN)
     new_folder: str | None = Field(default=None, max_length=MAX_NAME_LEN)
+    session_file: str | None = Field(
+        default=None,
+        max_length=MAX_PATH_LEN,
+        description="resume this pi session (``pi --session <file>``): an existing .jsonl session file under $HOME "
+        "whose header's cwd is ``path``; not with new_folder",
+    )
 
 
 class RegisterResult(_Open):
@@ -470,7 +487,7 @@ class ApprovalRequestMsg(_Open):
     policy: ApprovalPolicy
     queued_at: float = Field(description="unix seconds when the call started waiting")
     preview: ApprovalPreview | None = None
-    why: str | None = Field(default=None, description="why the policy asks (\"bash\", \"write outside the folder\")")
+    why: str | None = Field(default=None, description='why the policy asks ("bash", "write outside the folder")')
     parent_tool_call_id: str | None = None
 
 
@@ -527,7 +544,12 @@ class InitStateMsg(_Open):
     )
     approval_policy: ApprovalPolicy = "off"
     approval_rules: list[ApprovalRule] = Field(default_factory=list)
-    recent_approvals: list[ApprovalRecord] = Field(default_factory=list, description="the latest decisions, newest last")
+    recent_approvals: list[ApprovalRecord] = Field(
+        default_factory=list, description="the latest decisions, newest last"
+    )
+    session_file: str | None = Field(
+        default=None, description="pi's session file (spawn_agent.session_file resumes it)"
+    )
 
 
 class AckMsg(_Open):

@@ -255,6 +255,7 @@ class AgentState:
             context_usage=self.context,
             tokens=TokenTotals(**self.tokens),
             cost=self.cost,
+            session_file=self.session_file,
         )
 
 

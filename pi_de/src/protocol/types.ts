@@ -372,6 +372,7 @@ export interface HeartbeatParams {
   activity?: ("idle" | "working") | null;
   approval_policy?: ("off" | "writes" | "all") | null;
   cost?: number | null;
+  git_branch?: string | null;
   id: string;
   model?: string | null;
   pending_approvals?: number | null;
@@ -439,11 +440,19 @@ export interface InitEvent {
 export interface NodeInfo {
   activity?: "idle" | "working";
   /**
+   * unix seconds (hypivisor clock) when ``activity`` last changed, or registration
+   */
+  activity_since?: number | null;
+  /**
    * the agent's approval policy
    */
   approval_policy?: ("off" | "writes" | "all") | null;
   cost?: number;
   cwd: string;
+  /**
+   * the git branch checked out in cwd (a short commit id when detached)
+   */
+  git_branch?: string | null;
   id: string;
   /**
    * unix seconds
@@ -505,6 +514,10 @@ export interface InitStateMsg {
    * the latest decisions, newest last
    */
   recent_approvals?: ApprovalRecord[];
+  /**
+   * pi's session file (spawn_agent.session_file resumes it)
+   */
+  session_file?: string | null;
   session_name?: string | null;
   tokens?: TokenTotals;
   tools?: ToolInfo[];
@@ -667,6 +680,7 @@ export interface RegisterParams {
   approval_policy?: ("off" | "writes" | "all") | null;
   cost?: number | null;
   cwd: string;
+  git_branch?: string | null;
   /**
    * address the agent listens on; the hypivisor dials the peer address of the registering connection and honours this only when it is that address or both are loopback
    */
@@ -756,6 +770,10 @@ export interface SetSessionNameMsg {
 export interface SpawnAgentParams {
   new_folder?: string | null;
   path: string;
+  /**
+   * resume this pi session (``pi --session <file>``): an existing .jsonl session file under $HOME whose header's cwd is ``path``; not with new_folder
+   */
+  session_file?: string | null;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
