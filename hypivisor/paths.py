@@ -11,6 +11,7 @@ with a string prefix (``/home/a`` must not accept ``/home/ab``).
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -119,6 +120,45 @@ def spawn_target(raw: str, new_folder: str | None, home: str) -> SpawnTarget:
             raise PathError(ErrorCode.INVALID_PATH, f"{shown(name)} exists and is not a directory")
         return SpawnTarget(resolved, create=False)
     return SpawnTarget(candidate, create=True)
+
+
+SESSION_HEADER_MAX_BYTES = 64 * 1024  # a pi session header is one short JSON line
+
+
+def session_file(raw: str, spawn_path: str, home: str) -> str:
+    """Validate a pi session file to resume in ``spawn_path`` (resolved); returns its resolved path.
+
+    It must resolve inside home (checked before existence, as for folders), be an existing regular ``.jsonl``
+    file, and start with a pi session header (``{"type": "session", "cwd": ...}``) whose ``cwd`` is the spawn
+    folder: a session is resumed where it was made, so a client cannot point pi at an unrelated file. Reads at
+    most ``SESSION_HEADER_MAX_BYTES``. Blocking: run it in a thread."""
+    home = canonical_home(home)
+    _check_text(raw, "session_file")
+    expanded = home + raw[1:] if raw.startswith("~/") else raw
+    resolved = os.path.realpath(os.path.join(home, expanded))
+    if not is_inside(resolved, home):
+        raise PathError(ErrorCode.PATH_OUTSIDE_HOME, f"session_file resolves outside the home directory: {shown(raw)}")
+    if not os.path.exists(resolved):
+        raise PathError(ErrorCode.PATH_NOT_FOUND, f"session_file does not exist: {shown(raw)}")
+    if not os.path.isfile(resolved) or not resolved.endswith(".jsonl"):
+        raise PathError(ErrorCode.INVALID_PATH, f"session_file is not a .jsonl file: {shown(raw)}")
+    try:
+        with open(resolved, "rb") as f:
+            first = f.read(SESSION_HEADER_MAX_BYTES).split(b"\n", 1)[0]
+    except OSError as exc:
+        raise PathError(ErrorCode.PATH_NOT_FOUND, f"cannot read session_file: {exc.strerror}") from None
+    try:
+        header = json.loads(first)
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("type") != "session" or not isinstance(header.get("cwd"), str):
+        raise PathError(ErrorCode.INVALID_PATH, f"session_file is not a pi session (no session header): {shown(raw)}")
+    cwd = header["cwd"]
+    if "\x00" in cwd or os.path.realpath(cwd) != os.path.realpath(spawn_path):
+        raise PathError(
+            ErrorCode.INVALID_PATH, f"session_file belongs to another folder ({shown(cwd)}), not {shown(spawn_path)}"
+        )
+    return resolved
 
 
 def _listable(entry: os.DirEntry[str], home: str) -> str | None:

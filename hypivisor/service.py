@@ -227,13 +227,30 @@ class Service:
             )
         # validation first (it creates nothing): a bad path gets its own error and costs no spawn budget
         target = await asyncio.to_thread(paths.spawn_target, params.path, params.new_folder, self.home)
+        session_file = None
+        if params.session_file is not None:
+            session_file = await self._resumable(params, target)
         self.spawner.admit()
         try:
-            return await self._spawn_admitted(target)
+            return await self._spawn_admitted(target, session_file)
         finally:
             self.spawner.release()
 
-    async def _spawn_admitted(self, target: paths.SpawnTarget) -> dict:
+    async def _resumable(self, params: SpawnAgentParams, target: paths.SpawnTarget) -> str:
+        """The validated session file to resume (``paths.session_file``), or a refusal before anything starts."""
+        if params.new_folder is not None or target.create:
+            raise RpcFailure(
+                ErrorCode.INVALID_PARAMS, "session_file resumes a session in its own folder: no new_folder"
+            )
+        template = self.config.spawn_command
+        if template and not spawn_cmd.template_resumes(template):
+            raise RpcFailure(
+                ErrorCode.SPAWN_FAILED,
+                f'HYPI_SPAWN_COMMAND cannot resume a session: it must pass --session "${spawn_cmd.SESSION_FILE_VAR}" to pi',
+            )
+        return await asyncio.to_thread(paths.session_file, params.session_file or "", target.path, self.home)
+
+    async def _spawn_admitted(self, target: paths.SpawnTarget, session_file: str | None = None) -> dict:
         try:
             if target.create:
                 await asyncio.to_thread(os.mkdir, target.path, 0o755)
@@ -241,9 +258,9 @@ class Service:
             raise RpcFailure(ErrorCode.SPAWN_FAILED, f"cannot create folder: {exc.strerror}") from None
         env = spawn_cmd.child_env(self.env, f"ws://127.0.0.1:{self.config.port}/ws", self.config.token)
         shown = spawn_cmd.printable(target.path, lines=False)
-        log.info("spawning agent", path=shown)
+        log.info("spawning agent", path=shown, resume=session_file is not None)
         try:
-            node, session = await self.spawner.spawn(target.path, env, time.time())
+            node, session = await self.spawner.spawn(target.path, env, time.time(), session_file)
         except BaseException as exc:
             if target.create:  # a failed spawn leaves nothing behind: not even the folder it made
                 await asyncio.to_thread(_remove_empty_dir, target.path)

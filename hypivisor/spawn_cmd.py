@@ -70,6 +70,10 @@ TMUX_START_DIR = "/"
 SPAWN_DIR_VAR = "HYPI_SPAWN_DIR"
 SPAWN_ID_VAR = "PI_SOCKET_SPAWN_ID"
 _CD_AND_EXEC = 'cd -- "$HYPI_SPAWN_DIR" && exec "$@"'
+# Resuming a session: the session file travels the same way as the folder, as an environment value the fixed
+# shell line quotes; it never reaches a tmux format, a shell line or an argument tmux reads.
+SESSION_FILE_VAR = "HYPI_SPAWN_SESSION_FILE"
+_CD_AND_EXEC_SESSION = 'cd -- "$HYPI_SPAWN_DIR" && exec "$@" --session "$HYPI_SPAWN_SESSION_FILE"'
 
 
 def tmux_literal(arg: str) -> str:
@@ -85,24 +89,35 @@ def tmux_literal(arg: str) -> str:
     return arg[:-1] + "\\;" if arg.endswith(";") else arg
 
 
-def tmux_argv(session: str, cwd: str, env: Mapping[str, str], command: list[str] | None = None) -> list[str]:
+def tmux_argv(
+    session: str, cwd: str, env: Mapping[str, str], command: list[str] | None = None, session_file: str | None = None
+) -> list[str]:
     """One tmux invocation: create the session, then keep a dead pane so its output can be captured.
 
     ``remain-on-exit`` is set in the same command queue as ``new-session`` so a
     pi that dies at once (no API key, missing extension) still leaves its
     error on screen for the timeout message. ``cwd`` travels only as the value
     of ``HYPI_SPAWN_DIR`` (see ``TMUX_START_DIR``); every argument that carries
-    data (environment values, the command) goes through :func:`tmux_literal`.
+    data (environment values, the command) goes through :func:`tmux_literal`. ``session_file`` (a validated pi
+    session to resume) travels likewise as ``HYPI_SPAWN_SESSION_FILE`` and reaches pi as ``--session <file>``.
     """
     if not _SAFE_SESSION.fullmatch(session):
         raise ValueError(f"unsafe tmux session name {session!r}")
     full_env = {**env, SPAWN_DIR_VAR: cwd}
+    if session_file is not None:
+        full_env[SESSION_FILE_VAR] = session_file
     argv = ["tmux", "new-session", "-d", "-s", session, "-c", TMUX_START_DIR, "-x", "200", "-y", "50"]
     for key in sorted(full_env):
         argv += ["-e", tmux_literal(f"{key}={full_env[key]}")]
-    argv += ["sh", "-c", _CD_AND_EXEC, "sh", *(tmux_literal(a) for a in (command or ["pi"]))]
+    line = _CD_AND_EXEC if session_file is None else _CD_AND_EXEC_SESSION
+    argv += ["sh", "-c", line, "sh", *(tmux_literal(a) for a in (command or ["pi"]))]
     argv += [";", "set-option", "-t", session, "remain-on-exit", "on"]
     return argv
+
+
+def template_resumes(template: str) -> bool:
+    """A template can resume a session only if it hands ``$HYPI_SPAWN_SESSION_FILE`` to pi (``--session``)."""
+    return SESSION_FILE_VAR in template
 
 
 def template_fields(template: str) -> set[str]:

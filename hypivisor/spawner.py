@@ -89,8 +89,11 @@ class Spawner:
     def release(self) -> None:
         self.active = max(0, self.active - 1)
 
-    async def spawn(self, cwd: str, env: dict[str, str], now: float) -> tuple[NodeInfo, str | None]:
-        """Start pi in ``cwd`` and wait for it to register; returns (node, tmux session or None).
+    async def spawn(
+        self, cwd: str, env: dict[str, str], now: float, session_file: str | None = None
+    ) -> tuple[NodeInfo, str | None]:
+        """Start pi in ``cwd`` (resuming ``session_file`` if given, already validated) and wait for it to
+        register; returns (node, tmux session or None).
 
         Call :meth:`admit` first. On failure or timeout everything this spawn started is gone."""
         session = spawn_cmd.session_name(os.path.basename(cwd), secrets.token_hex(3))
@@ -99,12 +102,16 @@ class Spawner:
         self.pending.append(pending)
         try:
             if self.template:
+                if session_file is not None:  # the template reads it from its environment
+                    env[spawn_cmd.SESSION_FILE_VAR] = session_file
                 return await self._spawn_template(pending, session, env)
-            return await self._spawn_tmux(pending, session, env)
+            return await self._spawn_tmux(pending, session, env, session_file)
         finally:
             self.pending.remove(pending)
 
-    async def _spawn_tmux(self, pending: Pending, session: str, env: dict[str, str]) -> tuple[NodeInfo, str]:
+    async def _spawn_tmux(
+        self, pending: Pending, session: str, env: dict[str, str], session_file: str | None = None
+    ) -> tuple[NodeInfo, str]:
         tmux = shutil.which("tmux", path=env.get("PATH"))
         if tmux is None:
             raise SpawnError(1009, "tmux is not installed (or not in PATH); install it or set HYPI_SPAWN_COMMAND")
@@ -112,7 +119,7 @@ class Spawner:
             raise SpawnError(
                 1009, "pi is not installed (or not in PATH): npm install -g @earendil-works/pi-coding-agent"
             )
-        argv = spawn_cmd.tmux_argv(session, pending.cwd, env)
+        argv = spawn_cmd.tmux_argv(session, pending.cwd, env, session_file=session_file)
         target = f"={session}"  # exact session name, never a prefix or pattern match
         try:
             rc, out = await _run([tmux, *argv[1:]])
