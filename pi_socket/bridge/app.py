@@ -43,7 +43,7 @@ from pi_socket.shimwire import (
     parse_shim_line,
 )
 
-from . import faults
+from . import faults, gitinfo
 from .clients import Client, ClientSet
 from .config import BridgeConfig
 from .frames import frame
@@ -337,6 +337,7 @@ class Bridge:
             "model": clip(self.state.model, 200),
             "tokens": TokenTotals(**self.state.tokens),
             "cost": self.state.cost,
+            "git_branch": clip(gitinfo.git_branch(self.cwd), 200),  # a few small reads, no subprocess
         }
 
     def register_params(self) -> RegisterParams:
