@@ -491,15 +491,6 @@ class ApprovalRequestMsg(_Open):
     parent_tool_call_id: str | None = None
 
 
-class ApprovalResolvedMsg(_Open):
-    type: Literal["approval_resolved"] = "approval_resolved"
-    id: str
-    decision: Literal["allow", "deny"]
-    by: ApprovalBy
-    reason: str | None = None
-    input: dict[str, Any] | None = Field(default=None, description="the edited input that ran (edit and allow)")
-
-
 class ApprovalRecord(_Open):
     """One decision, as the audit log holds it (the inspector's recent decisions)."""
 
@@ -512,6 +503,16 @@ class ApprovalRecord(_Open):
     reason: str | None = None
     decided_at: float = Field(description="unix seconds")
     latency_ms: float
+
+
+class ApprovalResolvedMsg(_Open):
+    type: Literal["approval_resolved"] = "approval_resolved"
+    id: str
+    decision: Literal["allow", "deny"]
+    by: ApprovalBy
+    reason: str | None = None
+    input: dict[str, Any] | None = Field(default=None, description="the edited input that ran (edit and allow)")
+    record: ApprovalRecord | None = Field(default=None, description="the decision as recent_approvals lists it")
 
 
 class ApprovalPolicyMsg(_Open):

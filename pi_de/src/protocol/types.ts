@@ -247,6 +247,10 @@ export interface ApprovalResolvedMsg {
     [k: string]: unknown;
   } | null;
   reason?: string | null;
+  /**
+   * the decision as recent_approvals lists it
+   */
+  record?: ApprovalRecord | null;
   type: "approval_resolved";
   [k: string]: unknown;
 }
