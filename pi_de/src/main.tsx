@@ -4,6 +4,7 @@ import { App } from "./App";
 import "./styles/base.css";
 import "./roster/roster.css";
 import "./chat/chat.css";
+import "./chat/approvals.css";
 import "./inspector/inspector.css";
 import "./spawn/spawn.css";
 import "./styles/mobile.css";

@@ -9,6 +9,8 @@ import type { NodeInfo } from "../protocol/types";
 import { folderName } from "../model/rosterReducer";
 import { displayText } from "../model/displayText";
 import { SafeText } from "../ui/SafeText";
+import { approvalSummary } from "../model/approvals";
+import { ApprovalPanel } from "./ApprovalPanel";
 import { Composer } from "./Composer";
 import { MessageList } from "./MessageList";
 import { SessionName } from "./SessionName";
@@ -34,8 +36,12 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }
   const [dragging, setDragging] = useState(false);
 
   const title = node ? folderName(node.cwd) : nodeId;
-  const { tools, commands, model, contextUsage, tokens, cost } = view;
-  const inspectorData = useMemo(() => ({ tools, commands, model, contextUsage, tokens, cost }), [tools, commands, model, contextUsage, tokens, cost]);
+  const { tools, commands, model, contextUsage, tokens, cost, approvals } = view;
+  const connected = view.status === "open";
+  const inspectorData = useMemo(
+    () => ({ tools, commands, model, contextUsage, tokens, cost, approvals, connected }),
+    [tools, commands, model, contextUsage, tokens, cost, approvals, connected],
+  );
   const closeDrawer = useCallback(() => setDrawer(false), []);
   const seenRuns = useRef(view.finishedRuns);
   useEffect(() => {
@@ -44,6 +50,11 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }
     const f = view.lastFinish;
     if (f) notifyRun(f.kind === "error" ? `${displayText(title)}: run failed` : `${displayText(title)}: done`, f.text, `pi-de-${nodeId}`);
   }, [view.finishedRuns, view.lastFinish, title, nodeId]);
+  // A new question while the tab is hidden: the person is told, like a finished run.
+  const asking = approvals.pending[0];
+  useEffect(() => {
+    if (asking) notifyRun(`${displayText(title)}: approval needed`, `${asking.tool_name} ${displayText(approvalSummary(asking)).slice(0, 140)}`, `pi-de-approval-${nodeId}`);
+  }, [asking?.id]); // eslint-disable-line react-hooks/exhaustive-deps
 
   const onDrop = (e: DragEvent) => {
     e.preventDefault();
@@ -113,6 +124,13 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }
           </div>
         ))}
         {!view.initialized && active ? <div className="stage-empty muted">Connecting to the agent…</div> : <MessageList view={view} onLoadOlder={link.fetchOlder} />}
+        <ApprovalPanel
+          approvals={approvals}
+          agent={view.sessionName ?? node?.session_name ?? title}
+          cwd={node?.cwd ?? ""}
+          connected={connected}
+          onDecide={link.decideApproval}
+        />
         <Composer
           running={view.running}
           connected={view.status === "open"}
@@ -126,7 +144,7 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }
         />
       </section>
       <div className={`inspector-slot${drawer ? " open" : ""}`}>
-        <Inspector view={inspectorData} onClose={closeDrawer} />
+        <Inspector view={inspectorData} onClose={closeDrawer} onSetPolicy={link.setApprovalPolicy} />
       </div>
     </div>
   );

@@ -7,7 +7,8 @@
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
 import { agentReducer, initialAgentView, type AgentView, type PendingPrompt } from "../model/agentReducer";
 import type { AgentServerFrame, ClientMessage } from "../protocol/frames";
-import type { PromptMsg } from "../protocol/types";
+import type { ApprovalDecisionMsg, ApprovalRule, PromptMsg } from "../protocol/types";
+import type { ApprovalPolicy } from "../model/approvals";
 import { agentUrl, type Endpoints } from "./endpoints";
 import { AgentLinkMachine } from "./agentLink";
 import { directUrls, type DirectTarget, type Route } from "./fallback";
@@ -26,6 +27,10 @@ export interface AgentLink {
   listFiles(prefix: string): void;
   setSessionName(name: string): void;
   dismissError(id: number): void;
+  /** Answer a waiting tool call (specs/approvals.md); its buttons wait for approval_resolved or an error. */
+  decideApproval(id: string, decision: Omit<ApprovalDecisionMsg, "type" | "id">): void;
+  /** Replace the agent's policy, and its allow rules when given. */
+  setApprovalPolicy(policy: ApprovalPolicy, rules?: ApprovalRule[]): void;
 }
 
 export interface AgentLinkOptions {
@@ -56,7 +61,7 @@ export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId:
   useEffect(() => {
     let live = true;
     const batcher = new FrameBatcher<AgentServerFrame>((frames) => {
-      if (live) dispatch({ kind: "frames", frames });
+      if (live) dispatch({ kind: "frames", frames, now: Date.now() });
     });
     const link = new AgentLinkMachine({
       open: (url) => new WebSocket(url, subprotocols(token)),
@@ -126,9 +131,26 @@ export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId:
     [send],
   );
 
+  const decideApproval = useCallback(
+    (id: string, d: Omit<ApprovalDecisionMsg, "type" | "id">) => {
+      if (send({ type: "approval_decision", id, ...d })) dispatch({ kind: "approval_answered", id });
+      else dispatch({ kind: "local_error", message: "Not connected to the agent: your decision was not sent. It is asked again when the link is back." });
+    },
+    [send],
+  );
+  const setApprovalPolicy = useCallback(
+    (policy: ApprovalPolicy, rules?: ApprovalRule[]) => {
+      if (!send(rules ? { type: "set_approval_policy", policy, rules } : { type: "set_approval_policy", policy }))
+        dispatch({ kind: "local_error", message: "Not connected to the agent: the approval policy was not changed." });
+    },
+    [send],
+  );
+
   return {
     view,
     route,
+    decideApproval,
+    setApprovalPolicy,
     sendPrompt,
     abort: useCallback(() => void send({ type: "abort" }), [send]),
     fetchOlder,

@@ -1,13 +1,23 @@
 import { memo } from "react";
 import type { AgentView } from "../model/agentReducer";
+import type { ApprovalPolicy } from "../model/approvals";
+import type { ApprovalRule } from "../protocol/types";
 import { SafeText } from "../ui/SafeText";
+import { ApprovalSettings } from "./ApprovalSettings";
 
 const fmt = (n: number | null | undefined) => (n == null ? "–" : n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : String(n));
 
-export type InspectorData = Pick<AgentView, "tools" | "commands" | "model" | "contextUsage" | "tokens" | "cost">;
+export type InspectorData = Pick<AgentView, "tools" | "commands" | "model" | "contextUsage" | "tokens" | "cost" | "approvals"> & { connected: boolean };
+
+interface Props {
+  view: InspectorData;
+  onClose?: () => void;
+  /** Change the agent's approval policy and rules; without it the approvals section is not shown. */
+  onSetPolicy?: (policy: ApprovalPolicy, rules?: ApprovalRule[]) => void;
+}
 
 /** Memoised on the fields it shows, so streamed frames (which only touch the conversation) skip it. */
-export const Inspector = memo(function Inspector({ view, onClose }: { view: InspectorData; onClose?: () => void }) {
+export const Inspector = memo(function Inspector({ view, onClose, onSetPolicy }: Props) {
   const cu = view.contextUsage;
   const pct = cu?.percent ?? (cu?.tokens && cu?.context_window ? (100 * cu.tokens) / cu.context_window : null);
   const t = view.tokens;
@@ -25,6 +35,7 @@ export const Inspector = memo(function Inspector({ view, onClose }: { view: Insp
         <h3>Model</h3>
         <div className="mono">{view.model ? <SafeText text={view.model} /> : "unknown"}</div>
       </section>
+      {onSetPolicy && <ApprovalSettings approvals={view.approvals} toolNames={view.tools.map((t) => t.name)} connected={view.connected} onSetPolicy={onSetPolicy} />}
       <section>
         <h3>Context</h3>
         {pct != null ? (

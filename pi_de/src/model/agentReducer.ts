@@ -9,6 +9,18 @@ import { textOf } from "../protocol/pi";
 import type { CommandInfo, ContextUsage, FileEntry, HistoryPageMsg, InitStateMsg, TokenTotals, ToolInfo } from "../protocol/types";
 import { isBridgeFrame, piEventView, type AgentServerFrame, type BridgeFrame } from "../protocol/frames";
 import { versionWarning } from "../protocol/version";
+import {
+  approvalAnswered,
+  approvalFailed,
+  approvalPolicyChanged,
+  approvalRequested,
+  approvalResolved,
+  approvalsFromInit,
+  CONFLICT,
+  initialApprovals,
+  isApprovalError,
+  type ApprovalsView,
+} from "./approvals";
 
 export type LinkStatus = "connecting" | "open" | "lost";
 
@@ -62,6 +74,8 @@ export interface AgentView {
   /** Bumped on agent_end/agent_settled/error so the page can notify once per finished run. */
   finishedRuns: number;
   lastFinish: { kind: "done" | "error"; text: string } | null;
+  /** Tool calls waiting for a person, the policy, rules and recent decisions (model/approvals.ts). */
+  approvals: ApprovalsView;
 }
 
 export const initialAgentView: AgentView = {
@@ -89,19 +103,25 @@ export const initialAgentView: AgentView = {
   versionWarning: null,
   finishedRuns: 0,
   lastFinish: null,
+  approvals: initialApprovals,
 };
 
 export type AgentAction =
-  | { kind: "frames"; frames: AgentServerFrame[] }
+  /** `now`: when the frames arrived (ms), for the decisions' times; the page's clock when absent. */
+  | { kind: "frames"; frames: AgentServerFrame[]; now?: number }
   | { kind: "status"; status: LinkStatus }
   | { kind: "send"; prompt: PendingPrompt }
   | { kind: "older_requested" }
-  | { kind: "dismiss_error"; id: number };
+  | { kind: "dismiss_error"; id: number }
+  | { kind: "approval_answered"; id: string }
+  | { kind: "local_error"; message: string };
 
 export function agentReducer(s: AgentView, a: AgentAction): AgentView {
   switch (a.kind) {
-    case "frames":
-      return a.frames.reduce(applyFrame, s);
+    case "frames": {
+      const now = a.now ?? Date.now();
+      return a.frames.reduce((v, f) => applyFrame(v, f, now), s);
+    }
     case "status":
       // A lost link ends the page request; pending prompts stay and are resent on reconnect.
       return { ...s, status: a.status, loadingOlder: a.status === "open" ? s.loadingOlder : false };
@@ -111,6 +131,10 @@ export function agentReducer(s: AgentView, a: AgentAction): AgentView {
       return { ...s, loadingOlder: true };
     case "dismiss_error":
       return { ...s, errors: s.errors.filter((e) => e.id !== a.id) };
+    case "approval_answered":
+      return { ...s, approvals: approvalAnswered(s.approvals, a.id) };
+    case "local_error":
+      return withError(s, a.message);
   }
 }
 
@@ -119,11 +143,11 @@ function withError(s: AgentView, message: string): AgentView {
   return { ...s, errors: [...s.errors.slice(-4), { id: ++errorSeq, message }] };
 }
 
-export function applyFrame(s: AgentView, frame: AgentServerFrame): AgentView {
-  return isBridgeFrame(frame) ? applyBridgeFrame(s, frame) : applyPiEvent(s, piEventView(frame));
+export function applyFrame(s: AgentView, frame: AgentServerFrame, now: number = Date.now()): AgentView {
+  return isBridgeFrame(frame) ? applyBridgeFrame(s, frame, now) : applyPiEvent(s, piEventView(frame));
 }
 
-function applyBridgeFrame(s: AgentView, f: BridgeFrame): AgentView {
+function applyBridgeFrame(s: AgentView, f: BridgeFrame, now: number): AgentView {
   switch (f.type) {
     case "init_state":
       return applyInit(s, f);
@@ -136,14 +160,20 @@ function applyBridgeFrame(s: AgentView, f: BridgeFrame): AgentView {
     case "files_list":
       return { ...s, files: { prefix: f.prefix ?? "", files: f.files ?? [] } };
     case "error": {
+      if (f.id && (f.code === CONFLICT || isApprovalError(s.approvals, f.id))) {
+        const { view, message } = approvalFailed(s.approvals, f.id, f.code, f.message ?? "agent error");
+        return withError({ ...s, approvals: view }, message);
+      }
       // An error about one of our prompts means pi never got it: drop it so it isn't resent forever.
       const pending = f.id ? s.pending.filter((p) => p.id !== f.id) : s.pending;
       return withError({ ...s, pending, loadingOlder: false }, f.message ?? "agent error");
     }
     case "approval_request":
+      return { ...s, approvals: approvalRequested(s.approvals, f) };
     case "approval_resolved":
+      return { ...s, approvals: approvalResolved(s.approvals, f, now) };
     case "approval_policy":
-      return s; // approvals: not shown yet
+      return { ...s, approvals: approvalPolicyChanged(s.approvals, f) };
   }
 }
 
@@ -213,6 +243,7 @@ function applyInit(s: AgentView, f: InitStateMsg): AgentView {
     tokens: f.tokens ?? null,
     cost: typeof f.cost === "number" ? f.cost : 0,
     versionWarning: versionWarning("This agent", f.protocol_version),
+    approvals: approvalsFromInit(s.approvals, f),
   };
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { displayText, escapeChar, hasHiddenChars } from "./displayText";
+import { displayCode, displayText, escapeChar, hasHiddenChars } from "./displayText";
 
 describe("displayText", () => {
   it("keeps ordinary names, including non-Latin letters and a leading dash", () => {
@@ -43,5 +43,14 @@ describe("displayText", () => {
     expect(displayText(null)).toBe("");
     expect(displayText(undefined)).toBe("");
     expect(displayText("")).toBe("");
+  });
+});
+
+describe("displayCode", () => {
+  it("keeps line breaks and tabs of a command, shows controls and bidi characters as escapes", () => {
+    expect(displayCode("ls\n\techo hi\r\n")).toBe("ls\n\techo hi\n");
+    expect(displayCode("echo ok # \u202Erm -rf ~\u202C")).toBe("echo ok # \\u202Erm -rf ~\\u202C");
+    expect(displayCode("a\u001B[2Jb\rc\u2028d")).toBe("a\\u001B[2Jb\\u000Dc\\u2028d");
+    expect(displayCode(null)).toBe("");
   });
 });

@@ -35,3 +35,12 @@ export function hasHiddenChars(s: string | null | undefined): boolean {
   HIDDEN.lastIndex = 0;
   return found;
 }
+
+/** Code or a command a person must read before it runs (an approval's bash command, a diff): line
+ *  breaks and tabs stay, every other control and bidi character becomes a visible `\uXXXX` escape,
+ *  so text that looks harmless cannot hide what runs ("Trojan Source"). */
+export function displayCode(s: string | null | undefined): string {
+  if (!s) return "";
+  return s.replace(/\r\n/g, "\n").replace(CODE_HIDDEN, escapeChar);
+}
+const CODE_HIDDEN = new RegExp(`${BIDI.source}|[\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\uFEFF\\u2028\\u2029]`, "g");

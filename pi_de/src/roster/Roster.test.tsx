@@ -31,7 +31,9 @@ describe("Roster with hostile names", () => {
         port: 9001,
         session_name: "fix\u202Dbug\r\nnow",
         model: "gpt\u200F-\u2066x",
+        git_branch: "main\u202E\nx",
       },
+      { id: "n2b", machine: "other", cwd: "/srv/ok", port: 9003 }, // two machines: each card names its own
     ]);
     const text = container.textContent ?? "";
     expect(text).not.toMatch(HIDDEN);
@@ -39,16 +41,18 @@ describe("Roster with hostile names", () => {
     expect(text).toContain("box\\u2067↵root");
     expect(text).toContain("fix\\u202Dbug↵now");
     expect(text).toContain("gpt\\u200F-\\u2066x");
+    expect(text).toContain("main\\u202E↵x");
     for (const el of container.querySelectorAll("[title]")) expect(el.getAttribute("title")).not.toMatch(HIDDEN);
     // each name is isolated, so right-to-left text in it cannot reorder the card around it
     expect(container.querySelectorAll("bdi").length).toBeGreaterThanOrEqual(5);
-    expect(screen.getAllByTestId("node-card")).toHaveLength(1);
+    expect(screen.getAllByTestId("node-card")).toHaveLength(2);
   });
 
   it("leaves ordinary names alone", () => {
     const { container } = renderNodes([{ id: "n3", machine: "laptop", cwd: "/home/u/app", port: 9002, session_name: "refactor", model: "m1" }]);
     expect(container.textContent).toContain("refactor");
-    expect(container.textContent).toContain("app · laptop:9002");
+    expect(container.textContent).toContain("refactor");
+    expect(container.textContent).not.toContain("laptop"); // one machine: not worth a word on every card
     expect(container.querySelector(".has-hidden")).toBeNull();
   });
 });
