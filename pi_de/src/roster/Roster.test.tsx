@@ -1,4 +1,4 @@
-import { cleanup, render, screen } from "@testing-library/react";
+import { cleanup, fireEvent, render, screen } from "@testing-library/react";
 import { afterEach, describe, expect, it } from "vitest";
 import { emptyRoster, rosterReducer } from "../model/rosterReducer";
 import type { NodeInfo } from "../protocol/types";
@@ -54,5 +54,31 @@ describe("Roster with hostile names", () => {
     expect(container.textContent).toContain("refactor");
     expect(container.textContent).not.toContain("laptop"); // one machine: not worth a word on every card
     expect(container.querySelector(".has-hidden")).toBeNull();
+  });
+});
+
+describe("Roster: approvals", () => {
+  it("a card says the agent waits for you, how many calls, and its policy", () => {
+    renderNodes([
+      { id: "a", machine: "m", cwd: "/h/api", port: 1, pending_approvals: 1, approval_policy: "writes" },
+      { id: "b", machine: "m", cwd: "/h/api", port: 2, pending_approvals: 3, approval_policy: "all" },
+      { id: "c", machine: "m", cwd: "/h/api", port: 3 },
+    ]);
+    const badges = screen.getAllByTestId("waiting-badge").map((b) => b.textContent);
+    expect(badges).toEqual(["waiting for you", "waiting for you · 3"]);
+    expect(screen.getAllByTestId("policy-tag").map((t) => t.textContent)).toEqual([" · asks: writes", " · asks: all"]);
+    expect(screen.getAllByTestId("node-card").map((c) => c.getAttribute("data-waiting"))).toEqual(["1", "3", "0"]);
+  });
+
+  it("an offline agent asks nobody; a collapsed folder still says how many calls wait in it", () => {
+    renderNodes([
+      { id: "a", machine: "m", cwd: "/h/api", port: 1, pending_approvals: 2 },
+      { id: "b", machine: "m", cwd: "/h/api", port: 2, pending_approvals: 5, status: "offline" },
+    ]);
+    expect(screen.getAllByTestId("waiting-badge")).toHaveLength(1);
+    expect(screen.queryByTestId("group-waiting")).toBeNull(); // open: each card says it
+    fireEvent.click(document.querySelector("button.group-head")!);
+    expect(screen.queryAllByTestId("node-card")).toHaveLength(0);
+    expect(screen.getByTestId("group-waiting").textContent).toBe("waiting · 2");
   });
 });

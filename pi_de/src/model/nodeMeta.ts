@@ -1,0 +1,31 @@
+// What a card and the stage header say about an agent besides its name: the folder, the git branch,
+// the machine only when the roster spans several, and how long it has been working or idle. Pure.
+import type { NodeInfo } from "../protocol/types";
+
+/** A duration as a person reads it at a glance: 45s, 12m, 3h 5m, 2d. */
+export function duration(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return m % 60 ? `${h}h ${m % 60}m` : `${h}h`;
+  return `${Math.floor(h / 24)}d`;
+}
+
+/** "working 3m" (this run so far), "idle 2h" (since the last run), "offline"; no time when unknown. */
+export function activityText(n: NodeInfo, nowSeconds: number): string {
+  if (n.status === "offline") return "offline";
+  const what = n.activity === "working" ? "working" : "idle";
+  return n.activity_since != null ? `${what} ${duration(nowSeconds - n.activity_since)}` : what;
+}
+
+/** The machine is worth showing only when agents run on more than one. */
+export function severalMachines(nodes: Iterable<NodeInfo>): boolean {
+  let first: string | null = null;
+  for (const n of nodes) {
+    if (first === null) first = n.machine;
+    else if (n.machine !== first) return true;
+  }
+  return false;
+}
