@@ -80,7 +80,7 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
           known.delete(e.id);
           offlineAt.delete(e.id);
         }
-        dispatch(e);
+        dispatch(e.event === "node_removed" ? { ...e, receivedAt: Date.now() } : e);
       };
       sock.onclose = async () => {
         if (disposed) return;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { NodeInfo } from "../protocol/types";
-import { emptyRoster, groupByProject, rosterReducer } from "./rosterReducer";
+import { emptyRoster, groupByProject, MAX_EXITED, rosterReducer } from "./rosterReducer";
 
 const node = (id: string, cwd: string, extra: Partial<NodeInfo> = {}): NodeInfo => ({ id, machine: "m", cwd, port: 1000, ...extra });
 
@@ -32,5 +32,46 @@ describe("roster reducer", () => {
       ["app", "/h/one/app"],
       ["app", "/h/two/app"],
     ]);
+  });
+});
+
+describe("agents whose pi exited", () => {
+  const base = () => rosterReducer(emptyRoster, { event: "init", nodes: [node("a", "/h/app", { session_name: "fix it" }), node("b", "/h/app")] });
+
+  it("keeps a deregistered node as exited, with when and what it was", () => {
+    const s = rosterReducer(base(), { event: "node_removed", id: "a", reason: "deregistered", receivedAt: 1234 });
+    expect(s.nodes.a).toBeUndefined();
+    expect(s.order).toEqual(["b"]);
+    expect(s.exited.a).toEqual({ node: node("a", "/h/app", { session_name: "fix it" }), at: 1234 });
+  });
+
+  it("does not call eviction, the ttl sweep or a ghost an exit", () => {
+    for (const reason of ["evicted", "ttl", "ghost", null] as const) {
+      const s = rosterReducer(base(), { event: "node_removed", id: "a", reason });
+      expect(s.exited).toEqual({});
+      expect(s.nodes.a).toBeUndefined();
+    }
+  });
+
+  it("forgets the exit when the same id registers again, and across a new init", () => {
+    let s = rosterReducer(base(), { event: "node_removed", id: "a", reason: "deregistered", receivedAt: 1 });
+    s = rosterReducer(s, { event: "node_joined", node: node("a", "/h/app") });
+    expect(s.exited).toEqual({});
+    s = rosterReducer(s, { event: "node_removed", id: "b", reason: "deregistered", receivedAt: 2 });
+    s = rosterReducer(s, { event: "init", nodes: [node("a", "/h/app")] });
+    expect(Object.keys(s.exited)).toEqual(["b"]); // a hypivisor restart does not bring an exited pi back
+    s = rosterReducer(s, { event: "init", nodes: [node("b", "/h/app")] });
+    expect(s.exited).toEqual({});
+  });
+
+  it("keeps only the latest MAX_EXITED", () => {
+    let s = emptyRoster;
+    for (let i = 0; i < MAX_EXITED + 5; i++) {
+      s = rosterReducer(s, { event: "node_joined", node: node(`n${i}`, "/h") });
+      s = rosterReducer(s, { event: "node_removed", id: `n${i}`, reason: "deregistered", receivedAt: i });
+    }
+    expect(Object.keys(s.exited)).toHaveLength(MAX_EXITED);
+    expect(s.exited.n0).toBeUndefined();
+    expect(s.exited[`n${MAX_EXITED + 4}`]).toBeDefined();
   });
 });

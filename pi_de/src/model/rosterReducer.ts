@@ -3,16 +3,30 @@
 import type { RegistryEvent } from "../protocol/frames";
 import type { NodeInfo } from "../protocol/types";
 
+/** An agent whose pi quit (its bridge deregistered it): not a lost link, it will not come back. */
+export interface ExitedNode {
+  node: NodeInfo;
+  /** When the page learned it (ms since the epoch). */
+  at: number;
+}
+
 export interface RosterState {
   nodes: Record<string, NodeInfo>;
   /** Insertion order, so cards don't shuffle when a node updates. */
   order: string[];
   protocolVersion: string | null;
+  /** The last MAX_EXITED agents that exited, by id, so an open conversation can say so and offer a resume. */
+  exited: Record<string, ExitedNode>;
 }
 
-export const emptyRoster: RosterState = { nodes: {}, order: [], protocolVersion: null };
+export const MAX_EXITED = 50;
+
+export const emptyRoster: RosterState = { nodes: {}, order: [], protocolVersion: null, exited: {} };
 
 export type { RegistryEvent };
+
+/** A registry event as the page received it: node_removed carries the time it arrived. */
+export type RosterAction = RegistryEvent & { receivedAt?: number };
 
 function upsert(s: RosterState, node: NodeInfo): RosterState {
   const known = node.id in s.nodes;
@@ -20,15 +34,32 @@ function upsert(s: RosterState, node: NodeInfo): RosterState {
     ...s,
     nodes: { ...s.nodes, [node.id]: node },
     order: known ? s.order : [...s.order, node.id],
+    exited: node.id in s.exited ? without(s.exited, node.id) : s.exited,
   };
 }
 
-export function rosterReducer(s: RosterState, e: RegistryEvent): RosterState {
+function without<T>(r: Record<string, T>, id: string): Record<string, T> {
+  const { [id]: _gone, ...rest } = r;
+  return rest;
+}
+
+function addExited(exited: Record<string, ExitedNode>, node: NodeInfo, at: number): Record<string, ExitedNode> {
+  const next = { ...exited, [node.id]: { node, at } };
+  const ids = Object.keys(next);
+  if (ids.length <= MAX_EXITED) return next;
+  ids.sort((a, b) => next[a].at - next[b].at);
+  for (const id of ids.slice(0, ids.length - MAX_EXITED)) delete next[id];
+  return next;
+}
+
+export function rosterReducer(s: RosterState, e: RosterAction): RosterState {
   switch (e.event) {
     case "init": {
       const nodes: Record<string, NodeInfo> = {};
       for (const n of e.nodes) nodes[n.id] = n;
-      return { nodes, order: e.nodes.map((n) => n.id), protocolVersion: e.protocol_version ?? null };
+      let exited = s.exited;
+      for (const n of e.nodes) if (n.id in exited) exited = without(exited, n.id);
+      return { nodes, order: e.nodes.map((n) => n.id), protocolVersion: e.protocol_version ?? null, exited };
     }
     case "node_joined":
     case "node_updated":
@@ -39,9 +70,11 @@ export function rosterReducer(s: RosterState, e: RegistryEvent): RosterState {
       return { ...s, nodes: { ...s.nodes, [e.id]: { ...n, status: "offline", activity: "idle" } } };
     }
     case "node_removed": {
-      if (!(e.id in s.nodes)) return s;
-      const { [e.id]: _gone, ...rest } = s.nodes;
-      return { ...s, nodes: rest, order: s.order.filter((id) => id !== e.id) };
+      const gone = s.nodes[e.id];
+      if (!gone) return s;
+      // deregistered = its bridge said goodbye because pi exited; evicted, ttl and ghost are not exits
+      const exited = e.reason === "deregistered" ? addExited(s.exited, gone, e.receivedAt ?? Date.now()) : s.exited;
+      return { ...s, nodes: without(s.nodes, e.id), order: s.order.filter((id) => id !== e.id), exited };
     }
     default:
       return s;
