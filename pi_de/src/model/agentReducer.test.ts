@@ -18,6 +18,11 @@ describe("agent reducer: init_state", () => {
     expect(s.versionWarning).toBeNull();
   });
 
+  it("keeps pi's session file, for a resume after pi exits", () => {
+    expect(init({ session_file: "/h/.pi/agent/sessions/x.jsonl" }).sessionFile).toBe("/h/.pi/agent/sessions/x.jsonl");
+    expect(init().sessionFile).toBeNull();
+  });
+
   it("shows the partial message when joining mid-stream", () => {
     const s = init({ is_streaming: true, partial: asst("half an ans") });
     expect(s.running).toBe(true);

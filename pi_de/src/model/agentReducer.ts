@@ -65,6 +65,8 @@ export interface AgentView {
   commands: CommandInfo[];
   model: string | null;
   sessionName: string | null;
+  /** pi's session file (init_state), for "Resume in a new pi" once this pi has exited. */
+  sessionFile: string | null;
   contextUsage: ContextUsage | null;
   tokens: TokenTotals | null;
   cost: number;
@@ -95,6 +97,7 @@ export const initialAgentView: AgentView = {
   commands: [],
   model: null,
   sessionName: null,
+  sessionFile: null,
   contextUsage: null,
   tokens: null,
   cost: 0,
@@ -239,6 +242,7 @@ function applyInit(s: AgentView, f: InitStateMsg): AgentView {
     commands: f.commands ?? [],
     model: f.model ?? s.model,
     sessionName: f.session_name ?? null,
+    sessionFile: f.session_file ?? null,
     contextUsage: f.context_usage ?? null,
     tokens: f.tokens ?? null,
     cost: typeof f.cost === "number" ? f.cost : 0,
