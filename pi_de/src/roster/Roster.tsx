@@ -79,14 +79,14 @@ function NodeCard({ n, selected, onSelect, several, now }: { n: NodeInfo; select
               {" "}· <SafeText text={n.machine} />
             </span>
           )}
-        </span>
-        <span className="node-meta">
-          <span data-testid="activity-time">{activityText(n, now)}</span> · {n.model ? <SafeText text={n.model} /> : "no model"} · ${(n.cost ?? 0).toFixed(3)}
           {n.approval_policy && (
             <span className="policy-tag" data-testid="policy-tag" title="Tool calls this agent asks a person about (off, writes, all)">
               {" "}· asks: {n.approval_policy}
             </span>
           )}
+        </span>
+        <span className="node-meta">
+          <span data-testid="activity-time">{activityText(n, now)}</span> · {n.model ? <SafeText text={n.model} /> : "no model"} · ${(n.cost ?? 0).toFixed(3)}
         </span>
       </span>
     </button>
