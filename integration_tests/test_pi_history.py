@@ -54,6 +54,7 @@ def walk_back(c, init, limit: int = 3) -> list[dict]:
     raise AssertionError("history walk did not reach the start")
 
 
+@pytest.mark.pi_smoke
 def test_long_history_is_cut_and_paged_then_served_again_after_resume(start_pi, pi_version, agent_client, fake_llm):
     pi = start_pi(pi_version, mode="rpc")
     texts = build_long_session(pi, fake_llm)

@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.pi]
 EXTENSION_DIR = Path(__file__).resolve().parents[1] / "pi_socket" / "extension"
 
 
+@pytest.mark.pi_smoke
 def test_install_prints_changes_is_idempotent_and_uninstall_removes(pi_home, start_pi, pi_version):
     out = pi_home.install_output
     settings = json.loads((pi_home.agent / "settings.json").read_text())

@@ -44,6 +44,7 @@ def connect(agent_client, pi):
     return c, init
 
 
+@pytest.mark.pi_smoke
 def test_plain_reply_streams_and_is_acknowledged(start_pi, pi_version, agent_client):
     pi = start_pi(pi_version, mode="rpc")
     c, init = connect(agent_client, pi)
@@ -76,6 +77,7 @@ def test_thinking_is_streamed(start_pi, pi_version, agent_client):
     assert thinking and "think about this carefully" in thinking[0]["thinking"]
 
 
+@pytest.mark.pi_smoke
 def test_tool_call_really_runs_bash(start_pi, pi_version, agent_client, pi_home):
     pi = start_pi(pi_version, mode="rpc")
     c, _ = connect(agent_client, pi)
@@ -125,6 +127,7 @@ def test_steer_while_streaming_becomes_the_next_turn_of_the_same_run(start_pi, p
     assert roles[-2:] == ["tool", "user"] and fake_llm.user_texts()[-1] == "change of plan"
 
 
+@pytest.mark.pi_smoke
 def test_abort_ends_the_run(start_pi, pi_version, agent_client, fake_llm):
     pi = start_pi(pi_version, mode="rpc")
     c, _ = connect(agent_client, pi)

@@ -28,6 +28,7 @@ def rpc_reply_text(pi, since: int) -> str:
     return text_of(ends[-1]["message"]) if ends else ""
 
 
+@pytest.mark.pi_smoke
 def test_bridge_sigkill_mid_stream_pi_unaffected_bridge_back_with_same_id_and_port(
     start_pi, pi_version, agent_client, fake_llm
 ):
@@ -104,6 +105,7 @@ def node_event(name: str, node_id: str, **match):
     return pred
 
 
+@pytest.mark.pi_smoke
 def test_registers_and_reports_working_then_idle(start_pi, pi_version, agent_client, hypivisor):
     dash = registry(agent_client, hypivisor)
     pi = start_pi(pi_version, mode="rpc", env={"HYPIVISOR_WS": hypivisor.ws_url})
@@ -173,6 +175,7 @@ def test_a_client_through_the_hypivisor_proxy_drives_pi(start_pi, pi_version, ag
     direct.wait_for(lambda f: assistant_end(f) and text_of(f["message"]) == text_of(end["message"]))
 
 
+@pytest.mark.pi_smoke
 def test_pi_print_mode_exits_promptly_with_the_shim(start_pi, pi_version):
     pi = start_pi(pi_version, mode="print", prompt="TOOLCALL: echo printed")
     rc, out, err, seconds = pi.wait(timeout=30)

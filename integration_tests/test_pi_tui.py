@@ -17,6 +17,7 @@ from integration_tests.test_pi_link import assistant_end, connect, is_type, prom
 pytestmark = [pytest.mark.pi, pytest.mark.slow]
 
 
+@pytest.mark.pi_smoke
 def test_tui_reload_and_new_keep_node_id_and_port(start_pi, pi_version, agent_client, fake_llm):
     pi = start_pi(pi_version, mode="tui")
     node_id, port, bridge = pi.node_id, pi.port, pi.bridge_pid()

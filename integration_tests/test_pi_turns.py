@@ -11,6 +11,7 @@ from integration_tests.test_pi_link import connect, prompt, run_done
 pytestmark = [pytest.mark.pi]
 
 
+@pytest.mark.pi_smoke
 def test_each_turn_ends_with_turn_end_in_pi_order_with_its_messages(start_pi, pi_version, agent_client):
     pi = start_pi(pi_version, mode="rpc")
     c, _ = connect(agent_client, pi)

