@@ -12,6 +12,11 @@ import { ErrorScreen, TokenScreen } from "./screens";
 import { SpawnModal } from "./spawn/SpawnModal";
 import { THEME_NAMES } from "./theme/piTheme";
 import { useTheme } from "./theme/useTheme";
+import { HOME, parseRoute } from "./routing/route";
+import { useRoute } from "./routing/useRoute";
+import { InboxScreen, NoSuchAgent } from "./routing/RouteScreens";
+import { severalMachines } from "./model/nodeMeta";
+import type { SpawnAgentResult } from "./protocol/types";
 
 export function App() {
   const endpoints = useMemo(() => resolveEndpoints(window.location), []);
@@ -19,8 +24,16 @@ export function App() {
   const [askToken, setAskToken] = useState(false);
   const hv = useHypivisor(endpoints, token);
   const [theme, setTheme] = useTheme();
-  const [selected, setSelected] = useState<string | null>(null);
-  const [spawnOpen, setSpawnOpen] = useState(false);
+  // The screen is the URL (routing/route.ts): Back and Forward move between agents and the spawn dialog.
+  const { route, navigate, back } = useRoute();
+  const selected = route.screen === "agent" ? route.id : null;
+  const spawnOpen = route.screen === "spawn";
+  const select = useCallback((id: string) => navigate({ screen: "agent", id }), [navigate]);
+  const toHome = useCallback(() => back(HOME), [back]);
+  // Ids the roster has listed while this page was open: one of them that disappears keeps its stage
+  // ("waiting for it to come back"); an id never seen is "no such agent".
+  const seen = useRef(new Set<string>());
+  for (const id of hv.roster.order) seen.current.add(id);
   const [notifyOk, setNotifyOk] = useState(canNotify());
 
   const saveAndUse = (t: string) => {
@@ -39,15 +52,32 @@ export function App() {
     }
   }, [hv.roster, selected]);
 
-  const onSpawned = useCallback((id: string) => setSelected(id), []);
+  const onSpawned = useCallback((id: string) => navigate({ screen: "agent", id }, { replace: true }), [navigate]);
+  // Closing the dialog returns to the screen it was opened from; after a spawn the URL is the new agent's already.
+  const closeSpawn = useCallback(() => parseRoute(location.hash).screen === "spawn" && back(HOME), [back]);
+  const request = hv.request;
+  const resume = useCallback(
+    async (cwd: string, sessionFile: string) => {
+      const r = await request<SpawnAgentResult>("spawn_agent", { path: cwd, session_file: sessionFile }, 90_000);
+      navigate({ screen: "agent", id: r.node_id }); // pi may resume the session under a new node id
+    },
+    [request, navigate],
+  );
+  const openNode = selected ? (hv.roster.nodes[selected] ?? hv.roster.exited[selected]?.node) : undefined;
+  useEffect(() => {
+    document.title = openNode ? `${displayText(openNode.session_name || folderName(openNode.cwd))} · Pi-DE` : "Pi-DE";
+  }, [openNode?.session_name, openNode?.cwd]); // eslint-disable-line react-hooks/exhaustive-deps
 
   if (hv.phase === "unauthorized" || askToken) return <TokenScreen url={hv.url} rejected={hv.phase === "unauthorized"} onSave={saveAndUse} />;
   if (hv.phase === "failed") return <ErrorScreen url={hv.url} retryInMs={hv.retryInMs} onRetry={hv.retryNow} onToken={() => setAskToken(true)} />;
 
   const node = selected ? hv.roster.nodes[selected] : undefined;
+  const exited = selected ? hv.roster.exited[selected] : undefined;
+  const rosterLoaded = hv.roster.protocolVersion !== null;
+  const unknown = !!selected && !node && !exited && !seen.current.has(selected) && rosterLoaded;
   const registryWarning = versionWarning("The hypivisor", hv.roster.protocolVersion);
   return (
-    <div className={`app${selected ? " has-selection" : ""}`}>
+    <div className={`app${selected || route.screen === "inbox" ? " has-selection" : ""}`}>
       {hv.phase === "reconnecting" && (
         <div className="banner disconnected" role="status" data-testid="disconnected-banner">
           Disconnected from hypivisor, reconnecting…
@@ -59,10 +89,10 @@ export function App() {
           <div className="brand">
             <span className="logo">π</span> Pi-DE
           </div>
-          <button type="button" className="btn btn-primary spawn-btn" onClick={() => setSpawnOpen(true)} disabled={hv.phase !== "connected"}>
+          <button type="button" className="btn btn-primary spawn-btn" onClick={() => navigate({ screen: "spawn" })} disabled={hv.phase !== "connected"}>
             + Spawn agent
           </button>
-          {hv.phase === "connecting" ? <div className="muted roster-empty">Connecting to the hypivisor…</div> : <Roster roster={hv.roster} selected={selected} onSelect={setSelected} />}
+          {hv.phase === "connecting" ? <div className="muted roster-empty">Connecting to the hypivisor…</div> : <Roster roster={hv.roster} selected={selected} onSelect={select} />}
           <div className="sidebar-foot">
             <label className="field-inline">
               <span>Theme</span>
@@ -82,14 +112,29 @@ export function App() {
           </div>
         </aside>
         <main className="main">
-          {selected ? (
-            <ChatStage key={selected} endpoints={endpoints} token={token} nodeId={selected} node={node} registryUp={hv.phase === "connected"} onBack={() => setSelected(null)} />
+          {unknown && selected ? (
+            <NoSuchAgent id={selected} onBack={toHome} />
+          ) : selected ? (
+            <ChatStage
+              key={selected}
+              endpoints={endpoints}
+              token={token}
+              nodeId={selected}
+              node={node}
+              registryUp={hv.phase === "connected"}
+              onBack={toHome}
+              exited={exited}
+              several={severalMachines(Object.values(hv.roster.nodes))}
+              onResume={resume}
+            />
+          ) : route.screen === "inbox" ? (
+            <InboxScreen onBack={toHome} />
           ) : (
             <div className="stage-empty muted welcome">Select an agent on the left, or spawn one.</div>
           )}
         </main>
       </div>
-      {spawnOpen && <SpawnModal request={hv.request} onClose={() => setSpawnOpen(false)} onSpawned={onSpawned} />}
+      {spawnOpen && <SpawnModal request={hv.request} onClose={closeSpawn} onSpawned={onSpawned} />}
     </div>
   );
 }

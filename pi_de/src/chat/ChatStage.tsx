@@ -14,6 +14,11 @@ import { ApprovalPanel } from "./ApprovalPanel";
 import { Composer } from "./Composer";
 import { MessageList } from "./MessageList";
 import { SessionName } from "./SessionName";
+import { ExitedBanner } from "./ExitedBanner";
+import { StageMeta } from "./StageMeta";
+import type { ExitedNode } from "../model/rosterReducer";
+import { useMedia } from "../ui/useMedia";
+import { useStoredFlag } from "../ui/storedFlag";
 
 interface Props {
   endpoints: Endpoints;
@@ -23,19 +28,29 @@ interface Props {
   /** The registry socket is connected; when it is not, the agent is reached directly. */
   registryUp: boolean;
   onBack(): void;
+  /** Set once this agent's pi has exited (deregistered): the conversation stays, read-only. */
+  exited?: ExitedNode;
+  /** Agents run on more than one machine: the header names this one's. */
+  several?: boolean;
+  /** Start a new pi on this agent's session file in its folder (then the page opens it). */
+  onResume?(cwd: string, sessionFile: string): Promise<void>;
 }
 
-export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }: Props) {
+export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, exited, several = false, onResume }: Props) {
   const active = !!node && node.status !== "offline";
   const target = useMemo(() => (node ? { port: node.port, machine: node.machine } : null), [node?.port, node?.machine]);
   const link = useAgentLink(endpoints, token, nodeId, active, { registryUp, target });
   const { view } = link;
   const direct = link.route === "direct" && view.status === "open";
   const [drawer, setDrawer] = useState(false);
+  // Phones: the inspector is a drawer. Wider screens: a side panel that can be hidden, remembered.
+  const phone = useMedia("(max-width: 767px)");
+  const [inspectorHidden, setInspectorHidden] = useStoredFlag("pi-de.inspector-hidden");
   const [dropped, setDropped] = useState<File[]>([]);
   const [dragging, setDragging] = useState(false);
 
-  const title = node ? folderName(node.cwd) : nodeId;
+  const known = node ?? exited?.node; // an exited agent keeps its name and folder
+  const title = known ? folderName(known.cwd) : nodeId;
   const { tools, commands, model, contextUsage, tokens, cost, approvals } = view;
   const connected = view.status === "open";
   const inspectorData = useMemo(
@@ -64,6 +79,8 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }
 
   const state = direct
     ? null // a working direct link outranks what a restarted registry does not know yet
+    : exited
+    ? null // said by the banner below: it will not come back
     : !node
     ? { cls: "offline", text: "Agent not registered right now, waiting for it to come back" }
     : !active
@@ -87,14 +104,19 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }
           </button>
           <div className="stage-title">
             <div className="stage-title-row">
-              <span className={`dot ${node?.status === "offline" && !direct ? "off" : view.running ? "working" : "idle"}`} />
+              <span className={`dot ${exited || (node?.status === "offline" && !direct) ? "off" : view.running ? "working" : "idle"}`} />
               <strong>
                 <SafeText text={title} />
               </strong>
-              <SessionName name={view.sessionName ?? node?.session_name ?? null} disabled={view.status !== "open"} onRename={link.setSessionName} />
+              <SessionName name={view.sessionName ?? known?.session_name ?? null} disabled={view.status !== "open"} onRename={link.setSessionName} />
+              {exited && (
+                <span className="exited-tag" data-testid="exited-tag">
+                  pi exited
+                </span>
+              )}
             </div>
             <div className="stage-sub muted">
-              {node ? <><SafeText text={node.machine} />:{node.port}</> : ""} {view.running ? "· working" : ""} {view.status === "connecting" && !view.initialized ? "· connecting…" : ""}
+              <StageMeta node={known} several={several} running={view.running} exited={!!exited} /> {view.status === "connecting" && !view.initialized && !exited ? "· connecting…" : ""}
               {direct && (
                 <span className="direct-note" data-testid="direct-link" title="The hypivisor's proxy is not used: this conversation talks to the agent's own port">
                   {registryUp ? "Direct connection" : "Direct connection (hypivisor down)"}
@@ -102,7 +124,14 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }
               )}
             </div>
           </div>
-          <button type="button" className="icon-btn inspector-btn" onClick={() => setDrawer((d) => !d)} aria-label="Show inspector" title="Inspector">
+          <button
+            type="button"
+            className="icon-btn inspector-btn"
+            onClick={() => (phone ? setDrawer((d) => !d) : setInspectorHidden(!inspectorHidden))}
+            aria-label={!phone && !inspectorHidden ? "Hide inspector" : "Show inspector"}
+            aria-pressed={phone ? drawer : !inspectorHidden}
+            title="Inspector"
+          >
             <svg width="18" height="18" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2" aria-hidden="true">
               <circle cx="12" cy="12" r="9" />
               <path d="M12 11v6M12 7.5v.5" />
@@ -114,6 +143,13 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }
           <div className={`inline-state ${state.cls}`} role="status" data-testid="inline-state">
             {state.text}
           </div>
+        )}
+        {exited && (
+          <ExitedBanner
+            at={exited.at}
+            sessionFile={view.sessionFile}
+            onResume={onResume && view.sessionFile ? () => onResume(exited.node.cwd, view.sessionFile!) : null}
+          />
         )}
         {view.errors.map((e) => (
           <div key={e.id} className="banner error" role="alert">
@@ -141,9 +177,10 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack }
           onListCommands={link.listCommands}
           onListFiles={link.listFiles}
           dropped={dropped}
+          disabledReason={exited ? "pi exited: this conversation is read-only. Resume it in a new pi to continue." : null}
         />
       </section>
-      <div className={`inspector-slot${drawer ? " open" : ""}`}>
+      <div className={`inspector-slot${drawer ? " open" : ""}${inspectorHidden ? " collapsed" : ""}`}>
         <Inspector view={inspectorData} onClose={closeDrawer} onSetPolicy={link.setApprovalPolicy} />
       </div>
     </div>

@@ -16,6 +16,8 @@ interface Props {
   onListFiles(prefix: string): void;
   /** Files dropped on the chat stage are handed in from outside. */
   dropped: File[];
+  /** Set when no prompt can ever reach this agent (its pi exited): the composer is off and says why. */
+  disabledReason?: string | null;
 }
 
 const isTouch = () => typeof matchMedia === "function" && matchMedia("(pointer: coarse)").matches;
@@ -71,6 +73,7 @@ export const Composer = memo(function Composer(p: Props) {
 
   const send = () => {
     const t = text.trim();
+    if (p.disabledReason) return;
     if (!t && attachments.length === 0) return; // pi rejects empty prompts; never send one
     p.onSend(t, attachments);
     setText("");
@@ -148,7 +151,7 @@ export const Composer = memo(function Composer(p: Props) {
         </div>
       )}
       <div className="composer-row">
-        <button type="button" className="icon-btn" title="Attach images or text files" aria-label="Attach files" onClick={() => fileInput.current?.click()}>
+        <button type="button" className="icon-btn" title="Attach images or text files" aria-label="Attach files" disabled={!!p.disabledReason} onClick={() => fileInput.current?.click()}>
           <svg width="18" height="18" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2" aria-hidden="true">
             <path d="M21 11.5l-8.6 8.6a5.5 5.5 0 01-7.8-7.8l8.6-8.6a3.7 3.7 0 015.2 5.2l-8.6 8.6a1.8 1.8 0 01-2.6-2.6l7.9-7.9" />
           </svg>
@@ -158,7 +161,8 @@ export const Composer = memo(function Composer(p: Props) {
           ref={ta}
           value={text}
           rows={1}
-          placeholder={p.running ? "Send a follow-up… (pi is working)" : "Message pi…  (/ commands, @ files)"}
+          placeholder={p.disabledReason ? "pi has exited" : p.running ? "Send a follow-up… (pi is working)" : "Message pi…  (/ commands, @ files)"}
+          disabled={!!p.disabledReason}
           aria-label="Prompt"
           onChange={(e) => (setText(e.target.value), setCaret(e.target.selectionStart ?? e.target.value.length))}
           onSelect={(e) => setCaret(e.currentTarget.selectionStart ?? 0)}
@@ -170,11 +174,17 @@ export const Composer = memo(function Composer(p: Props) {
             ■ Stop
           </button>
         )}
-        <button type="button" className="btn btn-primary" onClick={send} disabled={!text.trim() && attachments.length === 0} aria-label="Send">
+        <button type="button" className="btn btn-primary" onClick={send} disabled={!!p.disabledReason || (!text.trim() && attachments.length === 0)} aria-label="Send">
           Send
         </button>
       </div>
-      {!p.connected && <div className="composer-note">Not connected: prompts are kept and sent when the link is back.</div>}
+      {p.disabledReason ? (
+        <div className="composer-note" data-testid="composer-disabled">
+          {p.disabledReason}
+        </div>
+      ) : (
+        !p.connected && <div className="composer-note">Not connected: prompts are kept and sent when the link is back.</div>
+      )}
     </div>
   );
 });
