@@ -11,7 +11,6 @@ Two halves:
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -209,3 +208,141 @@ def test_edit_diff_renders_and_a_phone_decides(dash_hv, agents, page_factory):
     a.push({"type": "approval_resolved", "id": "e1", "decision": "allow", "by": "dashboard"})
     for p in (page, phone):
         p.wait_for_selector("[data-testid=approval-card]", state="detached")
+
+
+# ---------------------------------------------------------------------------
+# Real pi agents: the shim's gate, the bridge, the hypivisor's proxy and roster
+# ---------------------------------------------------------------------------
+
+PI = "0.73.1"
+AGENT_READY = "[data-testid=inspector] .mono >> text=bash"  # init_state arrived with pi's tools
+QUESTION_MS = 30_000
+
+
+@pytest.fixture
+def gated_pi(start_pi):
+    """``gated_pi(hv, mode)``: a real pi under ``PI_SOCKET_APPROVAL=writes``, registered with ``hv``."""
+
+    def start(hv, mode="tui"):
+        return start_pi(PI, mode=mode, env={"HYPIVISOR_WS": hv.ws_url, "PI_SOCKET_APPROVAL": "writes"})
+
+    return start
+
+
+def send(page, text):
+    page.fill("textarea[aria-label=Prompt]", text)
+    page.get_by_role("button", name="Send").click()
+
+
+def wait_question(page, needle, timeout=QUESTION_MS):
+    page.wait_for_selector(f"[data-testid=approval-card] >> text={needle}", timeout=timeout)
+
+
+def keep_shot(page, name):
+    """A screenshot for the specs (specs/img/<name>.png), also kept with the other artifacts."""
+    path = shot(page, name)
+    img = ARTIFACTS.parent / "specs" / "img"
+    if img.is_dir():
+        (img / f"{name}.png").write_bytes(path.read_bytes())
+
+
+@pytest.mark.pi
+@pytest.mark.slow
+def test_real_pi_writes_policy_deny_allow_edit_and_diff_from_two_pages(dash_hv, gated_pi, fake_llm, page_factory):
+    pi = gated_pi(dash_hv)
+    first = page_factory(viewport=DESKTOP)
+    second = page_factory(viewport=DESKTOP)
+    for p in (first, second):
+        open_agent(p, dash_hv, pi.node_id, ready=AGENT_READY)
+        p.wait_for_selector(f"[data-node-id='{pi.node_id}'] >> text=asks: writes")
+    made = pi.cwd / "made.txt"
+
+    # a bash call waits: in the chat and on the roster card of every page, and in pi's own terminal
+    send(first, "TOOLCALL: touch made.txt")
+    for p in (first, second):
+        wait_question(p, "touch made.txt")
+        p.wait_for_selector(f"[data-node-id='{pi.node_id}'] [data-testid=waiting-badge]", timeout=10_000)
+    pi.wait_for("Hyper-Pi: allow bash", timeout=20)
+    # the call's card in the conversation says it waits, rather than spinning as if it ran
+    first.wait_for_selector("[data-tool=bash][data-state=waiting]")
+    assert not made.exists()
+
+    # Deny with a reason: the call never runs and the model is told why; every place closes its question
+    first.get_by_test_id("approval-deny").click()
+    first.get_by_test_id("approval-reason").fill("not this one")
+    first.get_by_test_id("approval-deny-confirm").click()
+    for p in (first, second):
+        p.wait_for_selector("[data-testid=approval-card]", state="detached", timeout=10_000)
+        p.wait_for_selector(f"[data-node-id='{pi.node_id}'] [data-testid=waiting-badge]", state="detached", timeout=10_000)
+    second.wait_for_selector("[data-testid=approval-resolved] >> text=denied from a dashboard")
+    first.wait_for_selector("text=/Tool result received: .*not this one/", timeout=QUESTION_MS)
+    wait_until(lambda: "Hyper-Pi: allow bash" not in pi.screen(), 10, what="pi's own dialog to close")
+    assert not made.exists()
+
+    # Allow from the second page; the first sees its question close
+    send(second, "TOOLCALL: touch made.txt")
+    wait_question(first, "touch made.txt")
+    wait_question(second, "touch made.txt")
+    second.get_by_test_id("approval-allow").click()
+    first.wait_for_selector("[data-testid=approval-card]", state="detached", timeout=10_000)
+    first.wait_for_selector("[data-testid=approval-resolved] >> text=allowed from a dashboard")
+    wait_until(made.exists, 15, what="made.txt to be created by the allowed call")
+
+    # Edit and allow runs the edited command, and the model sees what ran
+    send(first, "TOOLCALL: touch wrong.txt")
+    wait_question(first, "touch wrong.txt")
+    first.get_by_test_id("approval-edit").click()
+    first.get_by_test_id("approval-command").fill("touch edited.txt")
+    first.get_by_test_id("approval-edit-confirm").click()
+    wait_until((pi.cwd / "edited.txt").exists, 15, what="edited.txt from the edited command")
+    first.wait_for_selector("text=/edited the command before it ran/", timeout=QUESTION_MS)
+    assert not (pi.cwd / "wrong.txt").exists()
+
+    # policy "all" from the inspector: an edit inside the folder now asks, with its diff against the file
+    (pi.cwd / "a.txt").write_text("keep\nx\ntail\n")
+    first.get_by_test_id("policy-select").select_option("all")
+    second.wait_for_selector(f"[data-node-id='{pi.node_id}'] >> text=asks: all", timeout=10_000)
+    fake_llm.script([{"tool_calls": [{"name": "edit", "arguments": {"path": "a.txt", "edits": [{"oldText": "x", "newText": "y"}]}}]}])
+    send(first, "change x to y in a.txt")
+    for p in (first, second):
+        p.wait_for_selector("[data-testid=approval-diff] .diff-add >> text=+y", timeout=QUESTION_MS)
+        assert p.locator("[data-testid=approval-diff] .diff-del").first.inner_text() == "-x"
+    keep_shot(first, "approvals-desktop")
+    first.get_by_test_id("approval-allow").click()
+    second.wait_for_selector("[data-testid=approval-card]", state="detached", timeout=10_000)
+    wait_until(lambda: (pi.cwd / "a.txt").read_text() == "keep\ny\ntail\n", 15, what="the allowed edit")
+
+    # the inspector lists the four decisions, newest first
+    first.wait_for_function("() => document.querySelectorAll('[data-testid=recent-approvals] li').length === 4")
+    recent = first.locator("[data-testid=recent-approvals] li")
+    assert "a.txt" in recent.nth(0).inner_text()
+    assert "touch edited.txt" in recent.nth(1).inner_text()
+    assert "not this one" in recent.nth(3).inner_text()
+
+
+@pytest.mark.pi
+@pytest.mark.slow
+def test_real_pi_phone_decides_from_the_roster_badge(dash_hv, gated_pi, page_factory):
+    """On a 390x844 phone, with pi in RPC mode whose client never answers pi's own dialog."""
+    pi = gated_pi(dash_hv, mode="rpc")
+    phone = page_factory(**PHONE)
+    open_agent(phone, dash_hv, pi.node_id, ready=AGENT_READY)
+    send(phone, "TOOLCALL: touch phone.txt")
+    wait_question(phone, "touch phone.txt")
+    keep_shot(phone, "approvals-phone")
+
+    # back on the roster, the card says the agent waits for you
+    phone.get_by_role("button", name="Back to agents").click()
+    badge = phone.locator(f"[data-node-id='{pi.node_id}'] [data-testid=waiting-badge]")
+    badge.wait_for(timeout=10_000)
+    shot(phone, "approvals-phone-roster")
+    card(phone, pi.node_id).click()
+    wait_question(phone, "touch phone.txt")
+    for test_id in ("approval-allow", "approval-remember", "approval-edit", "approval-deny"):
+        box = phone.get_by_test_id(test_id).bounding_box()
+        assert box and box["height"] >= 44 and box["y"] + box["height"] <= 844 and box["x"] + box["width"] <= 390, (test_id, box)
+    phone.get_by_test_id("approval-allow").click()
+    phone.wait_for_selector("[data-testid=approval-card]", state="detached", timeout=10_000)
+    wait_until((pi.cwd / "phone.txt").exists, 15, what="phone.txt from the phone's allow")
+    # pi's RPC client was asked too (and never answered): the dashboard's answer decided
+    assert any(e.get("type") == "extension_ui_request" for e in pi.events), "pi's own dialog was not opened"

@@ -49,7 +49,9 @@ export function MessageList({ view, onLoadOlder }: { view: AgentView; onLoadOlde
     return extra.length ? [...msgRows, ...extra] : msgRows;
   }, [msgRows, view.streaming, view.pending]);
 
-  const tools: ToolLookup = useMemo(() => ({ results, live: view.liveTools, running: view.running }), [results, view.liveTools, view.running]);
+  const pendingApprovals = view.approvals.pending;
+  const waiting = useMemo(() => new Set(pendingApprovals.map((p) => p.tool_call_id)), [pendingApprovals]);
+  const tools: ToolLookup = useMemo(() => ({ results, live: view.liveTools, running: view.running, waiting }), [results, view.liveTools, view.running, waiting]);
 
   // getItemKey changes only when the set of rows does: the virtualizer recomputes every row's
   // offset (O(n)) whenever it changes, and the streaming row's content changes every frame.

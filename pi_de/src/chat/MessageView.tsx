@@ -10,6 +10,8 @@ export interface ToolLookup {
   live: Record<string, LiveTool>;
   /** When no run is active, a call without a result will never get one (aborted, or pi restarted). */
   running: boolean;
+  /** Tool calls waiting for a person's decision (their question is above the composer). */
+  waiting: ReadonlySet<string>;
 }
 
 /** One conversation row. Memoised on the message object: finished messages never re-render. */
@@ -90,6 +92,7 @@ function Block({ b, tools, streaming }: { b: ContentBlock; tools: ToolLookup; st
         result={(result as ToolResultLike | undefined) ?? live?.result}
         done={done}
         partialJson={c.partialJson}
+        waiting={!done && tools.waiting.has(c.id)}
       />
     );
   }

@@ -12,22 +12,33 @@ interface Props {
   done: boolean;
   /** The call is still being written by the model (arguments incomplete). */
   partialJson?: string;
+  /** The call waits for a person's decision before it runs. */
+  waiting?: boolean;
 }
 
-export const ToolCard = memo(function ToolCard({ name, args, result, done, partialJson }: Props) {
+export const ToolCard = memo(function ToolCard({ name, args, result, done, partialJson, waiting }: Props) {
   const [expanded, setExpanded] = useState(false);
   const isError = !!result?.isError;
-  const state = !done ? "pending" : isError ? "error" : "success";
+  const state = !done ? (waiting ? "waiting" : "pending") : isError ? "error" : "success";
   const out = resultText(result);
   const limit = expanded ? Infinity : (PREVIEW_LINES[name] ?? 12);
   return (
     <div className={`tool-card tool-${state}`} data-tool={name} data-state={state}>
       <div className="tool-head">
-        {state === "pending" ? <span className="spinner" aria-label="running" /> : <span className="tool-icon">{isError ? "✗" : "✓"}</span>}
+        {state === "waiting" ? (
+          <span className="tool-icon tool-waiting-icon" aria-label="waiting for your decision">
+            ⏸
+          </span>
+        ) : state === "pending" ? (
+          <span className="spinner" aria-label="running" />
+        ) : (
+          <span className="tool-icon">{isError ? "✗" : "✓"}</span>
+        )}
         <span className="tool-name">{name || "tool"}</span>
         <span className="tool-summary">{partialJson !== undefined && !name ? partialJson : toolSummary(name, args)}</span>
       </div>
-      <ToolBody name={name} args={args} result={result} out={out} done={done} limit={limit} />
+      {state === "waiting" && <div className="tool-wait tool-waiting-note">waiting for your decision (below)</div>}
+      <ToolBody name={name} args={args} result={result} out={out} done={done || !!waiting} limit={limit} />
       {moreLines(name, args, out, limit) > 0 && (
         <button type="button" className="link-btn tool-more" onClick={() => setExpanded(true)}>
           … {moreLines(name, args, out, limit)} more lines
