@@ -193,11 +193,17 @@ def test_edit_diff_renders_and_a_phone_decides(dash_hv, agents, page_factory):
     assert page.get_by_test_id("approval-edit").count() == 0  # only bash commands can be edited
     shot(page, "approvals-diff-desktop")
 
+    other = agents(dash_hv, "n-other", "/srv/projects/other", session_name="elsewhere")
     phone = page_factory(**PHONE)
     phone.goto(dashboard_url(dash_hv))
     phone.wait_for_selector("[data-node-id='n-diff'] [data-testid=waiting-badge]")
     card(phone, "n-diff").click()
     phone.wait_for_selector("[data-testid=approval-diff] .diff-add")
+    # a call waiting in another agent: the back button to the roster says how many
+    assert phone.get_by_test_id("waiting-elsewhere").count() == 0
+    other.update(pending_approvals=1)
+    phone.wait_for_selector("[data-testid=waiting-elsewhere] >> text=1")
+    assert phone.get_by_role("button", name="Back to agents (1 waiting for you)").is_visible()
     for test_id in ("approval-allow", "approval-remember", "approval-deny"):
         box = phone.get_by_test_id(test_id).bounding_box()
         assert box and box["height"] >= 44 and box["y"] + box["height"] <= 844 and box["x"] + box["width"] <= 390, (test_id, box)

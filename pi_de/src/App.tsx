@@ -16,7 +16,7 @@ import { HOME, parseRoute } from "./routing/route";
 import { useRoute } from "./routing/useRoute";
 import { InboxScreen, NoSuchAgent } from "./routing/RouteScreens";
 import { severalMachines } from "./model/nodeMeta";
-import type { SpawnAgentResult } from "./protocol/types";
+import type { NodeInfo, SpawnAgentResult } from "./protocol/types";
 
 export function App() {
   const endpoints = useMemo(() => resolveEndpoints(window.location), []);
@@ -49,6 +49,17 @@ export function App() {
       const prev = lastActivity.current[n.id];
       if (prev === "working" && n.activity === "idle" && n.id !== selected) notifyRun(`${displayText(folderName(n.cwd))}: done`, displayText(n.session_name), `pi-de-${n.id}`);
       lastActivity.current[n.id] = n.activity ?? undefined;
+    }
+  }, [hv.roster, selected]);
+
+  // A call waiting for a decision in an agent that is not open also notifies (the open one's stage does).
+  const lastWaiting = useRef<Record<string, number>>({});
+  useEffect(() => {
+    for (const n of Object.values(hv.roster.nodes)) {
+      const waiting = n.status === "offline" ? 0 : (n.pending_approvals ?? 0);
+      if (waiting > (lastWaiting.current[n.id] ?? 0) && n.id !== selected)
+        notifyRun(`${displayText(folderName(n.cwd))}: approval needed`, displayText(n.session_name), `pi-de-approval-${n.id}`);
+      lastWaiting.current[n.id] = waiting;
     }
   }, [hv.roster, selected]);
 
@@ -123,6 +134,7 @@ export function App() {
               node={node}
               registryUp={hv.phase === "connected"}
               onBack={toHome}
+              waitingElsewhere={waitingElsewhere(hv.roster.nodes, selected)}
               exited={exited}
               several={severalMachines(Object.values(hv.roster.nodes))}
               onResume={resume}
@@ -137,4 +149,11 @@ export function App() {
       {spawnOpen && <SpawnModal request={hv.request} onClose={closeSpawn} onSpawned={onSpawned} />}
     </div>
   );
+}
+
+/** Tool calls waiting for a decision in agents other than the open one (the phone's back button shows it). */
+function waitingElsewhere(nodes: Record<string, NodeInfo>, open: string): number {
+  let n = 0;
+  for (const node of Object.values(nodes)) if (node.id !== open && node.status !== "offline") n += node.pending_approvals ?? 0;
+  return n;
 }

@@ -28,6 +28,8 @@ interface Props {
   /** The registry socket is connected; when it is not, the agent is reached directly. */
   registryUp: boolean;
   onBack(): void;
+  /** Tool calls waiting for a decision in other agents: the phone's back button says so. */
+  waitingElsewhere?: number;
   /** Set once this agent's pi has exited (deregistered): the conversation stays, read-only. */
   exited?: ExitedNode;
   /** Agents run on more than one machine: the header names this one's. */
@@ -36,7 +38,7 @@ interface Props {
   onResume?(cwd: string, sessionFile: string): Promise<void>;
 }
 
-export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, exited, several = false, onResume }: Props) {
+export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, waitingElsewhere = 0, exited, several = false, onResume }: Props) {
   const active = !!node && node.status !== "offline";
   const target = useMemo(() => (node ? { port: node.port, machine: node.machine } : null), [node?.port, node?.machine]);
   const link = useAgentLink(endpoints, token, nodeId, active, { registryUp, target });
@@ -99,8 +101,13 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
         onDrop={onDrop}
       >
         <header className="stage-head">
-          <button type="button" className="icon-btn back-btn" onClick={onBack} aria-label="Back to agents">
-            ←
+          <button
+            type="button"
+            className="icon-btn back-btn"
+            onClick={onBack}
+            aria-label={waitingElsewhere > 0 ? `Back to agents (${waitingElsewhere} waiting for you)` : "Back to agents"}
+          >
+            ←{waitingElsewhere > 0 && <span className="back-waiting" data-testid="waiting-elsewhere">{waitingElsewhere}</span>}
           </button>
           <div className="stage-title">
             <div className="stage-title-row">
