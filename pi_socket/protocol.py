@@ -21,9 +21,10 @@ pi's own events and messages are passed through untouched (see
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Required
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, TypeAdapter, model_serializer
+from typing_extensions import TypedDict
 
 PROTOCOL_VERSION = "1"
 
@@ -381,6 +382,11 @@ class SetSessionNameMsg(_Strict):
     name: str = Field(min_length=1, max_length=MAX_NAME_LEN)
 
 
+class ApprovalRuleDict(TypedDict, total=False):
+    tool: Required[str]
+    prefix: str
+
+
 class ApprovalRule(_Strict):
     """An allow rule: calls of ``tool`` skip the question; for bash (and powershell) only commands that start
     with ``prefix`` at a word boundary and chain nothing (no ``;``, ``&``, ``|``, redirections, substitutions or
@@ -388,6 +394,14 @@ class ApprovalRule(_Strict):
 
     tool: str = Field(min_length=1, max_length=64)
     prefix: str | None = Field(default=None, min_length=1, max_length=MAX_RULE_PREFIX_LEN)
+
+    @model_serializer(mode="wrap")
+    def _without_null_prefix(self, handler: SerializerFunctionWrapHandler) -> ApprovalRuleDict:
+        """``{tool}`` for a tool rule, as the rules file writes it (no ``prefix: null``)."""
+        data: ApprovalRuleDict = handler(self)
+        if data.get("prefix") is None:
+            data.pop("prefix", None)
+        return data
 
 
 class ApprovalDecisionMsg(_Strict):

@@ -5,9 +5,11 @@ piped stdio; the two exchange one JSON object per ``\\n``-terminated UTF-8 line.
 Every object has ``t``, its kind:
 
 * shim → bridge: ``hello`` (first line after each spawn: who this pi is, plus
-  the session facts), ``session`` (every ``session_start``), ``event`` (one pi
+  the session facts and the approval gate's state), ``session`` (every ``session_start``), ``event`` (one pi
   event, ``e``), ``res`` (the answer to one ``req``), ``log`` (a shim log line
-  for the bridge's log), ``bye`` (pi is quitting);
+  for the bridge's log), ``bye`` (pi is quitting), and the approval gate's
+  ``approval`` (a call waits for a decision), ``approval_end`` (it was decided)
+  and ``policy`` (the policy or rules changed): specs/approvals.md;
 * bridge → shim: ``ready`` (the agent port is bound), ``watch`` (the bridge
   gained its first client or lost its last), ``req`` (a request, answered by
   exactly one ``res`` with the same ``id``).
@@ -72,6 +74,50 @@ class SessionFacts(BaseModel):
         return self.model_dump(exclude_unset=True, exclude={"t", "reason"})
 
 
+class ApprovalLine(_In):
+    """A tool call waits for a person (the gate in the shim asked)."""
+
+    t: Literal["approval"]
+    id: StrictStr
+    tool_call_id: StrictStr
+    parent_tool_call_id: StrictStr | None = None
+    tool_name: StrictStr
+    input: Any = None  # pi's tool input, as the model wrote it
+    policy: Literal["off", "writes", "all"]
+    why: StrictStr | None = None
+    queued_at: float  # unix seconds
+
+
+class ApprovalEndLine(_In):
+    """A question was settled (or a rule let a call through: ``by == "rule"``, no ``approval`` before it)."""
+
+    t: Literal["approval_end"]
+    id: StrictStr
+    tool_call_id: StrictStr = ""
+    tool_name: StrictStr = ""
+    summary: StrictStr = ""
+    decision: Literal["allow", "deny"]
+    by: Literal["dashboard", "terminal", "rule", "timeout", "abort", "no_ui"]
+    reason: StrictStr | None = None
+    input: dict[str, Any] | None = None  # the edited input that ran
+    latency_ms: float = 0
+    decided_at: float | None = None
+
+
+class PolicyLine(_In):
+    t: Literal["policy"]
+    policy: Literal["off", "writes", "all"]
+    rules: list[Any] = Field(default_factory=list)  # [{tool, prefix?}]; cleaned again by the bridge
+
+
+class ApprovalSnapshot(_In):
+    """``hello.approval``: the gate's state when this bridge starts (a restarted bridge learns open questions)."""
+
+    policy: Literal["off", "writes", "all"] = "off"
+    rules: list[Any] = Field(default_factory=list)
+    pending: list[Any] = Field(default_factory=list)  # ``approval`` lines
+
+
 class HelloLine(_In):
     t: Literal["hello"]
     v: Any = None  # wire version (1); informational
@@ -81,6 +127,7 @@ class HelloLine(_In):
     pi_version: StrictStr | None = None  # e.g. "0.73.1", "1.5.2"
     mode: Any = None  # pi's ctx.mode, or "interactive"/"print"; informational
     session: SessionFacts | None = None
+    approval: ApprovalSnapshot | None = None
 
 
 class SessionLine(SessionFacts):
@@ -118,7 +165,7 @@ class ByeLine(_In):
     reason: StrictStr | None = None
 
 
-ShimLine = HelloLine | SessionLine | ResLine | LogLine | ByeLine
+ShimLine = HelloLine | SessionLine | ResLine | LogLine | ByeLine | ApprovalLine | ApprovalEndLine | PolicyLine
 
 # The kinds built into models by :func:`parse_shim_line` (``event`` has its own fast check).
 _MODELS: dict[str, type[BaseModel]] = {
@@ -127,6 +174,9 @@ _MODELS: dict[str, type[BaseModel]] = {
     "res": ResLine,
     "log": LogLine,
     "bye": ByeLine,
+    "approval": ApprovalLine,
+    "approval_end": ApprovalEndLine,
+    "policy": PolicyLine,
 }
 SHIM_KINDS = frozenset((*_MODELS, "event"))
 
@@ -181,7 +231,18 @@ class ReqLine(_Out):
 
     t: Literal["req"] = "req"
     id: StrictStr  # "b1", "b2", ...
-    op: Literal["send", "abort", "history", "state", "tools", "commands", "set_session_name", "notify"]
+    op: Literal[
+        "send",
+        "abort",
+        "history",
+        "state",
+        "tools",
+        "commands",
+        "set_session_name",
+        "notify",
+        "approval_decision",
+        "set_approval_policy",
+    ]
     text: StrictStr | None = None  # send
     prompt_id: StrictStr | None = None  # send
     images: list[dict[str, Any]] | None = None  # send: [{type:"image", data, mimeType}]
@@ -189,6 +250,13 @@ class ReqLine(_Out):
     name: StrictStr | None = None  # set_session_name
     message: StrictStr | None = None  # notify
     level: Literal["info", "warning", "error"] | None = None  # notify
+    approval_id: StrictStr | None = None  # approval_decision
+    decision: Literal["allow", "deny"] | None = None  # approval_decision
+    reason: StrictStr | None = None  # approval_decision
+    input: dict[str, Any] | None = None  # approval_decision (edit and allow)
+    remember: StrictBool | None = None  # approval_decision
+    policy: Literal["off", "writes", "all"] | None = None  # set_approval_policy
+    rules: list[dict[str, Any]] | None = None  # set_approval_policy
 
 
 BridgeLine = ReadyLine | WatchLine | ReqLine

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import time
+from collections import deque
 from typing import Any
 
 import structlog
@@ -25,15 +26,21 @@ from pi_socket.protocol import (
     MAX_NAME_LEN,
     MAX_PATH_LEN,
     AgentNode,
+    ApprovalPreview,
+    ApprovalRequestMsg,
     HeartbeatParams,
+    InitStateMsg,
     PiEvent,
     RegisterParams,
     TokenTotals,
 )
 from pi_socket.shimwire import (
+    ApprovalEndLine,
+    ApprovalLine,
     ByeLine,
     HelloLine,
     LogLine,
+    PolicyLine,
     ReadyLine,
     SessionFacts,
     SessionLine,
@@ -44,11 +51,13 @@ from pi_socket.shimwire import (
 )
 
 from . import faults, gitinfo
+from .approvals import ApprovalBook
 from .clients import Client, ClientSet
 from .config import BridgeConfig
 from .frames import frame
 from .handlers import Handlers
 from .hypivisor_client import HypivisorClient
+from .preview import build_preview
 from .server import AgentServer
 from .shimlink import ShimError, ShimLink
 from .state import AgentState, Effect
@@ -76,7 +85,8 @@ class Bridge:
         self.clients = ClientSet()
         self.node_id = config.node_id
         self.cwd = os.getcwd()
-        self.handlers = Handlers(shim, self.state, lambda: self.cwd, self.apply_effect)
+        self.approvals = ApprovalBook()
+        self.handlers = Handlers(shim, self.state, lambda: self.cwd, self.apply_effect, self.approvals)
         self.server = AgentServer(
             config, ready=self.wait_ready, join=self.attach, leave=self.detach, dispatch=self.handlers.dispatch
         )
@@ -89,6 +99,7 @@ class Bridge:
         self._stop = asyncio.Event()
         self._session_gen = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._ended: deque[str] = deque(maxlen=64)  # approvals settled lately (a diff still being read is dropped)
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> int:
@@ -190,7 +201,7 @@ class Bridge:
     def attach(self, client: Client) -> int:
         """Queue init_state and join the broadcast in one synchronous step: no event can fall in between.
         Returns the number of clients."""
-        client.enqueue(frame(self.state.init_state(self.agent_node())))
+        client.enqueue(frame(self.init_state()))
         self.clients.add(client)
         if len(self.clients) == 1:
             self.shim.send_nowait(WatchLine(on=True))
@@ -203,6 +214,16 @@ class Bridge:
         if had and not len(self.clients):
             self.shim.send_nowait(WatchLine(on=False))
         return len(self.clients)
+
+    def init_state(self) -> InitStateMsg:
+        """The state's init_state plus the approval gate's open questions, policy and latest decisions."""
+        msg = self.state.init_state(self.agent_node())
+        book = self.approvals
+        msg.pending_approvals = book.pending_list()
+        msg.approval_policy = book.policy  # type: ignore[assignment]
+        msg.approval_rules = list(book.rules)
+        msg.recent_approvals = list(book.recent)
+        return msg
 
     def agent_node(self) -> AgentNode:
         return AgentNode(
@@ -233,6 +254,13 @@ class Bridge:
                 self._on_session(msg)
             elif isinstance(msg, LogLine):
                 self._on_shim_log(msg)
+            elif isinstance(msg, ApprovalLine):
+                self._on_approval(msg)
+            elif isinstance(msg, ApprovalEndLine):
+                self._on_approval_end(msg)
+            elif isinstance(msg, PolicyLine):
+                self.clients.broadcast(frame(self.approvals.set_policy(msg.policy, msg.rules)))
+                self._roster_changed()
             elif isinstance(msg, ByeLine):
                 log.info("shim said bye", reason=msg.reason)
                 self._stop.set()
@@ -252,8 +280,65 @@ class Bridge:
             self.pi_version = hello.pi_version[:64]
             self.state.settled_supported = has_agent_settled(self.pi_version)
         self._hello.set()
+        if hello.approval is not None:
+            snap = hello.approval
+            self.approvals.snapshot(snap.policy, snap.rules, snap.pending, self.cwd, self._preview_now)
         if hello.session is not None:
             self._on_session(hello.session)
+
+    # ------------------------------------------------------------------ approval gate
+    def _preview_now(self, raw: Any, cwd: str) -> ApprovalPreview | None:
+        """A restarted bridge's previews of open questions (few, at start-up): computed in line."""
+        if not isinstance(raw, dict):
+            return None
+        try:
+            return build_preview(str(raw.get("tool_name", "")), raw.get("input"), cwd)
+        except Exception as exc:  # noqa: BLE001 - a preview never stops a question
+            oplog.log_boundary_error("approval.preview", exc)
+            return None
+
+    def _on_approval(self, line: ApprovalLine) -> None:
+        """A call waits for a decision: a shell call is shown at once; a file call after its diff is read."""
+        if line.tool_name in ("write", "edit"):
+            self.spawn(self._ask_with_diff(line), "approval.preview")
+            return
+        self._ask(line, build_preview(line.tool_name, line.input, self.cwd))
+
+    async def _ask_with_diff(self, line: ApprovalLine) -> None:
+        try:
+            preview = await asyncio.wait_for(
+                asyncio.to_thread(build_preview, line.tool_name, line.input, self.cwd), timeout=5.0
+            )
+        except Exception as exc:  # noqa: BLE001 - a preview never stops a question
+            if not isinstance(exc, TimeoutError):
+                oplog.log_boundary_error("approval.preview", exc)
+            preview = ApprovalPreview(kind="diff", error="the preview could not be made in time")
+        if line.id not in self._ended:
+            self._ask(line, preview)
+
+    def _ask(self, line: ApprovalLine, preview: ApprovalPreview | None) -> None:
+        msg: ApprovalRequestMsg = self.approvals.ask(line, preview)
+        self.clients.broadcast(frame(msg))
+        self._roster_changed()
+
+    def _on_approval_end(self, line: ApprovalEndLine) -> None:
+        self._ended.append(line.id)
+        was_open = line.id in self.approvals.pending
+        self.clients.broadcast(frame(self.approvals.end(line, time.time())))
+        if was_open:
+            self._roster_changed()
+        log.info(
+            "approval decided",
+            approval=line.id,
+            tool=line.tool_name,
+            decision=line.decision,
+            by=line.by,
+            latency_ms=round(line.latency_ms, 1),
+        )
+
+    def _roster_changed(self) -> None:
+        if self.registry is not None:
+            self.registry.poke()
 
     def _on_session(self, info: SessionFacts) -> None:
         changed = self.state.begin_session(info.facts())
@@ -286,7 +371,7 @@ class Bridge:
 
     def resync_clients(self) -> None:
         """A new session (/new, /resume, /fork): every client gets a fresh init_state and starts over."""
-        text = frame(self.state.init_state(self.agent_node()))
+        text = frame(self.init_state())
         self.clients.broadcast(text)
 
     async def _refresh_state(self, initial: bool = False) -> None:
@@ -338,6 +423,8 @@ class Bridge:
             "tokens": TokenTotals(**self.state.tokens),
             "cost": self.state.cost,
             "git_branch": clip(gitinfo.git_branch(self.cwd), 200),  # a few small reads, no subprocess
+            "approval_policy": self.approvals.policy,
+            "pending_approvals": len(self.approvals.pending),
         }
 
     def register_params(self) -> RegisterParams:

@@ -15,7 +15,16 @@ from pydantic import BaseModel, ValidationError
 
 from pi_socket.protocol import ErrorCode, ErrorMsg, client_message_adapter, dump
 
-CLIENT_TYPES = ("prompt", "abort", "fetch_history", "list_commands", "list_files", "set_session_name")
+CLIENT_TYPES = (
+    "prompt",
+    "abort",
+    "fetch_history",
+    "list_commands",
+    "list_files",
+    "set_session_name",
+    "approval_decision",
+    "set_approval_policy",
+)
 
 
 def frame(model: BaseModel) -> str:

@@ -21,6 +21,7 @@ from pi_socket.protocol import (
     INIT_HISTORY_BUDGET_BYTES,
     AbortMsg,
     AckMsg,
+    ApprovalDecisionMsg,
     CommandsListMsg,
     ErrorCode,
     ErrorMsg,
@@ -32,10 +33,12 @@ from pi_socket.protocol import (
     ListFilesMsg,
     PiMessage,
     PromptMsg,
+    SetApprovalPolicyMsg,
     SetSessionNameMsg,
 )
 
 from . import faults
+from .approvals import ApprovalBook
 from .attachments import AttachmentError, bundle
 from .clients import Client
 from .files import list_files
@@ -61,8 +64,10 @@ class Handlers:
         state: AgentState,
         cwd: Callable[[], str],
         apply_effect: Callable[[Effect], None],
+        approvals: ApprovalBook,
     ) -> None:
         self.shim = shim
+        self.approvals = approvals  # read only: the shim's lines change it
         self.state = state
         self.cwd = cwd  # a getter: the shim's hello may set the session's cwd after start-up
         self.apply_effect = apply_effect
@@ -76,6 +81,8 @@ class Handlers:
             ListCommandsMsg: self.list_commands,
             ListFilesMsg: self.list_files,
             SetSessionNameMsg: self.set_session_name,
+            ApprovalDecisionMsg: self.approval_decision,
+            SetApprovalPolicyMsg: self.set_approval_policy,
         }[type(msg)]
         await handler(client, msg)  # type: ignore[operator]
 
@@ -178,3 +185,39 @@ class Handlers:
             client.enqueue(error(ErrorCode.AGENT_UNAVAILABLE, f"rename failed: {exc}"))
             return
         self.apply_effect(self.state.set_session_name(name))
+
+    # ---------------------------------------------------------------- approval gate
+    async def approval_decision(self, client: Client, msg: ApprovalDecisionMsg) -> None:
+        """A person's answer. Refused here when it cannot apply; the shim judges again (first answer wins) and
+        every client then hears ``approval_resolved`` from the shim's ``approval_end``."""
+        problem = self.approvals.check_decision(msg.id, msg.decision, msg.input)
+        if problem is None:
+            fields: dict[str, Any] = {"approval_id": msg.id, "decision": msg.decision}
+            if msg.reason is not None and msg.reason.strip():
+                fields["reason"] = msg.reason
+            if msg.input is not None:
+                fields["input"] = msg.input
+            if msg.remember:
+                fields["remember"] = True
+            try:
+                await self._shim("approval_decision", timeout=5.0, **fields)
+                return
+            except ShimError as exc:
+                problem = str(exc)
+        if problem.startswith("conflict"):
+            code = ErrorCode.CONFLICT
+        elif problem.startswith("invalid") or problem.startswith("input:") or problem.startswith("decision"):
+            code = ErrorCode.INVALID_PARAMS
+        else:
+            code = ErrorCode.AGENT_UNAVAILABLE
+        client.enqueue(error(code, f"decision not applied: {problem}", msg.id))
+
+    async def set_approval_policy(self, client: Client, msg: SetApprovalPolicyMsg) -> None:
+        """The agent's policy (and rules) for the rest of pi's life; everyone hears ``approval_policy``."""
+        fields: dict[str, Any] = {"policy": msg.policy}
+        if msg.rules is not None:
+            fields["rules"] = [r.model_dump(exclude_none=True) for r in msg.rules]
+        try:
+            await self._shim("set_approval_policy", timeout=5.0, **fields)
+        except ShimError as exc:
+            client.enqueue(error(ErrorCode.AGENT_UNAVAILABLE, f"policy not changed: {exc}"))

@@ -1,4 +1,4 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:98122cd19527e8febde777b619318472eb9c0a893593c3e3af8aa2747d90248b).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:a06dda75ec7cd06aa5532d86ddaae6c8c59486fc2879ba7ca0c290b7834c1bd4).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).
 
 // src/child.ts
@@ -327,6 +327,71 @@ function stopBridge(st, reason) {
   }
 }
 
+// src/gate.ts
+import { createHash, randomBytes as randomBytes2 } from "node:crypto";
+import * as fs3 from "node:fs";
+import * as os3 from "node:os";
+import * as path3 from "node:path";
+
+// src/launch.ts
+import * as fs2 from "node:fs";
+import * as os2 from "node:os";
+import * as path2 from "node:path";
+var SHIM_DIR = (() => {
+  try {
+    return path2.dirname(typeof __filename === "string" ? __filename : new URL(import.meta.url).pathname);
+  } catch {
+    return "";
+  }
+})();
+function agentDir() {
+  const d = process.env.PI_CODING_AGENT_DIR;
+  if (d) return d.startsWith("~") ? path2.join(os2.homedir(), d.slice(1)) : d;
+  return path2.join(os2.homedir(), ".pi", "agent");
+}
+function readJson(file) {
+  try {
+    return JSON.parse(fs2.readFileSync(file, "utf8"));
+  } catch {
+    return void 0;
+  }
+}
+function launchSpec(cwd) {
+  const cfg = readJson(path2.join(agentDir(), "pi-socket.json")) ?? {};
+  const repo = SHIM_DIR ? path2.resolve(SHIM_DIR, "..", "..", "..") : "";
+  const inRepo = !!repo && fs2.existsSync(path2.join(repo, "pi_socket", "bridge", "__main__.py"));
+  const venvPython = inRepo ? path2.join(repo, ".venv", "bin", "python") : "";
+  const python = process.env.PI_SOCKET_PYTHON || typeof cfg.python === "string" && cfg.python || (venvPython && fs2.existsSync(venvPython) ? venvPython : "python3");
+  const pythonpath = typeof cfg.pythonpath === "string" && cfg.pythonpath ? cfg.pythonpath : inRepo ? repo : "";
+  const env = {};
+  for (const [k, v] of Object.entries(process.env)) if (typeof v === "string") env[k] = v;
+  if (pythonpath) env.PYTHONPATH = env.PYTHONPATH ? `${pythonpath}${path2.delimiter}${env.PYTHONPATH}` : pythonpath;
+  env.PYTHONUNBUFFERED = "1";
+  return { python, args: ["-m", "pi_socket.bridge"], env, cwd: cwd && fs2.existsSync(cwd) ? cwd : void 0 };
+}
+function piVersion(ctx) {
+  return cliVersion() ?? (ctx && "mode" in ctx && ctx.mode !== void 0 ? "1.x" : "0.x");
+}
+function cliVersion() {
+  const st = shared();
+  if (st.piCliVersion === void 0) st.piCliVersion = findCliVersion() ?? null;
+  return st.piCliVersion ?? void 0;
+}
+function findCliVersion() {
+  try {
+    let dir = path2.dirname(fs2.realpathSync(process.argv[1] ?? ""));
+    for (let i = 0; i < 5; i++) {
+      const pkg = readJson(path2.join(dir, "package.json"));
+      if (pkg && typeof pkg.name === "string" && pkg.name.endsWith("/pi-coding-agent") && typeof pkg.version === "string") {
+        return pkg.version;
+      }
+      dir = path2.dirname(dir);
+    }
+  } catch {
+  }
+  return void 0;
+}
+
 // src/slim.ts
 var TOOL_UPDATE_TEXT_MAX = 64 * 1024;
 var isSystem = (m) => !!m && typeof m === "object" && m.role === "system";
@@ -483,6 +548,455 @@ var PiInstance = class {
   }
 };
 
+// src/policy.ts
+var POLICIES = ["off", "writes", "all"];
+var MAX_RULES = 200;
+var MAX_PREFIX = 500;
+var MAX_TOOL = 64;
+var DEFAULT_TIMEOUT_MS = 10 * 6e4;
+var SHELLS = /* @__PURE__ */ new Set(["bash", "powershell"]);
+var FILE_WRITERS = /* @__PURE__ */ new Set(["write", "edit"]);
+var COMPOUND = /[;&|<>`\n\r]|\$\(|\$\{/;
+function isPolicy(v) {
+  return typeof v === "string" && POLICIES.includes(v);
+}
+function isShell(toolName) {
+  return SHELLS.has(toolName);
+}
+function commandOf(toolName, input) {
+  const c = isShell(toolName) && input && typeof input === "object" ? input.command : void 0;
+  return typeof c === "string" ? c : void 0;
+}
+function askReason(policy, toolName, input, inside) {
+  if (policy === "off") return null;
+  if (policy === "all") return "every tool call";
+  if (isShell(toolName)) return toolName;
+  if (FILE_WRITERS.has(toolName)) {
+    const p = input && typeof input === "object" ? input.path : void 0;
+    if (typeof p !== "string" || !inside(p)) return `${toolName} outside the agent's folder`;
+  }
+  return null;
+}
+function commandMatches(prefix, command) {
+  const p = prefix.trim();
+  const c = command.trim();
+  if (!p || COMPOUND.test(c)) return false;
+  return c === p || c.startsWith(p) && /\s/.test(c.charAt(p.length));
+}
+function allowingRule(rules, toolName, input) {
+  for (const r of rules) {
+    if (r.tool !== toolName) continue;
+    if (r.prefix === void 0) return r;
+    const cmd = commandOf(toolName, input);
+    if (cmd !== void 0 && commandMatches(r.prefix, cmd)) return r;
+  }
+  return void 0;
+}
+function rememberRule(toolName, input) {
+  const cmd = commandOf(toolName, input);
+  if (cmd === void 0) return { tool: toolName };
+  const words = cmd.trim().split(/\s+/);
+  const first = (words[0] ?? "").split(/[;&|<>`]/)[0];
+  if (!first) return { tool: toolName };
+  const sub = words[1];
+  const prefix = sub !== void 0 && /^[A-Za-z][A-Za-z0-9:_-]*$/.test(sub) ? `${first} ${sub}` : first;
+  return { tool: toolName, prefix };
+}
+function cleanRules(raw) {
+  if (!Array.isArray(raw)) return [];
+  const out = [];
+  const seen = /* @__PURE__ */ new Set();
+  for (const item of raw) {
+    if (out.length >= MAX_RULES) break;
+    if (!item || typeof item !== "object") continue;
+    const { tool, prefix } = item;
+    if (typeof tool !== "string" || !tool.trim() || tool.length > MAX_TOOL) continue;
+    const rule = { tool: tool.trim() };
+    if (prefix !== void 0 && prefix !== null) {
+      if (typeof prefix !== "string" || !prefix.trim() || prefix.length > MAX_PREFIX) continue;
+      rule.prefix = prefix.trim();
+    }
+    const key = `${rule.tool}\0${rule.prefix ?? ""}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(rule);
+  }
+  return out;
+}
+function addRule(rules, rule) {
+  if (rules.some((r) => r.tool === rule.tool && (r.prefix ?? "") === (rule.prefix ?? ""))) return false;
+  if (rules.length >= MAX_RULES) rules.shift();
+  rules.push(rule);
+  return true;
+}
+function parseTimeout(raw) {
+  if (raw === void 0 || raw.trim() === "") return void 0;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/i.exec(raw);
+  if (!m) return void 0;
+  const n = Number(m[1]);
+  const unit = (m[2] ?? "s").toLowerCase();
+  const ms = unit === "ms" ? n : unit === "s" ? n * 1e3 : unit === "m" ? n * 6e4 : n * 36e5;
+  return ms > 0 && Number.isFinite(ms) ? Math.min(ms, 2147e6) : void 0;
+}
+function timeoutReason(ms) {
+  if (ms >= 6e4 && ms % 6e4 === 0) {
+    const n = ms / 6e4;
+    return `no decision within ${n} minute${n === 1 ? "" : "s"}`;
+  }
+  const s = Math.round(ms / 100) / 10;
+  return `no decision within ${s} second${s === 1 ? "" : "s"}`;
+}
+function summarize(toolName, input) {
+  const cmd = commandOf(toolName, input);
+  let s;
+  if (cmd !== void 0) s = cmd;
+  else if (input && typeof input === "object" && typeof input.path === "string") s = String(input.path);
+  else {
+    try {
+      s = JSON.stringify(input) ?? "";
+    } catch {
+      s = "";
+    }
+  }
+  s = s.replace(/\s+/g, " ").trim();
+  return s.length > 200 ? `${s.slice(0, 199)}\u2026` : s;
+}
+function resolvePiPath(p, cwd, home) {
+  if (p.includes("\0")) return void 0;
+  let s = p.replace(/[\u00A0\u2000-\u200A\u202F\u205F\u3000]/g, " ");
+  if (s.startsWith("@")) s = s.slice(1);
+  if (s === "~") s = home;
+  else if (s.startsWith("~/")) s = home + s.slice(1);
+  const abs = s.startsWith("/") ? s : `${cwd.replace(/\/+$/, "")}/${s}`;
+  const parts = [];
+  for (const seg of abs.split("/")) {
+    if (!seg || seg === ".") continue;
+    if (seg === "..") parts.pop();
+    else parts.push(seg);
+  }
+  return `/${parts.join("/")}`;
+}
+function isUnder(p, dir) {
+  const d = dir.replace(/\/+$/, "") || "/";
+  return d === "/" || p === d || p.startsWith(`${d}/`);
+}
+function denyText(by, reason) {
+  const who = by === "dashboard" ? "the user from the Hyper-Pi dashboard" : by === "terminal" ? "the user in the terminal" : by === "timeout" ? "the approval gate" : by === "abort" ? "the user (aborted)" : "the approval gate";
+  const r = reason?.trim();
+  return r ? `Denied by ${who}: ${r}` : `Denied by ${who}`;
+}
+
+// src/gate.ts
+var RULES_FILE = "hyper-pi-approvals.json";
+var NO_UI_REASON = "approval needed but nobody can answer: pi has no terminal UI here and no Hyper-Pi dashboard is connected";
+var GATE_FAILED = "Blocked: the Hyper-Pi approval gate failed, so this call did not run (details in pi-socket.jsonl)";
+function approvals(st) {
+  if (st.approval) return st.approval;
+  let file = {};
+  const rulesPath = path3.join(agentDir(), RULES_FILE);
+  try {
+    if (fs3.existsSync(rulesPath)) {
+      const parsed = JSON.parse(fs3.readFileSync(rulesPath, "utf8"));
+      if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) file = parsed;
+      else shimLog(st, "warn", "approval rules file is not a JSON object; ignored", { file: rulesPath });
+    }
+  } catch (err) {
+    shimLog(st, "warn", "approval rules file unreadable; ignored", { file: rulesPath, error: String(err?.message ?? err) });
+  }
+  const env = process.env.PI_SOCKET_APPROVAL?.trim().toLowerCase();
+  let policy = "off";
+  if (env) {
+    if (isPolicy(env)) policy = env;
+    else {
+      policy = "writes";
+      shimLog(st, "warn", "PI_SOCKET_APPROVAL is not off|writes|all; using writes", { value: env.slice(0, 40) });
+    }
+  } else if (isPolicy(file.policy)) policy = file.policy;
+  const rawTimeout = process.env.PI_SOCKET_APPROVAL_TIMEOUT;
+  let timeoutMs = parseTimeout(rawTimeout);
+  if (timeoutMs === void 0) {
+    if (rawTimeout?.trim()) shimLog(st, "warn", "PI_SOCKET_APPROVAL_TIMEOUT is invalid; using 10 minutes", { value: rawTimeout.slice(0, 40) });
+    timeoutMs = DEFAULT_TIMEOUT_MS;
+  }
+  st.approval = { policy, rules: cleanRules(file.rules), timeoutMs, pending: /* @__PURE__ */ new Map(), edited: /* @__PURE__ */ new Map(), seq: 0 };
+  return st.approval;
+}
+function approvalSnapshot(st) {
+  const ap = approvals(st);
+  return { policy: ap.policy, rules: ap.rules, pending: [...ap.pending.values()].map(requestLine) };
+}
+function requestLine(p) {
+  return {
+    t: "approval",
+    id: p.id,
+    tool_call_id: p.toolCallId,
+    parent_tool_call_id: p.parentToolCallId,
+    tool_name: p.toolName,
+    input: p.input,
+    policy: p.policy,
+    why: p.why,
+    queued_at: p.queuedAt / 1e3
+  };
+}
+function sendPolicy(st) {
+  const ap = approvals(st);
+  writeLine(st, { t: "policy", policy: ap.policy, rules: ap.rules });
+}
+function setPolicy(st, policy, rules) {
+  if (!isPolicy(policy)) throw new Error(`invalid policy ${JSON.stringify(policy)}: use off, writes or all`);
+  const ap = approvals(st);
+  ap.policy = policy;
+  if (rules !== void 0 && rules !== null) ap.rules = cleanRules(rules);
+  sendPolicy(st);
+  return { policy: ap.policy, rules: ap.rules };
+}
+function decideFromDashboard(st, m) {
+  const p = approvals(st).pending.get(String(m.approval_id ?? ""));
+  if (!p) throw new Error("conflict: this call was already decided, aborted or timed out");
+  const decision = m.decision;
+  if (decision !== "allow" && decision !== "deny") throw new Error("decision must be allow or deny");
+  let command;
+  if (m.input !== void 0 && m.input !== null) {
+    const c = m.input?.command;
+    if (decision !== "allow" || !isShell(p.toolName) || typeof c !== "string" || !c.trim()) {
+      throw new Error("input: only an allowed bash call takes an edited {command}");
+    }
+    command = c;
+  }
+  const reason = typeof m.reason === "string" && m.reason.trim() ? m.reason.slice(0, 2e3) : void 0;
+  if (!p.decide({ decision, by: "dashboard", reason, command, remember: m.remember === true })) {
+    throw new Error("conflict: this call was already decided, aborted or timed out");
+  }
+}
+function denyAllPending(st, reason) {
+  for (const p of [...st.approval?.pending.values() ?? []]) p.decide({ decision: "deny", by: "abort", reason });
+}
+function installGate(st, pi) {
+  const api = pi.api;
+  try {
+    api.on("tool_call", (event, ctx) => gate(st, pi, event, ctx));
+    api.on("tool_result", (event) => editedNote(st, event));
+  } catch (err) {
+    shimLog(st, "error", "could not install the approval gate", errorFields("gate.install", err));
+  }
+}
+function gate(st, pi, event, ctx) {
+  const ap = approvals(st);
+  if (ap.policy === "off") return void 0;
+  try {
+    if (ctx) pi.ctx = ctx;
+    const toolName = String(event?.toolName ?? "");
+    const input = event?.input;
+    const cwd = call(() => ctx?.cwd) ?? process.cwd();
+    const why = askReason(ap.policy, toolName, input, (p) => insideFolder(p, cwd));
+    if (!why) return void 0;
+    const rule = allowingRule(ap.rules, toolName, input);
+    if (rule) {
+      const id = `r${++ap.seq}`;
+      finished(st, pi, { id, toolCallId: String(event?.toolCallId ?? ""), toolName, input }, { decision: "allow", by: "rule", reason: ruleText(rule) }, 0);
+      return void 0;
+    }
+    return ask(st, pi, event, ctx, why);
+  } catch (err) {
+    shimLog(st, "error", "approval gate failed; the call is blocked", errorFields("gate", err));
+    return { block: true, reason: GATE_FAILED };
+  }
+}
+function ruleText(r) {
+  return r.prefix === void 0 ? `rule: ${r.tool}` : `rule: ${r.tool} ${r.prefix}`;
+}
+function insideFolder(p, cwd) {
+  const target = resolvePiPath(p, cwd, os3.homedir());
+  if (!target) return false;
+  return isUnder(realish(target), realish(cwd));
+}
+function realish(p) {
+  let head = p;
+  const tail = [];
+  for (let i = 0; i < 256; i++) {
+    try {
+      const real = fs3.realpathSync.native(head);
+      return tail.length ? path3.join(real, ...tail.reverse()) : real;
+    } catch {
+      const parent = path3.dirname(head);
+      if (parent === head) break;
+      tail.push(path3.basename(head));
+      head = parent;
+    }
+  }
+  return p;
+}
+function ask(st, pi, event, ctx, why) {
+  const ap = approvals(st);
+  const id = `a${++ap.seq}-${randomBytes2(4).toString("hex")}`;
+  const toolName = String(event?.toolName ?? "");
+  const signal = call(() => ctx?.signal);
+  const hasUI = call(() => ctx?.hasUI) === true;
+  return new Promise((resolve2) => {
+    const dialog = new AbortController();
+    let timer;
+    const onAbort = () => {
+      p.decide({ decision: "deny", by: "abort", reason: "aborted in pi" });
+    };
+    const p = {
+      id,
+      toolCallId: String(event?.toolCallId ?? ""),
+      parentToolCallId: typeof event?.parentToolCallId === "string" ? event.parentToolCallId : void 0,
+      toolName,
+      input: event?.input,
+      policy: ap.policy,
+      why,
+      queuedAt: Date.now(),
+      decide: (d) => {
+        if (ap.pending.get(id) !== p) return false;
+        ap.pending.delete(id);
+        if (timer) clearTimeout(timer);
+        try {
+          signal?.removeEventListener?.("abort", onAbort);
+          dialog.abort();
+        } catch {
+        }
+        try {
+          if (d.decision === "allow" && d.command !== void 0 && event?.input && typeof event.input === "object") {
+            event.input.command = d.command;
+            if (ap.edited.size >= 100) ap.edited.clear();
+            ap.edited.set(p.toolCallId, d.command);
+          }
+          if (d.decision === "allow" && d.remember) {
+            if (addRule(ap.rules, rememberRule(toolName, event?.input))) sendPolicy(st);
+          }
+          finished(st, pi, p, d, Date.now() - p.queuedAt);
+        } catch (err) {
+          shimLog(st, "error", "approval bookkeeping failed", errorFields("gate.decide", err));
+        }
+        resolve2(d.decision === "allow" ? void 0 : { block: true, reason: denyText(d.by, d.reason) });
+        return true;
+      }
+    };
+    ap.pending.set(id, p);
+    writeLine(st, requestLine(p));
+    if (signal?.aborted) return void onAbort();
+    try {
+      signal?.addEventListener?.("abort", onAbort, { once: true });
+    } catch {
+    }
+    timer = setTimeout(() => p.decide({ decision: "deny", by: "timeout", reason: timeoutReason(ap.timeoutMs) }), ap.timeoutMs);
+    if (hasUI) {
+      terminalDialog(ctx, p, dialog.signal).catch(
+        (err) => shimLog(st, "warn", "pi's approval dialog failed; the dashboard or the timeout decides", errorFields("gate.dialog", err))
+      );
+    } else if (st.watching !== true) {
+      p.decide({ decision: "deny", by: "no_ui", reason: NO_UI_REASON });
+    }
+  });
+}
+async function terminalDialog(ctx, p, signal) {
+  const ui = ctx.ui;
+  const opts = { signal };
+  const cmd = commandOf(p.toolName, p.input);
+  const remembered = rememberRule(p.toolName, p.input);
+  const ALLOW = "Allow";
+  const REMEMBER = `Allow and don't ask again (${remembered.prefix ?? remembered.tool})`;
+  const DENY = "Deny";
+  const DENY_WHY = "Deny with a reason\u2026";
+  const EDIT = "Edit and allow\u2026";
+  const choices = cmd !== void 0 ? [ALLOW, REMEMBER, DENY, DENY_WHY, EDIT] : [ALLOW, REMEMBER, DENY, DENY_WHY];
+  const title = `Hyper-Pi: allow ${p.toolName}? ${summarize(p.toolName, p.input)}`;
+  for (let round = 0; round < 10 && !signal.aborted; round++) {
+    const choice = await ui.select(title, choices, opts);
+    if (signal.aborted) return;
+    if (choice === void 0) {
+      call(() => ctx.abort());
+      p.decide({ decision: "deny", by: "abort", reason: "aborted in the terminal" });
+      return;
+    }
+    if (choice === ALLOW) return void p.decide({ decision: "allow", by: "terminal" });
+    if (choice === REMEMBER) return void p.decide({ decision: "allow", by: "terminal", remember: true });
+    if (choice === DENY) return void p.decide({ decision: "deny", by: "terminal" });
+    if (choice === DENY_WHY) {
+      const reason = await ui.input("Reason for the model", "why not, or what to do instead", opts);
+      if (signal.aborted) return;
+      return void p.decide({ decision: "deny", by: "terminal", reason: typeof reason === "string" && reason.trim() ? reason : void 0 });
+    }
+    if (choice === EDIT && cmd !== void 0) {
+      const edited = await ui.input(`Command to run instead of: ${cmd.slice(0, 200)}`, cmd.slice(0, 200), opts);
+      if (signal.aborted) return;
+      if (typeof edited === "string" && edited.trim()) return void p.decide({ decision: "allow", by: "terminal", command: edited });
+    }
+  }
+}
+function finished(st, pi, c, d, latencyMs) {
+  const summary = summarize(c.toolName, d.command !== void 0 ? { ...c.input, command: d.command } : c.input);
+  const decidedAt = Date.now();
+  const end = {
+    t: "approval_end",
+    id: c.id,
+    tool_call_id: c.toolCallId,
+    tool_name: c.toolName,
+    summary,
+    decision: d.decision,
+    by: d.by,
+    reason: d.reason,
+    input: d.command !== void 0 ? { command: d.command } : void 0,
+    latency_ms: latencyMs,
+    decided_at: decidedAt / 1e3
+  };
+  writeLine(st, end, d.by === "rule" && st.watching !== true);
+  audit(st, pi, c, end, decidedAt);
+}
+function audit(st, pi, c, end, decidedAt) {
+  try {
+    const ap = approvals(st);
+    const sm = pi.ctx?.sessionManager;
+    let digest = "";
+    try {
+      digest = createHash("sha256").update(JSON.stringify(c.input) ?? "").digest("hex");
+    } catch {
+    }
+    const rec = {
+      ts: new Date(decidedAt).toISOString(),
+      node_id: st.nodeId,
+      session_id: call(() => sm?.getSessionId()) ?? null,
+      session_file: call(() => sm?.getSessionFile()) ?? null,
+      id: c.id,
+      tool_call_id: c.toolCallId,
+      tool_name: c.toolName,
+      args_sha256: digest,
+      summary: end.summary,
+      decision: end.decision,
+      by: end.by,
+      reason: end.reason,
+      latency_ms: end.latency_ms
+    };
+    const dir = process.env.PI_SOCKET_LOG_DIR || path3.join(os3.homedir(), ".pi", "logs");
+    const line = JSON.stringify(rec) + "\n";
+    const append = () => fs3.appendFile(path3.join(dir, "approvals.jsonl"), line, () => {
+    });
+    if (ap.logDirReady) append();
+    else
+      fs3.mkdir(dir, { recursive: true }, () => {
+        ap.logDirReady = true;
+        append();
+      });
+  } catch {
+  }
+}
+function editedNote(st, event) {
+  try {
+    const ap = st.approval;
+    if (!ap || ap.edited.size === 0) return void 0;
+    const id = String(event?.toolCallId ?? "");
+    const cmd = ap.edited.get(id);
+    if (cmd === void 0) return void 0;
+    ap.edited.delete(id);
+    const note = { type: "text", text: `[The user edited the command before it ran. It ran: ${cmd}]
+` };
+    return { content: [note, ...Array.isArray(event?.content) ? event.content : []] };
+  } catch {
+    return void 0;
+  }
+}
+
 // src/requests.ts
 function requestHandler(st, pi) {
   const api = pi.api;
@@ -493,6 +1007,11 @@ function requestHandler(st, pi) {
   return (m) => {
     const id = m.id;
     try {
+      if (m.op === "approval_decision") {
+        decideFromDashboard(st, m);
+        return reply(id, true);
+      }
+      if (m.op === "set_approval_policy") return reply(id, true, setPolicy(st, m.policy, m.rules));
       const ctx = pi.ctx;
       if (!pi.live || !ctx) throw new Error("pi session is not ready");
       switch (m.op) {
@@ -618,65 +1137,6 @@ var SUBSCRIBED_WHILE_WATCHED = [
 var WATCH_ONLY = /* @__PURE__ */ new Set([...SUBSCRIBED_WHILE_WATCHED, "message_update", CONTEXT_USAGE]);
 var ROSTER_EVENTS = /* @__PURE__ */ new Set(["agent_start", "agent_end", "agent_settled", "session_info_changed", "model_select"]);
 
-// src/launch.ts
-import * as fs2 from "node:fs";
-import * as os2 from "node:os";
-import * as path2 from "node:path";
-var SHIM_DIR = (() => {
-  try {
-    return path2.dirname(typeof __filename === "string" ? __filename : new URL(import.meta.url).pathname);
-  } catch {
-    return "";
-  }
-})();
-function agentDir() {
-  const d = process.env.PI_CODING_AGENT_DIR;
-  if (d) return d.startsWith("~") ? path2.join(os2.homedir(), d.slice(1)) : d;
-  return path2.join(os2.homedir(), ".pi", "agent");
-}
-function readJson(file) {
-  try {
-    return JSON.parse(fs2.readFileSync(file, "utf8"));
-  } catch {
-    return void 0;
-  }
-}
-function launchSpec(cwd) {
-  const cfg = readJson(path2.join(agentDir(), "pi-socket.json")) ?? {};
-  const repo = SHIM_DIR ? path2.resolve(SHIM_DIR, "..", "..", "..") : "";
-  const inRepo = !!repo && fs2.existsSync(path2.join(repo, "pi_socket", "bridge", "__main__.py"));
-  const venvPython = inRepo ? path2.join(repo, ".venv", "bin", "python") : "";
-  const python = process.env.PI_SOCKET_PYTHON || typeof cfg.python === "string" && cfg.python || (venvPython && fs2.existsSync(venvPython) ? venvPython : "python3");
-  const pythonpath = typeof cfg.pythonpath === "string" && cfg.pythonpath ? cfg.pythonpath : inRepo ? repo : "";
-  const env = {};
-  for (const [k, v] of Object.entries(process.env)) if (typeof v === "string") env[k] = v;
-  if (pythonpath) env.PYTHONPATH = env.PYTHONPATH ? `${pythonpath}${path2.delimiter}${env.PYTHONPATH}` : pythonpath;
-  env.PYTHONUNBUFFERED = "1";
-  return { python, args: ["-m", "pi_socket.bridge"], env, cwd: cwd && fs2.existsSync(cwd) ? cwd : void 0 };
-}
-function piVersion(ctx) {
-  return cliVersion() ?? (ctx && "mode" in ctx && ctx.mode !== void 0 ? "1.x" : "0.x");
-}
-function cliVersion() {
-  const st = shared();
-  if (st.piCliVersion === void 0) st.piCliVersion = findCliVersion() ?? null;
-  return st.piCliVersion ?? void 0;
-}
-function findCliVersion() {
-  try {
-    let dir = path2.dirname(fs2.realpathSync(process.argv[1] ?? ""));
-    for (let i = 0; i < 5; i++) {
-      const pkg = readJson(path2.join(dir, "package.json"));
-      if (pkg && typeof pkg.name === "string" && pkg.name.endsWith("/pi-coding-agent") && typeof pkg.version === "string") {
-        return pkg.version;
-      }
-      dir = path2.dirname(dir);
-    }
-  } catch {
-  }
-  return void 0;
-}
-
 // src/turns.ts
 function outcomeOf(message) {
   const r = message?.stopReason;
@@ -761,11 +1221,14 @@ function subscribe(st, pi) {
   });
   on("session_shutdown", (e) => {
     pi.live = false;
-    if (e?.reason === "quit" || e?.reason === void 0) stopBridge(st, "quit");
+    if (e?.reason === "quit" || e?.reason === void 0) {
+      denyAllPending(st, "pi is quitting");
+      stopBridge(st, "quit");
+    }
   });
   const major = Number((cliVersion() ?? "").split(".")[0]);
   const turns = major >= 1 ? new TurnEnds() : void 0;
-  const gate = new DeltaGate(st.watching === true);
+  const gate2 = new DeltaGate(st.watching === true);
   const send = (e) => {
     const watching = st.watching === true;
     const type = String(e.type);
@@ -778,7 +1241,7 @@ function subscribe(st, pi) {
     }
   };
   const forward = (ev) => {
-    gate.observe(ev);
+    gate2.observe(ev);
     if (turns) {
       const due = turns.before(ev);
       if (due) send(due);
@@ -792,7 +1255,7 @@ function subscribe(st, pi) {
   const watchOnly = SUBSCRIBED_WHILE_WATCHED.filter((n) => !(n === "turn_end" && turns));
   let subscriptions;
   const onDelta = (e) => {
-    const action = gate.delta();
+    const action = gate2.delta();
     if (action === "drop") return;
     const slim = slimEvent(e);
     if (slim && action === "snapshot" && e?.message?.role === "assistant") slim.message = e.message;
@@ -800,7 +1263,7 @@ function subscribe(st, pi) {
   };
   const setWatching = (watching) => {
     st.watching = watching;
-    gate.setWatching(watching);
+    gate2.setWatching(watching);
     if (watching) {
       if (!subscriptions) subscriptions = [on("message_update", onDelta), ...watchOnly.map((n) => on(n, forward))];
       flushLines(st);
@@ -828,6 +1291,7 @@ function piSocket(pi) {
   const instance = new PiInstance(pi);
   const setWatching = subscribe(st, instance);
   const handleRequest = requestHandler(st, instance);
+  installGate(st, instance);
   const dispatch = (line) => {
     if (line.t === "req") return handleRequest(line);
     if (line.t === "watch") return setWatching(line.on === true);
@@ -841,7 +1305,7 @@ function piSocket(pi) {
     }
   };
   st.dispatch = boundary(st, "dispatch", dispatch);
-  st.hello = boundary(st, "hello", () => instance.hello(st.nodeId));
+  st.hello = boundary(st, "hello", () => ({ ...instance.hello(st.nodeId), approval: approvalSnapshot(st) }));
 }
 export {
   piSocket as default,

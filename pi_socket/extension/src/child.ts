@@ -14,6 +14,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import type { ApprovalState } from "./gate.ts";
 import { LAZY_MS, LineQueue } from "./outq.ts";
 
 type Json = Record<string, unknown>;
@@ -68,6 +69,8 @@ export interface ShimState {
 	watching?: boolean;
 	/** prompt_ids handed to pi (newest last, at most DELIVERED_MAX): a restarted bridge cannot double a prompt. */
 	delivered: string[];
+	/** The approval gate's policy, rules and open questions (gate.ts), for pi's whole life. */
+	approval?: ApprovalState;
 }
 
 export const DELIVERED_MAX = 1000;

@@ -12,6 +12,7 @@
 // events one version lacks are simply never fired there.
 import type { ExtensionAPI } from "@mariozechner/pi-coding-agent"; // erased at load: no value import from pi
 import { boundary, onReady, shared, type ShimState } from "./child.ts";
+import { approvalSnapshot, installGate } from "./gate.ts";
 import { call, PiInstance } from "./pi.ts";
 import { requestHandler } from "./requests.ts";
 import { subscribe } from "./subscriptions.ts";
@@ -25,6 +26,7 @@ export default function piSocket(pi: ExtensionAPI) {
 	const instance = new PiInstance(pi);
 	const setWatching = subscribe(st, instance);
 	const handleRequest = requestHandler(st, instance);
+	installGate(st, instance);
 	const dispatch = (line: Json) => {
 		if (line.t === "req") return handleRequest(line);
 		if (line.t === "watch") return setWatching(line.on === true);
@@ -40,5 +42,5 @@ export default function piSocket(pi: ExtensionAPI) {
 	};
 	// A new module instance (after /new, /reload, /resume, /fork) takes over the bridge's lines and hello.
 	st.dispatch = boundary(st, "dispatch", dispatch);
-	st.hello = boundary(st, "hello", () => instance.hello(st.nodeId)) as () => Json;
+	st.hello = boundary(st, "hello", () => ({ ...instance.hello(st.nodeId), approval: approvalSnapshot(st) })) as () => Json;
 }

@@ -15,13 +15,13 @@ const SHIM_DIR = (() => {
 	}
 })();
 
-function agentDir(): string {
+export function agentDir(): string {
 	const d = process.env.PI_CODING_AGENT_DIR;
 	if (d) return d.startsWith("~") ? path.join(os.homedir(), d.slice(1)) : d;
 	return path.join(os.homedir(), ".pi", "agent");
 }
 
-function readJson(file: string): Json | undefined {
+export function readJson(file: string): Json | undefined {
 	try {
 		return JSON.parse(fs.readFileSync(file, "utf8"));
 	} catch {

@@ -1,5 +1,6 @@
 // The bridge's requests → pi (specs/protocol.md §4.1 `req`/`res`), always answered by the newest module instance.
 import { boundary, claimPrompt, releasePrompt, writeLine, type ShimState } from "./child.ts";
+import { decideFromDashboard, setPolicy } from "./gate.ts";
 import { call, type PiInstance } from "./pi.ts";
 import { branchMessages, modelName } from "./slim.ts";
 
@@ -15,6 +16,12 @@ export function requestHandler(st: ShimState, pi: PiInstance): (m: Json) => void
 	return (m: Json) => {
 		const id = m.id;
 		try {
+			// The gate's requests need no session: a question may be open while pi switches sessions.
+			if (m.op === "approval_decision") {
+				decideFromDashboard(st, m);
+				return reply(id, true);
+			}
+			if (m.op === "set_approval_policy") return reply(id, true, setPolicy(st, m.policy, m.rules));
 			const ctx = pi.ctx;
 			if (!pi.live || !ctx) throw new Error("pi session is not ready");
 			switch (m.op) {

@@ -1,6 +1,7 @@
 // pi's events → the bridge (never awaited, never thrown), lean while nobody watches (specs/protocol.md §4.2).
 import { boundary, ensureBridge, errorFields, flushLines, shimLog, stopBridge, writeLine, type ShimState } from "./child.ts";
 import { DeltaGate } from "./deltas.ts";
+import { denyAllPending } from "./gate.ts";
 import { CONTEXT_USAGE, FORWARDED, ROSTER_EVENTS, SUBSCRIBED_WHILE_WATCHED, WATCH_ONLY } from "./events.ts";
 import { cliVersion, launchSpec, piVersion } from "./launch.ts";
 import { call, type Ctx, type PiInstance } from "./pi.ts";
@@ -39,7 +40,10 @@ export function subscribe(st: ShimState, pi: PiInstance): (watching: boolean) =>
 	});
 	on("session_shutdown", (e) => {
 		pi.live = false;
-		if (e?.reason === "quit" || e?.reason === undefined) stopBridge(st, "quit");
+		if (e?.reason === "quit" || e?.reason === undefined) {
+			denyAllPending(st, "pi is quitting");
+			stopBridge(st, "quit");
+		}
 	});
 
 	// pi >= 1: turn_end is rebuilt here instead of subscribed to (a turn_end handler makes pi project
