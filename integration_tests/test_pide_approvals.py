@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from integration_tests.harness.pide import ARTIFACTS, dashboard_url, shot, wait_until
+from integration_tests.harness.pide import dashboard_url, shot, wait_until
 
 pytestmark = [pytest.mark.browser]
 
@@ -88,11 +88,15 @@ def test_question_on_two_pages_each_button_sends_its_decision_and_closes_everywh
     first.get_by_test_id("approval-reason").fill("not in this folder")
     first.get_by_test_id("approval-deny-confirm").click()
     wait_until(lambda: decisions(a), 5, what="the deny decision")
-    assert decisions(a) == [{"type": "approval_decision", "id": "a1", "decision": "deny", "reason": "not in this folder"}]
+    assert decisions(a) == [
+        {"type": "approval_decision", "id": "a1", "decision": "deny", "reason": "not in this folder"}
+    ]
     assert first.get_by_test_id("approval-deny-confirm").is_disabled()
 
     # the first answer anywhere wins: both pages close it, show the next, and say how the first closed
-    a.push({"type": "approval_resolved", "id": "a1", "decision": "deny", "by": "dashboard", "reason": "not in this folder"})
+    a.push(
+        {"type": "approval_resolved", "id": "a1", "decision": "deny", "by": "dashboard", "reason": "not in this folder"}
+    )
     a.update(pending_approvals=1)
     for p in (first, second):
         p.wait_for_selector("[data-testid=approval-card][data-approval-id=a2]")
@@ -106,8 +110,21 @@ def test_question_on_two_pages_each_button_sends_its_decision_and_closes_everywh
     box.fill("rm -rf build/tmp")
     second.get_by_test_id("approval-edit-confirm").click()
     wait_until(lambda: len(decisions(a)) == 2, 5, what="the edited allow")
-    assert decisions(a)[1] == {"type": "approval_decision", "id": "a2", "decision": "allow", "input": {"command": "rm -rf build/tmp"}}
-    a.push({"type": "approval_resolved", "id": "a2", "decision": "allow", "by": "dashboard", "input": {"command": "rm -rf build/tmp"}})
+    assert decisions(a)[1] == {
+        "type": "approval_decision",
+        "id": "a2",
+        "decision": "allow",
+        "input": {"command": "rm -rf build/tmp"},
+    }
+    a.push(
+        {
+            "type": "approval_resolved",
+            "id": "a2",
+            "decision": "allow",
+            "by": "dashboard",
+            "input": {"command": "rm -rf build/tmp"},
+        }
+    )
     a.update(pending_approvals=0)
     for p in (first, second):
         p.wait_for_selector("[data-testid=approval-card]", state="detached")
@@ -138,7 +155,11 @@ def test_question_on_two_pages_each_button_sends_its_decision_and_closes_everywh
 def test_inspector_changes_policy_and_rules(dash_hv, agents, page_factory):
     a = agents(dash_hv, "n-pol", "/srv/projects/web", session_name="policies")
     real_init = a.init_state
-    a.init_state = lambda: {**real_init(), "approval_policy": "writes", "approval_rules": [{"tool": "bash", "prefix": "git status"}]}
+    a.init_state = lambda: {
+        **real_init(),
+        "approval_policy": "writes",
+        "approval_rules": [{"tool": "bash", "prefix": "git status"}],
+    }
     a.update(approval_policy="writes")
     page = page_factory(viewport=DESKTOP)
     open_agent(page, dash_hv, "n-pol")
@@ -165,7 +186,9 @@ def test_inspector_changes_policy_and_rules(dash_hv, agents, page_factory):
         "rules": [{"tool": "bash", "prefix": "git status"}, {"tool": "bash", "prefix": "npm test"}],
     }
     page.get_by_role("button", name="Remove rule bash: git status").click()
-    wait_until(lambda: len([f for f in a.received if f.get("type") == "set_approval_policy"]) == 3, 5, what="remove rule")
+    wait_until(
+        lambda: len([f for f in a.received if f.get("type") == "set_approval_policy"]) == 3, 5, what="remove rule"
+    )
     assert a.received[-1] == {"type": "set_approval_policy", "policy": "all", "rules": []}
 
 
@@ -206,7 +229,10 @@ def test_edit_diff_renders_and_a_phone_decides(dash_hv, agents, page_factory):
     assert phone.get_by_role("button", name="Back to agents (1 waiting for you)").is_visible()
     for test_id in ("approval-allow", "approval-remember", "approval-deny"):
         box = phone.get_by_test_id(test_id).bounding_box()
-        assert box and box["height"] >= 44 and box["y"] + box["height"] <= 844 and box["x"] + box["width"] <= 390, (test_id, box)
+        assert box and box["height"] >= 44 and box["y"] + box["height"] <= 844 and box["x"] + box["width"] <= 390, (
+            test_id,
+            box,
+        )
     shot(phone, "approvals-diff-phone")
     phone.get_by_test_id("approval-allow").click()
     wait_until(lambda: decisions(a), 5, what="the phone's allow")
@@ -244,14 +270,6 @@ def wait_question(page, needle, timeout=QUESTION_MS):
     page.wait_for_selector(f"[data-testid=approval-card] >> text={needle}", timeout=timeout)
 
 
-def keep_shot(page, name):
-    """A screenshot for the specs (specs/img/<name>.png), also kept with the other artifacts."""
-    path = shot(page, name)
-    img = ARTIFACTS.parent / "specs" / "img"
-    if img.is_dir():
-        (img / f"{name}.png").write_bytes(path.read_bytes())
-
-
 @pytest.mark.pi
 @pytest.mark.slow
 def test_real_pi_writes_policy_deny_allow_edit_and_diff_from_two_pages(dash_hv, gated_pi, fake_llm, page_factory):
@@ -279,7 +297,9 @@ def test_real_pi_writes_policy_deny_allow_edit_and_diff_from_two_pages(dash_hv, 
     first.get_by_test_id("approval-deny-confirm").click()
     for p in (first, second):
         p.wait_for_selector("[data-testid=approval-card]", state="detached", timeout=10_000)
-        p.wait_for_selector(f"[data-node-id='{pi.node_id}'] [data-testid=waiting-badge]", state="detached", timeout=10_000)
+        p.wait_for_selector(
+            f"[data-node-id='{pi.node_id}'] [data-testid=waiting-badge]", state="detached", timeout=10_000
+        )
     second.wait_for_selector("[data-testid=approval-resolved] >> text=denied from a dashboard")
     first.wait_for_selector("text=/Tool result received: .*not this one/", timeout=QUESTION_MS)
     wait_until(lambda: "Hyper-Pi: allow bash" not in pi.screen(), 10, what="pi's own dialog to close")
@@ -308,12 +328,20 @@ def test_real_pi_writes_policy_deny_allow_edit_and_diff_from_two_pages(dash_hv, 
     (pi.cwd / "a.txt").write_text("keep\nx\ntail\n")
     first.get_by_test_id("policy-select").select_option("all")
     second.wait_for_selector(f"[data-node-id='{pi.node_id}'] >> text=asks: all", timeout=10_000)
-    fake_llm.script([{"tool_calls": [{"name": "edit", "arguments": {"path": "a.txt", "edits": [{"oldText": "x", "newText": "y"}]}}]}])
+    fake_llm.script(
+        [
+            {
+                "tool_calls": [
+                    {"name": "edit", "arguments": {"path": "a.txt", "edits": [{"oldText": "x", "newText": "y"}]}}
+                ]
+            }
+        ]
+    )
     send(first, "change x to y in a.txt")
     for p in (first, second):
         p.wait_for_selector("[data-testid=approval-diff] .diff-add >> text=+y", timeout=QUESTION_MS)
         assert p.locator("[data-testid=approval-diff] .diff-del").first.inner_text() == "-x"
-    keep_shot(first, "approvals-desktop")
+    shot(first, "approvals-desktop")  # specs/img/approvals-desktop.png is one of these
     first.get_by_test_id("approval-allow").click()
     second.wait_for_selector("[data-testid=approval-card]", state="detached", timeout=10_000)
     wait_until(lambda: (pi.cwd / "a.txt").read_text() == "keep\ny\ntail\n", 15, what="the allowed edit")
@@ -335,7 +363,7 @@ def test_real_pi_phone_decides_from_the_roster_badge(dash_hv, gated_pi, page_fac
     open_agent(phone, dash_hv, pi.node_id, ready=AGENT_READY)
     send(phone, "TOOLCALL: touch phone.txt")
     wait_question(phone, "touch phone.txt")
-    keep_shot(phone, "approvals-phone")
+    shot(phone, "approvals-phone")  # specs/img/approvals-phone.png is one of these
 
     # back on the roster, the card says the agent waits for you
     phone.get_by_role("button", name="Back to agents").click()
@@ -346,7 +374,10 @@ def test_real_pi_phone_decides_from_the_roster_badge(dash_hv, gated_pi, page_fac
     wait_question(phone, "touch phone.txt")
     for test_id in ("approval-allow", "approval-remember", "approval-edit", "approval-deny"):
         box = phone.get_by_test_id(test_id).bounding_box()
-        assert box and box["height"] >= 44 and box["y"] + box["height"] <= 844 and box["x"] + box["width"] <= 390, (test_id, box)
+        assert box and box["height"] >= 44 and box["y"] + box["height"] <= 844 and box["x"] + box["width"] <= 390, (
+            test_id,
+            box,
+        )
     phone.get_by_test_id("approval-allow").click()
     phone.wait_for_selector("[data-testid=approval-card]", state="detached", timeout=10_000)
     wait_until((pi.cwd / "phone.txt").exists, 15, what="phone.txt from the phone's allow")

@@ -5,7 +5,7 @@
 // how it closed.
 import { memo, useEffect, useRef, useState, type KeyboardEvent } from "react";
 import type { ApprovalDecisionMsg, ApprovalPreview, ApprovalRequestMsg } from "../protocol/types";
-import { approvalSummary, byText, canEditCommand, diffRows, waitedText, type ApprovalsView } from "../model/approvals";
+import { approvalSummary, byText, canEditCommand, compactPath, diffRows, pathInFolder, waitedText, type ApprovalsView } from "../model/approvals";
 import { displayCode, displayText } from "../model/displayText";
 import { SafeText } from "../ui/SafeText";
 import { shortPath } from "./toolSummary";
@@ -107,10 +107,10 @@ export function ApprovalCard({ req, agent, cwd, busy, onDecide }: CardProps) {
         {req.why && <span className="approval-why">asks: {displayText(req.why)}</span>}
         <Waited since={req.queued_at} />
       </header>
-      <div className="approval-where muted">
-        <SafeText text={agent} /> · <SafeText className="mono" text={shortPath(cwd)} />
+      <div className="approval-where muted" title={displayText(cwd)}>
+        <SafeText text={agent} /> · <SafeText className="mono" text={compactPath(shortPath(cwd))} />
       </div>
-      <ApprovalBody req={req} />
+      <ApprovalBody req={req} cwd={cwd} />
       {mode === "choose" && (
         <div className="approval-actions" role="group" aria-label="Decision">
           <button type="button" className="btn btn-primary" data-testid="approval-allow" disabled={busy} onClick={() => decide({ decision: "allow" })}>
@@ -180,9 +180,9 @@ function Waited({ since }: { since: number }) {
   );
 }
 
-function ApprovalBody({ req }: { req: ApprovalRequestMsg }) {
+function ApprovalBody({ req, cwd }: { req: ApprovalRequestMsg; cwd: string }) {
   const p = req.preview;
-  if (p?.kind === "diff") return <DiffPreview p={p} />;
+  if (p?.kind === "diff") return <DiffPreview p={p} cwd={cwd} />;
   const command = p?.command ?? (typeof req.input?.command === "string" ? req.input.command : null);
   return (
     <>
@@ -202,11 +202,11 @@ function ApprovalBody({ req }: { req: ApprovalRequestMsg }) {
   );
 }
 
-function DiffPreview({ p }: { p: ApprovalPreview }) {
+function DiffPreview({ p, cwd }: { p: ApprovalPreview; cwd: string }) {
   return (
     <div className="approval-diff" data-testid="approval-diff">
-      <div className="approval-diff-head">
-        {p.path && <SafeText className="mono" text={shortPath(p.path)} />}
+      <div className="approval-diff-head" title={p.path ? displayText(p.path) : undefined}>
+        {p.path && <SafeText className="mono" text={shortPath(pathInFolder(p.path, cwd))} />}
         {p.new_file && <span className="approval-tag">new file</span>}
         {p.truncated && <span className="approval-tag">diff truncated</span>}
       </div>

@@ -26,9 +26,10 @@ export const ToolCard = memo(function ToolCard({ name, args, result, done, parti
     <div className={`tool-card tool-${state}`} data-tool={name} data-state={state}>
       <div className="tool-head">
         {state === "waiting" ? (
-          <span className="tool-icon tool-waiting-icon" aria-label="waiting for your decision">
-            ⏸
-          </span>
+          <svg className="tool-icon" width="14" height="14" viewBox="0 0 14 14" role="img" aria-label="waiting for your decision">
+            <rect x="3" y="2" width="3" height="10" fill="currentColor" />
+            <rect x="8" y="2" width="3" height="10" fill="currentColor" />
+          </svg>
         ) : state === "pending" ? (
           <span className="spinner" aria-label="running" />
         ) : (

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { agentReducer, initialAgentView, type AgentView } from "./agentReducer";
-import { approvalSummary, canEditCommand, diffRows, parseRule, waitedText, latencyText, MAX_RECENT_APPROVALS } from "./approvals";
+import { approvalSummary, canEditCommand, compactPath, diffRows, pathInFolder, parseRule, waitedText, latencyText, MAX_RECENT_APPROVALS } from "./approvals";
 
 const T0 = 1_800_000_000; // unix seconds
 const feed = (s: AgentView, now: number, ...frames: any[]) => agentReducer(s, { kind: "frames", frames, now });
@@ -186,5 +186,18 @@ describe("approvals: helpers", () => {
   it("colours a unified diff by line kind", () => {
     const rows = diffRows("--- a.txt\n+++ a.txt\n@@ -1,2 +1,2 @@\n keep\n-x\n+y\n\\ No newline at end of file\n");
     expect(rows.map((r) => r.kind)).toEqual(["meta", "meta", "hunk", "ctx", "del", "add", "meta"]);
+  });
+
+  it("keeps the end of a long path, which names the folder", () => {
+    expect(compactPath("/tmp/pytest-of-u/pytest-9/test_x/pi/work")).toBe("/tmp/…/pi/work");
+    expect(compactPath("~/src/app")).toBe("~/src/app");
+    expect(compactPath("/srv/projects/api")).toBe("/srv/projects/api");
+  });
+
+  it("shows a file inside the agent's folder relative to it, one outside in full", () => {
+    expect(pathInFolder("/h/u/app/src/a.ts", "/h/u/app")).toBe("src/a.ts");
+    expect(pathInFolder("/h/u/app/src/a.ts", "/h/u/app/")).toBe("src/a.ts");
+    expect(pathInFolder("/h/u/application/a.ts", "/h/u/app")).toBe("/h/u/application/a.ts");
+    expect(pathInFolder("/etc/passwd", "/h/u/app")).toBe("/etc/passwd");
   });
 });

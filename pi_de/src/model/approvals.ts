@@ -173,6 +173,24 @@ export function parseRule(tool: string, prefix: string): { rule: ApprovalRule } 
   return { rule: p ? { tool: t, prefix: p } : { tool: t } };
 }
 
+// ---- paths ----
+
+/** A long path kept readable in one line: its first segment, "…", and its last `tail` segments (the
+ *  folder's own name is the part that matters; an ellipsis at the end would hide it). */
+export function compactPath(p: string, tail = 2): string {
+  const abs = p.startsWith("/");
+  const parts = p.split("/").filter(Boolean);
+  if (parts.length <= tail + 2) return p;
+  return `${abs ? "/" : ""}${parts[0]}/…/${parts.slice(-tail).join("/")}`;
+}
+
+/** A file the call touches, relative to the agent's folder when it is inside it. */
+export function pathInFolder(path: string, cwd: string): string {
+  const base = cwd.replace(/\/+$/, "");
+  if (base && path.startsWith(base + "/")) return path.slice(base.length + 1);
+  return path;
+}
+
 // ---- unified diffs (the preview of an edit or write) ----
 
 export interface DiffRow {
