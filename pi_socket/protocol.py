@@ -405,6 +405,10 @@ class ApprovalRule(_Strict):
 
 
 class ApprovalDecisionMsg(_Strict):
+    """A person's answer. Strict types: a decision is never coerced ("yes" is not ``remember: true``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
     type: Literal["approval_decision"]
     id: Id = Field(description="the approval_request's id")
     decision: Literal["allow", "deny"]
@@ -416,6 +420,8 @@ class ApprovalDecisionMsg(_Strict):
 
 
 class SetApprovalPolicyMsg(_Strict):
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
     type: Literal["set_approval_policy"]
     policy: ApprovalPolicy
     rules: list[ApprovalRule] | None = Field(

@@ -112,6 +112,8 @@ export interface AgentNode {
   [k: string]: unknown;
 }
 /**
+ * A person's answer. Strict types: a decision is never coerced ("yes" is not ``remember: true``).
+ *
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
  * via the `definition` "ApprovalDecisionMsg".
  */
