@@ -21,10 +21,9 @@ pi's own events and messages are passed through untouched (see
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any, Literal, Required
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, TypeAdapter, model_serializer
-from typing_extensions import TypedDict
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 PROTOCOL_VERSION = "1"
 
@@ -382,26 +381,18 @@ class SetSessionNameMsg(_Strict):
     name: str = Field(min_length=1, max_length=MAX_NAME_LEN)
 
 
-class ApprovalRuleDict(TypedDict, total=False):
-    tool: Required[str]
-    prefix: str
-
-
 class ApprovalRule(_Strict):
     """An allow rule: calls of ``tool`` skip the question; for bash (and powershell) only commands that start
     with ``prefix`` at a word boundary and chain nothing (no ``;``, ``&``, ``|``, redirections, substitutions or
     newlines: specs/approvals.md)."""
 
     tool: str = Field(min_length=1, max_length=64)
-    prefix: str | None = Field(default=None, min_length=1, max_length=MAX_RULE_PREFIX_LEN)
-
-    @model_serializer(mode="wrap")
-    def _without_null_prefix(self, handler: SerializerFunctionWrapHandler) -> ApprovalRuleDict:
-        """``{tool}`` for a tool rule, as the rules file writes it (no ``prefix: null``)."""
-        data: ApprovalRuleDict = handler(self)
-        if data.get("prefix") is None:
-            data.pop("prefix", None)
-        return data
+    prefix: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_RULE_PREFIX_LEN,
+        exclude_if=lambda v: v is None,  # a tool rule is {tool}, as the rules file writes it
+    )
 
 
 class ApprovalDecisionMsg(_Strict):

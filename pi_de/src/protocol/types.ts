@@ -38,7 +38,6 @@ export interface HyperPiProtocolIndex {
   ApprovalRequestMsg?: ApprovalRequestMsg;
   ApprovalResolvedMsg?: ApprovalResolvedMsg;
   ApprovalRule?: ApprovalRule;
-  ApprovalRuleDict?: ApprovalRuleDict;
   Attachment?: Attachment;
   CommandInfo?: CommandInfo;
   CommandsListMsg?: CommandsListMsg;
@@ -151,8 +150,16 @@ export interface ApprovalPolicyMsg {
   type: "approval_policy";
   [k: string]: unknown;
 }
+/**
+ * An allow rule: calls of ``tool`` skip the question; for bash (and powershell) only commands that start
+ * with ``prefix`` at a word boundary and chain nothing (no ``;``, ``&``, ``|``, redirections, substitutions or
+ * newlines: specs/approvals.md).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ApprovalRule".
+ */
 export interface ApprovalRule {
-  prefix?: string;
+  prefix?: string | null;
   tool: string;
 }
 /**
@@ -248,14 +255,6 @@ export interface ApprovalResolvedMsg {
   record?: ApprovalRecord | null;
   type: "approval_resolved";
   [k: string]: unknown;
-}
-/**
- * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
- * via the `definition` "ApprovalRuleDict".
- */
-export interface ApprovalRuleDict {
-  prefix?: string;
-  tool: string;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
@@ -792,12 +791,4 @@ export interface SpawnAgentResult {
   path: string;
   tmux_session: string | null;
   [k: string]: unknown;
-}
-/**
- * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
- * via the `definition` "ApprovalRule".
- */
-export interface ApprovalRuleDict1 {
-  prefix?: string;
-  tool: string;
 }
