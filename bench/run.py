@@ -7,6 +7,8 @@ Sections (each compares figures measured side by side in this run; medians of re
   registry  4  1,000 agents + 50 dashboards; list_directories vs list_nodes; 10,000 agents vs 1,000
   history   5  init_state and paging on a real bridge
   pide      6  Pi-DE in headless Chromium: 10,000 messages, streaming frames, bundle size
+  approvals 7  the approval gate on real pi: time added per call a rule allows; question and decision round
+               trips through the hypivisor
 
 Writes ``bench/results/latest.json`` and ``bench/results/latest.md`` (git-ignored) and prints the table.
 ``--smoke`` uses tiny sizes so the whole suite runs in well under two minutes (CI:
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from bench.common import REPO, Row, fmt
 
-SECTIONS = ["relay", "stream", "overhead", "registry", "history", "pide"]
+SECTIONS = ["relay", "stream", "overhead", "registry", "history", "pide", "approvals"]
 # rows each section must produce (integration_tests/test_bench_smoke.py checks them)
 EXPECTED_ROWS = {
     "1 proxy": 16,
@@ -37,6 +39,7 @@ EXPECTED_ROWS = {
     "4 registry": 13,
     "5 history": 12,
     "6 Pi-DE": 4,
+    "7 approval gate": 9,
 }
 RESULTS = REPO / "bench" / "results"
 
@@ -72,6 +75,10 @@ async def run_section(name: str, args, log) -> list[Row]:
         from bench import pide
 
         return await asyncio.to_thread(pide.run, args.smoke, log)
+    if name == "approvals":
+        from bench import approvals
+
+        return await asyncio.to_thread(approvals.run, args.smoke, args.reps, log)
     raise ValueError(name)
 
 
@@ -175,7 +182,8 @@ def main() -> int:
         "--reps",
         type=int,
         default=None,
-        help="repetitions (default per section: relay 7, overhead 25 rounds, registry 3, history 5; smoke 1)",
+        help="repetitions (default per section: relay 7, overhead 25 rounds, registry 3, history 5, approvals 15 "
+        "rounds; smoke 1)",
     )
     args = ap.parse_args()
     try:
