@@ -2,10 +2,10 @@
 // the machine only when the roster spans several, and how long it has been working or idle. Pure.
 import type { NodeInfo } from "../protocol/types";
 
-/** A duration as a person reads it at a glance: 45s, 12m, 3h 5m, 2d. */
+/** A duration as a person reads it at a glance: <1m, 12m, 3h 5m, 2d (labels refresh every 30 s). */
 export function duration(seconds: number): string {
   const s = Math.max(0, Math.floor(seconds));
-  if (s < 60) return `${s}s`;
+  if (s < 60) return "<1m";
   const m = Math.floor(s / 60);
   if (m < 60) return `${m}m`;
   const h = Math.floor(m / 60);
