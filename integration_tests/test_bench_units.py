@@ -98,3 +98,32 @@ def test_int_after_reads_total_and_next_cursor_without_parsing():
     assert int_after(b'{"id":"q","result":{"nodes":[{"id":"a"}],"next_cursor":2345}}', NEXT) == 2345
     assert int_after(b'{"id":"q","result":{"nodes":[],"next_cursor":null}}', NEXT) is None
     assert int_after(b'{"id":"q","result":{"nodes":[]}}', NEXT) is None
+
+
+def test_gate_time_added_is_the_median_of_same_round_differences():
+    from bench.approvals import gate_rows
+
+    off, rule = [0.020, 0.030, 0.050], [0.100, 0.500, 0.090]  # ms per call; round 2 was disturbed
+    base, gated, added = gate_rows("1.6.0", 50, {"off": off, "rule": rule})
+    assert added.value == pytest.approx(0.08) and added.met is True and added.reps == 3
+    ratio_to_target(added)
+    assert added.ratio == pytest.approx(0.08) and added.ref == "target"
+    assert gated.ratio == pytest.approx(5.0) and base.ratio == 1.0  # median of per-round ratios 5, 16.7, 1.8
+    _, _, slow = gate_rows("1.6.0", 50, {"off": off, "rule": [1.2, 1.3, 1.1]})
+    assert slow.met is False
+
+
+def test_approval_round_trips_are_p99_against_the_prompt_round_trip():
+    from bench.approvals import rtt_rows
+
+    n = 100
+    out = {
+        "prompt": [5.0] * n,
+        "ask": [2.0] * (n - 1) + [400.0],  # one stall: p99 of 100 samples is the 99th, not the maximum
+        "run": [8.0] * (n - 2) + [60.0, 70.0],
+        "resolved": [3.0] * n,
+    }
+    prompt, ask, run = rtt_rows("1.6.0", out)
+    assert prompt.value == 5.0 and prompt.met is None
+    assert ask.value == 2.0 and ask.ratio == pytest.approx(0.4) and ask.met is True and "max 400" in ask.note
+    assert run.value == 60.0 and run.met is False and run.reps == n
