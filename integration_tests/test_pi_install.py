@@ -1,4 +1,4 @@
-"""`python -m pi_socket install | uninstall | doctor` against real pi installs (0.73.1 and 1.5.2).
+"""`python -m pi_socket install | uninstall | doctor` against real pi installs (0.73.1, 1.5.2, 1.6.0).
 
 The ``pi_home`` fixture already ran ``install`` (as a user would); these tests check what it printed and
 changed, that pi really loads the shim because of it (and stops after ``uninstall``), the Node version

@@ -1,4 +1,4 @@
-"""The agent link of a real pi (0.73.1 and 1.5.2) through the shim and the real bridge.
+"""The agent link of a real pi (0.73.1, 1.5.2, 1.6.0) through the shim and the real bridge.
 
 Each test starts pi in RPC mode (the fastest real pi; the shim behaves the same in the TUI, see
 test_pi_tui.py), connects to the bridge's port as a client would, and drives pi through the link.

@@ -1,6 +1,6 @@
 """Invariant 1 with real processes: neither the hypivisor nor the bridge can harm a running pi.
 
-pi (0.73.1 and 1.5.2, RPC mode) runs with the shim; the bridge is the real ``python -m pi_socket.bridge``
+pi (0.73.1, 1.5.2, 1.6.0, RPC mode) runs with the shim; the bridge is the real ``python -m pi_socket.bridge``
 and the hypivisor the real ``python -m hypivisor``. Processes are killed with SIGKILL, so no cleanup runs.
 """
 

@@ -1,4 +1,4 @@
-"""The shim in the real interactive TUI under tmux (pi 0.73.1 and 1.5.2).
+"""The shim in the real interactive TUI under tmux (pi 0.73.1, 1.5.2, 1.6.0).
 
 One pi per version goes through the whole life of an interactive session: the agent URL is shown once,
 the TUI is never scribbled on, a prompt from the link renders in the TUI, and `/reload` and `/new` (which

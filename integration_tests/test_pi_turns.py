@@ -1,4 +1,4 @@
-"""turn_end reaches clients on both pi versions. On pi >= 1 the shim rebuilds it from the turn's events
+"""turn_end reaches clients on every pi version. On pi >= 1 the shim rebuilds it from the turn's events
 instead of subscribing to pi's turn_end boundary (pi_socket/extension/src/turns.ts: a handler there makes
 pi project the whole transcript twice per turn); clients must not see a difference in order or content."""
 

@@ -23,7 +23,7 @@ from integration_tests.harness.pide import dashboard_url, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.pi, pytest.mark.slow]
 
-PI = "0.73.1"  # Node 20 runs it directly; pi_version-parametrised tests also cover 1.5.2
+PI = "0.73.1"  # Node 20 runs it directly; pi_version-parametrised tests also cover 1.5.2 and 1.6.0
 
 
 @pytest.fixture
