@@ -133,10 +133,10 @@ describe("approvals: errors", () => {
   it("any other error about a decision re-enables the question", () => {
     let s = init({ pending_approvals: [req("a1")] });
     s = agentReducer(s, { kind: "approval_answered", id: "a1" });
-    s = feed(s, T0 * 1000, { type: "error", id: "a1", code: 1003, message: "input.command must be a non-empty string" });
+    s = feed(s, T0 * 1000, { type: "error", id: "a1", code: 1003, message: "decision not applied: input: command must be a non-empty string" });
     expect(s.approvals.pending).toHaveLength(1);
     expect(s.approvals.answering).toEqual([]);
-    expect(s.errors.at(-1)!.message).toBe("Your decision was not taken: input.command must be a non-empty string");
+    expect(s.errors.at(-1)!.message).toBe("decision not applied: input: command must be a non-empty string (the question is still open: answer again)");
   });
 
   it("an error about a prompt still drops that prompt, not a question", () => {

@@ -98,7 +98,7 @@ export function isApprovalError(s: ApprovalsView, id: string | null | undefined)
  *  know. Any other error leaves the question open so it can be answered again. */
 export function approvalFailed(s: ApprovalsView, id: string, code: number, message: string): { view: ApprovalsView; message: string } {
   const answering = s.answering.filter((x) => x !== id);
-  if (code !== CONFLICT) return { view: { ...s, answering }, message: `Your decision was not taken: ${message}` };
+  if (code !== CONFLICT) return { view: { ...s, answering }, message: `${message} (the question is still open: answer again)` };
   const known = [...s.recent].reverse().find((r) => r.id === id);
   const text = known
     ? `Already decided: ${known.decision === "allow" ? "allowed" : "denied"} ${byText(known.by)}. Your answer was not used.`
