@@ -25,6 +25,8 @@ environment:
                          ({path} and {session} are shell-quoted)
   HYPI_DASHBOARD_DIR     built Pi-DE to serve (default: pi_de/dist in the repository)
   HYPI_SPAWN_TIMEOUT     seconds spawn_agent waits for the new agent to register (default 30)
+  HYPI_STATE_DIR         where the inbox (SQLite) and other kept state live
+                         (default: $XDG_STATE_HOME/hyper-pi, else ~/.local/state/hyper-pi)
 """
 
 
@@ -47,6 +49,7 @@ class Config:
     max_connections: int = 1024
     max_connections_per_peer: int = 256
     rate_limit: float = 500.0  # /ws frames per second per connection (burst 10x); 0 = off
+    state_dir: Path | None = None  # None: no kept state (in-memory inbox), as in unit tests
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -120,7 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="/ws frames per second per connection (bursts of 10x allowed); above it a request is answered "
         "1008 RATE_LIMITED and the connection stays open; 0 disables (default: %(default)s)",
     )  # fmt: skip
+    p.add_argument(
+        "--state-dir", default=None,
+        help="directory of the hypivisor's kept state: the inbox and read markers (SQLite) "
+        "(default: HYPI_STATE_DIR, else $XDG_STATE_HOME/hyper-pi, else ~/.local/state/hyper-pi)",
+    )  # fmt: skip
     return p
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    if env.get("HYPI_STATE_DIR"):
+        return Path(env["HYPI_STATE_DIR"]).expanduser()
+    base = env.get("XDG_STATE_HOME") or os.path.join(home_dir(env), ".local", "state")
+    return Path(base) / "hyper-pi"
 
 
 def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
@@ -145,6 +160,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
         max_connections=args.max_connections,
         max_connections_per_peer=args.max_connections_per_peer,
         rate_limit=max(0.0, args.rate_limit),
+        state_dir=Path(args.state_dir).expanduser() if args.state_dir else default_state_dir(env),
     )
 
 

@@ -254,6 +254,14 @@ class Registry:
                     entry.node.activity_since = now
         return [NodeUpdatedEvent(node=self._view(entry))] if changed else []
 
+    def set_unread(self, node_id: str, unread: int) -> list[BaseModel]:
+        """The inbox's unread count on the roster card (``node_updated`` when it changed)."""
+        entry = self._entries.get(node_id)
+        if entry is None or entry.node.unread == unread:
+            return []
+        entry.node.unread = unread
+        return [NodeUpdatedEvent(node=self._view(entry))]
+
     def touch(self, conn: Hashable, now: float) -> None:
         """Any frame from an owning connection proves its agents alive: O(1), whatever it owns."""
         if conn in self._conn_seen:

@@ -22,10 +22,12 @@ from pydantic import BaseModel, ValidationError
 
 from hypivisor import paths, spawn_cmd
 from hypivisor.access import is_loopback
+from hypivisor.attention import AttentionBook
 from hypivisor.broadcast import Hub, text_frame
 from hypivisor.config import Config, home_dir
 from hypivisor.registry import Registry, RegistryError
 from hypivisor.spawner import Spawner, SpawnError
+from hypivisor.store import Store
 from pi_socket import __version__
 from pi_socket.errors import HypiError
 from pi_socket.protocol import (
@@ -33,11 +35,17 @@ from pi_socket.protocol import (
     REGISTRY_METHODS,
     DeregisterParams,
     DirectoryEntry,
+    DismissAttentionParams,
     ErrorCode,
     HeartbeatParams,
+    ListAttentionParams,
+    ListAttentionResult,
     ListDirectoriesParams,
     ListDirectoriesResult,
     ListNodesParams,
+    MarkReadParams,
+    NodeInfo,
+    NodeRemovedEvent,
     OkResult,
     RegisterParams,
     RegisterResult,
@@ -96,11 +104,30 @@ class Service:
         self.spawner = Spawner(config.spawn_command, config.spawn_timeout)
         self._snapshot: Snapshot | None = None
         self._unserialisable: set[str] = set()  # node ids already logged as unserialisable
+        self.store = Store(config.state_dir / "hypivisor.sqlite3") if config.state_dir is not None else None
+        self.attention = AttentionBook(self.store)
+        if self.store is not None:
+            self.attention.restore(*self.store.load(time.time()))
+        self.started_at = time.time()
 
     def publish(self, events: list[BaseModel]) -> None:
         if events:
             self._snapshot = None  # the roster changed: the next init / list_nodes rebuilds it
             self.hub.publish(events)
+            gone = [e for e in events if isinstance(e, NodeRemovedEvent)]
+            for event in gone:  # the inbox hears who left (their live items end; unread output stays as an item)
+                self.hub.publish(self.attention.node_left(event.id, event.reason, time.time()))
+
+    def _attention_report(self, node: NodeInfo, params: RegisterParams | HeartbeatParams, now: float) -> None:
+        """A bridge's attention report (with its register or heartbeat) into the inbox; the card's unread count."""
+        if params.attention is not None:
+            self.hub.publish(self.attention.report(node, params.attention, now))
+        self.publish(self.registry.set_unread(node.id, self.attention.unread_of(node.id)))
+
+    def forget_absent(self, now: float) -> None:
+        """Once, a grace time after start: live items of agents that never came back end (``exited``)."""
+        present = {node.id for node in self.registry.nodes()}
+        self.hub.publish(self.attention.forget_live_of_absent(present, now))
 
     def _roster(self) -> Snapshot:
         """The roster serialised once for every ``init`` and ``list_nodes`` until it changes.
@@ -177,6 +204,7 @@ class Service:
             log.warning("register refused", node_id=params.id, remote=peer, code=exc.code, reason=exc.message[:200])
             raise
         self.publish(events)
+        self._attention_report(node, params, now)
         self.spawner.node_registered(node, params.spawn_id)
         log.info("node registered", node_id=node.id, machine=node.machine, port=node.port, cwd=node.cwd)
         entry = self.registry.get(node.id)
@@ -188,7 +216,12 @@ class Service:
 
     async def _m_heartbeat(self, params: HeartbeatParams, conn: Hashable, peer: str) -> dict:
         """Only the connection that owns the node (1006 otherwise: the bridge registers again)."""
-        self.publish(self.registry.heartbeat(params, conn, time.time()))
+        now = time.time()
+        self.publish(self.registry.heartbeat(params, conn, now))
+        if params.attention is not None:
+            entry = self.registry.get(params.id)
+            if entry is not None:
+                self._attention_report(entry.node, params, now)
         return OkResult(status="ok").model_dump(mode="json")
 
     async def _m_deregister(self, params: DeregisterParams, conn: Hashable, peer: str) -> dict:
@@ -213,6 +246,24 @@ class Service:
             home=listing.home,
             directories=[DirectoryEntry(name=n, path=p) for n, p in listing.directories],
         ).model_dump(mode="json")
+
+    async def _m_list_attention(self, params: ListAttentionParams, conn: Hashable, peer: str) -> dict:
+        book = self.attention
+        return ListAttentionResult(items=book.open_items(), unread=dict(book.unread)).model_dump(mode="json")
+
+    async def _m_mark_read(self, params: MarkReadParams, conn: Hashable, peer: str) -> dict:
+        """A person read this agent: its finished/error/exited items end and its unread count is 0, everywhere."""
+        now = time.time()
+        self.hub.publish(self.attention.mark_read(params.node_id, now))
+        self.publish(self.registry.set_unread(params.node_id, 0))
+        return {"status": "ok", "node_id": params.node_id, "unread": 0}
+
+    async def _m_dismiss_attention(self, params: DismissAttentionParams, conn: Hashable, peer: str) -> dict:
+        events = self.attention.dismiss(params.id, time.time())
+        if events is None:
+            raise RpcFailure(ErrorCode.NOT_FOUND, f"no open inbox item {params.id[:128]!r} (already resolved?)")
+        self.hub.publish(events)
+        return {"status": "dismissed", "id": params.id}
 
     def spawn_allowed(self) -> bool:
         c = self.config
@@ -284,6 +335,9 @@ METHOD_HANDLERS: dict[str, Handler] = {
     "list_nodes": Service._m_list_nodes,
     "list_directories": Service._m_list_directories,
     "spawn_agent": Service._m_spawn_agent,
+    "list_attention": Service._m_list_attention,
+    "mark_read": Service._m_mark_read,
+    "dismiss_attention": Service._m_dismiss_attention,
 }
 if METHOD_HANDLERS.keys() != REGISTRY_METHODS.keys():  # pragma: no cover - a programming error, caught at import
     raise RuntimeError(

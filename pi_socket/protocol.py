@@ -125,6 +125,54 @@ class ErrorInfo(_Open):
     data: Any | None = None
 
 
+AttentionKind = Literal["approval", "question", "finished", "error", "stalled", "budget", "exited"]
+MAX_SUMMARY_LEN = 300
+MAX_LIVE_ATTENTION = 100
+
+
+class AttentionLive(_Stored):
+    """Something waiting for a person right now in one agent (reported by its bridge while it lasts)."""
+
+    kind: Literal["approval", "question", "stalled", "budget"]
+    key: Id = Field(description="stable while the cause lasts (the approval id, the dialog's number)")
+    summary: str = Field(max_length=MAX_SUMMARY_LEN, description="one line of plain text")
+    created_at: UnixTime
+    approval_id: str | None = Field(default=None, max_length=MAX_ID_LEN)
+    tool_name: str | None = Field(default=None, max_length=64)
+
+
+class AttentionRun(_Stored):
+    """The agent's latest settled run, as its bridge reports it (the hypivisor makes one item per new key)."""
+
+    key: Id = Field(description="unique per run of this pi (a new key is a new run)")
+    outcome: Literal["finished", "error"]
+    summary: str = Field(max_length=MAX_SUMMARY_LEN)
+    at: UnixTime
+    new_messages: Count = Field(default=0, description="assistant messages this run added (the unread count grows)")
+
+
+class AttentionReport(_Stored):
+    """What a bridge says needs a person, sent with every register and heartbeat (a re-register re-sends it)."""
+
+    live: list[AttentionLive] = Field(default_factory=list, max_length=MAX_LIVE_ATTENTION)
+    last_run: AttentionRun | None = None
+
+
+class AttentionItem(_Stored):
+    """One entry of the inbox: something in one agent that needs a person."""
+
+    id: Id
+    node_id: Id
+    kind: AttentionKind
+    summary: str = Field(max_length=MAX_SUMMARY_LEN, description="one line of plain text, no markdown")
+    created_at: UnixTime
+    machine: str | None = Field(default=None, max_length=255)
+    cwd: str | None = Field(default=None, max_length=MAX_PATH_LEN)
+    session_name: str | None = Field(default=None, max_length=MAX_NAME_LEN)
+    approval_id: str | None = Field(default=None, max_length=MAX_ID_LEN, description="approval: decide it by this id")
+    tool_name: str | None = Field(default=None, max_length=64)
+
+
 class NodeInfo(_Stored):
     """One pi agent as the registry knows it."""
 
@@ -146,6 +194,7 @@ class NodeInfo(_Stored):
     protocol_version: str = Field(default=PROTOCOL_VERSION, max_length=MAX_VERSION_LEN)
     approval_policy: ApprovalPolicy | None = Field(default=None, description="the agent's approval policy")
     pending_approvals: Count = Field(default=0, description="tool calls waiting for a person's decision")
+    unread: Count = Field(default=0, description="assistant messages since a person last read this agent")
     git_branch: str | None = Field(
         default=None,
         max_length=MAX_BRANCH_LEN,
@@ -208,6 +257,7 @@ class RegisterParams(_Strict):
     )
     approval_policy: ApprovalPolicy | None = None
     pending_approvals: Count | None = None
+    attention: AttentionReport | None = None
     git_branch: str | None = Field(default=None, max_length=MAX_BRANCH_LEN)
 
 
@@ -222,6 +272,7 @@ class HeartbeatParams(_Strict):
     cost: Money | None = None
     approval_policy: ApprovalPolicy | None = None
     pending_approvals: Count | None = None
+    attention: AttentionReport | None = None
     git_branch: str | None = Field(default=None, max_length=MAX_BRANCH_LEN)
 
 
@@ -247,6 +298,23 @@ class SpawnAgentParams(_Strict):
         description="resume this pi session (``pi --session <file>``): an existing .jsonl session file under $HOME "
         "whose header's cwd is ``path``; not with new_folder",
     )
+
+
+class ListAttentionParams(_Strict):
+    pass
+
+
+class MarkReadParams(_Strict):
+    node_id: Id
+
+
+class DismissAttentionParams(_Strict):
+    id: Id
+
+
+class ListAttentionResult(_Open):
+    items: list[AttentionItem] = Field(description="open items, oldest first")
+    unread: dict[str, int] = Field(default_factory=dict, description="node id → unread count (only non-zero)")
 
 
 class RegisterResult(_Open):
@@ -295,6 +363,9 @@ REGISTRY_METHODS: dict[str, type[BaseModel]] = {
     "list_nodes": ListNodesParams,
     "list_directories": ListDirectoriesParams,
     "spawn_agent": SpawnAgentParams,
+    "list_attention": ListAttentionParams,
+    "mark_read": MarkReadParams,
+    "dismiss_attention": DismissAttentionParams,
 }
 
 
@@ -331,8 +402,35 @@ class NodeRemovedEvent(_Open):
     reason: Literal["deregistered", "evicted", "ttl", "ghost"] | None = None
 
 
+class AttentionAddedEvent(_Open):
+    event: Literal["attention_added"] = "attention_added"
+    item: AttentionItem
+
+
+class AttentionResolvedEvent(_Open):
+    event: Literal["attention_resolved"] = "attention_resolved"
+    id: str
+    by: Literal["cause", "read", "dismissed", "exited", "superseded"] = Field(
+        description="cause: what asked for a person ended (decided, dialog closed); read: mark_read; dismissed: "
+        "dismiss_attention; exited: the agent left; superseded: a newer item of the same kind replaced it"
+    )
+
+
+class UnreadChangedEvent(_Open):
+    event: Literal["unread_changed"] = "unread_changed"
+    node_id: str
+    unread: int
+
+
 RegistryEvent = Annotated[
-    InitEvent | NodeJoinedEvent | NodeUpdatedEvent | NodeOfflineEvent | NodeRemovedEvent,
+    InitEvent
+    | NodeJoinedEvent
+    | NodeUpdatedEvent
+    | NodeOfflineEvent
+    | NodeRemovedEvent
+    | AttentionAddedEvent
+    | AttentionResolvedEvent
+    | UnreadChangedEvent,
     Field(discriminator="event"),
 ]
 
@@ -668,6 +766,17 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     NodeUpdatedEvent,
     NodeOfflineEvent,
     NodeRemovedEvent,
+    AttentionLive,
+    AttentionRun,
+    AttentionReport,
+    AttentionItem,
+    ListAttentionParams,
+    MarkReadParams,
+    DismissAttentionParams,
+    ListAttentionResult,
+    AttentionAddedEvent,
+    AttentionResolvedEvent,
+    UnreadChangedEvent,
     Attachment,
     PromptMsg,
     AbortMsg,

@@ -23,7 +23,16 @@ from hypivisor.service import RpcFailure, Service
 from hypivisor.tests.test_broadcast import _init_payload
 from pi_socket import protocol as p
 
-STORED = (p.NodeInfo, p.TokenTotals, p.RegisterParams, p.HeartbeatParams)
+STORED = (
+    p.NodeInfo,
+    p.TokenTotals,
+    p.RegisterParams,
+    p.HeartbeatParams,
+    p.AttentionReport,
+    p.AttentionLive,
+    p.AttentionRun,
+    p.AttentionItem,
+)
 
 
 def _service(tmp_path) -> Service:
@@ -53,6 +62,10 @@ def _leaves(annotation, metadata: list) -> list[tuple[object, list]]:
         return [(typing.Literal, metadata)]
     if origin in (typing.Union, types.UnionType):
         return [leaf for a in typing.get_args(annotation) for leaf in _leaves(a, metadata)]
+    if origin is list:  # a bounded list of bounded items
+        assert any(type(c).__name__ == "MaxLen" for c in metadata), f"a list without max_length: {annotation}"
+        (inner,) = typing.get_args(annotation)
+        return _leaves(inner, [])
     return [(annotation, metadata)]
 
 

@@ -52,6 +52,7 @@ from pi_socket.shimwire import (
 
 from . import faults, gitinfo
 from .approvals import ApprovalBook
+from .attention import AttentionTracker
 from .clients import Client, ClientSet
 from .config import BridgeConfig
 from .frames import frame
@@ -86,6 +87,7 @@ class Bridge:
         self.node_id = config.node_id
         self.cwd = os.getcwd()
         self.approvals = ApprovalBook()
+        self.attention = AttentionTracker()
         self.handlers = Handlers(shim, self.state, lambda: self.cwd, self.apply_effect, self.approvals)
         self.server = AgentServer(
             config, ready=self.wait_ready, join=self.attach, leave=self.detach, dispatch=self.handlers.dispatch
@@ -245,7 +247,10 @@ class Bridge:
         try:
             faults.maybe_fail("stdin.line")
             if line.get("t") == "event":
-                self.apply_effect(self.state.apply_event(event_body(line)))
+                event = event_body(line)
+                self.apply_effect(self.state.apply_event(event))
+                if self.attention.observe(event, self.state.settled_supported, time.time()):
+                    self._roster_changed()
                 return
             msg = parse_shim_line(line)
             if isinstance(msg, HelloLine):
@@ -425,6 +430,7 @@ class Bridge:
             "git_branch": clip(gitinfo.git_branch(self.cwd), 200),  # a few small reads, no subprocess
             "approval_policy": self.approvals.policy,
             "pending_approvals": len(self.approvals.pending),
+            "attention": self.attention.report(self.approvals),
         }
 
     def register_params(self) -> RegisterParams:

@@ -65,6 +65,9 @@ def test_registry_params_strict():
         "list_nodes",
         "list_directories",
         "spawn_agent",
+        "list_attention",
+        "mark_read",
+        "dismiss_attention",
     }
 
 

@@ -39,11 +39,18 @@ export interface HyperPiProtocolIndex {
   ApprovalResolvedMsg?: ApprovalResolvedMsg;
   ApprovalRule?: ApprovalRule;
   Attachment?: Attachment;
+  AttentionAddedEvent?: AttentionAddedEvent;
+  AttentionItem?: AttentionItem;
+  AttentionLive?: AttentionLive;
+  AttentionReport?: AttentionReport;
+  AttentionResolvedEvent?: AttentionResolvedEvent;
+  AttentionRun?: AttentionRun;
   CommandInfo?: CommandInfo;
   CommandsListMsg?: CommandsListMsg;
   ContextUsage?: ContextUsage;
   DeregisterParams?: DeregisterParams;
   DirectoryEntry?: DirectoryEntry;
+  DismissAttentionParams?: DismissAttentionParams;
   ErrorCode?: ErrorCode;
   ErrorInfo?: ErrorInfo;
   ErrorMsg?: ErrorMsg;
@@ -54,12 +61,15 @@ export interface HyperPiProtocolIndex {
   HistoryPageMsg?: HistoryPageMsg;
   InitEvent?: InitEvent;
   InitStateMsg?: InitStateMsg;
+  ListAttentionParams?: ListAttentionParams;
+  ListAttentionResult?: ListAttentionResult;
   ListCommandsMsg?: ListCommandsMsg;
   ListDirectoriesParams?: ListDirectoriesParams;
   ListDirectoriesResult?: ListDirectoriesResult;
   ListFilesMsg?: ListFilesMsg;
   ListNodesParams?: ListNodesParams;
   ListNodesResult?: ListNodesResult;
+  MarkReadParams?: MarkReadParams;
   NodeInfo?: NodeInfo;
   NodeJoinedEvent?: NodeJoinedEvent;
   NodeOfflineEvent?: NodeOfflineEvent;
@@ -79,6 +89,7 @@ export interface HyperPiProtocolIndex {
   SpawnAgentResult?: SpawnAgentResult;
   TokenTotals?: TokenTotals;
   ToolInfo?: ToolInfo;
+  UnreadChangedEvent?: UnreadChangedEvent;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
@@ -270,6 +281,104 @@ export interface Attachment {
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "AttentionAddedEvent".
+ */
+export interface AttentionAddedEvent {
+  event: "attention_added";
+  item: AttentionItem;
+  [k: string]: unknown;
+}
+/**
+ * One entry of the inbox: something in one agent that needs a person.
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "AttentionItem".
+ */
+export interface AttentionItem {
+  /**
+   * approval: decide it by this id
+   */
+  approval_id?: string | null;
+  created_at: number;
+  cwd?: string | null;
+  id: string;
+  kind: "approval" | "question" | "finished" | "error" | "stalled" | "budget" | "exited";
+  machine?: string | null;
+  node_id: string;
+  session_name?: string | null;
+  /**
+   * one line of plain text, no markdown
+   */
+  summary: string;
+  tool_name?: string | null;
+}
+/**
+ * Something waiting for a person right now in one agent (reported by its bridge while it lasts).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "AttentionLive".
+ */
+export interface AttentionLive {
+  approval_id?: string | null;
+  created_at: number;
+  /**
+   * stable while the cause lasts (the approval id, the dialog's number)
+   */
+  key: string;
+  kind: "approval" | "question" | "stalled" | "budget";
+  /**
+   * one line of plain text
+   */
+  summary: string;
+  tool_name?: string | null;
+}
+/**
+ * What a bridge says needs a person, sent with every register and heartbeat (a re-register re-sends it).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "AttentionReport".
+ */
+export interface AttentionReport {
+  last_run?: AttentionRun | null;
+  /**
+   * @maxItems 100
+   */
+  live?: AttentionLive[];
+}
+/**
+ * The agent's latest settled run, as its bridge reports it (the hypivisor makes one item per new key).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "AttentionRun".
+ */
+export interface AttentionRun {
+  at: number;
+  /**
+   * unique per run of this pi (a new key is a new run)
+   */
+  key: string;
+  /**
+   * assistant messages this run added (the unread count grows)
+   */
+  new_messages?: number;
+  outcome: "finished" | "error";
+  summary: string;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "AttentionResolvedEvent".
+ */
+export interface AttentionResolvedEvent {
+  /**
+   * cause: what asked for a person ended (decided, dialog closed); read: mark_read; dismissed: dismiss_attention; exited: the agent left; superseded: a newer item of the same kind replaced it
+   */
+  by: "cause" | "read" | "dismissed" | "exited" | "superseded";
+  event: "attention_resolved";
+  id: string;
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
  * via the `definition` "CommandInfo".
  */
 export interface CommandInfo {
@@ -312,6 +421,13 @@ export interface DirectoryEntry {
   name: string;
   path: string;
   [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "DismissAttentionParams".
+ */
+export interface DismissAttentionParams {
+  id: string;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
@@ -377,6 +493,7 @@ export interface FilesListMsg {
 export interface HeartbeatParams {
   activity?: ("idle" | "working") | null;
   approval_policy?: ("off" | "writes" | "all") | null;
+  attention?: AttentionReport | null;
   cost?: number | null;
   git_branch?: string | null;
   id: string;
@@ -488,6 +605,10 @@ export interface NodeInfo {
   started_at?: number | null;
   status?: "active" | "offline";
   tokens?: TokenTotals;
+  /**
+   * assistant messages since a person last read this agent
+   */
+  unread?: number;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
@@ -540,6 +661,28 @@ export interface ToolInfo {
   active?: boolean;
   description?: string;
   name: string;
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ListAttentionParams".
+ */
+export interface ListAttentionParams {}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ListAttentionResult".
+ */
+export interface ListAttentionResult {
+  /**
+   * open items, oldest first
+   */
+  items: AttentionItem[];
+  /**
+   * node id → unread count (only non-zero)
+   */
+  unread?: {
+    [k: string]: number;
+  };
   [k: string]: unknown;
 }
 /**
@@ -606,6 +749,13 @@ export interface ListNodesResult {
   next_cursor?: number | null;
   nodes: NodeInfo[];
   [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "MarkReadParams".
+ */
+export interface MarkReadParams {
+  node_id: string;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
@@ -684,6 +834,7 @@ export interface PromptMsg {
 export interface RegisterParams {
   activity?: "idle" | "working";
   approval_policy?: ("off" | "writes" | "all") | null;
+  attention?: AttentionReport | null;
   cost?: number | null;
   cwd: string;
   git_branch?: string | null;
@@ -790,5 +941,15 @@ export interface SpawnAgentResult {
   node_id: string;
   path: string;
   tmux_session: string | null;
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "UnreadChangedEvent".
+ */
+export interface UnreadChangedEvent {
+  event: "unread_changed";
+  node_id: string;
+  unread: number;
   [k: string]: unknown;
 }
