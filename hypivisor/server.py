@@ -117,10 +117,16 @@ def allowed_origins(config: Config) -> set[str]:
 async def sweep_loop(service: Service) -> None:
     """Every TTL/2: expire offline nodes and ghosts."""
     interval = service.config.node_ttl / 2
+    grace_until = time.time() + 3 * service.config.node_ttl  # bridges re-register within this after a restart
+    forgot = False
     while True:
         await asyncio.sleep(interval)
         try:
-            service.publish(service.registry.sweep(time.time()))
+            now = time.time()
+            service.publish(service.registry.sweep(now))
+            if not forgot and now >= grace_until:
+                forgot = True
+                service.forget_absent(now)  # inbox items of agents that never came back end
         except Exception as exc:  # noqa: BLE001 - the sweep must keep running
             oplog.log_boundary_error("hypivisor.sweep", exc)
 
