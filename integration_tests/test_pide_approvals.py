@@ -383,3 +383,33 @@ def test_real_pi_phone_decides_from_the_roster_badge(dash_hv, gated_pi, page_fac
     wait_until((pi.cwd / "phone.txt").exists, 15, what="phone.txt from the phone's allow")
     # pi's RPC client was asked too (and never answered): the dashboard's answer decided
     assert any(e.get("type") == "extension_ui_request" for e in pi.events), "pi's own dialog was not opened"
+
+
+@pytest.mark.pi
+@pytest.mark.slow
+def test_real_pi_terminal_answer_closes_the_dashboard_question_and_remember_adds_a_rule(
+    dash_hv, gated_pi, page_factory
+):
+    pi = gated_pi(dash_hv)
+    page = page_factory(viewport=DESKTOP)
+    open_agent(page, dash_hv, pi.node_id, ready=AGENT_READY)
+
+    # answered in pi's own terminal first: the dashboard closes its question and says where it was decided
+    send(page, "TOOLCALL: touch from-terminal.txt")
+    wait_question(page, "touch from-terminal.txt")
+    pi.wait_for("Hyper-Pi: allow bash", timeout=20)
+    pi.keys("Enter")  # the dialog's first choice: Allow
+    page.wait_for_selector("[data-testid=approval-card]", state="detached", timeout=10_000)
+    page.wait_for_selector("[data-testid=approval-resolved] >> text=allowed in pi's terminal")
+    wait_until((pi.cwd / "from-terminal.txt").exists, 15, what="the call the terminal allowed")
+    page.wait_for_selector(f"[data-node-id='{pi.node_id}'] [data-testid=waiting-badge]", state="detached")
+
+    # Allow and don't ask again: the rule shows in the inspector, and the next such command is not asked
+    send(page, "TOOLCALL: ls -a")
+    wait_question(page, "ls -a")
+    page.get_by_test_id("approval-remember").click()
+    page.wait_for_selector("[data-testid=rule-list] >> text=bash: ls")
+    send(page, "TOOLCALL: ls -l")
+    page.wait_for_selector("[data-tool=bash][data-state=success] >> text=ls -l", timeout=QUESTION_MS)
+    assert question(page).count() == 0
+    page.wait_for_selector("[data-testid=recent-approvals] li >> text=by an allow rule")
