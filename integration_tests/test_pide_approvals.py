@@ -384,6 +384,30 @@ def test_real_pi_phone_decides_from_the_roster_badge(dash_hv, gated_pi, page_fac
     # pi's RPC client was asked too (and never answered): the dashboard's answer decided
     assert any(e.get("type") == "extension_ui_request" for e in pi.events), "pi's own dialog was not opened"
 
+    # every other decision from the phone too: Deny with a reason, Edit and allow
+    send(phone, "TOOLCALL: touch denied.txt")
+    wait_question(phone, "touch denied.txt")
+    phone.get_by_test_id("approval-deny").click()
+    phone.get_by_test_id("approval-reason").fill("no new files")
+    phone.get_by_test_id("approval-deny-confirm").click()
+    phone.wait_for_selector("text=/Tool result received: .*no new files/", timeout=QUESTION_MS)
+    send(phone, "TOOLCALL: touch typo.txt")
+    wait_question(phone, "touch typo.txt")
+    phone.get_by_test_id("approval-edit").click()
+    phone.get_by_test_id("approval-command").fill("touch fixed.txt")
+    phone.get_by_test_id("approval-edit-confirm").click()
+    wait_until((pi.cwd / "fixed.txt").exists, 15, what="fixed.txt from the phone's edited command")
+    assert not (pi.cwd / "denied.txt").exists() and not (pi.cwd / "typo.txt").exists()
+
+    # and the policy, from the inspector drawer
+    phone.get_by_role("button", name="Show inspector").click()
+    phone.get_by_test_id("policy-select").select_option("off")
+    phone.wait_for_selector("[data-testid=approval-settings] >> text=never asks")
+    phone.get_by_role("button", name="Close inspector").click()
+    send(phone, "TOOLCALL: touch unasked.txt")
+    wait_until((pi.cwd / "unasked.txt").exists, 30, what="a bash call under policy off, never asked")
+    assert question(phone).count() == 0
+
 
 @pytest.mark.pi
 @pytest.mark.slow
