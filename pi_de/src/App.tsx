@@ -26,7 +26,11 @@ export function App() {
   const [theme, setTheme] = useTheme();
   // The screen is the URL (routing/route.ts): Back and Forward move between agents and the spawn dialog.
   const { route, navigate, back } = useRoute();
-  const selected = route.screen === "agent" ? route.id : null;
+  // The spawn dialog opens over the agent that was open, which stays mounted (and connected) behind it.
+  const behind = useRef<string | null>(null);
+  if (route.screen === "agent") behind.current = route.id;
+  else if (route.screen !== "spawn") behind.current = null;
+  const selected = route.screen === "agent" ? route.id : route.screen === "spawn" ? behind.current : null;
   const spawnOpen = route.screen === "spawn";
   const select = useCallback((id: string) => navigate({ screen: "agent", id }), [navigate]);
   const toHome = useCallback(() => back(HOME), [back]);
