@@ -3,8 +3,9 @@
 // prompt after a 401); a drop after that shows the reconnect banner. Both retry with backoff, and the
 // roster is kept meanwhile, so open agent links are not disturbed by a registry outage.
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
-import type { NodeInfo, RpcResponse } from "../protocol/types";
+import type { ListAttentionResult, NodeInfo, RpcResponse } from "../protocol/types";
 import { emptyRoster, rosterReducer, type RosterState } from "../model/rosterReducer";
+import { emptyInbox, inboxReducer, isInboxEvent, type InboxState } from "../model/inbox";
 import { asRegistryEvent } from "../protocol/frames";
 import { backoffDelay } from "./backoff";
 import { offlineWhileGoingAway } from "./fallback";
@@ -22,10 +23,13 @@ export interface Hypivisor {
   retryInMs: number | null;
   retryNow(): void;
   request<T>(method: string, params?: Record<string, unknown>, timeoutMs?: number): Promise<T>;
+  /** The attention inbox: list_attention on every (re)connect, kept current by its events. */
+  inbox: InboxState;
 }
 
 export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivisor {
   const [roster, dispatch] = useReducer(rosterReducer, emptyRoster);
+  const [inbox, dispatchInbox] = useReducer(inboxReducer, emptyInbox);
   const [phase, setPhase] = useState<HypivisorPhase>("connecting");
   const [retryInMs, setRetryInMs] = useState<number | null>(null);
   const [kick, setKick] = useState(0);
@@ -56,6 +60,13 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
         everConnected = true;
         attempt = 0;
         setPhase("connected");
+        // The inbox snapshot, on every (re)connect; events that race it are replayed over it (model/inbox.ts).
+        // A hypivisor without an inbox answers METHOD_NOT_FOUND: the inbox stays empty.
+        dispatchInbox({ event: "sync_started" });
+        rpc.request<ListAttentionResult>("list_attention", {}, 60_000).then(
+          (result) => !disposed && rpcRef.current === rpc && dispatchInbox({ event: "snapshot", result }),
+          () => undefined,
+        );
       };
       sock.onmessage = (ev) => {
         if (disposed || typeof ev.data !== "string") return;
@@ -68,6 +79,7 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
         if (f && typeof f === "object" && rpc.handle(f as RpcResponse)) return;
         const e = asRegistryEvent(f);
         if (!e) return;
+        if (isInboxEvent(e)) return dispatchInbox(e);
         if (e.event === "init") {
           known.clear();
           offlineAt.clear();
@@ -125,7 +137,7 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
     return rpc.request<T>(method, params, timeoutMs);
   }, []);
 
-  return { phase, roster, url, retryInMs, retryNow: useCallback(() => setKick((k) => k + 1), []), request };
+  return { phase, roster, url, retryInMs, retryNow: useCallback(() => setKick((k) => k + 1), []), request, inbox };
 }
 
 export function isActive(n: NodeInfo | undefined): boolean {
