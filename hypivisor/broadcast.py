@@ -239,6 +239,9 @@ class Hub:
     def __init__(self) -> None:
         self.dashboards: set[Outbox] = set()
         self.flusher = Flusher()
+        # Called with every published batch before the fan-out (Web Push reads the inbox events here);
+        # a tap that raises is logged, never stops the fan-out.
+        self.taps: list[Callable[[list[BaseModel]], None]] = []
 
     def outbox(
         self,
@@ -252,6 +255,12 @@ class Hub:
         return Outbox(ws, transport, limit, name, schedule=self.flusher.schedule, max_bytes=max_bytes)
 
     def publish(self, events: Iterable[BaseModel]) -> None:
+        events = list(events)
+        for tap in self.taps:
+            try:
+                tap(events)
+            except Exception as exc:  # noqa: BLE001 - a listener's failure must not stop the fan-out
+                oplog.log_boundary_error("hypivisor.publish.tap", exc)
         for event in events:
             try:
                 framed = text_frame(encode(event))

@@ -150,6 +150,7 @@ class Connection:
         self.outbox.close()
         for task in self.tasks:
             task.cancel()
+        self.service.push.connection_closed(self.key)  # this page's presence ends with its connection
         self.service.publish(self.service.registry.connection_closed(self.key, time.time()))
 
 

@@ -25,6 +25,8 @@ from hypivisor.access import is_loopback
 from hypivisor.attention import AttentionBook
 from hypivisor.broadcast import Hub, text_frame
 from hypivisor.config import Config, home_dir
+from hypivisor.push.hub import PushHub, SubscriptionError
+from hypivisor.push.policy import KINDS as PUSH_KINDS
 from hypivisor.registry import Registry, RegistryError
 from hypivisor.spawner import Spawner, SpawnError
 from hypivisor.store import Store
@@ -47,8 +49,14 @@ from pi_socket.protocol import (
     NodeInfo,
     NodeRemovedEvent,
     OkResult,
+    PushConfigParams,
+    PushConfigResult,
+    PushSubscribeParams,
+    PushUnsubscribeParams,
     RegisterParams,
     RegisterResult,
+    SetPresenceParams,
+    SetPushPrefsParams,
     SpawnAgentParams,
     SpawnAgentResult,
 )
@@ -108,6 +116,8 @@ class Service:
         self.attention = AttentionBook(self.store)
         if self.store is not None:
             self.attention.restore(*self.store.load(time.time()))
+        self.push = PushHub(config.state_dir, self.store)
+        self.hub.taps.append(self.push.on_events)
         self.started_at = time.time()
 
     def publish(self, events: list[BaseModel]) -> None:
@@ -265,6 +275,34 @@ class Service:
         self.hub.publish(events)
         return {"status": "dismissed", "id": params.id}
 
+    # -- Web Push (specs/push.md) ------------------------------------------------
+    async def _m_push_config(self, params: PushConfigParams, conn: Hashable, peer: str) -> dict:
+        push = self.push
+        return PushConfigResult(enabled=True, public_key=push.public_key, kinds=list(PUSH_KINDS),
+                                device=push.device(params.device_id)).model_dump(mode="json")  # fmt: skip
+
+    async def _m_push_subscribe(self, params: PushSubscribeParams, conn: Hashable, peer: str) -> dict:
+        try:
+            device = self.push.subscribe(params.device_id, params.subscription, params.kinds, params.muted)
+        except SubscriptionError as exc:
+            raise RpcFailure(ErrorCode.INVALID_PARAMS, str(exc)) from None
+        return {"status": "subscribed", "device": device.model_dump(mode="json")}
+
+    async def _m_push_unsubscribe(self, params: PushUnsubscribeParams, conn: Hashable, peer: str) -> dict:
+        gone = self.push.unsubscribe(params.device_id)
+        return {"status": "unsubscribed" if gone else "not_subscribed", "device_id": params.device_id}
+
+    async def _m_set_push_prefs(self, params: SetPushPrefsParams, conn: Hashable, peer: str) -> dict:
+        device = self.push.set_prefs(params.device_id, params.kinds, params.muted)
+        if device is None:
+            raise RpcFailure(ErrorCode.NOT_FOUND, f"device {params.device_id[:64]!r} has not subscribed")
+        return {"status": "ok", "device": device.model_dump(mode="json")}
+
+    async def _m_set_presence(self, params: SetPresenceParams, conn: Hashable, peer: str) -> dict:
+        """Kept while this /ws connection lasts; a person looking at an agent suppresses its notifications."""
+        self.push.set_presence(str(conn), params.device_id, params.node_id, params.focused, params.visible)
+        return {"status": "ok"}
+
     def spawn_allowed(self) -> bool:
         c = self.config
         return bool(c.token) or is_loopback(c.host) or c.allow_unauthenticated_spawn
@@ -338,6 +376,11 @@ METHOD_HANDLERS: dict[str, Handler] = {
     "list_attention": Service._m_list_attention,
     "mark_read": Service._m_mark_read,
     "dismiss_attention": Service._m_dismiss_attention,
+    "push_config": Service._m_push_config,
+    "push_subscribe": Service._m_push_subscribe,
+    "push_unsubscribe": Service._m_push_unsubscribe,
+    "set_push_prefs": Service._m_set_push_prefs,
+    "set_presence": Service._m_set_presence,
 }
 if METHOD_HANDLERS.keys() != REGISTRY_METHODS.keys():  # pragma: no cover - a programming error, caught at import
     raise RuntimeError(

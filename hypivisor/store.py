@@ -1,4 +1,5 @@
-"""The hypivisor's kept state in SQLite (Python's ``sqlite3``, WAL): inbox items, read markers, run keys.
+"""The hypivisor's kept state in SQLite (Python's ``sqlite3``, WAL): inbox items, read markers, run keys, and
+the Web Push devices (subscriptions and switches).
 
 One file, ``<state dir>/hypivisor.sqlite3``, written through on every change (a few small statements; WAL with
 ``synchronous=NORMAL`` keeps that well under a millisecond) and read once at start-up. A database that cannot
@@ -33,6 +34,7 @@ CREATE INDEX IF NOT EXISTS attention_open ON attention (resolved_at);
 CREATE TABLE IF NOT EXISTS unread (node_id TEXT PRIMARY KEY, count INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS last_run (node_id TEXT PRIMARY KEY, run_key TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS push_device (device_id TEXT PRIMARY KEY, device TEXT NOT NULL, updated_at REAL NOT NULL);
 """
 KEEP_RESOLVED_S = 30 * 86400  # resolved items are kept a month (history), then pruned at start-up
 
@@ -90,6 +92,17 @@ class Store:
 
     def last_run_set(self, node_id: str, key: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO last_run (node_id, run_key) VALUES (?, ?)", (node_id, key))
+
+    # ------------------------------------------------------------------ Web Push devices (hypivisor.push)
+    def push_device_put(self, device_id: str, device_json: str, at: float) -> None:
+        self.db.execute("INSERT OR REPLACE INTO push_device (device_id, device, updated_at) VALUES (?, ?, ?)",
+                        (device_id, device_json, at))  # fmt: skip
+
+    def push_device_delete(self, device_id: str) -> None:
+        self.db.execute("DELETE FROM push_device WHERE device_id = ?", (device_id,))
+
+    def push_devices(self) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT device FROM push_device ORDER BY updated_at")]
 
     # ------------------------------------------------------------------ start-up
     def load(self, now: float) -> tuple[list[tuple[AttentionItem, str | None]], dict[str, int], dict[str, str], int]:

@@ -312,6 +312,68 @@ class DismissAttentionParams(_Strict):
     id: Id
 
 
+PushKind = Literal["approval", "question", "error", "finished", "stalled", "budget", "exited"]
+MAX_ENDPOINT_LEN = 2048
+MAX_MUTED = 1000
+
+
+class PushKeys(_Strict):
+    p256dh: str = Field(min_length=1, max_length=200, description="the browser's P-256 key, base64url")
+    auth: str = Field(min_length=1, max_length=100, description="the browser's auth secret, base64url")
+
+
+class PushSubscription(_Strict):
+    """``PushSubscription.toJSON()`` of the browser (``expirationTime`` is accepted and ignored)."""
+
+    endpoint: str = Field(min_length=1, max_length=MAX_ENDPOINT_LEN, description="https (http only on loopback)")
+    keys: PushKeys
+    expirationTime: float | None = None  # noqa: N815 - the browser's name
+
+
+class PushConfigParams(_Strict):
+    device_id: Id | None = Field(default=None, description="also answer this device's subscription and switches")
+
+
+class PushSubscribeParams(_Strict):
+    device_id: Id = Field(description="a random id the browser keeps (one per browser profile and origin)")
+    subscription: PushSubscription
+    kinds: list[PushKind] | None = Field(default=None, description="kinds that notify; omitted: keep, or all")
+    muted: list[Id] | None = Field(default=None, max_length=MAX_MUTED, description="node ids that never notify")
+
+
+class PushUnsubscribeParams(_Strict):
+    device_id: Id
+
+
+class SetPushPrefsParams(_Strict):
+    device_id: Id
+    kinds: list[PushKind]
+    muted: list[Id] = Field(default_factory=list, max_length=MAX_MUTED)
+
+
+class SetPresenceParams(_Strict):
+    """What this page shows; kept while its /ws connection lasts (several pages of one device may report)."""
+
+    device_id: Id
+    node_id: Id | None = Field(description="the agent open on this page, null for the roster, inbox or spawn")
+    focused: bool = Field(description="document.hasFocus()")
+    visible: bool = Field(description='document.visibilityState == "visible"')
+
+
+class PushDevice(_Open):
+    device_id: str
+    subscribed: bool
+    kinds: list[str]
+    muted: list[str]
+
+
+class PushConfigResult(_Open):
+    enabled: bool = Field(description="the hypivisor can send Web Push (VAPID keys ready)")
+    public_key: str | None = Field(description="the VAPID public key (applicationServerKey), base64url")
+    kinds: list[str] = Field(description="every kind a device can switch")
+    device: PushDevice | None = Field(default=None, description="the asked device, null when it never subscribed")
+
+
 class ListAttentionResult(_Open):
     items: list[AttentionItem] = Field(description="open items, oldest first")
     unread: dict[str, int] = Field(default_factory=dict, description="node id → unread count (only non-zero)")
@@ -366,6 +428,11 @@ REGISTRY_METHODS: dict[str, type[BaseModel]] = {
     "list_attention": ListAttentionParams,
     "mark_read": MarkReadParams,
     "dismiss_attention": DismissAttentionParams,
+    "push_config": PushConfigParams,
+    "push_subscribe": PushSubscribeParams,
+    "push_unsubscribe": PushUnsubscribeParams,
+    "set_push_prefs": SetPushPrefsParams,
+    "set_presence": SetPresenceParams,
 }
 
 
@@ -774,6 +841,15 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     MarkReadParams,
     DismissAttentionParams,
     ListAttentionResult,
+    PushKeys,
+    PushSubscription,
+    PushConfigParams,
+    PushSubscribeParams,
+    PushUnsubscribeParams,
+    SetPushPrefsParams,
+    SetPresenceParams,
+    PushDevice,
+    PushConfigResult,
     AttentionAddedEvent,
     AttentionResolvedEvent,
     UnreadChangedEvent,
