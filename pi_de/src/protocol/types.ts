@@ -79,11 +79,20 @@ export interface HyperPiProtocolIndex {
   PiEvent?: PiEvent;
   PiMessage?: PiMessage;
   PromptMsg?: PromptMsg;
+  PushConfigParams?: PushConfigParams;
+  PushConfigResult?: PushConfigResult;
+  PushDevice?: PushDevice;
+  PushKeys?: PushKeys;
+  PushSubscribeParams?: PushSubscribeParams;
+  PushSubscription?: PushSubscription;
+  PushUnsubscribeParams?: PushUnsubscribeParams;
   RegisterParams?: RegisterParams;
   RegisterResult?: RegisterResult;
   RpcRequest?: RpcRequest;
   RpcResponse?: RpcResponse;
   SetApprovalPolicyMsg?: SetApprovalPolicyMsg;
+  SetPresenceParams?: SetPresenceParams;
+  SetPushPrefsParams?: SetPushPrefsParams;
   SetSessionNameMsg?: SetSessionNameMsg;
   SpawnAgentParams?: SpawnAgentParams;
   SpawnAgentResult?: SpawnAgentResult;
@@ -829,6 +838,104 @@ export interface PromptMsg {
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "PushConfigParams".
+ */
+export interface PushConfigParams {
+  /**
+   * also answer this device's subscription and switches
+   */
+  device_id?: string | null;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "PushConfigResult".
+ */
+export interface PushConfigResult {
+  /**
+   * the asked device, null when it never subscribed
+   */
+  device?: PushDevice | null;
+  /**
+   * the hypivisor can send Web Push (VAPID keys ready)
+   */
+  enabled: boolean;
+  /**
+   * every kind a device can switch
+   */
+  kinds: string[];
+  /**
+   * the VAPID public key (applicationServerKey), base64url
+   */
+  public_key: string | null;
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "PushDevice".
+ */
+export interface PushDevice {
+  device_id: string;
+  kinds: string[];
+  muted: string[];
+  subscribed: boolean;
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "PushKeys".
+ */
+export interface PushKeys {
+  /**
+   * the browser's auth secret, base64url
+   */
+  auth: string;
+  /**
+   * the browser's P-256 key, base64url
+   */
+  p256dh: string;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "PushSubscribeParams".
+ */
+export interface PushSubscribeParams {
+  /**
+   * a random id the browser keeps (one per browser profile and origin)
+   */
+  device_id: string;
+  /**
+   * kinds that notify; omitted: keep, or all
+   */
+  kinds?: ("approval" | "question" | "error" | "finished" | "stalled" | "budget" | "exited")[] | null;
+  /**
+   * node ids that never notify
+   */
+  muted?: string[] | null;
+  subscription: PushSubscription;
+}
+/**
+ * ``PushSubscription.toJSON()`` of the browser (``expirationTime`` is accepted and ignored).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "PushSubscription".
+ */
+export interface PushSubscription {
+  /**
+   * https (http only on loopback)
+   */
+  endpoint: string;
+  expirationTime?: number | null;
+  keys: PushKeys;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "PushUnsubscribeParams".
+ */
+export interface PushUnsubscribeParams {
+  device_id: string;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
  * via the `definition` "RegisterParams".
  */
 export interface RegisterParams {
@@ -911,6 +1018,39 @@ export interface SetApprovalPolicyMsg {
    */
   rules?: ApprovalRule[] | null;
   type: "set_approval_policy";
+}
+/**
+ * What this page shows; kept while its /ws connection lasts (several pages of one device may report).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "SetPresenceParams".
+ */
+export interface SetPresenceParams {
+  device_id: string;
+  /**
+   * document.hasFocus()
+   */
+  focused: boolean;
+  /**
+   * the agent open on this page, null for the roster, inbox or spawn
+   */
+  node_id: string | null;
+  /**
+   * document.visibilityState == "visible"
+   */
+  visible: boolean;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "SetPushPrefsParams".
+ */
+export interface SetPushPrefsParams {
+  device_id: string;
+  kinds: ("approval" | "question" | "error" | "finished" | "stalled" | "budget" | "exited")[];
+  /**
+   * @maxItems 1000
+   */
+  muted?: string[];
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
