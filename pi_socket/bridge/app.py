@@ -28,6 +28,7 @@ from pi_socket.protocol import (
     AgentNode,
     ApprovalPreview,
     ApprovalRequestMsg,
+    AttentionReport,
     HeartbeatParams,
     InitStateMsg,
     PiEvent,
@@ -62,6 +63,7 @@ from .preview import build_preview
 from .server import AgentServer
 from .shimlink import ShimError, ShimLink
 from .state import AgentState, Effect
+from .watchdog import Thresholds, Watchdog
 
 log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 SHIM_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning", "error": "error"}
@@ -88,6 +90,11 @@ class Bridge:
         self.cwd = os.getcwd()
         self.approvals = ApprovalBook()
         self.attention = AttentionTracker()
+        self.watchdog = Watchdog(
+            Thresholds(
+                stall_s=config.stall_s, loop_n=config.loop_n, retry_k=config.retry_k, context_pct=config.context_pct
+            )  # fmt: skip
+        )
         self.handlers = Handlers(shim, self.state, lambda: self.cwd, self.apply_effect, self.approvals)
         self.server = AgentServer(
             config, ready=self.wait_ready, join=self.attach, leave=self.detach, dispatch=self.handlers.dispatch
@@ -128,6 +135,7 @@ class Bridge:
         if self.state.session_id is None and not self.state.loading_history:
             self._load_session(changed=True)  # no session line yet: load whatever pi has
         self._start_registry()
+        self.spawn(self._watch(), "watchdog")
         await self._stop.wait()
         await self.shutdown()
         reader.cancel()
@@ -249,7 +257,9 @@ class Bridge:
             if line.get("t") == "event":
                 event = event_body(line)
                 self.apply_effect(self.state.apply_event(event))
-                if self.attention.observe(event, self.state.settled_supported, time.time()):
+                now = time.time()
+                noticed = self.attention.observe(event, self.state.settled_supported, now)
+                if self.watchdog.observe(event, now) or noticed:
                     self._roster_changed()
                 return
             msg = parse_shim_line(line)
@@ -345,6 +355,13 @@ class Bridge:
         if self.registry is not None:
             self.registry.poke()
 
+    async def _watch(self, every: float = 10.0) -> None:
+        """The watchdogs' clock: a stall is the absence of events, so time alone can make (or end) a finding."""
+        while True:
+            await asyncio.sleep(every)
+            if self.watchdog.tick(time.time(), len(self.approvals.pending)):
+                self._roster_changed()
+
     def _on_session(self, info: SessionFacts) -> None:
         changed = self.state.begin_session(info.facts())
         self._load_session(changed)
@@ -394,6 +411,9 @@ class Bridge:
         changed = self.state.apply_state(data)
         if initial and data.get("is_streaming") is True and not self.state.working:
             self.state.working = changed = True
+        pct = self.state.context.percent if self.state.context is not None else None
+        if self.watchdog.set_context(pct, time.time()):
+            changed = True
         if changed and self.registry is not None:
             self.registry.poke()
 
@@ -430,8 +450,13 @@ class Bridge:
             "git_branch": clip(gitinfo.git_branch(self.cwd), 200),  # a few small reads, no subprocess
             "approval_policy": self.approvals.policy,
             "pending_approvals": len(self.approvals.pending),
-            "attention": self.attention.report(self.approvals),
+            "attention": self._attention(),
         }
+
+    def _attention(self) -> AttentionReport:
+        report = self.attention.report(self.approvals)
+        report.live += self.watchdog.live()
+        return report
 
     def register_params(self) -> RegisterParams:
         """What ``register`` sends. The hypivisor dials the peer address of this registry connection and honours

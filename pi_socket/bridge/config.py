@@ -78,6 +78,11 @@ class BridgeConfig:
     machine: str = field(default_factory=socket.gethostname)
     hello_timeout_s: float = 3.0
     registry_enabled: bool = True
+    # watchdogs (specs/watchdogs.md)
+    stall_s: float = 300.0
+    loop_n: int = 3
+    retry_k: int = 5
+    context_pct: float = 90.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BridgeConfig:
@@ -104,6 +109,10 @@ class BridgeConfig:
             keepalive_s=max(0.2, _float(env, "PI_SOCKET_KEEPALIVE", KEEPALIVE_S)),
             fault=env.get("PI_SOCKET_FAULT") or None,
             registry_enabled=registry_url.lower() not in ("", "off", "none", "0"),
+            stall_s=max(1.0, _float(env, "PI_SOCKET_STALL_S", 300.0)),
+            loop_n=max(2, _int(env, "PI_SOCKET_LOOP_REPEATS", 3)),
+            retry_k=max(1, _int(env, "PI_SOCKET_RETRY_STORM", 5)),
+            context_pct=min(100.0, max(1.0, _float(env, "PI_SOCKET_CONTEXT_ALERT_PCT", 90.0))),
         )
 
     def keepalive(self) -> tuple[float, float, float]:

@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
         "approvals",
         "gitinfo",
     },
-    {"frames", "state", "shimlink", "clients", "attention"},
+    {"frames", "state", "shimlink", "clients", "attention", "watchdog"},
     {"handlers", "server", "hypivisor_client"},
     {"app"},
     {"__main__"},

@@ -1,4 +1,4 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:a06dda75ec7cd06aa5532d86ddaae6c8c59486fc2879ba7ca0c290b7834c1bd4).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:a2dd032ee2ab12d8ccbf26bd87e4608605542182d4e9f0ba7155254b1c7c8624).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).
 
 // src/child.ts
@@ -1124,16 +1124,8 @@ var FORWARDED = [
   "ui_prompt_end"
 ];
 var CONTEXT_USAGE = "context_usage";
-var SUBSCRIBED_WHILE_WATCHED = [
-  "message_start",
-  "turn_start",
-  "turn_end",
-  "tool_execution_start",
-  "tool_execution_update",
-  "tool_execution_end",
-  "agent_before_settle",
-  "queue_update"
-];
+var SUBSCRIBED_WHILE_WATCHED = ["message_start", "turn_start", "turn_end", "agent_before_settle", "queue_update"];
+var TOOL_PROGRESS_MS = 1e4;
 var WATCH_ONLY = /* @__PURE__ */ new Set([...SUBSCRIBED_WHILE_WATCHED, "message_update", CONTEXT_USAGE]);
 var ROSTER_EVENTS = /* @__PURE__ */ new Set(["agent_start", "agent_end", "agent_settled", "session_info_changed", "model_select"]);
 
@@ -1229,10 +1221,21 @@ function subscribe(st, pi) {
   const major = Number((cliVersion() ?? "").split(".")[0]);
   const turns = major >= 1 ? new TurnEnds() : void 0;
   const gate2 = new DeltaGate(st.watching === true);
+  const progress = /* @__PURE__ */ new Map();
   const send = (e) => {
     const watching = st.watching === true;
     const type = String(e.type);
     if (!watching && WATCH_ONLY.has(type)) return;
+    if (type === "tool_execution_end") progress.delete(String(e.toolCallId));
+    if (!watching && type === "tool_execution_update") {
+      const id = String(e.toolCallId);
+      const now = Date.now();
+      if (now - (progress.get(id) ?? 0) < TOOL_PROGRESS_MS) return;
+      if (progress.size > 100) progress.clear();
+      progress.set(id, now);
+      writeLine(st, { t: "event", e: { type, toolCallId: e.toolCallId, toolName: e.toolName } }, true);
+      return;
+    }
     const slim = slimEvent(e);
     if (slim) writeLine(st, { t: "event", e: slim }, !watching && !ROSTER_EVENTS.has(type));
     if (type === "turn_end") {

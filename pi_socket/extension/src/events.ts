@@ -23,10 +23,12 @@ export const CONTEXT_USAGE = "context_usage";
 // unsubscribe: dropped); a client that starts watching gets `init_state` from the bridge's state and every
 // event from then on.
 /** Subscribed only while watched. message_update has its own handler (deltas.ts); turn_end is pi 0.7x's. */
-export const SUBSCRIBED_WHILE_WATCHED = [
-	"message_start", "turn_start", "turn_end", "tool_execution_start", "tool_execution_update", "tool_execution_end",
-	"agent_before_settle", "queue_update",
-];
+export const SUBSCRIBED_WHILE_WATCHED = ["message_start", "turn_start", "turn_end", "agent_before_settle", "queue_update"];
+/**
+ * Subscribed always: the bridge's watchdogs need to know a tool runs and still makes progress (specs/watchdogs.md).
+ * While unwatched, start and end go lazily, and an update only as a progress mark at most every TOOL_PROGRESS_MS.
+ */
+export const TOOL_PROGRESS_MS = 10_000;
 /** Sent only while watched. */
 export const WATCH_ONLY = new Set([...SUBSCRIBED_WHILE_WATCHED, "message_update", CONTEXT_USAGE]);
 /** Written at once even while nobody watches (the roster shows them); other unwatched lines are lazy (outq.ts). */

@@ -2,7 +2,7 @@
 import { boundary, ensureBridge, errorFields, flushLines, shimLog, stopBridge, writeLine, type ShimState } from "./child.ts";
 import { DeltaGate } from "./deltas.ts";
 import { denyAllPending } from "./gate.ts";
-import { CONTEXT_USAGE, FORWARDED, ROSTER_EVENTS, SUBSCRIBED_WHILE_WATCHED, WATCH_ONLY } from "./events.ts";
+import { CONTEXT_USAGE, FORWARDED, ROSTER_EVENTS, SUBSCRIBED_WHILE_WATCHED, TOOL_PROGRESS_MS, WATCH_ONLY } from "./events.ts";
 import { cliVersion, launchSpec, piVersion } from "./launch.ts";
 import { call, type Ctx, type PiInstance } from "./pi.ts";
 import { slimEvent } from "./slim.ts";
@@ -55,10 +55,22 @@ export function subscribe(st: ShimState, pi: PiInstance): (watching: boolean) =>
 	// stay: deltas are dropped by the gate, the rest by `send`.
 	const gate = new DeltaGate(st.watching === true);
 
+	// Unwatched tool progress: the last mark sent per running call (cleared at its end; bounded).
+	const progress = new Map<string, number>();
 	const send = (e: Json) => {
 		const watching = st.watching === true;
 		const type = String(e.type);
 		if (!watching && WATCH_ONLY.has(type)) return; // the bridge refreshes context usage when a run ends
+		if (type === "tool_execution_end") progress.delete(String(e.toolCallId));
+		if (!watching && type === "tool_execution_update") {
+			const id = String(e.toolCallId);
+			const now = Date.now();
+			if (now - (progress.get(id) ?? 0) < TOOL_PROGRESS_MS) return;
+			if (progress.size > 100) progress.clear();
+			progress.set(id, now);
+			writeLine(st, { t: "event", e: { type, toolCallId: e.toolCallId, toolName: e.toolName } }, true);
+			return;
+		}
 		const slim = slimEvent(e);
 		if (slim) writeLine(st, { t: "event", e: slim }, !watching && !ROSTER_EVENTS.has(type));
 		if (type === "turn_end") {
