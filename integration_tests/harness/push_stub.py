@@ -62,6 +62,7 @@ class PushStub:
 
     def __post_init__(self) -> None:
         self._browsers: dict[str, _Browser] = {}
+        self.arrived = 0  # requests that reached the stub (held or not)
         self._lock = threading.Lock()
         self._held = threading.Event()
         self._held.set()
@@ -124,6 +125,7 @@ class PushStub:
         at = time.time()
         name = req.match_info["name"]
         body = await req.read()
+        self.arrived += 1
         await asyncio.get_running_loop().run_in_executor(None, self._held.wait, 30)
         if name in self.status:
             return web.Response(status=self.status[name])
