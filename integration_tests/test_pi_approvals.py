@@ -304,6 +304,14 @@ def test_terminal_answers_first_and_a_dead_bridge_never_lets_a_call_through(
     assert not (pi_home.cwd / "escaped.txt").exists()
     assert pid_alive(pi.pi_pid())
     assert "Traceback" not in pi.screen()
-    wait_until(lambda: len(audit(pi)) >= 3, 5, "three audit lines")
-    assert [r["by"] for r in audit(pi)] == ["terminal", "terminal", "abort"]
+    # a dashboard answers first: pi's own dialog closes by itself
+    mark = len(c2.frames)
+    pi.submit("TOOLCALL: touch from-dashboard.txt")
+    req = ask(c2, start=mark)
+    pi.wait_for(r"Hyper-Pi: allow bash\?", timeout=15)
+    decide(c2, req, "allow")
+    wait_until(lambda: "Hyper-Pi: allow bash" not in pi.screen(), 10, "pi's dialog to close")
+    wait_until(lambda: (pi_home.cwd / "from-dashboard.txt").exists(), 15, "the allowed command to run")
+    wait_until(lambda: len(audit(pi)) >= 4, 5, "four audit lines")
+    assert [r["by"] for r in audit(pi)] == ["terminal", "terminal", "abort", "dashboard"]
     assert not [f for f in c2.frames if assistant_end(f) and "Hello" in text_of(f["message"])]
