@@ -14,7 +14,13 @@ import { THEME_NAMES } from "./theme/piTheme";
 import { useTheme } from "./theme/useTheme";
 import { HOME, parseRoute } from "./routing/route";
 import { useRoute } from "./routing/useRoute";
-import { InboxScreen, NoSuchAgent } from "./routing/RouteScreens";
+import { NoSuchAgent } from "./routing/RouteScreens";
+import { Inbox } from "./inbox/Inbox";
+import { useInboxActions } from "./inbox/useInboxActions";
+import { useMarkRead } from "./inbox/useMarkRead";
+import { useFaviconCount } from "./inbox/favicon";
+import { inboxCount, titleWithCount } from "./model/inbox";
+import { useMedia } from "./ui/useMedia";
 import { severalMachines } from "./model/nodeMeta";
 import type { NodeInfo, SpawnAgentResult } from "./protocol/types";
 
@@ -23,6 +29,8 @@ export function App() {
   const [token, setToken] = useState<string | null>(() => loadToken(endpoints.wsBase, endpoints.sameOrigin));
   const [askToken, setAskToken] = useState(false);
   const hv = useHypivisor(endpoints, token);
+  const inboxActions = useInboxActions(endpoints, token, hv.request);
+  const phone = useMedia("(max-width: 767px)");
   const [theme, setTheme] = useTheme();
   // The screen is the URL (routing/route.ts): Back and Forward move between agents and the spawn dialog.
   const { route, navigate, back } = useRoute();
@@ -78,10 +86,19 @@ export function App() {
     },
     [request, navigate],
   );
+  // Inbox: the open agent is read while its conversation shows the latest message on a focused page.
+  const reading = route.screen === "agent" ? route.id : null;
+  const [followingId, setFollowingId] = useState<string | null>(null);
+  const onFollowing = useCallback((on: boolean) => setFollowingId((cur) => (on ? reading : cur === reading ? null : cur)), [reading]);
+  useMarkRead(reading, !!reading && followingId === reading, hv.inbox, inboxActions.markRead);
+  const attention = inboxCount(hv.inbox);
+  useFaviconCount(attention);
+  const openInbox = useCallback(() => navigate({ screen: "inbox" }), [navigate]);
+  const inboxProps = { inbox: hv.inbox, nodes: hv.roster.nodes, several: severalMachines(Object.values(hv.roster.nodes)), actions: inboxActions, onOpen: select };
   const openNode = selected ? (hv.roster.nodes[selected] ?? hv.roster.exited[selected]?.node) : undefined;
   useEffect(() => {
-    document.title = openNode ? `${displayText(openNode.session_name || folderName(openNode.cwd))} · Pi-DE` : "Pi-DE";
-  }, [openNode?.session_name, openNode?.cwd]); // eslint-disable-line react-hooks/exhaustive-deps
+    document.title = titleWithCount(openNode ? `${displayText(openNode.session_name || folderName(openNode.cwd))} · Pi-DE` : "Pi-DE", attention);
+  }, [openNode?.session_name, openNode?.cwd, attention]); // eslint-disable-line react-hooks/exhaustive-deps
 
   if (hv.phase === "unauthorized" || askToken) return <TokenScreen url={hv.url} rejected={hv.phase === "unauthorized"} onSave={saveAndUse} />;
   if (hv.phase === "failed") return <ErrorScreen url={hv.url} retryInMs={hv.retryInMs} onRetry={hv.retryNow} onToken={() => setAskToken(true)} />;
@@ -103,10 +120,14 @@ export function App() {
         <aside className="sidebar">
           <div className="brand">
             <span className="logo">π</span> Pi-DE
+            <button type="button" className="link-btn inbox-link" data-testid="inbox-link" onClick={openInbox} aria-label={`Inbox, ${attention} item${attention === 1 ? "" : "s"}`}>
+              Inbox <span className={`badge${attention ? " has-items" : ""}`}>{attention}</span>
+            </button>
           </div>
           <button type="button" className="btn btn-primary spawn-btn" onClick={() => navigate({ screen: "spawn" })} disabled={hv.phase !== "connected"}>
             + Spawn agent
           </button>
+          {phone && route.screen === "home" && hv.phase !== "connecting" && <Inbox {...inboxProps} limit={5} onShowAll={openInbox} />}
           {hv.phase === "connecting" ? <div className="muted roster-empty">Connecting to the hypivisor…</div> : <Roster roster={hv.roster} selected={selected} onSelect={select} />}
           <div className="sidebar-foot">
             <label className="field-inline">
@@ -142,9 +163,10 @@ export function App() {
               exited={exited}
               several={severalMachines(Object.values(hv.roster.nodes))}
               onResume={resume}
+              onFollowing={onFollowing}
             />
           ) : route.screen === "inbox" ? (
-            <InboxScreen onBack={toHome} />
+            <Inbox {...inboxProps} onBack={phone ? toHome : undefined} />
           ) : (
             <div className="stage-empty muted welcome">Select an agent on the left, or spawn one.</div>
           )}

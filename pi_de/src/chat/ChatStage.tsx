@@ -36,9 +36,11 @@ interface Props {
   several?: boolean;
   /** Start a new pi on this agent's session file in its folder (then the page opens it). */
   onResume?(cwd: string, sessionFile: string): Promise<void>;
+  /** The conversation is shown and scrolled to the latest message (or no longer). */
+  onFollowing?(following: boolean): void;
 }
 
-export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, waitingElsewhere = 0, exited, several = false, onResume }: Props) {
+export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, waitingElsewhere = 0, exited, several = false, onResume, onFollowing }: Props) {
   const active = !!node && node.status !== "offline";
   const target = useMemo(() => (node ? { port: node.port, machine: node.machine } : null), [node?.port, node?.machine]);
   const link = useAgentLink(endpoints, token, nodeId, active, { registryUp, target });
@@ -166,7 +168,7 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
             </button>
           </div>
         ))}
-        {!view.initialized && active ? <div className="stage-empty muted">Connecting to the agent…</div> : <MessageList view={view} onLoadOlder={link.fetchOlder} />}
+        {!view.initialized && active ? <div className="stage-empty muted">Connecting to the agent…</div> : <MessageList view={view} onLoadOlder={link.fetchOlder} onFollowing={onFollowing} />}
         <ApprovalPanel
           approvals={approvals}
           agent={view.sessionName ?? node?.session_name ?? title}

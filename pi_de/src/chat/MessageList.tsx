@@ -17,11 +17,16 @@ type Row =
 const NEAR_BOTTOM_PX = 80;
 const LOAD_OLDER_PX = 400;
 
-export function MessageList({ view, onLoadOlder }: { view: AgentView; onLoadOlder: () => void }) {
+/** `onFollowing`: whether the reader is at the latest message (the inbox marks the agent read then). */
+export function MessageList({ view, onLoadOlder, onFollowing }: { view: AgentView; onLoadOlder: () => void; onFollowing?: (following: boolean) => void }) {
   const scrollRef = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
   // Rendered mirror of atBottom, and what the reader had seen when they scrolled up.
   const [following, setFollowing] = useState(true);
+  useEffect(() => {
+    onFollowing?.(following);
+  }, [following, onFollowing]);
+  useEffect(() => () => onFollowing?.(false), [onFollowing]);
   const [seen, setSeen] = useState<SeenMark>(() => markSeen(0, false));
   const end = view.cursor + view.messages.length;
   const endRef = useRef({ end, streaming: !!view.streaming });

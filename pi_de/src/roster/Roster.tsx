@@ -67,6 +67,11 @@ function NodeCard({ n, selected, onSelect, several, now }: { n: NodeInfo; select
             waiting for you{waiting > 1 ? ` · ${waiting}` : ""}
           </span>
         )}
+        {!!n.unread && (
+          <span className="unread-tag" data-testid="unread-badge" title={`${n.unread} new message${n.unread === 1 ? "" : "s"} since anyone last read this agent`}>
+            {n.unread} new
+          </span>
+        )}
         <span className="node-meta">
           <SafeText text={folderName(n.cwd)} />
           {n.git_branch && (
