@@ -72,6 +72,7 @@ class ErrorCode(enum.IntEnum):
     AGENT_BUSY = 1011
     AGENT_UNAVAILABLE = 1012  # pi not attached to the bridge right now
     CONFLICT = 1013  # the thing acted on has moved on: an approval already decided, aborted or timed out
+    UNSUPPORTED = 1014  # this agent's pi has no API for the request (e.g. /new on pi 0.73)
     INTERNAL_ERROR = 2000
 
 
@@ -585,6 +586,36 @@ class SetApprovalPolicyMsg(_Strict):
     )
 
 
+ThinkingLevel = Literal["off", "minimal", "low", "medium", "high", "xhigh", "max"]
+THINKING_LEVELS: tuple[str, ...] = ("off", "minimal", "low", "medium", "high", "xhigh", "max")
+# pi's built-in commands a client can run through `run_command` (others are pickers: model, thinking, name).
+RemoteCommand = Literal["compact", "new", "reload"]
+
+
+class ListModelsMsg(_Strict):
+    type: Literal["list_models"]
+
+
+class SetModelMsg(_Strict):
+    type: Literal["set_model"]
+    provider: str = Field(min_length=1, max_length=MAX_MODEL_LEN)
+    id: str = Field(min_length=1, max_length=MAX_MODEL_LEN, description="the model's id at its provider")
+
+
+class SetThinkingLevelMsg(_Strict):
+    type: Literal["set_thinking_level"]
+    level: ThinkingLevel
+
+
+class RunCommandMsg(_Strict):
+    """One of pi's built-in commands that has an API (specs/protocol.md §3.3 "run_command")."""
+
+    type: Literal["run_command"]
+    id: Id = Field(description="client-chosen; the ack or error carries it")
+    name: RemoteCommand
+    args: str | None = Field(default=None, max_length=MAX_TEXT_LEN, description="compact: custom instructions")
+
+
 ClientMessage = Annotated[
     PromptMsg
     | AbortMsg
@@ -593,7 +624,11 @@ ClientMessage = Annotated[
     | ListFilesMsg
     | SetSessionNameMsg
     | ApprovalDecisionMsg
-    | SetApprovalPolicyMsg,
+    | SetApprovalPolicyMsg
+    | ListModelsMsg
+    | SetModelMsg
+    | SetThinkingLevelMsg
+    | RunCommandMsg,
     Field(discriminator="type"),
 ]
 client_message_adapter: TypeAdapter[Any] = TypeAdapter(
@@ -620,7 +655,35 @@ class ToolInfo(_Open):
 class CommandInfo(_Open):
     name: str
     description: str = ""
-    source: str | None = None
+    source: str | None = Field(default=None, description='"builtin" (pi\'s own), "extension", "prompt", "skill"')
+    available: bool = Field(default=True, description="false: this pi cannot run it from outside its terminal")
+    note: str | None = Field(default=None, description="why it is unavailable, or how the dashboard runs it")
+
+
+class ModelInfo(_Open):
+    """One of pi's available models (`ctx.modelRegistry.getAvailable()`)."""
+
+    provider: str
+    id: str
+    name: str | None = None
+    input: list[str] = Field(default_factory=lambda: ["text"], description='what it takes: "text", "image"')
+    reasoning: bool = False
+    context_window: int | None = None
+
+
+class ModelRef(_Open):
+    provider: str
+    id: str
+
+
+class ModelsListMsg(_Open):
+    type: Literal["models_list"] = "models_list"
+    models: list[ModelInfo]
+    current: ModelRef | None = None
+    thinking_level: str | None = None
+    thinking_levels: list[str] = Field(
+        default_factory=list, description="levels worth offering for the current model (pi clamps the others)"
+    )
 
 
 class ContextUsage(_Open):
@@ -863,6 +926,13 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     ApprovalRule,
     ApprovalDecisionMsg,
     SetApprovalPolicyMsg,
+    ListModelsMsg,
+    SetModelMsg,
+    SetThinkingLevelMsg,
+    RunCommandMsg,
+    ModelInfo,
+    ModelRef,
+    ModelsListMsg,
     ApprovalPreview,
     ApprovalRequestMsg,
     ApprovalResolvedMsg,
