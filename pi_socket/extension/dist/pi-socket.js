@@ -1,4 +1,4 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:a2dd032ee2ab12d8ccbf26bd87e4608605542182d4e9f0ba7155254b1c7c8624).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:6b800b31f337e8e72c89f6e94bfdf21ccf98aeb6d0cd92e5d25009c5fc4b0a51).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).
 
 // src/child.ts
@@ -392,6 +392,56 @@ function findCliVersion() {
   return void 0;
 }
 
+// src/remote.ts
+var SESSION_COMMAND = "hyperpi-session";
+function canExpand(version) {
+  const m = /^(\d+)\.(\d+)/.exec(version ?? "");
+  if (!m) return (version ?? "").startsWith("1.");
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  return major > 1 || major === 1 && minor >= 5;
+}
+var OLD_PI = (v) => `pi ${v || "of this version"} cannot run it from outside its terminal`;
+function builtinCommands(version) {
+  const expand = canExpand(version);
+  const cmd = (name, description, available, note) => ({ name, description, source: "builtin", available, note });
+  return [
+    cmd("compact", "Compact the conversation (optional instructions after the command)", true, "runs ctx.compact()"),
+    cmd("model", "Choose the model", true, "opens the model picker"),
+    cmd("thinking", "Set the thinking level", true, "opens the thinking-level picker"),
+    cmd("name", "Name this session", true, "renames the session"),
+    cmd("new", "Start a new session", expand, expand ? "runs ctx.newSession()" : OLD_PI(version)),
+    cmd("reload", "Reload extensions, skills, prompts and themes", expand, expand ? "runs ctx.reload()" : OLD_PI(version)),
+    cmd("export", "Export the session to HTML", false, "pi has no API for /export from an extension: run it in pi's terminal")
+  ];
+}
+function extensionCommands(commands, version) {
+  const expand = canExpand(version);
+  return commands.filter((c) => c?.name && c.name !== SESSION_COMMAND).map((c) => ({
+    name: c.name,
+    description: c.description ?? "",
+    source: c.source ?? "extension",
+    available: expand,
+    note: expand ? null : `${OLD_PI(version)}: pi ${version || "0.73"} would send the text to the model as is`
+  }));
+}
+function modelInfo(m) {
+  return {
+    provider: String(m?.provider ?? ""),
+    id: String(m?.id ?? ""),
+    name: typeof m?.name === "string" ? m.name : null,
+    input: Array.isArray(m?.input) ? m.input.map(String) : ["text"],
+    reasoning: m?.reasoning === true,
+    context_window: typeof m?.contextWindow === "number" ? m.contextWindow : null
+  };
+}
+function thinkingLevels(model, version) {
+  if (!model || model.reasoning !== true) return ["off"];
+  const all = ["off", "minimal", "low", "medium", "high", "xhigh"];
+  if (/^(\d+)/.exec(version ?? "")?.[1] !== "0") all.push("max");
+  const map = model.thinkingLevelMap;
+  return all.filter((l) => !(map && typeof map === "object" && map[l] === null));
+}
+
 // src/slim.ts
 var TOOL_UPDATE_TEXT_MAX = 64 * 1024;
 var isSystem = (m) => !!m && typeof m === "object" && m.role === "system";
@@ -522,12 +572,10 @@ var PiInstance = class {
     const active = new Set(call(() => this.api.getActiveTools()) ?? []);
     return all.map((t) => ({ name: t?.name, description: t?.description ?? "", active: active.has(t?.name) }));
   }
+  /** pi's built-ins a dashboard can run, then pi's `getCommands()` (extensions, templates, skills). */
   listCommands() {
-    return (call(() => this.api.getCommands()) ?? []).map((c) => ({
-      name: c?.name,
-      description: c?.description ?? "",
-      source: c?.source ?? "extension"
-    }));
+    const version = this.version || cliVersion();
+    return [...builtinCommands(version), ...extensionCommands(call(() => this.api.getCommands()) ?? [], version)];
   }
   contextUsage() {
     const u = call(() => this.ctx?.getContextUsage?.());
@@ -1025,7 +1073,8 @@ function requestHandler(st, pi) {
             try {
               const idle = pi.ctx.isIdle();
               const deliverAs = idle ? void 0 : m.deliverAs === "steer" || m.deliverAs === "followUp" ? m.deliverAs : "followUp";
-              api.sendUserMessage(content, deliverAs ? { deliverAs } : void 0);
+              const expand = idle && text.startsWith("/") && canExpand(pi.version || cliVersion());
+              api.sendUserMessage(content, deliverAs ? { deliverAs } : expand ? { expandPromptTemplates: true } : void 0);
               reply(id, true, { duplicate: false });
             } catch (err) {
               if (promptId) releasePrompt(st, promptId);
@@ -1056,11 +1105,83 @@ function requestHandler(st, pi) {
         case "notify":
           if (ctx.hasUI) ctx.ui.notify(String(m.message ?? ""), m.level === "warning" || m.level === "error" ? m.level : "info");
           return reply(id, true);
+        case "models":
+          return reply(id, true, modelsState(pi));
+        case "set_model": {
+          const model = call(() => ctx.modelRegistry.find(String(m.provider ?? ""), String(m.model_id ?? "")));
+          if (!model) return reply(id, false, `not found: no model ${String(m.provider)}/${String(m.model_id)} in pi's registry`);
+          Promise.resolve(api.setModel(model)).then(
+            (ok) => ok === false ? reply(id, false, `pi refused ${model.provider}/${model.id}: no API key for its provider`) : reply(id, true, modelsState(pi)),
+            (err) => reply(id, false, err?.message ?? err)
+          );
+          return;
+        }
+        case "set_thinking_level":
+          api.setThinkingLevel(String(m.level ?? "off"));
+          return reply(id, true, modelsState(pi));
+        case "compact": {
+          if (typeof ctx.compact !== "function") return reply(id, false, "unsupported: this pi has no ctx.compact()");
+          const instructions = typeof m.instructions === "string" && m.instructions.trim() ? m.instructions : void 0;
+          ctx.compact({
+            ...instructions ? { customInstructions: instructions } : {},
+            onComplete: () => reply(id, true),
+            onError: (err) => reply(id, false, `compaction failed: ${err?.message ?? err}`)
+          });
+          return;
+        }
+        case "session_command": {
+          const name = m.name === "new" || m.name === "reload" ? m.name : null;
+          const version = pi.version || cliVersion();
+          if (!name) return reply(id, false, `unknown session command ${String(m.name)}`);
+          if (!canExpand(version)) return reply(id, false, `unsupported: pi ${version ?? "of this version"} has no API for /${name} from outside its terminal (needs pi >= 1.5)`);
+          if (!ctx.isIdle()) return reply(id, false, `busy: pi is working; stop the run before /${name}`);
+          if (st.sessionCommand) return reply(id, false, `busy: a /${st.sessionCommand.name} is already running`);
+          st.sessionCommand = { name, done: (error) => error ? reply(id, false, error) : reply(id, true) };
+          setTimeout(boundary(st, "session_command", () => {
+            try {
+              api.sendUserMessage(`/${SESSION_COMMAND} ${name}`, { expandPromptTemplates: true });
+            } catch (err) {
+              st.sessionCommand = void 0;
+              reply(id, false, err?.message ?? err);
+            }
+          }), 0);
+          return;
+        }
         default:
           return reply(id, false, `unknown op ${String(m.op)}`);
       }
     } catch (err) {
       reply(id, false, err?.message ?? err);
+    }
+  };
+}
+function modelsState(pi) {
+  const ctx = pi.ctx;
+  const current = call(() => ctx.model);
+  const available = call(() => ctx.modelRegistry.getAvailable()) ?? [];
+  return {
+    models: available.map(modelInfo),
+    current: current ? { provider: String(current.provider), id: String(current.id) } : null,
+    thinking_level: call(() => pi.api.getThinkingLevel()) ?? null,
+    thinking_levels: thinkingLevels(current, pi.version || cliVersion())
+  };
+}
+function sessionCommandHandler(st) {
+  return async (args, ctx) => {
+    const pending = st.sessionCommand;
+    st.sessionCommand = void 0;
+    const name = args.trim();
+    if (!pending || pending.name !== name) return;
+    try {
+      if (name === "new") {
+        const r = await ctx.newSession();
+        pending.done(r?.cancelled ? "cancelled: an extension cancelled the new session" : void 0);
+      } else {
+        pending.done();
+        await ctx.reload();
+      }
+    } catch (err) {
+      pending.done(err?.message ?? String(err));
     }
   };
 }
@@ -1295,6 +1416,7 @@ function piSocket(pi) {
   const setWatching = subscribe(st, instance);
   const handleRequest = requestHandler(st, instance);
   installGate(st, instance);
+  call(() => pi.registerCommand(SESSION_COMMAND, { description: "Hyper-Pi: a dashboard's /new or /reload", handler: sessionCommandHandler(st) }));
   const dispatch = (line) => {
     if (line.t === "req") return handleRequest(line);
     if (line.t === "watch") return setWatching(line.on === true);

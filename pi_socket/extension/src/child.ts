@@ -71,6 +71,8 @@ export interface ShimState {
 	delivered: string[];
 	/** The approval gate's policy, rules and open questions (gate.ts), for pi's whole life. */
 	approval?: ApprovalState;
+	/** A remote /new or /reload waiting for the shim's own command handler to run it (remote.ts). */
+	sessionCommand?: { name: string; done: (error?: string) => void };
 }
 
 export const DELIVERED_MAX = 1000;

@@ -14,7 +14,8 @@ import type { ExtensionAPI } from "@mariozechner/pi-coding-agent"; // erased at 
 import { boundary, onReady, shared, type ShimState } from "./child.ts";
 import { approvalSnapshot, installGate } from "./gate.ts";
 import { call, PiInstance } from "./pi.ts";
-import { requestHandler } from "./requests.ts";
+import { SESSION_COMMAND } from "./remote.ts";
+import { requestHandler, sessionCommandHandler } from "./requests.ts";
 import { subscribe } from "./subscriptions.ts";
 
 export { launchSpec } from "./launch.ts";
@@ -27,6 +28,8 @@ export default function piSocket(pi: ExtensionAPI) {
 	const setWatching = subscribe(st, instance);
 	const handleRequest = requestHandler(st, instance);
 	installGate(st, instance);
+	// Behind a dashboard's /new and /reload (remote.ts); hidden from the commands the shim lists.
+	call(() => pi.registerCommand(SESSION_COMMAND, { description: "Hyper-Pi: a dashboard's /new or /reload", handler: sessionCommandHandler(st) }));
 	const dispatch = (line: Json) => {
 		if (line.t === "req") return handleRequest(line);
 		if (line.t === "watch") return setWatching(line.on === true);

@@ -1,5 +1,7 @@
 // One module instance's view of pi: its latest ctx and the getters both directions read. No getter throws.
 import type { ExtensionAPI } from "@mariozechner/pi-coding-agent"; // erased at load: no value import from pi
+import { cliVersion } from "./launch.ts";
+import { builtinCommands, extensionCommands } from "./remote.ts";
 import { modelName } from "./slim.ts";
 
 type Json = Record<string, unknown>;
@@ -46,12 +48,10 @@ export class PiInstance {
 		return (all as any[]).map((t) => ({ name: t?.name, description: t?.description ?? "", active: active.has(t?.name) }));
 	}
 
+	/** pi's built-ins a dashboard can run, then pi's `getCommands()` (extensions, templates, skills). */
 	listCommands(): Json[] {
-		return ((call(() => this.api.getCommands()) ?? []) as any[]).map((c) => ({
-			name: c?.name,
-			description: c?.description ?? "",
-			source: c?.source ?? "extension",
-		}));
+		const version = this.version || cliVersion();
+		return [...builtinCommands(version), ...extensionCommands((call(() => this.api.getCommands()) ?? []) as any[], version)];
 	}
 
 	contextUsage(): Json | undefined {

@@ -1,7 +1,9 @@
 // The bridge's requests → pi (specs/protocol.md §4.1 `req`/`res`), always answered by the newest module instance.
 import { boundary, claimPrompt, releasePrompt, writeLine, type ShimState } from "./child.ts";
 import { decideFromDashboard, setPolicy } from "./gate.ts";
+import { cliVersion } from "./launch.ts";
 import { call, type PiInstance } from "./pi.ts";
+import { canExpand, modelInfo, SESSION_COMMAND, thinkingLevels } from "./remote.ts";
 import { branchMessages, modelName } from "./slim.ts";
 
 type Json = Record<string, unknown>;
@@ -38,7 +40,10 @@ export function requestHandler(st: ShimState, pi: PiInstance): (m: Json) => void
 						try {
 							const idle = pi.ctx.isIdle();
 							const deliverAs = idle ? undefined : m.deliverAs === "steer" || m.deliverAs === "followUp" ? m.deliverAs : "followUp";
-							api.sendUserMessage(content, deliverAs ? { deliverAs } : undefined);
+							// pi >= 1.5 runs `/command`, `/template` and `/skill:x` text like its editor does, but only when
+							// not queued (a queued one would reach the model as is).
+							const expand = idle && text.startsWith("/") && canExpand(pi.version || cliVersion());
+							api.sendUserMessage(content, deliverAs ? { deliverAs } : expand ? { expandPromptTemplates: true } : undefined);
 							reply(id, true, { duplicate: false });
 						} catch (err) {
 							if (promptId) releasePrompt(st, promptId);
@@ -69,11 +74,88 @@ export function requestHandler(st: ShimState, pi: PiInstance): (m: Json) => void
 				case "notify":
 					if (ctx.hasUI) ctx.ui.notify(String(m.message ?? ""), m.level === "warning" || m.level === "error" ? m.level : "info");
 					return reply(id, true);
+				case "models":
+					return reply(id, true, modelsState(pi));
+				case "set_model": {
+					const model = call(() => ctx.modelRegistry.find(String(m.provider ?? ""), String(m.model_id ?? "")));
+					if (!model) return reply(id, false, `not found: no model ${String(m.provider)}/${String(m.model_id)} in pi's registry`);
+					Promise.resolve(api.setModel(model)).then(
+						(ok: unknown) => (ok === false ? reply(id, false, `pi refused ${model.provider}/${model.id}: no API key for its provider`) : reply(id, true, modelsState(pi))),
+						(err: unknown) => reply(id, false, (err as Error)?.message ?? err),
+					);
+					return;
+				}
+				case "set_thinking_level":
+					api.setThinkingLevel(String(m.level ?? "off"));
+					return reply(id, true, modelsState(pi));
+				case "compact": {
+					if (typeof ctx.compact !== "function") return reply(id, false, "unsupported: this pi has no ctx.compact()");
+					const instructions = typeof m.instructions === "string" && m.instructions.trim() ? m.instructions : undefined;
+					ctx.compact({
+						...(instructions ? { customInstructions: instructions } : {}),
+						onComplete: () => reply(id, true),
+						onError: (err: unknown) => reply(id, false, `compaction failed: ${(err as Error)?.message ?? err}`),
+					});
+					return;
+				}
+				case "session_command": {
+					const name = m.name === "new" || m.name === "reload" ? m.name : null;
+					const version = pi.version || cliVersion();
+					if (!name) return reply(id, false, `unknown session command ${String(m.name)}`);
+					if (!canExpand(version)) return reply(id, false, `unsupported: pi ${version ?? "of this version"} has no API for /${name} from outside its terminal (needs pi >= 1.5)`);
+					if (!ctx.isIdle()) return reply(id, false, `busy: pi is working; stop the run before /${name}`);
+					if (st.sessionCommand) return reply(id, false, `busy: a /${st.sessionCommand.name} is already running`);
+					st.sessionCommand = { name, done: (error) => (error ? reply(id, false, error) : reply(id, true)) };
+					// Dispatched like a typed command: the handler (index.ts) gets a command context with newSession/reload.
+					setTimeout(boundary(st, "session_command", () => {
+						try {
+							api.sendUserMessage(`/${SESSION_COMMAND} ${name}`, { expandPromptTemplates: true });
+						} catch (err) {
+							st.sessionCommand = undefined;
+							reply(id, false, (err as Error)?.message ?? err);
+						}
+					}), 0);
+					return;
+				}
 				default:
 					return reply(id, false, `unknown op ${String(m.op)}`);
 			}
 		} catch (err) {
 			reply(id, false, (err as Error)?.message ?? err);
+		}
+	};
+}
+
+/** The `models` reply: pi's available models, the current one and its thinking level (specs/protocol.md §4.2). */
+function modelsState(pi: PiInstance): Json {
+	const ctx = pi.ctx;
+	const current = call(() => ctx.model);
+	const available = (call(() => ctx.modelRegistry.getAvailable()) ?? []) as any[];
+	return {
+		models: available.map(modelInfo),
+		current: current ? { provider: String(current.provider), id: String(current.id) } : null,
+		thinking_level: call(() => pi.api.getThinkingLevel()) ?? null,
+		thinking_levels: thinkingLevels(current, pi.version || cliVersion()),
+	};
+}
+
+/** The shim's own command: runs a remote /new or /reload with the command context pi gives only to commands. */
+export function sessionCommandHandler(st: ShimState): (args: string, ctx: any) => Promise<void> {
+	return async (args, ctx) => {
+		const pending = st.sessionCommand;
+		st.sessionCommand = undefined;
+		const name = args.trim();
+		if (!pending || pending.name !== name) return; // typed by hand in pi's terminal: nothing was asked
+		try {
+			if (name === "new") {
+				const r = await ctx.newSession();
+				pending.done(r?.cancelled ? "cancelled: an extension cancelled the new session" : undefined);
+			} else {
+				pending.done(); // answered first: reload replaces this module instance
+				await ctx.reload();
+			}
+		} catch (err) {
+			pending.done((err as Error)?.message ?? String(err));
 		}
 	};
 }
