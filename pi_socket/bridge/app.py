@@ -107,6 +107,7 @@ class Bridge:
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._session_gen = 0
+        self._change_pending = False  # a session change whose history load was replaced by a newer one
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ended: deque[str] = deque(maxlen=64)  # approvals settled lately (a diff still being read is dropped)
 
@@ -369,6 +370,10 @@ class Bridge:
             self.registry.poke()  # name/model may differ in the new session
 
     def _load_session(self, changed: bool) -> None:
+        # A load that replaces one still running inherits its "the session changed": pi 1.5.x fires
+        # session_start twice for an RPC new_session, and the second (same id) must still resync the clients.
+        changed = changed or self._change_pending
+        self._change_pending = changed
         self._session_gen += 1
         self.state.begin_history()
         self.spawn(self._load(self._session_gen, changed), "session.load")
@@ -384,6 +389,7 @@ class Bridge:
             log.warning("history unavailable", error=str(exc))
         finally:
             if gen == self._session_gen:
+                self._change_pending = False
                 self.state.finish_history(messages)
                 if changed and self._ready.is_set():
                     self.resync_clients()  # they got the previous session's init_state
