@@ -127,7 +127,7 @@ export function App() {
           <button type="button" className="btn btn-primary spawn-btn" onClick={() => navigate({ screen: "spawn" })} disabled={hv.phase !== "connected"}>
             + Spawn agent
           </button>
-          {phone && route.screen === "home" && hv.phase !== "connecting" && <Inbox {...inboxProps} limit={5} onShowAll={openInbox} />}
+          {phone && route.screen === "home" && hv.phase !== "connecting" && <Inbox {...inboxProps} limit={3} onShowAll={openInbox} />}
           {hv.phase === "connecting" ? <div className="muted roster-empty">Connecting to the hypivisor…</div> : <Roster roster={hv.roster} selected={selected} onSelect={select} />}
           <div className="sidebar-foot">
             <label className="field-inline">

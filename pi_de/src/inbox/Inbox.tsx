@@ -13,13 +13,13 @@ import "./inbox.css";
 export const PAGE = 300;
 
 const ICON: Record<InboxKind, string> = {
-  approval: "✋",
+  approval: "⚑",
   question: "?",
   finished: "✓",
-  error: "!",
-  stalled: "⏳",
+  error: "✕",
+  stalled: "◷",
   budget: "$",
-  exited: "⏻",
+  exited: "■",
 };
 
 interface Props {
@@ -159,7 +159,6 @@ const ItemRow = memo(function ItemRow({
         </span>
       </div>
       <div className="inbox-summary" data-testid="inbox-summary">
-        {item.tool_name && <span className="mono inbox-tool">{item.tool_name} </span>}
         <SafeText text={item.summary} />
       </div>
       {mode === "deny" && (
