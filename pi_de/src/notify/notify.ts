@@ -1,3 +1,6 @@
+import { ON_KEY } from "../push/pushCore";
+import { readFlag } from "../ui/storedFlag";
+
 // Desktop notifications when a run finishes or fails, only if the user allowed them and the tab
 // is hidden (a visible tab already shows it).
 export function canNotify(): boolean {
@@ -5,7 +8,8 @@ export function canNotify(): boolean {
 }
 
 export function notifyRun(title: string, body: string, tag: string) {
-  if (!canNotify() || document.visibilityState !== "hidden") return;
+  // A device with Web Push on gets these as pushes (specs/push.md): one notice, not two.
+  if (!canNotify() || document.visibilityState !== "hidden" || readFlag(ON_KEY)) return;
   try {
     new Notification(title, { body: body || " ", tag });
   } catch {
