@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run test check unit env pide-deps dashboard test-env schema demo bench clean
+.PHONY: run test check unit env pide-deps dashboard test-env schema demo bench clean pi-latest
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -67,6 +67,11 @@ test: check test-env
 bench: test-env
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m bench.run $(if $(SMOKE),--smoke) $(BENCH_ARGS)
+
+# The newest pi on npm against the pi suite (not part of `make test`): installs it next to the pinned ones, runs
+# every pi test on it, prints one compatibility line; UPDATE_README=1 writes it into README's supported-versions table.
+pi-latest: test-env
+	$(PY) -m integration_tests.pi_latest $(if $(UPDATE_README),--update-readme) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 # The demo: hypivisor + dashboard + 3 real pi agents in tmux on the bundled fake LLM (no API key); Ctrl+C cleans up.
 demo: env dashboard

@@ -12,7 +12,8 @@ Fixtures
     see fake_llm.py), ``.slow(words=40, delay=0.1)`` (queue one slowly streamed reply ``w0 w1 …``; returns
     its text), ``.requests()`` (every request body pi sent), ``.user_texts()`` (the last user text of each
     request), ``.reset()`` (clears queue and log). It is reset before every test that uses ``pi_home``.
-``pi_version`` (parametrised over :data:`PI_VERSIONS`: ``"0.73.1"``, ``"1.5.2"``, ``"1.6.0"``)
+``pi_version`` (parametrised over :data:`PI_VERSIONS`: ``"0.73.1"``, ``"1.5.2"``, ``"1.6.0"``, or the
+    comma-separated ``HYPI_PI_VERSIONS``, oldest first, e.g. ``HYPI_PI_VERSIONS=1.7.0``)
     Request it in a test to run that test once per pi version; skipped when that pi is not installed. The oldest
     and newest version run every test; a version between them runs only the tests marked ``pi_smoke`` (the rest
     are deselected at collection, see :func:`deselected_for_version`); ``HYPI_PI_FULL=1`` runs everything on all.
@@ -69,7 +70,18 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HARNESS = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("HYPI_CACHE") or Path.home() / ".cache" / "hyper-pi")
-PI_VERSIONS = ("0.73.1", "1.5.2", "1.6.0")  # oldest first, newest last
+PINNED_PI_VERSIONS = ("0.73.1", "1.5.2", "1.6.0")  # oldest first, newest last: what setup_env.sh installs
+VERSIONS_ENV = "HYPI_PI_VERSIONS"  # comma-separated, oldest first: run the pi tests on these instead (make pi-latest)
+
+
+def versions_from_env(value: str | None) -> tuple[str, ...]:
+    """The pi versions of this run: ``HYPI_PI_VERSIONS`` (comma-separated, order kept) when it names any, else the
+    pinned ones."""
+    named = tuple(dict.fromkeys(v.strip() for v in (value or "").split(",") if v.strip()))
+    return named or PINNED_PI_VERSIONS
+
+
+PI_VERSIONS = versions_from_env(os.environ.get(VERSIONS_ENV))
 PI_FULL_VERSIONS = (PI_VERSIONS[0], PI_VERSIONS[-1])  # every pi test runs on these; the others run pi_smoke only
 SMOKE_MARKER = "pi_smoke"
 FULL_ENV = "HYPI_PI_FULL"  # "1": every pi test on every version
