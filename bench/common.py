@@ -64,6 +64,7 @@ def start_hypivisor(port: int, home: Path) -> subprocess.Popen:
             "8192",
             "--max-connections-per-peer",
             "8192",
+            "--no-token",  # the clients connect without one; no token file in the scratch HOME
         ],
         cwd=REPO,
         env=env,

@@ -8,8 +8,9 @@ import sys
 from collections.abc import Sequence
 
 from hypivisor import config as config_mod
+from hypivisor import tokensetup
 from hypivisor.server import StartupError, serve
-from pi_socket import oplog
+from pi_socket import oplog, tokenfile
 
 
 def _loop_factory():
@@ -22,10 +23,22 @@ def _loop_factory():
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["service"]:  # hypivisor service install|uninstall|status
+        from hypivisor import userservice
+
+        return userservice.main(args[1:])
+    if args[:1] == ["url"]:  # hypivisor url: the dashboard link with this machine's token
+        return tokensetup.url_main(args[1:])
     try:
-        cfg = config_mod.parse(argv, os.environ)
+        cfg = config_mod.parse(args, os.environ)
     except ValueError as exc:
         print(f"hypivisor: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        cfg = tokensetup.resolve(cfg, os.environ)
+    except (OSError, tokenfile.TokenFileError) as exc:
+        print(f"hypivisor: {exc} (set HYPI_TOKEN, or pass --no-token)", file=sys.stderr)
         return 2
     oplog.configure("hypivisor", filename="hypivisor.jsonl", level=cfg.log_level)
     oplog.add_secret(cfg.token)

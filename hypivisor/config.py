@@ -19,7 +19,10 @@ DEFAULT_SPAWN_TIMEOUT = 30.0
 ENV_HELP = """\
 environment:
   HYPI_TOKEN             shared secret for every WebSocket endpoint (Bearer header,
-                         hypi-token.<base64url> subprotocol or ?token=); unset = no auth, warned
+                         hypi-token.<base64url> subprotocol or ?token=); unset = the token file's,
+                         made at the first start (see --no-token)
+  HYPI_TOKEN_FILE        the token file (default: $XDG_CONFIG_HOME/hyper-pi/token, else
+                         ~/.config/hyper-pi/token; 0600); this machine's bridges read it too
   HYPI_ALLOWED_ORIGINS   extra browser origins allowed to open WebSockets (comma-separated, exact)
   HYPI_SPAWN_COMMAND     shell template instead of tmux for spawn_agent, e.g. "cd {path} && pi"
                          ({path} and {session} are shell-quoted)
@@ -38,6 +41,9 @@ class Config:
     dashboard_port: int = DEFAULT_DASHBOARD_PORT
     log_level: str = "info"
     token: str | None = None
+    no_token: bool = False  # --no-token: no token file, no auth (loopback-only agent links, spawn on loopback only)
+    token_file: Path | None = None  # where the token came from when it is the token file's
+    token_created: bool = False  # the token file was made by this start
     allow_unauthenticated_spawn: bool = False
     allow_unauthenticated_remote: bool = False
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
@@ -92,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="level of ~/.pi/logs/hypivisor.jsonl (default: %(default)s)",
     )  # fmt: skip
     p.add_argument(
+        "--no-token", action="store_true",
+        help="run without a token: neither read nor make the token file; only this machine may drive agents and "
+        "spawn needs a loopback --host (the behaviour before the token file)",
+    )  # fmt: skip
+    p.add_argument(
         "--allow-unauthenticated-spawn", action="store_true",
         help="allow spawn_agent without HYPI_TOKEN while bound to a non-loopback address (dangerous)",
     )  # fmt: skip
@@ -142,6 +153,8 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
     """Combine argv and environment into a Config (argparse exits 2 on bad arguments)."""
     args = build_parser().parse_args(argv)
     timeout = env.get("HYPI_SPAWN_TIMEOUT")
+    if args.no_token and env.get("HYPI_TOKEN"):
+        raise ValueError("--no-token and HYPI_TOKEN contradict each other: unset one")
     return Config(
         host=args.host,
         port=args.port,
@@ -149,6 +162,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
         dashboard_port=args.dashboard_port,
         log_level=args.log_level,
         token=env.get("HYPI_TOKEN") or None,
+        no_token=args.no_token,
         allow_unauthenticated_spawn=args.allow_unauthenticated_spawn,
         allow_unauthenticated_remote=args.allow_unauthenticated_remote,
         allowed_origins=frozenset(parse_allowed_origins(env.get("HYPI_ALLOWED_ORIGINS"))),

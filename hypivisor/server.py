@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from aiohttp import WSCloseCode, web
 
-from hypivisor import access, dashboard, httphead, rpc
+from hypivisor import access, dashboard, httphead, rpc, tokensetup
 from hypivisor.config import Config
 from hypivisor.front import HEAD_TIMEOUT, FrontContext, limiter_for
 from hypivisor.service import Service
@@ -180,6 +180,8 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
             print("hypivisor: spawn_agent is disabled (non-loopback address without HYPI_TOKEN)",
                   file=sys.stderr, flush=True)  # fmt: skip
         print(startup_line(config), flush=True)
+        for line in tokensetup.lines(config, sys.stdout.isatty()):  # the token file, and the link carrying it
+            print(line, flush=True)
         log.info(
             "started", port=config.port, dashboard_port=config.dashboard_port, host=config.host, ttl=config.node_ttl
         )

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pi_socket import tokenfile
 from pi_socket.locations import default_dashboard_dir
 from pi_socket.shimbuild import BUNDLE, EXTENSION_DIR, stale_reason
 
@@ -323,6 +324,17 @@ def _bridge_starts(python: str, pythonpath: str, timeout: float = 15.0) -> tuple
             proc.wait(timeout=5)
 
 
+def _token_for(url: str) -> str | None:
+    """The token a bridge would send to ``url``: HYPI_TOKEN, else this machine's token file for a local hypivisor."""
+    use, path = tokenfile.bridge_token(os.environ, True, url)
+    if not use:
+        return os.environ.get("HYPI_TOKEN") or None
+    try:
+        return tokenfile.read_token(path)
+    except tokenfile.TokenFileError:
+        return None
+
+
 async def _hypivisor_answers(url: str, token: str | None) -> tuple[bool, str]:
     import websockets
 
@@ -408,9 +420,9 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
     if url.strip().lower() in ("off", "none", "0", ""):
         checks.append(Check("hypivisor", True, "registration disabled (HYPIVISOR_WS=off)"))
     else:
-        ok, detail = asyncio.run(_hypivisor_answers(url, os.environ.get("HYPI_TOKEN")))
+        ok, detail = asyncio.run(_hypivisor_answers(url, _token_for(url)))
         fix = (
-            "set HYPI_TOKEN to the hypivisor's token"
+            "set HYPI_TOKEN to the hypivisor's token (a local hypivisor's is in its token file)"
             if "401" in detail or "403" in detail
             else "start it (`make run` or `python -m hypivisor`) or set HYPIVISOR_WS to its URL"
         )

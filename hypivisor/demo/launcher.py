@@ -398,6 +398,8 @@ class Demo:
             "--dashboard-port",
             str(self.dash_port),
         ]
+        if not self.token:  # loopback only, as the demo always was: no token file in the scratch HOME
+            argv.append("--no-token")
         with open(self.hv_out, "wb") as out:
             self.hv = subprocess.Popen(
                 argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

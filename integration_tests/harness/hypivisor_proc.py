@@ -5,6 +5,9 @@ loopback ports and returns a :class:`HypivisorProc`; every process is killed at
 teardown. ``hypivisor`` is one instance with the defaults (temp ``HOME``, no
 token, TTL 30 s, dashboard port on).
 
+Without ``token=`` the hypivisor runs with ``--no-token`` (no auth, no token file), as these tests expect;
+``token_file=True`` starts it as a user does instead: it makes or reads ``$HOME/.config/hyper-pi/token``.
+
 Example::
 
     def test_x(hypivisor_factory):
@@ -60,8 +63,10 @@ class HypivisorProc:
         host: str = "127.0.0.1",
         port: int | None = None,
         dashboard_port: int | None = None,
+        token_file: bool = False,
     ):
         self.home = Path(home)
+        self.token_file = token_file
         self.token = token
         self.host = host
         self.port = port or free_port()
@@ -80,7 +85,7 @@ class HypivisorProc:
         self._ever_ready = False
 
     def _build_env(self, overrides: Mapping[str, str] | None) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX")) and k != "XDG_CONFIG_HOME"}
         env["HOME"] = str(self.home)
         env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         env["HYPI_DASHBOARD_DIR"] = str(self.home / "no-dashboard-here")
@@ -95,6 +100,8 @@ class HypivisorProc:
         argv += ["--dashboard-port", str(self.dashboard_port), "--log-level", "debug"]
         if self.ttl is not None:
             argv += ["-t", str(self.ttl)]
+        if not self.token and not self.token_file and "--no-token" not in self.extra_args:
+            argv.append("--no-token")
         return argv + self.extra_args
 
     @property

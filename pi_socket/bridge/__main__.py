@@ -13,14 +13,15 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Mapping
 
 import structlog
 
-from pi_socket import oplog
+from pi_socket import oplog, tokenfile
 
 from . import faults
 from .app import Bridge
-from .config import BridgeConfig
+from .config import DEFAULT_HYPIVISOR_WS, BridgeConfig
 from .shimlink import ShimLink
 
 
@@ -60,9 +61,25 @@ def _loop_exception_handler(_loop: asyncio.AbstractEventLoop, context: dict) -> 
         structlog.get_logger().warning("event loop warning", detail=str(context.get("message"))[:300])
 
 
-async def _amain(out_fd: int) -> int:
+def _environment() -> Mapping[str, str]:
+    """The environment with ``HYPI_TOKEN`` from this machine's token file when the environment has none and the
+    hypivisor is local (``pi_socket.tokenfile.bridge_token``); read once, at start."""
+    env = os.environ
+    registry = env.get("HYPIVISOR_WS", DEFAULT_HYPIVISOR_WS).strip()
+    use, path = tokenfile.bridge_token(env, registry.lower() not in ("", "off", "none", "0"), registry)
+    if not use:
+        return env
+    try:
+        token = tokenfile.read_token(path)
+    except tokenfile.TokenFileError as exc:
+        structlog.get_logger().warning("token file not used", error=str(exc)[:300])
+        return env
+    return {**env, "HYPI_TOKEN": token} if token else env
+
+
+async def _amain(out_fd: int, env: Mapping[str, str]) -> int:
     asyncio.get_running_loop().set_exception_handler(_loop_exception_handler)
-    config = BridgeConfig.from_env()
+    config = BridgeConfig.from_env(env)
     shim = await ShimLink.from_stdio(out_fd)
     return await Bridge(config, shim).run()
 
@@ -70,7 +87,8 @@ async def _amain(out_fd: int) -> int:
 def main() -> int:
     out_fd = _isolate_stdout()
     oplog.configure("bridge", filename="pi-socket.jsonl", level=os.environ.get("PI_SOCKET_LOG_LEVEL", "info"))
-    oplog.add_secret(os.environ.get("HYPI_TOKEN"))
+    env = _environment()
+    oplog.add_secret(env.get("HYPI_TOKEN"))
     _quiet_stderr()
     faults.arm_from_env()
     try:
@@ -80,7 +98,7 @@ def main() -> int:
     except ImportError:
         runner = asyncio.run
     try:
-        return runner(_amain(out_fd))
+        return runner(_amain(out_fd, env))
     except KeyboardInterrupt:
         return 0
     except Exception as exc:  # noqa: BLE001 - last resort: log, exit non-zero; the shim restarts us

@@ -6,6 +6,8 @@
 // Tokens are stored per hypivisor URL: a crafted link `?hypivisor=wss://elsewhere` must not make
 // the page hand the token of *your* hypivisor to another server. A new URL starts with no token.
 
+import { resolveEndpoints } from "./endpoints";
+
 export const TOKEN_KEY = "pi-de-token";
 export const tokenKey = (wsBase: string) => `${TOKEN_KEY}:${wsBase}`;
 export const PROTOCOL = "hypi.v1";
@@ -60,4 +62,38 @@ export async function probeUnauthorized(httpUrl: string, token: string | null): 
   } catch {
     return false;
   }
+}
+
+/**
+ * The link the hypivisor prints at its first start carries the token once, in the fragment
+ * (`#token=<percent-encoded>`: never sent to a server, so no proxy or access log sees it). The
+ * page stores it for its own hypivisor and takes it out of the address bar (history and
+ * bookmarks then hold the plain URL), before the router reads the fragment.
+ */
+export function urlToken(hash: string): string | null {
+  const m = /^#token=([^&#]*)$/.exec(hash);
+  if (!m) return null;
+  try {
+    return decodeURIComponent(m[1]) || null;
+  } catch {
+    return null;
+  }
+}
+
+type TokenLocation = Pick<Location, "protocol" | "host" | "search" | "hash" | "pathname">;
+
+/** True when a token came with the address and was stored; a `#token=` is removed from the address bar either way.
+ * Only a page served by the hypivisor itself takes one (`?hypivisor=` elsewhere: removed, not stored). */
+export function adoptUrlToken(
+  loc: TokenLocation,
+  hist: Pick<History, "replaceState" | "state">,
+  storage: Pick<Storage, "setItem" | "removeItem"> = localStorage,
+): boolean {
+  if (!loc.hash.startsWith("#token=")) return false;
+  hist.replaceState(hist.state, "", loc.pathname + loc.search);
+  const token = urlToken(loc.hash);
+  const endpoints = resolveEndpoints(loc);
+  if (!token || !endpoints.sameOrigin) return false;
+  saveToken(endpoints.wsBase, token, storage);
+  return true;
 }
