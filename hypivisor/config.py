@@ -56,6 +56,8 @@ class Config:
     max_connections_per_peer: int = 256
     rate_limit: float = 500.0  # /ws frames per second per connection (burst 10x); 0 = off
     state_dir: Path | None = None  # None: no kept state (in-memory inbox), as in unit tests
+    tls_cert: Path | None = None  # with tls_key: the dashboard port serves https/wss (specs/push.md §5)
+    tls_key: Path | None = None
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -135,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
         "1008 RATE_LIMITED and the connection stays open; 0 disables (default: %(default)s)",
     )  # fmt: skip
     p.add_argument(
+        "--tls-cert", default=None, metavar="PEM",
+        help="certificate chain (PEM) for the dashboard port: it then serves https and wss, which phones need "
+        "for notifications and installing Pi-DE (with --tls-key; the registry port stays plain)",
+    )  # fmt: skip
+    p.add_argument("--tls-key", default=None, metavar="PEM", help="private key (PEM) of --tls-cert")
+    p.add_argument(
         "--state-dir", default=None,
         help="directory of the hypivisor's kept state: the inbox and read markers (SQLite) "
         "(default: HYPI_STATE_DIR, else $XDG_STATE_HOME/hyper-pi, else ~/.local/state/hyper-pi)",
@@ -175,6 +183,8 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
         max_connections_per_peer=args.max_connections_per_peer,
         rate_limit=max(0.0, args.rate_limit),
         state_dir=Path(args.state_dir).expanduser() if args.state_dir else default_state_dir(env),
+        tls_cert=Path(args.tls_cert).expanduser() if args.tls_cert else None,
+        tls_key=Path(args.tls_key).expanduser() if args.tls_key else None,
     )
 
 

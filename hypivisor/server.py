@@ -8,6 +8,7 @@ import logging
 import resource
 import signal
 import socket
+import ssl
 import sys
 import time
 from typing import Any
@@ -19,6 +20,8 @@ from hypivisor import access, dashboard, httphead, rpc, tokensetup
 from hypivisor.config import Config
 from hypivisor.front import HEAD_TIMEOUT, FrontContext, limiter_for
 from hypivisor.service import Service
+from hypivisor.tls import TLSConfigError
+from hypivisor.tls import server_context as tls_context
 from pi_socket import __version__, oplog
 
 log = structlog.get_logger(part="server")  # lazy: bound after oplog.configure
@@ -131,14 +134,31 @@ async def sweep_loop(service: Service) -> None:
             oplog.log_boundary_error("hypivisor.sweep", exc)
 
 
-async def listen(ctx: FrontContext, host: str, port: int) -> asyncio.Server:
+async def listen(ctx: FrontContext, host: str, port: int, tls: ssl.SSLContext | None = None) -> asyncio.Server:
     loop = asyncio.get_running_loop()
     try:
-        return await loop.create_server(ctx.protocol, host, port, backlog=1024, reuse_address=True)
+        extra: dict[str, Any] = {"ssl": tls, "ssl_handshake_timeout": HEAD_TIMEOUT} if tls is not None else {}
+        return await loop.create_server(ctx.protocol, host, port, backlog=1024, reuse_address=True, **extra)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise StartupError(f"port {port} on {host} is already in use (is another hypivisor running?)") from None
         raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def dashboard_tls(config: Config) -> ssl.SSLContext | None:
+    """The dashboard port's TLS context (``--tls-cert``/``--tls-key``), or None for plain http."""
+    if config.tls_cert is None and config.tls_key is None:
+        return None
+    if config.tls_cert is None or config.tls_key is None:
+        raise StartupError("--tls-cert and --tls-key go together: give both or neither")
+    if not config.dashboard_port or config.dashboard_port == config.port:
+        raise StartupError(
+            "--tls-cert needs a dashboard port of its own (--dashboard-port): the registry port stays plain"
+        )
+    try:
+        return tls_context(config.tls_cert, config.tls_key)
+    except TLSConfigError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def startup_line(config: Config) -> str:
@@ -146,7 +166,8 @@ def startup_line(config: Config) -> str:
     parts = [f"hypivisor {__version__} listening: registry ws://{shown}:{config.port}/ws"]
     if config.dashboard_port:
         built = (config.dashboard_dir / "index.html").is_file()
-        parts.append(f"dashboard http://{shown}:{config.dashboard_port}/" + ("" if built else " (Pi-DE not built)"))
+        scheme = "https" if config.tls_cert else "http"
+        parts.append(f"dashboard {scheme}://{shown}:{config.dashboard_port}/" + ("" if built else " (Pi-DE not built)"))
     if shown != config.host:
         parts.append("on all interfaces")
     parts.append("token required" if config.token else "NO TOKEN")
@@ -156,6 +177,7 @@ def startup_line(config: Config) -> str:
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM. Raises StartupError for problems the user must fix."""
     route_library_logging()
+    tls = dashboard_tls(config)
     service = Service(config)
     origins = allowed_origins(config)
     app = build_app(service, origins)
@@ -171,7 +193,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     try:
         servers.append(await listen(ctx, config.host, config.port))
         if config.dashboard_port and config.dashboard_port != config.port:  # same port: one listener serves both
-            servers.append(await listen(ctx, config.host, config.dashboard_port))
+            servers.append(await listen(ctx, config.host, config.dashboard_port, tls))
         if not config.token:
             print("hypivisor: WARNING: HYPI_TOKEN is not set; anyone who can reach these ports can drive your agents",
                   file=sys.stderr, flush=True)  # fmt: skip
