@@ -91,16 +91,19 @@ self.addEventListener("notificationclick", (event) => {
   event.notification.close();
   const data = event.notification.data || {};
   const target = new URL(data.url || "#/", self.registration.scope).href;
-  event.waitUntil(
-    (async () => {
-      const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
-      const open = windows.find((c) => c.url.startsWith(self.registration.scope));
-      if (open) {
-        await open.focus();
-        open.postMessage({ type: "open", url: target });
-        return;
-      }
-      await self.clients.openWindow(target);
-    })(),
-  );
+  const work = (async () => {
+    const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+    const open = windows.find((c) => c.url.startsWith(self.registration.scope));
+    if (open) {
+      open.postMessage({ type: "open", url: target }); // the page moves to that agent's hash route
+      await open.focus().catch(() => undefined);
+      return;
+    }
+    await self.clients.openWindow(target);
+  })();
+  try {
+    event.waitUntil(work);
+  } catch {
+    /* an event not dispatched by the browser cannot be extended; the work runs anyway */
+  }
 });

@@ -27,9 +27,15 @@ MASKABLE = (
 async def main() -> None:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-        for name, svg, size in (("icon-192.png", ANY, 192), ("icon-512.png", ANY, 512), ("icon-maskable-512.png", MASKABLE, 512)):
+        for name, svg, size in (
+            ("icon-192.png", ANY, 192),
+            ("icon-512.png", ANY, 512),
+            ("icon-maskable-512.png", MASKABLE, 512),
+        ):
             page = await browser.new_page(viewport={"width": size, "height": size})
-            await page.set_content(f'<body style="margin:0">{svg.replace("<svg ", f"<svg width={size} height={size} ", 1)}</body>')
+            await page.set_content(
+                f'<body style="margin:0">{svg.replace("<svg ", f"<svg width={size} height={size} ", 1)}</body>'
+            )
             await page.screenshot(path=str(PUBLIC / name), omit_background=True)
             await page.close()
         await browser.close()
