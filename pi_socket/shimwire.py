@@ -242,12 +242,21 @@ class ReqLine(_Out):
         "notify",
         "approval_decision",
         "set_approval_policy",
+        "models",
+        "set_model",
+        "set_thinking_level",
+        "compact",
+        "session_command",
     ]
     text: StrictStr | None = None  # send
     prompt_id: StrictStr | None = None  # send
     images: list[dict[str, Any]] | None = None  # send: [{type:"image", data, mimeType}]
     deliver_as: Literal["steer", "followUp"] | None = Field(None, alias="deliverAs")  # send
-    name: StrictStr | None = None  # set_session_name
+    name: StrictStr | None = None  # set_session_name; session_command: "new" | "reload"
+    provider: StrictStr | None = None  # set_model
+    model_id: StrictStr | None = None  # set_model
+    thinking_level: StrictStr | None = None  # set_thinking_level
+    instructions: StrictStr | None = None  # compact
     message: StrictStr | None = None  # notify
     level: Literal["info", "warning", "error"] | None = None  # notify
     approval_id: StrictStr | None = None  # approval_decision

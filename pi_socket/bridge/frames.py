@@ -1,4 +1,4 @@
-"""Agent-link frames both ways, with no I/O: client frames → protocol models, models → frame text.
+"""Agent-link frames both ways, with no I/O but a debug line: client frames → protocol models, models → text.
 
 ``parse_client_frame`` turns the raw frame (``str`` or ``bytes``) into a
 message model or the ``ErrorMsg`` to send back; nothing that fails here is ever
@@ -11,9 +11,12 @@ from __future__ import annotations
 from typing import Any, cast
 
 import orjson
+import structlog
 from pydantic import BaseModel, ValidationError
 
-from pi_socket.protocol import ErrorCode, ErrorMsg, client_message_adapter, dump
+from pi_socket.protocol import ErrorCode, ErrorMsg, client_message_adapter, dump, unknown_fields
+
+log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 
 CLIENT_TYPES = (
     "prompt",
@@ -24,6 +27,10 @@ CLIENT_TYPES = (
     "set_session_name",
     "approval_decision",
     "set_approval_policy",
+    "list_models",
+    "set_model",
+    "set_thinking_level",
+    "run_command",
 )
 
 
@@ -68,6 +75,21 @@ def parse_client_frame(raw: str | bytes) -> BaseModel | ErrorMsg:
             message=f"unknown type {shown!r}; expected one of {', '.join(CLIENT_TYPES)}",
         )
     try:
-        return cast(BaseModel, client_message_adapter.validate_python(obj))
+        msg = cast(BaseModel, client_message_adapter.validate_python(obj))
     except ValidationError as exc:
         return ErrorMsg(id=_frame_id(obj), code=ErrorCode.INVALID_PARAMS, message=f"invalid {kind}: {_describe(exc)}")
+    if len(obj) > len(type(msg).model_fields):  # cheap test first: most frames carry only known fields
+        _note_unknown(kind, unknown_fields(type(msg), obj))
+    return msg
+
+
+_unknown_seen: set[str] = set()
+
+
+def _note_unknown(kind: str, names: list[str]) -> None:
+    """A newer client's fields are ignored (version skew); each is logged once, at debug."""
+    for name in names:
+        key = f"{kind}.{name}"
+        if key not in _unknown_seen and len(_unknown_seen) < 1000:
+            _unknown_seen.add(key)
+            log.debug("unknown field ignored (a newer client?)", frame=kind, field=name)

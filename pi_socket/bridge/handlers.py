@@ -10,7 +10,7 @@ state change means for clients and the roster is carried out by the caller).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -31,10 +31,15 @@ from pi_socket.protocol import (
     HistoryPageMsg,
     ListCommandsMsg,
     ListFilesMsg,
+    ListModelsMsg,
+    ModelsListMsg,
     PiMessage,
     PromptMsg,
+    RunCommandMsg,
     SetApprovalPolicyMsg,
+    SetModelMsg,
     SetSessionNameMsg,
+    SetThinkingLevelMsg,
 )
 
 from . import faults
@@ -48,6 +53,8 @@ from .shimlink import ShimError, ShimLink
 from .state import AgentState, Effect
 
 SEND_TIMEOUT_S = 15.0
+COMPACT_TIMEOUT_S = 300.0  # a compaction is one model call over the whole conversation
+SESSION_COMMAND_TIMEOUT_S = 30.0
 log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 
 
@@ -72,6 +79,8 @@ class Handlers:
         self.cwd = cwd  # a getter: the shim's hello may set the session's cwd after start-up
         self.apply_effect = apply_effect
         self.ledger: PromptLedger[Client] = PromptLedger()
+        # While a budget holds this agent: why (prompts are refused with BUDGET_EXCEEDED); None lets them through.
+        self.budget_gate: Callable[[], Awaitable[str | None]] | None = None
 
     async def dispatch(self, client: Client, msg: BaseModel) -> None:
         handler = {
@@ -83,6 +92,10 @@ class Handlers:
             SetSessionNameMsg: self.set_session_name,
             ApprovalDecisionMsg: self.approval_decision,
             SetApprovalPolicyMsg: self.set_approval_policy,
+            ListModelsMsg: self.list_models,
+            SetModelMsg: self.set_model,
+            SetThinkingLevelMsg: self.set_thinking_level,
+            RunCommandMsg: self.run_command,
         }[type(msg)]
         await handler(client, msg)  # type: ignore[operator]
 
@@ -105,6 +118,11 @@ class Handlers:
             client.enqueue(
                 error(ErrorCode.INVALID_PARAMS, "empty prompt: text is blank and nothing is attached", msg.id)
             )
+            return
+        known = self.ledger.is_done(msg.id) or self.ledger.is_pending(msg.id)  # a resend is answered as before
+        held = await self.budget_gate() if self.budget_gate is not None and not known else None
+        if held is not None:
+            client.enqueue(error(ErrorCode.BUDGET_EXCEEDED, held, msg.id))
             return
         try:
             content = bundle(msg.text, msg.attachments)
@@ -186,6 +204,43 @@ class Handlers:
             return
         self.apply_effect(self.state.set_session_name(name))
 
+    # ---------------------------------------------------------------- models and pi's commands
+    async def list_models(self, client: Client, _msg: ListModelsMsg) -> None:
+        await self._models_reply(client, "models", "models not listed")
+
+    async def set_model(self, client: Client, msg: SetModelMsg) -> None:
+        """pi's ``model_select`` tells every client; the asker also gets the fresh ``models_list``."""
+        await self._models_reply(client, "set_model", "model not changed", provider=msg.provider, model_id=msg.id)
+
+    async def set_thinking_level(self, client: Client, msg: SetThinkingLevelMsg) -> None:
+        await self._models_reply(client, "set_thinking_level", "thinking level not changed", thinking_level=msg.level)
+
+    async def _models_reply(self, client: Client, op: str, failed: str, **fields: Any) -> None:
+        try:
+            data = await self._shim(op, timeout=10.0, **fields)
+            reply = ModelsListMsg.model_validate(data if isinstance(data, dict) else {"models": []})
+        except ShimError as exc:
+            client.enqueue(error(shim_error_code(str(exc)), f"{failed}: {exc}"))
+            return
+        except ValueError as exc:  # pydantic: the shim's answer does not fit the model
+            client.enqueue(error(ErrorCode.INTERNAL_ERROR, f"{failed}: unexpected answer from the shim ({exc})"))
+            return
+        client.enqueue(frame(reply))
+
+    async def run_command(self, client: Client, msg: RunCommandMsg) -> None:
+        """pi's /compact, /new or /reload through its API: ``ack {id}`` once done, else ``error {id}``
+        (1014 when this pi has no API for it, 1011 while pi works, 1012 when it failed)."""
+        try:
+            if msg.name == "compact":
+                fields: dict[str, Any] = {"instructions": msg.args} if msg.args and msg.args.strip() else {}
+                await self._shim("compact", timeout=COMPACT_TIMEOUT_S, **fields)
+            else:
+                await self._shim("session_command", timeout=SESSION_COMMAND_TIMEOUT_S, name=msg.name)
+        except ShimError as exc:
+            client.enqueue(error(shim_error_code(str(exc)), f"/{msg.name} failed: {exc}", msg.id))
+            return
+        client.enqueue(frame(AckMsg(id=msg.id)))
+
     # ---------------------------------------------------------------- approval gate
     async def approval_decision(self, client: Client, msg: ApprovalDecisionMsg) -> None:
         """A person's answer. Refused here when it cannot apply; the shim judges again (first answer wins) and
@@ -221,3 +276,14 @@ class Handlers:
             await self._shim("set_approval_policy", timeout=5.0, **fields)
         except ShimError as exc:
             client.enqueue(error(ErrorCode.AGENT_UNAVAILABLE, f"policy not changed: {exc}"))
+
+
+def shim_error_code(problem: str) -> ErrorCode:
+    """The shim's refusal text starts with what kind it is (pi_socket/extension/src/requests.ts)."""
+    if problem.startswith("unsupported:"):
+        return ErrorCode.UNSUPPORTED
+    if problem.startswith("busy:"):
+        return ErrorCode.AGENT_BUSY
+    if problem.startswith("not found:"):
+        return ErrorCode.NOT_FOUND
+    return ErrorCode.AGENT_UNAVAILABLE

@@ -1,4 +1,4 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:6b800b31f337e8e72c89f6e94bfdf21ccf98aeb6d0cd92e5d25009c5fc4b0a51).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:c9b3c1187c613427b5cedff5ff1fa80098fdfbbcc9d52872fac2f8d813fe43e4).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).
 
 // src/child.ts
@@ -1117,7 +1117,7 @@ function requestHandler(st, pi) {
           return;
         }
         case "set_thinking_level":
-          api.setThinkingLevel(String(m.level ?? "off"));
+          api.setThinkingLevel(String(m.thinking_level ?? "off"));
           return reply(id, true, modelsState(pi));
         case "compact": {
           if (typeof ctx.compact !== "function") return reply(id, false, "unsupported: this pi has no ctx.compact()");

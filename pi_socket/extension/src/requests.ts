@@ -86,7 +86,7 @@ export function requestHandler(st: ShimState, pi: PiInstance): (m: Json) => void
 					return;
 				}
 				case "set_thinking_level":
-					api.setThinkingLevel(String(m.level ?? "off"));
+					api.setThinkingLevel(String(m.thinking_level ?? "off"));
 					return reply(id, true, modelsState(pi));
 				case "compact": {
 					if (typeof ctx.compact !== "function") return reply(id, false, "unsupported: this pi has no ctx.compact()");
