@@ -139,7 +139,14 @@ class HypivisorProc:
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(self.argv, env=self.env, cwd=REPO_ROOT, stdout=out, stderr=err)
         self.wait_ready()
+        if self.token_file and not self.env.get("HYPI_TOKEN"):  # the token it made or read: clients use it
+            self.token = self.token_path.read_text().strip()
         return self
+
+    @property
+    def token_path(self) -> Path:
+        """The token file a ``token_file=True`` hypivisor makes (``$HOME/.config/hyper-pi/token``)."""
+        return Path(self.env.get("HYPI_TOKEN_FILE") or self.home / ".config" / "hyper-pi" / "token")
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Poll /healthz until it answers (bounded), failing fast if the process died."""
