@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -120,7 +121,9 @@ def test_inbox_two_pages_allow_dismiss_mark_all_read_title_favicon_and_phone(das
     api.push({"type": "approval_resolved", "id": "ap-1", "decision": "allow", "by": "dashboard"})
     item(first, "approval").get_by_test_id("inbox-done").wait_for()
     # the cause ends (the bridge stops reporting it): the item leaves both pages
-    api.update(attention={"live": [], "last_run": last_run("r1", "finished", "Done: the login form validates e-mail now")})
+    api.update(
+        attention={"live": [], "last_run": last_run("r1", "finished", "Done: the login form validates e-mail now")}
+    )
     for p in (first, second):
         item(p, "approval").wait_for(state="detached")
 
@@ -172,7 +175,9 @@ def test_phone_lands_on_the_inbox(dash_hv, agents, page_factory):
     phone.get_by_role("button", name="Back to agents").tap()
     phone.wait_for_selector("[data-testid=inbox-home]")
     # opening an agent from the inbox: its conversation, not the inbox
-    phone.locator("[data-testid=inbox-home] [data-testid=inbox-item][data-node-id='n-docs'] [data-testid=inbox-open]").tap()
+    phone.locator(
+        "[data-testid=inbox-home] [data-testid=inbox-item][data-node-id='n-docs'] [data-testid=inbox-open]"
+    ).tap()
     phone.wait_for_selector("[data-testid=chat-stage]")
     assert phone.url.endswith("#/agent/n-docs")
 
@@ -235,3 +240,87 @@ def test_real_pi_finished_approval_open_and_error_on_two_pages(dash_hv, start_pi
         item(p, "error", nid).wait_for(timeout=90_000)
     item(first, "error", nid).get_by_test_id("inbox-dismiss").click()
     item(second, "error", nid).wait_for(state="detached", timeout=10_000)
+
+
+# ---------------------------------------------------------------------------
+# A large inbox: 1,000 items across 200 agents
+# ---------------------------------------------------------------------------
+
+
+def seed_inbox(hv, agents_n: int = 200, per_agent: int = 5):
+    """``agents_n`` agents on one registry connection (bridges use one each; the hypivisor allows 1,000 per
+    connection), each reporting ``per_agent`` items: a finished run and live causes. Returns the open socket
+    (closing it takes the agents offline)."""
+    from websockets.sync.client import connect
+
+    ws = connect(hv.ws_url, additional_headers=hv.auth_headers, max_size=None)
+    now = time.time()
+    kinds = ["approval", "question", "stalled", "budget"]
+    for i in range(agents_n):
+        nid = f"bulk-{i:03d}"
+        reg = {
+            "id": nid,
+            "machine": f"box{i % 3}",
+            "cwd": f"/srv/p{i % 40}/svc{i}",
+            "port": 20000 + i,
+            "pid": 100000 + i,
+        }
+        ws.send(json.dumps({"id": f"r{i}", "method": "register", "params": reg}))
+        live_items = [
+            {
+                "kind": kinds[k % 4],
+                "key": f"k{k}",
+                "summary": f"{kinds[k % 4]} {k} of agent {i}: bash `make test-{k}`",
+                "created_at": now - i * 7 - k,
+                **({"approval_id": f"ap-{i}-{k}", "tool_name": "bash"} if kinds[k % 4] == "approval" else {}),
+            }
+            for k in range(per_agent - 1)
+        ]
+        run = {
+            "key": "r1",
+            "outcome": "finished",
+            "summary": f"run of agent {i} done",
+            "at": now - i,
+            "new_messages": 2,
+        }
+        hb = {"id": nid, "attention": {"live": live_items, "last_run": run}}
+        ws.send(json.dumps({"id": f"h{i}", "method": "heartbeat", "params": hb}))
+    want = {f"r{i}" for i in range(agents_n)} | {f"h{i}" for i in range(agents_n)}
+    deadline = time.monotonic() + 30
+    while want and time.monotonic() < deadline:
+        f = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        if f.get("id") in want:
+            assert "result" in f, f
+            want.discard(f["id"])
+    assert not want, f"{len(want)} requests unanswered"
+    return ws
+
+
+OPEN_PROBE = """async () => {
+  const t0 = performance.now();
+  document.querySelector('[data-testid=inbox-link]').click();
+  while (!document.querySelector('[data-testid=inbox] [data-testid=inbox-item]')) await new Promise(requestAnimationFrame);
+  await new Promise(requestAnimationFrame);  // the frame that shows it
+  return performance.now() - t0;
+}"""
+
+
+@pytest.mark.slow
+def test_inbox_with_1000_items_across_200_agents_opens_bounded(dash_hv, page_factory):
+    ws = seed_inbox(dash_hv)
+    try:
+        page = page_factory(viewport=DESKTOP)
+        page.goto(dashboard_url(dash_hv))
+        page.wait_for_selector("[data-testid=inbox-link] >> text=1000", timeout=30_000)
+        ms = page.evaluate(OPEN_PROBE)
+        # the first page of rows, not all 1,000: opening costs the same however long the inbox is
+        rows = page.get_by_test_id("inbox-item").count()
+        assert rows == 300, rows
+        assert page.evaluate("document.title").startswith("(99+) ")
+        # the bench (make bench) holds the 300 ms budget; on a shared test machine only a loose bound
+        assert ms < 3000, ms
+        print(f"inbox with 1000 items: opened in {ms:.0f} ms")
+        page.get_by_role("button", name="Show 300 more of 700").click()
+        assert page.get_by_test_id("inbox-item").count() == 600
+    finally:
+        ws.close()
