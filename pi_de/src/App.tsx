@@ -23,6 +23,8 @@ import { inboxCount, titleWithCount } from "./model/inbox";
 import { useMedia } from "./ui/useMedia";
 import { severalMachines } from "./model/nodeMeta";
 import type { NodeInfo, SpawnAgentResult } from "./protocol/types";
+import { usePush } from "./push/usePush";
+import { PushSettings } from "./push/PushSettings";
 
 export function App() {
   const endpoints = useMemo(() => resolveEndpoints(window.location), []);
@@ -47,6 +49,7 @@ export function App() {
   const seen = useRef(new Set<string>());
   for (const id of hv.roster.order) seen.current.add(id);
   const [notifyOk, setNotifyOk] = useState(canNotify());
+  const push = usePush(hv.request, hv.phase === "connected", route.screen === "agent" ? route.id : null);
 
   const saveAndUse = (t: string) => {
     saveToken(endpoints.wsBase, t);
@@ -130,6 +133,7 @@ export function App() {
           {phone && route.screen === "home" && hv.phase !== "connecting" && <Inbox {...inboxProps} limit={3} onShowAll={openInbox} />}
           {hv.phase === "connecting" ? <div className="muted roster-empty">Connecting to the hypivisor…</div> : <Roster roster={hv.roster} selected={selected} onSelect={select} />}
           <div className="sidebar-foot">
+            <PushSettings push={push} nodes={hv.roster.nodes} />
             <label className="field-inline">
               <span>Theme</span>
               <select aria-label="Theme" value={theme} onChange={(e) => setTheme(e.target.value)}>
