@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from pi_socket.protocol import (
     AttentionAddedEvent,
     AttentionItem,
+    AttentionLive,
     AttentionReport,
     AttentionResolvedEvent,
     NodeInfo,
@@ -72,6 +73,10 @@ class AttentionBook:
         self.last_run: dict[str, str] = {}
         self._where: dict[str, Where] = {}
         self._ids = itertools.count(first_id)
+        # Live causes per node: the bridge's latest report, and the hypivisor's own (budgets); both together
+        # are the node's live set. Only nodes that reported since start are synced (a restored item waits).
+        self._reported: dict[str, list[AttentionLive]] = {}
+        self._own: dict[str, list[AttentionLive]] = {}
 
     # ------------------------------------------------------------------ restore
     def restore(
@@ -152,18 +157,8 @@ class AttentionBook:
         """A bridge's register or heartbeat: items for new causes, ends for causes gone, one item per new run."""
         node_id = node.id
         self._where[node_id] = Where(node.machine, node.cwd, node.session_name)
-        events: list[BaseModel] = []
-        seen: set[tuple[str, str, str]] = set()
-        for live in report.live:
-            cause: tuple[str, str, str] = (node_id, live.kind, live.key)
-            seen.add(cause)
-            if cause not in self._causes and cause not in self._dismissed:
-                extra = {"approval_id": live.approval_id, "tool_name": live.tool_name}
-                events += self._add(node_id, live.kind, live.summary, live.created_at, cause=live.key, **extra)
-        for cause, item_id in list(self._causes.items()):
-            if cause[0] == node_id and cause not in seen:
-                events += self._resolve(item_id, "cause", now)
-        self._dismissed = {c for c in self._dismissed if c[0] != node_id or c in seen}
+        self._reported[node_id] = list(report.live)
+        events = self._sync_live(node_id, now)
         run = report.last_run
         if run is not None and self.last_run.get(node_id) != run.key:
             self.last_run[node_id] = run.key
@@ -174,6 +169,30 @@ class AttentionBook:
             events += self._add(node_id, run.outcome, run.summary, run.at)
             if run.new_messages:
                 events += self._set_unread(node_id, self.unread_of(node_id) + run.new_messages)
+        return events
+
+    def set_own(self, node_id: str, live: list[AttentionLive], now: float) -> list[BaseModel]:
+        """The hypivisor's own live causes of a node (its budget state), kept beside the bridge's report."""
+        if live:
+            self._own[node_id] = list(live)
+        else:
+            self._own.pop(node_id, None)
+        return self._sync_live(node_id, now) if node_id in self._reported else []
+
+    def _sync_live(self, node_id: str, now: float) -> list[BaseModel]:
+        """Items for new live causes of a node, ends for causes gone."""
+        events: list[BaseModel] = []
+        seen: set[tuple[str, str, str]] = set()
+        for live in self._reported.get(node_id, []) + self._own.get(node_id, []):
+            cause: tuple[str, str, str] = (node_id, live.kind, live.key)
+            seen.add(cause)
+            if cause not in self._causes and cause not in self._dismissed:
+                extra = {"approval_id": live.approval_id, "tool_name": live.tool_name}
+                events += self._add(node_id, live.kind, live.summary, live.created_at, cause=live.key, **extra)
+        for cause, item_id in list(self._causes.items()):
+            if cause[0] == node_id and cause not in seen:
+                events += self._resolve(item_id, "cause", now)
+        self._dismissed = {c for c in self._dismissed if c[0] != node_id or c in seen}
         return events
 
     def mark_read(self, node_id: str, now: float) -> list[BaseModel]:
@@ -197,6 +216,8 @@ class AttentionBook:
         """The agent left the roster: its live causes end; unread output becomes one `exited` item, and an agent
         that vanished without saying goodbye (swept) is an `error`."""
         events: list[BaseModel] = []
+        self._reported.pop(node_id, None)
+        self._own.pop(node_id, None)
         for cause, item_id in list(self._causes.items()):
             if cause[0] == node_id:
                 events += self._resolve(item_id, "exited", now)

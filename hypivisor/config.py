@@ -58,6 +58,8 @@ class Config:
     state_dir: Path | None = None  # None: no kept state (in-memory inbox), as in unit tests
     tls_cert: Path | None = None  # with tls_key: the dashboard port serves https/wss (specs/push.md §5)
     tls_key: Path | None = None
+    # default budgets per day (specs/budgets.md): scope → (USD, tokens); a dashboard's budget replaces one
+    budget_defaults: dict[str, tuple[float | None, int | None]] = field(default_factory=dict)
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -147,6 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory of the hypivisor's kept state: the inbox and read markers (SQLite) "
         "(default: HYPI_STATE_DIR, else $XDG_STATE_HOME/hyper-pi, else ~/.local/state/hyper-pi)",
     )  # fmt: skip
+    for scope, what in (("agent", "each agent"), ("folder", "each folder"), ("day", "all agents together")):
+        p.add_argument(
+            f"--budget-{scope}-usd", type=_positive(float), default=None, metavar="USD",
+            help=f"default budget of {what} per day, in USD: at 80 %% an inbox item, at 100 %% the run is "
+            "aborted and prompts held (a budget set in the dashboard replaces it; default: none)",
+        )  # fmt: skip
+        p.add_argument(
+            f"--budget-{scope}-tokens", type=_positive(int), default=None, metavar="N",
+            help=f"default budget of {what} per day, in tokens (default: none)",
+        )  # fmt: skip
     return p
 
 
@@ -185,6 +197,11 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
         state_dir=Path(args.state_dir).expanduser() if args.state_dir else default_state_dir(env),
         tls_cert=Path(args.tls_cert).expanduser() if args.tls_cert else None,
         tls_key=Path(args.tls_key).expanduser() if args.tls_key else None,
+        budget_defaults={
+            scope: (getattr(args, f"budget_{scope}_usd"), getattr(args, f"budget_{scope}_tokens"))
+            for scope in ("agent", "folder", "day")
+            if getattr(args, f"budget_{scope}_usd") is not None or getattr(args, f"budget_{scope}_tokens") is not None
+        },
     )
 
 

@@ -263,6 +263,17 @@ class Registry:
         return [NodeUpdatedEvent(node=self._view(entry))]
 
     def touch(self, conn: Hashable, now: float) -> None:
+    def set_budget(self, node_id: str, level: str | None, pct: float | None, note: str | None) -> list[BaseModel]:
+        """The agent's budget state on its roster card (``node_updated`` when it changed)."""
+        entry = self._entries.get(node_id)
+        if entry is None:
+            return []
+        node = entry.node
+        if (node.budget_level, node.budget_pct, node.budget_note) == (level, pct, note):
+            return []
+        node.budget_level, node.budget_pct, node.budget_note = level, pct, note  # type: ignore[assignment]
+        return [NodeUpdatedEvent(node=self._view(entry))]
+
         """Any frame from an owning connection proves its agents alive: O(1), whatever it owns."""
         if conn in self._conn_seen:
             self._conn_seen[conn] = now

@@ -24,6 +24,7 @@ from hypivisor import paths, spawn_cmd
 from hypivisor.access import is_loopback
 from hypivisor.attention import AttentionBook
 from hypivisor.broadcast import Hub, text_frame
+from hypivisor.budget_desk import BudgetDesk, BudgetError
 from hypivisor.config import Config, home_dir
 from hypivisor.push.hub import PushHub, SubscriptionError
 from hypivisor.push.policy import KINDS as PUSH_KINDS
@@ -40,6 +41,12 @@ from pi_socket.protocol import (
     DismissAttentionParams,
     ErrorCode,
     HeartbeatParams,
+    GetSpendParams,
+    GetTotalsParams,
+    HeartbeatResult,
+    ListBudgetsParams,
+    OverrideBudgetParams,
+    SetBudgetParams,
     ListAttentionParams,
     ListAttentionResult,
     ListDirectoriesParams,
@@ -120,6 +127,7 @@ class Service:
         self.hub.taps.append(self.push.on_events)
         self.started_at = time.time()
 
+        self.budget = BudgetDesk(self)
     def publish(self, events: list[BaseModel]) -> None:
         if events:
             self._snapshot = None  # the roster changed: the next init / list_nodes rebuilds it
@@ -221,20 +229,25 @@ class Service:
         if params.host and entry is not None and entry.host != params.host:
             log.info("register: host ignored, the proxy dials the connection's address", node_id=node.id,
                      host=params.host[:64], dials=entry.host)  # fmt: skip
-        result = RegisterResult(node=node, heartbeat_interval=self.registry.heartbeat_interval, node_secret=issued)
-        return result.model_dump(mode="json", exclude={"node_secret"} if issued is None else None)
+        result = RegisterResult(node=node, heartbeat_interval=self.registry.heartbeat_interval, node_secret=issued,
+                                hold=hold)  # fmt: skip
+        excluded = {"node_secret"} if issued is None else set()
+        return result.model_dump(mode="json", exclude=excluded | ({"hold"} if hold is None else set()))
 
     async def _m_heartbeat(self, params: HeartbeatParams, conn: Hashable, peer: str) -> dict:
         """Only the connection that owns the node (1006 otherwise: the bridge registers again)."""
         now = time.time()
         self.publish(self.registry.heartbeat(params, conn, now))
-        if params.attention is not None:
-            entry = self.registry.get(params.id)
-            if entry is not None:
+        entry = self.registry.get(params.id)
+        hold = None
+        if entry is not None:
+            hold = self.budget.report(entry.node, params.spend, now, registered=False)
+            if params.attention is not None:
                 self._attention_report(entry.node, params, now)
-        return OkResult(status="ok").model_dump(mode="json")
+        return HeartbeatResult(hold=hold).model_dump(mode="json", exclude_none=True)
 
     async def _m_deregister(self, params: DeregisterParams, conn: Hashable, peer: str) -> dict:
+        hold = self.budget.report(node, params.spend, now, registered=True)
         """Only the connection that owns the node (1002 otherwise); a dashboard owns nothing."""
         self.publish(self.registry.deregister(params.id, conn, time.time()))
         log.info("node deregistered", node_id=params.id)
@@ -324,6 +337,28 @@ class Service:
             return await self._spawn_admitted(target, session_file)
         finally:
             self.spawner.release()
+    # -- spend and budgets (specs/budgets.md) ----------------------------------------
+    async def _m_get_spend(self, params: GetSpendParams, conn: Hashable, peer: str) -> dict:
+        return self.budget.get_spend(params, time.time())
+
+    async def _m_get_totals(self, params: GetTotalsParams, conn: Hashable, peer: str) -> dict:
+        return self.budget.get_totals(time.time())
+
+    async def _m_list_budgets(self, params: ListBudgetsParams, conn: Hashable, peer: str) -> dict:
+        return self.budget.list_budgets()
+
+    async def _m_set_budget(self, params: SetBudgetParams, conn: Hashable, peer: str) -> dict:
+        try:
+            return self.budget.set_budget(params, time.time())
+        except BudgetError as exc:
+            raise RpcFailure(exc.code, exc.message) from None
+
+    async def _m_override_budget(self, params: OverrideBudgetParams, conn: Hashable, peer: str) -> dict:
+        try:
+            return self.budget.override(params, time.time())
+        except BudgetError as exc:
+            raise RpcFailure(exc.code, exc.message) from None
+
 
     async def _resumable(self, params: SpawnAgentParams, target: paths.SpawnTarget) -> str:
         """The validated session file to resume (``paths.session_file``), or a refusal before anything starts."""
@@ -402,5 +437,10 @@ def _remove_empty_dir(path: str) -> None:
     """Remove a folder spawn_agent created, if nothing was put in it meanwhile."""
     try:
         os.rmdir(path)
+    "get_spend": Service._m_get_spend,
+    "get_totals": Service._m_get_totals,
+    "set_budget": Service._m_set_budget,
+    "list_budgets": Service._m_list_budgets,
+    "override_budget": Service._m_override_budget,
     except OSError:
         pass

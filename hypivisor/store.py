@@ -1,5 +1,5 @@
-"""The hypivisor's kept state in SQLite (Python's ``sqlite3``, WAL): inbox items, read markers, run keys, and
-the Web Push devices (subscriptions and switches).
+"""The hypivisor's kept state in SQLite (Python's ``sqlite3``, WAL): inbox items, read markers, run keys, the
+Web Push devices (subscriptions and switches), and spend, budgets and overrides.
 
 One file, ``<state dir>/hypivisor.sqlite3``, written through on every change (a few small statements; WAL with
 ``synchronous=NORMAL`` keeps that well under a millisecond) and read once at start-up. A database that cannot
@@ -9,6 +9,7 @@ refusing to start for.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from hypivisor.budget import Amount
 from pi_socket.protocol import AttentionItem
 
 log = structlog.get_logger(part="store")
@@ -35,6 +37,17 @@ CREATE TABLE IF NOT EXISTS unread (node_id TEXT PRIMARY KEY, count INTEGER NOT N
 CREATE TABLE IF NOT EXISTS last_run (node_id TEXT PRIMARY KEY, run_key TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS push_device (device_id TEXT PRIMARY KEY, device TEXT NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS spend (
+    day TEXT NOT NULL, machine TEXT NOT NULL, cwd TEXT NOT NULL, node_id TEXT NOT NULL, label TEXT,
+    cost REAL NOT NULL, tokens INTEGER NOT NULL, PRIMARY KEY (day, machine, cwd, node_id)
+);
+CREATE TABLE IF NOT EXISTS spend_seen (
+    node_id TEXT NOT NULL, boot TEXT NOT NULL, cost REAL NOT NULL, tokens INTEGER NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (node_id, boot)
+);
+CREATE TABLE IF NOT EXISTS budget (scope TEXT NOT NULL, key TEXT NOT NULL, cost REAL, tokens INTEGER,
+                                   PRIMARY KEY (scope, key));
+CREATE TABLE IF NOT EXISTS budget_override (node_id TEXT PRIMARY KEY, day TEXT NOT NULL, crossings TEXT NOT NULL);
 """
 KEEP_RESOLVED_S = 30 * 86400  # resolved items are kept a month (history), then pruned at start-up
 
@@ -103,6 +116,48 @@ class Store:
 
     def push_devices(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT device FROM push_device ORDER BY updated_at")]
+
+    # ------------------------------------------------------------------ spend and budgets (hypivisor.budget)
+    def spend_recorded(
+        self, day: str, machine: str, cwd: str, node_id: str, label: str | None, row: Amount,
+        boot: str, seen_cost: float, seen_tokens: int, at: float,
+    ) -> None:  # fmt: skip
+        """The day's row and the counter it was counted up to, in one transaction: a crash between the two
+        would count the growth again after a restart."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT OR REPLACE INTO spend (day, machine, cwd, node_id, label, cost, tokens) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)", (day, machine, cwd, node_id, label, row.cost, row.tokens))  # fmt: skip
+            self.db.execute("INSERT OR REPLACE INTO spend_seen (node_id, boot, cost, tokens, at) VALUES (?, ?, ?, ?, ?)",
+                            (node_id, boot, seen_cost, seen_tokens, at))  # fmt: skip
+
+    def budget_put(self, scope: str, key: str, cost: float | None, tokens: int | None) -> None:
+        if cost is None and tokens is None:
+            self.db.execute("DELETE FROM budget WHERE scope = ? AND key = ?", (scope, key))
+        else:
+            self.db.execute("INSERT OR REPLACE INTO budget (scope, key, cost, tokens) VALUES (?, ?, ?, ?)",
+                            (scope, key, cost, tokens))  # fmt: skip
+
+    def override_put(self, node_id: str, day: str, crossings: list[str]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO budget_override (node_id, day, crossings) VALUES (?, ?, ?)",
+                        (node_id, day, json.dumps(crossings)))  # fmt: skip
+
+    def load_spend(self, now: float) -> tuple[list[tuple], list[tuple], list[tuple], list[tuple]]:
+        """(spend rows, last counters, budgets, overrides); counters unseen for a month are pruned (their
+        bridges are long gone)."""
+        self.db.execute("DELETE FROM spend_seen WHERE at < ?", (now - KEEP_RESOLVED_S,))
+        rows = list(self.db.execute("SELECT day, machine, cwd, node_id, label, cost, tokens FROM spend"))
+        seen = list(self.db.execute("SELECT node_id, boot, cost, tokens FROM spend_seen ORDER BY at"))
+        budgets = list(self.db.execute("SELECT scope, key, cost, tokens FROM budget"))
+        overrides = []
+        for node_id, day, raw in self.db.execute("SELECT node_id, day, crossings FROM budget_override"):
+            try:
+                crossings = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(crossings, list):
+                overrides.append((node_id, day, [str(c) for c in crossings]))
+        return rows, seen, budgets, overrides
 
     # ------------------------------------------------------------------ start-up
     def load(self, now: float) -> tuple[list[tuple[AttentionItem, str | None]], dict[str, int], dict[str, str], int]:

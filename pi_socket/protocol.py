@@ -73,6 +73,7 @@ class ErrorCode(enum.IntEnum):
     AGENT_UNAVAILABLE = 1012  # pi not attached to the bridge right now
     CONFLICT = 1013  # the thing acted on has moved on: an approval already decided, aborted or timed out
     UNSUPPORTED = 1014  # this agent's pi has no API for the request (e.g. /new on pi 0.73)
+    BUDGET_EXCEEDED = 1015  # the agent reached a spend budget: prompts are held until it is raised or overridden
     INTERNAL_ERROR = 2000
 
 
@@ -124,6 +125,19 @@ class ErrorInfo(_Open):
     code: int
     message: str
     data: Any | None = None
+
+
+BudgetScope = Literal["agent", "folder", "day"]
+BudgetLevel = Literal["near", "over", "held"]
+
+
+class SpendCounter(_Stored):
+    """What this agent's pi spent since its bridge started (usage of the assistant messages it saw arrive; a
+    loaded or resumed history is not counted). The hypivisor adds the growth per ``(node, boot)``."""
+
+    boot: Id = Field(description="unique per bridge process: a new counter that starts at zero")
+    cost: Money = 0.0
+    tokens: Count = Field(default=0, description="total tokens (pi's totalTokens)")
 
 
 AttentionKind = Literal["approval", "question", "finished", "error", "stalled", "budget", "exited"]
@@ -204,6 +218,20 @@ class NodeInfo(_Stored):
     activity_since: UnixTime | None = Field(
         default=None, description="unix seconds (hypivisor clock) when ``activity`` last changed, or registration"
     )
+    # absent below 80 % of every budget (``exclude_if``: a roster without budgets is not a byte bigger)
+    budget_level: BudgetLevel | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="near: ≥ 80 % of a budget; held: ≥ 100 %, runs aborted and prompts held; over: ≥ 100 % on an "
+        "override (specs/budgets.md)",
+    )
+    budget_pct: float | None = Field(
+        default=None, ge=0, le=1e9, allow_inf_nan=False, exclude_if=lambda v: v is None,
+        description="the most used budget, percent",
+    )  # fmt: skip
+    budget_note: str | None = Field(
+        default=None, max_length=MAX_SUMMARY_LEN, exclude_if=lambda v: v is None, description="which budget, in words"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -260,6 +288,7 @@ class RegisterParams(_Strict):
     pending_approvals: Count | None = None
     attention: AttentionReport | None = None
     git_branch: str | None = Field(default=None, max_length=MAX_BRANCH_LEN)
+    spend: SpendCounter | None = None
 
 
 class HeartbeatParams(_Strict):
@@ -275,6 +304,7 @@ class HeartbeatParams(_Strict):
     pending_approvals: Count | None = None
     attention: AttentionReport | None = None
     git_branch: str | None = Field(default=None, max_length=MAX_BRANCH_LEN)
+    spend: SpendCounter | None = None
 
 
 class DeregisterParams(_Strict):
@@ -375,6 +405,106 @@ class PushConfigResult(_Open):
     device: PushDevice | None = Field(default=None, description="the asked device, null when it never subscribed")
 
 
+SpendGroup = Literal["agent", "folder", "machine", "day"]
+
+
+class GetSpendParams(_Strict):
+    group_by: SpendGroup
+    days: int = Field(default=30, ge=1, le=3660, description="the last N days (hypivisor local time), today included")
+
+
+class SpendRow(_Open):
+    key: str = Field(description="node id, folder path, machine or day (YYYY-MM-DD)")
+    label: str | None = Field(default=None, description="agent: its session name when it has one")
+    machine: str | None = Field(default=None, description="agent: where it runs")
+    cost: float
+    tokens: int
+
+
+class GetSpendResult(_Open):
+    group_by: SpendGroup
+    since: str = Field(description="the first day counted (YYYY-MM-DD)")
+    today: str
+    rows: list[SpendRow] = Field(description="most cost first; by day: oldest first, one row per day")
+
+
+class GetTotalsParams(_Strict):
+    pass
+
+
+class SpendTotal(_Open):
+    cost: float
+    tokens: int
+
+
+class TotalsRow(_Open):
+    key: str
+    today: SpendTotal
+    all_time: SpendTotal
+
+
+class GetTotalsResult(_Open):
+    day: str = Field(description="today, YYYY-MM-DD in the hypivisor's local time")
+    today: SpendTotal
+    all_time: SpendTotal
+    by_machine: list[TotalsRow]
+    by_folder: list[TotalsRow]
+
+
+class Budget(_Open):
+    scope: BudgetScope
+    key: str = Field(description='agent: node id; folder: its path; day: "" (all agents together)')
+    cost: float | None = Field(default=None, description="USD per day; null: no cost limit")
+    tokens: int | None = Field(default=None, description="tokens per day; null: no token limit")
+    default: bool = Field(default=False, description="from the hypivisor's flags (applies where none was set)")
+
+
+class SetBudgetParams(_Strict):
+    """A budget for today and every day after: of one agent, one folder, or all agents together (``day``).
+    Both limits null removes it (a default from the flags applies again)."""
+
+    scope: BudgetScope
+    key: str | None = Field(default=None, max_length=MAX_PATH_LEN, description="agent: node id; folder: path")
+    cost: float | None = Field(default=None, gt=0, le=1e9, allow_inf_nan=False)
+    tokens: int | None = Field(default=None, gt=0, le=MAX_COUNT)
+
+
+class ListBudgetsParams(_Strict):
+    pass
+
+
+class NodeBudgetState(_Open):
+    level: BudgetLevel | None
+    percent: float
+    note: str | None = None
+    overridden: bool = False
+
+
+class ListBudgetsResult(_Open):
+    budgets: list[Budget] = Field(description="set in a dashboard")
+    defaults: list[Budget] = Field(description="from the hypivisor's flags")
+    states: dict[str, NodeBudgetState] = Field(description="node id → its state, agents at ≥ 80 % only")
+
+
+class OverrideBudgetParams(_Strict):
+    """Let this held agent run once more: the hold is lifted until a budget is crossed again (raised and
+    reached anew, or another scope) or the day ends."""
+
+    node_id: Id
+
+
+class BudgetHold(_Open):
+    """In a register/heartbeat answer: this agent must not start runs (its bridge aborts and holds prompts)."""
+
+    reason: str
+    scope: BudgetScope
+
+
+class HeartbeatResult(_Open):
+    status: str = "ok"
+    hold: BudgetHold | None = Field(default=None, description="set while the agent is held by a budget")
+
+
 class ListAttentionResult(_Open):
     items: list[AttentionItem] = Field(description="open items, oldest first")
     unread: dict[str, int] = Field(default_factory=dict, description="node id → unread count (only non-zero)")
@@ -389,6 +519,7 @@ class RegisterResult(_Open):
         description="issued when this was the id's first registration and presented no secret: "
         "present it as register.node_secret from now on (only the registering connection sees it)",
     )
+    hold: BudgetHold | None = Field(default=None, description="set while the agent is held by a budget")
 
 
 class OkResult(_Open):
@@ -434,6 +565,11 @@ REGISTRY_METHODS: dict[str, type[BaseModel]] = {
     "push_unsubscribe": PushUnsubscribeParams,
     "set_push_prefs": SetPushPrefsParams,
     "set_presence": SetPresenceParams,
+    "get_spend": GetSpendParams,
+    "get_totals": GetTotalsParams,
+    "set_budget": SetBudgetParams,
+    "list_budgets": ListBudgetsParams,
+    "override_budget": OverrideBudgetParams,
 }
 
 
@@ -490,6 +626,13 @@ class UnreadChangedEvent(_Open):
     unread: int
 
 
+class BudgetChangedEvent(_Open):
+    """A budget was set or removed, or an agent overridden: dashboards showing budgets ask again."""
+
+    event: Literal["budget_changed"] = "budget_changed"
+    budgets: list[Budget]
+
+
 RegistryEvent = Annotated[
     InitEvent
     | NodeJoinedEvent
@@ -498,7 +641,8 @@ RegistryEvent = Annotated[
     | NodeRemovedEvent
     | AttentionAddedEvent
     | AttentionResolvedEvent
-    | UnreadChangedEvent,
+    | UnreadChangedEvent
+    | BudgetChangedEvent,
     Field(discriminator="event"),
 ]
 
@@ -916,6 +1060,23 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     AttentionAddedEvent,
     AttentionResolvedEvent,
     UnreadChangedEvent,
+    SpendCounter,
+    GetSpendParams,
+    SpendRow,
+    GetSpendResult,
+    GetTotalsParams,
+    SpendTotal,
+    TotalsRow,
+    GetTotalsResult,
+    Budget,
+    SetBudgetParams,
+    ListBudgetsParams,
+    NodeBudgetState,
+    ListBudgetsResult,
+    OverrideBudgetParams,
+    BudgetHold,
+    HeartbeatResult,
+    BudgetChangedEvent,
     Attachment,
     PromptMsg,
     AbortMsg,

@@ -32,6 +32,7 @@ STORED = (
     p.AttentionLive,
     p.AttentionRun,
     p.AttentionItem,
+    p.SpendCounter,
 )
 
 

@@ -55,6 +55,7 @@ from . import faults, gitinfo
 from .approvals import ApprovalBook
 from .attention import AttentionTracker
 from .clients import Client, ClientSet
+from .budget import BudgetGuard, SpendMeter
 from .config import BridgeConfig
 from .frames import frame
 from .handlers import Handlers
@@ -97,6 +98,9 @@ class Bridge:
         )
         self.handlers = Handlers(shim, self.state, lambda: self.cwd, self.apply_effect, self.approvals)
         self.server = AgentServer(
+        self.spend = SpendMeter()
+        self.budget = BudgetGuard()
+        self.handlers.budget_gate = self._budget_gate
             config, ready=self.wait_ready, join=self.attach, leave=self.detach, dispatch=self.handlers.dispatch
         )
         self.pi_pid: int | None = None
@@ -173,8 +177,33 @@ class Bridge:
             node_secret=self.config.node_secret,
         )
         self.spawn(self.registry.run(), "registry")
+        self.registry.on_answer = self._on_registry_answer
 
     async def _notify_standalone(self) -> None:
+    # ------------------------------------------------------------------ budgets (specs/budgets.md)
+    def _on_registry_answer(self, result: Any) -> None:
+        was = self.budget.reason
+        if self.budget.answer(result, self.state.working):
+            self._budget_abort()
+        if self.budget.reason != was:
+            log.info("budget hold" if self.budget.held else "budget hold lifted", reason=self.budget.reason)
+
+    def _budget_abort(self) -> None:
+        """A budget holds this agent: stop its run (pi's abort keeps the partial turn) and say why in pi."""
+        log.info("budget reached: aborting the run", reason=self.budget.reason)
+        self.spawn(self._quiet_request("abort"), "budget.abort")
+        message = f"Hyper-Pi: {self.budget.reason} (run aborted)"
+        self.spawn(self._quiet_request("notify", message=message, level="warning"), "notify")
+
+    async def _budget_gate(self) -> str | None:
+        """Why a prompt is held, or None. Asked afresh while held (a person may just have raised the budget or
+        overridden it); no hold while the hypivisor is out of reach (it keeps the ledger)."""
+        registry = self.registry
+        if not self.budget.held or registry is None or not registry.registered:
+            return None
+        await registry.refresh()
+        return self.budget.reason if registry.registered else None
+
         url = f"ws://{self._url_host()}:{self.server.port}/"
         message = f"Hyper-Pi: hypivisor not reachable; this agent is still served at {url} (retrying)"
         self.spawn(self._quiet_request("notify", message=message, level="info"), "notify")
@@ -261,6 +290,10 @@ class Bridge:
                 now = time.time()
                 noticed = self.attention.observe(event, self.state.settled_supported, now)
                 if self.watchdog.observe(event, now) or noticed:
+                if self.spend.observe(event):
+                    noticed = True  # the hypivisor counts it now (and may answer that a budget holds us)
+                if event.get("type") == "agent_start" and self.budget.run_started():
+                    self._budget_abort()
                     self._roster_changed()
                 return
             msg = parse_shim_line(line)
@@ -458,6 +491,7 @@ class Bridge:
             "pending_approvals": len(self.approvals.pending),
             "attention": self._attention(),
         }
+            "spend": self.spend.counter(),
 
     def _attention(self) -> AttentionReport:
         report = self.attention.report(self.approvals)

@@ -73,6 +73,9 @@ class HypivisorClient:
         self._announced_standalone = False
         self._ever_registered = False
 
+    # Every register and heartbeat answer, as it arrives (set by the bridge; never raises).
+    on_answer: Callable[[Any], None] | None = None
+
     def poke(self) -> None:
         """Send a heartbeat now (activity, session name or model changed)."""
         self._poke.set()
@@ -202,9 +205,22 @@ class HypivisorClient:
         self._waiting[req_id] = future
         try:
             await ws.send(orjson.dumps({"id": req_id, "method": method, "params": params}).decode())
-            return await asyncio.wait_for(future, timeout)
+            result = await asyncio.wait_for(future, timeout)
         finally:
             self._waiting.pop(req_id, None)
+        if self.on_answer is not None and method in ("register", "heartbeat"):
+            self.on_answer(result)  # e.g. a budget's hold (specs/budgets.md)
+        return result
+
+    async def refresh(self, timeout: float = 3.0) -> bool:
+        """One heartbeat now, its answer awaited (through ``on_answer``); False when not registered or it failed."""
+        if not self.registered:
+            return False
+        try:
+            await self.call("heartbeat", self.heartbeat_params().model_dump(mode="json", exclude_none=True), timeout)
+            return True
+        except Exception:  # noqa: BLE001 - the caller decides with what it knows
+            return False
 
     async def _read(self, ws: ClientConnection) -> None:
         """Resolve responses by id; push events (node_joined, ...) are not for agents and are ignored."""
