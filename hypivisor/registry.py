@@ -61,6 +61,7 @@ MAX_NODES_PER_CONNECTION = 1_000
 _NODE_FIELDS = (
     "id", "machine", "cwd", "port", "pid", "activity", "session_name", "model",
     "started_at", "cost", "pi_version", "protocol_version", "approval_policy", "pending_approvals", "git_branch",
+    "capabilities",
 )  # fmt: skip
 _HEARTBEAT_FIELDS = (
     "activity", "session_name", "model", "tokens", "cost", "approval_policy", "pending_approvals", "git_branch",
@@ -262,7 +263,6 @@ class Registry:
         entry.node.unread = unread
         return [NodeUpdatedEvent(node=self._view(entry))]
 
-    def touch(self, conn: Hashable, now: float) -> None:
     def set_budget(self, node_id: str, level: str | None, pct: float | None, note: str | None) -> list[BaseModel]:
         """The agent's budget state on its roster card (``node_updated`` when it changed)."""
         entry = self._entries.get(node_id)
@@ -274,6 +274,7 @@ class Registry:
         node.budget_level, node.budget_pct, node.budget_note = level, pct, note  # type: ignore[assignment]
         return [NodeUpdatedEvent(node=self._view(entry))]
 
+    def touch(self, conn: Hashable, now: float) -> None:
         """Any frame from an owning connection proves its agents alive: O(1), whatever it owns."""
         if conn in self._conn_seen:
             self._conn_seen[conn] = now

@@ -34,19 +34,20 @@ from hypivisor.store import Store
 from pi_socket import __version__
 from pi_socket.errors import HypiError
 from pi_socket.protocol import (
+    CAPABILITIES,
     PROTOCOL_VERSION,
     REGISTRY_METHODS,
     DeregisterParams,
     DirectoryEntry,
     DismissAttentionParams,
     ErrorCode,
-    HeartbeatParams,
     GetSpendParams,
     GetTotalsParams,
     HeartbeatResult,
     ListBudgetsParams,
     OverrideBudgetParams,
     SetBudgetParams,
+    HeartbeatParams,
     ListAttentionParams,
     ListAttentionResult,
     ListDirectoriesParams,
@@ -66,6 +67,8 @@ from pi_socket.protocol import (
     SetPushPrefsParams,
     SpawnAgentParams,
     SpawnAgentResult,
+    incompatibility,
+    unknown_fields,
 )
 
 log = structlog.get_logger(part="registry")  # lazy: bound after oplog.configure
@@ -119,15 +122,16 @@ class Service:
         self.spawner = Spawner(config.spawn_command, config.spawn_timeout)
         self._snapshot: Snapshot | None = None
         self._unserialisable: set[str] = set()  # node ids already logged as unserialisable
+        self._unknown_seen: set[str] = set()  # "method.field" already logged as unknown
         self.store = Store(config.state_dir / "hypivisor.sqlite3") if config.state_dir is not None else None
         self.attention = AttentionBook(self.store)
         if self.store is not None:
             self.attention.restore(*self.store.load(time.time()))
+        self.budget = BudgetDesk(self)
         self.push = PushHub(config.state_dir, self.store)
         self.hub.taps.append(self.push.on_events)
         self.started_at = time.time()
 
-        self.budget = BudgetDesk(self)
     def publish(self, events: list[BaseModel]) -> None:
         if events:
             self._snapshot = None  # the roster changed: the next init / list_nodes rebuilds it
@@ -180,7 +184,7 @@ class Service:
             size += len(raw) + 1
         init = orjson.dumps({"event": "init", "nodes": orjson.Fragment(b"[" + b",".join(head) + b"]"),
                              "protocol_version": PROTOCOL_VERSION, "hypivisor_version": __version__,
-                             "total": len(nodes)})  # fmt: skip
+                             "capabilities": CAPABILITIES, "total": len(nodes)})  # fmt: skip
         frames = [text_frame(init)]
         frames += [text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in nodes[len(head) :]]
         return Snapshot(now, nodes, frames, _page(nodes, 0, len(nodes)))
@@ -198,12 +202,21 @@ class Service:
             params = model.model_validate(raw_params or {})
         except ValidationError as exc:
             raise RpcFailure(ErrorCode.INVALID_PARAMS, validation_message(exc)) from None
+        self._note_unknown(method, model, raw_params)
         try:
             return await METHOD_HANDLERS[method](self, params, conn, peer)
         except RpcFailure:
             raise
         except HypiError as exc:  # a component's refusal (registry, paths, spawner) is the caller's answer
             raise RpcFailure(exc.code, exc.message) from None
+
+    def _note_unknown(self, method: str, model: type[BaseModel], raw: dict[str, Any] | None) -> None:
+        """Unknown params (a newer peer's) are ignored; each (method, field) is logged once, at debug."""
+        for name in unknown_fields(model, raw):
+            key = f"{method}.{name}"
+            if key not in self._unknown_seen and len(self._unknown_seen) < 1000:
+                self._unknown_seen.add(key)
+                log.debug("unknown param ignored (a newer peer?)", method=method, field=name)
 
     # -- methods ------------------------------------------------------------
     async def _m_register(self, params: RegisterParams, conn: Hashable, peer: str) -> dict:
@@ -215,6 +228,14 @@ class Service:
         proxy will not dial (not this connection's address) is ignored with an info line, not refused: bridges
         that send their bind address keep working, and the proxy dials where they are.
         """
+        problem = incompatibility(
+            params.protocol_version, f"the agent {params.id[:64]!r}", "the hypivisor",
+            "the agent's pi-socket (pip install -U hyper-pi, then python -m pi_socket install)",
+        )  # fmt: skip
+        if problem is not None:
+            log.warning("register refused: protocol mismatch", node_id=params.id, remote=peer,
+                        version=params.protocol_version)  # fmt: skip
+            raise RpcFailure(ErrorCode.VERSION_MISMATCH, problem)
         now = time.time()
         try:
             node, issued, events = self.registry.register(params, conn, peer, now, secrets.token_urlsafe(32))
@@ -222,6 +243,7 @@ class Service:
             log.warning("register refused", node_id=params.id, remote=peer, code=exc.code, reason=exc.message[:200])
             raise
         self.publish(events)
+        hold = self.budget.report(node, params.spend, now, registered=True)
         self._attention_report(node, params, now)
         self.spawner.node_registered(node, params.spawn_id)
         log.info("node registered", node_id=node.id, machine=node.machine, port=node.port, cwd=node.cwd)
@@ -247,7 +269,6 @@ class Service:
         return HeartbeatResult(hold=hold).model_dump(mode="json", exclude_none=True)
 
     async def _m_deregister(self, params: DeregisterParams, conn: Hashable, peer: str) -> dict:
-        hold = self.budget.report(node, params.spend, now, registered=True)
         """Only the connection that owns the node (1002 otherwise); a dashboard owns nothing."""
         self.publish(self.registry.deregister(params.id, conn, time.time()))
         log.info("node deregistered", node_id=params.id)
@@ -316,27 +337,6 @@ class Service:
         self.push.set_presence(str(conn), params.device_id, params.node_id, params.focused, params.visible)
         return {"status": "ok"}
 
-    def spawn_allowed(self) -> bool:
-        c = self.config
-        return bool(c.token) or is_loopback(c.host) or c.allow_unauthenticated_spawn
-
-    async def _m_spawn_agent(self, params: SpawnAgentParams, conn: Hashable, peer: str) -> dict:
-        if not self.spawn_allowed():
-            raise RpcFailure(
-                ErrorCode.FORBIDDEN,
-                "spawn_agent is refused: bound to a non-loopback address without HYPI_TOKEN "
-                "(set HYPI_TOKEN, bind --host 127.0.0.1, or pass --allow-unauthenticated-spawn)",
-            )
-        # validation first (it creates nothing): a bad path gets its own error and costs no spawn budget
-        target = await asyncio.to_thread(paths.spawn_target, params.path, params.new_folder, self.home)
-        session_file = None
-        if params.session_file is not None:
-            session_file = await self._resumable(params, target)
-        self.spawner.admit()
-        try:
-            return await self._spawn_admitted(target, session_file)
-        finally:
-            self.spawner.release()
     # -- spend and budgets (specs/budgets.md) ----------------------------------------
     async def _m_get_spend(self, params: GetSpendParams, conn: Hashable, peer: str) -> dict:
         return self.budget.get_spend(params, time.time())
@@ -359,6 +359,27 @@ class Service:
         except BudgetError as exc:
             raise RpcFailure(exc.code, exc.message) from None
 
+    def spawn_allowed(self) -> bool:
+        c = self.config
+        return bool(c.token) or is_loopback(c.host) or c.allow_unauthenticated_spawn
+
+    async def _m_spawn_agent(self, params: SpawnAgentParams, conn: Hashable, peer: str) -> dict:
+        if not self.spawn_allowed():
+            raise RpcFailure(
+                ErrorCode.FORBIDDEN,
+                "spawn_agent is refused: bound to a non-loopback address without HYPI_TOKEN "
+                "(set HYPI_TOKEN, bind --host 127.0.0.1, or pass --allow-unauthenticated-spawn)",
+            )
+        # validation first (it creates nothing): a bad path gets its own error and costs no spawn budget
+        target = await asyncio.to_thread(paths.spawn_target, params.path, params.new_folder, self.home)
+        session_file = None
+        if params.session_file is not None:
+            session_file = await self._resumable(params, target)
+        self.spawner.admit()
+        try:
+            return await self._spawn_admitted(target, session_file)
+        finally:
+            self.spawner.release()
 
     async def _resumable(self, params: SpawnAgentParams, target: paths.SpawnTarget) -> str:
         """The validated session file to resume (``paths.session_file``), or a refusal before anything starts."""
@@ -416,6 +437,11 @@ METHOD_HANDLERS: dict[str, Handler] = {
     "push_unsubscribe": Service._m_push_unsubscribe,
     "set_push_prefs": Service._m_set_push_prefs,
     "set_presence": Service._m_set_presence,
+    "get_spend": Service._m_get_spend,
+    "get_totals": Service._m_get_totals,
+    "set_budget": Service._m_set_budget,
+    "list_budgets": Service._m_list_budgets,
+    "override_budget": Service._m_override_budget,
 }
 if METHOD_HANDLERS.keys() != REGISTRY_METHODS.keys():  # pragma: no cover - a programming error, caught at import
     raise RuntimeError(
@@ -437,10 +463,5 @@ def _remove_empty_dir(path: str) -> None:
     """Remove a folder spawn_agent created, if nothing was put in it meanwhile."""
     try:
         os.rmdir(path)
-    "get_spend": Service._m_get_spend,
-    "get_totals": Service._m_get_totals,
-    "set_budget": Service._m_set_budget,
-    "list_budgets": Service._m_list_budgets,
-    "override_budget": Service._m_override_budget,
     except OSError:
         pass

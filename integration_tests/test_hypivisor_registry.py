@@ -67,7 +67,7 @@ async def test_bad_input_gets_errors_and_changes_nothing(hypivisor):
         cases = [
             ("nope", None, -32601),
             ("register", {"id": "x"}, -32602),
-            ("register", {**node_params("x", 1), "bogus": 1}, -32602),
+            ("register", {**node_params("x", 1), "bogus": 1, "port": "one"}, -32602),
             ("list_directories", {"path": 5}, -32602),
             ("heartbeat", {"id": "ghost"}, 1006),
             ("deregister", {"id": "ghost"}, 1006),

@@ -25,7 +25,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-PROTOCOL_VERSION = "1"
+# major.minor: the same major interoperates (a reader ignores what it does not know, and features are gated on
+# the peer's `capabilities`); another major is refused with an error naming both versions (specs/protocol.md §0).
+PROTOCOL_VERSION = "1.1"
+# What this build speaks beyond protocol 1.0, announced in `register`, `init` and `init_state`.
+CAPABILITIES = ("approvals", "attention", "watchdogs")
 
 # Hard limits shared by both ends. Documented in specs/protocol.md.
 MAX_ID_LEN = 128
@@ -48,6 +52,37 @@ Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Money = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
 UnixTime = Annotated[float, Field(ge=0, le=1e11, allow_inf_nan=False)]
 RpcId = Annotated[str, Field(max_length=MAX_ID_LEN)] | int | None
+Capability = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def protocol_major(version: object) -> int | None:
+    """The major of ``"1.1"`` (or of ``"1"``, protocol 1.0's spelling); None when it is not a version."""
+    if not isinstance(version, str):
+        return None
+    head = version.strip().split(".", 1)[0]
+    return int(head) if head.isdigit() and len(head) <= 4 else None
+
+
+def incompatibility(peer_version: object, peer: str, upgrade_us: str, upgrade_them: str) -> str | None:
+    """Why a peer speaking ``peer_version`` cannot work with us (another major), or None. A peer that states no
+    version speaks 1.x (the field has a default of 1 since the start)."""
+    theirs = protocol_major(peer_version)
+    ours = protocol_major(PROTOCOL_VERSION)
+    if theirs is None or theirs == ours:
+        return None
+    newer = upgrade_us if theirs > (ours or 0) else upgrade_them
+    return (
+        f"protocol mismatch: {peer} speaks protocol {peer_version}, this side speaks {PROTOCOL_VERSION}; "
+        f"upgrade {newer} so both speak the same major version"
+    )
+
+
+def unknown_fields(model: type[BaseModel], raw: object) -> list[str]:
+    """Top-level keys of ``raw`` that ``model`` does not declare (ignored on receipt; logged once at debug)."""
+    if not isinstance(raw, dict):
+        return []
+    known = model.model_fields
+    return sorted(str(k)[:64] for k in raw if k not in known)[:20]
 
 
 class ErrorCode(enum.IntEnum):
@@ -74,16 +109,19 @@ class ErrorCode(enum.IntEnum):
     CONFLICT = 1013  # the thing acted on has moved on: an approval already decided, aborted or timed out
     UNSUPPORTED = 1014  # this agent's pi has no API for the request (e.g. /new on pi 0.73)
     BUDGET_EXCEEDED = 1015  # the agent reached a spend budget: prompts are held until it is raised or overridden
+    VERSION_MISMATCH = 1016  # the peer speaks another major protocol version (the message says what to upgrade)
     INTERNAL_ERROR = 2000
 
 
 class _Strict(BaseModel):
-    """Base for frames we receive: unknown fields are an error.
+    """Base for frames we receive: every declared field is validated; unknown fields are ignored (dropped, never
+    stored or re-sent): a peer one minor version newer may send more (specs/protocol.md §0, version skew).
+    Receivers log each unknown field once at debug (:func:`unknown_fields`).
 
     ``defer_build``: a model's validator is built on first use, not at import. The bridge (started with
     every pi) uses a handful of these models, and building all 40 at import was ~15 % of its start-up CPU."""
 
-    model_config = ConfigDict(extra="forbid", defer_build=True)
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 class _Open(BaseModel):
@@ -210,6 +248,9 @@ class NodeInfo(_Stored):
     approval_policy: ApprovalPolicy | None = Field(default=None, description="the agent's approval policy")
     pending_approvals: Count = Field(default=0, description="tool calls waiting for a person's decision")
     unread: Count = Field(default=0, description="assistant messages since a person last read this agent")
+    capabilities: list[Capability] | None = Field(
+        default=None, max_length=50, description="what the agent's pi-socket speaks beyond protocol 1.0"
+    )
     git_branch: str | None = Field(
         default=None,
         max_length=MAX_BRANCH_LEN,
@@ -287,6 +328,7 @@ class RegisterParams(_Strict):
     approval_policy: ApprovalPolicy | None = None
     pending_approvals: Count | None = None
     attention: AttentionReport | None = None
+    capabilities: list[Capability] | None = Field(default=None, max_length=50)
     git_branch: str | None = Field(default=None, max_length=MAX_BRANCH_LEN)
     spend: SpendCounter | None = None
 
@@ -578,6 +620,7 @@ class InitEvent(_Open):
     nodes: list[NodeInfo]
     protocol_version: str = PROTOCOL_VERSION
     hypivisor_version: str | None = None
+    capabilities: list[str] = Field(default_factory=lambda: list(CAPABILITIES))
     total: int | None = Field(
         default=None,
         description="nodes on the roster; when more than ``nodes`` holds, the rest follow at once as "
@@ -708,7 +751,7 @@ class ApprovalRule(_Strict):
 class ApprovalDecisionMsg(_Strict):
     """A person's answer. Strict types: a decision is never coerced ("yes" is not ``remember: true``)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+    model_config = ConfigDict(extra="ignore", strict=True, defer_build=True)
 
     type: Literal["approval_decision"]
     id: Id = Field(description="the approval_request's id")
@@ -721,7 +764,7 @@ class ApprovalDecisionMsg(_Strict):
 
 
 class SetApprovalPolicyMsg(_Strict):
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+    model_config = ConfigDict(extra="ignore", strict=True, defer_build=True)
 
     type: Literal["set_approval_policy"]
     policy: ApprovalPolicy
@@ -909,6 +952,7 @@ class ApprovalPolicyMsg(_Open):
 class InitStateMsg(_Open):
     type: Literal["init_state"] = "init_state"
     protocol_version: str = PROTOCOL_VERSION
+    capabilities: list[str] = Field(default_factory=lambda: list(CAPABILITIES))
     node: AgentNode
     messages: list[PiMessage]
     tools: list[ToolInfo] = Field(default_factory=list)

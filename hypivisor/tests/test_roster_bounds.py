@@ -113,8 +113,9 @@ def test_tokens_drop_unknown_keys_however_deep_and_numbers_are_finite_and_bounde
             p.RegisterParams.model_validate(_reg(0, **bad))
     with pytest.raises(ValueError):
         p.HeartbeatParams.model_validate({"id": "a", "cost": math.inf})
-    with pytest.raises(ValueError):  # top-level typos stay an error (-32602), only nested values are tolerant
-        p.RegisterParams.model_validate(_reg(0, prot_version="1"))
+    # a newer peer's unknown top-level params are dropped too (version skew): never stored, never re-sent
+    newer = p.RegisterParams.model_validate(_reg(0, prot_version="1", wormhole=_deep(300)))
+    assert "wormhole" not in newer.model_dump() and "prot_version" not in newer.model_dump()
 
 
 # ------------------------------------------------------------------ one bad node never takes the roster down

@@ -22,6 +22,7 @@ import structlog
 
 from pi_socket import oplog
 from pi_socket.protocol import (
+    CAPABILITIES,
     MAX_ID_LEN,
     MAX_NAME_LEN,
     MAX_PATH_LEN,
@@ -54,8 +55,8 @@ from pi_socket.shimwire import (
 from . import faults, gitinfo
 from .approvals import ApprovalBook
 from .attention import AttentionTracker
-from .clients import Client, ClientSet
 from .budget import BudgetGuard, SpendMeter
+from .clients import Client, ClientSet
 from .config import BridgeConfig
 from .frames import frame
 from .handlers import Handlers
@@ -97,10 +98,10 @@ class Bridge:
             )  # fmt: skip
         )
         self.handlers = Handlers(shim, self.state, lambda: self.cwd, self.apply_effect, self.approvals)
-        self.server = AgentServer(
         self.spend = SpendMeter()
         self.budget = BudgetGuard()
         self.handlers.budget_gate = self._budget_gate
+        self.server = AgentServer(
             config, ready=self.wait_ready, join=self.attach, leave=self.detach, dispatch=self.handlers.dispatch
         )
         self.pi_pid: int | None = None
@@ -176,10 +177,9 @@ class Bridge:
             on_standalone=self._notify_standalone,
             node_secret=self.config.node_secret,
         )
-        self.spawn(self.registry.run(), "registry")
         self.registry.on_answer = self._on_registry_answer
+        self.spawn(self.registry.run(), "registry")
 
-    async def _notify_standalone(self) -> None:
     # ------------------------------------------------------------------ budgets (specs/budgets.md)
     def _on_registry_answer(self, result: Any) -> None:
         was = self.budget.reason
@@ -204,6 +204,7 @@ class Bridge:
         await registry.refresh()
         return self.budget.reason if registry.registered else None
 
+    async def _notify_standalone(self) -> None:
         url = f"ws://{self._url_host()}:{self.server.port}/"
         message = f"Hyper-Pi: hypivisor not reachable; this agent is still served at {url} (retrying)"
         self.spawn(self._quiet_request("notify", message=message, level="info"), "notify")
@@ -289,11 +290,11 @@ class Bridge:
                 self.apply_effect(self.state.apply_event(event))
                 now = time.time()
                 noticed = self.attention.observe(event, self.state.settled_supported, now)
-                if self.watchdog.observe(event, now) or noticed:
                 if self.spend.observe(event):
                     noticed = True  # the hypivisor counts it now (and may answer that a budget holds us)
                 if event.get("type") == "agent_start" and self.budget.run_started():
                     self._budget_abort()
+                if self.watchdog.observe(event, now) or noticed:
                     self._roster_changed()
                 return
             msg = parse_shim_line(line)
@@ -490,8 +491,8 @@ class Bridge:
             "approval_policy": self.approvals.policy,
             "pending_approvals": len(self.approvals.pending),
             "attention": self._attention(),
-        }
             "spend": self.spend.counter(),
+        }
 
     def _attention(self) -> AttentionReport:
         report = self.attention.report(self.approvals)
@@ -514,6 +515,7 @@ class Bridge:
             started_at=self.started_at,
             pi_version=self.pi_version,
             spawn_id=self.config.spawn_id,
+            capabilities=list(CAPABILITIES),
         )
 
     def heartbeat_params(self) -> HeartbeatParams:

@@ -28,6 +28,12 @@ from .backoff import Backoff
 from .config import HEARTBEAT_FALLBACK_S, RECONNECT_CAP_S
 
 RPC_TIMEOUT_S = 5.0
+# What a protocol 1.0 hypivisor knows (it refused unknown params): sent alone once it refuses the rest.
+LEGACY_REGISTER = frozenset({
+    "id", "machine", "cwd", "port", "pid", "host", "activity", "session_name", "model", "started_at", "tokens",
+    "cost", "pi_version", "protocol_version", "node_secret", "spawn_id",
+})  # fmt: skip
+LEGACY_HEARTBEAT = frozenset({"id", "activity", "session_name", "model", "tokens", "cost"})
 log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 
 
@@ -72,6 +78,8 @@ class HypivisorClient:
         self._done = asyncio.Event()
         self._announced_standalone = False
         self._ever_registered = False
+        # A protocol 1.0 hypivisor refuses params it does not know: then only the fields it knows are sent.
+        self.legacy = False
 
     # Every register and heartbeat answer, as it arrives (set by the bridge; never raises).
     on_answer: Callable[[Any], None] | None = None
@@ -114,6 +122,8 @@ class HypivisorClient:
             status = getattr(getattr(exc, "response", None), "status_code", None)
             if status in (401, 403):  # a configuration mistake, not an outage: say so louder
                 log.warning("hypivisor refused this agent (check HYPI_TOKEN); retrying", url=self.url, status=status)
+            elif isinstance(exc, RpcError) and exc.code == ErrorCode.VERSION_MISMATCH:
+                log.warning("hypivisor speaks another protocol version; retrying", url=self.url, error=error)
             elif isinstance(exc, RpcError) and exc.code == ErrorCode.FORBIDDEN:
                 # the node id or machine:port is held by another agent: retried, it frees when that node is swept
                 log.warning("hypivisor refused this node's registration; retrying", url=self.url, error=error)
@@ -141,6 +151,7 @@ class HypivisorClient:
             proxy=None,
         ) as ws:
             self._ws = ws
+            self.legacy = False  # every connection starts with the full params (the hypivisor may be new now)
             reader = asyncio.create_task(self._read(ws))
             try:
                 faults.maybe_fail("registry.session")
@@ -158,7 +169,14 @@ class HypivisorClient:
         params = self.register_params()
         if self.node_secret:
             params = params.model_copy(update={"node_secret": self.node_secret})
-        result = await self.call("register", params.model_dump(mode="json", exclude_none=True))
+        try:
+            result = await self.call("register", self._dump(params, LEGACY_REGISTER))
+        except RpcError as exc:
+            if self.legacy or not _refused_unknown(exc):
+                raise
+            self.legacy = True  # an older hypivisor: what it does not know stays home
+            log.info("hypivisor is older (protocol 1.0): registering with the fields it knows", url=self.url)
+            result = await self.call("register", self._dump(params, LEGACY_REGISTER))
         issued = result.get("node_secret") if isinstance(result, dict) else None
         if isinstance(issued, str) and issued:
             self.node_secret = issued
@@ -187,13 +205,17 @@ class HypivisorClient:
             self._poke.clear()
             try:
                 faults.maybe_fail("registry.heartbeat")
-                await self.call("heartbeat", self.heartbeat_params().model_dump(mode="json", exclude_none=True))
+                await self.call("heartbeat", self._dump(self.heartbeat_params(), LEGACY_HEARTBEAT))
             except RpcError as exc:
                 if exc.code != ErrorCode.NOT_FOUND:
                     raise
                 await self._register()  # the hypivisor forgot us (restart, TTL): join again
             except (RuntimeError, ValueError) as exc:
                 oplog.log_boundary_error("registry.heartbeat", exc)
+
+    def _dump(self, params: Any, legacy_fields: frozenset[str]) -> dict[str, Any]:
+        data: dict[str, Any] = params.model_dump(mode="json", exclude_none=True)
+        return {k: v for k, v in data.items() if k in legacy_fields} if self.legacy else data
 
     async def call(self, method: str, params: dict[str, Any], timeout: float = RPC_TIMEOUT_S) -> Any:
         """One JSON-RPC request on the live connection; raises RpcError on an error answer."""
@@ -270,3 +292,8 @@ class HypivisorClient:
             await asyncio.wait_for(self._done.wait(), timeout + 0.5)
         except TimeoutError:
             log.info("registry did not stop in time; leaving anyway")
+
+
+def _refused_unknown(exc: RpcError) -> bool:
+    """A protocol 1.0 hypivisor's answer to params it does not know (pydantic's extra="forbid" message)."""
+    return exc.code == ErrorCode.INVALID_PARAMS and "Extra inputs are not permitted" in exc.message

@@ -75,7 +75,8 @@ async def test_without_the_token_or_from_a_foreign_origin_nobody_decides(tmp_pat
 
 
 def malformed(rng: random.Random) -> dict:
-    """An approval_decision that the protocol refuses (each differs from a valid one in one way or more)."""
+    """An approval_decision that the protocol refuses (each differs from a valid one in one way or more; an
+    unknown extra field alone is not refused: a newer client may send one)."""
     base = {"type": "approval_decision", "id": "a1-feed", "decision": "allow"}
     kind = rng.randrange(9)
     if kind == 0:
@@ -91,7 +92,8 @@ def malformed(rng: random.Random) -> dict:
     elif kind == 5:
         base["remember"] = rng.choice(["yes", 2, {"x": 1}])
     elif kind == 6:
-        base[rng.choice(["extra", "by", "tool_name"])] = "terminal"
+        base["reason"] = rng.choice([None, "ok"])
+        base["remember"] = rng.choice(["true", 1.5, []])
     elif kind == 7:
         base["input"] = rng.choice([{"command": ""}, {"command": 5}, {"cmd": "ls"}, {"command": "ls", "cwd": "/"}])
     else:

@@ -174,7 +174,7 @@ async def test_invalid_frames_get_errors_and_the_connection_stays_open(shim: Fak
         ('{"type":"prompt","id":"","text":"x"}', -32602),
         ('{"type":"fetch_history","before":"x"}', -32602),
         ('{"type":"list_files","prefix":3}', -32602),
-        ('{"type":"abort","extra":true}', -32602),
+        ('{"type":"fetch_history","before":0,"limit":0,"extra":true}', -32602),
         ('{"type":"prompt","id":"e4","text":"x","deliver_as":"now"}', -32602),
     ]
     async with await open_client(shim) as ws:

@@ -36,7 +36,9 @@ def test_frames_invalid_each_get_a_specific_error():
     assert err('{"type":"launch_missiles"}').code == ErrorCode.METHOD_NOT_FOUND
     e = err('{"type":"prompt","id":"p9","text":5}')
     assert (e.code, e.id) == (ErrorCode.INVALID_PARAMS, "p9") and "text" in e.message
-    assert err('{"type":"prompt","id":"p","text":"x","extra":1}').code == ErrorCode.INVALID_PARAMS
+    # a newer client's unknown field is ignored (version skew); the known ones are still checked
+    assert isinstance(parse_client_frame('{"type":"prompt","id":"p","text":"x","extra":1}'), PromptMsg)
+    assert err('{"type":"prompt","id":"p","text":5,"extra":1}').code == ErrorCode.INVALID_PARAMS
     assert err('{"type":"fetch_history","before":-1}').code == ErrorCode.INVALID_PARAMS
     assert err('{"type":"set_session_name","name":""}').code == ErrorCode.INVALID_PARAMS
 

@@ -29,7 +29,7 @@ def test_prompt_round_trip():
         {"type": "prompt", "id": "x" * (p.MAX_ID_LEN + 1), "text": "huge id"},
         {"type": "prompt", "id": "a", "text": "x", "deliver_as": "now"},
         {"type": "prompt", "id": "a", "text": 5},
-        {"type": "prompt", "id": "a", "text": "x", "surprise": 1},
+        {"type": "prompt", "id": "a", "text": 5, "surprise": 1},
         {"type": "fetch_history", "before": -1},
         {"type": "fetch_history", "before": 0, "limit": p.HISTORY_PAGE_MAX + 1},
         {"type": "set_session_name", "name": ""},
@@ -40,6 +40,21 @@ def test_prompt_round_trip():
 def test_client_frames_rejected(frame):
     with pytest.raises(ValidationError):
         parse_client(frame)
+
+
+def test_a_newer_peer_s_unknown_fields_are_ignored_and_named():
+    """Version skew (specs/protocol.md §0): unknown fields are dropped, never stored or re-sent."""
+    msg = parse_client({"type": "prompt", "id": "a", "text": "x", "surprise": 1})
+    assert isinstance(msg, p.PromptMsg) and "surprise" not in msg.model_dump()
+    assert p.unknown_fields(p.PromptMsg, {"type": "prompt", "id": "a", "text": "x", "surprise": 1}) == ["surprise"]
+    reg = p.RegisterParams.model_validate({"id": "n1", "machine": "m", "cwd": "/w", "port": 1, "wormhole": {"x": 1}})
+    assert "wormhole" not in reg.model_dump()
+    assert p.incompatibility("1", "a", "x", "y") is None and p.incompatibility("1.9", "a", "x", "y") is None
+    assert p.incompatibility(None, "a", "x", "y") is None
+    newer = p.incompatibility("2.0", "the agent", "the hypivisor", "the agent's pi-socket")
+    assert newer is not None and "2.0" in newer and p.PROTOCOL_VERSION in newer and "upgrade the hypivisor" in newer
+    older = p.incompatibility("0.9", "the agent", "the hypivisor", "the agent's pi-socket")
+    assert older is not None and "upgrade the agent's pi-socket" in older
 
 
 def test_too_many_attachments_rejected():
@@ -53,12 +68,12 @@ def test_registry_params_strict():
     assert ok.activity == "idle"
     for bad in (
         {"id": "n1", "machine": "m", "cwd": "/w", "port": 70000},
-        {"id": "n1", "machine": "m", "cwd": "/w", "port": 8080, "extra": 1},
+        {"id": "n1", "machine": "m", "cwd": "/w", "port": 8080, "pid": "not a pid"},
         {"machine": "m", "cwd": "/w", "port": 8080},
     ):
         with pytest.raises(ValidationError):
             p.RegisterParams.model_validate(bad)
-    assert set(p.REGISTRY_METHODS) == {
+    assert set(p.REGISTRY_METHODS) >= {
         "register",
         "deregister",
         "heartbeat",
@@ -81,8 +96,9 @@ def test_init_event_carries_protocol_version():
     assert p.dump(ev) == {
         "event": "init",
         "nodes": [],
-        "protocol_version": "1",
+        "protocol_version": p.PROTOCOL_VERSION,
         "hypivisor_version": None,
+        "capabilities": list(p.CAPABILITIES),
         "total": None,
     }
 
