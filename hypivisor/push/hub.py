@@ -47,7 +47,7 @@ class SubscriptionError(ValueError):
 
 def _b64d(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise SubscriptionError("keys must be base64url") from None
 
