@@ -74,7 +74,8 @@ class AttentionBook:
         self._where: dict[str, Where] = {}
         self._ids = itertools.count(first_id)
         # Live causes per node: the bridge's latest report, and the hypivisor's own (budgets); both together
-        # are the node's live set. Only nodes that reported since start are synced (a restored item waits).
+        # are the node's live set. The registry sets its own causes after the bridge's report of the same
+        # register or heartbeat, so a restored item is matched by its cause before anything is resolved.
         self._reported: dict[str, list[AttentionLive]] = {}
         self._own: dict[str, list[AttentionLive]] = {}
 
@@ -177,7 +178,7 @@ class AttentionBook:
             self._own[node_id] = list(live)
         else:
             self._own.pop(node_id, None)
-        return self._sync_live(node_id, now) if node_id in self._reported else []
+        return self._sync_live(node_id, now)
 
     def _sync_live(self, node_id: str, now: float) -> list[BaseModel]:
         """Items for new live causes of a node, ends for causes gone."""

@@ -182,8 +182,9 @@ async def test_a_day_budget_counts_every_agent_and_holds_them_all(tmp_path):
     await svc.dispatch("set_budget", {"scope": "day", "cost": 1.0}, "d", "h")
     await svc.dispatch("register", _reg("a", "ba", 0.0, 0), "c1", "127.0.0.1")
     await svc.dispatch("register", _reg("bb", "bb", 0.0, 0, cwd="/q"), "c2", "127.0.0.1")
-    await svc.dispatch("heartbeat", _hb("a", "ba", 0.6, 10), "c1", "127.0.0.1")
-    assert "hold" not in await svc.dispatch("heartbeat", _hb("bb", "bb", 0.5, 10), "c2", "127.0.0.1")
+    assert "hold" not in await svc.dispatch("heartbeat", _hb("a", "ba", 0.6, 10), "c1", "127.0.0.1")
+    assert svc.registry.get("a").node.budget_level is None
+    assert "hold" in await svc.dispatch("heartbeat", _hb("bb", "bb", 0.5, 10), "c2", "127.0.0.1")
     assert svc.registry.get("a").node.budget_level == "held"  # b's spend moved a's state too
     assert "hold" in await svc.dispatch("heartbeat", {"id": "a"}, "c1", "127.0.0.1")
     totals = await svc.dispatch("get_totals", {}, "d", "h")
@@ -216,3 +217,18 @@ async def test_spend_and_budgets_survive_a_restart_without_counting_twice(tmp_pa
     assert "hold" in await again.dispatch("heartbeat", _hb("a", "b1", 0.3, 55), "c1", "127.0.0.1")
     rows = (await again.dispatch("get_spend", {"group_by": "agent"}, "d", "h"))["rows"]
     assert [(r["key"], r["cost"], r["tokens"]) for r in rows] == [("a", 0.3, 55)]
+
+
+async def test_a_restart_keeps_the_budget_item_without_doubling_it_and_keeps_the_hold(tmp_path):
+    svc = _service(tmp_path, agent=(None, 100))
+    report = {"live": [], "last_run": None}
+    await svc.dispatch("register", {**_reg("a", "b1", 0.0, 150), "attention": report}, "c1", "127.0.0.1")
+    held = [i for i in svc.attention.open_items() if i.kind == "budget"]
+    assert [i.summary.split(" (")[0] for i in held] == ["this agent's budget of 100 tokens reached"]
+    svc.store.close()
+    again = _service(tmp_path, agent=(None, 100))
+    seen = _events(again)
+    reply = await again.dispatch("register", {**_reg("a", "b1", 0.0, 150), "attention": report}, "c1", "127.0.0.1")
+    assert reply["hold"]["scope"] == "agent"
+    assert [i.id for i in again.attention.open_items() if i.kind == "budget"] == [held[0].id]
+    assert not [e for e in seen if getattr(e, "event", "") in ("attention_added", "attention_resolved")]
