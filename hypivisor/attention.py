@@ -74,8 +74,8 @@ class AttentionBook:
         self._where: dict[str, Where] = {}
         self._ids = itertools.count(first_id)
         # Live causes per node: the bridge's latest report, and the hypivisor's own (budgets); both together
-        # are the node's live set. The registry sets its own causes after the bridge's report of the same
-        # register or heartbeat, so a restored item is matched by its cause before anything is resolved.
+        # are the node's live set. On a register or heartbeat the registry sets its own causes first (unsynced)
+        # and the bridge's report then syncs both, so a restored item is matched by its cause, never redone.
         self._reported: dict[str, list[AttentionLive]] = {}
         self._own: dict[str, list[AttentionLive]] = {}
 
@@ -172,13 +172,14 @@ class AttentionBook:
                 events += self._set_unread(node_id, self.unread_of(node_id) + run.new_messages)
         return events
 
-    def set_own(self, node_id: str, live: list[AttentionLive], now: float) -> list[BaseModel]:
-        """The hypivisor's own live causes of a node (its budget state), kept beside the bridge's report."""
+    def set_own(self, node_id: str, live: list[AttentionLive], now: float, sync: bool = True) -> list[BaseModel]:
+        """The hypivisor's own live causes of a node (its budget state), kept beside the bridge's report.
+        ``sync=False`` when the node's own report follows at once (it syncs both)."""
         if live:
             self._own[node_id] = list(live)
         else:
             self._own.pop(node_id, None)
-        return self._sync_live(node_id, now)
+        return self._sync_live(node_id, now) if sync else []
 
     def _sync_live(self, node_id: str, now: float) -> list[BaseModel]:
         """Items for new live causes of a node, ends for causes gone."""

@@ -53,10 +53,15 @@ class BudgetDesk:
         self.states: dict[str, State] = {}
         self.cwd_of: dict[str, str] = {}
         self._day = self.ledger.day_of(now)
+        self._unsynced: str | None = None
 
     # ------------------------------------------------------------------ reports
-    def report(self, node: NodeInfo, counter: SpendCounter | None, now: float, registered: bool) -> BudgetHold | None:
-        """A register or heartbeat: count its spend, evaluate who it concerns; the hold for its answer."""
+    def report(
+        self, node: NodeInfo, counter: SpendCounter | None, now: float, registered: bool, sync_self: bool = True
+    ) -> BudgetHold | None:
+        """A register or heartbeat: count its spend, evaluate who it concerns; the hold for its answer.
+        ``sync_self=False``: the node's attention report follows and brings its inbox items up to date."""
+        self._unsynced = None if sync_self else node.id
         self.cwd_of[node.id] = node.cwd
         grew = counter is not None and self.ledger.record(node, counter, now)
         day = self.ledger.day_of(now)
@@ -67,6 +72,7 @@ class BudgetDesk:
             self._evaluate(self._sharing(node), now)
         if registered or node.id not in self.states:
             self._evaluate([node.id], now, force=registered)
+        self._unsynced = None
         return self.states.get(node.id, NO_STATE).hold
 
     def _sharing(self, node: NodeInfo) -> list[str]:
@@ -89,7 +95,7 @@ class BudgetDesk:
             level = state.level
             svc.publish(svc.registry.set_budget(nid, level, state.percent if level else None,
                                                 state.note if level else None))  # fmt: skip
-            svc.hub.publish(svc.attention.set_own(nid, state.live(now), now))
+            svc.hub.publish(svc.attention.set_own(nid, state.live(now), now, sync=nid != self._unsynced))
 
     def _changed(self, now: float) -> list[BaseModel]:
         self._day = self.ledger.day_of(now)

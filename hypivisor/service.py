@@ -243,8 +243,8 @@ class Service:
             log.warning("register refused", node_id=params.id, remote=peer, code=exc.code, reason=exc.message[:200])
             raise
         self.publish(events)
+        hold = self.budget.report(node, params.spend, now, registered=True, sync_self=params.attention is None)
         self._attention_report(node, params, now)
-        hold = self.budget.report(node, params.spend, now, registered=True)
         self.spawner.node_registered(node, params.spawn_id)
         log.info("node registered", node_id=node.id, machine=node.machine, port=node.port, cwd=node.cwd)
         entry = self.registry.get(node.id)
@@ -263,9 +263,10 @@ class Service:
         entry = self.registry.get(params.id)
         hold = None
         if entry is not None:
+            hold = self.budget.report(entry.node, params.spend, now, registered=False,
+                                      sync_self=params.attention is None)  # fmt: skip
             if params.attention is not None:
                 self._attention_report(entry.node, params, now)
-            hold = self.budget.report(entry.node, params.spend, now, registered=False)
         return HeartbeatResult(hold=hold).model_dump(mode="json", exclude_none=True)
 
     async def _m_deregister(self, params: DeregisterParams, conn: Hashable, peer: str) -> dict:
