@@ -16,6 +16,7 @@ from pi_socket.protocol import MAX_SUMMARY_LEN, AttentionLive, AttentionReport, 
 
 from .approvals import ApprovalBook
 
+_KINDS = frozenset({"message_end", "agent_settled", "agent_end", "ui_prompt_start", "ui_prompt_end"})
 GATE_DIALOG_PREFIX = "Hyper-Pi:"  # the approval gate's own dialog is an approval, not a question
 MAX_QUESTIONS = 20
 _FENCE = re.compile(r"```.*?(```|$)", re.S)
@@ -64,7 +65,7 @@ class AttentionTracker:
         self._run_ids = itertools.count(1)
         self._boot = f"{int(time.time() * 1000):x}"  # run keys stay unique across bridge restarts
         self._messages = 0  # assistant messages of the current run
-        self._last_text = ""
+        self._last_message: dict[str, Any] | None = None
         self._error: str | None = None
         self._aborted = False
         self._questions: dict[str, AttentionLive] = {}
@@ -74,13 +75,20 @@ class AttentionTracker:
     def observe(self, event: dict[str, Any], settled_supported: bool, now: float) -> bool:
         """One pi event; True when the report changed (the roster should hear it now)."""
         kind = event.get("type")
+        if kind not in _KINDS:  # deltas and the like: nothing for the inbox
+            return False
         if kind == "message_end":
             message = event.get("message")
             if isinstance(message, dict) and message.get("role") == "assistant":
                 self._messages += 1
-                text = plain_line(_text(message))
-                if text:
-                    self._last_text = text
+                content = message.get("content")
+                if (
+                    isinstance(content, str)
+                    and content
+                    or isinstance(content, list)
+                    and any(isinstance(p, dict) and p.get("type") == "text" and p.get("text") for p in content)
+                ):
+                    self._last_message = message  # made plain text once, when the run settles
                 stop = message.get("stopReason")
                 # the latest answer decides: an error a retry recovered from is no error
                 self._error = (
@@ -107,8 +115,10 @@ class AttentionTracker:
         return False
 
     def _settle(self, aborted: bool, now: float) -> bool:
-        messages, text, error = self._messages, self._last_text, self._error
-        self._messages, self._last_text, self._error, self._aborted = 0, "", None, False
+        last = self._last_message
+        messages, error = self._messages, self._error
+        self._messages, self._last_message, self._error, self._aborted = 0, None, None, False
+        text = plain_line(_text(last)) if last is not None else ""
         if aborted and error is None:
             return False  # a person stopped it: nothing to tell them
         if messages == 0 and error is None:

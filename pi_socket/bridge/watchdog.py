@@ -34,6 +34,13 @@ class Thresholds:
     context_pct: float = 90.0
 
 
+# The events that change what the detectors know; any other event only proves the run is alive.
+_RELEVANT = frozenset({
+    "agent_start", "agent_settled", "agent_end", "tool_execution_start", "tool_execution_end", "ui_prompt_start",
+    "ui_prompt_end", "message_end", "context_usage", "session_compact_failed", "session_compact", "compaction_end",
+})  # fmt: skip
+
+
 def _norm_args(args: Any) -> str:
     try:
         return json.dumps(args, sort_keys=True, separators=(",", ":"))[:4000]
@@ -69,8 +76,10 @@ class Watchdog:
 
     # ------------------------------------------------------------------ inputs
     def observe(self, event: dict[str, Any], now: float) -> bool:
-        kind = event.get("type")
         self.last_event = now
+        kind = event.get("type")
+        if kind not in _RELEVANT:  # deltas and the like (most events): only the clock moved
+            return "stall" in self.findings and self._evaluate(now)
         if kind == "agent_start":
             self.working = True
         elif kind in ("agent_settled", "agent_end"):
@@ -144,6 +153,16 @@ class Watchdog:
 
     # ------------------------------------------------------------------ findings
     def _evaluate(self, now: float) -> bool:
+        t = self.t
+        if (  # the common case, cheaply: nothing found before and nothing that could be a finding now
+            not self.findings
+            and (not self.working or now - self.last_event < t.stall_s)
+            and self.fail_streak[1] < t.loop_n
+            and self.text_streak[1] < t.loop_n
+            and len(self.errors) <= t.retry_k
+            and (self.context_pct is None or self.context_pct < min(80.0, t.context_pct))
+        ):
+            return False
         found: dict[str, str] = {}
         if self.working and not self.waiting and not self.approvals_open:
             idle = now - self.last_event

@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
         "gitinfo",
     },
     {"frames", "state", "shimlink", "clients", "attention", "watchdog"},
+    {"notice"},
     {"handlers", "server", "hypivisor_client"},
     {"app"},
     {"__main__"},
