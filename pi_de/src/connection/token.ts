@@ -90,9 +90,9 @@ export function adoptUrlToken(
   storage: Pick<Storage, "setItem" | "removeItem"> = localStorage,
 ): boolean {
   if (!loc.hash.startsWith("#token=")) return false;
-  hist.replaceState(hist.state, "", loc.pathname + loc.search);
-  const token = urlToken(loc.hash);
+  const token = urlToken(loc.hash); // read before replaceState: window.location is live
   const endpoints = resolveEndpoints(loc);
+  hist.replaceState(hist.state, "", loc.pathname + loc.search);
   if (!token || !endpoints.sameOrigin) return false;
   saveToken(endpoints.wsBase, token, storage);
   return true;

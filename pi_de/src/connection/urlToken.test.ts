@@ -32,6 +32,14 @@ describe("the first-start link's token", () => {
     expect(loadToken("ws://localhost:5180", true, storage)).toBe("s3cret/");
   });
 
+  it("reads the address before changing it (window.location is live)", () => {
+    const storage = memory();
+    const live = loc("#token=live");
+    const hist = { state: null, replaceState: vi.fn(() => void (live.hash = "")) };
+    expect(adoptUrlToken(live, hist, storage)).toBe(true);
+    expect(storage.m.get(tokenKey("ws://localhost:5180"))).toBe("live");
+  });
+
   it("never stores a token for another hypivisor named in ?hypivisor=, but still clears the address", () => {
     const storage = memory();
     const hist = { state: null, replaceState: vi.fn() };
