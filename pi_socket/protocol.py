@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 # the peer's `capabilities`); another major is refused with an error naming both versions (specs/protocol.md §0).
 PROTOCOL_VERSION = "1.1"
 # What this build speaks beyond protocol 1.0, announced in `register`, `init` and `init_state`.
-CAPABILITIES = ("approvals", "attention", "watchdogs")
+# remote_commands: the agent link's list_models, set_model, set_thinking_level and run_command.
+CAPABILITIES = ("approvals", "attention", "watchdogs", "remote_commands")
 
 # Hard limits shared by both ends. Documented in specs/protocol.md.
 MAX_ID_LEN = 128
