@@ -12,6 +12,8 @@ import { SafeText } from "../ui/SafeText";
 import { approvalSummary } from "../model/approvals";
 import { ApprovalPanel } from "./ApprovalPanel";
 import { Composer } from "./Composer";
+import { ModelPicker } from "./ModelPicker";
+import { QueuePanel } from "./QueuePanel";
 import { MessageList } from "./MessageList";
 import { SessionName } from "./SessionName";
 import { ExitedBanner } from "./ExitedBanner";
@@ -126,6 +128,7 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
             </div>
             <div className="stage-sub muted">
               <StageMeta node={known} several={several} running={view.running} exited={!!exited} /> {view.status === "connecting" && !view.initialized && !exited ? "· connecting…" : ""}
+              {!exited && <ModelPicker models={view.models} disabled={view.status !== "open"} onModel={link.setModel} onThinking={link.setThinkingLevel} />}
               {direct && (
                 <span className="direct-note" data-testid="direct-link" title="The hypivisor's proxy is not used: this conversation talks to the agent's own port">
                   {registryUp ? "Direct connection" : "Direct connection (hypivisor down)"}
@@ -160,6 +163,11 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
             onResume={onResume && view.sessionFile ? () => onResume(exited.node.cwd, view.sessionFile!) : null}
           />
         )}
+        {(view.command || view.notice) && (
+          <div className="notice-bar" role="status" data-testid="command-notice">
+            {view.command ? `Running /${view.command.name}…` : view.notice}
+          </div>
+        )}
         {view.errors.map((e) => (
           <div key={e.id} className="banner error" role="alert">
             {e.message}
@@ -176,6 +184,7 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
           connected={connected}
           onDecide={link.decideApproval}
         />
+        <QueuePanel pending={view.pending} onEdit={link.editHeld} onCancel={link.dropHeld} />
         <Composer
           running={view.running}
           connected={view.status === "open"}
@@ -186,6 +195,11 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
           onListCommands={link.listCommands}
           onListFiles={link.listFiles}
           dropped={dropped}
+          models={view.models}
+          onRunCommand={link.runCommand}
+          onSetModel={link.setModel}
+          onSetThinking={link.setThinkingLevel}
+          onRename={link.setSessionName}
           disabledReason={exited ? "pi exited: this conversation is read-only. Resume it in a new pi to continue." : null}
         />
       </section>

@@ -1,17 +1,28 @@
-// Prompt input: send any time (a follow-up while pi works), stop, `/` and `@` completion,
-// attachments by picker, paste and drop. On touch devices Enter is a newline and the button sends.
+// Prompt input: send any time (while pi works: a follow-up, or with Alt+Enter a steer), Stop or Esc aborts,
+// `/` completion of pi's commands (its built-ins run through the agent link; what this pi cannot run is said,
+// never sent), `@` files, attachments by picker, paste and drop. On touch devices Enter is a newline.
 import { memo, useEffect, useMemo, useRef, useState, type ClipboardEvent, type KeyboardEvent } from "react";
-import type { CommandInfo, FileEntry } from "../protocol/types";
-import { applyCompletion, commandCompletions, detectTrigger, fileCompletions, moveSelection, type Trigger } from "./autocomplete";
+import type { CommandInfo, FileEntry, ModelInfo, RunCommandMsg } from "../protocol/types";
+import type { ModelsView } from "../model/agentReducer";
+import type { SendOptions } from "../connection/useAgentLink";
+import { applyCompletion, commandCompletions, detectTrigger, fileCompletions, moveSelection, type Completion, type Trigger } from "./autocomplete";
 import { MAX_ATTACHMENTS, readAttachment, type Attachment } from "./attachments";
+import { argCompletions, argTrigger, imageWarning, slashAction } from "./slash";
+import "./driver.css";
 
 interface Props {
   running: boolean;
   connected: boolean;
   commands: CommandInfo[];
   files: { prefix: string; files: FileEntry[] } | null;
-  onSend(text: string, attachments: Attachment[]): void;
+  onSend(text: string, attachments: Attachment[], opts?: SendOptions): void;
   onAbort(): void;
+  /** pi's models (for /model, /thinking and the image warning); null until known. */
+  models?: ModelsView | null;
+  onRunCommand?(name: RunCommandMsg["name"], args?: string): void;
+  onSetModel?(provider: string, id: string): void;
+  onSetThinking?(level: string): void;
+  onRename?(name: string): void;
   onListCommands(): void;
   onListFiles(prefix: string): void;
   /** Files dropped on the chat stage are handed in from outside. */
@@ -34,12 +45,20 @@ export const Composer = memo(function Composer(p: Props) {
   const fileInput = useRef<HTMLInputElement>(null);
 
   const trigger: Trigger | null = useMemo(() => detectTrigger(text, caret), [text, caret]);
-  const triggerKey = trigger ? `${trigger.kind}:${trigger.start}:${trigger.query}` : null;
-  const items = useMemo(() => {
-    if (!trigger || closedFor === triggerKey) return [];
+  const arg = useMemo(() => argTrigger(text, caret), [text, caret]);
+  const models: ModelInfo[] = p.models?.models ?? [];
+  const levels = p.models?.thinkingLevels ?? [];
+  const current = p.models?.current ? `${p.models.current.provider}/${p.models.current.id}` : null;
+  const triggerKey = arg ? `arg:${arg.command}:${arg.query}` : trigger ? `${trigger.kind}:${trigger.start}:${trigger.query}` : null;
+  const items: Completion[] = useMemo(() => {
+    if (closedFor === triggerKey) return [];
+    if (arg) return argCompletions(arg.command, arg.query, models, levels, arg.command === "model" ? current : (p.models?.thinkingLevel ?? null));
+    if (!trigger) return [];
     if (trigger.kind === "command") return commandCompletions(p.commands, trigger.query);
     return fileCompletions(p.files?.files ?? [], trigger.query);
-  }, [trigger, triggerKey, closedFor, p.commands, p.files]);
+  }, [trigger, arg, triggerKey, closedFor, p.commands, p.files, models, levels, current, p.models?.thinkingLevel]);
+  const currentInfo = models.find((m) => `${m.provider}/${m.id}` === current) ?? null;
+  const noImages = attachments.some((a) => a.mime_type.startsWith("image/")) ? imageWarning(currentInfo) : null;
 
   // Ask the agent for candidates as the trigger changes (commands once per `/`, files per prefix).
   const { onListCommands, onListFiles } = p;
@@ -71,20 +90,57 @@ export const Composer = memo(function Composer(p: Props) {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [p.dropped]);
 
-  const send = () => {
-    const t = text.trim();
-    if (p.disabledReason) return;
-    if (!t && attachments.length === 0) return; // pi rejects empty prompts; never send one
-    p.onSend(t, attachments);
+  const clear = () => {
     setText("");
     setCaret(0);
     setAttachments([]);
     setProblem(null);
   };
+  const send = (deliverAs?: "steer") => {
+    const t = text.trim();
+    if (p.disabledReason) return;
+    if (!t && attachments.length === 0) return; // pi rejects empty prompts; never send one
+    const a = t.startsWith("/") ? slashAction(t, p.commands, models, levels) : ({ kind: "prompt", noEcho: false } as const);
+    if (a.kind !== "prompt" && a.kind !== "refuse" && attachments.length) return setProblem(`/${a.kind} takes no attachments: remove them or send a prompt`);
+    switch (a.kind) {
+      case "refuse":
+        return setProblem(a.message); // the text stays, so it can be fixed
+      case "compact":
+      case "new":
+      case "reload":
+        p.onRunCommand?.(a.kind, a.args);
+        return clear();
+      case "name":
+        p.onRename?.(a.args);
+        return clear();
+      case "model":
+        p.onSetModel?.(a.provider, a.id);
+        return clear();
+      case "thinking":
+        p.onSetThinking?.(a.level);
+        return clear();
+    }
+    // A listed command queued as a steer would reach the model as text: commands wait for the run to end.
+    const isCommand = t.startsWith("/") && p.commands.some((c) => t === `/${c.name}` || t.startsWith(`/${c.name} `));
+    const opts: SendOptions = {};
+    if (deliverAs === "steer" && !isCommand) opts.deliverAs = "steer";
+    if (a.noEcho) opts.noEcho = true;
+    p.onSend(t, attachments, opts);
+    clear();
+  };
 
   const complete = (i: number) => {
-    if (!trigger || !items[i]) return;
-    const r = applyCompletion(text, trigger, items[i]);
+    const item = items[i];
+    if (!item) return;
+    if (item.disabled) return setProblem(`${item.label}: ${item.detail ?? "not available here"}`);
+    if (arg) {
+      const next = text.slice(0, arg.start) + item.value + text.slice(arg.end);
+      setText(next);
+      setCaret(arg.start + item.value.length);
+      return;
+    }
+    if (!trigger) return;
+    const r = applyCompletion(text, trigger, item);
     setText(r.text);
     setCaret(r.caret);
     requestAnimationFrame(() => {
@@ -100,9 +156,22 @@ export const Composer = memo(function Composer(p: Props) {
         setSel((s) => moveSelection(s, e.key === "ArrowDown" ? 1 : -1, items.length));
         return;
       }
-      if (e.key === "Enter" || e.key === "Tab") {
+      if ((e.key === "Enter" && !arg) || e.key === "Tab") {
         e.preventDefault();
         complete(sel);
+        return;
+      }
+      if (e.key === "Enter" && arg) {
+        // An argument: Enter takes the highlighted one and runs the command at once.
+        e.preventDefault();
+        const item = items[sel];
+        if (item) {
+          if (arg.command === "model") {
+            const m = models.find((x) => `${x.provider}/${x.id}` === item.value);
+            if (m) p.onSetModel?.(m.provider, m.id);
+          } else p.onSetThinking?.(item.value);
+          clear();
+        }
         return;
       }
       if (e.key === "Escape") {
@@ -110,6 +179,16 @@ export const Composer = memo(function Composer(p: Props) {
         setClosedFor(triggerKey);
         return;
       }
+    }
+    if (e.key === "Escape" && p.running) {
+      e.preventDefault(); // as in pi: Esc aborts the run
+      p.onAbort();
+      return;
+    }
+    if (e.key === "Enter" && e.altKey && p.running) {
+      e.preventDefault();
+      send("steer");
+      return;
     }
     if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing && !isTouch()) {
       e.preventDefault();
@@ -130,7 +209,14 @@ export const Composer = memo(function Composer(p: Props) {
       {items.length > 0 && (
         <ul className="autocomplete" role="listbox" data-testid="autocomplete">
           {items.map((it, i) => (
-            <li key={it.value} role="option" aria-selected={i === sel} className={i === sel ? "selected" : ""} onMouseDown={(e) => (e.preventDefault(), complete(i))}>
+            <li
+              key={it.value}
+              role="option"
+              aria-selected={i === sel}
+              aria-disabled={it.disabled || undefined}
+              className={`${i === sel ? "selected" : ""}${it.disabled ? " unavailable" : ""}`}
+              onMouseDown={(e) => (e.preventDefault(), complete(i))}
+            >
               <span className="ac-label">{it.label}</span>
               {it.detail && <span className="ac-detail">{it.detail}</span>}
             </li>
@@ -141,13 +227,22 @@ export const Composer = memo(function Composer(p: Props) {
         <div className="attachments">
           {attachments.map((a, i) => (
             <span key={i} className="chip" data-testid="attachment">
-              {a.mime_type.startsWith("image/") ? "image" : "text"} · {a.name}
+              {a.mime_type.startsWith("image/") ? <img className="thumb" src={`data:${a.mime_type};base64,${a.data}`} alt="" /> : "text ·"} {a.name}
               <button type="button" aria-label={`remove ${a.name}`} onClick={() => setAttachments((c) => c.filter((_, j) => j !== i))}>
                 ×
               </button>
             </span>
           ))}
-          {problem && <span className="attach-problem">{problem}</span>}
+          {noImages && (
+            <span className="attach-warning" role="alert" data-testid="image-warning">
+              {noImages}
+            </span>
+          )}
+          {problem && (
+            <span className="attach-problem" role="alert" data-testid="composer-problem">
+              {problem}
+            </span>
+          )}
         </div>
       )}
       <div className="composer-row">
@@ -161,7 +256,7 @@ export const Composer = memo(function Composer(p: Props) {
           ref={ta}
           value={text}
           rows={1}
-          placeholder={p.disabledReason ? "pi has exited" : p.running ? "Send a follow-up… (pi is working)" : "Message pi…  (/ commands, @ files)"}
+          placeholder={p.disabledReason ? "pi has exited" : p.running ? "Queue a follow-up… (pi is working)" : "Message pi…  (/ commands, @ files)"}
           disabled={!!p.disabledReason}
           aria-label="Prompt"
           onChange={(e) => (setText(e.target.value), setCaret(e.target.selectionStart ?? e.target.value.length))}
@@ -174,7 +269,19 @@ export const Composer = memo(function Composer(p: Props) {
             ■ Stop
           </button>
         )}
-        <button type="button" className="btn btn-primary" onClick={send} disabled={!!p.disabledReason || (!text.trim() && attachments.length === 0)} aria-label="Send">
+        {p.running && (
+          <button type="button" className="btn" onClick={() => send("steer")} disabled={!text.trim() && attachments.length === 0} aria-label="Steer" title="Steer: pi reads it after its current tool calls (Alt+Enter)">
+            Steer
+          </button>
+        )}
+        <button
+          type="button"
+          className="btn btn-primary"
+          onClick={() => send()}
+          disabled={!!p.disabledReason || (!text.trim() && attachments.length === 0)}
+          aria-label={p.running ? "Send follow-up" : "Send"}
+          title={p.running ? "Follow-up: sent when pi finishes this run; until then you can edit or cancel it (Enter)" : undefined}
+        >
           Send
         </button>
       </div>
@@ -182,8 +289,14 @@ export const Composer = memo(function Composer(p: Props) {
         <div className="composer-note" data-testid="composer-disabled">
           {p.disabledReason}
         </div>
+      ) : !p.connected ? (
+        <div className="composer-note">Not connected: prompts are kept and sent when the link is back.</div>
       ) : (
-        !p.connected && <div className="composer-note">Not connected: prompts are kept and sent when the link is back.</div>
+        p.running && (
+          <div className="composer-hint" data-testid="composer-hint">
+            pi is working: Enter queues a follow-up · Alt+Enter steers · Esc stops
+          </div>
+        )
       )}
     </div>
   );

@@ -5,7 +5,7 @@ import { useVirtualizer } from "@tanstack/react-virtual";
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import type { ChatMessage } from "../protocol/pi";
 import { textOf } from "../protocol/pi";
-import { resultsByCallId, type AgentView } from "../model/agentReducer";
+import { isQueued, resultsByCallId, type AgentView } from "../model/agentReducer";
 import { MessageView, type ToolLookup } from "./MessageView";
 import { jumpLabel, markSeen, newIds, unseenCount, type SeenMark } from "./follow";
 
@@ -50,7 +50,8 @@ export function MessageList({ view, onLoadOlder, onFollowing }: { view: AgentVie
   const rows = useMemo(() => {
     const extra: Row[] = [];
     if (view.streaming) extra.push({ key: "streaming", kind: "streaming", m: view.streaming });
-    for (const p of view.pending) extra.push({ key: `p-${p.id}`, kind: "pending", text: p.text, state: p.state, files: p.attachments.length });
+    // Queued prompts (follow-ups, steers) show in the queue above the composer (QueuePanel).
+    for (const p of view.pending) if (!isQueued(p)) extra.push({ key: `p-${p.id}`, kind: "pending", text: p.text, state: p.state, files: p.attachments.length });
     return extra.length ? [...msgRows, ...extra] : msgRows;
   }, [msgRows, view.streaming, view.pending]);
 

@@ -4,6 +4,7 @@ import { blocksOf, textOf } from "../protocol/pi";
 import type { LiveTool } from "../model/agentReducer";
 import { Markdown } from "./Markdown";
 import { ToolCard } from "./ToolCard";
+import { lineCount, splitFiles } from "./userContent";
 
 export interface ToolLookup {
   results: Map<string, ChatMessage>;
@@ -40,12 +41,35 @@ function summaryOf(m: ChatMessage): string {
 }
 
 function UserMessage({ m }: { m: ChatMessage }) {
-  const blocks = blocksOf(m);
-  const images = blocks.filter((b) => b.type === "image").length;
+  const images = blocksOf(m).filter((b) => b.type === "image") as { data?: string; mimeType?: string }[];
+  const { text, files } = splitFiles(textOf(m.content));
   return (
     <div className="msg msg-user" data-role="user">
-      <div className="user-text">{textOf(m.content)}</div>
-      {images > 0 && <div className="msg-meta">{images} image{images > 1 ? "s" : ""} attached</div>}
+      {text && <div className="user-text">{text}</div>}
+      <AttachmentStrip images={images.map((b) => ({ name: "image", mime: b.mimeType ?? "", data: b.data ?? "" }))} files={files.map((f) => ({ name: f.name, title: lineCount(f.body) }))} />
+    </div>
+  );
+}
+
+/** Images as thumbnails (a placeholder when the history left their bytes out) and text files as chips. */
+export function AttachmentStrip({ images, files }: { images: { name: string; mime: string; data: string }[]; files: { name: string; title?: string }[] }) {
+  if (!images.length && !files.length) return null;
+  return (
+    <div className="msg-attachments">
+      {images.map((im, i) =>
+        im.data && /^image\/(png|jpeg|gif|webp)$/.test(im.mime) ? (
+          <img key={`i${i}`} className="thumb" data-testid="image-thumb" src={`data:${im.mime};base64,${im.data}`} alt={im.name} />
+        ) : (
+          <span key={`i${i}`} className="thumb thumb-missing" data-testid="image-thumb">
+            image
+          </span>
+        ),
+      )}
+      {files.map((f, i) => (
+        <span key={`f${i}`} className="file-chip" data-testid="file-chip" title={f.title}>
+          <span aria-hidden="true">📄</span> {f.name}
+        </span>
+      ))}
     </div>
   );
 }

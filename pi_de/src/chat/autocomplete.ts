@@ -15,6 +15,8 @@ export interface Completion {
   label: string;
   detail?: string;
   isDir?: boolean;
+  /** Listed but not runnable from here (the detail says why): choosing it does not complete. */
+  disabled?: boolean;
 }
 
 /** `/name` only as the first word of the prompt (that is what pi runs as a command); `@path`
@@ -32,7 +34,11 @@ export function commandCompletions(commands: CommandInfo[], query: string, max =
   const q = query.toLowerCase();
   const starts = commands.filter((c) => c.name.toLowerCase().startsWith(q));
   const contains = commands.filter((c) => !c.name.toLowerCase().startsWith(q) && c.name.toLowerCase().includes(q));
-  return [...starts, ...contains].slice(0, max).map((c) => ({ value: c.name, label: `/${c.name}`, detail: c.description }));
+  return [...starts, ...contains].slice(0, max).map((c) =>
+    c.available === false
+      ? { value: c.name, label: `/${c.name}`, detail: `not available here: ${c.note ?? "this pi has no API for it"}`, disabled: true }
+      : { value: c.name, label: `/${c.name}`, detail: c.description },
+  );
 }
 
 export function fileCompletions(files: FileEntry[], query: string, max = 15): Completion[] {

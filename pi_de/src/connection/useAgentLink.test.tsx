@@ -8,6 +8,8 @@ class FakeWS {
   static OPEN = 1;
   readyState = 0;
   sent: any[] = [];
+  /** list_models frames (asked for on every init_state), kept apart so `sent` shows what a test does. */
+  asked: any[] = [];
   closed = false;
   onopen: (() => void) | null = null;
   onmessage: ((e: { data: string }) => void) | null = null;
@@ -19,7 +21,8 @@ class FakeWS {
     FakeWS.all.push(this);
   }
   send(d: string) {
-    this.sent.push(JSON.parse(d));
+    const f = JSON.parse(d);
+    (f.type === "list_models" ? this.asked : this.sent).push(f);
   }
   close() {
     this.closed = true;
@@ -38,7 +41,7 @@ class FakeWS {
 }
 
 const ep = { wsBase: "ws://h:1", httpBase: "http://h:1", sameOrigin: true };
-const init = (extra = {}) => ({ type: "init_state", node: {}, messages: [], total_messages: 0, cursor: 0, ...extra });
+const init = (extra = {}) => ({ type: "init_state", node: {}, messages: [], total_messages: 0, cursor: 0, capabilities: ["remote_commands"], ...extra });
 
 beforeEach(() => {
   FakeWS.all = [];
@@ -88,15 +91,54 @@ describe("useAgentLink", () => {
     expect(FakeWS.all[2].sent).toEqual([]);
   });
 
-  it("sends a follow-up while the agent runs, and abort", async () => {
+  it("while the agent runs: a steer goes at once, a follow-up is held (editable, cancellable) until the run ends; abort", async () => {
     const { result } = renderHook(() => useAgentLink(ep, null, "n", true));
     const ws = FakeWS.all[0];
     act(() => (ws.open(), ws.recv(init({ is_streaming: true, partial: { role: "assistant", content: [] } }))));
     await flush();
+    act(() => result.current.sendPrompt("change of plan", [], { deliverAs: "steer" }));
+    expect(ws.sent).toEqual([expect.objectContaining({ type: "prompt", text: "change of plan", deliver_as: "steer" })]);
     act(() => result.current.sendPrompt("and also"));
-    expect(ws.sent[0]).toMatchObject({ type: "prompt", deliver_as: "followUp" });
+    act(() => result.current.sendPrompt("and this too"));
+    expect(ws.sent).toHaveLength(1); // held here, not in pi's queue
+    const [, held, other] = result.current.view.pending;
+    expect(held).toMatchObject({ text: "and also", state: "held" });
+    act(() => result.current.editHeld(held.id, "and also, edited"));
+    act(() => result.current.dropHeld(other.id));
+    expect(result.current.view.pending.map((p) => p.text)).toEqual(["change of plan", "and also, edited"]);
     act(() => result.current.abort());
     expect(ws.sent[1]).toEqual({ type: "abort" });
+    act(() => ws.recv({ type: "agent_end" }));
+    await flush();
+    // the run ended: the follow-up goes now, as an ordinary prompt with the edited text
+    expect(ws.sent[2]).toEqual({ type: "prompt", id: held.id, text: "and also, edited" });
+    expect(ws.sent).toHaveLength(3);
+    expect(result.current.view.pending.find((p) => p.id === held.id)?.state).toBe("sending");
+  });
+
+  it("asks for pi's models on every init_state, and sends pickers' and commands' frames", async () => {
+    const { result } = renderHook(() => useAgentLink(ep, null, "n", true));
+    const ws = FakeWS.all[0];
+    act(() => (ws.open(), ws.recv(init())));
+    await flush();
+    expect(ws.asked).toEqual([{ type: "list_models" }]);
+    act(() => ws.recv(init()));
+    await flush();
+    expect(ws.asked).toHaveLength(2);
+    act(() => ws.recv(init({ capabilities: [] }))); // a bridge without them is not asked
+    await flush();
+    expect(ws.asked).toHaveLength(2);
+    act(() => (result.current.setModel("fake", "fake-vision"), result.current.setThinkingLevel("high"), result.current.runCommand("compact", "short")));
+    expect(ws.sent.slice(0, 2)).toEqual([
+      { type: "set_model", provider: "fake", id: "fake-vision" },
+      { type: "set_thinking_level", level: "high" },
+    ]);
+    expect(ws.sent[2]).toMatchObject({ type: "run_command", name: "compact", args: "short" });
+    expect(result.current.view.command).toEqual({ id: ws.sent[2].id, name: "compact" });
+    act(() => ws.recv({ type: "ack", id: ws.sent[2].id }));
+    await flush();
+    expect(result.current.view.command).toBeNull();
+    expect(result.current.view.notice).toBe("Conversation compacted");
   });
 
   it("switching agents closes the old link and ignores its late frames", async () => {

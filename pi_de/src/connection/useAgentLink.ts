@@ -7,7 +7,7 @@
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
 import { agentReducer, initialAgentView, type AgentView, type PendingPrompt } from "../model/agentReducer";
 import type { AgentServerFrame, ClientMessage } from "../protocol/frames";
-import type { ApprovalDecisionMsg, ApprovalRule, PromptMsg } from "../protocol/types";
+import type { ApprovalDecisionMsg, ApprovalRule, PromptMsg, RunCommandMsg, SetThinkingLevelMsg } from "../protocol/types";
 import type { ApprovalPolicy } from "../model/approvals";
 import { agentUrl, type Endpoints } from "./endpoints";
 import { AgentLinkMachine } from "./agentLink";
@@ -20,7 +20,16 @@ export interface AgentLink {
   view: AgentView;
   /** Route of the link that is up right now (null while connecting or down). */
   route: Route | null;
-  sendPrompt(text: string, attachments?: PendingPrompt["attachments"]): void;
+  /** While pi works a prompt is a follow-up held here until the run ends (editable, cancellable), or with
+   *  `deliverAs: "steer"` goes to pi's queue at once. `noEcho`: an extension command (pi echoes no message). */
+  sendPrompt(text: string, attachments?: PendingPrompt["attachments"], opts?: SendOptions): void;
+  editHeld(id: string, text: string): void;
+  dropHeld(id: string): void;
+  listModels(): void;
+  setModel(provider: string, id: string): void;
+  setThinkingLevel(level: string): void;
+  /** pi's /compact, /new or /reload (run_command); the view's `command` shows it until answered. */
+  runCommand(name: RunCommandMsg["name"], args?: string): void;
   abort(): void;
   fetchOlder(limit?: number): void;
   listCommands(): void;
@@ -31,6 +40,11 @@ export interface AgentLink {
   decideApproval(id: string, decision: Omit<ApprovalDecisionMsg, "type" | "id">): void;
   /** Replace the agent's policy, and its allow rules when given. */
   setApprovalPolicy(policy: ApprovalPolicy, rules?: ApprovalRule[]): void;
+}
+
+export interface SendOptions {
+  deliverAs?: "steer" | "followUp";
+  noEcho?: boolean;
 }
 
 export interface AgentLinkOptions {
@@ -98,20 +112,40 @@ export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId:
   const send = useCallback((frame: ClientMessage) => linkRef.current?.send(JSON.stringify(frame)) ?? false, []);
 
   const sendPrompt = useCallback(
-    (text: string, attachments: PendingPrompt["attachments"] = []) => {
+    (text: string, attachments: PendingPrompt["attachments"] = [], opts: SendOptions = {}) => {
+      const running = viewRef.current.running;
+      const steer = running && opts.deliverAs === "steer";
       const p: PendingPrompt = {
         id: newId(),
         text,
         attachments,
-        // While pi works, a new prompt waits for the run to finish instead of failing as "busy".
-        deliverAs: viewRef.current.running ? "followUp" : undefined,
-        state: "sending",
+        // While pi works: a steer goes to pi's queue now; a follow-up waits here for the run to end.
+        deliverAs: steer ? "steer" : running ? "followUp" : undefined,
+        state: running && !steer ? "held" : "sending",
+        ...(opts.noEcho ? { noEcho: true } : {}),
       };
       dispatch({ kind: "send", prompt: p });
-      linkRef.current?.send(promptFrame(p));
+      if (p.state === "sending") linkRef.current?.send(promptFrame(p));
     },
     [],
   );
+
+  // The run ended (or the page joined an idle pi): held follow-ups go now, oldest first, as ordinary prompts
+  // (pi queues the second and later ones itself, as follow-ups of the run the first one starts).
+  const heldIds = view.pending.filter((p) => p.state === "held").map((p) => p.id).join(",");
+  useEffect(() => {
+    const v = viewRef.current;
+    if (!heldIds || v.running || v.status !== "open" || !v.initialized) return;
+    const held = v.pending.filter((p) => p.state === "held");
+    dispatch({ kind: "release_held", ids: held.map((p) => p.id) });
+    for (const p of held) linkRef.current?.send(promptFrame({ ...p, deliverAs: undefined, state: "sending" }));
+  }, [heldIds, view.running, view.status, view.initialized]);
+
+  // pi's models and thinking level: asked for on every init_state (a new session may have a new model), of a
+  // bridge that speaks it (an older one would answer "unknown type").
+  useEffect(() => {
+    if (view.initSeq > 0 && viewRef.current.remoteCommands) send({ type: "list_models" });
+  }, [view.initSeq, send]);
 
   // Scroll events fire many times before React re-renders with loadingOlder=true; this ref makes
   // sure one cursor is asked for once (cleared when the page lands, is refused, or the link drops).
@@ -146,9 +180,25 @@ export function useAgentLink(endpoints: Endpoints, token: string | null, nodeId:
     [send],
   );
 
+  const runCommand = useCallback(
+    (name: RunCommandMsg["name"], args?: string) => {
+      const id = newId();
+      const frame: RunCommandMsg = args && args.trim() ? { type: "run_command", id, name, args } : { type: "run_command", id, name };
+      if (send(frame)) dispatch({ kind: "command_sent", id, name });
+      else dispatch({ kind: "local_error", message: `Not connected to the agent: /${name} was not sent.` });
+    },
+    [send],
+  );
+
   return {
     view,
     route,
+    runCommand,
+    editHeld: useCallback((id: string, text: string) => dispatch({ kind: "edit_held", id, text }), []),
+    dropHeld: useCallback((id: string) => dispatch({ kind: "drop_held", id }), []),
+    listModels: useCallback(() => void send({ type: "list_models" }), [send]),
+    setModel: useCallback((provider: string, id: string) => void send({ type: "set_model", provider, id }), [send]),
+    setThinkingLevel: useCallback((level: string) => void send({ type: "set_thinking_level", level: level as SetThinkingLevelMsg["level"] }), [send]),
     decideApproval,
     setApprovalPolicy,
     sendPrompt,

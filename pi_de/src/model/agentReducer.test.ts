@@ -254,3 +254,48 @@ describe("agent reducer: usage totals", () => {
     expect(s.cost).toBeCloseTo(0.03);
   });
 });
+
+describe("agent reducer: models, commands and the queue (#20)", () => {
+  const list = {
+    type: "models_list",
+    models: [
+      { provider: "fake", id: "fake-model", input: ["text"] },
+      { provider: "fake", id: "fake-vision", input: ["text", "image"], reasoning: true },
+    ],
+    current: { provider: "fake", id: "fake-model" },
+    thinking_level: "off",
+    thinking_levels: ["off"],
+  };
+  it("keeps pi's models; model_select and thinking_level_select move the current ones", async () => {
+    const { currentModel } = await import("./agentReducer");
+    let s = feed(init(), list);
+    expect(currentModel(s)?.id).toBe("fake-model");
+    s = feed(s, { type: "model_select", model: "fake/fake-vision" }, { type: "thinking_level_select", level: "high" });
+    expect(s.models?.current).toEqual({ provider: "fake", id: "fake-vision" });
+    expect(s.models?.thinkingLevel).toBe("high");
+    expect(s.model).toBe("fake/fake-vision");
+  });
+  it("a command's error ends it with a message; a lost link forgets it", () => {
+    let s = agentReducer(init(), { kind: "command_sent", id: "c1", name: "new" });
+    s = feed(s, { type: "error", id: "c1", code: 1014, message: "/new failed: unsupported" });
+    expect(s.command).toBeNull();
+    expect(s.errors.at(-1)?.message).toBe("/new failed: unsupported");
+    s = agentReducer(s, { kind: "command_sent", id: "c2", name: "compact" });
+    expect(agentReducer(s, { kind: "status", status: "lost" }).command).toBeNull();
+  });
+  it("an extension command is settled by its ack (pi echoes no user message)", () => {
+    let s = agentReducer(init(), { kind: "send", prompt: { id: "p1", text: "/todo x", attachments: [], state: "sending", noEcho: true } });
+    s = feed(s, { type: "ack", id: "p1" });
+    expect(s.pending).toEqual([]);
+  });
+  it("held follow-ups are queued, not acked by a stray ack, and released as plain prompts", async () => {
+    const { isQueued } = await import("./agentReducer");
+    let s = agentReducer(init({ is_streaming: true }), { kind: "send", prompt: { id: "h1", text: "later", attachments: [], state: "held", deliverAs: "followUp" } });
+    expect(isQueued(s.pending[0])).toBe(true);
+    s = feed(s, { type: "ack", id: "h1" });
+    expect(s.pending[0].state).toBe("held");
+    s = agentReducer(s, { kind: "release_held", ids: ["h1"] });
+    expect(s.pending[0]).toMatchObject({ state: "sending", deliverAs: undefined });
+    expect(isQueued(s.pending[0])).toBe(false);
+  });
+});

@@ -6,7 +6,7 @@
 // exactly where our oldest message starts: a late or repeated page can never duplicate messages.
 import type { AgentPiEvent, ChatMessage, ToolCallBlock, ToolResultLike } from "../protocol/pi";
 import { textOf } from "../protocol/pi";
-import type { CommandInfo, ContextUsage, FileEntry, HistoryPageMsg, InitStateMsg, TokenTotals, ToolInfo } from "../protocol/types";
+import type { CommandInfo, ContextUsage, FileEntry, HistoryPageMsg, InitStateMsg, ModelInfo, ModelsListMsg, TokenTotals, ToolInfo } from "../protocol/types";
 import { isBridgeFrame, piEventView, type AgentServerFrame, type BridgeFrame } from "../protocol/frames";
 import { versionWarning } from "../protocol/version";
 import {
@@ -29,8 +29,25 @@ export interface PendingPrompt {
   text: string;
   attachments: { name: string; mime_type: string; data: string }[];
   deliverAs?: "followUp" | "steer";
-  /** sending: not yet acknowledged (resent after a reconnect); acked: pi has it, not echoed yet. */
-  state: "sending" | "acked";
+  /** held: a follow-up this page keeps until pi's run ends (it can still be edited or cancelled: pi has no
+   *  API to withdraw a message from its own queue); sending: not yet acknowledged (resent after a reconnect);
+   *  acked: pi has it, not echoed yet. */
+  state: "held" | "sending" | "acked";
+  /** An extension command: pi runs it and echoes no user message, so the ack settles it. */
+  noEcho?: boolean;
+}
+
+/** A prompt shown in the queue above the composer (held here, or waiting in pi's queue), not in the conversation. */
+export function isQueued(p: PendingPrompt): boolean {
+  return p.state === "held" || !!p.deliverAs;
+}
+
+/** pi's models and thinking level (models_list, then model_select / thinking_level_select). */
+export interface ModelsView {
+  models: ModelInfo[];
+  current: { provider: string; id: string } | null;
+  thinkingLevel: string | null;
+  thinkingLevels: string[];
 }
 
 export interface LiveTool {
@@ -78,6 +95,14 @@ export interface AgentView {
   lastFinish: { kind: "done" | "error"; text: string } | null;
   /** Tool calls waiting for a person, the policy, rules and recent decisions (model/approvals.ts). */
   approvals: ApprovalsView;
+  /** The bridge speaks list_models, set_model, set_thinking_level and run_command (init_state.capabilities). */
+  remoteCommands: boolean;
+  /** null until the first models_list. */
+  models: ModelsView | null;
+  /** A /compact, /new or /reload sent and not answered yet. */
+  command: { id: string; name: string } | null;
+  /** A short note after a command finished ("Conversation compacted"). */
+  notice: string | null;
 }
 
 export const initialAgentView: AgentView = {
@@ -107,6 +132,10 @@ export const initialAgentView: AgentView = {
   finishedRuns: 0,
   lastFinish: null,
   approvals: initialApprovals,
+  remoteCommands: false,
+  models: null,
+  command: null,
+  notice: null,
 };
 
 export type AgentAction =
@@ -114,6 +143,13 @@ export type AgentAction =
   | { kind: "frames"; frames: AgentServerFrame[]; now?: number }
   | { kind: "status"; status: LinkStatus }
   | { kind: "send"; prompt: PendingPrompt }
+  /** A held follow-up: new text, or removed (cancelled, or taken back into the composer). */
+  | { kind: "edit_held"; id: string; text: string }
+  | { kind: "drop_held"; id: string }
+  /** Held follow-ups about to be sent (pi's run ended): they become ordinary prompts. */
+  | { kind: "release_held"; ids: string[] }
+  | { kind: "command_sent"; id: string; name: string }
+  | { kind: "dismiss_notice" }
   | { kind: "older_requested" }
   | { kind: "dismiss_error"; id: number }
   | { kind: "approval_answered"; id: string }
@@ -127,9 +163,22 @@ export function agentReducer(s: AgentView, a: AgentAction): AgentView {
     }
     case "status":
       // A lost link ends the page request; pending prompts stay and are resent on reconnect.
-      return { ...s, status: a.status, loadingOlder: a.status === "open" ? s.loadingOlder : false };
+      // A command's answer is lost with the link: stop showing it as running.
+      return { ...s, status: a.status, loadingOlder: a.status === "open" ? s.loadingOlder : false, command: a.status === "open" ? s.command : null };
     case "send":
       return { ...s, pending: [...s.pending.filter((p) => p.id !== a.prompt.id), a.prompt] };
+    case "edit_held":
+      return { ...s, pending: s.pending.map((p) => (p.id === a.id && p.state === "held" ? { ...p, text: a.text } : p)) };
+    case "drop_held":
+      return { ...s, pending: s.pending.filter((p) => !(p.id === a.id && p.state === "held")) };
+    case "release_held": {
+      const ids = new Set(a.ids);
+      return { ...s, pending: s.pending.map((p) => (ids.has(p.id) && p.state === "held" ? { ...p, state: "sending", deliverAs: undefined } : p)) };
+    }
+    case "command_sent":
+      return { ...s, command: { id: a.id, name: a.name }, notice: null };
+    case "dismiss_notice":
+      return { ...s, notice: null };
     case "older_requested":
       return { ...s, loadingOlder: true };
     case "dismiss_error":
@@ -157,12 +206,16 @@ function applyBridgeFrame(s: AgentView, f: BridgeFrame, now: number): AgentView 
     case "history_page":
       return applyHistoryPage(s, f);
     case "ack":
+      if (s.command?.id === f.id) return { ...s, command: null, notice: commandDone(s.command.name) };
       return applyAck(s, f.id);
+    case "models_list":
+      return { ...s, models: modelsFrom(f) };
     case "commands_list":
       return { ...s, commands: f.commands ?? [] };
     case "files_list":
       return { ...s, files: { prefix: f.prefix ?? "", files: f.files ?? [] } };
     case "error": {
+      if (f.id && s.command?.id === f.id) return withError({ ...s, command: null }, f.message ?? "the command failed");
       if (f.id && (f.code === CONFLICT || isApprovalError(s.approvals, f.id))) {
         const { view, message } = approvalFailed(s.approvals, f.id, f.code, f.message ?? "agent error");
         return withError({ ...s, approvals: view }, message);
@@ -202,7 +255,9 @@ function applyPiEvent(s: AgentView, f: AgentPiEvent): AgentView {
     case "session_info_changed":
       return { ...s, sessionName: f.name ?? f.session_name ?? s.sessionName };
     case "model_select":
-      return { ...s, model: modelName(f.model) ?? s.model };
+      return { ...s, model: modelName(f.model) ?? s.model, models: s.models && modelSelected(s.models, f.model) };
+    case "thinking_level_select":
+      return { ...s, models: s.models && typeof f.level === "string" ? { ...s.models, thinkingLevel: f.level } : s.models };
     case "context_usage":
       // pi's event is camelCase {tokens, contextWindow, percent}; init_state uses the snake_case model.
       return { ...s, contextUsage: { tokens: f.tokens ?? null, context_window: f.contextWindow ?? f.context_window ?? null, percent: f.percent ?? null } };
@@ -218,6 +273,34 @@ function modelName(m: unknown): string | null {
     return provider ? `${String(provider)}/${String(id)}` : String(id);
   }
   return null;
+}
+
+function commandDone(name: string): string {
+  return name === "compact" ? "Conversation compacted" : name === "new" ? "New session started" : name === "reload" ? "pi reloaded" : `/${name} done`;
+}
+
+function modelsFrom(f: ModelsListMsg): ModelsView {
+  const cur = f.current as { provider?: unknown; id?: unknown } | null | undefined;
+  return {
+    models: f.models ?? [],
+    current: cur && typeof cur.provider === "string" && typeof cur.id === "string" ? { provider: cur.provider, id: cur.id } : null,
+    thinkingLevel: f.thinking_level ?? null,
+    thinkingLevels: f.thinking_levels ?? [],
+  };
+}
+
+/** pi's model_select carries the model as "provider/id" (the shim's form) or as pi's object. */
+function modelSelected(m: ModelsView, model: unknown): ModelsView {
+  const name = modelName(model);
+  if (!name) return m;
+  const found = m.models.find((x) => `${x.provider}/${x.id}` === name);
+  return found ? { ...m, current: { provider: found.provider, id: found.id } } : m;
+}
+
+/** The current model's entry, when the models are known. */
+export function currentModel(v: AgentView): ModelInfo | null {
+  const c = v.models?.current;
+  return (c && v.models?.models.find((m) => m.provider === c.provider && m.id === c.id)) || null;
 }
 
 function applyInit(s: AgentView, f: InitStateMsg): AgentView {
@@ -248,6 +331,7 @@ function applyInit(s: AgentView, f: InitStateMsg): AgentView {
     cost: typeof f.cost === "number" ? f.cost : 0,
     versionWarning: versionWarning("This agent", f.protocol_version),
     approvals: approvalsFromInit(s.approvals, f),
+    remoteCommands: (f.capabilities ?? []).includes("remote_commands"),
   };
 }
 
@@ -258,7 +342,8 @@ function applyInit(s: AgentView, f: InitStateMsg): AgentView {
 
 function applyAck(s: AgentView, id: string): AgentView {
   const p = s.pending.find((x) => x.id === id);
-  if (!p || p.state === "acked") return s;
+  if (!p || p.state === "acked" || p.state === "held") return s;
+  if (p.noEcho) return { ...s, pending: s.pending.filter((x) => x !== p) };
   // pi echoed it before the ack reached us: it is delivered and shown already.
   if (s.earlyEchoes > 0) return { ...s, pending: s.pending.filter((x) => x !== p), earlyEchoes: s.earlyEchoes - 1 };
   return { ...s, pending: s.pending.map((x) => (x === p ? { ...x, state: "acked" } : x)) };

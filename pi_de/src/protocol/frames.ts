@@ -18,14 +18,19 @@ import type {
   InitStateMsg,
   ListCommandsMsg,
   ListFilesMsg,
+  ListModelsMsg,
+  ModelsListMsg,
   NodeJoinedEvent,
   NodeOfflineEvent,
   NodeRemovedEvent,
   NodeUpdatedEvent,
   PiEvent,
   PromptMsg,
+  RunCommandMsg,
   SetApprovalPolicyMsg,
+  SetModelMsg,
   SetSessionNameMsg,
+  SetThinkingLevelMsg,
 } from "./types";
 
 /** Push events of the registry link (`/ws`). */
@@ -41,7 +46,8 @@ export type BridgeFrame =
   | ErrorMsg
   | ApprovalRequestMsg
   | ApprovalResolvedMsg
-  | ApprovalPolicyMsg;
+  | ApprovalPolicyMsg
+  | ModelsListMsg;
 
 /** Everything the agent link receives: the bridge's frames and pi's events passed through as pi emitted them. */
 export type AgentServerFrame = BridgeFrame | PiEvent;
@@ -55,7 +61,11 @@ export type ClientMessage =
   | ListFilesMsg
   | SetSessionNameMsg
   | ApprovalDecisionMsg
-  | SetApprovalPolicyMsg;
+  | SetApprovalPolicyMsg
+  | ListModelsMsg
+  | SetModelMsg
+  | SetThinkingLevelMsg
+  | RunCommandMsg;
 
 const BRIDGE_TYPES: ReadonlySet<string> = new Set<BridgeFrame["type"]>([
   "init_state",
@@ -67,6 +77,7 @@ const BRIDGE_TYPES: ReadonlySet<string> = new Set<BridgeFrame["type"]>([
   "approval_request",
   "approval_resolved",
   "approval_policy",
+  "models_list",
 ]);
 
 /** A bridge frame (narrows on `type`), as opposed to one of pi's events. */

@@ -79,4 +79,5 @@ export type AgentPiEvent =
   | { type: "tool_execution_end"; toolCallId: string; result?: ToolResultLike; isError?: boolean }
   | { type: "session_info_changed"; name?: string | null; session_name?: string | null }
   | { type: "model_select"; model?: unknown }
+  | { type: "thinking_level_select"; level?: string }
   | { type: "context_usage"; tokens?: number | null; contextWindow?: number | null; context_window?: number | null; percent?: number | null };
