@@ -1,0 +1,165 @@
+"""The suite ends by failing on any process it started that is still alive (a pytest plugin, registered in
+``integration_tests/conftest.py``).
+
+Which processes are the suite's: every process whose environment carries this run's ``HYPER_PI_TEST_RUN`` marker
+(set in pytest's environment at start, so every child that inherits the environment has it, however far it is
+reparented: a bridge whose pi died, a tmux server and the pis in its panes, a daemonised stub), plus every
+descendant of the pytest process (children started with an environment built from scratch). At the end of the
+session, after every fixture is torn down, those still alive after a short grace are listed with their command
+lines and the test after which each was first seen alive, killed, and the session fails.
+
+``HYPI_LEAK_CHECK=0`` turns the check off (e.g. to keep processes for debugging).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+MARK = "HYPER_PI_TEST_RUN"
+GRACE_S = 3.0  # processes that are exiting (a bridge after its pi, a tmux server after its last pane) get this long
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class Proc:
+    pid: int
+    ppid: int
+    start_s: float  # seconds after boot
+    cmdline: str
+
+
+def _ticks() -> int:
+    return os.sysconf("SC_CLK_TCK")
+
+
+def uptime() -> float:
+    return float((PROC / "uptime").read_text().split()[0])
+
+
+def parse_stat(text: str) -> tuple[str, int, float] | None:
+    """(state, ppid, start seconds after boot) from /proc/<pid>/stat. Pure."""
+    try:
+        rest = text.rsplit(")", 1)[1].split()
+        return rest[0], int(rest[1]), int(rest[19]) / _ticks()
+    except (IndexError, ValueError):
+        return None
+
+
+def _read(pid: int) -> Proc | None:
+    """A live (not zombie) process, or None."""
+    try:
+        parsed = parse_stat((PROC / str(pid) / "stat").read_text())
+        cmd = (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+    if parsed is None or parsed[0] in ("Z", "X"):
+        return None
+    return Proc(pid, parsed[1], parsed[2], cmd)
+
+
+def _marked(pid: int, marker: bytes) -> bool:
+    try:
+        return marker in (PROC / str(pid) / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def suite_processes(run_id: str, root: int) -> list[Proc]:
+    """Live processes carrying ``MARK=run_id`` or descending from ``root`` (``root`` and its ancestors excluded)."""
+    marker = f"{MARK}={run_id}".encode()
+    procs: dict[int, Proc] = {}
+    for entry in PROC.iterdir():
+        if entry.name.isdigit():
+            p = _read(int(entry.name))
+            if p is not None:
+                procs[p.pid] = p
+    ancestors, pid = set(), root
+    while pid > 1 and pid in procs and pid not in ancestors:
+        ancestors.add(pid)
+        pid = procs[pid].ppid
+    found: dict[int, Proc] = {}
+    for p in procs.values():
+        if p.pid in ancestors:
+            continue
+        if _marked(p.pid, marker):
+            found[p.pid] = p
+            continue
+        q = p
+        for _ in range(64):  # bounded walk up the tree
+            if q.ppid == root:
+                found[p.pid] = p
+                break
+            q = procs.get(q.ppid)  # type: ignore[assignment]
+            if q is None:
+                break
+    return sorted(found.values(), key=lambda p: p.start_s)
+
+
+def culprit(start_s: float, windows: list[tuple[str, float, float]]) -> str:
+    """The test that was running when a process started at ``start_s``: the last one to start before it (windows
+    are (node id, start, end) in seconds after boot, in run order; /proc's clock ticks are 10 ms). Pure."""
+    before = [(t0, t1, nodeid) for nodeid, t0, t1 in windows if t0 - 0.02 <= start_s]
+    if not before:
+        return "(before the first test: collection or a fixture of a wider scope)"
+    t0, t1, nodeid = max(before)
+    return nodeid if start_s <= t1 + 0.02 else f"(after {nodeid}: a fixture of a wider scope)"
+
+
+class LeakCheck:
+    def __init__(self) -> None:
+        self.run_id = uuid.uuid4().hex
+        self.root = os.getpid()
+        self.windows: list[tuple[str, float, float]] = []
+        self.owner: dict[tuple[int, float], str] = {}  # (pid, start) -> the test after which it was first seen
+        os.environ[MARK] = self.run_id
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        t0 = uptime()
+        yield
+        self.windows.append((item.nodeid, t0, uptime()))
+        for p in suite_processes(self.run_id, self.root):  # exact attribution; the clock is the fallback
+            self.owner.setdefault((p.pid, p.start_s), item.nodeid)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        deadline = time.monotonic() + GRACE_S
+        left = suite_processes(self.run_id, self.root)
+        while left and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = suite_processes(self.run_id, self.root)
+        if not left:
+            return
+        lines = [f"{len(left)} process(es) started by the test suite are still alive (killed now):"]
+        for p in left:
+            lines.append(f"  pid {p.pid}: {p.cmdline[:300]}")
+            owner = self.owner.get((p.pid, p.start_s)) or culprit(p.start_s, self.windows)
+            lines.append(f"      started during {owner}")
+        for p in left:
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("=", "leftover processes", red=True)
+            for line in lines:
+                reporter.write_line(line)
+        else:  # pragma: no cover - pytest always has one unless -p no:terminal
+            print("\n".join(lines))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("HYPI_LEAK_CHECK") == "0" or not PROC.is_dir():
+        return
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller's session checks
+        return
+    config.pluginmanager.register(LeakCheck(), "hyper-pi-leak-check")
