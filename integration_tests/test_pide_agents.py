@@ -352,7 +352,9 @@ def test_prompt_with_a_text_attachment_leaves_no_queued_row(dash_hv, pi_on, page
     send(page, "read the attached note")
     page.wait_for_selector("[data-role=user] >> text=read the attached note", timeout=30_000)
     page.wait_for_selector("text=You said: read the attached note", timeout=30_000)
-    assert "attached-body-7f3" in page.locator("[data-role=user]").last.inner_text()  # pi's echo has the file
+    # pi's echo has the file; the bubble shows it as a chip, not as the bridge's <file> markup
+    page.locator("[data-role=user]").last.locator("[data-testid=file-chip] >> text=notes.txt").wait_for()
+    assert "attached-body-7f3" not in page.locator("[data-role=user]").last.inner_text()
     page.wait_for_selector("[data-role=pending]", state="detached", timeout=5_000)
     # a second prompt after it is settled the same way
     send(page, "and one more")
