@@ -9,6 +9,7 @@ Sections (each compares figures measured side by side in this run; medians of re
   pide      6  Pi-DE in headless Chromium: 10,000 messages, streaming frames, bundle size
   approvals 7  the approval gate on real pi: time added per call a rule allows; question and decision round
                trips through the hypivisor
+  inbox     8  Pi-DE's inbox in headless Chromium: 1,000 items across 200 agents
   push      9  Web Push: an approval asked in pi → its push at a local push service, beside the prompt round trip
 
 Writes ``bench/results/latest.json`` and ``bench/results/latest.md`` (git-ignored) and prints the table.
@@ -31,7 +32,7 @@ from pathlib import Path
 
 from bench.common import REPO, Row, fmt
 
-SECTIONS = ["relay", "stream", "overhead", "registry", "history", "pide", "approvals", "push"]
+SECTIONS = ["relay", "stream", "overhead", "registry", "history", "pide", "approvals", "inbox", "push"]
 # rows each section must produce (integration_tests/test_bench_smoke.py checks them)
 EXPECTED_ROWS = {
     "1 proxy": 16,
@@ -41,6 +42,7 @@ EXPECTED_ROWS = {
     "5 history": 12,
     "6 Pi-DE": 4,
     "7 approval gate": 9,
+    "8 Pi-DE inbox": 2,
     "9 Web Push": 2,
 }
 RESULTS = REPO / "bench" / "results"
@@ -81,6 +83,10 @@ async def run_section(name: str, args, log) -> list[Row]:
         from bench import approvals
 
         return await asyncio.to_thread(approvals.run, args.smoke, args.reps, log)
+    if name == "inbox":
+        from bench import inbox
+
+        return await asyncio.to_thread(inbox.run, args.smoke, log)
     if name == "push":
         from bench import push
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -247,17 +248,51 @@ def test_real_pi_finished_approval_open_and_error_on_two_pages(dash_hv, start_pi
 # ---------------------------------------------------------------------------
 
 
-def seed_inbox(hv, agents_n: int = 200, per_agent: int = 5):
+class Bulk:
+    """Agents registered on one open registry connection, kept alive by heartbeats every 2 s (their answers
+    are read, as a bridge reads them) until :meth:`close`."""
+
+    def __init__(self, ws, node_ids):
+        self.ws, self.node_ids = ws, node_ids
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep, daemon=True)
+        self._thread.start()
+
+    def _keep(self):
+        from websockets.exceptions import ConnectionClosed
+
+        next_beat = time.monotonic() + 2
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() >= next_beat:
+                    for nid in self.node_ids:
+                        self.ws.send(json.dumps({"id": "hb", "method": "heartbeat", "params": {"id": nid}}))
+                    next_beat = time.monotonic() + 2
+                try:
+                    self.ws.recv(timeout=0.2)
+                except TimeoutError:
+                    pass
+        except ConnectionClosed:
+            pass
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(5)
+        self.ws.close()
+
+
+def seed_inbox(hv, agents_n: int = 200, per_agent: int = 5) -> Bulk:
     """``agents_n`` agents on one registry connection (bridges use one each; the hypivisor allows 1,000 per
-    connection), each reporting ``per_agent`` items: a finished run and live causes. Returns the open socket
-    (closing it takes the agents offline)."""
+    connection), each reporting ``per_agent`` items: a finished run and live causes."""
     from websockets.sync.client import connect
 
     ws = connect(hv.ws_url, additional_headers=hv.auth_headers, max_size=None)
     now = time.time()
     kinds = ["approval", "question", "stalled", "budget"]
+    ids = []
     for i in range(agents_n):
         nid = f"bulk-{i:03d}"
+        ids.append(nid)
         reg = {
             "id": nid,
             "machine": f"box{i % 3}",
@@ -293,7 +328,7 @@ def seed_inbox(hv, agents_n: int = 200, per_agent: int = 5):
             assert "result" in f, f
             want.discard(f["id"])
     assert not want, f"{len(want)} requests unanswered"
-    return ws
+    return Bulk(ws, ids)
 
 
 OPEN_PROBE = """async () => {
@@ -307,7 +342,7 @@ OPEN_PROBE = """async () => {
 
 @pytest.mark.slow
 def test_inbox_with_1000_items_across_200_agents_opens_bounded(dash_hv, page_factory):
-    ws = seed_inbox(dash_hv)
+    bulk = seed_inbox(dash_hv)
     try:
         page = page_factory(viewport=DESKTOP)
         page.goto(dashboard_url(dash_hv))
@@ -323,4 +358,4 @@ def test_inbox_with_1000_items_across_200_agents_opens_bounded(dash_hv, page_fac
         page.get_by_role("button", name="Show 300 more of 700").click()
         assert page.get_by_test_id("inbox-item").count() == 600
     finally:
-        ws.close()
+        bulk.close()

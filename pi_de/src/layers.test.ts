@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 
 const SRC = dirname(fileURLToPath(import.meta.url));
 const LOWER = ["model", "connection", "protocol", "ui"];
-const SCREENS = ["chat", "roster", "inspector", "spawn"];
+const SCREENS = ["chat", "roster", "inspector", "spawn", "inbox"];
 
 function files(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
