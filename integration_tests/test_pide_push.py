@@ -84,6 +84,19 @@ def test_a_push_is_one_notification_per_agent_and_a_click_opens_that_agent(
     manifest = page.evaluate("fetch('/manifest.webmanifest').then(r => r.json())")
     assert manifest["display"] == "standalone" and {i["sizes"] for i in manifest["icons"]} >= {"192x192", "512x512"}
 
+    # the offline shell: once the service worker controls the page, a reload without the network still opens Pi-DE
+    page.reload()
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    page.get_by_test_id("push-settings-toggle").wait_for()
+    ctx.set_offline(True)
+    page.reload()
+    # the app starts from the cache (and says it cannot reach the hypivisor)
+    page.wait_for_function("!navigator.onLine && document.getElementById('root').children.length > 0")
+    ctx.set_offline(False)
+    page.reload()
+    page.get_by_test_id("push-settings-toggle").click()
+    page.get_by_test_id("push-disable").wait_for()  # still subscribed after the reloads
+
     cdp = ctx.new_cdp_session(page)
     registrations: list[dict] = []
     cdp.on("ServiceWorker.workerRegistrationUpdated", lambda ev: registrations.extend(ev["registrations"]))
