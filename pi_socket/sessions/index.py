@@ -342,7 +342,7 @@ class Index:
             snip, ranges = query.snippet(text_of, groups)
             hits.append({"path": path, "session_id": sid, "entry_id": entry_id, "role": role, "ts": ts, "cwd": cwd_,
                          "name": name, "snippet": snip, "highlights": [list(r) for r in ranges],
-                         "score": round(-score, 4)})  # fmt: skip
+                         "score": round(-score, 6)})  # fmt: skip
         return hits
 
 
