@@ -52,6 +52,15 @@ def type_and_enter(page, text, **press):
     page.press(PROMPT, "Alt+Enter" if press.get("alt") else "Enter")
 
 
+def phone_shot(page, name):
+    """The same page at a phone's size (after the layout's transitions settle), then wide again."""
+    page.set_viewport_size(PHONE)
+    page.wait_for_timeout(600)
+    shot(page, name)
+    page.set_viewport_size(WIDE)
+    page.wait_for_timeout(300)
+
+
 def conversation_users(page) -> list[str]:
     return page.locator("[data-testid=message-list] [data-role=user]").all_inner_texts()
 
@@ -92,9 +101,7 @@ def test_steer_and_follow_up_while_pi_works_edit_and_cancel_in_the_queue_esc_sto
     assert "pi has no way to withdraw it" in steer.inner_text()
     assert steer.get_by_role("button").count() == 0
     shot(page, "remote-queue-wide")
-    page.set_viewport_size(PHONE)
-    shot(page, "remote-queue-phone")
-    page.set_viewport_size(WIDE)
+    phone_shot(page, "remote-queue-phone")
 
     # the steer is the next turn of this run; the edited follow-up is sent once the run ends; the cancelled never
     page.wait_for_selector("text=You said: steer now", timeout=40_000)
@@ -148,9 +155,7 @@ def test_slash_commands_pickers_and_what_this_pi_cannot_run(dash_hv, pi_on, pi_v
     new_row = menu.locator("li", has=page.locator(".ac-label >> text='/new'"))
     assert ("unavailable" in (new_row.get_attribute("class") or "")) is not new_pi
     shot(page, f"remote-slash-{pi_version}")
-    page.set_viewport_size(PHONE)
-    shot(page, f"remote-slash-{pi_version}-phone")
-    page.set_viewport_size(WIDE)
+    phone_shot(page, f"remote-slash-{pi_version}-phone")
     page.fill(PROMPT, "")
 
     # /thinking and /model from the composer, with their arguments completed
@@ -223,9 +228,7 @@ def test_attachments_thumbnails_chips_and_a_warning_for_a_text_only_model(dash_h
     assert "<file" not in text and "attached-body-5c1" not in text and "what do these show" in text
     assert any("attached-body-5c1" in t for t in fake_llm.user_texts())  # pi got the file itself
     shot(page, "remote-attach-sent-wide")
-    page.set_viewport_size(PHONE)
-    shot(page, "remote-attach-sent-phone")
-    page.set_viewport_size(WIDE)
+    phone_shot(page, "remote-attach-sent-phone")
 
     # a model that takes images: no warning
     page.locator("[data-testid=model-picker]").select_option("fake/fake-vision")

@@ -245,7 +245,7 @@ export const Composer = memo(function Composer(p: Props) {
           )}
         </div>
       )}
-      <div className="composer-row">
+      <div className={`composer-row${p.running ? " busy" : ""}`}>
         <button type="button" className="icon-btn" title="Attach images or text files" aria-label="Attach files" disabled={!!p.disabledReason} onClick={() => fileInput.current?.click()}>
           <svg width="18" height="18" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2" aria-hidden="true">
             <path d="M21 11.5l-8.6 8.6a5.5 5.5 0 01-7.8-7.8l8.6-8.6a3.7 3.7 0 015.2 5.2l-8.6 8.6a1.8 1.8 0 01-2.6-2.6l7.9-7.9" />

@@ -67,7 +67,11 @@ export function AttachmentStrip({ images, files }: { images: { name: string; mim
       )}
       {files.map((f, i) => (
         <span key={`f${i}`} className="file-chip" data-testid="file-chip" title={f.title}>
-          <span aria-hidden="true">📄</span> {f.name}
+          <svg width="12" height="12" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2" aria-hidden="true">
+            <path d="M14 3H6a1 1 0 00-1 1v16a1 1 0 001 1h12a1 1 0 001-1V8z" />
+            <path d="M14 3v5h5" />
+          </svg>
+          {f.name}
         </span>
       ))}
     </div>

@@ -1,4 +1,4 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:c9b3c1187c613427b5cedff5ff1fa80098fdfbbcc9d52872fac2f8d813fe43e4).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:0314d5cdd06854b6878f0473ac12fb7eb65cb49f75a35e97e46974d399050c1d).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).
 
 // src/child.ts
@@ -421,7 +421,7 @@ function extensionCommands(commands, version) {
     description: c.description ?? "",
     source: c.source ?? "extension",
     available: expand,
-    note: expand ? null : `${OLD_PI(version)}: pi ${version || "0.73"} would send the text to the model as is`
+    note: expand ? null : `pi ${version || "of this version"} would send it to the model as text: run it in pi's terminal`
   }));
 }
 function modelInfo(m) {

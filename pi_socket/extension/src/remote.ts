@@ -50,7 +50,7 @@ export function extensionCommands(commands: unknown[], version: string | undefin
 			description: c.description ?? "",
 			source: c.source ?? "extension",
 			available: expand,
-			note: expand ? null : `${OLD_PI(version)}: pi ${version || "0.73"} would send the text to the model as is`,
+			note: expand ? null : `pi ${version || "of this version"} would send it to the model as text: run it in pi's terminal`,
 		}));
 }
 
