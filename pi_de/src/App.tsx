@@ -25,6 +25,8 @@ import { severalMachines } from "./model/nodeMeta";
 import type { NodeInfo, SpawnAgentResult } from "./protocol/types";
 import { usePush } from "./push/usePush";
 import { PushSettings } from "./push/PushSettings";
+import { BudgetView } from "./budget/BudgetView";
+import { BudgetHold } from "./budget/BudgetHold";
 
 export function App() {
   const endpoints = useMemo(() => resolveEndpoints(window.location), []);
@@ -97,6 +99,8 @@ export function App() {
   const attention = inboxCount(hv.inbox);
   useFaviconCount(attention);
   const openInbox = useCallback(() => navigate({ screen: "inbox" }), [navigate]);
+  const openBudget = useCallback(() => navigate({ screen: "budget" }), [navigate]);
+  const overrideBudget = useCallback((nodeId: string) => request("override_budget", { node_id: nodeId }), [request]);
   const inboxProps = { inbox: hv.inbox, nodes: hv.roster.nodes, several: severalMachines(Object.values(hv.roster.nodes)), actions: inboxActions, onOpen: select };
   const openNode = selected ? (hv.roster.nodes[selected] ?? hv.roster.exited[selected]?.node) : undefined;
   useEffect(() => {
@@ -112,7 +116,7 @@ export function App() {
   const unknown = !!selected && !node && !exited && !seen.current.has(selected) && rosterLoaded;
   const registryWarning = versionWarning("The hypivisor", hv.roster.protocolVersion);
   return (
-    <div className={`app${selected || route.screen === "inbox" ? " has-selection" : ""}`}>
+    <div className={`app${selected || route.screen === "inbox" || route.screen === "budget" ? " has-selection" : ""}`}>
       {hv.phase === "reconnecting" && (
         <div className="banner disconnected" role="status" data-testid="disconnected-banner">
           Disconnected from hypivisor, reconnecting…
@@ -125,6 +129,9 @@ export function App() {
             <span className="logo">π</span> Pi-DE
             <button type="button" className="link-btn inbox-link" data-testid="inbox-link" onClick={openInbox} aria-label={`Inbox, ${attention} item${attention === 1 ? "" : "s"}`}>
               Inbox <span className={`badge${attention ? " has-items" : ""}`}>{attention}</span>
+            </button>
+            <button type="button" className="link-btn budget-link" data-testid="budget-link" onClick={openBudget}>
+              Budget
             </button>
           </div>
           <button type="button" className="btn btn-primary spawn-btn" onClick={() => navigate({ screen: "spawn" })} disabled={hv.phase !== "connected"}>
@@ -168,7 +175,10 @@ export function App() {
               several={severalMachines(Object.values(hv.roster.nodes))}
               onResume={resume}
               onFollowing={onFollowing}
+              notice={node?.budget_level === "held" ? <BudgetHold node={node} onOverride={overrideBudget} onShowBudgets={openBudget} /> : undefined}
             />
+          ) : route.screen === "budget" ? (
+            <BudgetView request={hv.request} nodes={hv.roster.nodes} connected={hv.phase === "connected"} onOpen={select} onBack={phone ? toHome : undefined} />
           ) : route.screen === "inbox" ? (
             <Inbox {...inboxProps} onBack={phone ? toHome : undefined} />
           ) : (

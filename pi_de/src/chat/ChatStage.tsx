@@ -1,6 +1,6 @@
 // The centre pane for one agent. Mounted with key={nodeId}, so switching agents starts from a fresh
 // reducer and the old link is closed by the hook's cleanup.
-import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent, type ReactNode } from "react";
 import { useAgentLink } from "../connection/useAgentLink";
 import type { Endpoints } from "../connection/endpoints";
 import { Inspector } from "../inspector/Inspector";
@@ -38,11 +38,13 @@ interface Props {
   several?: boolean;
   /** Start a new pi on this agent's session file in its folder (then the page opens it). */
   onResume?(cwd: string, sessionFile: string): Promise<void>;
+  /** Shown above the composer (a budget that holds this agent). */
+  notice?: ReactNode;
   /** The conversation is shown and scrolled to the latest message (or no longer). */
   onFollowing?(following: boolean): void;
 }
 
-export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, waitingElsewhere = 0, exited, several = false, onResume, onFollowing }: Props) {
+export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, waitingElsewhere = 0, exited, several = false, onResume, onFollowing, notice }: Props) {
   const active = !!node && node.status !== "offline";
   const target = useMemo(() => (node ? { port: node.port, machine: node.machine } : null), [node?.port, node?.machine]);
   const link = useAgentLink(endpoints, token, nodeId, active, { registryUp, target });
@@ -185,6 +187,7 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
           onDecide={link.decideApproval}
         />
         <QueuePanel pending={view.pending} onEdit={link.editHeld} onCancel={link.dropHeld} />
+        {notice}
         <Composer
           running={view.running}
           connected={view.status === "open"}

@@ -5,6 +5,7 @@ import { folderName, groupByProject, type RosterState } from "../model/rosterRed
 import { SafeText } from "../ui/SafeText";
 import { useNow } from "../ui/useNow";
 import { activityText, severalMachines } from "../model/nodeMeta";
+import { budgetBadge } from "../budget/format";
 
 interface Props {
   roster: RosterState;
@@ -44,6 +45,7 @@ function NodeCard({ n, selected, onSelect, several, now }: { n: NodeInfo; select
   const offline = n.status === "offline";
   const working = !offline && n.activity === "working";
   const waiting = waitingIn([n]);
+  const badge = budgetBadge(n);
   return (
     <button
       type="button"
@@ -65,6 +67,11 @@ function NodeCard({ n, selected, onSelect, several, now }: { n: NodeInfo; select
         {waiting > 0 && (
           <span className="waiting-tag" data-testid="waiting-badge" title={`${waiting} tool call${waiting === 1 ? "" : "s"} waiting for your decision`}>
             waiting for you{waiting > 1 ? ` · ${waiting}` : ""}
+          </span>
+        )}
+        {badge && (
+          <span className={`budget-tag ${badge.level}`} data-testid="budget-badge" data-level={badge.level} title={badge.title}>
+            {badge.text}
           </span>
         )}
         {!!n.unread && (

@@ -7,6 +7,7 @@ describe("routes", () => {
     expect(parseRoute("#/")).toEqual({ screen: "home" });
     expect(parseRoute("#/spawn")).toEqual({ screen: "spawn" });
     expect(parseRoute("#/inbox/")).toEqual({ screen: "inbox" });
+    expect(parseRoute("#/budget")).toEqual({ screen: "budget" });
     expect(parseRoute("#/agent/box-1234")).toEqual({ screen: "agent", id: "box-1234" });
     expect(parseRoute("#agent/box-1234")).toEqual({ screen: "agent", id: "box-1234" });
     expect(parseRoute("#/agent/")).toEqual({ screen: "home" });
@@ -22,6 +23,6 @@ describe("routes", () => {
       expect(hash.slice("#/agent/".length)).not.toMatch(/[/#? ]/);
       expect(parseRoute(hash)).toEqual(r);
     }
-    for (const r of [{ screen: "home" }, { screen: "spawn" }, { screen: "inbox" }] as Route[]) expect(parseRoute(routeHash(r))).toEqual(r);
+    for (const r of [{ screen: "home" }, { screen: "spawn" }, { screen: "inbox" }, { screen: "budget" }] as Route[]) expect(parseRoute(routeHash(r))).toEqual(r);
   });
 });

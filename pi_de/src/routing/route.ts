@@ -4,9 +4,10 @@
 //   #/agent/<id>     one agent's conversation (the id percent-encoded)
 //   #/spawn          the spawn dialog
 //   #/inbox          reserved for the inbox
+//   #/budget         spend, totals and budgets
 // Anything else is the roster. Pure: parsing and formatting only.
 
-export type Route = { screen: "home" } | { screen: "agent"; id: string } | { screen: "spawn" } | { screen: "inbox" };
+export type Route = { screen: "home" } | { screen: "agent"; id: string } | { screen: "spawn" } | { screen: "inbox" } | { screen: "budget" };
 
 export const HOME: Route = { screen: "home" };
 
@@ -14,6 +15,7 @@ export function parseRoute(hash: string): Route {
   const path = hash.replace(/^#/, "").replace(/^\/+/, "").replace(/\/+$/, "");
   if (path === "spawn") return { screen: "spawn" };
   if (path === "inbox") return { screen: "inbox" };
+  if (path === "budget") return { screen: "budget" };
   const m = /^agent\/(.+)$/.exec(path);
   if (m) {
     try {
@@ -34,6 +36,8 @@ export function routeHash(r: Route): string {
       return "#/spawn";
     case "inbox":
       return "#/inbox";
+    case "budget":
+      return "#/budget";
     default:
       return "#/";
   }
