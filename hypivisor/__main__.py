@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from hypivisor import config as config_mod
-from hypivisor import tokensetup
+from hypivisor import tokensetup, userservice
 from hypivisor.server import StartupError, serve
 from pi_socket import oplog, tokenfile
 
@@ -25,8 +25,6 @@ def _loop_factory():
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["service"]:  # hypivisor service install|uninstall|status
-        from hypivisor import userservice
-
         return userservice.main(args[1:])
     if args[:1] == ["url"]:  # hypivisor url: the dashboard link with this machine's token
         return tokensetup.url_main(args[1:])
