@@ -23,8 +23,8 @@ export function BudgetHold({ node, onOverride, onShowBudgets }: Props) {
   return (
     <div className="budget-hold" role="alert" data-testid="budget-hold">
       <span>
-        <strong>Budget reached:</strong> <SafeText text={node.budget_note ?? "a budget"} />. The run was stopped and prompts are held until the budget is raised or you
-        override it once.
+        <strong>Budget reached:</strong> <SafeText text={node.budget_note ?? "a budget"} />. Its runs are stopped and prompts held until the budget is raised or you override
+        it once.
       </span>
       <span className="budget-hold-actions">
         <button type="button" className="btn btn-primary" data-testid="budget-override" disabled={busy} onClick={override}>

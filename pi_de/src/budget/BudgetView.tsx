@@ -219,7 +219,8 @@ function Budgets({ budgets, nodes, onSet }: { budgets: ListBudgetsResult | null;
     const t = tok.trim() ? Math.round(Number(tok)) : null;
     onSet({ scope, ...(scope === "day" ? {} : { key }), cost, tokens: t });
   };
-  const label = (b: Budget) => (b.scope === "day" ? "all agents" : b.scope === "agent" ? agentName(nodes[b.key], b.key) : b.key);
+  const label = (b: Budget) =>
+    b.scope === "day" ? "all agents" : b.default ? `each ${b.scope}` : b.scope === "agent" ? agentName(nodes[b.key], b.key) : b.key;
   return (
     <div className="budget-budgets" data-testid="budgets">
       <h3>Budgets</h3>

@@ -42,5 +42,7 @@ describe("budget formatting", () => {
     expect(b.every((x) => x.width === 23)).toBe(true);
     expect(bars([], 100, 50)).toEqual([]);
     expect(bars([{ key: "a", value: 0 }], 100, 50)[0].height).toBe(0);
+    const one = bars([{ key: "a", value: 3 }], 560, 120)[0];
+    expect([one.width, one.x, one.height]).toEqual([48, 256, 120]); // one bar: not the whole width
   });
 });

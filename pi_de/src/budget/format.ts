@@ -44,13 +44,13 @@ export interface Bar {
   value: number;
 }
 
-/** Bars for values side by side in a width × height box (a gap between bars; the tallest fills the height;
- * a value above zero stays visible). */
-export function bars(rows: { key: string; value: number }[], width: number, height: number, gap = 2): Bar[] {
+/** Bars for values side by side in a width × height box (a gap between bars, each at most ``maxWidth`` wide and
+ * centred in its slot; the tallest fills the height; a value above zero stays visible). */
+export function bars(rows: { key: string; value: number }[], width: number, height: number, gap = 2, maxWidth = 48): Bar[] {
   if (!rows.length || width <= 0 || height <= 0) return [];
   const max = Math.max(...rows.map((r) => (Number.isFinite(r.value) && r.value > 0 ? r.value : 0)));
   const slot = width / rows.length;
-  const w = Math.max(1, slot - gap);
+  const w = Math.max(1, Math.min(maxWidth, slot - gap));
   return rows.map((r, i) => {
     const v = Number.isFinite(r.value) && r.value > 0 ? r.value : 0;
     const h = max > 0 ? Math.max(v > 0 ? 1 : 0, (v / max) * height) : 0;
