@@ -178,8 +178,8 @@ class Ledger:
         for row in self.rows.values():
             a = row.amount
             total.add(a.cost, a.tokens)
-            for key, table in ((row.machine, machines), (row.cwd, folders)):
-                t_day, t_all = table.setdefault(key, (Amount(), Amount()))
+            for key, per in ((row.machine, machines), (row.cwd, folders)):
+                t_day, t_all = per.setdefault(key, (Amount(), Amount()))
                 t_all.add(a.cost, a.tokens)
                 if row.day == today:
                     t_day.add(a.cost, a.tokens)
@@ -215,10 +215,10 @@ class State:
     def hold(self) -> BudgetHold | None:
         if self.level != "held" or self.scope is None:
             return None
-        return BudgetHold(reason=f"{self.note} reached: raise it or override once", scope=self.scope)  # type: ignore[arg-type]
+        return BudgetHold(reason=f"{self.note} reached: raise it or override once", scope=self.scope)
 
     def wire(self) -> NodeBudgetState:
-        return NodeBudgetState(level=self.level, percent=self.percent, note=self.note,  # type: ignore[arg-type]
+        return NodeBudgetState(level=self.level, percent=self.percent, note=self.note,
                                overridden=self.overridden)  # fmt: skip
 
     def live(self, now: float) -> list[AttentionLive]:
@@ -291,8 +291,8 @@ class Budgets:
         return self.explicit.get((scope, key)) or self.defaults.get(scope)
 
     def listing(self) -> tuple[list[Budget], list[Budget]]:
-        mine = [Budget(scope=s, key=k, cost=c, tokens=t) for (s, k), (c, t) in sorted(self.explicit.items())]  # type: ignore[arg-type]
-        defaults = [Budget(scope=s, key="", cost=c, tokens=t, default=True) for s, (c, t) in self.defaults.items()]  # type: ignore[arg-type]
+        mine = [Budget(scope=s, key=k, cost=c, tokens=t) for (s, k), (c, t) in sorted(self.explicit.items())]
+        defaults = [Budget(scope=s, key="", cost=c, tokens=t, default=True) for s, (c, t) in self.defaults.items()]
         return mine, defaults
 
     def has_day_limit(self) -> bool:

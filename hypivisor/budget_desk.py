@@ -106,7 +106,7 @@ class BudgetDesk:
     # ------------------------------------------------------------------ methods
     def get_spend(self, params: GetSpendParams, now: float) -> dict:
         since, today, rows = self.ledger.spend(params.group_by, params.days, now)
-        return GetSpendResult(group_by=params.group_by, since=since, today=today, rows=rows).model_dump(mode="json")  # type: ignore[arg-type]
+        return GetSpendResult(group_by=params.group_by, since=since, today=today, rows=rows).model_dump(mode="json")
 
     def get_totals(self, now: float) -> dict:
         return GetTotalsResult.model_validate(self.ledger.totals(now)).model_dump(mode="json")

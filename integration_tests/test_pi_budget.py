@@ -12,7 +12,7 @@ import time
 import pytest
 
 from integration_tests.harness.pi_proc import wait_until
-from integration_tests.test_pi_attention import added, call, items_of, resolved
+from integration_tests.test_pi_attention import call, items_of, resolved
 from integration_tests.test_pi_link import assistant_end, connect, is_type, prompt, run_done
 from integration_tests.test_pi_resilience import node_event, registry
 

@@ -84,7 +84,10 @@ def test_levels_near_held_and_an_override_covers_only_its_crossings():
     assert near.note == "the day's budget (all agents) of $1"
     held = evaluate([("agent", "a", Amount(0.2, 120), (1.0, 100))], day, frozenset())
     assert held.level == "held" and held.percent == 120.0 and held.note == "this agent's budget of 100 tokens"
-    assert held.hold is not None and held.hold.reason == "this agent's budget of 100 tokens reached: raise it or override once"
+    assert (
+        held.hold is not None
+        and held.hold.reason == "this agent's budget of 100 tokens reached: raise it or override once"
+    )
     over = evaluate([("agent", "a", Amount(0.2, 130), (1.0, 100))], day, held.crossings)
     assert over.level == "over" and over.overridden and over.hold is None
     # the limit raised and reached again, another scope crossed, or the next day: held again

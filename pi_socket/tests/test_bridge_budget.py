@@ -35,7 +35,10 @@ def test_the_meter_counts_assistant_usage_only_and_a_new_meter_has_a_new_boot():
 def test_the_guard_aborts_a_working_run_once_and_each_run_started_while_held():
     guard = BudgetGuard()
     assert not guard.answer({"status": "ok"}, working=True) and not guard.held
-    hold = {"status": "ok", "hold": {"reason": "the day's budget of $1 reached: raise it or override once", "scope": "day"}}
+    hold = {
+        "status": "ok",
+        "hold": {"reason": "the day's budget of $1 reached: raise it or override once", "scope": "day"},
+    }
     assert not guard.answer(hold, working=False) and guard.held  # idle: nothing to abort
     assert guard.answer(hold, working=True)  # a run while held: abort it
     assert not guard.answer(hold, working=True)  # once per run
