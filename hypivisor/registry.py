@@ -61,10 +61,11 @@ MAX_NODES_PER_CONNECTION = 1_000
 _NODE_FIELDS = (
     "id", "machine", "cwd", "port", "pid", "activity", "session_name", "model",
     "started_at", "cost", "pi_version", "protocol_version", "approval_policy", "pending_approvals", "git_branch",
-    "capabilities",
+    "capabilities", "session_file",
 )  # fmt: skip
 _HEARTBEAT_FIELDS = (
     "activity", "session_name", "model", "tokens", "cost", "approval_policy", "pending_approvals", "git_branch",
+    "session_file",
 )  # fmt: skip
 
 

@@ -86,6 +86,7 @@ class Connection:
             max_bytes=service.config.dashboard_queue_bytes,
         )
         self.tasks: set[asyncio.Task[None]] = set()
+        service.senders[self.key] = self.outbox.send  # search streams its results to this connection
         self._slot = asyncio.Event()
         rate = service.config.rate_limit
         self.bucket = TokenBucket(rate, rate * 10, time.monotonic())
@@ -151,6 +152,7 @@ class Connection:
         for task in self.tasks:
             task.cancel()
         self.service.push.connection_closed(self.key)  # this page's presence ends with its connection
+        self.service.senders.pop(self.key, None)
         self.service.publish(self.service.registry.connection_closed(self.key, time.time()))
 
 

@@ -243,10 +243,13 @@ async def _run_until_signal(service: Service, ready: asyncio.Event | None) -> No
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     sweeper = loop.create_task(sweep_loop(service))
+    indexer = service.sessions.start()  # the session index, kept current in the background
     if ready is not None:
         ready.set()
     try:
         await stop.wait()
     finally:
         sweeper.cancel()
+        indexer.cancel()
+        service.sessions.close()
         log.info("stopping")

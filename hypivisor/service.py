@@ -30,9 +30,11 @@ from hypivisor.push.hub import PushHub, SubscriptionError
 from hypivisor.push.policy import KINDS as PUSH_KINDS
 from hypivisor.registry import Registry, RegistryError
 from hypivisor.spawner import Spawner, SpawnError
+from hypivisor.sessions import SessionDesk
 from hypivisor.store import Store
 from pi_socket import __version__
 from pi_socket.errors import HypiError
+from pi_socket.protocol import ListSessionsParams, ReadSessionParams, ResumeSessionParams, SearchParams
 from pi_socket.protocol import (
     CAPABILITIES,
     PROTOCOL_VERSION,
@@ -130,6 +132,8 @@ class Service:
         self.budget = BudgetDesk(self)
         self.push = PushHub(config.state_dir, self.store)
         self.hub.taps.append(self.push.on_events)
+        self.sessions = SessionDesk(self)
+        self.senders: dict[Hashable, Callable[[bytes], bool]] = {}  # /ws connection → send a frame to it
         self.started_at = time.time()
 
     def publish(self, events: list[BaseModel]) -> None:
@@ -360,6 +364,38 @@ class Service:
         except BudgetError as exc:
             raise RpcFailure(exc.code, exc.message) from None
 
+    # -- past sessions (specs/sessions.md) ----------------------------------------------
+    async def _m_list_sessions(self, params: ListSessionsParams, conn: Hashable, peer: str) -> dict:
+        return await self.sessions.list_sessions(params)
+
+    async def _m_read_session(self, params: ReadSessionParams, conn: Hashable, peer: str) -> dict:
+        return await self.sessions.read_session(params)
+
+    async def _m_search(self, params: SearchParams, conn: Hashable, peer: str) -> dict:
+        return await self.sessions.search(params, self.senders.get(conn))
+
+    async def _m_resume_session(self, params: ResumeSessionParams, conn: Hashable, peer: str) -> dict:
+        """``pi --session <file>`` (or ``--fork``) in the session's folder, spawned as spawn_agent spawns."""
+        if not self.spawn_allowed():
+            raise RpcFailure(ErrorCode.FORBIDDEN, "resume_session is refused: bound to a non-loopback address "
+                                                  "without HYPI_TOKEN (as spawn_agent)")  # fmt: skip
+        template = self.config.spawn_command
+        if template and not spawn_cmd.template_resumes(template):
+            raise RpcFailure(ErrorCode.SPAWN_FAILED, "HYPI_SPAWN_COMMAND cannot resume a session: it must pass "
+                                                     f'--session "${spawn_cmd.SESSION_FILE_VAR}" to pi')  # fmt: skip
+        if template and params.fork and not spawn_cmd.template_forks(template):
+            raise RpcFailure(ErrorCode.SPAWN_FAILED, "HYPI_SPAWN_COMMAND cannot fork a session: it must pass "
+                                                     f'--fork instead of --session when ${spawn_cmd.FORK_VAR} is 1')  # fmt: skip
+
+        async def spawn(target: paths.SpawnTarget, session_file: str, fork: bool) -> dict:
+            self.spawner.admit()
+            try:
+                return await self._spawn_admitted(target, session_file, fork)
+            finally:
+                self.spawner.release()
+
+        return await self.sessions.resume_session(params, spawn)
+
     def spawn_allowed(self) -> bool:
         c = self.config
         return bool(c.token) or is_loopback(c.host) or c.allow_unauthenticated_spawn
@@ -396,13 +432,17 @@ class Service:
             )
         return await asyncio.to_thread(paths.session_file, params.session_file or "", target.path, self.home)
 
-    async def _spawn_admitted(self, target: paths.SpawnTarget, session_file: str | None = None) -> dict:
+    async def _spawn_admitted(
+        self, target: paths.SpawnTarget, session_file: str | None = None, fork: bool = False
+    ) -> dict:
         try:
             if target.create:
                 await asyncio.to_thread(os.mkdir, target.path, 0o755)
         except OSError as exc:
             raise RpcFailure(ErrorCode.SPAWN_FAILED, f"cannot create folder: {exc.strerror}") from None
         env = spawn_cmd.child_env(self.env, f"ws://127.0.0.1:{self.config.port}/ws", self.config.token)
+        if fork:  # pi --fork <session_file>: a new session copied from it (spawn_cmd.tmux_argv)
+            env[spawn_cmd.FORK_VAR] = "1"
         shown = spawn_cmd.printable(target.path, lines=False)
         log.info("spawning agent", path=shown, resume=session_file is not None)
         try:
@@ -443,6 +483,10 @@ METHOD_HANDLERS: dict[str, Handler] = {
     "set_budget": Service._m_set_budget,
     "list_budgets": Service._m_list_budgets,
     "override_budget": Service._m_override_budget,
+    "list_sessions": Service._m_list_sessions,
+    "read_session": Service._m_read_session,
+    "resume_session": Service._m_resume_session,
+    "search": Service._m_search,
 }
 if METHOD_HANDLERS.keys() != REGISTRY_METHODS.keys():  # pragma: no cover - a programming error, caught at import
     raise RuntimeError(

@@ -74,6 +74,10 @@ _CD_AND_EXEC = 'cd -- "$HYPI_SPAWN_DIR" && exec "$@"'
 # shell line quotes; it never reaches a tmux format, a shell line or an argument tmux reads.
 SESSION_FILE_VAR = "HYPI_SPAWN_SESSION_FILE"
 _CD_AND_EXEC_SESSION = 'cd -- "$HYPI_SPAWN_DIR" && exec "$@" --session "$HYPI_SPAWN_SESSION_FILE"'
+# Forking a session (``pi --fork <file>``: a new session copied from it, never a second writer on the file): the
+# spawned environment carries ``HYPI_SPAWN_FORK=1`` beside the session file.
+FORK_VAR = "HYPI_SPAWN_FORK"
+_CD_AND_EXEC_FORK = 'cd -- "$HYPI_SPAWN_DIR" && exec "$@" --fork "$HYPI_SPAWN_SESSION_FILE"'
 
 
 def tmux_literal(arg: str) -> str:
@@ -99,7 +103,8 @@ def tmux_argv(
     error on screen for the timeout message. ``cwd`` travels only as the value
     of ``HYPI_SPAWN_DIR`` (see ``TMUX_START_DIR``); every argument that carries
     data (environment values, the command) goes through :func:`tmux_literal`. ``session_file`` (a validated pi
-    session to resume) travels likewise as ``HYPI_SPAWN_SESSION_FILE`` and reaches pi as ``--session <file>``.
+    session to resume) travels likewise as ``HYPI_SPAWN_SESSION_FILE`` and reaches pi as ``--session <file>``, or
+    as ``--fork <file>`` when ``env`` has ``HYPI_SPAWN_FORK=1``.
     """
     if not _SAFE_SESSION.fullmatch(session):
         raise ValueError(f"unsafe tmux session name {session!r}")
@@ -109,7 +114,10 @@ def tmux_argv(
     argv = ["tmux", "new-session", "-d", "-s", session, "-c", TMUX_START_DIR, "-x", "200", "-y", "50"]
     for key in sorted(full_env):
         argv += ["-e", tmux_literal(f"{key}={full_env[key]}")]
-    line = _CD_AND_EXEC if session_file is None else _CD_AND_EXEC_SESSION
+    if session_file is None:
+        line = _CD_AND_EXEC
+    else:
+        line = _CD_AND_EXEC_FORK if env.get(FORK_VAR) == "1" else _CD_AND_EXEC_SESSION
     argv += ["sh", "-c", line, "sh", *(tmux_literal(a) for a in (command or ["pi"]))]
     argv += [";", "set-option", "-t", session, "remain-on-exit", "on"]
     return argv
@@ -118,6 +126,11 @@ def tmux_argv(
 def template_resumes(template: str) -> bool:
     """A template can resume a session only if it hands ``$HYPI_SPAWN_SESSION_FILE`` to pi (``--session``)."""
     return SESSION_FILE_VAR in template
+
+
+def template_forks(template: str) -> bool:
+    """A template can fork a session only if it reads ``$HYPI_SPAWN_FORK`` (and then passes ``--fork``)."""
+    return FORK_VAR in template
 
 
 def template_fields(template: str) -> set[str]:

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 PROTOCOL_VERSION = "1.1"
 # What this build speaks beyond protocol 1.0, announced in `register`, `init` and `init_state`.
 # remote_commands: the agent link's list_models, set_model, set_thinking_level and run_command.
-CAPABILITIES = ("approvals", "attention", "watchdogs", "remote_commands")
+CAPABILITIES = ("approvals", "attention", "watchdogs", "remote_commands", "sessions")
 
 # Hard limits shared by both ends. Documented in specs/protocol.md.
 MAX_ID_LEN = 128
@@ -274,6 +274,10 @@ class NodeInfo(_Stored):
     budget_note: str | None = Field(
         default=None, max_length=MAX_SUMMARY_LEN, exclude_if=lambda v: v is None, description="which budget, in words"
     )
+    session_file: str | None = Field(
+        default=None, max_length=MAX_PATH_LEN, exclude_if=lambda v: v is None,
+        description="pi's session file (resume_session refuses a second writer)",
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -332,6 +336,7 @@ class RegisterParams(_Strict):
     capabilities: list[Capability] | None = Field(default=None, max_length=50)
     git_branch: str | None = Field(default=None, max_length=MAX_BRANCH_LEN)
     spend: SpendCounter | None = None
+    session_file: str | None = Field(default=None, max_length=MAX_PATH_LEN, description="pi's session file")
 
 
 class HeartbeatParams(_Strict):
@@ -348,6 +353,7 @@ class HeartbeatParams(_Strict):
     attention: AttentionReport | None = None
     git_branch: str | None = Field(default=None, max_length=MAX_BRANCH_LEN)
     spend: SpendCounter | None = None
+    session_file: str | None = Field(default=None, max_length=MAX_PATH_LEN, description="pi's session file")
 
 
 class DeregisterParams(_Strict):
@@ -593,6 +599,142 @@ class SpawnAgentResult(_Open):
     node: NodeInfo
 
 
+# -- past sessions (specs/sessions.md) -------------------------------------------------------------------------
+SessionRole = Literal["user", "assistant", "tool", "custom", "summary"]
+
+
+class ListSessionsParams(_Strict):
+    machine: str | None = Field(default=None, max_length=255, description="default: the hypivisor's own machine")
+    cwd: str | None = Field(default=None, max_length=MAX_PATH_LEN, description="only sessions made in this folder")
+    before: str | None = Field(default=None, max_length=64, description="the cursor of the previous page")
+    limit: int = Field(default=50, ge=1, le=500)
+    since: UnixTime | None = Field(default=None, description="last activity at or after (unix seconds)")
+    until: UnixTime | None = Field(default=None, description="last activity before (unix seconds)")
+
+
+class SessionInfo(_Open):
+    """One past (or live) pi session file, as a list shows it."""
+
+    machine: str
+    id: str = Field(description="the id the machine issued for the file; name the session by it")
+    path: str = Field(description="the session file (resolved)")
+    session_id: str | None = Field(default=None, description="pi's own session id (the header's)")
+    cwd: str | None = None
+    name: str | None = None
+    first_prompt: str | None = None
+    message_count: int = 0
+    model: str | None = None
+    cost: float = 0.0
+    created: float | None = Field(default=None, description="unix seconds")
+    modified: float | None = Field(default=None, description="unix seconds of the last entry")
+    parent_session: str | None = Field(default=None, description="the session this one was forked from")
+    live_node_id: str | None = Field(default=None, description="the active agent writing this file now")
+
+
+class IndexingState(_Open):
+    files_done: int
+    files_total: int
+
+
+class ListSessionsResult(_Open):
+    sessions: list[SessionInfo]
+    cursor: str | None = Field(description="pass as before for the next page; null at the end")
+    machine: str | None = None
+    indexing: IndexingState | None = Field(default=None, description="set while the index is being built")
+
+
+class ReadSessionParams(_Strict):
+    machine: str | None = Field(default=None, max_length=255)
+    path: str = Field(min_length=1, max_length=MAX_PATH_LEN, description="the session's id, or its file's path")
+    before: int | None = Field(default=None, ge=0, description="older page: messages before this index")
+    after: int | None = Field(default=None, ge=0, description="newer page: messages from this index")
+    limit: int = Field(default=100, ge=1, le=HISTORY_PAGE_MAX)
+    entry_id: str | None = Field(default=None, max_length=MAX_ID_LEN, description="open at this entry (a search hit)")
+    leaf_id: str | None = Field(default=None, max_length=MAX_ID_LEN, description="show the branch ending here")
+
+
+class SessionTreeNode(_Open):
+    id: str
+    parent_id: str | None
+    type: str
+    role: str | None = None
+    preview: str | None = None
+    label: str | None = None
+
+
+class ReadSessionResult(_Open):
+    """A page of one branch of a session, in the shapes of init_state/history_page."""
+
+    machine: str
+    id: str | None
+    path: str
+    session_id: str
+    cwd: str
+    name: str | None = None
+    messages: list[PiMessage]
+    entry_ids: list[str] = Field(description="the entry id of each message")
+    cursor: int = Field(description="absolute index of messages[0] in the branch")
+    before: int
+    end: int = Field(description="absolute index after the last message")
+    has_more: bool = Field(description="older messages exist (page with before=cursor)")
+    has_newer: bool = Field(default=False, description="newer messages exist (page with after=end)")
+    total_messages: int
+    leaf_id: str | None = Field(description="the branch shown ends at this entry")
+    active_leaf_id: str | None = Field(default=None, description="pi's active branch ends here (the last entry)")
+    focus_entry_id: str | None = None
+    tree: list[SessionTreeNode] | None = Field(default=None, description="the entry tree, on the first page")
+    parent: dict[str, Any] | None = Field(default=None, description="{id, path} of the session forked from")
+    forks: list[dict[str, Any]] | None = Field(default=None, description="sessions forked from this one")
+    live_node_id: str | None = None
+
+
+class ResumeSessionParams(_Strict):
+    machine: str | None = Field(default=None, max_length=255)
+    path: str = Field(min_length=1, max_length=MAX_PATH_LEN, description="the session's id, or its file's path")
+    fork: bool = Field(default=False, description="pi --fork: a new session copied from this one")
+
+
+class ResumeSessionResult(_Open):
+    """As spawn_agent's; ``live``: an active agent writes this file already and nothing was started."""
+
+    node_id: str
+    tmux_session: str | None
+    path: str
+    node: NodeInfo
+    live: bool = False
+    forked: bool = False
+    session_file: str | None = None
+
+
+class SearchParams(_Strict):
+    query: str = Field(min_length=1, max_length=500, description='words, "phrases" and prefix* words')
+    machine: str | None = Field(default=None, max_length=255, description="default: every machine")
+    cwd: str | None = Field(default=None, max_length=MAX_PATH_LEN)
+    limit: int = Field(default=50, ge=1, le=200, description="hits per machine")
+    roles: list[SessionRole] | None = Field(default=None, max_length=5)
+    since: UnixTime | None = None
+    until: UnixTime | None = None
+
+
+class SearchResult(_Open):
+    query_id: str
+    machines: list[str] = Field(default_factory=list, description="one search_results frame will come from each")
+
+
+class SearchHit(_Open):
+    machine: str
+    id: str = Field(description="the session's id")
+    path: str
+    entry_id: str
+    snippet: str = Field(description="plain text cut from the session file")
+    highlights: list[list[int]] = Field(default_factory=list, description="[start, end) of matching words")
+    score: float = Field(description="higher is better (bm25)")
+    role: SessionRole | None = None
+    ts: float | None = None
+    cwd: str | None = None
+    name: str | None = None
+
+
 REGISTRY_METHODS: dict[str, type[BaseModel]] = {
     "register": RegisterParams,
     "deregister": DeregisterParams,
@@ -613,6 +755,10 @@ REGISTRY_METHODS: dict[str, type[BaseModel]] = {
     "set_budget": SetBudgetParams,
     "list_budgets": ListBudgetsParams,
     "override_budget": OverrideBudgetParams,
+    "list_sessions": ListSessionsParams,
+    "read_session": ReadSessionParams,
+    "resume_session": ResumeSessionParams,
+    "search": SearchParams,
 }
 
 
@@ -675,6 +821,28 @@ class BudgetChangedEvent(_Open):
 
     event: Literal["budget_changed"] = "budget_changed"
     budgets: list[Budget]
+
+
+class IndexProgressEvent(_Open):
+    """A machine's session index is being built (pushed about every second, and once with ``done``)."""
+
+    event: Literal["index_progress"] = "index_progress"
+    machine: str
+    files_done: int
+    files_total: int
+    done: bool = False
+
+
+class SearchResultsEvent(_Open):
+    """One machine's hits for a ``search`` (to the asking connection only)."""
+
+    event: Literal["search_results"] = "search_results"
+    query_id: str
+    machine: str
+    hits: list[SearchHit]
+    done: bool = Field(description="this machine has answered")
+    error: str | None = None
+    indexing: IndexingState | None = None
 
 
 RegistryEvent = Annotated[
@@ -1080,6 +1248,20 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     DirectoryEntry,
     ListDirectoriesResult,
     SpawnAgentResult,
+    ListSessionsParams,
+    SessionInfo,
+    IndexingState,
+    ListSessionsResult,
+    ReadSessionParams,
+    SessionTreeNode,
+    ReadSessionResult,
+    ResumeSessionParams,
+    ResumeSessionResult,
+    SearchParams,
+    SearchResult,
+    SearchHit,
+    IndexProgressEvent,
+    SearchResultsEvent,
     InitEvent,
     NodeJoinedEvent,
     NodeUpdatedEvent,

@@ -492,6 +492,7 @@ class Bridge:
             "pending_approvals": len(self.approvals.pending),
             "attention": self._attention(),
             "spend": self.spend.counter(),
+            "session_file": clip(self.state.session_file, MAX_PATH_LEN),  # resume_session: one writer per file
         }
 
     def _attention(self) -> AttentionReport:

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS files(
   created REAL, modified REAL, sort REAL);
 CREATE INDEX IF NOT EXISTS files_sort ON files(sort DESC, fid DESC);
 CREATE INDEX IF NOT EXISTS files_cwd ON files(cwd, sort DESC);
+CREATE INDEX IF NOT EXISTS files_parent ON files(parent_session);
 CREATE TABLE IF NOT EXISTS docs(
   rowid INTEGER PRIMARY KEY, fid INTEGER NOT NULL, entry_id TEXT NOT NULL, role TEXT NOT NULL,
   ts REAL, off INTEGER NOT NULL, len INTEGER NOT NULL);
@@ -295,6 +296,13 @@ class Index:
         with self._rlock:
             r = self._r.execute(f"SELECT {', '.join(FILE_FIELDS)} FROM files WHERE path=?", (path,)).fetchone()
         return dict(zip(FILE_FIELDS, r, strict=True)) if r else None
+
+    def forks_of(self, path: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Sessions whose header names ``path`` as their ``parentSession`` (forks and clones), newest first."""
+        with self._rlock:
+            rows = self._r.execute("SELECT sid, path, name, created FROM files WHERE parent_session=? "
+                                   "ORDER BY sort DESC LIMIT ?", (path, limit)).fetchall()  # fmt: skip
+        return [{"id": r[0], "path": r[1], "name": r[2], "created": r[3]} for r in rows]
 
     def counts(self) -> dict[str, int]:
         with self._rlock:

@@ -70,6 +70,8 @@ export interface HyperPiProtocolIndex {
   HeartbeatParams?: HeartbeatParams;
   HeartbeatResult?: HeartbeatResult;
   HistoryPageMsg?: HistoryPageMsg;
+  IndexProgressEvent?: IndexProgressEvent;
+  IndexingState?: IndexingState;
   InitEvent?: InitEvent;
   InitStateMsg?: InitStateMsg;
   ListAttentionParams?: ListAttentionParams;
@@ -83,6 +85,8 @@ export interface HyperPiProtocolIndex {
   ListModelsMsg?: ListModelsMsg;
   ListNodesParams?: ListNodesParams;
   ListNodesResult?: ListNodesResult;
+  ListSessionsParams?: ListSessionsParams;
+  ListSessionsResult?: ListSessionsResult;
   MarkReadParams?: MarkReadParams;
   ModelInfo?: ModelInfo;
   ModelRef?: ModelRef;
@@ -105,11 +109,21 @@ export interface HyperPiProtocolIndex {
   PushSubscribeParams?: PushSubscribeParams;
   PushSubscription?: PushSubscription;
   PushUnsubscribeParams?: PushUnsubscribeParams;
+  ReadSessionParams?: ReadSessionParams;
+  ReadSessionResult?: ReadSessionResult;
   RegisterParams?: RegisterParams;
   RegisterResult?: RegisterResult;
+  ResumeSessionParams?: ResumeSessionParams;
+  ResumeSessionResult?: ResumeSessionResult;
   RpcRequest?: RpcRequest;
   RpcResponse?: RpcResponse;
   RunCommandMsg?: RunCommandMsg;
+  SearchHit?: SearchHit;
+  SearchParams?: SearchParams;
+  SearchResult?: SearchResult;
+  SearchResultsEvent?: SearchResultsEvent;
+  SessionInfo?: SessionInfo;
+  SessionTreeNode?: SessionTreeNode;
   SetApprovalPolicyMsg?: SetApprovalPolicyMsg;
   SetBudgetParams?: SetBudgetParams;
   SetModelMsg?: SetModelMsg;
@@ -680,6 +694,10 @@ export interface HeartbeatParams {
   id: string;
   model?: string | null;
   pending_approvals?: number | null;
+  /**
+   * pi's session file
+   */
+  session_file?: string | null;
   session_name?: string | null;
   spend?: SpendCounter | null;
   tokens?: TokenTotals | null;
@@ -749,6 +767,29 @@ export interface HistoryPageMsg {
  */
 export interface PiMessage {
   role: string;
+  [k: string]: unknown;
+}
+/**
+ * A machine's session index is being built (pushed about every second, and once with ``done``).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "IndexProgressEvent".
+ */
+export interface IndexProgressEvent {
+  done?: boolean;
+  event: "index_progress";
+  files_done: number;
+  files_total: number;
+  machine: string;
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "IndexingState".
+ */
+export interface IndexingState {
+  files_done: number;
+  files_total: number;
   [k: string]: unknown;
 }
 /**
@@ -827,6 +868,10 @@ export interface NodeInfo {
   pid?: number | null;
   port: number;
   protocol_version?: string;
+  /**
+   * pi's session file (resume_session refuses a second writer)
+   */
+  session_file?: string | null;
   session_name?: string | null;
   /**
    * unix seconds
@@ -1022,6 +1067,94 @@ export interface ListNodesResult {
    */
   next_cursor?: number | null;
   nodes: NodeInfo[];
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ListSessionsParams".
+ */
+export interface ListSessionsParams {
+  /**
+   * the cursor of the previous page
+   */
+  before?: string | null;
+  /**
+   * only sessions made in this folder
+   */
+  cwd?: string | null;
+  limit?: number;
+  /**
+   * default: the hypivisor's own machine
+   */
+  machine?: string | null;
+  /**
+   * last activity at or after (unix seconds)
+   */
+  since?: number | null;
+  /**
+   * last activity before (unix seconds)
+   */
+  until?: number | null;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ListSessionsResult".
+ */
+export interface ListSessionsResult {
+  /**
+   * pass as before for the next page; null at the end
+   */
+  cursor: string | null;
+  /**
+   * set while the index is being built
+   */
+  indexing?: IndexingState | null;
+  machine?: string | null;
+  sessions: SessionInfo[];
+  [k: string]: unknown;
+}
+/**
+ * One past (or live) pi session file, as a list shows it.
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "SessionInfo".
+ */
+export interface SessionInfo {
+  cost?: number;
+  /**
+   * unix seconds
+   */
+  created?: number | null;
+  cwd?: string | null;
+  first_prompt?: string | null;
+  /**
+   * the id the machine issued for the file; name the session by it
+   */
+  id: string;
+  /**
+   * the active agent writing this file now
+   */
+  live_node_id?: string | null;
+  machine: string;
+  message_count?: number;
+  model?: string | null;
+  /**
+   * unix seconds of the last entry
+   */
+  modified?: number | null;
+  name?: string | null;
+  /**
+   * the session this one was forked from
+   */
+  parent_session?: string | null;
+  /**
+   * the session file (resolved)
+   */
+  path: string;
+  /**
+   * pi's own session id (the header's)
+   */
+  session_id?: string | null;
   [k: string]: unknown;
 }
 /**
@@ -1253,6 +1386,113 @@ export interface PushUnsubscribeParams {
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ReadSessionParams".
+ */
+export interface ReadSessionParams {
+  /**
+   * newer page: messages from this index
+   */
+  after?: number | null;
+  /**
+   * older page: messages before this index
+   */
+  before?: number | null;
+  /**
+   * open at this entry (a search hit)
+   */
+  entry_id?: string | null;
+  /**
+   * show the branch ending here
+   */
+  leaf_id?: string | null;
+  limit?: number;
+  machine?: string | null;
+  /**
+   * the session's id, or its file's path
+   */
+  path: string;
+}
+/**
+ * A page of one branch of a session, in the shapes of init_state/history_page.
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ReadSessionResult".
+ */
+export interface ReadSessionResult {
+  /**
+   * pi's active branch ends here (the last entry)
+   */
+  active_leaf_id?: string | null;
+  before: number;
+  /**
+   * absolute index of messages[0] in the branch
+   */
+  cursor: number;
+  cwd: string;
+  /**
+   * absolute index after the last message
+   */
+  end: number;
+  /**
+   * the entry id of each message
+   */
+  entry_ids: string[];
+  focus_entry_id?: string | null;
+  /**
+   * sessions forked from this one
+   */
+  forks?:
+    | {
+        [k: string]: unknown;
+      }[]
+    | null;
+  /**
+   * older messages exist (page with before=cursor)
+   */
+  has_more: boolean;
+  /**
+   * newer messages exist (page with after=end)
+   */
+  has_newer?: boolean;
+  id: string | null;
+  /**
+   * the branch shown ends at this entry
+   */
+  leaf_id: string | null;
+  live_node_id?: string | null;
+  machine: string;
+  messages: PiMessage[];
+  name?: string | null;
+  /**
+   * {id, path} of the session forked from
+   */
+  parent?: {
+    [k: string]: unknown;
+  } | null;
+  path: string;
+  session_id: string;
+  total_messages: number;
+  /**
+   * the entry tree, on the first page
+   */
+  tree?: SessionTreeNode[] | null;
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "SessionTreeNode".
+ */
+export interface SessionTreeNode {
+  id: string;
+  label?: string | null;
+  parent_id: string | null;
+  preview?: string | null;
+  role?: string | null;
+  type: string;
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
  * via the `definition` "RegisterParams".
  */
 export interface RegisterParams {
@@ -1279,6 +1519,10 @@ export interface RegisterParams {
   pid?: number | null;
   port: number;
   protocol_version?: string;
+  /**
+   * pi's session file
+   */
+  session_file?: string | null;
   session_name?: string | null;
   /**
    * the secret PI_SOCKET_SPAWN_ID a spawn_agent put in this pi's environment; binds the spawn to this node (never stored or shown)
@@ -1307,6 +1551,37 @@ export interface RegisterResult {
    */
   node_secret?: string | null;
   status: "registered";
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ResumeSessionParams".
+ */
+export interface ResumeSessionParams {
+  /**
+   * pi --fork: a new session copied from this one
+   */
+  fork?: boolean;
+  machine?: string | null;
+  /**
+   * the session's id, or its file's path
+   */
+  path: string;
+}
+/**
+ * As spawn_agent's; ``live``: an active agent writes this file already and nothing was started.
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ResumeSessionResult".
+ */
+export interface ResumeSessionResult {
+  forked?: boolean;
+  live?: boolean;
+  node: NodeInfo;
+  node_id: string;
+  path: string;
+  session_file?: string | null;
+  tmux_session: string | null;
   [k: string]: unknown;
 }
 /**
@@ -1347,6 +1622,89 @@ export interface RunCommandMsg {
   id: string;
   name: "compact" | "new" | "reload";
   type: "run_command";
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "SearchHit".
+ */
+export interface SearchHit {
+  cwd?: string | null;
+  entry_id: string;
+  /**
+   * [start, end) of matching words
+   */
+  highlights?: number[][];
+  /**
+   * the session's id
+   */
+  id: string;
+  machine: string;
+  name?: string | null;
+  path: string;
+  role?: ("user" | "assistant" | "tool" | "custom" | "summary") | null;
+  /**
+   * higher is better (bm25)
+   */
+  score: number;
+  /**
+   * plain text cut from the session file
+   */
+  snippet: string;
+  ts?: number | null;
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "SearchParams".
+ */
+export interface SearchParams {
+  cwd?: string | null;
+  /**
+   * hits per machine
+   */
+  limit?: number;
+  /**
+   * default: every machine
+   */
+  machine?: string | null;
+  /**
+   * words, "phrases" and prefix* words
+   */
+  query: string;
+  roles?: ("user" | "assistant" | "tool" | "custom" | "summary")[] | null;
+  since?: number | null;
+  until?: number | null;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "SearchResult".
+ */
+export interface SearchResult {
+  /**
+   * one search_results frame will come from each
+   */
+  machines?: string[];
+  query_id: string;
+  [k: string]: unknown;
+}
+/**
+ * One machine's hits for a ``search`` (to the asking connection only).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "SearchResultsEvent".
+ */
+export interface SearchResultsEvent {
+  /**
+   * this machine has answered
+   */
+  done: boolean;
+  error?: string | null;
+  event: "search_results";
+  hits: SearchHit[];
+  indexing?: IndexingState | null;
+  machine: string;
+  query_id: string;
+  [k: string]: unknown;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema

@@ -1,0 +1,386 @@
+"""Past pi sessions of the hypivisor's own machine: list, read, search, resume (specs/sessions.md).
+
+The machine-local work (finding, parsing, indexing, searching) is in ``pi_socket.sessions``; this is the glue:
+a background scanner keeps the index of this machine's session files current, and the registry methods
+``list_sessions``, ``read_session``, ``resume_session`` and ``search`` answer from it. ``machine`` defaults to
+this machine; another machine is refused until machine services exist.
+
+The scanner runs in a worker thread in chunks and sleeps between them (:data:`PAUSE`), so a first build of a
+large history never takes the hypivisor's CPU for long; its progress is pushed to dashboards as
+``index_progress``. Every few seconds it looks again and reads only what pi appended since.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import structlog
+
+from hypivisor import paths
+from pi_socket import oplog
+from pi_socket.errors import HypiError
+from pi_socket.protocol import (
+    INIT_HISTORY_BUDGET_BYTES,
+    ErrorCode,
+    IndexProgressEvent,
+    ListSessionsParams,
+    ReadSessionParams,
+    ResumeSessionParams,
+    SearchParams,
+    SearchResultsEvent,
+)
+from pi_socket.sessions import dirs, parse, query
+from pi_socket.sessions.index import Index, Progress, index_all
+
+if TYPE_CHECKING:
+    from hypivisor.service import Service
+
+log = structlog.get_logger(part="sessions")
+
+SCAN_INTERVAL = 5.0  # seconds between looks at the session directories
+FRESH_FOR = 1.0  # a list, read or search looks again first when the last look is older than this
+PAUSE = 1.0  # the scanner sleeps this many times as long as it worked (≤ 50 % of one core)
+PROGRESS_EVERY = 1.0
+PROGRESS_MIN_FILES = 10  # scans of fewer changed files push no progress
+CACHE_SESSIONS = 4  # parsed sessions kept (a person pages through one at a time)
+TREE_NODES = 5000
+SID_LEN = 24
+
+
+class SessionError(HypiError):
+    """A sessions request refused (the message says why)."""
+
+
+def own_machine(env: dict[str, str]) -> str:
+    """This machine's name as bridges report it: ``PI_SOCKET_MACHINE``, else the host name."""
+    return (env.get("PI_SOCKET_MACHINE") or "").strip()[:255] or socket.gethostname() or "localhost"
+
+
+class SessionDesk:
+    def __init__(self, service: Service):
+        self.service = service
+        self.machine = own_machine(service.env)
+        self._tmp: str | None = None
+        self._index: Index | None = None
+        self.progress = Progress()
+        self.building = False
+        self._scan_lock = asyncio.Lock()
+        self._last_scan = -1e9
+        self._stop = threading.Event()
+        self._cache: collections.OrderedDict[tuple[str, int, float], parse.Session] = collections.OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._resuming: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- the index and its scanner ---------------------------------------------------------------------------
+
+    def index(self) -> Index:
+        if self._index is None:
+            state = self.service.config.state_dir
+            if state is None:  # no kept state (unit tests): an index that lives as long as this service
+                self._tmp = tempfile.mkdtemp(prefix="hypi-sessions-")
+                self._index = Index(os.path.join(self._tmp, "sessions.sqlite3"))
+            else:
+                self._index = Index(str(state / "sessions.sqlite3"))
+        return self._index
+
+    def roots(self) -> list[str]:
+        return dirs.session_roots(self.service.env, self.service.home)
+
+    def start(self) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._loop())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def close(self) -> None:
+        self._stop.set()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the scanner must keep running
+                oplog.log_boundary_error("hypivisor.sessions.scan", exc)
+            await asyncio.sleep(SCAN_INTERVAL)
+
+    async def refresh(self, max_age: float = 0.0) -> None:
+        """Bring the index up to date, unless the last look is younger than ``max_age``. A request never waits
+        for a scan already running (the first build of a large history): it answers from what is indexed."""
+        if time.monotonic() - self._last_scan < max_age or (max_age > 0 and self._scan_lock.locked()):
+            return
+        async with self._scan_lock:
+            if time.monotonic() - self._last_scan < max_age:
+                return
+            scan = asyncio.get_running_loop().run_in_executor(None, self._scan_blocking)
+            announced = False
+            while True:
+                done, _ = await asyncio.wait({scan}, timeout=PROGRESS_EVERY)
+                if done:
+                    break
+                if self.progress.files_total >= PROGRESS_MIN_FILES:
+                    announced = True
+                    self._announce(False)
+            scan.result()
+            self._last_scan = time.monotonic()
+            if announced or (self.building and self.progress.files_total >= PROGRESS_MIN_FILES):
+                self._announce(True)
+            self.building = False
+
+    def _scan_blocking(self) -> None:
+        idx = self.index()
+        found = list(dirs.scan(self.roots()))
+        self.building = True
+        self.progress = Progress()
+        index_all(idx, found, self.progress, pause=PAUSE, should_stop=self._stop.is_set)
+        if idx.rebuild_if_needed():
+            index_all(idx, found, self.progress, pause=PAUSE, should_stop=self._stop.is_set)
+
+    def _announce(self, done: bool) -> None:
+        p = self.progress
+        self.service.hub.publish([IndexProgressEvent(machine=self.machine, files_done=p.files_done,
+                                                     files_total=p.files_total, done=done)])  # fmt: skip
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def check_machine(self, machine: str | None) -> None:
+        if machine is not None and machine != self.machine:
+            raise SessionError(ErrorCode.NOT_FOUND, f"machine {machine[:255]!r} is not connected (machine services: "
+                                                    "issue #21); this hypivisor serves the sessions of "
+                                                    f"{self.machine!r}")  # fmt: skip
+
+    def live_writers(self) -> dict[str, Any]:
+        """Session file → the active agent writing it now (from the roster's ``session_file``)."""
+        out: dict[str, Any] = {}
+        for node in self.service.registry.nodes():
+            sf = getattr(node, "session_file", None)
+            if sf and node.status == "active":
+                out[os.path.realpath(sf)] = node
+        return out
+
+    async def resolve(self, raw: str) -> str:
+        """A session named by the id this service issued, or by a path it verifies under the session dirs."""
+        roots = await asyncio.to_thread(self.roots)
+        path = raw
+        if len(raw) == SID_LEN and all(c in "0123456789abcdef" for c in raw):
+            found = await asyncio.to_thread(self.index().file_by_sid, raw)
+            if found is None:
+                raise SessionError(ErrorCode.NOT_FOUND, "no session with this id on this machine")
+            path = found
+        try:
+            return await asyncio.to_thread(dirs.verify, path, roots)
+        except dirs.SessionPathError as exc:
+            raise SessionError(ErrorCode.NOT_FOUND, f"not a session of this machine: {exc}") from None
+
+    def _parsed(self, path: str) -> parse.Session:
+        """The parsed file, cached while its size and mtime stay the same. Blocking."""
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            key = (path, st.st_size, st.st_mtime)
+            with self._cache_lock:
+                hit = self._cache.get(key)
+                if hit is not None:
+                    self._cache.move_to_end(key)
+                    return hit
+            data = f.read()
+        session = parse.parse(data)
+        with self._cache_lock:
+            self._cache[key] = session
+            while len(self._cache) > CACHE_SESSIONS:
+                self._cache.popitem(last=False)
+        return session
+
+    def _info(self, row: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+        node = live.get(row["path"])
+        return {"machine": self.machine, "id": row["sid"], "path": row["path"], "session_id": row["session_id"],
+                "cwd": row["cwd"], "name": row["name"], "first_prompt": row["first_prompt"],
+                "message_count": row["message_count"], "model": row["model"], "cost": row["cost"],
+                "created": row["created"], "modified": row["modified"], "size": row["size"],
+                "parent_session": row["parent_session"], "live_node_id": node.id if node is not None else None}  # fmt: skip
+
+    def indexing(self) -> dict[str, int] | None:
+        p = self.progress
+        return {"files_done": p.files_done, "files_total": p.files_total} if self.building else None
+
+    # -- methods ---------------------------------------------------------------------------------------------
+
+    async def list_sessions(self, params: ListSessionsParams) -> dict[str, Any]:
+        self.check_machine(params.machine)
+        await self.refresh(FRESH_FOR)
+        before = _cursor(params.before)
+        rows = await asyncio.to_thread(self.index().list_sessions, params.cwd, before, params.limit, params.since,
+                                       params.until)  # fmt: skip
+        live = self.live_writers()
+        cursor = f"{rows[-1]['_cursor'][0]!r}:{rows[-1]['_cursor'][1]}" if len(rows) == params.limit else None
+        return {"sessions": [self._info(r, live) for r in rows], "cursor": cursor, "machine": self.machine,
+                "indexing": self.indexing()}  # fmt: skip
+
+    async def read_session(self, params: ReadSessionParams) -> dict[str, Any]:
+        self.check_machine(params.machine)
+        path = await self.resolve(params.path)
+        try:
+            session = await asyncio.to_thread(self._parsed, path)
+        except (OSError, parse.SessionFormatError) as exc:
+            raise SessionError(ErrorCode.NOT_FOUND, f"cannot read this session: {exc}") from None
+        leaf = params.leaf_id
+        if leaf is not None and leaf not in session.by_id:
+            raise SessionError(ErrorCode.NOT_FOUND, "no entry with this leaf_id in the session")
+        if params.entry_id is not None:
+            through = parse.leaf_through(session, params.entry_id)
+            if through is None:
+                raise SessionError(ErrorCode.NOT_FOUND, "no entry with this entry_id in the session")
+            leaf = leaf or through
+        return await asyncio.to_thread(self._page, session, path, leaf, params)
+
+    def _page(self, session: parse.Session, path: str, leaf: str | None, params: ReadSessionParams) -> dict[str, Any]:
+        messages, ids = parse.branch_messages(session, leaf)
+        total, limit = len(messages), params.limit
+        focus = ids.index(params.entry_id) if params.entry_id in ids else None
+        if params.before is not None:
+            end = min(params.before, total)
+            start = max(0, end - limit)
+        elif params.after is not None:
+            start = min(params.after, total)
+            end = min(total, start + limit)
+        elif focus is not None and focus < total - limit:
+            start = max(0, focus - limit // 4)
+            end = min(total, start + limit)
+        else:
+            end = total
+            start = max(0, end - limit)
+        start, end = _within_budget(messages, start, end, keep_end=params.after is None and focus is None)
+        first_page = params.before is None and params.after is None
+        idx = self.index()
+        row = idx.session_row(path)
+        meta = parse.meta_of(session)
+        parent = None
+        if session.header.parent_session:
+            try:
+                parent_path = dirs.verify(session.header.parent_session, self.roots())
+                parent = {"id": (idx.session_row(parent_path) or {}).get("sid"), "path": parent_path}
+            except dirs.SessionPathError:
+                parent = None
+        live = self.live_writers().get(path)
+        return {
+            "machine": self.machine, "id": row["sid"] if row else None, "path": path, "session_id": session.header.id,
+            "cwd": session.header.cwd, "name": meta.name, "created": meta.created, "modified": meta.modified,
+            "parent": parent, "forks": idx.forks_of(path) if first_page else None,
+            "messages": messages[start:end], "entry_ids": ids[start:end], "cursor": start, "before": start,
+            "end": end, "has_more": start > 0, "has_newer": end < total, "total_messages": total,
+            "leaf_id": leaf or session.leaf_id, "active_leaf_id": session.leaf_id,
+            "focus_entry_id": params.entry_id if focus is not None else None,
+            "tree": parse.tree_nodes(session, TREE_NODES) if first_page else None,
+            "tree_truncated": first_page and len(session.entries) > TREE_NODES,
+            "live_node_id": live.id if live is not None else None,
+        }  # fmt: skip
+
+    async def resume_session(self, params: ResumeSessionParams, spawn: Callable[..., Any]) -> dict[str, Any]:
+        """Continue a past session in a new pi (``pi --session``), or fork it (``pi --fork``). pi does not lock
+        session files: when an active agent is writing this file, no second writer starts; the answer names
+        that agent (``live: true``) unless a fork was asked for."""
+        self.check_machine(params.machine)
+        path = await self.resolve(params.path)
+        try:
+            session = await asyncio.to_thread(self._parsed, path)
+        except (OSError, parse.SessionFormatError) as exc:
+            raise SessionError(ErrorCode.NOT_FOUND, f"cannot read this session: {exc}") from None
+        cwd = session.header.cwd
+        if not cwd:
+            raise SessionError(ErrorCode.INVALID_PATH, "the session's header names no folder")
+        live = self.live_writers().get(path)
+        if live is not None and not params.fork:
+            return {"live": True, "forked": False, "node_id": live.id, "node": live.model_dump(mode="json"),
+                    "tmux_session": None, "path": live.cwd, "session_file": path,
+                    "message": "a live agent is writing this session: open it, or fork the session"}  # fmt: skip
+        if not params.fork and path in self._resuming:
+            raise SessionError(ErrorCode.CONFLICT, "this session is being resumed already; open that agent")
+        try:
+            target = await asyncio.to_thread(paths.spawn_target, cwd, None, self.service.home)
+        except paths.PathError as exc:
+            raise SessionError(exc.code, f"cannot resume here: {exc.message}") from None
+        if not params.fork:
+            self._resuming.add(path)
+        try:
+            result = await spawn(target, path, params.fork)
+        finally:
+            self._resuming.discard(path)
+        return {**result, "live": False, "forked": params.fork, "session_file": path}
+
+    async def search(self, params: SearchParams, send: Callable[[bytes], bool] | None) -> dict[str, Any]:
+        """Answers ``{query_id}`` at once; the hits follow as ``search_results`` frames to this connection only,
+        one per machine as each answers."""
+        self.check_machine(params.machine)
+        try:
+            query.parse_query(params.query)
+        except query.QueryError as exc:
+            raise SessionError(ErrorCode.INVALID_PARAMS, str(exc)) from None
+        if send is None:
+            raise SessionError(ErrorCode.INVALID_REQUEST, "search streams its results: call it over /ws")
+        query_id = uuid.uuid4().hex[:16]
+        task = asyncio.get_running_loop().create_task(self._search_own(query_id, params, send))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return {"query_id": query_id, "machines": [self.machine]}
+
+    async def _search_own(self, query_id: str, params: SearchParams, send: Callable[[bytes], bool]) -> None:
+        error = None
+        hits: list[dict[str, Any]] = []
+        try:
+            await self.refresh(FRESH_FOR)
+            found = await asyncio.to_thread(self.index().search, params.query, params.limit, params.cwd,
+                                            params.roles, params.since, params.until)  # fmt: skip
+            hits = [{"machine": self.machine, "id": h.pop("session_id"), **h} for h in found]
+        except query.QueryError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one machine's failure is its frame's error, not the others'
+            oplog.log_boundary_error("hypivisor.sessions.search", exc)
+            error = "the search failed on this machine; see hypivisor.jsonl"
+        frame = SearchResultsEvent(query_id=query_id, machine=self.machine, hits=hits, done=True, error=error,
+                                   indexing=self.indexing())  # fmt: skip
+        send(orjson.dumps(frame.model_dump(mode="json")))
+
+
+def _cursor(raw: str | None) -> tuple[float, int] | None:
+    if raw is None:
+        return None
+    try:
+        sort, fid = raw.rsplit(":", 1)
+        return float(sort), int(fid)
+    except ValueError:
+        raise SessionError(ErrorCode.INVALID_PARAMS, "before: not a cursor this service issued") from None
+
+
+def _within_budget(messages: list[dict[str, Any]], start: int, end: int, keep_end: bool) -> tuple[int, int]:
+    """Shrink [start, end) from the side away from what the reader looks at until it fits the live history's
+    byte budget (``INIT_HISTORY_BUDGET_BYTES``); at least one message stays."""
+    sizes = [len(orjson.dumps(m)) for m in messages[start:end]]
+    total = sum(sizes)
+    while total > INIT_HISTORY_BUDGET_BYTES and end - start > 1:
+        if keep_end:
+            total -= sizes.pop(0)
+            start += 1
+        else:
+            total -= sizes.pop()
+            end -= 1
+    return start, end
+
