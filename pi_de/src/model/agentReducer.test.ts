@@ -32,8 +32,9 @@ describe("agent reducer: init_state", () => {
     expect((t.streaming!.content as any)[0].text).toBe("half an answer");
   });
 
-  it("warns about an unknown protocol version", () => {
-    expect(init({ protocol_version: "2" }).versionWarning).toMatch(/version 2/);
+  it("warns about another major protocol version, not a newer minor", () => {
+    expect(init({ protocol_version: "2.0" }).versionWarning).toMatch(/speaks protocol 2\.0/);
+    expect(init({ protocol_version: "1.4" }).versionWarning).toBeNull();
   });
 });
 
