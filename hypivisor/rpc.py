@@ -87,6 +87,7 @@ class Connection:
         )
         self.tasks: set[asyncio.Task[None]] = set()
         service.senders[self.key] = self.outbox.send  # search streams its results to this connection
+        service.machines.attach(self.key, self.outbox.send)  # how machine requests reach a machine service
         self._slot = asyncio.Event()
         rate = service.config.rate_limit
         self.bucket = TokenBucket(rate, rate * 10, time.monotonic())
@@ -133,8 +134,8 @@ class Connection:
         await asyncio.sleep(0)
 
     async def _call(self, rpc_id: Any, method: str, params: Any) -> None:
-        if method == "register":
-            self.service.hub.dashboards.discard(self.outbox)  # bridges get no roster pushes
+        if method in ("register", "register_machine"):
+            self.service.hub.dashboards.discard(self.outbox)  # bridges and machine services get no roster pushes
         try:
             result = await self.service.dispatch(method, params, self.key, self.peer)
             frame = orjson.dumps({"id": rpc_id, "result": result})
@@ -154,6 +155,7 @@ class Connection:
         self.service.push.connection_closed(self.key)  # this page's presence ends with its connection
         self.service.senders.pop(self.key, None)
         self.service.publish(self.service.registry.connection_closed(self.key, time.time()))
+        self.service.connection_closed(self.key)
 
 
 async def registry_ws(request: web.Request) -> web.StreamResponse:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from hypivisor.access import is_loopback
 from hypivisor.attention import AttentionBook
 from hypivisor.broadcast import Hub, text_frame
 from hypivisor.budget_desk import BudgetDesk, BudgetError
+from hypivisor.machine_desk import LIST_TIMEOUT_S, MachineDesk
+from hypivisor.machines import MachineBook, MachineError
+from pi_socket.machine.facts import own_facts
 from hypivisor.config import Config, home_dir
 from hypivisor.push.hub import PushHub, SubscriptionError
 from hypivisor.push.policy import KINDS as PUSH_KINDS
@@ -54,7 +58,9 @@ from pi_socket.protocol import (
     ListAttentionResult,
     ListDirectoriesParams,
     ListDirectoriesResult,
+    ListMachinesParams,
     ListNodesParams,
+    MachineReplyParams,
     MarkReadParams,
     NodeInfo,
     NodeRemovedEvent,
@@ -63,12 +69,16 @@ from pi_socket.protocol import (
     PushConfigResult,
     PushSubscribeParams,
     PushUnsubscribeParams,
+    RegisterMachineParams,
     RegisterParams,
     RegisterResult,
     SetPresenceParams,
     SetPushPrefsParams,
     SpawnAgentParams,
     SpawnAgentResult,
+    ListMachinesResult,
+    MachineFacts,
+    RegisterMachineResult,
     incompatibility,
     unknown_fields,
 )
@@ -134,12 +144,13 @@ class Service:
         self.hub.taps.append(self.push.on_events)
         self.sessions = SessionDesk(self)
         self.senders: dict[Hashable, Callable[[bytes], bool]] = {}  # /ws connection → send a frame to it
+        self.machines = MachineDesk(MachineBook(machine_name(self.env), own_facts(self.home)))
         self.started_at = time.time()
 
     def publish(self, events: list[BaseModel]) -> None:
         if events:
             self._snapshot = None  # the roster changed: the next init / list_nodes rebuilds it
-            self.hub.publish(events)
+            self.hub.publish(events + self.machines.book.node_events(events))
             gone = [e for e in events if isinstance(e, NodeRemovedEvent)]
             for event in gone:  # the inbox hears who left (their live items end; unread output stays as an item)
                 self.hub.publish(self.attention.node_left(event.id, event.reason, time.time()))
@@ -249,7 +260,8 @@ class Service:
         self.publish(events)
         hold = self.budget.report(node, params.spend, now, registered=True, sync_self=params.attention is None)
         self._attention_report(node, params, now)
-        self.spawner.node_registered(node, params.spawn_id)
+        if not self.spawner.node_registered(node, params.spawn_id):
+            self.machines.node_registered(node, params.spawn_id)
         log.info("node registered", node_id=node.id, machine=node.machine, port=node.port, cwd=node.cwd)
         entry = self.registry.get(node.id)
         if params.host and entry is not None and entry.host != params.host:
@@ -288,6 +300,11 @@ class Service:
         return _page(snap.nodes, params.cursor, len(snap.nodes) if params.limit is None else params.limit)
 
     async def _m_list_directories(self, params: ListDirectoriesParams, conn: Hashable, peer: str) -> dict:
+        if not self.machines.book.is_own(params.machine):  # that machine lists, under its own $HOME policy
+            answer = await self.machines.request(
+                params.machine or "", "list_directories", {"path": params.path}, LIST_TIMEOUT_S
+            )
+            return _checked(ListDirectoriesResult, answer, params.machine or "")
         listing = await asyncio.to_thread(paths.list_directories, params.path, self.home)
         return ListDirectoriesResult(
             path=listing.path,
@@ -407,6 +424,8 @@ class Service:
                 "spawn_agent is refused: bound to a non-loopback address without HYPI_TOKEN "
                 "(set HYPI_TOKEN, bind --host 127.0.0.1, or pass --allow-unauthenticated-spawn)",
             )
+        if not self.machines.book.is_own(params.machine):  # that machine validates, creates and starts pi
+            return await self._spawn_on(params.machine or "", params)
         # validation first (it creates nothing): a bad path gets its own error and costs no spawn budget
         target = await asyncio.to_thread(paths.spawn_target, params.path, params.new_folder, self.home)
         session_file = None
@@ -460,6 +479,54 @@ class Service:
         )
 
 
+    async def _spawn_on(self, machine: str, params: SpawnAgentParams) -> dict:
+        data = params.model_dump(mode="json", exclude={"machine"}, exclude_none=True)
+        log.info("spawning agent on a machine", machine=machine[:255])
+        answer = await self.machines.spawn(machine, data, self.config.spawn_timeout)
+        node_id = answer.get("node_id")
+        entry = self.registry.get(node_id) if isinstance(node_id, str) else None
+        if entry is None:
+            raise RpcFailure(ErrorCode.SPAWN_FAILED, f"machine {machine[:255]!r} answered with an unknown agent")
+        session = answer.get("tmux_session")
+        return SpawnAgentResult(
+            node_id=entry.node.id, tmux_session=session if isinstance(session, str) else None,
+            path=str(answer.get("path") or entry.node.cwd), node=entry.node,
+        ).model_dump(mode="json")  # fmt: skip
+
+    # -- machines (specs/machines.md) ---------------------------------------------
+    async def _m_register_machine(self, params: RegisterMachineParams, conn: Hashable, peer: str) -> dict:
+        """A machine service joins; the connection then answers for that machine (``machine_reply``)."""
+        problem = incompatibility(params.protocol_version, f"the machine {params.name[:64]!r}", "the hypivisor",
+                                  "the machine's pi-socket (pip install -U hyper-pi)")  # fmt: skip
+        if problem is not None:
+            raise RpcFailure(ErrorCode.VERSION_MISMATCH, problem)
+        facts = MachineFacts.model_validate(params.model_dump(include=set(MachineFacts.model_fields)))
+        try:
+            info, issued, events = self.machines.book.register(
+                params.name, facts, params.machine_secret, conn, time.time(), secrets.token_urlsafe(32)
+            )
+        except MachineError as exc:
+            log.warning("register_machine refused", machine=params.name[:255], remote=peer, reason=exc.message[:200])
+            raise
+        self.hub.publish(events)
+        if events:
+            log.info("machine registered", machine=params.name[:255], remote=peer)
+        result = RegisterMachineResult(machine=info, machine_secret=issued)
+        return result.model_dump(mode="json", exclude=set() if issued else {"machine_secret"})
+
+    async def _m_list_machines(self, params: ListMachinesParams, conn: Hashable, peer: str) -> dict:
+        return ListMachinesResult(machines=self.machines.book.machines()).model_dump(mode="json")
+
+    async def _m_machine_reply(self, params: MachineReplyParams, conn: Hashable, peer: str) -> dict:
+        if self.machines.book.name_of(conn) is None or not self.machines.reply(conn, params):
+            raise RpcFailure(ErrorCode.NOT_FOUND, "no request with this rid is waiting for this connection")
+        return {"status": "ok"}
+
+    def connection_closed(self, conn: Hashable) -> None:
+        """A /ws connection ended: its machine (if it registered one) goes offline, its requests fail."""
+        self.hub.publish(self.machines.detach(conn, time.time()))
+
+
 Handler = Callable[[Service, Any, Hashable, str], Awaitable[dict]]
 
 # One handler per method of ``REGISTRY_METHODS`` (checked at import): what ``dispatch`` calls, and nothing else.
@@ -487,6 +554,9 @@ METHOD_HANDLERS: dict[str, Handler] = {
     "read_session": Service._m_read_session,
     "resume_session": Service._m_resume_session,
     "search": Service._m_search,
+    "register_machine": Service._m_register_machine,
+    "list_machines": Service._m_list_machines,
+    "machine_reply": Service._m_machine_reply,
 }
 if METHOD_HANDLERS.keys() != REGISTRY_METHODS.keys():  # pragma: no cover - a programming error, caught at import
     raise RuntimeError(
@@ -502,6 +572,19 @@ def _page(nodes: list[bytes], cursor: int, limit: int) -> dict[str, Any]:
         end += 1
     return {"nodes": orjson.Fragment(b"[" + b",".join(nodes[cursor:end]) + b"]"),
             "next_cursor": end if end < len(nodes) else None}  # fmt: skip
+
+
+def machine_name(env: dict[str, str]) -> str:
+    """This machine's name on the roster: ``PI_SOCKET_MACHINE``, else the host name (what bridges send)."""
+    return (env.get("PI_SOCKET_MACHINE") or "").strip()[:255] or socket.gethostname() or "localhost"
+
+
+def _checked(model: type[BaseModel], answer: dict[str, Any], machine: str) -> dict:
+    """A machine's answer in the shape the method promises, or a clear error (never a malformed result)."""
+    try:
+        return model.model_validate(answer).model_dump(mode="json")
+    except ValidationError:
+        raise RpcFailure(ErrorCode.INTERNAL_ERROR, f"machine {machine[:255]!r} sent a malformed answer") from None
 
 
 def _remove_empty_dir(path: str) -> None:

@@ -90,14 +90,17 @@ class Spawner:
         self.active = max(0, self.active - 1)
 
     async def spawn(
-        self, cwd: str, env: dict[str, str], now: float, session_file: str | None = None
+        self, cwd: str, env: dict[str, str], now: float, session_file: str | None = None, spawn_id: str | None = None
     ) -> tuple[NodeInfo, str | None]:
         """Start pi in ``cwd`` (resuming ``session_file`` if given, already validated) and wait for it to
         register; returns (node, tmux session or None).
 
-        Call :meth:`admit` first. On failure or timeout everything this spawn started is gone."""
+        Call :meth:`admit` first. On failure or timeout everything this spawn started is gone. ``spawn_id``: the
+        spawn's secret when another party made it (a machine service spawning for the hypivisor), else a new one."""
         session = spawn_cmd.session_name(os.path.basename(cwd), secrets.token_hex(3))
         pending = Pending(cwd=os.path.realpath(cwd), started_at=now)
+        if spawn_id:
+            pending.spawn_id = spawn_id
         env = {**env, spawn_cmd.SPAWN_ID_VAR: pending.spawn_id}
         self.pending.append(pending)
         try:

@@ -1,4 +1,4 @@
-"""``python -m pi_socket install | uninstall | doctor | build-shim`` (see pi_socket/install.py, pi_socket/shimbuild.py)."""
+"""``python -m pi_socket install | uninstall | doctor | build-shim | serve`` (see pi_socket/install.py, pi_socket/shimbuild.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=text)
         if name != "uninstall":
             p.add_argument("--pi", help="the pi executable (default: PI_BIN or `pi` on PATH)")
+    sub.add_parser("serve", help="run this machine's service: register the machine with the hypivisor (HYPIVISOR_WS)")
     p = sub.add_parser("build-shim", help="bundle extension/src/*.ts into extension/dist/pi-socket.js (what pi loads)")
     p.add_argument("--check", action="store_true", help="only say whether the bundle matches src/ (exit 1 if not)")
     args = parser.parse_args(argv)
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         from pi_socket import shimbuild
 
         return shimbuild.main(args.check)
+    if args.command == "serve":
+        from pi_socket.machine.main import main as serve
+
+        return serve()
     if args.command == "install":
         return installer.install(args.pi)
     if args.command == "uninstall":

@@ -365,8 +365,15 @@ class ListNodesParams(_Strict):
     limit: int | None = Field(default=None, ge=1, le=10_000, description="at most this many nodes; default all")
 
 
+MAX_MACHINE_LEN = 255
+MachineName = Annotated[str, Field(min_length=1, max_length=MAX_MACHINE_LEN)]
+
+
 class ListDirectoriesParams(_Strict):
     path: str | None = Field(default=None, max_length=MAX_PATH_LEN)
+    machine: MachineName | None = Field(
+        default=None, description="list on this machine (its own $HOME policy); default: the hypivisor's own"
+    )
 
 
 class SpawnAgentParams(_Strict):
@@ -378,6 +385,71 @@ class SpawnAgentParams(_Strict):
         description="resume this pi session (``pi --session <file>``): an existing .jsonl session file under $HOME "
         "whose header's cwd is ``path``; not with new_folder",
     )
+    machine: MachineName | None = Field(
+        default=None, description="spawn on this machine (through its machine service); default: the hypivisor's own"
+    )
+
+
+class MachineFacts(_Stored):
+    """What a machine service says about its machine (specs/machines.md)."""
+
+    os: str | None = Field(default=None, max_length=200, description="operating system, e.g. Linux 6.8 x86_64")
+    pi_versions: list[Annotated[str, Field(max_length=MAX_VERSION_LEN)]] = Field(
+        default_factory=list, max_length=20, description="pi versions found (PI_BIN, pi on PATH)"
+    )
+    tmux: bool = Field(default=False, description="tmux is installed (spawn_agent can start pi there)")
+    home: str | None = Field(default=None, max_length=MAX_PATH_LEN, description="the service's $HOME")
+    service_version: str | None = Field(default=None, max_length=MAX_VERSION_LEN)
+
+
+class RegisterMachineParams(MachineFacts):
+    """A machine service joins: name and facts. Re-registering from the same connection updates the facts."""
+
+    model_config = ConfigDict(extra="ignore", defer_build=True)
+    name: MachineName
+    protocol_version: str = Field(default=PROTOCOL_VERSION, max_length=MAX_VERSION_LEN)
+    machine_secret: str | None = Field(
+        default=None,
+        min_length=16,
+        max_length=MAX_SECRET_LEN,
+        description="proves this service owns the name: the secret the name's first registration presented or was "
+        "issued; a known name is refused without it",
+    )
+
+
+class ListMachinesParams(_Strict):
+    pass
+
+
+class MachineReplyParams(_Strict):
+    """A machine service's answer to a ``machine_request`` it was sent (matched by ``rid`` and connection)."""
+
+    rid: Id
+    result: dict[str, Any] | None = None
+    error: ErrorInfo | None = None
+
+
+class MachineInfo(_Open):
+    name: str
+    online: bool = Field(description="its machine service is connected (the hypivisor's own machine: always)")
+    agents: int = Field(description="active agents on the roster with this machine")
+    own: bool = Field(default=False, description="the hypivisor's own machine (the default for spawn)")
+    service: bool = Field(default=False, description="a machine service registered it (else: known from agents)")
+    os: str | None = None
+    pi_versions: list[str] = Field(default_factory=list)
+    tmux: bool | None = None
+    home: str | None = None
+    since: float | None = Field(default=None, description="unix seconds of the last online/offline change")
+
+
+class ListMachinesResult(_Open):
+    machines: list[MachineInfo]
+
+
+class RegisterMachineResult(_Open):
+    status: Literal["registered"] = "registered"
+    machine: MachineInfo
+    machine_secret: str | None = Field(default=None, description="issued at the name's first registration")
 
 
 class ListAttentionParams(_Strict):
@@ -759,6 +831,9 @@ REGISTRY_METHODS: dict[str, type[BaseModel]] = {
     "read_session": ReadSessionParams,
     "resume_session": ResumeSessionParams,
     "search": SearchParams,
+    "register_machine": RegisterMachineParams,
+    "list_machines": ListMachinesParams,
+    "machine_reply": MachineReplyParams,
 }
 
 
@@ -823,6 +898,33 @@ class BudgetChangedEvent(_Open):
     budgets: list[Budget]
 
 
+class MachineJoinedEvent(_Open):
+    event: Literal["machine_joined"] = "machine_joined"
+    machine: MachineInfo
+
+
+class MachineUpdatedEvent(_Open):
+    event: Literal["machine_updated"] = "machine_updated"
+    machine: MachineInfo
+
+
+class MachineLeftEvent(_Open):
+    """A machine went offline (its service disconnected), or, known only from agents, has none left."""
+
+    event: Literal["machine_left"] = "machine_left"
+    name: str
+    machine: MachineInfo | None = Field(default=None, description="its offline entry; null when it is no longer listed")
+
+
+class MachineRequestEvent(_Open):
+    """Hypivisor → machine service only: do ``method`` and answer with ``machine_reply {rid, ...}``."""
+
+    event: Literal["machine_request"] = "machine_request"
+    rid: str
+    method: Literal["list_directories", "spawn_agent", "spawn_registered"]
+    params: dict[str, Any]
+
+
 class IndexProgressEvent(_Open):
     """A machine's session index is being built (pushed about every second, and once with ``done``)."""
 
@@ -854,7 +956,10 @@ RegistryEvent = Annotated[
     | AttentionAddedEvent
     | AttentionResolvedEvent
     | UnreadChangedEvent
-    | BudgetChangedEvent,
+    | BudgetChangedEvent
+    | MachineJoinedEvent
+    | MachineUpdatedEvent
+    | MachineLeftEvent,
     Field(discriminator="event"),
 ]
 
@@ -1304,6 +1409,17 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     BudgetHold,
     HeartbeatResult,
     BudgetChangedEvent,
+    MachineFacts,
+    RegisterMachineParams,
+    ListMachinesParams,
+    MachineReplyParams,
+    MachineInfo,
+    ListMachinesResult,
+    RegisterMachineResult,
+    MachineJoinedEvent,
+    MachineUpdatedEvent,
+    MachineLeftEvent,
+    MachineRequestEvent,
     Attachment,
     PromptMsg,
     AbortMsg,

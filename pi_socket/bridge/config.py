@@ -113,6 +113,8 @@ class BridgeConfig:
             loop_n=max(2, _int(env, "PI_SOCKET_LOOP_REPEATS", 3)),
             retry_k=max(1, _int(env, "PI_SOCKET_RETRY_STORM", 5)),
             context_pct=min(100.0, max(1.0, _float(env, "PI_SOCKET_CONTEXT_ALERT_PCT", 90.0))),
+            # the machine's name on the roster; the machine service uses the same variable (specs/machines.md)
+            machine=(env.get("PI_SOCKET_MACHINE") or "").strip()[:255] or socket.gethostname(),
         )
 
     def keepalive(self) -> tuple[float, float, float]:

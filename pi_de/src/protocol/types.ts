@@ -82,11 +82,20 @@ export interface HyperPiProtocolIndex {
   ListDirectoriesParams?: ListDirectoriesParams;
   ListDirectoriesResult?: ListDirectoriesResult;
   ListFilesMsg?: ListFilesMsg;
+  ListMachinesParams?: ListMachinesParams;
+  ListMachinesResult?: ListMachinesResult;
   ListModelsMsg?: ListModelsMsg;
   ListNodesParams?: ListNodesParams;
   ListNodesResult?: ListNodesResult;
   ListSessionsParams?: ListSessionsParams;
   ListSessionsResult?: ListSessionsResult;
+  MachineFacts?: MachineFacts;
+  MachineInfo?: MachineInfo;
+  MachineJoinedEvent?: MachineJoinedEvent;
+  MachineLeftEvent?: MachineLeftEvent;
+  MachineReplyParams?: MachineReplyParams;
+  MachineRequestEvent?: MachineRequestEvent;
+  MachineUpdatedEvent?: MachineUpdatedEvent;
   MarkReadParams?: MarkReadParams;
   ModelInfo?: ModelInfo;
   ModelRef?: ModelRef;
@@ -111,6 +120,8 @@ export interface HyperPiProtocolIndex {
   PushUnsubscribeParams?: PushUnsubscribeParams;
   ReadSessionParams?: ReadSessionParams;
   ReadSessionResult?: ReadSessionResult;
+  RegisterMachineParams?: RegisterMachineParams;
+  RegisterMachineResult?: RegisterMachineResult;
   RegisterParams?: RegisterParams;
   RegisterResult?: RegisterResult;
   ResumeSessionParams?: ResumeSessionParams;
@@ -1009,6 +1020,10 @@ export interface ListCommandsMsg {
  * via the `definition` "ListDirectoriesParams".
  */
 export interface ListDirectoriesParams {
+  /**
+   * list on this machine (its own $HOME policy); default: the hypivisor's own
+   */
+  machine?: string | null;
   path?: string | null;
 }
 /**
@@ -1035,6 +1050,51 @@ export interface ListDirectoriesResult {
 export interface ListFilesMsg {
   prefix?: string;
   type: "list_files";
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ListMachinesParams".
+ */
+export interface ListMachinesParams {}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ListMachinesResult".
+ */
+export interface ListMachinesResult {
+  machines: MachineInfo[];
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "MachineInfo".
+ */
+export interface MachineInfo {
+  /**
+   * active agents on the roster with this machine
+   */
+  agents: number;
+  home?: string | null;
+  name: string;
+  /**
+   * its machine service is connected (the hypivisor's own machine: always)
+   */
+  online: boolean;
+  os?: string | null;
+  /**
+   * the hypivisor's own machine (the default for spawn)
+   */
+  own?: boolean;
+  pi_versions?: string[];
+  /**
+   * a machine service registered it (else: known from agents)
+   */
+  service?: boolean;
+  /**
+   * unix seconds of the last online/offline change
+   */
+  since?: number | null;
+  tmux?: boolean | null;
+  [k: string]: unknown;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
@@ -1155,6 +1215,94 @@ export interface SessionInfo {
    * pi's own session id (the header's)
    */
   session_id?: string | null;
+  [k: string]: unknown;
+}
+/**
+ * What a machine service says about its machine (specs/machines.md).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "MachineFacts".
+ */
+export interface MachineFacts {
+  /**
+   * the service's $HOME
+   */
+  home?: string | null;
+  /**
+   * operating system, e.g. Linux 6.8 x86_64
+   */
+  os?: string | null;
+  /**
+   * pi versions found (PI_BIN, pi on PATH)
+   *
+   * @maxItems 20
+   */
+  pi_versions?: string[];
+  service_version?: string | null;
+  /**
+   * tmux is installed (spawn_agent can start pi there)
+   */
+  tmux?: boolean;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "MachineJoinedEvent".
+ */
+export interface MachineJoinedEvent {
+  event: "machine_joined";
+  machine: MachineInfo;
+  [k: string]: unknown;
+}
+/**
+ * A machine went offline (its service disconnected), or, known only from agents, has none left.
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "MachineLeftEvent".
+ */
+export interface MachineLeftEvent {
+  event: "machine_left";
+  /**
+   * its offline entry; null when it is no longer listed
+   */
+  machine?: MachineInfo | null;
+  name: string;
+  [k: string]: unknown;
+}
+/**
+ * A machine service's answer to a ``machine_request`` it was sent (matched by ``rid`` and connection).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "MachineReplyParams".
+ */
+export interface MachineReplyParams {
+  error?: ErrorInfo | null;
+  result?: {
+    [k: string]: unknown;
+  } | null;
+  rid: string;
+}
+/**
+ * Hypivisor → machine service only: do ``method`` and answer with ``machine_reply {rid, ...}``.
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "MachineRequestEvent".
+ */
+export interface MachineRequestEvent {
+  event: "machine_request";
+  method: "list_directories" | "spawn_agent" | "spawn_registered";
+  params: {
+    [k: string]: unknown;
+  };
+  rid: string;
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "MachineUpdatedEvent".
+ */
+export interface MachineUpdatedEvent {
+  event: "machine_updated";
+  machine: MachineInfo;
   [k: string]: unknown;
 }
 /**
@@ -1492,6 +1640,52 @@ export interface SessionTreeNode {
   [k: string]: unknown;
 }
 /**
+ * A machine service joins: name and facts. Re-registering from the same connection updates the facts.
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "RegisterMachineParams".
+ */
+export interface RegisterMachineParams {
+  /**
+   * the service's $HOME
+   */
+  home?: string | null;
+  /**
+   * proves this service owns the name: the secret the name's first registration presented or was issued; a known name is refused without it
+   */
+  machine_secret?: string | null;
+  name: string;
+  /**
+   * operating system, e.g. Linux 6.8 x86_64
+   */
+  os?: string | null;
+  /**
+   * pi versions found (PI_BIN, pi on PATH)
+   *
+   * @maxItems 20
+   */
+  pi_versions?: string[];
+  protocol_version?: string;
+  service_version?: string | null;
+  /**
+   * tmux is installed (spawn_agent can start pi there)
+   */
+  tmux?: boolean;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "RegisterMachineResult".
+ */
+export interface RegisterMachineResult {
+  machine: MachineInfo;
+  /**
+   * issued at the name's first registration
+   */
+  machine_secret?: string | null;
+  status: "registered";
+  [k: string]: unknown;
+}
+/**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
  * via the `definition` "RegisterParams".
  */
@@ -1800,6 +1994,10 @@ export interface SetThinkingLevelMsg {
  * via the `definition` "SpawnAgentParams".
  */
 export interface SpawnAgentParams {
+  /**
+   * spawn on this machine (through its machine service); default: the hypivisor's own
+   */
+  machine?: string | null;
   new_folder?: string | null;
   path: string;
   /**
