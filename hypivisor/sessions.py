@@ -274,12 +274,9 @@ class SessionDesk:
         row = idx.session_row(path)
         meta = parse.meta_of(session)
         parent = None
-        if session.header.parent_session:
-            try:
-                parent_path = dirs.verify(session.header.parent_session, self.roots())
-                parent = {"id": (idx.session_row(parent_path) or {}).get("sid"), "path": parent_path}
-            except dirs.SessionPathError:
-                parent = None
+        if session.header.parent_session:  # by file name: the sessions directory may have moved since the fork
+            found = idx.file_by_name(session.header.parent_session)
+            parent = {"id": found[0], "path": found[1]} if found else {"id": None, "path": None}
         live = self.live_writers().get(path)
         return {
             "machine": self.machine, "id": row["sid"] if row else None, "path": path, "session_id": session.header.id,

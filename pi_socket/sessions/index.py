@@ -49,10 +49,11 @@ CREATE TABLE IF NOT EXISTS files(
   seq INTEGER NOT NULL DEFAULT 0, nentries INTEGER NOT NULL DEFAULT 0, version INTEGER,
   session_id TEXT, cwd TEXT, parent_session TEXT, name TEXT, first_prompt TEXT,
   message_count INTEGER NOT NULL DEFAULT 0, model TEXT, cost REAL NOT NULL DEFAULT 0,
-  created REAL, modified REAL, sort REAL);
+  created REAL, modified REAL, sort REAL, base TEXT, parent_base TEXT);
 CREATE INDEX IF NOT EXISTS files_sort ON files(sort DESC, fid DESC);
 CREATE INDEX IF NOT EXISTS files_cwd ON files(cwd, sort DESC);
-CREATE INDEX IF NOT EXISTS files_parent ON files(parent_session);
+CREATE INDEX IF NOT EXISTS files_parent ON files(parent_base);
+CREATE INDEX IF NOT EXISTS files_base ON files(base);
 CREATE TABLE IF NOT EXISTS docs(
   rowid INTEGER PRIMARY KEY, fid INTEGER NOT NULL, entry_id TEXT NOT NULL, role TEXT NOT NULL,
   ts REAL, off INTEGER NOT NULL, len INTEGER NOT NULL);
@@ -174,9 +175,10 @@ class Index:
                     return 0, False
                 cur = w.execute(
                     "INSERT INTO files(path, sid, inode, size, mtime, offset, header_hash, version, session_id, cwd, "
-                    "parent_session, created, sort) VALUES(?,?,?,?,?,0,?,?,?,?,?,?,?)",
+                    "parent_session, created, sort, base, parent_base) VALUES(?,?,?,?,?,0,?,?,?,?,?,?,?,?,?)",
                     (found.path, session_sid(found.path), st.st_ino, 0, 0, hh, header.version, header.id,
-                     header.cwd, header.parent_session, parse.iso_seconds(header.timestamp), st.st_mtime),
+                     header.cwd, header.parent_session, parse.iso_seconds(header.timestamp), st.st_mtime,
+                     os.path.basename(found.path), _base(header.parent_session)),
                 )  # fmt: skip
                 row = (cur.lastrowid, st.st_ino, 0, hh, 0, 0, header.version, None, None, 0, None, 0.0, None)
             fid, _, offset, _, seq, nentries, version = row[:7]
@@ -298,11 +300,20 @@ class Index:
         return dict(zip(FILE_FIELDS, r, strict=True)) if r else None
 
     def forks_of(self, path: str, limit: int = 100) -> list[dict[str, Any]]:
-        """Sessions whose header names ``path`` as their ``parentSession`` (forks and clones), newest first."""
+        """Sessions whose header names ``path`` as their ``parentSession`` (forks and clones), newest first.
+        Matched by file name (pi's names are unique: timestamp and session id), so a session directory that
+        moved since the fork still links up."""
         with self._rlock:
-            rows = self._r.execute("SELECT sid, path, name, created FROM files WHERE parent_session=? "
-                                   "ORDER BY sort DESC LIMIT ?", (path, limit)).fetchall()  # fmt: skip
+            rows = self._r.execute("SELECT sid, path, name, created FROM files WHERE parent_base=? "
+                                   "ORDER BY sort DESC LIMIT ?", (os.path.basename(path), limit)).fetchall()  # fmt: skip
         return [{"id": r[0], "path": r[1], "name": r[2], "created": r[3]} for r in rows]
+
+    def file_by_name(self, parent_session: str) -> tuple[str, str] | None:
+        """(sid, path) of the indexed file with the same file name as ``parent_session``."""
+        with self._rlock:
+            row = self._r.execute("SELECT sid, path FROM files WHERE base=? LIMIT 1",
+                                  (_base(parent_session),)).fetchone()  # fmt: skip
+        return (row[0], row[1]) if row else None
 
     def counts(self) -> dict[str, int]:
         with self._rlock:
@@ -352,6 +363,10 @@ class Index:
                          "name": name, "snippet": snip, "highlights": [list(r) for r in ranges],
                          "score": round(-score, 6)})  # fmt: skip
         return hits
+
+
+def _base(path: str | None) -> str | None:
+    return os.path.basename(path.replace("\\", "/")) if path else None
 
 
 def _entry_text_at(path: str, off: int, length: int, entry_id: str) -> str | None:
