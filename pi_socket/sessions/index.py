@@ -387,12 +387,14 @@ def _entry_text_at(path: str, off: int, length: int, entry_id: str) -> str | Non
 
 def index_all(index: Index, found: list[Found], progress: Progress | None = None, pause: float = 0.0,
               chunk_seconds: float = 0.2, should_stop=lambda: False) -> Progress:  # fmt: skip
-    """Bring the index up to date with ``found`` (the files on disk now), newest first; files no longer on disk
+    """Bring the index up to date with ``found`` (the files on disk now), oldest first; files no longer on disk
     leave it. ``pause``: after every ``chunk_seconds`` of work, sleep ``pause`` times as long (low priority)."""
     progress = progress or Progress()
     known = index.known()
     index.remove_missing({f.path for f in found})
-    todo = sorted((f for f in found if index.changed(f, known.get(f.path))), key=lambda f: f.mtime, reverse=True)
+    # oldest first: a file's docs get higher rowids than every older file's, so a query's candidate window (the
+    # highest rowids) holds the most recent sessions
+    todo = sorted((f for f in found if index.changed(f, known.get(f.path))), key=lambda f: f.mtime)
     progress.files_total = len(todo)
     progress.files_done = 0
     worked_since = time.monotonic()
