@@ -138,7 +138,7 @@ export function App() {
             + Spawn agent
           </button>
           {phone && route.screen === "home" && hv.phase !== "connecting" && <Inbox {...inboxProps} limit={3} onShowAll={openInbox} />}
-          {hv.phase === "connecting" ? <div className="muted roster-empty">Connecting to the hypivisor…</div> : <Roster roster={hv.roster} selected={selected} onSelect={select} />}
+          {hv.phase === "connecting" ? <div className="muted roster-empty">Connecting to the hypivisor…</div> : <Roster roster={hv.roster} selected={selected} onSelect={select} machines={hv.machines} />}
           <div className="sidebar-foot">
             <PushSettings push={push} nodes={hv.roster.nodes} />
             <label className="field-inline">
@@ -186,7 +186,7 @@ export function App() {
           )}
         </main>
       </div>
-      {spawnOpen && <SpawnModal request={hv.request} onClose={closeSpawn} onSpawned={onSpawned} />}
+      {spawnOpen && <SpawnModal request={hv.request} onClose={closeSpawn} onSpawned={onSpawned} machines={hv.machines} />}
     </div>
   );
 }

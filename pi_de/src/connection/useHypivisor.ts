@@ -2,10 +2,11 @@
 // Phases: connecting → connected; a first connection that fails shows the error screen (or the token
 // prompt after a 401); a drop after that shows the reconnect banner. Both retry with backoff, and the
 // roster is kept meanwhile, so open agent links are not disturbed by a registry outage.
-import { useCallback, useEffect, useReducer, useRef, useState } from "react";
-import type { ListAttentionResult, NodeInfo, RpcResponse } from "../protocol/types";
+import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
+import type { ListAttentionResult, ListMachinesResult, MachineInfo, NodeInfo, RpcResponse } from "../protocol/types";
 import { emptyRoster, rosterReducer, type RosterState } from "../model/rosterReducer";
 import { emptyInbox, inboxReducer, isInboxEvent, type InboxState } from "../model/inbox";
+import { emptyMachines, isMachineEvent, machineList, machinesReducer } from "../model/machines";
 import { asRegistryEvent } from "../protocol/frames";
 import { backoffDelay } from "./backoff";
 import { offlineWhileGoingAway } from "./fallback";
@@ -25,11 +26,14 @@ export interface Hypivisor {
   request<T>(method: string, params?: Record<string, unknown>, timeoutMs?: number): Promise<T>;
   /** The attention inbox: list_attention on every (re)connect, kept current by its events. */
   inbox: InboxState;
+  /** The machines (specs/machines.md): list_machines on every (re)connect, kept current by its events. */
+  machines: MachineInfo[];
 }
 
 export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivisor {
   const [roster, dispatch] = useReducer(rosterReducer, emptyRoster);
   const [inbox, dispatchInbox] = useReducer(inboxReducer, emptyInbox);
+  const [machines, dispatchMachines] = useReducer(machinesReducer, emptyMachines);
   const [phase, setPhase] = useState<HypivisorPhase>("connecting");
   const [retryInMs, setRetryInMs] = useState<number | null>(null);
   const [kick, setKick] = useState(0);
@@ -67,6 +71,12 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
           (result) => !disposed && rpcRef.current === rpc && dispatchInbox({ event: "snapshot", result }),
           () => undefined,
         );
+        // A hypivisor without machines answers METHOD_NOT_FOUND: the list stays empty (no grouping, no choice).
+        dispatchMachines({ event: "sync_started" });
+        rpc.request<ListMachinesResult>("list_machines", {}, 60_000).then(
+          (result) => !disposed && rpcRef.current === rpc && dispatchMachines({ event: "snapshot", machines: result.machines }),
+          () => undefined,
+        );
       };
       sock.onmessage = (ev) => {
         if (disposed || typeof ev.data !== "string") return;
@@ -80,6 +90,7 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
         const e = asRegistryEvent(f);
         if (!e) return;
         if (isInboxEvent(e)) return dispatchInbox(e);
+        if (isMachineEvent(e)) return dispatchMachines(e);
         if (e.event === "init") {
           known.clear();
           offlineAt.clear();
@@ -137,7 +148,8 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
     return rpc.request<T>(method, params, timeoutMs);
   }, []);
 
-  return { phase, roster, url, retryInMs, retryNow: useCallback(() => setKick((k) => k + 1), []), request, inbox };
+  const machineArray = useMemo(() => machineList(machines), [machines]);
+  return { phase, roster, url, retryInMs, retryNow: useCallback(() => setKick((k) => k + 1), []), request, inbox, machines: machineArray };
 }
 
 export function isActive(n: NodeInfo | undefined): boolean {

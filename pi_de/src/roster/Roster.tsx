@@ -1,5 +1,5 @@
 import { useState } from "react";
-import type { NodeInfo } from "../protocol/types";
+import type { MachineInfo, NodeInfo } from "../protocol/types";
 import { displayText } from "../model/displayText";
 import { folderName, groupByProject, type RosterState } from "../model/rosterReducer";
 import { SafeText } from "../ui/SafeText";
@@ -11,27 +11,73 @@ interface Props {
   roster: RosterState;
   selected: string | null;
   onSelect(id: string): void;
+  /** The hypivisor's machines (list_machines); with more than one, the roster groups by machine, then folder. */
+  machines?: MachineInfo[];
 }
 
-export function Roster({ roster, selected, onSelect }: Props) {
+/** The machines to show as groups: the listed ones (own first), then any an agent names that the list lacks. */
+export function machineGroups(roster: RosterState, machines: MachineInfo[]): { name: string; info: MachineInfo | null }[] {
+  const out = machines.map((m) => ({ name: m.name, info: m as MachineInfo | null }));
+  const seen = new Set(out.map((m) => m.name));
+  const extra = new Set<string>();
+  for (const id of roster.order) {
+    const n = roster.nodes[id];
+    if (n && !seen.has(n.machine)) extra.add(n.machine);
+  }
+  for (const name of [...extra].sort()) out.push({ name, info: null });
+  return out;
+}
+
+export function Roster({ roster, selected, onSelect, machines = [] }: Props) {
   const [collapsed, setCollapsed] = useState<Record<string, boolean>>({});
   const groups = groupByProject(roster);
   const several = severalMachines(Object.values(roster.nodes));
   const now = useNow();
+  const byMachine = machineGroups(roster, machines);
+  const toggle = (key: string) => setCollapsed((c) => ({ ...c, [key]: !c[key] }));
+  const folders = (gs: ReturnType<typeof groupByProject>, prefix: string) =>
+    gs.map((g) => {
+      const key = prefix + g.cwd;
+      return (
+        <div className="group" key={key} data-testid="roster-group">
+          <button type="button" className="group-head" aria-expanded={!collapsed[key]} title={displayText(g.cwd)} onClick={() => toggle(key)}>
+            <span className="chev">{collapsed[key] ? "▸" : "▾"}</span>
+            <SafeText className="group-name" text={g.name} />
+            {collapsed[key] && waitingIn(g.nodes) > 0 && <span className="waiting-tag" data-testid="group-waiting">waiting · {waitingIn(g.nodes)}</span>}
+            <span className="badge">{g.nodes.length}</span>
+          </button>
+          {!collapsed[key] && g.nodes.map((n) => <NodeCard key={n.id} n={n} selected={n.id === selected} onSelect={onSelect} several={several} now={now} />)}
+        </div>
+      );
+    });
+  if (byMachine.length > 1) {
+    return (
+      <nav className="roster" aria-label="Agents" data-testid="roster">
+        {byMachine.map(({ name, info }) => {
+          const mine = groupByProject({ ...roster, order: roster.order.filter((id) => roster.nodes[id]?.machine === name) });
+          const online = info ? info.online : true;
+          const key = `machine:${name}`;
+          return (
+            <section className={`machine-group${online ? "" : " offline"}`} key={key} data-testid="machine-group" data-machine={name} data-online={online}>
+              <button type="button" className="machine-head" aria-expanded={!collapsed[key]} onClick={() => toggle(key)} title={info?.os ? displayText(info.os) : undefined}>
+                <span className="chev">{collapsed[key] ? "▸" : "▾"}</span>
+                <SafeText className="machine-name" text={name} />
+                <span className={`machine-state ${online ? "on" : "off"}`} data-testid="machine-state">
+                  {online ? "online" : "offline"}
+                </span>
+                <span className="badge">{mine.reduce((sum, g) => sum + g.nodes.length, 0)}</span>
+              </button>
+              {!collapsed[key] && (mine.length > 0 ? folders(mine, `${name}\u0000`) : <div className="muted machine-none">no agents</div>)}
+            </section>
+          );
+        })}
+      </nav>
+    );
+  }
   if (groups.length === 0) return <div className="roster-empty muted">No agents yet. Start pi with the pi_socket extension, or spawn one.</div>;
   return (
     <nav className="roster" aria-label="Agents" data-testid="roster">
-      {groups.map((g) => (
-        <div className="group" key={g.cwd} data-testid="roster-group">
-          <button type="button" className="group-head" aria-expanded={!collapsed[g.cwd]} title={displayText(g.cwd)} onClick={() => setCollapsed((c) => ({ ...c, [g.cwd]: !c[g.cwd] }))}>
-            <span className="chev">{collapsed[g.cwd] ? "▸" : "▾"}</span>
-            <SafeText className="group-name" text={g.name} />
-            {collapsed[g.cwd] && waitingIn(g.nodes) > 0 && <span className="waiting-tag" data-testid="group-waiting">waiting · {waitingIn(g.nodes)}</span>}
-            <span className="badge">{g.nodes.length}</span>
-          </button>
-          {!collapsed[g.cwd] && g.nodes.map((n) => <NodeCard key={n.id} n={n} selected={n.id === selected} onSelect={onSelect} several={several} now={now} />)}
-        </div>
-      ))}
+      {folders(groups, "")}
     </nav>
   );
 }

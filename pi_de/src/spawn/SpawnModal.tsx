@@ -1,13 +1,28 @@
-// "Spawn agent": browse folders under $HOME (list_directories), optionally name a new folder, and
-// deploy (spawn_agent). Errors stay inside the modal; the new agent shows up through node_joined.
+// "Spawn agent": with several machines, choose the machine first (offline ones cannot be chosen); browse its
+// folders under its $HOME (list_directories), optionally name a new folder, and deploy (spawn_agent) there.
+// Errors stay inside the modal; the new agent shows up through node_joined.
 import { useCallback, useEffect, useState } from "react";
-import type { ListDirectoriesResult, SpawnAgentResult } from "../protocol/types";
+import type { ListDirectoriesResult, MachineInfo, SpawnAgentResult } from "../protocol/types";
 import { displayText } from "../model/displayText";
 import { SafeText } from "../ui/SafeText";
 
 type Request = <T>(method: string, params?: Record<string, unknown>, timeoutMs?: number) => Promise<T>;
 
-export function SpawnModal({ request, onClose, onSpawned }: { request: Request; onClose(): void; onSpawned(id: string): void }) {
+interface Props {
+  request: Request;
+  onClose(): void;
+  onSpawned(id: string): void;
+  /** The hypivisor's machines; with more than one the dialog asks which first. */
+  machines?: MachineInfo[];
+}
+
+export function SpawnModal({ request, onClose, onSpawned, machines = [] }: Props) {
+  const several = machines.length > 1;
+  const own = machines.find((m) => m.own)?.name ?? null;
+  // null: the hypivisor's own machine (no `machine` param, as before machines existed)
+  const [machine, setMachine] = useState<string | null>(own);
+  const target = machine && machine !== own ? { machine } : {};
+  const targetKey = machine && machine !== own ? machine : "";
   const [dir, setDir] = useState<ListDirectoriesResult | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -17,12 +32,14 @@ export function SpawnModal({ request, onClose, onSpawned }: { request: Request; 
     async (path?: string) => {
       setError(null);
       try {
-        setDir(await request<ListDirectoriesResult>("list_directories", path ? { path } : {}));
+        const where = targetKey ? { machine: targetKey } : {};
+        setDir(await request<ListDirectoriesResult>("list_directories", path ? { path, ...where } : where));
       } catch (e) {
+        setDir(null);
         setError((e as Error).message);
       }
     },
-    [request],
+    [request, targetKey],
   );
   useEffect(() => void open(), [open]);
   useEffect(() => {
@@ -36,7 +53,7 @@ export function SpawnModal({ request, onClose, onSpawned }: { request: Request; 
     setBusy(true);
     setError(null);
     try {
-      const params: Record<string, unknown> = { path: dir.path };
+      const params: Record<string, unknown> = { path: dir.path, ...target };
       if (newFolder.trim()) params.new_folder = newFolder.trim();
       const r = await request<SpawnAgentResult>("spawn_agent", params, 90_000);
       onSpawned(r.node_id);
@@ -53,6 +70,20 @@ export function SpawnModal({ request, onClose, onSpawned }: { request: Request; 
     <div className="modal-backdrop" onMouseDown={(e) => e.target === e.currentTarget && !busy && onClose()}>
       <div className="modal" role="dialog" aria-modal="true" aria-labelledby="spawn-title" data-testid="spawn-modal">
         <h2 id="spawn-title">Spawn a pi agent</h2>
+        {several && (
+          <label className="field">
+            <span>Machine</span>
+            <select data-testid="spawn-machine" aria-label="Machine" value={machine ?? own ?? ""} disabled={busy} onChange={(e) => setMachine(e.target.value)}>
+              {machines.map((m) => (
+                <option key={m.name} value={m.name} disabled={!m.online}>
+                  {displayText(m.name)}
+                  {m.own ? " (this hypivisor)" : ""}
+                  {m.online ? "" : " (offline)"}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
         <div className="spawn-path mono" data-testid="spawn-path">{rel ? <SafeText text={rel} /> : "…"}</div>
         <ul className="dir-list" data-testid="dir-list">
           {dir?.parent && (
