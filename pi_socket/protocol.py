@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 PROTOCOL_VERSION = "1.1"
 # What this build speaks beyond protocol 1.0, announced in `register`, `init` and `init_state`.
 # remote_commands: the agent link's list_models, set_model, set_thinking_level and run_command.
-CAPABILITIES = ("approvals", "attention", "watchdogs", "remote_commands", "sessions")
+CAPABILITIES = ("approvals", "attention", "watchdogs", "budgets", "remote_commands", "sessions")
 
 # Hard limits shared by both ends. Documented in specs/protocol.md.
 MAX_ID_LEN = 128
