@@ -11,6 +11,7 @@ Sections (each compares figures measured side by side in this run; medians of re
                trips through the hypivisor
   inbox     8  Pi-DE's inbox in headless Chromium: 1,000 items across 200 agents
   push      9  Web Push: an approval asked in pi → its push at a local push service, beside the prompt round trip
+  watchdogs 10 the inbox tracker's and watchdogs' CPU per pi event against a real bridge's per forwarded event
 
 Writes ``bench/results/latest.json`` and ``bench/results/latest.md`` (git-ignored) and prints the table.
 ``--smoke`` uses tiny sizes so the whole suite runs in well under two minutes (CI:
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from bench.common import REPO, Row, fmt
 
-SECTIONS = ["relay", "stream", "overhead", "registry", "history", "pide", "approvals", "inbox", "push"]
+SECTIONS = ["relay", "stream", "overhead", "registry", "history", "pide", "approvals", "inbox", "push", "watchdogs"]
 # rows each section must produce (integration_tests/test_bench_smoke.py checks them)
 EXPECTED_ROWS = {
     "1 proxy": 16,
@@ -44,6 +45,7 @@ EXPECTED_ROWS = {
     "7 approval gate": 9,
     "8 Pi-DE inbox": 2,
     "9 Web Push": 2,
+    "10 watchdogs": 3,
 }
 RESULTS = REPO / "bench" / "results"
 
@@ -91,6 +93,10 @@ async def run_section(name: str, args, log) -> list[Row]:
         from bench import push
 
         return await asyncio.to_thread(push.run, args.smoke, args.reps, log)
+    if name == "watchdogs":
+        from bench import watchdog
+
+        return await asyncio.to_thread(watchdog.run, args.smoke, args.reps, log)
     raise ValueError(name)
 
 

@@ -1,4 +1,4 @@
-"""Target 9 (watchdogs issue): the detectors' CPU per pi event against the bridge's own CPU per forwarded event.
+"""Target 10 (watchdogs issue): the detectors' CPU per pi event against the bridge's own CPU per forwarded event.
 
 The same recorded pi events (``pi_socket/tests/fixtures``: two real runs of pi 0.73.1, a plain reply and a tool
 call), repeated, in the same run:
@@ -29,7 +29,7 @@ from pi_socket.bridge.state import AgentState
 from pi_socket.protocol import PiEvent
 from pi_socket.tests.fake_shim import FakeShim, sample_events
 
-SECTION = "9 watchdogs"
+SECTION = "10 watchdogs"
 
 
 def _lines() -> list[bytes]:
