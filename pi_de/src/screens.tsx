@@ -42,6 +42,10 @@ export function TokenScreen({ url, onSave, rejected }: { url: string; onSave(tok
         <code>{url}</code>
         {rejected ? " refused the connection (401): enter its token (HYPI_TOKEN)." : "."} It is kept in this browser, for this hypivisor only.
       </p>
+      <p className="muted">
+        On the hypivisor&apos;s machine, <code>hypivisor url</code> prints a link that carries it (the token is in{" "}
+        <code>~/.config/hyper-pi/token</code>).
+      </p>
       <form
         onSubmit={(e) => {
           e.preventDefault();
