@@ -33,7 +33,7 @@ RUN_MS = 30_000
 
 def item(page, kind, node_id=None):
     sel = f"[data-testid=inbox] [data-testid=inbox-item][data-kind={kind}]"
-    return page.locator(sel + (f"[data-node-id='{node_id}']" if node_id else ""))
+    return page.locator(sel + (f"[data-agent-id='{node_id}']" if node_id else ""))
 
 
 def card(page, node_id):
@@ -177,7 +177,7 @@ def test_phone_lands_on_the_inbox(dash_hv, agents, page_factory):
     phone.wait_for_selector("[data-testid=inbox-home]")
     # opening an agent from the inbox: its conversation, not the inbox
     phone.locator(
-        "[data-testid=inbox-home] [data-testid=inbox-item][data-node-id='n-docs'] [data-testid=inbox-open]"
+        "[data-testid=inbox-home] [data-testid=inbox-item][data-agent-id='n-docs'] [data-testid=inbox-open]"
     ).tap()
     phone.wait_for_selector("[data-testid=chat-stage]")
     assert phone.url.endswith("#/agent/n-docs")

@@ -145,7 +145,7 @@ const ItemRow = memo(function ItemRow({
   const canReply = live && item.kind !== "approval" && item.kind !== "question";
   const canAbort = live && (node?.activity === "working" || item.kind === "stalled" || item.kind === "budget");
   return (
-    <li className={`inbox-item kind-${item.kind}`} data-testid="inbox-item" data-item-id={item.id} data-kind={item.kind} data-node-id={item.node_id}>
+    <li className={`inbox-item kind-${item.kind}`} data-testid="inbox-item" data-item-id={item.id} data-kind={item.kind} data-agent-id={item.node_id}>
       <div className="inbox-line">
         <span className="inbox-icon" aria-hidden="true">
           {ICON[item.kind] ?? "•"}
