@@ -12,6 +12,7 @@ Sections (each compares figures measured side by side in this run; medians of re
   inbox     8  Pi-DE's inbox in headless Chromium: 1,000 items across 200 agents
   push      9  Web Push: an approval asked in pi → its push at a local push service, beside the prompt round trip
   watchdogs 10 the inbox tracker's and watchdogs' CPU per pi event against a real bridge's per forwarded event
+  sessions  11 the session index over 1 GB of generated sessions: MB/s, size, query p50/p99 beside ripgrep, open 10k
 
 Writes ``bench/results/latest.json`` and ``bench/results/latest.md`` (git-ignored) and prints the table.
 ``--smoke`` uses tiny sizes so the whole suite runs in well under two minutes (CI:
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from bench.common import REPO, Row, fmt
 
-SECTIONS = ["relay", "stream", "overhead", "registry", "history", "pide", "approvals", "inbox", "push", "watchdogs"]
+SECTIONS = ["relay", "stream", "overhead", "registry", "history", "pide", "approvals", "inbox", "push", "watchdogs", "sessions"]
 # rows each section must produce (integration_tests/test_bench_smoke.py checks them)
 EXPECTED_ROWS = {
     "1 proxy": 16,
@@ -46,6 +47,7 @@ EXPECTED_ROWS = {
     "8 Pi-DE inbox": 2,
     "9 Web Push": 2,
     "10 watchdogs": 3,
+    "11 sessions": 9,
 }
 RESULTS = REPO / "bench" / "results"
 
@@ -97,6 +99,10 @@ async def run_section(name: str, args, log) -> list[Row]:
         from bench import watchdog
 
         return await asyncio.to_thread(watchdog.run, args.smoke, args.reps, log)
+    if name == "sessions":
+        from bench import sessions
+
+        return await asyncio.to_thread(sessions.run, args.smoke, args.reps, log)
     raise ValueError(name)
 
 

@@ -9,6 +9,7 @@ quote): a query either becomes a valid expression or is refused with :class:`Que
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -93,9 +94,44 @@ def _matcher(groups: list[Group]):
     return matches
 
 
+WINDOW_BEFORE = 200  # characters kept before the first match before the words are looked at one by one
+WINDOW_AFTER = 800
+MAX_SCAN_CHARS = 20_000  # text without a fast match: only this much is looked at word by word
+
+
+@functools.lru_cache(maxsize=64)
+def _ascii_pattern(groups: tuple[Group, ...]) -> re.Pattern[str]:
+    """The query's words as one case-insensitive regex with word edges: finds the first match in ASCII text
+    without folding every word of it."""
+    alts = []
+    for g in groups:
+        for i, tok in enumerate(g.tokens):
+            prefix = g.prefix and i == len(g.tokens) - 1
+            alts.append(re.escape(tok) + (r"[^\W_]*" if prefix else ""))
+    return re.compile(r"(?<![^\W_])(?:" + "|".join(alts) + r")(?![^\W_])", re.IGNORECASE)
+
+
 def snippet(text: str, groups: list[Group]) -> tuple[str, list[tuple[int, int]]]:
     """A short piece of ``text`` around its first matching word, whitespace collapsed, and the (start, end)
     character ranges of the matching words in it. Only ``text`` (read from the session file) is ever quoted."""
+    lo, hi = 0, min(len(text), MAX_SCAN_CHARS)
+    if text.isascii() and all(t.isascii() for g in groups for t in g.tokens):
+        m = _ascii_pattern(tuple(groups)).search(text)
+        if m is not None:
+            lo, hi = max(0, m.start() - WINDOW_BEFORE), min(len(text), m.end() + WINDOW_AFTER)
+    if lo > 0:  # start at a word edge
+        edge = _TOKEN.search(text, lo)
+        lo = edge.start() if edge else lo
+    snip, ranges = _snippet(text[lo:hi], groups)
+    if lo > 0 and not snip.startswith("… "):
+        ranges = [(a + 2, b + 2) for a, b in ranges]
+        snip = "… " + snip
+    if hi < len(text.rstrip()) and not snip.endswith(" …"):
+        snip += " …"
+    return snip, ranges
+
+
+def _snippet(text: str, groups: list[Group]) -> tuple[str, list[tuple[int, int]]]:
     matches = _matcher(groups)
     found = [(m.start(), m.end(), fold(m.group())) for m in _TOKEN.finditer(text)]
     hits = [i for i, (_, _, tok) in enumerate(found) if matches(tok)]
