@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
         "approvals",
         "gitinfo",
     },
-    {"frames", "state", "shimlink", "clients", "attention", "watchdog"},
+    {"frames", "state", "shimlink", "clients", "attention", "watchdog", "budget"},
     {"notice"},
     {"handlers", "server", "hypivisor_client"},
     {"app"},
