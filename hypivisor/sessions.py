@@ -220,7 +220,9 @@ class SessionDesk:
 
     def indexing(self) -> dict[str, int] | None:
         p = self.progress
-        return {"files_done": p.files_done, "files_total": p.files_total} if self.building else None
+        if not self.building or p.files_total < PROGRESS_MIN_FILES:  # a routine look at a few changed files
+            return None
+        return {"files_done": p.files_done, "files_total": p.files_total}
 
     # -- methods ---------------------------------------------------------------------------------------------
 
