@@ -43,6 +43,7 @@ class MachineDesk:
         self.links: dict[Hashable, Callable[[bytes], bool]] = {}  # every /ws connection's sender, by connection
         self._pending: dict[str, tuple[Hashable, asyncio.Future[dict[str, Any]]]] = {}
         self._spawns: dict[str, Hashable] = {}  # spawn_id -> the machine connection that started it
+        self._spawned: dict[str, str] = {}  # spawn_id -> the node that registered with it
         self._rids = itertools.count(1)
 
     def attach(self, conn: Hashable, send: Callable[[bytes], bool]) -> None:
@@ -103,17 +104,25 @@ class MachineDesk:
         return True
 
     async def spawn(self, machine: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """``spawn_agent`` on ``machine``: its answer (``node_id``, ``tmux_session``, ``path``) once the new pi has
-        registered here with this spawn's secret."""
+        """``spawn_agent`` on ``machine``: its answer (``tmux_session``, ``path``) once the new pi has registered
+        here with this spawn's secret; ``node_id`` is the node that presented the secret, whatever the machine
+        says (a machine cannot pass another agent off as the one it started)."""
         conn, _ = self._link(machine)
         spawn_id = secrets.token_urlsafe(24)
         self._spawns[spawn_id] = conn
         try:
-            return await self.request(
+            answer = await self.request(
                 machine, "spawn_agent", {**params, "spawn_id": spawn_id, "timeout": timeout}, timeout + SPAWN_MARGIN_S
             )
+            node_id = self._spawned.get(spawn_id)
+            if node_id is None:
+                raise HypiError(
+                    ErrorCode.SPAWN_FAILED, f"machine {machine[:255]!r} answered before its agent registered"
+                )
+            return {**answer, "node_id": node_id}
         finally:
             self._spawns.pop(spawn_id, None)
+            self._spawned.pop(spawn_id, None)
 
     def node_registered(self, node: NodeInfo, spawn_id: str | None) -> bool:
         """A node registered presenting ``spawn_id``: tell the machine that started it (its spawn ends)."""
@@ -122,6 +131,7 @@ class MachineDesk:
         presented = spawn_id.encode("utf-8", "surrogatepass")
         for sid, conn in self._spawns.items():
             if secrets.compare_digest(sid.encode(), presented):
+                self._spawned[sid] = node.id
                 send = self.links.get(conn)
                 if send is not None:
                     frame = {"event": "machine_request", "rid": "", "method": "spawn_registered",

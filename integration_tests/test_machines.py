@@ -147,3 +147,20 @@ async def test_two_services_racing_exactly_one_runs(hypivisor_factory, machines,
     async with await RegistryClient.connect(hv) as dash:
         found = await wait_machines(dash, {"alpha": True})
         assert found["alpha"]["home"] == str(running[0].home.resolve())
+
+
+async def test_a_machine_needs_the_token(hypivisor_factory, machines):
+    """A service with a wrong token is refused at the handshake (never listed) and keeps retrying, harmlessly."""
+    hv = hypivisor_factory(token="right-token", env={"PI_SOCKET_MACHINE": "hub"})
+    m = machines(hv, "alpha")
+    m.env["HYPI_TOKEN"] = "wrong-token"
+    m.start()
+    deadline = time.monotonic() + 10
+    while "refused this machine" not in m.stderr():
+        assert time.monotonic() < deadline, m.stderr()
+        await asyncio.sleep(0.1)
+    async with await RegistryClient.connect(hv) as dash:
+        names = [x["name"] for x in (await dash.call("list_machines"))["result"]["machines"]]
+        assert names == ["hub"]
+        assert (await dash.call("list_directories", {"machine": "alpha"}))["error"]["code"] == 1012
+    assert m.proc is not None and m.proc.poll() is None

@@ -78,6 +78,16 @@ async def test_a_spawned_node_is_told_to_the_machine_that_started_it():
     assert not desk.node_registered(node, None)
     assert desk.node_registered(node, spawn_id)
     assert sent[1]["method"] == "spawn_registered" and sent[1]["params"]["spawn_id"] == spawn_id
-    desk.reply("c1", MachineReplyParams(rid=req["rid"], result={"node_id": "n1"}))
-    assert (await task)["node_id"] == "n1"
+    desk.reply("c1", MachineReplyParams(rid=req["rid"], result={"node_id": "someone-else", "tmux_session": "s"}))
+    assert await task == {"node_id": "n1", "tmux_session": "s"}  # the node that presented the secret, not a claim
     assert not desk.node_registered(node, spawn_id)  # the spawn ended: its secret is spent
+
+
+async def test_a_machine_answering_before_its_agent_registered_is_a_failed_spawn():
+    desk, sent = desk_with()
+    task = asyncio.create_task(desk.spawn("beta", {"path": "~"}, 5))
+    await asyncio.sleep(0)
+    desk.reply("c1", MachineReplyParams(rid=sent[0]["rid"], result={"node_id": "n-existing"}))
+    with pytest.raises(HypiError) as err:
+        await task
+    assert err.value.code == 1009 and "before its agent registered" in err.value.message
