@@ -52,6 +52,20 @@ def last_run(key, outcome, summary, ago=30, new_messages=1):
     return {"key": key, "outcome": outcome, "summary": summary, "at": time.time() - ago, "new_messages": new_messages}
 
 
+def rpc(hv, method, params):
+    """One registry request on its own connection (as another dashboard would make it)."""
+    from websockets.sync.client import connect
+
+    with connect(hv.ws_url, additional_headers=hv.auth_headers, max_size=None, open_timeout=10) as ws:
+        ws.send(json.dumps({"id": "q", "method": method, "params": params}))
+        deadline = time.monotonic() + 10
+        while True:
+            f = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+            if f.get("id") == "q":
+                assert "result" in f, f
+                return f["result"]
+
+
 def decisions(agent) -> list[dict]:
     return [f for f in agent.received if f.get("type") == "approval_decision"]
 
@@ -181,6 +195,39 @@ def test_phone_lands_on_the_inbox(dash_hv, agents, page_factory):
     ).tap()
     phone.wait_for_selector("[data-testid=chat-stage]")
     assert phone.url.endswith("#/agent/n-docs")
+
+
+def test_hypivisor_sigkill_and_restart_the_pages_show_the_same_items_once(dash_hv, agents, page_factory):
+    api = agents(dash_hv, "n-api", "/srv/projects/api", session_name="fix login")
+    docs = agents(dash_hv, "n-docs", "/srv/projects/docs")
+    web = agents(dash_hv, "n-web", "/srv/projects/web")
+    # run items only: live causes are re-sent by a real bridge's register, which this scripted agent does not do
+    api.update(attention={"live": [], "last_run": last_run("r1", "finished", "Release notes drafted", new_messages=2)})
+    docs.update(attention={"live": [], "last_run": last_run("r1", "error", "HTTP 500 from the model")})
+    web.update(attention={"live": [], "last_run": last_run("r1", "finished", "Tests pass")})
+    pages = [page_factory(viewport=DESKTOP), page_factory(viewport=DESKTOP)]
+    for p in pages:
+        p.goto(dashboard_url(dash_hv) + "#/inbox")
+        p.wait_for_selector("[data-testid=inbox] [data-testid=inbox-item] >> nth=2")
+    before = sorted(pages[0].locator("[data-testid=inbox-item]").evaluate_all("els => els.map(e => e.dataset.itemId)"))
+
+    web_item = item(pages[0], "finished", "n-web").get_attribute("data-item-id")
+
+    dash_hv.restart()  # SIGKILL: the inbox and the read markers come back from the state dir
+    # dismissed before the pages are back: their new list_attention answer no longer has it
+    assert rpc(dash_hv, "dismiss_attention", {"id": web_item}) == {"status": "dismissed", "id": web_item}
+    for p in pages:
+        p.wait_for_selector("[data-testid=disconnected-banner]", state="detached", timeout=20_000)
+        card(p, "n-api").wait_for(timeout=20_000)
+    time.sleep(1.0)  # a heartbeat or two after the re-registration: nothing is added twice
+    for p in pages:
+        ids = p.locator("[data-testid=inbox-item]").evaluate_all("els => els.map(e => e.dataset.itemId)")
+        assert sorted(ids) == sorted(set(before) - {web_item}), (ids, before)
+        p.wait_for_selector("[data-node-id='n-api'] [data-testid=unread-badge] >> text=2 new")
+        wait_until(lambda p=p: title(p).startswith("(2) "), 5, what="the count in the title")
+    # the restarted hypivisor's events reach both pages: dismiss on one, gone on the other
+    item(pages[0], "error").get_by_test_id("inbox-dismiss").click()
+    item(pages[1], "error").wait_for(state="detached")
 
 
 # ---------------------------------------------------------------------------
