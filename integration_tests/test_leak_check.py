@@ -70,6 +70,47 @@ def test_a_leaked_child_and_a_reparented_daemon_fail_the_session_and_are_killed(
     assert not _alive(tag), "killed at the end of the session"
 
 
+def test_grandchildren_with_an_environment_of_their_own_are_found(tmp_path):
+    """As a hypivisor spawns a pi from an allow-listed environment: the parent is stopped at teardown, the pi
+    outlives it without the marker; and a daemon without the marker that runs in the test's temp folder."""
+    tag = uuid.uuid4().hex
+    done = _pytest(
+        tmp_path,
+        f"""
+        import os, subprocess, sys, time
+        import pytest
+
+        NAP = [sys.executable, "-c", "import time; time.sleep(300)"]
+        PARENT = [sys.executable, "-c",
+                  "import subprocess, sys, time; subprocess.Popen(sys.argv[1:], env={{'PATH': '/usr/bin'}},"
+                  " start_new_session=True); time.sleep(300)", *NAP, "{tag}-spawned"]
+
+        @pytest.fixture
+        def parent():
+            p = subprocess.Popen(PARENT)
+            yield p
+            p.kill()
+            p.wait()
+
+        def test_spawns(parent):
+            time.sleep(1)
+
+        def test_daemon_in_tmp(tmp_path):
+            subprocess.run(["sh", "-c", 'setsid "$@" >/dev/null 2>&1 &', "sh", *NAP, "{tag}-in-tmp"],
+                           cwd=tmp_path, env={{"PATH": os.environ["PATH"]}}, check=True)
+        """,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert f"{tag}-spawned" in out and "started during test_sample.py::test_spawns" in out, out
+    assert f"{tag}-in-tmp" in out, out
+    assert "-c import subprocess" not in out, "the parent was stopped by its fixture: no leak"
+    deadline = time.monotonic() + 5
+    while _alive(tag) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(tag)
+
+
 def test_a_clean_session_passes_and_a_process_ending_within_the_grace_is_no_leak(tmp_path):
     done = _pytest(
         tmp_path,

@@ -3,8 +3,11 @@
 
 Which processes are the suite's: every process whose environment carries this run's ``HYPER_PI_TEST_RUN`` marker
 (set in pytest's environment at start, so every child that inherits the environment has it, however far it is
-reparented: a bridge whose pi died, a tmux server and the pis in its panes, a daemonised stub), plus every
-descendant of the pytest process (children started with an environment built from scratch). At the end of the
+reparented: a bridge whose pi died, a tmux server and the pis in its panes, a daemonised stub); every descendant
+of the pytest process (children started with an environment built from scratch), remembered when each test ends
+and before its fixtures stop, so a grandchild with an environment of its own (a pi the hypivisor spawned from an
+allow-list) still counts after its parent is gone; and every process running in, or naming, the session's temp
+folder. At the end of the
 session, after every fixture is torn down, those still alive after a short grace are listed with their command
 lines and the test after which each was first seen alive, killed, and the session fails.
 
@@ -17,6 +20,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +75,23 @@ def _marked(pid: int, marker: bytes) -> bool:
         return False
 
 
-def suite_processes(run_id: str, root: int) -> list[Proc]:
-    """Live processes carrying ``MARK=run_id`` or descending from ``root`` (``root`` and its ancestors excluded)."""
+def _under(pid: int, cmdline: str, folder: str | None) -> bool:
+    """The process runs in, or names on its command line, ``folder`` (the session's temp folder)."""
+    if not folder:
+        return False
+    if folder in cmdline:
+        return True
+    try:
+        return os.readlink(PROC / str(pid) / "cwd").startswith(folder)
+    except OSError:
+        return False
+
+
+def suite_processes(
+    run_id: str, root: int, known: Collection[tuple[int, float]] = (), folder: str | None = None
+) -> list[Proc]:
+    """Live processes carrying ``MARK=run_id``, descending from ``root``, seen as such before (``known``: (pid,
+    start) pairs), or running in or naming ``folder`` (``root`` and its ancestors excluded)."""
     marker = f"{MARK}={run_id}".encode()
     procs: dict[int, Proc] = {}
     for entry in PROC.iterdir():
@@ -88,7 +107,7 @@ def suite_processes(run_id: str, root: int) -> list[Proc]:
     for p in procs.values():
         if p.pid in ancestors:
             continue
-        if _marked(p.pid, marker):
+        if (p.pid, p.start_s) in known or _marked(p.pid, marker) or _under(p.pid, p.cmdline, folder):
             found[p.pid] = p
             continue
         q = p
@@ -120,21 +139,32 @@ class LeakCheck:
         self.owner: dict[tuple[int, float], str] = {}  # (pid, start) -> the test after which it was first seen
         os.environ[MARK] = self.run_id
 
+    def _note(self, nodeid: str) -> None:
+        for p in suite_processes(self.run_id, self.root, set(self.owner)):
+            self.owner.setdefault((p.pid, p.start_s), nodeid)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_teardown(self, item, nextitem):
+        # before the fixtures stop: what a test's processes started (e.g. a pi a hypivisor spawned with an
+        # environment of its own) still descends from pytest here, and is remembered after it is reparented
+        self._note(item.nodeid)
+        yield
+
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
         t0 = uptime()
         yield
         self.windows.append((item.nodeid, t0, uptime()))
-        for p in suite_processes(self.run_id, self.root):  # exact attribution; the clock is the fallback
-            self.owner.setdefault((p.pid, p.start_s), item.nodeid)
+        self._note(item.nodeid)  # exact attribution; the clock is the fallback
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        folder = _basetemp(session.config)
         deadline = time.monotonic() + GRACE_S
-        left = suite_processes(self.run_id, self.root)
+        left = suite_processes(self.run_id, self.root, set(self.owner), folder)
         while left and time.monotonic() < deadline:
             time.sleep(0.1)
-            left = suite_processes(self.run_id, self.root)
+            left = suite_processes(self.run_id, self.root, set(self.owner), folder)
         if not left:
             return
         lines = [f"{len(left)} process(es) started by the test suite are still alive (killed now):"]
@@ -155,6 +185,13 @@ class LeakCheck:
         else:  # pragma: no cover - pytest always has one unless -p no:terminal
             print("\n".join(lines))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _basetemp(config: pytest.Config) -> str | None:
+    """This session's temp folder (``pytest-of-<user>/pytest-<n>``), when one was made."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    base = getattr(factory, "_basetemp", None)
+    return str(base) if base else None
 
 
 def pytest_configure(config: pytest.Config) -> None:
