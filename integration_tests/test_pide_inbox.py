@@ -286,8 +286,29 @@ def test_real_pi_finished_approval_open_and_error_on_two_pages(dash_hv, start_pi
     pi.submit("FAIL500 please")
     for p in (first, second):
         item(p, "error", nid).wait_for(timeout=90_000)
-    item(first, "error", nid).get_by_test_id("inbox-dismiss").click()
-    item(second, "error", nid).wait_for(state="detached", timeout=10_000)
+    assert item(first, "error", nid).count() == 1
+
+    # Reply from the inbox: a prompt on the agent's link (not opened); the reply reads the agent, so the error
+    # item goes everywhere, and the new run's finished item arrives
+    row = item(first, "error", nid)
+    row.get_by_test_id("inbox-reply").click()
+    row.get_by_test_id("inbox-reply-text").fill("after the error")
+    row.get_by_test_id("inbox-reply-send").click()
+    for p in (first, second):
+        item(p, "error", nid).wait_for(state="detached", timeout=10_000)
+        item(p, "finished", nid).filter(has_text="You said: after the error").wait_for(timeout=RUN_MS)
+    assert "after the error" in fake_llm.user_texts()[-1]
+    assert first.locator("[data-testid=chat-stage]").count() == 0
+
+    # Abort from the inbox while the agent works (a slow run started in pi's terminal)
+    pi.submit("SLOW please")
+    first.wait_for_selector(f"[data-node-id='{nid}'][data-activity=working]", timeout=RUN_MS)
+    item(first, "finished", nid).get_by_test_id("inbox-abort").click()
+    first.wait_for_selector(f"[data-node-id='{nid}'][data-activity=idle]", timeout=8_000)  # the slow run takes 10 s
+
+    # dismiss on one page: gone on the other
+    item(first, "finished", nid).get_by_test_id("inbox-dismiss").click()
+    item(second, "finished", nid).wait_for(state="detached", timeout=10_000)
 
 
 # ---------------------------------------------------------------------------
