@@ -11,7 +11,10 @@ import time
 
 from integration_tests.harness.hypivisor_proc import RegistryClient
 from integration_tests.harness.machines import machines_fixture  # noqa: F401 - the `machines` fixture
+from integration_tests.harness.pi_proc import pi_bin
 from integration_tests.harness.spawn import NEEDS_TMUX
+
+REAL_PI = "0.73.1"  # the oldest pinned pi: the fastest to start
 
 
 async def wait_machines(dash: RegistryClient, want: dict[str, bool], timeout: float = 20.0) -> dict[str, dict]:
@@ -164,3 +167,40 @@ async def test_a_machine_needs_the_token(hypivisor_factory, machines):
         assert names == ["hub"]
         assert (await dash.call("list_directories", {"machine": "alpha"}))["error"]["code"] == 1012
     assert m.proc is not None and m.proc.poll() is None
+
+
+@NEEDS_TMUX
+def test_real_pi_spawned_on_a_machine_registers_there_and_is_driven_through_the_hypivisor(
+    hypivisor_factory, machines, pi_home, fake_llm, agent_client
+):
+    """The pinned pi (fake LLM, shim installed) started by beta's service in beta's tmux: it registers under
+    ``beta`` by itself (PI_SOCKET_MACHINE reaches its bridge) and answers a prompt sent through the hypivisor."""
+    hv = hypivisor_factory(env={"PI_SOCKET_MACHINE": "hub", "HYPI_SPAWN_TIMEOUT": "40"})
+    beta = machines(hv, "beta")
+    (beta.bindir / "pi").unlink()
+    (beta.bindir / "pi").symlink_to(pi_bin(REAL_PI))
+    beta.env.update({k: v for k, v in pi_home.env.items() if k.startswith("PI_") and k != "PI_SOCKET_MACHINE"})
+    (beta.home / "work").mkdir()
+    beta.start()
+
+    async def spawn() -> dict:
+        async with await RegistryClient.connect(hv) as dash:
+            deadline = time.monotonic() + 20  # pi's version follows the registration (machine_updated)
+            while REAL_PI not in (await wait_machines(dash, {"beta": True}))["beta"]["pi_versions"]:
+                assert time.monotonic() < deadline, beta.stderr()
+                await asyncio.sleep(0.2)
+            res = await dash.call("spawn_agent", {"machine": "beta", "path": "work"}, timeout=70)
+            assert "result" in res, (res, beta.stderr()[-3000:])
+            return res["result"]
+
+    result = asyncio.run(spawn())
+    node = result["node"]
+    try:
+        assert node["machine"] == "beta" and node["cwd"] == str((beta.home / "work").resolve())
+        c = agent_client(hv.agent_url(node["id"]), hv.auth_headers)
+        c.wait_for(lambda f: f["type"] == "init_state", timeout=30)
+        c.send({"type": "prompt", "id": "p1", "text": "hello from the hub"})
+        c.wait_for(lambda f: f["type"] == "message_end" and f["message"]["role"] == "assistant", timeout=60)
+        assert "hello from the hub" in fake_llm.user_texts()[-1]
+    finally:
+        beta.tmux("kill-session", "-t", f"={result['tmux_session']}")

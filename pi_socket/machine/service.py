@@ -113,9 +113,11 @@ class MachineService:
                 self.backoff.reset()
                 self.registered.set()
                 facts = self._facts_task
-                if facts is not None and not facts.done():
-                    await asyncio.wait({reader, facts}, return_when=asyncio.FIRST_COMPLETED)
+                if facts is not None:  # learnt before or after this registration: sent once it is known
+                    if not facts.done():
+                        await asyncio.wait({reader, facts}, return_when=asyncio.FIRST_COMPLETED)
                     if facts.done() and not reader.done():
+                        self._facts_task = None  # from now on every registration carries them
                         await self._update_facts(facts)
                 await reader
             finally:
