@@ -782,7 +782,7 @@ class SearchParams(_Strict):
     query: str = Field(min_length=1, max_length=500, description='words, "phrases" and prefix* words')
     machine: str | None = Field(default=None, max_length=255, description="default: every machine")
     cwd: str | None = Field(default=None, max_length=MAX_PATH_LEN)
-    limit: int = Field(default=50, ge=1, le=200, description="hits per machine")
+    limit: int = Field(default=20, ge=1, le=200, description="hits per machine")
     roles: list[SessionRole] | None = Field(default=None, max_length=5)
     since: UnixTime | None = None
     until: UnixTime | None = None

@@ -38,7 +38,7 @@ SEQ_BITS = 24
 SEQ_LIMIT = 1 << SEQ_BITS
 READ_CHUNK = 16 * 1024 * 1024
 HEADER_READ = 64 * 1024
-CANDIDATES = 2000  # matches a query ranks at most: the newest ones (rowid order), then bm25 within them
+CANDIDATES = 500  # matches a query ranks at most: the newest ones (rowid order), then bm25 within them
 MAX_RESULTS = 200
 
 SCHEMA = """
@@ -343,11 +343,15 @@ class Index:
         if until is not None:
             where.append("d.ts < ?")
             args.append(until)
-        sql = (
-            "SELECT * FROM (SELECT fts.rowid, bm25(fts) AS s, d.entry_id, d.role, d.ts, d.off, d.len, f.path, f.sid, "
-            "f.cwd, f.name FROM fts JOIN docs d ON d.rowid = fts.rowid JOIN files f ON f.fid = d.fid "
-            f"WHERE {' AND '.join(where)} ORDER BY fts.rowid DESC LIMIT ?) ORDER BY s LIMIT ?"
-        )
+        cols = "d.entry_id, d.role, d.ts, d.off, d.len, f.path, f.sid, f.cwd, f.name"
+        if len(where) == 1:  # no filter: rank the FTS table's own rows, look up only the hits shown
+            sql = (f"SELECT c.rowid, c.s, {cols} FROM (SELECT rowid, bm25(fts) AS s FROM fts WHERE fts MATCH ? "
+                   "ORDER BY rowid DESC LIMIT ?) c JOIN docs d ON d.rowid = c.rowid JOIN files f ON f.fid = d.fid "
+                   "ORDER BY c.s LIMIT ?")  # fmt: skip
+        else:
+            sql = (f"SELECT * FROM (SELECT fts.rowid, bm25(fts) AS s, {cols} FROM fts "
+                   "JOIN docs d ON d.rowid = fts.rowid JOIN files f ON f.fid = d.fid "
+                   f"WHERE {' AND '.join(where)} ORDER BY fts.rowid DESC LIMIT ?) ORDER BY s LIMIT ?")  # fmt: skip
         try:
             with self._rlock:
                 rows = self._r.execute(sql, (*args, candidates, min(limit, MAX_RESULTS))).fetchall()

@@ -39,6 +39,8 @@ class Group:
 
 def fold(text: str) -> str:
     """Case and diacritics folded, as ``unicode61 remove_diacritics 2`` folds them."""
+    if text.isascii():
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
@@ -94,8 +96,8 @@ def _matcher(groups: list[Group]):
     return matches
 
 
-WINDOW_BEFORE = 200  # characters kept before the first match before the words are looked at one by one
-WINDOW_AFTER = 800
+WINDOW_BEFORE = 100  # characters kept around the first match before the words are looked at one by one
+WINDOW_AFTER = 320
 MAX_SCAN_CHARS = 20_000  # text without a fast match: only this much is looked at word by word
 
 
