@@ -26,19 +26,18 @@ from hypivisor.access import is_loopback
 from hypivisor.attention import AttentionBook
 from hypivisor.broadcast import Hub, text_frame
 from hypivisor.budget_desk import BudgetDesk, BudgetError
+from hypivisor.config import Config, home_dir
 from hypivisor.machine_desk import LIST_TIMEOUT_S, MachineDesk
 from hypivisor.machines import MachineBook, MachineError
-from pi_socket.machine.facts import own_facts
-from hypivisor.config import Config, home_dir
 from hypivisor.push.hub import PushHub, SubscriptionError
 from hypivisor.push.policy import KINDS as PUSH_KINDS
 from hypivisor.registry import Registry, RegistryError
-from hypivisor.spawner import Spawner, SpawnError
 from hypivisor.sessions import SessionDesk
+from hypivisor.spawner import Spawner, SpawnError
 from hypivisor.store import Store
 from pi_socket import __version__
 from pi_socket.errors import HypiError
-from pi_socket.protocol import ListSessionsParams, ReadSessionParams, ResumeSessionParams, SearchParams
+from pi_socket.machine.facts import own_facts
 from pi_socket.protocol import (
     CAPABILITIES,
     PROTOCOL_VERSION,
@@ -49,36 +48,40 @@ from pi_socket.protocol import (
     ErrorCode,
     GetSpendParams,
     GetTotalsParams,
-    HeartbeatResult,
-    ListBudgetsParams,
-    OverrideBudgetParams,
-    SetBudgetParams,
     HeartbeatParams,
+    HeartbeatResult,
     ListAttentionParams,
     ListAttentionResult,
+    ListBudgetsParams,
     ListDirectoriesParams,
     ListDirectoriesResult,
     ListMachinesParams,
+    ListMachinesResult,
     ListNodesParams,
+    ListSessionsParams,
+    MachineFacts,
     MachineReplyParams,
     MarkReadParams,
     NodeInfo,
     NodeRemovedEvent,
     OkResult,
+    OverrideBudgetParams,
     PushConfigParams,
     PushConfigResult,
     PushSubscribeParams,
     PushUnsubscribeParams,
+    ReadSessionParams,
     RegisterMachineParams,
+    RegisterMachineResult,
     RegisterParams,
     RegisterResult,
+    ResumeSessionParams,
+    SearchParams,
+    SetBudgetParams,
     SetPresenceParams,
     SetPushPrefsParams,
     SpawnAgentParams,
     SpawnAgentResult,
-    ListMachinesResult,
-    MachineFacts,
-    RegisterMachineResult,
     incompatibility,
     unknown_fields,
 )
@@ -477,7 +480,6 @@ class Service:
         return SpawnAgentResult(node_id=node.id, tmux_session=session, path=target.path, node=node).model_dump(
             mode="json"
         )
-
 
     async def _spawn_on(self, machine: str, params: SpawnAgentParams) -> dict:
         data = params.model_dump(mode="json", exclude={"machine"}, exclude_none=True)
