@@ -79,7 +79,7 @@ def test_unknown_agent_protocol_version_shows_a_warning(dash_hv, agents, page_fa
     page.goto(dashboard_url(dash_hv))
     card(page, "n-v").click()
     page.wait_for_selector("text=from the future")
-    page.wait_for_selector(".banner.warn >> text=This agent speaks protocol version 2")
+    page.wait_for_selector(".banner.warn >> text=This agent speaks protocol 2; this Pi-DE speaks 1.1")
 
 
 def test_switching_agents_never_mixes_conversations(dash_hv, agents, page_factory):
