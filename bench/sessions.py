@@ -16,7 +16,6 @@ words (planted a few times each) and recurring phrases.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import shutil
 import subprocess

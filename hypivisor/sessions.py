@@ -382,4 +382,3 @@ def _within_budget(messages: list[dict[str, Any]], start: int, end: int, keep_en
             total -= sizes.pop()
             end -= 1
     return start, end
-

@@ -51,7 +51,9 @@ def hypivisor_for(hypivisor_factory, pi_home, version: str, tmp_path: Path, extr
         (bindir / "pi").symlink_to(pi_bin(version))
     pi_env = {k: v for k, v in pi_home.env.items() if k.startswith("PI_")}
     path = pi_path_env(version, f"{bindir}:{os.environ['PATH']}")
-    return hypivisor_factory(home=pi_home.root, env={**pi_env, "PATH": path, "HYPI_SPAWN_TIMEOUT": "40", **(extra or {})})
+    return hypivisor_factory(
+        home=pi_home.root, env={**pi_env, "PATH": path, "HYPI_SPAWN_TIMEOUT": "40", **(extra or {})}
+    )
 
 
 async def search(c: RegistryClient, query: str, **params) -> list[dict]:
@@ -75,7 +77,10 @@ async def test_list_read_and_search_sessions_of_real_pi_runs(hypivisor_factory, 
     async with await RegistryClient.connect(hv) as c:
         listed = (await c.call("list_sessions", {}))["result"]
         sessions = listed["sessions"]
-        assert [s["first_prompt"] for s in sessions] == ["and now the walrus colony", "tell me about the narwhal migration"]
+        assert [s["first_prompt"] for s in sessions] == [
+            "and now the walrus colony",
+            "tell me about the narwhal migration",
+        ]
         assert {s["path"] for s in sessions} == {str(f.resolve()) for f in files}
         assert all(s["message_count"] == 2 and s["model"] == "fake/fake-model" for s in sessions)
         by_folder = (await c.call("list_sessions", {"cwd": str(other)}))["result"]["sessions"]

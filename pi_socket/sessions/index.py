@@ -129,7 +129,9 @@ class Index:
         return len(gone)
 
     def _drop_docs(self, fid: int) -> None:
-        cur = self._w.execute("DELETE FROM docs WHERE rowid BETWEEN ? AND ?", (fid << SEQ_BITS, ((fid + 1) << SEQ_BITS) - 1))
+        cur = self._w.execute(
+            "DELETE FROM docs WHERE rowid BETWEEN ? AND ?", (fid << SEQ_BITS, ((fid + 1) << SEQ_BITS) - 1)
+        )
         if cur.rowcount:
             self._w.execute(
                 "INSERT INTO meta(k, v) VALUES('dead', ?) ON CONFLICT(k) DO UPDATE SET v = CAST(v AS INTEGER) + ?",
@@ -275,7 +277,8 @@ class Index:
     def list_sessions(self, cwd: str | None = None, before: tuple[float, int] | None = None, limit: int = 50,
                       since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
         """Sessions newest first (by last activity); ``before`` is the (sort, fid) cursor of the previous page."""
-        where, args = [], []  # type: ignore[var-annotated]
+        where: list[str] = []
+        args: list[Any] = []
         if cwd is not None:
             where.append("cwd = ?")
             args.append(cwd)
@@ -329,7 +332,8 @@ class Index:
         QueryError for a query that cannot be searched."""
         groups = query.parse_query(text)
         expr = query.match_expression(groups)
-        where, args = ["fts MATCH ?"], [expr]  # type: ignore[var-annotated]
+        where: list[str] = ["fts MATCH ?"]
+        args: list[Any] = [expr]
         if cwd is not None:
             where.append("f.cwd = ?")
             args.append(cwd)

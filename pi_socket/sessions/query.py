@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_QUERY_CHARS = 500
@@ -82,7 +83,7 @@ def match_expression(groups: list[Group]) -> str:
     return " AND ".join(parts)
 
 
-def _matcher(groups: list[Group]):
+def _matcher(groups: list[Group]) -> Callable[[str], bool]:
     exact: set[str] = set()
     prefixes: list[str] = []
     for g in groups:

@@ -125,7 +125,9 @@ def test_parent_cycle_is_bounded():
 
 
 def test_entry_text_roles():
-    assert parse.entry_text({"type": "message", "message": {"role": "toolResult", "content": [{"type": "text", "text": "out"}]}}) == ("tool", "out")
+    assert parse.entry_text(
+        {"type": "message", "message": {"role": "toolResult", "content": [{"type": "text", "text": "out"}]}}
+    ) == ("tool", "out")
     assert parse.entry_text({"type": "message", "message": {"role": "system", "content": "x"}}) is None
     assert parse.entry_text({"type": "compaction", "summary": "sum"}) == ("summary", "sum")
     assert parse.entry_text({"type": "label", "targetId": "a"}) is None
