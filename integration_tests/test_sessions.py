@@ -6,6 +6,7 @@ pi continues the same file; resuming it again while it runs names the live agent
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -159,3 +160,22 @@ async def test_resume_continues_the_same_file_and_a_live_session_offers_the_agen
         await asyncio.sleep(1)
         assert "only in the fork" not in original.read_text()
         assert any("only in the fork" in p.read_text() for p in session_files(pi_home.agent) if p != original)
+
+
+async def test_sessions_in_the_session_dir_env_and_setting_are_found(hypivisor_factory, pi_home, start_pi, pi_version,
+                                                                    tmp_path):  # fmt: skip
+    """pi writes where PI_CODING_AGENT_SESSION_DIR or the sessionDir setting says; those files are listed too."""
+    run_print(start_pi, pi_version, "written to the default place")
+    env_dir = pi_home.root / "env-sessions"
+    pi = start_pi(pi_version, mode="print", prompt="written under the env dir",
+                  env={"PI_CODING_AGENT_SESSION_DIR": str(env_dir)})  # fmt: skip
+    assert pi.wait(timeout=60)[0] == 0
+    setting_dir = pi_home.root / "setting-sessions"
+    settings = json.loads((pi_home.agent / "settings.json").read_text())
+    (pi_home.agent / "settings.json").write_text(json.dumps({**settings, "sessionDir": str(setting_dir)}))
+    run_print(start_pi, pi_version, "written under the setting dir")
+    assert list(env_dir.rglob("*.jsonl")) and list(setting_dir.rglob("*.jsonl"))
+    hv = hypivisor_for(hypivisor_factory, pi_home, pi_version, tmp_path, {"PI_CODING_AGENT_SESSION_DIR": str(env_dir)})
+    async with await RegistryClient.connect(hv) as c:
+        prompts = {s["first_prompt"] for s in (await c.call("list_sessions", {}))["result"]["sessions"]}
+        assert prompts == {"written to the default place", "written under the env dir", "written under the setting dir"}
