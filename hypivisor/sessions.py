@@ -56,6 +56,7 @@ PROGRESS_MIN_FILES = 10  # scans of fewer changed files push no progress
 CACHE_SESSIONS = 4  # parsed sessions kept (a person pages through one at a time)
 TREE_NODES = 5000
 SID_LEN = 24
+SEARCH_SLOTS = 4  # searches running at once on this machine; more wait their turn (a flood queues, never piles up)
 
 
 class SessionError(HypiError):
@@ -82,6 +83,7 @@ class SessionDesk:
         self._cache_lock = threading.Lock()
         self._resuming: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._search_slots = asyncio.Semaphore(SEARCH_SLOTS)
 
     # -- the index and its scanner ---------------------------------------------------------------------------
 
@@ -346,7 +348,8 @@ class SessionDesk:
         hits: list[dict[str, Any]] = []
         try:
             await self.refresh(FRESH_FOR)
-            found = await asyncio.to_thread(self.index().search, params.query, params.limit, params.cwd,
+            async with self._search_slots:
+                found = await asyncio.to_thread(self.index().search, params.query, params.limit, params.cwd,
                                             params.roles, params.since, params.until)  # fmt: skip
             hits = [{"machine": self.machine, "id": h.pop("session_id"), **h} for h in found]
         except query.QueryError as exc:
