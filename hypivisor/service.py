@@ -22,7 +22,7 @@ import structlog
 from pydantic import BaseModel, ValidationError
 
 from hypivisor import paths, spawn_cmd
-from hypivisor.access import is_loopback
+from hypivisor.access import is_loopback, peer_is_loopback
 from hypivisor.attention import AttentionBook
 from hypivisor.broadcast import Hub, text_frame
 from hypivisor.budget_desk import BudgetDesk, BudgetError
@@ -502,6 +502,10 @@ class Service:
                                   "the machine's pi-socket (pip install -U hyper-pi)")  # fmt: skip
         if problem is not None:
             raise RpcFailure(ErrorCode.VERSION_MISMATCH, problem)
+        c = self.config
+        if not c.token and not c.allow_unauthenticated_remote and not peer_is_loopback(peer):
+            raise RpcFailure(ErrorCode.FORBIDDEN, "register_machine from another machine needs HYPI_TOKEN on the "
+                             "hypivisor (or --allow-unauthenticated-remote)")  # fmt: skip
         facts = MachineFacts.model_validate(params.model_dump(include=set(MachineFacts.model_fields)))
         try:
             info, issued, events = self.machines.book.register(
