@@ -5,9 +5,13 @@ Tables:
 * ``files``: one row per session file: where indexing stopped (``offset``, the end of the last complete line),
   what the file was (``inode``, ``size``, ``mtime``, ``header_hash``) and the session's metadata for lists.
 * ``docs``: one row per indexed entry: file, entry id, role, time, and where its line is in the file.
-* ``fts``: a *contentless* FTS5 table over each entry's text (``unicode61 remove_diacritics 2``). The index
-  stores no text: a snippet is cut from the entry's line, read from the session file when a hit is shown, so
-  a snippet never holds anything that is not in a session file and the index stays far smaller than the input.
+* ``fts_0``, ``fts_1``, …: *contentless* FTS5 tables (shards) over each entry's text (``unicode61
+  remove_diacritics 2``). The index stores no text: a snippet is cut from the entry's line, read from the session
+  file when a hit is shown, so a snippet never holds anything that is not in a session file and the index stays
+  far smaller than the input. New entries go to the newest shard; a shard is closed after ``SHARD_TEXT_BYTES`` of
+  text. bm25 reads a term's whole doclist for its IDF (~10 ms for a common word over 1 GB of sessions), so a
+  query ranks shard by shard, newest first, and stops once it has its candidates: a common word touches one
+  shard, a rare one all of them (each a cheap lookup).
 
 Incremental: a file that grew is read from ``offset`` (an unterminated last line is left for the next pass);
 one that shrank, changed inode, or whose first line changed (pi's v1/v2 migration rewrites the whole file) is
@@ -33,12 +37,13 @@ import orjson
 from pi_socket.sessions import parse, query
 from pi_socket.sessions.dirs import Found
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+SHARD_TEXT_BYTES = 32 * 1024 * 1024
 SEQ_BITS = 24
 SEQ_LIMIT = 1 << SEQ_BITS
 READ_CHUNK = 16 * 1024 * 1024
 HEADER_READ = 64 * 1024
-CANDIDATES = 500  # matches a query ranks at most: the newest ones (rowid order), then bm25 within them
+CANDIDATES = 100  # matches a query ranks at most: the newest ones (rowid order), then bm25 within them
 MAX_RESULTS = 200
 
 SCHEMA = """
@@ -57,8 +62,10 @@ CREATE INDEX IF NOT EXISTS files_base ON files(base);
 CREATE TABLE IF NOT EXISTS docs(
   rowid INTEGER PRIMARY KEY, fid INTEGER NOT NULL, entry_id TEXT NOT NULL, role TEXT NOT NULL,
   ts REAL, off INTEGER NOT NULL, len INTEGER NOT NULL);
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2');
 """
+FTS_TABLE = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fts_{n} USING fts5(text, content='', tokenize='unicode61 remove_diacritics 2')"
+)
 
 FILE_FIELDS = ("sid", "path", "session_id", "cwd", "parent_session", "name", "first_prompt", "message_count",
                "model", "cost", "created", "modified", "size")  # fmt: skip
@@ -86,12 +93,30 @@ class Index:
         self._w = self._connect()
         self._w.executescript(SCHEMA)
         row = self._w.execute("SELECT v FROM meta WHERE k='schema'").fetchone()
+        if row is not None and row[0] != SCHEMA_VERSION:  # an older layout: the index is a cache, start afresh
+            self._w.close()
+            for suffix in ("", "-wal", "-shm"):
+                if os.path.exists(db_path + suffix):
+                    os.remove(db_path + suffix)
+            self._w = self._connect()
+            self._w.executescript(SCHEMA)
+            row = None
         if row is None:
             self._w.execute("INSERT INTO meta(k, v) VALUES('schema', ?)", (SCHEMA_VERSION,))
-            self._w.commit()
+        self.shard = int(self._meta("shard", "0"))
+        self.shard_bytes = int(self._meta("shard_bytes", "0"))
+        self._w.execute(FTS_TABLE.format(n=self.shard))
         self._r = self._connect()
         self._wlock = threading.Lock()
         self._rlock = threading.Lock()
+
+    def _meta(self, key: str, default: str) -> str:
+        row = self._w.execute("SELECT v FROM meta WHERE k=?", (key,)).fetchone()
+        return str(row[0]) if row else default
+
+    def _set_meta(self, key: str, value: object) -> None:
+        self._w.execute("INSERT INTO meta(k, v) VALUES(?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                        (key, str(value)))  # fmt: skip
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
@@ -219,7 +244,13 @@ class Index:
                              off, len(line)))  # fmt: skip
                 texts.append((rowid, found_text[1]))
             w.executemany("INSERT INTO docs(rowid, fid, entry_id, role, ts, off, len) VALUES(?,?,?,?,?,?,?)", docs)
-            w.executemany("INSERT INTO fts(rowid, text) VALUES(?,?)", texts)
+            if self.shard_bytes >= SHARD_TEXT_BYTES:  # close the shard: new entries go to a new one
+                self.shard, self.shard_bytes = self.shard + 1, 0
+                w.execute(FTS_TABLE.format(n=self.shard))
+            w.executemany(f"INSERT INTO fts_{self.shard}(rowid, text) VALUES(?,?)", texts)
+            self.shard_bytes += sum(len(t) for _, t in texts)
+            self._set_meta("shard", self.shard)
+            self._set_meta("shard_bytes", self.shard_bytes)
             new_offset = offset + consumed
             done = new_offset >= st.st_size or consumed == 0
             w.execute(
@@ -232,6 +263,8 @@ class Index:
             w.execute("COMMIT")
         except BaseException:
             w.execute("ROLLBACK")
+            self.shard = int(self._meta("shard", "0"))
+            self.shard_bytes = int(self._meta("shard_bytes", "0"))
             raise
         return consumed, not done and consumed > 0
 
@@ -256,16 +289,22 @@ class Index:
             if dead < min_dead or dead * 2 < live:
                 return False
             self._w.execute("BEGIN")
-            self._w.execute("INSERT INTO fts(fts) VALUES('delete-all')")
+            for n in range(self.shard + 1):
+                self._w.execute(f"DROP TABLE IF EXISTS fts_{n}")
+            self.shard, self.shard_bytes = 0, 0
+            self._w.execute(FTS_TABLE.format(n=0))
+            self._set_meta("shard", 0)
+            self._set_meta("shard_bytes", 0)
             self._w.execute("DELETE FROM docs")
             self._w.execute("DELETE FROM files")
             self._w.execute("DELETE FROM meta WHERE k='dead'")
             self._w.execute("COMMIT")
             return True
 
-    def optimize(self) -> None:
-        with self._wlock:
-            self._w.execute("INSERT INTO fts(fts) VALUES('optimize')")
+    def shards(self) -> int:
+        with self._rlock:
+            row = self._r.execute("SELECT v FROM meta WHERE k='shard'").fetchone()
+        return int(row[0]) + 1 if row else 1
 
     # -- reading ---------------------------------------------------------------------------------------------
 
@@ -332,7 +371,7 @@ class Index:
         QueryError for a query that cannot be searched."""
         groups = query.parse_query(text)
         expr = query.match_expression(groups)
-        where: list[str] = ["fts MATCH ?"]
+        where: list[str] = ["{fts} MATCH ?"]
         args: list[Any] = [expr]
         if cwd is not None:
             where.append("f.cwd = ?")
@@ -349,18 +388,25 @@ class Index:
             args.append(until)
         cols = "d.entry_id, d.role, d.ts, d.off, d.len, f.path, f.sid, f.cwd, f.name"
         if len(where) == 1:  # no filter: rank the FTS table's own rows, look up only the hits shown
-            sql = (f"SELECT c.rowid, c.s, {cols} FROM (SELECT rowid, bm25(fts) AS s FROM fts WHERE fts MATCH ? "
-                   "ORDER BY rowid DESC LIMIT ?) c JOIN docs d ON d.rowid = c.rowid JOIN files f ON f.fid = d.fid "
-                   "ORDER BY c.s LIMIT ?")  # fmt: skip
+            sql = (f"SELECT c.rowid, c.s, {cols} FROM (SELECT rowid, bm25({{fts}}) AS s FROM {{fts}} "
+                   "WHERE {fts} MATCH ? ORDER BY rowid DESC LIMIT ?) c JOIN docs d ON d.rowid = c.rowid "
+                   "JOIN files f ON f.fid = d.fid")  # fmt: skip
         else:
-            sql = (f"SELECT * FROM (SELECT fts.rowid, bm25(fts) AS s, {cols} FROM fts "
-                   "JOIN docs d ON d.rowid = fts.rowid JOIN files f ON f.fid = d.fid "
-                   f"WHERE {' AND '.join(where)} ORDER BY fts.rowid DESC LIMIT ?) ORDER BY s LIMIT ?")  # fmt: skip
+            sql = (f"SELECT {{fts}}.rowid, bm25({{fts}}) AS s, {cols} FROM {{fts}} "
+                   "JOIN docs d ON d.rowid = {fts}.rowid JOIN files f ON f.fid = d.fid "
+                   f"WHERE {' AND '.join(where)} ORDER BY {{fts}}.rowid DESC LIMIT ?")  # fmt: skip
+        rows: list[tuple[Any, ...]] = []
         try:
             with self._rlock:
-                rows = self._r.execute(sql, (*args, candidates, min(limit, MAX_RESULTS))).fetchall()
+                shard = self._r.execute("SELECT v FROM meta WHERE k='shard'").fetchone()
+                for n in range(int(shard[0]) if shard else 0, -1, -1):  # newest shard first
+                    rows += self._r.execute(sql.format(fts=f"fts_{n}"), (*args, candidates - len(rows))).fetchall()
+                    if len(rows) >= candidates:
+                        break
         except sqlite3.OperationalError as exc:  # never expected: the expression is built from tokens only
             raise query.QueryError(f"the query cannot be searched: {exc}") from None
+        rows.sort(key=lambda r: r[1])
+        del rows[min(limit, MAX_RESULTS) :]
         hits = []
         for _rowid, score, entry_id, role, ts, off, length, path, sid, cwd_, name in rows:
             text_of = _entry_text_at(path, off, length, entry_id)

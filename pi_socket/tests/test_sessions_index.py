@@ -212,3 +212,38 @@ def test_session_roots_from_env_and_settings(tmp_path):
     other = tmp_path / "agent2"
     (other / "sessions").mkdir(parents=True)
     assert dirs.session_roots({"PI_CODING_AGENT_DIR": str(other)}, str(home)) == [str(other / "sessions")]
+
+
+def test_shards_newest_first_and_every_shard_for_rare_words(tmp_path, root, monkeypatch):
+    monkeypatch.setattr(index, "SHARD_TEXT_BYTES", 200)
+    idx = index.Index(str(tmp_path / "sharded.sqlite3"))
+    for i in range(6):
+        f = root / f"s{i}.jsonl"
+        words = " ".join(["common"] * 3 + [f"filler{i}"] * 40)
+        f.write_bytes(line(HEADER) + msg(f"c{i}", None, "user", words) + msg(f"r{i}", f"c{i}", "user", f"rare{i} x"))
+        os.utime(f, (1_000 + i, 1_000 + i))  # indexed oldest first
+        sync(idx, root)
+    assert idx.shards() >= 3
+    assert ids(idx.search("rare0")) == ["r0"] and ids(idx.search("rare5")) == ["r5"]  # the oldest and newest shard
+    assert sorted(ids(idx.search("common"))) == [f"c{i}" for i in range(6)]
+    # the candidate window holds the newest matches: with room for two, the two newest files answer
+    assert sorted(ids(idx.search("common", candidates=2))) == ["c4", "c5"]
+    assert ids(idx.search("common", roles=["assistant"])) == []
+    (root / "s5.jsonl").unlink()
+    sync(idx, root)
+    assert idx.search("rare5") == []
+    idx.close()
+
+
+def test_an_index_of_an_older_layout_starts_afresh(tmp_path, root):
+    db = tmp_path / "old.sqlite3"
+    idx = index.Index(str(db))
+    (root / "a.jsonl").write_bytes(line(HEADER) + msg("u1", None, "user", "walrus"))
+    sync(idx, root)
+    idx._w.execute("UPDATE meta SET v='0' WHERE k='schema'")
+    idx.close()
+    again = index.Index(str(db))
+    assert again.counts() == {"files": 0, "docs": 0}
+    sync(again, root)
+    assert ids(again.search("walrus")) == ["u1"]
+    again.close()
