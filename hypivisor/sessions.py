@@ -56,6 +56,7 @@ PROGRESS_MIN_FILES = 10  # scans of fewer changed files push no progress
 CACHE_SESSIONS = 4  # parsed sessions kept (a person pages through one at a time)
 TREE_NODES = 5000
 SID_LEN = 24
+MAX_SESSION_BYTES = 512 * 1024 * 1024  # a session file larger than this is not opened whole (pi never wrote one)
 SEARCH_SLOTS = 4  # searches running at once on this machine; more wait their turn (a flood queues, never piles up)
 
 
@@ -204,6 +205,10 @@ class SessionDesk:
                 if hit is not None:
                     self._cache.move_to_end(key)
                     return hit
+            if st.st_size > MAX_SESSION_BYTES:
+                raise SessionError(
+                    ErrorCode.TOO_LARGE, f"the session file is larger than {MAX_SESSION_BYTES >> 20} MiB"
+                )
             data = f.read()
         session = parse.parse(data)
         with self._cache_lock:

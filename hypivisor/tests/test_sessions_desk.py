@@ -141,3 +141,11 @@ def test_a_deleted_file_leaves_the_list_and_the_results(service, home):
     service.sessions._last_scan = -1e9  # look again now
     assert gone["id"] not in {s["id"] for s in call(service, "list_sessions", {})["sessions"]}
     assert not any(h["path"] == gone["path"] for h in _search(service, "zebras"))
+
+
+def test_a_session_file_over_the_size_limit_is_refused(service, monkeypatch):
+    [s, *_] = call(service, "list_sessions", {})["sessions"]
+    monkeypatch.setattr("hypivisor.sessions.MAX_SESSION_BYTES", 100)
+    with pytest.raises(RpcFailure) as e:
+        call(service, "read_session", {"path": s["id"]})
+    assert e.value.code == ErrorCode.TOO_LARGE
