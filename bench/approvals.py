@@ -8,22 +8,23 @@ a) Time a call spends in the gate when a rule allows it, against the same calls 
    fake LLM replies with N bash calls ``true <i>`` in one message. pi prepares the calls of one message one
    after another (``tool_execution_start``, argument validation, the ``tool_call`` handlers in load order: the
    probe's and the gate) and only then runs them all at once. The probe's ``tool_call`` handler notes
-   ``performance.now()`` for each call, so the span from the first call to the last holds N-1 preparations,
-   each with exactly one pass through the gate, and no tool execution (process spawning, the noisiest part of
-   a bash call, is outside it). Per call = span / (N-1); the gate's added time = the per-call difference of
-   the two processes in the same round (median over rounds). Timestamps on pi's RPC stdout cannot do this:
-   pi 1.x writes its stdout through a promise chain, so a reply's events reach the reader in one chunk.
-   Every gated round is checked against the audit log (one ``by: "rule"`` line per call), so the figure
-   cannot silently measure a gate that never ran. What the gate defers (appending the audit line in libuv's
-   thread pool, the lazy line to the bridge) does not hold a call up, but on two cores the pool's writes
-   compete with pi's main thread during the span, so the figure includes them; the note gives a typical call
-   too (the median gap between consecutive calls), which they seldom hit.
+   ``performance.now()`` for each call, so each gap between two consecutive calls holds one preparation with
+   exactly one pass through the gate, and no tool execution (process spawning, the noisiest part of a bash
+   call, comes after the last gap). Per call = the median gap of a round (a preemption or a garbage collection
+   lands in a few gaps, not in the median); the gate's added time = the difference of the two processes'
+   figures in the same round, median over rounds. Timestamps on pi's RPC stdout cannot do this: pi 1.x writes
+   its stdout through a promise chain, so a reply's events reach the reader in one chunk. Every gated round is
+   checked against the audit log (one ``by: "rule"`` line per call), so the figure cannot silently measure a
+   gate that never ran. What the gate defers (appending the audit line in libuv's thread pool, the lazy line to
+   the bridge) does not hold a call up, but on two cores the pool's writes compete with pi's main thread; the
+   note gives the mean over the whole preparation (first call to last / (N-1)), which includes that and every
+   disturbance, as the conservative figure.
 b) Round trips through the hypivisor: a real ``python -m hypivisor``, a real pi (RPC mode, policy ``writes``)
    registered with it, and a dashboard client on the hypivisor's ``/ws/agent/<node>`` proxy. Per sample the
    client sends a prompt ``TOOLCALL: date +%s.%N`` (the fake LLM makes that a bash call, which the policy asks
    about), and answers each question with ``allow`` as soon as it arrives. Measured, all on this machine's
    wall clock: the approval_request's ``queued_at`` (set by the shim when it makes the question, inside pi's
-   ``tool_call``) → the frame's arrival at the client; the client sending ``approval_decision`` → the clock
+   ``tool_call``; whole milliseconds, so up to 1 ms early) → the frame's arrival at the client; the client sending ``approval_decision`` → the clock
    reading the command itself printed (the first instant the tool is running, including pi spawning the
    shell, which any bash call pays; read back from the ``tool_execution_end`` result). Reference, same
    samples: prompt sent → its ``ack`` (pi accepted it), the same path through proxy, bridge and shim and back.
@@ -160,7 +161,7 @@ def gate_time(version: str, llm: FakeLLM, tmp: Path, n: int, rounds: int, log) -
     (home.agent / "hyper-pi-approvals.json").write_text(json.dumps(RULES))
     pis: dict[str, RpcPi] = {}
     probes = {name: home.root / f"probe-{name}.json" for name in ("off", "rule")}
-    res: dict[str, list[float]] = {k: [] for k in ("off", "rule", "off_gap", "rule_gap")}
+    res: dict[str, list[float]] = {k: [] for k in ("off", "rule", "off_span", "rule_span")}
     try:
         pis["off"] = RpcPi(home, version, home.cwd, {"PI_SOCKET_APPROVAL": "off", PROBE_ENV: str(probes["off"])}, ())
         # the policy and the rule come from the rules file
@@ -184,11 +185,12 @@ def gate_time(version: str, llm: FakeLLM, tmp: Path, n: int, rounds: int, log) -
             if rnd == 0:
                 continue
             for name in got:
-                res[name].append(got[name]["span"])
-                res[name + "_gap"].append(got[name]["gap"])
+                res[name].append(got[name]["gap"])
+                res[name + "_span"].append(got[name]["span"])
             log(
-                f"  gate pi {version} round {rnd}: per call off {1000 * got['off']['span']:.0f} µs, rule "
-                f"{1000 * got['rule']['span']:.0f} µs (median gaps {1000 * got['off']['gap']:.0f}, {1000 * got['rule']['gap']:.0f})"
+                f"  gate pi {version} round {rnd}: per call off {1000 * got['off']['gap']:.0f} µs, rule "
+                f"{1000 * got['rule']['gap']:.0f} µs (span / calls {1000 * got['off']['span']:.0f}, "
+                f"{1000 * got['rule']['span']:.0f})"
             )
     finally:
         for p in pis.values():
@@ -202,7 +204,7 @@ def gate_rows(version: str, n: int, res: dict[str, list[float]]) -> list[Row]:
     ratios = pair_ratios(rule, off)
     diffs = [r - o for r, o in zip(rule, off, strict=True)]
     added = median(diffs)
-    typical = median([r - o for r, o in zip(res.get("rule_gap", []), res.get("off_gap", []), strict=True)])
+    spans = median([r - o for r, o in zip(res.get("rule_span", []), res.get("off_span", []), strict=True)])
     return [
         Row(
             SEC,
@@ -212,7 +214,7 @@ def gate_rows(version: str, n: int, res: dict[str, list[float]]) -> list[Row]:
             "policy off",
             median(off),
             reps=reps,
-            note="first to last tool_call of a reply's preparation / (calls - 1), measured inside pi",
+            note="median gap between consecutive tool_call events of a reply's preparation, inside pi",
         ),
         Row(
             SEC,
@@ -234,7 +236,7 @@ def gate_rows(version: str, n: int, res: dict[str, list[float]]) -> list[Row]:
             met=added <= 1.0,
             reps=reps,
             note=f"median of per-round differences, µs: {', '.join(f'{1000 * d:.0f}' for d in diffs)}; "
-            f"a typical call (median gap) {1000 * typical:+.0f} µs",
+            f"first to last call / (calls - 1), with the deferred audit writes: {1000 * spans:+.0f} µs",
         ),
     ]
 
