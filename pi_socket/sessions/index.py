@@ -45,6 +45,7 @@ READ_CHUNK = 16 * 1024 * 1024
 HEADER_READ = 64 * 1024
 CANDIDATES = 100  # matches a query ranks at most: the newest ones (rowid order), then bm25 within them
 MAX_RESULTS = 200
+SHARDS_PER_STATEMENT = 100
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT);
@@ -388,19 +389,25 @@ class Index:
             args.append(until)
         cols = "d.entry_id, d.role, d.ts, d.off, d.len, f.path, f.sid, f.cwd, f.name"
         if len(where) == 1:  # no filter: rank the FTS table's own rows, look up only the hits shown
-            sql = (f"SELECT c.rowid, c.s, {cols} FROM (SELECT rowid, bm25({{fts}}) AS s FROM {{fts}} "
+            arm = (f"SELECT * FROM (SELECT c.rowid, c.s, {cols} FROM (SELECT rowid, bm25({{fts}}) AS s FROM {{fts}} "
                    "WHERE {fts} MATCH ? ORDER BY rowid DESC LIMIT ?) c JOIN docs d ON d.rowid = c.rowid "
-                   "JOIN files f ON f.fid = d.fid")  # fmt: skip
+                   "JOIN files f ON f.fid = d.fid)")  # fmt: skip
         else:
-            sql = (f"SELECT {{fts}}.rowid, bm25({{fts}}) AS s, {cols} FROM {{fts}} "
+            arm = (f"SELECT * FROM (SELECT {{fts}}.rowid, bm25({{fts}}) AS s, {cols} FROM {{fts}} "
                    "JOIN docs d ON d.rowid = {fts}.rowid JOIN files f ON f.fid = d.fid "
-                   f"WHERE {' AND '.join(where)} ORDER BY {{fts}}.rowid DESC LIMIT ?")  # fmt: skip
-        rows: list[tuple[Any, ...]] = []
+                   f"WHERE {' AND '.join(where)} ORDER BY {{fts}}.rowid DESC LIMIT ?)")  # fmt: skip
         try:
             with self._rlock:
-                shard = self._r.execute("SELECT v FROM meta WHERE k='shard'").fetchone()
-                for n in range(int(shard[0]) if shard else 0, -1, -1):  # newest shard first
-                    rows += self._r.execute(sql.format(fts=f"fts_{n}"), (*args, candidates - len(rows))).fetchall()
+                row = self._r.execute("SELECT v FROM meta WHERE k='shard'").fetchone()
+                shards = list(range(int(row[0]) if row else 0, -1, -1))  # newest shard first
+                rows: list[Any] = []
+                # UNION ALL runs its arms in order and stops at the LIMIT, so a shard past the candidates is never
+                # read (nor its bm25 IDF computed); groups of shards stay below SQLite's 500 compound terms
+                for i in range(0, len(shards), SHARDS_PER_STATEMENT):
+                    group = shards[i : i + SHARDS_PER_STATEMENT]
+                    want = candidates - len(rows)
+                    sql = " UNION ALL ".join(arm.format(fts=f"fts_{n}") for n in group) + " LIMIT ?"
+                    rows += self._r.execute(sql, [*(a for _ in group for a in (*args, want)), want]).fetchall()
                     if len(rows) >= candidates:
                         break
         except sqlite3.OperationalError as exc:  # never expected: the expression is built from tokens only

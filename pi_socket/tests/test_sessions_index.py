@@ -216,6 +216,7 @@ def test_session_roots_from_env_and_settings(tmp_path):
 
 def test_shards_newest_first_and_every_shard_for_rare_words(tmp_path, root, monkeypatch):
     monkeypatch.setattr(index, "SHARD_TEXT_BYTES", 200)
+    monkeypatch.setattr(index, "SHARDS_PER_STATEMENT", 2)  # several statements of a few shards each
     idx = index.Index(str(tmp_path / "sharded.sqlite3"))
     for i in range(6):
         f = root / f"s{i}.jsonl"
