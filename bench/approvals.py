@@ -116,7 +116,8 @@ def add_probe(home: PiHome) -> None:
 
 
 def one_round(pi: RpcPi, probe: Path, llm: FakeLLM, n: int) -> dict:
-    """One prompt whose reply makes ``n`` bash calls; the time per call from the first tool_call to the last, ms."""
+    """One prompt whose reply makes ``n`` bash calls; per call, ms: ``gap`` (the median gap between consecutive
+    tool_calls) and ``span`` (first to last / (n - 1))."""
     llm.script(
         [
             {"tool_calls": [{"name": "bash", "arguments": {"command": f"true {i}"}} for i in range(n)], "delay": 0},
