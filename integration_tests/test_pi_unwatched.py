@@ -28,11 +28,22 @@ CLIENT_ONLY = {
     "turn_end",
     "context_usage",
     "agent_before_settle",
-    "tool_execution_start",
-    "tool_execution_update",
-    "tool_execution_end",
     "queue_update",
 }
+# Sent unwatched too, because the bridge's watchdogs need to know a tool runs (specs/watchdogs.md): start and
+# end, and an update only as a bare progress mark (no output) at most every 10 s per call.
+TOOL_EVENTS = {"tool_execution_start", "tool_execution_update", "tool_execution_end"}
+
+
+def lean_tool_events(seen: list[dict]) -> None:
+    """Unwatched tool events are there for the watchdogs, and carry no tool output."""
+    kinds = [e["type"] for e in seen if e["type"] in TOOL_EVENTS]
+    assert kinds[:1] == ["tool_execution_start"] and kinds[-1:] == ["tool_execution_end"], kinds
+    for e in seen:
+        if e["type"] == "tool_execution_update":
+            assert set(e) <= {"type", "toolCallId", "toolName"}, e
+
+
 RECORDER = '#!/bin/sh\ntee -a "$HYPI_TEST_RECORD" | exec "$HYPI_TEST_PYTHON" "$@"\n'
 
 
@@ -85,6 +96,7 @@ def test_an_unwatched_agent_sends_its_bridge_only_what_the_bridge_needs(start_pi
     seen = run_events(record, 0)
     types = [e["type"] for e in seen]
     assert not CLIENT_ONLY & set(types), types
+    lean_tool_events(seen)
     assert "agent_start" in types and ("agent_end" in types or "agent_settled" in types), types
     roles = [e["message"]["role"] for e in seen if e["type"] == "message_end"]
     assert roles == ["user", "assistant", "toolResult", "assistant"], roles
@@ -119,8 +131,10 @@ def test_an_unwatched_agent_sends_its_bridge_only_what_the_bridge_needs(start_pi
     time.sleep(0.3)  # the shim reads that line
     mark = len(recorded(record))
     rpc_run(pi, pi_version, "TOOLCALL: echo unwatched again")
-    later = [e["type"] for e in run_events(record, mark)]
+    later_events = run_events(record, mark)
+    later = [e["type"] for e in later_events]
     assert not CLIENT_ONLY & set(later), later
+    lean_tool_events(later_events)
 
     # 5. and the next client sees all of it
     again, init2 = connect(agent_client, pi)
