@@ -26,4 +26,5 @@ export interface ExtensionAPI {
 	getActiveTools(): string[];
 	getAllTools(): { name: string; description: string }[];
 	getCommands(): { name: string; description?: string; source: string }[];
+	registerCommand(name: string, options: { description?: string; handler: (args: string, ctx: any) => unknown }): void;
 }
