@@ -34,7 +34,19 @@ from pathlib import Path
 
 from bench.common import REPO, Row, fmt
 
-SECTIONS = ["relay", "stream", "overhead", "registry", "history", "pide", "approvals", "inbox", "push", "watchdogs", "sessions"]
+SECTIONS = [
+    "relay",
+    "stream",
+    "overhead",
+    "registry",
+    "history",
+    "pide",
+    "approvals",
+    "inbox",
+    "push",
+    "watchdogs",
+    "sessions",
+]
 # rows each section must produce (integration_tests/test_bench_smoke.py checks them)
 EXPECTED_ROWS = {
     "1 proxy": 16,
@@ -45,7 +57,7 @@ EXPECTED_ROWS = {
     "6 Pi-DE": 4,
     "7 approval gate": 9,
     "8 Pi-DE inbox": 2,
-    "9 Web Push": 2,
+    "9 Web Push": 3,
     "10 watchdogs": 3,
     "11 sessions": 9,
 }
