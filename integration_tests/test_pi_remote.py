@@ -108,7 +108,9 @@ def test_new_session_and_reload_where_pi_has_an_api(start_pi, pi_version, agent_
 
 def test_a_prompt_template_is_expanded_on_pi_15_and_later(start_pi, pi_version, agent_client, fake_llm, pi_home):
     (pi_home.agent / "prompts").mkdir(parents=True, exist_ok=True)
-    (pi_home.agent / "prompts" / "greet.md").write_text("---\ndescription: greet someone\n---\nPlease greet $1 warmly.\n")
+    (pi_home.agent / "prompts" / "greet.md").write_text(
+        "---\ndescription: greet someone\n---\nPlease greet $1 warmly.\n"
+    )
     pi = start_pi(pi_version, mode="rpc")
     c, _ = connect(agent_client, pi)
     c.send({"type": "list_commands"})

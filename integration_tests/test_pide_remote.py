@@ -67,12 +67,16 @@ def conversation_users(page) -> list[str]:
 
 def png(width: int = 48, height: int = 32) -> bytes:
     """A small red-and-blue PNG (no imaging library needed)."""
-    rows = b"".join(b"\x00" + (b"\xd0\x30\x30" * (width // 2) + b"\x30\x60\xd0" * (width - width // 2)) for _ in range(height))
+    rows = b"".join(
+        b"\x00" + (b"\xd0\x30\x30" * (width // 2) + b"\x30\x60\xd0" * (width - width // 2)) for _ in range(height)
+    )
     chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)  # noqa: E731
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")  # fmt: skip
 
 
-def test_steer_and_follow_up_while_pi_works_edit_and_cancel_in_the_queue_esc_stops(dash_hv, pi_on, fake_llm, page_factory):
+def test_steer_and_follow_up_while_pi_works_edit_and_cancel_in_the_queue_esc_stops(
+    dash_hv, pi_on, fake_llm, page_factory
+):
     pi = pi_on(dash_hv)
     page = page_factory(viewport=WIDE)
     open_agent(page, dash_hv, pi.node_id)
@@ -122,10 +126,14 @@ def test_steer_and_follow_up_while_pi_works_edit_and_cancel_in_the_queue_esc_sto
     page.wait_for_selector("button[aria-label=Stop]", state="detached", timeout=10_000)
 
 
-def test_slash_commands_pickers_and_what_this_pi_cannot_run(dash_hv, pi_on, pi_version, fake_llm, pi_home, page_factory):
+def test_slash_commands_pickers_and_what_this_pi_cannot_run(
+    dash_hv, pi_on, pi_version, fake_llm, pi_home, page_factory
+):
     new_pi = not pi_version.startswith("0.")
     (pi_home.agent / "prompts").mkdir(parents=True, exist_ok=True)
-    (pi_home.agent / "prompts" / "greet.md").write_text("---\ndescription: greet someone\n---\nPlease greet $1 warmly.\n")
+    (pi_home.agent / "prompts" / "greet.md").write_text(
+        "---\ndescription: greet someone\n---\nPlease greet $1 warmly.\n"
+    )
     settings = pi_home.agent / "settings.json"
     settings.write_text(json.dumps({**json.loads(settings.read_text()), "compaction": {"keepRecentTokens": 1}}))
     pi = pi_on(dash_hv, version=pi_version)
@@ -198,13 +206,21 @@ def test_slash_commands_pickers_and_what_this_pi_cannot_run(dash_hv, pi_on, pi_v
     page.press(PROMPT, "Enter")
     if new_pi:
         page.wait_for_selector("[data-testid=command-notice] >> text=New session started", timeout=30_000)
-        page.wait_for_function("() => document.querySelectorAll('[data-testid=message-list] [data-role=user]').length === 0", timeout=15_000)
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=message-list] [data-role=user]').length === 0",
+            timeout=15_000,
+        )
     else:
-        page.wait_for_selector("[data-testid=composer-problem] >> text=/new cannot be run from here: pi 0.73.1 cannot run it", timeout=5_000)
+        page.wait_for_selector(
+            "[data-testid=composer-problem] >> text=/new cannot be run from here: pi 0.73.1 cannot run it",
+            timeout=5_000,
+        )
     assert len(fake_llm.requests()) == sent_before
 
 
-def test_attachments_thumbnails_chips_and_a_warning_for_a_text_only_model(dash_hv, pi_on, fake_llm, page_factory, tmp_path):
+def test_attachments_thumbnails_chips_and_a_warning_for_a_text_only_model(
+    dash_hv, pi_on, fake_llm, page_factory, tmp_path
+):
     pi = pi_on(dash_hv)
     page = page_factory(viewport=WIDE)
     open_agent(page, dash_hv, pi.node_id)
