@@ -91,10 +91,10 @@ async def test_list_read_and_search_sessions_of_real_pi_runs(hypivisor_factory, 
         assert [m["role"] for m in page["messages"]] == ["user", "assistant"]
         assert "walrus colony" in page["messages"][1]["content"][0]["text"]
 
-        async with await RegistryClient.connect(hv) as other:
+        async with await RegistryClient.connect(hv) as bystander:
             hits = await search(c, "narwhal")
-            await other.call("list_nodes", {})  # a round trip: anything sent to it before has arrived
-            assert not [e for e in other.events if e["event"] == "search_results"]  # only the asker gets them
+            await bystander.call("list_nodes", {})  # a round trip: anything sent to it before has arrived
+            assert not [e for e in bystander.events if e["event"] == "search_results"]  # only the asker gets them
         assert {h["path"] for h in hits} == {sessions[1]["path"]} and len(hits) == 2
         assert [h["role"] for h in await search(c, "narwhal", roles=["user"])] == ["user"]
         assert len(await search(c, '"walrus colony"')) == 2 and await search(c, '"colony walrus"') == []
