@@ -27,6 +27,8 @@ import { usePush } from "./push/usePush";
 import { PushSettings } from "./push/PushSettings";
 import { BudgetView } from "./budget/BudgetView";
 import { BudgetHold } from "./budget/BudgetHold";
+import { SessionsView } from "./sessions/SessionsView";
+import { SessionView } from "./sessions/SessionView";
 
 export function App() {
   const endpoints = useMemo(() => resolveEndpoints(window.location), []);
@@ -100,6 +102,9 @@ export function App() {
   useFaviconCount(attention);
   const openInbox = useCallback(() => navigate({ screen: "inbox" }), [navigate]);
   const openBudget = useCallback(() => navigate({ screen: "budget" }), [navigate]);
+  const openSessions = useCallback(() => navigate({ screen: "sessions" }), [navigate]);
+  const openSession = useCallback((s: { id: string; machine: string; entry?: string }) => navigate({ screen: "session", ...s }), [navigate]);
+  const backToSessions = useCallback(() => back({ screen: "sessions" }), [back]);
   const overrideBudget = useCallback((nodeId: string) => request("override_budget", { node_id: nodeId }), [request]);
   const inboxProps = { inbox: hv.inbox, nodes: hv.roster.nodes, several: severalMachines(Object.values(hv.roster.nodes)), actions: inboxActions, onOpen: select };
   const openNode = selected ? (hv.roster.nodes[selected] ?? hv.roster.exited[selected]?.node) : undefined;
@@ -116,7 +121,7 @@ export function App() {
   const unknown = !!selected && !node && !exited && !seen.current.has(selected) && rosterLoaded;
   const registryWarning = versionWarning("The hypivisor", hv.roster.protocolVersion);
   return (
-    <div className={`app${selected || route.screen === "inbox" || route.screen === "budget" ? " has-selection" : ""}`}>
+    <div className={`app${selected || route.screen === "inbox" || route.screen === "budget" || route.screen === "sessions" || route.screen === "session" ? " has-selection" : ""}`}>
       {hv.phase === "reconnecting" && (
         <div className="banner disconnected" role="status" data-testid="disconnected-banner">
           Disconnected from hypivisor, reconnecting…
@@ -132,6 +137,9 @@ export function App() {
             </button>
             <button type="button" className="link-btn budget-link" data-testid="budget-link" onClick={openBudget}>
               Budget
+            </button>
+            <button type="button" className="link-btn sessions-link" data-testid="sessions-link" onClick={openSessions}>
+              Sessions
             </button>
           </div>
           <button type="button" className="btn btn-primary spawn-btn" onClick={() => navigate({ screen: "spawn" })} disabled={hv.phase !== "connected"}>
@@ -177,6 +185,10 @@ export function App() {
               onFollowing={onFollowing}
               notice={node?.budget_level === "held" ? <BudgetHold node={node} onOverride={overrideBudget} onShowBudgets={openBudget} /> : undefined}
             />
+          ) : route.screen === "sessions" ? (
+            <SessionsView request={hv.request} connected={hv.phase === "connected"} onSessionEvent={hv.onSessionEvent} onOpen={openSession} onBack={phone ? toHome : undefined} />
+          ) : route.screen === "session" ? (
+            <SessionView key={`${route.machine ?? ""}/${route.id}/${route.entry ?? ""}`} request={hv.request} connected={hv.phase === "connected"} id={route.id} machine={route.machine} entry={route.entry} onBack={backToSessions} onAgent={select} />
           ) : route.screen === "budget" ? (
             <BudgetView request={hv.request} nodes={hv.roster.nodes} connected={hv.phase === "connected"} onOpen={select} onBack={phone ? toHome : undefined} />
           ) : route.screen === "inbox" ? (

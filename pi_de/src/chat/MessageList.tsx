@@ -17,8 +17,9 @@ type Row =
 const NEAR_BOTTOM_PX = 80;
 const LOAD_OLDER_PX = 400;
 
-/** `onFollowing`: whether the reader is at the latest message (the inbox marks the agent read then). */
-export function MessageList({ view, onLoadOlder, onFollowing }: { view: AgentView; onLoadOlder: () => void; onFollowing?: (following: boolean) => void }) {
+/** `onFollowing`: whether the reader is at the latest message (the inbox marks the agent read then).
+ *  `openAt`: the absolute index of the message to open at (a past session opened at a search hit), else the newest. */
+export function MessageList({ view, onLoadOlder, onFollowing, openAt }: { view: AgentView; onLoadOlder: () => void; onFollowing?: (following: boolean) => void; openAt?: number | null }) {
   const scrollRef = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
   // Rendered mirror of atBottom, and what the reader had seen when they scrolled up.
@@ -117,6 +118,13 @@ export function MessageList({ view, onLoadOlder, onFollowing }: { view: AgentVie
   // Open at the newest message (also after a reconnect's or a pi session switch's init_state).
   useEffect(() => {
     if (!view.initialized || rows.length === 0) return;
+    const at = openAt == null ? -1 : rows.findIndex((r) => r.kind === "msg" && r.abs >= openAt);
+    if (at >= 0 && at < rows.length - 1) {
+      atBottom.current = false;
+      setFollowing(false);
+      virtualizer.scrollToIndex(at, { align: "start" });
+      return;
+    }
     atBottom.current = true;
     setFollowing(true);
     virtualizer.scrollToIndex(rows.length - 1, { align: "end" });

@@ -3,7 +3,7 @@
 // prompt after a 401); a drop after that shows the reconnect banner. Both retry with backoff, and the
 // roster is kept meanwhile, so open agent links are not disturbed by a registry outage.
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
-import type { ListAttentionResult, ListMachinesResult, MachineInfo, NodeInfo, RpcResponse } from "../protocol/types";
+import type { IndexProgressEvent, ListAttentionResult, ListMachinesResult, MachineInfo, NodeInfo, RpcResponse, SearchResultsEvent } from "../protocol/types";
 import { emptyRoster, rosterReducer, type RosterState } from "../model/rosterReducer";
 import { emptyInbox, inboxReducer, isInboxEvent, type InboxState } from "../model/inbox";
 import { emptyMachines, isMachineEvent, machineList, machinesReducer } from "../model/machines";
@@ -28,7 +28,11 @@ export interface Hypivisor {
   inbox: InboxState;
   /** The machines (specs/machines.md): list_machines on every (re)connect, kept current by its events. */
   machines: MachineInfo[];
+  /** search_results and index_progress frames (the Sessions screen listens while it is open). */
+  onSessionEvent(listener: (e: SessionEvent) => void): () => void;
 }
+
+export type SessionEvent = SearchResultsEvent | IndexProgressEvent;
 
 export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivisor {
   const [roster, dispatch] = useReducer(rosterReducer, emptyRoster);
@@ -38,6 +42,7 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
   const [retryInMs, setRetryInMs] = useState<number | null>(null);
   const [kick, setKick] = useState(0);
   const rpcRef = useRef<RpcClient | null>(null);
+  const sessionListeners = useRef(new Set<(e: SessionEvent) => void>());
   const url = registryUrl(endpoints);
 
   useEffect(() => {
@@ -87,6 +92,11 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
           return;
         }
         if (f && typeof f === "object" && rpc.handle(f as RpcResponse)) return;
+        const ev0 = (f as { event?: unknown } | null)?.event;
+        if (ev0 === "search_results" || ev0 === "index_progress") {
+          for (const l of sessionListeners.current) l(f as SessionEvent);
+          return;
+        }
         const e = asRegistryEvent(f);
         if (!e) return;
         if (isInboxEvent(e)) return dispatchInbox(e);
@@ -149,7 +159,11 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
   }, []);
 
   const machineArray = useMemo(() => machineList(machines), [machines]);
-  return { phase, roster, url, retryInMs, retryNow: useCallback(() => setKick((k) => k + 1), []), request, inbox, machines: machineArray };
+  const onSessionEvent = useCallback((listener: (e: SessionEvent) => void) => {
+    sessionListeners.current.add(listener);
+    return () => void sessionListeners.current.delete(listener);
+  }, []);
+  return { phase, roster, url, retryInMs, retryNow: useCallback(() => setKick((k) => k + 1), []), request, inbox, machines: machineArray, onSessionEvent };
 }
 
 export function isActive(n: NodeInfo | undefined): boolean {

@@ -23,6 +23,13 @@ describe("routes", () => {
       expect(hash.slice("#/agent/".length)).not.toMatch(/[/#? ]/);
       expect(parseRoute(hash)).toEqual(r);
     }
+    for (const r of [
+      { screen: "sessions" },
+      { screen: "session", id: "0123abcd" },
+      { screen: "session", id: "0123abcd", machine: "box b", entry: "e1/&?" },
+    ] as Route[])
+      expect(parseRoute(routeHash(r))).toEqual(r);
+    expect(parseRoute("#/session/")).toEqual({ screen: "home" });
     for (const r of [{ screen: "home" }, { screen: "spawn" }, { screen: "inbox" }, { screen: "budget" }] as Route[]) expect(parseRoute(routeHash(r))).toEqual(r);
   });
 });

@@ -1,0 +1,181 @@
+// Past sessions (specs/sessions.md), the pure parts: the list as pages arrive, one search's results as each
+// machine answers, a snippet cut into plain and marked pieces, the index's progress. No I/O.
+import type { IndexProgressEvent, ReadSessionResult, SearchHit, SearchResultsEvent, SessionInfo } from "../protocol/types";
+import type { ChatMessage } from "../protocol/pi";
+import { initialAgentView, type AgentView } from "../model/agentReducer";
+
+// ---- the list: pages of list_sessions, newest first -------------------------------------------------------
+
+export interface SessionList {
+  sessions: SessionInfo[];
+  /** Pass as `before` for the next page; null once the last page is in. */
+  cursor: string | null;
+  loaded: boolean;
+}
+
+export const emptyList: SessionList = { sessions: [], cursor: null, loaded: false };
+
+/** Appends a page; a session already listed (same machine and id) keeps its place, with the newer facts. */
+export function addPage(list: SessionList, page: { sessions: SessionInfo[]; cursor: string | null }, first: boolean): SessionList {
+  const base = first ? [] : list.sessions;
+  const at = new Map(base.map((s, i) => [key(s), i]));
+  const sessions = [...base];
+  for (const s of page.sessions) {
+    const i = at.get(key(s));
+    if (i === undefined) {
+      at.set(key(s), sessions.length);
+      sessions.push(s);
+    } else sessions[i] = s;
+  }
+  return { sessions, cursor: page.cursor, loaded: true };
+}
+
+function key(s: { machine: string; id: string }): string {
+  return `${s.machine}\u0000${s.id}`;
+}
+
+/** The folders to filter by: every cwd seen so far, sorted, each once. */
+export function folders(seen: Iterable<string>, sessions: SessionInfo[]): string[] {
+  const all = new Set(seen);
+  for (const s of sessions) if (s.cwd) all.add(s.cwd);
+  return [...all].sort();
+}
+
+// ---- one search: a frame per machine ----------------------------------------------------------------------
+
+export interface SearchState {
+  queryId: string | null;
+  query: string;
+  /** The machines the answer named, each with its hits once it answered. */
+  machines: Record<string, { done: boolean; hits: SearchHit[]; error: string | null }>;
+  error: string | null;
+}
+
+export const noSearch: SearchState = { queryId: null, query: "", machines: {}, error: null };
+
+/** The search answer: which machines will send a frame. */
+export function searchStarted(query: string, queryId: string, machines: string[]): SearchState {
+  const m: SearchState["machines"] = {};
+  for (const name of machines) m[name] = { done: false, hits: [], error: null };
+  return { queryId, query, machines: m, error: null };
+}
+
+/** A search_results frame: a frame of another query (an older search) is ignored. */
+export function searchFrame(s: SearchState, f: SearchResultsEvent): SearchState {
+  if (!s.queryId || f.query_id !== s.queryId) return s;
+  const prev = s.machines[f.machine];
+  const hits = prev && !prev.done ? [...prev.hits, ...f.hits] : f.hits;
+  return { ...s, machines: { ...s.machines, [f.machine]: { done: !!f.done, hits, error: f.error ?? null } } };
+}
+
+export function searchDone(s: SearchState): boolean {
+  return Object.values(s.machines).every((m) => m.done);
+}
+
+/** Every machine's hits, best first (a machine's own order is kept among equal scores). */
+export function mergedHits(s: SearchState): SearchHit[] {
+  const all: SearchHit[] = [];
+  for (const name of Object.keys(s.machines).sort()) all.push(...s.machines[name].hits);
+  return all.map((h, i) => [h, i] as const).sort((a, b) => b[0].score - a[0].score || a[1] - b[1]).map(([h]) => h);
+}
+
+// ---- snippets ---------------------------------------------------------------------------------------------
+
+export interface Piece {
+  text: string;
+  mark: boolean;
+}
+
+/** The snippet cut at its highlight ranges ([start, end) in characters). Ranges out of bounds, empty,
+ *  reversed or overlapping an earlier one are clipped or dropped: the text is always shown whole, once. */
+export function snippetPieces(snippet: string, highlights: number[][] | undefined): Piece[] {
+  const chars = Array.from(snippet); // ranges count characters; a surrogate pair is one
+  const ranges = (highlights ?? [])
+    .filter((r) => Array.isArray(r) && r.length >= 2 && Number.isFinite(r[0]) && Number.isFinite(r[1]))
+    .map(([a, b]) => [Math.max(0, Math.floor(a)), Math.min(chars.length, Math.floor(b))] as const)
+    .filter(([a, b]) => a < b)
+    .sort((x, y) => x[0] - y[0]);
+  const out: Piece[] = [];
+  let pos = 0;
+  for (const [a0, b] of ranges) {
+    const a = Math.max(a0, pos);
+    if (a >= b) continue;
+    if (a > pos) out.push({ text: chars.slice(pos, a).join(""), mark: false });
+    out.push({ text: chars.slice(a, b).join(""), mark: true });
+    pos = b;
+  }
+  if (pos < chars.length) out.push({ text: chars.slice(pos).join(""), mark: false });
+  return out;
+}
+
+// ---- the index's progress ---------------------------------------------------------------------------------
+
+export type Indexing = Record<string, { files_done: number; files_total: number }>;
+
+export function indexProgress(s: Indexing, e: IndexProgressEvent): Indexing {
+  const next = { ...s };
+  if (e.done) delete next[e.machine];
+  else next[e.machine] = { files_done: e.files_done, files_total: e.files_total };
+  return next;
+}
+
+export function progressText(i: Indexing): string | null {
+  const names = Object.keys(i).sort();
+  if (!names.length) return null;
+  return names.map((n) => `${n}: ${i[n].files_done} of ${i[n].files_total} files`).join(" · ");
+}
+
+// ---- formatting -------------------------------------------------------------------------------------------
+
+export function ago(unixSeconds: number | null | undefined, nowMs: number): string {
+  if (!unixSeconds) return "";
+  const s = Math.max(0, Math.round(nowMs / 1000 - unixSeconds));
+  if (s < 60) return "just now";
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  if (s < 86400 * 30) return `${Math.floor(s / 86400)} d ago`;
+  return new Date(unixSeconds * 1000).toISOString().slice(0, 10);
+}
+
+export function cost(c: number | undefined): string {
+  if (!c) return "";
+  return c < 0.01 ? "<$0.01" : `$${c.toFixed(2)}`;
+}
+
+// ---- a past session, read-only: read_session pages as the live conversation's view ------------------------
+
+export interface PastView {
+  view: AgentView;
+  /** Absolute index after the last loaded message; newer messages exist (a page opened at a search hit). */
+  end: number;
+  hasNewer: boolean;
+  loadingNewer: boolean;
+  /** The absolute index of the search hit's message, on the first page opened at one. */
+  focus: number | null;
+  /** The branch shown (a hit on an older branch shows that branch): every later page asks for it. */
+  leafId: string | null;
+}
+
+/** A read_session page into the view the live components render: "first" replaces, "older" prepends,
+ *  "newer" appends. A page that does not fit the loaded range (a stale answer) is ignored. */
+export function applyPage(prev: PastView | null, page: ReadSessionResult, kind: "first" | "older" | "newer"): PastView {
+  const msgs = page.messages as unknown as ChatMessage[];
+  if (kind === "first" || !prev) {
+    const i = page.focus_entry_id ? page.entry_ids.indexOf(page.focus_entry_id) : -1;
+    return {
+      view: { ...initialAgentView, status: "open", initialized: true, initSeq: (prev?.view.initSeq ?? 0) + 1, messages: msgs, cursor: page.cursor, total: page.total_messages, sessionName: page.name ?? null, sessionFile: page.path },
+      end: page.end,
+      hasNewer: !!page.has_newer,
+      loadingNewer: false,
+      focus: i >= 0 ? page.cursor + i : null,
+      leafId: page.leaf_id,
+    };
+  }
+  const v = prev.view;
+  if (kind === "older") {
+    if (page.end !== v.cursor) return { ...prev, view: { ...v, loadingOlder: false } };
+    return { ...prev, view: { ...v, messages: [...msgs, ...v.messages], cursor: page.cursor, total: page.total_messages, loadingOlder: false } };
+  }
+  if (page.cursor !== prev.end) return { ...prev, loadingNewer: false };
+  return { ...prev, view: { ...v, messages: [...v.messages, ...msgs], total: page.total_messages }, end: page.end, hasNewer: !!page.has_newer, loadingNewer: false };
+}
