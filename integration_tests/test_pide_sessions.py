@@ -98,12 +98,16 @@ def test_sessions_are_listed_opened_searched_and_resumed(hypivisor_factory, pi_h
         time.sleep(1)
     assert live.count() == 1 and "narwhal" in live.inner_text()
     live.locator("button").click()
-    page.locator("[data-testid=resume-session]").click()
-    page.locator("[data-testid=session-live]").wait_for(timeout=30_000)
+    page.locator("[data-testid=session-live]").wait_for()  # the read names the live writer at once
     page.locator("[data-testid=open-live]").click()
     assert agent_id(page) == node_id
     page.go_back()
-    page.locator("[data-testid=resume-session]").click()
+    page.locator("[data-testid=past-session] >> text=continuing with the narwhal pods").first.wait_for()
+    page.locator("[data-testid=resume-session]").click()  # asked anyway: the answer is the live agent, nothing starts
+    page.wait_for_function("!document.querySelector('[data-testid=resume-session]').disabled")
+    assert page.evaluate("location.hash").startswith("#/session/")
+    page.locator("[data-testid=session-live]").wait_for()
+    shot(page, "session-live-desktop")
     page.locator("[data-testid=fork-session]").click()
     forked = agent_id(page)
     assert forked != node_id

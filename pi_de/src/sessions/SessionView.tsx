@@ -102,6 +102,8 @@ export function SessionView({ request, connected, id, machine, entry, onBack, on
   );
 
   const title = meta?.name || folderName(meta?.cwd ?? "") || "Session";
+  // A live writer known from the read (or from a resume's answer): open it or fork, never a second writer.
+  const liveId = live ?? meta?.live_node_id ?? null;
   return (
     <div className="stage-wrap">
       <section className="stage past-session" data-testid="past-session" data-session-id={id}>
@@ -125,10 +127,10 @@ export function SessionView({ request, connected, id, machine, entry, onBack, on
             {resuming ? "Starting pi…" : "Continue in a new pi"}
           </button>
         </header>
-        {live && (
+        {liveId && (
           <div className="banner warn past-live" role="alert" data-testid="session-live">
             <span>A running agent is writing this session: two writers would interleave it.</span>
-            <button type="button" className="btn" data-testid="open-live" onClick={() => onAgent(live)}>
+            <button type="button" className="btn" data-testid="open-live" onClick={() => onAgent(liveId)}>
               Open the live agent
             </button>
             <button type="button" className="btn" data-testid="fork-session" onClick={() => resume(true)} disabled={resuming}>
