@@ -6,6 +6,7 @@ page offers the live agent or a fork."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -121,3 +122,61 @@ def test_sessions_are_listed_opened_searched_and_resumed(hypivisor_factory, pi_h
     phone.locator("[data-testid=session-row]:has-text('narwhal')").first.locator("button").click()
     phone.locator("[data-testid=past-session] >> text=You said: tell me about the narwhal migration").wait_for()
     shot(phone, "session-phone")
+
+
+def extend_session(path, turns: int, word_at: int, word: str) -> None:
+    """Appends ``turns`` user/assistant turns to a real pi session file, in the shapes pi wrote its first turn."""
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    user, reply = [x for x in lines if x["type"] == "message"][-2:]
+    parent = reply["id"]
+    out = []
+    for n in range(turns):
+        text = f"turn {n} about the {word}" if n == word_at else f"turn {n} about nothing much"
+        for tpl, role_text in ((user, text), (reply, f"You said: {text}")):
+            entry = json.loads(json.dumps(tpl))
+            entry["id"], entry["parentId"] = f"{len(out):08x}", parent
+            entry["message"]["content"] = [{"type": "text", "text": role_text}]
+            parent = entry["id"]
+            out.append(json.dumps(entry))
+    with path.open("a") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def test_a_search_hit_opens_a_long_session_at_its_message_and_pages_both_ways(hypivisor_factory, pi_home, start_pi,
+                                                                              tmp_path, page_factory):  # fmt: skip
+    run_print(start_pi, PI, "the start of a long one")
+    [path] = session_files(pi_home.agent)
+    extend_session(path, 150, 40, "quetzal")
+    hv = hypivisor_for(hypivisor_factory, pi_home, PI, tmp_path, {"HYPI_DASHBOARD_DIR": str(ensure_dist())})
+    page = page_factory(viewport=WIDE)
+    page.goto(dashboard_url(hv) + "#/sessions")
+    assert "302 messages" in page.locator("[data-testid=session-row]").first.inner_text()
+    page.fill("[data-testid=sessions-search]", "quetzal")
+    page.keyboard.press("Enter")
+    page.locator("[data-testid=search-results][data-done=true]").wait_for()
+    page.locator("[data-testid=search-hit]:has-text('user')").locator("button").click()
+
+    # the hit's message is in view, the newest ones are not loaded yet
+    target = page.locator("[data-testid=message-list] >> text=turn 40 about the quetzal").first
+    target.wait_for()
+    box, pane = target.bounding_box(), page.locator("[data-testid=message-list]").bounding_box()
+    assert pane["y"] <= box["y"] <= pane["y"] + pane["height"], (box, pane)
+    assert page.locator("text=turn 149 about nothing much").count() == 0
+    shot(page, "session-hit-desktop")
+    note = page.locator("[data-testid=history-note]")
+    assert "of 302" in note.inner_text()
+
+    # newer pages on demand, older pages on scrolling up, as live history
+    assert page.locator("[data-testid=jump-latest]").count() == 0  # nothing loaded counts as new
+    deadline = time.monotonic() + 10
+    while page.locator("[data-testid=load-newer]").count() and time.monotonic() < deadline:
+        if page.locator("[data-testid=load-newer]").is_enabled():
+            page.locator("[data-testid=load-newer]").click()
+        time.sleep(0.2)
+    assert page.locator("[data-testid=load-newer]").count() == 0
+    for _ in range(20):
+        page.locator("[data-testid=message-list]").evaluate("el => el.scrollTop = 0")
+        if page.locator("text=the start of a long one").count():
+            break
+        time.sleep(0.3)
+    page.locator("[data-testid=message-list] >> text=the start of a long one").first.wait_for()

@@ -122,6 +122,7 @@ export function MessageList({ view, onLoadOlder, onFollowing, openAt }: { view: 
     if (at >= 0 && at < rows.length - 1) {
       atBottom.current = false;
       setFollowing(false);
+      setSeen(markSeen(endRef.current.end, false)); // what is loaded is not "new"
       virtualizer.scrollToIndex(at, { align: "start" });
       return;
     }
