@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from integration_tests.harness.pi_proc import NODE22_BIN, pi_bin, pi_package
+from integration_tests.harness.pide import ensure_modules
 
 REPO = Path(__file__).resolve().parents[1]
 EXTENSION = REPO / "pi_socket" / "extension"
@@ -27,8 +28,9 @@ def test_event_trimming_units():
 
 
 @pytest.mark.pi_smoke
-@pytest.mark.skipif(not TSC.exists(), reason="TypeScript comes with Pi-DE's node_modules (npm ci in pi_de)")
 def test_shim_type_checks_against_every_pi_version(pi_version, tmp_path):
+    if not ensure_modules():
+        pytest.skip("TypeScript comes with Pi-DE's node_modules (npm ci in pi_de) and npm is not here")
     types = pi_package(pi_version) / "dist" / "index.d.ts"
     if not types.exists():
         pytest.skip(f"pi {pi_version} has no type declarations at {types}")

@@ -179,6 +179,12 @@ async def test_sessions_in_the_session_dir_env_and_setting_are_found(hypivisor_f
     run_print(start_pi, pi_version, "written under the setting dir")
     assert list(env_dir.rglob("*.jsonl")) and list(setting_dir.rglob("*.jsonl"))
     hv = hypivisor_for(hypivisor_factory, pi_home, pi_version, tmp_path, {"PI_CODING_AGENT_SESSION_DIR": str(env_dir)})
+    want = {"written to the default place", "written under the env dir", "written under the setting dir"}
     async with await RegistryClient.connect(hv) as c:
-        prompts = {s["first_prompt"] for s in (await c.call("list_sessions", {}))["result"]["sessions"]}
-        assert prompts == {"written to the default place", "written under the env dir", "written under the setting dir"}
+        deadline = time.monotonic() + 30  # the index is built in the background after start (slow on a busy machine)
+        while True:
+            prompts = {s["first_prompt"] for s in (await c.call("list_sessions", {}))["result"]["sessions"]}
+            if prompts == want or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert prompts == want
