@@ -7,7 +7,7 @@ import type { IndexProgressEvent, ListAttentionResult, ListMachinesResult, Machi
 import { emptyRoster, rosterReducer, type RosterState } from "../model/rosterReducer";
 import { emptyInbox, inboxReducer, isInboxEvent, type InboxState } from "../model/inbox";
 import { emptyMachines, isMachineEvent, machineList, machinesReducer } from "../model/machines";
-import { asRegistryEvent } from "../protocol/frames";
+import { asRegistryEvent, KNOWN_REGISTRY_EVENTS, noteUnknown } from "../protocol/frames";
 import { backoffDelay } from "./backoff";
 import { offlineWhileGoingAway } from "./fallback";
 import { registryUrl, type Endpoints } from "./endpoints";
@@ -99,6 +99,7 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
         }
         const e = asRegistryEvent(f);
         if (!e) return;
+        if (!KNOWN_REGISTRY_EVENTS.has(e.event)) return void noteUnknown("registry", e.event);
         if (isInboxEvent(e)) return dispatchInbox(e);
         if (isMachineEvent(e)) return dispatchMachines(e);
         if (e.event === "init") {

@@ -99,3 +99,36 @@ export function asAgentFrame(v: unknown): AgentServerFrame | null {
 export function asRegistryEvent(v: unknown): RegistryEvent | null {
   return v && typeof v === "object" && typeof (v as { event?: unknown }).event === "string" ? (v as RegistryEvent) : null;
 }
+
+/**
+ * The push events this build knows on the registry link (a test pins it to schema.json). Anything else comes from a
+ * newer hypivisor: ignored, and said once in the console (specs/protocol.md §0).
+ */
+export const KNOWN_REGISTRY_EVENTS: ReadonlySet<string> = new Set([
+  "init",
+  "node_joined",
+  "node_updated",
+  "node_offline",
+  "node_removed",
+  "attention_added",
+  "attention_resolved",
+  "unread_changed",
+  "machine_joined",
+  "machine_updated",
+  "machine_left",
+  "machine_request",
+  "budget_changed",
+  "search_results",
+  "index_progress",
+]);
+
+const noted = new Set<string>();
+
+/** A frame or event type this build does not know (a newer peer's): logged once per type, then ignored. */
+export function noteUnknown(link: "registry" | "agent", kind: string, log: (msg: string) => void = console.warn): boolean {
+  const key = `${link}:${kind.slice(0, 64)}`;
+  if (noted.has(key) || noted.size >= 200) return false;
+  noted.add(key);
+  log(`Pi-DE: ignoring an unknown ${link} ${link === "registry" ? "event" : "frame"} "${kind.slice(0, 64)}" (a newer peer?)`);
+  return true;
+}
