@@ -159,6 +159,12 @@ async def test_a_bridge_given_no_secret_keeps_the_issued_one_across_reconnects(h
     try:
         async with await RegistryClient.connect(hv) as dash:
             await wait_status(dash, "victim", "active")
+            # the roster can show the node before its bridge has read the register answer (and so the secret):
+            # cut only once the bridge holds it
+            deadline = time.monotonic() + 20
+            while "registered with hypivisor" not in fake.log_path.read_text():
+                assert time.monotonic() < deadline, fake.log_path.read_text()[-2000:]
+                await asyncio.sleep(0.05)
             assert relay.cut() > 0
             deadline = time.monotonic() + 20
             while "registered with hypivisor again" not in fake.log_path.read_text():
