@@ -21,6 +21,7 @@ pi's own events and messages are passed through untouched (see
 from __future__ import annotations
 
 import enum
+import typing
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -1092,6 +1093,11 @@ ClientMessage = Annotated[
     | RunCommandMsg,
     Field(discriminator="type"),
 ]
+# The ``type`` of every client message, in the union's order (the bridge names them in its "unknown type" error).
+CLIENT_MESSAGE_TYPES: tuple[str, ...] = tuple(
+    typing.get_args(model.model_fields["type"].annotation)[0]
+    for model in typing.get_args(typing.get_args(ClientMessage)[0])
+)
 client_message_adapter: TypeAdapter[Any] = TypeAdapter(
     ClientMessage, config=ConfigDict(defer_build=True)
 )  # built on first use

@@ -15,6 +15,7 @@ from typing import Any
 from pi_socket.protocol import MAX_SUMMARY_LEN, AttentionLive, AttentionReport, AttentionRun
 
 from .approvals import ApprovalBook
+from .history import message_text
 
 _KINDS = frozenset({"message_end", "agent_settled", "agent_end", "ui_prompt_start", "ui_prompt_end"})
 GATE_DIALOG_PREFIX = "Hyper-Pi:"  # the approval gate's own dialog is an approval, not a question
@@ -36,15 +37,6 @@ def plain_line(text: str, limit: int = 200) -> str:
         line = " ".join(line.split())
         if line.strip("|-: "):
             return line if len(line) <= limit else line[: limit - 1] + "…"
-    return ""
-
-
-def _text(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
     return ""
 
 
@@ -118,7 +110,7 @@ class AttentionTracker:
         last = self._last_message
         messages, error = self._messages, self._error
         self._messages, self._last_message, self._error, self._aborted = 0, None, None, False
-        text = plain_line(_text(last)) if last is not None else ""
+        text = plain_line(message_text(last)) if last is not None else ""
         if aborted and error is None:
             return False  # a person stopped it: nothing to tell them
         if messages == 0 and error is None:

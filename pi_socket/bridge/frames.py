@@ -14,24 +14,11 @@ import orjson
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from pi_socket.protocol import ErrorCode, ErrorMsg, client_message_adapter, dump, unknown_fields
+from pi_socket.protocol import CLIENT_MESSAGE_TYPES, ErrorCode, ErrorMsg, client_message_adapter, dump, unknown_fields
 
 log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 
-CLIENT_TYPES = (
-    "prompt",
-    "abort",
-    "fetch_history",
-    "list_commands",
-    "list_files",
-    "set_session_name",
-    "approval_decision",
-    "set_approval_policy",
-    "list_models",
-    "set_model",
-    "set_thinking_level",
-    "run_command",
-)
+CLIENT_TYPES = CLIENT_MESSAGE_TYPES  # one list: the protocol's union of client messages
 
 
 def frame(model: BaseModel) -> str:

@@ -114,6 +114,16 @@ class HistoryMirror:
         return Window(self._messages[start:end], start, len(self._messages))
 
 
+def message_text(message: Message) -> str:
+    """The text parts of a pi message, joined by newlines (its content may also be a plain string)."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
 def usage_totals(messages: Iterable[Message]) -> tuple[dict[str, int], float]:
     """Token and cost totals summed over assistant messages' ``usage`` (pi keeps no session total)."""
     totals = {"input": 0, "output": 0, "cache_read": 0, "cache_write": 0, "total": 0}

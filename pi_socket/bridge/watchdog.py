@@ -24,6 +24,8 @@ from typing import Any
 
 from pi_socket.protocol import AttentionLive
 
+from .history import message_text
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -46,15 +48,6 @@ def _norm_args(args: Any) -> str:
         return json.dumps(args, sort_keys=True, separators=(",", ":"))[:4000]
     except (TypeError, ValueError):
         return repr(args)[:4000]
-
-
-def _text(message: dict[str, Any]) -> str:
-    content = message.get("content")
-    if isinstance(content, str):
-        return content.strip()
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text").strip()
-    return ""
 
 
 class Watchdog:
@@ -126,7 +119,7 @@ class Watchdog:
                     del self.calls[key]
             if message.get("stopReason") == "error":
                 self.errors.append(now)
-            text = _text(message)
+            text = message_text(message).strip()
             if text:
                 same, n = self.text_streak
                 self.text_streak = (text, n + 1 if text == same else 1)
