@@ -17,7 +17,7 @@ $(PY):
 # compileall: an editable install writes no bytecode while PYTHONDONTWRITEBYTECODE is set (CI machines set it), and
 # every bridge, hypivisor and fake LLM the tests start would compile the packages again.
 env: $(PY)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,cluster]'
 	$(PY) -m compileall -q -x '/(tests|node_modules)/' pi_socket hypivisor
 
 # Pi-DE's node_modules (skipped when present); they also hold the TypeScript compiler the shim is checked with.
