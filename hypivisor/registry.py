@@ -207,6 +207,8 @@ class Registry:
         since = (
             previous.node.activity_since if previous is not None and previous.node.activity == params.activity else None
         )
+        if previous is not None and previous.node.tmux_session is not None:  # pi is still in the tmux it was spawned in
+            data["tmux_session"] = previous.node.tmux_session
         node = NodeInfo(**data, status="active", last_seen=now, offline_since=None, activity_since=since or now)
         self._entries[params.id] = Entry(node=node, owner=conn, host=dial_host(params.host, peer_host), secret=secret,
                                          peer=peer_host, registered_at=now)  # fmt: skip
@@ -262,6 +264,15 @@ class Registry:
         if entry is None or entry.node.unread == unread:
             return []
         entry.node.unread = unread
+        return [NodeUpdatedEvent(node=self._view(entry))]
+
+    def set_tmux_session(self, node_id: str, session: str | None) -> list[BaseModel]:
+        """The tmux session a spawn started this node in (only the spawn that presented its secret may say so);
+        ``node_updated`` when it changed. A re-registration of the same id keeps it."""
+        entry = self._entries.get(node_id)
+        if entry is None or not session or entry.node.tmux_session == session:
+            return []
+        entry.node.tmux_session = session
         return [NodeUpdatedEvent(node=self._view(entry))]
 
     def set_budget(self, node_id: str, level: str | None, pct: float | None, note: str | None) -> list[BaseModel]:

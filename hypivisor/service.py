@@ -477,9 +477,18 @@ class Service:
             code = getattr(exc, "code", ErrorCode.SPAWN_FAILED)
             log.warning("spawn failed", path=shown, code=code, error=spawn_cmd.printable(str(exc))[:300])
             raise RpcFailure(code, getattr(exc, "message", str(exc))) from None
+        node = self._spawned_in(node, session)
         return SpawnAgentResult(node_id=node.id, tmux_session=session, path=target.path, node=node).model_dump(
             mode="json"
         )
+
+    def _spawned_in(self, node: NodeInfo, session: str | None) -> NodeInfo:
+        """Note on the roster which tmux session the spawn started ``node`` in (Pi-DE shows `tmux attach`)."""
+        if not isinstance(session, str) or not session:
+            return node
+        self.publish(self.registry.set_tmux_session(node.id, session[:200]))
+        entry = self.registry.get(node.id)
+        return entry.node.model_copy() if entry is not None else node
 
     async def _spawn_on(self, machine: str, params: SpawnAgentParams) -> dict:
         data = params.model_dump(mode="json", exclude={"machine"}, exclude_none=True)
@@ -490,9 +499,10 @@ class Service:
         if entry is None:
             raise RpcFailure(ErrorCode.SPAWN_FAILED, f"machine {machine[:255]!r} answered with an unknown agent")
         session = answer.get("tmux_session")
+        node = self._spawned_in(entry.node, session if isinstance(session, str) else None)
         return SpawnAgentResult(
-            node_id=entry.node.id, tmux_session=session if isinstance(session, str) else None,
-            path=str(answer.get("path") or entry.node.cwd), node=entry.node,
+            node_id=node.id, tmux_session=session if isinstance(session, str) else None,
+            path=str(answer.get("path") or node.cwd), node=node,
         ).model_dump(mode="json")  # fmt: skip
 
     # -- machines (specs/machines.md) ---------------------------------------------

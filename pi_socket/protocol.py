@@ -279,6 +279,11 @@ class NodeInfo(_Stored):
         default=None, max_length=MAX_PATH_LEN, exclude_if=lambda v: v is None,
         description="pi's session file (resume_session refuses a second writer)",
     )  # fmt: skip
+    tmux_session: str | None = Field(
+        default=None, max_length=MAX_NAME_LEN, exclude_if=lambda v: v is None,
+        description="the tmux session a spawn started this agent in (`tmux attach -t` it on its machine); set by "
+        "the hypivisor when the registration presented the spawn's secret",
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -1051,7 +1056,8 @@ class SetApprovalPolicyMsg(_Strict):
 ThinkingLevel = Literal["off", "minimal", "low", "medium", "high", "xhigh", "max"]
 THINKING_LEVELS: tuple[str, ...] = ("off", "minimal", "low", "medium", "high", "xhigh", "max")
 # pi's built-in commands a client can run through `run_command` (others are pickers: model, thinking, name).
-RemoteCommand = Literal["compact", "new", "reload"]
+# ``quit`` ends pi (``ctx.shutdown()``, after aborting a run): a client asks a person to confirm first.
+RemoteCommand = Literal["compact", "new", "reload", "quit"]
 
 
 class ListModelsMsg(_Strict):

@@ -228,12 +228,14 @@ class Handlers:
         client.enqueue(frame(reply))
 
     async def run_command(self, client: Client, msg: RunCommandMsg) -> None:
-        """pi's /compact, /new or /reload through its API: ``ack {id}`` once done, else ``error {id}``
+        """pi's /compact, /new, /reload or /quit through its API: ``ack {id}`` once done, else ``error {id}``
         (1014 when this pi has no API for it, 1011 while pi works, 1012 when it failed)."""
         try:
             if msg.name == "compact":
                 fields: dict[str, Any] = {"instructions": msg.args} if msg.args and msg.args.strip() else {}
                 await self._shim("compact", timeout=COMPACT_TIMEOUT_S, **fields)
+            elif msg.name == "quit":  # acked once pi took it; pi then exits and the bridge deregisters
+                await self._shim("quit", timeout=10.0)
             else:
                 await self._shim("session_command", timeout=SESSION_COMMAND_TIMEOUT_S, name=msg.name)
         except ShimError as exc:

@@ -889,6 +889,10 @@ export interface NodeInfo {
    */
   started_at?: number | null;
   status?: "active" | "offline";
+  /**
+   * the tmux session a spawn started this agent in (`tmux attach -t` it on its machine); set by the hypivisor when the registration presented the spawn's secret
+   */
+  tmux_session?: string | null;
   tokens?: TokenTotals;
   /**
    * assistant messages since a person last read this agent
@@ -1814,7 +1818,7 @@ export interface RunCommandMsg {
    * client-chosen; the ack or error carries it
    */
   id: string;
-  name: "compact" | "new" | "reload";
+  name: "compact" | "new" | "reload" | "quit";
   type: "run_command";
 }
 /**

@@ -1,4 +1,4 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:0314d5cdd06854b6878f0473ac12fb7eb65cb49f75a35e97e46974d399050c1d).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:7427bcb54f69956fc7ea61cbcef240b5be4c4944d5ed5b42b4bd627ebb2d1a24).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).
 
 // src/child.ts
@@ -440,6 +440,16 @@ function thinkingLevels(model, version) {
   if (/^(\d+)/.exec(version ?? "")?.[1] !== "0") all.push("max");
   const map = model.thinkingLevelMap;
   return all.filter((l) => !(map && typeof map === "object" && map[l] === null));
+}
+function quitPi(ctx) {
+  if (typeof ctx?.shutdown !== "function") throw new Error("unsupported: this pi has no ctx.shutdown()");
+  let aborted = false;
+  if (typeof ctx.isIdle === "function" && !ctx.isIdle()) {
+    ctx.abort?.();
+    aborted = true;
+  }
+  ctx.shutdown();
+  return { aborted };
 }
 
 // src/slim.ts
@@ -1129,6 +1139,11 @@ function requestHandler(st, pi) {
           });
           return;
         }
+        case "quit":
+          if (typeof ctx.shutdown !== "function") return reply(id, false, "unsupported: this pi has no ctx.shutdown()");
+          reply(id, true);
+          setTimeout(boundary(st, "quit", () => quitPi(pi.ctx)), 50);
+          return;
         case "session_command": {
           const name = m.name === "new" || m.name === "reload" ? m.name : null;
           const version = pi.version || cliVersion();

@@ -8,6 +8,8 @@
 // - new, reload: only inside a command handler (`ctx.newSession()`, `ctx.reload()`). pi >= 1.5 dispatches an
 //   extension command sent with `sendUserMessage("/cmd", {expandPromptTemplates: true})`, so the shim registers
 //   SESSION_COMMAND and sends itself that; pi 0.73 forces expandPromptTemplates off: no way from outside.
+// - quit: `ctx.shutdown()` (all versions; "available in all contexts"). pi ends only once idle, so a running
+//   turn is aborted first: a person who stops an agent wants it gone now, not after the run.
 // Extension commands, prompt templates and skills likewise run only where expandPromptTemplates exists (>= 1.5).
 
 type Json = Record<string, unknown>;
@@ -73,4 +75,17 @@ export function thinkingLevels(model: any, version: string | undefined): string[
 	if (/^(\d+)/.exec(version ?? "")?.[1] !== "0") all.push("max"); // "max" exists from pi 1 on
 	const map = model.thinkingLevelMap;
 	return all.filter((l) => !(map && typeof map === "object" && map[l] === null));
+}
+
+/** A dashboard's Stop: abort the run if there is one (pi's shutdown waits for idle), then ask pi to exit cleanly
+ * (session_shutdown runs, the bridge deregisters). Returns what it did; throws only when pi has no shutdown. */
+export function quitPi(ctx: any): { aborted: boolean } {
+	if (typeof ctx?.shutdown !== "function") throw new Error("unsupported: this pi has no ctx.shutdown()");
+	let aborted = false;
+	if (typeof ctx.isIdle === "function" && !ctx.isIdle()) {
+		ctx.abort?.();
+		aborted = true;
+	}
+	ctx.shutdown();
+	return { aborted };
 }

@@ -3,7 +3,7 @@ import { boundary, claimPrompt, releasePrompt, writeLine, type ShimState } from 
 import { decideFromDashboard, setPolicy } from "./gate.ts";
 import { cliVersion } from "./launch.ts";
 import { call, type PiInstance } from "./pi.ts";
-import { canExpand, modelInfo, SESSION_COMMAND, thinkingLevels } from "./remote.ts";
+import { canExpand, modelInfo, quitPi, SESSION_COMMAND, thinkingLevels } from "./remote.ts";
 import { branchMessages, modelName } from "./slim.ts";
 
 type Json = Record<string, unknown>;
@@ -98,6 +98,12 @@ export function requestHandler(st: ShimState, pi: PiInstance): (m: Json) => void
 					});
 					return;
 				}
+				case "quit":
+					// Answered first, then pi is asked to exit on the next tick: the answer reaches the bridge before pi goes.
+					if (typeof ctx.shutdown !== "function") return reply(id, false, "unsupported: this pi has no ctx.shutdown()");
+					reply(id, true);
+					setTimeout(boundary(st, "quit", () => quitPi(pi.ctx)), 50);
+					return;
 				case "session_command": {
 					const name = m.name === "new" || m.name === "reload" ? m.name : null;
 					const version = pi.version || cliVersion();

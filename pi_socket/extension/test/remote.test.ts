@@ -1,7 +1,7 @@
 // Unit checks of what a dashboard may run per pi version (run: node --test, Node >= 22.18 strips the types).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { builtinCommands, canExpand, extensionCommands, modelInfo, SESSION_COMMAND, thinkingLevels } from "../src/remote.ts";
+import { builtinCommands, canExpand, extensionCommands, modelInfo, quitPi, SESSION_COMMAND, thinkingLevels } from "../src/remote.ts";
 
 test("expandPromptTemplates exists from pi 1.5 on", () => {
 	assert.equal(canExpand("0.73.1"), false);
@@ -32,4 +32,15 @@ test("models and thinking levels", () => {
 	assert.deepEqual(thinkingLevels({ reasoning: false }, "1.6.0"), ["off"]);
 	assert.deepEqual(thinkingLevels({ reasoning: true }, "0.73.1"), ["off", "minimal", "low", "medium", "high", "xhigh"]);
 	assert.deepEqual(thinkingLevels({ reasoning: true, thinkingLevelMap: { xhigh: null } }, "1.6.0"), ["off", "minimal", "low", "medium", "high", "max"]);
+});
+
+test("quit: asks pi to shut down, aborting a run first (pi's shutdown waits for idle)", () => {
+	const calls: string[] = [];
+	const ctx = (idle: boolean) => ({ isIdle: () => idle, abort: () => calls.push("abort"), shutdown: () => calls.push("shutdown") });
+	assert.deepEqual(quitPi(ctx(true)), { aborted: false });
+	assert.deepEqual(calls, ["shutdown"]);
+	calls.length = 0;
+	assert.deepEqual(quitPi(ctx(false)), { aborted: true });
+	assert.deepEqual(calls, ["abort", "shutdown"]);
+	assert.throws(() => quitPi({ isIdle: () => true }), /unsupported/);
 });
