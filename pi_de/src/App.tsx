@@ -1,5 +1,4 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
-import { ChatStage } from "./chat/ChatStage";
 import { resolveEndpoints } from "./connection/endpoints";
 import { loadToken, saveToken } from "./connection/token";
 import { useHypivisor } from "./connection/useHypivisor";
@@ -8,8 +7,7 @@ import { versionWarning } from "./protocol/version";
 import { Roster } from "./roster/Roster";
 import { folderName } from "./model/rosterReducer";
 import { displayText } from "./model/displayText";
-import { ErrorScreen, TokenScreen } from "./screens";
-import { SpawnModal } from "./spawn/SpawnModal";
+import { BudgetView, ChatStage, ErrorScreen, SessionsView, SessionView, SpawnModal, TokenScreen } from "./screens";
 import { THEME_NAMES } from "./theme/piTheme";
 import { useTheme } from "./theme/useTheme";
 import { HOME, parseRoute } from "./routing/route";
@@ -25,10 +23,7 @@ import { severalMachines } from "./model/nodeMeta";
 import type { NodeInfo, SpawnAgentResult } from "./protocol/types";
 import { usePush } from "./push/usePush";
 import { PushSettings } from "./push/PushSettings";
-import { BudgetView } from "./budget/BudgetView";
 import { BudgetHold } from "./budget/BudgetHold";
-import { SessionsView } from "./sessions/SessionsView";
-import { SessionView } from "./sessions/SessionView";
 
 export function App() {
   const endpoints = useMemo(() => resolveEndpoints(window.location), []);

@@ -1,5 +1,28 @@
-// Full-page states before the dashboard can show anything.
-import { useState } from "react";
+// Full-page states before the dashboard can show anything, and the screens loaded on first use.
+import { type ComponentType, type ReactNode, Suspense, lazy, useState } from "react";
+
+/** A component fetched as its own chunk the first time it renders; `fallback` shows meanwhile (a few
+ * milliseconds on the hypivisor's own machine). A failed fetch throws to the nearest error boundary. */
+function onDemand<P extends object>(load: () => Promise<ComponentType<P>>, fallback: ReactNode = null): ComponentType<P> {
+  const Lazy = lazy(async () => ({ default: await load() }));
+  function OnDemand(props: P) {
+    return (
+      <Suspense fallback={fallback}>
+        <Lazy {...props} />
+      </Suspense>
+    );
+  }
+  return OnDemand;
+}
+
+// Everything past the roster and the inbox is loaded on first use, so the first load of the dashboard
+// stays close to React's own size (bench section 6). The conversation's chunk is fetched as soon as a URL
+// names an agent; the fallbacks are blank areas of the same class, so nothing jumps when they arrive.
+export const ChatStage = onDemand(() => import("./chat/ChatStage").then((m) => m.ChatStage), <div className="stage-empty" />);
+export const SessionsView = onDemand(() => import("./sessions/SessionsView").then((m) => m.SessionsView), <div className="stage-empty" />);
+export const SessionView = onDemand(() => import("./sessions/SessionView").then((m) => m.SessionView), <div className="stage-empty" />);
+export const BudgetView = onDemand(() => import("./budget/BudgetView").then((m) => m.BudgetView), <div className="stage-empty" />);
+export const SpawnModal = onDemand(() => import("./spawn/SpawnModal").then((m) => m.SpawnModal));
 
 export function ErrorScreen({ url, retryInMs, onRetry, onToken }: { url: string; retryInMs: number | null; onRetry(): void; onToken(): void }) {
   return (

@@ -1,33 +1,42 @@
-import { memo } from "react";
-import ReactMarkdown, { type Components } from "react-markdown";
-import remarkGfm from "remark-gfm";
-import { CodeBlock } from "./CodeBlock";
+// Agent text as markdown. The renderer is a chunk of its own, fetched the first time a message is shown
+// (the dashboard's first load does not carry it); until it arrives the text is shown as it is, wrapped
+// the same way, and each message re-renders once when it does.
+import { type ComponentType, memo, useEffect, useState } from "react";
 
-// react-markdown never renders raw HTML from the model, so agent output cannot inject markup.
-const components: Components = {
-  pre: ({ children }) => <>{children}</>,
-  code({ className, children }) {
-    const text = String(children ?? "");
-    const lang = /language-([\w-]+)/.exec(className ?? "")?.[1];
-    const block = lang !== undefined || text.includes("\n");
-    if (!block) return <code className="md-inline-code">{children}</code>;
-    return <CodeBlock code={text.replace(/\n$/, "")} lang={lang} />;
-  },
-  a: ({ href, children }) => (
-    <a href={href} target="_blank" rel="noreferrer noopener">
-      {children}
-    </a>
-  ),
-};
+type Renderer = ComponentType<{ text: string }>;
 
-const plugins = [remarkGfm];
+let renderer: Renderer | null = null;
+let loading: Promise<Renderer> | null = null;
+
+export function loadMarkdown(): Promise<Renderer> {
+  loading ??= import("./MarkdownRenderer").then(
+    (m) => (renderer = m.MarkdownRenderer),
+    (err: unknown) => {
+      loading = null; // a failed fetch is tried again by the next message that mounts
+      throw err;
+    },
+  );
+  return loading;
+}
 
 export const Markdown = memo(function Markdown({ text }: { text: string }) {
+  const [, setReady] = useState(renderer !== null);
+  useEffect(() => {
+    if (renderer) return;
+    let live = true;
+    loadMarkdown().then(
+      () => live && setReady(true),
+      () => undefined, // stays plain text; the next message to mount tries again
+    );
+    return () => {
+      live = false;
+    };
+  }, []);
+  const Loaded = renderer;
+  if (Loaded) return <Loaded text={text} />;
   return (
-    <div className="md">
-      <ReactMarkdown remarkPlugins={plugins} components={components}>
-        {text}
-      </ReactMarkdown>
+    <div className="md md-plain" style={{ whiteSpace: "pre-wrap" }}>
+      {text}
     </div>
   );
 });
