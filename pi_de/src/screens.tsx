@@ -1,10 +1,23 @@
 // Full-page states before the dashboard can show anything, and the screens loaded on first use.
 import { type ComponentType, type ReactNode, Suspense, lazy, useState } from "react";
 
+/** What a screen whose chunk could not be fetched shows (the hypivisor went away, or it was upgraded and
+ * serves other chunk names than this page knows): the rest of the dashboard keeps working. */
+export function LoadFailed() {
+  return (
+    <div className="stage-empty" role="alert" data-testid="load-failed">
+      <p>This part of Pi-DE could not be loaded (the hypivisor is unreachable or was upgraded).</p>
+      <button type="button" className="btn" onClick={() => location.reload()}>
+        Reload the page
+      </button>
+    </div>
+  );
+}
+
 /** A component fetched as its own chunk the first time it renders; `fallback` shows meanwhile (a few
- * milliseconds on the hypivisor's own machine). A failed fetch throws to the nearest error boundary. */
-function onDemand<P extends object>(load: () => Promise<ComponentType<P>>, fallback: ReactNode = null): ComponentType<P> {
-  const Lazy = lazy(async () => ({ default: await load() }));
+ * milliseconds on the hypivisor's own machine), LoadFailed if the fetch fails (until the page reloads). */
+export function onDemand<P extends object>(load: () => Promise<ComponentType<P>>, fallback: ReactNode = null): ComponentType<P> {
+  const Lazy = lazy(() => load().then((c) => ({ default: c }), (): { default: ComponentType<P> } => ({ default: LoadFailed })));
   function OnDemand(props: P) {
     return (
       <Suspense fallback={fallback}>
