@@ -21,7 +21,7 @@ import orjson
 import structlog
 from pydantic import BaseModel, ValidationError
 
-from hypivisor import paths, spawn_cmd
+from hypivisor import paths, spawn_cmd, worktree
 from hypivisor.access import is_loopback, peer_is_loopback
 from hypivisor.attention import AttentionBook
 from hypivisor.broadcast import Hub, text_frame
@@ -71,6 +71,8 @@ from pi_socket.protocol import (
     PushSubscribeParams,
     PushUnsubscribeParams,
     ReadSessionParams,
+    RemoveWorktreeParams,
+    RemoveWorktreeResult,
     RegisterMachineParams,
     RegisterMachineResult,
     RegisterParams,
@@ -309,12 +311,12 @@ class Service:
             )
             return _checked(ListDirectoriesResult, answer, params.machine or "")
         listing = await asyncio.to_thread(paths.list_directories, params.path, self.home)
-        return ListDirectoriesResult(
+        return await asyncio.to_thread(worktree.annotate, ListDirectoriesResult(
             path=listing.path,
             parent=listing.parent,
             home=listing.home,
             directories=[DirectoryEntry(name=n, path=p) for n, p in listing.directories],
-        ).model_dump(mode="json")
+        ).model_dump(mode="json"))  # fmt: skip
 
     async def _m_list_attention(self, params: ListAttentionParams, conn: Hashable, peer: str) -> dict:
         book = self.attention
@@ -434,11 +436,45 @@ class Service:
         session_file = None
         if params.session_file is not None:
             session_file = await self._resumable(params, target)
+        if params.worktree is not None:  # a new git worktree on a new branch (hypivisor/worktree.py)
+            return await self._spawn_worktree(target, params)
         self.spawner.admit()
         try:
             return await self._spawn_admitted(target, session_file)
         finally:
             self.spawner.release()
+
+    async def _spawn_worktree(self, target: paths.SpawnTarget, params: SpawnAgentParams) -> dict:
+        """pi in a new worktree of the repository holding ``target``; a failed spawn removes it and its branch."""
+        if params.new_folder is not None or params.session_file is not None:
+            raise RpcFailure(ErrorCode.INVALID_PARAMS, "worktree is not combined with new_folder or session_file")
+        plan = await worktree.plan(target.path, params.worktree.branch if params.worktree else None, self.home)
+        self.spawner.admit()
+        try:
+            async with worktree.prepared(plan) as made:
+                return await self._spawn_admitted(paths.SpawnTarget(made.cwd, create=False))
+        finally:
+            self.spawner.release()
+
+    async def _m_remove_worktree(self, params: RemoveWorktreeParams, conn: Hashable, peer: str) -> dict:
+        """Remove a linked worktree on request: refused while an active agent of that machine runs in it (1011),
+        and as spawning is refused (a destructive request); the machine checks the rest (hypivisor/worktree.py)."""
+        if not self.spawn_allowed():
+            raise RpcFailure(ErrorCode.FORBIDDEN, "remove_worktree is refused like spawn_agent: bound to a "
+                             "non-loopback address without HYPI_TOKEN")  # fmt: skip
+        own = self.machines.book.is_own(params.machine)
+        here = self.machines.book.own_name if own else (params.machine or "")
+        path = await asyncio.to_thread(paths.resolve_dir, params.path, self.home) if own else params.path
+        busy = worktree.agents_in(self.registry.nodes(), here, path)
+        if busy:
+            raise RpcFailure(ErrorCode.AGENT_BUSY, f"agent {busy[0].id[:64]!r} runs in this worktree; stop it first")
+        if not own:
+            data = params.model_dump(mode="json", exclude={"machine"})
+            answer = await self.machines.request(here, "remove_worktree", data, worktree.GIT_TIMEOUT_S * 3)
+            return _checked(RemoveWorktreeResult, answer, here)
+        result = await worktree.remove(params.path, self.home, params.force, params.delete_branch)
+        log.info("worktree removed", path=spawn_cmd.printable(result["path"], lines=False)[:300])
+        return RemoveWorktreeResult.model_validate(result).model_dump(mode="json")
 
     async def _resumable(self, params: SpawnAgentParams, target: paths.SpawnTarget) -> str:
         """The validated session file to resume (``paths.session_file``), or a refusal before anything starts."""
@@ -553,6 +589,7 @@ METHOD_HANDLERS: dict[str, Handler] = {
     "list_nodes": Service._m_list_nodes,
     "list_directories": Service._m_list_directories,
     "spawn_agent": Service._m_spawn_agent,
+    "remove_worktree": Service._m_remove_worktree,
     "list_attention": Service._m_list_attention,
     "mark_read": Service._m_mark_read,
     "dismiss_attention": Service._m_dismiss_attention,

@@ -31,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 PROTOCOL_VERSION = "1.1"
 # What this build speaks beyond protocol 1.0, announced in `register`, `init` and `init_state`.
 # remote_commands: the agent link's list_models, set_model, set_thinking_level and run_command.
-CAPABILITIES = ("approvals", "attention", "watchdogs", "budgets", "remote_commands", "sessions")
+# dial_back: the bridge opens agent links to the hypivisor on request (dial_back event; no inbound port needed).
+CAPABILITIES = ("approvals", "attention", "watchdogs", "budgets", "remote_commands", "sessions", "dial_back")
 
 # Hard limits shared by both ends. Documented in specs/protocol.md.
 MAX_ID_LEN = 128
@@ -284,6 +285,14 @@ class NodeInfo(_Stored):
         description="the tmux session a spawn started this agent in (`tmux attach -t` it on its machine); set by "
         "the hypivisor when the registration presented the spawn's secret",
     )  # fmt: skip
+    worktree: str | None = Field(
+        default=None, max_length=MAX_PATH_LEN, exclude_if=lambda v: v is None,
+        description="the linked git worktree cwd is in (its top folder); remove_worktree removes it on request",
+    )  # fmt: skip
+    worktree_of: str | None = Field(
+        default=None, max_length=MAX_PATH_LEN, exclude_if=lambda v: v is None,
+        description="the main working tree of the repository that worktree belongs to",
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------
@@ -343,6 +352,8 @@ class RegisterParams(_Strict):
     git_branch: str | None = Field(default=None, max_length=MAX_BRANCH_LEN)
     spend: SpendCounter | None = None
     session_file: str | None = Field(default=None, max_length=MAX_PATH_LEN, description="pi's session file")
+    worktree: str | None = Field(default=None, max_length=MAX_PATH_LEN, description="linked git worktree of cwd")
+    worktree_of: str | None = Field(default=None, max_length=MAX_PATH_LEN, description="its main working tree")
 
 
 class HeartbeatParams(_Strict):
@@ -394,6 +405,32 @@ class SpawnAgentParams(_Strict):
     machine: MachineName | None = Field(
         default=None, description="spawn on this machine (through its machine service); default: the hypivisor's own"
     )
+    worktree: WorktreeSpec | None = Field(
+        default=None,
+        description="start pi in a new git worktree on a new branch, beside the repository that holds path "
+        "(<repo>-worktrees/<branch>); not with new_folder or session_file",
+    )
+
+
+class WorktreeSpec(_Strict):
+    branch: str = Field(
+        min_length=1, max_length=MAX_BRANCH_LEN,
+        description="the new branch: letters, digits and . _ - / +, git's ref rules, no leading '-', at most 100",
+    )  # fmt: skip
+
+
+class RemoveWorktreeParams(_Strict):
+    path: str = Field(min_length=1, max_length=MAX_PATH_LEN, description="the linked worktree's top folder")
+    machine: MachineName | None = Field(default=None, description="default: the hypivisor's own machine")
+    force: bool = Field(default=False, description="also when it has uncommitted changes (they are lost)")
+    delete_branch: bool = Field(default=False, description="also delete its branch (git branch -d; -D with force)")
+
+
+class RemoveWorktreeResult(_Open):
+    path: str
+    repo: str
+    branch: str | None = None
+    branch_deleted: bool = False
 
 
 class MachineFacts(_Stored):
@@ -661,6 +698,7 @@ class ListNodesResult(_Open):
 class DirectoryEntry(_Open):
     name: str
     path: str
+    git: bool | None = Field(default=None, description="true when the folder holds a .git (a repository's top)")
 
 
 class ListDirectoriesResult(_Open):
@@ -668,6 +706,9 @@ class ListDirectoriesResult(_Open):
     parent: str | None = Field(description="parent folder, null at $HOME")
     home: str
     directories: list[DirectoryEntry]
+    git: bool | None = Field(
+        default=None, description="true when the listed folder is in a git repository (spawn_agent.worktree applies)"
+    )
 
 
 class SpawnAgentResult(_Open):
@@ -740,6 +781,21 @@ class SessionTreeNode(_Open):
     label: str | None = None
 
 
+class SessionBranchOption(_Open):
+    entry_id: str = Field(description="the first entry of this branch after the split")
+    leaf_id: str = Field(description="where this branch ends: read_session {leaf_id} shows it")
+    preview: str | None = None
+    current: bool = Field(description="the branch shown")
+
+
+class SessionBranchPoint(_Open):
+    """An entry of the shown branch with more than one child (``/tree`` went back and on from there)."""
+
+    entry_id: str
+    at: int = Field(description="messages of the shown branch before the split (shared by every option)")
+    options: list[SessionBranchOption]
+
+
 class ReadSessionResult(_Open):
     """A page of one branch of a session, in the shapes of init_state/history_page."""
 
@@ -763,6 +819,9 @@ class ReadSessionResult(_Open):
     tree: list[SessionTreeNode] | None = Field(default=None, description="the entry tree, on the first page")
     parent: dict[str, Any] | None = Field(default=None, description="{id, path} of the session forked from")
     forks: list[dict[str, Any]] | None = Field(default=None, description="sessions forked from this one")
+    branches: list[SessionBranchPoint] | None = Field(
+        default=None, description="where the shown branch meets others, oldest first (on the first page)"
+    )
     live_node_id: str | None = None
 
 
@@ -790,6 +849,7 @@ class SearchParams(_Strict):
     cwd: str | None = Field(default=None, max_length=MAX_PATH_LEN)
     limit: int = Field(default=20, ge=1, le=200, description="hits per machine")
     roles: list[SessionRole] | None = Field(default=None, max_length=5)
+    role: SessionRole | None = Field(default=None, description="only this role (with roles: any of them)")
     since: UnixTime | None = None
     until: UnixTime | None = None
 
@@ -840,6 +900,7 @@ REGISTRY_METHODS: dict[str, type[BaseModel]] = {
     "register_machine": RegisterMachineParams,
     "list_machines": ListMachinesParams,
     "machine_reply": MachineReplyParams,
+    "remove_worktree": RemoveWorktreeParams,
 }
 
 
@@ -927,8 +988,22 @@ class MachineRequestEvent(_Open):
 
     event: Literal["machine_request"] = "machine_request"
     rid: str
-    method: Literal["list_directories", "spawn_agent", "spawn_registered"]
+    method: Literal[
+        "list_directories", "spawn_agent", "spawn_registered", "list_sessions", "read_session", "search",
+        "resume_target",
+    ]
     params: dict[str, Any]
+
+
+class DialBackEvent(_Open):
+    """Hypivisor → a bridge that registered with the ``dial_back`` capability: open one agent link back to the
+    hypivisor (``GET /ws/dialback/<nonce>``, ``Upgrade: hypi-dialback``, the token as on ``/ws``) and serve it as a
+    client connection. The nonce is good once, for ``expires_in`` seconds."""
+
+    event: Literal["dial_back"] = "dial_back"
+    nonce: str = Field(max_length=128)
+    node_id: str | None = None
+    expires_in: float = 5.0
 
 
 class IndexProgressEvent(_Open):
@@ -950,6 +1025,9 @@ class SearchResultsEvent(_Open):
     hits: list[SearchHit]
     done: bool = Field(description="this machine has answered")
     error: str | None = None
+    unavailable: bool = Field(
+        default=False, description="the machine could not be asked (offline, gone, or no answer in time): see error"
+    )
     indexing: IndexingState | None = None
 
 
@@ -1432,6 +1510,7 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     MachineUpdatedEvent,
     MachineLeftEvent,
     MachineRequestEvent,
+    DialBackEvent,
     Attachment,
     PromptMsg,
     AbortMsg,

@@ -517,6 +517,7 @@ class Bridge:
             pi_version=self.pi_version,
             spawn_id=self.config.spawn_id,
             capabilities=list(CAPABILITIES),
+            **gitinfo.worktree_fields(self.cwd, MAX_PATH_LEN),  # a linked git worktree: listed with the agent
         )
 
     def heartbeat_params(self) -> HeartbeatParams:

@@ -57,3 +57,44 @@ def git_branch(cwd: str) -> str | None:
     where = git_dir(cwd)
     text = _read(os.path.join(where, "HEAD")) if where else None
     return branch_from_head(text) if text else None
+
+
+def linked_info(dot_git_text: str, where: str, commondir_text: str | None) -> str | None:
+    """The main working tree of a linked worktree at ``where``, from its ``.git`` file's text and its git dir's
+    ``commondir`` file (None when absent: a submodule, not a worktree); else None. Pure."""
+    if not dot_git_text.startswith("gitdir:") or commondir_text is None:
+        return None
+    gitdir = os.path.normpath(os.path.join(where, dot_git_text[len("gitdir:") :].strip()))
+    common = os.path.normpath(os.path.join(gitdir, commondir_text.strip()))
+    if os.path.basename(common) != ".git":
+        return None  # a bare repository's worktree: no main working tree to name
+    return os.path.dirname(common)
+
+
+def linked_worktree(cwd: str) -> tuple[str, str] | None:
+    """(worktree top, main working tree) when ``cwd`` is inside a linked git worktree, else None. A few reads."""
+    here = os.path.abspath(cwd)
+    for _ in range(MAX_DEPTH):
+        dot = os.path.join(here, ".git")
+        if os.path.isdir(dot):
+            return None
+        if os.path.isfile(dot):
+            text = _read(dot) or ""
+            if not text.startswith("gitdir:"):
+                return None
+            gitdir = os.path.normpath(os.path.join(here, text[len("gitdir:") :].strip()))
+            repo = linked_info(text, here, _read(os.path.join(gitdir, "commondir")))
+            return (here, repo) if repo else None
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+    return None
+
+
+def worktree_fields(cwd: str, max_len: int) -> dict[str, str]:
+    """``{worktree, worktree_of}`` for a register when ``cwd`` is in a linked worktree (paths that fit), else {}."""
+    found = linked_worktree(cwd)
+    if found is None or max(len(found[0]), len(found[1])) > max_len:
+        return {}
+    return {"worktree": found[0], "worktree_of": found[1]}

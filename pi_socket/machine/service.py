@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from hypivisor import paths, spawn_cmd
+from hypivisor import paths, spawn_cmd, worktree
 from hypivisor.spawner import Spawner, SpawnError
 from pi_socket import oplog
 from pi_socket.bridge.backoff import Backoff
@@ -202,6 +202,8 @@ class MachineService:
                 result = await self._list_directories(params)
             elif method == "spawn_agent":
                 result = await self._spawn_agent(params)
+            elif method == "remove_worktree":  # the hypivisor checked that no agent runs there
+                result = await worktree.remove_request(params, self.home)
             else:
                 raise HypiError(ErrorCode.METHOD_NOT_FOUND, f"this machine does not know {method[:64]!r}")
             self._answer(rid, result=result)
@@ -233,8 +235,8 @@ class MachineService:
     async def _list_directories(self, params: dict[str, Any]) -> dict[str, Any]:
         raw = params.get("path")
         listing = await asyncio.to_thread(paths.list_directories, raw if isinstance(raw, str) else None, self.home)
-        return {"path": listing.path, "parent": listing.parent, "home": listing.home,
-                "directories": [{"name": n, "path": p} for n, p in listing.directories]}  # fmt: skip
+        return await asyncio.to_thread(worktree.annotate, {"path": listing.path, "parent": listing.parent,
+            "home": listing.home, "directories": [{"name": n, "path": p} for n, p in listing.directories]})  # fmt: skip
 
     async def _spawn_agent(self, params: dict[str, Any]) -> dict[str, Any]:
         """The hypivisor's spawn, under this machine's rules; answers once the new pi registered there."""
@@ -247,6 +249,7 @@ class MachineService:
         ):
             raise HypiError(ErrorCode.INVALID_PARAMS, "new_folder and session_file must be strings")
         target = await asyncio.to_thread(paths.spawn_target, raw, new_folder, self.home)
+        plan = await worktree.plan_request(params, target.path, self.home)  # None: no worktree asked for
         session_file = None
         if session_raw is not None:
             if new_folder is not None or target.create:
@@ -268,7 +271,12 @@ class MachineService:
             log.info("spawning agent", path=spawn_cmd.printable(target.path, lines=False), machine=self.name)
             try:
                 loop_time = asyncio.get_running_loop().time()
-                node, session = await self.spawner.spawn(target.path, env, loop_time, session_file, spawn_id)
+                if plan is not None:  # in a new git worktree; removed with its branch if the spawn fails
+                    async with worktree.prepared(plan) as made:
+                        target = paths.SpawnTarget(made.cwd, create=False)
+                        node, session = await self.spawner.spawn(made.cwd, env, loop_time, None, spawn_id)
+                else:
+                    node, session = await self.spawner.spawn(target.path, env, loop_time, session_file, spawn_id)
             except BaseException:
                 if target.create:
                     await asyncio.to_thread(_remove_empty_dir, target.path)

@@ -55,6 +55,7 @@ export interface HyperPiProtocolIndex {
   CommandsListMsg?: CommandsListMsg;
   ContextUsage?: ContextUsage;
   DeregisterParams?: DeregisterParams;
+  DialBackEvent?: DialBackEvent;
   DirectoryEntry?: DirectoryEntry;
   DismissAttentionParams?: DismissAttentionParams;
   ErrorCode?: ErrorCode;
@@ -133,6 +134,8 @@ export interface HyperPiProtocolIndex {
   SearchParams?: SearchParams;
   SearchResult?: SearchResult;
   SearchResultsEvent?: SearchResultsEvent;
+  SessionBranchOption?: SessionBranchOption;
+  SessionBranchPoint?: SessionBranchPoint;
   SessionInfo?: SessionInfo;
   SessionTreeNode?: SessionTreeNode;
   SetApprovalPolicyMsg?: SetApprovalPolicyMsg;
@@ -151,6 +154,7 @@ export interface HyperPiProtocolIndex {
   ToolInfo?: ToolInfo;
   TotalsRow?: TotalsRow;
   UnreadChangedEvent?: UnreadChangedEvent;
+  WorktreeSpec?: WorktreeSpec;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
@@ -532,10 +536,29 @@ export interface DeregisterParams {
   id: string;
 }
 /**
+ * Hypivisor → a bridge that registered with the ``dial_back`` capability: open one agent link back to the
+ * hypivisor (``GET /ws/dialback/<nonce>``, ``Upgrade: hypi-dialback``, the token as on ``/ws``) and serve it as a
+ * client connection. The nonce is good once, for ``expires_in`` seconds.
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "DialBackEvent".
+ */
+export interface DialBackEvent {
+  event: "dial_back";
+  expires_in?: number;
+  node_id?: string | null;
+  nonce: string;
+  [k: string]: unknown;
+}
+/**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
  * via the `definition` "DirectoryEntry".
  */
 export interface DirectoryEntry {
+  /**
+   * true when the folder holds a .git (a repository's top)
+   */
+  git?: boolean | null;
   name: string;
   path: string;
   [k: string]: unknown;
@@ -898,6 +921,14 @@ export interface NodeInfo {
    * assistant messages since a person last read this agent
    */
   unread?: number;
+  /**
+   * the linked git worktree cwd is in (its top folder); remove_worktree removes it on request
+   */
+  worktree?: string | null;
+  /**
+   * the main working tree of the repository that worktree belongs to
+   */
+  worktree_of?: string | null;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
@@ -1036,6 +1067,10 @@ export interface ListDirectoriesParams {
  */
 export interface ListDirectoriesResult {
   directories: DirectoryEntry[];
+  /**
+   * true when the listed folder is in a git repository (spawn_agent.worktree applies)
+   */
+  git?: boolean | null;
   home: string;
   /**
    * parent folder, null at $HOME
@@ -1293,7 +1328,14 @@ export interface MachineReplyParams {
  */
 export interface MachineRequestEvent {
   event: "machine_request";
-  method: "list_directories" | "spawn_agent" | "spawn_registered";
+  method:
+    | "list_directories"
+    | "spawn_agent"
+    | "spawn_registered"
+    | "list_sessions"
+    | "read_session"
+    | "search"
+    | "resume_target";
   params: {
     [k: string]: unknown;
   };
@@ -1577,6 +1619,10 @@ export interface ReadSessionResult {
   active_leaf_id?: string | null;
   before: number;
   /**
+   * where the shown branch meets others, oldest first (on the first page)
+   */
+  branches?: SessionBranchPoint[] | null;
+  /**
    * absolute index of messages[0] in the branch
    */
   cursor: number;
@@ -1628,6 +1674,41 @@ export interface ReadSessionResult {
    * the entry tree, on the first page
    */
   tree?: SessionTreeNode[] | null;
+  [k: string]: unknown;
+}
+/**
+ * An entry of the shown branch with more than one child (``/tree`` went back and on from there).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "SessionBranchPoint".
+ */
+export interface SessionBranchPoint {
+  /**
+   * messages of the shown branch before the split (shared by every option)
+   */
+  at: number;
+  entry_id: string;
+  options: SessionBranchOption[];
+  [k: string]: unknown;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "SessionBranchOption".
+ */
+export interface SessionBranchOption {
+  /**
+   * the branch shown
+   */
+  current: boolean;
+  /**
+   * the first entry of this branch after the split
+   */
+  entry_id: string;
+  /**
+   * where this branch ends: read_session {leaf_id} shows it
+   */
+  leaf_id: string;
+  preview?: string | null;
   [k: string]: unknown;
 }
 /**
@@ -1729,6 +1810,14 @@ export interface RegisterParams {
   spend?: SpendCounter | null;
   started_at?: number | null;
   tokens?: TokenTotals | null;
+  /**
+   * linked git worktree of cwd
+   */
+  worktree?: string | null;
+  /**
+   * its main working tree
+   */
+  worktree_of?: string | null;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
@@ -1869,6 +1958,10 @@ export interface SearchParams {
    * words, "phrases" and prefix* words
    */
   query: string;
+  /**
+   * only this role (with roles: any of them)
+   */
+  role?: ("user" | "assistant" | "tool" | "custom" | "summary") | null;
   roles?: ("user" | "assistant" | "tool" | "custom" | "summary")[] | null;
   since?: number | null;
   until?: number | null;
@@ -1902,6 +1995,10 @@ export interface SearchResultsEvent {
   indexing?: IndexingState | null;
   machine: string;
   query_id: string;
+  /**
+   * the machine could not be asked (offline, gone, or no answer in time): see error
+   */
+  unavailable?: boolean;
   [k: string]: unknown;
 }
 /**
@@ -2008,6 +2105,20 @@ export interface SpawnAgentParams {
    * resume this pi session (``pi --session <file>``): an existing .jsonl session file under $HOME whose header's cwd is ``path``; not with new_folder
    */
   session_file?: string | null;
+  /**
+   * start pi in a new git worktree on a new branch, beside the repository that holds path (<repo>-worktrees/<branch>); not with new_folder or session_file
+   */
+  worktree?: WorktreeSpec | null;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "WorktreeSpec".
+ */
+export interface WorktreeSpec {
+  /**
+   * the new branch: letters, digits and . _ - / +, git's ref rules, no leading '-', at most 100
+   */
+  branch: string;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
