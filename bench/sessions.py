@@ -235,7 +235,7 @@ def run(smoke: bool, reps: int | None, log=print) -> list[Row]:
         svc = Service(Config(host="127.0.0.1", state_dir=state), env={"HOME": str(home)})
         opens = []
         for _ in range(max(3, rounds)):
-            svc.sessions._cache.clear()
+            svc.sessions.store._cache.clear()
             t = time.perf_counter()
             page = asyncio.run(svc.dispatch("read_session", {"path": str(big)}, "bench", "127.0.0.1"))
             orjson.dumps(page)

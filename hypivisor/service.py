@@ -401,7 +401,8 @@ class Service:
         if not self.spawn_allowed():
             raise RpcFailure(ErrorCode.FORBIDDEN, "resume_session is refused: bound to a non-loopback address "
                                                   "without HYPI_TOKEN (as spawn_agent)")  # fmt: skip
-        template = self.config.spawn_command
+        # another machine spawns with its own HYPI_SPAWN_COMMAND and checks it itself
+        template = self.config.spawn_command if self.machines.book.is_own(params.machine) else None
         if template and not spawn_cmd.template_resumes(template):
             raise RpcFailure(ErrorCode.SPAWN_FAILED, "HYPI_SPAWN_COMMAND cannot resume a session: it must pass "
                                                      f'--session "${spawn_cmd.SESSION_FILE_VAR}" to pi')  # fmt: skip

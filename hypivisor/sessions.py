@@ -1,25 +1,22 @@
-"""Past pi sessions of the hypivisor's own machine: list, read, search, resume (specs/sessions.md).
+"""Past pi sessions of every machine: list, read, search, resume (specs/sessions.md).
 
-The machine-local work (finding, parsing, indexing, searching) is in ``pi_socket.sessions``; this is the glue:
-a background scanner keeps the index of this machine's session files current, and the registry methods
-``list_sessions``, ``read_session``, ``resume_session`` and ``search`` answer from it. ``machine`` defaults to
-this machine; another machine is refused until machine services exist.
+The hypivisor's own machine is served here, by a :class:`~pi_socket.sessions.store.SessionStore` over its own
+session files (the index in the hypivisor's state dir). Every other machine is served by its machine service,
+with the same store over *its* files and its own index: the hypivisor passes the request on
+(``machine_request``, hypivisor/machine_desk.py) and adds what only it knows, the agents writing those files now
+(``live_node_id``, from the roster). A machine verifies every session name itself: its own issued ids, or paths
+under its own session directories.
 
-The scanner runs in a worker thread in chunks and sleeps between them (:data:`PAUSE`), so a first build of a
-large history never takes the hypivisor's CPU for long; its progress is pushed to dashboards as
-``index_progress``. Every few seconds it looks again and reads only what pi appended since.
+``search`` asks every machine at once and streams one ``search_results`` frame per machine as each answers; a
+slow machine never holds the others (each has :data:`SEARCH_TIMEOUT_S`), and an offline one answers at once
+with ``unavailable: true`` and the reason in ``error``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
-import shutil
 import socket
-import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -31,37 +28,31 @@ from hypivisor import paths
 from pi_socket import oplog
 from pi_socket.errors import HypiError
 from pi_socket.protocol import (
-    INIT_HISTORY_BUDGET_BYTES,
     ErrorCode,
     IndexProgressEvent,
     ListSessionsParams,
+    NodeInfo,
     ReadSessionParams,
     ResumeSessionParams,
     SearchParams,
     SearchResultsEvent,
+    SpawnAgentResult,
 )
-from pi_socket.sessions import dirs, parse, query
-from pi_socket.sessions.index import Index, Progress, index_all
+from pi_socket.sessions import query
+from pi_socket.sessions.index import Progress
+from pi_socket.sessions.store import FRESH_FOR, SessionError, SessionStore, check_query
 
 if TYPE_CHECKING:
     from hypivisor.service import Service
 
 log = structlog.get_logger(part="sessions")
 
-SCAN_INTERVAL = 5.0  # seconds between looks at the session directories
-FRESH_FOR = 1.0  # a list, read or search looks again first when the last look is older than this
-PAUSE = 1.0  # the scanner sleeps this many times as long as it worked (≤ 50 % of one core)
-PROGRESS_EVERY = 1.0
-PROGRESS_MIN_FILES = 10  # scans of fewer changed files push no progress
-CACHE_SESSIONS = 4  # parsed sessions kept (a person pages through one at a time)
-TREE_NODES = 5000
-SID_LEN = 24
-MAX_SESSION_BYTES = 512 * 1024 * 1024  # a session file larger than this is not opened whole (pi never wrote one)
-SEARCH_SLOTS = 4  # searches running at once on this machine; more wait their turn (a flood queues, never piles up)
+LIST_TIMEOUT_S = 15.0  # a machine's list_sessions / resume_target answer
+READ_TIMEOUT_S = 30.0  # a machine's read_session answer (parses a large file the first time)
+SEARCH_TIMEOUT_S = 15.0  # a machine's search answer; after it that machine's frame says it did not answer
+MAX_MACHINES_SEARCHED = 100
 
-
-class SessionError(HypiError):
-    """A sessions request refused (the message says why)."""
+__all__ = ["SessionDesk", "SessionError", "own_machine"]
 
 
 def own_machine(env: dict[str, str]) -> str:
@@ -73,320 +64,219 @@ class SessionDesk:
     def __init__(self, service: Service):
         self.service = service
         self.machine = own_machine(service.env)
-        self._tmp: str | None = None
-        self._index: Index | None = None
-        self.progress = Progress()
-        self.building = False
-        self._scan_lock = asyncio.Lock()
-        self._last_scan = -1e9
-        self._stop = threading.Event()
-        self._cache: collections.OrderedDict[tuple[str, int, float], parse.Session] = collections.OrderedDict()
-        self._cache_lock = threading.Lock()
-        self._resuming: set[str] = set()
+        self.store = SessionStore(service.env, service.home, service.config.state_dir, self.machine, self._announce)
+        self._resuming: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._search_slots = asyncio.Semaphore(SEARCH_SLOTS)
 
-    # -- the index and its scanner ---------------------------------------------------------------------------
+    # -- the own machine's index ------------------------------------------------------------------------------
 
-    def index(self) -> Index:
-        if self._index is None:
-            state = self.service.config.state_dir
-            if state is None:  # no kept state (unit tests): an index that lives as long as this service
-                self._tmp = tempfile.mkdtemp(prefix="hypi-sessions-")
-                self._index = Index(os.path.join(self._tmp, "sessions.sqlite3"))
-            else:
-                self._index = Index(str(state / "sessions.sqlite3"))
-        return self._index
+    @property
+    def progress(self) -> Progress:
+        return self.store.progress
 
-    def roots(self) -> list[str]:
-        return dirs.session_roots(self.service.env, self.service.home)
-
-    def start(self) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(self._loop())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def close(self) -> None:
-        self._stop.set()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._index is not None:
-            self._index.close()
-            self._index = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-
-    async def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the scanner must keep running
-                oplog.log_boundary_error("hypivisor.sessions.scan", exc)
-            await asyncio.sleep(SCAN_INTERVAL)
+    def index(self):  # noqa: ANN201 - the store's Index (tests and the bench read it)
+        return self.store.index()
 
     async def refresh(self, max_age: float = 0.0) -> None:
-        """Bring the index up to date, unless the last look is younger than ``max_age``. A request never waits
-        for a scan already running (the first build of a large history): it answers from what is indexed."""
-        if time.monotonic() - self._last_scan < max_age or (max_age > 0 and self._scan_lock.locked()):
-            return
-        async with self._scan_lock:
-            if time.monotonic() - self._last_scan < max_age:
-                return
-            scan = asyncio.get_running_loop().run_in_executor(None, self._scan_blocking)
-            announced = False
-            while True:
-                done, _ = await asyncio.wait({scan}, timeout=PROGRESS_EVERY)
-                if done:
-                    break
-                if self.progress.files_total >= PROGRESS_MIN_FILES:
-                    announced = True
-                    self._announce(False)
-            scan.result()
-            self._last_scan = time.monotonic()
-            if announced or (self.building and self.progress.files_total >= PROGRESS_MIN_FILES):
-                self._announce(True)
-            self.building = False
+        await self.store.refresh(max_age)
 
-    def _scan_blocking(self) -> None:
-        idx = self.index()
-        found = list(dirs.scan(self.roots()))
-        self.building = True
-        self.progress = Progress()
-        index_all(idx, found, self.progress, pause=PAUSE, should_stop=self._stop.is_set)
-        if idx.rebuild_if_needed():
-            index_all(idx, found, self.progress, pause=PAUSE, should_stop=self._stop.is_set)
+    def start(self) -> asyncio.Task[None]:
+        return self.store.start()
 
-    def _announce(self, done: bool) -> None:
-        p = self.progress
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self.store.close()
+
+    def _announce(self, p: Progress, done: bool) -> None:
         self.service.hub.publish([IndexProgressEvent(machine=self.machine, files_done=p.files_done,
                                                      files_total=p.files_total, done=done)])  # fmt: skip
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
-    def check_machine(self, machine: str | None) -> None:
-        if machine is not None and machine != self.machine:
-            raise SessionError(ErrorCode.NOT_FOUND, f"machine {machine[:255]!r} is not connected (machine services: "
-                                                    "issue #21); this hypivisor serves the sessions of "
-                                                    f"{self.machine!r}")  # fmt: skip
+    def is_own(self, machine: str | None) -> bool:
+        return machine is None or machine == self.machine
 
-    def live_writers(self) -> dict[str, Any]:
-        """Session file → the active agent writing it now (from the roster's ``session_file``)."""
-        out: dict[str, Any] = {}
+    def live_writers(self, machine: str) -> dict[str, NodeInfo]:
+        """Session file → the active agent of ``machine`` writing it now (the roster's ``session_file``). Paths
+        of the own machine are resolved here; another machine's are compared as that machine's bridge
+        reported them (normalised), which is how its service names them too (resolved on that machine)."""
+        out: dict[str, NodeInfo] = {}
+        others = set(self.service_machines())
         for node in self.service.registry.nodes():
             sf = getattr(node, "session_file", None)
-            if sf and node.status == "active":
-                out[os.path.realpath(sf)] = node
+            if not sf or node.status != "active":
+                continue
+            node_machine = getattr(node, "machine", None) or self.machine
+            # an agent of no machine service's name runs here (a bridge may name the host, not the service)
+            if node_machine != machine and not (machine == self.machine and node_machine not in others):
+                continue
+            out[os.path.realpath(sf) if machine == self.machine else os.path.normpath(sf)] = node
         return out
 
-    async def resolve(self, raw: str) -> str:
-        """A session named by the id this service issued, or by a path it verifies under the session dirs."""
-        roots = await asyncio.to_thread(self.roots)
-        path = raw
-        if len(raw) == SID_LEN and all(c in "0123456789abcdef" for c in raw):
-            found = await asyncio.to_thread(self.index().file_by_sid, raw)
-            if found is None:
-                raise SessionError(ErrorCode.NOT_FOUND, "no session with this id on this machine")
-            path = found
-        try:
-            return await asyncio.to_thread(dirs.verify, path, roots)
-        except dirs.SessionPathError as exc:
-            raise SessionError(ErrorCode.NOT_FOUND, f"not a session of this machine: {exc}") from None
-
-    def _parsed(self, path: str) -> parse.Session:
-        """The parsed file, cached while its size and mtime stay the same. Blocking."""
-        with open(path, "rb") as f:
-            st = os.fstat(f.fileno())
-            key = (path, st.st_size, st.st_mtime)
-            with self._cache_lock:
-                hit = self._cache.get(key)
-                if hit is not None:
-                    self._cache.move_to_end(key)
-                    return hit
-            if st.st_size > MAX_SESSION_BYTES:
-                raise SessionError(
-                    ErrorCode.TOO_LARGE, f"the session file is larger than {MAX_SESSION_BYTES >> 20} MiB"
-                )
-            data = f.read()
-        session = parse.parse(data)
-        with self._cache_lock:
-            self._cache[key] = session
-            while len(self._cache) > CACHE_SESSIONS:
-                self._cache.popitem(last=False)
-        return session
-
-    def _info(self, row: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
-        node = live.get(row["path"])
-        return {"machine": self.machine, "id": row["sid"], "path": row["path"], "session_id": row["session_id"],
-                "cwd": row["cwd"], "name": row["name"], "first_prompt": row["first_prompt"],
-                "message_count": row["message_count"], "model": row["model"], "cost": row["cost"],
-                "created": row["created"], "modified": row["modified"], "size": row["size"],
-                "parent_session": row["parent_session"], "live_node_id": node.id if node is not None else None}  # fmt: skip
-
-    def indexing(self) -> dict[str, int] | None:
-        p = self.progress
-        if not self.building or p.files_total < PROGRESS_MIN_FILES:  # a routine look at a few changed files
+    def _live_id(self, live: dict[str, NodeInfo], path: object) -> str | None:
+        if not isinstance(path, str):
             return None
-        return {"files_done": p.files_done, "files_total": p.files_total}
+        node = live.get(path) or live.get(os.path.normpath(path))
+        return node.id if node is not None else None
+
+    async def _ask(self, machine: str, method: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """One request to ``machine``'s service; its refusal is the caller's answer (code and message)."""
+        answer = await self.service.machines.request(machine, method, params, timeout)
+        if not isinstance(answer, dict):
+            raise SessionError(ErrorCode.INTERNAL_ERROR, f"machine {machine[:255]!r} answered {method} oddly")
+        return answer
 
     # -- methods ---------------------------------------------------------------------------------------------
 
     async def list_sessions(self, params: ListSessionsParams) -> dict[str, Any]:
-        self.check_machine(params.machine)
-        await self.refresh(FRESH_FOR)
-        before = _cursor(params.before)
-        rows = await asyncio.to_thread(self.index().list_sessions, params.cwd, before, params.limit, params.since,
-                                       params.until)  # fmt: skip
-        live = self.live_writers()
-        cursor = f"{rows[-1]['_cursor'][0]!r}:{rows[-1]['_cursor'][1]}" if len(rows) == params.limit else None
-        return {"sessions": [self._info(r, live) for r in rows], "cursor": cursor, "machine": self.machine,
-                "indexing": self.indexing()}  # fmt: skip
+        """One machine's sessions, newest first (default: the own machine). Lists are not merged across
+        machines here: a cursor is one machine's; Pi-DE asks each machine and merges."""
+        machine = params.machine or self.machine
+        if self.is_own(machine):
+            result = await self.store.list_sessions(params)
+        else:
+            data = params.model_dump(mode="json", exclude={"machine"}, exclude_none=True)
+            result = await self._ask(machine, "list_sessions", data, LIST_TIMEOUT_S)
+            result["machine"] = machine
+        live = self.live_writers(machine)
+        sessions = result.get("sessions")
+        if not isinstance(sessions, list):
+            sessions = result["sessions"] = []
+        for s in sessions:
+            if isinstance(s, dict):
+                s["machine"] = machine
+                s["live_node_id"] = self._live_id(live, s.get("path"))
+        return result
 
     async def read_session(self, params: ReadSessionParams) -> dict[str, Any]:
-        self.check_machine(params.machine)
-        path = await self.resolve(params.path)
-        try:
-            session = await asyncio.to_thread(self._parsed, path)
-        except (OSError, parse.SessionFormatError) as exc:
-            raise SessionError(ErrorCode.NOT_FOUND, f"cannot read this session: {exc}") from None
-        leaf = params.leaf_id
-        if leaf is not None and leaf not in session.by_id:
-            raise SessionError(ErrorCode.NOT_FOUND, "no entry with this leaf_id in the session")
-        if params.entry_id is not None:
-            through = parse.leaf_through(session, params.entry_id)
-            if through is None:
-                raise SessionError(ErrorCode.NOT_FOUND, "no entry with this entry_id in the session")
-            leaf = leaf or through
-        return await asyncio.to_thread(self._page, session, path, leaf, params)
-
-    def _page(self, session: parse.Session, path: str, leaf: str | None, params: ReadSessionParams) -> dict[str, Any]:
-        messages, ids = parse.branch_messages(session, leaf)
-        total, limit = len(messages), params.limit
-        focus = ids.index(params.entry_id) if params.entry_id in ids else None
-        if params.before is not None:
-            end = min(params.before, total)
-            start = max(0, end - limit)
-        elif params.after is not None:
-            start = min(params.after, total)
-            end = min(total, start + limit)
-        elif focus is not None and focus < total - limit:
-            start = max(0, focus - limit // 4)
-            end = min(total, start + limit)
+        machine = params.machine or self.machine
+        if self.is_own(machine):
+            result = await self.store.read_session(params)
         else:
-            end = total
-            start = max(0, end - limit)
-        start, end = _within_budget(messages, start, end, keep_end=params.after is None and focus is None)
-        first_page = params.before is None and params.after is None
-        idx = self.index()
-        row = idx.session_row(path)
-        meta = parse.meta_of(session)
-        parent = None
-        if session.header.parent_session:  # by file name: the sessions directory may have moved since the fork
-            found = idx.file_by_name(session.header.parent_session)
-            parent = {"id": found[0], "path": found[1]} if found else {"id": None, "path": None}
-        live = self.live_writers().get(path)
-        return {
-            "machine": self.machine, "id": row["sid"] if row else None, "path": path, "session_id": session.header.id,
-            "cwd": session.header.cwd, "name": meta.name, "created": meta.created, "modified": meta.modified,
-            "parent": parent, "forks": idx.forks_of(path) if first_page else None,
-            "messages": messages[start:end], "entry_ids": ids[start:end], "cursor": start, "before": start,
-            "end": end, "has_more": start > 0, "has_newer": end < total, "total_messages": total,
-            "leaf_id": leaf or session.leaf_id, "active_leaf_id": session.leaf_id,
-            "focus_entry_id": params.entry_id if focus is not None else None,
-            "tree": parse.tree_nodes(session, TREE_NODES) if first_page else None,
-            "tree_truncated": first_page and len(session.entries) > TREE_NODES,
-            "live_node_id": live.id if live is not None else None,
-        }  # fmt: skip
+            data = params.model_dump(mode="json", exclude={"machine"}, exclude_none=True)
+            result = await self._ask(machine, "read_session", data, READ_TIMEOUT_S)
+            result["machine"] = machine
+        result["live_node_id"] = self._live_id(self.live_writers(machine), result.get("path"))
+        return result
 
     async def resume_session(self, params: ResumeSessionParams, spawn: Callable[..., Any]) -> dict[str, Any]:
-        """Continue a past session in a new pi (``pi --session``), or fork it (``pi --fork``). pi does not lock
-        session files: when an active agent is writing this file, no second writer starts; the answer names
-        that agent (``live: true``) unless a fork was asked for."""
-        self.check_machine(params.machine)
-        path = await self.resolve(params.path)
-        try:
-            session = await asyncio.to_thread(self._parsed, path)
-        except (OSError, parse.SessionFormatError) as exc:
-            raise SessionError(ErrorCode.NOT_FOUND, f"cannot read this session: {exc}") from None
-        cwd = session.header.cwd
-        if not cwd:
-            raise SessionError(ErrorCode.INVALID_PATH, "the session's header names no folder")
-        live = self.live_writers().get(path)
-        if live is not None and not params.fork:
-            return {"live": True, "forked": False, "node_id": live.id, "node": live.model_dump(mode="json"),
-                    "tmux_session": None, "path": live.cwd, "session_file": path,
+        """Continue a past session in a new pi (``pi --session``), or fork it (``pi --fork``), on the session's
+        machine. pi does not lock session files: when an active agent is writing this file, no second writer
+        starts; the answer names that agent (``live: true``) unless a fork was asked for."""
+        machine = params.machine or self.machine
+        own = self.is_own(machine)
+        if own:
+            target = await self.store.resume_target(params.path)
+        else:
+            target = await self._ask(machine, "resume_target", {"path": params.path}, LIST_TIMEOUT_S)
+            if not isinstance(target.get("path"), str) or not isinstance(target.get("cwd"), str):
+                raise SessionError(ErrorCode.INTERNAL_ERROR, f"machine {machine[:255]!r} named no session to resume")
+        path, cwd = target["path"], target["cwd"]
+        live_id = self._live_id(self.live_writers(machine), path)
+        if live_id is not None and not params.fork:
+            entry = self.service.registry.get(live_id)
+            node = entry.node if entry is not None else None
+            return {"live": True, "forked": False, "node_id": live_id,
+                    "node": node.model_dump(mode="json") if node is not None else None, "tmux_session": None,
+                    "path": node.cwd if node is not None else cwd, "session_file": path,
                     "message": "a live agent is writing this session: open it, or fork the session"}  # fmt: skip
-        if not params.fork and path in self._resuming:
+        key = (machine, path)
+        if not params.fork and key in self._resuming:
             raise SessionError(ErrorCode.CONFLICT, "this session is being resumed already; open that agent")
-        try:
-            target = await asyncio.to_thread(paths.spawn_target, cwd, None, self.service.home)
-        except paths.PathError as exc:
-            raise SessionError(exc.code, f"cannot resume here: {exc.message}") from None
         if not params.fork:
-            self._resuming.add(path)
+            self._resuming.add(key)
         try:
-            result = await spawn(target, path, params.fork)
+            if own:
+                try:
+                    spawn_target = await asyncio.to_thread(paths.spawn_target, cwd, None, self.service.home)
+                except paths.PathError as exc:
+                    raise SessionError(exc.code, f"cannot resume here: {exc.message}") from None
+                result = await spawn(spawn_target, path, params.fork)
+            else:
+                result = await self._spawn_on(machine, cwd, path, params.fork)
         finally:
-            self._resuming.discard(path)
+            self._resuming.discard(key)
         return {**result, "live": False, "forked": params.fork, "session_file": path}
 
+    async def _spawn_on(self, machine: str, cwd: str, session_file: str, fork: bool) -> dict[str, Any]:
+        """``spawn_agent`` on the machine with the session file it named (it validates it again: under its
+        home, a pi session made in that folder) and ``fork``; the node is the one that registered with the
+        spawn's secret."""
+        data: dict[str, Any] = {"path": cwd, "session_file": session_file}
+        if fork:
+            data["fork"] = True
+        log.info("resuming a session on a machine", machine=machine[:255], fork=fork)
+        answer = await self.service.machines.spawn(machine, data, self.service.config.spawn_timeout)
+        node_id = answer.get("node_id")
+        entry = self.service.registry.get(node_id) if isinstance(node_id, str) else None
+        if entry is None:
+            raise SessionError(ErrorCode.SPAWN_FAILED, f"machine {machine[:255]!r} answered with an unknown agent")
+        session = answer.get("tmux_session")
+        return SpawnAgentResult(
+            node_id=entry.node.id, tmux_session=session if isinstance(session, str) else None,
+            path=str(answer.get("path") or entry.node.cwd), node=entry.node,
+        ).model_dump(mode="json")  # fmt: skip
+
+    def search_machines(self, machine: str | None) -> list[str]:
+        """The machines a search asks: one, or the own machine and every machine a service registered (online
+        or not: an offline one answers at once that it is offline)."""
+        if machine is not None:
+            return [machine]
+        return [self.machine, *self.service_machines()[: MAX_MACHINES_SEARCHED - 1]]
+
+    def service_machines(self) -> list[str]:
+        """Every other machine a service registered, online (``service``) or offline (a machine known only
+        from its agents is online without a service: it has no sessions to serve)."""
+        return [m.name for m in self.service.machines.book.machines()
+                if not m.own and m.name != self.machine and (m.service or not m.online)]  # fmt: skip
+
     async def search(self, params: SearchParams, send: Callable[[bytes], bool] | None) -> dict[str, Any]:
-        """Answers ``{query_id}`` at once; the hits follow as ``search_results`` frames to this connection only,
-        one per machine as each answers."""
-        self.check_machine(params.machine)
-        try:
-            query.parse_query(params.query)
-        except query.QueryError as exc:
-            raise SessionError(ErrorCode.INVALID_PARAMS, str(exc)) from None
+        """Answers ``{query_id, machines}`` at once; the hits follow as ``search_results`` frames to this
+        connection only, one per machine as each answers."""
+        check_query(params.query)
         if send is None:
             raise SessionError(ErrorCode.INVALID_REQUEST, "search streams its results: call it over /ws")
         query_id = uuid.uuid4().hex[:16]
-        task = asyncio.get_running_loop().create_task(self._search_own(query_id, params, send))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return {"query_id": query_id, "machines": [self.machine]}
+        machines = self.search_machines(params.machine)
+        for name in machines:
+            task = asyncio.get_running_loop().create_task(self._search_one(name, query_id, params, send))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return {"query_id": query_id, "machines": machines}
 
-    async def _search_own(self, query_id: str, params: SearchParams, send: Callable[[bytes], bool]) -> None:
-        error = None
+    async def _search_one(self, machine: str, query_id: str, params: SearchParams,
+                          send: Callable[[bytes], bool]) -> None:  # fmt: skip
+        error: str | None = None
+        unavailable = False
         hits: list[dict[str, Any]] = []
+        indexing = None
         try:
-            await self.refresh(FRESH_FOR)
-            async with self._search_slots:
-                found = await asyncio.to_thread(self.index().search, params.query, params.limit, params.cwd,
-                                            params.roles, params.since, params.until)  # fmt: skip
-            hits = [{"machine": self.machine, "id": h.pop("session_id"), **h} for h in found]
+            if self.is_own(machine):
+                await self.store.refresh(FRESH_FOR)
+                answer = await self.store.search(params)
+            else:
+                data = params.model_dump(mode="json", exclude={"machine"}, exclude_none=True)
+                answer = await self._ask(machine, "search", data, SEARCH_TIMEOUT_S)
+            raw_hits = answer.get("hits")
+            hits = (
+                [{**h, "machine": machine} for h in raw_hits if isinstance(h, dict)]
+                if isinstance(raw_hits, list)
+                else []
+            )
+            indexing = answer.get("indexing") if isinstance(answer.get("indexing"), dict) else None
         except query.QueryError as exc:
             error = str(exc)
+        except HypiError as exc:
+            error = exc.message
+            unavailable = exc.code == ErrorCode.AGENT_UNAVAILABLE  # offline, gone, or no answer in time (1012)
         except Exception as exc:  # noqa: BLE001 - one machine's failure is its frame's error, not the others'
             oplog.log_boundary_error("hypivisor.sessions.search", exc)
             error = "the search failed on this machine; see hypivisor.jsonl"
-        frame = SearchResultsEvent(query_id=query_id, machine=self.machine, hits=hits, done=True, error=error,
-                                   indexing=self.indexing())  # fmt: skip
+        try:
+            frame = SearchResultsEvent(query_id=query_id, machine=machine, hits=hits, done=True, error=error,
+                                       unavailable=unavailable, indexing=indexing)  # fmt: skip
+        except ValueError:  # a machine's hits not in the wire's shape: its frame says so, the others are unharmed
+            frame = SearchResultsEvent(query_id=query_id, machine=machine, hits=[], done=True,
+                                       error="the machine's answer was not understood")  # fmt: skip
         send(orjson.dumps(frame.model_dump(mode="json")))
-
-
-def _cursor(raw: str | None) -> tuple[float, int] | None:
-    if raw is None:
-        return None
-    try:
-        sort, fid = raw.rsplit(":", 1)
-        return float(sort), int(fid)
-    except ValueError:
-        raise SessionError(ErrorCode.INVALID_PARAMS, "before: not a cursor this service issued") from None
-
-
-def _within_budget(messages: list[dict[str, Any]], start: int, end: int, keep_end: bool) -> tuple[int, int]:
-    """Shrink [start, end) from the side away from what the reader looks at until it fits the live history's
-    byte budget (``INIT_HISTORY_BUDGET_BYTES``); at least one message stays."""
-    sizes = [len(orjson.dumps(m)) for m in messages[start:end]]
-    total = sum(sizes)
-    while total > INIT_HISTORY_BUDGET_BYTES and end - start > 1:
-        if keep_end:
-            total -= sizes.pop(0)
-            start += 1
-        else:
-            total -= sizes.pop()
-            end -= 1
-    return start, end

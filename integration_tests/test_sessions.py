@@ -112,7 +112,7 @@ async def test_list_read_and_search_sessions_of_real_pi_runs(hypivisor_factory, 
         refused = await c.call("read_session", {"path": str(pi_home.root / "home" / "x.jsonl")})
         assert refused["error"]["code"] == 1006
         other_machine = await c.call("list_sessions", {"machine": "nowhere-box"})
-        assert "is not connected" in other_machine["error"]["message"]
+        assert "is not known" in other_machine["error"]["message"]
 
 
 async def test_resume_continues_the_same_file_and_a_live_session_offers_the_agent_or_a_fork(

@@ -14,7 +14,13 @@ import pytest
 from hypivisor.config import Config
 from hypivisor.service import RpcFailure, Service
 from hypivisor.sessions import own_machine
-from pi_socket.protocol import ErrorCode, ListSessionsResult, ReadSessionResult, SearchResultsEvent
+from pi_socket.protocol import (
+    ErrorCode,
+    ListSessionsResult,
+    MachineFacts,
+    ReadSessionResult,
+    SearchResultsEvent,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "pi_socket" / "tests" / "fixtures" / "sessions"
 
@@ -109,12 +115,41 @@ def test_search_streams_hits_with_snippets(service):
     assert _search(service, "zzzz-nothing") == []
 
 
-@pytest.mark.parametrize("method", ["list_sessions", "read_session", "resume_session", "search"])
-def test_another_machine_is_refused_clearly(service, method):
+@pytest.mark.parametrize("method", ["list_sessions", "read_session", "resume_session"])
+def test_an_unknown_machine_is_refused_clearly(service, method):
     params = {"machine": "other-box", "path": "x", "query": "x"}
     with pytest.raises(RpcFailure) as e:
         call(service, method, params)
-    assert e.value.code == ErrorCode.NOT_FOUND and "machine 'other-box' is not connected" in e.value.message
+    assert e.value.code == ErrorCode.AGENT_UNAVAILABLE and "machine 'other-box' is not known" in e.value.message
+
+
+def test_search_on_an_unknown_machine_is_its_frame(service):
+    """A machine that cannot be asked answers at once: a done frame, no hits, ``unavailable`` and the reason."""
+    frames: list[dict] = []
+
+    async def go():
+        service.senders["c1"] = lambda data: frames.append(orjson.loads(data)) or True
+        answer = await service.dispatch("search", {"query": "fox", "machine": "other-box"}, "c1", "127.0.0.1")
+        for _ in range(200):
+            if frames:
+                break
+            await asyncio.sleep(0.02)
+        return answer
+
+    answer = asyncio.run(go())
+    assert answer["machines"] == ["other-box"]
+    (frame,) = frames
+    assert frame["machine"] == "other-box" and frame["done"] and frame["hits"] == [] and frame["unavailable"]
+    assert "not known" in frame["error"]
+
+
+def test_search_asks_every_machine_a_service_registered(service):
+    """Without ``machine``: the own machine and every registered machine, online or not (one frame each)."""
+    book = service.machines.book
+    book.register("alpha", MachineFacts(), None, "conn-a", 1.0, "secret-a")
+    book.register("beta", MachineFacts(), None, "conn-b", 1.0, "secret-b")
+    book.connection_closed("conn-b", 2.0)  # beta is offline now, still listed
+    assert service.sessions.search_machines(None) == [own_machine({}), "alpha", "beta"]
 
 
 def test_paths_outside_the_session_dirs_are_refused(service, tmp_path, home):
@@ -138,14 +173,14 @@ def test_a_deleted_file_leaves_the_list_and_the_results(service, home):
     gone = next(s for s in listed if s["name"] == "Fixture session" and "0.73.1" in s["path"])
     assert any(h["path"] == gone["path"] for h in _search(service, "zebras"))
     Path(gone["path"]).unlink()
-    service.sessions._last_scan = -1e9  # look again now
+    service.sessions.store._last_scan = -1e9  # look again now
     assert gone["id"] not in {s["id"] for s in call(service, "list_sessions", {})["sessions"]}
     assert not any(h["path"] == gone["path"] for h in _search(service, "zebras"))
 
 
 def test_a_session_file_over_the_size_limit_is_refused(service, monkeypatch):
     [s, *_] = call(service, "list_sessions", {})["sessions"]
-    monkeypatch.setattr("hypivisor.sessions.MAX_SESSION_BYTES", 100)
+    monkeypatch.setattr("pi_socket.sessions.store.MAX_SESSION_BYTES", 100)
     with pytest.raises(RpcFailure) as e:
         call(service, "read_session", {"path": s["id"]})
     assert e.value.code == ErrorCode.TOO_LARGE

@@ -125,8 +125,8 @@ def test_a_build_pushes_index_progress_to_dashboards(home, monkeypatch):
     svc = make(home)
     seen: list = []
     svc.hub.taps.append(seen.extend)
-    monkeypatch.setattr("hypivisor.sessions.PROGRESS_EVERY", 0.01)
-    monkeypatch.setattr("hypivisor.sessions.PAUSE", 0.5)
+    monkeypatch.setattr("pi_socket.sessions.store.PROGRESS_EVERY", 0.01)
+    monkeypatch.setattr("pi_socket.sessions.store.PAUSE", 0.5)
     monkeypatch.setattr("pi_socket.sessions.index.time.sleep", lambda s: __import__("time").sleep(0.02))
     asyncio.run(svc.sessions.refresh())
     progress = [e for e in seen if isinstance(e, IndexProgressEvent)]

@@ -34,6 +34,9 @@ from pi_socket.errors import HypiError
 from pi_socket.protocol import ErrorCode, MachineFacts, NodeInfo
 
 from . import facts as machine_facts
+from .lock import state_dir
+from .sessions import METHODS as SESSION_METHODS
+from .sessions import MachineSessions
 
 RPC_TIMEOUT_S = 10.0
 MAX_SPAWN_TIMEOUT_S = 600.0
@@ -66,10 +69,12 @@ class MachineService:
         self._waiting: dict[str, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._facts_task: asyncio.Task[MachineFacts] | None = None
+        self.sessions = MachineSessions(self.env, self.home, state_dir(self.env), self.name)  # specs/sessions.md
 
     async def run(self) -> None:
         self.facts = machine_facts.quick(self.env, self.home)
         log.info("machine service started", machine=self.name, url=self.url, pid=os.getpid(), tmux=self.facts.tmux)
+        self.sessions.start()  # this machine's session index, kept current in the background
         # pi's version may take a process start to learn: registration does not wait for it, an update follows
         self._facts_task = asyncio.create_task(asyncio.to_thread(machine_facts.gather, self.env, self.home))
         while True:
@@ -204,6 +209,8 @@ class MachineService:
                 result = await self._spawn_agent(params)
             elif method == "remove_worktree":  # the hypivisor checked that no agent runs there
                 result = await worktree.remove_request(params, self.home)
+            elif method in SESSION_METHODS:
+                result = await self.sessions.serve(method, params)
             else:
                 raise HypiError(ErrorCode.METHOD_NOT_FOUND, f"this machine does not know {method[:64]!r}")
             self._answer(rid, result=result)
@@ -258,6 +265,9 @@ class MachineService:
             if template and not spawn_cmd.template_resumes(template):
                 raise HypiError(ErrorCode.SPAWN_FAILED, "this machine's HYPI_SPAWN_COMMAND cannot resume a session")
             session_file = await asyncio.to_thread(paths.session_file, session_raw, target.path, self.home)
+        fork = params.get("fork") is True and session_file is not None  # pi --fork <file> (resume_session)
+        if fork and self.spawner.template and not spawn_cmd.template_forks(self.spawner.template):
+            raise HypiError(ErrorCode.SPAWN_FAILED, "this machine's HYPI_SPAWN_COMMAND cannot fork a session")
         if isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and timeout > 0:
             self.spawner.timeout = min(float(timeout), MAX_SPAWN_TIMEOUT_S)
         self.spawner.admit()
@@ -268,6 +278,8 @@ class MachineService:
                 except OSError as exc:
                     raise HypiError(ErrorCode.SPAWN_FAILED, f"cannot create folder: {exc.strerror}") from None
             env = spawn_cmd.child_env(self.env, self.url, self.token)
+            if fork:
+                env[spawn_cmd.FORK_VAR] = "1"
             log.info("spawning agent", path=spawn_cmd.printable(target.path, lines=False), machine=self.name)
             try:
                 loop_time = asyncio.get_running_loop().time()

@@ -415,3 +415,65 @@ def tree_nodes(session: Session, limit: int = 20_000) -> list[dict[str, Any]]:
             "label": labels.get(entry["id"]),
         })  # fmt: skip
     return nodes
+
+
+MAX_BRANCH_POINTS = 200
+MAX_BRANCH_OPTIONS = 50
+
+
+def branch_points(session: Session, leaf_id: str | None = None,
+                  message_ids: list[str] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Where the branch ending at ``leaf_id`` (default: the active one) meets others (``/tree`` went back and
+    on): one point per entry of the branch with more than one child, oldest first, each ``{entry_id, at,
+    options}``. ``at`` is how many of the branch's messages come before the split (the messages the branches
+    share); ``options`` are the children, oldest first, each ``{entry_id, leaf_id, preview, current}``:
+    ``leaf_id`` is where that branch ends (its newest child at each step), which is what a reader opens
+    (``read_session {leaf_id}``). ``message_ids``: the branch's message entry ids, if already known."""
+    if not session.entries:
+        return []
+    children: dict[int, list[int]] = {}
+    for j, entry in enumerate(session.entries):
+        parent = entry.get("parentId")
+        k = session.by_id.get(parent) if isinstance(parent, str) else None
+        if k is not None and k != j:
+            children.setdefault(k, []).append(j)
+    path = branch(session, leaf_id)
+    on_path = set(path)
+    if message_ids is None:
+        message_ids = branch_messages(session, leaf_id)[1]
+    msg_pos = {eid: n for n, eid in enumerate(message_ids)}
+
+    def leaf_of(i: int) -> int:
+        for _ in range(len(session.entries)):
+            kids = children.get(i)
+            if not kids or kids[-1] == i:
+                break
+            i = kids[-1]  # file order: the last child is the newest
+        return i
+
+    def preview(i: int) -> str | None:
+        for _ in range(50):  # the first entry with text down the newest line (model changes, labels have none)
+            found = entry_text(session.entries[i])
+            if found:
+                return " ".join(found[1].split())[:PREVIEW_CHARS]
+            kids = children.get(i)
+            if not kids:
+                return None
+            i = kids[-1]
+        return None
+
+    points: list[dict[str, Any]] = []
+    seen_messages = 0
+    for i in path:
+        eid = str(session.entries[i]["id"])
+        if eid in msg_pos:
+            seen_messages = msg_pos[eid] + 1
+        kids = children.get(i, [])
+        if len(kids) < 2:
+            continue
+        options = [{"entry_id": str(session.entries[k]["id"]), "leaf_id": str(session.entries[leaf_of(k)]["id"]),
+                    "preview": preview(k), "current": k in on_path} for k in kids[-MAX_BRANCH_OPTIONS:]]  # fmt: skip
+        points.append({"entry_id": eid, "at": seen_messages, "options": options})
+        if len(points) >= MAX_BRANCH_POINTS:
+            break
+    return points

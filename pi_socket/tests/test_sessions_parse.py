@@ -134,3 +134,41 @@ def test_entry_text_roles():
     call = parse.entry_text({"type": "message", "message": {"role": "assistant", "content": [
         {"type": "toolCall", "name": "bash", "arguments": {"command": "ls -la"}}]}})  # fmt: skip
     assert call is not None and call[0] == "assistant" and "ls -la" in call[1]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_branch_points_switch_between_the_tree_branches(version):
+    """The /tree split of a real file: one point after the first answer, both branches offered with where each
+    ends; opening the other branch's leaf gives a branch whose point marks that one current."""
+    main, _ = files(version)
+    s = parse.parse(main.read_bytes())
+    points = parse.branch_points(s)
+    assert len(points) == 1
+    point = points[0]
+    messages, ids = parse.branch_messages(s)
+    assert point["at"] == 2 and ids[1] == point["entry_id"]  # after the first prompt and its answer
+    first, second = point["options"]
+    assert (first["current"], second["current"]) == (False, True)
+    assert second["leaf_id"] == s.leaf_id and second["preview"] == "a branch prompt about zebras"
+    other, other_ids = parse.branch_messages(s, first["leaf_id"])
+    assert other_ids[:2] == ids[:2] and other_ids[2] == first["entry_id"]
+    assert other[-1]["role"] == "custom"  # the first branch ends with the extension's message
+    again = parse.branch_points(s, first["leaf_id"])
+    assert [o["current"] for o in again[0]["options"]] == [True, False]
+    assert again[0]["at"] == 2
+
+
+def test_branch_points_none_on_a_straight_session_and_bounded():
+    _, fork = files("1.6.0")
+    assert parse.branch_points(parse.parse(fork.read_bytes())) == []
+    # a root with many children (each a /tree restart): options are bounded, the newest kept
+    head = b'{"type":"session","version":3,"id":"s","timestamp":"2026-01-01T00:00:00Z","cwd":"/p"}\n'
+    root = b'{"type":"message","id":"r","parentId":null,"message":{"role":"user","content":"root"}}\n'
+    kids = b"".join(
+        b'{"type":"message","id":"k%d","parentId":"r","message":{"role":"user","content":"kid %d"}}\n' % (i, i)
+        for i in range(parse.MAX_BRANCH_OPTIONS + 5)
+    )
+    s = parse.parse(head + root + kids)
+    (point,) = parse.branch_points(s)
+    assert len(point["options"]) == parse.MAX_BRANCH_OPTIONS and point["options"][-1]["current"]
+    assert point["at"] == 1

@@ -1,0 +1,66 @@
+"""This machine's past pi sessions, answered to the hypivisor (specs/sessions.md, "Every machine").
+
+The machine service keeps the index of *its* session files (``sessions.sqlite3`` in its state dir,
+``~/.local/state/hyper-pi``) with the same code the hypivisor uses for its own machine
+(:class:`~pi_socket.sessions.store.SessionStore`), and answers the hypivisor's ``machine_request``s
+``list_sessions``, ``read_session``, ``search`` and ``resume_target``. Every session is named by an id this
+machine issued or a path it verifies under its own session directories; nothing the hypivisor sends is trusted
+as a path. Resuming spawns through the service's own ``spawn_agent`` (the session file is validated there again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from pi_socket.errors import HypiError
+from pi_socket.protocol import ErrorCode, ListSessionsParams, ReadSessionParams, SearchParams
+from pi_socket.sessions import query
+from pi_socket.sessions.store import SessionError, SessionStore, check_query
+
+M = TypeVar("M", bound=BaseModel)
+METHODS = frozenset({"list_sessions", "read_session", "search", "resume_target"})
+
+
+class MachineSessions:
+    def __init__(self, env: Mapping[str, str], home: str, state_dir: Path | None, machine: str):
+        self.store = SessionStore(dict(env), home, state_dir, machine)
+
+    def start(self) -> None:
+        self.store.start()
+
+    def close(self) -> None:
+        self.store.close()
+
+    async def serve(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One request's answer; HypiError (its code) when refused."""
+        if method == "list_sessions":
+            return await self.store.list_sessions(_params(ListSessionsParams, params))
+        if method == "read_session":
+            return await self.store.read_session(_params(ReadSessionParams, params))
+        if method == "search":
+            p = _params(SearchParams, params)
+            check_query(p.query)
+            try:
+                return await self.store.search(p)
+            except query.QueryError as exc:
+                raise SessionError(ErrorCode.INVALID_PARAMS, str(exc)) from None
+        if method == "resume_target":
+            raw = params.get("path")
+            if not isinstance(raw, str) or not raw or len(raw) > 4096:
+                raise HypiError(ErrorCode.INVALID_PARAMS, "resume_target needs path (a session id or file)")
+            return await self.store.resume_target(raw)
+        raise HypiError(ErrorCode.METHOD_NOT_FOUND, f"this machine does not know {method[:64]!r}")
+
+
+def _params(model: type[M], params: dict[str, Any]) -> M:
+    try:
+        return model.model_validate({k: v for k, v in params.items() if k != "machine"})
+    except ValidationError as exc:
+        errors = exc.errors()
+        where = ".".join(str(x) for x in errors[0]["loc"]) if errors else ""
+        msg = errors[0]["msg"] if errors else "invalid"
+        raise HypiError(ErrorCode.INVALID_PARAMS, f"invalid params: {where}: {msg}") from None

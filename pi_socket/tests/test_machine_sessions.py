@@ -1,0 +1,91 @@
+"""A machine service's answers about its own sessions (pi_socket/machine/sessions.py) on real session files
+(tests/fixtures/sessions): list, read, search with a role, resume_target; what it refuses (bad params, paths
+outside its session dirs, another machine's id, unknown methods)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pi_socket.errors import HypiError
+from pi_socket.machine.sessions import MachineSessions
+from pi_socket.protocol import ErrorCode, ListSessionsResult, ReadSessionResult, SearchHit
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sessions"
+
+
+@pytest.fixture
+def home(tmp_path) -> Path:
+    h = tmp_path / "home"
+    d = h / ".pi" / "agent" / "sessions" / "--project--"
+    d.mkdir(parents=True)
+    for f in (FIXTURES / "1.6.0").glob("*.jsonl"):
+        shutil.copy(f, d / f.name)
+    (h / "project").mkdir()
+    return h
+
+
+def serve(home: Path, tmp_path: Path, method: str, params: dict) -> dict:
+    async def go() -> dict:
+        ms = MachineSessions({"HOME": str(home)}, str(home), tmp_path / "state", "alpha")
+        try:
+            return await ms.serve(method, params)
+        finally:
+            ms.close()
+
+    return asyncio.run(go())
+
+
+def test_list_read_and_search_with_a_role(home, tmp_path):
+    listed = serve(home, tmp_path, "list_sessions", {"limit": 10})
+    ListSessionsResult.model_validate(listed)
+    assert listed["machine"] == "alpha" and len(listed["sessions"]) == 2
+    assert (tmp_path / "state" / "sessions.sqlite3").exists()  # the machine's own index, in its state dir
+    main = next(s for s in listed["sessions"] if s["name"] == "Fixture session")
+    page = serve(home, tmp_path, "read_session", {"path": main["id"], "machine": "alpha"})
+    ReadSessionResult.model_validate(page)
+    assert page["branches"] and page["branches"][0]["at"] == 2
+    found = serve(home, tmp_path, "search", {"query": "zebras", "role": "user"})
+    assert found["hits"] and {h["role"] for h in found["hits"]} == {"user"}
+    for h in found["hits"]:
+        SearchHit.model_validate(h)
+        assert h["machine"] == "alpha"
+    assert serve(home, tmp_path, "search", {"query": "zebras", "role": "tool"})["hits"] == []
+
+
+def test_refusals(home, tmp_path):
+    outside = tmp_path / "outside.jsonl"
+    outside.write_bytes(next((FIXTURES / "1.6.0").glob("*.jsonl")).read_bytes())
+    for method, params, code in (
+        ("read_session", {"path": str(outside)}, ErrorCode.NOT_FOUND),
+        ("read_session", {"path": "/etc/passwd"}, ErrorCode.NOT_FOUND),
+        ("read_session", {"path": "0" * 24}, ErrorCode.NOT_FOUND),  # an id this machine never issued
+        ("read_session", {"path": "x", "limit": "many"}, ErrorCode.INVALID_PARAMS),
+        ("list_sessions", {"before": "not-a-cursor"}, ErrorCode.INVALID_PARAMS),
+        ("search", {"query": '"" * ('}, ErrorCode.INVALID_PARAMS),
+        ("search", {"query": "x", "role": "root"}, ErrorCode.INVALID_PARAMS),
+        ("resume_target", {"path": str(outside)}, ErrorCode.NOT_FOUND),
+        ("resume_target", {}, ErrorCode.INVALID_PARAMS),
+        ("drop_tables", {}, ErrorCode.METHOD_NOT_FOUND),
+    ):
+        with pytest.raises(HypiError) as e:
+            serve(home, tmp_path, method, params)
+        assert e.value.code == code, (method, params, e.value)
+
+
+def test_resume_target_checks_the_folder_against_this_machine_home(home, tmp_path):
+    listed = serve(home, tmp_path, "list_sessions", {})
+    main = next(s for s in listed["sessions"] if s["name"] == "Fixture session")
+    # the fixture was made in /home/user/project: not inside this machine's home, so it is not resumed here
+    with pytest.raises(HypiError) as e:
+        serve(home, tmp_path, "resume_target", {"path": main["id"]})
+    assert e.value.code == ErrorCode.PATH_OUTSIDE_HOME
+    # a session made in a folder of this home is: its file and folder
+    data = Path(main["path"]).read_bytes().replace(b'"cwd":"/home/user/project"', f'"cwd":"{home}/project"'.encode(), 1)
+    mine = Path(main["path"]).parent / "mine.jsonl"
+    mine.write_bytes(data)
+    target = serve(home, tmp_path, "resume_target", {"path": str(mine)})
+    assert target == {"path": str(mine.resolve()), "cwd": str((home / "project").resolve())}
