@@ -24,6 +24,8 @@ import type { NodeInfo, SpawnAgentResult } from "./protocol/types";
 import { usePush } from "./push/usePush";
 import { PushSettings } from "./push/PushSettings";
 import { BudgetHold } from "./budget/BudgetHold";
+import { DriverKeys } from "./keys/DriverKeys";
+import { useNodeActions } from "./roster/useNodeActions";
 
 export function App() {
   const endpoints = useMemo(() => resolveEndpoints(window.location), []);
@@ -31,6 +33,7 @@ export function App() {
   const [askToken, setAskToken] = useState(false);
   const hv = useHypivisor(endpoints, token);
   const inboxActions = useInboxActions(endpoints, token, hv.request);
+  const nodeActions = useNodeActions(endpoints, token);
   const phone = useMedia("(max-width: 767px)");
   const [theme, setTheme] = useTheme();
   // The screen is the URL (routing/route.ts): Back and Forward move between agents and the spawn dialog.
@@ -141,8 +144,9 @@ export function App() {
             + Spawn agent
           </button>
           {phone && route.screen === "home" && hv.phase !== "connecting" && <Inbox {...inboxProps} limit={3} onShowAll={openInbox} />}
-          {hv.phase === "connecting" ? <div className="muted roster-empty">Connecting to the hypivisor…</div> : <Roster roster={hv.roster} selected={selected} onSelect={select} machines={hv.machines} />}
+          {hv.phase === "connecting" ? <div className="muted roster-empty">Connecting to the hypivisor…</div> : <Roster roster={hv.roster} selected={selected} onSelect={select} machines={hv.machines} actions={nodeActions} />}
           <div className="sidebar-foot">
+            <DriverKeys roster={hv.roster} machines={hv.machines} selected={selected} onSelect={select} onInbox={openInbox} />
             <PushSettings push={push} nodes={hv.roster.nodes} />
             <label className="field-inline">
               <span>Theme</span>

@@ -21,6 +21,7 @@ import { StageMeta } from "./StageMeta";
 import type { ExitedNode } from "../model/rosterReducer";
 import { useMedia } from "../ui/useMedia";
 import { useStoredFlag } from "../ui/storedFlag";
+import { ABORT_EVENT } from "../keys/keymap";
 
 interface Props {
   endpoints: Endpoints;
@@ -78,6 +79,16 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
   useEffect(() => {
     if (asking) notifyRun(`${displayText(title)}: approval needed`, `${asking.tool_name} ${displayText(approvalSummary(asking)).slice(0, 140)}`, `pi-de-approval-${nodeId}`);
   }, [asking?.id]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  // Esc outside the composer (keys/keymap.ts) aborts this agent's run, like Esc inside it.
+  const running = view.running;
+  const abort = link.abort;
+  useEffect(() => {
+    if (!running) return;
+    const onAbort = () => abort();
+    window.addEventListener(ABORT_EVENT, onAbort);
+    return () => window.removeEventListener(ABORT_EVENT, onAbort);
+  }, [running, abort]);
 
   const onDrop = (e: DragEvent) => {
     e.preventDefault();
@@ -207,7 +218,7 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
         />
       </section>
       <div className={`inspector-slot${drawer ? " open" : ""}${inspectorHidden ? " collapsed" : ""}`}>
-        <Inspector view={inspectorData} onClose={closeDrawer} onSetPolicy={link.setApprovalPolicy} />
+        <Inspector view={inspectorData} onClose={closeDrawer} onSetPolicy={link.setApprovalPolicy} tmuxSession={exited ? null : node?.tmux_session} machine={node?.machine} />
       </div>
     </div>
   );

@@ -90,3 +90,35 @@ describe("an inbox action on a short-lived agent link", () => {
     expect(sock.closed).toBe(true);
   });
 });
+
+describe("roster actions on the same link", () => {
+  it("quit is done on its ack, or when the link closes after it was sent (pi is gone)", async () => {
+    let r = run({ type: "run_command", id: "q1", name: "quit" });
+    sock.recv({ type: "init_state" });
+    expect(sock.sent).toEqual([{ type: "run_command", id: "q1", name: "quit" }]);
+    sock.recv({ type: "ack", id: "q1" });
+    await expect(r.p).resolves.toBeUndefined();
+    r = run({ type: "run_command", id: "q2", name: "quit" });
+    sock.recv({ type: "init_state" });
+    sock.onclose?.({});
+    await expect(r.p).resolves.toBeUndefined();
+    r = run({ type: "run_command", id: "q3", name: "quit" });
+    sock.onclose?.({}); // never sent: the agent was not reachable
+    await expect(r.p).rejects.toThrow("cannot reach the agent");
+  });
+
+  it("a rename is done on session_info_changed, or after a quiet time (an unchanged name has no answer)", async () => {
+    let r = run({ type: "set_session_name", name: "x" });
+    sock.recv({ type: "init_state" });
+    sock.recv({ type: "session_info_changed", name: "x" });
+    await expect(r.p).resolves.toBeUndefined();
+    r = run({ type: "set_session_name", name: "x" }, { quietMs: 500 });
+    sock.recv({ type: "init_state" });
+    vi.advanceTimersByTime(600);
+    await expect(r.p).resolves.toBeUndefined();
+    r = run({ type: "set_session_name", name: "x" });
+    sock.recv({ type: "init_state" });
+    sock.recv({ type: "error", code: 1012, message: "rename failed: pi session is not ready" });
+    await expect(r.p).rejects.toThrow("rename failed");
+  });
+});

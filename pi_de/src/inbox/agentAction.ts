@@ -4,11 +4,21 @@
 //   approval_decision → approval_resolved with that id (whoever decided: the question is closed), or an error
 //   prompt            → ack with that id, or an error
 //   abort             → no answer on success: a short quiet time without an error, or the run's end
+//   run_command       → ack with that id, or an error; for `quit` the link closing after it was sent also
+//                       counts as done (pi exited, its bridge went with it)
+//   set_session_name  → session_info_changed, or a short quiet time without an error (an unchanged name
+//                       has no answer)
 // Bounded in time: every action settles within `timeoutMs`.
 import type { AgentServerFrame, ClientMessage } from "../protocol/frames";
 import type { LinkSocket } from "../connection/agentLink";
 
-export type ActionFrame = Extract<ClientMessage, { type: "approval_decision" } | { type: "prompt" } | { type: "abort" }>;
+export type ActionFrame = Extract<
+  ClientMessage,
+  { type: "approval_decision" } | { type: "prompt" } | { type: "abort" } | { type: "run_command" } | { type: "set_session_name" }
+>;
+
+/** Frames whose success may have no answer: a quiet time without an error counts as done. */
+const quietDone = (f: ActionFrame) => f.type === "abort" || f.type === "set_session_name";
 
 export class ActionError extends Error {
   constructor(
@@ -34,12 +44,13 @@ export function outcomeOf(sent: ActionFrame, f: AgentServerFrame): "done" | Acti
   if (t === "error") {
     const e = f as { id?: string | null; code?: number; message?: string };
     if (e.id != null && id !== undefined && e.id !== id) return undefined;
-    if (e.id == null && sent.type !== "abort" && id !== undefined) return undefined;
+    if (e.id == null && !quietDone(sent) && id !== undefined) return undefined;
     if (e.code === 1013) return new ActionError("already decided elsewhere", e.code);
     return new ActionError(String(e.message ?? "the agent refused"), e.code ?? 0);
   }
   if (sent.type === "approval_decision" && t === "approval_resolved" && (f as { id?: string }).id === sent.id) return "done";
-  if (sent.type === "prompt" && t === "ack" && (f as { id?: string }).id === sent.id) return "done";
+  if ((sent.type === "prompt" || sent.type === "run_command") && t === "ack" && (f as { id?: string }).id === sent.id) return "done";
+  if (sent.type === "set_session_name" && t === "session_info_changed") return "done";
   if (sent.type === "abort" && (t === "agent_end" || t === "turn_end")) return "done";
   return undefined;
 }
@@ -94,13 +105,16 @@ export function agentAction(frame: ActionFrame, deps: ActionDeps): Promise<void>
         }
         sent = true;
         ws!.send(JSON.stringify(frame));
-        if (frame.type === "abort") quiet = setTimeout(() => finish(), quietMs);
+        if (quietDone(frame)) quiet = setTimeout(() => finish(), quietMs);
         return;
       }
       const out = outcomeOf(frame, f);
       if (out === "done") finish();
       else if (out) finish(out);
     };
-    ws.onclose = () => finish(new ActionError(sent ? "the link to the agent closed before it answered" : "cannot reach the agent (offline?)"));
+    ws.onclose = () => {
+      if (sent && frame.type === "run_command" && frame.name === "quit") return finish(); // pi is gone: what was asked
+      finish(new ActionError(sent ? "the link to the agent closed before it answered" : "cannot reach the agent (offline?)"));
+    };
   });
 }

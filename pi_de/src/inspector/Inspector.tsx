@@ -4,6 +4,7 @@ import type { ApprovalPolicy } from "../model/approvals";
 import type { ApprovalRule } from "../protocol/types";
 import { SafeText } from "../ui/SafeText";
 import { ApprovalSettings } from "./ApprovalSettings";
+import { TmuxAttach } from "./TmuxAttach";
 
 const fmt = (n: number | null | undefined) => (n == null ? "–" : n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : String(n));
 
@@ -14,10 +15,13 @@ interface Props {
   onClose?: () => void;
   /** Change the agent's approval policy and rules; without it the approvals section is not shown. */
   onSetPolicy?: (policy: ApprovalPolicy, rules?: ApprovalRule[]) => void;
+  /** A spawned agent's tmux session and its machine: the inspector shows how to attach to it. */
+  tmuxSession?: string | null;
+  machine?: string;
 }
 
 /** Memoised on the fields it shows, so streamed frames (which only touch the conversation) skip it. */
-export const Inspector = memo(function Inspector({ view, onClose, onSetPolicy }: Props) {
+export const Inspector = memo(function Inspector({ view, onClose, onSetPolicy, tmuxSession, machine }: Props) {
   const cu = view.contextUsage;
   const pct = cu?.percent ?? (cu?.tokens && cu?.context_window ? (100 * cu.tokens) / cu.context_window : null);
   const t = view.tokens;
@@ -31,6 +35,7 @@ export const Inspector = memo(function Inspector({ view, onClose, onSetPolicy }:
           </button>
         )}
       </div>
+      {tmuxSession && <TmuxAttach session={tmuxSession} machine={machine ?? "its machine"} />}
       <section>
         <h3>Model</h3>
         <div className="mono">{view.model ? <SafeText text={view.model} /> : "unknown"}</div>

@@ -66,7 +66,7 @@ describe("Roster: approvals", () => {
     ]);
     const badges = screen.getAllByTestId("waiting-badge").map((b) => b.textContent);
     expect(badges).toEqual(["waiting for you", "waiting for you · 3"]);
-    expect(screen.getAllByTestId("policy-tag").map((t) => t.textContent)).toEqual([" · asks: writes", " · asks: all"]);
+    expect(screen.getAllByTestId("policy-tag").map((t) => t.textContent)).toEqual(["asks: writes", "asks: all"]);
     expect(screen.getAllByTestId("node-card").map((c) => c.getAttribute("data-waiting"))).toEqual(["1", "3", "0"]);
   });
 

@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useState, type ReactNode } from "react";
 import type { MachineInfo, NodeInfo } from "../protocol/types";
 import { displayText } from "../model/displayText";
 import { folderName, groupByProject, type RosterState } from "../model/rosterReducer";
@@ -6,6 +6,8 @@ import { SafeText } from "../ui/SafeText";
 import { useNow } from "../ui/useNow";
 import { activityText, severalMachines } from "../model/nodeMeta";
 import { budgetBadge } from "../budget/format";
+import { NodeMenu } from "./NodeMenu";
+import type { NodeActions } from "./useNodeActions";
 
 interface Props {
   roster: RosterState;
@@ -13,6 +15,8 @@ interface Props {
   onSelect(id: string): void;
   /** The hypivisor's machines (list_machines); with more than one, the roster groups by machine, then folder. */
   machines?: MachineInfo[];
+  /** Rename and stop from a card's ⋯ menu; without them the cards have no menu. */
+  actions?: NodeActions;
 }
 
 /** The machines to show as groups: the listed ones (own first), then any an agent names that the list lacks. */
@@ -28,7 +32,7 @@ export function machineGroups(roster: RosterState, machines: MachineInfo[]): { n
   return out;
 }
 
-export function Roster({ roster, selected, onSelect, machines = [] }: Props) {
+export function Roster({ roster, selected, onSelect, machines = [], actions }: Props) {
   const [collapsed, setCollapsed] = useState<Record<string, boolean>>({});
   const groups = groupByProject(roster);
   const several = severalMachines(Object.values(roster.nodes));
@@ -46,7 +50,7 @@ export function Roster({ roster, selected, onSelect, machines = [] }: Props) {
             {collapsed[key] && waitingIn(g.nodes) > 0 && <span className="waiting-tag" data-testid="group-waiting">waiting · {waitingIn(g.nodes)}</span>}
             <span className="badge">{g.nodes.length}</span>
           </button>
-          {!collapsed[key] && g.nodes.map((n) => <NodeCard key={n.id} n={n} selected={n.id === selected} onSelect={onSelect} several={several} now={now} />)}
+          {!collapsed[key] && g.nodes.map((n) => <NodeCard key={n.id} n={n} selected={n.id === selected} onSelect={onSelect} several={several} now={now} actions={actions} />)}
         </div>
       );
     });
@@ -87,8 +91,32 @@ function waitingIn(nodes: NodeInfo[]): number {
   return nodes.reduce((sum, n) => sum + (n.status === "offline" ? 0 : (n.pending_approvals ?? 0)), 0);
 }
 
-function NodeCard({ n, selected, onSelect, several, now }: { n: NodeInfo; selected: boolean; onSelect(id: string): void; several: boolean; now: number }) {
+/** What a card and the header call an agent: pi's session name, else its folder (never its id). */
+export function nodeTitle(n: Pick<NodeInfo, "session_name" | "cwd">): string {
+  return n.session_name?.trim() || folderName(n.cwd);
+}
+
+function NodeCard(props: { n: NodeInfo; selected: boolean; onSelect(id: string): void; several: boolean; now: number; actions?: NodeActions }) {
+  const { n, actions } = props;
+  const card = <NodeButton {...props} />;
+  if (!actions) return card;
+  return (
+    <div className="node-row">
+      {card}
+      <NodeMenu
+        title={nodeTitle(n)}
+        sessionName={n.session_name ?? null}
+        disabled={n.status === "offline"}
+        onStop={() => actions.stop(n.id)}
+        onRename={(name) => actions.rename(n.id, name)}
+      />
+    </div>
+  );
+}
+
+function NodeButton({ n, selected, onSelect, several, now }: { n: NodeInfo; selected: boolean; onSelect(id: string): void; several: boolean; now: number }) {
   const offline = n.status === "offline";
+  const named = !!n.session_name?.trim();
   const working = !offline && n.activity === "working";
   const waiting = waitingIn([n]);
   const badge = budgetBadge(n);
@@ -107,7 +135,7 @@ function NodeCard({ n, selected, onSelect, several, now }: { n: NodeInfo; select
       <span className={`dot ${offline ? "off" : working ? "working" : "idle"}`} aria-label={offline ? "offline" : working ? "working" : "idle"} />
       <span className="node-main">
         <span className="node-title">
-          {n.session_name ? <SafeText text={n.session_name} /> : "unnamed session"}
+          <SafeText text={nodeTitle(n)} />
           {working && <span className="working-tag">working</span>}
         </span>
         {waiting > 0 && (
@@ -126,22 +154,24 @@ function NodeCard({ n, selected, onSelect, several, now }: { n: NodeInfo; select
           </span>
         )}
         <span className="node-meta">
-          <SafeText text={folderName(n.cwd)} />
-          {n.git_branch && (
-            <span className="branch" data-testid="branch" title="git branch">
-              {" "}· ⎇ <SafeText text={n.git_branch} />
-            </span>
-          )}
-          {several && (
-            <span data-testid="machine">
-              {" "}· <SafeText text={n.machine} />
-            </span>
-          )}
-          {n.approval_policy && (
-            <span className="policy-tag" data-testid="policy-tag" title="Tool calls this agent asks a person about (off, writes, all)">
-              {" "}· asks: {n.approval_policy}
-            </span>
-          )}
+          {joined([
+            named && <SafeText key="f" text={folderName(n.cwd)} />,
+            n.git_branch && (
+              <span key="b" className="branch" data-testid="branch" title="git branch">
+                ⎇ <SafeText text={n.git_branch} />
+              </span>
+            ),
+            several && (
+              <span key="m" data-testid="machine">
+                <SafeText text={n.machine} />
+              </span>
+            ),
+            n.approval_policy && (
+              <span key="p" className="policy-tag" data-testid="policy-tag" title="Tool calls this agent asks a person about (off, writes, all)">
+                asks: {n.approval_policy}
+              </span>
+            ),
+          ])}
         </span>
         <span className="node-meta">
           <span data-testid="activity-time">{activityText(n, now)}</span> · {n.model ? <SafeText text={n.model} /> : "no model"} · ${(n.cost ?? 0).toFixed(3)}
@@ -149,4 +179,9 @@ function NodeCard({ n, selected, onSelect, several, now }: { n: NodeInfo; select
       </span>
     </button>
   );
+}
+
+/** The parts that are there, with " · " between them. */
+function joined(parts: ReactNode[]): ReactNode[] {
+  return parts.filter(Boolean).flatMap((p, i) => (i ? [" · ", p] : [p]));
 }

@@ -36,6 +36,6 @@ describe("what a card shows", () => {
       { id: "a", machine: "laptop", cwd: "/h/api", port: 1 },
       { id: "b", machine: "server", cwd: "/h/api", port: 2 },
     ]);
-    expect(screen.getAllByTestId("machine").map((m) => m.textContent)).toEqual([" · laptop", " · server"]);
+    expect(screen.getAllByTestId("machine").map((m) => m.textContent)).toEqual(["laptop", "server"]);
   });
 });
