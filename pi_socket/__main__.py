@@ -9,6 +9,11 @@ from pi_socket import install as installer
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["service"]:  # pi-socket service install|uninstall|status [--dry-run] (pi_socket/userservice.py)
+        from pi_socket import userservice
+
+        return userservice.main(userservice.MACHINE, argv[1:])
     parser = argparse.ArgumentParser(prog="python -m pi_socket", description="Install the Hyper-Pi shim into pi.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
@@ -19,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=text)
         if name != "uninstall":
             p.add_argument("--pi", help="the pi executable (default: PI_BIN or `pi` on PATH)")
+    sub.add_parser("service", help="install|uninstall|status the machine service as a user service (systemd/launchd; "
+                   "prints what it writes and runs; --dry-run)")
     sub.add_parser("serve", help="run this machine's service: register the machine with the hypivisor (HYPIVISOR_WS)")
     p = sub.add_parser("build-shim", help="bundle extension/src/*.ts into extension/dist/pi-socket.js (what pi loads)")
     p.add_argument("--check", action="store_true", help="only say whether the bundle matches src/ (exit 1 if not)")
