@@ -6,6 +6,9 @@ parsed by ``httphead``:
 * ``/ws/agent/<id>``: Origin and token are checked, the node is looked up,
   and the socket becomes a byte splice to the agent (``splice.py``). Errors
   are plain HTTP responses with a JSON body, sent before any upgrade.
+* ``/ws/dialback/<nonce>``: a bridge hands in the connection the hypivisor asked it to open for a waiting
+  ``/ws/agent/<id>`` (``dialback.py``: token and Origin as everywhere, the nonce good once and briefly); it is
+  answered 101 and becomes the agent side of that link's splice. Agents on other machines need no open port.
 * anything else (``/ws``, ``/healthz``, the dashboard): aiohttp's low-level
   request handler is attached to the transport and the buffered bytes are
   replayed, so aiohttp sees an ordinary new connection. This protocol stays the
@@ -24,9 +27,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import structlog
 
-from hypivisor import access, httphead, splice
+from hypivisor import access, dialback, httphead, splice
 from hypivisor.connlimit import ConnectionLimiter, total_for_fd_limit
 from hypivisor.service import Service
 from pi_socket import oplog
@@ -90,7 +94,10 @@ class FrontProtocol(asyncio.Protocol):
             self._reply(400, -32600, f"bad request: {exc}")
             return
         node_id = httphead.agent_node_id(head.path)
-        if node_id is None:
+        nonce = dialback.nonce_of(head.path) if node_id is None else None
+        if nonce is not None:
+            self._dialled_back(head, nonce, bytes(self.buf[end:]))
+        elif node_id is None:
             self._hand_to_aiohttp()
         else:
             self._proxy(head, node_id, bytes(self.buf[end:]))
@@ -178,14 +185,30 @@ class FrontProtocol(asyncio.Protocol):
         self.transport.pause_reading()
         first = httphead.rewrite_for_agent(head, entry.host, entry.node.port, cfg.token) + rest
         self.buf = bytearray()
-        task = asyncio.get_running_loop().create_task(self._open(node_id, entry.host, entry.node.port, first))
+        owner = entry.owner if dialback.CAPABILITY in (entry.node.capabilities or ()) else None
+        task = asyncio.get_running_loop().create_task(self._open(node_id, entry.host, entry.node.port, first, owner))
         ctx.tasks.add(task)
         task.add_done_callback(ctx.tasks.discard)
 
-    async def _open(self, node_id: str, host: str, port: int, first: bytes) -> None:
+    async def _open(self, node_id: str, host: str, port: int, first: bytes, owner: Any = None) -> None:
+        """Join the client to the agent: over a dial-back when the bridge speaks it (``owner``: its registry
+        connection), else, or when no dial-back arrives in time, over a direct TCP connection to its port."""
         transport = self.transport
         assert transport is not None
         try:
+            if owner is not None:
+                arrived = await self.ctx.dial_back(node_id, owner)
+                if arrived is not None:
+                    agent, early = arrived
+                    assert agent.transport is not None
+                    if transport.is_closing():
+                        agent.transport.close()
+                        return
+                    splice.join(transport, agent.transport, first + bytes(self.buf), early + bytes(agent.buf))
+                    agent.buf = bytearray()
+                    return
+                if transport.is_closing():
+                    return
             await splice.open_splice(transport, host, port, first + bytes(self.buf))
         except (TimeoutError, OSError) as exc:
             reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (exc.strerror or str(exc))
@@ -195,6 +218,42 @@ class FrontProtocol(asyncio.Protocol):
         except Exception as exc:  # noqa: BLE001 - outer boundary of one proxied connection
             oplog.log_boundary_error("hypivisor.proxy", exc, node_id=node_id)
             transport.abort()
+
+
+    def _dialled_back(self, head: httphead.RequestHead, nonce: str, rest: bytes) -> None:
+        """A bridge's dial-back: checked like every endpoint (Origin, token), then the nonce (once, in time)."""
+        ctx = self.ctx
+        cfg = ctx.service.config
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        remote = str(peer[0]) if peer else None
+        decision = access.check(head.get, head.query_param("token"), cfg.token, ctx.origins)
+        if not decision.allowed:
+            log.warning("dial-back rejected", status=decision.status, remote=remote)
+            self._reply(decision.status, 1001 if decision.status == 401 else 1002, decision.message)
+            return
+        upgrade = (head.get("upgrade") or "").lower()
+        if head.method != "GET" or dialback.UPGRADE_TOKEN not in upgrade or "upgrade" not in (head.get("connection") or "").lower():
+            self._reply(400, -32600, f"/ws/dialback/<nonce> only accepts GET with Upgrade: {dialback.UPGRADE_TOKEN}")
+            return
+        if not nonce:
+            self._reply(400, -32602, "missing or malformed nonce: use /ws/dialback/<nonce>")
+            return
+        claimed = ctx.dialbacks.claim(nonce, asyncio.get_running_loop().time())
+        if isinstance(claimed, dialback.Refused):
+            log.warning("dial-back refused", reason=claimed.reason, node_id=claimed.node_id, remote=remote)
+            self._reply(claimed.status, 1006, claimed.message)
+            return
+        waiter: asyncio.Future[Any] = claimed.payload
+        if waiter.done():  # its link stopped waiting in this very iteration
+            log.warning("dial-back refused", reason="used", node_id=claimed.node_id, remote=remote)
+            self._reply(410, 1006, "dial-back nonce already used")
+            return
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self.buf = bytearray()  # from here: bytes the bridge sends before the join (none, normally)
+        self.transport.write(dialback.switching_response())
+        ctx.spliced.add(self)  # the link's splice takes this socket over: released when it is seen closed
+        waiter.set_result((self, rest))
 
 
 def _peer_key(peername: Any) -> str:
@@ -222,7 +281,32 @@ class FrontContext:
         cfg = service.config
         self.limiter = limiter or ConnectionLimiter(cfg.max_connections, cfg.max_connections_per_peer)
         self.spliced: set[FrontProtocol] = set()  # counted connections now owned by a splice
+        self.dialbacks = dialback.DialBackBook()
         self._refusal_logged_at = 0.0
+
+    async def dial_back(self, node_id: str, owner: Any) -> tuple[FrontProtocol, bytes] | None:
+        """Ask the bridge on registry connection ``owner`` to dial back for one link; its connection (answered
+        101, paused) and any bytes it sent after its head, or None when no dial-back arrived in time."""
+        send = self.service.senders.get(owner)
+        if send is None:
+            return None
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[tuple[FrontProtocol, bytes]] = loop.create_future()
+        nonce = self.dialbacks.issue(node_id, loop.time(), waiter)
+        if nonce is None:
+            log.warning("too many dial-backs pending; connecting directly", node_id=node_id)
+            return None
+        try:
+            ttl = self.dialbacks.ttl
+            if not send(orjson.dumps({"event": "dial_back", "nonce": nonce, "node_id": node_id, "expires_in": ttl})):
+                return None
+            async with asyncio.timeout(ttl):
+                return await waiter
+        except TimeoutError:
+            log.warning("no dial-back in time; connecting directly", node_id=node_id, waited_s=self.dialbacks.ttl)
+            return None
+        finally:
+            self.dialbacks.cancel(nonce)  # no-op once claimed; a late dial-back is refused as used
 
     def protocol(self) -> FrontProtocol:
         return FrontProtocol(self)

@@ -94,3 +94,23 @@ async def open_splice(client: asyncio.Transport, host: str, port: int, first_byt
     _tune(client)
     up_transport.write(first_bytes)
     client.resume_reading()
+
+
+def join(client: asyncio.Transport, agent: asyncio.Transport, first_bytes: bytes, early: bytes = b"") -> None:
+    """Join two connected, paused sockets: ``agent`` is a bridge's dial-back connection (already answered 101).
+
+    ``first_bytes`` (the rewritten handshake) go to the agent, ``early`` (bytes the agent sent before the join)
+    to the client; then both sides read again, each written straight to the other as in :func:`open_splice`."""
+    up = Pipe(client)
+    up.transport = agent
+    agent.set_protocol(up)
+    _tune(agent)
+    down = Pipe(agent)
+    down.transport = client
+    client.set_protocol(down)
+    _tune(client)
+    if early:
+        client.write(early)
+    agent.write(first_bytes)
+    agent.resume_reading()
+    client.resume_reading()

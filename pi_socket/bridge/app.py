@@ -178,6 +178,7 @@ class Bridge:
             node_secret=self.config.node_secret,
         )
         self.registry.on_answer = self._on_registry_answer
+        self.registry.adopt = self.server.adopt if self.server.can_adopt else None  # dial-back links (dialback.py)
         self.spawn(self.registry.run(), "registry")
 
     # ------------------------------------------------------------------ budgets (specs/budgets.md)
@@ -510,7 +511,7 @@ class Bridge:
             **self._roster_fields(),
             machine=clip(self.config.machine, 255) or "unknown",
             cwd=clip(self.cwd, MAX_PATH_LEN) or "/",
-            port=self.server.port,
+            port=self.config.advertise_port or self.server.port,
             pid=self.pi_pid if self.pi_pid is not None and self.pi_pid >= 0 else None,
             host=host,
             started_at=self.started_at,

@@ -59,6 +59,7 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
 class BridgeConfig:
     port: int = DEFAULT_PORT
     preferred_port: int | None = None
+    advertise_port: int | None = None  # PI_SOCKET_ADVERTISE_PORT: the port register names (a published port), else the bound one
     host: str = DEFAULT_HOST
     hypivisor_ws: str = DEFAULT_HYPIVISOR_WS
     token: str | None = None
@@ -94,6 +95,7 @@ class BridgeConfig:
         return cls(
             port=_int(env, "PI_SOCKET_PORT", DEFAULT_PORT),
             preferred_port=preferred,
+            advertise_port=_int(env, "PI_SOCKET_ADVERTISE_PORT", 0) if 0 < _int(env, "PI_SOCKET_ADVERTISE_PORT", 0) < 65536 else None,
             host=env.get("PI_SOCKET_HOST", "").strip() or DEFAULT_HOST,
             hypivisor_ws=registry_url,
             token=env.get("HYPI_TOKEN") or None,

@@ -5,6 +5,10 @@ own task; every failure (refused, killed with SIGKILL, garbage frames) ends in
 a backoff sleep and a new attempt, never in an exception outside this module.
 While it is down the bridge is simply standalone: one info line in the log
 and at most one notice in pi.
+
+Dial-back (``dialback.py``): a ``dial_back`` event on this connection makes the bridge open one agent link to the
+hypivisor and hand it to the agent server (``adopt``); the ``dial_back`` capability is announced only when an
+``adopt`` is set.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from pi_socket import oplog
 from pi_socket.errors import HypiError
 from pi_socket.protocol import ErrorCode, HeartbeatParams, RegisterParams
 
-from . import faults
+from . import dialback, faults
 from .backoff import Backoff
 from .config import HEARTBEAT_FALLBACK_S, RECONNECT_CAP_S
 
 RPC_TIMEOUT_S = 5.0
+MAX_DIAL_BACKS = 256  # dial-backs in flight at once; more are refused here (the hypivisor then connects directly)
 # What a protocol 1.0 hypivisor knows (it refused unknown params): sent alone once it refuses the rest.
 LEGACY_REGISTER = frozenset({
     "id", "machine", "cwd", "port", "pid", "host", "activity", "session_name", "model", "started_at", "tokens",
@@ -80,9 +85,39 @@ class HypivisorClient:
         self._ever_registered = False
         # A protocol 1.0 hypivisor refuses params it does not know: then only the fields it knows are sent.
         self.legacy = False
+        self._dialling: set[asyncio.Task[None]] = set()  # dial-backs in flight (bounded by MAX_DIAL_BACKS)
 
     # Every register and heartbeat answer, as it arrives (set by the bridge; never raises).
     on_answer: Callable[[Any], None] | None = None
+    # Serves a dialled-back connection like an accepted client (the agent server's adopt); None: no dial-back.
+    adopt: dialback.Adopt | None = None
+
+    def _on_event(self, msg: dict[str, Any]) -> None:
+        """Push events meant for a bridge: only ``dial_back`` (node roster events are for dashboards)."""
+        if msg.get("event") != "dial_back" or self.adopt is None:
+            return
+        nonce = msg.get("nonce")
+        if not dialback.valid_nonce(nonce):
+            log.info("dial-back request ignored: malformed nonce")
+            return
+        dialling = self._dialling
+        if len(dialling) >= MAX_DIAL_BACKS:
+            log.info("dial-back request ignored: too many in flight", in_flight=len(dialling))
+            return
+        task = asyncio.get_running_loop().create_task(self._dial_back(str(nonce)))
+        dialling.add(task)
+        task.add_done_callback(dialling.discard)
+
+    async def _dial_back(self, nonce: str) -> None:
+        adopt = self.adopt
+        if adopt is None:
+            return
+        try:
+            await dialback.dial(self.url, self.token, nonce, adopt)
+        except (dialback.DialBackError, OSError, TimeoutError) as exc:
+            log.warning("dial-back failed", url=self.url, error=f"{type(exc).__name__}: {exc}"[:300])
+        except Exception as exc:  # noqa: BLE001 - outer boundary of one dial-back: never the registry's end
+            oplog.log_boundary_error("registry.dial_back", exc)
 
     def poke(self) -> None:
         """Send a heartbeat now (activity, session name or model changed)."""
@@ -167,6 +202,8 @@ class HypivisorClient:
         # must still produce a heartbeat (clearing afterwards lost it).
         self._poke.clear()
         params = self.register_params()
+        if self.adopt is None and params.capabilities and dialback.CAPABILITY in params.capabilities:
+            params = params.model_copy(update={"capabilities": [c for c in params.capabilities if c != dialback.CAPABILITY]})
         if self.node_secret:
             params = params.model_copy(update={"node_secret": self.node_secret})
         try:
@@ -252,7 +289,10 @@ class HypivisorClient:
                     msg = orjson.loads(raw)
                 except orjson.JSONDecodeError:
                     continue
-                if not isinstance(msg, dict) or "event" in msg:
+                if not isinstance(msg, dict):
+                    continue
+                if "event" in msg:
+                    self._on_event(msg)
                     continue
                 future = self._waiting.get(msg.get("id"))
                 if future is None or future.done():

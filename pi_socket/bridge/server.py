@@ -2,7 +2,9 @@
 
 Thin on purpose: auth is ``port_auth``, parsing and encoding are ``frames``,
 queueing is ``clients``, behaviour per message is ``handlers``. This module
-binds a port, vets handshakes (401/403 before the upgrade), sends
+binds a port, vets handshakes (401/403 before the upgrade), adopts the
+connections this bridge dialled back to the hypivisor (``adopt``: served by the
+same protocol as an accepted client, so auth, limits and deflate are the same), sends
 ``init_state`` first and runs each incoming frame as its own guarded task.
 It knows nothing of the bridge around it: four callbacks (``ready``, ``join``,
 ``leave``, ``dispatch``) are its whole view of the rest.
@@ -62,6 +64,7 @@ class AgentServer:
         self._dispatch = dispatch
         self.server: Server | None = None
         self.port = 0
+        self._factory: Callable[[], Any] | None = None  # the listening server's protocol factory (for adopt)
 
     async def start(self) -> int:
         """Bind the first free candidate port; returns it. Raises OSError if none is free."""
@@ -90,8 +93,26 @@ class AgentServer:
                 last = exc
                 continue
             self.port = self.server.sockets[0].getsockname()[1]
+            self._factory = protocol_factory(self.server)
             return self.port
         raise OSError(f"no free port in {self.config.candidate_ports()[:1]}..+100: {last}")
+
+    @property
+    def can_adopt(self) -> bool:
+        """Whether :meth:`adopt` can serve a dialled-back connection (the ``dial_back`` capability)."""
+        return self._factory is not None
+
+    def adopt(self, transport: asyncio.Transport, early: bytes = b"") -> None:
+        """Serve a connection this bridge opened (a dial-back to the hypivisor) as if a client had connected to the
+        agent port: the listening server's own protocol takes the transport, ``early`` is what was already read."""
+        if self._factory is None or self.server is None or not self.server.is_serving():
+            transport.close()
+            return
+        conn = self._factory()
+        transport.set_protocol(conn)
+        conn.connection_made(transport)
+        if early:
+            conn.data_received(early)
 
     async def close(self) -> None:
         """Stop accepting and close every client with 1001 (bounded by close_timeout)."""
@@ -190,6 +211,22 @@ class AgentServer:
         except Exception as exc:  # noqa: BLE001 - outer boundary
             oplog.log_boundary_error("client.message", exc, client=client.id)
             client.enqueue(frame(ErrorMsg(code=ErrorCode.INTERNAL_ERROR, message="internal error in the bridge")))
+
+
+def protocol_factory(server: Server) -> Callable[[], Any] | None:
+    """The protocol factory ``serve`` gave its listening socket, or None when this websockets does not show it.
+
+    websockets' ``serve`` builds it in a closure (its ``create_server`` calls ``loop.create_server(protocol_factory,
+    ...)``); taking that very factory means an adopted connection gets the same handshake checks, limits, deflate
+    and handler as an accepted one. Pinned by ``pi_socket/tests/test_dialback_units.py``; without it the bridge
+    does not announce ``dial_back`` and the hypivisor connects to its port as before."""
+    fn = getattr(server, "create_server", None)
+    try:
+        cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=True))  # type: ignore[union-attr]
+        factory = cells["protocol_factory"].cell_contents
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    return factory if callable(factory) else None
 
 
 def _peer(ws: ServerConnection) -> Any:

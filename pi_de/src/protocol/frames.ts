@@ -117,6 +117,7 @@ export const KNOWN_REGISTRY_EVENTS: ReadonlySet<string> = new Set([
   "machine_updated",
   "machine_left",
   "machine_request",
+  "dial_back",
   "budget_changed",
   "search_results",
   "index_progress",
