@@ -6,7 +6,8 @@ Sections (each compares figures measured side by side in this run; medians of re
   overhead  3  the same scripted pi run with and without the pi-socket shim
   registry  4  1,000 agents + 50 dashboards; list_directories vs list_nodes; 10,000 agents vs 1,000
   history   5  init_state and paging on a real bridge
-  pide      6  Pi-DE in headless Chromium: 10,000 messages, streaming frames, bundle size
+  pide      6  Pi-DE in headless Chromium: 10,000 messages (scripted and from a real bridge), streaming frames,
+               first-load size against React alone
   approvals 7  the approval gate on real pi: time added per call a rule allows; question and decision round
                trips through the hypivisor
   inbox     8  Pi-DE's inbox in headless Chromium: 1,000 items across 200 agents
@@ -54,7 +55,7 @@ EXPECTED_ROWS = {
     "3 overhead on pi": 7,
     "4 registry": 13,
     "5 history": 12,
-    "6 Pi-DE": 4,
+    "6 Pi-DE": 6,
     "7 approval gate": 9,
     "8 Pi-DE inbox": 2,
     "9 Web Push": 3,

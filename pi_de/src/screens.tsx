@@ -1,5 +1,5 @@
 // Full-page states before the dashboard can show anything, and the screens loaded on first use.
-import { type ComponentType, type ReactNode, Suspense, lazy, useState } from "react";
+import { type ComponentType, type ReactNode, useEffect, useState } from "react";
 
 /** What a screen whose chunk could not be fetched shows (the hypivisor went away, or it was upgraded and
  * serves other chunk names than this page knows): the rest of the dashboard keeps working. */
@@ -15,15 +15,37 @@ export function LoadFailed() {
 }
 
 /** A component fetched as its own chunk the first time it renders; `fallback` shows meanwhile (a few
- * milliseconds on the hypivisor's own machine), LoadFailed if the fetch fails (until the page reloads). */
+ * milliseconds on the hypivisor's own machine), LoadFailed if the fetch fails (until the page reloads).
+ * Not React.lazy: a Suspense boundary holds resolved content back for up to 300 ms after its fallback
+ * showed (React's reveal throttle), which made opening a conversation that much slower. */
 export function onDemand<P extends object>(load: () => Promise<ComponentType<P>>, fallback: ReactNode = null): ComponentType<P> {
-  const Lazy = lazy(() => load().then((c) => ({ default: c }), (): { default: ComponentType<P> } => ({ default: LoadFailed })));
+  let loaded: ComponentType<P> | null = null;
+  let failed = false;
+  let pending: Promise<void> | null = null;
+  const start = () =>
+    (pending ??= load().then(
+      (c) => {
+        loaded = c;
+      },
+      () => {
+        failed = true;
+      },
+    ));
   function OnDemand(props: P) {
-    return (
-      <Suspense fallback={fallback}>
-        <Lazy {...props} />
-      </Suspense>
-    );
+    const [, setSettled] = useState(false);
+    const waiting = !loaded && !failed;
+    if (waiting) void start(); // idempotent: the fetch begins with the first render, not after its commit
+    useEffect(() => {
+      if (!waiting) return;
+      let live = true;
+      void start().then(() => live && setSettled(true));
+      return () => {
+        live = false;
+      };
+    }, [waiting]);
+    const Loaded = loaded;
+    if (Loaded) return <Loaded {...props} />;
+    return failed ? <LoadFailed /> : <>{fallback}</>;
   }
   return OnDemand;
 }
