@@ -251,11 +251,11 @@ def test_installed_wheel_runs_the_whole_chain_with_a_real_pi(wheel, venv_bin, tm
         doctor = run(venv_bin, "pi-socket", "doctor", cwd=tmp_path, timeout=90, **env)
         report = doctor.stdout
         for check in ("pi", "node", "shim", "bridge", "hypivisor", "dashboard"):
-            assert f"ok   {check}:" in report or f"FAIL {check}:" in report, (check, report)
-        assert "ok   shim:" in report and "ok   bridge:" in report and "ok   hypivisor:" in report, report
-        assert "ok   pi:" in report and "ok   node:" in report, report
+            assert f"OK   {check}:" in report or f"FAIL {check}:" in report, (check, report)
+        assert "OK   shim:" in report and "OK   bridge:" in report and "OK   hypivisor:" in report, report
+        assert "OK   pi:" in report and "OK   node:" in report, report
         if bundled_dist(wheel):
-            assert f"ok   dashboard: {site.parent / 'hypivisor' / 'dashboard'} built" in report, report
+            assert f"OK   dashboard: {site.parent / 'hypivisor' / 'dashboard'} built" in report, report
             assert doctor.returncode == 0, report
 
         # (doctor's failure reports are covered by integration_tests/test_pi_install.py)

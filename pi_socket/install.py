@@ -252,6 +252,11 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    warn: bool = False  # ok, but worth doing something about (never fails the doctor)
+
+    @property
+    def label(self) -> str:
+        return "FAIL" if not self.ok else ("WARN" if self.warn else "OK  ")
 
 
 def _bridge_starts(python: str, pythonpath: str, timeout: float = 15.0) -> tuple[bool, str]:
@@ -417,7 +422,8 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
         )
     )
     url = os.environ.get("HYPIVISOR_WS", "ws://localhost:31415/ws")
-    if url.strip().lower() in ("off", "none", "0", ""):
+    off = url.strip().lower() in ("off", "none", "0", "")
+    if off:
         checks.append(Check("hypivisor", True, "registration disabled (HYPIVISOR_WS=off)"))
     else:
         ok, detail = asyncio.run(_hypivisor_answers(url, _token_for(url)))
@@ -437,8 +443,16 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
             "" if built else "build it: `make dashboard` (or `cd pi_de && npm ci && npm run build`)",
         )
     )
-    for c in checks:
-        out(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}" + ("" if c.ok else f"\n     fix: {c.fix}"))
+    from pi_socket.machine.doctor import machine_findings  # this machine's service (specs/machines.md)
+
+    token = None if off else _token_for(url)
+    where = "HYPI_TOKEN" if os.environ.get("HYPI_TOKEN") else "the token file"
+    for f in machine_findings(os.environ, None if off else url, token, where, pv):
+        checks.append(Check(f.name, f.level != "fail", f.detail, f.fix, warn=f.level == "warn"))
+    for c in checks:  # one line each: OK / WARN / FAIL, the detail, and what to do
+        out(f"{c.label} {c.name}: {c.detail}" + (f"; fix: {c.fix}" if c.fix and (c.warn or not c.ok) else ""))
     failed = [c.name for c in checks if not c.ok]
-    out("all checks passed" if not failed else f"{len(failed)} check(s) failed: {', '.join(failed)}")
+    warned = [c.name for c in checks if c.ok and c.warn]
+    tail = f" ({len(warned)} warning(s): {', '.join(warned)})" if warned else ""
+    out(("all checks passed" if not failed else f"{len(failed)} check(s) failed: {', '.join(failed)}") + tail)
     return 1 if failed else 0
