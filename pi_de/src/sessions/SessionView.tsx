@@ -1,13 +1,15 @@
 // One past session, read-only (#/session/<id>, specs/sessions.md): the conversation drawn by the live agent's
 // components (MessageList, no composer), paged back like live history, opened at a search hit's entry when the
 // URL names one. "Continue in a new pi" resumes it (resume_session); when a live agent writes the file already,
-// the choice is to open that agent or fork the session into a new pi.
+// the choice is to open that agent or fork the session into a new pi. Its tree is navigable: at each point where
+// branches split (pi's /tree), every branch can be shown; a fork links to the session it was forked from, and a
+// session to its forks.
 import { useCallback, useEffect, useRef, useState } from "react";
 import type { ReadSessionResult, ResumeSessionResult } from "../protocol/types";
 import { MessageList } from "../chat/MessageList";
 import { SafeText } from "../ui/SafeText";
 import { folderName } from "../model/rosterReducer";
-import { applyPage, type PastView } from "./sessions";
+import { applyPage, branchLabel, sessionHref, type PastView } from "./sessions";
 import "./sessions.css";
 
 type Request = <T>(method: string, params?: Record<string, unknown>, timeoutMs?: number) => Promise<T>;
@@ -31,6 +33,8 @@ export function SessionView({ request, connected, id, machine, entry, onBack, on
   const [error, setError] = useState<string | null>(null);
   const [resuming, setResuming] = useState(false);
   const [live, setLive] = useState<string | null>(null);
+  /** The branch chosen at a branch point (its leaf); null: the branch the URL opens (a hit's, else pi's). */
+  const [leaf, setLeaf] = useState<string | null>(null);
   const pastRef = useRef(past);
   pastRef.current = past;
   const base = useCallback(() => {
@@ -43,7 +47,8 @@ export function SessionView({ request, connected, id, machine, entry, onBack, on
     if (!connected) return;
     let on = true;
     const params = base();
-    if (entry) params.entry_id = entry;
+    if (leaf) params.leaf_id = leaf;
+    else if (entry) params.entry_id = entry;
     request<ReadSessionResult>("read_session", params, 60_000).then(
       (r) => {
         if (!on) return;
@@ -56,7 +61,7 @@ export function SessionView({ request, connected, id, machine, entry, onBack, on
     return () => {
       on = false;
     };
-  }, [connected, base, entry, request]);
+  }, [connected, base, entry, leaf, request]);
 
   const more = useCallback(
     (kind: "older" | "newer") => {
@@ -138,6 +143,7 @@ export function SessionView({ request, connected, id, machine, entry, onBack, on
             </button>
           </div>
         )}
+        {meta && <SessionNav meta={meta} onBranch={setLeaf} />}
         {error && (
           <div className="banner error" role="alert">
             <SafeText text={error} />
@@ -155,5 +161,56 @@ export function SessionView({ request, connected, id, machine, entry, onBack, on
         )}
       </section>
     </div>
+  );
+}
+
+/** The session's place in its tree: the session it was forked from, its forks, and at each branch point of the
+ *  shown branch every branch (the shown one marked). Choosing a branch shows it from its end. */
+function SessionNav({ meta, onBranch }: { meta: ReadSessionResult; onBranch(leafId: string): void }) {
+  const forks = meta.forks ?? [];
+  const branches = meta.branches ?? [];
+  if (!meta.parent && !forks.length && !branches.length) return null;
+  return (
+    <nav className="session-nav" aria-label="Session tree" data-testid="session-nav">
+      {meta.parent && (
+        <div className="session-nav-row" data-testid="session-parent">
+          <span className="muted">Forked from </span>
+          {meta.parent.id ? (
+            <a href={sessionHref(String(meta.parent.id), meta.machine)}>the parent session</a>
+          ) : (
+            <span className="muted">a session not found on this machine</span>
+          )}
+        </div>
+      )}
+      {forks.length > 0 && (
+        <div className="session-nav-row" data-testid="session-forks">
+          <span className="muted">Forks: </span>
+          {forks.map((f, i) => (
+            <a key={String(f.id)} href={sessionHref(String(f.id), meta.machine)} className="session-fork-link">
+              <SafeText text={typeof f.name === "string" && f.name ? f.name : `fork ${i + 1}`} />
+            </a>
+          ))}
+        </div>
+      )}
+      {branches.map((p) => (
+        <div key={p.entry_id} className="session-nav-row branch-point" data-testid="branch-point" data-at={p.at}>
+          <span className="muted">{branchLabel(p.at)}, {p.options.length} branches: </span>
+          {p.options.map((o, i) => (
+            <button
+              key={o.entry_id}
+              type="button"
+              className={`btn branch-option${o.current ? " current" : ""}`}
+              aria-pressed={o.current}
+              data-testid="branch-option"
+              data-leaf-id={o.leaf_id}
+              onClick={() => !o.current && onBranch(o.leaf_id)}
+              title={o.preview ?? undefined}
+            >
+              <SafeText text={`${i + 1}. ${(o.preview ?? "(no text)").slice(0, 60)}`} />
+            </button>
+          ))}
+        </div>
+      ))}
+    </nav>
   );
 }

@@ -28,13 +28,14 @@ describe("the Sessions screen", () => {
   it("loads more with the cursor, and shows the index's progress until the build is done", async () => {
     const reg = registry({
       list_sessions: (p) => (p.before ? { sessions: [s("c", "third")], cursor: null } : { sessions: [s("a", "first"), s("b", "second")], cursor: "CUR", machine: "box", indexing: { files_done: 1, files_total: 4 } }),
+      list_machines: () => ({ machines: [] }),
     });
     render(<SessionsView request={reg.request} connected onSessionEvent={reg.onSessionEvent} onOpen={() => undefined} />);
     await screen.findByText("second");
     expect(screen.getByTestId("index-progress").textContent).toContain("box: 1 of 4 files");
     fireEvent.click(screen.getByTestId("sessions-more"));
     await screen.findByText("third");
-    expect(reg.calls[1]).toEqual(["list_sessions", { limit: 50, before: "CUR" }]);
+    expect(reg.calls.filter(([m]) => m === "list_sessions").at(-1)).toEqual(["list_sessions", { limit: 50, before: "CUR" }]);
     expect(screen.getAllByTestId("session-row")).toHaveLength(3);
     expect(screen.queryByTestId("sessions-more")).toBeNull();
     reg.push({ event: "index_progress", machine: "box", files_done: 4, files_total: 4, done: true });
@@ -44,6 +45,7 @@ describe("the Sessions screen", () => {
   it("shows a search's hits as each machine answers and opens a hit at its entry", async () => {
     const reg = registry({
       list_sessions: () => ({ sessions: [], cursor: null }),
+      list_machines: () => ({ machines: [] }),
       search: () => ({ query_id: "q7", machines: ["a", "b"] }),
     });
     const opened: unknown[] = [];
@@ -58,6 +60,61 @@ describe("the Sessions screen", () => {
     expect(screen.getByTestId("search-results").dataset.done).toBe("true");
     fireEvent.click(screen.getByTestId("search-hit").querySelector("button")!);
     expect(opened).toEqual([{ id: "s9", machine: "b", entry: "e5" }]);
+  });
+});
+
+describe("several machines", () => {
+  const machines = [
+    { name: "hub", online: true, agents: 0, own: true },
+    { name: "alpha", online: true, agents: 0, service: true },
+    { name: "beta", online: false, agents: 0, service: true },
+  ];
+  const on = (machine: string, id: string, prompt: string, modified: number): SessionInfo => ({ ...s(id, prompt), machine, modified });
+
+  it("lists every online machine merged newest first, and pages each machine with its own cursor", async () => {
+    const reg = registry({
+      list_machines: () => ({ machines }),
+      list_sessions: (p) =>
+        p.machine === "alpha"
+          ? p.before
+            ? { sessions: [on("alpha", "a2", "alpha older", 1)], cursor: null, machine: "alpha" }
+            : { sessions: [on("alpha", "a1", "alpha newest", 30)], cursor: "ACUR", machine: "alpha" }
+          : { sessions: [on("hub", "h1", "hub middle", 20)], cursor: null, machine: "hub" },
+    });
+    render(<SessionsView request={reg.request} connected onSessionEvent={reg.onSessionEvent} onOpen={() => undefined} />);
+    await screen.findByText("alpha newest");
+    await screen.findByText("hub middle");
+    expect(screen.getAllByTestId("session-row").map((r) => r.dataset.machine)).toEqual(["alpha", "hub"]);
+    expect(reg.calls.filter(([m, p]) => m === "list_sessions" && p.machine === "beta")).toEqual([]); // offline
+    fireEvent.click(screen.getByTestId("sessions-more"));
+    await screen.findByText("alpha older");
+    const last = reg.calls.filter(([m]) => m === "list_sessions").slice(-1);
+    expect(last).toEqual([["list_sessions", { limit: 50, machine: "alpha", before: "ACUR" }]]); // hub had no more
+    // one machine chosen: only its sessions, and the search asks it alone with the role filter
+    fireEvent.change(screen.getByTestId("sessions-machine"), { target: { value: "hub" } });
+    await screen.findByText("hub middle");
+    expect(screen.queryByText("alpha newest")).toBeNull();
+  });
+
+  it("searches with the role and machine filters; a frame before the answer counts; an unreachable machine says so", async () => {
+    let answer: (v: unknown) => void = () => undefined;
+    const reg = registry({
+      list_machines: () => ({ machines }),
+      list_sessions: () => ({ sessions: [], cursor: null }),
+      search: () => new Promise((r) => (answer = r)),
+    });
+    render(<SessionsView request={reg.request} connected onSessionEvent={reg.onSessionEvent} onOpen={() => undefined} />);
+    await screen.findByTestId("sessions-machine");
+    fireEvent.change(screen.getByTestId("sessions-role"), { target: { value: "tool" } });
+    fireEvent.change(screen.getByTestId("sessions-search"), { target: { value: "fixture" } });
+    fireEvent.submit(screen.getByRole("search"));
+    expect(reg.calls.find(([m]) => m === "search")).toEqual(["search", { query: "fixture", limit: 50, role: "tool" }]);
+    reg.push({ event: "search_results", query_id: "q1", machine: "hub", done: true, hits: [{ id: "s1", machine: "hub", path: "/x", entry_id: "e1", snippet: "fixture output", highlights: [[0, 7]], score: 1, role: "tool" }] });
+    await act(async () => answer({ query_id: "q1", machines: ["hub", "alpha", "beta"] }));
+    expect(screen.getAllByTestId("search-hit").map((h) => h.dataset.role)).toEqual(["tool"]);
+    reg.push({ event: "search_results", query_id: "q1", machine: "beta", done: true, hits: [], error: "machine 'beta' is offline", unavailable: true });
+    expect(screen.getByText(/beta: not reachable: machine 'beta' is offline/)).toBeTruthy();
+    expect(screen.getByText(/waiting for alpha/)).toBeTruthy();
   });
 });
 

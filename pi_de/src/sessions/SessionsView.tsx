@@ -1,14 +1,15 @@
 // The Sessions screen (#/sessions, specs/sessions.md): every past pi session of the machines, newest first, a
-// page at a time ("Load more" with the cursor), a folder filter, the index's progress while it is built, and a
-// search whose results show as each machine answers. Every text from a session file is shown inertly
+// page at a time ("Load more" with the cursor), a machine, folder and role filter, the index's progress while it
+// is built, and a search whose results show as each machine answers. "All machines" lists every online machine
+// (one list_sessions each, merged newest first; a cursor is one machine's) and searches every machine. Every text from a session file is shown inertly
 // (SafeText; a snippet's matches as <mark> around plain text).
 import { useCallback, useEffect, useRef, useState } from "react";
-import type { ListSessionsResult, SearchHit, SearchResult, SessionInfo } from "../protocol/types";
+import type { ListMachinesResult, ListSessionsResult, MachineInfo, SearchHit, SearchResult, SearchResultsEvent, SessionInfo } from "../protocol/types";
 import type { SessionEvent } from "../connection/useHypivisor";
 import { SafeText } from "../ui/SafeText";
 import { displayText } from "../model/displayText";
 import { folderName } from "../model/rosterReducer";
-import { addPage, ago, cost, emptyList, folders, indexProgress, mergedHits, noSearch, progressText, searchDone, searchFrame, searchStarted, snippetPieces, type Indexing } from "./sessions";
+import { addMachinePages, addPage, ago, cost, emptyList, folders, indexProgress, listableMachines, mergedHits, noSearch, progressText, searchDone, searchFrame, searchStarted, snippetPieces, type Indexing } from "./sessions";
 import "./sessions.css";
 
 type Request = <T>(method: string, params?: Record<string, unknown>, timeoutMs?: number) => Promise<T>;
@@ -22,6 +23,13 @@ interface Props {
 }
 
 const PAGE = 50;
+const ROLES: [string, string][] = [
+  ["", "Any role"],
+  ["user", "User"],
+  ["assistant", "Assistant"],
+  ["tool", "Tool output"],
+];
+const EARLY_FRAMES = 100; // search_results frames kept until their search's answer names the query
 
 export function SessionsView({ request, connected, onSessionEvent, onOpen, onBack }: Props) {
   const [list, setList] = useState(emptyList);
@@ -32,32 +40,73 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
   const [indexing, setIndexing] = useState<Indexing>({});
   const [query, setQuery] = useState("");
   const [search, setSearch] = useState(noSearch);
+  const [machines, setMachines] = useState<MachineInfo[]>([]);
+  const [machine, setMachine] = useState("");
+  const [role, setRole] = useState("");
   const gen = useRef(0);
+  const early = useRef<SearchResultsEvent[]>([]);
+
+  useEffect(() => {
+    if (!connected) return;
+    let on = true;
+    // A hypivisor without machines answers METHOD_NOT_FOUND: one machine, no choice.
+    request<ListMachinesResult>("list_machines", {}, 30_000).then(
+      (r) => on && setMachines(r.machines),
+      () => on && setMachines([]),
+    );
+    return () => {
+      on = false;
+    };
+  }, [connected, request]);
+  const listable = listableMachines(machines);
+  const listableKey = listable.join("\u0000");
 
   const load = useCallback(
-    (first: boolean, before: string | null) => {
+    (first: boolean, list: typeof emptyList | null) => {
       const g = ++gen.current;
       setLoading(true);
-      const params: Record<string, unknown> = { limit: PAGE };
-      if (cwd) params.cwd = cwd;
-      if (before) params.before = before;
-      request<ListSessionsResult>("list_sessions", params, 60_000).then(
-        (r) => {
-          if (g !== gen.current) return;
-          setList((l) => addPage(l, r, first));
-          setSeenFolders((f) => folders(f, r.sessions));
-          if (r.indexing && r.machine) setIndexing((i) => ({ ...i, [r.machine!]: r.indexing! }));
-          setError(null);
-          setLoading(false);
-        },
-        (e: Error) => {
-          if (g !== gen.current) return;
-          setError(e.message);
-          setLoading(false);
-        },
-      );
+      const ask = (m: string | null, before: string | null) => {
+        const params: Record<string, unknown> = { limit: PAGE };
+        if (m) params.machine = m;
+        if (cwd) params.cwd = cwd;
+        if (before) params.before = before;
+        return request<ListSessionsResult>("list_sessions", params, 60_000);
+      };
+      const seen = (rs: ListSessionsResult[]) => {
+        setSeenFolders((f) => folders(f, rs.flatMap((r) => r.sessions)));
+        for (const r of rs) if (r.indexing && r.machine) setIndexing((i) => ({ ...i, [r.machine!]: r.indexing! }));
+      };
+      const several = !machine && listableKey.includes("\u0000");
+      if (!several) {
+        ask(machine || null, first ? null : (list?.cursor ?? null)).then(
+          (r) => {
+            if (g !== gen.current) return;
+            setList((l) => addPage(l, r, first));
+            seen([r]);
+            setError(null);
+            setLoading(false);
+          },
+          (e: Error) => {
+            if (g !== gen.current) return;
+            setError(e.message);
+            setLoading(false);
+          },
+        );
+        return;
+      }
+      // every online machine: one page each (the next page: of each machine that has more), merged
+      const names = listableKey.split("\u0000").filter((n) => first || list?.cursors?.[n]);
+      Promise.allSettled(names.map((n) => ask(n, first ? null : (list?.cursors?.[n] ?? null)))).then((results) => {
+        if (g !== gen.current) return;
+        const pages = results.flatMap((r, i) => (r.status === "fulfilled" ? [{ ...r.value, machine: names[i] }] : []));
+        const failed = results.flatMap((r, i) => (r.status === "rejected" ? [`${names[i]}: ${(r.reason as Error)?.message ?? r.reason}`] : []));
+        setList((l) => addMachinePages(l, pages, first));
+        seen(pages);
+        setError(failed.length ? failed.join(" · ") : null);
+        setLoading(false);
+      });
     },
-    [request, cwd],
+    [request, cwd, machine, listableKey],
   );
 
   useEffect(() => {
@@ -73,7 +122,11 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
           setIndexing((i) => indexProgress(i, e));
           // The build finished: what it found is listed now.
           if (e.done && !searchRef.current.queryId) load(true, null);
-        } else setSearch((s) => searchFrame(s, e));
+        } else {
+          // a frame may come before its search's answer: kept (bounded) until the answer names the query
+          if (searchRef.current.query && !searchRef.current.queryId) early.current = [...early.current, e].slice(-EARLY_FRAMES);
+          setSearch((s) => searchFrame(s, e));
+        }
       }),
     [onSessionEvent, load],
   );
@@ -87,13 +140,20 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
       }
       const params: Record<string, unknown> = { query: text, limit: 50 };
       if (cwd) params.cwd = cwd;
+      if (machine) params.machine = machine;
+      if (role) params.role = role;
+      early.current = [];
       setSearch({ ...noSearch, query: text });
       request<SearchResult>("search", params, 30_000).then(
-        (r) => setSearch((s) => (s.query === text && !s.queryId ? searchStarted(text, r.query_id, r.machines ?? []) : s)),
+        (r) => {
+          const before = early.current.filter((f) => f.query_id === r.query_id);
+          early.current = [];
+          setSearch((s) => (s.query === text && !s.queryId ? searchStarted(text, r.query_id, r.machines ?? [], before) : s));
+        },
         (e: Error) => setSearch((s) => (s.query === text ? { ...s, error: e.message } : s)),
       );
     },
-    [request, cwd],
+    [request, cwd, machine, role],
   );
 
   const progress = progressText(indexing);
@@ -134,6 +194,29 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
             Clear
           </button>
         )}
+        {listable.length > 1 && (
+          <label className="field-inline">
+            <span>Machine</span>
+            <select aria-label="Machine" value={machine} onChange={(e) => setMachine(e.target.value)} data-testid="sessions-machine">
+              <option value="">All machines</option>
+              {listable.map((m) => (
+                <option key={m} value={m}>
+                  {m}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
+        <label className="field-inline">
+          <span>Role</span>
+          <select aria-label="Role" value={role} onChange={(e) => setRole(e.target.value)} data-testid="sessions-role">
+            {ROLES.map(([v, label]) => (
+              <option key={v} value={v}>
+                {label}
+              </option>
+            ))}
+          </select>
+        </label>
         <label className="field-inline">
           <span>Folder</span>
           <select aria-label="Folder" value={cwd} onChange={(e) => setCwd(e.target.value)} data-testid="sessions-folder">
@@ -162,13 +245,13 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
         <>
           <ul className="sessions-list" data-testid="sessions-list">
             {list.sessions.map((s) => (
-              <SessionRow key={`${s.machine}/${s.id}`} s={s} now={now} onOpen={() => onOpen({ id: s.id, machine: s.machine })} />
+              <SessionRow key={`${s.machine}/${s.id}`} s={s} now={now} onOpen={() => onOpen({ id: s.id, machine: s.machine })} showMachine={listable.length > 1} />
             ))}
           </ul>
           {list.loaded && !list.sessions.length && <div className="muted sessions-empty">No sessions{cwd ? " in this folder" : ""} yet.</div>}
           {!list.loaded && loading && <div className="muted sessions-empty">Loading sessions…</div>}
           {list.cursor && (
-            <button type="button" className="btn sessions-more" onClick={() => load(false, list.cursor)} disabled={loading} data-testid="sessions-more">
+            <button type="button" className="btn sessions-more" onClick={() => load(false, list)} disabled={loading} data-testid="sessions-more">
               {loading ? "Loading…" : "Load more"}
             </button>
           )}
@@ -178,9 +261,9 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
   );
 }
 
-function SessionRow({ s, now, onOpen }: { s: SessionInfo; now: number; onOpen(): void }) {
+function SessionRow({ s, now, onOpen, showMachine }: { s: SessionInfo; now: number; onOpen(): void; showMachine: boolean }) {
   return (
-    <li className="session-row" data-testid="session-row" data-session-id={s.id}>
+    <li className="session-row" data-testid="session-row" data-session-id={s.id} data-machine={s.machine}>
       <button type="button" className="session-open" onClick={onOpen}>
         <span className="session-title">
           <SafeText text={s.name || folderName(s.cwd ?? "")} />
@@ -190,7 +273,7 @@ function SessionRow({ s, now, onOpen }: { s: SessionInfo; now: number; onOpen():
           <SafeText text={s.first_prompt || "(no prompt)"} />
         </span>
         <span className="session-meta muted">
-          <SafeText text={s.cwd ?? ""} />
+          <SafeText text={showMachine ? `${s.machine} · ${s.cwd ?? ""}` : (s.cwd ?? "")} />
           {" · "}
           {s.message_count ?? 0} message{s.message_count === 1 ? "" : "s"}
           {s.model && (
@@ -236,7 +319,7 @@ function SearchResults({ search, hits, now, onOpen }: { search: typeof noSearch;
       ))}
       <ul className="sessions-list">
         {hits.map((h) => (
-          <li key={`${h.machine}/${h.id}/${h.entry_id}`} className="session-row search-hit" data-testid="search-hit">
+          <li key={`${h.machine}/${h.id}/${h.entry_id}`} className="session-row search-hit" data-testid="search-hit" data-machine={h.machine} data-role={h.role ?? ""}>
             <button type="button" className="session-open" onClick={() => onOpen({ id: h.id, machine: h.machine, entry: h.entry_id })}>
               <span className="session-title">
                 <SafeText text={h.name || folderName(h.cwd ?? "")} />

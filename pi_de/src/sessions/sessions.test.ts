@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ReadSessionResult, SearchHit, SessionInfo } from "../protocol/types";
-import { addPage, ago, applyPage, emptyList, folders, indexProgress, mergedHits, noSearch, progressText, searchDone, searchFrame, searchStarted, snippetPieces } from "./sessions";
+import { addMachinePages, addPage, ago, applyPage, emptyList, folders, indexProgress, listableMachines, mergedHits, noSearch, progressText, searchDone, searchFrame, searchStarted, sessionHref, snippetPieces } from "./sessions";
 
 const s = (id: string, extra: Partial<SessionInfo> = {}): SessionInfo => ({ id, machine: "box", path: `/p/${id}.jsonl`, ...extra });
 const hit = (id: string, score: number, machine = "box"): SearchHit => ({ id, machine, path: `/p/${id}`, entry_id: `e-${id}`, snippet: id, score });
@@ -134,5 +134,50 @@ describe("ago", () => {
     expect(ago(1000, 1000_000 + 30_000)).toBe("just now");
     expect(ago(0, 5)).toBe("");
     expect(ago(1000, (1000 + 7200) * 1000)).toBe("2 h ago");
+  });
+});
+
+describe("several machines", () => {
+  it("lists the own machine first, then online machine services (not offline ones, not agent-only ones)", () => {
+    expect(
+      listableMachines([
+        { name: "zed", online: true, agents: 0, service: true },
+        { name: "beta", online: false, agents: 0, service: false },
+        { name: "agents-only", online: true, agents: 2, service: false },
+        { name: "hub", online: true, agents: 0, own: true },
+        { name: "alpha", online: true, agents: 0, service: true },
+      ]),
+    ).toEqual(["hub", "alpha", "zed"]);
+  });
+
+  it("merges machines' pages newest first and keeps each machine's cursor", () => {
+    const at = (machine: string, id: string, modified: number) => s(id, { machine, modified });
+    let l = addMachinePages(emptyList, [
+      { machine: "a", sessions: [at("a", "a1", 5), at("a", "a2", 1)], cursor: "A" },
+      { machine: "b", sessions: [at("b", "b1", 3)], cursor: null },
+    ], true);
+    expect(l.sessions.map((x) => x.id)).toEqual(["a1", "b1", "a2"]);
+    expect(l.cursors).toEqual({ a: "A", b: null });
+    expect(l.cursor).toBe("A");
+    l = addMachinePages(l, [{ machine: "a", sessions: [at("a", "a3", 0)], cursor: null }], false);
+    expect(l.sessions.map((x) => x.id)).toEqual(["a1", "b1", "a2", "a3"]);
+    expect(l.cursor).toBeNull();
+  });
+
+  it("takes frames that came before the search's answer, and marks an unreachable machine", () => {
+    const early = [
+      { event: "search_results" as const, query_id: "q1", machine: "a", hits: [hit("a1", 1, "a")], done: true },
+      { event: "search_results" as const, query_id: "q0", machine: "a", hits: [hit("old", 9, "a")], done: true },
+    ];
+    let st = searchStarted("x", "q1", ["a", "b"], early);
+    expect(mergedHits(st).map((h) => h.id)).toEqual(["a1"]);
+    st = searchFrame(st, { event: "search_results", query_id: "q1", machine: "b", hits: [], done: true, error: "machine 'b' is offline", unavailable: true });
+    expect(st.machines.b.error).toBe("not reachable: machine 'b' is offline");
+    expect(searchDone(st)).toBe(true);
+  });
+
+  it("links a session on its machine", () => {
+    expect(sessionHref("abc", "alpha beta")).toBe("#/session/abc?machine=alpha+beta");
+    expect(sessionHref("abc", null)).toBe("#/session/abc");
   });
 });

@@ -1,19 +1,42 @@
 // Past sessions (specs/sessions.md), the pure parts: the list as pages arrive, one search's results as each
 // machine answers, a snippet cut into plain and marked pieces, the index's progress. No I/O.
-import type { IndexProgressEvent, ReadSessionResult, SearchHit, SearchResultsEvent, SessionInfo } from "../protocol/types";
+import type { IndexProgressEvent, MachineInfo, ReadSessionResult, SearchHit, SearchResultsEvent, SessionInfo } from "../protocol/types";
 import type { ChatMessage } from "../protocol/pi";
 import { initialAgentView, type AgentView } from "../model/agentReducer";
+import { routeHash } from "../routing/route";
 
 // ---- the list: pages of list_sessions, newest first -------------------------------------------------------
 
 export interface SessionList {
   sessions: SessionInfo[];
-  /** Pass as `before` for the next page; null once the last page is in. */
+  /** Pass as `before` for the next page; null once the last page is in (of every machine listed). */
   cursor: string | null;
   loaded: boolean;
+  /** Each machine's own cursor when several machines are listed together (a cursor is one machine's). */
+  cursors?: Record<string, string | null>;
 }
 
 export const emptyList: SessionList = { sessions: [], cursor: null, loaded: false };
+
+/** The machines whose sessions can be listed: the hypivisor's own first, then every machine whose service is
+ *  online (an offline machine cannot answer; a machine known only from its agents has no service). */
+export function listableMachines(machines: MachineInfo[]): string[] {
+  const own = machines.filter((m) => m.own).map((m) => m.name);
+  const others = machines.filter((m) => !m.own && m.online && m.service).map((m) => m.name).sort();
+  return [...own, ...others];
+}
+
+/** Pages of several machines listed together ("All machines"): merged newest first (last activity), each
+ *  machine's cursor kept for its next page. A machine's failed page is left out (its error is shown apart). */
+export function addMachinePages(list: SessionList, pages: { machine: string; sessions: SessionInfo[]; cursor: string | null }[], first: boolean): SessionList {
+  let next = first ? { ...emptyList, cursors: {} as Record<string, string | null> } : { ...list, cursors: { ...(list.cursors ?? {}) } };
+  for (const p of pages) {
+    next = { ...addPage(next, p, false), cursors: { ...next.cursors, [p.machine]: p.cursor } };
+  }
+  const sessions = next.sessions.map((x, i) => [x, i] as const).sort((a, b) => (b[0].modified ?? 0) - (a[0].modified ?? 0) || a[1] - b[1]).map(([x]) => x);
+  const more = Object.values(next.cursors ?? {}).find((c) => c) ?? null;
+  return { sessions, cursor: more, loaded: true, cursors: next.cursors };
+}
 
 /** Appends a page; a session already listed (same machine and id) keeps its place, with the newer facts. */
 export function addPage(list: SessionList, page: { sessions: SessionInfo[]; cursor: string | null }, first: boolean): SessionList {
@@ -53,11 +76,14 @@ export interface SearchState {
 
 export const noSearch: SearchState = { queryId: null, query: "", machines: {}, error: null };
 
-/** The search answer: which machines will send a frame. */
-export function searchStarted(query: string, queryId: string, machines: string[]): SearchState {
+/** The search answer: which machines will send a frame. Frames of this query that came before the answer
+ *  (``early``) are taken now. */
+export function searchStarted(query: string, queryId: string, machines: string[], early: SearchResultsEvent[] = []): SearchState {
   const m: SearchState["machines"] = {};
   for (const name of machines) m[name] = { done: false, hits: [], error: null };
-  return { queryId, query, machines: m, error: null };
+  let s: SearchState = { queryId, query, machines: m, error: null };
+  for (const f of early) s = searchFrame(s, f);
+  return s;
 }
 
 /** A search_results frame: a frame of another query (an older search) is ignored. */
@@ -65,7 +91,8 @@ export function searchFrame(s: SearchState, f: SearchResultsEvent): SearchState 
   if (!s.queryId || f.query_id !== s.queryId) return s;
   const prev = s.machines[f.machine];
   const hits = prev && !prev.done ? [...prev.hits, ...f.hits] : f.hits;
-  return { ...s, machines: { ...s.machines, [f.machine]: { done: !!f.done, hits, error: f.error ?? null } } };
+  const error = f.error ? (f.unavailable ? `not reachable: ${f.error}` : f.error) : null;
+  return { ...s, machines: { ...s.machines, [f.machine]: { done: !!f.done, hits, error } } };
 }
 
 export function searchDone(s: SearchState): boolean {
@@ -178,4 +205,16 @@ export function applyPage(prev: PastView | null, page: ReadSessionResult, kind: 
   }
   if (page.cursor !== prev.end) return { ...prev, loadingNewer: false };
   return { ...prev, view: { ...v, messages: [...v.messages, ...msgs], total: page.total_messages }, end: page.end, hasNewer: !!page.has_newer, loadingNewer: false };
+}
+
+// ---- branches and forks of a past session -----------------------------------------------------------------
+
+/** Where a session view links to another session: the hash route of that session on the same machine. */
+export function sessionHref(id: string, machine: string | null | undefined): string {
+  return routeHash({ screen: "session", id, ...(machine ? { machine } : {}) });
+}
+
+/** One line per branch point of the shown branch: "after message N", and each branch with its preview. */
+export function branchLabel(at: number): string {
+  return at === 0 ? "At the start" : `After message ${at}`;
 }
