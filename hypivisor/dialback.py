@@ -102,12 +102,13 @@ class DialBackBook:
         self._spend(key, "used", entry.node_id)
         return entry
 
-    def cancel(self, nonce: str) -> Pending | None:
-        """The link no longer waits (browser gone, fell back to direct): a later claim is refused as used."""
+    def cancel(self, nonce: str, now: float) -> Pending | None:
+        """The link no longer waits (browser gone, fell back to direct): a later claim is refused, as expired
+        when the nonce's time is up, else as used."""
         key = _key(nonce)
         entry = self._pending.pop(key, None)
         if entry is not None:
-            self._spend(key, "used", entry.node_id)
+            self._spend(key, "expired" if now >= entry.expires_at else "used", entry.node_id)
         return entry
 
     def sweep(self, now: float) -> list[Pending]:

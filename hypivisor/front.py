@@ -206,6 +206,7 @@ class FrontProtocol(asyncio.Protocol):
                         return
                     splice.join(transport, agent.transport, first + bytes(self.buf), early + bytes(agent.buf))
                     agent.buf = bytearray()
+                    log.debug("agent link dialled back", node_id=node_id)
                     return
                 if transport.is_closing():
                     return
@@ -306,7 +307,7 @@ class FrontContext:
             log.warning("no dial-back in time; connecting directly", node_id=node_id, waited_s=self.dialbacks.ttl)
             return None
         finally:
-            self.dialbacks.cancel(nonce)  # no-op once claimed; a late dial-back is refused as used
+            self.dialbacks.cancel(nonce, loop.time())  # no-op once claimed; a late dial-back is refused
 
     def protocol(self) -> FrontProtocol:
         return FrontProtocol(self)

@@ -48,10 +48,14 @@ def test_a_forged_nonce_is_unknown_and_consumes_nothing() -> None:
 def test_a_cancelled_link_refuses_its_late_dial_back() -> None:
     book = DialBackBook()
     nonce = book.issue("n1", 0.0)
-    assert nonce and book.cancel(nonce) is not None
-    assert book.cancel(nonce) is None
-    got = book.claim(nonce, 0.5)
+    assert nonce and book.cancel(nonce, 1.0) is not None
+    assert book.cancel(nonce, 1.0) is None
+    got = book.claim(nonce, 1.5)
     assert isinstance(got, Refused) and got.reason == "used"
+    timed_out = book.issue("n2", 0.0)
+    assert timed_out and book.cancel(timed_out, book.ttl) is not None  # the link gave up at expiry
+    got = book.claim(timed_out, book.ttl + 0.1)
+    assert isinstance(got, Refused) and got.reason == "expired"
 
 
 def test_bounded_pending_and_spent() -> None:
