@@ -247,6 +247,7 @@ class ReqLine(_Out):
         "set_thinking_level",
         "compact",
         "session_command",
+        "quit",
     ]
     text: StrictStr | None = None  # send
     prompt_id: StrictStr | None = None  # send
