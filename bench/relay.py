@@ -1,5 +1,9 @@
 """Target 1: the hypivisor's ``/ws/agent/<id>`` proxy against nginx and a direct connection, same run.
 
+``dialback`` is the same hypivisor proxy over a dialled-back link (specs/machines.md, "Links without inbound
+ports"): a second hypivisor whose node is a toy agent registered with the ``dial_back`` capability and a port
+nothing listens on, so every link is opened by the agent (``bench.toyagent --dialback``) and spliced as usual.
+
 Topology (loopback): load client (this process, CPU0) -> relay (CPU1) -> toy agent (``bench.toyagent``,
 CPU0). ``direct`` connects to the toy agent itself (the floor). The hypivisor is a real
 ``python -m hypivisor`` with the toy agent registered as a node over ``/ws``; nginx is Debian's, started
@@ -43,6 +47,7 @@ from bench.common import (
 from bench.wsmini import connect, connect_many, ts_of, ts_payload
 
 NODE = "bench-agent"
+RELAYS = ("hypivisor", "dialback")  # the hypivisor's proxy: a direct link to the agent's port, and a dialled-back one
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 NGINX_CONF = """worker_processes 1;
 daemon off;
@@ -80,6 +85,7 @@ class Target:
     def __init__(self, name: str, port: int, path: str, proc: subprocess.Popen | None, tmp: str | None = None):
         self.name, self.port, self.path, self.proc, self.tmp = name, port, path, proc, tmp
         self.reg = None  # the registration connection that keeps the hypivisor node active
+        self.agent: subprocess.Popen | None = None  # dialback: the toy agent that registers and dials back
 
     def pids(self) -> list[int]:
         if self.proc is None:
@@ -100,13 +106,14 @@ class Target:
                 await asyncio.wait_for(self.reg.close(), 2)
             except Exception:  # noqa: BLE001 - teardown continues
                 pass
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        for proc in (self.agent, self.proc):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -160,7 +167,45 @@ async def start_target(name: str, agent_port: int) -> Target:
             await target.stop()
             raise
         return target
+    if name == "dialback":
+        proc = start_hypivisor(port, Path(tmp))
+        target = Target(name, port, f"/ws/agent/{NODE}", proc, tmp)
+        try:
+            wait_port(port, proc=proc)
+            pin(proc.pid, 1)
+            own_port = free_port()
+            target.agent = subprocess.Popen(
+                [sys.executable, "-m", "bench.toyagent", "--port", str(own_port), "--node", NODE,
+                 "--dialback", f"ws://127.0.0.1:{port}/ws", "--advertise", str(free_port())],
+                cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+            )  # fmt: skip
+            wait_port(own_port, proc=target.agent)
+            pin(target.agent.pid, 0)
+            await wait_registered(port)
+        except Exception:
+            await target.stop()
+            raise
+        return target
     raise ValueError(name)
+
+
+async def wait_registered(port: int, timeout: float = 10.0) -> None:
+    """Until the dial-back agent is on the hypivisor's roster (it registers from its own process)."""
+    import websockets
+
+    deadline = time.monotonic() + timeout
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10) as ws:
+        while time.monotonic() < deadline:
+            await ws.send(json.dumps({"id": "n", "method": "list_nodes", "params": {}}))
+            while True:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if msg.get("id") == "n":
+                    break
+            if any(n["id"] == NODE and n["status"] == "active" for n in msg["result"]["nodes"]):
+                return
+            await asyncio.sleep(0.1)
+    raise TimeoutError("the dial-back toy agent did not register")
 
 
 class RelayBench:
@@ -265,7 +310,7 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
-    names = ["direct", "nginx", "hypivisor"]
+    names = ["direct", "nginx", "hypivisor", "dialback"]
     per_rep: list[dict[tuple[str, str], float]] = []
     measures = (
         ("small", lambda t: b.throughput(t, 200)),
@@ -278,7 +323,7 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
         wait_port(agent_port, proc=agent)
         pin(agent.pid, 0)
         for rep in range(reps):
-            order = names[rep % 3 :] + names[: rep % 3]
+            order = names[rep % len(names) :] + names[: rep % len(names)]
             targets: dict[str, Target] = {}
             got: dict[tuple[str, str], float] = {}
             per_rep.append(got)
@@ -332,13 +377,13 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
                 "msg/s",
                 "nginx",
                 m("nginx", "small.msg_s"),
-                ">= 0.9x nginx" if name == "hypivisor" else "",
+                ">= 0.9x nginx" if name in RELAYS else "",
                 reps=reps,
                 paired_ratio=paired(name, "small.msg_s"),
                 note=spread(name, "small.msg_s"),
             )
         )
-    for name in ("nginx", "hypivisor"):
+    for name in ("nginx", *RELAYS):
         rows.append(
             Row(
                 sec,
@@ -347,7 +392,7 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
                 "µs/msg",
                 "nginx",
                 m("nginx", "streams.cpu_us_msg"),
-                "<= 1.1x nginx" if name == "hypivisor" else "",
+                "<= 1.1x nginx" if name in RELAYS else "",
                 reps=reps,
                 paired_ratio=paired(name, "streams.cpu_us_msg"),
                 note="; ".join(
@@ -369,7 +414,7 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
                 "MB/s",
                 "nginx",
                 m("nginx", "big.MB_s"),
-                ">= 0.9x nginx" if name == "hypivisor" else "",
+                ">= 0.9x nginx" if name in RELAYS else "",
                 reps=reps,
                 paired_ratio=paired(name, "big.MB_s"),
                 note=spread(name, "big.MB_s"),
@@ -400,7 +445,7 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
                 paired_ratio=paired(name, "rtt.p99_us"),
             )
         )
-    for name in ("nginx", "hypivisor"):
+    for name in ("nginx", *RELAYS):
         rows.append(
             Row(
                 sec,
@@ -409,7 +454,7 @@ async def _run(smoke: bool, reps: int, log=print) -> list[Row]:
                 "KB",
                 "nginx",
                 m("nginx", "idle.kb_conn"),
-                "<= 5 KB" if name == "hypivisor" else "",
+                "<= 5 KB" if name in RELAYS else "",
                 reps=reps,
                 paired_ratio=paired(name, "idle.kb_conn"),
             )

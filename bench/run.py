@@ -1,7 +1,7 @@
 """``python -m bench.run [--smoke] [--only SECTION,...] [--reps N]``: run the benchmark suite, print one table.
 
 Sections (each compares figures measured side by side in this run; medians of repetitions):
-  relay     1  /ws/agent/<id> through the hypivisor vs nginx vs direct
+  relay     1  /ws/agent/<id> through the hypivisor (direct and dial-back links) vs nginx vs direct
   stream    2  wire bytes and bridge CPU per streamed token (real pi on the fake LLM)
   overhead  3  the same scripted pi run with and without the pi-socket shim
   registry  4  1,000 agents + 50 dashboards; list_directories vs list_nodes; 10,000 agents vs 1,000
@@ -50,7 +50,7 @@ SECTIONS = [
 ]
 # rows each section must produce (integration_tests/test_bench_smoke.py checks them)
 EXPECTED_ROWS = {
-    "1 proxy": 16,
+    "1 proxy": 22,
     "2 streaming": 6,
     "3 overhead on pi": 7,
     "4 registry": 13,

@@ -7,6 +7,11 @@ Text frames starting with ``!`` are commands, anything else is echoed:
 * ``!stop``: stop this connection's tasks.
 
 Every task ends by itself (count and time bounds); run with ``python -m bench.toyagent --port N``.
+
+``--dialback URL --node ID --advertise PORT``: also register ID with the hypivisor at URL with the ``dial_back``
+capability and a port nothing listens on (so every proxied link must be dialled back: a failed dial-back is an
+error, never a silent direct connection), and serve each dialled-back connection with the same protocol, through
+the bridge's own dial-back code (``pi_socket/bridge/dialback.py``).
 """
 
 from __future__ import annotations
@@ -111,15 +116,53 @@ class Agent(asyncio.Protocol):
                 self.t.write(frame(ts_payload(size, i)))
 
 
-async def main(port: int) -> None:
+def adopt(transport: asyncio.Transport, early: bytes) -> None:
+    """A dialled-back connection becomes an agent connection, as an accepted one would."""
+    agent = Agent()
+    transport.set_protocol(agent)
+    agent.connection_made(transport)
+    if early:
+        agent.data_received(early)
+
+
+async def dial_backs(url: str, node: str, advertise: int) -> None:
+    """Stay registered at ``url`` as ``node`` and dial back every link asked for (bounded: one process's life)."""
+    import json
+
+    import websockets
+
+    from pi_socket.bridge.dialback import dial
+
+    tasks: set[asyncio.Task] = set()
+    async with websockets.connect(url, open_timeout=10, max_size=None) as ws:
+        params = {"id": node, "machine": "bench", "cwd": "/", "port": advertise, "host": "127.0.0.1",
+                  "capabilities": ["dial_back"]}  # fmt: skip
+        await ws.send(json.dumps({"id": 1, "method": "register", "params": params}))
+        async for raw in ws:
+            msg = json.loads(raw)
+            if msg.get("id") == 1 and "result" not in msg:
+                raise SystemExit(f"register refused: {msg}")
+            if msg.get("event") == "dial_back":
+                task = asyncio.get_running_loop().create_task(dial(url, None, msg["nonce"], adopt))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+
+
+async def main(port: int, dialback: str | None = None, node: str = "", advertise: int = 0) -> None:
     server = await asyncio.get_running_loop().create_server(Agent, "127.0.0.1", port, backlog=4096)
     async with server:
-        await server.serve_forever()
+        if dialback:
+            await dial_backs(dialback, node, advertise)
+        else:
+            await server.serve_forever()
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--dialback", help="the hypivisor's registry URL: register and serve dial-backs")
+    ap.add_argument("--node", default="bench-agent")
+    ap.add_argument("--advertise", type=int, default=9, help="the port to register (nothing listens there)")
     raise_nofile()
     try:
         import uvloop
@@ -127,4 +170,5 @@ if __name__ == "__main__":
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(main(ap.parse_args().port))
+    a = ap.parse_args()
+    asyncio.run(main(a.port, a.dialback, a.node, a.advertise))
