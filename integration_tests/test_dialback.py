@@ -305,3 +305,32 @@ def test_pide_drives_an_agent_over_a_dial_back(dash_hv, start_pi, page_factory):
         lambda: any(r.get("msg") == "agent link dialled back" for r in hv_log(dash_hv)), 5, "the dial-back log line"
     )
     assert not [r for r in hv_log(dash_hv) if r.get("msg") == "agent unreachable"]
+
+
+# ------------------------------------------------------------------ wss: the dial-back is TLS too
+async def test_a_bridge_registered_over_wss_dials_back_over_tls(tmp_path, hypivisor_factory):
+    from integration_tests.test_hypivisor_tls import self_signed
+
+    cert, key = self_signed(tmp_path)
+    hv = hypivisor_factory(token=TOKEN, args=["--tls-cert", str(cert), "--tls-key", str(key)])
+    (tmp_path / "b").mkdir()
+    bridge = FakeShim(
+        tmp_path / "b",
+        node_id="tls-bridge",
+        env={
+            "HYPIVISOR_WS": f"wss://127.0.0.1:{hv.dashboard_port}/ws",
+            "HYPI_TOKEN": TOKEN,
+            "SSL_CERT_FILE": str(cert),  # the bridge trusts this self-signed hypivisor, as a user's CA store would
+            "PI_SOCKET_ADVERTISE_PORT": str(closed_port()),
+        },
+    )
+    await bridge.start()
+    try:
+        await node_of(hv, "tls-bridge")
+        async with websockets.connect(hv.agent_url("tls-bridge"), additional_headers=hv.auth_headers) as ws:
+            init = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert init["type"] == "init_state" and init["node"]["id"] == "tls-bridge"
+        await asyncio.sleep(0.3)
+        assert any(r.get("msg") == "agent link dialled back" for r in hv_log(hv))
+    finally:
+        await bridge.stop()
