@@ -147,6 +147,5 @@ def nonce_of(path: str) -> str | None:
 
 def switching_response() -> bytes:
     """The hypivisor's answer to an accepted dial-back: the connection now carries the browser's agent link."""
-    return (
-        f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {UPGRADE_TOKEN}\r\nConnection: Upgrade\r\n\r\n"
-    ).encode("ascii")
+    head = f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {UPGRADE_TOKEN}\r\nConnection: Upgrade\r\n\r\n"
+    return head.encode("ascii")

@@ -220,7 +220,6 @@ class FrontProtocol(asyncio.Protocol):
             oplog.log_boundary_error("hypivisor.proxy", exc, node_id=node_id)
             transport.abort()
 
-
     def _dialled_back(self, head: httphead.RequestHead, nonce: str, rest: bytes) -> None:
         """A bridge's dial-back: checked like every endpoint (Origin, token), then the nonce (once, in time)."""
         ctx = self.ctx
@@ -233,7 +232,11 @@ class FrontProtocol(asyncio.Protocol):
             self._reply(decision.status, 1001 if decision.status == 401 else 1002, decision.message)
             return
         upgrade = (head.get("upgrade") or "").lower()
-        if head.method != "GET" or dialback.UPGRADE_TOKEN not in upgrade or "upgrade" not in (head.get("connection") or "").lower():
+        if (
+            head.method != "GET"
+            or dialback.UPGRADE_TOKEN not in upgrade
+            or "upgrade" not in (head.get("connection") or "").lower()
+        ):
             self._reply(400, -32600, f"/ws/dialback/<nonce> only accepts GET with Upgrade: {dialback.UPGRADE_TOKEN}")
             return
         if not nonce:

@@ -74,9 +74,7 @@ def test_an_agent_whose_port_cannot_be_reached_is_driven_through_dial_back(
     c.send({"type": "prompt", "id": "p1", "text": "stream over the dial-back"})
     c.wait_for(lambda f: f["type"] == "ack" and f.get("id") == "p1")
     c.wait_for(lambda f: f["type"] == "message_update")
-    end = c.wait_for(
-        lambda f: f["type"] == "message_end" and f["message"]["role"] == "assistant", timeout=30
-    )
+    end = c.wait_for(lambda f: f["type"] == "message_end" and f["message"]["role"] == "assistant", timeout=30)
     assert text.split()[-1] in json.dumps(end["message"])
     # history over the same kind of link: a second connection, paged
     c2 = agent_client(hv.agent_url(pi.node_id), headers=hv.auth_headers)
@@ -277,7 +275,9 @@ async def test_a_bridge_without_the_capability_is_still_proxied_directly(tmp_pat
         await asyncio.sleep(0.3)
         dialled = {r.get("node_id") for r in hv_log(hv) if r.get("msg") == "agent link dialled back"}
         assert dialled == {"new-bridge"}  # the old one was dialled at its port, with nothing asked of it
-        assert not [r for r in hv_log(hv) if r.get("msg") in ("agent unreachable", "no dial-back in time; connecting directly")]
+        assert not [
+            r for r in hv_log(hv) if r.get("msg") in ("agent unreachable", "no dial-back in time; connecting directly")
+        ]
     finally:
         await old.stop()
         await new.stop()

@@ -55,11 +55,18 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         return default
 
 
+def _port(env: Mapping[str, str], key: str) -> int | None:
+    """A TCP port setting, or None when unset or out of range."""
+    value = _int(env, key, 0)
+    return value if 0 < value < 65536 else None
+
+
 @dataclass(frozen=True)
 class BridgeConfig:
     port: int = DEFAULT_PORT
     preferred_port: int | None = None
-    advertise_port: int | None = None  # PI_SOCKET_ADVERTISE_PORT: the port register names (a published port), else the bound one
+    # PI_SOCKET_ADVERTISE_PORT: the port register names when it is not the bound one (a published port)
+    advertise_port: int | None = None
     host: str = DEFAULT_HOST
     hypivisor_ws: str = DEFAULT_HYPIVISOR_WS
     token: str | None = None
@@ -95,7 +102,7 @@ class BridgeConfig:
         return cls(
             port=_int(env, "PI_SOCKET_PORT", DEFAULT_PORT),
             preferred_port=preferred,
-            advertise_port=_int(env, "PI_SOCKET_ADVERTISE_PORT", 0) if 0 < _int(env, "PI_SOCKET_ADVERTISE_PORT", 0) < 65536 else None,
+            advertise_port=_port(env, "PI_SOCKET_ADVERTISE_PORT"),
             host=env.get("PI_SOCKET_HOST", "").strip() or DEFAULT_HOST,
             hypivisor_ws=registry_url,
             token=env.get("HYPI_TOKEN") or None,

@@ -203,7 +203,9 @@ class HypivisorClient:
         self._poke.clear()
         params = self.register_params()
         if self.adopt is None and params.capabilities and dialback.CAPABILITY in params.capabilities:
-            params = params.model_copy(update={"capabilities": [c for c in params.capabilities if c != dialback.CAPABILITY]})
+            params = params.model_copy(
+                update={"capabilities": [c for c in params.capabilities if c != dialback.CAPABILITY]}
+            )
         if self.node_secret:
             params = params.model_copy(update={"node_secret": self.node_secret})
         try:

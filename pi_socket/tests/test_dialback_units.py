@@ -50,7 +50,9 @@ def test_reading_the_answer() -> None:
     ok = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: hypi-dialback\r\nConnection: Upgrade\r\n\r\nGET / HTTP/1.1\r\n"
     answer = dialback.read_answer(ok)
     assert answer is not None and answer.status == 101 and ok[answer.end :] == b"GET / HTTP/1.1\r\n"
-    refused = b'HTTP/1.1 410 Gone\r\nConnection: close\r\n\r\n{"error":{"code":1006,"message":"dial-back nonce expired"}}'
+    refused = (
+        b'HTTP/1.1 410 Gone\r\nConnection: close\r\n\r\n{"error":{"code":1006,"message":"dial-back nonce expired"}}'
+    )
     answer = dialback.read_answer(refused)
     assert answer is not None and answer.status == 410 and answer.message == "dial-back nonce expired"
     for bad in (b"SSH-2.0\r\n\r\n", b"HTTP/1.1 abc\r\n\r\n", b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\n\r\n"):
