@@ -142,7 +142,9 @@ class Spawner:
         except BaseException:  # cancelled (the caller went away) or a bug: nothing this spawn started stays
             await _run([tmux, "kill-session", "-t", target])
             raise
-        await _run([tmux, "set-option", "-t", target, "remain-on-exit", "off"])
+        # registered: from now on pi's exit (a Stop, /quit) ends the tmux session. "=name:" is the session's window:
+        # remain-on-exit is a window option, and a bare "=name" target names no window (the call would fail)
+        await _run([tmux, "set-option", "-t", f"{target}:", "remain-on-exit", "off"])
         return node, session
 
     async def _tmux_output(self, tmux: str, target: str) -> str:

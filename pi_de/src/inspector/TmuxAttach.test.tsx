@@ -27,8 +27,7 @@ describe("tmux attach", () => {
     const writeText = vi.fn(() => Promise.resolve());
     Object.defineProperty(navigator, "clipboard", { value: { writeText }, configurable: true });
     render(<Inspector view={view} tmuxSession="pi-webshop-1a2b3c" machine="buildbox" />);
-    const field = screen.getByRole("textbox", { name: "tmux attach command" }) as HTMLInputElement;
-    expect(field.value).toBe("tmux attach -t pi-webshop-1a2b3c");
+    expect(screen.getByTestId("tmux-cmd").textContent).toBe("tmux attach -t pi-webshop-1a2b3c");
     expect(screen.getByTestId("tmux-where").textContent).toContain("on buildbox");
     await act(async () => void fireEvent.click(screen.getByRole("button", { name: "Copy the tmux attach command" })));
     expect(writeText).toHaveBeenCalledWith("tmux attach -t pi-webshop-1a2b3c");

@@ -7,7 +7,7 @@ import { attachCommand } from "./attach";
 export function TmuxAttach({ session, machine }: { session: string; machine: string }) {
   const cmd = attachCommand(session);
   const [copied, setCopied] = useState<"yes" | "no" | null>(null);
-  const field = useRef<HTMLInputElement>(null);
+  const field = useRef<HTMLElement>(null);
   const timer = useRef<ReturnType<typeof setTimeout> | undefined>(undefined);
   useEffect(() => () => clearTimeout(timer.current), []);
   const copy = async () => {
@@ -17,8 +17,11 @@ export function TmuxAttach({ session, machine }: { session: string; machine: str
       ok = true;
     } catch {
       // no clipboard API (plain http on another host): select the text so Ctrl+C copies it
-      field.current?.select();
-      ok = typeof document.execCommand === "function" && document.execCommand("copy");
+      const sel = window.getSelection();
+      if (field.current && sel) {
+        sel.selectAllChildren(field.current);
+        ok = typeof document.execCommand === "function" && document.execCommand("copy");
+      }
     }
     setCopied(ok ? "yes" : "no");
     clearTimeout(timer.current);
@@ -28,7 +31,9 @@ export function TmuxAttach({ session, machine }: { session: string; machine: str
     <section className="tmux-attach" data-testid="tmux-attach">
       <h3>Terminal</h3>
       <div className="tmux-row">
-        <input ref={field} className="mono tmux-cmd" readOnly value={cmd} aria-label="tmux attach command" onFocus={(e) => e.currentTarget.select()} />
+        <code ref={field} className="mono tmux-cmd" data-testid="tmux-cmd" aria-label="tmux attach command">
+          <SafeText text={cmd} />
+        </code>
         <button type="button" className="btn tmux-copy" onClick={() => void copy()} aria-label="Copy the tmux attach command">
           {copied === "yes" ? "Copied" : "Copy"}
         </button>
