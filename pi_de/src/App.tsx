@@ -104,6 +104,10 @@ export function App() {
   const openSession = useCallback((s: { id: string; machine: string; entry?: string }) => navigate({ screen: "session", ...s }), [navigate]);
   const backToSessions = useCallback(() => back({ screen: "sessions" }), [back]);
   const overrideBudget = useCallback((nodeId: string) => request("override_budget", { node_id: nodeId }), [request]);
+  const removeWorktree = useCallback(
+    (machine: string, path: string, force: boolean) => request("remove_worktree", { machine, path, force }, 90_000),
+    [request],
+  );
   const inboxProps = { inbox: hv.inbox, nodes: hv.roster.nodes, several: severalMachines(Object.values(hv.roster.nodes)), actions: inboxActions, onOpen: select };
   const openNode = selected ? (hv.roster.nodes[selected] ?? hv.roster.exited[selected]?.node) : undefined;
   useEffect(() => {
@@ -182,6 +186,7 @@ export function App() {
               several={severalMachines(Object.values(hv.roster.nodes))}
               onResume={resume}
               onFollowing={onFollowing}
+              onRemoveWorktree={removeWorktree}
               notice={node?.budget_level === "held" ? <BudgetHold node={node} onOverride={overrideBudget} onShowBudgets={openBudget} /> : undefined}
             />
           ) : route.screen === "sessions" ? (

@@ -43,9 +43,11 @@ interface Props {
   notice?: ReactNode;
   /** The conversation is shown and scrolled to the latest message (or no longer). */
   onFollowing?(following: boolean): void;
+  /** Remove the git worktree this agent ran in (remove_worktree), once it is stopped. */
+  onRemoveWorktree?(machine: string, path: string, force: boolean): Promise<unknown>;
 }
 
-export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, waitingElsewhere = 0, exited, several = false, onResume, onFollowing, notice }: Props) {
+export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, waitingElsewhere = 0, exited, several = false, onResume, onFollowing, notice, onRemoveWorktree }: Props) {
   const active = !!node && node.status !== "offline";
   const target = useMemo(() => (node ? { port: node.port, machine: node.machine } : null), [node?.port, node?.machine]);
   const link = useAgentLink(endpoints, token, nodeId, active, { registryUp, target });
@@ -67,6 +69,15 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
     [tools, commands, model, contextUsage, tokens, cost, approvals, connected],
   );
   const closeDrawer = useCallback(() => setDrawer(false), []);
+  const worktree = useMemo(
+    () => (known?.worktree ? { path: known.worktree, repo: known.worktree_of ?? null, branch: known.git_branch ?? null, removable: !active } : null),
+    [known?.worktree, known?.worktree_of, known?.git_branch, active],
+  );
+  const machineOf = known?.machine;
+  const removeWorktree = useMemo(
+    () => (onRemoveWorktree && machineOf ? (path: string, force: boolean) => onRemoveWorktree(machineOf, path, force) : undefined),
+    [onRemoveWorktree, machineOf],
+  );
   const seenRuns = useRef(view.finishedRuns);
   useEffect(() => {
     if (view.finishedRuns === seenRuns.current) return;
@@ -218,7 +229,7 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
         />
       </section>
       <div className={`inspector-slot${drawer ? " open" : ""}${inspectorHidden ? " collapsed" : ""}`}>
-        <Inspector view={inspectorData} onClose={closeDrawer} onSetPolicy={link.setApprovalPolicy} tmuxSession={exited ? null : node?.tmux_session} machine={node?.machine} />
+        <Inspector view={inspectorData} onClose={closeDrawer} onSetPolicy={link.setApprovalPolicy} tmuxSession={exited ? null : node?.tmux_session} machine={node?.machine} worktree={worktree} onRemoveWorktree={removeWorktree} />
       </div>
     </div>
   );

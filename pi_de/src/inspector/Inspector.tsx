@@ -5,6 +5,7 @@ import type { ApprovalRule } from "../protocol/types";
 import { SafeText } from "../ui/SafeText";
 import { ApprovalSettings } from "./ApprovalSettings";
 import { TmuxAttach } from "./TmuxAttach";
+import { WorktreeSection, type WorktreeInfo } from "./WorktreeSection";
 
 const fmt = (n: number | null | undefined) => (n == null ? "–" : n >= 10_000 ? `${(n / 1000).toFixed(1)}k` : String(n));
 
@@ -18,10 +19,13 @@ interface Props {
   /** A spawned agent's tmux session and its machine: the inspector shows how to attach to it. */
   tmuxSession?: string | null;
   machine?: string;
+  /** The git worktree the agent runs in (listed with it), and how to remove it on request. */
+  worktree?: WorktreeInfo | null;
+  onRemoveWorktree?(path: string, force: boolean): Promise<unknown>;
 }
 
 /** Memoised on the fields it shows, so streamed frames (which only touch the conversation) skip it. */
-export const Inspector = memo(function Inspector({ view, onClose, onSetPolicy, tmuxSession, machine }: Props) {
+export const Inspector = memo(function Inspector({ view, onClose, onSetPolicy, tmuxSession, machine, worktree, onRemoveWorktree }: Props) {
   const cu = view.contextUsage;
   const pct = cu?.percent ?? (cu?.tokens && cu?.context_window ? (100 * cu.tokens) / cu.context_window : null);
   const t = view.tokens;
@@ -36,6 +40,7 @@ export const Inspector = memo(function Inspector({ view, onClose, onSetPolicy, t
         )}
       </div>
       {tmuxSession && <TmuxAttach session={tmuxSession} machine={machine ?? "its machine"} />}
+      {worktree && <WorktreeSection worktree={worktree} onRemove={onRemoveWorktree} />}
       <section>
         <h3>Model</h3>
         <div className="mono">{view.model ? <SafeText text={view.model} /> : "unknown"}</div>

@@ -1,6 +1,7 @@
 // "Spawn agent": with several machines, choose the machine first (offline ones cannot be chosen); browse its
 // folders under its $HOME (list_directories), optionally name a new folder, and deploy (spawn_agent) there.
-// Errors stay inside the modal; the new agent shows up through node_joined.
+// When the folder is in a git repository, a new worktree on a new branch is offered (off by default; the
+// machine puts it beside the repository). Errors stay inside the modal; the new agent shows up through node_joined.
 import { useCallback, useEffect, useState } from "react";
 import type { ListDirectoriesResult, MachineInfo, SpawnAgentResult } from "../protocol/types";
 import { displayText } from "../model/displayText";
@@ -27,6 +28,9 @@ export function SpawnModal({ request, onClose, onSpawned, machines = [] }: Props
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const [newFolder, setNewFolder] = useState("");
+  const [useWorktree, setUseWorktree] = useState(false);
+  const [branch, setBranch] = useState("");
+  const worktree = useWorktree && !!dir?.git;
 
   const open = useCallback(
     async (path?: string) => {
@@ -54,7 +58,8 @@ export function SpawnModal({ request, onClose, onSpawned, machines = [] }: Props
     setError(null);
     try {
       const params: Record<string, unknown> = { path: dir.path, ...target };
-      if (newFolder.trim()) params.new_folder = newFolder.trim();
+      if (worktree) params.worktree = { branch: branch.trim() };
+      else if (newFolder.trim()) params.new_folder = newFolder.trim();
       const r = await request<SpawnAgentResult>("spawn_agent", params, 90_000);
       onSpawned(r.node_id);
       onClose();
@@ -102,10 +107,23 @@ export function SpawnModal({ request, onClose, onSpawned, machines = [] }: Props
           ))}
           {dir && dir.directories.length === 0 && <li className="muted dir-none">no sub-folders</li>}
         </ul>
-        <label className="field">
-          <span>New folder (optional)</span>
-          <input value={newFolder} onChange={(e) => setNewFolder(e.target.value)} placeholder="my-new-project" maxLength={200} aria-label="New folder name" />
-        </label>
+        {dir?.git && (
+          <div className="field" data-testid="spawn-worktree">
+            <label className="field-inline">
+              <input type="checkbox" checked={useWorktree} disabled={busy} onChange={(e) => setUseWorktree(e.target.checked)} aria-label="New worktree on a new branch" />
+              <span>New git worktree on a new branch (optional)</span>
+            </label>
+            {useWorktree && (
+              <input value={branch} onChange={(e) => setBranch(e.target.value)} placeholder="feat/my-change" maxLength={100} aria-label="Branch name" />
+            )}
+          </div>
+        )}
+        {!worktree && (
+          <label className="field">
+            <span>New folder (optional)</span>
+            <input value={newFolder} onChange={(e) => setNewFolder(e.target.value)} placeholder="my-new-project" maxLength={200} aria-label="New folder name" />
+          </label>
+        )}
         {error && (
           <div className="banner error" role="alert" data-testid="spawn-error">
             {displayText(error)}
@@ -115,7 +133,7 @@ export function SpawnModal({ request, onClose, onSpawned, machines = [] }: Props
           <button type="button" className="btn" onClick={onClose} disabled={busy}>
             Cancel
           </button>
-          <button type="button" className="btn btn-primary" onClick={deploy} disabled={busy || !dir}>
+          <button type="button" className="btn btn-primary" onClick={deploy} disabled={busy || !dir || (worktree && !branch.trim())}>
             {busy ? "Starting pi…" : "Deploy agent here"}
           </button>
         </div>
