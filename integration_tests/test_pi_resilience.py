@@ -16,6 +16,9 @@ from integration_tests.harness.pi_proc import pid_alive, wait_until
 from integration_tests.test_pi_link import assistant_end, connect, is_type, prompt, run_done, text_of
 
 pytestmark = [pytest.mark.pi]
+# Tests about the per-pi bridge process itself (kill it, freeze it, watch it exit) pin it; the rest run on the
+# default, the machine service (the service's own faults: test_machine_hosting.py).
+BRIDGE = {"PI_SOCKET_MODE": "bridge"}
 
 
 def rpc_reply_text(pi, since: int) -> str:
@@ -32,7 +35,7 @@ def rpc_reply_text(pi, since: int) -> str:
 def test_bridge_sigkill_mid_stream_pi_unaffected_bridge_back_with_same_id_and_port(
     start_pi, pi_version, agent_client, fake_llm
 ):
-    pi = start_pi(pi_version, mode="rpc")
+    pi = start_pi(pi_version, mode="rpc", env=BRIDGE)
     node_id, port = pi.node_id, pi.port
     c, _ = connect(agent_client, pi)
     reply = fake_llm.slow(words=30, delay=0.08)
@@ -63,7 +66,7 @@ def test_bridge_sigkill_mid_stream_pi_unaffected_bridge_back_with_same_id_and_po
 
 def test_bridge_restarts_back_off_and_pi_keeps_working(start_pi, pi_version):
     """A bridge that keeps dying is restarted with growing delays (0.5 s, 1 s, 2 s); pi keeps answering."""
-    pi = start_pi(pi_version, mode="rpc")
+    pi = start_pi(pi_version, mode="rpc", env=BRIDGE)
     gaps = []
     for n in range(1, 4):
         pi.wait_bridge(starts=n)
@@ -177,7 +180,7 @@ def test_a_client_through_the_hypivisor_proxy_drives_pi(start_pi, pi_version, ag
 
 @pytest.mark.pi_smoke
 def test_pi_print_mode_exits_promptly_with_the_shim(start_pi, pi_version):
-    pi = start_pi(pi_version, mode="print", prompt="TOOLCALL: echo printed")
+    pi = start_pi(pi_version, mode="print", prompt="TOOLCALL: echo printed", env=BRIDGE)
     rc, out, err, seconds = pi.wait(timeout=30)
     assert rc == 0, err
     assert "Tool result received: printed" in out
@@ -191,7 +194,7 @@ def test_pi_print_mode_exits_promptly_with_the_shim(start_pi, pi_version):
 
 def test_a_prompt_resent_through_a_restarted_bridge_is_not_doubled(start_pi, pi_version, agent_client, fake_llm):
     """Invariant 2 across a bridge crash: the bridge's own ledger died with it, the shim's did not."""
-    pi = start_pi(pi_version, mode="rpc")
+    pi = start_pi(pi_version, mode="rpc", env=BRIDGE)
     c, _ = connect(agent_client, pi)
     prompt(c, "exactly once", id="survives-crash")
     assert c.wait_for(is_type("ack", id="survives-crash"))["duplicate"] is False
@@ -209,7 +212,7 @@ def test_a_prompt_resent_through_a_restarted_bridge_is_not_doubled(start_pi, pi_
 
 def test_pi_killed_outright_takes_its_bridge_along(start_pi, pi_version):
     """SIGKILL to pi runs no shutdown hook: the bridge sees stdin EOF and exits on its own (no orphans)."""
-    pi = start_pi(pi_version, mode="rpc")
+    pi = start_pi(pi_version, mode="rpc", env=BRIDGE)
     bridge = pi.bridge_pid()
     pi.proc.kill()
     pi.proc.wait(5)
@@ -219,7 +222,7 @@ def test_pi_killed_outright_takes_its_bridge_along(start_pi, pi_version):
 def test_a_frozen_bridge_does_not_slow_pi_and_catches_up(start_pi, pi_version, agent_client):
     """SIGSTOP the bridge: pi's handlers only enqueue, so a run completes at full speed; after SIGCONT the
     bridge reads the backlog and its clients see the run."""
-    pi = start_pi(pi_version, mode="rpc")
+    pi = start_pi(pi_version, mode="rpc", env=BRIDGE)
     c, _ = connect(agent_client, pi)
     bridge = pi.bridge_pid()
     os.kill(bridge, signal.SIGSTOP)

@@ -20,6 +20,7 @@ Rules this module enforces so callers cannot get them wrong:
 
 from __future__ import annotations
 
+import contextvars
 import datetime as _dt
 import os
 import re
@@ -118,6 +119,17 @@ class RotatingJsonlFile:
                 self._fh = None
 
 
+# The machine service serves many agents in one process: each agent's lines go to that agent's own file (the one
+# its per-pi bridge would write), set for the agent's task and inherited by the tasks it starts.
+_context_file: contextvars.ContextVar[RotatingJsonlFile | None] = contextvars.ContextVar("oplog_file", default=None)
+
+
+def use_file(file: RotatingJsonlFile | None) -> None:
+    """Send the current context's log lines (this task and the tasks it starts) to ``file`` instead of the
+    process's file and stream."""
+    _context_file.set(file)
+
+
 class _Sink:
     """structlog logger: receives the rendered line, sends it to the file (and optionally a stream)."""
 
@@ -126,6 +138,10 @@ class _Sink:
         self.stream = stream
 
     def msg(self, line: str) -> None:
+        own = _context_file.get()
+        if own is not None:
+            own.write_line(line)
+            return
         if self.file is not None:
             self.file.write_line(line)
         if self.stream is not None:

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import orjson
+
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf, StrictBool, StrictInt, StrictStr, ValidationError
 
 
@@ -128,6 +130,54 @@ class HelloLine(_In):
     mode: Any = None  # pi's ctx.mode, or "interactive"/"print"; informational
     session: SessionFacts | None = None
     approval: ApprovalSnapshot | None = None
+
+
+# ------------------------------------------------------------------------------ shim → machine service (socket)
+ATTACH_ENV_PREFIXES = ("PI_SOCKET_", "HYPI")  # PI_SOCKET_*, HYPIVISOR_WS, HYPI_TOKEN, HYPI_ALLOWED_ORIGINS
+ATTACH_ENV_KEYS = frozenset({"PI_CODING_AGENT_DIR", "HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"})
+ATTACH_ENV_MAX = 256  # entries
+ATTACH_VALUE_MAX = 8192  # characters per value
+
+
+def attach_env_key(key: str) -> bool:
+    """Whether an environment variable is one a bridge reads (what an ``attach`` line carries)."""
+    return key.startswith(ATTACH_ENV_PREFIXES) or key in ATTACH_ENV_KEYS
+
+
+class AttachLine(_In):
+    """The first line on the machine service's agent socket (``agents.sock``), before the usual ``hello``: what a
+    per-pi bridge reads from its environment and process today. The service builds this agent's bridge settings
+    from ``env`` alone (its own environment never leaks into an agent's), keeping only :func:`attach_env_key` names."""
+
+    t: Literal["attach"]
+    v: Any = None  # wire version (1); informational
+    pid: StrictInt | None = None  # pi's pid
+    cwd: StrictStr | None = None  # pi's working directory (the bridge's cwd before the hello)
+    env: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+
+    def bridge_env(self) -> dict[str, str]:
+        """The bridge's environment: known names only, bounded in count and size."""
+        out: dict[str, str] = {}
+        for key, value in self.env.items():
+            if len(out) >= ATTACH_ENV_MAX:
+                break
+            if attach_env_key(key) and len(value) <= ATTACH_VALUE_MAX:
+                out[key] = value
+        return out
+
+
+def parse_attach_line(raw: bytes) -> AttachLine:
+    """The service's first line from a shim; ShimLineError when it is not an ``attach`` line."""
+    try:
+        line = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ShimLineError("attach", "not JSON") from None
+    if not isinstance(line, dict) or line.get("t") != "attach":
+        raise ShimLineError("attach", "the first line must be an attach line")
+    try:
+        return AttachLine.model_validate(line)
+    except ValidationError as exc:
+        raise ShimLineError("attach", _describe(exc)) from None
 
 
 class SessionLine(SessionFacts):

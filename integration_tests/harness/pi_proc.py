@@ -57,6 +57,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -244,8 +245,35 @@ class PiHome:
             "PI_SOCKET_LOG_DIR": str(self.logs),
             "HYPIVISOR_WS": "off",
             "TERM": "xterm-256color",
+            # The machine service this test's shims start (PI_SOCKET_MODE=service, the default) is the test's own:
+            # its runtime dir (lock, agents.sock) is private and short (a unix socket path has ~107 bytes).
+            "XDG_RUNTIME_DIR": tempfile.mkdtemp(prefix="hp-", dir="/tmp"),
+            "PI_SOCKET_SERVICE_WAIT_MS": "10000",  # a loaded CI machine may take seconds to start Python
         }
+        self.runtime = Path(self.env["XDG_RUNTIME_DIR"]) / "hyper-pi"
         self.install_output = self.run_installer("install")
+
+    def service_pid(self) -> int | None:
+        """The pid of this test's machine service (its lock file), when one runs."""
+        try:
+            text = (self.runtime / "machine.lock").read_text().strip()
+        except OSError:
+            return None
+        pid = int(text) if text.isdigit() else None
+        return pid if pid is not None and pid_alive(pid) and "pi_socket" in _cmdline(pid) else None
+
+    def stop_service(self) -> None:
+        """SIGTERM this test's machine service (SIGKILL after 5 s) and remove its runtime dir."""
+        pid = self.service_pid()
+        if pid is not None:
+            try:
+                os.kill(pid, 15)
+                wait_until(lambda: not pid_alive(pid), 5, "the machine service to exit")
+            except AssertionError:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.runtime.parent, ignore_errors=True)
 
     def run_installer(self, *argv: str, env: Mapping[str, str] | None = None) -> str:
         done = subprocess.run(
@@ -261,9 +289,13 @@ class PiHome:
 
 
 @pytest.fixture
-def pi_home(tmp_path, fake_llm) -> PiHome:
+def pi_home(tmp_path, fake_llm) -> Iterator[PiHome]:
     fake_llm.reset()
-    return PiHome(tmp_path / "pi", fake_llm)
+    home = PiHome(tmp_path / "pi", fake_llm)
+    try:
+        yield home
+    finally:
+        home.stop_service()
 
 
 # ---------------------------------------------------------------- pi processes
@@ -616,6 +648,7 @@ def start_pi(pi_home) -> Iterator[Callable[..., PiProc]]:
                     wait_until(lambda pid=bridge: not pid_alive(pid), 5, "the bridge to exit after pi")
                 except AssertionError:
                     os.kill(bridge, 9)
+        pi_home.stop_service()
 
 
 # ---------------------------------------------------------------- agent link client

@@ -9,8 +9,10 @@ Python warnings and library logging go to the operational log.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Mapping
@@ -61,10 +63,10 @@ def _loop_exception_handler(_loop: asyncio.AbstractEventLoop, context: dict) -> 
         structlog.get_logger().warning("event loop warning", detail=str(context.get("message"))[:300])
 
 
-def _environment() -> Mapping[str, str]:
-    """The environment with ``HYPI_TOKEN`` from this machine's token file when the environment has none and the
-    hypivisor is local (``pi_socket.tokenfile.bridge_token``); read once, at start."""
-    env = os.environ
+def bridge_environment(env: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """The environment (``os.environ`` by default) with ``HYPI_TOKEN`` from this machine's token file when it has
+    none and the hypivisor is local (``pi_socket.tokenfile.bridge_token``); read once, at start."""
+    env = os.environ if env is None else env
     registry = env.get("HYPIVISOR_WS", DEFAULT_HYPIVISOR_WS).strip()
     use, path = tokenfile.bridge_token(env, registry.lower() not in ("", "off", "none", "0"), registry)
     if not use:
@@ -81,13 +83,18 @@ async def _amain(out_fd: int, env: Mapping[str, str]) -> int:
     asyncio.get_running_loop().set_exception_handler(_loop_exception_handler)
     config = BridgeConfig.from_env(env)
     shim = await ShimLink.from_stdio(out_fd)
-    return await Bridge(config, shim).run()
+    bridge = Bridge(config, shim)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # a polite kill still deregisters
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, bridge.stop)
+    return await bridge.run()
 
 
 def main() -> int:
     out_fd = _isolate_stdout()
     oplog.configure("bridge", filename="pi-socket.jsonl", level=os.environ.get("PI_SOCKET_LOG_LEVEL", "info"))
-    env = _environment()
+    env = bridge_environment()
     oplog.add_secret(env.get("HYPI_TOKEN"))
     _quiet_stderr()
     faults.arm_from_env()

@@ -9,11 +9,9 @@ deregister (≤ 1 s), close clients, exit 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import os
 import re
-import signal
 import time
 from collections import deque
 from typing import Any
@@ -89,7 +87,7 @@ class Bridge:
         self.state = AgentState()
         self.clients = ClientSet()
         self.node_id = config.node_id
-        self.cwd = os.getcwd()
+        self.cwd = config.cwd or os.getcwd()  # the hello's cwd replaces it
         self.approvals = ApprovalBook()
         self.attention = AttentionTracker()
         self.watchdog = Watchdog(
@@ -111,6 +109,7 @@ class Bridge:
         self._hello = asyncio.Event()
         self._ready = asyncio.Event()
         self._stop = asyncio.Event()
+        self._shut_down = False
         self._session_gen = 0
         self._change_pending = False  # a session change whose history load was replaced by a newer one
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -118,10 +117,6 @@ class Bridge:
 
     # ------------------------------------------------------------------ lifecycle
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGHUP):  # a polite kill still deregisters
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self._stop.set)
         reader = asyncio.create_task(self.shim.run(self.on_line))
         reader.add_done_callback(lambda _t: self._stop.set())
         waiters = {asyncio.create_task(self._hello.wait()), asyncio.create_task(self._stop.wait())}
@@ -145,10 +140,19 @@ class Bridge:
         await self._stop.wait()
         await self.shutdown()
         reader.cancel()
+        if reader.done() and not reader.cancelled() and reader.exception() is not None:
+            raise reader.exception()  # type: ignore[misc]  # an error out of the shim link ends this bridge
         return 0
 
+    def stop(self) -> None:
+        """Deregister and end :meth:`run` (a polite kill of the bridge process; the machine service closing)."""
+        self._stop.set()
+
     async def shutdown(self) -> None:
-        """Deregister within ~1 s, then close every client; never raises."""
+        """Deregister within ~1 s, then close every client; never raises; runs once."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         try:
             if self.registry is not None:
                 await self.registry.stop(self.node_id, timeout=1.0)

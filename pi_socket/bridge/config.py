@@ -91,6 +91,7 @@ class BridgeConfig:
     loop_n: int = 3
     retry_k: int = 5
     context_pct: float = 90.0
+    cwd: str | None = None  # pi's working directory when known before the hello (machine service: the attach line)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BridgeConfig:

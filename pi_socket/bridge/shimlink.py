@@ -150,6 +150,8 @@ class ShimLink:
                 return (await self._reader.readuntil(b"\n"))[:-1]
             except asyncio.IncompleteReadError as exc:
                 return exc.partial or None
+            except (ConnectionError, OSError):  # a socket link (machine service) reset by the shim: its end
+                return None
             except asyncio.LimitOverrunError as exc:
                 log.warning("shim line exceeds limit; skipped", limit=MAX_LINE)
                 await self._reader.readexactly(exc.consumed)

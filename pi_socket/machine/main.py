@@ -45,6 +45,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
     url = (env.get("HYPIVISOR_WS") or DEFAULT_HYPIVISOR_WS).strip()
     token = hypivisor_token(env, url)
     oplog.add_secret(token)
+    from .agents import AgentHost
     from .service import MachineService
 
     try:  # the name's secret survives restarts: a new service (after a crash, a reboot) takes the name back
@@ -63,7 +64,14 @@ def main(env: Mapping[str, str] | None = None) -> int:
             loop.add_signal_handler(sig, lambda: task.cancel() if task else None)
         service = MachineService(env, url, token, reconnect)
         service.secret = secret
-        await service.run()
+        agents = AgentHost(lock.path.parent)  # every local pi's bridge, served here (specs/machines.md)
+        await agents.start()
+        try:
+            if url.lower() in ("off", "none", "0"):  # no hypivisor: serve local agents only
+                await asyncio.Event().wait()
+            await service.run()
+        finally:
+            await agents.close()
 
     try:
         asyncio.run(amain())

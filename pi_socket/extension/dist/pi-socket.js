@@ -1,10 +1,11 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:7427bcb54f69956fc7ea61cbcef240b5be4c4944d5ed5b42b4bd627ebb2d1a24).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:c5f77ee0540ad1c38d8f4f04dd963ca60d40f854499cdc9df39d04e058d9b3ab).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).
 
 // src/child.ts
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
+import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 
@@ -88,6 +89,12 @@ var STDIN_STUCK_BYTES = 64 * 1024 * 1024;
 var STDIN_STUCK_MS = 3e4;
 var STDOUT_LINE_MAX = 64 * 1024 * 1024;
 var LOG_BURST = 200;
+var SERVICE_WAIT_MS = 2e3;
+var SERVICE_RETRY_FIRST_MS = 25;
+var SERVICE_RETRY_MAX_MS = 250;
+var SOCKET_NAME = "agents.sock";
+var ATTACH_ENV_PREFIXES = ["PI_SOCKET_", "HYPI"];
+var ATTACH_ENV_KEYS = /* @__PURE__ */ new Set(["PI_CODING_AGENT_DIR", "HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"]);
 var DELIVERED_MAX = 1e3;
 function claimPrompt(st, promptId) {
   if (st.delivered.includes(promptId)) return true;
@@ -125,7 +132,7 @@ function safeHostname() {
   }
 }
 function writeLine(st, obj, lazy = false) {
-  const stdin = st.child?.stdin;
+  const stdin = st.link?.input;
   const out = st.out;
   if (!out || !stdin || !stdin.writable || stdin.destroyed) return false;
   let line;
@@ -141,17 +148,17 @@ function writeLine(st, obj, lazy = false) {
     return false;
   }
 }
-function writeChunk(st, child, chunk) {
-  if (st.child !== child) return;
-  const stdin = child.stdin;
-  if (!stdin || !stdin.writable || stdin.destroyed) return;
+function writeChunk(st, link, chunk) {
+  if (st.link !== link) return;
+  const stdin = link.input;
+  if (!stdin.writable || stdin.destroyed) return;
   try {
     if (!stdin.write(chunk) && st.blockedSince === void 0) st.blockedSince = Date.now();
     const stuckFor = st.blockedSince === void 0 ? 0 : Date.now() - st.blockedSince;
     if (stdin.writableLength > STDIN_STUCK_BYTES && stuckFor > STDIN_STUCK_MS) {
       st.blockedSince = void 0;
-      shimLog(st, "error", "bridge stopped reading its stdin; restarting it", { buffered: stdin.writableLength });
-      child.kill("SIGKILL");
+      shimLog(st, "error", "bridge stopped reading its stdin; restarting it", { buffered: stdin.writableLength, kind: link.kind });
+      link.kill();
     }
   } catch {
   }
@@ -199,25 +206,148 @@ function boundary(st, name, fn) {
 }
 function ensureBridge(st, launch) {
   st.launch = launch;
-  if (st.child || st.stopped || st.restartTimer) return;
-  startChild(st);
+  if (st.link || st.connecting || st.stopped || st.restartTimer) return;
+  startLink(st);
 }
-function startChild(st) {
-  const launch = st.launch;
-  if (!launch || st.stopped) return;
+function linkMode(env = process.env) {
+  return (env.PI_SOCKET_MODE ?? "").trim().toLowerCase() === "bridge" ? "bridge" : "service";
+}
+function runtimeDir(env = process.env) {
+  const xdg = (env.XDG_RUNTIME_DIR ?? "").trim();
+  if (xdg) return path.join(xdg, "hyper-pi");
+  const state = (env.XDG_STATE_HOME ?? "").trim();
+  const base = state || path.join(env.HOME || os.homedir(), ".local", "state");
+  return path.join(base, "hyper-pi", "run");
+}
+function attachEnv(env) {
+  const out = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (typeof v === "string" && (ATTACH_ENV_KEYS.has(k) || ATTACH_ENV_PREFIXES.some((p) => k.startsWith(p)))) out[k] = v;
+  }
+  return out;
+}
+function bridgeEnv(st, launch) {
   const env = { ...launch.env, PI_SOCKET_NODE_ID: st.nodeId, PI_SOCKET_NODE_SECRET: st.nodeSecret };
   if (st.port) env.PI_SOCKET_PREFERRED_PORT = String(st.port);
-  let child;
-  try {
-    child = spawn(launch.python, launch.args, { stdio: ["pipe", "pipe", "pipe"], env, cwd: launch.cwd, windowsHide: true });
-  } catch (err) {
-    shimLog(st, "error", "could not start the bridge", { ...errorFields("bridge.spawn", err), python: launch.python });
-    scheduleRestart(st);
+  return env;
+}
+function startLink(st) {
+  const launch = st.launch;
+  if (!launch || st.stopped) return;
+  if (linkMode(launch.env) === "bridge") return startChild(st);
+  connectService(st, Date.now(), false, SERVICE_RETRY_FIRST_MS);
+}
+function connectService(st, since, started, delay) {
+  const launch = st.launch;
+  if (!launch || st.stopped) {
+    st.connecting = false;
     return;
   }
-  st.child = child;
+  st.connecting = true;
+  const sockPath = path.join(runtimeDir(launch.env), SOCKET_NAME);
+  let sock;
+  try {
+    sock = net.connect({ path: sockPath });
+  } catch (err) {
+    shimLog(st, "warn", "cannot reach the machine service; starting a bridge child", errorFields("service.connect", err));
+    st.connecting = false;
+    startChild(st);
+    return;
+  }
+  let connected = false;
+  sock.on("connect", boundary(st, "service.connect", () => {
+    connected = true;
+    st.connecting = false;
+    if (st.stopped) {
+      sock.destroy();
+      return;
+    }
+    useSocket(st, launch, sock);
+  }));
+  sock.on("error", boundary(st, "service.error", (err) => {
+    if (connected) return;
+    sock.destroy();
+    const wait = Number(launch.env.PI_SOCKET_SERVICE_WAIT_MS) || SERVICE_WAIT_MS;
+    if (!started) {
+      startService(st, launch);
+      started = true;
+    }
+    if (Date.now() - since >= wait || st.stopped) {
+      st.connecting = false;
+      if (st.stopped) return;
+      shimLog(st, "warn", "no machine service answered; starting a bridge child", { error: String(err?.message ?? err), waited_ms: Date.now() - since });
+      startChild(st);
+      return;
+    }
+    const timer = setTimeout(boundary(st, "service.retry", () => connectService(st, since, started, Math.min(SERVICE_RETRY_MAX_MS, delay * 2))), delay);
+    timer.unref?.();
+  }));
+}
+function startService(st, launch) {
+  let out = "ignore";
+  try {
+    const dir = launch.env.PI_SOCKET_LOG_DIR || path.join(launch.env.HOME || os.homedir(), ".pi", "logs");
+    fs.mkdirSync(dir, { recursive: true });
+    out = fs.openSync(path.join(dir, "pi-socket-machine.out"), "a", 384);
+  } catch {
+    out = "ignore";
+  }
+  try {
+    const child = spawn(launch.python, ["-m", "pi_socket", "serve"], {
+      detached: true,
+      stdio: ["ignore", out, out],
+      env: launch.env,
+      cwd: launch.env.HOME && fs.existsSync(launch.env.HOME) ? launch.env.HOME : "/",
+      windowsHide: true
+    });
+    child.on("error", (err) => {
+      shimLog(st, "warn", "could not start the machine service", { error: String(err?.message ?? err), python: launch.python });
+    });
+    child.unref();
+    if (child.pid) shimLog(st, "info", "started the machine service", { pid: child.pid, python: launch.python });
+  } catch (err) {
+    shimLog(st, "warn", "could not start the machine service", { ...errorFields("service.spawn", err), python: launch.python });
+  } finally {
+    if (typeof out === "number") {
+      try {
+        fs.closeSync(out);
+      } catch {
+      }
+    }
+  }
+}
+function useSocket(st, launch, sock) {
+  const link = {
+    kind: "service",
+    input: sock,
+    kill: () => sock.destroy(),
+    release: () => {
+      try {
+        sock.end();
+        sock.removeAllListeners("data");
+        sock.unref();
+      } catch {
+      }
+    }
+  };
+  attachLink(st, link);
+  sock.setEncoding("utf8");
+  sock.on("data", lineReader(st));
+  sock.on("drain", () => {
+    st.blockedSince = void 0;
+  });
+  sock.on("close", boundary(st, "service.close", () => {
+    if (!st.stopped && st.link === link) shimLog(st, "warn", "machine service closed this agent's link; reconnecting", { restarts: st.restarts });
+    onExit(st, link);
+  }));
+  writeLine(st, { t: "attach", v: 1, pid: process.pid, cwd: launch.cwd ?? process.cwd(), env: attachEnv(bridgeEnv(st, launch)) });
+  const hello = st.hello?.();
+  if (hello) writeLine(st, hello);
+}
+function attachLink(st, link) {
+  st.link = link;
   st.out = new LineQueue(
-    (chunk) => writeChunk(st, child, chunk),
+    (chunk) => writeChunk(st, link, chunk),
     (fn) => {
       setImmediate(boundary(st, "bridge.flush", fn));
     },
@@ -230,8 +360,11 @@ function startChild(st) {
     st.exitHook = true;
     process.once("exit", () => flushLines(st));
   }
+  st.blockedSince = void 0;
+}
+function lineReader(st) {
   let buf = "";
-  const onData = boundary(st, "bridge.stdout", (chunk) => {
+  return boundary(st, "bridge.stdout", (chunk) => {
     buf += chunk;
     if (buf.length > STDOUT_LINE_MAX && buf.indexOf("\n") < 0) {
       shimLog(st, "warn", "bridge wrote an over-long line; dropped", { size: buf.length });
@@ -253,33 +386,68 @@ function startChild(st) {
       if (line && typeof line === "object") st.dispatch?.(line);
     }
   });
+}
+function startChild(st) {
+  const launch = st.launch;
+  if (!launch || st.stopped) return;
+  const env = bridgeEnv(st, launch);
+  let child;
+  try {
+    child = spawn(launch.python, launch.args, { stdio: ["pipe", "pipe", "pipe"], env, cwd: launch.cwd, windowsHide: true });
+  } catch (err) {
+    shimLog(st, "error", "could not start the bridge", { ...errorFields("bridge.spawn", err), python: launch.python });
+    scheduleRestart(st);
+    return;
+  }
+  const stdin = child.stdin;
+  if (!stdin) return;
+  st.child = child;
+  const link = {
+    kind: "bridge",
+    input: stdin,
+    kill: () => child.kill("SIGKILL"),
+    release: () => {
+      try {
+        child.stdin?.end();
+      } catch {
+      }
+      try {
+        child.stdout?.removeAllListeners("data");
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        child.unref();
+      } catch {
+      }
+    }
+  };
+  attachLink(st, link);
   child.stdout?.setEncoding("utf8");
-  child.stdout?.on("data", onData);
+  child.stdout?.on("data", lineReader(st));
   child.stdout?.on("error", () => {
   });
   child.stderr?.on("data", () => {
   });
   child.stderr?.on("error", () => {
   });
-  child.stdin?.on("error", () => {
+  stdin.on("error", () => {
   });
-  child.stdin?.on("drain", () => {
+  stdin.on("drain", () => {
     st.blockedSince = void 0;
   });
-  st.blockedSince = void 0;
   child.on("error", boundary(st, "bridge.error", (err) => {
     shimLog(st, "error", "bridge process error", { error: String(err?.message ?? err), python: launch.python });
-    onExit(st, child);
+    onExit(st, link);
   }));
   child.on("exit", boundary(st, "bridge.exit", (code, signal) => {
     if (!st.stopped) shimLog(st, "warn", "bridge exited; restarting", { code, signal, restarts: st.restarts });
-    onExit(st, child);
+    onExit(st, link);
   }));
   const hello = st.hello?.();
   if (hello) writeLine(st, hello);
 }
-function onExit(st, child) {
-  if (st.child !== child) return;
+function onExit(st, link) {
+  if (st.link !== link) return;
+  st.link = void 0;
   st.child = void 0;
   st.out?.clear();
   st.out = void 0;
@@ -295,7 +463,7 @@ function scheduleRestart(st) {
     boundary(st, "bridge.restart", () => {
       st.restartTimer = void 0;
       st.restarts += 1;
-      startChild(st);
+      startLink(st);
     }),
     delay
   );
@@ -310,21 +478,11 @@ function stopBridge(st, reason) {
   st.stopped = true;
   if (st.restartTimer) clearTimeout(st.restartTimer);
   st.restartTimer = void 0;
-  const child = st.child;
-  if (!child) return;
+  const link = st.link;
+  if (!link) return;
   writeLine(st, { t: "bye", reason });
   flushLines(st);
-  try {
-    child.stdin?.end();
-  } catch {
-  }
-  try {
-    child.stdout?.removeAllListeners("data");
-    child.stdout?.destroy();
-    child.stderr?.destroy();
-    child.unref();
-  } catch {
-  }
+  link.release();
 }
 
 // src/gate.ts
@@ -1344,7 +1502,7 @@ function subscribe(st, pi) {
   };
   on("session_start", (e) => {
     if (!pi.version) pi.version = piVersion(pi.ctx);
-    if (st.child) writeLine(st, { t: "session", reason: e?.reason ?? null, ...pi.sessionFacts() });
+    if (st.link) writeLine(st, { t: "session", reason: e?.reason ?? null, ...pi.sessionFacts() });
     else ensureBridge(st, launchSpec(call(() => pi.ctx?.cwd)));
   });
   on("session_shutdown", (e) => {

@@ -1,8 +1,14 @@
-// The bridge child process (`<python> -m pi_socket.bridge`): one per pi process, kept on globalThis.
+// The link to this pi's bridge, kept on globalThis. By default the bridge runs inside this machine's service
+// (`<python> -m pi_socket serve`): the shim connects to its unix socket `agents.sock` (in the runtime dir:
+// $XDG_RUNTIME_DIR/hyper-pi, else $XDG_STATE_HOME/hyper-pi/run, else ~/.local/state/hyper-pi/run), writes one
+// `attach` line (pi's pid, cwd and the environment a bridge reads), then the same JSON lines as over a bridge
+// child's stdio. No service answering → the shim starts one, detached (never a child that dies with pi), and
+// retries for SERVICE_WAIT_MS; then it falls back to a bridge child (`<python> -m pi_socket.bridge`, one per pi,
+// piped stdio). `PI_SOCKET_MODE=bridge` always uses the child; `service` (the default) tries the service first.
 //
 // pi re-evaluates this module on /new, /reload, /resume and /fork, so
 // module-level state would be lost and a second bridge would fight for the
-// port. Everything that must live as long as pi does (the child, its port, the
+// port. Everything that must live as long as pi does (the link, its port, the
 // node id, the restart timer) sits in one object on globalThis; each new
 // module instance only replaces `dispatch` (who handles the bridge's requests).
 //
@@ -12,6 +18,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
+import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import type { ApprovalState } from "./gate.ts";
@@ -29,6 +36,14 @@ const STDIN_STUCK_MS = 30_000;
 /** The bridge writes short lines; a "line" longer than this without a newline is garbage and is dropped. */
 const STDOUT_LINE_MAX = 64 * 1024 * 1024;
 const LOG_BURST = 200; // log lines per minute, so a failing hot path cannot flood the log
+/** How long the shim waits for a machine service (started by it, or starting) before it starts a bridge child. */
+export const SERVICE_WAIT_MS = 2_000;
+const SERVICE_RETRY_FIRST_MS = 25;
+const SERVICE_RETRY_MAX_MS = 250;
+export const SOCKET_NAME = "agents.sock";
+/** Environment names a bridge reads: what the `attach` line carries (pi_socket/shimwire.py attach_env_key). */
+const ATTACH_ENV_PREFIXES = ["PI_SOCKET_", "HYPI"];
+const ATTACH_ENV_KEYS = new Set(["PI_CODING_AGENT_DIR", "HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"]);
 
 export interface Launch {
 	python: string;
@@ -37,11 +52,25 @@ export interface Launch {
 	cwd?: string;
 }
 
+/** Where this pi's bridge runs: in the machine service (a socket) or in a child process (piped stdio). */
+export interface Link {
+	kind: "service" | "bridge";
+	input: NodeJS.WritableStream & { writable: boolean; destroyed: boolean; writableLength: number };
+	/** Drop a bridge that stopped reading (SIGKILL the child, destroy the socket): the close handler restarts it. */
+	kill: () => void;
+	/** pi is quitting: end the input and let go of every handle so Node can exit now. */
+	release: () => void;
+}
+
 export interface ShimState {
 	nodeId: string;
 	/** Proves to the hypivisor that this pi owns `nodeId` (register.node_secret); the same for every bridge it starts. */
 	nodeSecret: string;
+	/** The current link (service socket or bridge child); undefined while none is up. */
+	link?: Link;
 	child?: ChildProcess;
+	/** A connection to the service is being tried (with its retries and, after SERVICE_WAIT_MS, the fallback). */
+	connecting?: boolean;
 	port?: number;
 	url?: string;
 	notified: boolean;
@@ -125,7 +154,7 @@ function safeHostname(): string {
  * a `lazy` one may wait up to LAZY_MS, outq.ts); false when the bridge is not running (the line is dropped).
  */
 export function writeLine(st: ShimState, obj: Json, lazy = false): boolean {
-	const stdin = st.child?.stdin;
+	const stdin = st.link?.input;
 	const out = st.out;
 	if (!out || !stdin || !stdin.writable || stdin.destroyed) return false;
 	let line: string;
@@ -142,18 +171,18 @@ export function writeLine(st: ShimState, obj: Json, lazy = false): boolean {
 	}
 }
 
-/** Write queued lines to `child` (one pipe write); a bridge that stopped reading for long is killed. */
-function writeChunk(st: ShimState, child: ChildProcess, chunk: string): void {
-	if (st.child !== child) return; // queued for a bridge that has gone
-	const stdin = child.stdin;
-	if (!stdin || !stdin.writable || stdin.destroyed) return;
+/** Write queued lines to `link` (one pipe or socket write); a bridge that stopped reading for long is dropped. */
+function writeChunk(st: ShimState, link: Link, chunk: string): void {
+	if (st.link !== link) return; // queued for a bridge that has gone
+	const stdin = link.input;
+	if (!stdin.writable || stdin.destroyed) return;
 	try {
 		if (!stdin.write(chunk) && st.blockedSince === undefined) st.blockedSince = Date.now();
 		const stuckFor = st.blockedSince === undefined ? 0 : Date.now() - st.blockedSince;
 		if (stdin.writableLength > STDIN_STUCK_BYTES && stuckFor > STDIN_STUCK_MS) {
 			st.blockedSince = undefined;
-			shimLog(st, "error", "bridge stopped reading its stdin; restarting it", { buffered: stdin.writableLength });
-			child.kill("SIGKILL");
+			shimLog(st, "error", "bridge stopped reading its stdin; restarting it", { buffered: stdin.writableLength, kind: link.kind });
+			link.kill();
 		}
 	} catch {
 		/* EPIPE and friends: the 'exit' handler restarts the bridge */
@@ -214,26 +243,167 @@ export function boundary<A extends unknown[], R>(st: ShimState, name: string, fn
 /** Start the bridge unless it runs (or pi is quitting). Safe to call on every session_start. */
 export function ensureBridge(st: ShimState, launch: Launch): void {
 	st.launch = launch;
-	if (st.child || st.stopped || st.restartTimer) return;
-	startChild(st);
+	if (st.link || st.connecting || st.stopped || st.restartTimer) return;
+	startLink(st);
 }
 
-function startChild(st: ShimState): void {
-	const launch = st.launch;
-	if (!launch || st.stopped) return;
+/** `PI_SOCKET_MODE`: "bridge" (a bridge child per pi) or "service" (the machine service; the default). */
+export function linkMode(env: Record<string, string | undefined> = process.env): "service" | "bridge" {
+	return (env.PI_SOCKET_MODE ?? "").trim().toLowerCase() === "bridge" ? "bridge" : "service";
+}
+
+/** The machine service's runtime dir, as pi_socket/machine/lock.py runtime_dir computes it. */
+export function runtimeDir(env: Record<string, string | undefined> = process.env): string {
+	const xdg = (env.XDG_RUNTIME_DIR ?? "").trim();
+	if (xdg) return path.join(xdg, "hyper-pi");
+	const state = (env.XDG_STATE_HOME ?? "").trim();
+	const base = state || path.join(env.HOME || os.homedir(), ".local", "state");
+	return path.join(base, "hyper-pi", "run");
+}
+
+/** The environment a bridge reads (the `attach` line's `env`), from the launch environment. */
+export function attachEnv(env: Record<string, string>): Record<string, string> {
+	const out: Record<string, string> = {};
+	for (const [k, v] of Object.entries(env)) {
+		if (typeof v === "string" && (ATTACH_ENV_KEYS.has(k) || ATTACH_ENV_PREFIXES.some((p) => k.startsWith(p)))) out[k] = v;
+	}
+	return out;
+}
+
+/** The environment of this pi's bridge: the launch environment, its node id and secret, its last port. */
+function bridgeEnv(st: ShimState, launch: Launch): Record<string, string> {
 	const env: Record<string, string> = { ...launch.env, PI_SOCKET_NODE_ID: st.nodeId, PI_SOCKET_NODE_SECRET: st.nodeSecret };
 	if (st.port) env.PI_SOCKET_PREFERRED_PORT = String(st.port);
-	let child: ChildProcess;
-	try {
-		child = spawn(launch.python, launch.args, { stdio: ["pipe", "pipe", "pipe"], env, cwd: launch.cwd, windowsHide: true });
-	} catch (err) {
-		shimLog(st, "error", "could not start the bridge", { ...errorFields("bridge.spawn", err), python: launch.python });
-		scheduleRestart(st);
+	return env;
+}
+
+function startLink(st: ShimState): void {
+	const launch = st.launch;
+	if (!launch || st.stopped) return;
+	if (linkMode(launch.env) === "bridge") return startChild(st);
+	connectService(st, Date.now(), false, SERVICE_RETRY_FIRST_MS);
+}
+
+/** Connect to the machine service; start it when nothing answers; a bridge child after SERVICE_WAIT_MS. */
+function connectService(st: ShimState, since: number, started: boolean, delay: number): void {
+	const launch = st.launch;
+	if (!launch || st.stopped) {
+		st.connecting = false;
 		return;
 	}
-	st.child = child;
+	st.connecting = true;
+	const sockPath = path.join(runtimeDir(launch.env), SOCKET_NAME);
+	let sock: net.Socket;
+	try {
+		sock = net.connect({ path: sockPath });
+	} catch (err) {
+		shimLog(st, "warn", "cannot reach the machine service; starting a bridge child", errorFields("service.connect", err));
+		st.connecting = false;
+		startChild(st);
+		return;
+	}
+	let connected = false;
+	sock.on("connect", boundary(st, "service.connect", () => {
+		connected = true;
+		st.connecting = false;
+		if (st.stopped) {
+			sock.destroy();
+			return;
+		}
+		useSocket(st, launch, sock);
+	}));
+	sock.on("error", boundary(st, "service.error", (err: Error) => {
+		if (connected) return; // 'close' follows and restarts the link
+		sock.destroy();
+		const wait = Number(launch.env.PI_SOCKET_SERVICE_WAIT_MS) || SERVICE_WAIT_MS;
+		if (!started) {
+			startService(st, launch);
+			started = true;
+		}
+		if (Date.now() - since >= wait || st.stopped) {
+			st.connecting = false;
+			if (st.stopped) return;
+			shimLog(st, "warn", "no machine service answered; starting a bridge child", { error: String(err?.message ?? err), waited_ms: Date.now() - since });
+			startChild(st);
+			return;
+		}
+		const timer = setTimeout(boundary(st, "service.retry", () => connectService(st, since, started, Math.min(SERVICE_RETRY_MAX_MS, delay * 2))), delay);
+		timer.unref?.();
+	}));
+}
+
+/** `<python> -m pi_socket serve`, detached in its own session (it outlives this pi), output to the log dir. */
+function startService(st: ShimState, launch: Launch): void {
+	let out: number | "ignore" = "ignore";
+	try {
+		const dir = launch.env.PI_SOCKET_LOG_DIR || path.join(launch.env.HOME || os.homedir(), ".pi", "logs");
+		fs.mkdirSync(dir, { recursive: true });
+		out = fs.openSync(path.join(dir, "pi-socket-machine.out"), "a", 0o600);
+	} catch {
+		out = "ignore";
+	}
+	try {
+		const child = spawn(launch.python, ["-m", "pi_socket", "serve"], {
+			detached: true,
+			stdio: ["ignore", out, out],
+			env: launch.env,
+			cwd: launch.env.HOME && fs.existsSync(launch.env.HOME) ? launch.env.HOME : "/",
+			windowsHide: true,
+		});
+		// A missing python shows as no service answering: the bridge child follows (and fails the same way, logged).
+		child.on("error", (err: Error) => {
+			shimLog(st, "warn", "could not start the machine service", { error: String(err?.message ?? err), python: launch.python });
+		});
+		child.unref();
+		if (child.pid) shimLog(st, "info", "started the machine service", { pid: child.pid, python: launch.python });
+	} catch (err) {
+		shimLog(st, "warn", "could not start the machine service", { ...errorFields("service.spawn", err), python: launch.python });
+	} finally {
+		if (typeof out === "number") {
+			try {
+				fs.closeSync(out);
+			} catch {
+				/* ignore */
+			}
+		}
+	}
+}
+
+function useSocket(st: ShimState, launch: Launch, sock: net.Socket): void {
+	const link: Link = {
+		kind: "service",
+		input: sock,
+		kill: () => sock.destroy(),
+		release: () => {
+			try {
+				sock.end();
+				sock.removeAllListeners("data");
+				sock.unref();
+			} catch {
+				/* ignore */
+			}
+		},
+	};
+	attachLink(st, link);
+	sock.setEncoding("utf8");
+	sock.on("data", lineReader(st));
+	sock.on("drain", () => {
+		st.blockedSince = undefined;
+	});
+	sock.on("close", boundary(st, "service.close", () => {
+		if (!st.stopped && st.link === link) shimLog(st, "warn", "machine service closed this agent's link; reconnecting", { restarts: st.restarts });
+		onExit(st, link);
+	}));
+	writeLine(st, { t: "attach", v: 1, pid: process.pid, cwd: launch.cwd ?? process.cwd(), env: attachEnv(bridgeEnv(st, launch)) });
+	const hello = st.hello?.();
+	if (hello) writeLine(st, hello);
+}
+
+/** Make `link` current: a fresh line queue writing to it. */
+function attachLink(st: ShimState, link: Link): void {
+	st.link = link;
 	st.out = new LineQueue(
-		(chunk) => writeChunk(st, child, chunk),
+		(chunk) => writeChunk(st, link, chunk),
 		(fn) => {
 			setImmediate(boundary(st, "bridge.flush", fn));
 		},
@@ -247,8 +417,13 @@ function startChild(st: ShimState): void {
 		// Lines of pi's last turn still queued when pi exits without session_shutdown (e.g. SIGTERM).
 		process.once("exit", () => flushLines(st));
 	}
+	st.blockedSince = undefined;
+}
+
+/** A reader of the bridge's JSON lines (split on "\n" only), each handed to `dispatch`. */
+function lineReader(st: ShimState): (chunk: string) => void {
 	let buf = "";
-	const onData = boundary(st, "bridge.stdout", (chunk: string) => {
+	return boundary(st, "bridge.stdout", (chunk: string) => {
 		buf += chunk;
 		if (buf.length > STDOUT_LINE_MAX && buf.indexOf("\n") < 0) {
 			shimLog(st, "warn", "bridge wrote an over-long line; dropped", { size: buf.length });
@@ -270,31 +445,71 @@ function startChild(st: ShimState): void {
 			}
 			if (line && typeof line === "object") st.dispatch?.(line);
 		}
-	});
+	}) as (chunk: string) => void;
+}
+
+function startChild(st: ShimState): void {
+	const launch = st.launch;
+	if (!launch || st.stopped) return;
+	const env = bridgeEnv(st, launch);
+	let child: ChildProcess;
+	try {
+		child = spawn(launch.python, launch.args, { stdio: ["pipe", "pipe", "pipe"], env, cwd: launch.cwd, windowsHide: true });
+	} catch (err) {
+		shimLog(st, "error", "could not start the bridge", { ...errorFields("bridge.spawn", err), python: launch.python });
+		scheduleRestart(st);
+		return;
+	}
+	const stdin = child.stdin;
+	if (!stdin) return;
+	st.child = child;
+	const link: Link = {
+		kind: "bridge",
+		input: stdin,
+		kill: () => child.kill("SIGKILL"),
+		release: () => {
+			try {
+				child.stdin?.end();
+			} catch {
+				/* already closed */
+			}
+			// The bridge finishes on its own (deregister, close clients, exit within ~2 s);
+			// pi must not wait for it, so drop our references to its pipes.
+			try {
+				child.stdout?.removeAllListeners("data");
+				child.stdout?.destroy();
+				child.stderr?.destroy();
+				child.unref();
+			} catch {
+				/* ignore */
+			}
+		},
+	};
+	attachLink(st, link);
 	child.stdout?.setEncoding("utf8");
-	child.stdout?.on("data", onData);
+	child.stdout?.on("data", lineReader(st));
 	child.stdout?.on("error", () => {});
 	child.stderr?.on("data", () => {}); // drained, never shown: the TUI owns the terminal
 	child.stderr?.on("error", () => {});
-	child.stdin?.on("error", () => {}); // EPIPE when the bridge dies
-	child.stdin?.on("drain", () => {
+	stdin.on("error", () => {}); // EPIPE when the bridge dies
+	stdin.on("drain", () => {
 		st.blockedSince = undefined;
 	});
-	st.blockedSince = undefined;
 	child.on("error", boundary(st, "bridge.error", (err: Error) => {
 		shimLog(st, "error", "bridge process error", { error: String(err?.message ?? err), python: launch.python });
-		onExit(st, child);
+		onExit(st, link);
 	}));
 	child.on("exit", boundary(st, "bridge.exit", (code: number | null, signal: string | null) => {
 		if (!st.stopped) shimLog(st, "warn", "bridge exited; restarting", { code, signal, restarts: st.restarts });
-		onExit(st, child);
+		onExit(st, link);
 	}));
 	const hello = st.hello?.();
 	if (hello) writeLine(st, hello);
 }
 
-function onExit(st: ShimState, child: ChildProcess): void {
-	if (st.child !== child) return; // 'error' and 'exit' can both fire
+function onExit(st: ShimState, link: Link): void {
+	if (st.link !== link) return; // 'error' and 'exit' can both fire
+	st.link = undefined;
 	st.child = undefined;
 	st.out?.clear();
 	st.out = undefined;
@@ -311,7 +526,7 @@ function scheduleRestart(st: ShimState): void {
 		boundary(st, "bridge.restart", () => {
 			st.restartTimer = undefined;
 			st.restarts += 1;
-			startChild(st);
+			startLink(st);
 		}),
 		delay,
 	);
@@ -325,28 +540,14 @@ export function onReady(st: ShimState, port: unknown, url: unknown): void {
 	st.readyAt = Date.now();
 }
 
-/** pi is quitting: say bye, close stdin, and let go of every handle so Node can exit now. */
+/** pi is quitting: say bye, end the link, and let go of every handle so Node can exit now. */
 export function stopBridge(st: ShimState, reason: string): void {
 	st.stopped = true;
 	if (st.restartTimer) clearTimeout(st.restartTimer);
 	st.restartTimer = undefined;
-	const child = st.child;
-	if (!child) return;
+	const link = st.link;
+	if (!link) return;
 	writeLine(st, { t: "bye", reason });
 	flushLines(st); // everything queued, then bye, reaches the pipe before it is closed
-	try {
-		child.stdin?.end();
-	} catch {
-		/* already closed */
-	}
-	// The bridge finishes on its own (deregister, close clients, exit within ~2 s);
-	// pi must not wait for it, so drop our references to its pipes.
-	try {
-		child.stdout?.removeAllListeners("data");
-		child.stdout?.destroy();
-		child.stderr?.destroy();
-		child.unref();
-	} catch {
-		/* ignore */
-	}
+	link.release();
 }

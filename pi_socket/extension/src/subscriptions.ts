@@ -35,7 +35,7 @@ export function subscribe(st: ShimState, pi: PiInstance): (watching: boolean) =>
 
 	on("session_start", (e) => {
 		if (!pi.version) pi.version = piVersion(pi.ctx);
-		if (st.child) writeLine(st, { t: "session", reason: e?.reason ?? null, ...pi.sessionFacts() });
+		if (st.link) writeLine(st, { t: "session", reason: e?.reason ?? null, ...pi.sessionFacts() });
 		else ensureBridge(st, launchSpec(call(() => pi.ctx?.cwd)));
 	});
 	on("session_shutdown", (e) => {
