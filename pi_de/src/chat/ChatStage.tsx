@@ -61,7 +61,7 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
   const [dragging, setDragging] = useState(false);
 
   const known = node ?? exited?.node; // an exited agent keeps its name and folder
-  const title = known ? folderName(known.cwd) : nodeId;
+  const title = known ? folderName(known.cwd) : "agent"; // a name a person reads, never the raw id (the URL has it)
   const { tools, commands, model, contextUsage, tokens, cost, approvals } = view;
   const connected = view.status === "open";
   const inspectorData = useMemo(
