@@ -71,12 +71,12 @@ from pi_socket.protocol import (
     PushSubscribeParams,
     PushUnsubscribeParams,
     ReadSessionParams,
-    RemoveWorktreeParams,
-    RemoveWorktreeResult,
     RegisterMachineParams,
     RegisterMachineResult,
     RegisterParams,
     RegisterResult,
+    RemoveWorktreeParams,
+    RemoveWorktreeResult,
     ResumeSessionParams,
     SearchParams,
     SetBudgetParams,
@@ -474,7 +474,7 @@ class Service:
             answer = await self.machines.request(here, "remove_worktree", data, worktree.GIT_TIMEOUT_S * 3)
             return _checked(RemoveWorktreeResult, answer, here)
         result = await worktree.remove(params.path, self.home, params.force, params.delete_branch)
-        log.info("worktree removed", path=spawn_cmd.printable(result["path"], lines=False)[:300])
+        log.info("worktree removed", path=spawn_cmd.printable(str(result["path"]), lines=False)[:300])
         return RemoveWorktreeResult.model_validate(result).model_dump(mode="json")
 
     async def _resumable(self, params: SpawnAgentParams, target: paths.SpawnTarget) -> str:

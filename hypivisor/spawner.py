@@ -193,15 +193,19 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-async def _run(argv: list[str], timeout: float = 10.0) -> tuple[int, str]:
-    """Run a short command, stdout+stderr together.
+async def _run(
+    argv: list[str], timeout: float = 10.0, cwd: str | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Run a short command (also git for hypivisor/worktree.py), stdout+stderr together.
 
     Output goes to a temporary file, not a pipe: the first ``tmux`` call forks
     the tmux server, which inherits the descriptors and would hold a pipe
     open forever.
     """
     with tempfile.TemporaryFile() as out:
-        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out
+        )
         try:
             rc = await asyncio.wait_for(proc.wait(), timeout)
         except TimeoutError:

@@ -27,13 +27,12 @@ import asyncio
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from hypivisor import paths
+from hypivisor import paths, spawner
 from pi_socket.bridge.gitinfo import git_dir, linked_worktree
 from pi_socket.errors import HypiError
 from pi_socket.protocol import ErrorCode, NodeInfo
@@ -127,18 +126,8 @@ async def _git(args: list[str], cwd: str, timeout: float = GIT_TIMEOUT_S) -> tup
     if git is None:
         raise WorktreeError(ErrorCode.SPAWN_FAILED, "git is not installed (or not in PATH) on this machine")
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
-    with tempfile.TemporaryFile() as out:
-        proc = await asyncio.create_subprocess_exec(
-            git, *args, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out
-        )
-        try:
-            rc = await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            return 124, f"git {args[0]} did not finish within {timeout:g} s"
-        out.seek(0)
-        return rc, out.read(MAX_GIT_OUTPUT).decode("utf-8", "replace").strip()
+    rc, out = await spawner._run([git, *args], timeout, cwd=cwd, env=env)
+    return rc, out.strip()[-MAX_GIT_OUTPUT:]
 
 
 @dataclass(frozen=True)

@@ -72,8 +72,9 @@ def test_service_and_hypivisor_absent(hypivisor_factory, machines, tmp_path):
     hv.kill()  # nothing runs: no hypivisor, no machine service
     rc, lines = doctor(alpha, tmp_path)
     assert rc == 1
-    assert lines["machine service"].startswith("WARN machine service: not running") and "fix: " in lines[
-        "machine service"]
+    assert (
+        lines["machine service"].startswith("WARN machine service: not running") and "fix: " in lines["machine service"]
+    )
     assert lines["hypivisor"].startswith("FAIL hypivisor:") and "; fix: " in lines["hypivisor"]
     assert lines["machine registered"].startswith("WARN machine registered: cannot ask the hypivisor")
     assert lines["agents socket"].startswith("OK   agents socket:") and "absent" in lines["agents socket"]

@@ -75,7 +75,7 @@ async def test_spawn_into_a_new_worktree_on_the_hypivisors_machine(hypivisor_fac
         for bad, code in (("-x", 1005), ("a b", 1005), ("a..b", 1005), ("main", 1013)):
             err = (await dash.call("spawn_agent", {"path": "app", "worktree": {"branch": bad}}))["error"]
             assert err["code"] == code, (bad, err)
-        err = (await dash.call("spawn_agent", {"path": "app", "new_folder": "x", "worktree": {"branch": "ok"}}))
+        err = await dash.call("spawn_agent", {"path": "app", "new_folder": "x", "worktree": {"branch": "ok"}})
         assert err["error"]["code"] == -32602
         assert tree(home) == before and branches(app) == ["main"]
 
@@ -121,13 +121,15 @@ async def test_worktree_spawn_and_removal_through_a_machine_service(hypivisor_fa
     beta.start()
     async with await RegistryClient.connect(hv) as dash:
         deadline = time.monotonic() + 20
-        while not any(m["name"] == "beta" and m["online"] for m in (await dash.call("list_machines"))["result"]["machines"]):
+        while not any(
+            m["name"] == "beta" and m["online"] for m in (await dash.call("list_machines"))["result"]["machines"]
+        ):
             assert time.monotonic() < deadline, beta.stderr()
             await asyncio.sleep(0.1)
         listing = (await dash.call("list_directories", {"machine": "beta"}))["result"]
         assert [(d["name"], d.get("git")) for d in listing["directories"]] == [("app", True)]
         before = tree(beta.home)
-        err = (await dash.call("spawn_agent", {"machine": "beta", "path": "app", "worktree": {"branch": "-bad"}}))
+        err = await dash.call("spawn_agent", {"machine": "beta", "path": "app", "worktree": {"branch": "-bad"}})
         assert err["error"]["code"] == 1005 and tree(beta.home) == before
 
         res = await dash.call("spawn_agent", {"machine": "beta", "path": "app", "worktree": {"branch": "b/1"}},

@@ -24,8 +24,11 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=text)
         if name != "uninstall":
             p.add_argument("--pi", help="the pi executable (default: PI_BIN or `pi` on PATH)")
-    sub.add_parser("service", help="install|uninstall|status the machine service as a user service (systemd/launchd; "
-                   "prints what it writes and runs; --dry-run)")
+    sub.add_parser(
+        "service",
+        help="install|uninstall|status the machine service as a user service (systemd/launchd; "
+        "prints what it writes and runs; --dry-run)",
+    )
     sub.add_parser("serve", help="run this machine's service: register the machine with the hypivisor (HYPIVISOR_WS)")
     p = sub.add_parser("build-shim", help="bundle extension/src/*.ts into extension/dist/pi-socket.js (what pi loads)")
     p.add_argument("--check", action="store_true", help="only say whether the bundle matches src/ (exit 1 if not)")

@@ -60,8 +60,14 @@ MACHINE = Spec(
     description="Hyper-Pi machine service (registers this machine with the hypivisor, starts pi on request)",
     module=("pi_socket", "serve"),
     logs_hint="~/.pi/logs/pi-socket-machine.jsonl",
-    pass_env=("HYPIVISOR_WS", "PI_SOCKET_MACHINE", "PI_BIN", "PI_CODING_AGENT_DIR", "PI_SOCKET_LOG_DIR",
-              "HYPI_SPAWN_COMMAND"),  # fmt: skip
+    pass_env=(
+        "HYPIVISOR_WS",
+        "PI_SOCKET_MACHINE",
+        "PI_BIN",
+        "PI_CODING_AGENT_DIR",
+        "PI_SOCKET_LOG_DIR",
+        "HYPI_SPAWN_COMMAND",
+    ),  # fmt: skip
     secret_env=SECRET_VARS,
     notes=(
         "one machine service runs per machine and user (a lock): if one already runs (a pi started it), the unit's "
@@ -168,7 +174,9 @@ def secrets_of(spec: Spec, env: Mapping[str, str]) -> dict[str, str]:
 
 def env_file_text(values: Mapping[str, str]) -> str:
     """``KEY="value"`` lines for systemd's ``EnvironmentFile=`` (``\\`` and ``"`` escaped). Pure."""
-    return "".join(f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"\n' for k, v in values.items())
+    return "".join(
+        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"\n' for k, v in values.items()
+    )
 
 
 def manager_commands(spec: Spec, kind: str, action: str, path: Path) -> list[list[str]]:
@@ -234,7 +242,10 @@ def main(
         (list(argv), []) if "--" not in argv else (list(argv[: argv.index("--")]), list(argv[argv.index("--") + 1 :]))
     )
     args = p.parse_args(own)
-    say = (lambda line: out(f"{spec.prog}: {line}"))  # fmt: skip
+
+    def say(line: str) -> None:
+        out(f"{spec.prog}: {line}")
+
     try:
         kind = platform_kind(platform or sys.platform)
     except ValueError as exc:

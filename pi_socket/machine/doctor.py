@@ -92,7 +92,9 @@ def judge_registration(name: str, running: bool, reachable: bool, machines: list
                        "upgrade the hypivisor (pip install -U hyper-pi)")  # fmt: skip
     entry = next((m for m in machines if isinstance(m, dict) and m.get("name") == name), None)
     if entry is not None and entry.get("online"):
-        return Finding("ok", "machine registered", f"{name!r} online at the hypivisor ({entry.get('agents', 0)} agents)")
+        return Finding(
+            "ok", "machine registered", f"{name!r} online at the hypivisor ({entry.get('agents', 0)} agents)"
+        )
     if not running:
         return Finding("warn", "machine registered", f"{name!r} is not online at the hypivisor (no service runs)",
                        "start the machine service: `pi-socket serve`")  # fmt: skip

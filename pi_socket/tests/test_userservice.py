@@ -43,7 +43,9 @@ def test_paths_commands_and_env_file_text():
     assert us.unit_path(us.MACHINE, "launchd", env) == Path("/h/Library/LaunchAgents/dev.hyper-pi.pi-socket.plist")
     assert us.env_file_path(us.MACHINE, {"HOME": "/h", "XDG_CONFIG_HOME": "/x"}) == Path("/x/hyper-pi/pi-socket.env")
     assert us.manager_commands(us.MACHINE, "systemd", "install", Path("/u")) == [
-        ["systemctl", "--user", "daemon-reload"], ["systemctl", "--user", "enable", "--now", "pi-socket.service"]]
+        ["systemctl", "--user", "daemon-reload"],
+        ["systemctl", "--user", "enable", "--now", "pi-socket.service"],
+    ]
     assert us.manager_commands(us.MACHINE, "launchd", "install", Path("/u")) == [["launchctl", "load", "-w", "/u"]]
     assert us.env_file_text({"HYPI_TOKEN": 'a"b\\c'}) == 'HYPI_TOKEN="a\\"b\\\\c"\n'
 
