@@ -51,6 +51,7 @@ LIST_TIMEOUT_S = 15.0  # a machine's list_sessions / resume_target answer
 READ_TIMEOUT_S = 30.0  # a machine's read_session answer (parses a large file the first time)
 SEARCH_TIMEOUT_S = 15.0  # a machine's search answer; after it that machine's frame says it did not answer
 MAX_MACHINES_SEARCHED = 100
+REMOTE_LIST_LIMIT = 200  # sessions per page from another machine: its answer stays below a frame's 1 MiB
 
 __all__ = ["SessionDesk", "SessionError", "own_machine"]
 
@@ -137,6 +138,7 @@ class SessionDesk:
             result = await self.store.list_sessions(params)
         else:
             data = params.model_dump(mode="json", exclude={"machine"}, exclude_none=True)
+            data["limit"] = min(params.limit, REMOTE_LIST_LIMIT)  # a smaller page (with its cursor) fits a frame
             result = await self._ask(machine, "list_sessions", data, LIST_TIMEOUT_S)
             result["machine"] = machine
         live = self.live_writers(machine)

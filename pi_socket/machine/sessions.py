@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 
 from pi_socket.errors import HypiError
@@ -23,6 +24,9 @@ from pi_socket.sessions.store import SessionError, SessionStore, check_query
 
 M = TypeVar("M", bound=BaseModel)
 METHODS = frozenset({"list_sessions", "read_session", "search", "resume_target"})
+# The hypivisor reads at most 1 MiB per frame from a connection (hypivisor/rpc.py); a reply is a machine_reply
+# frame around the answer, so an answer stays below this.
+MAX_ANSWER_BYTES = 900 * 1024
 
 
 class MachineSessions:
@@ -40,7 +44,7 @@ class MachineSessions:
         if method == "list_sessions":
             return await self.store.list_sessions(_params(ListSessionsParams, params))
         if method == "read_session":
-            return await self.store.read_session(_params(ReadSessionParams, params))
+            return fit_page(await self.store.read_session(_params(ReadSessionParams, params)), MAX_ANSWER_BYTES)
         if method == "search":
             p = _params(SearchParams, params)
             check_query(p.query)
@@ -64,3 +68,26 @@ def _params(model: type[M], params: dict[str, Any]) -> M:
         where = ".".join(str(x) for x in errors[0]["loc"]) if errors else ""
         msg = errors[0]["msg"] if errors else "invalid"
         raise HypiError(ErrorCode.INVALID_PARAMS, f"invalid params: {where}: {msg}") from None
+
+
+def fit_page(page: dict[str, Any], budget: int) -> dict[str, Any]:
+    """A read_session page made to fit ``budget`` bytes of JSON: the tree loses its oldest nodes first (halved
+    each time, ``tree_truncated``), then the page its oldest messages (``cursor``/``before`` move on,
+    ``has_more``), one message at least. Pure."""
+    size = len(orjson.dumps(page))
+    tree = page.get("tree")
+    while size > budget and isinstance(tree, list) and tree:
+        tree = tree[len(tree) // 2 :] if len(tree) > 1 else []
+        page = {**page, "tree": tree, "tree_truncated": True}
+        size = len(orjson.dumps(page))
+    messages, ids = list(page.get("messages") or []), list(page.get("entry_ids") or [])
+    if size <= budget or len(messages) <= 1:
+        return page
+    sizes = [len(orjson.dumps(m)) + 1 for m in messages]
+    drop = 0
+    while size > budget and drop < len(messages) - 1:
+        size -= sizes[drop] + len(orjson.dumps(ids[drop])) + 1 if drop < len(ids) else sizes[drop]
+        drop += 1
+    start = int(page.get("cursor") or 0) + drop
+    return {**page, "messages": messages[drop:], "entry_ids": ids[drop:], "cursor": start, "before": start,
+            "has_more": start > 0}  # fmt: skip

@@ -8,10 +8,11 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import orjson
 import pytest
 
 from pi_socket.errors import HypiError
-from pi_socket.machine.sessions import MachineSessions
+from pi_socket.machine.sessions import MachineSessions, fit_page
 from pi_socket.protocol import ErrorCode, ListSessionsResult, ReadSessionResult, SearchHit
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sessions"
@@ -89,3 +90,21 @@ def test_resume_target_checks_the_folder_against_this_machine_home(home, tmp_pat
     mine.write_bytes(data)
     target = serve(home, tmp_path, "resume_target", {"path": str(mine)})
     assert target == {"path": str(mine.resolve()), "cwd": str((home / "project").resolve())}
+
+
+def test_a_page_is_made_to_fit_one_frame():
+    """The hypivisor reads at most 1 MiB per frame: the tree gives way first, then the oldest messages."""
+    msg = {"role": "user", "content": [{"type": "text", "text": "x" * 1000}]}
+    page = {"messages": [msg] * 50, "entry_ids": [f"e{i}" for i in range(50)], "cursor": 10, "before": 10,
+            "end": 60, "has_more": True, "tree": [{"id": f"n{i}", "preview": "y" * 200} for i in range(1000)]}  # fmt: skip
+    assert fit_page(page, 10**7) is page
+    small = fit_page(page, 60_000)
+    assert len(orjson.dumps(small)) <= 60_000
+    assert small["tree_truncated"] and len(small["tree"]) < 1000 and len(small["messages"]) == 50
+    assert small["tree"][-1]["id"] == "n999"  # the newest nodes stay
+    tiny = fit_page(page, 20_000)
+    assert len(orjson.dumps(tiny)) <= 20_000
+    kept = len(tiny["messages"])
+    assert 1 <= kept < 50 and tiny["entry_ids"] == page["entry_ids"][50 - kept :]
+    assert tiny["cursor"] == tiny["before"] == 10 + 50 - kept and tiny["has_more"] and tiny["end"] == 60
+    assert len(fit_page(page, 10)["messages"]) == 1  # one message at least
