@@ -88,7 +88,9 @@ def test_an_unwatched_agent_sends_its_bridge_only_what_the_bridge_needs(start_pi
     pi = start_pi(
         pi_version,
         mode="rpc",
-        env={"PI_SOCKET_PYTHON": str(recorder), "HYPI_TEST_RECORD": str(record), "HYPI_TEST_PYTHON": sys.executable},
+        # the recorder sits on a bridge child's stdin: the per-pi bridge, pinned
+        env={"PI_SOCKET_PYTHON": str(recorder), "HYPI_TEST_RECORD": str(record), "HYPI_TEST_PYTHON": sys.executable,
+             "PI_SOCKET_MODE": "bridge"},  # fmt: skip
     )
 
     # 1. nobody watches: a run with a tool call
