@@ -89,8 +89,12 @@ def test_an_unwatched_agent_sends_its_bridge_only_what_the_bridge_needs(start_pi
         pi_version,
         mode="rpc",
         # the recorder sits on a bridge child's stdin: the per-pi bridge, pinned
-        env={"PI_SOCKET_PYTHON": str(recorder), "HYPI_TEST_RECORD": str(record), "HYPI_TEST_PYTHON": sys.executable,
-             "PI_SOCKET_MODE": "bridge"},  # fmt: skip
+        env={
+            "PI_SOCKET_PYTHON": str(recorder),
+            "HYPI_TEST_RECORD": str(record),
+            "HYPI_TEST_PYTHON": sys.executable,
+            "PI_SOCKET_MODE": "bridge",
+        },
     )
 
     # 1. nobody watches: a run with a tool call

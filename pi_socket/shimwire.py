@@ -33,7 +33,6 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
-
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf, StrictBool, StrictInt, StrictStr, ValidationError
 
 

@@ -160,7 +160,6 @@ class AgentHost:
             self.bridges.pop(key, None)
             self._remember_fired(node, fired | (before - armed))
 
-
     def _remember_fired(self, node: str, fired: set[str]) -> None:
         if not fired:
             return
