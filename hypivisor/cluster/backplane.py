@@ -1,0 +1,509 @@
+"""The backplane: what hypivisors share (registry, events, inbox, approvals, routing), behind one interface.
+
+A hypivisor never talks to NATS (or to its own dicts) directly for these five things; it talks to a
+:class:`Backplane`. Two implementations keep the same contract (tested by one parametrised test):
+
+* :class:`InProcessBackplane` over an :class:`InProcessHub`: one process, no broker (the default). Several
+  backplanes on one hub behave like several hypivisors on one cluster, which is how the contract is tested.
+* ``NatsBackplane`` (:mod:`hypivisor.cluster.nats_backplane`): JetStream KV, streams and core request/reply.
+
+The pure state machines (``hypivisor.registry``, ``hypivisor.attention``) stay pure: the backplane only carries
+their inputs and outputs (records, items, decisions) between hypivisors, as JSON (orjson).
+
+The contract:
+
+* **Registry**: :meth:`Backplane.register_agent` writes the agent's record under its :class:`AgentKey` and keeps
+  it alive (a heartbeat every ``heartbeat_s``) until :meth:`Backplane.unregister_agent` (a delete) or the owner
+  stops (a crash, or :meth:`Backplane.close` with ``deregister=False``): then the record expires after ``ttl_s``
+  and every watcher sees ``expired``. Every backplane mirrors the roster of its watched sites in memory
+  (:meth:`Backplane.agents`: a snapshot at start, then live) and calls its listeners with each
+  :class:`AgentChange`.
+* **Events**: :meth:`Backplane.publish_event` reaches every subscriber whose pattern matches, on any
+  hypivisor, at most once each (not stored: a subscriber that is away misses them).
+* **Approvals**: the owner opens an approval (:meth:`Backplane.open_approval`); the first
+  :meth:`Backplane.decide_approval` wins cluster-wide (compare-and-set on the record's revision); any later one,
+  from anywhere, raises :class:`ApprovalConflict` naming the winner; an unknown id raises
+  :class:`ApprovalUnknown`.
+* **Attention**: :meth:`Backplane.publish_attention` appends to the site's durable inbox stream; every
+  :meth:`Backplane.consume_attention` handler of the site shares one queue, so each item is handled by exactly one
+  of them (at least once: an item whose handler fails or dies unacknowledged is handed out again).
+* **Routing**: :meth:`Backplane.serve_agent` makes this hypivisor answer the agent's requests;
+  :meth:`Backplane.request_agent` from any hypivisor reaches it, or raises :class:`NoOwner` at once when nobody
+  serves the agent (no timeout to wait out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+import structlog
+
+from hypivisor.cluster.names import AgentKey, check_site, subject_matches
+
+log = structlog.get_logger(part="cluster")
+
+Record = dict[str, Any]
+EventHandler = Callable[["Event"], Awaitable[None]]
+AttentionHandler = Callable[[Record], Awaitable[None]]
+RpcHandler = Callable[[bytes], Awaitable[bytes]]
+ChangeListener = Callable[["AgentChange"], None]
+Unsubscribe = Callable[[], Awaitable[None]]
+
+DEFAULT_TTL_S = 45.0  # a record not refreshed for this long expires (specs/cluster.md)
+DEFAULT_HEARTBEAT_S = 15.0
+RETRY_S = 0.5  # a failed put is tried again this often
+
+
+class BackplaneError(Exception):
+    """A backplane request that cannot be done (the message says why)."""
+
+
+class NoOwner(BackplaneError):
+    """No hypivisor serves this agent (or machine) now."""
+
+
+class RequestTimeout(BackplaneError):
+    """The owner did not answer in time (slow, or it stopped serving a moment ago)."""
+
+
+class ApprovalUnknown(BackplaneError):
+    """No approval with this id was opened (or it expired)."""
+
+
+class ApprovalConflict(BackplaneError):
+    """The approval was already decided; ``winner`` is the decision that counts."""
+
+    def __init__(self, message: str, winner: Record) -> None:
+        super().__init__(message)
+        self.winner = winner
+
+
+@dataclass(frozen=True)
+class AgentChange:
+    """One change of the shared roster: ``put`` (new or refreshed record), ``deleted`` (its owner removed it) or
+    ``expired`` (nobody refreshed it within the TTL)."""
+
+    op: Literal["put", "deleted", "expired"]
+    key: AgentKey
+    record: Record | None
+    revision: int
+
+
+@dataclass(frozen=True)
+class Event:
+    subject: str
+    data: bytes
+
+
+@dataclass
+class Settings:
+    hv_id: str
+    site: str
+    watch_sites: tuple[str, ...] = ()  # sites whose roster this hypivisor mirrors (its own is always one)
+    ttl_s: float = DEFAULT_TTL_S
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+
+    def __post_init__(self) -> None:
+        check_site(self.site)
+        for s in self.watch_sites:
+            check_site(s)
+        if not self.hv_id:
+            raise ValueError("a hypivisor needs an id")
+        if not 0 < self.heartbeat_s < self.ttl_s:
+            raise ValueError("the heartbeat must be shorter than the TTL")
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return (self.site, *(s for s in self.watch_sites if s != self.site))
+
+
+def dumps(record: Record) -> bytes:
+    return orjson.dumps(record)
+
+
+def loads(data: bytes) -> Record:
+    value = orjson.loads(data)
+    if not isinstance(value, dict):
+        raise BackplaneError("a backplane record must be a JSON object")
+    return value
+
+
+class Backplane(ABC):
+    """Base: the roster mirror, listeners and the heartbeat loop are shared; the transport is abstract."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._roster: dict[AgentKey, Record] = {}
+        self._listeners: list[ChangeListener] = []
+        self._owned: dict[AgentKey, Record] = {}
+        self._unsaved: set[AgentKey] = set()  # owned records whose last put failed
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def hv_id(self) -> str:
+        return self.settings.hv_id
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._start()
+        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop(), name=f"cluster-heartbeat-{self.hv_id}")
+
+    async def close(self, deregister: bool = True) -> None:
+        """Stop. ``deregister``: delete the agents this hypivisor owns (a clean stop); without it they expire after
+        the TTL, as after a crash."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+        if deregister:
+            for key in list(self._owned):
+                with contextlib.suppress(Exception):
+                    await self._delete_agent(key)
+        self._owned.clear()
+        await self._close()
+
+    async def _heartbeat_loop(self) -> None:
+        """Every ``heartbeat_s`` put every owned record again; a put that failed (the store is electing a leader)
+        is tried again every ``RETRY_S`` until it lands, so the latest record always ends up stored."""
+        next_beat = asyncio.get_running_loop().time() + self.settings.heartbeat_s
+        while True:
+            await asyncio.sleep(min(RETRY_S, self.settings.heartbeat_s))
+            now = asyncio.get_running_loop().time()
+            beat = now >= next_beat
+            if beat:
+                next_beat = now + self.settings.heartbeat_s
+            for key in list(self._owned if beat else self._unsaved):
+                record = self._owned.get(key)
+                if record is None:
+                    self._unsaved.discard(key)
+                    continue
+                await self._save(key, record)
+
+    async def _save(self, key: AgentKey, record: Record) -> bool:
+        try:
+            await self._put_agent(key, record)
+        except Exception as e:
+            self._unsaved.add(key)
+            log.warning("cluster_put_failed", agent=key.agent, error=f"{type(e).__name__}: {e}")
+            return False
+        if self._owned.get(key) is record:
+            self._unsaved.discard(key)
+        else:  # changed meanwhile: this (older) put may have landed after the newer one; put the newest again
+            self._unsaved.add(key)
+        return True
+
+    # --- registry ----------------------------------------------------------------------------------------------
+
+    def agents(self) -> dict[AgentKey, Record]:
+        """The mirrored roster of the watched sites (a copy)."""
+        return dict(self._roster)
+
+    def on_agent_change(self, listener: ChangeListener) -> None:
+        self._listeners.append(listener)
+
+    def _apply(self, change: AgentChange) -> None:
+        if change.op == "put" and change.record is not None:
+            self._roster[change.key] = change.record
+        else:
+            self._roster.pop(change.key, None)
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception as e:
+                log.error("cluster_listener_failed", error=f"{type(e).__name__}: {e}")
+
+    async def register_agent(self, key: AgentKey, record: Record) -> None:
+        """Write (or rewrite, on a status change) an agent this hypivisor owns; heartbeated until unregistered."""
+        record = {**record, "hv": self.hv_id}
+        self._owned[key] = record
+        self._unsaved.add(key)
+        try:
+            await self._put_agent(key, record)
+        except Exception:
+            raise BackplaneError(f"agent {key.agent} is not stored yet; retried in the background") from None
+        self._unsaved.discard(key)
+
+    async def unregister_agent(self, key: AgentKey) -> None:
+        self._owned.pop(key, None)
+        self._unsaved.discard(key)
+        await self._delete_agent(key)
+
+    def owned(self) -> list[AgentKey]:
+        return list(self._owned)
+
+    # --- transport ---------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def _start(self) -> None: ...
+
+    @abstractmethod
+    async def _close(self) -> None: ...
+
+    @abstractmethod
+    async def _put_agent(self, key: AgentKey, record: Record) -> None: ...
+
+    @abstractmethod
+    async def _delete_agent(self, key: AgentKey) -> None: ...
+
+    @abstractmethod
+    async def publish_event(self, key: AgentKey, kind: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    async def subscribe_events(self, pattern: str, handler: EventHandler) -> Unsubscribe:
+        """``pattern``: a subject with NATS wildcards, e.g. :func:`names.site_events` or
+        :attr:`AgentKey.events_of_agent` (subscribe while a dashboard watches that agent)."""
+
+    @abstractmethod
+    async def open_approval(self, key: AgentKey, approval_id: str, record: Record) -> None: ...
+
+    @abstractmethod
+    async def decide_approval(self, key: AgentKey, approval_id: str, decision: Record) -> Record:
+        """The stored decided record when this decision won; :class:`ApprovalConflict` or
+        :class:`ApprovalUnknown` otherwise."""
+
+    @abstractmethod
+    async def get_approval(self, key: AgentKey, approval_id: str) -> Record | None: ...
+
+    @abstractmethod
+    async def publish_attention(self, key: AgentKey, what: str, item: Record) -> None: ...
+
+    @abstractmethod
+    async def consume_attention(self, handler: AttentionHandler) -> Unsubscribe: ...
+
+    @abstractmethod
+    async def serve_agent(self, key: AgentKey, handler: RpcHandler) -> Unsubscribe: ...
+
+    @abstractmethod
+    async def request_agent(self, key: AgentKey, data: bytes, timeout: float = 5.0) -> bytes: ...
+
+
+def pending_approval(owner: str, record: Record, now: float) -> Record:
+    return {**record, "state": "pending", "owner": owner, "opened_at": now}
+
+
+def decided_approval(pending: Record, decision: Record, hv_id: str, now: float) -> Record:
+    return {**pending, "state": "decided", "decision": decision, "decided_by_hv": hv_id, "decided_at": now}
+
+
+def conflict(key: AgentKey, approval_id: str, winner: Record) -> ApprovalConflict:
+    d = winner.get("decision") or {}
+    return ApprovalConflict(
+        f"approval {approval_id} of agent {key.agent} was already decided ({d.get('decision')!s} by "
+        f"{d.get('by')!s} on {winner.get('decided_by_hv')!s})",
+        winner,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# In-process: one hub per process (or per simulated cluster in tests), one backplane per hypivisor on it.
+
+
+@dataclass
+class _Stored:
+    record: Record
+    revision: int
+    expires_at: float
+
+
+@dataclass
+class InProcessHub:
+    """The shared state of in-process backplanes: what NATS holds in cluster mode."""
+
+    clock: Callable[[], float] = time.monotonic
+    agents: dict[str, dict[AgentKey, _Stored]] = field(default_factory=dict)  # site -> key -> stored
+    approvals: dict[tuple[AgentKey, str], tuple[Record, int]] = field(default_factory=dict)
+    attention: dict[str, asyncio.Queue[Record]] = field(default_factory=dict)  # site -> shared work queue
+    event_subs: dict[int, tuple[str, EventHandler]] = field(default_factory=dict)
+    rpc: dict[str, list[RpcHandler]] = field(default_factory=dict)
+    backplanes: list[InProcessBackplane] = field(default_factory=list)
+    ttl_s: float | None = None
+    _seq: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _sweeper: asyncio.Task[None] | None = None
+
+    def next_revision(self) -> int:
+        return next(self._seq)
+
+    def notify(self, site: str, change: AgentChange) -> None:
+        for bp in list(self.backplanes):
+            if site in bp.settings.sites:
+                bp._apply(change)
+
+    def sweep(self) -> None:
+        """Expire every record not refreshed within its TTL (what NATS's limit markers do)."""
+        now = self.clock()
+        for site, stored in self.agents.items():
+            for key, s in list(stored.items()):
+                if s.expires_at <= now:
+                    del stored[key]
+                    self.notify(site, AgentChange("expired", key, None, self.next_revision()))
+
+    async def _sweep_loop(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            self.sweep()
+
+    def attach(self, bp: InProcessBackplane) -> None:
+        self.backplanes.append(bp)
+        if self._sweeper is None or self._sweeper.done():
+            every = max(0.05, bp.settings.ttl_s / 10)
+            self._sweeper = asyncio.create_task(self._sweep_loop(every), name="cluster-inprocess-sweep")
+
+    async def detach(self, bp: InProcessBackplane) -> None:
+        if bp in self.backplanes:
+            self.backplanes.remove(bp)
+        if not self.backplanes and self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+
+class InProcessBackplane(Backplane):
+    """Everything in this process's memory (no broker); several on one hub act as a cluster."""
+
+    def __init__(self, settings: Settings, hub: InProcessHub | None = None) -> None:
+        super().__init__(settings)
+        self.hub = hub if hub is not None else InProcessHub()
+        self._subs: set[int] = set()
+        self._served: list[tuple[str, RpcHandler]] = []
+        self._consumers: list[asyncio.Task[None]] = []
+        self._sub_ids = itertools.count(1)
+
+    async def _start(self) -> None:
+        self.hub.attach(self)
+        for site in self.settings.sites:
+            for key, s in self.hub.agents.get(site, {}).items():
+                self._apply(AgentChange("put", key, s.record, s.revision))
+
+    async def _close(self) -> None:
+        for sid in self._subs:
+            self.hub.event_subs.pop(sid, None)
+        self._subs.clear()
+        for subject, handler in self._served:
+            handlers = self.hub.rpc.get(subject, [])
+            if handler in handlers:
+                handlers.remove(handler)
+        self._served.clear()
+        for task in self._consumers:
+            task.cancel()
+        for task in self._consumers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._consumers.clear()
+        await self.hub.detach(self)
+
+    async def _put_agent(self, key: AgentKey, record: Record) -> None:
+        rev = self.hub.next_revision()
+        stored = _Stored(loads(dumps(record)), rev, self.hub.clock() + self.settings.ttl_s)
+        self.hub.agents.setdefault(key.site, {})[key] = stored
+        self.hub.notify(key.site, AgentChange("put", key, stored.record, rev))
+
+    async def _delete_agent(self, key: AgentKey) -> None:
+        if self.hub.agents.get(key.site, {}).pop(key, None) is not None:
+            self.hub.notify(key.site, AgentChange("deleted", key, None, self.hub.next_revision()))
+
+    async def publish_event(self, key: AgentKey, kind: str, data: bytes) -> None:
+        subject = key.event_subject(kind)
+        for pattern, handler in list(self.hub.event_subs.values()):
+            if subject_matches(pattern, subject):
+                try:
+                    await handler(Event(subject, data))
+                except Exception as e:
+                    log.error("cluster_event_handler_failed", subject=subject, error=f"{type(e).__name__}: {e}")
+
+    async def subscribe_events(self, pattern: str, handler: EventHandler) -> Unsubscribe:
+        sid = next(self._sub_ids) + id(self) * 1_000_000
+        self.hub.event_subs[sid] = (pattern, handler)
+        self._subs.add(sid)
+
+        async def unsubscribe() -> None:
+            self.hub.event_subs.pop(sid, None)
+            self._subs.discard(sid)
+
+        return unsubscribe
+
+    async def open_approval(self, key: AgentKey, approval_id: str, record: Record) -> None:
+        self.hub.approvals[(key, approval_id)] = (
+            pending_approval(self.hv_id, record, time.time()),
+            self.hub.next_revision(),
+        )
+
+    async def decide_approval(self, key: AgentKey, approval_id: str, decision: Record) -> Record:
+        found = self.hub.approvals.get((key, approval_id))
+        if found is None:
+            raise ApprovalUnknown(f"no open approval {approval_id} on agent {key.agent}")
+        current, _rev = found
+        if current.get("state") != "pending":
+            raise conflict(key, approval_id, current)
+        decided = decided_approval(current, decision, self.hv_id, time.time())
+        self.hub.approvals[(key, approval_id)] = (decided, self.hub.next_revision())  # no await: atomic here
+        return decided
+
+    async def get_approval(self, key: AgentKey, approval_id: str) -> Record | None:
+        found = self.hub.approvals.get((key, approval_id))
+        return None if found is None else found[0]
+
+    def _queue(self, site: str) -> asyncio.Queue[Record]:
+        return self.hub.attention.setdefault(site, asyncio.Queue(maxsize=100_000))
+
+    async def publish_attention(self, key: AgentKey, what: str, item: Record) -> None:
+        self._queue(key.site).put_nowait({**item, "_subject": key.attention_subject(what)})
+
+    async def consume_attention(self, handler: AttentionHandler) -> Unsubscribe:
+        queue = self._queue(self.settings.site)
+
+        async def run() -> None:
+            while True:
+                item = await queue.get()
+                try:
+                    await handler(item)
+                except Exception as e:  # unacknowledged: back for another consumer (as NATS redelivers)
+                    log.warning("cluster_attention_handler_failed", error=f"{type(e).__name__}: {e}")
+                    queue.put_nowait(item)
+                    await asyncio.sleep(0.05)
+
+        task = asyncio.create_task(run(), name=f"cluster-attention-{self.hv_id}")
+        self._consumers.append(task)
+
+        async def unsubscribe() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        return unsubscribe
+
+    async def serve_agent(self, key: AgentKey, handler: RpcHandler) -> Unsubscribe:
+        subject = key.rpc_subject
+        self.hub.rpc.setdefault(subject, []).append(handler)
+        self._served.append((subject, handler))
+
+        async def unsubscribe() -> None:
+            handlers = self.hub.rpc.get(subject, [])
+            if handler in handlers:
+                handlers.remove(handler)
+            with contextlib.suppress(ValueError):
+                self._served.remove((subject, handler))
+
+        return unsubscribe
+
+    async def request_agent(self, key: AgentKey, data: bytes, timeout: float = 5.0) -> bytes:
+        handlers = self.hub.rpc.get(key.rpc_subject)
+        if not handlers:
+            raise NoOwner(f"no hypivisor serves agent {key.agent} on {key.machine} ({key.site})")
+        try:
+            return await asyncio.wait_for(handlers[0](data), timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"agent {key.agent} did not answer within {timeout} s") from None

@@ -1,0 +1,129 @@
+"""Subjects, KV keys and bucket names of cluster mode (specs/cluster.md). Pure: no I/O.
+
+Every name is built here so the NATS and in-process backplanes (and the simulation) agree byte for byte.
+
+* A **site** is one NATS cluster or leaf node (one network); its name is a plain token
+  (``[A-Za-z0-9_-]{1,32}``) because it is part of stream and bucket names.
+* Machine names and agent ids are free text for the rest of the project; inside a subject or a KV key each
+  becomes one **token**: ``[A-Za-z0-9_-]`` are kept, every other byte of its UTF-8 is ``=XX`` (hex, upper case).
+  ``=`` is valid in KV keys and subjects, never a separator, so the encoding is reversible and injective, and a
+  name can never add a level (``.``) or a wildcard (``*``, ``>``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SITE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+ROOT = "hp"
+AGENTS_BUCKET = "HP_AGENTS_{site}"  # key <machine>.<agent> -> agent record (the roster)
+APPROVALS_BUCKET = "HP_APPROVALS_{site}"  # key <machine>.<agent>.<approval> -> pending | decided
+HV_BUCKET = "HP_HV_{site}"  # key <hv> -> hypivisor lease (url, started_at)
+ATTN_STREAM = "HP_ATTN_{site}"  # subjects hp.attn.<site>.> (inbox items and their ends)
+PUSH_CONSUMER = "pushsender"  # durable pull consumer on ATTN_STREAM shared by every hypivisor of the site
+OWNER_QUEUE = "owner"  # queue group of the rpc subscriptions
+
+
+class SiteNameError(ValueError):
+    """A site name that cannot be part of a bucket or stream name."""
+
+
+def check_site(site: str) -> str:
+    if not SITE_RE.match(site):
+        raise SiteNameError(f"site name {site!r} must be 1-32 of A-Z a-z 0-9 _ -")
+    return site
+
+
+def token(name: str) -> str:
+    """One subject/KV token for any non-empty string (reversible: :func:`untoken`)."""
+    if not name:
+        raise ValueError("an empty name has no token")
+    out: list[str] = []
+    for b in name.encode("utf-8", "surrogatepass"):
+        out.append(chr(b) if b in _KEEP else f"={b:02X}")
+    return "".join(out)
+
+
+def untoken(tok: str) -> str:
+    raw = bytearray()
+    i = 0
+    while i < len(tok):
+        if tok[i] == "=":
+            raw.append(int(tok[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw.append(ord(tok[i]))
+            i += 1
+    return raw.decode("utf-8", "surrogatepass")
+
+
+@dataclass(frozen=True, order=True)
+class AgentKey:
+    """Where an agent lives: its site, its machine and its id (the registry's node id)."""
+
+    site: str
+    machine: str
+    agent: str
+
+    @property
+    def kv_key(self) -> str:
+        """Key in ``HP_AGENTS_<site>``."""
+        return f"{token(self.machine)}.{token(self.agent)}"
+
+    @classmethod
+    def from_kv_key(cls, site: str, key: str) -> AgentKey:
+        machine, agent = key.split(".")
+        return cls(site, untoken(machine), untoken(agent))
+
+    @property
+    def prefix(self) -> str:
+        return f"{token(self.site)}.{token(self.machine)}.{token(self.agent)}"
+
+    def event_subject(self, kind: str) -> str:
+        """``hp.evt.<site>.<machine>.<agent>.<kind>``: live events of one agent (core NATS, not stored)."""
+        return f"{ROOT}.evt.{self.prefix}.{token(kind)}"
+
+    @property
+    def events_of_agent(self) -> str:
+        return f"{ROOT}.evt.{self.prefix}.>"
+
+    @property
+    def rpc_subject(self) -> str:
+        """``hp.agent.<site>.<machine>.<agent>.rpc``: served by the hypivisor the agent's link is on."""
+        return f"{ROOT}.agent.{self.prefix}.rpc"
+
+    def approval_key(self, approval_id: str) -> str:
+        """Key in ``HP_APPROVALS_<site>``."""
+        return f"{self.kv_key}.{token(approval_id)}"
+
+    def attention_subject(self, what: str) -> str:
+        """``hp.attn.<site>.<machine>.<agent>.<added|resolved>`` in stream ``HP_ATTN_<site>``."""
+        return f"{ROOT}.attn.{self.prefix}.{token(what)}"
+
+
+def machine_rpc_subject(site: str, machine: str) -> str:
+    """``hp.machine.<site>.<machine>.rpc``: served by the hypivisor the machine's service is connected to."""
+    return f"{ROOT}.machine.{token(site)}.{token(machine)}.rpc"
+
+
+def site_events(site: str) -> str:
+    return f"{ROOT}.evt.{token(site)}.>"
+
+
+def site_attention(site: str) -> str:
+    return f"{ROOT}.attn.{token(site)}.>"
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: ``*`` is one token, a final ``>`` is one or more tokens."""
+    p = pattern.split(".")
+    s = subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return i == len(p) - 1 and len(s) > i
+        if i >= len(s) or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)

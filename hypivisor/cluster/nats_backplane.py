@@ -1,0 +1,387 @@
+"""The NATS backplane (cluster mode, specs/cluster.md): JetStream KV for the roster and approvals, a JetStream
+stream for the inbox, core subjects for events and request/reply routing.
+
+Needs the ``cluster`` extra (``nats-py``) and a NATS server 2.11+ (per-message TTL and KV limit markers: an
+expired key reaches every watcher as a PURGE).
+
+Per site ``S`` (created by whichever hypivisor comes first; creating an identical bucket again is a no-op):
+
+* KV ``HP_AGENTS_S``: history 1, ``ttl`` = the record TTL, limit markers, key ``<machine>.<agent>`` (tokens of
+  :mod:`hypivisor.cluster.names`) → the agent's record plus ``hv`` (its owner). The owner puts it on every change
+  and every heartbeat; a watch (snapshot, then live) on every hypivisor of the site mirrors it.
+* KV ``HP_APPROVALS_S``: key ``<machine>.<agent>.<approval>`` → ``{state: pending, …}``, then, once, ``{state:
+  decided, decision, …}`` written with the pending record's revision as the expected last one: the first decision
+  wins, a second one gets "wrong last sequence" → :class:`ApprovalConflict`.
+* Stream ``HP_ATTN_S`` on ``hp.attn.S.>`` with the durable pull consumer ``pushsender`` that every hypivisor of
+  the site fetches from: each item is delivered to one of them and acknowledged after it was handled.
+* Events ``hp.evt.S.<machine>.<agent>.<kind>`` and requests ``hp.agent.S.<machine>.<agent>.rpc`` (queue group
+  ``owner``) are core NATS: not stored, routed by interest; a request nobody serves fails at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType, StreamConfig
+from nats.js.kv import KV_MARKER_REASON, KV_OP
+
+from hypivisor.cluster.backplane import (
+    AgentChange,
+    ApprovalUnknown,
+    AttentionHandler,
+    Backplane,
+    BackplaneError,
+    Event,
+    EventHandler,
+    NoOwner,
+    Record,
+    RequestTimeout,
+    RpcHandler,
+    Settings,
+    Unsubscribe,
+    conflict,
+    decided_approval,
+    dumps,
+    loads,
+    log,
+    pending_approval,
+)
+from hypivisor.cluster.names import (
+    AGENTS_BUCKET,
+    APPROVALS_BUCKET,
+    ATTN_STREAM,
+    OWNER_QUEUE,
+    PUSH_CONSUMER,
+    AgentKey,
+    site_attention,
+    token,
+)
+
+START_TIMEOUT_S = 15.0  # connecting, creating the buckets, reading the roster snapshot
+APPROVAL_TTL_S = 24 * 3600.0  # an approval nobody decided is long gone (the shim's own timeout is 10 min)
+ATTN_MAX_AGE_S = 7 * 24 * 3600.0
+ATTN_PER_SUBJECT = 50
+ATTN_ACK_WAIT_S = 30.0
+ATTN_MAX_DELIVER = 5
+WATCH_HEARTBEAT_S = 1.0
+WINNER_READS = 40  # x 50 ms
+
+
+@dataclass
+class NatsSettings(Settings):
+    servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    replicas: int = 1  # 3 inside a site of 3+ servers: a store survives one server's loss
+    storage: str = "file"  # "memory" for the roster only would do too: owners put it back
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.servers:
+            raise ValueError("cluster mode needs at least one NATS server URL")
+        if self.storage not in ("file", "memory"):
+            raise ValueError("storage is file or memory")
+
+
+class NatsBackplane(Backplane):
+    def __init__(self, settings: NatsSettings) -> None:
+        super().__init__(settings)
+        self.nsettings = settings
+        self.nc: Any = None
+        self.js: Any = None
+        self._agents_kv: dict[str, Any] = {}
+        self._approvals_kv: Any = None
+        self._watchers: list[Any] = []
+        self._subs: list[Any] = []
+        self._consumers: list[asyncio.Task[None]] = []
+
+    @property
+    def _storage(self) -> StorageType:
+        return StorageType.FILE if self.nsettings.storage == "file" else StorageType.MEMORY
+
+    async def _start(self) -> None:
+        async with asyncio.timeout(START_TIMEOUT_S):
+            await self._connect_and_open()
+
+    async def _connect_and_open(self) -> None:
+        s = self.nsettings
+
+        async def on_error(e: Exception) -> None:
+            log.warning("cluster_nats_error", hv=s.hv_id, error=f"{type(e).__name__}: {e}")
+
+        self.nc = await nats.connect(
+            servers=list(s.servers),
+            name=f"hypivisor-{s.hv_id}",
+            dont_randomize=True,  # the first URL is this hypivisor's own server; the others are fail-over
+            connect_timeout=2,
+            reconnect_time_wait=0.2,
+            max_reconnect_attempts=-1,
+            ping_interval=5,
+            max_outstanding_pings=2,
+            error_cb=on_error,
+        )
+        self.js = self.nc.jetstream(timeout=1.5)
+        # The reply subscription of requests (``_INBOX.<id>.*``) is made by the first request; made now, its interest
+        # has reached every server of the cluster before the first real request needs an answer routed back.
+        with contextlib.suppress(nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            await self.nc.request(f"_hp.warmup.{token(s.hv_id)}", b"", timeout=0.5)
+        await self.nc.flush(timeout=2)
+        for site in s.sites:
+            self._agents_kv[site] = await self.js.create_key_value(
+                KeyValueConfig(
+                    bucket=AGENTS_BUCKET.format(site=site),
+                    history=1,
+                    ttl=s.ttl_s,
+                    limit_marker_ttl=max(1.0, s.ttl_s),
+                    storage=self._storage,
+                    replicas=s.replicas,
+                )
+            )
+        self._approvals_kv = await self.js.create_key_value(
+            KeyValueConfig(
+                bucket=APPROVALS_BUCKET.format(site=s.site),
+                history=1,
+                ttl=APPROVAL_TTL_S,
+                storage=self._storage,
+                direct=False,  # reads go to the stream leader: a decision just made is never read as pending
+                replicas=s.replicas,
+            )
+        )
+        await self.js.add_stream(
+            StreamConfig(
+                name=ATTN_STREAM.format(site=s.site),
+                subjects=[site_attention(s.site)],
+                max_age=ATTN_MAX_AGE_S,
+                max_msgs_per_subject=ATTN_PER_SUBJECT,
+                storage=self._storage,
+                num_replicas=s.replicas,
+            )
+        )
+        for site in self._agents_kv:
+            await self._watch(site)
+
+    async def _watch(self, site: str) -> None:
+        """Mirror one site's roster: the latest record of every key (the snapshot), then every change.
+
+        An ordered push consumer as ``KeyValue.watchall`` makes, with a 1 s idle heartbeat instead of 5 s: when the
+        server holding the consumer dies, two missed heartbeats make the client recreate it from the next stream
+        sequence, so the mirror misses nothing and is live again a few seconds later."""
+        bucket = AGENTS_BUCKET.format(site=site)
+        pre = f"$KV.{bucket}."
+        loop = asyncio.get_running_loop()
+        snapshot_done: asyncio.Future[None] = loop.create_future()
+
+        async def on_msg(msg: Any) -> None:
+            meta = msg.metadata
+            headers = msg.headers or {}
+            op = headers.get(KV_OP)
+            if op is None and KV_MARKER_REASON in headers:  # a server-placed marker: the key aged out
+                op = {"MaxAge": "PURGE", "Purge": "PURGE", "Remove": "DEL"}.get(headers[KV_MARKER_REASON], "?")
+            if op != "?":
+                self._on_entry(site, msg.subject[len(pre) :], msg.data, op, meta.sequence.stream)
+            if meta.num_pending == 0 and not snapshot_done.done():
+                snapshot_done.set_result(None)
+
+        sub = await self.js.subscribe(
+            f"{pre}>",
+            stream=f"KV_{bucket}",
+            cb=on_msg,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            idle_heartbeat=WATCH_HEARTBEAT_S,
+            inactive_threshold=300,
+        )
+        self._watchers.append(sub)
+        info = await sub.consumer_info()
+        if info.num_pending == 0 and sub.delivered == 0 and not snapshot_done.done():
+            snapshot_done.set_result(None)
+        await snapshot_done
+
+    def _on_entry(self, site: str, raw_key: str, value: bytes, op: str | None, revision: int) -> None:
+        try:
+            key = AgentKey.from_kv_key(site, raw_key)
+        except (ValueError, UnicodeDecodeError):
+            log.warning("cluster_bad_key", site=site, key=raw_key)
+            return
+        if op is None:
+            try:
+                record = loads(value)
+            except (ValueError, BackplaneError):
+                log.warning("cluster_bad_record", site=site, key=raw_key)
+                return
+            self._apply(AgentChange("put", key, record, revision))
+        else:
+            self._apply(AgentChange("expired" if op == "PURGE" else "deleted", key, None, revision))
+
+    async def _close(self) -> None:
+        for task in self._consumers:
+            task.cancel()
+        for task in self._consumers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for watcher in self._watchers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(watcher.unsubscribe(), 2)
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.drain(), 5)
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+
+    # --- registry ----------------------------------------------------------------------------------------------
+
+    async def _put_agent(self, key: AgentKey, record: Record) -> None:
+        await self._agents_kv[key.site].put(key.kv_key, dumps(record))
+
+    async def _delete_agent(self, key: AgentKey) -> None:
+        await self._agents_kv[key.site].delete(key.kv_key)
+
+    # --- events ------------------------------------------------------------------------------------------------
+
+    async def publish_event(self, key: AgentKey, kind: str, data: bytes) -> None:
+        await self.nc.publish(key.event_subject(kind), data)
+
+    async def subscribe_events(self, pattern: str, handler: EventHandler) -> Unsubscribe:
+        async def cb(msg: Any) -> None:
+            try:
+                await handler(Event(msg.subject, msg.data))
+            except Exception as e:
+                log.error("cluster_event_handler_failed", subject=msg.subject, error=f"{type(e).__name__}: {e}")
+
+        sub = await self.nc.subscribe(pattern, cb=cb)
+        self._subs.append(sub)
+
+        async def unsubscribe() -> None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+        return unsubscribe
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Until the server has every subscription and publication sent so far (tests, ordering)."""
+        await self.nc.flush(timeout=timeout)
+
+    # --- approvals ---------------------------------------------------------------------------------------------
+
+    async def open_approval(self, key: AgentKey, approval_id: str, record: Record) -> None:
+        await self._approvals_kv.put(
+            key.approval_key(approval_id), dumps(pending_approval(self.hv_id, record, time.time()))
+        )
+
+    async def _get_approval_entry(self, key: AgentKey, approval_id: str) -> Any:
+        try:
+            return await self._approvals_kv.get(key.approval_key(approval_id))
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+            return None
+
+    async def get_approval(self, key: AgentKey, approval_id: str) -> Record | None:
+        entry = await self._get_approval_entry(key, approval_id)
+        return None if entry is None else loads(entry.value)
+
+    async def decide_approval(self, key: AgentKey, approval_id: str, decision: Record) -> Record:
+        entry = await self._get_approval_entry(key, approval_id)
+        if entry is None:
+            raise ApprovalUnknown(f"no open approval {approval_id} on agent {key.agent}")
+        current = loads(entry.value)
+        if current.get("state") != "pending":
+            raise conflict(key, approval_id, current)
+        decided = decided_approval(current, decision, self.hv_id, time.time())
+        try:
+            await self._approvals_kv.update(key.approval_key(approval_id), dumps(decided), last=entry.revision)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            # Another decision is ahead of this one; the leader may refuse ours before it has applied that one, so
+            # a read right now can still say pending: read again (bounded) until it shows the winner.
+            winner: Record | None = None
+            for _ in range(WINNER_READS):
+                winner = await self.get_approval(key, approval_id)
+                if winner is not None and winner.get("state") == "decided":
+                    break
+                await asyncio.sleep(0.05)
+            raise conflict(key, approval_id, winner or {}) from None
+        return decided
+
+    # --- attention ---------------------------------------------------------------------------------------------
+
+    async def publish_attention(self, key: AgentKey, what: str, item: Record) -> None:
+        subject = key.attention_subject(what)
+        await self.js.publish(subject, dumps({**item, "_subject": subject}))
+
+    async def consume_attention(self, handler: AttentionHandler) -> Unsubscribe:
+        site = self.settings.site
+        psub = await self.js.pull_subscribe(
+            site_attention(site),
+            durable=PUSH_CONSUMER,
+            stream=ATTN_STREAM.format(site=site),
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT, ack_wait=ATTN_ACK_WAIT_S, max_deliver=ATTN_MAX_DELIVER
+            ),
+        )
+
+        async def run() -> None:
+            while True:
+                try:
+                    msgs = await psub.fetch(batch=10, timeout=1.0)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # a server lost mid-fetch: the client reconnects, fetch again
+                    log.warning("cluster_attention_fetch_failed", error=f"{type(e).__name__}: {e}")
+                    await asyncio.sleep(0.2)
+                    continue
+                for msg in msgs:
+                    try:
+                        await handler(loads(msg.data))
+                    except Exception as e:
+                        log.warning("cluster_attention_handler_failed", error=f"{type(e).__name__}: {e}")
+                        with contextlib.suppress(Exception):
+                            await msg.nak(delay=0.5)
+                        continue
+                    with contextlib.suppress(Exception):
+                        await msg.ack_sync(timeout=2)
+
+        task = asyncio.create_task(run(), name=f"cluster-attention-{self.hv_id}")
+        self._consumers.append(task)
+
+        async def unsubscribe() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
+
+        return unsubscribe
+
+    # --- routing -----------------------------------------------------------------------------------------------
+
+    async def serve_agent(self, key: AgentKey, handler: RpcHandler) -> Unsubscribe:
+        async def cb(msg: Any) -> None:
+            try:
+                answer = await handler(msg.data)
+            except Exception as e:
+                answer = dumps({"error": f"{type(e).__name__}: {e}"})
+            with contextlib.suppress(Exception):
+                await msg.respond(answer)
+
+        sub = await self.nc.subscribe(key.rpc_subject, queue=OWNER_QUEUE, cb=cb)
+        self._subs.append(sub)
+
+        async def unsubscribe() -> None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+        return unsubscribe
+
+    async def request_agent(self, key: AgentKey, data: bytes, timeout: float = 5.0) -> bytes:
+        try:
+            msg = await self.nc.request(key.rpc_subject, data, timeout=timeout)
+        except nats.errors.NoRespondersError:
+            raise NoOwner(f"no hypivisor serves agent {key.agent} on {key.machine} ({key.site})") from None
+        except nats.errors.TimeoutError:
+            raise RequestTimeout(f"agent {key.agent} did not answer within {timeout} s") from None
+        return bytes(msg.data)

@@ -1,0 +1,344 @@
+"""The backplane contract (hypivisor/cluster/backplane.py, specs/cluster.md), one test per promise, run over both
+implementations: in-process (two backplanes on one hub) and NATS (two backplanes on different nodes of a real
+3-node JetStream cluster on loopback). Then what only a real cluster can do: SIGKILL of a NATS node.
+
+Every wait is bounded (:func:`until`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from hypivisor.cluster.backplane import (
+    AgentChange,
+    ApprovalConflict,
+    ApprovalUnknown,
+    Backplane,
+    BackplaneError,
+    Event,
+    InProcessBackplane,
+    InProcessHub,
+    NoOwner,
+    RequestTimeout,
+    Settings,
+)
+from hypivisor.cluster.names import AgentKey, site_events
+
+SITE = "lab"
+_ids = itertools.count(1)
+
+
+async def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def retry(op: Callable[[], Awaitable[Any]], timeout: float = 15.0, what: str = "operation") -> Any:
+    """Run ``op`` until it succeeds (a cluster electing a new leader refuses for a moment), bounded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await op()
+        except (ApprovalConflict, ApprovalUnknown, NoOwner):
+            raise
+        except Exception as e:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} kept failing for {timeout} s: {type(e).__name__}: {e}") from e
+            await asyncio.sleep(0.2)
+
+
+Factory = Callable[..., Awaitable[Backplane]]
+
+
+@pytest.fixture(params=["inprocess", "nats"])
+async def make(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
+    """``await make(node=0, ttl_s=…, heartbeat_s=…)``: a started backplane (a hypivisor's), closed at the end."""
+    made: list[Backplane] = []
+    hub = InProcessHub()
+    cluster = request.getfixturevalue("nats_cluster") if request.param == "nats" else None
+    run = next(_ids)
+
+    async def factory(node: int = 0, ttl_s: float = 30.0, heartbeat_s: float = 10.0) -> Backplane:
+        hv_id = f"hv{run}-{len(made) + 1}"
+        bp: Backplane
+        if cluster is None:
+            bp = InProcessBackplane(Settings(hv_id, SITE, ttl_s=ttl_s, heartbeat_s=heartbeat_s), hub)
+        else:
+            from hypivisor.cluster.nats_backplane import NatsBackplane, NatsSettings
+
+            urls = cluster.urls[node:] + cluster.urls[:node]  # its own node first, the others for fail-over
+            # one site per test run: a fresh bucket, so earlier tests' records and TTLs do not leak in
+            site = f"{SITE}{run}"
+            bp = NatsBackplane(
+                NatsSettings(hv_id, site, ttl_s=ttl_s, heartbeat_s=heartbeat_s, servers=tuple(urls), replicas=3)
+            )
+        await bp.start()
+        made.append(bp)
+        return bp
+
+    factory.kind = request.param  # type: ignore[attr-defined]
+    try:
+        yield factory
+    finally:
+        for bp in made:
+            await bp.close()
+
+
+def key_of(bp: Backplane, machine: str, agent: str) -> AgentKey:
+    return AgentKey(bp.settings.site, machine, agent)
+
+
+async def flush(*bps: Backplane) -> None:
+    for bp in bps:
+        f = getattr(bp, "flush", None)
+        if f is not None:
+            await f()
+
+
+async def test_registrations_are_seen_by_every_hypivisor(make: Factory) -> None:
+    a = await make(node=0)
+    b = await make(node=1)
+    ka, kb = key_of(a, "alpha.example", "n-1"), key_of(a, "beta host", "n/2")
+    await a.register_agent(ka, {"id": "n-1", "status": "active"})
+    await b.register_agent(kb, {"id": "n/2", "status": "active"})
+    for bp in (a, b):
+        await until(lambda bp=bp: len(bp.agents()) == 2, what="both agents")
+        roster = bp.agents()
+        assert roster[ka] == {"id": "n-1", "status": "active", "hv": a.hv_id}
+        assert roster[kb]["hv"] == b.hv_id
+    # a status change is a new put, seen elsewhere
+    await a.register_agent(ka, {"id": "n-1", "status": "working"})
+    await until(lambda: b.agents().get(ka, {}).get("status") == "working", what="the status change on b")
+    # a late joiner gets the snapshot
+    c = await make(node=2)
+    assert set(c.agents()) == {ka, kb}
+    # a clean removal is a delete, seen as such
+    seen: list[AgentChange] = []
+    b.on_agent_change(seen.append)
+    await a.unregister_agent(ka)
+    await until(lambda: any(ch.key == ka and ch.op == "deleted" for ch in seen), what="the delete on b")
+    await until(lambda: ka not in c.agents(), what="the delete on c")
+    assert ka not in b.agents()
+
+
+async def test_a_registration_expires_when_its_owner_stops_heartbeating(make: Factory) -> None:
+    a = await make(node=0, ttl_s=2.0, heartbeat_s=0.5)
+    b = await make(node=1, ttl_s=2.0, heartbeat_s=0.5)
+    k = key_of(a, "m1", "agent-1")
+    seen: list[AgentChange] = []
+    b.on_agent_change(seen.append)
+    await a.register_agent(k, {"id": "agent-1"})
+    await until(lambda: k in b.agents(), what="the registration")
+    await asyncio.sleep(3.0)  # longer than the TTL: the heartbeat keeps it
+    assert k in b.agents()
+    assert not [ch for ch in seen if ch.op != "put"]
+    t0 = time.monotonic()
+    await a.close(deregister=False)  # as a crash: no delete, no more heartbeats
+    await until(lambda: any(ch.key == k and ch.op == "expired" for ch in seen), timeout=8.0, what="the expiry")
+    assert k not in b.agents()
+    assert time.monotonic() - t0 >= 1.0  # not before the TTL (the last beat is at most 0.5 s old)
+
+
+async def test_events_reach_every_interested_hypivisor_once(make: Factory) -> None:
+    a = await make(node=0)
+    b = await make(node=1)
+    watched, other = key_of(a, "m1", "watched"), key_of(a, "m1", "other")
+    everything: list[Event] = []
+    one_agent: list[Event] = []
+
+    async def on_all(e: Event) -> None:
+        everything.append(e)
+
+    async def on_one(e: Event) -> None:
+        one_agent.append(e)
+
+    await b.subscribe_events(site_events(b.settings.site), on_all)
+    unsub = await b.subscribe_events(watched.events_of_agent, on_one)
+    await flush(a, b)
+
+    async def interest_arrived() -> bool:  # b's subscriptions reach a's server within milliseconds
+        await a.publish_event(watched, "probe", b"")
+        await flush(a)
+        await asyncio.sleep(0.05)
+        return bool(everything and one_agent)
+
+    deadline = time.monotonic() + 3
+    while not await interest_arrived():
+        assert time.monotonic() < deadline, "b's subscriptions never reached a's server"
+    await asyncio.sleep(0.1)
+    everything.clear()
+    one_agent.clear()
+    await a.publish_event(watched, "delta", b'{"t":"x"}')
+    await a.publish_event(other, "status", b'{"s":"idle"}')
+    await flush(a)
+    await until(lambda: len(everything) == 2, what="both events")
+    await until(lambda: len(one_agent) == 1, what="the watched agent's event")
+    assert one_agent[0] == Event(watched.event_subject("delta"), b'{"t":"x"}')
+    await unsub()  # the dashboard closed the agent: no more interest
+    await flush(b)
+    await a.publish_event(watched, "delta", b"{}")
+    await flush(a)
+    await until(lambda: len(everything) == 3, what="the third event")
+    await asyncio.sleep(0.2)
+    assert len(one_agent) == 1
+
+
+async def test_the_first_decision_on_an_approval_wins_cluster_wide(make: Factory) -> None:
+    a = await make(node=0)
+    b = await make(node=1)
+    k = key_of(a, "m1", "agent-1")
+    for i in range(10):
+        approval = f"a{i}-x"
+        await a.open_approval(k, approval, {"tool": "bash", "summary": "rm -rf build"})
+        results = await asyncio.gather(
+            a.decide_approval(k, approval, {"decision": "allow", "by": "dash-a"}),
+            b.decide_approval(k, approval, {"decision": "deny", "by": "dash-b"}),
+            return_exceptions=True,
+        )
+        won = [r for r in results if isinstance(r, dict)]
+        lost = [r for r in results if isinstance(r, ApprovalConflict)]
+        assert len(won) == 1 and len(lost) == 1, results
+        assert lost[0].winner["decision"] == won[0]["decision"]
+        assert "already decided" in str(lost[0])
+        stored = await a.get_approval(k, approval)
+        assert stored == won[0] and stored["state"] == "decided"
+        with pytest.raises(ApprovalConflict):
+            await b.decide_approval(k, approval, {"decision": "allow", "by": "late"})
+    with pytest.raises(ApprovalUnknown):
+        await b.decide_approval(k, "never-opened", {"decision": "allow", "by": "x"})
+
+
+async def test_each_attention_item_is_handled_by_exactly_one_hypivisor(make: Factory) -> None:
+    a = await make(node=0)
+    b = await make(node=1)
+    handled: list[tuple[str, str]] = []
+
+    def handler_of(bp: Backplane) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        async def handle(item: dict[str, Any]) -> None:
+            handled.append((bp.hv_id, item["id"]))
+            await asyncio.sleep(0.005)  # sending a push takes a moment
+
+        return handle
+
+    await a.consume_attention(handler_of(a))
+    await b.consume_attention(handler_of(b))
+    k = key_of(a, "m1", "agent-1")
+    n = 60
+    for i in range(n):
+        await (a if i % 2 else b).publish_attention(k, "added", {"id": f"item-{i}", "kind": "approval"})
+    await until(lambda: len(handled) >= n, timeout=15, what="every item handled")
+    await asyncio.sleep(0.5)  # nothing arrives twice later either
+    ids = [item for _, item in handled]
+    assert sorted(ids) == sorted(f"item-{i}" for i in range(n)), "each item exactly once"
+    assert {hv for hv, _ in handled} <= {a.hv_id, b.hv_id}
+
+
+async def test_requests_reach_the_owner_and_fail_at_once_without_one(make: Factory) -> None:
+    a = await make(node=0)
+    b = await make(node=1)
+    k = key_of(a, "m1", "agent-1")
+
+    async def answer(data: bytes) -> bytes:
+        return b"from " + a.hv_id.encode() + b": " + data
+
+    unserve = await a.serve_agent(k, answer)
+    await flush(a)
+    # the new interest reaches the other servers within milliseconds (an owner serves before it registers the
+    # agent, so callers that found the agent in the roster do not see this window)
+    deadline = time.monotonic() + 2
+    while True:
+        try:
+            got = await b.request_agent(k, b"abort", timeout=3)
+            break
+        except NoOwner:
+            assert time.monotonic() < deadline, "the owner's subscription never reached b's server"
+            await asyncio.sleep(0.02)
+    assert got == f"from {a.hv_id}: abort".encode()
+    t0 = time.monotonic()
+    with pytest.raises(NoOwner):
+        await b.request_agent(key_of(a, "m1", "nobody"), b"abort", timeout=3)
+    assert time.monotonic() - t0 < 1.0, "no responders is immediate, not a timeout"
+    await unserve()
+    await flush(a)
+
+    async def no_owner() -> bool:
+        # a server that has not yet heard that the interest is gone forwards the request: a timeout, not NoOwner
+        try:
+            await b.request_agent(k, b"abort", timeout=0.5)
+        except NoOwner:
+            return True
+        except RequestTimeout:
+            return False
+        raise AssertionError("an unserved agent answered")
+
+    deadline = time.monotonic() + 5
+    while not await no_owner():
+        assert time.monotonic() < deadline, "still routed 5 s after the owner stopped serving"
+
+
+async def test_sigkill_of_a_nats_node_keeps_both_hypivisors_working(
+    make: Factory, request: pytest.FixtureRequest
+) -> None:
+    if make.kind != "nats":  # type: ignore[attr-defined]
+        pytest.skip("only a real cluster has nodes to kill")
+    cluster = request.getfixturevalue("nats_cluster")
+    a = await make(node=0, ttl_s=30.0, heartbeat_s=10.0)
+    b = await make(node=1, ttl_s=30.0, heartbeat_s=10.0)
+    k1 = key_of(a, "m1", "before")
+    await a.register_agent(k1, {"id": "before"})
+    await a.open_approval(k1, "ap-1", {"tool": "bash"})
+    await until(lambda: k1 in b.agents(), what="the first registration")
+    events: list[Event] = []
+
+    async def on_event(e: Event) -> None:
+        events.append(e)
+
+    await b.subscribe_events(site_events(b.settings.site), on_event)
+
+    async def served(data: bytes) -> bytes:
+        return b"ok:" + data
+
+    await a.serve_agent(k1, served)
+    await flush(a, b)
+    cluster.kill(0)  # a's own server (and maybe the leader of some streams)
+    try:
+        t0 = time.monotonic()
+
+        async def event_roundtrip() -> None:
+            n = len(events)
+            await a.publish_event(k1, "status", b"{}")
+            await until(lambda: len(events) > n, timeout=0.5, what="an event")
+
+        # core NATS (events, routing) only waits for a's reconnection to another server
+        await retry(event_roundtrip, timeout=3, what="an event from a to b after the kill")
+        assert await retry(lambda: b.request_agent(k1, b"ping", timeout=1), timeout=3, what="a request") == b"ok:ping"
+        core_s = time.monotonic() - t0
+        # JetStream writes wait for a new stream leader when the killed node led the stream (Raft: seconds)
+        k2 = key_of(a, "m1", "after")
+        try:
+            await a.register_agent(k2, {"id": "after"})
+        except BackplaneError:  # not stored yet: the backplane keeps trying in the background
+            pass
+        await until(lambda: k2 in b.agents(), timeout=15, what="the registration made after the kill, on b")
+        decided = await retry(
+            lambda: b.decide_approval(k1, "ap-1", {"decision": "allow", "by": "b"}), what="a decision"
+        )
+        assert decided["state"] == "decided"
+        with pytest.raises(ApprovalConflict):
+            await a.decide_approval(k1, "ap-1", {"decision": "deny", "by": "a"})
+        assert core_s < 2.0, f"events and requests were down {core_s:.1f} s"
+    finally:
+        cluster.restart(0)
+    assert set(b.agents()) >= {k1, k2}
