@@ -85,6 +85,41 @@ def overflowing(page) -> list[str]:
     )
 
 
+def header_links_differ(page) -> list[str]:
+    """The header's links (Inbox, Budget, Sessions) in different sizes or on different lines."""
+    return page.evaluate(
+        """() => {
+          const links = [...document.querySelectorAll('.brand .link-btn')];
+          const looks = new Set(links.map((l) => getComputedStyle(l).fontSize + ' ' + getComputedStyle(l).fontWeight));
+          const lines = new Set(links.map((l) => Math.round(l.getBoundingClientRect().top)));
+          return looks.size > 1 || lines.size > 1 ? links.map((l) => `${l.textContent}: ${[...looks]} at ${[...lines]}`) : [];
+        }"""
+    )
+
+
+def broken_words(page, selector: str) -> list[str]:
+    """Words (runs without spaces) inside ``selector`` that the layout broke over two lines."""
+    return page.evaluate(
+        """(sel) => {
+          const out = [];
+          for (const el of document.querySelectorAll(sel)) {
+            const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+            for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+              for (const m of n.data.matchAll(/\\S+/g)) {
+                const r = document.createRange();
+                r.setStart(n, m.index);
+                r.setEnd(n, m.index + m[0].length);
+                const tops = new Set([...r.getClientRects()].map((c) => Math.round(c.top)));
+                if (tops.size > 1) out.push(m[0]);
+              }
+            }
+          }
+          return out.slice(0, 10);
+        }""",
+        selector,
+    )
+
+
 def test_main_screens_desktop_and_phone_dark_and_light(hypivisor_factory, pi_home, start_pi, fake_llm, tmp_path,
                                                          tmux_env, page_factory):  # noqa: F811  # fmt: skip
     if not shutil.which("tmux"):
@@ -166,6 +201,12 @@ def test_main_screens_desktop_and_phone_dark_and_light(hypivisor_factory, pi_hom
                 saved.append(path)
                 if spill := overflowing(p):
                     problems.append(f"{path.name}: wider than the screen: {spill}")
+                if differ := header_links_differ(p):
+                    problems.append(f"{path.name}: the header's links differ: {differ}")
+                if screen == "budget" and (
+                    broken := broken_words(p, "[data-testid=budget-totals] td:not(:first-child)")
+                ):
+                    problems.append(f"{path.name}: amounts broken over two lines: {broken}")
     print(f"\nPi-DE screenshots: {out}")
     assert len(saved) == len(screens) * len(DEVICES) * len(THEMES)
     assert all(p.stat().st_size > 10_000 for p in saved)
