@@ -60,6 +60,7 @@ from pi_socket.protocol import (
     ListNodesParams,
     ListSessionsParams,
     MachineFacts,
+    MachineIndexProgressParams,
     MachineReplyParams,
     MarkReadParams,
     NodeInfo,
@@ -575,6 +576,9 @@ class Service:
             raise RpcFailure(ErrorCode.NOT_FOUND, "no request with this rid is waiting for this connection")
         return {"status": "ok"}
 
+    async def _m_machine_index_progress(self, params: MachineIndexProgressParams, conn: Hashable, peer: str) -> dict:
+        return self.sessions.machine_progress(self.machines.book.name_of(conn), params)
+
     def connection_closed(self, conn: Hashable) -> None:
         """A /ws connection ended: its machine (if it registered one) goes offline, its requests fail."""
         self.hub.publish(self.machines.detach(conn, time.time()))
@@ -611,6 +615,7 @@ METHOD_HANDLERS: dict[str, Handler] = {
     "register_machine": Service._m_register_machine,
     "list_machines": Service._m_list_machines,
     "machine_reply": Service._m_machine_reply,
+    "machine_index_progress": Service._m_machine_index_progress,
 }
 if METHOD_HANDLERS.keys() != REGISTRY_METHODS.keys():  # pragma: no cover - a programming error, caught at import
     raise RuntimeError(

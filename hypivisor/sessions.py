@@ -31,6 +31,7 @@ from pi_socket.protocol import (
     ErrorCode,
     IndexProgressEvent,
     ListSessionsParams,
+    MachineIndexProgressParams,
     NodeInfo,
     ReadSessionParams,
     ResumeSessionParams,
@@ -92,6 +93,15 @@ class SessionDesk:
     def _announce(self, p: Progress, done: bool) -> None:
         self.service.hub.publish([IndexProgressEvent(machine=self.machine, files_done=p.files_done,
                                                      files_total=p.files_total, done=done)])  # fmt: skip
+
+    def machine_progress(self, machine: str | None, params: MachineIndexProgressParams) -> dict[str, Any]:
+        """Another machine's index build, told by its service: pushed to dashboards under that machine's name
+        (only a connection that registered a machine speaks for one)."""
+        if machine is None or machine == self.machine:
+            raise SessionError(ErrorCode.FORBIDDEN, "only a machine service reports its index's progress")
+        self.service.hub.publish([IndexProgressEvent(machine=machine, files_done=params.files_done,
+                                                     files_total=params.files_total, done=params.done)])  # fmt: skip
+        return {"status": "ok"}
 
     # -- helpers ---------------------------------------------------------------------------------------------
 

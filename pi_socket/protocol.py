@@ -464,6 +464,15 @@ class ListMachinesParams(_Strict):
     pass
 
 
+class MachineIndexProgressParams(_Strict):
+    """A machine service's session index is being built (its progress, pushed to dashboards as
+    ``index_progress`` under its machine's name); only from a connection that registered a machine."""
+
+    files_done: int = Field(ge=0)
+    files_total: int = Field(ge=0)
+    done: bool = False
+
+
 class MachineReplyParams(_Strict):
     """A machine service's answer to a ``machine_request`` it was sent (matched by ``rid`` and connection)."""
 
@@ -900,6 +909,7 @@ REGISTRY_METHODS: dict[str, type[BaseModel]] = {
     "register_machine": RegisterMachineParams,
     "list_machines": ListMachinesParams,
     "machine_reply": MachineReplyParams,
+    "machine_index_progress": MachineIndexProgressParams,
     "remove_worktree": RemoveWorktreeParams,
 }
 
@@ -1503,6 +1513,7 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     RegisterMachineParams,
     ListMachinesParams,
     MachineReplyParams,
+    MachineIndexProgressParams,
     MachineInfo,
     ListMachinesResult,
     RegisterMachineResult,

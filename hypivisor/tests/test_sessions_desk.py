@@ -184,3 +184,21 @@ def test_a_session_file_over_the_size_limit_is_refused(service, monkeypatch):
     with pytest.raises(RpcFailure) as e:
         call(service, "read_session", {"path": s["id"]})
     assert e.value.code == ErrorCode.TOO_LARGE
+
+
+def test_a_machine_tells_its_index_progress_only_for_itself(service):
+    """machine_index_progress is pushed as index_progress under the machine the connection registered; any
+    other connection is refused."""
+    with pytest.raises(RpcFailure) as e:
+        call(service, "machine_index_progress", {"files_done": 1, "files_total": 20}, conn="dashboard")
+    assert e.value.code == ErrorCode.FORBIDDEN
+    service.machines.book.register("alpha", MachineFacts(), None, "conn-a", 1.0, "secret-a")
+    pushed: list = []
+    service.hub.publish = pushed.extend  # type: ignore[method-assign]
+    assert call(service, "machine_index_progress", {"files_done": 3, "files_total": 20}, conn="conn-a") == {
+        "status": "ok"
+    }
+    [event] = pushed
+    assert (event.event, event.machine, event.files_done, event.files_total, event.done) == (
+        "index_progress", "alpha", 3, 20, False,
+    )  # fmt: skip

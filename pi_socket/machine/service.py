@@ -69,7 +69,7 @@ class MachineService:
         self._waiting: dict[str, asyncio.Future[Any]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._facts_task: asyncio.Task[MachineFacts] | None = None
-        self.sessions = MachineSessions(self.env, self.home, state_dir(self.env), self.name)  # specs/sessions.md
+        self.sessions = MachineSessions(self.env, self.home, state_dir(self.env), self.name, self.call)  # sessions.md
 
     async def run(self) -> None:
         self.facts = machine_facts.quick(self.env, self.home)

@@ -10,7 +10,8 @@ as a path. Resuming spawns through the service's own ``spawn_agent`` (the sessio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from pi_socket.errors import HypiError
 from pi_socket.protocol import ErrorCode, ListSessionsParams, ReadSessionParams, SearchParams
 from pi_socket.sessions import query
+from pi_socket.sessions.index import Progress
 from pi_socket.sessions.store import SessionError, SessionStore, check_query
 
 M = TypeVar("M", bound=BaseModel)
@@ -30,8 +32,28 @@ MAX_ANSWER_BYTES = 900 * 1024
 
 
 class MachineSessions:
-    def __init__(self, env: Mapping[str, str], home: str, state_dir: Path | None, machine: str):
-        self.store = SessionStore(dict(env), home, state_dir, machine)
+    def __init__(self, env: Mapping[str, str], home: str, state_dir: Path | None, machine: str,
+                 call: Callable[[str, dict[str, Any]], Awaitable[Any]] | None = None):  # fmt: skip
+        """``call``: a registry call to the hypivisor (the index's progress is told with it)."""
+        self.store = SessionStore(dict(env), home, state_dir, machine, self._progress)
+        self._call = call
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _progress(self, p: Progress, done: bool) -> None:
+        """A large build's progress, told to the hypivisor (pushed to dashboards); not told when not connected."""
+        if self._call is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._tell({"files_done": p.files_done, "files_total": p.files_total, "done": done})
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _tell(self, params: dict[str, Any]) -> None:
+        try:
+            await self._call("machine_index_progress", params)  # type: ignore[misc]
+        except Exception:  # noqa: BLE001, S110 - progress is a courtesy: the hypivisor may be gone or older
+            pass
 
     def start(self) -> None:
         self.store.start()

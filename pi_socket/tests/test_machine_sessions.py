@@ -108,3 +108,36 @@ def test_a_page_is_made_to_fit_one_frame():
     assert 1 <= kept < 50 and tiny["entry_ids"] == page["entry_ids"][50 - kept :]
     assert tiny["cursor"] == tiny["before"] == 10 + 50 - kept and tiny["has_more"] and tiny["end"] == 60
     assert len(fit_page(page, 10)["messages"]) == 1  # one message at least
+
+
+def test_a_large_build_tells_the_hypivisor_its_progress(home, tmp_path, monkeypatch):
+    """A first build of many files is told as machine_index_progress (then pushed to dashboards), ending in done;
+    a routine look at a few files is silent."""
+    monkeypatch.setattr("pi_socket.sessions.store.PROGRESS_EVERY", 0.01)
+    monkeypatch.setattr("pi_socket.sessions.store.PAUSE", 0.5)
+    src = next((FIXTURES / "1.6.0").glob("*.jsonl")).read_bytes()
+    d = home / ".pi" / "agent" / "sessions" / "--many--"
+    d.mkdir()
+    for i in range(12):
+        (d / f"s{i:02d}.jsonl").write_bytes(src)
+    told: list[tuple[str, dict]] = []
+
+    async def call(method: str, params: dict) -> dict:
+        told.append((method, params))
+        return {}
+
+    async def go() -> None:
+        ms = MachineSessions({"HOME": str(home)}, str(home), tmp_path / "state", "alpha", call)
+        try:
+            await ms.store.refresh()
+            await asyncio.sleep(0.05)
+            assert told and {m for m, _ in told} == {"machine_index_progress"}
+            assert told[-1][1] == {"files_done": 14, "files_total": 14, "done": True}
+            told.clear()
+            await ms.store.refresh()  # nothing changed: silent
+            await asyncio.sleep(0.05)
+            assert told == []
+        finally:
+            ms.close()
+
+    asyncio.run(go())

@@ -91,6 +91,7 @@ export interface HyperPiProtocolIndex {
   ListSessionsParams?: ListSessionsParams;
   ListSessionsResult?: ListSessionsResult;
   MachineFacts?: MachineFacts;
+  MachineIndexProgressParams?: MachineIndexProgressParams;
   MachineInfo?: MachineInfo;
   MachineJoinedEvent?: MachineJoinedEvent;
   MachineLeftEvent?: MachineLeftEvent;
@@ -1282,6 +1283,18 @@ export interface MachineFacts {
    * tmux is installed (spawn_agent can start pi there)
    */
   tmux?: boolean;
+}
+/**
+ * A machine service's session index is being built (its progress, pushed to dashboards as
+ * ``index_progress`` under its machine's name); only from a connection that registered a machine.
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "MachineIndexProgressParams".
+ */
+export interface MachineIndexProgressParams {
+  done?: boolean;
+  files_done: number;
+  files_total: number;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema

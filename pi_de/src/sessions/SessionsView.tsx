@@ -74,7 +74,19 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
       };
       const seen = (rs: ListSessionsResult[]) => {
         setSeenFolders((f) => folders(f, rs.flatMap((r) => r.sessions)));
-        for (const r of rs) if (r.indexing && r.machine) setIndexing((i) => ({ ...i, [r.machine!]: r.indexing! }));
+        for (const r of rs) {
+          if (!r.machine) continue;
+          const m = r.machine;
+          // a machine's answer says whether its build still runs (another machine's progress is not pushed when
+          // the hypivisor is older than its service): no `indexing` means done
+          setIndexing((i) => {
+            if (r.indexing) return { ...i, [m]: r.indexing };
+            if (!(m in i)) return i;
+            const next = { ...i };
+            delete next[m];
+            return next;
+          });
+        }
       };
       const several = !machine && listableKey.includes("\u0000");
       if (!several) {
