@@ -119,12 +119,15 @@ class WireCounter:
 
 
 def _setup(tmp: Path) -> tuple[FakeLLM, PiHome]:
+    """The pi home with the shim; its pi run a bridge child each (``PI_SOCKET_MODE=bridge``): these sections read
+    that process's CPU (the machine service's figures: bench/hosting.py)."""
     llm = FakeLLM(tmp)
     try:
         home = PiHome(tmp / "with", llm)
     except Exception:
         llm.close()
         raise
+    home.env["PI_SOCKET_MODE"] = "bridge"
     return llm, home
 
 

@@ -14,6 +14,8 @@ Sections (each compares figures measured side by side in this run; medians of re
   push      9  Web Push: an approval asked in pi → its push at a local push service, beside the prompt round trip
   watchdogs 10 the inbox tracker's and watchdogs' CPU per pi event against a real bridge's per forwarded event
   sessions  11 the session index over 1 GB of generated sessions: MB/s, size, query p50/p99 beside ripgrep, open 10k
+  hosting   12 pi served by the machine service against a bridge child per pi: RSS per agent (10 agents), CPU added
+               to one pi -p run, pi start → roster p50/p99
 
 Writes ``bench/results/latest.json`` and ``bench/results/latest.md`` (git-ignored) and prints the table.
 ``--smoke`` uses tiny sizes so the whole suite runs in well under two minutes (CI:
@@ -47,6 +49,7 @@ SECTIONS = [
     "push",
     "watchdogs",
     "sessions",
+    "hosting",
 ]
 # rows each section must produce (integration_tests/test_bench_smoke.py checks them)
 EXPECTED_ROWS = {
@@ -61,6 +64,7 @@ EXPECTED_ROWS = {
     "9 Web Push": 3,
     "10 watchdogs": 3,
     "11 sessions": 9,
+    "12 machine hosting": 7,
 }
 RESULTS = REPO / "bench" / "results"
 
@@ -116,6 +120,10 @@ async def run_section(name: str, args, log) -> list[Row]:
         from bench import sessions
 
         return await asyncio.to_thread(sessions.run, args.smoke, args.reps, log)
+    if name == "hosting":
+        from bench import hosting
+
+        return await asyncio.to_thread(hosting.run, args.smoke, args.reps, log)
     raise ValueError(name)
 
 

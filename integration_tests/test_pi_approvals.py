@@ -264,7 +264,7 @@ def test_edit_call_preview_is_a_diff_against_the_file_now(start_pi, pi_version, 
 def test_terminal_answers_first_and_a_dead_bridge_never_lets_a_call_through(
     start_pi, pi_version, agent_client, pi_home
 ):
-    pi = start_pi(pi_version, mode="tui", env=WRITES)
+    pi = start_pi(pi_version, mode="tui", env={**WRITES, "PI_SOCKET_MODE": "bridge"})  # SIGKILLs the bridge child
     c, _ = connect(agent_client, pi)
     # the terminal's Enter (Allow) wins; the client sees it resolved by the terminal
     pi.submit("TOOLCALL: touch from-tui.txt")

@@ -62,7 +62,10 @@ async def test_real_pi_exits_five_cycles_roster_follows_and_no_ghosts(hypivisor_
     async with await RegistryClient.connect(hv) as dash:
         await dash.event("init")
         for mode in modes:
-            pi = await asyncio.to_thread(start_pi, "0.73.1", "rpc", env={"HYPIVISOR_WS": hv.ws_url})
+            # crash-both SIGKILLs pi's own bridge child (a service-served agent's crash: test_machine_hosting.py)
+            pi = await asyncio.to_thread(
+                start_pi, "0.73.1", "rpc", env={"HYPIVISOR_WS": hv.ws_url, "PI_SOCKET_MODE": "bridge"}
+            )
             joined = await next_about(dash, pi.node_id, 20)
             assert joined["event"] == "node_joined" and joined["node"]["pid"] == pi.proc.pid
             bridge = pi.bridge_pid()

@@ -346,6 +346,9 @@ class Demo:
                 "PI_SOCKET_LOG_DIR": str(self.logs),
                 "PI_SOCKET_HOST": "127.0.0.1",
                 "PI_SOCKET_PORT": "0",
+                # a bridge child per demo pi: a machine service would outlive the demo (and the user's own
+                # service, when one runs, would serve the demo's agents)
+                "PI_SOCKET_MODE": "bridge",
                 "HYPIVISOR_WS": f"ws://127.0.0.1:{self.port}/ws",
                 "HYPI_ALLOWED_ORIGINS": ",".join(origins),
                 "TERM": "xterm-256color",

@@ -50,6 +50,7 @@ Example::
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -216,6 +217,18 @@ def pi_version(request) -> str:
 
 
 # ---------------------------------------------------------------- per-test pi home
+_HOMES: list[PiHome] = []
+
+
+@atexit.register
+def _stop_services() -> None:
+    for home in _HOMES:
+        try:
+            home.stop_service()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
 class PiHome:
     """Temp HOME + agent dir + cwd + log dir for the pi processes of one test, with the shim installed."""
 
@@ -251,6 +264,7 @@ class PiHome:
             "PI_SOCKET_SERVICE_WAIT_MS": "10000",  # a loaded CI machine may take seconds to start Python
         }
         self.runtime = Path(self.env["XDG_RUNTIME_DIR"]) / "hyper-pi"
+        _HOMES.append(self)  # a user of PiHome without the fixture (bench/) still gets its service stopped at exit
         self.install_output = self.run_installer("install")
 
     def service_pid(self) -> int | None:

@@ -1,4 +1,4 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:c5f77ee0540ad1c38d8f4f04dd963ca60d40f854499cdc9df39d04e058d9b3ab).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:bab8a132c71dce4dc0bb1213180197eb7b3ea75b3785974250a91b46739d9e8b).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).
 
 // src/child.ts
@@ -234,7 +234,7 @@ function bridgeEnv(st, launch) {
 function startLink(st) {
   const launch = st.launch;
   if (!launch || st.stopped) return;
-  if (linkMode(launch.env) === "bridge") return startChild(st);
+  if (linkMode({ PI_SOCKET_MODE: process.env.PI_SOCKET_MODE }) === "bridge") return startChild(st);
   connectService(st, Date.now(), false, SERVICE_RETRY_FIRST_MS);
 }
 function connectService(st, since, started, delay) {
@@ -267,7 +267,7 @@ function connectService(st, since, started, delay) {
   sock.on("error", boundary(st, "service.error", (err) => {
     if (connected) return;
     sock.destroy();
-    const wait = Number(launch.env.PI_SOCKET_SERVICE_WAIT_MS) || SERVICE_WAIT_MS;
+    const wait = Number(process.env.PI_SOCKET_SERVICE_WAIT_MS) || SERVICE_WAIT_MS;
     if (!started) {
       startService(st, launch);
       started = true;

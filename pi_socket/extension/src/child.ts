@@ -280,7 +280,7 @@ function bridgeEnv(st: ShimState, launch: Launch): Record<string, string> {
 function startLink(st: ShimState): void {
 	const launch = st.launch;
 	if (!launch || st.stopped) return;
-	if (linkMode(launch.env) === "bridge") return startChild(st);
+	if (linkMode({ PI_SOCKET_MODE: process.env.PI_SOCKET_MODE }) === "bridge") return startChild(st);
 	connectService(st, Date.now(), false, SERVICE_RETRY_FIRST_MS);
 }
 
@@ -315,7 +315,7 @@ function connectService(st: ShimState, since: number, started: boolean, delay: n
 	sock.on("error", boundary(st, "service.error", (err: Error) => {
 		if (connected) return; // 'close' follows and restarts the link
 		sock.destroy();
-		const wait = Number(launch.env.PI_SOCKET_SERVICE_WAIT_MS) || SERVICE_WAIT_MS;
+		const wait = Number(process.env.PI_SOCKET_SERVICE_WAIT_MS) || SERVICE_WAIT_MS;
 		if (!started) {
 			startService(st, launch);
 			started = true;
