@@ -56,6 +56,8 @@ def hv_log(hv: HypivisorProc) -> list[dict]:
 
 
 # ------------------------------------------------------------------ a real pi whose port cannot be reached
+@pytest.mark.pi
+@pytest.mark.slow
 def test_an_agent_whose_port_cannot_be_reached_is_driven_through_dial_back(
     hypivisor_factory, start_pi, pi_version, agent_client, fake_llm
 ):
@@ -168,6 +170,7 @@ def serve_one_link(s: socket.socket, early: bytes) -> dict[str, str]:
     return {"request": lines[0], **headers}
 
 
+@pytest.mark.slow
 async def test_nonces_are_good_once_in_time_and_only_as_issued(hypivisor_factory):
     hv = hypivisor_factory(token=TOKEN)
     async with TinyAgent() as agent, await RegistryClient.connect(hv) as bridge:
@@ -286,6 +289,7 @@ async def test_a_bridge_without_the_capability_is_still_proxied_directly(tmp_pat
 # ------------------------------------------------------------------ Pi-DE in Chromium over a dial-back
 @pytest.mark.browser
 @pytest.mark.pi
+@pytest.mark.slow
 def test_pide_drives_an_agent_over_a_dial_back(dash_hv, start_pi, page_factory):
     from integration_tests.harness.pide import dashboard_url, shot
 
