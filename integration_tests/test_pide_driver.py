@@ -53,7 +53,9 @@ def spawning_hv(dash_hv_factory, pi_home, tmux_env, tmp_path):
         bindir = tmp_path / f"bin-{version}"
         bindir.mkdir()
         (bindir / "pi").symlink_to(pi_bin(version))
-        pi_env = {k: v for k, v in pi_home.env.items() if k.startswith("PI_")}
+        # A bridge child per pi: the spawn's allow-listed environment has no XDG_RUNTIME_DIR, so a machine service
+        # the shim started would not be this test's own (it would outlive the test, or be another test's).
+        pi_env = {k: v for k, v in pi_home.env.items() if k.startswith("PI_")} | {"PI_SOCKET_MODE": "bridge"}
         path = f"{bindir}{os.pathsep}{pi_path_env(version, os.environ['PATH'])}"
         return dash_hv_factory(home=pi_home.root, env={**pi_env, **tmux_env, "PATH": path, "HYPI_SPAWN_TIMEOUT": "40"})
 
