@@ -15,6 +15,7 @@ as ``role: "branchSummary"`` (pi's ``createCustomMessage``/``createCompactionSum
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -431,6 +432,9 @@ def branch_points(session: Session, leaf_id: str | None = None,
     (``read_session {leaf_id}``). ``message_ids``: the branch's message entry ids, if already known."""
     if not session.entries:
         return []
+    parents = collections.Counter(p for e in session.entries if isinstance(p := e.get("parentId"), str))
+    if not parents or max(parents.values()) < 2:
+        return []  # a straight session (the usual case): nothing more to look at
     children: dict[int, list[int]] = {}
     for j, entry in enumerate(session.entries):
         parent = entry.get("parentId")

@@ -172,3 +172,9 @@ def test_branch_points_none_on_a_straight_session_and_bounded():
     (point,) = parse.branch_points(s)
     assert len(point["options"]) == parse.MAX_BRANCH_OPTIONS and point["options"][-1]["current"]
     assert point["at"] == 1
+
+
+def test_branch_points_ignore_odd_parent_ids():
+    head = b'{"type":"session","version":3,"id":"s","timestamp":"2026-01-01T00:00:00Z","cwd":"/p"}\n'
+    odd = b'{"type":"message","id":"a","parentId":[1],"message":{"role":"user","content":"x"}}\n'
+    assert parse.branch_points(parse.parse(head + odd + odd.replace(b'"a"', b'"b"'))) == []
