@@ -163,6 +163,10 @@ def test_two_shims_racing_start_exactly_one_service(start_pi, pi_version, agent_
     assert len(started) == 3
     wait_until(lambda: len(services(pi_home)) == 1, 10, "a single service")
     assert services(pi_home) == [pi_home.service_pid()]
+    # every shim that found no service started one; all but one of those lost the lock and said so
+    starts = [r for pi in started for r in pi.bridge_log() if r.get("msg") == "started the machine service"]
+    outs = "".join(p.read_text() for p in pi_home.logs.rglob("pi-socket-machine.out"))
+    assert starts and outs.count("a machine service already runs") == len(starts) - 1, (len(starts), outs)
     for pi in started:
         assert served(pi) and pi.bridge_pid() is None
         c, _ = connect(agent_client, pi)
@@ -220,3 +224,19 @@ def test_serve_started_by_hand_twice_runs_once(pi_home):
             if p.poll() is None:
                 p.terminate()
             p.wait(10)
+
+
+def test_service_sigterm_deregisters_its_agents_and_the_shims_start_a_new_one(start_pi, pi_version, hypivisor):
+    env = {"HYPIVISOR_WS": hypivisor.ws_url}
+    pis = [start_pi(pi_version, mode="rpc", env=env) for _ in range(2)]
+    old = pis[0].home.service_pid()
+    registered = lambda pi: any(r.get("msg") == "registered with hypivisor" for r in pi.bridge_log())  # noqa: E731
+    wait_until(lambda: all(registered(pi) for pi in pis), 15, "both agents registered")
+    os.kill(old, signal.SIGTERM)
+    wait_until(lambda: not pid_alive(old), 5, "the service to exit on SIGTERM")
+    for pi in pis:
+        assert any(r.get("msg") == "deregistered from hypivisor" for r in pi.bridge_log()), pi.bridge_log()[-5:]
+        pi.wait_bridge(starts=2, timeout=10)
+        assert pi.proc.poll() is None
+    new = pis[0].home.service_pid()
+    assert new and new != old

@@ -1,7 +1,8 @@
-"""The stdio link with the shim inside pi: JSON lines both ways (specs/protocol.md §4).
+"""The link with the shim inside pi: JSON lines both ways (specs/protocol.md §4), over stdio (a bridge child
+of pi) or over one connection to the machine service's socket (``pi_socket.machine.agents``).
 
-stdout carries protocol lines and nothing else (the bridge moves fd 1 away
-from everything but this writer at start-up); stdin is read line by line with
+On stdio, stdout carries protocol lines and nothing else (the bridge moves fd 1 away
+from everything but this writer at start-up); the input is read line by line with
 no practical size limit (a history answer can be megabytes), and a line too
 long or not JSON is logged and skipped, never fatal. Each line's kind and
 fields are modelled in ``pi_socket.shimwire``: ``res`` lines are validated here,

@@ -1,4 +1,4 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:bab8a132c71dce4dc0bb1213180197eb7b3ea75b3785974250a91b46739d9e8b).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:d819525e8b7ff9384fc43883f01d4b07c6e5afc619dd29e6422d75a4bc7952c9).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).
 
 // src/child.ts

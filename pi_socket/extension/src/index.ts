@@ -1,8 +1,9 @@
 // pi-socket shim: makes this pi visible and drivable from Hyper-Pi.
 //
 // It runs inside pi's Node process, so it stays tiny and dependency-free: it
-// starts the Python bridge (`<python> -m pi_socket.bridge`) as a child with
-// piped stdio (child.ts), writes one JSON line per pi event (subscriptions.ts)
+// connects to this machine's service, which runs this pi's bridge (starting the
+// service when none runs), or starts the Python bridge (`<python> -m pi_socket.bridge`)
+// as a child with piped stdio (child.ts), writes one JSON line per pi event (subscriptions.ts)
 // and answers the bridge's requests (requests.ts); specs/protocol.md §4.
 // Servers, clients, history and registration all live in the bridge, where a
 // crash cannot take pi down.
