@@ -49,6 +49,7 @@ describe("a card's actions", () => {
     fireEvent.click(screen.getByRole("menuitem", { name: "Stop agent…" }));
     let dialog = screen.getByRole("alertdialog");
     expect(dialog.textContent).toContain("Stop webshop?");
+    expect(dialog.textContent).not.toContain("tmux"); // started by hand: no tmux session to end
     fireEvent.click(within(dialog).getByRole("button", { name: "Cancel" }));
     expect(screen.queryByRole("alertdialog")).toBeNull();
     expect(actions.stop).not.toHaveBeenCalled();

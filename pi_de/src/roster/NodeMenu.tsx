@@ -8,6 +8,8 @@ interface Props {
   /** What the card calls the agent (its session name, else its folder). */
   title: string;
   sessionName: string | null;
+  /** The agent runs in a tmux session a spawn made: stopping it ends that session too. */
+  inTmux?: boolean;
   disabled?: boolean;
   onStop(): Promise<void>;
   onRename(name: string): Promise<void>;
@@ -15,7 +17,7 @@ interface Props {
 
 type Mode = "closed" | "menu" | "rename" | "confirm";
 
-export function NodeMenu({ title, sessionName, disabled = false, onStop, onRename }: Props) {
+export function NodeMenu({ title, sessionName, inTmux = false, disabled = false, onStop, onRename }: Props) {
   const [mode, setMode] = useState<Mode>("closed");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -138,8 +140,8 @@ export function NodeMenu({ title, sessionName, disabled = false, onStop, onRenam
               Stop <SafeText text={title} />?
             </h2>
             <p id="node-stop-text">
-              pi exits cleanly, as with <code>/quit</code> (a running turn is aborted first), and its tmux session ends. The conversation stays in its
-              session file: you can resume it in a new pi.
+              pi exits cleanly, as with <code>/quit</code> (a running turn is aborted first){inTmux ? ", and its tmux session ends" : ""}. The
+              conversation stays in its session file: you can resume it in a new pi.
             </p>
             {error && (
               <div className="node-dialog-error" role="alert">

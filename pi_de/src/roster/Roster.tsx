@@ -106,6 +106,7 @@ function NodeCard(props: { n: NodeInfo; selected: boolean; onSelect(id: string):
       <NodeMenu
         title={nodeTitle(n)}
         sessionName={n.session_name ?? null}
+        inTmux={!!n.tmux_session}
         disabled={n.status === "offline"}
         onStop={() => actions.stop(n.id)}
         onRename={(name) => actions.rename(n.id, name)}
