@@ -41,6 +41,7 @@ MAX_AGENTS = 256  # live agents per service; one more is refused (its shim falls
 SUN_PATH_MAX = 107  # a unix socket path longer than this cannot be bound (Linux sun_path is 108 bytes with NUL)
 FIRED_MEMORY = 1000  # pis whose fired faults are remembered
 CLOSE_WAIT_S = 2.0
+LOG_FILES_OPEN = 64  # agents' log files kept open (most agents of a machine share one)
 
 log = structlog.get_logger(part="agents")  # lazy: bound after oplog.configure
 
@@ -105,9 +106,12 @@ class AgentHost:
 
     def _file(self, folder: Path) -> oplog.RotatingJsonlFile:
         """The log file of agents whose log dir is ``folder`` (shared by those agents, as per-pi bridges share it)."""
-        file = self._files.get(folder)
+        file = self._files.pop(folder, None)
         if file is None:
-            file = self._files[folder] = oplog.RotatingJsonlFile(folder / "pi-socket.jsonl")
+            file = oplog.RotatingJsonlFile(folder / "pi-socket.jsonl")
+        self._files[folder] = file  # newest last
+        while len(self._files) > LOG_FILES_OPEN:  # a closed file reopens at its next line
+            self._files.pop(next(iter(self._files))).close()
         return file
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -199,3 +199,13 @@ async def test_a_socket_path_too_long_is_refused_with_a_log_line(tmp_path):
     assert socket_path(folder) == folder / "agents.sock"
     assert await host.start() is False
     assert "too long" in (tmp_path / "machine.jsonl").read_text()
+
+
+def test_agents_log_files_open_at_once_are_bounded_and_a_closed_one_reopens(tmp_path):
+    host = AgentHost(tmp_path)
+    first = host._file(tmp_path / "a0")
+    for n in range(1, 70):
+        host._file(tmp_path / f"a{n}")
+    assert len(host._files) == 64 and tmp_path / "a0" not in host._files
+    assert first.write_line('{"msg": "still written"}')
+    assert "still written" in (tmp_path / "a0" / "pi-socket.jsonl").read_text()
