@@ -165,7 +165,12 @@ def test_main_screens_desktop_and_phone_dark_and_light(hypivisor_factory, pi_hom
         ]
     )
     page = page_factory(viewport={"width": 1440, "height": 900})
-    page.goto(dashboard_url(hv) + f"#/agent/{worker.node_id}")
+    for agent, name in ((asker, "Launch checklist"), (worker, "Release 1.5.0")):  # the worker stays open
+        page.goto(dashboard_url(hv) + f"#/agent/{agent.node_id}")
+        page.get_by_title("Rename this pi session").click(timeout=20_000)
+        page.fill("input[aria-label='Session name']", name)
+        page.keyboard.press("Enter")
+        page.wait_for_selector(f"[data-node-id='{agent.node_id}'] >> text={name}", timeout=15_000)
     page.fill("textarea[aria-label=Prompt]", "Bump the release to 1.5.0 on stable and check the build")
     page.get_by_role("button", name="Send").click()
     page.wait_for_selector("[data-tool=edit] .diff", timeout=RUN_MS)
