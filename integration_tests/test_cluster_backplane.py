@@ -151,6 +151,21 @@ async def test_a_registration_expires_when_its_owner_stops_heartbeating(make: Fa
     assert time.monotonic() - t0 >= 1.0  # not before the TTL (the last beat is at most 0.5 s old)
 
 
+async def test_an_agent_that_moves_to_another_hypivisor_belongs_to_it(make: Factory) -> None:
+    a = await make(node=0, ttl_s=3.0, heartbeat_s=0.3)
+    b = await make(node=1, ttl_s=3.0, heartbeat_s=0.3)
+    k = key_of(a, "m1", "mover")
+    await a.register_agent(k, {"id": "mover", "v": 1})
+    await until(lambda: b.agents().get(k, {}).get("hv") == a.hv_id, what="a's record on b")
+    await b.register_agent(k, {"id": "mover", "v": 2})  # its bridge reconnected to b
+    await until(lambda: k not in a.owned(), what="a letting go of the agent")
+    await asyncio.sleep(1.0)  # a few of a's heartbeat periods: a writes it no more
+    assert a.agents()[k] == b.agents()[k] == {"id": "mover", "v": 2, "hv": b.hv_id}
+    await a.close()  # a clean stop deletes only what a still owns
+    await asyncio.sleep(0.3)
+    assert b.agents().get(k, {}).get("hv") == b.hv_id
+
+
 async def test_events_reach_every_interested_hypivisor_once(make: Factory) -> None:
     a = await make(node=0)
     b = await make(node=1)

@@ -217,6 +217,10 @@ class Backplane(ABC):
     def _apply(self, change: AgentChange) -> None:
         if change.op == "put" and change.record is not None:
             self._roster[change.key] = change.record
+            if change.key in self._owned and change.record.get("hv") != self.hv_id:
+                # the agent registered with another hypivisor: it owns the record now
+                self._owned.pop(change.key, None)
+                self._unsaved.discard(change.key)
         else:
             self._roster.pop(change.key, None)
         for listener in list(self._listeners):
