@@ -265,6 +265,17 @@ def test_keyboard_moves_between_agents_focuses_opens_the_inbox_aborts_and_lists_
     dialog.wait_for()
     page.mouse.click(5, 890)
     page.wait_for_selector("[role=dialog]", state="detached")
+    page.select_option("select[aria-label=Theme]", "light")
+    open_menu(page, first)
+    shot(page, "driver-menu-light")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("[role=menu]", state="detached")
+    page.get_by_role("button", name="Keyboard shortcuts").click()
+    dialog.wait_for()
+    shot(page, "driver-keys-overlay-light")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("[role=dialog]", state="detached")
+    page.select_option("select[aria-label=Theme]", "dark")
 
     # i: the inbox
     page.keyboard.press("i")
