@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pi_socket.handshake import parse_allowed_origins
 from pi_socket.locations import default_dashboard_dir
@@ -30,6 +31,8 @@ environment:
   HYPI_SPAWN_TIMEOUT     seconds spawn_agent waits for the new agent to register (default 30)
   HYPI_STATE_DIR         where the inbox (SQLite) and other kept state live
                          (default: $XDG_STATE_HOME/hyper-pi, else ~/.local/state/hyper-pi)
+  HYPI_NATS_URL          NATS servers for cluster mode, comma-separated (as --nats; cluster mode is
+                         being built: the value is checked, nothing uses it yet)
 """
 
 
@@ -60,6 +63,38 @@ class Config:
     tls_key: Path | None = None
     # default budgets per day (specs/budgets.md): scope → (USD, tokens); a dashboard's budget replaces one
     budget_defaults: dict[str, tuple[float | None, int | None]] = field(default_factory=dict)
+    # cluster mode (specs/cluster.md), being built: the NATS servers, checked, not used yet; () = one process
+    nats_urls: tuple[str, ...] = ()
+
+
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+MAX_NATS_URLS = 32
+
+
+def parse_nats_urls(text: str) -> tuple[str, ...]:
+    """``nats://host:4222,nats://b:4222`` → the URLs, each checked: a NATS scheme (nats, tls, ws, wss), a host,
+    an optional port, nothing else (a path, query or fragment is a typo); ValueError says which one is wrong."""
+    urls = tuple(u.strip() for u in text.split(",") if u.strip())
+    if not urls:
+        raise ValueError("--nats / HYPI_NATS_URL is empty: give one or more URLs like nats://host:4222")
+    if len(urls) > MAX_NATS_URLS:
+        raise ValueError(f"--nats / HYPI_NATS_URL lists {len(urls)} servers; at most {MAX_NATS_URLS}")
+    for url in urls:
+        hint = f"--nats / HYPI_NATS_URL: {url!r} is not a NATS server URL (expected nats://host:4222)"
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{hint}: bad port") from None
+        if parts.scheme not in NATS_SCHEMES:
+            raise ValueError(f"{hint}: the scheme must be one of {', '.join(NATS_SCHEMES)}")
+        if not parts.hostname:
+            raise ValueError(f"{hint}: no host")
+        if port == 0:
+            raise ValueError(f"{hint}: port 0")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"{hint}: a server URL has no path, query or fragment")
+    return urls
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -145,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--tls-key", default=None, metavar="PEM", help="private key (PEM) of --tls-cert")
     p.add_argument(
+        "--nats", default=None, metavar="URLS",
+        help="cluster mode, being built (specs/cluster.md): the NATS servers, comma-separated, e.g. "
+        "nats://a:4222,nats://b:4222; checked, not used yet (default: HYPI_NATS_URL, else one process, no broker)",
+    )  # fmt: skip
+    p.add_argument(
         "--state-dir", default=None,
         help="directory of the hypivisor's kept state: the inbox and read markers (SQLite) "
         "(default: HYPI_STATE_DIR, else $XDG_STATE_HOME/hyper-pi, else ~/.local/state/hyper-pi)",
@@ -175,6 +215,8 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
     timeout = env.get("HYPI_SPAWN_TIMEOUT")
     if args.no_token and env.get("HYPI_TOKEN"):
         raise ValueError("--no-token and HYPI_TOKEN contradict each other: unset one")
+    # an empty HYPI_NATS_URL is unset (one process); an empty --nats is a mistake
+    nats = args.nats if args.nats is not None else (env.get("HYPI_NATS_URL") or "").strip() or None
     return Config(
         host=args.host,
         port=args.port,
@@ -202,6 +244,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
             for scope in ("agent", "folder", "day")
             if getattr(args, f"budget_{scope}_usd") is not None or getattr(args, f"budget_{scope}_tokens") is not None
         },
+        nats_urls=parse_nats_urls(nats) if nats is not None else (),
     )
 
 

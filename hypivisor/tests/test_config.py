@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,47 @@ def test_help_mentions_every_option_and_variable():
     for word in ("--host", "--port", "--node-ttl", "--dashboard-port", "--log-level", "--allow-unauthenticated-spawn",
                  "HYPI_TOKEN", "HYPI_ALLOWED_ORIGINS", "HYPI_SPAWN_COMMAND", "HYPI_DASHBOARD_DIR"):  # fmt: skip
         assert word in text
+
+
+def test_nats_urls_from_the_flag_or_the_environment():
+    assert config.parse([], {}).nats_urls == ()
+    assert config.parse([], {"HYPI_NATS_URL": " "}).nats_urls == ()  # empty is unset
+    env = {"HYPI_NATS_URL": "nats://a:4222"}
+    assert config.parse([], env).nats_urls == ("nats://a:4222",)
+    flag = ["--nats", "nats://a:4222, tls://b.example:4223,ws://c,wss://d:443/"]
+    assert config.parse(flag, env).nats_urls == ("nats://a:4222", "tls://b.example:4223", "ws://c", "wss://d:443/")
+    assert "HYPI_NATS_URL" in config.build_parser().format_help() and "being built" in config.ENV_HELP
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("", "is empty"),
+        (" , ", "is empty"),
+        ("http://a:4222", "the scheme must be one of nats, tls, ws, wss"),
+        ("a:4222", "the scheme must be one of"),
+        ("nats://:4222", "no host"),
+        ("nats://a:99999", "bad port"),
+        ("nats://a:0", "port 0"),
+        ("nats://a:4222/x", "no path, query or fragment"),
+        ("nats://a:4222?x=1", "no path, query or fragment"),
+        ("nats://a:4222,nats//b", "'nats//b' is not a NATS server URL"),
+        (",".join(["nats://a"] * 33), "at most 32"),
+    ],
+)
+def test_a_bad_nats_url_is_a_clear_error(value, why):
+    for argv, env in ((["--nats", value], {}), ([], {"HYPI_NATS_URL": value})):
+        if not value.strip() and not argv:
+            continue  # an empty variable is unset, not an error
+        with pytest.raises(ValueError, match=re.escape(why)):
+            config.parse(argv, env)
+
+
+def test_a_bad_nats_url_stops_the_hypivisor_with_the_reason(capsys):
+    from hypivisor.__main__ import main
+
+    assert main(["--nats", "http://a:4222"]) == 2
+    assert "bad configuration: --nats / HYPI_NATS_URL: 'http://a:4222'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
