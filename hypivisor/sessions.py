@@ -152,13 +152,11 @@ class SessionDesk:
             result = await self._ask(machine, "list_sessions", data, LIST_TIMEOUT_S)
             result["machine"] = machine
         live = self.live_writers(machine)
-        sessions = result.get("sessions")
-        if not isinstance(sessions, list):
-            sessions = result["sessions"] = []
+        raw = result.get("sessions")
+        sessions = result["sessions"] = [s for s in raw if isinstance(s, dict)] if isinstance(raw, list) else []
         for s in sessions:
-            if isinstance(s, dict):
-                s["machine"] = machine
-                s["live_node_id"] = self._live_id(live, s.get("path"))
+            s["machine"] = machine
+            s["live_node_id"] = self._live_id(live, s.get("path"))
         return result
 
     async def read_session(self, params: ReadSessionParams) -> dict[str, Any]:
