@@ -202,7 +202,8 @@ export function App() {
           )}
         </main>
       </div>
-      {spawnOpen && <SpawnModal request={hv.request} onClose={closeSpawn} onSpawned={onSpawned} machines={hv.machines} />}
+      {/* a link straight to #/spawn opens the dialog once the registry answers (it lists folders at once) */}
+      {spawnOpen && hv.phase === "connected" && <SpawnModal request={hv.request} onClose={closeSpawn} onSpawned={onSpawned} machines={hv.machines} />}
     </div>
   );
 }
