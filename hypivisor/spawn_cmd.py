@@ -21,7 +21,23 @@ import shlex
 import string
 from collections.abc import Mapping
 
-PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+# The XDG folders locate the user's machine service (its agents socket and lock live in the runtime dir): a pi
+# spawned without them would start a second service beside the one the user's other pis share.
+PASSTHROUGH = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+    "XDG_STATE_HOME",
+    "XDG_CONFIG_HOME",
+)
 PASSTHROUGH_PREFIXES = ("PI_",)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _SAFE_SESSION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")

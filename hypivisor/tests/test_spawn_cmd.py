@@ -107,3 +107,10 @@ async def test_spawn_admission_limits_concurrency_and_rate():
     with pytest.raises(SpawnError) as exc:  # the fourth within a minute
         sp.admit()
     assert exc.value.code == 1008 and "short time" in exc.value.message
+
+
+def test_child_env_keeps_the_folders_that_locate_the_machine_service():
+    parent = {"XDG_RUNTIME_DIR": "/run/user/1", "XDG_STATE_HOME": "/s", "XDG_CONFIG_HOME": "/c", "XDG_OTHER": "x"}
+    env = spawn_cmd.child_env(parent, "ws://h/ws", None)
+    assert (env["XDG_RUNTIME_DIR"], env["XDG_STATE_HOME"], env["XDG_CONFIG_HOME"]) == ("/run/user/1", "/s", "/c")
+    assert "XDG_OTHER" not in env
