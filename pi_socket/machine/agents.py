@@ -83,7 +83,10 @@ class AgentHost:
         try:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-            self._server = await asyncio.start_unix_server(self._connection, path=str(self.path), limit=MAX_LINE)
+            loop = asyncio.get_running_loop()
+            self._server = await loop.create_unix_server(
+                lambda: _ShimProtocol(asyncio.StreamReader(limit=MAX_LINE), self._connection), path=str(self.path)
+            )
             os.chmod(self.path, 0o600)
         except OSError as exc:
             log.error("agent socket not served", path=str(self.path), error=f"{type(exc).__name__}: {exc}"[:300])
@@ -171,6 +174,15 @@ class AgentHost:
         self._fired.move_to_end(node)
         while len(self._fired) > FIRED_MEMORY:
             self._fired.popitem(last=False)
+
+
+class _ShimProtocol(asyncio.StreamReaderProtocol):
+    """A shim's connection, where a reset counts as the end of input. pi exiting with lines of ours still unread
+    makes the kernel reset the socket; a plain stream would then raise before handing out the lines pi wrote last
+    (a run's final events, ``bye``), which it had received in full."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(None)
 
 
 def _fail_on_first_event(bridge: Bridge) -> None:

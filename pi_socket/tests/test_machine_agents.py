@@ -209,3 +209,28 @@ def test_agents_log_files_open_at_once_are_bounded_and_a_closed_one_reopens(tmp_
     assert len(host._files) == 64 and tmp_path / "a0" not in host._files
     assert first.write_line('{"msg": "still written"}')
     assert "still written" in (tmp_path / "a0" / "pi-socket.jsonl").read_text()
+
+
+async def test_a_shim_that_closes_with_our_lines_unread_still_delivers_everything_it_wrote(short_dir):
+    """pi exiting with bridge lines unread resets the socket; the lines it wrote before (its last events, bye) are
+    still applied, as they are over a pipe."""
+    oplog.configure("machine", filename="machine.jsonl", log_dir=short_dir)
+    host = AgentHost(short_dir)
+    assert await host.start()
+    try:
+        shim, _ = await FakeShim.attach(host, "burst", short_dir)
+        shim.writer.transport.pause_reading()
+        await asyncio.sleep(0.2)  # the bridge's history and state requests now sit unread in our socket
+        for i in range(20000):
+            shim.send({"t": "event", "e": {"type": "message_end", "message": {"role": "user", "content": f"m{i}"}}})
+        shim.send({"t": "bye", "reason": "quit"})
+        await shim.writer.drain()
+        shim.writer.transport.abort()  # closed with unread data: the kernel resets the connection
+        log = short_dir / "burst" / "pi-socket.jsonl"
+        for _ in range(100):
+            if "shim said bye" in log.read_text():
+                break
+            await asyncio.sleep(0.05)
+        assert "shim said bye" in log.read_text()
+    finally:
+        await host.close()
