@@ -7,12 +7,14 @@ own runtime dir and stops the service at the end).
 
 from __future__ import annotations
 
+import datetime
 import fcntl
 import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,10 @@ def bridges_anywhere(pi_home) -> list[int]:
         except OSError:
             continue
     return out
+
+
+def _epoch(ts: str) -> float:
+    return datetime.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
 def served(pi) -> bool:
@@ -100,13 +106,15 @@ def test_service_sigkill_mid_stream_both_pi_live_on_and_come_back(
         c.wait_for(is_type("ack", id=f"kept-{n}"))
     for c in clients:
         c.wait_for(lambda f: f.get("type") == "message_update" and f["assistantMessageEvent"]["type"] == "text_delta")
+    killed_at = time.time()
     os.kill(old, signal.SIGKILL)
     wait_until(lambda: not pid_alive(old), 5, "the service to die")
     for pi, s in zip(pis, since, strict=True):  # pi did not notice: both replies end on pi's own stdout
         wait_until(lambda pi=pi, s=s: rpc_reply_text(pi, s) in replies, 20, "pi to finish its reply alone")
         assert pi.proc.poll() is None and pi.call({"type": "get_state"})["success"] is True
     for pi in pis:  # a new service within 5 s (the shims' restart), each agent back with its id and port
-        pi.wait_bridge(starts=2, timeout=10)
+        back = pi.wait_bridge(starts=2, timeout=10)
+        assert _epoch(back["ts"]) - killed_at < 5.0, back
     new = pis[0].home.service_pid()
     assert new and new != old and services(pis[0].home) == [new]
     assert all(pi.bridge_pid() is None for pi in pis)
