@@ -1,8 +1,9 @@
 """The Python agent bridge: everything a pi agent needs to be reachable, outside pi's process.
 
-pi loads a tiny TypeScript shim (``pi_socket/extension/``) that starts
-``python -m pi_socket.bridge`` with piped stdio and exchanges JSON lines with
-it (``specs/protocol.md`` §4). This package does the rest: the agent WebSocket
+pi loads a tiny TypeScript shim (``pi_socket/extension/``) that exchanges JSON lines with a bridge
+(``specs/protocol.md`` §4): one :class:`app.Bridge` per pi inside this machine's service
+(``pi_socket.machine.agents``, over a unix socket), or ``python -m pi_socket.bridge`` started with piped stdio
+(``PI_SOCKET_MODE=bridge``, or when no service answers). This package does the rest: the agent WebSocket
 server (§3), registration with the hypivisor (§2), the history mirror and
 pager, prompt acknowledgements, auth and the operational log.
 
@@ -21,7 +22,7 @@ pure
     ``backoff``      registry reconnect delays
     ``frames``       agent-link frames: client frames → models or errors, models → frame text
 asyncio
-    ``shimlink``     stdio JSON lines with the shim (requests with ids; the line models
+    ``shimlink``     JSON lines with the shim, stdio or socket (requests with ids; the line models
                      are ``pi_socket.shimwire``)
     ``clients``      per-client bounded outbound queues, broadcast
     ``handlers``     what each client message does (shim link, state, cwd, effect sink)
