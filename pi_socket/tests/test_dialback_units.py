@@ -129,3 +129,39 @@ async def test_an_adopted_connection_is_served_like_an_accepted_client() -> None
     b = await _adopted_pair(server)
     b.setblocking(False)
     assert await asyncio.wait_for(asyncio.get_running_loop().sock_recv(b, 10), 2) == b""
+
+
+async def test_the_registry_client_announces_dial_back_only_when_it_can_adopt_and_dials_only_good_nonces() -> None:
+    from pi_socket.bridge.hypivisor_client import HypivisorClient
+    from pi_socket.protocol import HeartbeatParams, RegisterParams
+
+    def params() -> RegisterParams:
+        return RegisterParams(id="n1", machine="m", cwd="/", port=9, capabilities=list(CAPABILITIES))
+
+    client = HypivisorClient("ws://127.0.0.1:9/ws", None, params, lambda: HeartbeatParams(id="n1"), 1.0)
+    sent: list[dict] = []
+
+    async def call(method: str, p: dict, timeout: float = 5.0) -> dict:
+        sent.append(p)
+        return {"status": "registered", "heartbeat_interval": 10}
+
+    client.call = call  # type: ignore[method-assign]
+    await client._register()
+    assert dialback.CAPABILITY not in sent[-1]["capabilities"]  # nothing to adopt with: not announced
+    dialled: list[str] = []
+
+    async def fake_dial(nonce: str) -> None:
+        dialled.append(nonce)
+
+    client._dial_back = fake_dial  # type: ignore[method-assign]
+    client._on_event({"event": "dial_back", "nonce": NONCE})
+    assert not client._dialling  # no adopt: ignored
+    client.adopt = lambda _t, _b: None
+    await client._register()
+    assert dialback.CAPABILITY in sent[-1]["capabilities"]
+    for bad in (None, "x", "../" * 8, NONCE + "/"):
+        client._on_event({"event": "dial_back", "nonce": bad})
+    client._on_event({"event": "node_joined", "nonce": NONCE})
+    client._on_event({"event": "dial_back", "nonce": NONCE})
+    await asyncio.sleep(0)
+    assert dialled == [NONCE]
