@@ -24,7 +24,7 @@ import enum
 import typing
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 # major.minor: the same major interoperates (a reader ignores what it does not know, and features are gated on
 # the peer's `capabilities`); another major is refused with an error naming both versions (specs/protocol.md §0).
@@ -731,6 +731,12 @@ class SpawnAgentResult(_Open):
 SessionRole = Literal["user", "assistant", "tool", "custom", "summary"]
 
 
+def _check_range(since: float | None, until: float | None) -> None:
+    """A date filter is the half-open range [since, until): since after until is refused (nothing could match)."""
+    if since is not None and until is not None and since > until:
+        raise ValueError("since is after until")
+
+
 class ListSessionsParams(_Strict):
     machine: str | None = Field(default=None, max_length=255, description="default: the hypivisor's own machine")
     cwd: str | None = Field(default=None, max_length=MAX_PATH_LEN, description="only sessions made in this folder")
@@ -738,6 +744,11 @@ class ListSessionsParams(_Strict):
     limit: int = Field(default=50, ge=1, le=500)
     since: UnixTime | None = Field(default=None, description="last activity at or after (unix seconds)")
     until: UnixTime | None = Field(default=None, description="last activity before (unix seconds)")
+
+    @model_validator(mode="after")
+    def _range(self) -> ListSessionsParams:
+        _check_range(self.since, self.until)
+        return self
 
 
 class SessionInfo(_Open):
@@ -859,8 +870,13 @@ class SearchParams(_Strict):
     limit: int = Field(default=20, ge=1, le=200, description="hits per machine")
     roles: list[SessionRole] | None = Field(default=None, max_length=5)
     role: SessionRole | None = Field(default=None, description="only this role (with roles: any of them)")
-    since: UnixTime | None = None
-    until: UnixTime | None = None
+    since: UnixTime | None = Field(default=None, description="entries written at or after (unix seconds)")
+    until: UnixTime | None = Field(default=None, description="entries written before (unix seconds)")
+
+    @model_validator(mode="after")
+    def _range(self) -> SearchParams:
+        _check_range(self.since, self.until)
+        return self
 
 
 class SearchResult(_Open):

@@ -1976,7 +1976,13 @@ export interface SearchParams {
    */
   role?: ("user" | "assistant" | "tool" | "custom" | "summary") | null;
   roles?: ("user" | "assistant" | "tool" | "custom" | "summary")[] | null;
+  /**
+   * entries written at or after (unix seconds)
+   */
   since?: number | null;
+  /**
+   * entries written before (unix seconds)
+   */
   until?: number | null;
 }
 /**
