@@ -338,3 +338,24 @@ async def test_a_bridge_registered_over_wss_dials_back_over_tls(tmp_path, hypivi
         assert any(r.get("msg") == "agent link dialled back" for r in hv_log(hv))
     finally:
         await bridge.stop()
+
+
+def test_dial_backs_count_against_the_connection_caps(hypivisor_factory):
+    hv = hypivisor_factory(token=TOKEN, args=["--max-connections-per-peer", "4"])
+    held = [
+        socket.create_connection(("127.0.0.1", hv.port), timeout=5, source_address=("127.0.0.3", 0)) for _ in range(4)
+    ]
+    try:
+        time.sleep(0.3)  # all four accepted and counted
+        s = socket.create_connection(("127.0.0.1", hv.port), timeout=5, source_address=("127.0.0.3", 0))
+        s.sendall(f"GET /ws/dialback/{secrets.token_urlsafe(16)} HTTP/1.1\r\nUpgrade: hypi-dialback\r\n".encode())
+        status, message = refusal(s)
+        assert status == 503 and "too many connections" in message
+    finally:
+        for h in held:
+            h.close()
+    time.sleep(0.3)  # released: a dial-back from that address is judged on its nonce again
+    s = socket.create_connection(("127.0.0.1", hv.port), timeout=5, source_address=("127.0.0.3", 0))
+    s.sendall(f"GET /ws/dialback/{secrets.token_urlsafe(16)} HTTP/1.1\r\nUpgrade: hypi-dialback\r\n".encode())
+    s.sendall(f"Connection: Upgrade\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+    assert refusal(s)[0] == 404
