@@ -1,5 +1,5 @@
 """A machine service's answers about its own sessions (pi_socket/machine/sessions.py) on real session files
-(tests/fixtures/sessions): list, read, search with a role, resume_target; what it refuses (bad params, paths
+(tests/fixtures/sessions): list, read, search with a role or dates, resume_target; what it refuses (bad params, paths
 outside its session dirs, another machine's id, unknown methods)."""
 
 from __future__ import annotations
@@ -57,6 +57,22 @@ def test_list_read_and_search_with_a_role(home, tmp_path):
     assert serve(home, tmp_path, "search", {"query": "zebras", "role": "tool"})["hits"] == []
 
 
+def test_date_filters(home, tmp_path):
+    """since/until reach this machine's index: a list by last activity, a search by each entry's time."""
+    d = home / ".pi" / "agent" / "sessions" / "--project--"
+    older = sorted(d.glob("*.jsonl"))[0]  # the other keeps pi's 2026-12-06 times; this one is moved to June 2025
+    older.write_bytes(older.read_bytes().replace(b'"2026-12-06T18:03', b'"2025-06-01T10:03'))
+    dec = 1_764_547_200.0  # 2025-12-01T00:00:00Z
+    new = serve(home, tmp_path, "list_sessions", {"since": dec})["sessions"]
+    old = serve(home, tmp_path, "list_sessions", {"until": dec})["sessions"]
+    assert len(new) == 1 and len(old) == 1 and new[0]["path"] != old[0]["path"]
+    assert old[0]["modified"] < dec <= new[0]["modified"]
+    hits = serve(home, tmp_path, "search", {"query": "zebras", "until": dec})["hits"]
+    assert hits and all(h["ts"] < dec and h["path"] == old[0]["path"] for h in hits)
+    assert serve(home, tmp_path, "search", {"query": "zebras", "since": dec})["hits"] == []  # only said in 2025
+    assert serve(home, tmp_path, "list_sessions", {"since": dec, "until": dec})["sessions"] == []
+
+
 def test_refusals(home, tmp_path):
     outside = tmp_path / "outside.jsonl"
     outside.write_bytes(next((FIXTURES / "1.6.0").glob("*.jsonl")).read_bytes())
@@ -68,6 +84,10 @@ def test_refusals(home, tmp_path):
         ("list_sessions", {"before": "not-a-cursor"}, ErrorCode.INVALID_PARAMS),
         ("search", {"query": '"" * ('}, ErrorCode.INVALID_PARAMS),
         ("search", {"query": "x", "role": "root"}, ErrorCode.INVALID_PARAMS),
+        ("list_sessions", {"since": 2_000_000_000, "until": 1_000_000_000}, ErrorCode.INVALID_PARAMS),
+        ("list_sessions", {"since": "yesterday"}, ErrorCode.INVALID_PARAMS),
+        ("search", {"query": "x", "since": 2, "until": 1}, ErrorCode.INVALID_PARAMS),
+        ("search", {"query": "x", "until": -1}, ErrorCode.INVALID_PARAMS),
         ("resume_target", {"path": str(outside)}, ErrorCode.NOT_FOUND),
         ("resume_target", {}, ErrorCode.INVALID_PARAMS),
         ("drop_tables", {}, ErrorCode.METHOD_NOT_FOUND),

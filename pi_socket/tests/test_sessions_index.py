@@ -248,3 +248,47 @@ def test_an_index_of_an_older_layout_starts_afresh(tmp_path, root):
     sync(again, root)
     assert ids(again.search("walrus")) == ["u1"]
     again.close()
+
+
+def dated(eid: str, parent: str | None, text: str, when: str) -> bytes:
+    return line({"type": "message", "id": eid, "parentId": parent, "timestamp": when,
+                 "message": {"role": "user", "content": text, "timestamp": 0}})  # fmt: skip
+
+
+def at(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_date_filters_apply_before_the_page_and_the_candidate_window(idx, root):
+    """A list filters on last activity and a search on the entry's own time, both in SQL before the page or the
+    candidate window is taken: newer sessions outside the range never crowd older ones out of a page."""
+    for day in range(1, 11):  # one session per day of January; each has an entry on its day and a later one
+        f = root / f"d{day:02d}.jsonl"
+        when = f"2026-01-{day:02d}T12:00:00.000Z"
+        head = {**HEADER, "id": f"s{day}", "timestamp": when}
+        f.write_bytes(line(head) + dated(f"e{day}", None, f"otter day{day}", when))
+        os.utime(f, (at(when), at(when)))  # indexed oldest first, as pi would have left them
+    # the 3rd's session was continued on the 20th: its last activity is then, its first entry stays on the 3rd
+    with (root / "d03.jsonl").open("ab") as fh:
+        fh.write(dated("late3", "e3", "otter later", "2026-01-20T08:00:00.000Z"))
+    os.utime(root / "d03.jsonl", (at("2026-01-20T08:00:00Z"),) * 2)
+    sync(idx, root)
+    since, until = at("2026-01-04T00:00:00Z"), at("2026-01-07T00:00:00Z")
+    # list: [since, until) on last activity, newest first, full pages and a cursor within the range
+    first = idx.list_sessions(limit=2, since=since, until=until)
+    assert [r["session_id"] for r in first] == ["s6", "s5"]
+    more = idx.list_sessions(before=first[-1]["_cursor"], limit=2, since=since, until=until)
+    assert [r["session_id"] for r in more] == ["s4"]
+    assert [r["session_id"] for r in idx.list_sessions(limit=1, since=at("2026-01-15T00:00:00Z"))] == ["s3"]
+    assert [r["session_id"] for r in idx.list_sessions(limit=20, until=at("2026-01-03T00:00:00Z"))] == ["s2", "s1"]
+    assert idx.list_sessions(since=until, until=until) == []  # an empty range: nothing
+    # search: on each entry's time; the window of the newest candidates is taken after the filter
+    assert sorted(ids(idx.search("otter", since=since, until=until, candidates=2))) == ["e5", "e6"]
+    assert sorted(ids(idx.search("otter", since=since, until=until))) == ["e4", "e5", "e6"]
+    assert ids(idx.search("otter", since=at("2026-01-15T00:00:00Z"))) == ["late3"]
+    assert sorted(ids(idx.search("otter", until=at("2026-01-02T00:00:00Z")))) == ["e1"]
+    # with the other filters
+    assert ids(idx.search("otter", since=since, until=until, cwd="/elsewhere")) == []
+    assert ids(idx.search("otter", since=since, until=until, roles=["assistant"])) == []
