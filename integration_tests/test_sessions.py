@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -188,3 +189,50 @@ async def test_sessions_in_the_session_dir_env_and_setting_are_found(hypivisor_f
                 break
             await asyncio.sleep(0.2)
         assert prompts == want
+
+
+def shift_times(path: Path, days: float) -> None:
+    """Every ISO timestamp in a session file moved ``days`` back (pi reads them as written; it checks nothing)."""
+    from datetime import datetime, timedelta
+
+    def back(m: re.Match[str]) -> str:
+        when = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")) - timedelta(days=days)
+        return '"timestamp":"' + when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z" + '"'
+
+    path.write_text(re.sub(r'"timestamp":"([0-9T:.\-]+Z)"', back, path.read_text()))
+
+
+async def test_date_filters_on_real_pi_sessions(hypivisor_factory, pi_home, start_pi, pi_version, tmp_path):
+    """list_sessions filters on last activity and search on each entry's time ([since, until), unix seconds);
+    since after until, or a time that is not a number, is -32602 and nothing is asked of the index."""
+    run_print(start_pi, pi_version, "the otter of last month")
+    old = session_files(pi_home.agent)[0]
+    shift_times(old, 40)
+    run_print(start_pi, pi_version, "the otter of today")
+    new = next(p for p in session_files(pi_home.agent) if p != old)
+    hv = hypivisor_for(hypivisor_factory, pi_home, pi_version, tmp_path)
+    week = time.time() - 7 * 86400
+    async with await RegistryClient.connect(hv) as c:
+        everything = (await c.call("list_sessions", {}))["result"]["sessions"]
+        assert len(everything) == 2
+        recent = (await c.call("list_sessions", {"since": week}))["result"]["sessions"]
+        assert [s["path"] for s in recent] == [str(new.resolve())]
+        older = (await c.call("list_sessions", {"until": week, "limit": 1}))["result"]
+        assert [s["path"] for s in older["sessions"]] == [str(old.resolve())] and older["sessions"][0]["modified"] < week
+        both = (await c.call("list_sessions", {"since": week - 60 * 86400, "until": time.time() + 60}))["result"]
+        assert len(both["sessions"]) == 2
+
+        assert {h["path"] for h in await search(c, "otter", since=week)} == {str(new.resolve())}
+        old_hits = await search(c, "otter", until=week)
+        assert {h["path"] for h in old_hits} == {str(old.resolve())} and all(h["ts"] < week for h in old_hits)
+        assert await search(c, "otter", since=week + 3 * 86400, until=week + 4 * 86400) == []
+
+        for method, params in (
+            ("list_sessions", {"since": week, "until": week - 1}),
+            ("list_sessions", {"since": "last week"}),
+            ("search", {"query": "otter", "since": week, "until": week - 1}),
+            ("search", {"query": "otter", "until": -5}),
+        ):
+            refused = await c.call(method, params)
+            assert refused.get("error", {}).get("code") == -32602, (method, params, refused)
+        assert "since is after until" in (await c.call("list_sessions", {"since": 2, "until": 1}))["error"]["message"]
