@@ -14,10 +14,17 @@ describe("onDemand", () => {
     expect(await screen.findByText("screen budget")).toBeTruthy();
   });
 
-  it("a chunk that cannot be fetched shows a reload notice", async () => {
-    const Screen = onDemand<object>(() => Promise.reject(new TypeError("Failed to fetch dynamically imported module")));
-    render(<Screen />);
+  it("a chunk that cannot be fetched shows a reload notice; opening the screen again tries again", async () => {
+    let calls = 0;
+    const Screen = onDemand<object>(() =>
+      ++calls === 1 ? Promise.reject(new TypeError("Failed to fetch dynamically imported module")) : Promise.resolve(() => <p>back online</p>),
+    );
+    const first = render(<Screen />);
     expect((await screen.findByTestId("load-failed")).textContent).toContain("could not be loaded");
     expect(screen.getByRole("button", { name: "Reload the page" })).toBeTruthy();
+    first.unmount();
+    render(<Screen />);
+    expect(await screen.findByText("back online")).toBeTruthy();
+    expect(calls).toBe(2);
   });
 });

@@ -15,30 +15,33 @@ export function LoadFailed() {
 }
 
 /** A component fetched as its own chunk the first time it renders; `fallback` shows meanwhile (a few
- * milliseconds on the hypivisor's own machine), LoadFailed if the fetch fails (until the page reloads).
+ * milliseconds on the hypivisor's own machine), LoadFailed if the fetch fails; the next time the screen is
+ * opened the fetch is tried again (after an offline start, say).
  * Not React.lazy: a Suspense boundary holds resolved content back for up to 300 ms after its fallback
  * showed (React's reveal throttle), which made opening a conversation that much slower. */
 export function onDemand<P extends object>(load: () => Promise<ComponentType<P>>, fallback: ReactNode = null): ComponentType<P> {
   let loaded: ComponentType<P> | null = null;
-  let failed = false;
-  let pending: Promise<void> | null = null;
+  let pending: Promise<boolean> | null = null;
   const start = () =>
     (pending ??= load().then(
       (c) => {
         loaded = c;
+        return true;
       },
       () => {
-        failed = true;
+        pending = null; // the next mount tries again
+        return false;
       },
     ));
   function OnDemand(props: P) {
-    const [, setSettled] = useState(false);
+    const [failed, setFailed] = useState(false);
+    const [, setLoaded] = useState(false);
     const waiting = !loaded && !failed;
     if (waiting) void start(); // idempotent: the fetch begins with the first render, not after its commit
     useEffect(() => {
       if (!waiting) return;
       let live = true;
-      void start().then(() => live && setSettled(true));
+      void start().then((ok) => live && (ok ? setLoaded(true) : setFailed(true)));
       return () => {
         live = false;
       };
