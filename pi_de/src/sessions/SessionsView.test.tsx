@@ -63,6 +63,49 @@ describe("the Sessions screen", () => {
   });
 });
 
+describe("the date filter", () => {
+  const local = (y: number, m: number, d: number) => new Date(y, m - 1, d).getTime() / 1000;
+
+  it("lists and searches within the chosen days, refuses from after to, and re-runs a shown search", async () => {
+    const reg = registry({
+      list_sessions: () => ({ sessions: [s("a", "first")], cursor: null }),
+      list_machines: () => ({ machines: [] }),
+      search: () => ({ query_id: "q1", machines: ["box"] }),
+    });
+    render(<SessionsView request={reg.request} connected onSessionEvent={reg.onSessionEvent} onOpen={() => undefined} />);
+    await screen.findByText("first");
+    const lists = () => reg.calls.filter(([m]) => m === "list_sessions").map(([, p]) => p);
+    expect(screen.getByTestId("sessions-dates-any").getAttribute("aria-pressed")).toBe("true");
+    fireEvent.change(screen.getByTestId("sessions-from"), { target: { value: "2026-03-01" } });
+    fireEvent.change(screen.getByTestId("sessions-to"), { target: { value: "2026-03-05" } });
+    await act(async () => undefined);
+    expect(lists().at(-1)).toEqual({ limit: 50, since: local(2026, 3, 1), until: local(2026, 3, 6) });
+    expect(screen.getByTestId("sessions-dates-any").getAttribute("aria-pressed")).toBe("false");
+    // from after to: said, and nothing asked
+    const asked = lists().length;
+    fireEvent.change(screen.getByTestId("sessions-from"), { target: { value: "2026-03-09" } });
+    await act(async () => undefined);
+    expect(screen.getByTestId("sessions-error").textContent).toBe("From is after To");
+    expect(lists()).toHaveLength(asked);
+    // a quick choice: the last 7 days, today included, open-ended
+    fireEvent.click(screen.getByTestId("sessions-dates-7d"));
+    await act(async () => undefined);
+    const d = new Date();
+    expect(lists().at(-1)).toEqual({ limit: 50, since: local(d.getFullYear(), d.getMonth() + 1, d.getDate() - 6) });
+    expect(screen.queryByTestId("sessions-error")).toBeNull();
+    expect(screen.getByTestId("sessions-dates-7d").getAttribute("aria-pressed")).toBe("true");
+    // a search carries the dates; choosing other dates asks again
+    fireEvent.change(screen.getByTestId("sessions-search"), { target: { value: "narwhal" } });
+    fireEvent.submit(screen.getByRole("search"));
+    await act(async () => undefined);
+    const searches = () => reg.calls.filter(([m]) => m === "search").map(([, p]) => p);
+    expect(searches()).toEqual([{ query: "narwhal", limit: 50, since: lists().at(-1)!.since }]);
+    fireEvent.click(screen.getByTestId("sessions-dates-any"));
+    await act(async () => undefined);
+    expect(searches().at(-1)).toEqual({ query: "narwhal", limit: 50 });
+  });
+});
+
 describe("several machines", () => {
   const machines = [
     { name: "hub", online: true, agents: 0, own: true },

@@ -1,15 +1,15 @@
 // The Sessions screen (#/sessions, specs/sessions.md): every past pi session of the machines, newest first, a
-// page at a time ("Load more" with the cursor), a machine, folder and role filter, the index's progress while it
+// page at a time ("Load more" with the cursor), a machine, folder, date and role filter, the index's progress while it
 // is built, and a search whose results show as each machine answers. "All machines" lists every online machine
 // (one list_sessions each, merged newest first; a cursor is one machine's) and searches every machine. Every text from a session file is shown inertly
 // (SafeText; a snippet's matches as <mark> around plain text).
-import { useCallback, useEffect, useRef, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import type { ListMachinesResult, ListSessionsResult, MachineInfo, SearchHit, SearchResult, SearchResultsEvent, SessionInfo } from "../protocol/types";
 import type { SessionEvent } from "../connection/useHypivisor";
 import { SafeText } from "../ui/SafeText";
 import { displayText } from "../model/displayText";
 import { folderName } from "../model/rosterReducer";
-import { addMachinePages, addPage, ago, cost, emptyList, folders, indexProgress, listableMachines, mergedHits, noSearch, progressText, searchDone, searchFrame, searchStarted, snippetPieces, type Indexing } from "./sessions";
+import { addMachinePages, addPage, ago, cost, DATE_PRESETS, dateRange, emptyList, folders, presetDays, presetOf, indexProgress, listableMachines, mergedHits, noSearch, progressText, searchDone, searchFrame, searchStarted, snippetPieces, type Indexing } from "./sessions";
 import "./sessions.css";
 
 type Request = <T>(method: string, params?: Record<string, unknown>, timeoutMs?: number) => Promise<T>;
@@ -43,6 +43,10 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
   const [machines, setMachines] = useState<MachineInfo[]>([]);
   const [machine, setMachine] = useState("");
   const [role, setRole] = useState("");
+  const [from, setFrom] = useState(""); // local days (yyyy-mm-dd), to included; empty: open
+  const [to, setTo] = useState("");
+  const range = useMemo(() => dateRange(from, to), [from, to]);
+  const { since, until, error: rangeError } = range;
   const gen = useRef(0);
   const early = useRef<SearchResultsEvent[]>([]);
 
@@ -69,6 +73,8 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
         const params: Record<string, unknown> = { limit: PAGE };
         if (m) params.machine = m;
         if (cwd) params.cwd = cwd;
+        if (since !== undefined) params.since = since;
+        if (until !== undefined) params.until = until;
         if (before) params.before = before;
         return request<ListSessionsResult>("list_sessions", params, 60_000);
       };
@@ -118,12 +124,12 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
         setLoading(false);
       });
     },
-    [request, cwd, machine, listableKey],
+    [request, cwd, machine, listableKey, since, until],
   );
 
   useEffect(() => {
-    if (connected) load(true, null);
-  }, [connected, load]);
+    if (connected && !rangeError) load(true, null);
+  }, [connected, load, rangeError]);
 
   const searchRef = useRef(search);
   searchRef.current = search;
@@ -150,10 +156,16 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
         setSearch(noSearch);
         return;
       }
+      if (rangeError) {
+        setSearch({ ...noSearch, query: text, error: rangeError });
+        return;
+      }
       const params: Record<string, unknown> = { query: text, limit: 50 };
       if (cwd) params.cwd = cwd;
       if (machine) params.machine = machine;
       if (role) params.role = role;
+      if (since !== undefined) params.since = since;
+      if (until !== undefined) params.until = until;
       early.current = [];
       setSearch({ ...noSearch, query: text });
       request<SearchResult>("search", params, 30_000).then(
@@ -165,13 +177,21 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
         (e: Error) => setSearch((s) => (s.query === text ? { ...s, error: e.message } : s)),
       );
     },
-    [request, cwd, machine, role],
+    [request, cwd, machine, role, since, until, rangeError],
   );
+  // a filter changed while results are shown: the same search again, with it
+  const shown = search.query;
+  const rerun = useRef(runSearch);
+  useEffect(() => {
+    if (rerun.current !== runSearch && shown) runSearch(shown);
+    rerun.current = runSearch;
+  }, [runSearch, shown]);
 
   const progress = progressText(indexing);
   const searching = !!search.query;
   const hits = mergedHits(search);
   const now = Date.now();
+  const preset = presetOf(from, to, now);
   return (
     <section className="sessions-view" data-testid="sessions-view" aria-label="Sessions">
       <header className="sessions-head">
@@ -240,15 +260,42 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
             ))}
           </select>
         </label>
+        <fieldset className="sessions-dates" data-testid="sessions-dates">
+          <legend>Dates</legend>
+          {DATE_PRESETS.map(([p, label]) => (
+            <button
+              key={p || "any"}
+              type="button"
+              className="btn sessions-date-choice"
+              aria-pressed={preset === p}
+              data-testid={`sessions-dates-${p || "any"}`}
+              onClick={() => {
+                const r = presetDays(p, Date.now());
+                setFrom(r.from);
+                setTo(r.to);
+              }}
+            >
+              {label}
+            </button>
+          ))}
+          <label className="field-inline">
+            <span>From</span>
+            <input type="date" aria-label="From" value={from} max={to || undefined} onChange={(e) => setFrom(e.target.value)} data-testid="sessions-from" />
+          </label>
+          <label className="field-inline">
+            <span>To</span>
+            <input type="date" aria-label="To" value={to} min={from || undefined} onChange={(e) => setTo(e.target.value)} data-testid="sessions-to" />
+          </label>
+        </fieldset>
       </form>
       {progress && (
         <div className="sessions-progress muted" role="status" data-testid="index-progress">
           Indexing sessions… {progress}
         </div>
       )}
-      {error && (
-        <div className="sessions-error" role="alert">
-          {error}
+      {(rangeError || error) && (
+        <div className="sessions-error" role="alert" data-testid="sessions-error">
+          {rangeError ?? error}
         </div>
       )}
       {searching ? (
@@ -260,7 +307,7 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
               <SessionRow key={`${s.machine}/${s.id}`} s={s} now={now} onOpen={() => onOpen({ id: s.id, machine: s.machine })} showMachine={listable.length > 1} />
             ))}
           </ul>
-          {list.loaded && !list.sessions.length && <div className="muted sessions-empty">No sessions{cwd ? " in this folder" : ""} yet.</div>}
+          {list.loaded && !list.sessions.length && !rangeError && <div className="muted sessions-empty">{cwd || since !== undefined || until !== undefined ? "No sessions match these filters." : "No sessions yet."}</div>}
           {!list.loaded && loading && <div className="muted sessions-empty">Loading sessions…</div>}
           {list.cursor && (
             <button type="button" className="btn sessions-more" onClick={() => load(false, list)} disabled={loading} data-testid="sessions-more">

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ReadSessionResult, SearchHit, SessionInfo } from "../protocol/types";
-import { addMachinePages, addPage, ago, applyPage, emptyList, folders, indexProgress, listableMachines, mergedHits, noSearch, progressText, searchDone, searchFrame, searchStarted, sessionHref, snippetPieces } from "./sessions";
+import { addMachinePages, addPage, ago, applyPage, dateRange, emptyList, folders, localDay, presetDays, presetOf, indexProgress, listableMachines, mergedHits, noSearch, progressText, searchDone, searchFrame, searchStarted, sessionHref, snippetPieces } from "./sessions";
 
 const s = (id: string, extra: Partial<SessionInfo> = {}): SessionInfo => ({ id, machine: "box", path: `/p/${id}.jsonl`, ...extra });
 const hit = (id: string, score: number, machine = "box"): SearchHit => ({ id, machine, path: `/p/${id}`, entry_id: `e-${id}`, snippet: id, score });
@@ -179,5 +179,35 @@ describe("several machines", () => {
   it("links a session on its machine", () => {
     expect(sessionHref("abc", "alpha beta")).toBe("#/session/abc?machine=alpha+beta");
     expect(sessionHref("abc", null)).toBe("#/session/abc");
+  });
+});
+
+describe("the date filter", () => {
+  const local = (y: number, m: number, d: number) => new Date(y, m - 1, d).getTime() / 1000;
+
+  it("sends local days as [since, until): from's start to the start of the day after to", () => {
+    expect(dateRange("", "")).toEqual({});
+    expect(dateRange("2026-03-05", "")).toEqual({ since: local(2026, 3, 5) });
+    expect(dateRange("", "2026-03-05")).toEqual({ until: local(2026, 3, 6) });
+    expect(dateRange("2026-03-05", "2026-03-05")).toEqual({ since: local(2026, 3, 5), until: local(2026, 3, 6) }); // one whole day
+    expect(dateRange("2026-12-31", "2026-12-31").until).toBe(local(2027, 1, 1));
+  });
+
+  it("refuses from after to, and what is not a day, instead of asking", () => {
+    expect(dateRange("2026-03-06", "2026-03-05").error).toBe("From is after To");
+    expect(dateRange("yesterday", "").error).toBe("From is not a date");
+    expect(dateRange("", "1960-01-01").error).toBe("To is not a date");
+  });
+
+  it("has quick choices counted back from today, today included", () => {
+    const now = new Date(2026, 2, 5, 15, 30).getTime();
+    expect(localDay(now)).toBe("2026-03-05");
+    expect(presetDays("", now)).toEqual({ from: "", to: "" });
+    expect(presetDays("today", now)).toEqual({ from: "2026-03-05", to: "" });
+    expect(presetDays("7d", now)).toEqual({ from: "2026-02-27", to: "" });
+    expect(presetDays("30d", now)).toEqual({ from: "2026-02-04", to: "" });
+    expect(presetOf("2026-02-27", "", now)).toBe("7d");
+    expect(presetOf("", "", now)).toBe("");
+    expect(presetOf("2026-02-27", "2026-03-01", now)).toBeNull();
   });
 });

@@ -152,6 +152,57 @@ export function progressText(i: Indexing): string | null {
   return names.map((n) => `${n}: ${i[n].files_done} of ${i[n].files_total} files`).join(" · ");
 }
 
+// ---- the date filter: local days, sent as [since, until) unix seconds --------------------------------------
+
+/** A quick choice of dates: any, today, or the last 7 or 30 days (today included). */
+export type DatePreset = "" | "today" | "7d" | "30d";
+
+export const DATE_PRESETS: [DatePreset, string][] = [
+  ["", "Any time"],
+  ["today", "Today"],
+  ["7d", "7 days"],
+  ["30d", "30 days"],
+];
+
+const DAYS: Record<DatePreset, number> = { "": 0, today: 1, "7d": 7, "30d": 30 };
+
+/** A local day as <input type="date"> writes it (yyyy-mm-dd). */
+export function localDay(ms: number): string {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
+}
+
+/** The from/to days (to included, open when empty) of a quick choice, counted back from today. */
+export function presetDays(preset: DatePreset, nowMs: number): { from: string; to: string } {
+  if (!preset) return { from: "", to: "" };
+  const d = new Date(nowMs);
+  return { from: localDay(new Date(d.getFullYear(), d.getMonth(), d.getDate() - (DAYS[preset] - 1)).getTime()), to: "" };
+}
+
+/** The quick choice these from/to days are (null: a range of the person's own). */
+export function presetOf(from: string, to: string, nowMs: number): DatePreset | null {
+  return DATE_PRESETS.map(([p]) => p).find((p) => { const r = presetDays(p, nowMs); return r.from === from && r.to === to; }) ?? null; // prettier-ignore
+}
+
+function dayStart(day: string, plus = 0): number | null {
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day);
+  if (!m) return null;
+  const d = new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]) + plus);
+  return Number.isNaN(d.getTime()) || d.getFullYear() < 1970 ? null : d.getTime() / 1000;
+}
+
+/** from/to local days (to included; empty: open) → the wire's half-open [since, until) in unix seconds: since is
+ *  the start of `from`, until the start of the day after `to`. A day that is not one, or from after to, is an
+ *  error (nothing is asked). */
+export function dateRange(from: string, to: string): { since?: number; until?: number; error?: string } {
+  const since = from ? dayStart(from) : undefined;
+  const until = to ? dayStart(to, 1) : undefined;
+  if (since === null) return { error: "From is not a date" };
+  if (until === null) return { error: "To is not a date" };
+  if (since !== undefined && until !== undefined && since >= until) return { error: "From is after To" };
+  return { ...(since !== undefined && { since }), ...(until !== undefined && { until }) };
+}
+
 // ---- formatting -------------------------------------------------------------------------------------------
 
 export function ago(unixSeconds: number | null | undefined, nowMs: number): string {
