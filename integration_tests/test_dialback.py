@@ -286,31 +286,6 @@ async def test_a_bridge_without_the_capability_is_still_proxied_directly(tmp_pat
         await new.stop()
 
 
-# ------------------------------------------------------------------ Pi-DE in Chromium over a dial-back
-@pytest.mark.browser
-@pytest.mark.pi
-@pytest.mark.slow
-def test_pide_drives_an_agent_over_a_dial_back(dash_hv, start_pi, page_factory):
-    from integration_tests.harness.pide import dashboard_url, shot
-
-    env = {"HYPIVISOR_WS": dash_hv.ws_url, "PI_SOCKET_ADVERTISE_PORT": str(closed_port())}
-    if dash_hv.token:
-        env["HYPI_TOKEN"] = dash_hv.token
-    pi = start_pi("0.73.1", mode="rpc", env=env)
-    page = page_factory(viewport={"width": 1280, "height": 800})
-    page.goto(dashboard_url(dash_hv))
-    page.click(f"[data-node-id='{pi.node_id}']", timeout=20_000)
-    page.wait_for_selector("[data-testid=inspector] .mono >> text=bash")  # init_state over the dial-back
-    page.fill("textarea[aria-label=Prompt]", "hello through the dial-back")
-    page.get_by_role("button", name="Send").click()
-    page.wait_for_selector("text=You said: hello through the dial-back", timeout=30_000)
-    shot(page, "dial-back-link")
-    wait_until(
-        lambda: any(r.get("msg") == "agent link dialled back" for r in hv_log(dash_hv)), 5, "the dial-back log line"
-    )
-    assert not [r for r in hv_log(dash_hv) if r.get("msg") == "agent unreachable"]
-
-
 # ------------------------------------------------------------------ wss: the dial-back is TLS too
 async def test_a_bridge_registered_over_wss_dials_back_over_tls(tmp_path, hypivisor_factory):
     from integration_tests.test_hypivisor_tls import self_signed
@@ -359,3 +334,29 @@ def test_dial_backs_count_against_the_connection_caps(hypivisor_factory):
     s.sendall(f"GET /ws/dialback/{secrets.token_urlsafe(16)} HTTP/1.1\r\nUpgrade: hypi-dialback\r\n".encode())
     s.sendall(f"Connection: Upgrade\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
     assert refusal(s)[0] == 404
+
+
+# ------------------------------------------------------------------ Pi-DE in Chromium over a dial-back (last: the
+# browser, module-scoped, keeps an event loop running in this thread until the module ends)
+@pytest.mark.browser
+@pytest.mark.pi
+@pytest.mark.slow
+def test_pide_drives_an_agent_over_a_dial_back(dash_hv, start_pi, page_factory):
+    from integration_tests.harness.pide import dashboard_url, shot
+
+    env = {"HYPIVISOR_WS": dash_hv.ws_url, "PI_SOCKET_ADVERTISE_PORT": str(closed_port())}
+    if dash_hv.token:
+        env["HYPI_TOKEN"] = dash_hv.token
+    pi = start_pi("0.73.1", mode="rpc", env=env)
+    page = page_factory(viewport={"width": 1280, "height": 800})
+    page.goto(dashboard_url(dash_hv))
+    page.click(f"[data-node-id='{pi.node_id}']", timeout=20_000)
+    page.wait_for_selector("[data-testid=inspector] .mono >> text=bash")  # init_state over the dial-back
+    page.fill("textarea[aria-label=Prompt]", "hello through the dial-back")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_selector("text=You said: hello through the dial-back", timeout=30_000)
+    shot(page, "dial-back-link")
+    wait_until(
+        lambda: any(r.get("msg") == "agent link dialled back" for r in hv_log(dash_hv)), 5, "the dial-back log line"
+    )
+    assert not [r for r in hv_log(dash_hv) if r.get("msg") == "agent unreachable"]
