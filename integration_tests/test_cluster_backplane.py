@@ -93,7 +93,9 @@ async def make(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
         yield factory
     finally:
         for bp in made:
-            await bp.close()
+            t0 = time.monotonic()
+            await asyncio.wait_for(bp.close(), 15)  # close is bounded by design: fail here, not at pytest's 300 s
+            assert time.monotonic() - t0 < 12, f"closing {bp.hv_id} took {time.monotonic() - t0:.1f} s"
 
 
 def key_of(bp: Backplane, machine: str, agent: str) -> AgentKey:

@@ -60,6 +60,7 @@ Unsubscribe = Callable[[], Awaitable[None]]
 DEFAULT_TTL_S = 45.0  # a record not refreshed for this long expires (specs/cluster.md)
 DEFAULT_HEARTBEAT_S = 15.0
 RETRY_S = 0.5  # a failed put is tried again this often
+CLOSE_DELETE_S = 2.0  # a clean stop's delete of each owned record waits at most this long
 
 
 class BackplaneError(Exception):
@@ -171,7 +172,7 @@ class Backplane(ABC):
         if deregister:
             for key in list(self._owned):
                 with contextlib.suppress(Exception):
-                    await self._delete_agent(key)
+                    await asyncio.wait_for(self._delete_agent(key), CLOSE_DELETE_S)
         self._owned.clear()
         await self._close()
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,17 @@ ATTN_ACK_WAIT_S = 30.0
 ATTN_MAX_DELIVER = 5
 WATCH_HEARTBEAT_S = 1.0
 WINNER_READS = 40  # x 50 ms
+
+
+async def bounded(aw: Awaitable[Any], timeout: float) -> None:
+    """Await ``aw`` for at most ``timeout`` s, ignoring its errors; past that it is cancelled and left behind (never
+    awaited again, so a coroutine that swallows cancellation cannot hold the caller)."""
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        log.warning("cluster_close_step_abandoned", step=repr(aw)[:80])
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 @dataclass
@@ -219,19 +231,16 @@ class NatsBackplane(Backplane):
             self._apply(AgentChange("expired" if op == "PURGE" else "deleted", key, None, revision))
 
     async def _close(self) -> None:
+        """Bounded whatever the client does: a step that does not finish in time is abandoned (nats-py's drain, for
+        one, swallows cancellation and then flushes)."""
         for task in self._consumers:
             task.cancel()
-        for task in self._consumers:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await bounded(asyncio.gather(*self._consumers, return_exceptions=True), 2)
         for watcher in self._watchers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(watcher.unsubscribe(), 2)
+            await bounded(watcher.unsubscribe(), 2)
         if self.nc is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.nc.drain(), 5)
-            with contextlib.suppress(Exception):
-                await self.nc.close()
+            await bounded(self.nc.flush(timeout=2), 2.5)
+            await bounded(self.nc.close(), 5)
 
     # --- registry ----------------------------------------------------------------------------------------------
 
