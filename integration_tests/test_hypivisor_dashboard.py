@@ -55,3 +55,22 @@ def test_dashboard_port_zero_disables_it(hypivisor_factory):
     hv = hypivisor_factory(dashboard=False)
     assert hv.dashboard_port == 0 and "dashboard" not in hv.stdout()
     assert get(hv.url("/healthz"))[0] == 200
+
+
+def test_a_precompressed_sibling_goes_to_browsers_that_accept_gzip(hypivisor_factory, tmp_path):
+    import gzip
+
+    dist = tmp_path / "dist"
+    (dist / "assets").mkdir(parents=True)
+    (dist / "index.html").write_text("<html>PI-DE INDEX</html>")
+    code = b"console.log('app');\n" * 200
+    (dist / "assets" / "app-1.js").write_bytes(code)
+    (dist / "assets" / "app-1.js.gz").write_bytes(gzip.compress(code, 9))
+    hv = hypivisor_factory(env={"HYPI_DASHBOARD_DIR": str(dist)})
+    url = hv.url("/assets/app-1.js", dashboard=True)
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept-Encoding": "gzip"}), timeout=5) as resp:
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert "javascript" in resp.headers["Content-Type"]
+        assert gzip.decompress(resp.read()) == code
+    with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept-Encoding": "identity"}), timeout=5) as resp:
+        assert resp.headers.get("Content-Encoding") is None and resp.read() == code
