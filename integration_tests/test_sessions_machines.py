@@ -139,6 +139,14 @@ async def test_sessions_of_two_machines_listed_read_searched_and_resumed(
                 assert names == ["alpha"]
                 hits = (await frames_of(dash, qid, names))["alpha"]["hits"]
                 assert {h["role"] for h in hits} == want, (role, hits)
+            # the date filters reach the machine's own index: a list by last activity, a search by entry time
+            soon = time.time() + 3600
+            for params, want in (({"since": soon}, 0), ({"until": soon}, 1), ({"since": 0, "until": 1}, 0)):
+                res = await dash.call("list_sessions", {"machine": "alpha", **params})
+                assert len(res["result"]["sessions"]) == want, (params, res)
+            for params, want in (({"until": soon}, True), ({"since": soon}, False)):
+                qid, names = await start_search(dash, "aardvark", machine="alpha", **params)
+                assert bool((await frames_of(dash, qid, names))["alpha"]["hits"]) is want, params
 
             # a stopped machine never holds the others: alpha answers, beta's frame follows once it runs again
             b.proc.send_signal(signal.SIGSTOP)
