@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
         "preview",
         "approvals",
         "gitinfo",
+        "dialback",
     },
     {"frames", "state", "shimlink", "clients", "attention", "watchdog", "budget"},
     {"notice"},
