@@ -302,6 +302,42 @@ class PiHome:
         return done.stdout + done.stderr
 
 
+def machine_services() -> set[int]:
+    """Live ``pi_socket serve`` processes of this test run (their environment carries the leak check's marker; none
+    known when the check is off: another run's services are never touched)."""
+    run = os.environ.get("HYPER_PI_TEST_RUN")
+    if not run:
+        return set()
+    marker = f"HYPER_PI_TEST_RUN={run}".encode()
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or "pi_socket serve" not in _cmdline(int(entry.name)):
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in env and pid_alive(int(entry.name)):
+            out.add(int(entry.name))
+    return out
+
+
+@pytest.fixture(autouse=True)
+def stray_machine_services() -> Iterator[None]:
+    """Machine services a test's pis started on their own (a pi spawned by a hypivisor or a machine starts one in
+    its HOME's runtime dir) are stopped when the test ends: SIGTERM, SIGKILL after 5 s."""
+    before = machine_services()
+    yield
+    for pid in machine_services() - before:
+        try:
+            os.kill(pid, 15)
+            wait_until(lambda pid=pid: not pid_alive(pid), 5, "a machine service to exit")
+        except AssertionError:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture
 def pi_home(tmp_path, fake_llm) -> Iterator[PiHome]:
     fake_llm.reset()
