@@ -248,3 +248,13 @@ def test_service_sigterm_deregisters_its_agents_and_the_shims_start_a_new_one(st
         assert pi.proc.poll() is None
     new = pis[0].home.service_pid()
     assert new and new != old
+
+
+def test_a_runtime_dir_too_long_for_a_socket_goes_straight_to_a_bridge_child(start_pi, pi_version, tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    t0 = time.monotonic()
+    pi = start_pi(pi_version, mode="rpc", env={"XDG_RUNTIME_DIR": str(deep)})
+    assert pi.bridge_pid() is not None and not served(pi)
+    assert time.monotonic() - t0 < 9  # no wait for a service (the harness lets the shim wait 10 s for one)
+    assert any("socket path is too long" in r.get("msg", "") for r in pi.bridge_log())

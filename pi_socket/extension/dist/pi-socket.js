@@ -1,4 +1,4 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:d819525e8b7ff9384fc43883f01d4b07c6e5afc619dd29e6422d75a4bc7952c9).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:ba0298f6e13588bc4765632d7440bc55b7732a81237977d08ac0552c6bebbc52).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).
 
 // src/child.ts
@@ -93,6 +93,7 @@ var SERVICE_WAIT_MS = 2e3;
 var SERVICE_RETRY_FIRST_MS = 25;
 var SERVICE_RETRY_MAX_MS = 250;
 var SOCKET_NAME = "agents.sock";
+var SUN_PATH_MAX = 107;
 var ATTACH_ENV_PREFIXES = ["PI_SOCKET_", "HYPI"];
 var ATTACH_ENV_KEYS = /* @__PURE__ */ new Set(["PI_CODING_AGENT_DIR", "HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"]);
 var DELIVERED_MAX = 1e3;
@@ -235,6 +236,11 @@ function startLink(st) {
   const launch = st.launch;
   if (!launch || st.stopped) return;
   if (linkMode({ PI_SOCKET_MODE: process.env.PI_SOCKET_MODE }) === "bridge") return startChild(st);
+  const sockPath = path.join(runtimeDir(launch.env), SOCKET_NAME);
+  if (Buffer.byteLength(sockPath) > SUN_PATH_MAX) {
+    shimLog(st, "warn", "the machine service's socket path is too long; starting a bridge child", { path: sockPath });
+    return startChild(st);
+  }
   connectService(st, Date.now(), false, SERVICE_RETRY_FIRST_MS);
 }
 function connectService(st, since, started, delay) {

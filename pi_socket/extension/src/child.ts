@@ -41,6 +41,7 @@ export const SERVICE_WAIT_MS = 2_000;
 const SERVICE_RETRY_FIRST_MS = 25;
 const SERVICE_RETRY_MAX_MS = 250;
 export const SOCKET_NAME = "agents.sock";
+const SUN_PATH_MAX = 107; // bytes of a unix socket path (Linux sun_path is 108 with its NUL)
 /** Environment names a bridge reads: what the `attach` line carries (pi_socket/shimwire.py attach_env_key). */
 const ATTACH_ENV_PREFIXES = ["PI_SOCKET_", "HYPI"];
 const ATTACH_ENV_KEYS = new Set(["PI_CODING_AGENT_DIR", "HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"]);
@@ -281,6 +282,12 @@ function startLink(st: ShimState): void {
 	const launch = st.launch;
 	if (!launch || st.stopped) return;
 	if (linkMode({ PI_SOCKET_MODE: process.env.PI_SOCKET_MODE }) === "bridge") return startChild(st);
+	const sockPath = path.join(runtimeDir(launch.env), SOCKET_NAME);
+	if (Buffer.byteLength(sockPath) > SUN_PATH_MAX) {
+		// no service can listen there (a unix socket path is at most 107 bytes): straight to a bridge child
+		shimLog(st, "warn", "the machine service's socket path is too long; starting a bridge child", { path: sockPath });
+		return startChild(st);
+	}
 	connectService(st, Date.now(), false, SERVICE_RETRY_FIRST_MS);
 }
 
