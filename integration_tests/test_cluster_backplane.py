@@ -70,11 +70,16 @@ async def make(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
     cluster = request.getfixturevalue("nats_cluster") if request.param == "nats" else None
     run = next(_ids)
 
-    async def factory(node: int = 0, ttl_s: float = 30.0, heartbeat_s: float = 10.0) -> Backplane:
+    async def factory(
+        node: int = 0, ttl_s: float = 30.0, heartbeat_s: float = 10.0, liveness: str = "agent"
+    ) -> Backplane:
         hv_id = f"hv{run}-{len(made) + 1}"
         bp: Backplane
         if cluster is None:
-            bp = InProcessBackplane(Settings(hv_id, SITE, ttl_s=ttl_s, heartbeat_s=heartbeat_s), hub)
+            bp = InProcessBackplane(
+                Settings(hv_id, SITE, ttl_s=ttl_s, heartbeat_s=heartbeat_s, liveness=liveness),  # type: ignore[arg-type]
+                hub,
+            )
         else:
             from hypivisor.cluster.nats_backplane import NatsBackplane, NatsSettings
 
@@ -82,7 +87,15 @@ async def make(request: pytest.FixtureRequest) -> AsyncIterator[Factory]:
             # one site per test run: a fresh bucket, so earlier tests' records and TTLs do not leak in
             site = f"{SITE}{run}"
             bp = NatsBackplane(
-                NatsSettings(hv_id, site, ttl_s=ttl_s, heartbeat_s=heartbeat_s, servers=tuple(urls), replicas=3)
+                NatsSettings(
+                    hv_id,
+                    site,
+                    ttl_s=ttl_s,
+                    heartbeat_s=heartbeat_s,
+                    liveness=liveness,  # type: ignore[arg-type]
+                    servers=tuple(urls),
+                    replicas=3,
+                )
             )
         await bp.start()
         made.append(bp)
@@ -135,22 +148,48 @@ async def test_registrations_are_seen_by_every_hypivisor(make: Factory) -> None:
     assert ka not in b.agents()
 
 
-async def test_a_registration_expires_when_its_owner_stops_heartbeating(make: Factory) -> None:
-    a = await make(node=0, ttl_s=2.0, heartbeat_s=0.5)
-    b = await make(node=1, ttl_s=2.0, heartbeat_s=0.5)
+@pytest.mark.parametrize("liveness", ["agent", "lease"])
+async def test_a_registration_expires_when_its_owner_stops_heartbeating(make: Factory, liveness: str) -> None:
+    a = await make(node=0, ttl_s=2.0, heartbeat_s=0.5, liveness=liveness)
+    b = await make(node=1, ttl_s=2.0, heartbeat_s=0.5, liveness=liveness)
     k = key_of(a, "m1", "agent-1")
     seen: list[AgentChange] = []
     b.on_agent_change(seen.append)
     await a.register_agent(k, {"id": "agent-1"})
     await until(lambda: k in b.agents(), what="the registration")
-    await asyncio.sleep(3.0)  # longer than the TTL: the heartbeat keeps it
+    await asyncio.sleep(3.0)  # longer than the TTL: the heartbeat (or the lease) keeps it
     assert k in b.agents()
     assert not [ch for ch in seen if ch.op != "put"]
+    puts = [ch for ch in seen if ch.key == k]
+    if liveness == "agent":
+        assert len(puts) >= 4  # the record itself is put again every 0.5 s
+    else:
+        assert len(puts) == 1  # only the lease is refreshed: the record was written once
     t0 = time.monotonic()
     await a.close(deregister=False)  # as a crash: no delete, no more heartbeats
     await until(lambda: any(ch.key == k and ch.op == "expired" for ch in seen), timeout=8.0, what="the expiry")
     assert k not in b.agents()
     assert time.monotonic() - t0 >= 1.0  # not before the TTL (the last beat is at most 0.5 s old)
+    # a hypivisor starting now does not see it either: it is gone from the store, not only from b's mirror
+    await asyncio.sleep(0.3)
+    c = await make(node=2, ttl_s=2.0, heartbeat_s=0.5, liveness=liveness)
+    assert k not in c.agents()
+
+
+async def test_with_leases_a_record_whose_owner_has_no_lease_is_dropped_at_start(make: Factory) -> None:
+    """A record can outlive its owner's lease in the store when nobody was watching as the lease ended; the next
+    hypivisor to start drops and deletes it."""
+    a = await make(node=0, ttl_s=2.0, heartbeat_s=0.5, liveness="lease")
+    k = key_of(a, "m1", "orphan")
+    await a.register_agent(k, {"id": "orphan"})
+    await a.close(deregister=False)
+    # the lease expires with nobody watching, and so does its expiry marker (kept as long as the TTL)
+    await asyncio.sleep(6.0)
+    b = await make(node=1, ttl_s=2.0, heartbeat_s=0.5, liveness="lease")
+    assert k not in b.agents()
+    await asyncio.sleep(0.3)
+    c = await make(node=2, ttl_s=2.0, heartbeat_s=0.5, liveness="lease")
+    assert k not in c.agents()  # b deleted it from the store
 
 
 async def test_an_agent_that_moves_to_another_hypivisor_belongs_to_it(make: Factory) -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -109,6 +110,10 @@ class Settings:
     hv_id: str
     site: str
     watch_sites: tuple[str, ...] = ()  # sites whose roster this hypivisor mirrors (its own is always one)
+    # liveness "agent": every record is put again every heartbeat_s and expires ttl_s after its last put;
+    # "lease": records are put only when they change, the hypivisor's lease is put every heartbeat_s and expires
+    # ttl_s after its last put, taking every record of that hypivisor with it (specs/cluster.md §3)
+    liveness: Literal["agent", "lease"] = "agent"
     ttl_s: float = DEFAULT_TTL_S
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
 
@@ -118,6 +123,8 @@ class Settings:
             check_site(s)
         if not self.hv_id:
             raise ValueError("a hypivisor needs an id")
+        if self.liveness not in ("agent", "lease"):
+            raise ValueError("liveness is agent or lease")
         if not 0 < self.heartbeat_s < self.ttl_s:
             raise ValueError("the heartbeat must be shorter than the TTL")
 
@@ -173,12 +180,16 @@ class Backplane(ABC):
             for key in list(self._owned):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._delete_agent(key), CLOSE_DELETE_S)
+            if self.settings.liveness == "lease":
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._delete_lease(), CLOSE_DELETE_S)
         self._owned.clear()
         await self._close()
 
     async def _heartbeat_loop(self) -> None:
-        """Every ``heartbeat_s`` put every owned record again; a put that failed (the store is electing a leader)
-        is tried again every ``RETRY_S`` until it lands, so the latest record always ends up stored."""
+        """Every ``heartbeat_s`` put every owned record again (agent liveness) or this hypivisor's lease (lease
+        liveness); a put that failed (the store is electing a leader) is tried again every ``RETRY_S`` until it
+        lands, so the latest record always ends up stored."""
         next_beat = asyncio.get_running_loop().time() + self.settings.heartbeat_s
         while True:
             await asyncio.sleep(min(RETRY_S, self.settings.heartbeat_s))
@@ -186,7 +197,13 @@ class Backplane(ABC):
             beat = now >= next_beat
             if beat:
                 next_beat = now + self.settings.heartbeat_s
-            for key in list(self._owned if beat else self._unsaved):
+            lease = self.settings.liveness == "lease"
+            if beat and lease:
+                try:
+                    await self._put_lease()
+                except Exception as e:
+                    log.warning("cluster_lease_put_failed", error=f"{type(e).__name__}: {e}")
+            for key in list(self._owned if beat and not lease else self._unsaved):
                 record = self._owned.get(key)
                 if record is None:
                     self._unsaved.discard(key)
@@ -216,6 +233,8 @@ class Backplane(ABC):
         self._listeners.append(listener)
 
     def _apply(self, change: AgentChange) -> None:
+        if change.op != "put" and change.key not in self._roster:
+            return  # already gone here (e.g. dropped with its owner's lease, then deleted in the store)
         if change.op == "put" and change.record is not None:
             self._roster[change.key] = change.record
             if change.key in self._owned and change.record.get("hv") != self.hv_id:
@@ -262,6 +281,12 @@ class Backplane(ABC):
 
     @abstractmethod
     async def _delete_agent(self, key: AgentKey) -> None: ...
+
+    @abstractmethod
+    async def _put_lease(self) -> None: ...
+
+    @abstractmethod
+    async def _delete_lease(self) -> None: ...
 
     @abstractmethod
     async def publish_event(self, key: AgentKey, kind: str, data: bytes) -> None: ...
@@ -329,6 +354,7 @@ class InProcessHub:
 
     clock: Callable[[], float] = time.monotonic
     agents: dict[str, dict[AgentKey, _Stored]] = field(default_factory=dict)  # site -> key -> stored
+    leases: dict[str, dict[str, float]] = field(default_factory=dict)  # site -> hv -> expires at
     approvals: dict[tuple[AgentKey, str], tuple[Record, int]] = field(default_factory=dict)
     attention: dict[str, asyncio.Queue[Record]] = field(default_factory=dict)  # site -> shared work queue
     event_subs: dict[int, tuple[str, EventHandler]] = field(default_factory=dict)
@@ -347,13 +373,26 @@ class InProcessHub:
                 bp._apply(change)
 
     def sweep(self) -> None:
-        """Expire every record not refreshed within its TTL (what NATS's limit markers do)."""
+        """Expire every record not refreshed within its TTL (what NATS's limit markers do), and every record of a
+        hypivisor whose lease expired."""
         now = self.clock()
+        for site, leases in self.leases.items():
+            for hv, expires_at in list(leases.items()):
+                if expires_at <= now:
+                    del leases[hv]
+                    self.drop_hv(site, hv)
         for site, stored in self.agents.items():
             for key, s in list(stored.items()):
                 if s.expires_at <= now:
                     del stored[key]
                     self.notify(site, AgentChange("expired", key, None, self.next_revision()))
+
+    def drop_hv(self, site: str, hv: str) -> None:
+        stored = self.agents.get(site, {})
+        for key, s in list(stored.items()):
+            if s.record.get("hv") == hv:
+                del stored[key]
+                self.notify(site, AgentChange("expired", key, None, self.next_revision()))
 
     async def _sweep_loop(self, every: float) -> None:
         while True:
@@ -388,6 +427,9 @@ class InProcessBackplane(Backplane):
         self._sub_ids = itertools.count(1)
 
     async def _start(self) -> None:
+        if self.settings.liveness == "lease":
+            await self._put_lease()
+        self.hub.sweep()  # what lapsed while no backplane ran is gone before the snapshot
         self.hub.attach(self)
         for site in self.settings.sites:
             for key, s in self.hub.agents.get(site, {}).items():
@@ -412,13 +454,21 @@ class InProcessBackplane(Backplane):
 
     async def _put_agent(self, key: AgentKey, record: Record) -> None:
         rev = self.hub.next_revision()
-        stored = _Stored(loads(dumps(record)), rev, self.hub.clock() + self.settings.ttl_s)
+        lasts = self.settings.liveness == "lease"  # kept until deleted or its owner's lease ends
+        stored = _Stored(loads(dumps(record)), rev, math.inf if lasts else self.hub.clock() + self.settings.ttl_s)
         self.hub.agents.setdefault(key.site, {})[key] = stored
         self.hub.notify(key.site, AgentChange("put", key, stored.record, rev))
 
     async def _delete_agent(self, key: AgentKey) -> None:
         if self.hub.agents.get(key.site, {}).pop(key, None) is not None:
             self.hub.notify(key.site, AgentChange("deleted", key, None, self.hub.next_revision()))
+
+    async def _put_lease(self) -> None:
+        self.hub.leases.setdefault(self.settings.site, {})[self.hv_id] = self.hub.clock() + self.settings.ttl_s
+
+    async def _delete_lease(self) -> None:
+        self.hub.leases.get(self.settings.site, {}).pop(self.hv_id, None)
+        self.hub.drop_hv(self.settings.site, self.hv_id)
 
     async def publish_event(self, key: AgentKey, kind: str, data: bytes) -> None:
         subject = key.event_subject(kind)

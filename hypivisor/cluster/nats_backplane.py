@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,11 +58,13 @@ from hypivisor.cluster.names import (
     AGENTS_BUCKET,
     APPROVALS_BUCKET,
     ATTN_STREAM,
+    HV_BUCKET,
     OWNER_QUEUE,
     PUSH_CONSUMER,
     AgentKey,
     site_attention,
     token,
+    untoken,
 )
 
 START_TIMEOUT_S = 15.0  # connecting, creating the buckets, reading the roster snapshot
@@ -107,6 +109,10 @@ class NatsBackplane(Backplane):
         self.nc: Any = None
         self.js: Any = None
         self._agents_kv: dict[str, Any] = {}
+        self._hv_kv: dict[str, Any] = {}
+        self._leases: dict[str, set[str]] = {}  # site -> hypivisors with a live lease
+        self._revisions: dict[AgentKey, int] = {}  # the mirror's revision of each record
+        self._tasks: set[asyncio.Future[None]] = set()
         self._approvals_kv: Any = None
         self._watchers: list[Any] = []
         self._subs: list[Any] = []
@@ -143,17 +149,12 @@ class NatsBackplane(Backplane):
         with contextlib.suppress(nats.errors.NoRespondersError, nats.errors.TimeoutError):
             await self.nc.request(f"_hp.warmup.{token(s.hv_id)}", b"", timeout=0.5)
         await self.nc.flush(timeout=2)
+        lease = s.liveness == "lease"
         for site in s.sites:
-            self._agents_kv[site] = await self.js.create_key_value(
-                KeyValueConfig(
-                    bucket=AGENTS_BUCKET.format(site=site),
-                    history=1,
-                    ttl=s.ttl_s,
-                    limit_marker_ttl=max(1.0, s.ttl_s),
-                    storage=self._storage,
-                    replicas=s.replicas,
-                )
-            )
+            # agent liveness: records expire (a PURGE to every watcher); lease liveness: they last until deleted
+            self._agents_kv[site] = await self._bucket(AGENTS_BUCKET.format(site=site), None if lease else s.ttl_s)
+            if lease:
+                self._hv_kv[site] = await self._bucket(HV_BUCKET.format(site=site), s.ttl_s)
         self._approvals_kv = await self.js.create_key_value(
             KeyValueConfig(
                 bucket=APPROVALS_BUCKET.format(site=s.site),
@@ -174,16 +175,70 @@ class NatsBackplane(Backplane):
                 num_replicas=s.replicas,
             )
         )
+        if lease:
+            await self._put_lease()
         for site in self._agents_kv:
-            await self._watch(site)
+            await self._watch(AGENTS_BUCKET.format(site=site), lambda *e, site=site: self._on_entry(site, *e))
+            if lease:
+                # after the roster's snapshot: a record's lease was put before the record, so every live owner of a
+                # record seen above is in this snapshot, and a record whose owner has no lease is an orphan
+                await self._watch(HV_BUCKET.format(site=site), lambda *e, site=site: self._on_lease(site, *e))
+                owners = self._leases.get(site, set())
+                for key, record in list(self._roster.items()):
+                    if key.site == site and record.get("hv") not in owners:
+                        await self._drop_orphan(key)
 
-    async def _watch(self, site: str) -> None:
-        """Mirror one site's roster: the latest record of every key (the snapshot), then every change.
+    async def _bucket(self, name: str, ttl: float | None) -> Any:
+        s = self.nsettings
+        return await self.js.create_key_value(
+            KeyValueConfig(
+                bucket=name,
+                history=1,
+                ttl=ttl,
+                limit_marker_ttl=max(1.0, ttl) if ttl else None,
+                storage=self._storage,
+                replicas=s.replicas,
+            )
+        )
+
+    def _on_lease(self, site: str, raw_key: str, value: bytes, op: str | None, revision: int) -> None:
+        hv = untoken(raw_key)
+        if op is None:
+            self._leases.setdefault(site, set()).add(hv)
+            return
+        self._leases.get(site, set()).discard(hv)
+        if hv == self.hv_id:
+            if not self._closed:  # our own lease lapsed (we were cut off): put it back, our records with it
+                log.warning("cluster_own_lease_lost", site=site)
+                self._unsaved.update(k for k in self._owned if k.site == site)
+            return
+        # the hypivisor is gone: its agents are, everywhere at once; the first to get here deletes them from the
+        # store (with the revision seen, so a record its agent re-registered elsewhere meanwhile stays)
+        for key, record in list(self._roster.items()):
+            if key.site == site and record.get("hv") == hv:
+                self._tasks.add(task := asyncio.ensure_future(self._drop_orphan(key)))
+                task.add_done_callback(self._tasks.discard)
+
+    async def _drop_orphan(self, key: AgentKey) -> None:
+        revision = self._revisions.get(key)
+        self._apply(AgentChange("expired", key, None, revision or 0))
+        if revision:
+            with contextlib.suppress(Exception):
+                await self._agents_kv[key.site].delete(key.kv_key, last=revision)
+
+    async def _put_lease(self) -> None:
+        record = dumps({"hv": self.hv_id, "site": self.settings.site, "at": time.time()})
+        await self._hv_kv[self.settings.site].put(token(self.hv_id), record)
+
+    async def _delete_lease(self) -> None:
+        await self._hv_kv[self.settings.site].delete(token(self.hv_id))
+
+    async def _watch(self, bucket: str, on_entry: Callable[[str, bytes, str | None, int], None]) -> None:
+        """Mirror one bucket: the latest value of every key (the snapshot), then every change.
 
         An ordered push consumer as ``KeyValue.watchall`` makes, with a 1 s idle heartbeat instead of 5 s: when the
         server holding the consumer dies, two missed heartbeats make the client recreate it from the next stream
         sequence, so the mirror misses nothing and is live again a few seconds later."""
-        bucket = AGENTS_BUCKET.format(site=site)
         pre = f"$KV.{bucket}."
         loop = asyncio.get_running_loop()
         snapshot_done: asyncio.Future[None] = loop.create_future()
@@ -195,7 +250,7 @@ class NatsBackplane(Backplane):
             if op is None and KV_MARKER_REASON in headers:  # a server-placed marker: the key aged out
                 op = {"MaxAge": "PURGE", "Purge": "PURGE", "Remove": "DEL"}.get(headers[KV_MARKER_REASON], "?")
             if op != "?":
-                self._on_entry(site, msg.subject[len(pre) :], msg.data, op, meta.sequence.stream)
+                on_entry(msg.subject[len(pre) :], msg.data, op, meta.sequence.stream)
             if meta.num_pending == 0 and not snapshot_done.done():
                 snapshot_done.set_result(None)
 
@@ -226,14 +281,16 @@ class NatsBackplane(Backplane):
             except (ValueError, BackplaneError):
                 log.warning("cluster_bad_record", site=site, key=raw_key)
                 return
+            self._revisions[key] = revision
             self._apply(AgentChange("put", key, record, revision))
         else:
+            self._revisions.pop(key, None)
             self._apply(AgentChange("expired" if op == "PURGE" else "deleted", key, None, revision))
 
     async def _close(self) -> None:
         """Bounded whatever the client does: a step that does not finish in time is abandoned (nats-py's drain, for
         one, swallows cancellation and then flushes)."""
-        for task in self._consumers:
+        for task in (*self._consumers, *self._tasks):
             task.cancel()
         await bounded(asyncio.gather(*self._consumers, return_exceptions=True), 2)
         for watcher in self._watchers:
