@@ -5,6 +5,7 @@ import { useHypivisor } from "./connection/useHypivisor";
 import { askPermission, canNotify, notifyRun } from "./notify/notify";
 import { versionWarning } from "./protocol/version";
 import { Roster } from "./roster/Roster";
+import { agentTitles, baseTitle } from "./model/agentTitles";
 import { folderName } from "./model/rosterReducer";
 import { displayText } from "./model/displayText";
 import { BudgetView, ChatStage, ErrorScreen, SessionsView, SessionView, SpawnModal, TokenScreen } from "./screens";
@@ -110,9 +111,13 @@ export function App() {
   );
   const inboxProps = { inbox: hv.inbox, nodes: hv.roster.nodes, several: severalMachines(Object.values(hv.roster.nodes)), actions: inboxActions, onOpen: select };
   const openNode = selected ? (hv.roster.nodes[selected] ?? hv.roster.exited[selected]?.node) : undefined;
+  // an exited agent keeps the title it had beside the live ones ("app · 2" stays that, not a second "app")
+  const exitedNode = selected ? hv.roster.exited[selected]?.node : undefined;
+  const titles = useMemo(() => agentTitles([...Object.values(hv.roster.nodes), ...(exitedNode ? [exitedNode] : [])]), [hv.roster.nodes, exitedNode]);
+  const openTitle = selected && openNode ? (titles[selected] ?? baseTitle(openNode)) : null;
   useEffect(() => {
-    document.title = titleWithCount(openNode ? `${displayText(openNode.session_name || folderName(openNode.cwd))} · Pi-DE` : "Pi-DE", attention);
-  }, [openNode?.session_name, openNode?.cwd, attention]); // eslint-disable-line react-hooks/exhaustive-deps
+    document.title = titleWithCount(openTitle ? `${displayText(openTitle)} · Pi-DE` : "Pi-DE", attention);
+  }, [openTitle, attention]);
 
   if (hv.phase === "unauthorized" || askToken) return <TokenScreen url={hv.url} rejected={hv.phase === "unauthorized"} onSave={saveAndUse} />;
   if (hv.phase === "failed") return <ErrorScreen url={hv.url} retryInMs={hv.retryInMs} onRetry={hv.retryNow} onToken={() => setAskToken(true)} />;
@@ -179,6 +184,7 @@ export function App() {
               token={token}
               nodeId={selected}
               node={node}
+              label={openTitle ?? undefined}
               registryUp={hv.phase === "connected"}
               onBack={toHome}
               waitingElsewhere={waitingElsewhere(hv.roster.nodes, selected)}

@@ -28,6 +28,8 @@ interface Props {
   token: string | null;
   nodeId: string;
   node: NodeInfo | undefined;
+  /** The roster's title for this agent (unique among agents, see model/agentTitles). */
+  label?: string;
   /** The registry socket is connected; when it is not, the agent is reached directly. */
   registryUp: boolean;
   onBack(): void;
@@ -47,7 +49,7 @@ interface Props {
   onRemoveWorktree?(machine: string, path: string, force: boolean): Promise<unknown>;
 }
 
-export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, waitingElsewhere = 0, exited, several = false, onResume, onFollowing, notice, onRemoveWorktree }: Props) {
+export function ChatStage({ endpoints, token, nodeId, node, label, registryUp, onBack, waitingElsewhere = 0, exited, several = false, onResume, onFollowing, notice, onRemoveWorktree }: Props) {
   const active = !!node && node.status !== "offline";
   const target = useMemo(() => (node ? { port: node.port, machine: node.machine } : null), [node?.port, node?.machine]);
   const link = useAgentLink(endpoints, token, nodeId, active, { registryUp, target });
@@ -61,7 +63,10 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
   const [dragging, setDragging] = useState(false);
 
   const known = node ?? exited?.node; // an exited agent keeps its name and folder
-  const title = known ? folderName(known.cwd) : "agent"; // a name a person reads, never the raw id (the URL has it)
+  // a name a person reads, never the raw id (the URL has it): the folder, or the roster's title ("api · 2") while
+  // pi has no session name to tell two agents in one folder apart
+  const named = !!(view.sessionName ?? known?.session_name)?.trim();
+  const title = known ? (!named && label ? label : folderName(known.cwd)) : "agent";
   const { tools, commands, model, contextUsage, tokens, cost, approvals } = view;
   const connected = view.status === "open";
   const inspectorData = useMemo(
@@ -152,7 +157,7 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
             </div>
             <div className="stage-sub muted">
               <StageMeta node={known} several={several} running={view.running} exited={!!exited} /> {view.status === "connecting" && !view.initialized && !exited ? "· connecting…" : ""}
-              {!exited && <ModelPicker models={view.models} disabled={view.status !== "open"} onModel={link.setModel} onThinking={link.setThinkingLevel} />}
+              {!exited && <ModelPicker models={view.models} disabled={view.status !== "open"} onModel={link.setModel} onThinking={link.setThinkingLevel} compact={phone} />}
               {direct && (
                 <span className="direct-note" data-testid="direct-link" title="The hypivisor's proxy is not used: this conversation talks to the agent's own port">
                   {registryUp ? "Direct connection" : "Direct connection (hypivisor down)"}
@@ -200,7 +205,12 @@ export function ChatStage({ endpoints, token, nodeId, node, registryUp, onBack, 
             </button>
           </div>
         ))}
-        {!view.initialized && active ? <div className="stage-empty muted">Connecting to the agent…</div> : <MessageList view={view} onLoadOlder={link.fetchOlder} onFollowing={onFollowing} />}
+        {!view.initialized && active ? <div className="stage-empty muted">Connecting to the agent…</div> : <MessageList
+            view={view}
+            onLoadOlder={link.fetchOlder}
+            onFollowing={onFollowing}
+            emptyHint={exited ? "pi exited before anything was said." : "No messages yet. Write a prompt below: / lists pi's commands, @ picks a file."}
+          />}
         <ApprovalPanel
           approvals={approvals}
           agent={view.sessionName ?? node?.session_name ?? title}

@@ -19,7 +19,8 @@ const LOAD_OLDER_PX = 400;
 
 /** `onFollowing`: whether the reader is at the latest message (the inbox marks the agent read then).
  *  `openAt`: the absolute index of the message to open at (a past session opened at a search hit), else the newest. */
-export function MessageList({ view, onLoadOlder, onFollowing, openAt }: { view: AgentView; onLoadOlder: () => void; onFollowing?: (following: boolean) => void; openAt?: number | null }) {
+/** `emptyHint`: what to say while the conversation has nothing in it yet (a fresh agent), instead of a blank pane. */
+export function MessageList({ view, onLoadOlder, onFollowing, openAt, emptyHint }: { view: AgentView; onLoadOlder: () => void; onFollowing?: (following: boolean) => void; openAt?: number | null; emptyHint?: string | null }) {
   const scrollRef = useRef<HTMLDivElement>(null);
   const atBottom = useRef(true);
   // Rendered mirror of atBottom, and what the reader had seen when they scrolled up.
@@ -185,6 +186,11 @@ export function MessageList({ view, onLoadOlder, onFollowing, openAt }: { view: 
         })}
       </div>
     </div>
+      {emptyHint && view.initialized && rows.length === 0 && view.cursor === 0 && (
+        <div className="conversation-empty muted" data-testid="empty-conversation">
+          {emptyHint}
+        </div>
+      )}
       {unseen > 0 && (
         <button type="button" className="jump-latest" data-testid="jump-latest" onClick={jumpToLatest}>
           {jumpLabel(unseen)}

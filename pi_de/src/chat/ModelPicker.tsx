@@ -1,5 +1,7 @@
 // The chat header's model and thinking-level pickers, from the agent's own available models (models_list).
-import { memo } from "react";
+// On a phone both sit behind one chip ("fake-model · high ▾") so the header stays one short line of meta;
+// the chip opens the same two pickers in a panel under the header.
+import { memo, useEffect, useRef, useState } from "react";
 import type { ModelsView } from "../model/agentReducer";
 import "./driver.css";
 
@@ -8,15 +10,34 @@ interface Props {
   disabled: boolean;
   onModel(provider: string, id: string): void;
   onThinking(level: string): void;
+  /** A phone: show a chip that opens the pickers instead of the pickers themselves. */
+  compact?: boolean;
 }
 
-export const ModelPicker = memo(function ModelPicker({ models, disabled, onModel, onThinking }: Props) {
+/** What the chip says: the model's id without its provider, and the thinking level unless it is off. */
+export function modelChipText(models: ModelsView): string {
+  const id = models.current?.id ?? "no model";
+  const level = models.thinkingLevel;
+  return level && level !== "off" ? `${id} · ${level}` : id;
+}
+
+export const ModelPicker = memo(function ModelPicker({ models, disabled, onModel, onThinking, compact = false }: Props) {
+  const [open, setOpen] = useState(false);
+  const box = useRef<HTMLSpanElement>(null);
+  useEffect(() => {
+    if (!open) return;
+    const away = (e: PointerEvent) => !box.current?.contains(e.target as Node) && setOpen(false);
+    const esc = (e: KeyboardEvent) => e.key === "Escape" && setOpen(false);
+    document.addEventListener("pointerdown", away);
+    document.addEventListener("keydown", esc);
+    return () => (document.removeEventListener("pointerdown", away), document.removeEventListener("keydown", esc));
+  }, [open]);
   if (!models || models.models.length === 0) return null;
   const cur = models.current ? `${models.current.provider}/${models.current.id}` : "";
   const known = models.models.some((m) => `${m.provider}/${m.id}` === cur);
   const levels = models.thinkingLevels.length ? models.thinkingLevels : ["off"];
   const level = models.thinkingLevel ?? "off";
-  return (
+  const pickers = (
     <span className="pickers" data-testid="pickers">
       <select
         aria-label="Model"
@@ -54,6 +75,27 @@ export const ModelPicker = memo(function ModelPicker({ models, disabled, onModel
           </option>
         ))}
       </select>
+    </span>
+  );
+  if (!compact) return pickers;
+  return (
+    <span className="model-menu" ref={box}>
+      <button
+        type="button"
+        className="model-chip"
+        data-testid="model-chip"
+        aria-expanded={open}
+        aria-haspopup="true"
+        title="Model and thinking level"
+        onClick={() => setOpen((o) => !o)}
+      >
+        <span className="model-chip-text">{modelChipText(models)}</span> <span aria-hidden="true">▾</span>
+      </button>
+      {open && (
+        <span className="model-pop" role="group" aria-label="Model and thinking level" data-testid="model-pop">
+          {pickers}
+        </span>
+      )}
     </span>
   );
 });

@@ -65,8 +65,8 @@ export function ApprovalSettings({ approvals, toolNames, connected, onSetPolicy 
         ))}
       </ul>
       <form className="rule-form" onSubmit={add} aria-label="Add an allow rule">
-        <input aria-label="Rule tool" placeholder="tool (bash, read…)" list="approval-tools" value={tool} onChange={(e) => setTool(e.target.value)} autoCapitalize="off" autoCorrect="off" />
-        <input aria-label="Rule command prefix" placeholder="command prefix (bash), optional" value={prefix} onChange={(e) => setPrefix(e.target.value)} autoCapitalize="off" autoCorrect="off" spellCheck={false} />
+        <input aria-label="Rule tool" placeholder="tool, e.g. bash or read" list="approval-tools" value={tool} onChange={(e) => setTool(e.target.value)} autoCapitalize="off" autoCorrect="off" />
+        <input aria-label="Rule command prefix" placeholder="shell command prefix (optional)" value={prefix} onChange={(e) => setPrefix(e.target.value)} autoCapitalize="off" autoCorrect="off" spellCheck={false} />
         <button type="submit" className="btn" disabled={!connected}>
           Add rule
         </button>

@@ -82,3 +82,26 @@ describe("Roster: approvals", () => {
     expect(screen.getByTestId("group-waiting").textContent).toBe("waiting · 2");
   });
 });
+
+describe("Roster: titles and worktrees", () => {
+  it("gives two unnamed agents in one folder different titles, the later started one '· 2'", () => {
+    renderNodes([
+      { id: "b", machine: "m", cwd: "/home/u/api", port: 9001, started_at: 200 },
+      { id: "a", machine: "m", cwd: "/home/u/api", port: 9000, started_at: 100 },
+    ]);
+    const titles = screen.getAllByTestId("node-card").map((c) => c.querySelector(".node-title")?.textContent);
+    expect(titles.sort()).toEqual(["api", "api · 2"]);
+    expect(document.querySelector("[data-node-id=b] .node-title")?.textContent).toBe("api · 2");
+  });
+
+  it("marks an agent that runs in a git worktree, and only that one", () => {
+    renderNodes([
+      { id: "w", machine: "m", cwd: "/home/u/api-wt", port: 9001, git_branch: "fix", worktree: "/home/u/api-wt", worktree_of: "/home/u/api" },
+      { id: "p", machine: "m", cwd: "/home/u/api", port: 9000, git_branch: "main" },
+    ]);
+    const tag = document.querySelector("[data-node-id=w] [data-testid=worktree-tag]");
+    expect(tag?.textContent).toBe("worktree");
+    expect(tag?.getAttribute("title")).toContain("/home/u/api");
+    expect(document.querySelector("[data-node-id=p] [data-testid=worktree-tag]")).toBeNull();
+  });
+});

@@ -5,6 +5,7 @@ import { folderName, groupByProject, type RosterState } from "../model/rosterRed
 import { SafeText } from "../ui/SafeText";
 import { useNow } from "../ui/useNow";
 import { activityText, severalMachines } from "../model/nodeMeta";
+import { agentTitles, baseTitle } from "../model/agentTitles";
 import { budgetBadge } from "../budget/format";
 import { NodeMenu } from "./NodeMenu";
 import type { NodeActions } from "./useNodeActions";
@@ -38,6 +39,7 @@ export function Roster({ roster, selected, onSelect, machines = [], actions }: P
   const several = severalMachines(Object.values(roster.nodes));
   const now = useNow();
   const byMachine = machineGroups(roster, machines);
+  const titles = agentTitles(Object.values(roster.nodes));
   const toggle = (key: string) => setCollapsed((c) => ({ ...c, [key]: !c[key] }));
   const folders = (gs: ReturnType<typeof groupByProject>, prefix: string) =>
     gs.map((g) => {
@@ -50,7 +52,7 @@ export function Roster({ roster, selected, onSelect, machines = [], actions }: P
             {collapsed[key] && waitingIn(g.nodes) > 0 && <span className="waiting-tag" data-testid="group-waiting">waiting · {waitingIn(g.nodes)}</span>}
             <span className="badge">{g.nodes.length}</span>
           </button>
-          {!collapsed[key] && g.nodes.map((n) => <NodeCard key={n.id} n={n} selected={n.id === selected} onSelect={onSelect} several={several} now={now} actions={actions} />)}
+          {!collapsed[key] && g.nodes.map((n) => <NodeCard key={n.id} n={n} title={titles[n.id] ?? nodeTitle(n)} selected={n.id === selected} onSelect={onSelect} several={several} now={now} actions={actions} />)}
         </div>
       );
     });
@@ -92,11 +94,9 @@ function waitingIn(nodes: NodeInfo[]): number {
 }
 
 /** What a card and the header call an agent: pi's session name, else its folder (never its id). */
-export function nodeTitle(n: Pick<NodeInfo, "session_name" | "cwd">): string {
-  return n.session_name?.trim() || folderName(n.cwd);
-}
+export const nodeTitle = baseTitle;
 
-function NodeCard(props: { n: NodeInfo; selected: boolean; onSelect(id: string): void; several: boolean; now: number; actions?: NodeActions }) {
+function NodeCard(props: { n: NodeInfo; title: string; selected: boolean; onSelect(id: string): void; several: boolean; now: number; actions?: NodeActions }) {
   const { n, actions } = props;
   const card = <NodeButton {...props} />;
   if (!actions) return card;
@@ -104,7 +104,7 @@ function NodeCard(props: { n: NodeInfo; selected: boolean; onSelect(id: string):
     <div className="node-row">
       {card}
       <NodeMenu
-        title={nodeTitle(n)}
+        title={props.title}
         sessionName={n.session_name ?? null}
         inTmux={!!n.tmux_session}
         disabled={n.status === "offline"}
@@ -115,7 +115,7 @@ function NodeCard(props: { n: NodeInfo; selected: boolean; onSelect(id: string):
   );
 }
 
-function NodeButton({ n, selected, onSelect, several, now }: { n: NodeInfo; selected: boolean; onSelect(id: string): void; several: boolean; now: number }) {
+function NodeButton({ n, title, selected, onSelect, several, now }: { n: NodeInfo; title: string; selected: boolean; onSelect(id: string): void; several: boolean; now: number }) {
   const offline = n.status === "offline";
   const named = !!n.session_name?.trim();
   const working = !offline && n.activity === "working";
@@ -136,7 +136,7 @@ function NodeButton({ n, selected, onSelect, several, now }: { n: NodeInfo; sele
       <span className={`dot ${offline ? "off" : working ? "working" : "idle"}`} aria-label={offline ? "offline" : working ? "working" : "idle"} />
       <span className="node-main">
         <span className="node-title">
-          <SafeText text={nodeTitle(n)} />
+          <SafeText text={title} />
           {working && <span className="working-tag">working</span>}
         </span>
         {waiting > 0 && (
@@ -160,6 +160,11 @@ function NodeButton({ n, selected, onSelect, several, now }: { n: NodeInfo; sele
             n.git_branch && (
               <span key="b" className="branch" data-testid="branch" title="git branch">
                 ⎇ <SafeText text={n.git_branch} />
+              </span>
+            ),
+            n.worktree && (
+              <span key="w" className="worktree-tag" data-testid="worktree-tag" title={`a git worktree: ${displayText(n.worktree)}${n.worktree_of ? ` (of ${displayText(n.worktree_of)})` : ""}`}>
+                worktree
               </span>
             ),
             several && (
