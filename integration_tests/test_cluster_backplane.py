@@ -29,6 +29,7 @@ from hypivisor.cluster.backplane import (
     Settings,
 )
 from hypivisor.cluster.names import AgentKey, site_events
+from integration_tests.harness.hypivisor_proc import free_port
 
 SITE = "lab"
 _ids = itertools.count(1)
@@ -398,3 +399,15 @@ async def test_sigkill_of_a_nats_node_keeps_both_hypivisors_working(
     finally:
         cluster.restart(0)
     assert set(b.agents()) >= {k1, k2}
+
+
+async def test_no_nats_server_is_a_clear_error_within_the_start_timeout() -> None:
+    from hypivisor.cluster.nats_backplane import NatsBackplane, NatsSettings
+
+    url = f"nats://127.0.0.1:{free_port()}"  # nothing listens there
+    bp = NatsBackplane(NatsSettings("hv-x", SITE, servers=(url,), start_timeout_s=1.5))
+    t0 = time.monotonic()
+    with pytest.raises(BackplaneError, match=f"no NATS server of {url} answered within 1.5 s.*ConnectionRefused"):
+        await bp.start()
+    assert time.monotonic() - t0 < 4
+    await asyncio.wait_for(bp.close(), 5)

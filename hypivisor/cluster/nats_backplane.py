@@ -93,6 +93,7 @@ class NatsSettings(Settings):
     servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
     replicas: int = 1  # 3 inside a site of 3+ servers: a store survives one server's loss
     storage: str = "file"  # "memory" for the roster only would do too: owners put it back
+    start_timeout_s: float = START_TIMEOUT_S  # connecting, creating the buckets, reading the snapshots
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,6 +114,7 @@ class NatsBackplane(Backplane):
         self._leases: dict[str, set[str]] = {}  # site -> hypivisors with a live lease
         self._revisions: dict[AgentKey, int] = {}  # the mirror's revision of each record
         self._tasks: set[asyncio.Future[None]] = set()
+        self._last_error: str | None = None
         self._approvals_kv: Any = None
         self._watchers: list[Any] = []
         self._subs: list[Any] = []
@@ -123,13 +125,24 @@ class NatsBackplane(Backplane):
         return StorageType.FILE if self.nsettings.storage == "file" else StorageType.MEMORY
 
     async def _start(self) -> None:
-        async with asyncio.timeout(START_TIMEOUT_S):
-            await self._connect_and_open()
+        s = self.nsettings
+        try:
+            async with asyncio.timeout(s.start_timeout_s):
+                await self._connect_and_open()
+        except TimeoutError:
+            if self.nc is not None:
+                await bounded(self.nc.close(), 2)
+            where = ", ".join(s.servers)
+            why = f" (last error: {self._last_error})" if self._last_error else ""
+            raise BackplaneError(
+                f"cluster mode: no NATS server of {where} answered within {s.start_timeout_s:g} s{why}"
+            ) from None
 
     async def _connect_and_open(self) -> None:
         s = self.nsettings
 
         async def on_error(e: Exception) -> None:
+            self._last_error = f"{type(e).__name__}: {e}"
             log.warning("cluster_nats_error", hv=s.hv_id, error=f"{type(e).__name__}: {e}")
 
         self.nc = await nats.connect(
