@@ -3,8 +3,10 @@
 * Two unnamed pi agents in one folder get different titles ("app", "app · 2"), the same after a reload and after
   the second one's pi exits.
 * A conversation with nothing in it yet says how to start instead of showing a blank pane.
+* Cards show the model without its provider, so no line of a card is cut off.
 * On a phone the chat header is one title line and one meta line: the model and thinking-level pickers sit behind
-  a chip that opens them; every control in the header is a 40 px tap target inside the screen.
+  a chip that opens them; every control in the header is a 40 px tap target inside the screen; the
+  closed inspector drawer casts no shadow on the screen's edge.
 * The inspector's allow-rule inputs show their whole placeholder and keep clear of the panel's edge.
 * An agent whose pi exited has a composer that is, and looks, disabled (Send loses its accent), with the reason.
 """
@@ -72,6 +74,11 @@ def test_titles_phone_header_rule_inputs_and_an_exited_composer(dash_hv, start_p
     page.reload()
     page.wait_for_selector(f"[data-node-id='{second.node_id}']", timeout=20_000)
     assert card_titles(page) == titles
+    cut = page.evaluate(
+        """() => [...document.querySelectorAll('.node-meta')].filter((m) => m.scrollWidth > m.clientWidth + 1)
+             .map((m) => m.textContent)"""
+    )
+    assert not cut, f"a card's line is cut off: {cut}"  # the model without its provider leaves room for the cost
     page.click(f"[data-node-id='{second.node_id}']")
     page.wait_for_selector("[data-testid=inspector] .mono >> text=bash", timeout=20_000)
     assert page.locator("[data-testid=chat-stage] .stage-title-row strong").inner_text() == titles[second.node_id]
@@ -91,6 +98,8 @@ def test_titles_phone_header_rule_inputs_and_an_exited_composer(dash_hv, start_p
     for c in header_controls(phone):
         assert c["h"] >= 40, f"tap target under 40 px: {c}"
         assert c["left"] >= 0 and c["right"] <= 390, f"outside the screen: {c}"
+    shadow = phone.evaluate("() => getComputedStyle(document.querySelector('.inspector-slot')).boxShadow")
+    assert shadow == "none", f"the closed drawer's shadow darkens the right edge: {shadow}"
     assert "Write a prompt below" in phone.locator("[data-testid=empty-conversation]").inner_text()  # not a blank pane
     assert phone.locator("[data-testid=model-picker]").count() == 0  # behind the chip until asked for
     assert "fake-model" in chip.inner_text()

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { NodeInfo } from "../protocol/types";
-import { activityText, duration, severalMachines } from "./nodeMeta";
+import { activityText, duration, severalMachines, shortModel } from "./nodeMeta";
 
 const node = (extra: Partial<NodeInfo> = {}): NodeInfo => ({ id: "a", machine: "m", cwd: "/h/p", port: 1, ...extra });
 
@@ -21,5 +21,15 @@ describe("node meta", () => {
     expect(severalMachines([])).toBe(false);
     expect(severalMachines([node(), node({ id: "b" })])).toBe(false);
     expect(severalMachines([node(), node({ id: "b", machine: "other" })])).toBe(true);
+  });
+});
+
+describe("shortModel", () => {
+  it("drops the provider, keeps the rest of a nested id, and leaves odd ids whole", () => {
+    expect(shortModel("fake/fake-model")).toBe("fake-model");
+    expect(shortModel("openrouter/anthropic/claude-x")).toBe("anthropic/claude-x");
+    expect(shortModel("gpt-5")).toBe("gpt-5");
+    expect(shortModel("/x")).toBe("/x");
+    expect(shortModel("x/")).toBe("x/");
   });
 });

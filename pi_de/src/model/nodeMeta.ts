@@ -29,3 +29,9 @@ export function severalMachines(nodes: Iterable<NodeInfo>): boolean {
   }
   return false;
 }
+
+/** A model as a card has room for: without its provider ("anthropic/claude-x" → "claude-x"); the tooltip has all. */
+export function shortModel(model: string): string {
+  const i = model.indexOf("/");
+  return i > 0 && i < model.length - 1 ? model.slice(i + 1) : model;
+}

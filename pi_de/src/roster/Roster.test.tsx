@@ -105,3 +105,16 @@ describe("Roster: titles and worktrees", () => {
     expect(document.querySelector("[data-node-id=p] [data-testid=worktree-tag]")).toBeNull();
   });
 });
+
+describe("Roster: compact cards", () => {
+  it("puts the waiting and unread chips on one row, and names the model without its provider", () => {
+    renderNodes([{ id: "c", machine: "m", cwd: "/home/u/api", port: 9001, pending_approvals: 1, unread: 2, model: "anthropic/claude-x" }]);
+    const tags = document.querySelector("[data-node-id=c] .node-tags");
+    expect(tags?.querySelector("[data-testid=waiting-badge]")).not.toBeNull();
+    expect(tags?.querySelector("[data-testid=unread-badge]")).not.toBeNull();
+    const meta = [...document.querySelectorAll("[data-node-id=c] .node-meta")].pop()!;
+    expect(meta.textContent).toContain("claude-x");
+    expect(meta.textContent).not.toContain("anthropic/");
+    expect(meta.querySelector("[title='anthropic/claude-x']")).not.toBeNull();
+  });
+});

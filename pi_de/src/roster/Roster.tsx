@@ -4,7 +4,7 @@ import { displayText } from "../model/displayText";
 import { folderName, groupByProject, type RosterState } from "../model/rosterReducer";
 import { SafeText } from "../ui/SafeText";
 import { useNow } from "../ui/useNow";
-import { activityText, severalMachines } from "../model/nodeMeta";
+import { activityText, severalMachines, shortModel } from "../model/nodeMeta";
 import { agentTitles, baseTitle } from "../model/agentTitles";
 import { budgetBadge } from "../budget/format";
 import { NodeMenu } from "./NodeMenu";
@@ -139,19 +139,23 @@ function NodeButton({ n, title, selected, onSelect, several, now }: { n: NodeInf
           <SafeText text={title} />
           {working && <span className="working-tag">working</span>}
         </span>
-        {waiting > 0 && (
-          <span className="waiting-tag" data-testid="waiting-badge" title={`${waiting} tool call${waiting === 1 ? "" : "s"} waiting for your decision`}>
-            waiting for you{waiting > 1 ? ` · ${waiting}` : ""}
-          </span>
-        )}
-        {badge && (
-          <span className={`budget-tag ${badge.level}`} data-testid="budget-badge" data-level={badge.level} title={badge.title}>
-            {badge.text}
-          </span>
-        )}
-        {!!n.unread && (
-          <span className="unread-tag" data-testid="unread-badge" title={`${n.unread} new message${n.unread === 1 ? "" : "s"} since anyone last read this agent`}>
-            {n.unread} new
+        {(waiting > 0 || badge || !!n.unread) && (
+          <span className="node-tags">
+          {waiting > 0 && (
+            <span className="waiting-tag" data-testid="waiting-badge" title={`${waiting} tool call${waiting === 1 ? "" : "s"} waiting for your decision`}>
+              waiting for you{waiting > 1 ? ` · ${waiting}` : ""}
+            </span>
+          )}
+          {badge && (
+            <span className={`budget-tag ${badge.level}`} data-testid="budget-badge" data-level={badge.level} title={badge.title}>
+              {badge.text}
+            </span>
+          )}
+          {!!n.unread && (
+            <span className="unread-tag" data-testid="unread-badge" title={`${n.unread} new message${n.unread === 1 ? "" : "s"} since anyone last read this agent`}>
+              {n.unread} new
+            </span>
+          )}
           </span>
         )}
         <span className="node-meta">
@@ -180,7 +184,13 @@ function NodeButton({ n, title, selected, onSelect, several, now }: { n: NodeInf
           ])}
         </span>
         <span className="node-meta">
-          <span data-testid="activity-time">{activityText(n, now)}</span> · {n.model ? <SafeText text={n.model} /> : "no model"} · ${(n.cost ?? 0).toFixed(3)}
+          <span data-testid="activity-time">{activityText(n, now)}</span> · {n.model ? (
+            <span title={displayText(n.model)}>
+              <SafeText text={shortModel(n.model)} />
+            </span>
+          ) : (
+            "no model"
+          )} · ${(n.cost ?? 0).toFixed(3)}
         </span>
       </span>
     </button>
