@@ -327,6 +327,31 @@ async def test_requests_reach_the_owner_and_fail_at_once_without_one(make: Facto
     with pytest.raises(NoOwner):
         await b.request_agent(key_of(a, "m1", "nobody"), b"abort", timeout=3)
     assert time.monotonic() - t0 < 1.0, "no responders is immediate, not a timeout"
+
+    # a machine's requests go to the hypivisor its service is connected to; a failing handler answers an error
+    async def machine(data: bytes) -> bytes:
+        if data == b"boom":
+            raise RuntimeError("cannot list that")
+        return b"dirs of beta"
+
+    await a.serve_machine(a.settings.site, "beta", machine)
+    await flush(a)
+    deadline = time.monotonic() + 2
+    while True:
+        try:
+            got = await b.request_machine(a.settings.site, "beta", b"list", timeout=3)
+            break
+        except NoOwner:
+            assert time.monotonic() < deadline, "the machine's subscription never reached b's server"
+            await asyncio.sleep(0.02)
+    assert got == b"dirs of beta"
+    assert (
+        await b.request_machine(a.settings.site, "beta", b"boom", timeout=3)
+        == b'{"error":"RuntimeError: cannot list that"}'
+    )
+    with pytest.raises(NoOwner, match="no hypivisor serves machine gamma"):
+        await b.request_machine(a.settings.site, "gamma", b"list", timeout=3)
+
     await unserve()
     await flush(a)
 

@@ -47,7 +47,7 @@ from typing import Any, Literal
 import orjson
 import structlog
 
-from hypivisor.cluster.names import AgentKey, check_site, subject_matches
+from hypivisor.cluster.names import AgentKey, check_site, machine_rpc_subject, subject_matches
 
 log = structlog.get_logger(part="cluster")
 
@@ -313,11 +313,35 @@ class Backplane(ABC):
     @abstractmethod
     async def consume_attention(self, handler: AttentionHandler) -> Unsubscribe: ...
 
-    @abstractmethod
-    async def serve_agent(self, key: AgentKey, handler: RpcHandler) -> Unsubscribe: ...
+    # --- routing: an agent's requests go to the hypivisor holding its link, a machine's to the one holding its
+    # service's connection; a handler's exception is answered as {"error": "<type>: <message>"}
+
+    async def serve_agent(self, key: AgentKey, handler: RpcHandler) -> Unsubscribe:
+        return await self._serve(key.rpc_subject, handler)
+
+    async def request_agent(self, key: AgentKey, data: bytes, timeout: float = 5.0) -> bytes:
+        return await self._request(key.rpc_subject, data, timeout, f"agent {key.agent} on {key.machine} ({key.site})")
+
+    async def serve_machine(self, site: str, machine: str, handler: RpcHandler) -> Unsubscribe:
+        return await self._serve(machine_rpc_subject(site, machine), handler)
+
+    async def request_machine(self, site: str, machine: str, data: bytes, timeout: float = 5.0) -> bytes:
+        return await self._request(machine_rpc_subject(site, machine), data, timeout, f"machine {machine} ({site})")
 
     @abstractmethod
-    async def request_agent(self, key: AgentKey, data: bytes, timeout: float = 5.0) -> bytes: ...
+    async def _serve(self, subject: str, handler: RpcHandler) -> Unsubscribe: ...
+
+    @abstractmethod
+    async def _request(self, subject: str, data: bytes, timeout: float, what: str) -> bytes:
+        """The answer; :class:`NoOwner` at once when nobody serves ``subject``, :class:`RequestTimeout` after
+        ``timeout``."""
+
+
+async def answer(handler: RpcHandler, data: bytes) -> bytes:
+    try:
+        return await handler(data)
+    except Exception as e:
+        return dumps({"error": f"{type(e).__name__}: {e}"})
 
 
 def pending_approval(owner: str, record: Record, now: float) -> Record:
@@ -540,8 +564,7 @@ class InProcessBackplane(Backplane):
 
         return unsubscribe
 
-    async def serve_agent(self, key: AgentKey, handler: RpcHandler) -> Unsubscribe:
-        subject = key.rpc_subject
+    async def _serve(self, subject: str, handler: RpcHandler) -> Unsubscribe:
         self.hub.rpc.setdefault(subject, []).append(handler)
         self._served.append((subject, handler))
 
@@ -554,11 +577,11 @@ class InProcessBackplane(Backplane):
 
         return unsubscribe
 
-    async def request_agent(self, key: AgentKey, data: bytes, timeout: float = 5.0) -> bytes:
-        handlers = self.hub.rpc.get(key.rpc_subject)
+    async def _request(self, subject: str, data: bytes, timeout: float, what: str) -> bytes:
+        handlers = self.hub.rpc.get(subject)
         if not handlers:
-            raise NoOwner(f"no hypivisor serves agent {key.agent} on {key.machine} ({key.site})")
+            raise NoOwner(f"no hypivisor serves {what}")
         try:
-            return await asyncio.wait_for(handlers[0](data), timeout)
+            return await asyncio.wait_for(answer(handlers[0], data), timeout)
         except TimeoutError:
-            raise RequestTimeout(f"agent {key.agent} did not answer within {timeout} s") from None
+            raise RequestTimeout(f"{what} did not answer within {timeout} s") from None

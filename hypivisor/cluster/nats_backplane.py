@@ -47,6 +47,7 @@ from hypivisor.cluster.backplane import (
     RpcHandler,
     Settings,
     Unsubscribe,
+    answer,
     conflict,
     decided_approval,
     dumps,
@@ -438,16 +439,13 @@ class NatsBackplane(Backplane):
 
     # --- routing -----------------------------------------------------------------------------------------------
 
-    async def serve_agent(self, key: AgentKey, handler: RpcHandler) -> Unsubscribe:
+    async def _serve(self, subject: str, handler: RpcHandler) -> Unsubscribe:
         async def cb(msg: Any) -> None:
-            try:
-                answer = await handler(msg.data)
-            except Exception as e:
-                answer = dumps({"error": f"{type(e).__name__}: {e}"})
+            reply = await answer(handler, msg.data)
             with contextlib.suppress(Exception):
-                await msg.respond(answer)
+                await msg.respond(reply)
 
-        sub = await self.nc.subscribe(key.rpc_subject, queue=OWNER_QUEUE, cb=cb)
+        sub = await self.nc.subscribe(subject, queue=OWNER_QUEUE, cb=cb)
         self._subs.append(sub)
 
         async def unsubscribe() -> None:
@@ -456,11 +454,11 @@ class NatsBackplane(Backplane):
 
         return unsubscribe
 
-    async def request_agent(self, key: AgentKey, data: bytes, timeout: float = 5.0) -> bytes:
+    async def _request(self, subject: str, data: bytes, timeout: float, what: str) -> bytes:
         try:
-            msg = await self.nc.request(key.rpc_subject, data, timeout=timeout)
+            msg = await self.nc.request(subject, data, timeout=timeout)
         except nats.errors.NoRespondersError:
-            raise NoOwner(f"no hypivisor serves agent {key.agent} on {key.machine} ({key.site})") from None
+            raise NoOwner(f"no hypivisor serves {what}") from None
         except nats.errors.TimeoutError:
-            raise RequestTimeout(f"agent {key.agent} did not answer within {timeout} s") from None
+            raise RequestTimeout(f"{what} did not answer within {timeout} s") from None
         return bytes(msg.data)
