@@ -249,16 +249,17 @@ class Backplane(ABC):
             except Exception as e:
                 log.error("cluster_listener_failed", error=f"{type(e).__name__}: {e}")
 
-    async def register_agent(self, key: AgentKey, record: Record) -> None:
-        """Write (or rewrite, on a status change) an agent this hypivisor owns; heartbeated until unregistered."""
+    async def register_agent(self, key: AgentKey, record: Record) -> bool:
+        """Write (or rewrite, on a status change) an agent this hypivisor owns, kept alive until unregistered.
+        False when the store did not take it now (a NATS server lost, a leader being elected): it is put again in
+        the background every ``RETRY_S`` until it lands, so the caller never has to."""
+        if key.site != self.settings.site:
+            raise BackplaneError(
+                f"agent {key.agent} is on site {key.site}; this hypivisor owns agents of {self.settings.site}"
+            )
         record = {**record, "hv": self.hv_id}
         self._owned[key] = record
-        self._unsaved.add(key)
-        try:
-            await self._put_agent(key, record)
-        except Exception:
-            raise BackplaneError(f"agent {key.agent} is not stored yet; retried in the background") from None
-        self._unsaved.discard(key)
+        return await self._save(key, record)
 
     async def unregister_agent(self, key: AgentKey) -> None:
         self._owned.pop(key, None)
