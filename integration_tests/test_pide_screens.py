@@ -8,7 +8,8 @@ budget. Each main screen (roster + conversation, inbox, spawn dialog, sessions, 
 ``HYPI_SCREENSHOT_DIR`` when set, else in the test's temp dir (its path is printed).
 
 Besides saving them, the test checks what a person would see first: no text of the screen's main element is cut off
-or spills out of the viewport horizontally, and nothing shows a page error.
+or spills out of the viewport horizontally, every control in view on the phone is a 40x40 px tap target, and nothing
+shows a page error.
 """
 
 from __future__ import annotations
@@ -94,6 +95,19 @@ def header_links_differ(page) -> list[str]:
           const lines = new Set(links.map((l) => Math.round(l.getBoundingClientRect().top)));
           return looks.size > 1 || lines.size > 1 ? links.map((l) => `${l.textContent}: ${[...looks]} at ${[...lines]}`) : [];
         }"""
+    )
+
+
+def small_targets(page) -> list[str]:
+    """Controls in view smaller than 40x40 px: on a phone a finger misses them."""
+    return page.evaluate(
+        """() => [...document.querySelectorAll('button, select, input, textarea, a[href], [role=button]')]
+          .filter((el) => { const r = el.getBoundingClientRect(), s = getComputedStyle(el);
+            return r.width > 0 && r.height > 0 && r.bottom > 0 && r.top < innerHeight && r.right > 0
+              && r.left < innerWidth && s.visibility !== 'hidden' && (r.width < 40 || r.height < 40); })
+          .map((el) => `${el.tagName.toLowerCase()} "${(el.getAttribute('aria-label') || el.textContent || '')
+            .trim().slice(0, 30)}" ${Math.round(el.getBoundingClientRect().width)}x${Math.round(el.getBoundingClientRect().height)}`)
+          .slice(0, 10)"""
     )
 
 
@@ -206,6 +220,8 @@ def test_main_screens_desktop_and_phone_dark_and_light(hypivisor_factory, pi_hom
                 saved.append(path)
                 if spill := overflowing(p):
                     problems.append(f"{path.name}: wider than the screen: {spill}")
+                if device == "phone" and (small := small_targets(p)):
+                    problems.append(f"{path.name}: tap targets under 40 px: {small}")
                 if differ := header_links_differ(p):
                     problems.append(f"{path.name}: the header's links differ: {differ}")
                 if screen == "budget" and (

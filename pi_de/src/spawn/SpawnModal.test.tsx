@@ -55,3 +55,13 @@ describe("SpawnModal worktree choice", () => {
     expect(screen.queryByTestId("spawn-worktree")).toBeNull();
   });
 });
+
+describe("SpawnModal says where pi starts", () => {
+  it("names the folder in words and how to pick another", async () => {
+    const listing: ListDirectoriesResult = { home: "/h", path: "/h", parent: null, directories: [{ name: "app", path: "/h/app" }] };
+    const request = (async () => listing) as <T>() => Promise<T>;
+    const { container } = render(<SpawnModal request={request} onClose={() => {}} onSpawned={() => {}} />);
+    await screen.findByText("app");
+    expect(container.querySelector(".spawn-where")?.textContent).toMatch(/^Start pi in ~Open a folder below/);
+  });
+});

@@ -89,7 +89,10 @@ export function SpawnModal({ request, onClose, onSpawned, machines = [] }: Props
             </select>
           </label>
         )}
-        <div className="spawn-path mono" data-testid="spawn-path">{rel ? <SafeText text={rel} /> : "…"}</div>
+        <div className="spawn-where">
+          <span className="muted">Start pi in</span> <span className="spawn-path mono" data-testid="spawn-path">{rel ? <SafeText text={rel} /> : "…"}</span>
+          <div className="muted spawn-help">Open a folder below, or name a new one inside it.</div>
+        </div>
         <ul className="dir-list" data-testid="dir-list">
           {dir?.parent && (
             <li>
