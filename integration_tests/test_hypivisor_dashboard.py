@@ -72,5 +72,7 @@ def test_a_precompressed_sibling_goes_to_browsers_that_accept_gzip(hypivisor_fac
         assert resp.headers["Content-Encoding"] == "gzip"
         assert "javascript" in resp.headers["Content-Type"]
         assert gzip.decompress(resp.read()) == code
-    with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept-Encoding": "identity"}), timeout=5) as resp:
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers={"Accept-Encoding": "identity"}), timeout=5
+    ) as resp:
         assert resp.headers.get("Content-Encoding") is None and resp.read() == code

@@ -63,7 +63,9 @@ async def test_two_machines_list_browse_and_spawn(hypivisor_factory, machines):
         folder = str((b.home / "only-on-beta" / "app").resolve())
         assert result["path"] == folder and result["node"]["cwd"] == folder and result["node"]["machine"] == "beta"
         assert b.tmux("has-session", "-t", result["tmux_session"]).returncode == 0
-        assert result["node"]["tmux_session"] == result["tmux_session"]  # on the roster: Pi-DE shows tmux attach on beta
+        assert (
+            result["node"]["tmux_session"] == result["tmux_session"]
+        )  # on the roster: Pi-DE shows tmux attach on beta
         assert a.tmux("has-session", "-t", result["tmux_session"]).returncode != 0
         ev = await dash.event("machine_updated", timeout=10)
         while ev["machine"]["name"] != "beta" or ev["machine"]["agents"] != 1:

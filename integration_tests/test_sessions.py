@@ -218,7 +218,9 @@ async def test_date_filters_on_real_pi_sessions(hypivisor_factory, pi_home, star
         recent = (await c.call("list_sessions", {"since": week}))["result"]["sessions"]
         assert [s["path"] for s in recent] == [str(new.resolve())]
         older = (await c.call("list_sessions", {"until": week, "limit": 1}))["result"]
-        assert [s["path"] for s in older["sessions"]] == [str(old.resolve())] and older["sessions"][0]["modified"] < week
+        assert [s["path"] for s in older["sessions"]] == [str(old.resolve())] and older["sessions"][0][
+            "modified"
+        ] < week
         both = (await c.call("list_sessions", {"since": week - 60 * 86400, "until": time.time() + 60}))["result"]
         assert len(both["sessions"]) == 2
 

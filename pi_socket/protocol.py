@@ -1015,7 +1015,12 @@ class MachineRequestEvent(_Open):
     event: Literal["machine_request"] = "machine_request"
     rid: str
     method: Literal[
-        "list_directories", "spawn_agent", "spawn_registered", "list_sessions", "read_session", "search",
+        "list_directories",
+        "spawn_agent",
+        "spawn_registered",
+        "list_sessions",
+        "read_session",
+        "search",
         "resume_target",
     ]
     params: dict[str, Any]
