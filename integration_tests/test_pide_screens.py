@@ -8,8 +8,8 @@ budget. Each main screen (roster + conversation, inbox, spawn dialog, sessions, 
 ``HYPI_SCREENSHOT_DIR`` when set, else in the test's temp dir (its path is printed).
 
 Besides saving them, the test checks what a person would see first: no text of the screen's main element is cut off
-or spills out of the viewport horizontally, every control in view on the phone is a 40x40 px tap target, and nothing
-shows a page error.
+or spills out of the viewport horizontally, every control in view on the phone is a 40x40 px tap target, the budget chart's labels are readable,
+and nothing shows a page error.
 """
 
 from __future__ import annotations
@@ -224,6 +224,13 @@ def test_main_screens_desktop_and_phone_dark_and_light(hypivisor_factory, pi_hom
                     problems.append(f"{path.name}: tap targets under 40 px: {small}")
                 if differ := header_links_differ(p):
                     problems.append(f"{path.name}: the header's links differ: {differ}")
+                if screen == "budget" and (
+                    tiny := p.evaluate(
+                        """() => [...document.querySelectorAll('.bar-label')].map((t) => t.getBoundingClientRect().height)
+                             .filter((h) => h < 9).map(Math.round)"""
+                    )
+                ):
+                    problems.append(f"{path.name}: chart labels too small to read (px): {tiny}")
                 if screen == "budget" and (
                     broken := broken_words(p, "[data-testid=budget-totals] td:not(:first-child)")
                 ):

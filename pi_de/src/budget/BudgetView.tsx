@@ -6,7 +6,8 @@ import { useCallback, useEffect, useMemo, useState } from "react";
 import type { Budget, GetSpendResult, GetTotalsResult, ListBudgetsResult, NodeInfo } from "../protocol/types";
 import { SafeText } from "../ui/SafeText";
 import { folderName } from "../model/rosterReducer";
-import { bars, money, tokens } from "./format";
+import { bars, labelled, money, shortPath, tokens } from "./format";
+import { displayText } from "../model/displayText";
 import "./budget.css";
 
 type Request = <T>(method: string, params?: Record<string, unknown>, timeoutMs?: number) => Promise<T>;
@@ -151,13 +152,19 @@ function Totals({ totals }: { totals: GetTotalsResult | null }) {
           <tr key={key} className={i === 0 ? "total-row" : key.startsWith("m:") ? "machine-row" : "folder-row"} data-testid="totals-row">
             <td>
               {key.startsWith("m:") ? "machine " : key.startsWith("f:") ? "folder " : ""}
-              <SafeText text={name} />
+              {key.startsWith("f:") ? (
+                <span title={displayText(name)}>
+                  <SafeText text={shortPath(name)} />
+                </span>
+              ) : (
+                <SafeText text={name} />
+              )}
             </td>
             <td>
-              {money(today.cost)} · {tokens(today.tokens)} tok
+              {money(today.cost)} · {tokens(today.tokens)}{"\u00a0"}tok
             </td>
             <td>
-              {money(all.cost)} · {tokens(all.tokens)} tok
+              {money(all.cost)} · {tokens(all.tokens)}{"\u00a0"}tok
             </td>
           </tr>
         ))}
@@ -181,7 +188,7 @@ function SpendChart({ spend, nodes }: { spend: GetSpendResult; nodes: Record<str
             <rect x={b.x} y={b.y} width={b.width} height={b.height} className="bar" data-testid="spend-bar">
               <title>{`${name(rows[i])}: ${money(b.value)}, ${tokens(rows[i].tokens)} tokens`}</title>
             </rect>
-            {geometry.length <= 31 && spend.group_by === "day" && (
+            {spend.group_by === "day" && labelled(i, geometry.length) && (
               <text x={b.x + b.width / 2} y={CHART_H + 12} textAnchor="middle" className="bar-label">
                 {name(rows[i])}
               </text>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bars, budgetBadge, money, tokens } from "./format";
+import { bars, budgetBadge, money, tokens, labelled, shortPath } from "./format";
 
 describe("budget formatting", () => {
   it("money and tokens read well at every size and never show NaN", () => {
@@ -44,5 +44,20 @@ describe("budget formatting", () => {
     expect(bars([{ key: "a", value: 0 }], 100, 50)[0].height).toBe(0);
     const one = bars([{ key: "a", value: 3 }], 560, 120)[0];
     expect([one.width, one.x, one.height]).toEqual([48, 256, 120]); // one bar: not the whole width
+  });
+});
+
+describe("shortPath and labelled", () => {
+  it("keeps a folder's last two parts, and short paths whole", () => {
+    expect(shortPath("/tmp/a/b/work/api-server")).toBe("…/work/api-server");
+    expect(shortPath("/srv/app")).toBe("/srv/app");
+    expect(shortPath("C:\\Users\\u\\app")).toBe("…/u/app");
+  });
+
+  it("labels every bar of a week, and at most 8 of a month with today among them", () => {
+    expect([...Array(7).keys()].every((i) => labelled(i, 7))).toBe(true);
+    const month = [...Array(30).keys()].filter((i) => labelled(i, 30));
+    expect(month.length).toBeLessThanOrEqual(8);
+    expect(month).toContain(29);
   });
 });

@@ -57,3 +57,15 @@ export function bars(rows: { key: string; value: number }[], width: number, heig
     return { key: r.key, x: i * slot + (slot - w) / 2, y: height - h, width: w, height: h, value: v };
   });
 }
+
+/** A folder as a narrow table has room for: its last two parts ("…/work/api"); the tooltip has the whole path. */
+export function shortPath(path: string): string {
+  const parts = path.split(/[\\/]+/).filter(Boolean);
+  return parts.length > 2 ? `…/${parts.slice(-2).join("/")}` : path;
+}
+
+/** Which of n bars get a label so that at most `max` labels fit under the chart; the newest always has one. */
+export function labelled(i: number, n: number, max = 8): boolean {
+  const step = Math.max(1, Math.ceil(n / max));
+  return (n - 1 - i) % step === 0;
+}
