@@ -75,7 +75,7 @@ def run(smoke: bool, reps: int | None, log=print) -> list[Row]:
     version = pick_version()
     agents = 3 if smoke else 10
     cpu_reps = reps or (1 if smoke else 7)
-    roster_reps = 2 if smoke else 15
+    roster_reps = 1 if smoke else 15
     tools, tokens = (3, 100) if smoke else (10, 1000)
     tmp = Path(tempfile.mkdtemp(prefix="bench-hosting-"))
     llm = FakeLLM(tmp)
