@@ -58,11 +58,7 @@ export function bars(rows: { key: string; value: number }[], width: number, heig
   });
 }
 
-/** A folder as a narrow table has room for: its last two parts ("…/work/api"); the tooltip has the whole path. */
-export function shortPath(path: string): string {
-  const parts = path.split(/[\\/]+/).filter(Boolean);
-  return parts.length > 2 ? `…/${parts.slice(-2).join("/")}` : path;
-}
+export { shortPath } from "../model/nodeMeta";
 
 /** Which of n bars get a label so that at most `max` labels fit under the chart; the newest always has one. */
 export function labelled(i: number, n: number, max = 8): boolean {

@@ -161,3 +161,13 @@ describe("mark read while a person looks", () => {
     expect([badgeText(1), badgeText(9), badgeText(10)]).toEqual(["1", "9", "9+"]);
   });
 });
+
+describe("Inbox folder", () => {
+  it("shows a deep folder as its last two parts, the whole path in the tooltip", () => {
+    const deep = "/tmp/pytest-of-u/pytest-1/test_x/pi/work/website";
+    render(<Inbox inbox={state([item("f1", "n1", "finished", { cwd: deep })])} nodes={{ n1: node("n1", { cwd: deep }) }} several={false} actions={actions()} onOpen={() => {}} />);
+    const folder = document.querySelector(".inbox-folder")!;
+    expect(folder.textContent).toBe("…/work/website");
+    expect(folder.getAttribute("title")).toBe(deep);
+  });
+});

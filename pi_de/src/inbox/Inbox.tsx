@@ -5,6 +5,8 @@ import { memo, useState } from "react";
 import type { AttentionItem, NodeInfo } from "../protocol/types";
 import { agentsToRead, ago, itemAgentName, KIND_LABEL, orderedItems, type InboxKind, type InboxState } from "../model/inbox";
 import { SafeText } from "../ui/SafeText";
+import { displayText } from "../model/displayText";
+import { shortPath } from "../model/nodeMeta";
 import { useNow } from "../ui/useNow";
 import type { InboxActions } from "./useInboxActions";
 import "./inbox.css";
@@ -153,7 +155,11 @@ const ItemRow = memo(function ItemRow({
         <span className="inbox-kind">{KIND_LABEL[item.kind] ?? item.kind}</span>
         <SafeText className="inbox-agent" text={itemAgentName(item)} />
         {several && item.machine && <SafeText className="inbox-machine muted" text={item.machine} />}
-        {item.cwd && <SafeText className="inbox-folder muted mono" text={item.cwd} />}
+        {item.cwd && (
+          <span className="inbox-folder muted mono" title={displayText(item.cwd)}>
+            <SafeText text={shortPath(item.cwd)} />
+          </span>
+        )}
         <span className="inbox-time muted" title={new Date(item.created_at * 1000).toLocaleString()}>
           {ago(item.created_at, now)}
         </span>

@@ -35,3 +35,10 @@ export function shortModel(model: string): string {
   const i = model.indexOf("/");
   return i > 0 && i < model.length - 1 ? model.slice(i + 1) : model;
 }
+
+/** A folder where room is short (a table cell, an inbox line): its last two parts ("…/work/api"); the tooltip has
+ *  the whole path. */
+export function shortPath(path: string): string {
+  const parts = path.split(/[\\/]+/).filter(Boolean);
+  return parts.length > 2 ? `…/${parts.slice(-2).join("/")}` : path;
+}
