@@ -207,3 +207,83 @@ def test_real_pi_spawned_on_a_machine_registers_there_and_is_driven_through_the_
         assert "hello from the hub" in fake_llm.user_texts()[-1]
     finally:
         beta.tmux("kill-session", "-t", f"={result['tmux_session']}")
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _bridge_processes_under(root: str) -> list[str]:
+    """Command lines of per-pi bridge processes whose environment names ``root`` (this test's machines)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            if "pi_socket.bridge" not in cmd:
+                continue
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                if root.encode() in f.read():
+                    found.append(cmd)
+        except OSError:
+            continue
+    return found
+
+
+@NEEDS_TMUX
+def test_two_machines_with_no_reachable_agent_port_spawn_and_drive_both(
+    hypivisor_factory, machines, pi_home, fake_llm, agent_client, tmp_path
+):
+    """The issue's "done when" on one host: two machine services (own HOME, runtime dir, tmux), seen online with no
+    pi running; a real pi spawned on each is served by that machine's service (no bridge process of its own) and
+    registers a port nothing listens on, so the hypivisor can reach it only over the connections the machine opened
+    (dial-back); both answer prompts sent through the hypivisor."""
+    hv = hypivisor_factory(env={"PI_SOCKET_MACHINE": "hub", "HYPI_SPAWN_TIMEOUT": "40"})
+    started = {}
+    for name in ("alpha", "beta"):
+        m = machines(hv, name)
+        (m.bindir / "pi").unlink()
+        (m.bindir / "pi").symlink_to(pi_bin(REAL_PI))
+        m.env.update({k: v for k, v in pi_home.env.items() if k.startswith("PI_") and k != "PI_SOCKET_MACHINE"})
+        m.env.pop("PI_SOCKET_MODE", None)  # the default: agents served by the machine service
+        m.env["PI_SOCKET_ADVERTISE_PORT"] = str(_closed_port())
+        (m.home / "work").mkdir()
+        started[name] = m.start()
+
+    async def spawn_both() -> dict[str, dict]:
+        async with await RegistryClient.connect(hv) as dash:
+            found = await wait_machines(dash, {"alpha": True, "beta": True})
+            assert found["alpha"]["agents"] == 0 and found["beta"]["agents"] == 0  # members with no pi running
+            deadline = time.monotonic() + 20
+            while not all(REAL_PI in m["pi_versions"] for n, m in found.items() if n in started):
+                assert time.monotonic() < deadline, found
+                await asyncio.sleep(0.2)
+                found = await wait_machines(dash, {"alpha": True, "beta": True})
+            out = {}
+            for name in started:
+                res = await dash.call("spawn_agent", {"machine": name, "path": "work"}, timeout=70)
+                assert "result" in res, (res, started[name].stderr()[-3000:])
+                out[name] = res["result"]
+            return out
+
+    results = asyncio.run(spawn_both())
+    try:
+        for name, result in results.items():
+            node = result["node"]
+            assert node["machine"] == name and node["port"] == int(started[name].env["PI_SOCKET_ADVERTISE_PORT"])
+            c = agent_client(hv.agent_url(node["id"]), hv.auth_headers)
+            c.wait_for(lambda f: f["type"] == "init_state", timeout=30)
+            c.send({"type": "prompt", "id": f"p-{name}", "text": f"hello {name} from the hub"})
+            c.wait_for(lambda f: f["type"] == "message_end" and f["message"]["role"] == "assistant", timeout=60)
+            assert any(f"hello {name} from the hub" in t for t in fake_llm.user_texts())
+        assert _bridge_processes_under(str(tmp_path)) == []
+    finally:
+        for name, result in results.items():
+            started[name].tmux("kill-session", "-t", f"={result['tmux_session']}")
