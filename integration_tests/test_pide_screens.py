@@ -8,8 +8,8 @@ budget. Each main screen (roster + conversation, inbox, spawn dialog, sessions, 
 ``HYPI_SCREENSHOT_DIR`` when set, else in the test's temp dir (its path is printed).
 
 Besides saving them, the test checks what a person would see first: no text of the screen's main element is cut off
-or spills out of the viewport horizontally, every control in view on the phone is a 40x40 px tap target, the budget chart's labels are readable,
-and nothing shows a page error.
+or spills out of the viewport horizontally, no line of an agent card is cut off, every control in view on the phone is
+a 40x40 px tap target, the budget chart's labels are readable, and nothing shows a page error.
 """
 
 from __future__ import annotations
@@ -220,6 +220,11 @@ def test_main_screens_desktop_and_phone_dark_and_light(hypivisor_factory, pi_hom
                 saved.append(path)
                 if spill := overflowing(p):
                     problems.append(f"{path.name}: wider than the screen: {spill}")
+                if cut := p.evaluate(
+                    """() => [...document.querySelectorAll('.node-meta')]
+                         .filter((m) => m.scrollWidth > m.clientWidth + 1).map((m) => m.textContent)"""
+                ):
+                    problems.append(f"{path.name}: a card's line is cut off: {cut}")
                 if device == "phone" and (small := small_targets(p)):
                     problems.append(f"{path.name}: tap targets under 40 px: {small}")
                 if differ := header_links_differ(p):

@@ -118,3 +118,12 @@ describe("Roster: compact cards", () => {
     expect(meta.querySelector("[title='anthropic/claude-x']")).not.toBeNull();
   });
 });
+
+describe("Roster: the stats line", () => {
+  it("holds activity, model and cost as separate parts (the line wraps between them, see roster.css)", () => {
+    renderNodes([{ id: "s", machine: "m", cwd: "/home/u/api", port: 9001, model: "p/a-very-long-model-name-indeed", cost: 1.5 }]);
+    const line = document.querySelector("[data-node-id=s] .node-stats") as HTMLElement;
+    expect(line.querySelector("[data-testid=card-cost]")?.textContent).toBe("$1.500");
+    expect(line.textContent).toMatch(/^idle · a-very-long-model-name-indeed · \$1\.500$/);
+  });
+});

@@ -183,14 +183,18 @@ function NodeButton({ n, title, selected, onSelect, several, now }: { n: NodeInf
             ),
           ])}
         </span>
-        <span className="node-meta">
-          <span data-testid="activity-time">{activityText(n, now)}</span> · {n.model ? (
-            <span title={displayText(n.model)}>
-              <SafeText text={shortModel(n.model)} />
-            </span>
-          ) : (
-            "no model"
-          )} · ${(n.cost ?? 0).toFixed(3)}
+        <span className="node-meta node-stats">
+          {joined([
+            <span key="a" data-testid="activity-time">
+              {activityText(n, now)}
+            </span>,
+            <span key="m" title={n.model ? displayText(n.model) : undefined}>
+              {n.model ? <SafeText text={shortModel(n.model)} /> : "no model"}
+            </span>,
+            <span key="c" data-testid="card-cost">
+              ${(n.cost ?? 0).toFixed(3)}
+            </span>,
+          ])}
         </span>
       </span>
     </button>
