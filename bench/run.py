@@ -55,7 +55,7 @@ SECTIONS = [
 EXPECTED_ROWS = {
     "1 proxy": 22,
     "2 streaming": 6,
-    "3 overhead on pi": 7,
+    "3 overhead on pi": 9,
     "4 registry": 13,
     "5 history": 12,
     "6 Pi-DE": 6,
