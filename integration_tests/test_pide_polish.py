@@ -3,7 +3,8 @@
 * Two unnamed pi agents in one folder get different titles ("app", "app · 2"), the same after a reload and after
   the second one's pi exits.
 * A conversation with nothing in it yet says how to start instead of showing a blank pane.
-* Cards show the model without its provider, so no line of a card is cut off.
+* A pi in a linked git worktree has a "worktree" chip on its card; cards show the model without its provider, and
+  their lines wrap between parts (branch, worktree, policy; activity, model, cost), so no line of a card is cut off.
 * On a phone the chat header is one title line and one meta line: the model and thinking-level pickers sit behind
   a chip that opens them; every control in the header is a 40 px tap target inside the screen; the
   closed inspector drawer casts no shadow on the screen's edge.
@@ -12,6 +13,10 @@
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -60,17 +65,33 @@ def header_controls(page) -> list[dict]:
     )
 
 
-def test_titles_phone_header_rule_inputs_and_an_exited_composer(dash_hv, start_pi, pi_home, page_factory):
+def git(cwd: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com"}  # fmt: skip
+    return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout
+
+
+def test_titles_phone_header_rule_inputs_and_an_exited_composer(dash_hv, start_pi, pi_home, page_factory, tmp_path):
     first = start_pi(PI, mode="rpc", env={"HYPIVISOR_WS": dash_hv.ws_url})
     second = start_pi(PI, mode="rpc", env={"HYPIVISOR_WS": dash_hv.ws_url})  # same folder, no session name
     folder = pi_home.cwd.name
+    # a third pi in a linked git worktree on a long branch: its card says so
+    repo, wt = tmp_path / "shop", tmp_path / "shop-wt"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "README.md").write_text("# shop\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "one")
+    git(repo, "worktree", "add", "-q", "-b", "fix/csv-encoding-of-the-nightly-import", str(wt))
+    third = start_pi(PI, mode="rpc", cwd=wt, env={"HYPIVISOR_WS": dash_hv.ws_url})
 
     # titles: unique, the later started agent "· 2", and the same after a reload
     page = page_factory(viewport=WIDE)
     page.goto(dashboard_url(dash_hv))
     page.wait_for_selector(f"[data-node-id='{second.node_id}']", timeout=20_000)
+    page.wait_for_selector(f"[data-node-id='{third.node_id}'] [data-testid=worktree-tag]", timeout=20_000)
     titles = card_titles(page)
-    assert sorted(titles.values()) == [folder, f"{folder} · 2"], titles
+    assert sorted([titles[first.node_id], titles[second.node_id]]) == [folder, f"{folder} · 2"], titles
     page.reload()
     page.wait_for_selector(f"[data-node-id='{second.node_id}']", timeout=20_000)
     assert card_titles(page) == titles
@@ -78,7 +99,7 @@ def test_titles_phone_header_rule_inputs_and_an_exited_composer(dash_hv, start_p
         """() => [...document.querySelectorAll('.node-meta')].filter((m) => m.scrollWidth > m.clientWidth + 1)
              .map((m) => m.textContent)"""
     )
-    assert not cut, f"a card's line is cut off: {cut}"  # the model without its provider leaves room for the cost
+    assert not cut, f"a card's line is cut off: {cut}"  # lines wrap between their parts (branch, worktree, policy…)
     page.click(f"[data-node-id='{second.node_id}']")
     page.wait_for_selector("[data-testid=inspector] .mono >> text=bash", timeout=20_000)
     assert page.locator("[data-testid=chat-stage] .stage-title-row strong").inner_text() == titles[second.node_id]
