@@ -302,6 +302,27 @@ async def test_each_attention_item_is_handled_by_exactly_one_hypivisor(make: Fac
     assert {hv for hv, _ in handled} <= {a.hv_id, b.hv_id}
 
 
+async def test_the_inbox_is_replayed_in_order_without_taking_from_the_push_queue(make: Factory) -> None:
+    a = await make(node=0)
+    k = key_of(a, "m1", "agent-1")
+    assert await a.attention_log() == []
+    for i in range(5):
+        await a.publish_attention(k, "added" if i % 2 == 0 else "resolved", {"id": f"item-{i}"})
+    b = await make(node=1)  # a hypivisor started later (or restarted) rebuilds the inbox from the log
+    log_b = await b.attention_log()
+    assert [x["id"] for x in log_b] == [f"item-{i}" for i in range(5)]
+    assert log_b[1]["_subject"] == k.attention_subject("resolved")
+    assert [x["id"] for x in await b.attention_log(limit=2)] == ["item-3", "item-4"]
+    handled: list[str] = []
+
+    async def handle(item: dict[str, Any]) -> None:
+        handled.append(item["id"])
+
+    await b.consume_attention(handle)  # the push queue still has every item: replaying took none
+    await until(lambda: len(handled) == 5, what="every item pushed")
+    assert len(await a.attention_log()) == 5
+
+
 async def test_requests_reach_the_owner_and_fail_at_once_without_one(make: Factory) -> None:
     a = await make(node=0)
     b = await make(node=1)

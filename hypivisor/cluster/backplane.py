@@ -40,6 +40,7 @@ import itertools
 import math
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -61,6 +62,7 @@ Unsubscribe = Callable[[], Awaitable[None]]
 DEFAULT_TTL_S = 45.0  # a record not refreshed for this long expires (specs/cluster.md)
 DEFAULT_HEARTBEAT_S = 15.0
 RETRY_S = 0.5  # a failed put is tried again this often
+ATTN_REPLAY_MAX = 20_000  # items an inbox replay reads at most (the inbox's own bound)
 CLOSE_DELETE_S = 2.0  # a clean stop's delete of each owned record waits at most this long
 
 
@@ -174,15 +176,12 @@ class Backplane(ABC):
         self._closed = True
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat_task
+            await bounded(self._heartbeat_task, CLOSE_DELETE_S)
         if deregister:
             for key in list(self._owned):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._delete_agent(key), CLOSE_DELETE_S)
+                await bounded(self._delete_agent(key), CLOSE_DELETE_S)
             if self.settings.liveness == "lease":
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._delete_lease(), CLOSE_DELETE_S)
+                await bounded(self._delete_lease(), CLOSE_DELETE_S)
         self._owned.clear()
         await self._close()
 
@@ -314,6 +313,11 @@ class Backplane(ABC):
     @abstractmethod
     async def consume_attention(self, handler: AttentionHandler) -> Unsubscribe: ...
 
+    @abstractmethod
+    async def attention_log(self, limit: int = ATTN_REPLAY_MAX) -> list[Record]:
+        """Every kept item of this hypivisor's site in order, the newest ``limit`` at most (an inbox rebuilt after a
+        restart); independent of the push queue: replaying takes nothing from it."""
+
     # --- routing: an agent's requests go to the hypivisor holding its link, a machine's to the one holding its
     # service's connection; a handler's exception is answered as {"error": "<type>: <message>"}
 
@@ -343,6 +347,17 @@ async def answer(handler: RpcHandler, data: bytes) -> bytes:
         return await handler(data)
     except Exception as e:
         return dumps({"error": f"{type(e).__name__}: {e}"})
+
+
+async def bounded(aw: Awaitable[Any], timeout: float) -> None:
+    """Await ``aw`` for at most ``timeout`` s, ignoring its errors; past that it is cancelled and left behind (never
+    awaited again, so a coroutine that swallows cancellation cannot hold the caller)."""
+    task = asyncio.ensure_future(aw)
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        task.cancel()
+        log.warning("cluster_step_abandoned", step=repr(aw)[:80])
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 def pending_approval(owner: str, record: Record, now: float) -> Record:
@@ -382,6 +397,7 @@ class InProcessHub:
     leases: dict[str, dict[str, float]] = field(default_factory=dict)  # site -> hv -> expires at
     approvals: dict[tuple[AgentKey, str], tuple[Record, int]] = field(default_factory=dict)
     attention: dict[str, asyncio.Queue[Record]] = field(default_factory=dict)  # site -> shared work queue
+    attention_kept: dict[str, deque[Record]] = field(default_factory=dict)  # site -> the stream's content
     event_subs: dict[int, tuple[str, EventHandler]] = field(default_factory=dict)
     rpc: dict[str, list[RpcHandler]] = field(default_factory=dict)
     backplanes: list[InProcessBackplane] = field(default_factory=list)
@@ -540,7 +556,13 @@ class InProcessBackplane(Backplane):
         return self.hub.attention.setdefault(site, asyncio.Queue(maxsize=100_000))
 
     async def publish_attention(self, key: AgentKey, what: str, item: Record) -> None:
-        self._queue(key.site).put_nowait({**item, "_subject": key.attention_subject(what)})
+        stored = {**item, "_subject": key.attention_subject(what)}
+        self._queue(key.site).put_nowait(stored)
+        self.hub.attention_kept.setdefault(key.site, deque(maxlen=ATTN_REPLAY_MAX)).append(stored)
+
+    async def attention_log(self, limit: int = ATTN_REPLAY_MAX) -> list[Record]:
+        kept = list(self.hub.attention_kept.get(self.settings.site, ()))
+        return kept[-limit:] if limit > 0 else []
 
     async def consume_attention(self, handler: AttentionHandler) -> Unsubscribe:
         queue = self._queue(self.settings.site)

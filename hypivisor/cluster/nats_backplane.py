@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
 from nats.js.kv import KV_MARKER_REASON, KV_OP
 
 from hypivisor.cluster.backplane import (
+    ATTN_REPLAY_MAX,
     AgentChange,
     ApprovalUnknown,
     AttentionHandler,
@@ -48,6 +49,7 @@ from hypivisor.cluster.backplane import (
     Settings,
     Unsubscribe,
     answer,
+    bounded,
     conflict,
     decided_approval,
     dumps,
@@ -76,17 +78,7 @@ ATTN_ACK_WAIT_S = 30.0
 ATTN_MAX_DELIVER = 5
 WATCH_HEARTBEAT_S = 1.0
 WINNER_READS = 40  # x 50 ms
-
-
-async def bounded(aw: Awaitable[Any], timeout: float) -> None:
-    """Await ``aw`` for at most ``timeout`` s, ignoring its errors; past that it is cancelled and left behind (never
-    awaited again, so a coroutine that swallows cancellation cannot hold the caller)."""
-    task = asyncio.ensure_future(aw)
-    done, _ = await asyncio.wait({task}, timeout=timeout)
-    if not done:
-        task.cancel()
-        log.warning("cluster_close_step_abandoned", step=repr(aw)[:80])
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+REPLAY_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -390,6 +382,40 @@ class NatsBackplane(Backplane):
     async def publish_attention(self, key: AgentKey, what: str, item: Record) -> None:
         subject = key.attention_subject(what)
         await self.js.publish(subject, dumps({**item, "_subject": subject}))
+
+    async def attention_log(self, limit: int = ATTN_REPLAY_MAX) -> list[Record]:
+        """Read the site's stream from the newest ``limit`` messages on with a throw-away ordered consumer, until
+        nothing is pending (bounded by ``REPLAY_TIMEOUT_S``)."""
+        if limit <= 0:
+            return []
+        stream = ATTN_STREAM.format(site=self.settings.site)
+        info = await self.js.stream_info(stream)
+        last = info.state.last_seq
+        if info.state.messages == 0:
+            return []
+        start = max(info.state.first_seq, last - limit + 1)
+        out: list[Record] = []
+        done = asyncio.get_running_loop().create_future()
+
+        async def on_msg(msg: Any) -> None:
+            with contextlib.suppress(ValueError, BackplaneError):
+                out.append(loads(msg.data))
+            if msg.metadata.sequence.stream >= last and not done.done():
+                done.set_result(None)
+
+        sub = await self.js.subscribe(
+            site_attention(self.settings.site),
+            stream=stream,
+            cb=on_msg,
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start),
+            inactive_threshold=30,
+        )
+        try:
+            await asyncio.wait_for(done, REPLAY_TIMEOUT_S)
+        finally:
+            await bounded(sub.unsubscribe(), 2)
+        return out[-limit:]
 
     async def consume_attention(self, handler: AttentionHandler) -> Unsubscribe:
         site = self.settings.site
