@@ -48,9 +48,10 @@ describe("budget formatting", () => {
 });
 
 describe("shortPath and labelled", () => {
-  it("keeps a folder's last two parts, and short paths whole", () => {
+  it("keeps a deep folder's last two parts, and paths of up to three parts whole", () => {
     expect(shortPath("/tmp/a/b/work/api-server")).toBe("…/work/api-server");
     expect(shortPath("/srv/app")).toBe("/srv/app");
+    expect(shortPath("/srv/projects/web")).toBe("/srv/projects/web");
     expect(shortPath("C:\\Users\\u\\app")).toBe("…/u/app");
   });
 

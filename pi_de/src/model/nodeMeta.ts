@@ -36,9 +36,9 @@ export function shortModel(model: string): string {
   return i > 0 && i < model.length - 1 ? model.slice(i + 1) : model;
 }
 
-/** A folder where room is short (a table cell, an inbox line): its last two parts ("…/work/api"); the tooltip has
- *  the whole path. */
+/** A folder where room is short (a table cell, an inbox line): a deep one as its last two parts ("…/work/api"),
+ *  one of up to three parts whole ("/srv/projects/web"); the tooltip has the whole path. */
 export function shortPath(path: string): string {
   const parts = path.split(/[\\/]+/).filter(Boolean);
-  return parts.length > 2 ? `…/${parts.slice(-2).join("/")}` : path;
+  return parts.length > 3 ? `…/${parts.slice(-2).join("/")}` : path;
 }
