@@ -293,6 +293,11 @@ class NodeInfo(_Stored):
         default=None, max_length=MAX_PATH_LEN, exclude_if=lambda v: v is None,
         description="the main working tree of the repository that worktree belongs to",
     )  # fmt: skip
+    hv: str | None = Field(
+        default=None, max_length=MAX_NAME_LEN, exclude_if=lambda v: v is None,
+        description="cluster mode (specs/cluster.md): the id of the hypivisor holding this agent's connection, "
+        "present only when that is another hypivisor of the cluster than the one answering",
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------

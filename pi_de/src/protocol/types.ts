@@ -881,6 +881,10 @@ export interface NodeInfo {
    * the git branch checked out in cwd (a short commit id when detached)
    */
   git_branch?: string | null;
+  /**
+   * cluster mode (specs/cluster.md): the id of the hypivisor holding this agent's connection, present only when that is another hypivisor of the cluster than the one answering
+   */
+  hv?: string | null;
   id: string;
   /**
    * unix seconds
