@@ -60,8 +60,11 @@ def is_local_url(url: str) -> bool:
 def bridge_token(env: Mapping[str, str], registry_enabled: bool, registry_url: str) -> tuple[bool, Path]:
     """Whether a bridge reads the token file, and which: only without ``HYPI_TOKEN``, and only when its hypivisor
     is on this machine (or it registers nowhere). A remote hypivisor has its own token (``HYPI_TOKEN``); this
-    machine's must never be sent to it."""
-    use = not env.get("HYPI_TOKEN") and (not registry_enabled or is_local_url(registry_url))
+    machine's must never be sent to it. A list (``ws://a/ws,ws://b/ws``, one token for all): only when every
+    hypivisor of it is on this machine."""
+    urls = [url for url in registry_url.split(",") if url.strip()]
+    local = bool(urls) and all(is_local_url(url) for url in urls)
+    use = not env.get("HYPI_TOKEN") and (not registry_enabled or local)
     return use, token_path(env)
 
 

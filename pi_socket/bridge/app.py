@@ -170,10 +170,12 @@ class Bridge:
         return f"[{host}]" if ":" in host else host
 
     def _start_registry(self) -> None:
+        if self.config.registry_error:  # a bad HYPIVISOR_WS: standalone, said once (the agent runs as ever)
+            log.warning("HYPIVISOR_WS not used; running standalone", error=self.config.registry_error)
         if not self.config.registry_enabled:
             return
         self.registry = HypivisorClient(
-            self.config.hypivisor_ws,
+            self.config.hypivisors,
             self.config.token,
             self.register_params,
             self.heartbeat_params,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from pi_socket import handshake
+from pi_socket import handshake, hypivisors
 
 DEFAULT_PORT = 8080
 PORT_SPAN = 100  # ports tried after PI_SOCKET_PORT
@@ -69,6 +69,9 @@ class BridgeConfig:
     advertise_port: int | None = None
     host: str = DEFAULT_HOST
     hypivisor_ws: str = DEFAULT_HYPIVISOR_WS
+    # HYPIVISOR_WS as a list (pi_socket.hypivisors): the registry URLs in the order to try; () when off or unusable
+    hypivisors: tuple[str, ...] = (DEFAULT_HYPIVISOR_WS,)
+    registry_error: str | None = None  # why HYPIVISOR_WS cannot be used (the bridge then runs standalone and says so)
     token: str | None = None
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     node_id: str | None = None
@@ -100,6 +103,10 @@ class BridgeConfig:
         preferred = _int(env, "PI_SOCKET_PREFERRED_PORT", 0) or None
         reconnect_ms = _int(env, "PI_SOCKET_RECONNECT_MS", int(RECONNECT_FIRST_S * 1000))
         registry_url = env.get("HYPIVISOR_WS", DEFAULT_HYPIVISOR_WS).strip()
+        try:
+            registries, registry_error = hypivisors.parse(registry_url), None
+        except hypivisors.HypivisorListError as exc:
+            registries, registry_error = (), str(exc)
         return cls(
             port=_int(env, "PI_SOCKET_PORT", DEFAULT_PORT),
             preferred_port=preferred,
@@ -107,7 +114,9 @@ class BridgeConfig:
             host=env.get("PI_SOCKET_HOST", "").strip() or DEFAULT_HOST,
             hypivisor_ws=registry_url,
             token=env.get("HYPI_TOKEN") or None,
-            allowed_origins=allowed_origins(env.get("HYPI_ALLOWED_ORIGINS", ""), _dashboard_port(registry_url)),
+            allowed_origins=allowed_origins(
+                env.get("HYPI_ALLOWED_ORIGINS", ""), *(_dashboard_port(u) for u in registries or (registry_url,))
+            ),
             node_id=env.get("PI_SOCKET_NODE_ID") or None,
             spawn_id=(env.get("PI_SOCKET_SPAWN_ID") or "")[:128] or None,
             node_secret=_secret(env.get("PI_SOCKET_NODE_SECRET")),
@@ -118,7 +127,9 @@ class BridgeConfig:
             rate_limit=max(0, _int(env, "PI_SOCKET_RATE_LIMIT", int(RATE_LIMIT))),
             keepalive_s=max(0.2, _float(env, "PI_SOCKET_KEEPALIVE", KEEPALIVE_S)),
             fault=env.get("PI_SOCKET_FAULT") or None,
-            registry_enabled=registry_url.lower() not in ("", "off", "none", "0"),
+            hypivisors=registries,
+            registry_error=registry_error,
+            registry_enabled=bool(registries),
             stall_s=max(1.0, _float(env, "PI_SOCKET_STALL_S", 300.0)),
             loop_n=max(2, _int(env, "PI_SOCKET_LOOP_REPEATS", 3)),
             retry_k=max(1, _int(env, "PI_SOCKET_RETRY_STORM", 5)),
@@ -152,13 +163,12 @@ def _dashboard_port(registry_url: str) -> int:
         return 31415
 
 
-def allowed_origins(extra: str, dashboard_port: int = 31415) -> frozenset[str]:
-    """Loopback/hostname origins of the dashboard and the Vite dev server (5180), plus
-    the comma-separated HYPI_ALLOWED_ORIGINS (exact match), as specs/protocol.md §1 says."""
+def allowed_origins(extra: str, *dashboard_ports: int) -> frozenset[str]:
+    """Loopback/hostname origins of the dashboard (on each hypivisor's port, 31415 when none is given) and the Vite
+    dev server (5180), plus the comma-separated HYPI_ALLOWED_ORIGINS (exact match), as specs/protocol.md §1 says."""
     names = {name.lower() for name in (socket.gethostname(), socket.getfqdn()) if name}
-    return frozenset(
-        handshake.default_origins(names, {DASHBOARD_DEV_PORT, dashboard_port}) | handshake.parse_allowed_origins(extra)
-    )
+    ports = {DASHBOARD_DEV_PORT, *(dashboard_ports or (31415,))}
+    return frozenset(handshake.default_origins(names, ports) | handshake.parse_allowed_origins(extra))
 
 
 def _secret(value: str | None) -> str | None:

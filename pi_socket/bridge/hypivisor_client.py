@@ -8,14 +8,18 @@ and at most one notice in pi.
 
 Dial-back (``dialback.py``): a ``dial_back`` event on this connection makes the bridge open one agent link to the
 hypivisor and hand it to the agent server (``adopt``); the ``dial_back`` capability is announced only when an
-``adopt`` is set.
+``adopt`` is set. The dial-back goes to the hypivisor that asked (the one connected now).
+
+Several hypivisors (``HYPIVISOR_WS=ws://a:31415/ws,ws://b:31415/ws``, ``pi_socket.hypivisors``): the client tries
+them in order, stays on the one that works and, when it is lost, registers with the next (at once, then after the
+backoff), with the same node id, node secret and token: each hypivisor takes it as a new registration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -25,10 +29,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from pi_socket import oplog
 from pi_socket.errors import HypiError
+from pi_socket.hypivisors import Failover
 from pi_socket.protocol import ErrorCode, HeartbeatParams, RegisterParams
 
 from . import dialback, faults
-from .backoff import Backoff
 from .config import HEARTBEAT_FALLBACK_S, RECONNECT_CAP_S
 
 RPC_TIMEOUT_S = 5.0
@@ -54,7 +58,7 @@ class HypivisorClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         token: str | None,
         register_params: Callable[[], RegisterParams],
         heartbeat_params: Callable[[], HeartbeatParams],
@@ -62,14 +66,15 @@ class HypivisorClient:
         on_standalone: Callable[[], Awaitable[None]] | None = None,
         node_secret: str | None = None,
     ) -> None:
-        self.url = url
+        # One URL or several in the order to try (pi_socket.hypivisors); the same token goes to each.
+        self.failover = Failover((url,) if isinstance(url, str) else tuple(url), reconnect_first_s, RECONNECT_CAP_S)
         self.token = token
         # Proves the node id is ours on every register (a hypivisor refuses a known id without it); kept for
         # this bridge's life, and the shim gives every bridge of one pi the same one.
         self.node_secret = node_secret
         self.register_params = register_params
         self.heartbeat_params = heartbeat_params
-        self.backoff = Backoff(reconnect_first_s, RECONNECT_CAP_S)
+        self.backoff = self.failover.backoff
         self.on_standalone = on_standalone
         self.registered = False
         self._ws: ClientConnection | None = None
@@ -92,6 +97,11 @@ class HypivisorClient:
     # Serves a dialled-back connection like an accepted client (the agent server's adopt); None: no dial-back.
     adopt: dialback.Adopt | None = None
 
+    @property
+    def url(self) -> str:
+        """The hypivisor connected now, or the one to try next."""
+        return self.failover.url
+
     def _on_event(self, msg: dict[str, Any]) -> None:
         """Push events meant for a bridge: only ``dial_back`` (node roster events are for dashboards)."""
         if msg.get("event") != "dial_back" or self.adopt is None:
@@ -104,18 +114,19 @@ class HypivisorClient:
         if len(dialling) >= MAX_DIAL_BACKS:
             log.info("dial-back request ignored: too many in flight", in_flight=len(dialling))
             return
-        task = asyncio.get_running_loop().create_task(self._dial_back(str(nonce)))
+        # the hypivisor that asked: events arrive only on the live connection, so that is the current URL
+        task = asyncio.get_running_loop().create_task(self._dial_back(str(nonce), self.url))
         dialling.add(task)
         task.add_done_callback(dialling.discard)
 
-    async def _dial_back(self, nonce: str) -> None:
+    async def _dial_back(self, nonce: str, url: str) -> None:
         adopt = self.adopt
         if adopt is None:
             return
         try:
-            await dialback.dial(self.url, self.token, nonce, adopt)
+            await dialback.dial(url, self.token, nonce, adopt)
         except (dialback.DialBackError, OSError, TimeoutError) as exc:
-            log.warning("dial-back failed", url=self.url, error=f"{type(exc).__name__}: {exc}"[:300])
+            log.warning("dial-back failed", url=url, error=f"{type(exc).__name__}: {exc}"[:300])
         except Exception as exc:  # noqa: BLE001 - outer boundary of one dial-back: never the registry's end
             oplog.log_boundary_error("registry.dial_back", exc)
 
@@ -145,14 +156,17 @@ class HypivisorClient:
                 self._ws = None
             if self._stopping:
                 break
+            delay = self.failover.failed()  # the next hypivisor of the list (the same one when there is one)
+            if delay <= 0:
+                continue
             try:  # the backoff sleep ends early only for a clean exit
-                await asyncio.wait_for(self._stop_event.wait(), self.backoff.next_delay())
+                await asyncio.wait_for(self._stop_event.wait(), delay)
             except TimeoutError:
                 pass
 
     async def _note_down(self, exc: BaseException) -> None:
         """Quiet by design: one info line per outage, one notice in pi per process."""
-        if self.backoff.failures == 0:
+        if self.failover.failures == 0:
             error = f"{type(exc).__name__}: {exc}"[:300]
             status = getattr(getattr(exc, "response", None), "status_code", None)
             if status in (401, 403):  # a configuration mistake, not an outage: say so louder
@@ -165,7 +179,9 @@ class HypivisorClient:
             else:
                 what = "lost; reconnecting" if self._ever_registered else "not reachable; running standalone, retrying"
                 log.info(f"hypivisor {what}", url=self.url, error=error)
-        if not self._announced_standalone and not self._ever_registered and self.on_standalone is not None:
+        # standalone once every hypivisor of the list failed (one URL: its first failure)
+        lap = self.failover.failures + 1 >= len(self.failover.urls)
+        if lap and not self._announced_standalone and not self._ever_registered and self.on_standalone is not None:
             self._announced_standalone = True
             try:
                 await self.on_standalone()
@@ -222,11 +238,11 @@ class HypivisorClient:
         interval = result.get("heartbeat_interval") if isinstance(result, dict) else None
         self.registered = True
         self._ever_registered = True
-        if self.backoff.failures:
+        if self.failover.failures:
             log.info("registered with hypivisor again", url=self.url, node=params.id)
         else:
             log.info("registered with hypivisor", url=self.url, node=params.id)
-        self.backoff.reset()
+        self.failover.succeeded()
         if isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0:
             return min(float(interval), 300.0)
         return HEARTBEAT_FALLBACK_S

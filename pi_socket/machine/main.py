@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import structlog
 
-from pi_socket import oplog, tokenfile
+from pi_socket import hypivisors, oplog, tokenfile
 
 from .lock import AlreadyRunning, InstanceLock, runtime_dir, secret_path
 
@@ -43,6 +43,11 @@ def main(env: Mapping[str, str] | None = None) -> int:
     oplog.configure("machine", filename="pi-socket-machine.jsonl", level=env.get("PI_SOCKET_LOG_LEVEL", "info"),
                     stream=sys.stderr)  # fmt: skip
     url = (env.get("HYPIVISOR_WS") or DEFAULT_HYPIVISOR_WS).strip()
+    try:  # one URL or several (tried in order, pi_socket.hypivisors); () when off
+        urls = hypivisors.parse(url)
+    except hypivisors.HypivisorListError as exc:  # local agents are still served; only registration is off
+        structlog.get_logger().warning("HYPIVISOR_WS not used; serving local agents only", error=str(exc))
+        urls = ()
     token = hypivisor_token(env, url)
     oplog.add_secret(token)
     from .agents import AgentHost
@@ -62,12 +67,12 @@ def main(env: Mapping[str, str] | None = None) -> int:
         task = asyncio.current_task()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: task.cancel() if task else None)
-        service = MachineService(env, url, token, reconnect)
+        service = MachineService(env, urls or (DEFAULT_HYPIVISOR_WS,), token, reconnect)
         service.secret = secret
         agents = AgentHost(lock.path.parent)  # every local pi's bridge, served here (specs/machines.md)
         await agents.start()
         try:
-            if url.lower() in ("off", "none", "0"):  # no hypivisor: serve local agents only
+            if not urls:  # no hypivisor (off, or a bad HYPIVISOR_WS): serve local agents only
                 await asyncio.Event().wait()
             await service.run()
         finally:

@@ -1,8 +1,8 @@
 """``pi-socket serve``: this machine's member of the hypivisor (specs/machines.md).
 
-It dials the hypivisor (``HYPIVISOR_WS``), registers the machine (``register_machine``: name, OS, pi versions,
-tmux, home) and answers what the hypivisor asks over that connection (``machine_request`` events, answered with
-``machine_reply``): list this machine's folders, and start pi here. The path policy is this machine's own
+It dials the hypivisor (``HYPIVISOR_WS``: one URL, or a list tried in order, ``pi_socket.hypivisors``), registers
+the machine (``register_machine``: name, OS, pi versions, tmux, home) and answers what the hypivisor asks over
+that connection (``machine_request`` events, answered with ``machine_reply``): list this machine's folders, and start pi here. The path policy is this machine's own
 (``$HOME``, hypivisor/paths.py) and pi is started exactly as the hypivisor starts it on its own machine
 (hypivisor/spawner.py, hypivisor/spawn_cmd.py): same tmux hardening, same explicit environment, same spawn secret.
 
@@ -29,8 +29,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from hypivisor import paths, spawn_cmd, worktree
 from hypivisor.spawner import Spawner, SpawnError
 from pi_socket import oplog
-from pi_socket.bridge.backoff import Backoff
 from pi_socket.errors import HypiError
+from pi_socket.hypivisors import Failover
 from pi_socket.protocol import ErrorCode, MachineFacts, NodeInfo
 
 from . import facts as machine_facts
@@ -53,15 +53,17 @@ def machine_name(env: Mapping[str, str]) -> str:
 class MachineService:
     """One control connection to the hypivisor, kept up for the process's life."""
 
-    def __init__(self, env: Mapping[str, str], url: str, token: str | None, reconnect_first_s: float = 1.0):
+    def __init__(self, env: Mapping[str, str], url: str | tuple[str, ...], token: str | None,
+                 reconnect_first_s: float = 1.0):  # fmt: skip
         self.env = dict(env)
-        self.url = url
+        # one hypivisor or several, tried in order, the one that works kept (pi_socket.hypivisors)
+        self.failover = Failover((url,) if isinstance(url, str) else url, reconnect_first_s, 10.0)
         self.token = token
         self.name = machine_name(env)
         self.home = paths.canonical_home(env.get("HOME") or os.path.expanduser("~"))
         self.facts = MachineFacts(home=self.home)
         self.spawner = Spawner(env.get("HYPI_SPAWN_COMMAND") or None, DEFAULT_SPAWN_TIMEOUT_S)
-        self.backoff = Backoff(reconnect_first_s, 10.0)
+        self.backoff = self.failover.backoff
         self.secret: str | None = None
         self.registered = asyncio.Event()
         self._ws: ClientConnection | None = None
@@ -70,6 +72,11 @@ class MachineService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._facts_task: asyncio.Task[MachineFacts] | None = None
         self.sessions = MachineSessions(self.env, self.home, state_dir(self.env), self.name, self.call)  # sessions.md
+
+    @property
+    def url(self) -> str:
+        """The hypivisor connected now, or the one to try next."""
+        return self.failover.url
 
     async def run(self) -> None:
         self.facts = machine_facts.quick(self.env, self.home)
@@ -89,10 +96,10 @@ class MachineService:
             finally:
                 self.registered.clear()
                 self._ws = None
-            await asyncio.sleep(self.backoff.next_delay())
+            await asyncio.sleep(self.failover.failed())  # the next of the list: at once, then the backoff
 
     def _note_down(self, exc: BaseException) -> None:
-        if self.backoff.failures == 0:
+        if self.failover.failures == 0:
             status = getattr(getattr(exc, "response", None), "status_code", None)
             error = f"{type(exc).__name__}: {exc}"[:300]
             if status in (401, 403):
@@ -115,7 +122,7 @@ class MachineService:
                 if isinstance(issued, str) and issued:
                     self.secret = issued
                 log.info("machine registered with hypivisor", machine=self.name, url=self.url)
-                self.backoff.reset()
+                self.failover.succeeded()
                 self.registered.set()
                 facts = self._facts_task
                 if facts is not None:  # learnt before or after this registration: sent once it is known
@@ -277,7 +284,7 @@ class MachineService:
                     await asyncio.to_thread(os.mkdir, target.path, 0o755)
                 except OSError as exc:
                     raise HypiError(ErrorCode.SPAWN_FAILED, f"cannot create folder: {exc.strerror}") from None
-            env = spawn_cmd.child_env(self.env, self.url, self.token)
+            env = spawn_cmd.child_env(self.env, self.failover.value(), self.token)  # the connected one first
             if fork:
                 env[spawn_cmd.FORK_VAR] = "1"
             log.info("spawning agent", path=spawn_cmd.printable(target.path, lines=False), machine=self.name)

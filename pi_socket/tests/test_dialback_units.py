@@ -150,7 +150,8 @@ async def test_the_registry_client_announces_dial_back_only_when_it_can_adopt_an
     assert dialback.CAPABILITY not in sent[-1]["capabilities"]  # nothing to adopt with: not announced
     dialled: list[str] = []
 
-    async def fake_dial(nonce: str) -> None:
+    async def fake_dial(nonce: str, url: str) -> None:
+        assert url == "ws://127.0.0.1:9/ws"
         dialled.append(nonce)
 
     client._dial_back = fake_dial  # type: ignore[method-assign]
@@ -165,3 +166,26 @@ async def test_the_registry_client_announces_dial_back_only_when_it_can_adopt_an
     client._on_event({"event": "dial_back", "nonce": NONCE})
     await asyncio.sleep(0)
     assert dialled == [NONCE]
+
+
+async def test_a_dial_back_goes_to_the_hypivisor_of_the_list_that_asked() -> None:
+    from pi_socket.bridge.hypivisor_client import HypivisorClient
+    from pi_socket.protocol import HeartbeatParams, RegisterParams
+
+    def params() -> RegisterParams:
+        return RegisterParams(id="n1", machine="m", cwd="/", port=9, capabilities=list(CAPABILITIES))
+
+    urls = ["ws://127.0.0.1:9/ws", "ws://127.0.0.1:10/ws"]
+    client = HypivisorClient(urls, None, params, lambda: HeartbeatParams(id="n1"), 1.0)
+    client.adopt = lambda _t, _b: None
+    dialled: list[tuple[str, str]] = []
+
+    async def fake_dial(nonce: str, url: str) -> None:
+        dialled.append((nonce, url))
+
+    client._dial_back = fake_dial  # type: ignore[method-assign]
+    assert client.url == urls[0]
+    client.failover.failed()  # the first one was lost: the client is on the second now
+    client._on_event({"event": "dial_back", "nonce": NONCE})
+    await asyncio.sleep(0)
+    assert dialled == [(NONCE, urls[1])]

@@ -108,3 +108,11 @@ def test_dashboard_url_carries_the_token_in_the_fragment():
     assert tokenfile.dashboard_url("0.0.0.0", 5180, "a/b+c") == "http://localhost:5180/#token=a%2Fb%2Bc"
     assert tokenfile.dashboard_url("::1", 5180, "t") == "http://[::1]:5180/#token=t"
     assert tokenfile.dashboard_url("127.0.0.1", 80, "t") == "http://127.0.0.1:80/#token=t"
+
+
+def test_a_list_of_hypivisors_gets_the_token_file_only_when_all_are_local() -> None:
+    env = {"HOME": "/h"}
+    assert tokenfile.bridge_token(env, True, "ws://127.0.0.1:1/ws,ws://localhost:2/ws")[0] is True
+    # the first is local, the second is not: this machine's token must not reach the second
+    assert tokenfile.bridge_token(env, True, "ws://127.0.0.1:1/ws,ws://remote.example:2/ws")[0] is False
+    assert tokenfile.bridge_token(env, True, "ws://remote.example:2/ws,ws://127.0.0.1:1/ws")[0] is False
