@@ -30,7 +30,8 @@ STUB = textwrap.dedent(
     async def main():
         token = os.environ.get("HYPI_TOKEN")
         headers = {{"Authorization": "Bearer " + token}} if token else {{}}
-        async with websockets.connect(os.environ["HYPIVISOR_WS"], additional_headers=headers) as ws:
+        url = os.environ["HYPIVISOR_WS"].split(",")[0]  # a list: its first, where the spawn is waiting
+        async with websockets.connect(url, additional_headers=headers) as ws:
             await ws.recv()
             await ws.send(json.dumps({{"id": 1, "method": "register", "params": {{
                 "id": "stub-" + str(os.getpid()), "machine": os.environ["PI_SOCKET_MACHINE"], "cwd": os.getcwd(),
