@@ -33,9 +33,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"hypivisor: bad configuration: {exc}", file=sys.stderr)
         return 2
-    if cfg.nats_urls:
-        print("hypivisor: cluster mode is being built (specs/cluster.md): --nats is checked, this hypivisor runs alone",
-              file=sys.stderr)  # fmt: skip
     try:
         cfg = tokensetup.resolve(cfg, os.environ)
     except (OSError, tokenfile.TokenFileError) as exc:

@@ -31,8 +31,11 @@ environment:
   HYPI_SPAWN_TIMEOUT     seconds spawn_agent waits for the new agent to register (default 30)
   HYPI_STATE_DIR         where the inbox (SQLite) and other kept state live
                          (default: $XDG_STATE_HOME/hyper-pi, else ~/.local/state/hyper-pi)
-  HYPI_NATS_URL          NATS servers for cluster mode, comma-separated (as --nats; cluster mode is
-                         being built: the value is checked, nothing uses it yet)
+  HYPI_NATS_URL          NATS servers for cluster mode, comma-separated (as --nats): hypivisors on
+                         one NATS cluster share their roster and agent links (specs/cluster.md, "Built")
+  HYPI_NATS_SITE         cluster mode: the site's name (default main)
+  HYPI_NATS_LEASE_TTL    cluster mode: seconds a stopped hypivisor's agents stay listed (default 45)
+  HYPI_NATS_ADVERTISE    cluster mode: the host other hypivisors dial for agent links (default --host)
 """
 
 
@@ -63,7 +66,7 @@ class Config:
     tls_key: Path | None = None
     # default budgets per day (specs/budgets.md): scope → (USD, tokens); a dashboard's budget replaces one
     budget_defaults: dict[str, tuple[float | None, int | None]] = field(default_factory=dict)
-    # cluster mode (specs/cluster.md), being built: the NATS servers, checked, not used yet; () = one process
+    # cluster mode (specs/cluster.md): the NATS servers; () = one process, NATS never imported
     nats_urls: tuple[str, ...] = ()
 
 
@@ -181,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", default=None, metavar="PEM", help="private key (PEM) of --tls-cert")
     p.add_argument(
         "--nats", default=None, metavar="URLS",
-        help="cluster mode, being built (specs/cluster.md): the NATS servers, comma-separated, e.g. "
-        "nats://a:4222,nats://b:4222; checked, not used yet (default: HYPI_NATS_URL, else one process, no broker)",
+        help="cluster mode (specs/cluster.md): the NATS servers, comma-separated, e.g. "
+        "nats://a:4222,nats://b:4222: share the roster and agent links with the other hypivisors there "
+        "(default: HYPI_NATS_URL, else one process, no broker)",
     )  # fmt: skip
     p.add_argument(
         "--state-dir", default=None,

@@ -175,6 +175,9 @@ class FrontProtocol(asyncio.Protocol):
             self._reply(400, -32602, "missing node id: use /ws/agent/<id>")
             return
         entry = ctx.service.registry.get(node_id)
+        if entry is None and ctx.service.cluster is not None and ctx.service.cluster.remote(node_id) is not None:
+            self._proxy_remote(head, node_id, rest)  # cluster mode: another hypivisor holds this agent
+            return
         if entry is None:
             self._reply(404, 1006, f"unknown agent {node_id!r}; it may have been removed")
             return
@@ -189,6 +192,32 @@ class FrontProtocol(asyncio.Protocol):
         task = asyncio.get_running_loop().create_task(self._open(node_id, entry.host, entry.node.port, first, owner))
         ctx.tasks.add(task)
         task.add_done_callback(ctx.tasks.discard)
+
+    def _proxy_remote(self, head: httphead.RequestHead, node_id: str, rest: bytes) -> None:
+        """Splice to the agent proxy of the hypivisor that holds the agent (found over the cluster): one extra hop,
+        the owner splices on to the agent; credentials are this hypivisor's own token, as towards an agent."""
+        assert self.transport is not None
+        if self.ctx.service.cluster.remote(node_id).node.status != "active":
+            self._reply(410, 1012, f"agent {node_id!r} is offline")
+            return
+        self.transport.pause_reading()
+        self.buf = bytearray()
+        task = asyncio.get_running_loop().create_task(self._open_remote(head, node_id, rest))
+        self.ctx.tasks.add(task)
+        task.add_done_callback(self.ctx.tasks.discard)
+
+    async def _open_remote(self, head: httphead.RequestHead, node_id: str, rest: bytes) -> None:
+        transport = self.transport
+        assert transport is not None
+        try:
+            host, port = await self.ctx.service.cluster.link_target(node_id)
+            first = httphead.rewrite_for_hypivisor(head, host, port, node_id, self.ctx.service.config.token)
+            if not transport.is_closing():
+                await splice.open_splice(transport, host, port, first + rest + bytes(self.buf))
+        except Exception as exc:  # noqa: BLE001 - outer boundary of one proxied connection: answered, never raised
+            log.warning("remote agent unreachable", node_id=node_id, error=f"{type(exc).__name__}: {exc}"[:300])
+            if not transport.is_closing():
+                self._reply(502, 1012, f"agent {node_id!r} on another hypivisor is unreachable: {exc}"[:400])
 
     async def _open(self, node_id: str, host: str, port: int, first: bytes, owner: Any = None) -> None:
         """Join the client to the agent: over a dial-back when the bridge speaks it (``owner``: its registry

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from http import HTTPStatus
-from urllib.parse import parse_qs, unquote, unquote_plus
+from urllib.parse import parse_qs, quote, unquote, unquote_plus
 
 import orjson
 
@@ -156,6 +156,18 @@ def rewrite_for_agent(head: RequestHead, host: str, port: int, token: str | None
             value = ", ".join(kept)
         out.append(f"{name}: {value}")
     return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
+
+
+def rewrite_for_hypivisor(head: RequestHead, host: str, port: int, node_id: str, token: str | None) -> bytes:
+    """The upgrade request as another hypivisor's agent proxy must see it (cluster mode): as
+    :func:`rewrite_for_agent` (the client's credentials and Origin dropped, this hypivisor's token instead), with
+    the path ``/ws/agent/<id>`` so the owner splices on to its agent."""
+    first = rewrite_for_agent(head, host, port, token)
+    line, sep, tail = first.partition(b"\r\n")
+    method, target, version = line.split(b" ", 2)
+    path = b"/ws/agent/" + quote(node_id, safe="").encode("ascii")
+    query = target[1:] if target.startswith(b"/?") else b""
+    return b" ".join((method, path + query, version)) + sep + tail
 
 
 def error_response(status: int, code: int, message: str, extra_headers: tuple[tuple[str, str], ...] = ()) -> bytes:

@@ -191,6 +191,8 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     ctx = FrontContext(service, origins, runner.server, limiter)  # type: ignore[arg-type]
     servers: list[asyncio.Server] = []
     try:
+        if config.nats_urls:  # cluster mode (specs/cluster.md); without --nats NATS is never imported
+            await _join_cluster(service, config)  # before listening: ready means in the cluster
         servers.append(await listen(ctx, config.host, config.port))
         if config.dashboard_port and config.dashboard_port != config.port:  # same port: one listener serves both
             servers.append(await listen(ctx, config.host, config.dashboard_port, tls))
@@ -213,6 +215,21 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
             srv.close()
         await close_connections(service, ctx, app[rpc.SOCKETS])
         await runner.cleanup()
+        if service.cluster is not None:
+            await service.cluster.close()
+
+
+async def _join_cluster(service: Service, config: Config) -> None:
+    import os
+
+    from hypivisor.cluster.link import ClusterError, start_link
+
+    try:
+        service.cluster = await start_link(service, config, os.environ)
+    except ClusterError as exc:
+        raise StartupError(str(exc)) from None
+    print(f"hypivisor: cluster mode: {service.cluster.hv_id} on site {service.cluster.site} "
+          f"({len(config.nats_urls)} NATS server(s))", flush=True)  # fmt: skip
 
 
 async def close_connections(service: Service, ctx: FrontContext, sockets: set[web.WebSocketResponse]) -> None:

@@ -152,14 +152,22 @@ class Service:
         self.senders: dict[Hashable, Callable[[bytes], bool]] = {}  # /ws connection → send a frame to it
         self.machines = MachineDesk(MachineBook(machine_name(self.env), own_facts(self.home)))
         self.started_at = time.time()
+        self.cluster: Any = None  # cluster mode (--nats): a hypivisor.cluster.link.ClusterLink, set by the server
 
     def publish(self, events: list[BaseModel]) -> None:
         if events:
             self._snapshot = None  # the roster changed: the next init / list_nodes rebuilds it
             self.hub.publish(events + self.machines.book.node_events(events))
+            if self.cluster is not None:
+                self.cluster.local_events(events)
             gone = [e for e in events if isinstance(e, NodeRemovedEvent)]
             for event in gone:  # the inbox hears who left (their live items end; unread output stays as an item)
                 self.hub.publish(self.attention.node_left(event.id, event.reason, time.time()))
+
+    def remote_roster_changed(self, events: list[BaseModel]) -> None:
+        """Cluster mode: another hypivisor's agents changed (its registry decided; this one only shows them)."""
+        self._snapshot = None
+        self.hub.publish(events)
 
     def _attention_report(self, node: NodeInfo, params: RegisterParams | HeartbeatParams, now: float) -> None:
         """A bridge's attention report (with its register or heartbeat) into the inbox; the card's unread count."""
@@ -188,7 +196,10 @@ class Service:
 
     def _build_snapshot(self, now: float) -> Snapshot:
         nodes: list[bytes] = []
-        for node in self.registry.nodes():
+        roster = self.registry.nodes()
+        if self.cluster is not None:  # the other hypivisors' agents after this one's own
+            roster += self.cluster.remote_nodes({node.id for node in roster})
+        for node in roster:
             try:
                 nodes.append(orjson.dumps(node.model_dump(mode="json")))
             except Exception as exc:  # noqa: BLE001 - one bad node must not take the roster down

@@ -50,7 +50,7 @@ def test_nats_urls_from_the_flag_or_the_environment():
     assert config.parse([], env).nats_urls == ("nats://a:4222",)
     flag = ["--nats", "nats://a:4222, tls://b.example:4223,ws://c,wss://d:443/"]
     assert config.parse(flag, env).nats_urls == ("nats://a:4222", "tls://b.example:4223", "ws://c", "wss://d:443/")
-    assert "HYPI_NATS_URL" in config.build_parser().format_help() and "being built" in config.ENV_HELP
+    assert "HYPI_NATS_URL" in config.build_parser().format_help() and "HYPI_NATS_SITE" in config.ENV_HELP
 
 
 @pytest.mark.parametrize(

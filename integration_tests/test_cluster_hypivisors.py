@@ -1,0 +1,158 @@
+"""Cluster mode end to end (specs/cluster.md "Built"): real ``python -m hypivisor --nats …`` processes on a real
+3-node NATS cluster (JetStream) on loopback, each hypivisor connected to its own NATS node first.
+
+* the shared roster: an agent registered on hypivisor A (over ``/ws``, as a bridge registers) is in B's
+  ``list_nodes`` (marked with A's ``hv``) and B's dashboard gets ``node_joined``, ``node_updated`` and
+  ``node_removed``; SIGKILL of A drops A's agents from B within the lease TTL (bounded, the time printed);
+* agent links across hypivisors: a browser on B opening ``/ws/agent/<id>`` of an agent registered on A reaches
+  it (B asks A over NATS where its agent proxy is and splices to it), both ways, bytes unchanged.
+
+Every wait is bounded; everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import websockets
+
+from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient, free_port, node_params
+
+TOKEN = "cluster-test-token"  # every hypivisor of the cluster shares it (it authenticates the hop between them)
+LEASE_TTL = 2.0
+_sites = itertools.count(1)
+
+
+def start_pair(nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc]) -> tuple[HypivisorProc, ...]:
+    site = f"hv{next(_sites)}x{int(time.time()) % 100000}"  # a fresh roster per test (the NATS cluster is shared)
+    urls = nats_cluster.urls
+    made = []
+    for i in range(2):
+        own_first = urls[i:] + urls[:i]
+        made.append(
+            hypivisor_factory(
+                token=TOKEN,
+                args=["--nats", ",".join(own_first)],
+                env={"HYPI_NATS_SITE": site, "HYPI_NATS_LEASE_TTL": str(LEASE_TTL)},
+            )
+        )
+    return tuple(made)
+
+
+async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def node_event(client: RegistryClient, name: str, node_id: str, timeout: float = 10.0) -> dict:
+    """The next ``name`` event about ``node_id`` (events of other kinds and nodes are skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for i, ev in enumerate(client.events):
+            if ev["event"] == name and (ev.get("id") == node_id or (ev.get("node") or {}).get("id") == node_id):
+                return client.events.pop(i)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"no {name} for {node_id} within {timeout} s; got {client.events}")
+        try:
+            await client._read_one(remaining)
+        except TimeoutError:
+            pass
+
+
+async def listed(client: RegistryClient, node_id: str) -> dict | None:
+    reply = await client.call("list_nodes")
+    return next((n for n in reply["result"]["nodes"] if n["id"] == node_id), None)
+
+
+async def test_an_agent_on_one_hypivisor_is_on_every_dashboard_and_leaves_with_its_hypivisor(
+    nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc]
+) -> None:
+    a, b = start_pair(nats_cluster, hypivisor_factory)
+    async with await RegistryClient.connect(b) as dash_b, await RegistryClient.connect(a) as agent:
+        await dash_b.event("init")
+        await agent.event("init")
+        reply = await agent.call("register", node_params("agent-on-a", 40001, machine="machine-a"))
+        assert "result" in reply, reply
+        joined = await node_event(dash_b, "node_joined", "agent-on-a")
+        assert joined["node"]["machine"] == "machine-a" and joined["node"]["hv"], joined
+        owner = joined["node"]["hv"]
+        node = await listed(dash_b, "agent-on-a")
+        assert node is not None and node["hv"] == owner
+        # A's own dashboards see the agent as A's own (no hv): nothing changes for a hypivisor's own agents
+        mine = await listed(agent, "agent-on-a")
+        assert mine is not None and "hv" not in mine
+
+        await agent.call("heartbeat", {"id": "agent-on-a", "activity": "working"})
+        updated = await node_event(dash_b, "node_updated", "agent-on-a")
+        assert updated["node"]["activity"] == "working"
+
+        await agent.call("deregister", {"id": "agent-on-a"})
+        await node_event(dash_b, "node_removed", "agent-on-a")
+        assert await listed(dash_b, "agent-on-a") is None
+
+        reply = await agent.call("register", node_params("agent-2-on-a", 40002, machine="machine-a"))
+        assert "result" in reply, reply
+        await node_event(dash_b, "node_joined", "agent-2-on-a")
+
+    # the agent's registry connection closed: offline on A, and so on B
+    async with await RegistryClient.connect(b) as dash_b:
+        await dash_b.event("init")
+        node = await until(lambda: _status(dash_b, "agent-2-on-a", "offline"), 10, "agent-2-on-a offline on B")
+        assert node["hv"]
+        a.kill()  # SIGKILL: no clean stop, its lease lapses
+        t0 = time.monotonic()
+        await node_event(dash_b, "node_removed", "agent-2-on-a", timeout=LEASE_TTL + 10)
+        gone_after = time.monotonic() - t0
+        assert await listed(dash_b, "agent-2-on-a") is None
+    print(f"\nSIGKILL of the owner -> its agent left the other hypivisor's roster after {gone_after:.2f} s "
+          f"(lease TTL {LEASE_TTL} s)")  # fmt: skip
+    assert gone_after < LEASE_TTL + 8
+
+
+async def _status(client: RegistryClient, node_id: str, status: str) -> dict | None:
+    node = await listed(client, node_id)
+    return node if node is not None and node["status"] == status else None
+
+
+async def test_a_prompt_through_one_hypivisor_reaches_an_agent_on_another(
+    nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc]
+) -> None:
+    a, b = start_pair(nats_cluster, hypivisor_factory)
+    received: list[str] = []
+
+    async def agent_side(ws: Any) -> None:  # the agent's end: what pi-socket's bridge would be
+        async for message in ws:
+            received.append(message)
+            await ws.send(f"reply to {message}")
+
+    port = free_port()
+    async with websockets.serve(agent_side, "127.0.0.1", port), await RegistryClient.connect(a) as agent:
+        await agent.event("init")
+        reply = await agent.call("register", node_params("linked-agent", port, machine="machine-a"))
+        assert "result" in reply, reply
+        async with await RegistryClient.connect(b) as dash_b:
+            await dash_b.event("init")
+            await until(lambda: listed(dash_b, "linked-agent"), 10, "the agent in B's roster")
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with websockets.connect(b.agent_url("linked-agent"), additional_headers=headers, open_timeout=10) as ws:
+            await ws.send('{"type":"prompt","message":"hello from B"}')
+            answer = await asyncio.wait_for(ws.recv(), 10)
+        assert answer == 'reply to {"type":"prompt","message":"hello from B"}'
+        assert received == ['{"type":"prompt","message":"hello from B"}']
+        # an agent nobody holds is still 404 on B, as an unknown agent on one hypivisor
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(b.agent_url("nobody"), additional_headers=headers, open_timeout=10):
+                pass
+        assert refused.value.response.status_code == 404
