@@ -103,3 +103,31 @@ def test_a_runtime_dir_others_can_enter_fails(hypivisor_factory, machines, tmp_p
     rc, lines = doctor(alpha, tmp_path)
     assert rc == 1 and lines["runtime dir"].startswith("FAIL runtime dir:") and "0755" in lines["runtime dir"]
     assert "chmod 700" in lines["runtime dir"]
+
+
+def test_a_list_of_hypivisors_is_checked_one_by_one(hypivisor_factory, machines, tmp_path):
+    """HYPIVISOR_WS=down,up: the one down is a warning while another answers; the machine is found on the other."""
+    from integration_tests.test_dialback import closed_port
+
+    hv = hypivisor_factory(token="doc-tok", env={"PI_SOCKET_MACHINE": "hub"})
+    down = f"ws://127.0.0.1:{closed_port()}/ws"
+    alpha = machines(hv, "alpha")
+    alpha.env["HYPIVISOR_WS"] = f"{down},{hv.ws_url}"
+    install_shim(alpha)
+    alpha.start()
+    wait_online(hv, "alpha")
+    env = {**alpha.env, "HYPI_DASHBOARD_DIR": str(tmp_path / "dist")}
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist" / "index.html").write_text("<!doctype html>")
+    done = subprocess.run([sys.executable, "-m", "pi_socket", "doctor"], env=env, cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    hv_lines = [line for line in done.stdout.splitlines() if line[5:].startswith("hypivisor:")]
+    assert len(hv_lines) == 2, done.stdout
+    assert hv_lines[0].startswith(f"WARN hypivisor: {down}:") and hv_lines[1].startswith(f"OK   hypivisor: {hv.ws_url}")
+    assert "OK   machine registered: 'alpha' online" in done.stdout, done.stdout
+    assert done.returncode == 0, done.stdout
+    alpha.env["HYPIVISOR_WS"] = f"{hv.ws_url},http://nope/ws"
+    done = subprocess.run([sys.executable, "-m", "pi_socket", "doctor"], env={**env, **alpha.env}, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert "FAIL hypivisor: HYPIVISOR_WS entry 'http://nope/ws' must start with ws:// or wss://" in done.stdout
+    assert done.returncode == 1

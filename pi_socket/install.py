@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pi_socket import tokenfile
+from pi_socket import hypivisors, tokenfile
 from pi_socket.locations import default_dashboard_dir
 from pi_socket.shimbuild import BUNDLE, EXTENSION_DIR, stale_reason
 
@@ -421,18 +421,32 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
             "or run `python -m pi_socket install` with the right Python",
         )
     )
-    url = os.environ.get("HYPIVISOR_WS", "ws://localhost:31415/ws")
-    off = url.strip().lower() in ("off", "none", "0", "")
-    if off:
+    value = os.environ.get("HYPIVISOR_WS", "ws://localhost:31415/ws")
+    try:  # one URL or a list (specs/cluster.md §8): each is checked; one answering is enough
+        urls = hypivisors.parse(value)
+    except hypivisors.HypivisorListError as exc:
+        urls = ()
+        checks.append(Check("hypivisor", False, str(exc), "fix HYPIVISOR_WS (ws:// or wss:// URLs, comma-separated)"))
+    off = not urls
+    url = urls[0] if urls else value
+    if hypivisors.disabled(value):
         checks.append(Check("hypivisor", True, "registration disabled (HYPIVISOR_WS=off)"))
-    else:
-        ok, detail = asyncio.run(_hypivisor_answers(url, _token_for(url)))
+    answered: list[str] = []
+    token = _token_for(value) if urls else None
+    for each in urls:
+        ok, detail = asyncio.run(_hypivisor_answers(each, token))
         fix = (
             "set HYPI_TOKEN to the hypivisor's token (a local hypivisor's is in its token file)"
             if "401" in detail or "403" in detail
             else "start it (`make run` or `python -m hypivisor`) or set HYPIVISOR_WS to its URL"
         )
-        checks.append(Check("hypivisor", ok, f"{url}: {detail}", "" if ok else fix))
+        if ok:
+            answered.append(each)
+        # in a list, one hypivisor down is a warning while another answers (the others are the fail-over)
+        checks.append(Check("hypivisor", ok or len(urls) > 1, f"{each}: {detail}", "" if ok else fix, warn=not ok))
+    if len(urls) > 1 and not answered:
+        checks.append(Check("hypivisor", False, "no hypivisor of HYPIVISOR_WS answers", "start one of them"))
+    url = answered[0] if answered else url
     dist = Path(os.environ.get("HYPI_DASHBOARD_DIR") or default_dashboard_dir())
     built = (dist / "index.html").exists()
     checks.append(
@@ -445,7 +459,6 @@ def doctor(pi: str | None = None, out: Callable[[str], None] = print) -> int:
     )
     from pi_socket.machine.doctor import machine_findings  # this machine's service (specs/machines.md)
 
-    token = None if off else _token_for(url)
     where = "HYPI_TOKEN" if os.environ.get("HYPI_TOKEN") else "the token file"
     for f in machine_findings(os.environ, None if off else url, token, where, pv):
         checks.append(Check(f.name, f.level != "fail", f.detail, f.fix, warn=f.level == "warn"))
