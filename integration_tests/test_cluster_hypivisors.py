@@ -5,7 +5,8 @@
   ``list_nodes`` (marked with A's ``hv``) and B's dashboard gets ``node_joined``, ``node_updated`` and
   ``node_removed``; SIGKILL of A drops A's agents from B within the lease TTL (bounded, the time printed);
 * agent links across hypivisors: a browser on B opening ``/ws/agent/<id>`` of an agent registered on A reaches
-  it (B asks A over NATS where its agent proxy is and splices to it), both ways, bytes unchanged.
+  it (B asks A over NATS where its agent proxy is and splices to it), both ways, bytes unchanged; and a real pi
+  (its bridge registered on A) is prompted through B and answers.
 
 Every wait is bounded; everything listens on 127.0.0.1.
 """
@@ -156,3 +157,29 @@ async def test_a_prompt_through_one_hypivisor_reaches_an_agent_on_another(
             async with websockets.connect(b.agent_url("nobody"), additional_headers=headers, open_timeout=10):
                 pass
         assert refused.value.response.status_code == 404
+
+
+@pytest.mark.pi
+@pytest.mark.pi_smoke
+def test_a_real_pi_registered_on_one_hypivisor_is_prompted_through_another(
+    nats_cluster: Any,
+    hypivisor_factory: Callable[..., HypivisorProc],
+    start_pi: Any,
+    pi_version: str,
+    agent_client: Any,
+) -> None:
+    from integration_tests.test_pi_link import assistant_end, prompt, text_of
+    from integration_tests.test_pi_resilience import node_event as joined_event
+    from integration_tests.test_pi_resilience import registry
+
+    a, b = start_pair(nats_cluster, hypivisor_factory)
+    dash_b = registry(agent_client, b)
+    pi = start_pi(pi_version, mode="rpc", env={"HYPIVISOR_WS": a.ws_url, "HYPI_TOKEN": TOKEN})
+    joined = dash_b.wait_for(joined_event("node_joined", pi.node_id), timeout=20)
+    assert joined["node"]["hv"], joined  # owned by A, shown on B
+    link = agent_client(b.agent_url(pi.node_id), b.auth_headers)  # a browser on B opening the agent A holds
+    init = link.wait_for(lambda f: f.get("type") == "init_state")
+    assert init["node"]["id"] == pi.node_id
+    prompt(link, "hello through B")
+    end = link.wait_for(assistant_end, timeout=30)
+    assert text_of(end["message"]) == "Hello from fake LLM. You said: hello through B"
