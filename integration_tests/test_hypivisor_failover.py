@@ -12,10 +12,12 @@ import asyncio
 import json
 import time
 
+import pytest
 import websockets
 
 from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient
 from integration_tests.harness.machines import Machine
+from integration_tests.harness.pi_proc import wait_until
 from integration_tests.harness.spawn import NEEDS_TMUX
 from integration_tests.test_dialback import closed_port, hv_log, node_of
 from pi_socket.tests.fake_shim import FakeShim
@@ -127,3 +129,35 @@ async def test_a_machine_service_fails_over_and_spawns_through_the_next_hypiviso
     finally:
         m.kill()
         m.tmux("kill-server")
+
+
+@pytest.mark.pi
+def test_a_real_pi_fails_over_and_is_prompted_through_the_next_hypivisor(
+    hypivisor_factory, start_pi, agent_client, fake_llm
+):
+    """The pinned pi (fake LLM, the shim and its bridge as installed): registered on A, on B within 2 s of A's
+    SIGKILL, then prompted through B with a streamed answer."""
+    a, b = hypivisor_factory(token=TOKEN), hypivisor_factory(token=TOKEN)
+    env = {
+        "HYPIVISOR_WS": f"{a.ws_url},{b.ws_url}",
+        "HYPI_TOKEN": TOKEN,
+        "PI_SOCKET_ADVERTISE_PORT": str(closed_port()),
+    }
+    pi = start_pi(env=env)
+    asyncio.run(node_of(a, pi.node_id))
+
+    async def fail_over() -> float:
+        async with await RegistryClient.connect(b) as dash_b:
+            a.kill()
+            return await wait_node(dash_b, pi.node_id, timeout=10)
+
+    took = asyncio.run(fail_over())
+    assert took <= FAILOVER_S, f"fail-over took {took:.2f} s"
+    c = agent_client(b.agent_url(pi.node_id), headers=b.auth_headers)
+    assert c.wait_for(lambda f: f["type"] == "init_state")["node"]["id"] == pi.node_id
+    text = fake_llm.slow(words=8, delay=0.02)
+    c.send({"type": "prompt", "id": "p1", "text": "through the second hypivisor"})
+    c.wait_for(lambda f: f["type"] == "ack" and f.get("id") == "p1")
+    end = c.wait_for(lambda f: f["type"] == "message_end" and f["message"]["role"] == "assistant", timeout=30)
+    assert text.split()[-1] in json.dumps(end["message"])
+    wait_until(lambda: any(r.get("msg") == "agent link dialled back" for r in hv_log(b)), 5, "a dial-back to B")
