@@ -183,3 +183,49 @@ def test_a_real_pi_registered_on_one_hypivisor_is_prompted_through_another(
     prompt(link, "hello through B")
     end = link.wait_for(assistant_end, timeout=30)
     assert text_of(end["message"]) == "Hello from fake LLM. You said: hello through B"
+
+
+@pytest.mark.pi
+@pytest.mark.pi_smoke
+def test_an_approval_is_decided_once_across_hypivisors(
+    nats_cluster: Any,
+    hypivisor_factory: Callable[..., HypivisorProc],
+    start_pi: Any,
+    pi_version: str,
+    agent_client: Any,
+    pi_home: Any,
+) -> None:
+    """Two people decide the same approval at once, one through A (which holds the agent), one through B: exactly
+    one decision counts (the shim at the end of every link is the judge), the other is refused with 1013, both
+    links see the same outcome, and B's roster shows the pending approval while it is open."""
+    from integration_tests.test_pi_approvals import WRITES, ask
+    from integration_tests.test_pi_link import is_type, prompt, run_done
+    from integration_tests.test_pi_resilience import node_event as roster_event
+    from integration_tests.test_pi_resilience import registry
+
+    a, b = start_pair(nats_cluster, hypivisor_factory)
+    dash_b = registry(agent_client, b)
+    pi = start_pi(pi_version, mode="rpc", env={**WRITES, "HYPIVISOR_WS": a.ws_url, "HYPI_TOKEN": TOKEN})
+    dash_b.wait_for(roster_event("node_joined", pi.node_id), timeout=20)
+    via_a = agent_client(a.agent_url(pi.node_id), a.auth_headers)
+    via_b = agent_client(b.agent_url(pi.node_id), b.auth_headers)
+    for link in (via_a, via_b):
+        link.wait_for(is_type("init_state"))
+    prompt(via_b, "TOOLCALL: touch raced.txt")
+    req = ask(via_b)
+    assert ask(via_a)["id"] == req["id"]
+    dash_b.wait_for(roster_event("node_updated", pi.node_id, pending_approvals=1), timeout=20)
+    marks = (len(via_a.frames), len(via_b.frames))
+    via_a.send({"type": "approval_decision", "id": req["id"], "decision": "deny", "reason": "from A"})
+    via_b.send({"type": "approval_decision", "id": req["id"], "decision": "allow"})
+
+    resolved_a = via_a.wait_for(is_type("approval_resolved", id=req["id"]), start=marks[0])
+    resolved_b = via_b.wait_for(is_type("approval_resolved", id=req["id"]), start=marks[1])
+    assert resolved_a["decision"] == resolved_b["decision"]  # one outcome, seen the same on both hypivisors
+    winner = resolved_a["decision"]
+    loser = via_b if winner == "deny" else via_a
+    refused = loser.wait_for(is_type("error", id=req["id"]), start=marks[1] if loser is via_b else marks[0])
+    assert refused["code"] == 1013
+    via_b.wait_for(run_done(pi_version), start=marks[1])
+    assert (pi_home.cwd / "raced.txt").exists() == (winner == "allow")
+    assert len([f for f in via_b.frames[marks[1] :] if f.get("type") == "approval_resolved"]) == 1
