@@ -23,6 +23,7 @@ import pytest
 import websockets
 
 from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient, free_port, node_params
+from integration_tests.harness.pi_proc import wait_until
 
 TOKEN = "cluster-test-token"  # every hypivisor of the cluster shares it (it authenticates the hop between them)
 LEASE_TTL = 2.0
@@ -229,3 +230,37 @@ def test_an_approval_is_decided_once_across_hypivisors(
     via_b.wait_for(run_done(pi_version), start=marks[1])
     assert (pi_home.cwd / "raced.txt").exists() == (winner == "allow")
     assert len([f for f in via_b.frames[marks[1] :] if f.get("type") == "approval_resolved"]) == 1
+
+
+@pytest.mark.pi
+def test_a_pi_failing_over_to_the_other_hypivisor_stays_listed_after_the_dead_ones_lease_lapses(
+    nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc], start_pi: Any, agent_client: Any
+) -> None:
+    """The pinned pi with ``HYPIVISOR_WS=A,B``: on B's dashboard as A's; SIGKILL A → it registers on B, which then
+    shows it as its own (no ``hv``), and the lapse of A's lease (which drops A's records everywhere) leaves it:
+    its record, re-put by B, is newer than what A left."""
+    from integration_tests.test_pi_resilience import registry
+
+    a, b = start_pair(nats_cluster, hypivisor_factory)
+    dash_b = registry(agent_client, b)
+    pi = start_pi(env={"HYPIVISOR_WS": f"{a.ws_url},{b.ws_url}", "HYPI_TOKEN": TOKEN})
+
+    def on_b() -> dict | None:
+        rid = f"ls-{time.monotonic_ns()}"
+        mark = len(dash_b.frames)
+        dash_b.send({"id": rid, "method": "list_nodes"})
+        reply = dash_b.wait_for(lambda f: f.get("id") == rid, start=mark, timeout=10)
+        return next((n for n in reply["result"]["nodes"] if n["id"] == pi.node_id), None)
+
+    first = wait_until(on_b, 20, "the pi on B's roster")
+    assert first["hv"], first  # A holds it
+    a.kill()
+    t0 = time.monotonic()
+    wait_until(lambda: (n := on_b()) is not None and "hv" not in n and n["status"] == "active", 15, "the pi on B")
+    moved = time.monotonic() - t0
+    time.sleep(LEASE_TTL + 1.5)  # A's lease lapses: every hypivisor drops A's records
+    after = on_b()
+    assert after is not None and "hv" not in after and after["status"] == "active", after
+    print(f"\nthe pi moved to B {moved:.2f} s after A's SIGKILL and stayed after A's lease lapsed")
+    link = agent_client(b.agent_url(pi.node_id), b.auth_headers)
+    assert link.wait_for(lambda f: f.get("type") == "init_state")["node"]["id"] == pi.node_id
