@@ -2,9 +2,10 @@
 
 It dials the hypivisor (``HYPIVISOR_WS``: one URL, or a list tried in order, ``pi_socket.hypivisors``), registers
 the machine (``register_machine``: name, OS, pi versions, tmux, home) and answers what the hypivisor asks over
-that connection (``machine_request`` events, answered with ``machine_reply``): list this machine's folders, and start pi here. The path policy is this machine's own
-(``$HOME``, hypivisor/paths.py) and pi is started exactly as the hypivisor starts it on its own machine
-(hypivisor/spawner.py, hypivisor/spawn_cmd.py): same tmux hardening, same explicit environment, same spawn secret.
+that connection (``machine_request`` events, answered with ``machine_reply``): list this machine's folders, and
+start pi here. The path policy is this machine's own (``$HOME``, hypivisor/paths.py) and pi is started exactly as
+the hypivisor starts it on its own machine (hypivisor/spawner.py, hypivisor/spawn_cmd.py): same tmux hardening,
+same explicit environment, same spawn secret.
 
 It can never harm anything: the hypivisor being down, refusing or sending garbage ends in a backoff sleep and a
 new attempt (first retry after 1 s, doubling, at most 10 s); a failing request is answered with an error and the
