@@ -158,6 +158,17 @@ async def test_a_prompt_through_one_hypivisor_reaches_an_agent_on_another(
             async with websockets.connect(b.agent_url("nobody"), additional_headers=headers, open_timeout=10):
                 pass
         assert refused.value.response.status_code == 404
+        # an agent of A that went offline (its registry connection closed) is 410 on B at once, as on A
+        async with await RegistryClient.connect(a) as gone:
+            await gone.event("init")
+            assert "result" in await gone.call("register", node_params("gone-agent", free_port(), machine="machine-a"))
+        async with await RegistryClient.connect(b) as dash_b:
+            await dash_b.event("init")
+            await until(lambda: _status(dash_b, "gone-agent", "offline"), 10, "gone-agent offline on B")
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(b.agent_url("gone-agent"), additional_headers=headers, open_timeout=10):
+                pass
+        assert refused.value.response.status_code == 410
 
 
 @pytest.mark.pi
@@ -264,3 +275,14 @@ def test_a_pi_failing_over_to_the_other_hypivisor_stays_listed_after_the_dead_on
     print(f"\nthe pi moved to B {moved:.2f} s after A's SIGKILL and stayed after A's lease lapsed")
     link = agent_client(b.agent_url(pi.node_id), b.auth_headers)
     assert link.wait_for(lambda f: f.get("type") == "init_state")["node"]["id"] == pi.node_id
+
+
+def test_no_nats_server_is_one_clear_line_and_exit_2(hypivisor_factory: Callable[..., HypivisorProc]) -> None:
+    import subprocess
+
+    hv = hypivisor_factory(token=TOKEN, args=["--nats", f"nats://127.0.0.1:{free_port()}"], start=False)
+    t0 = time.monotonic()
+    done = subprocess.run(hv.argv, env=hv.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "no NATS server of nats://127.0.0.1:" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert time.monotonic() - t0 < 30

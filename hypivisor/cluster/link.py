@@ -226,4 +226,7 @@ async def start_link(service: Service, config: Any, env: Mapping[str, str]) -> C
         await link.start()
     except BackplaneError as exc:
         raise ClusterError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a start that fails otherwise is one clear line too, never a traceback
+        await bounded(backplane.close(deregister=False), CLOSE_S)
+        raise ClusterError(f"cluster mode could not start: {type(exc).__name__}: {exc}"[:500]) from None
     return link

@@ -121,7 +121,21 @@ class NatsBackplane(Backplane):
         s = self.nsettings
         try:
             async with asyncio.timeout(s.start_timeout_s):
-                await self._connect_and_open()
+                while True:
+                    try:
+                        await self._connect_and_open()
+                        break
+                    except nats.js.errors.APIError as e:  # e.g. "no suitable peers for placement" while a
+                        # cluster is still settling: a fresh connection tries again within the start timeout
+                        self._last_error = f"{type(e).__name__}: {e}"
+                        log.warning("cluster_start_retry", hv=s.hv_id, error=self._last_error)
+                        if self.nc is not None:
+                            await bounded(self.nc.close(), 2)
+                            self.nc = None
+                        for part in (self._agents_kv, self._hv_kv, self._leases, self._roster, self._revisions):
+                            part.clear()
+                        self._watchers.clear()
+                        await asyncio.sleep(0.5)
         except TimeoutError:
             if self.nc is not None:
                 await bounded(self.nc.close(), 2)
