@@ -286,3 +286,26 @@ def test_no_nats_server_is_one_clear_line_and_exit_2(hypivisor_factory: Callable
     assert done.returncode == 2, done.stderr
     assert "no NATS server of nats://127.0.0.1:" in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert time.monotonic() - t0 < 30
+
+
+async def test_a_burst_of_registrations_on_one_hypivisor_all_reach_the_other(
+    nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc]
+) -> None:
+    a, b = start_pair(nats_cluster, hypivisor_factory)
+    count = 200
+    async with await RegistryClient.connect(a) as agents, await RegistryClient.connect(b) as dash_b:
+        await agents.event("init")
+        await dash_b.event("init")
+        t0 = time.monotonic()
+        ids = [await agents.send("register", node_params(f"burst-{i}", 41000 + i, machine="machine-a"))
+               for i in range(count)]  # fmt: skip
+        for rid in ids:
+            assert "result" in await agents.reply(rid, timeout=20)
+
+        async def all_on_b() -> bool:
+            reply = await dash_b.call("list_nodes", timeout=20)
+            return sum(1 for n in reply["result"]["nodes"] if n["id"].startswith("burst-") and n.get("hv")) == count
+
+        await until(all_on_b, 20, f"{count} agents of A on B")
+        took = time.monotonic() - t0
+    print(f"\n{count} registrations on A listed on B after {took:.2f} s")

@@ -22,7 +22,6 @@ this machine's name when that is a wildcard address).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 import socket
 from collections.abc import Mapping
@@ -46,7 +45,6 @@ DEFAULT_SITE = "main"
 DEFAULT_LEASE_TTL_S = 45.0
 LINK_TIMEOUT_S = 3.0  # the owner answers where its agent proxy listens within this
 CLOSE_S = 5.0
-WRITE_QUEUE_MAX = 100_000  # pending record writes (a burst of registrations); past it the oldest is dropped
 
 
 class ClusterError(Exception):
@@ -96,8 +94,11 @@ class ClusterLink:
         self.port = port
         self.mirror = RemoteRoster(backplane.hv_id)
         self._keys: dict[str, AgentKey] = {}  # own node id → its key (a removal carries only the id)
-        self._served: dict[str, Any] = {}  # own node id → stop serving its rpc subject
-        self._writes: asyncio.Queue[tuple[str, str, AgentKey, dict[str, Any] | None]] = asyncio.Queue()
+        self._served: dict[AgentKey, Any] = {}  # own agent → stop serving its rpc subject
+        # the writes not done yet, one per agent (the latest wins: a burst of changes is one put, and the queue is
+        # bounded by the roster), oldest first
+        self._pending: dict[AgentKey, tuple[str, dict[str, Any] | None]] = {}
+        self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
 
     @property
@@ -132,39 +133,42 @@ class ClusterLink:
             elif isinstance(event, NodeRemovedEvent):
                 key = self._keys.pop(event.id, None)
                 if key is not None:
-                    self._enqueue(("delete", event.id, key, None))
+                    self._enqueue(key, "delete", None)
 
     def _put(self, node: NodeInfo) -> None:
         key = AgentKey(self.site, node.machine, node.id)
         old = self._keys.get(node.id)
         if old is not None and old != key:  # the same id re-registered from another machine name
-            self._enqueue(("delete", node.id, old, None))
+            self._enqueue(old, "delete", None)
         self._keys[node.id] = key
         record = node.model_dump(mode="json", exclude={"hv"})
-        self._enqueue(("put", node.id, key, record))
+        self._enqueue(key, "put", record)
 
-    def _enqueue(self, item: tuple[str, str, AgentKey, dict[str, Any] | None]) -> None:
-        if self._writes.qsize() >= WRITE_QUEUE_MAX:
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self._writes.get_nowait()
-            log.warning("cluster write queue full: the oldest write dropped")
-        self._writes.put_nowait(item)
+    def _enqueue(self, key: AgentKey, op: str, record: dict[str, Any] | None) -> None:
+        self._pending.pop(key, None)
+        self._pending[key] = (op, record)
+        self._wake.set()
 
     async def _write_loop(self) -> None:
         while True:
-            op, node_id, key, record = await self._writes.get()
-            try:
-                if op == "put" and record is not None:
-                    if node_id not in self._served:
-                        self._served[node_id] = await self.backplane.serve_agent(key, self._rpc_handler(node_id))
-                    await self.backplane.register_agent(key, record)  # False: retried in the background
-                else:
-                    stop = self._served.pop(node_id, None) if node_id not in self._keys else None
-                    if stop is not None:
-                        await stop()
-                    await self.backplane.unregister_agent(key)
-            except Exception as exc:  # noqa: BLE001 - one failed write must not stop the others
-                log.warning("cluster write failed", op=op, node_id=node_id[:128], error=f"{type(exc).__name__}: {exc}")
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                key = next(iter(self._pending))
+                op, record = self._pending.pop(key)
+                try:
+                    if op == "put" and record is not None:
+                        if key not in self._served:  # interest first: the owner answers before the agent shows
+                            self._served[key] = await self.backplane.serve_agent(key, self._rpc_handler(key.agent))
+                        await self.backplane.register_agent(key, record)  # False: retried in the background
+                    else:
+                        stop = self._served.pop(key, None)
+                        if stop is not None:
+                            await stop()
+                        await self.backplane.unregister_agent(key)
+                except Exception as exc:  # noqa: BLE001 - one failed write must not stop the others
+                    log.warning("cluster write failed", op=op, node_id=key.agent[:128],
+                                error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
     def _rpc_handler(self, node_id: str) -> Any:
         async def handle(data: bytes) -> bytes:
