@@ -280,6 +280,7 @@ def test_dispatch_answers_result_or_rpc_failure(service, method, params):
                 ErrorCode.METHOD_NOT_FOUND,
                 ErrorCode.NOT_FOUND,
                 ErrorCode.FORBIDDEN,
+                ErrorCode.AGENT_UNAVAILABLE,  # a machine the hypivisor does not know, or offline (specs/machines.md)
                 *PATH_CODES,
             }, exc.code
             return exc
