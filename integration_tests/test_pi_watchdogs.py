@@ -32,9 +32,12 @@ def test_looping_on_a_failing_tool_is_told_once(start_pi, pi_version, agent_clie
     pi.call({"type": "prompt", "message": "try it"})
     item = dash.wait_for(stalled(pi.node_id, "looping: bash failed 3 times"), timeout=30)["item"]
     assert len([f for f in dash.frames if stalled(pi.node_id, "looping")(f)]) == 1
+    # the first run ends ("I give up."): a prompt sent while it still runs would be refused as busy
+    assert pi.until(lambda m: m.get("type") == "agent_end", timeout=30), "the first run did not end"
     # it moves on (the same command works now): the item ends by itself
     fake_llm.script([{"tool_calls": [{"name": "bash", "arguments": {"command": "ls /"}}]}, {"text": "ok"}])
-    pi.call({"type": "prompt", "message": "again"})
+    answer = pi.call({"type": "prompt", "message": "again"})
+    assert answer and answer.get("success"), answer
     dash.wait_for(resolved(item["id"], "cause"), timeout=30)
 
 
