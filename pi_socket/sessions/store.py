@@ -42,6 +42,7 @@ FRESH_FOR = 1.0  # a list, read or search looks again first when the last look i
 PAUSE = 1.0  # the scanner sleeps this many times as long as it worked (≤ 50 % of one core)
 PROGRESS_EVERY = 1.0
 PROGRESS_MIN_FILES = 10  # scans of fewer changed files push no progress
+FIRST_SCAN_WAIT = 5.0  # a request waits this long at most for the first build of a small history
 CACHE_SESSIONS = 4  # parsed sessions kept (a person pages through one at a time)
 TREE_NODES = 5000
 SID_LEN = 24
@@ -75,6 +76,7 @@ class SessionStore:
         self.building = False
         self._scan_lock = asyncio.Lock()
         self._last_scan = -1e9
+        self._scanned_once = False  # the first build finished (requests wait briefly for a small one)
         self._stop = threading.Event()
         self._cache: collections.OrderedDict[tuple[str, int, float], parse.Session] = collections.OrderedDict()
         self._cache_lock = threading.Lock()
@@ -124,7 +126,15 @@ class SessionStore:
 
     async def refresh(self, max_age: float = 0.0) -> None:
         """Bring the index up to date, unless the last look is younger than ``max_age``. A request never waits
-        for a scan already running (the first build of a large history): it answers from what is indexed."""
+        for a scan already running on a large history (its first build): it answers from what is indexed, with
+        the progress. The first build of a small one (fewer files than progress is shown for) is waited for, up
+        to :data:`FIRST_SCAN_WAIT`, so a list right after start is not empty without saying why."""
+        if max_age > 0 and self._scan_lock.locked() and not self._scanned_once:
+            deadline = time.monotonic() + FIRST_SCAN_WAIT
+            while (self._scan_lock.locked() and not self._scanned_once and time.monotonic() < deadline
+                   and self.progress.files_total < PROGRESS_MIN_FILES):  # fmt: skip
+                await asyncio.sleep(0.05)
+            return
         if time.monotonic() - self._last_scan < max_age or (max_age > 0 and self._scan_lock.locked()):
             return
         async with self._scan_lock:
@@ -141,6 +151,7 @@ class SessionStore:
                     self._announce(False)
             scan.result()
             self._last_scan = time.monotonic()
+            self._scanned_once = True
             if announced or (self.building and self.progress.files_total >= PROGRESS_MIN_FILES):
                 self._announce(True)
             self.building = False

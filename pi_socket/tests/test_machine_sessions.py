@@ -161,3 +161,31 @@ def test_a_large_build_tells_the_hypivisor_its_progress(home, tmp_path, monkeypa
             ms.close()
 
     asyncio.run(go())
+
+
+def test_a_list_right_after_start_waits_for_the_first_build_of_a_small_history(home, tmp_path, monkeypatch):
+    """The background scanner's first build is running (slowed here) when a list arrives: with a handful of
+    files the list waits for it (bounded) rather than answering an empty list with no progress to show."""
+    from pi_socket.sessions.store import SessionStore
+
+    original = SessionStore._scan_blocking
+
+    def slow_scan(self):
+        import time
+
+        time.sleep(0.6)
+        original(self)
+
+    monkeypatch.setattr(SessionStore, "_scan_blocking", slow_scan)
+
+    async def go() -> dict:
+        ms = MachineSessions({"HOME": str(home)}, str(home), tmp_path / "state", "alpha")
+        try:
+            ms.start()
+            await asyncio.sleep(0.1)  # the first build has begun
+            return await ms.serve("list_sessions", {"limit": 10})
+        finally:
+            ms.close()
+
+    listed = asyncio.run(go())
+    assert len(listed["sessions"]) == 2
