@@ -116,6 +116,10 @@ def test_connection_caps_answer_503_and_keep_a_reserve_for_a_dashboard(hypivisor
     held: list[socket.socket] = []
     try:
         held += [connect_from("127.0.0.1", hv.port) for _ in range(16)]
+        # One more on the same port first: one listening socket accepts in order, so this refusal also proves
+        # the 16 are counted (a loaded accept loop could take a connection to the other port before them).
+        with connect_from("127.0.0.1", hv.port) as extra:
+            assert answer_now(extra).startswith(b"HTTP/1.1 503 ")
         with connect_from("127.0.0.1", hv.dashboard_port) as extra:  # both ports count together
             refused = answer_now(extra)
         assert refused.startswith(b"HTTP/1.1 503 "), refused[:200]
