@@ -1,7 +1,7 @@
 """Pi-DE's date filter on #/sessions in Chromium (#22, specs/sessions.md §9): two sessions written by real ``pi -p``
 runs on the fake LLM, one moved 40 days back (its entries' timestamps), listed and searched by a real hypivisor.
 The quick choices and the From/To days narrow the list and the search; From after To is said and nothing is
-asked."""
+asked. On a phone the filters fold behind a "Filters" toggle so the list starts high on the screen."""
 
 from __future__ import annotations
 
@@ -67,9 +67,24 @@ def test_the_date_filter_narrows_the_list_and_the_search(hypivisor_factory, pi_h
     page.fill("[data-testid=sessions-to]", (then - datetime.timedelta(days=5)).isoformat())
     page.locator("[data-testid=sessions-error] >> text=From is after To").wait_for()
 
+    # on a phone the filters fold behind a toggle: the first session shows in the top 40% of the screen, the
+    # toggle opens the dates, and a chosen one still applies (and is counted) once folded again
     phone = page_factory(viewport=PHONE)
     phone.goto(dashboard_url(hv) + "#/sessions")
+    rows = phone.locator("[data-testid=session-row]")
+    rows.nth(1).wait_for()
+    top = phone.evaluate("document.querySelector('[data-testid=session-row]').getBoundingClientRect().top")
+    assert top <= 0.4 * PHONE["height"], f"the first session starts at {top} px of {PHONE['height']}"
+    assert not phone.locator("[data-testid=sessions-from]").is_visible()
+    toggle = phone.locator("[data-testid=sessions-filters-toggle]")
+    toggle.click()
+    phone.locator("[data-testid=sessions-from]").wait_for(state="visible")
+    assert phone.locator("[data-testid=sessions-to]").is_visible()
     phone.locator("[data-testid=sessions-dates-30d]").click()
     phone.wait_for_function(count, arg=1)
+    toggle.click()
+    phone.locator("[data-testid=sessions-from]").wait_for(state="hidden")
+    assert toggle.inner_text() == "Filters · 1"
+    assert rows.count() == 1 and "the otter of today" in rows.nth(0).inner_text()
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shot(phone, "sessions-dates-phone")

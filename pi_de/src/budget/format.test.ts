@@ -53,6 +53,11 @@ describe("shortPath and labelled", () => {
     expect(shortPath("/srv/app")).toBe("/srv/app");
     expect(shortPath("/srv/projects/web")).toBe("/srv/projects/web");
     expect(shortPath("C:\\Users\\u\\app")).toBe("…/u/app");
+    expect(shortPath("/home/u", "/home/u")).toBe("~");
+    expect(shortPath("/home/u/work/site", "/home/u/")).toBe("~/work/site");
+    expect(shortPath("/home/u/a/work/site", "/home/u")).toBe("…/work/site");
+    expect(shortPath("/home/user2/x", "/home/u")).toBe("/home/user2/x");
+    expect(shortPath("/tmp/a/b/work/site", null)).toBe("…/work/site");
   });
 
   it("labels every bar of a week, and at most 8 of a month with today among them", () => {

@@ -36,9 +36,12 @@ export function shortModel(model: string): string {
   return i > 0 && i < model.length - 1 ? model.slice(i + 1) : model;
 }
 
-/** A folder where room is short (a table cell, an inbox line): a deep one as its last two parts ("…/work/api"),
- *  one of up to three parts whole ("/srv/projects/web"); the tooltip has the whole path. */
-export function shortPath(path: string): string {
+/** A folder where room is short (a table cell, an inbox line): the home folder as `~` when `home` is given
+ *  ("~/work/api"), a deep one as its last two parts ("…/work/api"), one of up to three parts whole
+ *  ("/srv/projects/web"); the tooltip has the whole path. */
+export function shortPath(path: string, home?: string | null): string {
+  const h = home?.replace(/[\\/]+$/, "");
+  if (h && (path === h || path.startsWith(h + "/") || path.startsWith(h + "\\"))) path = "~" + path.slice(h.length);
   const parts = path.split(/[\\/]+/).filter(Boolean);
   return parts.length > 3 ? `…/${parts.slice(-2).join("/")}` : path;
 }

@@ -1,5 +1,5 @@
 import { act, cleanup, fireEvent, render, screen } from "@testing-library/react";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { SessionInfo } from "../protocol/types";
 import type { SessionEvent } from "../connection/useHypivisor";
 import { SessionsView, Snippet } from "./SessionsView";
@@ -167,5 +167,67 @@ describe("a snippet", () => {
     expect(container.querySelector("img")).toBeNull();
     expect(container.querySelector("mark")?.textContent).toBe("whale");
     expect(container.textContent).toBe('<img src=x onerror="alert(1)"> whale');
+  });
+});
+
+describe("on a phone", () => {
+  const phone = (matches: boolean) =>
+    vi.stubGlobal("matchMedia", (q: string) => ({ matches: matches && q.includes("max-width"), media: q, addEventListener() {}, removeEventListener() {} }));
+  afterEach(() => vi.unstubAllGlobals());
+
+  it("folds the filters behind a toggle that counts the active ones, and they still apply while folded", async () => {
+    phone(true);
+    const reg = registry({
+      list_sessions: () => ({ sessions: [s("a", "first")], cursor: null }),
+      list_machines: () => ({ machines: [] }),
+    });
+    render(<SessionsView request={reg.request} connected onSessionEvent={reg.onSessionEvent} onOpen={() => undefined} />);
+    await screen.findByText("first");
+    const toggle = screen.getByTestId("sessions-filters-toggle");
+    expect(toggle.textContent).toBe("Filters");
+    expect(toggle.getAttribute("aria-expanded")).toBe("false");
+    expect(screen.getByTestId("sessions-filters").hidden).toBe(true);
+    expect(screen.getByTestId("sessions-search")).toBeTruthy();
+    fireEvent.click(toggle);
+    expect(toggle.getAttribute("aria-expanded")).toBe("true");
+    expect(screen.getByTestId("sessions-filters").hidden).toBe(false);
+    fireEvent.change(screen.getByTestId("sessions-role"), { target: { value: "user" } });
+    fireEvent.change(screen.getByTestId("sessions-from"), { target: { value: "2026-03-01" } });
+    fireEvent.change(screen.getByTestId("sessions-to"), { target: { value: "2026-03-05" } });
+    expect(toggle.textContent).toBe("Filters · 2");
+    fireEvent.click(toggle);
+    expect(screen.getByTestId("sessions-filters").hidden).toBe(true);
+    expect(toggle.textContent).toBe("Filters · 2");
+    const lists = reg.calls.filter(([m]) => m === "list_sessions").map(([, p]) => p);
+    expect(lists.at(-1)).toMatchObject({ since: expect.any(Number), until: expect.any(Number) });
+  });
+
+  it("shows the filters as they are on a wide screen, with no toggle", async () => {
+    phone(false);
+    const reg = registry({ list_sessions: () => ({ sessions: [s("a", "first")], cursor: null }), list_machines: () => ({ machines: [] }) });
+    render(<SessionsView request={reg.request} connected onSessionEvent={reg.onSessionEvent} onOpen={() => undefined} />);
+    await screen.findByText("first");
+    expect(screen.queryByTestId("sessions-filters-toggle")).toBeNull();
+    expect(screen.getByTestId("sessions-filters").hidden).toBe(false);
+  });
+});
+
+describe("a session's folder", () => {
+  it("shows ~ for the machine's home and a deep path as its last two parts, the whole path in the tooltip", async () => {
+    const reg = registry({
+      list_sessions: () => ({
+        sessions: [
+          { ...s("a", "first"), cwd: "/home/u/work/site" },
+          { ...s("b", "second"), cwd: "/tmp/pytest-of-root/x/pi/work/website" },
+        ],
+        cursor: null,
+      }),
+      list_machines: () => ({ machines: [{ name: "box", own: true, online: true, service: true, agents: 0, home: "/home/u" }] }),
+    });
+    render(<SessionsView request={reg.request} connected onSessionEvent={reg.onSessionEvent} onOpen={() => undefined} />);
+    await screen.findByText("~/work/site");
+    const folders = screen.getAllByTestId("session-folder");
+    expect(folders.map((f) => f.textContent)).toEqual(["~/work/site", "…/work/website"]);
+    expect(folders[1].getAttribute("title")).toBe("/tmp/pytest-of-root/x/pi/work/website");
   });
 });

@@ -9,7 +9,9 @@ import type { SessionEvent } from "../connection/useHypivisor";
 import { SafeText } from "../ui/SafeText";
 import { displayText } from "../model/displayText";
 import { folderName } from "../model/rosterReducer";
-import { addMachinePages, addPage, ago, cost, DATE_PRESETS, dateRange, emptyList, folders, presetDays, presetOf, indexProgress, listableMachines, mergedHits, noSearch, progressText, searchDone, searchFrame, searchStarted, snippetPieces, type Indexing } from "./sessions";
+import { shortPath } from "../model/nodeMeta";
+import { useMedia } from "../ui/useMedia";
+import { activeFilters, addMachinePages, addPage, ago, cost, DATE_PRESETS, dateRange, emptyList, filtersLabel, folders, presetDays, presetOf, indexProgress, listableMachines, mergedHits, noSearch, progressText, searchDone, searchFrame, searchStarted, snippetPieces, type Indexing } from "./sessions";
 import "./sessions.css";
 
 type Request = <T>(method: string, params?: Record<string, unknown>, timeoutMs?: number) => Promise<T>;
@@ -30,6 +32,7 @@ const ROLES: [string, string][] = [
   ["tool", "Tool output"],
 ];
 const EARLY_FRAMES = 100; // search_results frames kept until their search's answer names the query
+const PHONE = "(max-width: 767px)"; // Pi-DE's phone layout: the filters fold behind a toggle
 
 export function SessionsView({ request, connected, onSessionEvent, onOpen, onBack }: Props) {
   const [list, setList] = useState(emptyList);
@@ -45,6 +48,8 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
   const [role, setRole] = useState("");
   const [from, setFrom] = useState(""); // local days (yyyy-mm-dd), to included; empty: open
   const [to, setTo] = useState("");
+  const phone = useMedia(PHONE);
+  const [filtersOpen, setFiltersOpen] = useState(false);
   const range = useMemo(() => dateRange(from, to), [from, to]);
   const { since, until, error: rangeError } = range;
   const gen = useRef(0);
@@ -192,6 +197,10 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
   const hits = mergedHits(search);
   const now = Date.now();
   const preset = presetOf(from, to, now);
+  const homes = new Map(machines.map((m) => [m.name, m.home]));
+  // on a phone the filters fold away (the search and the list first); while folded they still apply
+  const active = activeFilters({ machine, role, cwd, from, to });
+  const folded = phone && !filtersOpen;
   return (
     <section className="sessions-view" data-testid="sessions-view" aria-label="Sessions">
       <header className="sessions-head">
@@ -226,67 +235,82 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
             Clear
           </button>
         )}
-        {listable.length > 1 && (
+        {phone && (
+          <button
+            type="button"
+            className="btn sessions-filters-toggle"
+            aria-expanded={!folded}
+            aria-controls="sessions-filters"
+            data-testid="sessions-filters-toggle"
+            data-active={active}
+            onClick={() => setFiltersOpen((o) => !o)}
+          >
+            {filtersLabel(active)}
+          </button>
+        )}
+        <div className="sessions-filters" id="sessions-filters" hidden={folded} data-testid="sessions-filters">
+          {listable.length > 1 && (
+            <label className="field-inline">
+              <span>Machine</span>
+              <select aria-label="Machine" value={machine} onChange={(e) => setMachine(e.target.value)} data-testid="sessions-machine">
+                <option value="">All machines</option>
+                {listable.map((m) => (
+                  <option key={m} value={m}>
+                    {m}
+                  </option>
+                ))}
+              </select>
+            </label>
+          )}
           <label className="field-inline">
-            <span>Machine</span>
-            <select aria-label="Machine" value={machine} onChange={(e) => setMachine(e.target.value)} data-testid="sessions-machine">
-              <option value="">All machines</option>
-              {listable.map((m) => (
-                <option key={m} value={m}>
-                  {m}
+            <span>Role</span>
+            <select aria-label="Role" value={role} onChange={(e) => setRole(e.target.value)} data-testid="sessions-role">
+              {ROLES.map(([v, label]) => (
+                <option key={v} value={v}>
+                  {label}
                 </option>
               ))}
             </select>
           </label>
-        )}
-        <label className="field-inline">
-          <span>Role</span>
-          <select aria-label="Role" value={role} onChange={(e) => setRole(e.target.value)} data-testid="sessions-role">
-            {ROLES.map(([v, label]) => (
-              <option key={v} value={v}>
+          <label className="field-inline">
+            <span>Folder</span>
+            <select aria-label="Folder" value={cwd} onChange={(e) => setCwd(e.target.value)} data-testid="sessions-folder">
+              <option value="">All folders</option>
+              {seenFolders.map((f) => (
+                <option key={f} value={f}>
+                  {f}
+                </option>
+              ))}
+            </select>
+          </label>
+          <fieldset className="sessions-dates" data-testid="sessions-dates">
+            <legend>Dates</legend>
+            {DATE_PRESETS.map(([p, label]) => (
+              <button
+                key={p || "any"}
+                type="button"
+                className="btn sessions-date-choice"
+                aria-pressed={preset === p}
+                data-testid={`sessions-dates-${p || "any"}`}
+                onClick={() => {
+                  const r = presetDays(p, Date.now());
+                  setFrom(r.from);
+                  setTo(r.to);
+                }}
+              >
                 {label}
-              </option>
+              </button>
             ))}
-          </select>
-        </label>
-        <label className="field-inline">
-          <span>Folder</span>
-          <select aria-label="Folder" value={cwd} onChange={(e) => setCwd(e.target.value)} data-testid="sessions-folder">
-            <option value="">All folders</option>
-            {seenFolders.map((f) => (
-              <option key={f} value={f}>
-                {f}
-              </option>
-            ))}
-          </select>
-        </label>
-        <fieldset className="sessions-dates" data-testid="sessions-dates">
-          <legend>Dates</legend>
-          {DATE_PRESETS.map(([p, label]) => (
-            <button
-              key={p || "any"}
-              type="button"
-              className="btn sessions-date-choice"
-              aria-pressed={preset === p}
-              data-testid={`sessions-dates-${p || "any"}`}
-              onClick={() => {
-                const r = presetDays(p, Date.now());
-                setFrom(r.from);
-                setTo(r.to);
-              }}
-            >
-              {label}
-            </button>
-          ))}
-          <label className="field-inline">
-            <span>From</span>
-            <input type="date" aria-label="From" value={from} max={to || undefined} onChange={(e) => setFrom(e.target.value)} data-testid="sessions-from" />
-          </label>
-          <label className="field-inline">
-            <span>To</span>
-            <input type="date" aria-label="To" value={to} min={from || undefined} onChange={(e) => setTo(e.target.value)} data-testid="sessions-to" />
-          </label>
-        </fieldset>
+            <label className="field-inline">
+              <span>From</span>
+              <input type="date" aria-label="From" value={from} max={to || undefined} onChange={(e) => setFrom(e.target.value)} data-testid="sessions-from" />
+            </label>
+            <label className="field-inline">
+              <span>To</span>
+              <input type="date" aria-label="To" value={to} min={from || undefined} onChange={(e) => setTo(e.target.value)} data-testid="sessions-to" />
+            </label>
+          </fieldset>
+        </div>
       </form>
       {progress && (
         <div className="sessions-progress muted" role="status" data-testid="index-progress">
@@ -299,12 +323,12 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
         </div>
       )}
       {searching ? (
-        <SearchResults search={search} hits={hits} now={now} onOpen={onOpen} />
+        <SearchResults search={search} hits={hits} homes={homes} now={now} onOpen={onOpen} />
       ) : (
         <>
           <ul className="sessions-list" data-testid="sessions-list">
             {list.sessions.map((s) => (
-              <SessionRow key={`${s.machine}/${s.id}`} s={s} now={now} onOpen={() => onOpen({ id: s.id, machine: s.machine })} showMachine={listable.length > 1} />
+              <SessionRow key={`${s.machine}/${s.id}`} s={s} home={homes.get(s.machine)} now={now} onOpen={() => onOpen({ id: s.id, machine: s.machine })} showMachine={listable.length > 1} />
             ))}
           </ul>
           {list.loaded && !list.sessions.length && !rangeError && <div className="muted sessions-empty">{cwd || since !== undefined || until !== undefined ? "No sessions match these filters." : "No sessions yet."}</div>}
@@ -320,7 +344,18 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
   );
 }
 
-function SessionRow({ s, now, onOpen, showMachine }: { s: SessionInfo; now: number; onOpen(): void; showMachine: boolean }) {
+/** A session's folder as the inbox and the budget show it: `~` for the machine's home, a deep one as its last two
+ *  parts; the whole path in the tooltip. */
+function Folder({ cwd, home }: { cwd: string | null | undefined; home: string | null | undefined }) {
+  if (!cwd) return null;
+  return (
+    <span className="session-folder mono" title={displayText(cwd)} data-testid="session-folder">
+      <SafeText text={shortPath(cwd, home)} />
+    </span>
+  );
+}
+
+function SessionRow({ s, home, now, onOpen, showMachine }: { s: SessionInfo; home: string | null | undefined; now: number; onOpen(): void; showMachine: boolean }) {
   return (
     <li className="session-row" data-testid="session-row" data-session-id={s.id} data-machine={s.machine}>
       <button type="button" className="session-open" onClick={onOpen}>
@@ -332,8 +367,9 @@ function SessionRow({ s, now, onOpen, showMachine }: { s: SessionInfo; now: numb
           <SafeText text={s.first_prompt || "(no prompt)"} />
         </span>
         <span className="session-meta muted">
-          <SafeText text={showMachine ? `${s.machine} · ${s.cwd ?? ""}` : (s.cwd ?? "")} />
-          {" · "}
+          {showMachine && <SafeText text={`${s.machine} · `} />}
+          <Folder cwd={s.cwd} home={home} />
+          {s.cwd ? " · " : ""}
           {s.message_count ?? 0} message{s.message_count === 1 ? "" : "s"}
           {s.model && (
             <>
@@ -349,7 +385,7 @@ function SessionRow({ s, now, onOpen, showMachine }: { s: SessionInfo; now: numb
   );
 }
 
-function SearchResults({ search, hits, now, onOpen }: { search: typeof noSearch; hits: SearchHit[]; now: number; onOpen: Props["onOpen"] }) {
+function SearchResults({ search, hits, homes, now, onOpen }: { search: typeof noSearch; hits: SearchHit[]; homes: Map<string, string | null | undefined>; now: number; onOpen: Props["onOpen"] }) {
   const done = searchDone(search) && !!search.queryId;
   const failed = Object.entries(search.machines).filter(([, m]) => m.error);
   return (
@@ -386,7 +422,9 @@ function SearchResults({ search, hits, now, onOpen }: { search: typeof noSearch;
               </span>
               <Snippet text={h.snippet} highlights={h.highlights} />
               <span className="session-meta muted">
-                <SafeText text={`${h.machine} · ${h.cwd ?? ""}`} />
+                <SafeText text={h.machine} />
+                {h.cwd && " · "}
+                <Folder cwd={h.cwd} home={homes.get(h.machine)} />
                 {h.ts ? ` · ${ago(h.ts, now)}` : ""}
               </span>
             </button>

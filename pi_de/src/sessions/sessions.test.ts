@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { ReadSessionResult, SearchHit, SessionInfo } from "../protocol/types";
-import { addMachinePages, addPage, ago, applyPage, dateRange, emptyList, folders, localDay, presetDays, presetOf, indexProgress, listableMachines, mergedHits, noSearch, progressText, searchDone, searchFrame, searchStarted, sessionHref, snippetPieces } from "./sessions";
+import { activeFilters, addMachinePages, addPage, ago, applyPage, dateRange, emptyList, filtersLabel, folders, localDay, presetDays, presetOf, indexProgress, listableMachines, mergedHits, noSearch, progressText, searchDone, searchFrame, searchStarted, sessionHref, snippetPieces } from "./sessions";
 
 const s = (id: string, extra: Partial<SessionInfo> = {}): SessionInfo => ({ id, machine: "box", path: `/p/${id}.jsonl`, ...extra });
 const hit = (id: string, score: number, machine = "box"): SearchHit => ({ id, machine, path: `/p/${id}`, entry_id: `e-${id}`, snippet: id, score });
@@ -209,5 +209,20 @@ describe("the date filter", () => {
     expect(presetOf("2026-02-27", "", now)).toBe("7d");
     expect(presetOf("", "", now)).toBe("");
     expect(presetOf("2026-02-27", "2026-03-01", now)).toBeNull();
+  });
+});
+
+describe("the active filters", () => {
+  const none = { machine: "", role: "", cwd: "", from: "", to: "" };
+  it("counts the machine, the role, the folder and the days once", () => {
+    expect(activeFilters(none)).toBe(0);
+    expect(activeFilters({ ...none, role: "user" })).toBe(1);
+    expect(activeFilters({ ...none, from: "2026-03-01", to: "2026-03-05" })).toBe(1);
+    expect(activeFilters({ ...none, to: "2026-03-05" })).toBe(1);
+    expect(activeFilters({ machine: "b", role: "tool", cwd: "/w", from: "2026-03-01", to: "" })).toBe(4);
+  });
+  it("labels the toggle with the count only when some are active", () => {
+    expect(filtersLabel(0)).toBe("Filters");
+    expect(filtersLabel(2)).toBe("Filters · 2");
   });
 });

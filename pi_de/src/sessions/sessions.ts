@@ -203,6 +203,26 @@ export function dateRange(from: string, to: string): { since?: number; until?: n
   return { ...(since !== undefined && { since }), ...(until !== undefined && { until }) };
 }
 
+/** The filters that narrow the list and the search: a machine, a role, a folder, the days. */
+export interface Filters {
+  machine: string;
+  role: string;
+  cwd: string;
+  from: string;
+  to: string;
+}
+
+/** How many filters narrow the list now (the phone's collapsed "Filters · n"): the machine, the role, the folder,
+ *  and the days once (a From/To pair or a quick choice is one filter). */
+export function activeFilters(f: Filters): number {
+  return [f.machine, f.role, f.cwd, f.from || f.to].filter(Boolean).length;
+}
+
+/** The phone's toggle for the filters: "Filters", or "Filters · 2" while two narrow the list. */
+export function filtersLabel(active: number): string {
+  return active > 0 ? `Filters · ${active}` : "Filters";
+}
+
 // ---- formatting -------------------------------------------------------------------------------------------
 
 export function ago(unixSeconds: number | null | undefined, nowMs: number): string {
