@@ -82,6 +82,7 @@ def test_the_date_filter_narrows_the_list_and_the_search(hypivisor_factory, pi_h
     assert phone.locator("[data-testid=sessions-to]").is_visible()
     phone.locator("[data-testid=sessions-dates-30d]").click()
     phone.wait_for_function(count, arg=1)
+    shot(phone, "sessions-filters-open-phone")
     toggle.click()
     phone.locator("[data-testid=sessions-from]").wait_for(state="hidden")
     assert toggle.inner_text() == "Filters · 1"
