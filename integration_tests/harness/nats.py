@@ -214,14 +214,34 @@ class NatsCluster:
                 node.proc.wait(timeout=STOP_TIMEOUT_S)
 
 
+PORT_ATTEMPTS = 3
+
+
+def start_cluster(binary: Path, root: Path, size: int = 3) -> NatsCluster:
+    """A started cluster. Its ports are free when picked, but another process (an outgoing connection's
+    ephemeral port) can take one before the node binds it: such a start is stopped and made again on fresh
+    ports, at most :data:`PORT_ATTEMPTS` times."""
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        cluster = NatsCluster.create(binary, root / f"try{attempt}", size)
+        try:
+            cluster.start()
+            return cluster
+        except RuntimeError as exc:
+            cluster.stop()
+            if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS:
+                raise
+        except BaseException:
+            cluster.stop()
+            raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="module")
 def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
     """A started 3-node JetStream cluster on loopback, shared by one test module; a test that kills a node
     restarts it before it ends."""
-    binary = nats_server_binary()
-    cluster = NatsCluster.create(binary, tmp_path_factory.mktemp("nats"))
+    cluster = start_cluster(nats_server_binary(), tmp_path_factory.mktemp("nats"))
     try:
-        cluster.start()
         yield cluster
     finally:
         cluster.stop()
