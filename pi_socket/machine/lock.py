@@ -11,10 +11,12 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
 LOCK_NAME = "machine.lock"
+PID_WAIT_STEPS = 25  # x 20 ms: how long a second start waits for the holder's pid to be written
 
 
 def state_dir(env: Mapping[str, str]) -> Path:
@@ -63,7 +65,13 @@ class InstanceLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            # The holder writes its pid just after taking the lock: a loser of a close race waits for it briefly.
             pid = _read_pid(fd)
+            for _ in range(PID_WAIT_STEPS):
+                if pid is not None:
+                    break
+                time.sleep(0.02)
+                pid = _read_pid(fd)
             os.close(fd)
             raise AlreadyRunning(pid, self.path) from None
         os.ftruncate(fd, 0)

@@ -78,3 +78,27 @@ def test_pi_candidates_and_versions(tmp_path):
     got = facts.gather(env, "/h")
     assert got.pi_versions == ["9.8.7"] and got.home == "/h" and got.os
     assert facts.pi_candidates({"PATH": str(tmp_path / "none")}) == []
+
+
+def test_a_second_start_racing_the_first_waits_for_its_pid(tmp_path):
+    """The holder takes the lock, then writes its pid: a second start in between still names it."""
+    import fcntl
+    import os
+    import threading
+
+    from pi_socket.machine.lock import AlreadyRunning, InstanceLock
+
+    path = tmp_path / "machine.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held, no pid yet
+    timer = threading.Timer(0.15, lambda: os.pwrite(fd, b"4242\n", 0))
+    timer.start()
+    try:
+        try:
+            InstanceLock(tmp_path).acquire()
+            raise AssertionError("the lock was taken twice")
+        except AlreadyRunning as exc:
+            assert exc.pid == 4242
+    finally:
+        timer.join()
+        os.close(fd)
