@@ -164,7 +164,9 @@ def test_inspector_changes_policy_and_rules(dash_hv, agents, page_factory):
     page = page_factory(viewport=DESKTOP)
     open_agent(page, dash_hv, "n-pol")
     settings = page.get_by_test_id("approval-settings")
-    assert page.get_by_test_id("policy-select").input_value() == "writes"
+    # the select is disabled (and shows the default) until the agent's own state arrives over its link
+    page.wait_for_selector("[data-testid='policy-select']:not([disabled])", timeout=10_000)
+    wait_until(lambda: page.get_by_test_id("policy-select").input_value() == "writes", 5, what="the agent's policy")
     assert "bash: git status" in settings.inner_text()
 
     page.get_by_test_id("policy-select").select_option("all")
