@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 
@@ -109,20 +108,6 @@ def test_every_screen_has_a_url_back_forward_reload_and_unknown_ids(dash_hv, sta
     phone.get_by_role("button", name="Back to agents").tap()
     phone.wait_for_selector("[data-node-id='n-docs']")
     assert phone.url.startswith(dashboard_url(dash_hv))
-
-
-@pytest.fixture
-def tmux_env(tmp_path):
-    """A private tmux server for the hypivisor's spawns, killed at the end."""
-    if not shutil.which("tmux"):
-        pytest.skip("tmux is not installed (run integration_tests/setup_env.sh)")
-    d = tmp_path / "tmux"
-    d.mkdir()
-    try:
-        yield {"TMUX_TMPDIR": str(d)}
-    finally:
-        subprocess.run(["tmux", "kill-server"], env={**os.environ, "TMUX_TMPDIR": str(d)}, capture_output=True,
-                       timeout=10)  # fmt: skip
 
 
 def test_pi_exit_is_said_and_resume_opens_the_same_session_in_a_new_pi(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -29,20 +28,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.pi, pytest.mark.slow]
 
 WIDE = {"width": 1440, "height": 900}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
-
-
-@pytest.fixture
-def tmux_env(tmp_path):
-    """A private tmux server for the hypivisor's spawns, killed at the end."""
-    if not shutil.which("tmux"):
-        pytest.skip("tmux is not installed (run integration_tests/setup_env.sh)")
-    d = tmp_path / "tmux"
-    d.mkdir()
-    try:
-        yield {"TMUX_TMPDIR": str(d)}
-    finally:
-        subprocess.run(["tmux", "kill-server"], env={**os.environ, "TMUX_TMPDIR": str(d)}, capture_output=True,
-                       timeout=10)  # fmt: skip
 
 
 @pytest.fixture

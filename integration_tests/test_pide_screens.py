@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from integration_tests.harness.pide import dashboard_url, ensure_dist
-from integration_tests.test_sessions import hypivisor_for, run_print, tmux_env  # noqa: F401
+from integration_tests.test_sessions import hypivisor_for, run_print
 
 pytestmark = [pytest.mark.browser, pytest.mark.pi, pytest.mark.slow]
 
@@ -135,7 +135,7 @@ def broken_words(page, selector: str) -> list[str]:
 
 
 def test_main_screens_desktop_and_phone_dark_and_light(hypivisor_factory, pi_home, start_pi, fake_llm, tmp_path,
-                                                         tmux_env, page_factory):  # noqa: F811  # fmt: skip
+                                                         tmux_env, page_factory):  # fmt: skip
     if not shutil.which("tmux"):
         pytest.skip("tmux is not installed (run integration_tests/setup_env.sh)")
     out = screenshot_dir(tmp_path)

@@ -9,8 +9,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -30,19 +28,6 @@ def run_print(start_pi, version: str, prompt: str, cwd: Path | None = None) -> N
 
 def session_files(agent: Path) -> list[Path]:
     return sorted((agent / "sessions").glob("*/*.jsonl"))
-
-
-@pytest.fixture
-def tmux_env(tmp_path):
-    if not shutil.which("tmux"):
-        pytest.skip("tmux is not installed (run integration_tests/setup_env.sh)")
-    d = tmp_path / "tmux"
-    d.mkdir()
-    try:
-        yield {"TMUX_TMPDIR": str(d)}
-    finally:
-        subprocess.run(["tmux", "kill-server"], env={**os.environ, "TMUX_TMPDIR": str(d)}, capture_output=True,
-                       timeout=10)  # fmt: skip
 
 
 def hypivisor_for(hypivisor_factory, pi_home, version: str, tmp_path: Path, extra: dict | None = None):

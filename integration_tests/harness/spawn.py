@@ -45,6 +45,20 @@ STUB = textwrap.dedent(
 
 
 @pytest.fixture
+def tmux_env(tmp_path):
+    """A private tmux server for a test's spawns (the environment that selects it), killed at the end."""
+    if not shutil.which("tmux"):
+        pytest.skip("tmux is not installed (run integration_tests/setup_env.sh)")
+    d = tmp_path / "tmux"
+    d.mkdir()
+    try:
+        yield {"TMUX_TMPDIR": str(d)}
+    finally:
+        subprocess.run(["tmux", "kill-server"], env={**os.environ, "TMUX_TMPDIR": str(d)}, capture_output=True,
+                       timeout=10)  # fmt: skip
+
+
+@pytest.fixture
 def env_dirs(tmp_path):
     """A fake HOME, a bin dir holding the stub `pi`, and a private tmux socket dir (killed at the end)."""
     home, bindir, tmuxdir = tmp_path / "home", tmp_path / "bin", tmp_path / "tmux"
