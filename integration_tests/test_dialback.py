@@ -15,15 +15,14 @@ import hashlib
 import json
 import secrets
 import socket
-import subprocess
-import tarfile
 import time
 from pathlib import Path
 
 import pytest
 import websockets
 
-from integration_tests.harness.hypivisor_proc import REPO_ROOT, HypivisorProc, RegistryClient, free_port, node_params
+from integration_tests.harness.gitrev import tree_at
+from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient, free_port, node_params
 from integration_tests.harness.pi_proc import wait_until
 from pi_socket.tests.fake_shim import FakeShim
 
@@ -240,19 +239,7 @@ async def test_a_bad_dial_back_request_is_a_clear_400(hypivisor_factory):
 # ------------------------------------------------------------------ the previous bridge: proxied directly
 @pytest.fixture(scope="module")
 def previous_tree(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("before-dial-back")
-    archive = out / "prev.tar"
-    done = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "archive", "-o", str(archive), PREVIOUS, "pi_socket", "hypivisor"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if done.returncode != 0:  # a shallow clone without that commit
-        pytest.skip(f"git history has no {PREVIOUS}: {done.stderr.strip()[:200]}")
-    with tarfile.open(archive) as tar:
-        tar.extractall(out, filter="data")
-    return out
+    return tree_at(PREVIOUS, tmp_path_factory.mktemp("before-dial-back"), "pi_socket", "hypivisor")
 
 
 async def test_a_bridge_without_the_capability_is_still_proxied_directly(tmp_path, previous_tree, hypivisor_factory):

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import tarfile
 import time
 from pathlib import Path
 
 import pytest
 import websockets
 
-from integration_tests.harness.hypivisor_proc import REPO_ROOT, HypivisorProc, RegistryClient
+from integration_tests.harness.gitrev import tree_at
+from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient
 from pi_socket.tests.fake_shim import FakeShim
 
 PREVIOUS = "8d304f6"  # protocol 1.0: the last landing before 1.1 (session 6)
@@ -27,19 +26,7 @@ TOKEN = "skew-token-0123456789"
 
 @pytest.fixture(scope="module")
 def previous_tree(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("previous-wire")
-    archive = out / "prev.tar"
-    done = subprocess.run(
-        ["git", "-C", str(REPO_ROOT), "archive", "-o", str(archive), PREVIOUS, "pi_socket", "hypivisor"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if done.returncode != 0:  # a shallow clone without that commit: nothing to compare against here
-        pytest.skip(f"git history has no {PREVIOUS}: {done.stderr.strip()[:200]}")
-    with tarfile.open(archive) as tar:
-        tar.extractall(out, filter="data")
-    return out
+    return tree_at(PREVIOUS, tmp_path_factory.mktemp("previous-wire"), "pi_socket", "hypivisor")
 
 
 async def roster(hv: HypivisorProc) -> list[dict]:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 
+from integration_tests.harness.gitrev import tree_at
 from integration_tests.harness.pide import PI_DE, RegisteredAgent, assistant_msg, dashboard_url, user_msg
 from integration_tests.test_version_skew import PREVIOUS
 
@@ -21,21 +21,10 @@ pytestmark = [pytest.mark.browser]
 @pytest.fixture(scope="module")
 def previous_dist(tmp_path_factory) -> Path:
     """The previous Pi-DE, built with today's node_modules (its lockfile pinned the same toolchain)."""
-    out = tmp_path_factory.mktemp("previous-pide")
-    archive = out / "prev.tar"
-    done = subprocess.run(
-        ["git", "-C", str(PI_DE.parent), "archive", "-o", str(archive), PREVIOUS, "pi_de"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"git history has no {PREVIOUS}: {done.stderr.strip()[:200]}")
     modules = PI_DE / "node_modules"
     if not (modules / ".bin" / "vite").exists():
         pytest.skip("pi_de/node_modules is not installed (npm ci in pi_de)")
-    with tarfile.open(archive) as tar:
-        tar.extractall(out, filter="data")
+    out = tree_at(PREVIOUS, tmp_path_factory.mktemp("previous-pide"), "pi_de")
     root = out / "pi_de"
     link = root / "node_modules"
     dist = out / "dist"
