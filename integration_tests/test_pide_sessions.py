@@ -12,7 +12,7 @@ import time
 import pytest
 
 from integration_tests.harness.pide import dashboard_url, ensure_dist, shot
-from integration_tests.test_sessions import hypivisor_for, run_print, session_files, tmux_env  # noqa: F401
+from integration_tests.test_sessions import hypivisor_for, run_print, session_files
 
 pytestmark = [pytest.mark.browser, pytest.mark.pi, pytest.mark.slow]
 
@@ -27,7 +27,7 @@ def agent_id(page) -> str:
 
 
 def test_sessions_are_listed_opened_searched_and_resumed(hypivisor_factory, pi_home, start_pi, tmp_path,
-                                                         tmux_env, page_factory):  # noqa: F811  # fmt: skip
+                                                         tmux_env, page_factory):  # fmt: skip
     run_print(start_pi, PI, "tell me about the narwhal migration")
     other = pi_home.cwd / "other"
     other.mkdir()
