@@ -121,6 +121,11 @@ def test_titles_phone_header_rule_inputs_and_an_exited_composer(dash_hv, start_p
         assert c["left"] >= 0 and c["right"] <= 390, f"outside the screen: {c}"
     shadow = phone.evaluate("() => getComputedStyle(document.querySelector('.inspector-slot')).boxShadow")
     assert shadow == "none", f"the closed drawer's shadow darkens the right edge: {shadow}"
+    # the closed drawer is off screen: Tab never lands inside it
+    assert phone.evaluate("() => document.querySelector('.inspector-slot').inert") is True
+    for _ in range(30):
+        phone.keyboard.press("Tab")
+        assert not phone.evaluate("() => document.querySelector('.inspector-slot').contains(document.activeElement)")
     assert "Write a prompt below" in phone.locator("[data-testid=empty-conversation]").inner_text()  # not a blank pane
     assert phone.locator("[data-testid=model-picker]").count() == 0  # behind the chip until asked for
     assert "fake-model" in chip.inner_text()
@@ -152,4 +157,8 @@ def test_titles_phone_header_rule_inputs_and_an_exited_composer(dash_hv, start_p
         }"""
     )
     assert look["send"] != look["accent"], f"a disabled Send keeps the accent colour: {look}"
+    # the exited agent's policy select is disabled and looks it
+    policy = page.locator("[data-testid=policy-select]")
+    assert policy.is_disabled()
+    assert float(policy.evaluate("(el) => getComputedStyle(el).opacity")) < 0.8
     shot(page, "polish-exited")

@@ -69,9 +69,11 @@ export function ChatStage({ endpoints, token, nodeId, node, label, registryUp, o
   const title = known ? (!named && label ? label : folderName(known.cwd)) : "agent";
   const { tools, commands, model, contextUsage, tokens, cost, approvals } = view;
   const connected = view.status === "open";
+  // before the link is up the view has no policy of its own yet: show the one the roster reports, not the default
+  const rosterPolicy = connected ? undefined : known?.approval_policy;
   const inspectorData = useMemo(
-    () => ({ tools, commands, model, contextUsage, tokens, cost, approvals, connected }),
-    [tools, commands, model, contextUsage, tokens, cost, approvals, connected],
+    () => ({ tools, commands, model, contextUsage, tokens, cost, approvals: rosterPolicy ? { ...approvals, policy: rosterPolicy } : approvals, connected }),
+    [tools, commands, model, contextUsage, tokens, cost, approvals, connected, rosterPolicy],
   );
   const closeDrawer = useCallback(() => setDrawer(false), []);
   const worktree = useMemo(
@@ -238,7 +240,8 @@ export function ChatStage({ endpoints, token, nodeId, node, label, registryUp, o
           disabledReason={exited ? "pi exited: this conversation is read-only. Resume it in a new pi to continue." : null}
         />
       </section>
-      <div className={`inspector-slot${drawer ? " open" : ""}${inspectorHidden ? " collapsed" : ""}`}>
+      {/* a closed phone drawer is off screen: inert keeps Tab and screen readers out of it */}
+      <div className={`inspector-slot${drawer ? " open" : ""}${inspectorHidden ? " collapsed" : ""}`} inert={phone && !drawer}>
         <Inspector view={inspectorData} onClose={closeDrawer} onSetPolicy={link.setApprovalPolicy} tmuxSession={exited ? null : node?.tmux_session} machine={node?.machine} worktree={worktree} onRemoveWorktree={removeWorktree} />
       </div>
     </div>
