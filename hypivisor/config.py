@@ -36,6 +36,8 @@ environment:
   HYPI_NATS_SITE         cluster mode: the site's name (default main)
   HYPI_NATS_LEASE_TTL    cluster mode: seconds a stopped hypivisor's agents stay listed (default 45)
   HYPI_NATS_ADVERTISE    cluster mode: the host other hypivisors dial for agent links (default --host)
+  HYPI_PEERS             other hypivisors' dashboard origins, comma-separated (as --peer, at most 16):
+                         Pi-DE moves there when this one is lost; each is also an allowed Origin here
 """
 
 
@@ -68,6 +70,9 @@ class Config:
     budget_defaults: dict[str, tuple[float | None, int | None]] = field(default_factory=dict)
     # cluster mode (specs/cluster.md): the NATS servers; () = one process, NATS never imported
     nats_urls: tuple[str, ...] = ()
+    # Pi-DE fail-over (specs/cluster.md §8): the other hypivisors' dashboard origins, sent in ``init`` to
+    # authenticated connections and allowed as browser Origins here (they are in ``allowed_origins`` too)
+    peers: tuple[str, ...] = ()
 
 
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
@@ -98,6 +103,49 @@ def parse_nats_urls(text: str) -> tuple[str, ...]:
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError(f"{hint}: a server URL has no path, query or fragment")
     return urls
+
+
+MAX_PEERS = 16
+
+
+def check_peer(entry: str) -> str:
+    """One peer's dashboard origin, ``http(s)://host[:port]`` (a trailing slash is forgiven), returned as the exact
+    origin a browser sends; ValueError names the entry."""
+    origin = entry.strip().rstrip("/")
+    hint = f"--peer / HYPI_PEERS entry {entry.strip()!r}"
+    try:
+        parts = urlsplit(origin)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{hint} is not a URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{hint} must start with http:// or https:// (a dashboard origin, as the browser shows it)")
+    if not parts.hostname:
+        raise ValueError(f"{hint} names no host")
+    if port == 0:
+        raise ValueError(f"{hint}: port 0")
+    if parts.path or parts.query or parts.fragment or "@" in parts.netloc or any(c.isspace() for c in origin):
+        raise ValueError(f"{hint} must be an origin only (scheme, host, port), like https://b.example:5180")
+    # as a browser spells it in Origin: lower case, no default port
+    origin = origin.lower()
+    if (parts.scheme, port) in (("http", 80), ("https", 443)):
+        origin = origin.rsplit(":", 1)[0]
+    return origin
+
+
+def parse_peers(entries: Sequence[str]) -> tuple[str, ...]:
+    """``--peer`` values (each may hold several, comma-separated) or ``HYPI_PEERS`` → the origins in order,
+    duplicates dropped, empty entries skipped, at most ``MAX_PEERS``; ValueError names a bad entry."""
+    peers: list[str] = []
+    for value in entries:
+        for raw in value.split(","):
+            if raw.strip():
+                origin = check_peer(raw)
+                if origin not in peers:
+                    peers.append(origin)
+    if len(peers) > MAX_PEERS:
+        raise ValueError(f"--peer / HYPI_PEERS names {len(peers)} hypivisors; at most {MAX_PEERS}")
+    return tuple(peers)
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -189,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: HYPI_NATS_URL, else one process, no broker)",
     )  # fmt: skip
     p.add_argument(
+        "--peer", action="append", default=None, metavar="ORIGIN",
+        help="another hypivisor's dashboard origin (e.g. https://b.example:5180), repeatable: Pi-DE moves there "
+        "when this one is lost, and that origin may open WebSockets here (default: HYPI_PEERS, else none)",
+    )  # fmt: skip
+    p.add_argument(
         "--state-dir", default=None,
         help="directory of the hypivisor's kept state: the inbox and read markers (SQLite) "
         "(default: HYPI_STATE_DIR, else $XDG_STATE_HOME/hyper-pi, else ~/.local/state/hyper-pi)",
@@ -221,6 +274,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
         raise ValueError("--no-token and HYPI_TOKEN contradict each other: unset one")
     # an empty HYPI_NATS_URL is unset (one process); an empty --nats is a mistake
     nats = args.nats if args.nats is not None else (env.get("HYPI_NATS_URL") or "").strip() or None
+    peers = parse_peers(args.peer if args.peer is not None else [env.get("HYPI_PEERS") or ""])
     return Config(
         host=args.host,
         port=args.port,
@@ -231,7 +285,8 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
         no_token=args.no_token,
         allow_unauthenticated_spawn=args.allow_unauthenticated_spawn,
         allow_unauthenticated_remote=args.allow_unauthenticated_remote,
-        allowed_origins=frozenset(parse_allowed_origins(env.get("HYPI_ALLOWED_ORIGINS"))),
+        # a peer's dashboard is allowed here: the page it served fails over to this hypivisor (specs/security.md T1)
+        allowed_origins=frozenset(parse_allowed_origins(env.get("HYPI_ALLOWED_ORIGINS"))) | frozenset(peers),
         spawn_command=env.get("HYPI_SPAWN_COMMAND") or None,
         dashboard_dir=Path(env["HYPI_DASHBOARD_DIR"]) if env.get("HYPI_DASHBOARD_DIR") else default_dashboard_dir(),
         spawn_timeout=float(timeout) if timeout else DEFAULT_SPAWN_TIMEOUT,
@@ -249,6 +304,7 @@ def parse(argv: Sequence[str] | None, env: Mapping[str, str]) -> Config:
             if getattr(args, f"budget_{scope}_usd") is not None or getattr(args, f"budget_{scope}_tokens") is not None
         },
         nats_urls=parse_nats_urls(nats) if nats is not None else (),
+        peers=peers,
     )
 
 

@@ -214,10 +214,14 @@ class Service:
                 break
             head.append(raw)
             size += len(raw) + 1
-        init = orjson.dumps({"event": "init", "nodes": orjson.Fragment(b"[" + b",".join(head) + b"]"),
-                             "protocol_version": PROTOCOL_VERSION, "hypivisor_version": __version__,
-                             "capabilities": CAPABILITIES, "total": len(nodes)})  # fmt: skip
-        frames = [text_frame(init)]
+        init = {"event": "init", "nodes": orjson.Fragment(b"[" + b",".join(head) + b"]"),
+                "protocol_version": PROTOCOL_VERSION, "hypivisor_version": __version__,
+                "capabilities": CAPABILITIES, "total": len(nodes)}  # fmt: skip
+        # Pi-DE's fail-over list (specs/cluster.md §8): only with a token, so only a connection that presented it
+        # (every /ws connection then did) learns where the other hypivisors are
+        if self.config.peers and self.config.token:
+            init["peers"] = list(self.config.peers)
+        frames = [text_frame(orjson.dumps(init))]
         frames += [text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in nodes[len(head) :]]
         return Snapshot(now, nodes, frames, _page(nodes, 0, len(nodes)))
 

@@ -946,6 +946,13 @@ class InitEvent(_Open):
         description="nodes on the roster; when more than ``nodes`` holds, the rest follow at once as "
         "node_joined events (a large roster never makes one frame over 1 MiB)",
     )
+    peers: list[Annotated[str, Field(max_length=300)]] | None = Field(
+        default=None,
+        max_length=16,
+        description="the other hypivisors' dashboard origins (--peer / HYPI_PEERS), in order, sent only to a "
+        "connection that presented the token: Pi-DE moves its links there when this hypivisor is lost "
+        "(specs/cluster.md §8); absent when none are configured",
+    )
 
 
 class NodeJoinedEvent(_Open):

@@ -836,6 +836,10 @@ export interface InitEvent {
   event: "init";
   hypivisor_version?: string | null;
   nodes: NodeInfo[];
+  /**
+   * the other hypivisors' dashboard origins (--peer / HYPI_PEERS), in order, sent only to a connection that presented the token: Pi-DE moves its links there when this hypivisor is lost (specs/cluster.md §8); absent when none are configured
+   */
+  peers?: string[] | null;
   protocol_version?: string;
   /**
    * nodes on the roster; when more than ``nodes`` holds, the rest follow at once as node_joined events (a large roster never makes one frame over 1 MiB)
