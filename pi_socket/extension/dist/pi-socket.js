@@ -1,4 +1,4 @@
-// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:ba0298f6e13588bc4765632d7440bc55b7732a81237977d08ac0552c6bebbc52).
+// GENERATED from src/*.ts by `python -m pi_socket build-shim` (sources sha256:4190663f554107091f27e025d4268171af69cb160a58768b06c7291bd19b6523).
 // Edit src/, then rebuild: pi loads this one file (one module for pi's loader instead of one per source).
 
 // src/child.ts
@@ -289,12 +289,20 @@ function connectService(st, since, started, delay) {
     timer.unref?.();
   }));
 }
+var SERVICE_OUT_MAX = 1024 * 1024;
+function openServiceOut(dir, maxBytes = SERVICE_OUT_MAX) {
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, "pi-socket-machine.out");
+  try {
+    if (fs.statSync(file).size > maxBytes) fs.renameSync(file, `${file}.1`);
+  } catch {
+  }
+  return fs.openSync(file, "a", 384);
+}
 function startService(st, launch) {
   let out = "ignore";
   try {
-    const dir = launch.env.PI_SOCKET_LOG_DIR || path.join(launch.env.HOME || os.homedir(), ".pi", "logs");
-    fs.mkdirSync(dir, { recursive: true });
-    out = fs.openSync(path.join(dir, "pi-socket-machine.out"), "a", 384);
+    out = openServiceOut(launch.env.PI_SOCKET_LOG_DIR || path.join(launch.env.HOME || os.homedir(), ".pi", "logs"));
   } catch {
     out = "ignore";
   }

@@ -339,13 +339,27 @@ function connectService(st: ShimState, since: number, started: boolean, delay: n
 	}));
 }
 
+/** The service's stdout/stderr (what its own log cannot hold: a crash before logging starts) stays small: a file
+ * over this size becomes `pi-socket-machine.out.1` (the one before is dropped) when the next service starts. */
+export const SERVICE_OUT_MAX = 1024 * 1024;
+
+/** Opens `<dir>/pi-socket-machine.out` for appending, after moving it aside when it is over `maxBytes`. */
+export function openServiceOut(dir: string, maxBytes = SERVICE_OUT_MAX): number {
+	fs.mkdirSync(dir, { recursive: true });
+	const file = path.join(dir, "pi-socket-machine.out");
+	try {
+		if (fs.statSync(file).size > maxBytes) fs.renameSync(file, `${file}.1`);
+	} catch {
+		/* no file yet, or a racing start moved it: either way append to a fresh one */
+	}
+	return fs.openSync(file, "a", 0o600);
+}
+
 /** `<python> -m pi_socket serve`, detached in its own session (it outlives this pi), output to the log dir. */
 function startService(st: ShimState, launch: Launch): void {
 	let out: number | "ignore" = "ignore";
 	try {
-		const dir = launch.env.PI_SOCKET_LOG_DIR || path.join(launch.env.HOME || os.homedir(), ".pi", "logs");
-		fs.mkdirSync(dir, { recursive: true });
-		out = fs.openSync(path.join(dir, "pi-socket-machine.out"), "a", 0o600);
+		out = openServiceOut(launch.env.PI_SOCKET_LOG_DIR || path.join(launch.env.HOME || os.homedir(), ".pi", "logs"));
 	} catch {
 		out = "ignore";
 	}
