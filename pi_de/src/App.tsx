@@ -5,7 +5,7 @@ import { useHypivisor } from "./connection/useHypivisor";
 import { askPermission, canNotify, notifyRun } from "./notify/notify";
 import { versionWarning } from "./protocol/version";
 import { Roster } from "./roster/Roster";
-import { agentTitles, baseTitle } from "./model/agentTitles";
+import { baseTitle, titlesWithExited } from "./model/agentTitles";
 import { folderName } from "./model/rosterReducer";
 import { displayText } from "./model/displayText";
 import { BudgetView, ChatStage, ErrorScreen, SessionsView, SessionView, SpawnModal, TokenScreen } from "./screens";
@@ -113,7 +113,7 @@ export function App() {
   const openNode = selected ? (hv.roster.nodes[selected] ?? hv.roster.exited[selected]?.node) : undefined;
   // an exited agent keeps the title it had beside the live ones ("app · 2" stays that, not a second "app")
   const exitedNode = selected ? hv.roster.exited[selected]?.node : undefined;
-  const titles = useMemo(() => agentTitles([...Object.values(hv.roster.nodes), ...(exitedNode ? [exitedNode] : [])]), [hv.roster.nodes, exitedNode]);
+  const titles = useMemo(() => titlesWithExited(Object.values(hv.roster.nodes), exitedNode), [hv.roster.nodes, exitedNode]);
   const openTitle = selected && openNode ? (titles[selected] ?? baseTitle(openNode)) : null;
   useEffect(() => {
     document.title = titleWithCount(openTitle ? `${displayText(openTitle)} · Pi-DE` : "Pi-DE", attention);

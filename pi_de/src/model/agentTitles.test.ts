@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { agentTitles, baseTitle } from "./agentTitles";
+import { agentTitles, baseTitle, titlesWithExited } from "./agentTitles";
 
 const node = (id: string, extra: Record<string, unknown> = {}) => ({ id, machine: "m", cwd: "/home/u/api", port: 1, ...extra });
 
@@ -24,5 +24,17 @@ describe("agentTitles", () => {
   it("counts equal session names too, but not the same title on two machines", () => {
     const t = agentTitles([node("a", { session_name: "x", started_at: 1 }), node("b", { session_name: "x", started_at: 2 }), node("c", { machine: "n" })]);
     expect(t).toEqual({ a: "x", b: "x · 2", c: "api" });
+  });
+
+  it("keeps the live cards' titles beside an exited agent, and tells the exited one apart", () => {
+    const early = node("old", { started_at: 1 });
+    const late = node("new", { started_at: 2 });
+    // the exited agent started first: the live one is plain "api" on its card, so the exited one says so
+    expect(titlesWithExited([late], early)).toEqual({ new: "api", old: "api · exited" });
+    // the exited agent started second: it keeps "api · 2", the title it had
+    expect(titlesWithExited([early], late)).toEqual({ old: "api", new: "api · 2" });
+    // another machine, or nothing open: no suffix
+    expect(titlesWithExited([late], node("x", { machine: "n", started_at: 0 }))).toEqual({ new: "api", x: "api" });
+    expect(titlesWithExited([late], undefined)).toEqual({ new: "api" });
   });
 });

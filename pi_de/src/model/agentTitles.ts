@@ -27,3 +27,15 @@ export function agentTitles(nodes: Iterable<Titled>): Record<string, string> {
   }
   return out;
 }
+
+/** Titles for the live agents plus one exited agent (the one open on the stage). The live ones keep exactly the
+ * titles their cards show; the exited one keeps the title it had beside them ("app · 2" stays that), and when that
+ * now reads like a live agent's (it started first, so the live one became plain "app") it says " · exited". */
+export function titlesWithExited(live: Titled[], exited: Titled | undefined): Record<string, string> {
+  const out = agentTitles(live);
+  if (!exited || out[exited.id] !== undefined) return out;
+  const had = agentTitles([...live, exited])[exited.id];
+  const taken = live.some((n) => n.machine === exited.machine && out[n.id] === had);
+  out[exited.id] = taken ? `${had} · exited` : had;
+  return out;
+}
