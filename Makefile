@@ -60,7 +60,7 @@ test-env: env
 
 test: check test-env
 	@if [ -f pi_de/package.json ]; then (cd pi_de && npm run -s build && npm test); fi
-	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
+	$(PY) -m pytest --durations=30 $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
 # Benchmarks (not part of `make test`): proxy vs nginx, registry scale, history, streaming, overhead on pi,
 # Pi-DE rendering. SMOKE=1: tiny sizes, seconds; the figures are then meaningless (CI checks completeness).
