@@ -57,6 +57,7 @@ EventHandler = Callable[["Event"], Awaitable[None]]
 AttentionHandler = Callable[[Record], Awaitable[None]]
 RpcHandler = Callable[[bytes], Awaitable[bytes]]
 ChangeListener = Callable[["AgentChange"], None]
+ApprovalListener = Callable[[AgentKey, str, "Record"], None]
 Unsubscribe = Callable[[], Awaitable[None]]
 
 DEFAULT_TTL_S = 45.0  # a record not refreshed for this long expires (specs/cluster.md)
@@ -308,6 +309,15 @@ class Backplane(ABC):
     async def get_approval(self, key: AgentKey, approval_id: str) -> Record | None: ...
 
     @abstractmethod
+    async def overwrite_approval(self, key: AgentKey, approval_id: str, record: Record) -> None:
+        """Put ``record`` whatever is stored (the owner's correction: what the agent's gate really decided)."""
+
+    @abstractmethod
+    async def watch_approvals(self, listener: ApprovalListener) -> None:
+        """Call ``listener(key, approval_id, record)`` with every approval record of this hypivisor's site: the
+        stored ones first, then each put (the owner forwards its agents' decisions)."""
+
+    @abstractmethod
     async def publish_attention(self, key: AgentKey, what: str, item: Record) -> None: ...
 
     @abstractmethod
@@ -413,6 +423,12 @@ class InProcessHub:
             if site in bp.settings.sites:
                 bp._apply(change)
 
+    def approval_changed(self, key: AgentKey, approval_id: str, record: Record) -> None:
+        for bp in list(self.backplanes):
+            if key.site == bp.settings.site:
+                for listener in list(bp._approval_listeners):
+                    listener(key, approval_id, record)
+
     def sweep(self) -> None:
         """Expire every record not refreshed within its TTL (what NATS's limit markers do), and every record of a
         hypivisor whose lease expired."""
@@ -466,6 +482,7 @@ class InProcessBackplane(Backplane):
         self._served: list[tuple[str, RpcHandler]] = []
         self._consumers: list[asyncio.Task[None]] = []
         self._sub_ids = itertools.count(1)
+        self._approval_listeners: list[ApprovalListener] = []
 
     async def _start(self) -> None:
         if self.settings.liveness == "lease":
@@ -532,10 +549,9 @@ class InProcessBackplane(Backplane):
         return unsubscribe
 
     async def open_approval(self, key: AgentKey, approval_id: str, record: Record) -> None:
-        self.hub.approvals[(key, approval_id)] = (
-            pending_approval(self.hv_id, record, time.time()),
-            self.hub.next_revision(),
-        )
+        pending = pending_approval(self.hv_id, record, time.time())
+        self.hub.approvals[(key, approval_id)] = (pending, self.hub.next_revision())
+        self.hub.approval_changed(key, approval_id, pending)
 
     async def decide_approval(self, key: AgentKey, approval_id: str, decision: Record) -> Record:
         found = self.hub.approvals.get((key, approval_id))
@@ -546,11 +562,22 @@ class InProcessBackplane(Backplane):
             raise conflict(key, approval_id, current)
         decided = decided_approval(current, decision, self.hv_id, time.time())
         self.hub.approvals[(key, approval_id)] = (decided, self.hub.next_revision())  # no await: atomic here
+        self.hub.approval_changed(key, approval_id, decided)
         return decided
 
     async def get_approval(self, key: AgentKey, approval_id: str) -> Record | None:
         found = self.hub.approvals.get((key, approval_id))
         return None if found is None else found[0]
+
+    async def overwrite_approval(self, key: AgentKey, approval_id: str, record: Record) -> None:
+        self.hub.approvals[(key, approval_id)] = (record, self.hub.next_revision())
+        self.hub.approval_changed(key, approval_id, record)
+
+    async def watch_approvals(self, listener: ApprovalListener) -> None:
+        for (key, approval_id), (record, _rev) in list(self.hub.approvals.items()):
+            if key.site == self.settings.site:
+                listener(key, approval_id, record)
+        self._approval_listeners.append(listener)
 
     def _queue(self, site: str) -> asyncio.Queue[Record]:
         return self.hub.attention.setdefault(site, asyncio.Queue(maxsize=100_000))

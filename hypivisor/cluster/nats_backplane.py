@@ -36,6 +36,7 @@ from nats.js.kv import KV_MARKER_REASON, KV_OP
 from hypivisor.cluster.backplane import (
     ATTN_REPLAY_MAX,
     AgentChange,
+    ApprovalListener,
     ApprovalUnknown,
     AttentionHandler,
     Backplane,
@@ -368,6 +369,25 @@ class NatsBackplane(Backplane):
     async def get_approval(self, key: AgentKey, approval_id: str) -> Record | None:
         entry = await self._get_approval_entry(key, approval_id)
         return None if entry is None else loads(entry.value)
+
+    async def overwrite_approval(self, key: AgentKey, approval_id: str, record: Record) -> None:
+        await self._approvals_kv.put(key.approval_key(approval_id), dumps(record))
+
+    async def watch_approvals(self, listener: ApprovalListener) -> None:
+        site = self.settings.site
+
+        def on_entry(raw_key: str, value: bytes, op: str | None, revision: int) -> None:
+            if op is not None:  # a deleted or expired approval: nothing to forward
+                return
+            try:
+                machine, agent, approval = (untoken(t) for t in raw_key.split("."))
+                record = loads(value)
+            except (ValueError, UnicodeDecodeError, BackplaneError):
+                log.warning("cluster_bad_approval", site=site, key=raw_key[:200])
+                return
+            listener(AgentKey(site, machine, agent), approval, record)
+
+        await self._watch(APPROVALS_BUCKET.format(site=site), on_entry)
 
     async def decide_approval(self, key: AgentKey, approval_id: str, decision: Record) -> Record:
         entry = await self._get_approval_entry(key, approval_id)
