@@ -1,5 +1,6 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { resolveEndpoints } from "./connection/endpoints";
+import { hostOf } from "./connection/failover";
 import { loadToken, saveToken } from "./connection/token";
 import { useHypivisor } from "./connection/useHypivisor";
 import { askPermission, canNotify, notifyRun } from "./notify/notify";
@@ -33,8 +34,10 @@ export function App() {
   const [token, setToken] = useState<string | null>(() => loadToken(endpoints.wsBase, endpoints.sameOrigin));
   const [askToken, setAskToken] = useState(false);
   const hv = useHypivisor(endpoints, token);
-  const inboxActions = useInboxActions(endpoints, token, hv.request);
-  const nodeActions = useNodeActions(endpoints, token);
+  // agent links open through the hypivisor the registry link is on (a peer after a fail-over)
+  const inboxActions = useInboxActions(hv.endpoints, token, hv.request);
+  const nodeActions = useNodeActions(hv.endpoints, token);
+  const onPeer = hv.endpoints.wsBase !== endpoints.wsBase ? hostOf(hv.endpoints.wsBase) : null;
   const phone = useMedia("(max-width: 767px)");
   const [theme, setTheme] = useTheme();
   // The screen is the URL (routing/route.ts): Back and Forward move between agents and the spawn dialog.
@@ -139,6 +142,11 @@ export function App() {
         <aside className="sidebar">
           <div className="brand">
             <span className="logo">π</span> Pi-DE
+            {onPeer && (
+              <span className="on-peer" data-testid="on-peer" title={`This page's hypivisor is unreachable: connected through ${onPeer}`}>
+                on <bdi>{displayText(onPeer)}</bdi>
+              </span>
+            )}
             <button type="button" className="link-btn inbox-link" data-testid="inbox-link" onClick={openInbox} aria-label={`Inbox, ${attention} item${attention === 1 ? "" : "s"}`}>
               Inbox <span className={`badge${attention ? " has-items" : ""}`}>{attention}</span>
             </button>
@@ -180,7 +188,7 @@ export function App() {
           ) : selected ? (
             <ChatStage
               key={selected}
-              endpoints={endpoints}
+              endpoints={hv.endpoints}
               token={token}
               nodeId={selected}
               node={node}

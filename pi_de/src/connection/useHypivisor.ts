@@ -2,15 +2,18 @@
 // Phases: connecting → connected; a first connection that fails shows the error screen (or the token
 // prompt after a 401); a drop after that shows the reconnect banner. Both retry with backoff, and the
 // roster is kept meanwhile, so open agent links are not disturbed by a registry outage.
+// Fail-over (specs/cluster.md §8): the page's own hypivisor may name its peers in `init`; when the link to the
+// current one fails the next of [own, ...peers] is tried (failover.ts: at once, then the backoff across the
+// list; sticky), and `endpoints` says which hypivisor the link is on, so agent links open through it too.
 import { useCallback, useEffect, useMemo, useReducer, useRef, useState } from "react";
 import type { IndexProgressEvent, ListAttentionResult, ListMachinesResult, MachineInfo, NodeInfo, RpcResponse, SearchResultsEvent } from "../protocol/types";
 import { emptyRoster, rosterReducer, type RosterState } from "../model/rosterReducer";
 import { emptyInbox, inboxReducer, isInboxEvent, type InboxState } from "../model/inbox";
 import { emptyMachines, isMachineEvent, machineList, machinesReducer } from "../model/machines";
 import { asRegistryEvent, KNOWN_REGISTRY_EVENTS, noteUnknown } from "../protocol/frames";
-import { backoffDelay } from "./backoff";
 import { offlineWhileGoingAway } from "./fallback";
 import { registryUrl, type Endpoints } from "./endpoints";
+import { endpointsOf, Failover, peerBases } from "./failover";
 import { RpcClient, RpcError } from "./rpc";
 import { probeUnauthorized, subprotocols } from "./token";
 
@@ -20,6 +23,8 @@ export interface Hypivisor {
   phase: HypivisorPhase;
   roster: RosterState;
   url: string;
+  /** The hypivisor the registry link is on (the page's own one, or a peer it failed over to). */
+  endpoints: Endpoints;
   /** Seconds until the next automatic attempt (null while connected or connecting). */
   retryInMs: number | null;
   retryNow(): void;
@@ -43,12 +48,17 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
   const [kick, setKick] = useState(0);
   const rpcRef = useRef<RpcClient | null>(null);
   const sessionListeners = useRef(new Set<(e: SessionEvent) => void>());
-  const url = registryUrl(endpoints);
+  // The own hypivisor's peers (WebSocket bases), for the page's life: in memory only, never from the URL or storage.
+  const peersRef = useRef<string[]>([]);
+  const [currentBase, setCurrentBase] = useState(endpoints.wsBase);
+  const current = useMemo(() => endpointsOf(currentBase, endpoints), [currentBase, endpoints]);
+  const url = registryUrl(current);
 
   useEffect(() => {
     let disposed = false;
     let everConnected = false;
-    let attempt = 0;
+    const own = endpoints.wsBase;
+    const failover = new Failover([own, ...peersRef.current]);
     let timer: ReturnType<typeof setTimeout> | undefined;
     let ws: WebSocket | null = null;
     // The nodes as the current socket last described them, and when a node_offline arrived for each
@@ -60,14 +70,16 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
     const connect = () => {
       if (disposed) return;
       setRetryInMs(null);
-      const sock = new WebSocket(url, subprotocols(token));
+      const base = failover.url;
+      const sock = new WebSocket(registryUrl(endpointsOf(base, endpoints)), subprotocols(token));
       ws = sock;
       const rpc = new RpcClient((f) => sock.send(f));
       rpcRef.current = rpc;
       sock.onopen = () => {
         if (disposed) return;
         everConnected = true;
-        attempt = 0;
+        failover.succeeded();
+        setCurrentBase(base);
         setPhase("connected");
         // The inbox snapshot, on every (re)connect; events that race it are replayed over it (model/inbox.ts).
         // A hypivisor without an inbox answers METHOD_NOT_FOUND: the inbox stays empty.
@@ -103,6 +115,12 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
         if (isInboxEvent(e)) return dispatchInbox(e);
         if (isMachineEvent(e)) return dispatchMachines(e);
         if (e.event === "init") {
+          // Peers count only from the page's own hypivisor over a link that carried the token (it names them
+          // only then): the token held for the own origin goes to them because that hypivisor named them.
+          if (base === own && endpoints.sameOrigin && token) {
+            peersRef.current = peerBases(e.peers, own);
+            failover.setUrls([own, ...peersRef.current]);
+          }
           known.clear();
           offlineAt.clear();
           for (const n of e.nodes) known.set(n.id, n);
@@ -127,9 +145,10 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
           if (n) dispatch({ event: "node_updated", node: { ...n, status: "active" } });
         }
         offlineAt.clear();
-        const delay = backoffDelay(attempt++);
+        const delay = failover.failed();
         if (!everConnected) {
-          const unauthorized = await probeUnauthorized(url.replace(/^ws/, "http"), token);
+          // the token is asked for only by the own hypivisor (it is stored for that one)
+          const unauthorized = base === own && (await probeUnauthorized(`${endpoints.httpBase}/ws`, token));
           if (disposed) return;
           setPhase(unauthorized ? "unauthorized" : "failed");
           if (unauthorized) return; // retrying with the same bad token is pointless
@@ -151,7 +170,7 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
         ws.close();
       }
     };
-  }, [url, token, kick]);
+  }, [endpoints, token, kick]);
 
   const request = useCallback(<T,>(method: string, params: Record<string, unknown> = {}, timeoutMs?: number) => {
     const rpc = rpcRef.current;
@@ -164,7 +183,7 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
     sessionListeners.current.add(listener);
     return () => void sessionListeners.current.delete(listener);
   }, []);
-  return { phase, roster, url, retryInMs, retryNow: useCallback(() => setKick((k) => k + 1), []), request, inbox, machines: machineArray, onSessionEvent };
+  return { phase, roster, url, endpoints: current, retryInMs, retryNow: useCallback(() => setKick((k) => k + 1), []), request, inbox, machines: machineArray, onSessionEvent };
 }
 
 export function isActive(n: NodeInfo | undefined): boolean {
