@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import orjson
@@ -45,6 +45,8 @@ class MachineDesk:
         self._spawns: dict[str, Hashable] = {}  # spawn_id -> the machine connection that started it
         self._spawned: dict[str, str] = {}  # spawn_id -> the node that registered with it
         self._rids = itertools.count(1)
+        # cluster mode: a request for a machine held by another hypivisor (None: not one; hypivisor/cluster/machines.py)
+        self.forward: Callable[[str, str, dict[str, Any], float], Awaitable[dict[str, Any]] | None] | None = None
 
     def attach(self, conn: Hashable, send: Callable[[bytes], bool]) -> None:
         self.links[conn] = send
@@ -72,6 +74,8 @@ class MachineDesk:
     async def request(self, machine: str, method: str, params: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send one request to ``machine``'s service and wait for its answer; HypiError with the machine's code
         when it refused, MachineUnavailable (1012) when it is offline, goes away or does not answer in time."""
+        if self.forward is not None and (routed := self.forward(machine, method, params, timeout)) is not None:
+            return await routed
         conn, send = self._link(machine)
         if len(self._pending) >= MAX_PENDING:
             raise HypiError(ErrorCode.RATE_LIMITED, "too many requests are waiting for machines; try again")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
@@ -73,6 +73,8 @@ class MachineBook:
         self._by_conn: dict[Hashable, str] = {}
         self._node_machine: dict[str, str] = {}  # active node id -> its machine
         self._agents: dict[str, int] = {}  # machine -> active nodes
+        # cluster mode: the listing with the other hypivisors' machines merged in (hypivisor/cluster/machines.py)
+        self.merge: Callable[[list[MachineInfo]], list[MachineInfo]] | None = None
 
     # -- queries ------------------------------------------------------------
     def info(self, name: str) -> MachineInfo | None:
@@ -93,7 +95,13 @@ class MachineBook:
         """Every listed machine: the own machine first, then by name."""
         names = set(self._machines) | {n for n, c in self._agents.items() if c > 0}
         ordered = [self.own_name] + sorted(names - {self.own_name}, key=lambda n: (n.lower(), n))
-        return [i for n in ordered if (i := self.info(n)) is not None]
+        listed = [i for n in ordered if (i := self.info(n)) is not None]
+        return listed if self.merge is None else self.merge(listed)
+
+    def secret_digest(self, name: str) -> bytes:
+        """The stored hash of ``name``'s machine secret (b"" when none: the own machine, an unknown name)."""
+        m = self._machines.get(name)
+        return m.secret if m is not None else b""
 
     def connection_of(self, name: str) -> Hashable | None:
         """The connection that answers for ``name`` (its machine service), or None (offline, unknown)."""

@@ -240,6 +240,8 @@ class Service:
             raise RpcFailure(ErrorCode.INVALID_PARAMS, validation_message(exc)) from None
         self._note_unknown(method, model, raw_params)
         try:
+            if self.cluster is not None and (routed := self.cluster.machines.route(method, params)) is not None:
+                return await routed  # cluster mode: a machine another hypivisor holds answers (its result or error)
             return await METHOD_HANDLERS[method](self, params, conn, peer)
         except RpcFailure:
             raise
@@ -571,6 +573,8 @@ class Service:
                              "hypivisor (or --allow-unauthenticated-remote)")  # fmt: skip
         facts = MachineFacts.model_validate(params.model_dump(include=set(MachineFacts.model_fields)))
         try:
+            if self.cluster is not None:  # a name another hypivisor lists is taken only with its secret
+                self.cluster.machines.check_register(params.name, params.machine_secret)
             info, issued, events = self.machines.book.register(
                 params.name, facts, params.machine_secret, conn, time.time(), secrets.token_urlsafe(32)
             )

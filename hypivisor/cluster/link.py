@@ -32,6 +32,7 @@ import structlog
 from pydantic import BaseModel
 
 from hypivisor.cluster.backplane import AgentChange, Backplane, BackplaneError, bounded
+from hypivisor.cluster.machines import ClusterMachines
 from hypivisor.cluster.mirror import RemoteAgent, RemoteRoster
 from hypivisor.cluster.names import AgentKey, check_site, token
 from pi_socket.protocol import NodeInfo, NodeJoinedEvent, NodeOfflineEvent, NodeRemovedEvent, NodeUpdatedEvent
@@ -93,6 +94,7 @@ class ClusterLink:
         self.host = host
         self.port = port
         self.mirror = RemoteRoster(backplane.hv_id)
+        self.machines = ClusterMachines(self)  # machine records and machine requests across hypivisors
         self._keys: dict[str, AgentKey] = {}  # own node id → its key (a removal carries only the id)
         self._served: dict[AgentKey, Any] = {}  # own agent → stop serving its rpc subject
         # the writes not done yet, one per agent (the latest wins: a burst of changes is one put, and the queue is
@@ -111,6 +113,7 @@ class ClusterLink:
         for key, record in self.backplane.agents().items():  # the snapshot read at start
             self._apply(AgentChange("put", key, record, 0))
         self._writer = asyncio.create_task(self._write_loop(), name="cluster-writer")
+        await self.machines.start()
         log.info("cluster joined", hv=self.hv_id, site=self.site, remote_agents=len(self.mirror))
 
     async def close(self) -> None:
@@ -118,6 +121,7 @@ class ClusterLink:
         if self._writer is not None:
             self._writer.cancel()
             await bounded(self._writer, 1.0)
+        await bounded(self.machines.close(), 1.0)
         await bounded(self.backplane.close(deregister=True), CLOSE_S)
 
     # -- own agents → the backplane ---------------------------------------------------------------------------
@@ -190,6 +194,9 @@ class ClusterLink:
             self.service.remote_roster_changed(events)
 
     def _apply(self, change: AgentChange) -> list[BaseModel]:
+        if change.key.is_machine:  # a machine's record, not an agent's
+            self.machines.on_change(change)
+            return []
         if change.key.site != self.site:
             return []
         if self.service.registry.get(change.key.agent) is not None and change.op == "put":

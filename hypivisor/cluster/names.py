@@ -60,27 +60,45 @@ def untoken(tok: str) -> str:
     return raw.decode("utf-8", "surrogatepass")
 
 
+# The agent token of a machine's own record in ``HP_AGENTS_<site>`` (key ``<machine>.=``): ``token`` never makes a
+# bare ``=`` (it is always followed by two hex digits), so no agent id can name it.
+MACHINE_TOKEN = "="
+
+
 @dataclass(frozen=True, order=True)
 class AgentKey:
-    """Where an agent lives: its site, its machine and its id (the registry's node id)."""
+    """Where an agent lives: its site, its machine and its id (the registry's node id).
+
+    ``agent == ""`` is the machine's own record (:func:`machine_key`): what ``list_machines`` shows of a machine
+    whose service is connected to some hypivisor, kept alive by that hypivisor's lease like its agents."""
 
     site: str
     machine: str
     agent: str
 
     @property
+    def is_machine(self) -> bool:
+        return self.agent == ""
+
+    @property
+    def _agent_token(self) -> str:
+        return MACHINE_TOKEN if self.agent == "" else token(self.agent)
+
+    @property
     def kv_key(self) -> str:
         """Key in ``HP_AGENTS_<site>``."""
-        return f"{token(self.machine)}.{token(self.agent)}"
+        return f"{token(self.machine)}.{self._agent_token}"
 
     @classmethod
     def from_kv_key(cls, site: str, key: str) -> AgentKey:
         machine, agent = key.split(".")
-        return cls(site, untoken(machine), untoken(agent))
+        if not machine or not agent:
+            raise ValueError(f"key {key!r} has an empty token")
+        return cls(site, untoken(machine), "" if agent == MACHINE_TOKEN else untoken(agent))
 
     @property
     def prefix(self) -> str:
-        return f"{token(self.site)}.{token(self.machine)}.{token(self.agent)}"
+        return f"{token(self.site)}.{token(self.machine)}.{self._agent_token}"
 
     def event_subject(self, kind: str) -> str:
         """``hp.evt.<site>.<machine>.<agent>.<kind>``: live events of one agent (core NATS, not stored)."""
@@ -102,6 +120,11 @@ class AgentKey:
     def attention_subject(self, what: str) -> str:
         """``hp.attn.<site>.<machine>.<agent>.<added|resolved>`` in stream ``HP_ATTN_<site>``."""
         return f"{ROOT}.attn.{self.prefix}.{token(what)}"
+
+
+def machine_key(site: str, machine: str) -> AgentKey:
+    """The key of ``machine``'s own record in ``HP_AGENTS_<site>`` (``<machine>.=``)."""
+    return AgentKey(site, machine, "")
 
 
 def machine_rpc_subject(site: str, machine: str) -> str:

@@ -500,10 +500,16 @@ class NatsBackplane(Backplane):
     # --- routing -----------------------------------------------------------------------------------------------
 
     async def _serve(self, subject: str, handler: RpcHandler) -> Unsubscribe:
-        async def cb(msg: Any) -> None:
+        async def respond(msg: Any) -> None:
             reply = await answer(handler, msg.data)
             with contextlib.suppress(Exception):
                 await msg.respond(reply)
+
+        async def cb(msg: Any) -> None:
+            # each request in its own task: a slow one (a spawn waits for its agent) never holds the next
+            task = asyncio.ensure_future(respond(msg))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
         sub = await self.nc.subscribe(subject, queue=OWNER_QUEUE, cb=cb)
         self._subs.append(sub)

@@ -1,0 +1,174 @@
+"""Cluster mode: every machine visible and usable from every hypivisor (specs/cluster.md §12, specs/machines.md).
+
+Real ``python -m hypivisor --nats …`` processes on the 3-node NATS fixture, real machine services
+(``python -m pi_socket serve`` with their own ``PI_SOCKET_MACHINE``, ``HOME``, runtime dir, tmux server, session
+dir) connected to hypivisor A, and a dashboard on hypivisor B:
+
+* B lists the machine connected to A (``hv`` = A) and A's own machine, and gets ``machine_joined``;
+* through B: ``list_directories`` (the machine's home; its refusal 1003 passes through; an unknown machine 1012),
+  ``list_sessions`` / ``read_session`` of the machine's session file, a ``search`` whose frames arrive for B's own
+  machine, A's own machine and the machine on A (the hit in that one), and a spawn (a stub pi in the machine's
+  tmux) that registers on A and is on B's roster when the answer comes;
+* a service that is not the machine (no secret) cannot take its name on B;
+* SIGKILL of A: the machine and A's own machine leave B's list with A's lease; a machine whose ``HYPIVISOR_WS`` is
+  ``A,B`` is B's own within 2 s instead.
+
+Every wait is bounded; everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient
+from integration_tests.harness.machines import Machine
+from integration_tests.harness.machines import machines_fixture  # noqa: F401 - the `machines` fixture
+from integration_tests.harness.spawn import NEEDS_TMUX
+
+TOKEN = "cluster-test-token"
+LEASE_TTL = 2.0
+SESSION = (Path(__file__).parents[1] / "pi_socket/tests/fixtures/sessions/0.73.1/"
+           "2026-12-06T18-02-08-194Z_01a24c85-35c2-7612-bc10-79c8f94530c4.jsonl")  # fmt: skip
+_sites = itertools.count(1)
+
+
+def start_pair(nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc]) -> tuple[HypivisorProc, ...]:
+    site = f"hm{next(_sites)}x{int(time.time()) % 100000}"  # a fresh roster per test (the NATS cluster is shared)
+    urls = nats_cluster.urls
+    made = []
+    for i, name in enumerate(("hub-a", "hub-b")):
+        own_first = urls[i:] + urls[:i]
+        made.append(hypivisor_factory(token=TOKEN, args=["--nats", ",".join(own_first)],
+                                      env={"HYPI_NATS_SITE": site, "HYPI_NATS_LEASE_TTL": str(LEASE_TTL),
+                                           "PI_SOCKET_MACHINE": name}))  # fmt: skip
+    return tuple(made)
+
+
+async def machines_on(dash: RegistryClient, check: Callable[[dict[str, dict]], bool], timeout: float, what: str,
+                      step: float = 0.05) -> tuple[dict[str, dict], float]:  # fmt: skip
+    """Poll ``list_machines`` until ``check`` holds (bounded); the machines by name and the time it took."""
+    t0 = time.monotonic()
+    while True:
+        found = {m["name"]: m for m in (await dash.call("list_machines"))["result"]["machines"]}
+        if check(found):
+            return found, time.monotonic() - t0
+        assert time.monotonic() - t0 < timeout, f"timed out waiting for {what}: {found}"
+        await asyncio.sleep(step)
+
+
+async def search_frames(dash: RegistryClient, query: str, timeout: float = 30.0) -> dict[str, dict]:
+    answer = await dash.call("search", {"query": query})
+    assert "result" in answer, answer
+    qid, machines = answer["result"]["query_id"], answer["result"]["machines"]
+    frames: dict[str, dict] = {}
+    while len(frames) < len(machines):
+        ev = await dash.event("search_results", timeout=timeout, query_id=qid)
+        frames[ev["machine"]] = ev
+    return frames
+
+
+@NEEDS_TMUX
+async def test_a_machine_on_one_hypivisor_is_listed_and_used_through_another(
+    nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc], machines: Callable[..., Machine]
+) -> None:
+    a, b = start_pair(nats_cluster, hypivisor_factory)
+    alpha = machines(a, "alpha")
+    alpha.env["PI_CODING_AGENT_SESSION_DIR"] = str(alpha.home / "sessions")
+    (alpha.home / "sessions").mkdir()
+    shutil.copy(SESSION, alpha.home / "sessions" / SESSION.name)
+    (alpha.home / "only-on-alpha").mkdir()
+    async with await RegistryClient.connect(b) as dash, await RegistryClient.connect(a) as dash_a:
+        await dash.event("init")
+        alpha.start()
+        joined = await dash.event("machine_joined", timeout=20)
+        while joined["machine"]["name"] != "alpha":
+            joined = await dash.event("machine_joined", timeout=20)
+        hv_a = joined["machine"]["hv"]
+        assert joined["machine"]["online"] and joined["machine"]["service"] and hv_a
+        found, _ = await machines_on(dash, lambda f: "alpha" in f and "hub-a" in f, 10, "alpha and hub-a on B")
+        assert found["hub-b"]["own"] and "hv" not in found["hub-b"]
+        assert found["hub-a"]["hv"] == hv_a and not found["hub-a"]["own"] and found["hub-a"]["online"]
+        assert found["alpha"]["home"] == str(alpha.home.resolve()) and found["alpha"]["tmux"] is True
+        mine = {m["name"]: m for m in (await dash_a.call("list_machines"))["result"]["machines"]}
+        assert "hv" not in mine["alpha"] and "hv" in mine["hub-b"]  # A's own view: alpha is its own
+
+        # browsing through B: the machine's home, its refusals, an unknown machine
+        listing = (await dash.call("list_directories", {"machine": "alpha"}))["result"]
+        assert listing["home"] == str(alpha.home.resolve())
+        assert "only-on-alpha" in [d["name"] for d in listing["directories"]]
+        err = (await dash.call("list_directories", {"machine": "alpha", "path": "/etc"}))["error"]
+        assert err["code"] == 1003, err
+        err = (await dash.call("list_directories", {"machine": "nowhere"}))["error"]
+        assert err["code"] == 1012, err
+        hub_a = (await dash.call("list_directories", {"machine": "hub-a"}))["result"]
+        assert hub_a["home"] == str(a.home.resolve())  # A's own machine, answered by A
+
+        # past sessions of the machine on A, through B
+        deadline = time.monotonic() + 20
+        while not (sessions := (await dash.call("list_sessions", {"machine": "alpha"}, timeout=20))["result"]["sessions"]):
+            assert time.monotonic() < deadline, "alpha's session never listed through B"
+            await asyncio.sleep(0.2)
+        assert sessions[0]["machine"] == "alpha"
+        read = await dash.call("read_session", {"machine": "alpha", "path": sessions[0]["path"]}, timeout=20)
+        assert "result" in read, read
+        assert "hello world from the fixture" in str(read["result"])
+        frames = await search_frames(dash, "fixture")
+        assert set(frames) >= {"hub-b", "hub-a", "alpha"}, frames
+        assert frames["alpha"]["hits"] and not frames["alpha"]["unavailable"], frames["alpha"]
+        assert frames["hub-a"]["error"] is None and frames["hub-b"]["error"] is None
+
+        # a spawn through B on the machine on A: the agent registers on A, and is on B's roster when B answers
+        res = await dash.call("spawn_agent", {"machine": "alpha", "path": "only-on-alpha"}, timeout=60)
+        assert "result" in res, (res, alpha.stderr())
+        node_id = res["result"]["node_id"]
+        assert res["result"]["node"]["machine"] == "alpha" and res["result"]["tmux_session"]
+        nodes = {n["id"]: n for n in (await dash.call("list_nodes"))["result"]["nodes"]}
+        assert node_id in nodes and nodes[node_id]["hv"] == hv_a, nodes
+        assert alpha.tmux("has-session", "-t", res["result"]["tmux_session"]).returncode == 0
+        found, _ = await machines_on(dash, lambda f: f["alpha"]["agents"] == 1, 10, "alpha's agent counted on B")
+
+        # a second service without alpha's secret cannot take the name on B
+        async with await RegistryClient.connect(b) as rogue:
+            err = (await rogue.call("register_machine", {"name": "alpha"}))["error"]
+            assert err["code"] == 1002, err
+
+        # A dies: its machines leave B's list with its lease
+        pid = res["result"]["node"]["pid"]
+        a.kill()
+        _, took = await machines_on(dash, lambda f: "alpha" not in f and "hub-a" not in f, LEASE_TTL + 10,
+                                    "A's machines gone from B")  # fmt: skip
+        err = (await dash.call("list_directories", {"machine": "alpha"}))["error"]
+        assert err["code"] == 1012
+        os.kill(pid, signal.SIGKILL)
+    print(f"\nSIGKILL of A -> its machines left B's list after {took:.2f} s (lease TTL {LEASE_TTL} s)")
+
+
+async def test_a_machine_fails_over_and_is_the_other_hypivisors_own(
+    nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc], tmp_path: Path
+) -> None:
+    a, b = start_pair(nats_cluster, hypivisor_factory)
+    beta = Machine(tmp_path, "beta", f"{a.ws_url},{b.ws_url}", token=TOKEN)
+    try:
+        async with await RegistryClient.connect(b) as dash:
+            beta.start()
+            found, _ = await machines_on(dash, lambda f: f.get("beta", {}).get("hv"), 20, "beta on A, seen on B")
+            assert found["beta"]["online"]
+            a.kill()
+            found, took = await machines_on(dash, lambda f: "beta" in f and "hv" not in f["beta"] and f["beta"]["online"],
+                                            2.0, "beta on B itself")  # fmt: skip
+            listing = (await dash.call("list_directories", {"machine": "beta"}))["result"]
+            assert listing["home"] == str(beta.home.resolve())
+            await asyncio.sleep(LEASE_TTL + 0.5)  # A's lease lapsed: beta (B's own now) stays
+            found, _ = await machines_on(dash, lambda f: "beta" in f and f["beta"]["online"], 1, "beta still on B")
+            assert "hub-a" not in found
+    finally:
+        beta.kill()
+    print(f"\nSIGKILL of A -> beta was B's own machine {took:.2f} s later")
