@@ -9,7 +9,7 @@ import { Roster } from "./roster/Roster";
 import { baseTitle, titlesWithExited } from "./model/agentTitles";
 import { folderName } from "./model/rosterReducer";
 import { displayText } from "./model/displayText";
-import { BudgetView, ChatStage, ErrorScreen, SessionsView, SessionView, SpawnModal, TokenScreen } from "./screens";
+import { BudgetView, ChatStage, ErrorScreen, preloadScreens, SessionsView, SessionView, SpawnModal, TokenScreen } from "./screens";
 import { THEME_NAMES } from "./theme/piTheme";
 import { useTheme } from "./theme/useTheme";
 import { HOME, parseRoute } from "./routing/route";
@@ -38,6 +38,9 @@ export function App() {
   const inboxActions = useInboxActions(hv.endpoints, token, hv.request);
   const nodeActions = useNodeActions(hv.endpoints, token);
   const onPeer = hv.endpoints.wsBase !== endpoints.wsBase ? hostOf(hv.endpoints.wsBase) : null;
+  useEffect(() => {
+    if (hv.canFailOver) preloadScreens(); // a peer cannot serve this page's chunks: fetch them while the origin is up
+  }, [hv.canFailOver]);
   const phone = useMedia("(max-width: 767px)");
   const [theme, setTheme] = useTheme();
   // The screen is the URL (routing/route.ts): Back and Forward move between agents and the spawn dialog.

@@ -19,7 +19,7 @@ export function LoadFailed() {
  * opened the fetch is tried again (after an offline start, say).
  * Not React.lazy: a Suspense boundary holds resolved content back for up to 300 ms after its fallback
  * showed (React's reveal throttle), which made opening a conversation that much slower. */
-export function onDemand<P extends object>(load: () => Promise<ComponentType<P>>, fallback: ReactNode = null): ComponentType<P> {
+export function onDemand<P extends object>(load: () => Promise<ComponentType<P>>, fallback: ReactNode = null): ComponentType<P> & { preload(): Promise<boolean> } {
   let loaded: ComponentType<P> | null = null;
   let pending: Promise<boolean> | null = null;
   const start = () =>
@@ -50,7 +50,7 @@ export function onDemand<P extends object>(load: () => Promise<ComponentType<P>>
     if (Loaded) return <Loaded {...props} />;
     return failed ? <LoadFailed /> : <>{fallback}</>;
   }
-  return OnDemand;
+  return Object.assign(OnDemand, { preload: start });
 }
 
 // Everything past the roster and the inbox is loaded on first use, so the first load of the dashboard
@@ -61,6 +61,12 @@ export const SessionsView = onDemand(() => import("./sessions/SessionsView").the
 export const SessionView = onDemand(() => import("./sessions/SessionView").then((m) => m.SessionView), <div className="stage-empty" />);
 export const BudgetView = onDemand(() => import("./budget/BudgetView").then((m) => m.BudgetView), <div className="stage-empty" />);
 export const SpawnModal = onDemand(() => import("./spawn/SpawnModal").then((m) => m.SpawnModal));
+
+/** Fetch every on-demand screen now. A page that can fail over to another hypivisor (specs/cluster.md §8)
+ * does this once it knows a peer: its own origin, the only place its chunks come from, may be gone later. */
+export function preloadScreens(): void {
+  for (const screen of [ChatStage, SessionsView, SessionView, BudgetView, SpawnModal]) void screen.preload();
+}
 
 export function ErrorScreen({ url, retryInMs, onRetry, onToken }: { url: string; retryInMs: number | null; onRetry(): void; onToken(): void }) {
   return (

@@ -56,6 +56,7 @@ describe("useHypivisor: fail-over to the own hypivisor's peers", () => {
   it("moves to the next peer at once, shows its roster, names it, and sends the own token there", async () => {
     const hook = onOwn("tok", ["http://b:5181", "https://c.example"]);
     expect(hook.result.current.endpoints).toBe(own);
+    expect(hook.result.current.canFailOver).toBe(true);
     await act(async () => FakeWS.all[0].drop());
     expect(hook.result.current.phase).toBe("reconnecting");
     act(() => vi.advanceTimersByTime(0));
@@ -82,6 +83,7 @@ describe("useHypivisor: fail-over to the own hypivisor's peers", () => {
 
   it("a lone hypivisor, or one that named no peers, is retried with the backoff as before", async () => {
     const hook = onOwn("tok", undefined);
+    expect(hook.result.current.canFailOver).toBe(false);
     await act(async () => FakeWS.all[0].drop());
     act(() => vi.advanceTimersByTime(999));
     expect(FakeWS.all).toHaveLength(1);

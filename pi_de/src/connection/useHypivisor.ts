@@ -25,6 +25,8 @@ export interface Hypivisor {
   url: string;
   /** The hypivisor the registry link is on (the page's own one, or a peer it failed over to). */
   endpoints: Endpoints;
+  /** The own hypivisor named peers, so the page can fail over (it then fetches its on-demand screens early). */
+  canFailOver: boolean;
   /** Seconds until the next automatic attempt (null while connected or connecting). */
   retryInMs: number | null;
   retryNow(): void;
@@ -51,6 +53,7 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
   // The own hypivisor's peers (WebSocket bases), for the page's life: in memory only, never from the URL or storage.
   const peersRef = useRef<string[]>([]);
   const [currentBase, setCurrentBase] = useState(endpoints.wsBase);
+  const [canFailOver, setCanFailOver] = useState(false);
   const current = useMemo(() => endpointsOf(currentBase, endpoints), [currentBase, endpoints]);
   const url = registryUrl(current);
 
@@ -120,6 +123,7 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
           if (base === own && endpoints.sameOrigin && token) {
             peersRef.current = peerBases(e.peers, own);
             failover.setUrls([own, ...peersRef.current]);
+            setCanFailOver(peersRef.current.length > 0);
           }
           known.clear();
           offlineAt.clear();
@@ -183,7 +187,7 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
     sessionListeners.current.add(listener);
     return () => void sessionListeners.current.delete(listener);
   }, []);
-  return { phase, roster, url, endpoints: current, retryInMs, retryNow: useCallback(() => setKick((k) => k + 1), []), request, inbox, machines: machineArray, onSessionEvent };
+  return { phase, roster, url, endpoints: current, canFailOver, retryInMs, retryNow: useCallback(() => setKick((k) => k + 1), []), request, inbox, machines: machineArray, onSessionEvent };
 }
 
 export function isActive(n: NodeInfo | undefined): boolean {
