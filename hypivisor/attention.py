@@ -172,6 +172,10 @@ class AttentionBook:
                 events += self._set_unread(node_id, self.unread_of(node_id) + run.new_messages)
         return events
 
+    def reported(self, node_id: str) -> list[AttentionLive]:
+        """The node's live causes as its bridge reported them last (an open approval is one while it waits)."""
+        return self._reported.get(node_id, [])
+
     def set_own(self, node_id: str, live: list[AttentionLive], now: float, sync: bool = True) -> list[BaseModel]:
         """The hypivisor's own live causes of a node (its budget state), kept beside the bridge's report.
         ``sync=False`` when the node's own report follows at once (it syncs both)."""

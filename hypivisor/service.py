@@ -42,6 +42,7 @@ from pi_socket.protocol import (
     CAPABILITIES,
     PROTOCOL_VERSION,
     REGISTRY_METHODS,
+    DecideApprovalParams,
     DeregisterParams,
     DirectoryEntry,
     DismissAttentionParams,
@@ -173,6 +174,8 @@ class Service:
         """A bridge's attention report (with its register or heartbeat) into the inbox; the card's unread count."""
         if params.attention is not None:
             self.hub.publish(self.attention.report(node, params.attention, now))
+            if self.cluster is not None:  # its open approvals become shared records (specs/cluster.md §5)
+                self.cluster.approvals_report(node, params)
         self.publish(self.registry.set_unread(node.id, self.attention.unread_of(node.id)))
 
     def forget_absent(self, now: float) -> None:
@@ -598,6 +601,12 @@ class Service:
     async def _m_machine_index_progress(self, params: MachineIndexProgressParams, conn: Hashable, peer: str) -> dict:
         return self.sessions.machine_progress(self.machines.book.name_of(conn), params)
 
+    async def _m_decide_approval(self, params: DecideApprovalParams, conn: Hashable, peer: str) -> dict:
+        """A person's answer to an agent's open approval: the first wins (cluster-wide with ``--nats``)."""
+        from hypivisor.cluster.approvals import decide  # no cost to a process that never decides this way
+
+        return await decide(self, params)
+
     def connection_closed(self, conn: Hashable) -> None:
         """A /ws connection ended: its machine (if it registered one) goes offline, its requests fail."""
         self.hub.publish(self.machines.detach(conn, time.time()))
@@ -635,6 +644,7 @@ METHOD_HANDLERS: dict[str, Handler] = {
     "list_machines": Service._m_list_machines,
     "machine_reply": Service._m_machine_reply,
     "machine_index_progress": Service._m_machine_index_progress,
+    "decide_approval": Service._m_decide_approval,
 }
 if METHOD_HANDLERS.keys() != REGISTRY_METHODS.keys():  # pragma: no cover - a programming error, caught at import
     raise RuntimeError(

@@ -32,7 +32,10 @@ PROTOCOL_VERSION = "1.1"
 # What this build speaks beyond protocol 1.0, announced in `register`, `init` and `init_state`.
 # remote_commands: the agent link's list_models, set_model, set_thinking_level and run_command.
 # dial_back: the bridge opens agent links to the hypivisor on request (dial_back event; no inbound port needed).
-CAPABILITIES = ("approvals", "attention", "watchdogs", "budgets", "remote_commands", "sessions", "dial_back")
+# approval_events: the bridge applies an approval_decision event from its registry connection (decide_approval).
+CAPABILITIES = (
+    "approvals", "attention", "watchdogs", "budgets", "remote_commands", "sessions", "dial_back", "approval_events",
+)  # fmt: skip
 
 # Hard limits shared by both ends. Documented in specs/protocol.md.
 MAX_ID_LEN = 128
@@ -214,6 +217,19 @@ class AttentionReport(_Stored):
     last_run: AttentionRun | None = None
 
 
+class ApprovalEnded(_Stored):
+    """An approval the agent's gate settled lately, as its bridge reports it with register and heartbeat (the last
+    few): cluster mode's owner writes this outcome to the shared approval record (specs/cluster.md §5)."""
+
+    id: Id
+    decision: Literal["allow", "deny"]
+    by: str = Field(max_length=32, description="dashboard, terminal, rule, timeout, abort or no_ui")
+    reason: str | None = Field(default=None, max_length=300)
+
+
+MAX_APPROVALS_ENDED = 20
+
+
 class AttentionItem(_Stored):
     """One entry of the inbox: something in one agent that needs a person."""
 
@@ -353,6 +369,9 @@ class RegisterParams(_Strict):
     approval_policy: ApprovalPolicy | None = None
     pending_approvals: Count | None = None
     attention: AttentionReport | None = None
+    approvals_ended: list[ApprovalEnded] | None = Field(
+        default=None, max_length=MAX_APPROVALS_ENDED, description="the gate's latest settled approvals (newest last)"
+    )
     capabilities: list[Capability] | None = Field(default=None, max_length=50)
     git_branch: str | None = Field(default=None, max_length=MAX_BRANCH_LEN)
     spend: SpendCounter | None = None
@@ -373,6 +392,9 @@ class HeartbeatParams(_Strict):
     approval_policy: ApprovalPolicy | None = None
     pending_approvals: Count | None = None
     attention: AttentionReport | None = None
+    approvals_ended: list[ApprovalEnded] | None = Field(
+        default=None, max_length=MAX_APPROVALS_ENDED, description="the gate's latest settled approvals (newest last)"
+    )
     git_branch: str | None = Field(default=None, max_length=MAX_BRANCH_LEN)
     spend: SpendCounter | None = None
     session_file: str | None = Field(default=None, max_length=MAX_PATH_LEN, description="pi's session file")
@@ -903,6 +925,31 @@ class SearchHit(_Open):
     name: str | None = None
 
 
+class DecideApprovalParams(_Strict):
+    """A person's answer to an agent's open approval, through the registry: on any hypivisor, the first decision
+    wins (cluster-wide with ``--nats``); the agent's gate still judges (specs/cluster.md §5)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True, defer_build=True)
+
+    node_id: Id
+    approval_id: Id = Field(description="the approval_request's id (an inbox item's approval_id)")
+    decision: Literal["allow", "deny"]
+    reason: str | None = Field(default=None, max_length=MAX_REASON_LEN, description="deny: what the model is told")
+    input: dict[str, Any] | None = Field(
+        default=None, description="allow a bash call with an edited command: {command}; the model sees what ran"
+    )
+    by: str | None = Field(
+        default=None, max_length=64, description="who decides, as a later conflict names them (default dashboard)"
+    )
+
+
+class DecideApprovalResult(_Open):
+    status: Literal["accepted"] = "accepted"
+    decision: Literal["allow", "deny"]
+    by: str
+    hv: str | None = Field(default=None, description="cluster mode: the hypivisor that recorded the decision")
+
+
 REGISTRY_METHODS: dict[str, type[BaseModel]] = {
     "register": RegisterParams,
     "deregister": DeregisterParams,
@@ -932,6 +979,7 @@ REGISTRY_METHODS: dict[str, type[BaseModel]] = {
     "machine_reply": MachineReplyParams,
     "machine_index_progress": MachineIndexProgressParams,
     "remove_worktree": RemoveWorktreeParams,
+    "decide_approval": DecideApprovalParams,
 }
 
 
@@ -1047,6 +1095,21 @@ class DialBackEvent(_Open):
     nonce: str = Field(max_length=128)
     node_id: str | None = None
     expires_in: float = 5.0
+
+
+class ApprovalDecisionEvent(_Open):
+    """Hypivisor → the bridge that registered ``node_id``: a person decided the open approval ``id`` through the
+    registry (``decide_approval``, on any hypivisor of a cluster); the bridge applies it as the agent link's
+    ``approval_decision`` (its gate judges: a decision that comes too late is refused and logged). Sent once per
+    decision by the hypivisor holding the bridge's registry connection; a bridge that does not know it ignores it."""
+
+    event: Literal["approval_decision"] = "approval_decision"
+    node_id: str
+    id: str = Field(description="the approval's id")
+    decision: Literal["allow", "deny"]
+    reason: str | None = None
+    input: dict[str, Any] | None = None
+    by: str | None = None
 
 
 class IndexProgressEvent(_Open):
@@ -1555,6 +1618,10 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     MachineLeftEvent,
     MachineRequestEvent,
     DialBackEvent,
+    DecideApprovalParams,
+    DecideApprovalResult,
+    ApprovalDecisionEvent,
+    ApprovalEnded,
     Attachment,
     PromptMsg,
     AbortMsg,

@@ -31,6 +31,7 @@ import orjson
 import structlog
 from pydantic import BaseModel
 
+from hypivisor.cluster.approvals import ApprovalsLink
 from hypivisor.cluster.backplane import AgentChange, Backplane, BackplaneError, bounded
 from hypivisor.cluster.machines import ClusterMachines
 from hypivisor.cluster.mirror import RemoteAgent, RemoteRoster
@@ -102,6 +103,7 @@ class ClusterLink:
         self._pending: dict[AgentKey, tuple[str, dict[str, Any] | None]] = {}
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self.approvals = ApprovalsLink(service, backplane, self.site)
 
     @property
     def hv_id(self) -> str:
@@ -114,6 +116,7 @@ class ClusterLink:
             self._apply(AgentChange("put", key, record, 0))
         self._writer = asyncio.create_task(self._write_loop(), name="cluster-writer")
         await self.machines.start()
+        await self.approvals.start()
         log.info("cluster joined", hv=self.hv_id, site=self.site, remote_agents=len(self.mirror))
 
     async def close(self) -> None:
@@ -122,6 +125,7 @@ class ClusterLink:
             self._writer.cancel()
             await bounded(self._writer, 1.0)
         await bounded(self.machines.close(), 1.0)
+        await bounded(self.approvals.close(), 1.0)
         await bounded(self.backplane.close(deregister=True), CLOSE_S)
 
     # -- own agents → the backplane ---------------------------------------------------------------------------
@@ -135,9 +139,15 @@ class ClusterLink:
                 if entry is not None:
                     self._put(entry.node)
             elif isinstance(event, NodeRemovedEvent):
+                self.approvals.forget(event.id)
                 key = self._keys.pop(event.id, None)
                 if key is not None:
                     self._enqueue(key, "delete", None)
+
+    def approvals_report(self, node: NodeInfo, params: Any) -> None:
+        """An own agent's register/heartbeat with its attention report: its open approvals (§5)."""
+        key = AgentKey(self.site, node.machine, node.id)
+        self.approvals.report(key, list(params.attention.live), getattr(params, "approvals_ended", None))
 
     def _put(self, node: NodeInfo) -> None:
         key = AgentKey(self.site, node.machine, node.id)

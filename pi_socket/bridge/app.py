@@ -25,6 +25,8 @@ from pi_socket.protocol import (
     MAX_NAME_LEN,
     MAX_PATH_LEN,
     AgentNode,
+    ApprovalDecisionMsg,
+    ApprovalEnded,
     ApprovalPreview,
     ApprovalRequestMsg,
     AttentionReport,
@@ -66,6 +68,7 @@ from .state import AgentState, Effect
 from .watchdog import Thresholds, Watchdog
 
 log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
+ENDED_REPORTED = 5  # settled approvals sent with each register and heartbeat (the owner needs the newest)
 SHIM_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning", "error": "error"}
 
 
@@ -185,6 +188,7 @@ class Bridge:
         )
         self.registry.on_answer = self._on_registry_answer
         self.registry.adopt = self.server.adopt if self.server.can_adopt else None  # dial-back links (dialback.py)
+        self.registry.on_approval_decision = self._on_registry_decision
         self.spawn(self.registry.run(), "registry")
 
     # ------------------------------------------------------------------ budgets (specs/budgets.md)
@@ -393,6 +397,29 @@ class Bridge:
             latency_ms=round(line.latency_ms, 1),
         )
 
+    def _on_registry_decision(self, event: dict[str, Any]) -> None:
+        """A decision made through the registry (``decide_approval``, specs/cluster.md §5), applied as the agent link's
+        ``approval_decision``; a refusal (the gate already answered, a bad event) is logged, nobody else is told."""
+        try:
+            msg = ApprovalDecisionMsg.model_validate(
+                {"type": "approval_decision", **{k: event.get(k) for k in ("id", "decision", "reason", "input")}}
+            )
+        except ValueError as exc:
+            log.info("registry approval decision ignored: malformed", error=str(exc)[:200])
+            return
+        if event.get("node_id") not in (None, self.node_id):
+            log.info("registry approval decision ignored: another node's", node=str(event.get("node_id"))[:128])
+            return
+        self.spawn(self._apply_registry_decision(msg, str(event.get("by") or "")[:64]), "approval.registry")
+
+    async def _apply_registry_decision(self, msg: ApprovalDecisionMsg, by: str) -> None:
+        problem = await self.handlers.apply_decision(msg)
+        if problem is None:
+            log.info("registry approval decision passed to pi", approval=msg.id, decision=msg.decision, by=by)
+        else:
+            log.info("registry approval decision not applied", approval=msg.id, decision=msg.decision, by=by,
+                     problem=problem[:200])  # fmt: skip
+
     def _roster_changed(self) -> None:
         if self.registry is not None:
             self.registry.poke()
@@ -498,9 +525,17 @@ class Bridge:
             "approval_policy": self.approvals.policy,
             "pending_approvals": len(self.approvals.pending),
             "attention": self._attention(),
+            "approvals_ended": self._approvals_ended(),
             "spend": self.spend.counter(),
             "session_file": clip(self.state.session_file, MAX_PATH_LEN),  # resume_session: one writer per file
         }
+
+    def _approvals_ended(self) -> list[ApprovalEnded] | None:
+        """The gate's latest settled approvals (what cluster mode's owner writes to the shared record), or None."""
+        recent = list(self.approvals.recent)[-ENDED_REPORTED:]
+        if not recent:
+            return None
+        return [ApprovalEnded(id=r.id[:128], decision=r.decision, by=r.by, reason=clip(r.reason, 300)) for r in recent]
 
     def _attention(self) -> AttentionReport:
         report = self.attention.report(self.approvals)

@@ -247,20 +247,9 @@ class Handlers:
     async def approval_decision(self, client: Client, msg: ApprovalDecisionMsg) -> None:
         """A person's answer. Refused here when it cannot apply; the shim judges again (first answer wins) and
         every client then hears ``approval_resolved`` from the shim's ``approval_end``."""
-        problem = self.approvals.check_decision(msg.id, msg.decision, msg.input)
+        problem = await self.apply_decision(msg)
         if problem is None:
-            fields: dict[str, Any] = {"approval_id": msg.id, "decision": msg.decision}
-            if msg.reason is not None and msg.reason.strip():
-                fields["reason"] = msg.reason
-            if msg.input is not None:
-                fields["input"] = msg.input
-            if msg.remember:
-                fields["remember"] = True
-            try:
-                await self._shim("approval_decision", timeout=5.0, **fields)
-                return
-            except ShimError as exc:
-                problem = str(exc)
+            return
         if problem.startswith("conflict"):
             code = ErrorCode.CONFLICT
         elif problem.startswith("invalid") or problem.startswith("input:") or problem.startswith("decision"):
@@ -268,6 +257,25 @@ class Handlers:
         else:
             code = ErrorCode.AGENT_UNAVAILABLE
         client.enqueue(error(code, f"decision not applied: {problem}", msg.id))
+
+    async def apply_decision(self, msg: ApprovalDecisionMsg) -> str | None:
+        """Pass a decision to the shim (from an agent link, or from the registry connection); why it was not
+        applied ("conflict: ...", "invalid: ...", the shim's refusal), or None."""
+        problem = self.approvals.check_decision(msg.id, msg.decision, msg.input)
+        if problem is not None:
+            return problem
+        fields: dict[str, Any] = {"approval_id": msg.id, "decision": msg.decision}
+        if msg.reason is not None and msg.reason.strip():
+            fields["reason"] = msg.reason
+        if msg.input is not None:
+            fields["input"] = msg.input
+        if msg.remember:
+            fields["remember"] = True
+        try:
+            await self._shim("approval_decision", timeout=5.0, **fields)
+        except ShimError as exc:
+            return str(exc)
+        return None
 
     async def set_approval_policy(self, client: Client, msg: SetApprovalPolicyMsg) -> None:
         """The agent's policy (and rules) for the rest of pi's life; everyone hears ``approval_policy``."""

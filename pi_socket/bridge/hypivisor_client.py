@@ -96,6 +96,9 @@ class HypivisorClient:
     on_answer: Callable[[Any], None] | None = None
     # Serves a dialled-back connection like an accepted client (the agent server's adopt); None: no dial-back.
     adopt: dialback.Adopt | None = None
+    # A person's decision sent through the registry (decide_approval on a hypivisor): the bridge applies it as the
+    # agent link's approval_decision (set by the bridge; never raises).
+    on_approval_decision: Callable[[dict[str, Any]], None] | None = None
 
     @property
     def url(self) -> str:
@@ -103,7 +106,12 @@ class HypivisorClient:
         return self.failover.url
 
     def _on_event(self, msg: dict[str, Any]) -> None:
-        """Push events meant for a bridge: only ``dial_back`` (node roster events are for dashboards)."""
+        """Push events meant for a bridge: ``dial_back`` and ``approval_decision`` (node roster events are for
+        dashboards; any other event is ignored, as an older bridge ignores ``approval_decision``)."""
+        if msg.get("event") == "approval_decision":
+            if self.on_approval_decision is not None:
+                self.on_approval_decision(msg)
+            return
         if msg.get("event") != "dial_back" or self.adopt is None:
             return
         nonce = msg.get("nonce")

@@ -34,7 +34,9 @@ export interface HyperPiProtocolIndex {
   AbortMsg?: AbortMsg;
   AckMsg?: AckMsg;
   AgentNode?: AgentNode;
+  ApprovalDecisionEvent?: ApprovalDecisionEvent;
   ApprovalDecisionMsg?: ApprovalDecisionMsg;
+  ApprovalEnded?: ApprovalEnded;
   ApprovalPolicyMsg?: ApprovalPolicyMsg;
   ApprovalPreview?: ApprovalPreview;
   ApprovalRecord?: ApprovalRecord;
@@ -54,6 +56,8 @@ export interface HyperPiProtocolIndex {
   CommandInfo?: CommandInfo;
   CommandsListMsg?: CommandsListMsg;
   ContextUsage?: ContextUsage;
+  DecideApprovalParams?: DecideApprovalParams;
+  DecideApprovalResult?: DecideApprovalResult;
   DeregisterParams?: DeregisterParams;
   DialBackEvent?: DialBackEvent;
   DirectoryEntry?: DirectoryEntry;
@@ -188,6 +192,30 @@ export interface AgentNode {
   [k: string]: unknown;
 }
 /**
+ * Hypivisor → the bridge that registered ``node_id``: a person decided the open approval ``id`` through the
+ * registry (``decide_approval``, on any hypivisor of a cluster); the bridge applies it as the agent link's
+ * ``approval_decision`` (its gate judges: a decision that comes too late is refused and logged). Sent once per
+ * decision by the hypivisor holding the bridge's registry connection; a bridge that does not know it ignores it.
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ApprovalDecisionEvent".
+ */
+export interface ApprovalDecisionEvent {
+  by?: string | null;
+  decision: "allow" | "deny";
+  event: "approval_decision";
+  /**
+   * the approval's id
+   */
+  id: string;
+  input?: {
+    [k: string]: unknown;
+  } | null;
+  node_id: string;
+  reason?: string | null;
+  [k: string]: unknown;
+}
+/**
  * A person's answer. Strict types: a decision is never coerced ("yes" is not ``remember: true``).
  *
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
@@ -214,6 +242,22 @@ export interface ApprovalDecisionMsg {
    */
   remember?: boolean | null;
   type: "approval_decision";
+}
+/**
+ * An approval the agent's gate settled lately, as its bridge reports it with register and heartbeat (the last
+ * few): cluster mode's owner writes this outcome to the shared approval record (specs/cluster.md §5).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "ApprovalEnded".
+ */
+export interface ApprovalEnded {
+  /**
+   * dashboard, terminal, rule, timeout, abort or no_ui
+   */
+  by: string;
+  decision: "allow" | "deny";
+  id: string;
+  reason?: string | null;
 }
 /**
  * The agent's policy and rules, to every client whenever they change (from any dashboard or a remember).
@@ -530,6 +574,49 @@ export interface ContextUsage {
   [k: string]: unknown;
 }
 /**
+ * A person's answer to an agent's open approval, through the registry: on any hypivisor, the first decision
+ * wins (cluster-wide with ``--nats``); the agent's gate still judges (specs/cluster.md §5).
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "DecideApprovalParams".
+ */
+export interface DecideApprovalParams {
+  /**
+   * the approval_request's id (an inbox item's approval_id)
+   */
+  approval_id: string;
+  /**
+   * who decides, as a later conflict names them (default dashboard)
+   */
+  by?: string | null;
+  decision: "allow" | "deny";
+  /**
+   * allow a bash call with an edited command: {command}; the model sees what ran
+   */
+  input?: {
+    [k: string]: unknown;
+  } | null;
+  node_id: string;
+  /**
+   * deny: what the model is told
+   */
+  reason?: string | null;
+}
+/**
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "DecideApprovalResult".
+ */
+export interface DecideApprovalResult {
+  by: string;
+  decision: "allow" | "deny";
+  /**
+   * cluster mode: the hypivisor that recorded the decision
+   */
+  hv?: string | null;
+  status: "accepted";
+  [k: string]: unknown;
+}
+/**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
  * via the `definition` "DeregisterParams".
  */
@@ -723,6 +810,10 @@ export interface TotalsRow {
 export interface HeartbeatParams {
   activity?: ("idle" | "working") | null;
   approval_policy?: ("off" | "writes" | "all") | null;
+  /**
+   * the gate's latest settled approvals (newest last)
+   */
+  approvals_ended?: ApprovalEnded[] | null;
   attention?: AttentionReport | null;
   cost?: number | null;
   git_branch?: string | null;
@@ -1798,6 +1889,10 @@ export interface RegisterMachineResult {
 export interface RegisterParams {
   activity?: "idle" | "working";
   approval_policy?: ("off" | "writes" | "all") | null;
+  /**
+   * the gate's latest settled approvals (newest last)
+   */
+  approvals_ended?: ApprovalEnded[] | null;
   attention?: AttentionReport | null;
   capabilities?: string[] | null;
   cost?: number | null;
