@@ -14,16 +14,18 @@ from pi_socket.handshake import (
     ALLOWED,
     APP_PROTOCOL,
     Decision,
+    bearer_token,
     decide,
     default_origins,
     encode_token_protocol,
     parse_allowed_origins,
     split_protocols,
+    token_ok,
 )
 from pi_socket.handshake import presented_tokens as _presented_tokens
 
 __all__ = [
-    "ALLOWED", "SELECTED_PROTOCOL", "Decision", "check", "default_origins", "encode_protocol_token",
+    "ALLOWED", "SELECTED_PROTOCOL", "Decision", "check", "cluster_hop", "default_origins", "encode_protocol_token",
     "is_loopback", "parse_allowed_origins", "peer_is_loopback", "presented_tokens", "remote_without_token",
 ]  # fmt: skip
 
@@ -52,6 +54,18 @@ def check(
         protocols=split_protocols([get_header("sec-websocket-protocol")]),
         query_tokens=[] if query_token is None else [query_token],
     )
+
+
+def cluster_hop(get_header: Callable[[str], str | None], cluster_token: str | None) -> bool:
+    """Whether an ``/ws/agent/<id>`` upgrade is another hypivisor's hop (cluster mode, ``HYPI_CLUSTER_TOKEN``,
+    specs/cluster.md §7): the cluster token as ``Authorization: Bearer`` (a header no browser can set on a
+    WebSocket) and no ``Origin`` (a hypivisor's hop drops it). Never a dashboard's credential: the cluster token in a
+    subprotocol or the query, or sent with an Origin, is not accepted, and the caller accepts a hop only on
+    ``/ws/agent/<id>`` for an agent it holds itself."""
+    if not cluster_token or get_header("origin") is not None:
+        return False
+    offered = bearer_token(get_header("authorization"))
+    return offered is not None and token_ok(cluster_token, [offered])
 
 
 def is_loopback(host: str) -> bool:

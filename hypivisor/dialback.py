@@ -149,3 +149,80 @@ def switching_response() -> bytes:
     """The hypivisor's answer to an accepted dial-back: the connection now carries the browser's agent link."""
     head = f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: {UPGRADE_TOKEN}\r\nConnection: Upgrade\r\n\r\n"
     return head.encode("ascii")
+
+
+# -- cluster mode: a dial-back to another hypivisor (specs/cluster.md §7) --------------------------------------------
+# The browser's hypivisor (B) makes the nonce in its own book and asks the agent's owner (A) over the backplane
+# ``{op: "dial_back", nonce, url, expires_in}``; A pushes the event with that ``url`` down the bridge's registry
+# connection and answers B once the bridge said how it went (``dial_back_result``), so a bridge that cannot dial B
+# costs B no wait: B splices through A at once.
+URL_CAPABILITY = "dial_back_url"  # the bridge honours the event's ``url`` and answers with ``dial_back_result``
+MAX_URL = 2048
+_NONCE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+@dataclass(frozen=True)
+class ForwardRequest:
+    nonce: str
+    url: str
+    expires_in: float
+
+
+def forward_request(request: Any) -> ForwardRequest:
+    """The owner's reading of another hypivisor's ``{op: "dial_back", …}``; ValueError says what is wrong."""
+    if not isinstance(request, dict):
+        raise ValueError("a dial_back request is an object")
+    nonce, url, ttl = request.get("nonce"), request.get("url"), request.get("expires_in", DIAL_BACK_TTL)
+    if not isinstance(nonce, str) or not 16 <= len(nonce) <= 128 or not set(nonce) <= _NONCE_CHARS:
+        raise ValueError("dial_back needs a nonce (16 to 128 URL-safe characters)")
+    if not isinstance(url, str) or not url.startswith(("ws://", "wss://")) or len(url) > MAX_URL:
+        raise ValueError(f"dial_back needs the asking hypivisor's ws:// or wss:// URL (at most {MAX_URL} characters)")
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl <= MAX_TTL:
+        raise ValueError(f"dial_back expires_in must be in (0, {MAX_TTL:g}] seconds")
+    return ForwardRequest(nonce, url, float(ttl))
+
+
+def forward_refusal(capabilities: Any, has_connection: bool) -> str | None:
+    """Why the owner cannot forward a dial-back to this node's bridge (answered at once, so the asking hypivisor
+    splices through the owner without waiting), or None. A bridge that does not list ``dial_back_url`` would dial its
+    connected hypivisor with a nonce that hypivisor never issued: it is never asked."""
+    caps = capabilities or ()
+    if CAPABILITY not in caps:
+        return "the agent's bridge does not dial back"
+    if URL_CAPABILITY not in caps:
+        return "the agent's bridge cannot dial back to another hypivisor (an older pi-socket)"
+    if not has_connection:
+        return "the agent's registry connection is gone"
+    return None
+
+
+class ForwardBook:
+    """The dial-backs an owner forwarded and waits to hear about: nonce (stored hashed) → (the registry connection
+    the event went to, what to resume). A report counts only from that connection. Bounded."""
+
+    def __init__(self, max_pending: int = MAX_PENDING) -> None:
+        self.max_pending = max(1, max_pending)
+        self._pending: dict[bytes, tuple[Any, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, nonce: str, conn: Any, payload: Any) -> bool:
+        """False when too many wait or the nonce is already waiting."""
+        key = _key(nonce)
+        if len(self._pending) >= self.max_pending or key in self._pending:
+            return False
+        self._pending[key] = (conn, payload)
+        return True
+
+    def settle(self, nonce: str, conn: Any) -> Any:
+        """The payload of a waiting nonce when ``conn`` is the connection it went to (removed), else None."""
+        key = _key(nonce)
+        entry = self._pending.get(key)
+        if entry is None or entry[0] != conn:
+            return None
+        del self._pending[key]
+        return entry[1]
+
+    def drop(self, nonce: str) -> None:
+        self._pending.pop(_key(nonce), None)

@@ -9,6 +9,9 @@ parsed by ``httphead``:
 * ``/ws/dialback/<nonce>``: a bridge hands in the connection the hypivisor asked it to open for a waiting
   ``/ws/agent/<id>`` (``dialback.py``: token and Origin as everywhere, the nonce good once and briefly); it is
   answered 101 and becomes the agent side of that link's splice. Agents on other machines need no open port.
+* cluster mode (``--nats``): ``/ws/agent/<id>`` of an agent another hypivisor owns is first dialled back here by
+  its bridge (asked through the owner; the same splice as a local dial-back), else spliced through the owner's
+  proxy (one extra hop); another hypivisor's hop may present the cluster token (``access.cluster_hop``).
 * anything else (``/ws``, ``/healthz``, the dashboard): aiohttp's low-level
   request handler is attached to the transport and the buffered bytes are
   replayed, so aiohttp sees an ordinary new connection. This protocol stays the
@@ -164,6 +167,10 @@ class FrontProtocol(asyncio.Protocol):
             decision = access.remote_without_token(
                 cfg.token, str(peer[0]) if peer else None, cfg.allow_unauthenticated_remote
             )
+        cluster = ctx.service.cluster
+        hop = not decision.allowed and cluster is not None and access.cluster_hop(head.get, cluster.cluster_token)
+        if hop:  # another hypivisor's hop with the cluster token: for an agent held here only (checked below)
+            decision = access.ALLOWED
         if not decision.allowed:
             log.warning("proxy rejected", status=decision.status, remote=str(peer[0]) if peer else None)
             self._reply(decision.status, 1001 if decision.status == 401 else 1002, decision.message)
@@ -175,7 +182,12 @@ class FrontProtocol(asyncio.Protocol):
             self._reply(400, -32602, "missing node id: use /ws/agent/<id>")
             return
         entry = ctx.service.registry.get(node_id)
-        if entry is None and ctx.service.cluster is not None and ctx.service.cluster.remote(node_id) is not None:
+        if entry is None and hop:  # never forwarded again: the owner is the one holding the agent
+            log.warning("proxy rejected", status=401, reason="cluster token for an agent not held here",
+                        remote=str(peer[0]) if peer else None)  # fmt: skip
+            self._reply(401, 1001, "the cluster token opens only the agents this hypivisor holds")
+            return
+        if entry is None and cluster is not None and cluster.remote(node_id) is not None:
             self._proxy_remote(head, node_id, rest)  # cluster mode: another hypivisor holds this agent
             return
         if entry is None:
@@ -207,13 +219,33 @@ class FrontProtocol(asyncio.Protocol):
         task.add_done_callback(self.ctx.tasks.discard)
 
     async def _open_remote(self, head: httphead.RequestHead, node_id: str, rest: bytes) -> None:
+        """A dial-back from the agent's bridge straight to this hypivisor when the owner can have one made (no extra
+        hop), else a splice through the owner's agent proxy with the hop token."""
         transport = self.transport
         assert transport is not None
+        cluster = self.ctx.service.cluster
         try:
-            host, port = await self.ctx.service.cluster.link_target(node_id)
-            first = httphead.rewrite_for_hypivisor(head, host, port, node_id, self.ctx.service.config.token)
+            arrived = await self.ctx.dial_back_remote(node_id, cluster)
+            if arrived is not None:
+                agent, early = arrived
+                assert agent.transport is not None
+                if transport.is_closing():
+                    agent.transport.close()
+                    return
+                remote = cluster.remote(node_id)
+                port = remote.node.port if remote is not None else 80
+                first = httphead.rewrite_for_agent(head, "localhost", port, self.ctx.service.config.token)
+                splice.join(transport, agent.transport, first + rest + bytes(self.buf), early + bytes(agent.buf))
+                agent.buf = bytearray()
+                log.debug("agent link dialled back", node_id=node_id, owner=remote.hv if remote else None)
+                return
+            if transport.is_closing():
+                return
+            host, port = await cluster.link_target(node_id)
+            first = httphead.rewrite_for_hypivisor(head, host, port, node_id, cluster.hop_token)
             if not transport.is_closing():
                 await splice.open_splice(transport, host, port, first + rest + bytes(self.buf))
+                log.debug("agent link through the owner", node_id=node_id, owner=f"{host}:{port}")
         except Exception as exc:  # noqa: BLE001 - outer boundary of one proxied connection: answered, never raised
             log.warning("remote agent unreachable", node_id=node_id, error=f"{type(exc).__name__}: {exc}"[:300])
             if not transport.is_closing():
@@ -340,6 +372,39 @@ class FrontContext:
             return None
         finally:
             self.dialbacks.cancel(nonce, loop.time())  # no-op once claimed; a late dial-back is refused
+
+    async def dial_back_remote(self, node_id: str, cluster: Any) -> tuple[FrontProtocol, bytes] | None:
+        """Cluster mode: have the bridge of an agent another hypivisor owns dial back here (the nonce is made here,
+        the owner forwards it with this hypivisor's URL). As :meth:`dial_back`; None as soon as the owner says the
+        bridge cannot (or did not), so the link goes through the owner without waiting out the nonce."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[tuple[FrontProtocol, bytes]] = loop.create_future()
+        nonce = self.dialbacks.issue(node_id, loop.time(), waiter)
+        if nonce is None:
+            log.warning("too many dial-backs pending; splicing through the owner", node_id=node_id)
+            return None
+        ttl = self.dialbacks.ttl
+        ask = loop.create_task(cluster.ask_dial_back(node_id, nonce, ttl))
+        try:
+            async with asyncio.timeout(ttl):
+                await asyncio.wait((waiter, ask), return_when=asyncio.FIRST_COMPLETED)
+                if not waiter.done():
+                    dialled, reason = ask.result()
+                    if not dialled:
+                        log.debug("no dial-back from another hypivisor's agent; through the owner", node_id=node_id,
+                                  reason=reason[:200])  # fmt: skip
+                        return None
+                    await waiter  # its 101 was written when the claim resolved it: at once
+        except TimeoutError:
+            log.warning("no dial-back in time; through the owner", node_id=node_id, waited_s=ttl)
+        finally:
+            self.dialbacks.cancel(nonce, loop.time())  # no-op once claimed; a late dial-back is refused
+            if not ask.done():
+                ask.cancel()
+        if waiter.done() and not waiter.cancelled():
+            return waiter.result()  # claimed, even if in the very instant the wait ended
+        waiter.cancel()
+        return None
 
     def protocol(self) -> FrontProtocol:
         return FrontProtocol(self)

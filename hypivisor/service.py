@@ -598,6 +598,13 @@ class Service:
             raise RpcFailure(ErrorCode.NOT_FOUND, "no request with this rid is waiting for this connection")
         return {"status": "ok"}
 
+    async def _m_dial_back_result(self, params: Any, conn: Hashable, peer: str) -> dict:
+        """A bridge's answer to a dial-back this hypivisor forwarded for another one (cluster mode, specs/cluster.md
+        §7); ignored otherwise."""
+        if self.cluster is not None:
+            self.cluster.dial_back_result(conn, params.nonce, params.ok, params.error)
+        return {}
+
     async def _m_machine_index_progress(self, params: MachineIndexProgressParams, conn: Hashable, peer: str) -> dict:
         return self.sessions.machine_progress(self.machines.book.name_of(conn), params)
 
@@ -644,6 +651,7 @@ METHOD_HANDLERS: dict[str, Handler] = {
     "list_machines": Service._m_list_machines,
     "machine_reply": Service._m_machine_reply,
     "machine_index_progress": Service._m_machine_index_progress,
+    "dial_back_result": Service._m_dial_back_result,
     "decide_approval": Service._m_decide_approval,
 }
 if METHOD_HANDLERS.keys() != REGISTRY_METHODS.keys():  # pragma: no cover - a programming error, caught at import

@@ -67,6 +67,34 @@ def parse(value: str) -> tuple[str, ...]:
     return tuple(urls)
 
 
+def _identity(url: str) -> tuple[str, str, int, str, str] | None:
+    """What makes two registry URLs the same hypivisor: scheme, host (any case), port (the scheme's default when
+    absent), path (a trailing slash forgiven) and query; None for anything that is not a ws/wss URL with a host."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except (ValueError, AttributeError):
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("ws", "wss") or not parts.hostname or parts.username is not None or parts.fragment:
+        return None
+    return scheme, parts.hostname, port or (443 if scheme == "wss" else 80), parts.path.rstrip("/"), parts.query
+
+
+def listed(url: object, urls: Sequence[str]) -> str | None:
+    """The entry of ``urls`` (this client's own ``HYPIVISOR_WS``) that names the same hypivisor as ``url``, or None.
+
+    A cross-hypivisor dial-back (specs/cluster.md §7) goes only to a hypivisor of the client's own list, and to the
+    list's spelling of it (its scheme, its host): a hypivisor that asks for a dial-back elsewhere cannot make the
+    client carry its token to an address the user did not configure."""
+    if not isinstance(url, str) or len(url) > 2048:
+        return None
+    wanted = _identity(url)
+    if wanted is None:
+        return None
+    return next((entry for entry in urls if _identity(entry) == wanted), None)
+
+
 class Failover:
     """Which hypivisor to try next, and after what delay: a pure state machine.
 

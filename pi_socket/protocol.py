@@ -33,8 +33,11 @@ PROTOCOL_VERSION = "1.1"
 # remote_commands: the agent link's list_models, set_model, set_thinking_level and run_command.
 # dial_back: the bridge opens agent links to the hypivisor on request (dial_back event; no inbound port needed).
 # approval_events: the bridge applies an approval_decision event from its registry connection (decide_approval).
+# dial_back_url: the bridge honours a dial_back event's ``url`` (cluster mode: another hypivisor, dialled only when
+# it is in the bridge's own HYPIVISOR_WS) and answers each such event with ``dial_back_result``.
 CAPABILITIES = (
     "approvals", "attention", "watchdogs", "budgets", "remote_commands", "sessions", "dial_back", "approval_events",
+    "dial_back_url",
 )  # fmt: skip
 
 # Hard limits shared by both ends. Documented in specs/protocol.md.
@@ -498,6 +501,16 @@ class MachineIndexProgressParams(_Strict):
     files_done: int = Field(ge=0)
     files_total: int = Field(ge=0)
     done: bool = False
+
+
+class DialBackResultParams(_Strict):
+    """A bridge's answer to a ``dial_back`` event that named a ``url`` (cluster mode): whether it dialled that
+    hypivisor (``ok``: answered 101) or why not (not in its HYPIVISOR_WS, refused, unreachable), so the hypivisor
+    that waits falls back at once instead of after the nonce's life; only the connection the event went to counts."""
+
+    nonce: str = Field(min_length=1, max_length=128)
+    ok: bool
+    error: str | None = Field(default=None, max_length=300)
 
 
 class MachineReplyParams(_Strict):
@@ -978,6 +991,7 @@ REGISTRY_METHODS: dict[str, type[BaseModel]] = {
     "list_machines": ListMachinesParams,
     "machine_reply": MachineReplyParams,
     "machine_index_progress": MachineIndexProgressParams,
+    "dial_back_result": DialBackResultParams,
     "remove_worktree": RemoveWorktreeParams,
     "decide_approval": DecideApprovalParams,
 }
@@ -1095,6 +1109,13 @@ class DialBackEvent(_Open):
     nonce: str = Field(max_length=128)
     node_id: str | None = None
     expires_in: float = 5.0
+    url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="cluster mode: the /ws URL of the hypivisor to dial instead of the connected one (sent only to a "
+        "bridge listing dial_back_url; it dials only a hypivisor of its own HYPIVISOR_WS and answers "
+        "dial_back_result)",
+    )
 
 
 class ApprovalDecisionEvent(_Open):

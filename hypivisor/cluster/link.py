@@ -9,14 +9,22 @@ Imported only when ``--nats`` (or ``HYPI_NATS_URL``) is given, so one process wi
 * **Others' agents in**: every change of the shared roster made by another hypivisor goes through the pure
   :class:`~hypivisor.cluster.mirror.RemoteRoster` and its events to this hypivisor's dashboards; ``list_nodes``
   and ``init`` show the mirror's nodes after the local ones (each with ``hv``).
-* **Agent links** (§7, the "splice to the owner" variant): a ``/ws/agent/<id>`` for an agent another hypivisor
-  owns asks the owner over ``hp.agent.…rpc`` (``{"op": "link"}``) where its agent proxy listens; this hypivisor
-  then opens that proxy's ``/ws/agent/<id>`` with its own token and byte-splices: one extra hop, never more.
+* **Agent links** (§7): a ``/ws/agent/<id>`` for an agent another hypivisor owns first asks the owner over
+  ``hp.agent.…rpc`` to have the agent's bridge dial back **here** (``{"op": "dial_back", nonce, url, expires_in}``:
+  the owner pushes the event with this hypivisor's ``/ws`` URL down the bridge's registry connection, the bridge
+  dials only a hypivisor of its own ``HYPIVISOR_WS`` and says how it went), and the front splices the browser to
+  that connection: no extra hop. When the bridge cannot (an older one, this hypivisor not in its list, refused),
+  the owner says so at once and this hypivisor asks where the owner's agent proxy listens (``{"op": "link"}``),
+  opens its ``/ws/agent/<id>`` with the hop token and byte-splices: one extra hop, never more.
 
 Settings beyond ``--nats`` (environment, as the other cluster knobs are still few):
 ``HYPI_NATS_SITE`` (default ``main``), ``HYPI_NATS_LEASE_TTL`` (seconds, default 45; the lease is put every
 third of it), ``HYPI_NATS_ADVERTISE`` (host other hypivisors dial for agent links; default the ``--host``, or
-this machine's name when that is a wildcard address).
+this machine's name when that is a wildcard address), ``HYPI_NATS_ADVERTISE_WS`` (this hypivisor's ``/ws`` URL as
+the bridges' ``HYPIVISOR_WS`` lists spell it, for dial-backs; default ``ws://<advertised host>:<port>/ws``),
+``HYPI_CLUSTER_TOKEN`` (the hop token: sent by this hypivisor on another's ``/ws/agent/<id>`` and accepted here only
+there, for an agent held here, as ``Authorization: Bearer`` without Origin; unset: the hop carries ``HYPI_TOKEN``,
+so every hypivisor must share it).
 """
 
 from __future__ import annotations
@@ -31,11 +39,14 @@ import orjson
 import structlog
 from pydantic import BaseModel
 
+from hypivisor import dialback
 from hypivisor.cluster.approvals import ApprovalsLink
 from hypivisor.cluster.backplane import AgentChange, Backplane, BackplaneError, bounded
 from hypivisor.cluster.machines import ClusterMachines
 from hypivisor.cluster.mirror import RemoteAgent, RemoteRoster
 from hypivisor.cluster.names import AgentKey, check_site, token
+from pi_socket import oplog
+from pi_socket.hypivisors import HypivisorListError, check_url
 from pi_socket.protocol import NodeInfo, NodeJoinedEvent, NodeOfflineEvent, NodeRemovedEvent, NodeUpdatedEvent
 
 if TYPE_CHECKING:
@@ -85,15 +96,49 @@ def advertised_host(config: Any, env: Mapping[str, str]) -> str:
     return config.host
 
 
+def advertised_ws(host: str, port: int, env: Mapping[str, str]) -> str:
+    """This hypivisor's ``/ws`` URL as bridges list it (``HYPI_NATS_ADVERTISE_WS``, else built from the advertised
+    host and port): the ``url`` of the dial-backs it asks for; a bridge dials it only when its list names it."""
+    value = (env.get("HYPI_NATS_ADVERTISE_WS") or "").strip()
+    if value:
+        try:
+            return check_url(value)
+        except HypivisorListError as exc:
+            raise ClusterError(f"HYPI_NATS_ADVERTISE_WS: {exc}") from None
+    return f"ws://{f'[{host}]' if ':' in host else host}:{port}/ws"
+
+
+def cluster_token_from(env: Mapping[str, str]) -> str | None:
+    """``HYPI_CLUSTER_TOKEN`` (the hypivisor-to-hypivisor hop's token), None when unset; ClusterError when unusable."""
+    value = env.get("HYPI_CLUSTER_TOKEN") or ""
+    if not value:
+        return None
+    if len(value) > 512 or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ClusterError("HYPI_CLUSTER_TOKEN must be at most 512 characters, without white space or control ones")
+    return value
+
+
 class ClusterLink:
     """One hypivisor's membership of the cluster (see the module docstring)."""
 
-    def __init__(self, service: Service, backplane: Backplane, host: str, port: int) -> None:
+    def __init__(
+        self,
+        service: Service,
+        backplane: Backplane,
+        host: str,
+        port: int,
+        ws_url: str | None = None,
+        cluster_token: str | None = None,
+    ) -> None:
         self.service = service
         self.backplane = backplane
         self.site = backplane.settings.site
         self.host = host
         self.port = port
+        self.ws_url = ws_url or advertised_ws(host, port, {})  # the url of the dial-backs this hypivisor asks for
+        # HYPI_CLUSTER_TOKEN: accepted here only for another hypivisor's hop (hypivisor.access.cluster_hop)
+        self.cluster_token = cluster_token
+        self.forwards = dialback.ForwardBook()  # dial-backs forwarded to own bridges for another hypivisor
         self.mirror = RemoteRoster(backplane.hv_id)
         self.machines = ClusterMachines(self)  # machine records and machine requests across hypivisors
         self._keys: dict[str, AgentKey] = {}  # own node id → its key (a removal carries only the id)
@@ -188,14 +233,72 @@ class ClusterLink:
         async def handle(data: bytes) -> bytes:
             request = orjson.loads(data)
             op = request.get("op") if isinstance(request, dict) else None
-            if op != "link":
+            if op not in ("link", "dial_back"):
                 raise BackplaneError(f"unknown op {str(op)[:32]!r}")
             entry = self.service.registry.get(node_id)
             if entry is None or entry.node.status != "active":
                 raise BackplaneError(f"agent {node_id[:64]!r} is not active here")
+            if op == "dial_back":
+                return orjson.dumps(await self._forward_dial_back(node_id, entry, request))
             return orjson.dumps({"host": self.host, "port": self.port, "hv": self.hv_id})
 
         return handle
+
+    # -- dial-backs to another hypivisor (§7 steps 1-2) ------------------------------------------------------------
+    async def _forward_dial_back(self, node_id: str, entry: Any, request: Any) -> dict[str, Any]:
+        """Owner side: push ``dial_back`` with the asking hypivisor's ``url`` to the agent's bridge and answer how it
+        went (``{"dialled": bool, "reason"}``), at once when the bridge cannot, else when the bridge reports (or the
+        nonce's life ends)."""
+        try:
+            ask = dialback.forward_request(request)
+        except ValueError as exc:
+            raise BackplaneError(str(exc)) from None
+        send = self.service.senders.get(entry.owner)
+        refusal = dialback.forward_refusal(entry.node.capabilities, send is not None)
+        if refusal is not None or send is None:
+            return {"dialled": False, "reason": refusal}
+        waiter: asyncio.Future[tuple[bool, str | None]] = asyncio.get_running_loop().create_future()
+        if not self.forwards.add(ask.nonce, entry.owner, waiter):
+            return {"dialled": False, "reason": "too many dial-backs pending"}
+        try:
+            event = {"event": "dial_back", "nonce": ask.nonce, "node_id": node_id, "expires_in": ask.expires_in,
+                     "url": ask.url}  # fmt: skip
+            if not send(orjson.dumps(event)):
+                return {"dialled": False, "reason": "the agent's registry connection is full or closed"}
+            async with asyncio.timeout(ask.expires_in):
+                ok, error = await waiter
+            return {"dialled": ok, "reason": error}
+        except TimeoutError:
+            return {"dialled": False, "reason": "the bridge did not answer in time"}
+        finally:
+            self.forwards.drop(ask.nonce)
+
+    def dial_back_result(self, conn: Any, nonce: str, ok: bool, error: str | None) -> None:
+        """A bridge's ``dial_back_result``: counts only for a forwarded nonce, from the connection it went to."""
+        waiter = self.forwards.settle(nonce, conn)
+        if waiter is not None and not waiter.done():
+            waiter.set_result((ok, error))
+
+    async def ask_dial_back(self, node_id: str, nonce: str, ttl: float) -> tuple[bool, str]:
+        """Browser side: ask the owner to have the agent's bridge dial back here with ``nonce``; (dialled, reason).
+        Any failure (an older owner, no owner, a timeout) is (False, why): the caller splices through the owner."""
+        agent = self.mirror.get(node_id)
+        if agent is None:
+            return False, "not in the cluster's roster"
+        key = AgentKey(self.site, agent.machine, node_id)
+        request = orjson.dumps({"op": "dial_back", "nonce": nonce, "url": self.ws_url, "expires_in": ttl})
+        try:
+            answer = orjson.loads(await self.backplane.request_agent(key, request, ttl + LINK_TIMEOUT_S))
+        except Exception as exc:  # noqa: BLE001 - any failure means: splice through the owner
+            return False, f"{type(exc).__name__}: {exc}"[:200]
+        if not isinstance(answer, dict) or "error" in answer:
+            return False, str(answer.get("error") if isinstance(answer, dict) else answer)[:200]
+        return answer.get("dialled") is True, str(answer.get("reason") or "")[:300]
+
+    @property
+    def hop_token(self) -> str | None:
+        """The token this hypivisor presents on another's ``/ws/agent/<id>``: the cluster token, else its own."""
+        return self.cluster_token or self.service.config.token
 
     # -- the other hypivisors' agents → this hypivisor's dashboards ----------------------------------------------
     def _on_change(self, change: AgentChange) -> None:
@@ -241,8 +344,12 @@ async def start_link(service: Service, config: Any, env: Mapping[str, str]) -> C
     """Join the cluster (bounded by the backplane's start timeout); :class:`ClusterError` when it cannot."""
     from hypivisor.cluster.nats_backplane import NatsBackplane
 
+    host = advertised_host(config, env)
+    ws_url = advertised_ws(host, config.port, env)
+    cluster_token = cluster_token_from(env)
+    oplog.add_secret(cluster_token)
     backplane = NatsBackplane(settings_from(config, env))
-    link = ClusterLink(service, backplane, advertised_host(config, env), config.port)
+    link = ClusterLink(service, backplane, host, config.port, ws_url, cluster_token)
     try:
         await link.start()
     except BackplaneError as exc:

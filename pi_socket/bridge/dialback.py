@@ -30,6 +30,7 @@ MAX_RESPONSE_HEAD = 16 * 1024
 DIAL_TIMEOUT_S = 10.0  # connect + TLS + answer; the hypivisor's nonce is good for less than this anyway
 UPGRADE_TOKEN = "hypi-dialback"
 CAPABILITY = "dial_back"  # in register.capabilities while this bridge can adopt dialled-back connections
+URL_CAPABILITY = "dial_back_url"  # and honours a dial_back's ``url`` (a hypivisor of its own list), answering it
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,128}")  # what the hypivisor makes (token_urlsafe); nothing else is dialled
 log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 

@@ -8,7 +8,10 @@ and at most one notice in pi.
 
 Dial-back (``dialback.py``): a ``dial_back`` event on this connection makes the bridge open one agent link to the
 hypivisor and hand it to the agent server (``adopt``); the ``dial_back`` capability is announced only when an
-``adopt`` is set. The dial-back goes to the hypivisor that asked (the one connected now).
+``adopt`` is set. The dial-back goes to the hypivisor that asked (the one connected now), or, when the event names
+a ``url`` (cluster mode: a browser on another hypivisor of the cluster, specs/cluster.md §7), to that hypivisor only
+when it is one of this client's own list (its spelling of it, the same token); else it is refused. Either way the
+client answers such an event with ``dial_back_result``, so the hypivisor that waits falls back at once.
 
 Several hypivisors (``HYPIVISOR_WS=ws://a:31415/ws,ws://b:31415/ws``, ``pi_socket.hypivisors``): the client tries
 them in order, stays on the one that works and, when it is lost, registers with the next (at once, then after the
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -29,7 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from pi_socket import oplog
 from pi_socket.errors import HypiError
-from pi_socket.hypivisors import Failover
+from pi_socket.hypivisors import Failover, listed
 from pi_socket.protocol import ErrorCode, HeartbeatParams, RegisterParams
 
 from . import dialback, faults
@@ -122,21 +125,52 @@ class HypivisorClient:
         if len(dialling) >= MAX_DIAL_BACKS:
             log.info("dial-back request ignored: too many in flight", in_flight=len(dialling))
             return
-        # the hypivisor that asked: events arrive only on the live connection, so that is the current URL
-        task = asyncio.get_running_loop().create_task(self._dial_back(str(nonce), self.url))
-        dialling.add(task)
-        task.add_done_callback(dialling.discard)
+        if msg.get("url") is None:
+            # the hypivisor that asked: events arrive only on the live connection, so that is the current URL
+            self._spawn(self._dial_back(str(nonce), self.url))
+            return
+        # cluster mode: another hypivisor asks, through the one connected now; dialled only when in the list
+        url = listed(msg["url"], self.failover.urls)
+        if url is None:
+            log.warning("dial-back refused: the hypivisor it names is not in HYPIVISOR_WS", url=str(msg["url"])[:200])
+            self._spawn(self._report(str(nonce), "that hypivisor is not in the bridge's HYPIVISOR_WS"))
+            return
+        self._spawn(self._dial_back_and_report(str(nonce), url))
 
-    async def _dial_back(self, nonce: str, url: str) -> None:
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._dialling.add(task)
+        task.add_done_callback(self._dialling.discard)
+
+    async def _dial_back(self, nonce: str, url: str) -> str | None:
+        """One dial-back; None when the hypivisor took it (101), else what went wrong."""
         adopt = self.adopt
         if adopt is None:
-            return
+            return "this bridge cannot adopt connections"
         try:
             await dialback.dial(url, self.token, nonce, adopt)
+            return None
         except (dialback.DialBackError, OSError, TimeoutError) as exc:
-            log.warning("dial-back failed", url=url, error=f"{type(exc).__name__}: {exc}"[:300])
+            error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("dial-back failed", url=url, error=error)
         except Exception as exc:  # noqa: BLE001 - outer boundary of one dial-back: never the registry's end
+            error = type(exc).__name__
             oplog.log_boundary_error("registry.dial_back", exc)
+        return error
+
+    async def _dial_back_and_report(self, nonce: str, url: str) -> None:
+        await self._report(nonce, await self._dial_back(nonce, url))
+
+    async def _report(self, nonce: str, error: str | None) -> None:
+        """``dial_back_result`` to the hypivisor that forwarded the event (best effort: it waits at most the nonce's
+        life anyway)."""
+        params: dict[str, Any] = {"nonce": nonce, "ok": error is None}
+        if error:
+            params["error"] = error[:300]
+        try:
+            await self.call("dial_back_result", params)
+        except Exception as exc:  # noqa: BLE001 - a lost answer only costs the other hypivisor its wait
+            log.debug("dial-back result not delivered", error=f"{type(exc).__name__}: {exc}"[:200])
 
     def poke(self) -> None:
         """Send a heartbeat now (activity, session name or model changed)."""
@@ -227,9 +261,8 @@ class HypivisorClient:
         self._poke.clear()
         params = self.register_params()
         if self.adopt is None and params.capabilities and dialback.CAPABILITY in params.capabilities:
-            params = params.model_copy(
-                update={"capabilities": [c for c in params.capabilities if c != dialback.CAPABILITY]}
-            )
+            dropped = (dialback.CAPABILITY, dialback.URL_CAPABILITY)
+            params = params.model_copy(update={"capabilities": [c for c in params.capabilities if c not in dropped]})
         if self.node_secret:
             params = params.model_copy(update={"node_secret": self.node_secret})
         try:

@@ -636,6 +636,10 @@ export interface DialBackEvent {
   expires_in?: number;
   node_id?: string | null;
   nonce: string;
+  /**
+   * cluster mode: the /ws URL of the hypivisor to dial instead of the connected one (sent only to a bridge listing dial_back_url; it dials only a hypivisor of its own HYPIVISOR_WS and answers dial_back_result)
+   */
+  url?: string | null;
   [k: string]: unknown;
 }
 /**
