@@ -216,18 +216,25 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         await close_connections(service, ctx, app[rpc.SOCKETS])
         await runner.cleanup()
         if service.cluster is not None:
+            if getattr(service.cluster, "inbox", None) is not None:
+                await service.cluster.inbox.close()
             await service.cluster.close()
 
 
 async def _join_cluster(service: Service, config: Config) -> None:
     import os
 
+    from hypivisor.cluster.inbox import start_inbox
     from hypivisor.cluster.link import ClusterError, start_link
 
     try:
         service.cluster = await start_link(service, config, os.environ)
     except ClusterError as exc:
         raise StartupError(str(exc)) from None
+    try:  # the site's inbox and push (specs/cluster.md §6)
+        service.cluster.inbox = await start_inbox(service.cluster, dict(os.environ))
+    except Exception as exc:  # noqa: BLE001 - one clear line, never a traceback
+        raise StartupError(f"cluster mode: the inbox could not start: {type(exc).__name__}: {exc}"[:500]) from None
     print(f"hypivisor: cluster mode: {service.cluster.hv_id} on site {service.cluster.site} "
           f"({len(config.nats_urls)} NATS server(s))", flush=True)  # fmt: skip
 

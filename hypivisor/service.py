@@ -340,6 +340,8 @@ class Service:
         ).model_dump(mode="json"))  # fmt: skip
 
     async def _m_list_attention(self, params: ListAttentionParams, conn: Hashable, peer: str) -> dict:
+        if self.cluster is not None:  # the site's inbox: every hypivisor's items (hypivisor/cluster/inbox.py)
+            return self.cluster.inbox.list_attention()
         book = self.attention
         return ListAttentionResult(items=book.open_items(), unread=dict(book.unread)).model_dump(mode="json")
 
@@ -348,9 +350,14 @@ class Service:
         now = time.time()
         self.hub.publish(self.attention.mark_read(params.node_id, now))
         self.publish(self.registry.set_unread(params.node_id, 0))
+        if self.cluster is not None:  # and on every other hypivisor (its items, its holder's count)
+            await self.cluster.inbox.mark_read(params.node_id)
         return {"status": "ok", "node_id": params.node_id, "unread": 0}
 
     async def _m_dismiss_attention(self, params: DismissAttentionParams, conn: Hashable, peer: str) -> dict:
+        if self.cluster is not None and params.id not in self.attention.items:  # another hypivisor's item
+            if await self.cluster.inbox.dismiss(params.id):
+                return {"status": "dismissed", "id": params.id}
         events = self.attention.dismiss(params.id, time.time())
         if events is None:
             raise RpcFailure(ErrorCode.NOT_FOUND, f"no open inbox item {params.id[:128]!r} (already resolved?)")

@@ -77,6 +77,7 @@ ATTN_MAX_AGE_S = 7 * 24 * 3600.0
 ATTN_PER_SUBJECT = 50
 ATTN_ACK_WAIT_S = 30.0
 ATTN_MAX_DELIVER = 5
+ATTN_IN_FLIGHT = 64  # attention items one hypivisor handles at once (a slow handler holds up only its own item)
 WATCH_HEARTBEAT_S = 1.0
 WINNER_READS = 40  # x 50 ms
 REPLAY_TIMEOUT_S = 10.0
@@ -88,6 +89,9 @@ class NatsSettings(Settings):
     replicas: int = 1  # 3 inside a site of 3+ servers: a store survives one server's loss
     storage: str = "file"  # "memory" for the roster only would do too: owners put it back
     start_timeout_s: float = START_TIMEOUT_S  # connecting, creating the buckets, reading the snapshots
+    # an attention item handed to a hypivisor that stops acknowledging it (it died) goes to another after this; a
+    # live handler keeps its items with "in progress" however long it takes
+    attn_ack_wait_s: float = ATTN_ACK_WAIT_S
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -452,38 +456,63 @@ class NatsBackplane(Backplane):
         return out[-limit:]
 
     async def consume_attention(self, handler: AttentionHandler) -> Unsubscribe:
+        """Each fetched item is handled in its own task (at most ``ATTN_IN_FLIGHT`` at once), told "in progress" to
+        the server while its handler runs, acknowledged when the handler returns and handed back (nak) when it
+        raises; an item of a hypivisor that died is redelivered to another after ``attn_ack_wait_s``."""
         site = self.settings.site
+        ack_wait = self.nsettings.attn_ack_wait_s
         psub = await self.js.pull_subscribe(
             site_attention(site),
             durable=PUSH_CONSUMER,
             stream=ATTN_STREAM.format(site=site),
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT, ack_wait=ATTN_ACK_WAIT_S, max_deliver=ATTN_MAX_DELIVER
-            ),
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=ack_wait, max_deliver=ATTN_MAX_DELIVER),
         )
+        handling: set[asyncio.Task[None]] = set()
+
+        async def keep(msg: Any) -> None:
+            while True:
+                await asyncio.sleep(ack_wait / 3)
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+
+        async def handle(msg: Any) -> None:
+            keeper = asyncio.create_task(keep(msg))
+            try:
+                await handler(loads(msg.data))
+            except Exception as e:
+                log.warning("cluster_attention_handler_failed", error=f"{type(e).__name__}: {e}")
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=0.5)
+                return
+            finally:
+                keeper.cancel()
+            with contextlib.suppress(Exception):
+                await msg.ack_sync(timeout=2)
 
         async def run() -> None:
-            while True:
-                try:
-                    msgs = await psub.fetch(batch=10, timeout=1.0)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # a server lost mid-fetch: the client reconnects, fetch again
-                    log.warning("cluster_attention_fetch_failed", error=f"{type(e).__name__}: {e}")
-                    await asyncio.sleep(0.2)
-                    continue
-                for msg in msgs:
-                    try:
-                        await handler(loads(msg.data))
-                    except Exception as e:
-                        log.warning("cluster_attention_handler_failed", error=f"{type(e).__name__}: {e}")
-                        with contextlib.suppress(Exception):
-                            await msg.nak(delay=0.5)
+            try:
+                while True:
+                    free = ATTN_IN_FLIGHT - len(handling)
+                    if free <= 0:
+                        await asyncio.wait(set(handling), return_when=asyncio.FIRST_COMPLETED)
                         continue
-                    with contextlib.suppress(Exception):
-                        await msg.ack_sync(timeout=2)
+                    try:
+                        msgs = await psub.fetch(batch=min(10, free), timeout=1.0)
+                    except (TimeoutError, nats.errors.TimeoutError):
+                        continue
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as e:  # a server lost mid-fetch: the client reconnects, fetch again
+                        log.warning("cluster_attention_fetch_failed", error=f"{type(e).__name__}: {e}")
+                        await asyncio.sleep(0.2)
+                        continue
+                    for msg in msgs:
+                        task = asyncio.create_task(handle(msg))
+                        handling.add(task)
+                        task.add_done_callback(handling.discard)
+            finally:
+                for task in list(handling):
+                    task.cancel()
 
         task = asyncio.create_task(run(), name=f"cluster-attention-{self.hv_id}")
         self._consumers.append(task)

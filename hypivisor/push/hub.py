@@ -118,6 +118,9 @@ class PushHub:
         self._queues: dict[str, deque[Push]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self.sent_count = 0
+        # cluster mode (hypivisor.cluster.inbox): devices and presence are shared with the other hypivisors, and
+        # pushes are decided for the items the site's push queue hands this hypivisor, not for every local item
+        self.share: Any = None
         if store is not None:
             for raw in store.push_devices():
                 try:
@@ -130,6 +133,8 @@ class PushHub:
     def _save(self, row: DeviceRow) -> None:
         if self.store is not None:
             self.store.push_device_put(row.device_id, json.dumps(row.__dict__), time.time())
+        if self.share is not None:
+            self.share.device_saved(row)
 
     def device(self, device_id: str | None) -> PushDevice | None:
         row = self.devices.get(device_id or "")
@@ -162,6 +167,8 @@ class PushHub:
         self._queues.pop(device_id, None)
         if self.store is not None:
             self.store.push_device_delete(device_id)
+        if self.share is not None:
+            self.share.device_removed(device_id)
         return row is not None
 
     def set_prefs(self, device_id: str, kinds: Sequence[str], muted: Sequence[str]) -> PushDevice | None:
@@ -177,22 +184,26 @@ class PushHub:
         out: dict[str, list[Presence]] = {}
         for device_id, pres in self.pages.values():
             out.setdefault(device_id, []).append(pres)
-        return out
+        return out if self.share is None else self.share.with_remote_presence(out)
 
     def set_presence(self, conn: str, device_id: str, node_id: str | None, focused: bool, visible: bool) -> None:
         if conn not in self.pages and len(self.pages) >= MAX_PAGES:
             self.pages.pop(next(iter(self.pages)))
         self.pages[conn] = (device_id, Presence(node_id, focused, visible))
         self.policy.presence_changed(self.presence())
+        if self.share is not None:
+            self.share.presence_changed(device_id)
 
     def connection_closed(self, conn: str) -> None:
-        self.pages.pop(conn, None)
+        gone = self.pages.pop(conn, None)
+        if gone is not None and self.share is not None:
+            self.share.presence_changed(gone[0])
 
     # ------------------------------------------------------------------ events in, pushes out
     def on_events(self, events: Iterable[BaseModel]) -> None:
         """Every published event passes here (the hub's tap); only inbox items matter."""
         for event in events:
-            if isinstance(event, AttentionAddedEvent):
+            if isinstance(event, AttentionAddedEvent) and self.share is None:
                 devices = [row.policy_device() for row in self.devices.values()]
                 self.submit(self.policy.added(event.item, devices, self.presence()))
             elif isinstance(event, AttentionResolvedEvent):
@@ -214,9 +225,10 @@ class PushHub:
             while (queue := self._queues.get(device_id)) and queue:
                 push = queue.popleft()
                 row = self.devices.get(device_id)
-                if row is None or not self.policy.still_wanted(push, self.presence()):
-                    continue
-                await self._deliver(row, push)
+                if row is not None and self.policy.still_wanted(push, self.presence()):
+                    await self._deliver(row, push)
+                if self.share is not None:
+                    self.share.push_done(push)
         finally:
             self._workers.pop(device_id, None)
 

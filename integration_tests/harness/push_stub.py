@@ -59,10 +59,15 @@ class PushStub:
     received: list[Received] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     status: dict[str, int] = field(default_factory=dict)
+    # a held request whose sender went away before it was answered is not delivered (answered 503, counted in
+    # ``gone``): the sender never learnt it was taken, so at-least-once senders send it again
+    drop_gone_senders: bool = False
 
     def __post_init__(self) -> None:
         self._browsers: dict[str, _Browser] = {}
         self.arrived = 0  # requests that reached the stub (held or not)
+        self.gone = 0  # held requests whose sender had gone when they were answered (drop_gone_senders)
+        self.senders: list[int] = []  # the source port of each request that arrived, in order
         self._lock = threading.Lock()
         self._held = threading.Event()
         self._held.set()
@@ -125,8 +130,13 @@ class PushStub:
         at = time.time()
         name = req.match_info["name"]
         body = await req.read()
+        peer = req.transport.get_extra_info("peername") if req.transport is not None else None
+        self.senders.append(peer[1] if peer else 0)
         self.arrived += 1
         await asyncio.get_running_loop().run_in_executor(None, self._held.wait, 30)
+        if self.drop_gone_senders and (req.transport is None or req.transport.is_closing()):
+            self.gone += 1
+            return web.Response(status=503)
         if name in self.status:
             return web.Response(status=self.status[name])
         browser = self._browsers.get(name)
