@@ -36,6 +36,10 @@ environment:
   HYPI_NATS_SITE         cluster mode: the site's name (default main)
   HYPI_NATS_LEASE_TTL    cluster mode: seconds a stopped hypivisor's agents stay listed (default 45)
   HYPI_NATS_ADVERTISE    cluster mode: the host other hypivisors dial for agent links (default --host)
+  HYPI_NATS_ADVERTISE_WS cluster mode: this hypivisor's /ws URL as bridges list it (dial-backs come here
+                         only from bridges whose HYPIVISOR_WS names it; default ws://<advertised host>:<port>/ws)
+  HYPI_CLUSTER_TOKEN     cluster mode: the hypivisor-to-hypivisor token for links through another hypivisor
+                         (the same on all; never a dashboard's token; default: HYPI_TOKEN is sent)
   HYPI_PEERS             other hypivisors' dashboard origins, comma-separated (as --peer, at most 16):
                          Pi-DE moves there when this one is lost; each is also an allowed Origin here
 """
