@@ -28,7 +28,7 @@ from hypivisor.cluster.backplane import (
     RequestTimeout,
     Settings,
 )
-from hypivisor.cluster.names import AgentKey, site_events
+from hypivisor.cluster.names import AgentKey, machine_key, site_events
 from integration_tests.harness.hypivisor_proc import free_port
 
 SITE = "lab"
@@ -191,6 +191,52 @@ async def test_with_leases_a_record_whose_owner_has_no_lease_is_dropped_at_start
     await asyncio.sleep(0.3)
     c = await make(node=2, ttl_s=2.0, heartbeat_s=0.5, liveness="lease")
     assert k not in c.agents()  # b deleted it from the store
+
+
+async def test_a_machine_record_lives_beside_its_agents_and_leaves_with_its_owners_lease(make: Factory) -> None:
+    """A machine's record (``<machine>.=``, what ``list_machines`` shows) is a roster record like an agent's: seen
+    everywhere, never mistaken for an agent of that machine, and gone with its owner's lease."""
+    a = await make(node=0, ttl_s=2.0, heartbeat_s=0.5, liveness="lease")
+    b = await make(node=1, ttl_s=2.0, heartbeat_s=0.5, liveness="lease")
+    mk, k = machine_key(a.settings.site, "build.example.com"), key_of(a, "build.example.com", "agent-1")
+    seen: list[AgentChange] = []
+    b.on_agent_change(seen.append)
+    await a.register_agent(mk, {"name": "build.example.com", "online": True})
+    await a.register_agent(k, {"id": "agent-1"})
+    await until(lambda: mk in b.agents() and k in b.agents(), what="the machine and its agent on b")
+    assert b.agents()[mk] == {"name": "build.example.com", "online": True, "hv": a.hv_id}
+    assert [ch.key.is_machine for ch in seen] == [True, False]
+    await a.close(deregister=False)  # as a crash
+    await until(lambda: mk not in b.agents() and k not in b.agents(), timeout=8.0, what="both gone with a's lease")
+    assert {ch.key for ch in seen if ch.op == "expired"} == {mk, k}
+
+
+async def test_a_slow_request_does_not_hold_the_next_one(make: Factory) -> None:
+    """A machine's spawn waits for its agent; a listing asked meanwhile is answered at once."""
+    a = await make(node=0)
+    b = await make(node=1)
+
+    async def machine(data: bytes) -> bytes:
+        if data == b"slow":
+            await asyncio.sleep(2.0)
+        return data
+
+    await a.serve_machine(a.settings.site, "beta", machine)
+    await flush(a)
+    deadline = time.monotonic() + 2
+    while True:  # the new interest reaches b's server within milliseconds
+        try:
+            await b.request_machine(a.settings.site, "beta", b"warm", timeout=3)
+            break
+        except NoOwner:
+            assert time.monotonic() < deadline, "the owner's subscription never reached b's server"
+            await asyncio.sleep(0.02)
+    slow = asyncio.ensure_future(b.request_machine(a.settings.site, "beta", b"slow", timeout=5))
+    await asyncio.sleep(0.2)
+    t0 = time.monotonic()
+    assert await b.request_machine(a.settings.site, "beta", b"fast", timeout=5) == b"fast"
+    assert time.monotonic() - t0 < 1.0, "the fast request waited for the slow one"
+    assert await slow == b"slow"
 
 
 async def test_an_agent_that_moves_to_another_hypivisor_belongs_to_it(make: Factory) -> None:
