@@ -8,7 +8,7 @@ dir) connected to hypivisor A, and a dashboard on hypivisor B:
 * through B: ``list_directories`` (the machine's home; its refusal 1003 passes through; an unknown machine 1012),
   ``list_sessions`` / ``read_session`` of the machine's session file, a ``search`` whose frames arrive for B's own
   machine, A's own machine and the machine on A (the hit in that one), and a spawn (a stub pi in the machine's
-  tmux) that registers on A and is on B's roster when the answer comes;
+  tmux) that registers on A and is on B's roster when the answer comes; a machine's index progress told to A;
 * a service that is not the machine (no secret) cannot take its name on B;
 * SIGKILL of A: the machine and A's own machine leave B's list with A's lease; a machine whose ``HYPIVISOR_WS`` is
   ``A,B`` is B's own within 2 s instead.
@@ -134,6 +134,15 @@ async def test_a_machine_on_one_hypivisor_is_listed_and_used_through_another(
         assert node_id in nodes and nodes[node_id]["hv"] == hv_a, nodes
         assert alpha.tmux("has-session", "-t", res["result"]["tmux_session"]).returncode == 0
         found, _ = await machines_on(dash, lambda f: f["alpha"]["agents"] == 1, 10, "alpha's agent counted on B")
+
+        # a machine's index progress, told to A, reaches B's dashboards
+        async with await RegistryClient.connect(a) as gamma:
+            assert "result" in await gamma.call("register_machine", {"name": "gamma"})
+            await machines_on(dash, lambda f: "gamma" in f, 10, "gamma on B")
+            progress = {"files_done": 3, "files_total": 7, "done": False}
+            assert "result" in await gamma.call("machine_index_progress", progress)
+            ev = await dash.event("index_progress", timeout=10, machine="gamma")
+            assert (ev["files_done"], ev["files_total"], ev["done"]) == (3, 7, False) and "hv" not in ev
 
         # a second service without alpha's secret cannot take the name on B
         async with await RegistryClient.connect(b) as rogue:
