@@ -532,6 +532,11 @@ class MachineInfo(_Open):
     tmux: bool | None = None
     home: str | None = None
     since: float | None = Field(default=None, description="unix seconds of the last online/offline change")
+    hv: str | None = Field(
+        default=None, max_length=MAX_ID_LEN, exclude_if=lambda v: v is None,
+        description="cluster mode: the hypivisor its service is connected to, when another one than this (absent "
+        "on this hypivisor's own machines and in one process)",
+    )  # fmt: skip
 
 
 class ListMachinesResult(_Open):

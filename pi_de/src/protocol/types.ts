@@ -1217,6 +1217,10 @@ export interface MachineInfo {
    */
   agents: number;
   home?: string | null;
+  /**
+   * cluster mode: the hypivisor its service is connected to, when another one than this (absent on this hypivisor's own machines and in one process)
+   */
+  hv?: string | null;
   name: string;
   /**
    * its machine service is connected (the hypivisor's own machine: always)
