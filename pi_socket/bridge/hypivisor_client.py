@@ -137,7 +137,7 @@ class HypivisorClient:
             return
         self._spawn(self._dial_back_and_report(str(nonce), url))
 
-    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, job: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.get_running_loop().create_task(job)
         self._dialling.add(task)
         task.add_done_callback(self._dialling.discard)
