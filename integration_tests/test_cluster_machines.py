@@ -130,6 +130,7 @@ async def test_a_machine_on_one_hypivisor_is_listed_and_used_through_another(
         assert "result" in res, (res, alpha.stderr())
         node_id = res["result"]["node_id"]
         assert res["result"]["node"]["machine"] == "alpha" and res["result"]["tmux_session"]
+        assert res["result"]["node"]["hv"] == hv_a and res["result"]["node"]["tmux_session"] == res["result"]["tmux_session"]
         nodes = {n["id"]: n for n in (await dash.call("list_nodes"))["result"]["nodes"]}
         assert node_id in nodes and nodes[node_id]["hv"] == hv_a, nodes
         assert alpha.tmux("has-session", "-t", res["result"]["tmux_session"]).returncode == 0

@@ -89,11 +89,12 @@ class RemoteMachines:
         ``local`` is this hypivisor's own entry for the name (its book). ``reassert`` is True when another
         hypivisor put an *offline* record for a machine that is live here: the live connection is the truth, so
         this hypivisor puts its record again (an offline record never wins over a live one; two live records do
-        not fight: the last put stays)."""
+        not fight: the last put stays); also when the record of a machine live here was deleted or expired."""
         before = self.view(name, local)
         reassert = False
         if op != "put" or record is None:
             self._machines.pop(name, None)
+            reassert = strong(local)  # deleted under a live connection (a late delete of its old holder): put again
         else:
             hv = record.get("hv")
             if not isinstance(hv, str) or not hv or hv == self.hv_id or name == self.own_name:

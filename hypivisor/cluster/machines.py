@@ -205,6 +205,9 @@ class ClusterMachines:
         answer = await self._ask(name, {"op": "call", "method": method, "params": params}, self._timeout(method))
         if method in ("spawn_agent", "resume_session") and isinstance(answer, dict):
             await self._on_roster(answer.get("node_id"))
+            remote = self.link.remote(answer["node_id"]) if isinstance(answer.get("node_id"), str) else None
+            if remote is not None:  # the node as this hypivisor's roster lists it (with its owner's ``hv``)
+                answer["node"] = remote.node.model_dump(mode="json")
         return answer
 
     def _timeout(self, method: str) -> float:

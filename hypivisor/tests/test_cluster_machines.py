@@ -79,6 +79,8 @@ def test_a_live_connection_here_wins_and_an_offline_record_from_elsewhere_is_ans
     events, _ = m.apply("expired", "alpha", None, offline_here)
     assert kinds(events) == ["machine_left"] and events[0].machine == offline_here
     assert strong(info(own=True, service=False)) and not strong(offline_here) and not strong(None)
+    m.apply("put", "alpha", rec(), here)
+    assert m.apply("deleted", "alpha", None, here) == ([], True)  # its old holder's late delete: put it again
 
 
 def test_the_merged_list_own_first_then_by_name() -> None:
