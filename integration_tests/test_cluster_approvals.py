@@ -31,7 +31,7 @@ from integration_tests.harness.hypivisor_proc import HypivisorProc
 from integration_tests.harness.pi_proc import PINNED_PI_VERSIONS, wait_until
 from integration_tests.test_pi_approvals import WRITES, ask
 from integration_tests.test_pi_link import is_type, prompt, run_done
-from integration_tests.test_pi_resilience import registry
+from integration_tests.test_pi_resilience import node_event, registry
 
 TOKEN = "cluster-approvals-token"
 LEASE_TTL = 2.0
@@ -111,6 +111,7 @@ def test_a_decision_through_any_hypivisor_counts_once_and_the_first_wins(
     _site, (a, b, c) = start_hypivisors(nats_cluster, hypivisor_factory, 3)
     dash_a, dash_b, dash_c = (registry(agent_client, hv) for hv in (a, b, c))
     pi = start_pi(PI, mode="rpc", env={**WRITES, "HYPIVISOR_WS": a.ws_url, "HYPI_TOKEN": TOKEN})
+    dash_b.wait_for(node_event("node_joined", pi.node_id), timeout=20)  # registered on A, seen on B
     link = agent_client(a.agent_url(pi.node_id), a.auth_headers)
     link.wait_for(is_type("init_state"))
 
@@ -130,9 +131,8 @@ def test_a_decision_through_any_hypivisor_counts_once_and_the_first_wins(
     mark = len(link.frames)
     prompt(link, "TOOLCALL: echo two >> raced.txt")
     req = ask(link, start=mark)
-    wait_until(lambda: call(dash_b, "list_nodes", {})["result"]["nodes"] and any(
-        n["id"] == pi.node_id and n["pending_approvals"] == 1 for n in call(dash_b, "list_nodes", {})["result"]["nodes"]
-    ), 10, "B's roster to show the pending approval")  # fmt: skip
+    wait_until(lambda: any(n["id"] == pi.node_id and n["pending_approvals"] == 1
+                           for n in call(dash_b, "list_nodes", {})["result"]["nodes"]), 10, "the approval on B")  # fmt: skip
     params = {"node_id": pi.node_id, "approval_id": req["id"]}
     marks = (len(dash_a.frames), len(dash_b.frames))
     dash_a.send({"id": "race-a", "method": "decide_approval", "params": {**params, "decision": "deny", "by": "alice"}})
@@ -158,6 +158,7 @@ def test_a_pending_approval_survives_its_owner_and_is_decided_once_after_fail_ov
     site, (a, b, c) = start_hypivisors(nats_cluster, hypivisor_factory, 3)
     dash_c = registry(agent_client, c)
     pi = start_pi(PI, mode="rpc", env={**WRITES, "HYPIVISOR_WS": f"{a.ws_url},{b.ws_url}", "HYPI_TOKEN": TOKEN})
+    dash_c.wait_for(node_event("node_joined", pi.node_id), timeout=20)
     link = agent_client(a.agent_url(pi.node_id), a.auth_headers)
     link.wait_for(is_type("init_state"))
     prompt(link, "TOOLCALL: echo after >> failover.txt")
@@ -194,17 +195,21 @@ def test_decide_approval_in_one_process(
     hv = hypivisor_factory(token=TOKEN)
     dash = registry(agent_client, hv)
     pi = start_pi(PI, mode="rpc", env={**WRITES, "HYPIVISOR_WS": hv.ws_url, "HYPI_TOKEN": TOKEN})
+    dash.wait_for(node_event("node_joined", pi.node_id), timeout=20)
     link = agent_client(hv.agent_url(pi.node_id), hv.auth_headers)
     link.wait_for(is_type("init_state"))
     prompt(link, "TOOLCALL: echo solo >> solo.txt")
     req = ask(link)
-    unknown = decide(dash, pi.node_id, "a-nope", "allow", "x")
+    wait_until(lambda: any(n["id"] == pi.node_id and n["pending_approvals"] == 1
+                           for n in call(dash, "list_nodes", {})["result"]["nodes"]), 10, "the pending approval")  # fmt: skip
+    unknown = call(dash, "decide_approval", {"node_id": pi.node_id, "approval_id": "a-nope", "decision": "allow"})
     assert unknown["error"]["code"] == 1013 and "no open approval 'a-nope'" in unknown["error"]["message"]
     nobody = call(dash, "decide_approval", {"node_id": "ghost", "approval_id": req["id"], "decision": "allow"})
     assert nobody["error"]["code"] == 1006
     bad = call(dash, "decide_approval", {"node_id": pi.node_id, "approval_id": req["id"], "decision": "maybe"})
     assert bad["error"]["code"] == -32602
-    reply = decide(dash, pi.node_id, req["id"], "deny", "dana")
+    reply = call(dash, "decide_approval", {**{"node_id": pi.node_id, "approval_id": req["id"]}, "decision": "deny",
+                                           "by": "dana"})  # fmt: skip
     assert reply["result"] == {"status": "accepted", "decision": "deny", "by": "dana"}, reply
     second = call(dash, "decide_approval", {"node_id": pi.node_id, "approval_id": req["id"], "decision": "allow"})
     assert second["error"]["code"] == 1013 and "already decided (deny by dana)" in second["error"]["message"]
@@ -212,3 +217,32 @@ def test_decide_approval_in_one_process(
     assert (resolved["decision"], resolved["by"]) == ("deny", "dashboard")
     link.wait_for(run_done(PI))
     assert ran(pi_home, "solo.txt") == []
+
+
+def test_a_decision_in_pis_terminal_is_written_so_a_later_one_conflicts(
+    nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc], start_pi: Any, agent_client: Any, pi_home: Any
+) -> None:
+    site, (a, b) = start_hypivisors(nats_cluster, hypivisor_factory, 2)
+    dash_b = registry(agent_client, b)
+    pi = start_pi(PI, mode="tui", env={**WRITES, "HYPIVISOR_WS": a.ws_url, "HYPI_TOKEN": TOKEN})
+    dash_b.wait_for(node_event("node_joined", pi.node_id), timeout=20)
+    link = agent_client(a.agent_url(pi.node_id), a.auth_headers)
+    link.wait_for(is_type("init_state"))
+    pi.submit("TOOLCALL: echo tui >> tui.txt")
+    req = ask(link)
+    pi.wait_for(r"Hyper-Pi: allow bash\?", timeout=15)
+    pi.keys("Enter")  # Allow, in pi's own dialog
+    link.wait_for(is_type("approval_resolved", id=req["id"], by="terminal", decision="allow"))
+
+    def written() -> dict | None:
+        recs = [r for r in approval_records(nats_cluster, site).values() if r.get("node_id") == pi.node_id]
+        return recs[0] if recs and recs[0]["state"] == "decided" else None
+
+    rec = wait_until(written, 10, "the owner to write the terminal's decision")
+    assert rec["decision"] == {"decision": "allow", "by": "terminal", "source": "agent"}, rec
+    late = call(dash_b, "decide_approval", {"node_id": pi.node_id, "approval_id": req["id"], "decision": "deny"})
+    assert late["error"]["code"] == 1013 and "already decided (allow by terminal on " in late["error"]["message"], late
+    wait_until(lambda: ran(pi_home, "tui.txt") == ["tui"], 15, "the allowed command to run")
+    link.wait_for(run_done(PI))
+    pi.submit("/quit")  # here, without the harness's Escape first (it can eat the '/' and cost 15 s at teardown)
+    wait_until(lambda: not pi.pi_pid(), 10, "pi to quit")
