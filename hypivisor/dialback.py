@@ -102,6 +102,10 @@ class DialBackBook:
         self._spend(key, "used", entry.node_id)
         return entry
 
+    def waiting(self, nonce: str) -> Pending | None:
+        """The pending entry of ``nonce`` (left in place), or None."""
+        return self._pending.get(_key(nonce))
+
     def cancel(self, nonce: str, now: float) -> Pending | None:
         """The link no longer waits (browser gone, fell back to direct): a later claim is refused, as expired
         when the nonce's time is up, else as used."""

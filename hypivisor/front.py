@@ -348,6 +348,20 @@ class FrontContext:
         self.spliced: set[FrontProtocol] = set()  # counted connections now owned by a splice
         self.dialbacks = dialback.DialBackBook()
         self._refusal_logged_at = 0.0
+        service.dial_back_failed = self.dial_back_failed
+
+    def dial_back_failed(self, conn: Any, nonce: str) -> None:
+        """The bridge on registry connection ``conn`` could not dial back for ``nonce`` (``dial_back_result``): its
+        link stops waiting and connects directly now. Only the connection owning the nonce's node counts."""
+        entry = self.dialbacks.waiting(nonce)
+        if entry is None:
+            return
+        node = self.service.registry.get(entry.node_id)
+        if node is None or node.owner != conn:
+            return
+        waiter = entry.payload
+        if isinstance(waiter, asyncio.Future) and not waiter.done():
+            waiter.set_result(None)
 
     async def dial_back(self, node_id: str, owner: Any) -> tuple[FrontProtocol, bytes] | None:
         """Ask the bridge on registry connection ``owner`` to dial back for one link; its connection (answered
@@ -356,7 +370,7 @@ class FrontContext:
         if send is None:
             return None
         loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[tuple[FrontProtocol, bytes]] = loop.create_future()
+        waiter: asyncio.Future[tuple[FrontProtocol, bytes] | None] = loop.create_future()
         nonce = self.dialbacks.issue(node_id, loop.time(), waiter)
         if nonce is None:
             log.warning("too many dial-backs pending; connecting directly", node_id=node_id)
@@ -366,7 +380,10 @@ class FrontContext:
             if not send(orjson.dumps({"event": "dial_back", "nonce": nonce, "node_id": node_id, "expires_in": ttl})):
                 return None
             async with asyncio.timeout(ttl):
-                return await waiter
+                arrived = await waiter
+            if arrived is None:
+                log.info("dial-back failed at the bridge; connecting directly", node_id=node_id)
+            return arrived
         except TimeoutError:
             log.warning("no dial-back in time; connecting directly", node_id=node_id, waited_s=self.dialbacks.ttl)
             return None

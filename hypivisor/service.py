@@ -154,6 +154,8 @@ class Service:
         self.machines = MachineDesk(MachineBook(machine_name(self.env), own_facts(self.home)))
         self.started_at = time.time()
         self.cluster: Any = None  # cluster mode (--nats): a hypivisor.cluster.link.ClusterLink, set by the server
+        # a bridge says its dial-back failed: the waiting link falls back at once (hypivisor.front, set there)
+        self.dial_back_failed: Callable[[Hashable, str], None] | None = None
 
     def publish(self, events: list[BaseModel]) -> None:
         if events:
@@ -606,10 +608,12 @@ class Service:
         return {"status": "ok"}
 
     async def _m_dial_back_result(self, params: Any, conn: Hashable, peer: str) -> dict:
-        """A bridge's answer to a dial-back this hypivisor forwarded for another one (cluster mode, specs/cluster.md
-        §7); ignored otherwise."""
-        if self.cluster is not None:
-            self.cluster.dial_back_result(conn, params.nonce, params.ok, params.error)
+        """A bridge's answer to a dial-back: one this hypivisor forwarded for another (cluster mode, specs/cluster.md
+        §7), or a failed one of its own (its link connects directly at once instead of after the nonce's life)."""
+        if self.cluster is not None and self.cluster.dial_back_result(conn, params.nonce, params.ok, params.error):
+            return {}
+        if not params.ok and self.dial_back_failed is not None:  # one of this hypivisor's own dial-backs
+            self.dial_back_failed(conn, params.nonce)
         return {}
 
     async def _m_machine_index_progress(self, params: MachineIndexProgressParams, conn: Hashable, peer: str) -> dict:

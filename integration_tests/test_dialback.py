@@ -223,6 +223,46 @@ async def test_nonces_are_good_once_in_time_and_only_as_issued(hypivisor_factory
     assert nonce not in hv.log_lines() and TOKEN not in hv.log_lines()
 
 
+async def test_a_dial_back_the_bridge_reports_failed_falls_back_at_once(hypivisor_factory):
+    """``dial_back_result {ok: false}`` from the node's own registry connection ends the wait: the link connects to
+    the agent's port at once, not after the nonce's 5 s; the same report from another connection changes nothing."""
+    hv = hypivisor_factory(token=TOKEN)
+    async with (
+        TinyAgent() as agent,
+        await RegistryClient.connect(hv) as bridge,
+        await RegistryClient.connect(hv) as stranger,
+    ):
+        registered = await bridge.call("register", node_params("db-fake", agent.port, capabilities=["dial_back"]))
+        assert "result" in registered, registered
+
+        async def browser() -> str:
+            # close_timeout: the fake bridge below never answers a close frame
+            url, headers = hv.agent_url("db-fake"), hv.auth_headers
+            async with websockets.connect(url, additional_headers=headers, close_timeout=0.2) as ws:
+                return await asyncio.wait_for(ws.recv(), 10)
+
+        t0 = time.monotonic()
+        link = asyncio.ensure_future(browser())
+        nonce = await next_nonce(bridge)
+        assert (await bridge.call("dial_back_result", {"nonce": nonce, "ok": False, "error": "refused"}))[
+            "result"
+        ] == {}
+        assert await link == "direct" and time.monotonic() - t0 < 2.5
+
+        # another connection's report is ignored: the bridge's own dial-back still carries the link
+        link = asyncio.ensure_future(browser())
+        nonce = await next_nonce(bridge)
+        assert "result" in await stranger.call("dial_back_result", {"nonce": nonce, "ok": False})
+        s = await asyncio.to_thread(dial, hv, nonce)
+        head, early = await asyncio.to_thread(read_head, s)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        await asyncio.to_thread(serve_one_link, s, early)
+        assert await link == "dialled"
+        s.close()
+        await asyncio.sleep(0.3)
+    assert any(r.get("msg") == "dial-back failed at the bridge; connecting directly" for r in hv_log(hv))
+
+
 async def test_a_bad_dial_back_request_is_a_clear_400(hypivisor_factory):
     hv = hypivisor_factory(token=TOKEN)
     for request in (

@@ -191,8 +191,7 @@ class ClusterLink:
 
     def approvals_report(self, node: NodeInfo, params: Any) -> None:
         """An own agent's register/heartbeat with its attention report: its open approvals (§5)."""
-        key = AgentKey(self.site, node.machine, node.id)
-        self.approvals.report(key, list(params.attention.live), getattr(params, "approvals_ended", None))
+        self.approvals.report(AgentKey(self.site, node.machine, node.id), params)
 
     def _put(self, node: NodeInfo) -> None:
         key = AgentKey(self.site, node.machine, node.id)
@@ -273,11 +272,14 @@ class ClusterLink:
         finally:
             self.forwards.drop(ask.nonce)
 
-    def dial_back_result(self, conn: Any, nonce: str, ok: bool, error: str | None) -> None:
-        """A bridge's ``dial_back_result``: counts only for a forwarded nonce, from the connection it went to."""
+    def dial_back_result(self, conn: Any, nonce: str, ok: bool, error: str | None) -> bool:
+        """A bridge's ``dial_back_result``: counts only for a forwarded nonce, from the connection it went to (True)."""
         waiter = self.forwards.settle(nonce, conn)
-        if waiter is not None and not waiter.done():
+        if waiter is None:
+            return False
+        if not waiter.done():
             waiter.set_result((ok, error))
+        return True
 
     async def ask_dial_back(self, node_id: str, nonce: str, ttl: float) -> tuple[bool, str]:
         """Browser side: ask the owner to have the agent's bridge dial back here with ``nonce``; (dialled, reason).

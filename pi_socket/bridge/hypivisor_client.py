@@ -127,7 +127,7 @@ class HypivisorClient:
             return
         if msg.get("url") is None:
             # the hypivisor that asked: events arrive only on the live connection, so that is the current URL
-            self._spawn(self._dial_back(str(nonce), self.url))
+            self._spawn(self._dial_back_and_report(str(nonce), self.url, failures_only=True))
             return
         # cluster mode: another hypivisor asks, through the one connected now; dialled only when in the list
         url = listed(msg["url"], self.failover.urls)
@@ -158,8 +158,13 @@ class HypivisorClient:
             oplog.log_boundary_error("registry.dial_back", exc)
         return error
 
-    async def _dial_back_and_report(self, nonce: str, url: str) -> None:
-        await self._report(nonce, await self._dial_back(nonce, url))
+    async def _dial_back_and_report(self, nonce: str, url: str, failures_only: bool = False) -> None:
+        """A dial-back, then ``dial_back_result``: always for one that named a ``url`` (the owner waits for it), only
+        a failure for the connected hypivisor's own (its link then connects directly at once; an older hypivisor
+        answers the unknown method with an error, which is ignored)."""
+        error = await self._dial_back(nonce, url)
+        if error is not None or not failures_only:
+            await self._report(nonce, error)
 
     async def _report(self, nonce: str, error: str | None) -> None:
         """``dial_back_result`` to the hypivisor that forwarded the event (best effort: it waits at most the nonce's

@@ -1,6 +1,7 @@
 """A dial-back that names another hypivisor (cluster mode, specs/cluster.md §7): the bridge dials it only when it is
 one of its own ``HYPIVISOR_WS`` list (the list's spelling), refuses it otherwise, and answers every such event with
-``dial_back_result`` on the registry connection it came on, so the hypivisor waiting for it falls back at once."""
+``dial_back_result`` on the registry connection it came on, so the hypivisor waiting for it falls back at once; a
+failed dial-back to the connected hypivisor is reported too."""
 
 from __future__ import annotations
 
@@ -97,11 +98,16 @@ async def test_a_hypivisor_of_the_list_is_dialled_in_the_lists_spelling_and_the_
         method, params = calls[-1]
         assert method == "dial_back_result" and params["nonce"] == failing and params["ok"] is False
         assert "401" in params["error"]
-        # a dial-back without url still goes to the connected hypivisor and is not reported (as before)
+        # a dial-back without url still goes to the connected hypivisor; only a failure is reported (its link then
+        # connects directly at once instead of after the nonce's life)
         calls.clear()
         client._on_event({"event": "dial_back", "nonce": NONCE + "x"})
         await _settle(client)
         assert dialled[-1] == (A, "tok", NONCE + "x") and calls == []
+        client._on_event({"event": "dial_back", "nonce": NONCE + "fail2"})
+        await _settle(client)
+        assert dialled[-1] == (A, "tok", NONCE + "fail2")
+        assert [(m, p["nonce"], p["ok"]) for m, p in calls] == [("dial_back_result", NONCE + "fail2", False)]
     finally:
         dialback.dial = real  # type: ignore[assignment]
 
