@@ -39,6 +39,8 @@ from pi_socket.protocol import (
     DecideApprovalParams,
     DecideApprovalResult,
     ErrorCode,
+    HeartbeatParams,
+    RegisterParams,
 )
 
 if TYPE_CHECKING:
@@ -152,13 +154,23 @@ class OwnerBook:
         self._forwarded: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def report(
-        self, node_id: str, live: Iterable[AttentionLive], ended: Iterable[ApprovalEnded] | None
+        self, node_id: str, live: Iterable[AttentionLive], ended: Iterable[ApprovalEnded] | None, fresh: bool = False
     ) -> tuple[list[AttentionLive], list[Gone]]:
+        """``fresh``: a (re-)registration, whose connection is new: every open approval is checked again (a decision
+        not delivered before is forwarded now) and every reported outcome is written (it may have ended while no
+        hypivisor held the agent, e.g. after its owner died)."""
         now_open = open_approvals(live)
         before = self.open.get(node_id, {})
-        new = [item for approval_id, item in now_open.items() if approval_id not in before]
         outcomes = {e.id: e for e in ended or ()}
-        gone = [Gone(approval_id, outcomes.get(approval_id)) for approval_id in before if approval_id not in now_open]
+        if fresh:
+            for key in [k for k in self._forwarded if k[0] == node_id]:
+                del self._forwarded[key]
+            new = list(now_open.values())
+            gone_ids = [i for i in {**before, **outcomes} if i not in now_open]
+        else:
+            new = [item for approval_id, item in now_open.items() if approval_id not in before]
+            gone_ids = [i for i in before if i not in now_open]
+        gone = [Gone(approval_id, outcomes.get(approval_id)) for approval_id in gone_ids]
         if now_open:
             self.open[node_id] = now_open
         else:
@@ -174,19 +186,26 @@ class OwnerBook:
         item = self.open.get(node_id, {}).get(approval_id)
         return None if item is None else item.tool_name
 
-    def take_forward(self, node_id: str, approval_id: str, record: Record) -> bool:
-        """True once for a decided record of an approval open here (forward it now); False otherwise."""
+    def wants_forward(self, node_id: str, approval_id: str, record: Record) -> bool:
+        """A decided record of an approval open here that was not passed to the bridge yet."""
         if record.get("state") != "decided" or not self.is_open(node_id, approval_id):
             return False
         decision = record.get("decision") or {}
         if decision.get("source") == "agent" or decision.get("decision") not in ("allow", "deny"):
             return False  # the gate's own outcome, written back: nothing to pass on
-        key = (node_id, approval_id)
-        if key in self._forwarded:
-            return False
-        self._forwarded[key] = None
+        return (node_id, approval_id) not in self._forwarded
+
+    def forwarded(self, node_id: str, approval_id: str) -> None:
+        """It reached the bridge's connection: never again while the approval stays open here."""
+        self._forwarded[(node_id, approval_id)] = None
         while len(self._forwarded) > self.max_forwarded:
             self._forwarded.popitem(last=False)
+
+    def take_forward(self, node_id: str, approval_id: str, record: Record) -> bool:
+        """True once for a decided record of an approval open here (forward it now); False otherwise."""
+        if not self.wants_forward(node_id, approval_id, record):
+            return False
+        self.forwarded(node_id, approval_id)
         return True
 
     def forget(self, node_id: str) -> None:
@@ -300,10 +319,14 @@ class ApprovalsLink:
             await asyncio.gather(self._worker, return_exceptions=True)
 
     # -- the owner's reports ---------------------------------------------------------------------------------------
-    def report(self, key: AgentKey, live: list[AttentionLive], ended: list[ApprovalEnded] | None) -> None:
-        """An own agent's register/heartbeat report (with its attention): open new records, write ended ones."""
+    def report(self, key: AgentKey, params: RegisterParams | HeartbeatParams) -> None:
+        """An own agent's register/heartbeat (with its attention report): open new records, write ended ones (a
+        register checks everything again, :meth:`OwnerBook.report`)."""
+        if params.attention is None:
+            return
         self._keys[key.agent] = key
-        new, gone = self.book.report(key.agent, live, ended)
+        fresh = isinstance(params, RegisterParams)
+        new, gone = self.book.report(key.agent, params.attention.live, params.approvals_ended, fresh)
         for item in new:
             self._enqueue("seen", key, item.approval_id or "", pending_fields(key.agent, item))
         for g in gone:
@@ -364,8 +387,9 @@ class ApprovalsLink:
             return
         if self.service.registry.get(key.agent) is None:
             return
-        if self.book.take_forward(key.agent, approval_id, record):
-            _forward(self.service, key.agent, approval_id, record.get("decision") or {})
+        if self.book.wants_forward(key.agent, approval_id, record):
+            if _forward(self.service, key.agent, approval_id, record.get("decision") or {}):
+                self.book.forwarded(key.agent, approval_id)
 
     # -- decide_approval on this hypivisor -------------------------------------------------------------------------
     async def decide(self, params: DecideApprovalParams) -> dict[str, Any]:

@@ -24,12 +24,29 @@ from hypivisor.cluster.approvals import (
 )
 from hypivisor.cluster.backplane import InProcessBackplane, InProcessHub, Settings
 from hypivisor.cluster.names import AgentKey
-from pi_socket.protocol import ApprovalEnded, AttentionLive, DecideApprovalParams, NodeInfo
+from pi_socket.protocol import (
+    ApprovalEnded,
+    AttentionLive,
+    AttentionReport,
+    DecideApprovalParams,
+    HeartbeatParams,
+    NodeInfo,
+    RegisterParams,
+)
 
 
 def live(approval_id: str, tool: str = "bash") -> AttentionLive:
     return AttentionLive(kind="approval", key=approval_id, summary=f"run {approval_id}", created_at=1.0,
                          approval_id=approval_id, tool_name=tool)  # fmt: skip
+
+
+def hb(live_items: list[AttentionLive], ended: list[ApprovalEnded] | None = None) -> HeartbeatParams:
+    return HeartbeatParams(id="n1", attention=AttentionReport(live=live_items), approvals_ended=ended)
+
+
+def reg(live_items: list[AttentionLive], ended: list[ApprovalEnded] | None = None) -> RegisterParams:
+    return RegisterParams(id="n1", machine="m", cwd="/w", port=4000, attention=AttentionReport(live=live_items),
+                          approvals_ended=ended)  # fmt: skip
 
 
 def params(**kw: Any) -> DecideApprovalParams:
@@ -139,7 +156,7 @@ async def test_the_owner_opens_forwards_once_and_writes_the_gates_outcome() -> N
     await link.start()
     key = AgentKey("main", "m", "n1")
     try:
-        link.report(key, [live("a1"), live("a2")], None)
+        link.report(key, hb([live("a1"), live("a2")], None))
         await settle()
         assert (await a.get_approval(key, "a1"))["state"] == "pending"
         assert (await a.get_approval(key, "a1"))["tool"] == "bash"
@@ -147,18 +164,18 @@ async def test_the_owner_opens_forwards_once_and_writes_the_gates_outcome() -> N
         await b.decide_approval(key, "a1", {"decision": "allow", "by": "alice"})
         await settle()
         assert [(e["id"], e["decision"], e["by"]) for e in sent] == [("a1", "allow", "alice")]
-        link.report(key, [live("a1"), live("a2")], None)  # a heartbeat before the gate answered: nothing again
+        link.report(key, hb([live("a1"), live("a2")], None))  # a heartbeat before the gate answered: nothing again
         await settle()
         assert len(sent) == 1
         # the terminal answered a2 first: the owner writes it, and a later decision conflicts naming it
-        link.report(key, [live("a1")], [ApprovalEnded(id="a2", decision="deny", by="terminal")])
+        link.report(key, hb([live("a1")], [ApprovalEnded(id="a2", decision="deny", by="terminal")]))
         await settle()
         rec = await a.get_approval(key, "a2")
         assert rec["state"] == "decided" and rec["decision"]["by"] == "terminal"
         with pytest.raises(Exception, match="deny by terminal on hv-a"):
             await b.decide_approval(key, "a2", {"decision": "allow", "by": "bob"})
         # the forwarded allow of a1 lost to the terminal's deny: the record is corrected to what the gate did
-        link.report(key, [], [ApprovalEnded(id="a1", decision="deny", by="terminal")])
+        link.report(key, hb([], [ApprovalEnded(id="a1", decision="deny", by="terminal")]))
         await settle()
         rec = await a.get_approval(key, "a1")
         assert rec["decision"]["decision"] == "deny" and rec["overrode"]["by"] == "alice"
@@ -179,9 +196,46 @@ async def test_a_new_owner_reopens_nothing_and_forwards_a_decision_made_in_the_g
     link = ApprovalsLink(owner_service(sent), c, "main")  # type: ignore[arg-type]
     await link.start()
     try:
-        link.report(key, [live("a1")], None)  # the bridge registered here
+        link.report(key, reg([live("a1")]))  # the bridge registered here
         await settle()
         assert [(e["id"], e["decision"]) for e in sent] == [("a1", "deny")]
         assert (await c.get_approval(key, "a1"))["owner"] == "hv-a"  # not re-opened
+    finally:
+        await link.close()
+
+
+def test_a_registration_checks_every_open_approval_again_and_writes_every_reported_outcome() -> None:
+    book = OwnerBook()
+    book.report("n1", [live("a1")], None)
+    assert book.take_forward("n1", "a1", {"state": "decided", "decision": {"decision": "allow", "by": "x"}})
+    ended = [ApprovalEnded(id="a0", decision="deny", by="terminal")]  # ended while no hypivisor held the agent
+    new, gone = book.report("n1", [live("a1")], ended, fresh=True)
+    assert [i.approval_id for i in new] == ["a1"] and [g.approval_id for g in gone] == ["a0"]
+    assert book.wants_forward("n1", "a1", {"state": "decided", "decision": {"decision": "allow", "by": "x"}})
+
+
+async def test_a_decision_the_bridge_could_not_take_is_forwarded_when_it_registers_again() -> None:
+    hub = InProcessHub()
+    a = InProcessBackplane(Settings("hv-a", "main"), hub)
+    hub.backplanes += [a]
+    sent: list[dict] = []
+    service = owner_service(sent)
+    link = ApprovalsLink(service, a, "main")  # type: ignore[arg-type]
+    await link.start()
+    key = AgentKey("main", "m", "n1")
+    try:
+        link.report(key, reg([live("a1")]))
+        await settle()
+        service.senders.clear()  # the bridge's connection is gone (it reconnects)
+        await a.decide_approval(key, "a1", {"decision": "allow", "by": "alice"})
+        await settle()
+        assert sent == []
+        service.senders["conn"] = lambda b: sent.append(orjson.loads(b)) or True
+        link.report(key, reg([live("a1")]))  # registered again on a new connection
+        await settle()
+        assert [(e["id"], e["by"]) for e in sent] == [("a1", "alice")]
+        link.report(key, hb([live("a1")]))
+        await settle()
+        assert len(sent) == 1
     finally:
         await link.close()
