@@ -1644,6 +1644,7 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     MachineLeftEvent,
     MachineRequestEvent,
     DialBackEvent,
+    DialBackResultParams,
     DecideApprovalParams,
     DecideApprovalResult,
     ApprovalDecisionEvent,

@@ -60,6 +60,7 @@ export interface HyperPiProtocolIndex {
   DecideApprovalResult?: DecideApprovalResult;
   DeregisterParams?: DeregisterParams;
   DialBackEvent?: DialBackEvent;
+  DialBackResultParams?: DialBackResultParams;
   DirectoryEntry?: DirectoryEntry;
   DismissAttentionParams?: DismissAttentionParams;
   ErrorCode?: ErrorCode;
@@ -641,6 +642,19 @@ export interface DialBackEvent {
    */
   url?: string | null;
   [k: string]: unknown;
+}
+/**
+ * A bridge's answer to a ``dial_back`` event that named a ``url`` (cluster mode): whether it dialled that
+ * hypivisor (``ok``: answered 101) or why not (not in its HYPIVISOR_WS, refused, unreachable), so the hypivisor
+ * that waits falls back at once instead of after the nonce's life; only the connection the event went to counts.
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "DialBackResultParams".
+ */
+export interface DialBackResultParams {
+  error?: string | null;
+  nonce: string;
+  ok: boolean;
 }
 /**
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
