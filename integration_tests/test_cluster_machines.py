@@ -7,8 +7,9 @@ dir) connected to hypivisor A, and a dashboard on hypivisor B:
 * B lists the machine connected to A (``hv`` = A) and A's own machine, and gets ``machine_joined``;
 * through B: ``list_directories`` (the machine's home; its refusal 1003 passes through; an unknown machine 1012),
   ``list_sessions`` / ``read_session`` of the machine's session file, a ``search`` whose frames arrive for B's own
-  machine, A's own machine and the machine on A (the hit in that one), and a spawn (a stub pi in the machine's
-  tmux) that registers on A and is on B's roster when the answer comes; a machine's index progress told to A;
+  machine, A's own machine and the machine on A (the hit in that one), a spawn in a new worktree (a stub pi in the
+  machine's tmux) that registers on A and is on B's roster when the answer comes, ``remove_worktree`` (1011 while
+  its agent runs, then removed), ``resume_session`` of the session; a machine's index progress told to A;
 * a service that is not the machine (no secret) cannot take its name on B;
 * SIGKILL of A: the machine and A's own machine leave B's list with A's lease; a machine whose ``HYPIVISOR_WS`` is
   ``A,B`` is B's own within 2 s instead.
@@ -20,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
-import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +52,21 @@ def start_pair(nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc
                                       env={"HYPI_NATS_SITE": site, "HYPI_NATS_LEASE_TTL": str(LEASE_TTL),
                                            "PI_SOCKET_MACHINE": name}))  # fmt: skip
     return tuple(made)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=True,
+                          env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+                               "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}).stdout  # fmt: skip
+
+
+def make_repo(app: Path) -> Path:
+    app.mkdir()
+    git(app, "init", "-q", "-b", "main")
+    (app / "main.txt").write_text("hello")
+    git(app, "add", ".")
+    git(app, "commit", "-qm", "one")
+    return app.resolve()
 
 
 async def machines_on(dash: RegistryClient, check: Callable[[dict[str, dict]], bool], timeout: float, what: str,
@@ -83,8 +100,12 @@ async def test_a_machine_on_one_hypivisor_is_listed_and_used_through_another(
     alpha = machines(a, "alpha")
     alpha.env["PI_CODING_AGENT_SESSION_DIR"] = str(alpha.home / "sessions")
     (alpha.home / "sessions").mkdir()
-    shutil.copy(SESSION, alpha.home / "sessions" / SESSION.name)
+    (alpha.home / "work").mkdir()
+    work = str((alpha.home / "work").resolve())  # the session was made there (it is resumed there)
+    text = SESSION.read_text().replace('"cwd":"/home/user/project"', '"cwd":' + json.dumps(work), 1)
+    (alpha.home / "sessions" / SESSION.name).write_text(text)
     (alpha.home / "only-on-alpha").mkdir()
+    repo = make_repo(alpha.home / "app")
     async with await RegistryClient.connect(b) as dash, await RegistryClient.connect(a) as dash_a:
         await dash.event("init")
         alpha.start()
@@ -125,16 +146,37 @@ async def test_a_machine_on_one_hypivisor_is_listed_and_used_through_another(
         assert frames["alpha"]["hits"] and not frames["alpha"]["unavailable"], frames["alpha"]
         assert frames["hub-a"]["error"] is None and frames["hub-b"]["error"] is None
 
-        # a spawn through B on the machine on A: the agent registers on A, and is on B's roster when B answers
-        res = await dash.call("spawn_agent", {"machine": "alpha", "path": "only-on-alpha"}, timeout=60)
+        # a spawn through B on the machine on A, in a new worktree: the agent registers on A, and is on B's roster
+        # when B answers
+        res = await dash.call("spawn_agent", {"machine": "alpha", "path": "app", "worktree": {"branch": "b/1"}},
+                              timeout=60)  # fmt: skip
         assert "result" in res, (res, alpha.stderr())
         node_id = res["result"]["node_id"]
+        wt = str(alpha.home.resolve() / "app-worktrees" / "b-1")
         assert res["result"]["node"]["machine"] == "alpha" and res["result"]["tmux_session"]
+        assert res["result"]["path"] == wt and "b/1" in git(repo, "branch")
         assert res["result"]["node"]["hv"] == hv_a and res["result"]["node"]["tmux_session"] == res["result"]["tmux_session"]
         nodes = {n["id"]: n for n in (await dash.call("list_nodes"))["result"]["nodes"]}
         assert node_id in nodes and nodes[node_id]["hv"] == hv_a, nodes
         assert alpha.tmux("has-session", "-t", res["result"]["tmux_session"]).returncode == 0
         found, _ = await machines_on(dash, lambda f: f["alpha"]["agents"] == 1, 10, "alpha's agent counted on B")
+        # the worktree through B: refused while its agent runs (A's roster), removed once it is gone
+        err = (await dash.call("remove_worktree", {"machine": "alpha", "path": wt}))["error"]
+        assert err["code"] == 1011, err
+        os.kill(res["result"]["node"]["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (done := await dash.call("remove_worktree", {"machine": "alpha", "path": wt, "delete_branch": True},
+                                       timeout=20)).get("error", {}).get("code") == 1011:  # fmt: skip
+            assert time.monotonic() < deadline, "the stopped agent never left A's roster"
+            await asyncio.sleep(0.1)
+        assert done["result"]["branch_deleted"] is True, done
+        assert not Path(wt).exists() and "b/1" not in git(repo, "branch")
+
+        # a past session of the machine on A resumed through B: pi starts there, in the session's folder
+        resumed = await dash.call("resume_session", {"machine": "alpha", "path": sessions[0]["path"]}, timeout=60)
+        assert "result" in resumed, (resumed, alpha.stderr())
+        assert resumed["result"]["live"] is False and resumed["result"]["node"]["cwd"] == work
+        assert resumed["result"]["node"]["hv"] == hv_a
 
         # a machine's index progress, told to A, reaches B's dashboards
         async with await RegistryClient.connect(a) as gamma:
@@ -151,7 +193,7 @@ async def test_a_machine_on_one_hypivisor_is_listed_and_used_through_another(
             assert err["code"] == 1002, err
 
         # A dies: its machines leave B's list with its lease
-        pid = res["result"]["node"]["pid"]
+        pid = resumed["result"]["node"]["pid"]
         a.kill()
         _, took = await machines_on(dash, lambda f: "alpha" not in f and "hub-a" not in f, LEASE_TTL + 10,
                                     "A's machines gone from B")  # fmt: skip

@@ -206,8 +206,8 @@ class ClusterMachines:
         if method in ("spawn_agent", "resume_session") and isinstance(answer, dict):
             await self._on_roster(answer.get("node_id"))
             remote = self.link.remote(answer["node_id"]) if isinstance(answer.get("node_id"), str) else None
-            if remote is not None:  # the node as this hypivisor's roster lists it (with its owner's ``hv``)
-                answer["node"] = remote.node.model_dump(mode="json")
+            if remote is not None and isinstance(answer.get("node"), dict):  # marked as this roster lists it
+                answer["node"]["hv"] = remote.hv  # (the holder's answer is newer than its last put: tmux_session)
         return answer
 
     def _timeout(self, method: str) -> float:
@@ -292,8 +292,13 @@ class ClusterMachines:
                     raise HypiError(ErrorCode.METHOD_NOT_FOUND, f"{method[:64]!r} is not asked of a hypivisor")
                 from pi_socket.sessions.store import FRESH_FOR
 
+                from pi_socket.sessions import query
+
                 store = self.service.sessions.store
                 await store.refresh(FRESH_FOR)
-                return await store.search(SearchParams.model_validate(params))
+                try:
+                    return await store.search(SearchParams.model_validate(params))
+                except query.QueryError as exc:  # as a machine service answers it
+                    raise HypiError(ErrorCode.INVALID_PARAMS, str(exc)) from None
             return await self.service.machines.request(name, method, params, timeout)
         raise HypiError(ErrorCode.INVALID_REQUEST, f"unknown machine request {str(op)[:32]!r}")
