@@ -134,11 +134,13 @@ async def test_an_item_on_one_hypivisor_is_on_every_dashboard_and_a_dismiss_or_r
         await report(agent, "inbox-agent", causes[1:], run("r1", "finished", "Tests pass", new_messages=2))
         finished = await added(dash_b, "inbox-agent", "finished")
         await until(lambda: _unread(dash_b, "inbox-agent", 2), 10, "unread 2 on B's card")
+        assert (await dash_b.event("unread_changed", node_id="inbox-agent"))["unread"] == 2
         assert (await result(dash_b, "list_attention"))["unread"] == {"inbox-agent": 2}
         assert (await result(dash_b, "mark_read", node_id="inbox-agent"))["unread"] == 0
         assert (await dash_a.event("attention_resolved", id=finished["id"]))["by"] == "read"
         assert (await dash_b.event("attention_resolved", id=finished["id"]))["by"] == "read"
         await until(lambda: _unread(dash_b, "inbox-agent", 0), 10, "unread 0 on B's card")
+        assert (await dash_b.event("unread_changed", node_id="inbox-agent"))["unread"] == 0
         await until(lambda: _unread(dash_a, "inbox-agent", 0), 10, "unread 0 on A's card")
 
         # B restarts: its inbox is the stream's replay: the question, not the dismissed or read items
@@ -190,10 +192,12 @@ async def test_each_push_goes_out_once_across_three_hypivisors_and_a_page_anywhe
             for agent, node_id in ((agent_a, "push-a"), (agent_c, "push-c")):
                 cwd = f"/work/{node_id}"
                 assert "result" in await agent.call("register", node_params(node_id, 41100, cwd=cwd, machine=node_id))
-            await report(agent_a, "push-a", [live("approval", "ap-1", "bash `make`", approval_id="ap-1")])
-            await report(agent_c, "push-c", [live("question", "q-1", "Which branch?")])
-            await report(agent_a, "push-a", [], run("r1", "finished", "Built"))
-            await report(agent_c, "push-c", [], run("r2", "error", "429 rate limited"))
+            approval_a = [live("approval", "ap-1", "bash `make`", approval_id="ap-1")]
+            question_c = [live("question", "q-1", "Which branch?")]
+            await report(agent_a, "push-a", approval_a)
+            await report(agent_c, "push-c", question_c)
+            await report(agent_a, "push-a", approval_a, run("r1", "finished", "Built"))  # the causes last: still open
+            await report(agent_c, "push-c", question_c, run("r2", "error", "429 rate limited"))
             items = [await added(dash_b, "push-a", "approval"), await added(dash_b, "push-c", "question"),
                      await added(dash_b, "push-a", "finished"), await added(dash_b, "push-c", "error")]  # fmt: skip
             await until(lambda: _count(stub, 4), 15, "four pushes")
@@ -206,11 +210,13 @@ async def test_each_push_goes_out_once_across_three_hypivisors_and_a_page_anywhe
             # a page on C looks at push-a (on A): its "finished" goes to nobody; its next approval still does
             await result(laptop_on_c, "set_presence", device_id="laptop", node_id="push-a", focused=True, visible=True)
             await asyncio.sleep(0.3)  # presence is a core NATS event: it reaches A and B within milliseconds
-            await report(agent_a, "push-a", [], run("r3", "finished", "Built again"))
+            await report(agent_a, "push-a", approval_a, run("r3", "finished", "Built again"))
             await added(dash_b, "push-a", "finished")
             await asyncio.sleep(QUIET)
             assert len(stub.to("phone")) == 4
-            await report(agent_a, "push-a", [live("approval", "ap-2", "bash `make install`", approval_id="ap-2")])
+            await report(
+                agent_a, "push-a", [*approval_a, live("approval", "ap-2", "bash `make install`", approval_id="ap-2")]
+            )
             await until(lambda: _count(stub, 5), 10, "the approval pushed while someone looks")
             assert stub.to("phone")[4].payload["title"] == "push-a needs approval"
         assert stub.errors == []
@@ -230,7 +236,10 @@ def pid_of_connection(local_port: int, remote_port: int, pids: list[int]) -> int
         with contextlib.suppress(OSError), open(table) as fh:
             for line in list(fh)[1:]:
                 fields = line.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == local_port and int(fields[2].rsplit(":", 1)[1], 16) == remote_port:
+                if (
+                    int(fields[1].rsplit(":", 1)[1], 16) == local_port
+                    and int(fields[2].rsplit(":", 1)[1], 16) == remote_port
+                ):
                     inode = fields[9]
     if inode is None:
         return None
@@ -254,7 +263,9 @@ async def test_a_push_in_flight_when_its_owner_and_sender_die_goes_out_once_from
         await subscribe_phone(stub, hvs[1], [hvs[0], hvs[2]])
         async with await RegistryClient.connect(a) as agent:
             await agent.event("init")
-            assert "result" in await agent.call("register", node_params("doomed", 41200, cwd="/work/doomed", machine="machine-a"))
+            assert "result" in await agent.call(
+                "register", node_params("doomed", 41200, cwd="/work/doomed", machine="machine-a")
+            )
             stub.hold()  # the push service takes the request and does not answer yet
             await report(agent, "doomed", [live("approval", "ap-1", "bash `deploy`", approval_id="ap-1")])
             await until(lambda: _arrived(stub), 10, "the push in flight")

@@ -54,7 +54,15 @@ from hypivisor.cluster.names import ATTN_STREAM, AgentKey, site_attention, token
 from hypivisor.push import keys
 from hypivisor.push.hub import SEND_TIMEOUT, DeviceRow
 from hypivisor.push.policy import Presence, Push
-from pi_socket.protocol import AttentionAddedEvent, AttentionResolvedEvent, ListAttentionResult
+from pi_socket.protocol import (
+    AttentionAddedEvent,
+    AttentionResolvedEvent,
+    ListAttentionResult,
+    NodeJoinedEvent,
+    NodeRemovedEvent,
+    NodeUpdatedEvent,
+    UnreadChangedEvent,
+)
 
 if TYPE_CHECKING:
     from hypivisor.cluster.link import ClusterLink
@@ -87,6 +95,7 @@ class ClusterInbox:
         self._outbox: deque[tuple[AgentKey, str, dict[str, Any]]] = deque()
         self._wake = asyncio.Event()
         self._relaying = False
+        self._remote_unread: dict[str, int] = {}  # other hypivisors' agents → the count their dashboards were told
         self._waiting: dict[int, asyncio.Future[None]] = {}  # id(push) → done
         self._tasks: set[asyncio.Future[Any]] = set()
         self._stops: list[Any] = []
@@ -98,7 +107,7 @@ class ClusterInbox:
         book = self.service.attention
         tag = secrets.token_hex(4)
         first = next(book._ids)  # cluster-unique ids for this start's new items: att-<tag>-<n>
-        book._ids = (f"{tag}-{n}" for n in itertools.count(first))
+        book._ids = (f"{tag}-{n}" for n in itertools.count(first))  # type: ignore[assignment]
         wait = env.get("HYPI_NATS_PUSH_ACK_WAIT")
         if wait:
             self.bp.nsettings.attn_ack_wait_s = min(300.0, max(1.0, float(wait)))
@@ -108,7 +117,7 @@ class ClusterInbox:
             self._send_added(item)
         self.service.hub.taps.append(self.on_events)
         await self._share_push()
-        self._stops.append(await self.bp.subscribe_events(presence_subject(self.site, "*"), self._on_presence))
+        self._stops.append(await self.bp.subscribe_events(f"hp.evt.{token(self.site)}.presence.*", self._on_presence))
         self._stops.append(await self.bp.consume_attention(self._on_push_record))
         self._background.append(asyncio.create_task(self._write_loop(), name="cluster-inbox-writer"))
         self._background.append(asyncio.create_task(self._presence_loop(), name="cluster-presence"))
@@ -139,6 +148,7 @@ class ClusterInbox:
         """The hub's tap: what this hypivisor's own book emitted (never what this module relays)."""
         if self._relaying:
             return
+        counts: list[BaseModel] = []
         for event in events:
             if isinstance(event, AttentionAddedEvent):
                 self._send_added(event.item)
@@ -146,6 +156,23 @@ class ClusterInbox:
                 key = self._keys.pop(event.id, None) or self._key_of_item(event.id)
                 if key is not None:
                     self._queue(key, "resolved", resolved_record(event.id, event.by, time.time(), self.hv_id))
+            elif isinstance(event, (NodeJoinedEvent, NodeUpdatedEvent)) and event.node.hv:
+                # another hypivisor's agent: its unread count rides on its record; dashboards count from events
+                node = event.node
+                if self._remote_unread.get(node.id, 0) != node.unread:
+                    self._remote_unread[node.id] = node.unread
+                    counts.append(UnreadChangedEvent(node_id=node.id, unread=node.unread))
+            elif isinstance(event, NodeRemovedEvent):
+                self._remote_unread.pop(event.id, None)
+        if counts:  # after the roster event that carried them
+            asyncio.get_running_loop().call_soon(self._relay, counts)
+
+    def _relay(self, events: list[BaseModel]) -> None:
+        self._relaying = True
+        try:
+            self.service.hub.publish(events)
+        finally:
+            self._relaying = False
 
     def _send_added(self, item: Any) -> None:
         key = AgentKey(self.site, item.machine or self._machine_of(item.node_id), item.node_id)
@@ -245,11 +272,7 @@ class ClusterInbox:
         if own:
             self.service.hub.publish(own)
         if effects.events:
-            self._relaying = True
-            try:
-                self.service.hub.publish(effects.events)
-            finally:
-                self._relaying = False
+            self._relay(effects.events)
         if roster:
             self.service.publish(roster)
 

@@ -199,7 +199,7 @@ class SiteInbox:
         if item_id in in_book and hv != self.hv_id:
             out.book.append((item_id, by))  # its book ends it and says so to its own dashboards
         elif kept is not None and not kept.local:
-            out.events.append(AttentionResolvedEvent(id=item_id, by=by))  # type: ignore[arg-type]
+            out.events.append(AttentionResolvedEvent(id=item_id, by=by))
 
     def _end(self, item_id: str) -> _Kept | None:
         kept = self._items.pop(item_id, None)
