@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient
-from integration_tests.harness.machines import Machine
-from integration_tests.harness.machines import machines_fixture  # noqa: F401 - the `machines` fixture
+from integration_tests.harness.machines import (
+    Machine,
+    machines_fixture,  # noqa: F401 - the `machines` fixture
+)
 from integration_tests.harness.spawn import NEEDS_TMUX
 
 TOKEN = "cluster-test-token"
@@ -134,7 +136,9 @@ async def test_a_machine_on_one_hypivisor_is_listed_and_used_through_another(
 
         # past sessions of the machine on A, through B
         deadline = time.monotonic() + 20
-        while not (sessions := (await dash.call("list_sessions", {"machine": "alpha"}, timeout=20))["result"]["sessions"]):
+        while not (
+            sessions := (await dash.call("list_sessions", {"machine": "alpha"}, timeout=20))["result"]["sessions"]
+        ):
             assert time.monotonic() < deadline, "alpha's session never listed through B"
             await asyncio.sleep(0.2)
         assert sessions[0]["machine"] == "alpha"
@@ -155,7 +159,10 @@ async def test_a_machine_on_one_hypivisor_is_listed_and_used_through_another(
         wt = str(alpha.home.resolve() / "app-worktrees" / "b-1")
         assert res["result"]["node"]["machine"] == "alpha" and res["result"]["tmux_session"]
         assert res["result"]["path"] == wt and "b/1" in git(repo, "branch")
-        assert res["result"]["node"]["hv"] == hv_a and res["result"]["node"]["tmux_session"] == res["result"]["tmux_session"]
+        assert (
+            res["result"]["node"]["hv"] == hv_a
+            and res["result"]["node"]["tmux_session"] == res["result"]["tmux_session"]
+        )
         nodes = {n["id"]: n for n in (await dash.call("list_nodes"))["result"]["nodes"]}
         assert node_id in nodes and nodes[node_id]["hv"] == hv_a, nodes
         assert alpha.tmux("has-session", "-t", res["result"]["tmux_session"]).returncode == 0
@@ -211,7 +218,7 @@ async def test_a_machine_fails_over_and_is_the_other_hypivisors_own(
     try:
         async with await RegistryClient.connect(b) as dash:
             beta.start()
-            found, _ = await machines_on(dash, lambda f: f.get("beta", {}).get("hv"), 20, "beta on A, seen on B")
+            found, _ = await machines_on(dash, lambda f: bool(f.get("beta", {}).get("hv")), 20, "beta on A, seen on B")
             assert found["beta"]["online"]
             a.kill()
             found, took = await machines_on(dash, lambda f: "beta" in f and "hv" not in f["beta"] and f["beta"]["online"],

@@ -30,7 +30,7 @@ import structlog
 from pydantic import BaseModel
 
 from hypivisor.cluster.backplane import AgentChange, BackplaneError, Event, NoOwner, RequestTimeout
-from hypivisor.cluster.machine_mirror import RemoteMachines, machine_record, secret_digest, strong
+from hypivisor.cluster.machine_mirror import RemoteMachines, machine_record, strong
 from hypivisor.cluster.names import ROOT, machine_key, token
 from hypivisor.machines import MachineError
 from pi_socket.errors import HypiError
@@ -290,9 +290,8 @@ class ClusterMachines:
             if self.book.is_own(name):
                 if method != "search":
                     raise HypiError(ErrorCode.METHOD_NOT_FOUND, f"{method[:64]!r} is not asked of a hypivisor")
-                from pi_socket.sessions.store import FRESH_FOR
-
                 from pi_socket.sessions import query
+                from pi_socket.sessions.store import FRESH_FOR
 
                 store = self.service.sessions.store
                 await store.refresh(FRESH_FOR)
