@@ -100,6 +100,7 @@ def test_init_event_carries_protocol_version():
         "hypivisor_version": None,
         "capabilities": list(p.CAPABILITIES),
         "total": None,
+        "peers": None,
     }
 
 
