@@ -193,6 +193,13 @@ async def test_a_machine_on_one_hypivisor_is_listed_and_used_through_another(
             assert "result" in await gamma.call("machine_index_progress", progress)
             ev = await dash.event("index_progress", timeout=10, machine="gamma")
             assert (ev["files_done"], ev["files_total"], ev["done"]) == (3, 7, False) and "hv" not in ev
+        # its service gone, the machine is offline on B too, and a request for it is 1012
+        left = await dash.event("machine_left", timeout=10)
+        while left["name"] != "gamma":
+            left = await dash.event("machine_left", timeout=10)
+        assert left["machine"]["online"] is False and left["machine"]["hv"] == hv_a
+        err = (await dash.call("list_directories", {"machine": "gamma"}))["error"]
+        assert err["code"] == 1012 and "offline" in err["message"], err
 
         # a second service without alpha's secret cannot take the name on B
         async with await RegistryClient.connect(b) as rogue:

@@ -112,7 +112,7 @@ class ClusterMachines:
         """Put what the local book says of ``name`` when this hypivisor holds it live, or held it last (then it
         says offline); nothing when another hypivisor's record is newer."""
         info = self.book.info(name)
-        if info is None or not (strong(info) or (name in self._put and info.service)):
+        if info is None or not (strong(info) or name in self._put):
             return
         digest = self.book.secret_digest(name)
         record = machine_record(info.model_copy(update={"service": True}) if info.own else info,
