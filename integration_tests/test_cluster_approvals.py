@@ -30,6 +30,7 @@ import pytest
 
 from integration_tests.harness.hypivisor_proc import HypivisorProc
 from integration_tests.harness.pi_proc import PINNED_PI_VERSIONS, wait_until
+from integration_tests.test_machine_hosting import served
 from integration_tests.test_pi_approvals import WRITES, ask
 from integration_tests.test_pi_link import is_type, prompt, run_done
 from integration_tests.test_pi_resilience import node_event, registry
@@ -198,12 +199,16 @@ def test_a_pending_approval_survives_its_owner_and_is_decided_once_after_fail_ov
     assert again["error"]["code"] == 1013 and "allow by carol" in again["error"]["message"]
 
 
+@pytest.mark.parametrize("hosting", ["service", "bridge"])
 def test_decide_approval_in_one_process(
-    hypivisor_factory: Callable[..., HypivisorProc], start_pi: Any, agent_client: Any, pi_home: Any
+    hosting: str, hypivisor_factory: Callable[..., HypivisorProc], start_pi: Any, agent_client: Any, pi_home: Any
 ) -> None:
+    """Both ways a pi is served: by the machine service (the default) and by its own bridge child."""
     hv = hypivisor_factory(token=TOKEN)
     dash = registry(agent_client, hv)
-    pi = start_pi(PI, mode="rpc", env={**WRITES, "HYPIVISOR_WS": hv.ws_url, "HYPI_TOKEN": TOKEN})
+    env = {**WRITES, "HYPIVISOR_WS": hv.ws_url, "HYPI_TOKEN": TOKEN, "PI_SOCKET_MODE": hosting}
+    pi = start_pi(PI, mode="rpc", env=env)
+    assert served(pi) == (hosting == "service")
     dash.wait_for(node_event("node_joined", pi.node_id), timeout=20)
     link = agent_client(hv.agent_url(pi.node_id), hv.auth_headers)
     link.wait_for(is_type("init_state"))
