@@ -42,11 +42,15 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def start_hypivisor(port: int, home: Path) -> subprocess.Popen:
+def start_hypivisor(
+    port: int, home: Path, args: tuple[str, ...] = (), env_extra: dict[str, str] | None = None
+) -> subprocess.Popen:
     """A real ``python -m hypivisor`` on 127.0.0.1:``port`` with ``home`` as its HOME (not yet listening): no dashboard
-    port, warnings only, and connection caps far above the 1,000+ connections the relay and registry runs open."""
+    port, warnings only, and connection caps far above the 1,000+ connections the relay and registry runs open.
+    ``args`` and ``env_extra`` add options (cluster mode: ``--nats`` and ``HYPI_NATS_*``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
     env.update(HOME=str(home), PYTHONPATH=str(REPO), HYPI_DASHBOARD_DIR=str(home / "none"))
+    env.update(env_extra or {})
     return subprocess.Popen(
         [
             sys.executable,
@@ -65,6 +69,7 @@ def start_hypivisor(port: int, home: Path) -> subprocess.Popen:
             "--max-connections-per-peer",
             "8192",
             "--no-token",  # the clients connect without one; no token file in the scratch HOME
+            *args,
         ],
         cwd=REPO,
         env=env,

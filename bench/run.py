@@ -16,6 +16,9 @@ Sections (each compares figures measured side by side in this run; medians of re
   sessions  11 the session index over 1 GB of generated sessions: MB/s, size, query p50/p99 beside ripgrep, open 10k
   hosting   12 pi served by the machine service against a bridge child per pi: RSS per agent (10 agents), CPU added
                to one pi -p run, pi start → roster p50/p99
+  cluster   13 3 hypivisors on a 3-node NATS cluster (started by the section) against one hypivisor: 10,000 agents +
+               50 dashboards, join → every dashboard p99, CPU per delivered event, relay across hypivisors, fail-over
+               after a SIGKILL
 
 Writes ``bench/results/latest.json`` and ``bench/results/latest.md`` (git-ignored) and prints the table.
 ``--smoke`` uses tiny sizes so the whole suite runs in well under two minutes (CI:
@@ -50,6 +53,7 @@ SECTIONS = [
     "watchdogs",
     "sessions",
     "hosting",
+    "cluster",
 ]
 # rows each section must produce (integration_tests/test_bench_smoke.py checks them)
 EXPECTED_ROWS = {
@@ -65,6 +69,7 @@ EXPECTED_ROWS = {
     "10 watchdogs": 3,
     "11 sessions": 9,
     "12 machine hosting": 7,
+    "13 cluster": 9,
 }
 RESULTS = REPO / "bench" / "results"
 
@@ -124,6 +129,10 @@ async def run_section(name: str, args, log) -> list[Row]:
         from bench import hosting
 
         return await asyncio.to_thread(hosting.run, args.smoke, args.reps, log)
+    if name == "cluster":
+        from bench import cluster
+
+        return await cluster.run(args.smoke, args.reps, log)
     raise ValueError(name)
 
 
