@@ -110,7 +110,13 @@ class ClusterInbox:
         book._ids = (f"{tag}-{n}" for n in itertools.count(first))  # type: ignore[assignment]
         wait = env.get("HYPI_NATS_PUSH_ACK_WAIT")
         if wait:
-            self.bp.nsettings.attn_ack_wait_s = min(300.0, max(1.0, float(wait)))
+            try:
+                seconds = float(wait)
+            except ValueError:
+                seconds = -1.0
+            if not 1.0 <= seconds <= 300.0:
+                raise ValueError("HYPI_NATS_PUSH_ACK_WAIT must be a number of seconds from 1 to 300")
+            self.bp.nsettings.attn_ack_wait_s = seconds
         await self._follow()
         mine = [item for item in book.open_items() if item.id not in self.view and not self.view.ended(item.id)]
         for item in mine:  # open in this book (restored, or made while not in a cluster): the site hears of them
