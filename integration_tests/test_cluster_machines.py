@@ -238,3 +238,28 @@ async def test_a_machine_fails_over_and_is_the_other_hypivisors_own(
     finally:
         beta.kill()
     print(f"\nSIGKILL of A -> beta was B's own machine {took:.2f} s later")
+
+
+async def test_a_machine_that_moves_while_its_old_hypivisor_lives_is_answered_by_its_new_one(
+    nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc], tmp_path: Path
+) -> None:
+    a, b = start_pair(nats_cluster, hypivisor_factory)
+    delta = Machine(tmp_path, "delta", a.ws_url, token=TOKEN)
+    try:
+        async with await RegistryClient.connect(a) as dash_a, await RegistryClient.connect(b) as dash_b:
+            delta.start()
+            await machines_on(dash_b, lambda f: bool(f.get("delta", {}).get("hv")), 20, "delta on A, seen on B")
+            delta.kill()
+            delta.env["HYPIVISOR_WS"] = b.ws_url  # the same machine (its secret) now on B; A lives on
+            delta.start()
+            found, _ = await machines_on(
+                dash_a, lambda f: f.get("delta", {}).get("online") and bool(f["delta"].get("hv")), 20, "delta on B"
+            )
+            # every request through A goes to B (A no longer answers for it: never an "offline" from A)
+            for _ in range(12):
+                res = await dash_a.call("list_directories", {"machine": "delta"})
+                assert res.get("result", {}).get("home") == str(delta.home.resolve()), res
+            mine = await machines_on(dash_b, lambda f: "hv" not in f.get("delta", {"hv": 1}), 5, "delta B's own")
+            assert mine[0]["delta"]["online"]
+    finally:
+        delta.kill()

@@ -157,6 +157,10 @@ class ClusterMachines:
         hv = change.record.get("hv") if change.record is not None else None
         if change.op == "put" and hv != self.backplane.hv_id:
             self._put.pop(name, None)  # another hypivisor holds it now: this one stops writing its offline state
+            stop = self._served.pop(name, None)  # and answering its requests (the queue group would split them)
+            if stop is not None:
+                task = asyncio.get_running_loop().create_task(stop())
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
         events, reassert = self.mirror.apply(change.op, name, change.record, self.book.info(name))
         if reassert:
             self._put.pop(name, None)
