@@ -133,12 +133,22 @@ class FakeRegistry:
         return self.nodes.get(node_id)
 
 
-def owner_service(sent: list[dict]) -> SimpleNamespace:
+class FakeService:
+    """What the approvals module reads of the hypivisor's Service."""
+
+    def __init__(self, registry: FakeRegistry, senders: dict[str, Any]) -> None:
+        self.registry = registry
+        self.senders = senders
+        self.cluster: Any = None
+        self.attention: Any = None
+
+
+def owner_service(sent: list[dict]) -> FakeService:
     """A hypivisor's registry holding n1 on one connection whose frames are collected."""
     registry = FakeRegistry()
     node = NodeInfo(id="n1", machine="m", cwd="/w", port=4000, capabilities=["approval_events"])
     registry.nodes["n1"] = SimpleNamespace(node=node, owner="conn")
-    return SimpleNamespace(registry=registry, senders={"conn": lambda b: sent.append(orjson.loads(b)) or True})
+    return FakeService(registry, {"conn": lambda b: sent.append(orjson.loads(b)) or True})
 
 
 async def settle() -> None:
@@ -239,3 +249,27 @@ async def test_a_decision_the_bridge_could_not_take_is_forwarded_when_it_registe
         assert len(sent) == 1
     finally:
         await link.close()
+
+
+async def test_one_process_decides_in_memory_and_refuses_an_older_bridge() -> None:
+    from hypivisor.cluster.approvals import decide
+    from pi_socket.errors import HypiError
+
+    sent: list[dict] = []
+    service = owner_service(sent)
+    service.attention = SimpleNamespace(reported=lambda node_id: [live("a1")] if node_id == "n1" else [])
+    with pytest.raises(HypiError) as exc:
+        await decide(service, params(approval_id="a9"))  # type: ignore[arg-type]
+    assert exc.value.code == 1013 and "no open approval 'a9'" in exc.value.message
+    with pytest.raises(HypiError) as exc:
+        await decide(service, params(node_id="ghost"))  # type: ignore[arg-type]
+    assert exc.value.code == 1006
+    assert await decide(service, params(by="ann")) == {"status": "accepted", "decision": "allow", "by": "ann"}  # type: ignore[arg-type]
+    with pytest.raises(HypiError) as exc:
+        await decide(service, params(decision="deny"))  # type: ignore[arg-type]
+    assert exc.value.code == 1013 and exc.value.message == "already decided (allow by ann)"
+    assert [(e["event"], e["id"], e["decision"]) for e in sent] == [("approval_decision", "a1", "allow")]
+    service.registry.nodes["n1"].node = NodeInfo(id="n1", machine="m", cwd="/w", port=4000, capabilities=["approvals"])
+    with pytest.raises(HypiError) as exc:  # a bridge that would ignore the event: refused, nothing recorded
+        await decide(service, params(approval_id="a1"))  # type: ignore[arg-type]
+    assert exc.value.code == 1014
