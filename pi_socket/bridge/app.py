@@ -69,6 +69,7 @@ from .watchdog import Thresholds, Watchdog
 
 log = structlog.get_logger()  # lazy proxy: resolves the config set up in __main__
 ENDED_REPORTED = 5  # settled approvals sent with each register and heartbeat (the owner needs the newest)
+ENDED_WINDOW_S = 600.0  # ... settled within this long: a quiet agent's heartbeats carry none
 SHIM_LOG_LEVELS = {"debug": "debug", "info": "info", "warn": "warning", "warning": "warning", "error": "error"}
 
 
@@ -532,7 +533,8 @@ class Bridge:
 
     def _approvals_ended(self) -> list[ApprovalEnded] | None:
         """The gate's latest settled approvals (what cluster mode's owner writes to the shared record), or None."""
-        recent = list(self.approvals.recent)[-ENDED_REPORTED:]
+        since = time.time() - ENDED_WINDOW_S
+        recent = [r for r in list(self.approvals.recent)[-ENDED_REPORTED:] if r.decided_at >= since]
         if not recent:
             return None
         return [ApprovalEnded(id=r.id[:128], decision=r.decision, by=r.by, reason=clip(r.reason, 300)) for r in recent]

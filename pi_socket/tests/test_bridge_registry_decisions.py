@@ -49,8 +49,15 @@ async def test_the_bridge_applies_a_registry_decision_once_through_the_agent_lin
     bridge = Bridge(BridgeConfig.from_env({"HYPIVISOR_WS": "off"}), shim)  # type: ignore[arg-type]
     bridge.node_id = "n1"
     bridge.approvals.ask(
-        ApprovalLine(t="approval", id="a1", tool_call_id="c1", tool_name="bash", input={"command": "ls"},
-                     policy="writes", queued_at=1.0),  # fmt: skip
+        ApprovalLine(
+            t="approval",
+            id="a1",
+            tool_call_id="c1",
+            tool_name="bash",
+            input={"command": "ls"},
+            policy="writes",
+            queued_at=1.0,
+        ),  # fmt: skip
         None,
     )
     bridge._on_registry_decision({"event": "approval_decision", "node_id": "other", "id": "a1", "decision": "deny"})
@@ -64,3 +71,30 @@ async def test_the_bridge_applies_a_registry_decision_once_through_the_agent_lin
     assert [(m, f.get("approval_id"), f.get("decision"), f.get("reason")) for m, f in shim.requests] == [
         ("approval_decision", "a1", "deny", "not now")
     ]
+
+
+def test_the_gates_latest_outcomes_go_with_register_and_heartbeat_for_ten_minutes() -> None:
+    import time
+
+    from pi_socket.shimwire import ApprovalEndLine
+
+    bridge = Bridge(BridgeConfig.from_env({"HYPIVISOR_WS": "off"}), RecordingShim())  # type: ignore[arg-type]
+    assert bridge.heartbeat_params().approvals_ended is None  # an agent that never asked sends nothing
+    now = time.time()
+    for n, at in ((1, now - 3600), (2, now - 5)):
+        bridge.approvals.end(
+            ApprovalEndLine(
+                t="approval_end",
+                id=f"a{n}",
+                tool_call_id=f"c{n}",
+                tool_name="bash",
+                decision="deny",
+                by="terminal",
+                reason="no",
+                decided_at=at,
+            ),  # fmt: skip
+            now,
+        )
+    ended = bridge.heartbeat_params().approvals_ended
+    assert [(e.id, e.decision, e.by, e.reason) for e in ended or []] == [("a2", "deny", "terminal", "no")]
+    assert bridge._roster_fields()["approvals_ended"] == ended  # register sends the same fields
