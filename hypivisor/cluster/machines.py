@@ -52,6 +52,7 @@ log = structlog.get_logger(part="cluster")
 MARGIN_S = 5.0  # the asking hypivisor waits the machine's own timeout plus this
 ROSTER_WAIT_S = 5.0  # a spawned agent appears in this hypivisor's roster within this (else the answer goes anyway)
 INDEX_KIND = "index_progress"
+MAX_ANSWER = 960 * 1024  # an answer between hypivisors stays below NATS's default 1 MiB message limit
 CLUSTER_CONN = ("cluster", "machine-rpc")  # the "connection" a forwarded method call runs under
 # methods a dashboard calls for one machine (``params.machine``); answered by the hypivisor holding it
 ROUTED = ("list_directories", "spawn_agent", "remove_worktree", "list_sessions", "read_session", "resume_session")
@@ -279,9 +280,13 @@ class ClusterMachines:
                 if not isinstance(request, dict) or not isinstance(request.get("params"), dict):
                     raise HypiError(ErrorCode.INVALID_REQUEST, "a machine request needs op, method and params")
                 result = await self._answer(name, request)
+                out = orjson.dumps({"result": result})
+                if len(out) > MAX_ANSWER:  # past NATS's message limit the answer would never arrive
+                    raise HypiError(ErrorCode.INTERNAL_ERROR, f"the answer ({len(out)} bytes) is too large to pass "
+                                    "between hypivisors; ask for less (limit, a smaller page)")  # fmt: skip
             except HypiError as exc:
                 return orjson.dumps({"error": {"code": int(exc.code), "message": exc.message}})
-            return orjson.dumps({"result": result})
+            return out
 
         return handle
 
