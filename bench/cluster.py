@@ -24,10 +24,11 @@ Figures:
   three) over the steady phase divided by the roster events (``node_*`` frames) the dashboards received in it,
   cluster against single. Target ≤ 1.5×. The NATS servers' CPU is a separate row (it is the broker a cluster
   adds, not the hypivisor's own work).
-* **relay across hypivisors**: a toy agent (``bench.toyagent``) registered on hypivisor A; a browser on B opens
-  it (B asks A over NATS where its agent proxy is and splices to it: one extra hop) against a browser on A
-  (a same-hypivisor link), 200 B frames pipelined and 64 KiB frames (``bench.relay.RelayBench.throughput``),
-  back to back, order alternating; CPU per message is the sum of both hypivisors'.
+* **relay across hypivisors** (``bench.relay``'s toy agent and load generator): a toy agent registered on
+  hypivisor A; a browser on B opens it through A (B asks A over NATS where its agent proxy is and splices to it:
+  one extra hop), and a second toy agent that speaks ``dial_back_url`` with B in its list is dialled back straight
+  to B (no extra hop); both against a browser on A (a same-hypivisor link): 200 B frames pipelined, 64 KiB frames,
+  and CPU per message of 40 paced streams (the sum of A's and B's), back to back, the order rotating.
 * **fail-over**: SIGKILL of hypivisor A. Each of A's agent connections behaves like a bridge with a list of
   hypivisors: it reconnects at once to the next one in its list (half of them B, half C: lists rotated across
   the fleet) and registers its agents again; each of A's dashboards reconnects to the next hypivisor the same way
@@ -287,6 +288,8 @@ class Deployment:
 def start_hvs(
     n: int, home: Path, nats_urls: list[str] | None, site: str, ttl: float
 ) -> tuple[list[int], list[subprocess.Popen]]:
+    """``n`` hypivisors, each started once the one before listens (a cluster joined one by one: three started at
+    the same instant on a fresh site could fail with "the inbox could not start: nats: timeout")."""
     ports, procs = [], []
     try:
         for k in range(n):
@@ -298,10 +301,14 @@ def start_hvs(
                 args = ("--nats", ",".join(own_first))
                 env = {"HYPI_NATS_SITE": site, "HYPI_NATS_LEASE_TTL": str(ttl)}
             (home / f"hv{k}").mkdir(parents=True, exist_ok=True)
-            procs.append(start_hypivisor(port, home / f"hv{k}", args, env))
+            proc = start_hypivisor(port, home / f"hv{k}", args, env, stderr=home / f"hv{k}" / "stderr")
+            procs.append(proc)
             ports.append(port)
-        for port, proc in zip(ports, procs, strict=True):
-            wait_port(port, timeout=40, proc=proc)  # with --nats it listens once it joined the cluster
+            try:
+                wait_port(port, timeout=40, proc=proc)  # with --nats it listens once it joined the cluster
+            except RuntimeError as exc:
+                said = (home / f"hv{k}" / "stderr").read_text(errors="replace").strip()[-500:]
+                raise RuntimeError(f"hypivisor {k}: {exc}: {said}") from None
     except BaseException:
         for p in procs:
             stop_process(p)
@@ -431,72 +438,94 @@ async def steady(d: Deployment, sz: dict, log) -> None:
 
 
 class HopTarget:
-    """What ``RelayBench.throughput`` needs: where to connect and whose CPU to charge (both hypivisors)."""
+    """What ``RelayBench`` needs: where to connect and whose CPU to charge (hypivisors A and B, summed)."""
 
-    def __init__(self, name: str, port: int, pids: list[int]):
-        self.name, self.port, self.path, self.pids = name, port, f"/ws/agent/{RELAY_NODE}", pids
+    def __init__(self, name: str, port: int, node: str, pids: list[int]):
+        self.name, self.port, self.path, self.pids = name, port, f"/ws/agent/{node}", pids
         self.proc = True  # charge CPU
 
     def cpu(self) -> float:
         return run_tree_s(self.pids)
 
 
+RELAY_DIALBACK_NODE = "relay-dialback"
+
+
 async def relay(d: Deployment, smoke: bool, reps: int, log) -> list[dict]:
-    """A toy agent registered on hypivisor A: a browser on B (one extra hop) against a browser on A."""
+    """Agent links through the cluster (``bench.relay``'s toy agent and load generator): a toy agent registered on
+    hypivisor A with a port A connects to; ``same``: a browser on A (the reference); ``hop``: a browser on B (B asks A
+    over NATS where its agent proxy is and splices to it: one extra hop); ``dialback``: a browser on B opening a toy
+    agent registered on A with ``dial_back`` + ``dial_back_url`` and B in its list (B asks A for a dial-back to B, the
+    agent dials B, B splices: no extra hop). Each measure runs on the three back to back, the order rotating."""
     from bench.relay import RelayBench
     from bench.wsmini import connect
 
     b = RelayBench(smoke)
     d.r["relay_rate"] = b.rate
-    agent_port = free_port()
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "bench.toyagent", "--port", str(agent_port)],
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    agent_port, dial_port = free_port(), free_port()
+    agent = subprocess.Popen([sys.executable, "-m", "bench.toyagent", "--port", str(agent_port)], cwd=REPO, env=env)
+    dialer = subprocess.Popen(
+        [sys.executable, "-m", "bench.toyagent", "--port", str(dial_port), "--node", RELAY_DIALBACK_NODE,
+         "--dialback", f"ws://127.0.0.1:{d.ports[0]}/ws", "--advertise", str(free_port()),
+         "--also", f"ws://127.0.0.1:{d.ports[1]}/ws"],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
+        env=env,
+    )  # fmt: skip
     reg = AgentConn(-1, [agent_params(0, 0, RELAY_NODE) | {"port": agent_port, "machine": "relay-host"}], [0])
     out: list[dict] = []
+    a_pid = d.procs[0].pid
     try:
         wait_port(agent_port, proc=agent)
+        wait_port(dial_port, proc=dialer)
         await reg.connect(d.ports)
         await reg.register_all(20)
         pids = [p.pid for p in d.procs[:2]]
-        same, cross = HopTarget("same", d.ports[0], pids), HopTarget("cross", d.ports[1], pids)
-        deadline = time.monotonic() + 15
-        while True:  # until B's mirror has the agent
-            try:
-                (await connect(cross.port, cross.path, timeout=5)).close()
-                break
-            except (RuntimeError, OSError, TimeoutError):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
+        targets = [
+            HopTarget("same", d.ports[0], RELAY_NODE, pids),
+            HopTarget("hop", d.ports[1], RELAY_NODE, pids),
+            HopTarget("dialback", d.ports[1], RELAY_DIALBACK_NODE, pids),
+        ]
+        for t in targets:  # until B's mirror has the agents (and the dial-back agent registered)
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    (await connect(t.port, t.path, timeout=5)).close()
+                    break
+                except (RuntimeError, OSError, TimeoutError):
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
         for rep in range(reps):
             got: dict = {}
-            order = [same, cross] if rep % 2 == 0 else [cross, same]
+            order = targets[rep % 3 :] + targets[: rep % 3]
             for key, measure in (
                 ("small", lambda t: b.throughput(t, 200)),
                 ("big", lambda t: b.throughput(t, 65536)),
                 ("streams", b.streams_cpu),
             ):
                 for t in order:
-                    got[(t.name, key)] = await asyncio.wait_for(measure(t), 60)
+                    a0 = run_tree_s([a_pid])
+                    got[(t.name, key)] = m = await asyncio.wait_for(measure(t), 60)
+                    m["a_cpu"] = run_tree_s([a_pid]) - a0  # A's share: ~0 when the link bypasses A
             out.append(got)
             log(
                 f"  relay rep{rep}: "
                 + ", ".join(
-                    f"{n} {k} {v['msg_s']:,.0f} msg/s {v.get('MB_s', 0):.0f} MB/s {v['cpu_us_msg'] or 0:.2f} µs/msg"
+                    f"{n} {k} {v['msg_s']:,.0f} msg/s {v.get('MB_s', 0):.0f} MB/s {v['cpu_us_msg'] or 0:.2f} µs/msg "
+                    f"(A {v['a_cpu']:.2f} s)"
                     for (n, k), v in got.items()
                 )
             )
     finally:
         if reg.c is not None:
             reg.c.shutdown()
-        agent.terminate()
-        try:
-            agent.wait(5)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+        for proc in (agent, dialer):
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     return out
 
 
@@ -782,32 +811,36 @@ def rows(sz: dict, s: dict, c: dict) -> list[Row]:
         ),
     ]
     rel = c["relay"]
-    for key, metric, unit, label in (
-        ("small", "msg_s", "msg/s", "200 B frames pipelined"),
-        ("big", "MB_s", "MB/s", "64 KiB frames"),
-        (
-            "streams",
-            "cpu_us_msg",
-            "µs/msg",
-            f"both hypivisors' CPU per message, 40 streams x {c['relay_rate']:g} msg/s",
-        ),
+    for name, how in (
+        ("hop", "browser on B -> agent on A, spliced through A (one extra hop)"),
+        ("dialback", "browser on B -> agent on A dialled back to B (no extra hop)"),
     ):
-        vals = [g[("cross", key)][metric] for g in rel]
-        refs = [g[("same", key)][metric] for g in rel]
-        ratios = pair_ratios(vals, refs)
-        out.append(
-            Row(
-                SEC,
-                f"relay, browser on B -> agent on A (one extra hop): {label}",
-                median(vals),
-                unit,
-                "same-hypivisor link",
-                median(refs),
-                reps=len(rel),
-                paired_ratio=median(ratios) if ratios else None,
-                note=ratios_note("per-rep ratios", ratios, 2),
+        for key, metric, unit, label in (
+            ("small", "msg_s", "msg/s", "200 B frames pipelined"),
+            ("big", "MB_s", "MB/s", "64 KiB frames"),
+            ("streams", "cpu_us_msg", "µs/msg", f"A+B CPU per message, 40 streams x {c['relay_rate']:g} msg/s"),
+        ):
+            vals = [g[(name, key)][metric] for g in rel]
+            refs = [g[("same", key)][metric] for g in rel]
+            ratios = pair_ratios(vals, refs)
+            a_share = ""
+            if key == "streams":
+                a_cpu = median([g[(name, key)]["a_cpu"] for g in rel])
+                a_ref = median([g[("same", key)]["a_cpu"] for g in rel])
+                a_share = f"A's own CPU in that measurement {a_cpu:.2f} s (same-hypivisor link: {a_ref:.2f} s)"
+            out.append(
+                Row(
+                    SEC,
+                    f"relay, {how}: {label}",
+                    median(vals),
+                    unit,
+                    "same-hypivisor link (browser on A)",
+                    median(refs),
+                    reps=len(rel),
+                    paired_ratio=median(ratios) if ratios else None,
+                    note=notes(x for x in (ratios_note("per-rep ratios", ratios, 2), a_share) if x),
+                )
             )
-        )
     lapse = (
         f"watched {c['fo_watch']:.1f} s more (lease TTL {sz['ttl']:g} s): a dashboard that had every agent lost one "
         f"again {c['fo_regressions']} times, {c['fo_missing_now']} missing at the end"

@@ -43,11 +43,16 @@ def raise_nofile() -> None:
 
 
 def start_hypivisor(
-    port: int, home: Path, args: tuple[str, ...] = (), env_extra: dict[str, str] | None = None
+    port: int,
+    home: Path,
+    args: tuple[str, ...] = (),
+    env_extra: dict[str, str] | None = None,
+    stderr: Path | None = None,
 ) -> subprocess.Popen:
     """A real ``python -m hypivisor`` on 127.0.0.1:``port`` with ``home`` as its HOME (not yet listening): no dashboard
     port, warnings only, and connection caps far above the 1,000+ connections the relay and registry runs open.
-    ``args`` and ``env_extra`` add options (cluster mode: ``--nats`` and ``HYPI_NATS_*``)."""
+    ``args`` and ``env_extra`` add options (cluster mode: ``--nats`` and ``HYPI_NATS_*``); ``stderr``: a file for
+    its start-up errors."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HYPI_", "TMUX"))}
     env.update(HOME=str(home), PYTHONPATH=str(REPO), HYPI_DASHBOARD_DIR=str(home / "none"))
     env.update(env_extra or {})
@@ -74,7 +79,7 @@ def start_hypivisor(
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL if stderr is None else stderr.open("wb"),
     )
 
 

@@ -125,34 +125,58 @@ def adopt(transport: asyncio.Transport, early: bytes) -> None:
         agent.data_received(early)
 
 
-async def dial_backs(url: str, node: str, advertise: int) -> None:
-    """Stay registered at ``url`` as ``node`` and dial back every link asked for (bounded: one process's life)."""
+async def dial_backs(url: str, node: str, advertise: int, others: tuple[str, ...] = ()) -> None:
+    """Stay registered at ``url`` as ``node`` and dial back every link asked for (bounded: one process's life).
+
+    With ``others`` (more hypivisors of its list, as a bridge's ``HYPIVISOR_WS``) it also honours a dial-back that
+    names another hypivisor's ``url`` (cluster mode: ``dial_back_url``) when that one is in its list, and answers each
+    such request with ``dial_back_result``, as the bridge does."""
     import json
 
     import websockets
 
     from pi_socket.bridge.dialback import dial
+    from pi_socket.hypivisors import listed
 
     tasks: set[asyncio.Task] = set()
+    urls = (url, *others)
+
+    async def dial_and_report(ws, target: str | None, nonce: str, report: bool) -> None:
+        error = None if target is not None else "that hypivisor is not in the list"
+        if target is not None:
+            try:
+                await dial(target, None, nonce, adopt)
+            except Exception as exc:  # noqa: BLE001 - reported, as the bridge does
+                error = f"{type(exc).__name__}: {exc}"[:300]
+        if report:
+            result = {"nonce": nonce, "ok": error is None} | ({"error": error} if error else {})
+            await ws.send(json.dumps({"id": None, "method": "dial_back_result", "params": result}))
+
     async with websockets.connect(url, open_timeout=10, max_size=None) as ws:
+        caps = ["dial_back", "dial_back_url"] if others else ["dial_back"]
         params = {"id": node, "machine": "bench", "cwd": "/", "port": advertise, "host": "127.0.0.1",
-                  "capabilities": ["dial_back"]}  # fmt: skip
+                  "capabilities": caps}  # fmt: skip
         await ws.send(json.dumps({"id": 1, "method": "register", "params": params}))
         async for raw in ws:
             msg = json.loads(raw)
             if msg.get("id") == 1 and "result" not in msg:
                 raise SystemExit(f"register refused: {msg}")
             if msg.get("event") == "dial_back":
-                task = asyncio.get_running_loop().create_task(dial(url, None, msg["nonce"], adopt))
+                named = msg.get("url")
+                target = url if named is None else listed(named, urls)
+                job = dial_and_report(ws, target, msg["nonce"], report=named is not None)
+                task = asyncio.get_running_loop().create_task(job)
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
 
 
-async def main(port: int, dialback: str | None = None, node: str = "", advertise: int = 0) -> None:
+async def main(
+    port: int, dialback: str | None = None, node: str = "", advertise: int = 0, others: tuple[str, ...] = ()
+) -> None:
     server = await asyncio.get_running_loop().create_server(Agent, "127.0.0.1", port, backlog=4096)
     async with server:
         if dialback:
-            await dial_backs(dialback, node, advertise)
+            await dial_backs(dialback, node, advertise, others)
         else:
             await server.serve_forever()
 
@@ -163,6 +187,9 @@ if __name__ == "__main__":
     ap.add_argument("--dialback", help="the hypivisor's registry URL: register and serve dial-backs")
     ap.add_argument("--node", default="bench-agent")
     ap.add_argument("--advertise", type=int, default=9, help="the port to register (nothing listens there)")
+    ap.add_argument(
+        "--also", action="append", default=[], help="another hypivisor of its list (cluster dial-backs to it)"
+    )
     raise_nofile()
     try:
         import uvloop
@@ -171,4 +198,4 @@ if __name__ == "__main__":
     except ImportError:
         pass
     a = ap.parse_args()
-    asyncio.run(main(a.port, a.dialback, a.node, a.advertise))
+    asyncio.run(main(a.port, a.dialback, a.node, a.advertise, tuple(a.also)))
