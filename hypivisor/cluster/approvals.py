@@ -399,9 +399,12 @@ class ApprovalsLink:
         node_id = params.node_id
         entry = self.service.registry.get(node_id)
         remote = None if entry is not None else self.service.cluster.remote(node_id)
-        if entry is None and remote is None:
+        if entry is not None:
+            node = entry.node
+        elif remote is not None:
+            node = remote.node
+        else:
             raise _fail(ErrorCode.NOT_FOUND, f"no agent {node_id[:64]!r} on the cluster's roster")
-        node = entry.node if entry is not None else remote.node
         _check_capable(node.capabilities, node_id)
         key = self._keys.get(node_id) if entry is not None else None
         key = key or AgentKey(self.site, remote.machine if remote is not None else node.machine, node_id)
