@@ -128,6 +128,44 @@ def assistant_texts(messages: list[dict]) -> list[str]:
     return [text_of(m) for m in messages if m.get("role") == "assistant"]
 
 
+def test_a_hypivisor_starting_while_a_nats_node_is_down_waits_for_it(
+    nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc]
+) -> None:
+    """A bucket of three replicas cannot be placed while one of the three NATS servers is away ("no suitable peers
+    for placement", also seen for a moment while a fresh cluster settles): a hypivisor starting then waits (within
+    its start timeout) instead of exiting. Here the site's registry buckets exist already (made by a backplane while
+    all three ran), so only what the hypivisor's inbox makes at start, the push bucket, meets the missing server."""
+    import asyncio
+    import threading
+
+    from hypivisor.cluster.nats_backplane import NatsBackplane, NatsSettings
+
+    site = f"e2e{next(_sites)}w{int(time.time()) % 100000}"
+
+    async def make_buckets() -> None:
+        bp = NatsBackplane(NatsSettings("hv-maker", site, ttl_s=LEASE_TTL, heartbeat_s=LEASE_TTL / 3,
+                                        liveness="lease", servers=tuple(nats_cluster.urls), replicas=3))  # fmt: skip
+        await bp.start()
+        await bp.close()
+
+    asyncio.run(make_buckets())
+    nats_cluster.kill(2)
+    back = threading.Timer(2.0, nats_cluster.restart, (2,))
+    back.start()
+    try:
+        t0 = time.monotonic()
+        hv = hypivisor_factory(
+            token=TOKEN,
+            args=["--nats", ",".join(nats_cluster.urls)],
+            env={"HYPI_NATS_SITE": site, "HYPI_NATS_LEASE_TTL": str(LEASE_TTL)},
+        )
+        assert hv.proc is not None and hv.proc.poll() is None
+        assert time.monotonic() - t0 >= 1.5  # it did wait for the server
+    finally:
+        back.join(30)
+    assert nats_cluster.nodes[2].alive
+
+
 def test_three_hypivisors_two_machines_real_pi_lose_nothing(
     nats_cluster: Any,
     hypivisor_factory: Callable[..., HypivisorProc],

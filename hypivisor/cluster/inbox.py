@@ -30,6 +30,7 @@ import json
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -95,6 +96,7 @@ class ClusterInbox:
         self._outbox: deque[tuple[AgentKey, str, dict[str, Any]]] = deque()
         self._wake = asyncio.Event()
         self._relaying = False
+        self._start_deadline = 0.0  # set by start: JetStream calls of the start are retried until then
         self._remote_unread: dict[str, int] = {}  # other hypivisors' agents → the count their dashboards were told
         self._waiting: dict[int, asyncio.Future[None]] = {}  # id(push) → done
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -117,6 +119,7 @@ class ClusterInbox:
             if not 1.0 <= seconds <= 300.0:
                 raise ValueError("HYPI_NATS_PUSH_ACK_WAIT must be a number of seconds from 1 to 300")
             self.bp.nsettings.attn_ack_wait_s = seconds
+        self._start_deadline = time.monotonic() + self.bp.nsettings.start_timeout_s
         await self._follow()
         mine = [item for item in book.open_items() if item.id not in self.view and not self.view.ended(item.id)]
         for item in mine:  # open in this book (restored, or made while not in a cluster): the site hears of them
@@ -124,10 +127,26 @@ class ClusterInbox:
         self.service.hub.taps.append(self.on_events)
         await self._share_push()
         self._stops.append(await self.bp.subscribe_events(f"hp.evt.{token(self.site)}.presence.*", self._on_presence))
-        self._stops.append(await self.bp.consume_attention(self._on_push_record))
+        self._stops.append(await self._settled(lambda: self.bp.consume_attention(self._on_push_record), "push queue"))
         self._background.append(asyncio.create_task(self._write_loop(), name="cluster-inbox-writer"))
         self._background.append(asyncio.create_task(self._presence_loop(), name="cluster-presence"))
         log.info("cluster inbox ready", items=len(self.view), devices=len(self.service.push.devices))
+
+    async def _settled(self, call: Callable[[], Awaitable[Any]], step: str) -> Any:
+        """One JetStream call of the start, tried again (0.5 s apart, within the start timeout) while the cluster
+        cannot answer it yet: a stream or the meta layer electing a leader, a new bucket's replicas waiting for a
+        server that is away (one of three restarting, or a fresh cluster settling)."""
+        import nats.errors
+        import nats.js.errors
+
+        while True:
+            try:
+                return await call()
+            except (nats.js.errors.Error, nats.errors.TimeoutError) as exc:
+                if time.monotonic() >= self._start_deadline:
+                    raise
+                log.warning("cluster_start_retry", step=step, error=f"{type(exc).__name__}: {exc}"[:300])
+                await asyncio.sleep(0.5)
 
     async def close(self) -> None:
         push = self.service.push
@@ -230,7 +249,7 @@ class ClusterInbox:
         from nats.js.api import ConsumerConfig, DeliverPolicy
 
         js = self.bp.js
-        info = await js.stream_info(ATTN_STREAM.format(site=self.site))
+        info = await self._settled(lambda: js.stream_info(ATTN_STREAM.format(site=self.site)), "inbox stream")
         state = info.state
         replaying = asyncio.get_running_loop().create_future()
         if state.messages:
@@ -250,9 +269,11 @@ class ClusterInbox:
             if msg.metadata.num_pending == 0 and not replaying.done():
                 replaying.set_result(None)
 
-        sub = await js.subscribe(site_attention(self.site), stream=ATTN_STREAM.format(site=self.site), cb=on_msg,
-                                 ordered_consumer=True, config=config, idle_heartbeat=1.0,
-                                 inactive_threshold=300)  # fmt: skip
+        sub = await self._settled(
+            lambda: js.subscribe(site_attention(self.site), stream=ATTN_STREAM.format(site=self.site), cb=on_msg,
+                                 ordered_consumer=True, config=config, idle_heartbeat=1.0, inactive_threshold=300),
+            "inbox replay",
+        )  # fmt: skip
         self._stops.append(sub.unsubscribe)
         try:
             await asyncio.wait_for(asyncio.shield(replaying), 10.0)
@@ -347,12 +368,15 @@ class ClusterInbox:
 
         push = self.service.push
         bucket = PUSH_BUCKET.format(site=self.site)
-        self._push_kv = kv = await self.bp.js.create_key_value(
-            KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=self.bp.nsettings.replicas)
-        )
-        with contextlib.suppress(Exception):  # the first hypivisor's key is the site's; the others take it
-            await kv.create("vapid", push.vapid.private_pem())
-        entry = await kv.get("vapid")
+        config = KeyValueConfig(bucket=bucket, history=1, storage=StorageType.FILE, replicas=self.bp.nsettings.replicas)
+        self._push_kv = kv = await self._settled(lambda: self.bp.js.create_key_value(config), "push bucket")
+
+        async def site_key_pem() -> Any:
+            with contextlib.suppress(Exception):  # the first hypivisor's key is the site's; the others take it
+                await kv.create("vapid", push.vapid.private_pem())
+            return await kv.get("vapid")
+
+        entry = await self._settled(site_key_pem, "push key")
         from py_vapid import Vapid02
 
         site_key = Vapid02.from_pem(entry.value)
@@ -379,7 +403,7 @@ class ClusterInbox:
             if row.device_id == device_id:
                 push.devices[device_id] = row
 
-        await self.bp._watch(bucket, on_entry)
+        await self._settled(lambda: self.bp._watch(bucket, on_entry), "push devices")
         if not seen:  # the first hypivisor of the site brings the devices it had
             for row in local.values():
                 push.devices[row.device_id] = row

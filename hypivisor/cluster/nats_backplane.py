@@ -130,8 +130,9 @@ class NatsBackplane(Backplane):
                     try:
                         await self._connect_and_open()
                         break
-                    except nats.js.errors.APIError as e:  # e.g. "no suitable peers for placement" while a
-                        # cluster is still settling: a fresh connection tries again within the start timeout
+                    except (nats.js.errors.Error, nats.errors.TimeoutError) as e:  # e.g. "no suitable peers for
+                        # placement" while a cluster settles or a server is away, "no response from stream" while a
+                        # stream elects a leader: a fresh connection tries again within the start timeout
                         self._last_error = f"{type(e).__name__}: {e}"
                         log.warning("cluster_start_retry", hv=s.hv_id, error=self._last_error)
                         if self.nc is not None:
