@@ -256,7 +256,7 @@ def _forward(service: Service, node_id: str, approval_id: str, decision: Record)
 
 
 def _check_capable(capabilities: list[str] | None, node_id: str) -> None:
-    if capabilities is not None and "approval_events" not in capabilities:
+    if capabilities is None or "approval_events" not in capabilities:  # no list: a bridge older than both
         raise _fail(
             ErrorCode.UNSUPPORTED,
             f"agent {node_id[:64]!r} runs an older pi-socket that cannot take a decision through the registry: "

@@ -1,6 +1,7 @@
-// What a person can do from an inbox item. Decisions, replies and aborts go to that agent over a
-// short-lived link through the hypivisor (agentAction.ts), never by opening its conversation; dismiss
-// and mark read are hypivisor requests, so every device sees them.
+// What a person can do from an inbox item. A decision is a hypivisor request (decide.ts: any hypivisor of a
+// cluster takes it; an agent link only for older parts); replies and aborts go to that agent over a short-lived
+// link through the hypivisor (agentAction.ts), never by opening its conversation; dismiss and mark read are
+// hypivisor requests, so every device sees them.
 import { useMemo } from "react";
 import { agentUrl, type Endpoints } from "../connection/endpoints";
 import { newId } from "../connection/ids";
@@ -8,6 +9,7 @@ import { subprotocols } from "../connection/token";
 import type { LinkSocket } from "../connection/agentLink";
 import type { AttentionItem } from "../protocol/types";
 import { agentAction, ActionError, type ActionFrame } from "./agentAction";
+import { decideApproval } from "./decide";
 
 export interface InboxActions {
   decide(item: AttentionItem, decision: "allow" | "deny", reason?: string): Promise<void>;
@@ -30,7 +32,11 @@ export function useInboxActions(endpoints: Endpoints, token: string | null, requ
       decide: (item, decision, reason) => {
         if (!item.approval_id) return Promise.reject(new ActionError("this item has no approval to decide"));
         const r = reason?.trim();
-        return send(item, { type: "approval_decision", id: item.approval_id, decision, ...(decision === "deny" && r ? { reason: r } : {}) });
+        const why = decision === "deny" && r ? { reason: r } : {};
+        const approval_id = item.approval_id;
+        return decideApproval(request, { node_id: item.node_id, approval_id, decision, ...why }, () =>
+          send(item, { type: "approval_decision", id: approval_id, decision, ...why }),
+        );
       },
       // A reply is an answer to what the person read: the agent counts as read afterwards.
       reply: async (item, text) => {
