@@ -8,7 +8,8 @@ attention), devices served by the local RFC 8030 push service (``harness/push_st
   exactly once, signed with the site's one VAPID key, whichever hypivisor holds the agent; a page on another
   hypivisor looking at the agent suppresses its "finished";
 * an item whose push was in flight when its owner (and the hypivisor sending it) were SIGKILLed still goes out
-  exactly once, from a surviving hypivisor, after the push queue's ack wait.
+  exactly once, from a surviving hypivisor, after the push queue's ack wait; the agent failing over to a survivor
+  with the same cause is the same item there (adopted), never a second item or push.
 
 Every wait is bounded; everything listens on 127.0.0.1.
 """
@@ -282,6 +283,24 @@ async def test_a_push_in_flight_when_its_owner_and_sender_die_goes_out_once_from
         await asyncio.sleep(QUIET)
         assert len(stub.to("phone")) == 1 and stub.gone == 1, (stub.gone, stub.arrived)
         assert stub.to("phone")[0].payload["title"] == "doomed needs approval"
+        item_id = stub.to("phone")[0].payload["item_id"]
+
+        # the agent's bridge fails over to a survivor, still waiting for the same approval: the survivor's book
+        # takes the item over (same id, no second item, no second push) and ends it when the cause ends
+        survivor = next(hv for hv in hvs if hv not in dead)
+        async with await RegistryClient.connect(survivor) as agent, await RegistryClient.connect(survivor) as dash:
+            await agent.event("init")
+            await dash.event("init")
+            causes = [live("approval", "ap-1", "bash `deploy`", approval_id="ap-1")]
+            params = node_params("doomed", 41200, cwd="/work/doomed", machine="machine-a", attention={"live": causes})
+            assert "result" in await agent.call("register", params)
+            items = (await result(dash, "list_attention"))["items"]
+            assert [(i["id"], i["kind"]) for i in items] == [(item_id, "approval")], items
+            await asyncio.sleep(QUIET)
+            assert len(stub.to("phone")) == 1
+            await report(agent, "doomed", [])  # decided in pi: the cause ends
+            assert (await dash.event("attention_resolved", id=item_id))["by"] == "cause"
+            assert (await result(dash, "list_attention"))["items"] == []
         print(f"\nowner{' = sender' if len(dead) == 1 else ' and sender'} SIGKILLed mid-push -> sent once by a "
               f"survivor {took:.2f} s later (ack wait {ACK_WAIT} s)")  # fmt: skip
     finally:

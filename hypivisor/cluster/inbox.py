@@ -37,6 +37,7 @@ import orjson
 import structlog
 from pydantic import BaseModel
 
+from hypivisor.attention import LIVE_KINDS, Where
 from hypivisor.cluster.backplane import ATTN_REPLAY_MAX, BackplaneError, Event, bounded, loads
 from hypivisor.cluster.inbox_state import (
     Added,
@@ -121,9 +122,11 @@ class ClusterInbox:
             self.bp.nsettings.attn_ack_wait_s = seconds
         self._start_deadline = time.monotonic() + self.bp.nsettings.start_timeout_s
         await self._follow()
-        mine = [item for item in book.open_items() if item.id not in self.view and not self.view.ended(item.id)]
-        for item in mine:  # open in this book (restored, or made while not in a cluster): the site hears of them
-            self._send_added(item)
+        for item in book.open_items():  # open in this book (restored, or made while not in a cluster): the site
+            # hears of them, and that this book holds them (a restart is a new hypivisor id)
+            if not self.view.ended(item.id) and self.view.holder_of(item.id) != self.hv_id:
+                self.view.adopted(item.id)
+                self._send_added(item, moved=True)
         self.service.hub.taps.append(self.on_events)
         await self._share_push()
         self._stops.append(await self.bp.subscribe_events(f"hp.evt.{token(self.site)}.presence.*", self._on_presence))
@@ -176,11 +179,14 @@ class ClusterInbox:
         counts: list[BaseModel] = []
         for event in events:
             if isinstance(event, AttentionAddedEvent):
-                self._send_added(event.item)
+                if not self._lives_elsewhere(event.item.node_id):
+                    self._send_added(event.item)
             elif isinstance(event, AttentionResolvedEvent):
                 key = self._keys.pop(event.id, None) or self._key_of_item(event.id)
-                if key is not None:
+                if key is not None and not self._lives_elsewhere(key.agent):
                     self._queue(key, "resolved", resolved_record(event.id, event.by, time.time(), self.hv_id))
+            elif isinstance(event, NodeJoinedEvent) and not event.node.hv:
+                self._adopt(event.node.id)  # before its report: the book matches the items, never raises them again
             elif isinstance(event, (NodeJoinedEvent, NodeUpdatedEvent)) and event.node.hv:
                 # another hypivisor's agent: its unread count rides on its record; dashboards count from events
                 node = event.node
@@ -199,10 +205,55 @@ class ClusterInbox:
         finally:
             self._relaying = False
 
-    def _send_added(self, item: Any) -> None:
+    def _send_added(self, item: Any, moved: bool = False) -> None:
+        book = self.service.attention
         key = AgentKey(self.site, item.machine or self._machine_of(item.node_id), item.node_id)
         self._keys[item.id] = key
-        self._queue(key, "added", added_record(item, self.hv_id))
+        cause = book._cause_of.get(item.id)
+        run = book.last_run.get(item.node_id) if item.kind in ("finished", "error") else None
+        self._queue(key, "added", added_record(item, self.hv_id, cause[2] if cause else None, run, moved))
+
+    def _lives_elsewhere(self, node_id: str) -> bool:
+        """The agent registered with another hypivisor since (its record names that one): what this book still
+        says of it is stale (the book it moved to holds its items now)."""
+        entry = self.service.registry.get(node_id)
+        if entry is None or entry.node.status == "active":
+            return False
+        record = self.bp._roster.get(AgentKey(self.site, entry.node.machine, node_id))
+        return record is not None and record.get("hv") not in (None, self.hv_id)
+
+    def _adopt(self, node_id: str) -> None:
+        """The agent registered here: the open items other books hold for it move into this book (with their causes
+        and run key, so its report matches them) and the site hears that this book holds them now."""
+        book = self.service.attention
+        taken = self.view.adoptable(node_id)
+        for item, cause, run in taken:
+            self.view.adopted(item.id)
+            if item.id not in book.items and cause is not None and (node_id, item.kind, cause) in book._causes:
+                # this book raised the same cause itself meanwhile: the other item ends as a double
+                self._send_added(item, moved=True)
+                key = self._keys.pop(item.id)
+                self._queue(key, "resolved", resolved_record(item.id, "superseded", time.time(), self.hv_id))
+                self._relay([AttentionResolvedEvent(id=item.id, by="superseded")])
+                continue
+            if item.id not in book.items:
+                book.items[item.id] = item
+                if cause is not None and item.kind in LIVE_KINDS:
+                    book._link(item.id, (node_id, item.kind, cause))
+                book.sink.item_added(item, cause)
+                if run is not None:
+                    book.last_run[node_id] = run
+                    book.sink.last_run_set(node_id, run)
+                book._where.setdefault(node_id, Where(item.machine, item.cwd, item.session_name))
+            self._send_added(item, moved=True)
+        entry = self.service.registry.get(node_id)
+        record = self.bp._roster.get(AgentKey(self.site, entry.node.machine, node_id)) if entry else None
+        unread = record.get("unread") if record is not None and record.get("hv") != self.hv_id else None
+        if isinstance(unread, int) and unread > book.unread_of(node_id):  # the count it had where it was
+            book.unread[node_id] = unread
+            book.sink.unread_set(node_id, unread)
+        if taken:
+            log.info("cluster inbox: items of an agent that moved here adopted", node_id=node_id[:128], n=len(taken))
 
     def _key_of_item(self, item_id: str) -> AgentKey | None:
         found = self.view.get(item_id)
@@ -306,7 +357,7 @@ class ClusterInbox:
     # -- a person's acts, and what dashboards read ------------------------------------------------------------------
     def list_attention(self) -> dict[str, Any]:
         book = self.service.attention
-        items = book.open_items() + [i for i in self.view.items() if i.id not in book.items]
+        items = book.open_items() + [i for i in self.view.items(held_elsewhere=True) if i.id not in book.items]
         items.sort(key=lambda i: i.created_at)
         unread = dict(book.unread)
         for node in self.link.mirror.nodes():
@@ -338,8 +389,8 @@ class ClusterInbox:
             rec = parse(record)
         except RecordError:
             return
-        if not isinstance(rec, Added) or self.view.ended(rec.item.id):
-            return
+        if not isinstance(rec, Added) or rec.moved or self.view.ended(rec.item.id):
+            return  # only a new item is pushed (not one a book took over), and only while it is open
         push = self.service.push
         devices = [row.policy_device() for row in push.devices.values()]
         pushes = push.policy.added(rec.item, devices, push.presence())

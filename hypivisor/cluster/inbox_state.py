@@ -4,8 +4,12 @@ Cluster mode (specs/cluster.md §6): each hypivisor's :class:`~hypivisor.attenti
 the items of the agents it holds (it is their owner); what a book emits goes to the site's attention stream
 ``HP_ATTN_<site>`` as records, and every hypivisor folds the stream, in order, into a :class:`SiteInbox`:
 
-* ``added``: an item (``AttentionItem`` fields) and ``hv``, the hypivisor whose book made it;
-* ``resolved``: ``{id, by, at, hv}``: the item ended (by its owner's book, or a person's dismiss on any hypivisor);
+* ``added``: an item (``AttentionItem`` fields), ``hv``, the hypivisor whose book holds it, and what that book
+  matches it by (``cause``: a live cause's key; ``run``: the run's key). The same item added again (``moved``) is
+  a book taking it over (its agent registered there, or its hypivisor restarted): it holds it from now on, and
+  nothing is pushed for it again;
+* ``resolved``: ``{id, by, at, hv}``: the item ended. A person's end (``dismissed``, ``read``) counts from any
+  hypivisor; any other end only from the book holding the item (a book that lost the agent cannot know);
 * ``read``: ``{node_id, at, hv}``: a person read the agent on hypivisor ``hv``: its finished/error/exited items end
   wherever they are, and whoever holds the agent's unread count sets it to 0.
 
@@ -34,6 +38,8 @@ MAX_ITEMS = 20_000  # open items kept (an owner's book has the same bound); beyo
 MAX_RESOLVED = 50_000  # ids remembered as ended: an item handed to the push queue after its end is not pushed
 MAX_PAGES_PER_DEVICE = 32  # pages of one device on one hypivisor that a presence record may carry
 RESOLVED_BY = frozenset({"cause", "read", "dismissed", "exited", "superseded"})
+PERSON_ENDS = frozenset({"read", "dismissed"})  # from any hypivisor; other ends only from the holding book
+MAX_KEY = 256
 Whats = Literal["added", "resolved", "read"]
 WHATS: tuple[str, ...] = ("added", "resolved", "read")
 
@@ -47,6 +53,9 @@ class Added:
     item: AttentionItem
     machine: str  # the machine token of its subject (where its agent was when the item was made)
     hv: str
+    cause: str | None = None  # a live item's cause key in its book
+    run: str | None = None  # a run item's run key in its book
+    moved: bool = False  # a book taking over an item already raised: never pushed again
 
 
 @dataclass(frozen=True)
@@ -67,8 +76,17 @@ class Read:
 Record = Added | Resolved | Read
 
 
-def added_record(item: AttentionItem, hv: str) -> dict[str, Any]:
-    return {**item.model_dump(mode="json"), "hv": hv}
+def added_record(
+    item: AttentionItem, hv: str, cause: str | None = None, run: str | None = None, moved: bool = False
+) -> dict[str, Any]:
+    record: dict[str, Any] = {**item.model_dump(mode="json"), "hv": hv}
+    if moved:
+        record["moved"] = True
+    if cause is not None:
+        record["cause"] = cause
+    if run is not None:
+        record["run"] = run
+    return record
 
 
 def resolved_record(item_id: str, by: str, at: float, hv: str) -> dict[str, Any]:
@@ -96,12 +114,17 @@ def parse(record: dict[str, Any]) -> Record:
     at = record.get("at")
     if what == "added":
         try:
-            item = AttentionItem.model_validate({k: v for k, v in record.items() if k not in ("hv", "_subject")})
+            fields = {k: v for k, v in record.items() if k not in ("hv", "_subject", "cause", "run", "moved")}
+            item = AttentionItem.model_validate(fields)
         except ValidationError:
             raise RecordError("an added record that is not an inbox item") from None
         if item.node_id != agent:
             raise RecordError("an added record filed under another agent")
-        return Added(item, machine, hv)
+        cause, run = record.get("cause"), record.get("run")
+        for key in (cause, run):
+            if key is not None and (not isinstance(key, str) or not key or len(key) > MAX_KEY):
+                raise RecordError("an added record's cause and run are short strings")
+        return Added(item, machine, hv, cause, run, record.get("moved") is True)
     if not isinstance(at, (int, float)) or isinstance(at, bool):
         raise RecordError(f"a {what} record without its time (at)")
     if what == "resolved":
@@ -128,7 +151,10 @@ class Effects:
 class _Kept:
     item: AttentionItem
     machine: str
-    local: bool  # made by this hypivisor's own book: its dashboards had its events from the book itself
+    local: bool  # held by this hypivisor's own book: its dashboards had its events from the book itself
+    holder: str  # the hypivisor whose book holds it (the last to add it)
+    cause: str | None
+    run: str | None
 
 
 class SiteInbox:
@@ -153,8 +179,10 @@ class SiteInbox:
     def ended(self, item_id: str) -> bool:
         return item_id in self._ended
 
-    def items(self) -> list[AttentionItem]:
-        return [k.item for k in self._items.values()]
+    def items(self, held_elsewhere: bool = False) -> list[AttentionItem]:
+        """Open items, oldest first; ``held_elsewhere``: only those another hypivisor's book holds (this one's own
+        book is the truth for its own items, even before their ends come back from the stream)."""
+        return [k.item for k in self._items.values() if not held_elsewhere or k.holder != self.hv_id]
 
     def machine_of(self, node_id: str) -> str | None:
         for kept in reversed(self._items.values()):
@@ -175,16 +203,24 @@ class SiteInbox:
         out = Effects()
         if isinstance(rec, Added):
             item_id = rec.item.id
-            if item_id in self._ended or item_id in self._items:
-                return out  # ended already (its end overtook it), or a record seen twice
+            if item_id in self._ended:
+                return out  # ended already (its end overtook it)
+            kept = self._items.get(item_id)
+            if kept is not None:  # seen twice, or adopted by the book its agent moved to: that book holds it now
+                kept.holder = rec.hv
+                kept.local = kept.local or rec.hv == self.hv_id
+                return out
             local = rec.hv == self.hv_id or item_id in in_book
-            self._items[item_id] = _Kept(rec.item, rec.machine, local)
+            self._items[item_id] = _Kept(rec.item, rec.machine, local, rec.hv, rec.cause, rec.run)
             if not local:
                 out.events.append(AttentionAddedEvent(item=rec.item.model_copy()))
             while len(self._items) > MAX_ITEMS:
                 self._end(next(iter(self._items)))
             return out
         if isinstance(rec, Resolved):
+            kept = self._items.get(rec.id)
+            if kept is not None and rec.by not in PERSON_ENDS and rec.hv != kept.holder:
+                return out  # a book that no longer holds the item (its agent moved on) cannot end it
             self._resolve(rec.id, rec.by, rec.hv, in_book, out)
             return out
         for item_id, kept in list(self._items.items()):
@@ -193,6 +229,21 @@ class SiteInbox:
         if rec.hv != self.hv_id:
             out.read_node = rec.node_id
         return out
+
+    def adoptable(self, node_id: str) -> list[tuple[AttentionItem, str | None, str | None]]:
+        """Open items of ``node_id`` that another hypivisor's book holds: (item, cause, run). Its agent registered
+        here, so this hypivisor's book takes them over (:meth:`adopted`) rather than raising them again."""
+        return [(k.item, k.cause, k.run) for k in self._items.values()
+                if k.item.node_id == node_id and k.holder != self.hv_id]  # fmt: skip
+
+    def holder_of(self, item_id: str) -> str | None:
+        kept = self._items.get(item_id)
+        return None if kept is None else kept.holder
+
+    def adopted(self, item_id: str) -> None:
+        kept = self._items.get(item_id)
+        if kept is not None:
+            kept.holder, kept.local = self.hv_id, True
 
     def _resolve(self, item_id: str, by: str, hv: str, in_book: set[str] | dict[str, Any], out: Effects) -> None:
         kept = self._end(item_id)

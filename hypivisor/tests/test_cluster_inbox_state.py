@@ -175,3 +175,29 @@ def test_presence_records_round_trip_and_bad_ones_are_refused() -> None:
     ):
         with pytest.raises(RecordError):
             parse_presence(bad)
+
+
+def test_a_book_taking_an_item_over_holds_it_and_only_its_holder_ends_it_by_itself() -> None:
+    inbox = SiteInbox("hv-b")
+    record = on_stream(added_record(item(), "hv-a", cause="ap-1"), "added")
+    assert parse(record).cause == "ap-1" and not parse(record).moved
+    inbox.apply_raw(record, set())
+    assert inbox.adoptable("agent 1") == [(item(), "ap-1", None)] and inbox.adoptable("other") == []
+    assert inbox.holder_of("att-x-1") == "hv-a" and [i.id for i in inbox.items(held_elsewhere=True)] == ["att-x-1"]
+    inbox.adopted("att-x-1")  # its agent registered here: this book holds it now
+    assert inbox.adoptable("agent 1") == [] and inbox.items(held_elsewhere=True) == []
+    # the old book (its agent gone from it) says the item ended: not its to say
+    assert inbox.apply_raw(resolved("att-x-1", "exited", hv="hv-a"), set()).events == [] and "att-x-1" in inbox
+    # a person's end counts from anywhere; the holder's own end is this hypivisor's book's event
+    assert inbox.apply_raw(resolved("att-x-1", "dismissed", hv="hv-a"), {"att-x-1"}).book == [("att-x-1", "dismissed")]
+
+
+def test_a_take_over_elsewhere_moves_the_holder_without_a_second_event() -> None:
+    inbox = SiteInbox("hv-c")
+    inbox.apply_raw(added(item()), set())
+    moved = on_stream(added_record(item(), "hv-b", cause="ap-1", moved=True), "added")
+    assert parse(moved).moved
+    assert inbox.apply_raw(moved, set()).events == [] and inbox.holder_of("att-x-1") == "hv-b"
+    assert inbox.apply_raw(resolved("att-x-1", "cause", hv="hv-a"), set()).events == []  # the old holder: stale
+    ended = inbox.apply_raw(resolved("att-x-1", "cause", hv="hv-b"), set())
+    assert [(e.id, e.by) for e in ended.events] == [("att-x-1", "cause")]
