@@ -33,6 +33,7 @@ STORED = (
     p.AttentionRun,
     p.AttentionItem,
     p.SpendCounter,
+    p.ApprovalEnded,
 )
 
 
