@@ -254,6 +254,7 @@ def test_three_hypivisors_two_machines_real_pi_lose_nothing(
         took = time.monotonic() - killed
         print(f"SIGKILL of B -> machine e2e-two and its 2 agents were A's after {took:.2f} s")
         assert took <= FAILOVER_S, f"fail-over took {took:.2f} s"
+        wait_until(lambda: "e2e-two" in online_machines(dash["C"]), 10, "machine e2e-two online on C (now A's)")
         # the stream resumes for a dashboard opening the agent again through A: what it shows (the latest init_state's
         # partial message and the deltas after it; the bridge sends a fresh init_state when its copy of the partial was
         # stale, as when nobody watched for a moment) is the whole reply
