@@ -4,7 +4,7 @@ Three ``python -m hypivisor --nats …`` processes (A, B, C: one token, one site
 connected to its own NATS node first; two machines, each a real machine service (``python -m pi_socket serve``,
 started by the first shim of its HOME) hosting real pi agents (the newest pinned pi, on the fake LLM):
 
-* machine ``e2e-one`` (``HYPIVISOR_WS=C,A,B``): the agent ``solo``;
+* machine ``e2e-one`` (``HYPIVISOR_WS=C``: links to its agent through A or B take the hop through C): ``solo``;
 * machine ``e2e-two`` (``HYPIVISOR_WS=B,A,C``): the agents ``streamer`` and ``asker`` (approval policy ``writes``).
 
 One scenario, in order (each step starts from the state the one before left):
@@ -29,6 +29,7 @@ this one test, so the killed node is not started again.
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -185,8 +186,10 @@ def test_three_hypivisors_two_machines_real_pi_lose_nothing(
     def lst(*order: HypivisorProc) -> str:
         return ",".join(hv.ws_url for hv in order)
 
-    # machine e2e-one: the test's own pi home; its first shim starts the machine service with this environment
-    solo = start_pi(PI, env={"HYPI_TOKEN": TOKEN, "PI_SOCKET_MACHINE": "e2e-one", "HYPIVISOR_WS": lst(c, a, b)})
+    # machine e2e-one: the test's own pi home; its first shim starts the machine service with this environment.
+    # It lists C only, so its bridge refuses to dial back to A or B: a link through them takes the hop through C
+    # (§7 step 3), while machine e2e-two's agents, listing all three, are dialled back to the asking hypivisor.
+    solo = start_pi(PI, env={"HYPI_TOKEN": TOKEN, "PI_SOCKET_MACHINE": "e2e-one", "HYPIVISOR_WS": lst(c)})
     # machine e2e-two: a second HOME and runtime dir, so a second machine service
     two = PiHome(tmp_path / "two", fake_llm)
     two_env = {"HYPI_TOKEN": TOKEN, "PI_SOCKET_MACHINE": "e2e-two", "HYPIVISOR_WS": lst(b, a, c)}
@@ -359,6 +362,8 @@ def test_three_hypivisors_two_machines_real_pi_lose_nothing(
         assert (asker.cwd / "approved.txt").read_text() == "ran\n"  # denied: it did not run
         on_both(node_event("node_updated", asker.node_id, pending_approvals=0), "decided approval of asker")
         assert not solo_a.closed
+        dialled = [json.loads(line) for line in a.log_lines().splitlines() if '"agent link dialled back"' in line]
+        assert not [r for r in dialled if r.get("node_id") == solo.node_id]  # the link to solo was the hop via C
         for name in ("A", "C"):  # nothing lost: since B's SIGKILL no agent left or went offline on a surviving roster
             assert set(ids) <= set(roster(dash[name]))
             events = dash[name].frames[kill_marks[name] :]
