@@ -254,6 +254,24 @@ async def test_an_agent_that_moves_to_another_hypivisor_belongs_to_it(make: Fact
     assert b.agents().get(k, {}).get("hv") == b.hv_id
 
 
+async def test_a_late_offline_write_or_delete_from_the_old_owner_does_not_take_the_agent_away(make: Factory) -> None:
+    a = await make(node=0, ttl_s=3.0, heartbeat_s=0.3, liveness="lease")
+    b = await make(node=1, ttl_s=3.0, heartbeat_s=0.3, liveness="lease")
+    k = key_of(a, "m1", "mover")
+    await a.register_agent(k, {"id": "mover", "status": "active"})
+    await until(lambda: b.agents().get(k, {}).get("hv") == a.hv_id, what="a's record on b")
+    await b.register_agent(k, {"id": "mover", "status": "active"})  # its bridge reconnected to b
+    await until(lambda: k not in a.owned(), what="a letting go of the agent")
+    live = {"id": "mover", "status": "active", "hv": b.hv_id}
+    # a notices its old connection's end only now: it writes the agent offline, later it removes it
+    await a.register_agent(k, {"id": "mover", "status": "offline"})
+    await until(lambda: a.agents().get(k) == b.agents().get(k) == live, what="b putting the live record back")
+    assert k in b.owned() and k not in a.owned()
+    await a.unregister_agent(k)
+    await until(lambda: a.agents().get(k) == b.agents().get(k) == live, what="b putting it back after the delete")
+    assert k in b.owned()
+
+
 async def test_events_reach_every_interested_hypivisor_once(make: Factory) -> None:
     a = await make(node=0)
     b = await make(node=1)

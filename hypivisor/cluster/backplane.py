@@ -136,6 +136,11 @@ class Settings:
         return (self.site, *(s for s in self.watch_sites if s != self.site))
 
 
+def stale_offline(theirs: Record, mine: Record) -> bool:
+    """Another hypivisor wrote the agent offline while it is live on this one (its record here is not offline)."""
+    return theirs.get("status") == "offline" and mine.get("status") != "offline"
+
+
 def dumps(record: Record) -> bytes:
     return orjson.dumps(record)
 
@@ -229,6 +234,12 @@ class Backplane(ABC):
         """The mirrored roster of the watched sites (a copy)."""
         return dict(self._roster)
 
+    def holder(self, key: AgentKey) -> str | None:
+        """The hypivisor the mirrored record names as the agent's owner (None: no record)."""
+        record = self._roster.get(key)
+        hv = record.get("hv") if record is not None else None
+        return hv if isinstance(hv, str) else None
+
     def on_agent_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
 
@@ -237,12 +248,21 @@ class Backplane(ABC):
             return  # already gone here (e.g. dropped with its owner's lease, then deleted in the store)
         if change.op == "put" and change.record is not None:
             self._roster[change.key] = change.record
-            if change.key in self._owned and change.record.get("hv") != self.hv_id:
-                # the agent registered with another hypivisor: it owns the record now
-                self._owned.pop(change.key, None)
-                self._unsaved.discard(change.key)
+            mine = self._owned.get(change.key)
+            if mine is not None and change.record.get("hv") != self.hv_id:
+                if stale_offline(change.record, mine):
+                    # the agent's previous hypivisor noticed late that its connection went: the agent is live here
+                    self._unsaved.add(change.key)  # put ours again (within RETRY_S)
+                else:
+                    # the agent registered with another hypivisor: it owns the record now
+                    self._owned.pop(change.key, None)
+                    self._unsaved.discard(change.key)
         else:
             self._roster.pop(change.key, None)
+            if change.key in self._owned:
+                # removed by another hypivisor (a late delete from the agent's previous one, or this one's lease
+                # ended while it was cut off): the agent is still ours, so its record is put again
+                self._unsaved.add(change.key)
         for listener in list(self._listeners):
             try:
                 listener(change)

@@ -214,7 +214,14 @@ class ClusterLink:
             while self._pending:
                 key = next(iter(self._pending))
                 op, record = self._pending.pop(key)
+                elsewhere = self.backplane.holder(key) not in (None, self.hv_id)
                 try:
+                    if elsewhere and (op != "put" or (record or {}).get("status") == "offline"):
+                        # the agent re-registered with another hypivisor: this one's late news of its old
+                        # connection (offline, then removed) must not overwrite or delete the new owner's record
+                        if op != "put" and (stop := self._served.pop(key, None)) is not None:
+                            await stop()
+                        continue
                     if op == "put" and record is not None:
                         if key not in self._served:  # interest first: the owner answers before the agent shows
                             self._served[key] = await self.backplane.serve_agent(key, self._rpc_handler(key.agent))
