@@ -203,7 +203,6 @@ class Dashboard:
         self.dead_marker: bytes = b""
         self.good_at: float | None = None
         self.regressions = 0  # an agent missing again after the dashboard had them all
-        self.replaced = False
 
     def track(self, universe: set[bytes], bad: set[bytes], dead_hv: str) -> None:
         """From now on: ``bad`` are the agents of ``universe`` this dashboard does not show as active and owned by a
