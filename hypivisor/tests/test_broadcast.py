@@ -206,6 +206,7 @@ async def test_init_matches_the_init_event_model(tmp_path):
     for i in range(3):
         await svc.dispatch("register", {"id": f"n{i}", "machine": "m", "cwd": "/", "port": 10 + i}, f"c{i}", "h")
     model = InitEvent(nodes=svc.registry.nodes(), hypivisor_version=__version__, total=3).model_dump(
-        mode="json", exclude={"peers"}  # absent without --peer (tests/test_peers.py)
+        mode="json",
+        exclude={"peers"},  # absent without --peer (tests/test_peers.py)
     )
     assert _init_payload(svc.init_frames()[0]) == model
