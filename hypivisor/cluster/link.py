@@ -188,6 +188,9 @@ class ClusterLink:
                 key = self._keys.pop(event.id, None)
                 if key is not None:
                     self._enqueue(key, "delete", None)
+                elsewhere = self.mirror.get(event.id)
+                if elsewhere is not None:  # it lives on with another hypivisor: show that one now
+                    self.service.remote_roster_changed([NodeJoinedEvent(node=elsewhere.node)])
 
     def approvals_report(self, node: NodeInfo, params: Any) -> None:
         """An own agent's register/heartbeat with its attention report: its open approvals (§5)."""
@@ -321,9 +324,11 @@ class ClusterLink:
             return []
         if change.key.site != self.site:
             return []
-        if self.service.registry.get(change.key.agent) is not None and change.op == "put":
-            # an id this hypivisor holds wins in its own roster; a stale copy elsewhere is not shown twice
-            self.mirror.apply("deleted", change.key.machine, change.key.agent, None)
+        if self.service.registry.get(change.key.agent) is not None:
+            # an id this hypivisor holds wins in its own roster: the mirror follows the shared record silently (a
+            # lapsed lease or a delete of the id's old record must not remove the agent this one holds from its
+            # dashboards), and shows it once this hypivisor's registry lets the id go (local_events)
+            self.mirror.apply(change.op, change.key.machine, change.key.agent, change.record)
             return []
         return self.mirror.apply(change.op, change.key.machine, change.key.agent, change.record)
 

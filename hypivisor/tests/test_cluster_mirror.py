@@ -70,3 +70,38 @@ def test_one_process_without_nats_never_imports_it() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_an_agent_held_here_is_never_removed_by_its_old_shared_record_and_shows_again_when_let_go(tmp_path) -> None:
+    """The agent re-registered here while its old record (another hypivisor's) is still shared: that record's lapse
+    (lease) or delete must not remove it from this hypivisor's dashboards; once this registry lets the id go, a
+    record still held elsewhere is shown."""
+    from hypivisor.cluster.backplane import AgentChange, InProcessBackplane, Settings
+    from hypivisor.cluster.link import ClusterLink
+    from hypivisor.cluster.names import AgentKey
+    from hypivisor.config import Config
+    from hypivisor.service import Service
+    from pi_socket.protocol import RegisterParams
+
+    service = Service(Config(host="127.0.0.1", port=1, dashboard_dir=tmp_path / "none"), env={"HOME": str(tmp_path)})
+    link = ClusterLink(service, InProcessBackplane(Settings("hv-b", "main", liveness="lease")), "127.0.0.1", 1)
+    service.cluster = link
+    sent: list = []
+    service.hub.publish = lambda events: sent.extend(events)  # what this hypivisor's dashboards would get
+    key = AgentKey("main", "m", "n1")
+    link._apply(AgentChange("put", key, record(hv="hv-a"), 1))  # the old owner's record, seen before
+    node, _, events = service.registry.register(
+        RegisterParams(id="n1", machine="m", cwd="/w", port=4000), "conn", "127.0.0.1", 1.0
+    )
+    service.publish(events)
+    sent.clear()
+    for op in ("expired", "deleted"):
+        link._on_change(AgentChange(op, key, None, 2))  # hv-a's lease lapsed, or a late delete of its record
+        assert not [e for e in sent if e.event == "node_removed"], (op, sent)
+    assert [n.id for n in service.registry.nodes()] == ["n1"]
+    # the id still held here, a newer record elsewhere is followed silently; once let go, that one is shown
+    link._on_change(AgentChange("put", key, record(hv="hv-c", activity="working"), 3))
+    assert sent == []
+    service.publish(service.registry.deregister("n1", "conn", 4.0))
+    joined = [e for e in sent if e.event == "node_joined"]
+    assert joined and joined[-1].node.hv == "hv-c", sent
