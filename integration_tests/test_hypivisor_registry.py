@@ -48,6 +48,26 @@ async def test_roster_lifecycle_pushes_to_dashboards_only(hypivisor):
             assert removed == {"event": "node_removed", "id": "n1", "reason": "deregistered"}
 
 
+async def test_a_bridge_or_machine_that_says_so_gets_no_roster(hypivisor):
+    """`X-Hypi-Role: agent|machine`: no init and no roster events (a reconnect storm copies no roster); the role
+    grants nothing and every method still answers."""
+    async with await RegistryClient.connect(hypivisor) as dash:
+        await dash.event("init")
+        for role, i in (("agent", 1), ("Machine", 2)):
+            headers = {**hypivisor.auth_headers, "X-Hypi-Role": role}
+            async with await RegistryClient.connect(hypivisor, additional_headers=headers) as quiet:
+                res = await quiet.call("register", node_params(f"q{i}", 8100 + i, node_secret=SECRET))
+                assert res["result"]["status"] == "registered"
+                assert (await dash.event("node_joined"))["node"]["id"] == f"q{i}"
+                listed = (await quiet.call("list_nodes"))["result"]["nodes"]  # asking still works
+                assert f"q{i}" in [n["id"] for n in listed]
+                assert quiet.events == [], quiet.events  # no init, no node_joined of itself or anyone
+        # without a token the header opens nothing
+        if hypivisor.auth_headers:
+            with pytest.raises(websockets.InvalidStatus):
+                await RegistryClient.connect(hypivisor, additional_headers={"X-Hypi-Role": "agent"})
+
+
 async def test_eviction_only_by_machine_and_port(hypivisor):
     async with await RegistryClient.connect(hypivisor) as dash, await RegistryClient.connect(hypivisor) as b:
         await dash.event("init")

@@ -236,7 +236,8 @@ class HypivisorClient:
                 oplog.log_boundary_error("registry.session", err)
 
     async def _session(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        # X-Hypi-Role: a bridge never reads the roster, so the hypivisor sends it none (specs/protocol.md §2)
+        headers = {"X-Hypi-Role": "agent", **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
         # proxy=None: a registry is local or on the tailnet; an HTTP(S)_PROXY from the
         # user's shell must not capture the connection (websockets honours it by default).
         async with connect(

@@ -109,7 +109,8 @@ class MachineService:
                 log.info("hypivisor not reachable or lost; retrying", url=self.url, error=error)
 
     async def _session(self) -> None:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        # X-Hypi-Role: the machine service never reads the roster, so the hypivisor sends it none
+        headers = {"X-Hypi-Role": "machine", **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
         async with connect(self.url, additional_headers=headers, open_timeout=5, close_timeout=1, ping_interval=20,
                            max_size=2**24, proxy=None) as ws:  # fmt: skip
             self._ws = ws
