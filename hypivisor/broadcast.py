@@ -95,6 +95,7 @@ class Outbox:
         self.ws = ws
         self.transport = transport
         self.limit = limit
+        self._base_limit = limit  # ``limit`` is raised while a large snapshot is on its way (send_snapshot)
         self.max_bytes = max_bytes
         self.name = name
         self.closed = False
@@ -128,7 +129,12 @@ class Outbox:
 
     def send_snapshot(self, frames: list[bytes]) -> None:
         """Queue the first frames of a connection (the roster) whatever their size: they are shared, already
-        framed bytes, and a large roster must reach a new client in full (its reader waits for ``room``)."""
+        framed bytes, and a large roster must reach a new client in full (its reader waits for ``room``).
+
+        While a client reads a large roster (10,000 nodes are ~8,600 frames, ~7 MB) the roster may change as much
+        again (a hypivisor lost: its agents re-register elsewhere), so until that roster has left the transport
+        once, events may queue up to twice its frame count instead of ``limit``; the byte bound stays."""
+        self.limit = max(self._base_limit, 2 * len(frames))
         for framed in frames:
             self._push(framed)
 
@@ -179,6 +185,8 @@ class Outbox:
             self._draining = True
             if self._task is None or self._task.done():
                 self._task = asyncio.get_running_loop().create_task(self._drain())
+        else:
+            self.limit = self._base_limit  # everything queued so far (the snapshot too) went out
 
     def _paused(self) -> bool:
         protocol = self.transport.get_protocol()

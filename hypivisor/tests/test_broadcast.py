@@ -149,6 +149,24 @@ async def test_a_peer_paused_with_a_full_queue_is_closed_with_1008():
     assert box.closed and ws.close_code == 1008 and t.aborted
 
 
+async def test_a_client_reading_a_large_snapshot_may_fall_behind_by_as_much_again_then_the_limit_is_back():
+    t = FakeTransport()
+    ws = FakeWs()
+    box = Outbox(ws, t, limit=4)
+    box.send_snapshot([text_frame(b"n%d" % i) for i in range(10)])  # a roster of 10 frames
+    t.protocol.writing_paused = True  # writing the snapshot fills the transport buffer: the client reads it slowly
+    await asyncio.sleep(0)
+    results = [box.send(b"e%d" % i) for i in range(20)]  # the roster changes meanwhile
+    assert results == [True] * 20 and not box.closed  # up to twice the snapshot, not 4
+    t.protocol.resume()
+    await asyncio.sleep(0.01)
+    assert len(t.frames()) == 30 and box.limit == 4  # all delivered in order; caught up: the limit is back
+    box.send(b"next")
+    t.protocol.writing_paused = True
+    await asyncio.sleep(0)
+    assert [box.send(b"x%d" % i) for i in range(5)] == [True] * 4 + [False]  # a slow client is still dropped
+
+
 async def test_replies_never_kick_but_clear_room():
     t = FakeTransport()
     box = Outbox(FakeWs(), t, limit=2)
