@@ -105,3 +105,49 @@ def test_an_agent_held_here_is_never_removed_by_its_old_shared_record_and_shows_
     service.publish(service.registry.deregister("n1", "conn", 4.0))
     joined = [e for e in sent if e.event == "node_joined"]
     assert joined and joined[-1].node.hv == "hv-c", sent
+
+
+async def test_record_writes_run_in_parallel_but_each_agents_in_order(tmp_path) -> None:
+    """The writer starts up to WRITES_IN_FLIGHT writes at once, never two for one agent, and the latest lands last."""
+    import asyncio
+
+    from hypivisor.cluster.backplane import InProcessBackplane, Settings
+    from hypivisor.cluster.link import WRITES_IN_FLIGHT, ClusterLink
+    from hypivisor.cluster.names import AgentKey
+    from hypivisor.config import Config
+    from hypivisor.service import Service
+
+    class Slow(InProcessBackplane):
+        now = peak = 0
+        per_key: dict = {}
+
+        async def _put_agent(self, key, record):
+            if key.is_machine:  # this hypivisor's own machine record is not the writer's
+                return await super()._put_agent(key, record)
+            Slow.now += 1
+            Slow.peak = max(Slow.peak, Slow.now)
+            assert Slow.per_key.get(key, 0) == 0, "two writes at once for one agent"
+            Slow.per_key[key] = 1
+            await asyncio.sleep(0.01)
+            Slow.per_key[key] = 0
+            Slow.now -= 1
+            await super()._put_agent(key, record)
+
+    service = Service(Config(host="127.0.0.1", port=1, dashboard_dir=tmp_path / "none"), env={"HOME": str(tmp_path)})
+    bp = Slow(Settings("hv-b", "main", liveness="lease"))
+    link = ClusterLink(service, bp, "127.0.0.1", 1)
+    await link.start()
+    try:
+        keys = [AgentKey("main", "m", f"n{i}") for i in range(300)]
+        for version in range(3):
+            for key in keys:
+                link._enqueue(key, "put", {"id": key.agent, "v": version})
+            await asyncio.sleep(0.005)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while loop.time() < deadline and not all(bp.agents().get(k, {}).get("v") == 2 for k in keys):
+            await asyncio.sleep(0.02)
+        assert all(bp.agents()[k]["v"] == 2 for k in keys)
+        assert 1 < Slow.peak <= WRITES_IN_FLIGHT, Slow.peak
+    finally:
+        await link.close()
