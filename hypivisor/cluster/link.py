@@ -30,7 +30,6 @@ so every hypivisor must share it).
 from __future__ import annotations
 
 import asyncio
-import functools
 import secrets
 import socket
 from collections.abc import Mapping
@@ -59,7 +58,6 @@ DEFAULT_SITE = "main"
 DEFAULT_LEASE_TTL_S = 45.0
 LINK_TIMEOUT_S = 3.0  # the owner answers where its agent proxy listens within this
 CLOSE_S = 5.0
-WRITES_IN_FLIGHT = 64  # record writes under way at once (each its own agent)
 
 
 class ClusterError(Exception):
@@ -150,7 +148,6 @@ class ClusterLink:
         self._pending: dict[AgentKey, tuple[str, dict[str, Any] | None]] = {}
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
-        self._inflight: dict[AgentKey, asyncio.Task[None]] = {}  # the write under way per agent (_write_loop)
         self.approvals = ApprovalsLink(service, backplane, self.site)
 
     @property
@@ -214,52 +211,32 @@ class ClusterLink:
         self._wake.set()
 
     async def _write_loop(self) -> None:
-        """Starts the pending writes, up to ``WRITES_IN_FLIGHT`` at once and never two for one agent (so each agent's
-        writes land in order, the latest last): after a hypivisor's loss, the ~thousands of agents that moved here are
-        written in parallel rather than one round trip after another."""
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                for key in list(self._pending):
-                    if len(self._inflight) >= WRITES_IN_FLIGHT:
-                        break
-                    if key in self._inflight:
-                        continue  # its next write waits for this one
-                    op, record = self._pending.pop(key)
-                    task = asyncio.create_task(self._write(key, op, record))
-                    self._inflight[key] = task
-                    task.add_done_callback(functools.partial(self._write_done, key))
-        finally:
-            for task in self._inflight.values():
-                task.cancel()
-
-    def _write_done(self, key: AgentKey, _task: asyncio.Task[None]) -> None:
-        self._inflight.pop(key, None)
-        if self._pending:
-            self._wake.set()
-
-    async def _write(self, key: AgentKey, op: str, record: dict[str, Any] | None) -> None:
-        elsewhere = self.backplane.holder(key) not in (None, self.hv_id)
-        try:
-            if elsewhere and (op != "put" or (record or {}).get("status") == "offline"):
-                # the agent re-registered with another hypivisor: this one's late news of its old
-                # connection (offline, then removed) must not overwrite or delete the new owner's record
-                if op != "put" and (stop := self._served.pop(key, None)) is not None:
-                    await stop()
-                return
-            if op == "put" and record is not None:
-                if key not in self._served:  # interest first: the owner answers before the agent shows
-                    self._served[key] = await self.backplane.serve_agent(key, self._rpc_handler(key.agent))
-                await self.backplane.register_agent(key, record)  # False: retried in the background
-            else:
-                stop = self._served.pop(key, None)
-                if stop is not None:
-                    await stop()
-                await self.backplane.unregister_agent(key)
-        except Exception as exc:  # noqa: BLE001 - one failed write must not stop the others
-            log.warning("cluster write failed", op=op, node_id=key.agent[:128],
-                        error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                key = next(iter(self._pending))
+                op, record = self._pending.pop(key)
+                elsewhere = self.backplane.holder(key) not in (None, self.hv_id)
+                try:
+                    if elsewhere and (op != "put" or (record or {}).get("status") == "offline"):
+                        # the agent re-registered with another hypivisor: this one's late news of its old
+                        # connection (offline, then removed) must not overwrite or delete the new owner's record
+                        if op != "put" and (stop := self._served.pop(key, None)) is not None:
+                            await stop()
+                        continue
+                    if op == "put" and record is not None:
+                        if key not in self._served:  # interest first: the owner answers before the agent shows
+                            self._served[key] = await self.backplane.serve_agent(key, self._rpc_handler(key.agent))
+                        await self.backplane.register_agent(key, record)  # False: retried in the background
+                    else:
+                        stop = self._served.pop(key, None)
+                        if stop is not None:
+                            await stop()
+                        await self.backplane.unregister_agent(key)
+                except Exception as exc:  # noqa: BLE001 - one failed write must not stop the others
+                    log.warning("cluster write failed", op=op, node_id=key.agent[:128],
+                                error=f"{type(exc).__name__}: {exc}")  # fmt: skip
 
     def _rpc_handler(self, node_id: str) -> Any:
         async def handle(data: bytes) -> bytes:
