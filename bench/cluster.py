@@ -110,8 +110,9 @@ def agent_params(i: int, conn: int, node_id: str | None = None) -> dict:
 class Ws(Client):
     """A ``wsmini`` client that says when the server went away (a SIGKILLed hypivisor)."""
 
-    def __init__(self, port: int, on_msg, on_lost=None):
-        super().__init__(port, "/ws", on_msg)
+    def __init__(self, port: int, on_msg, on_lost=None, role: str = ""):
+        # role "agent": a bridge host, as the real ones say so (no roster copy to a registry connection)
+        super().__init__(port, "/ws", on_msg, f"X-Hypi-Role: {role}\r\n" if role else "")
         self.on_lost = on_lost
 
     def connection_lost(self, exc) -> None:
@@ -125,9 +126,11 @@ class Ws(Client):
         self.close()
 
 
-async def open_ws(port: int, on_msg, on_lost=None, timeout: float = 20.0) -> Ws:
+async def open_ws(port: int, on_msg, on_lost=None, timeout: float = 20.0, role: str = "") -> Ws:
     loop = asyncio.get_running_loop()
-    _, c = await asyncio.wait_for(loop.create_connection(lambda: Ws(port, on_msg, on_lost), "127.0.0.1", port), timeout)
+    _, c = await asyncio.wait_for(
+        loop.create_connection(lambda: Ws(port, on_msg, on_lost, role), "127.0.0.1", port), timeout
+    )
     await asyncio.wait_for(c.ready, timeout)
     return c
 
@@ -168,7 +171,7 @@ class AgentConn:
         self.c.send(orjson.dumps({"id": None, "method": method, "params": params}))
 
     async def connect(self, ports: list[int], on_lost=None) -> None:
-        self.c = await open_ws(ports[self.at], self.on_msg, on_lost)
+        self.c = await open_ws(ports[self.at], self.on_msg, on_lost, role="agent")
 
     async def register_all(self, timeout: float) -> None:
         async def go() -> None:

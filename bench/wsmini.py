@@ -61,12 +61,13 @@ def parse(buf: bytearray) -> list[tuple[int, bytes]]:
     return out
 
 
-def handshake_request(port: int, path: str) -> bytes:
+def handshake_request(port: int, path: str, extra: str = "") -> bytes:
+    """``extra``: more header lines, each ending in CRLF."""
     key = base64.b64encode(os.urandom(16))
     return (
         (
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
+            f"{extra}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: "
         ).encode()
         + key
         + b"\r\n\r\n"
@@ -90,9 +91,9 @@ def ts_of(payload: bytes) -> int:
 class Client(asyncio.Protocol):
     """WebSocket client: ``count`` mode only counts received bytes; ``parse`` mode calls ``on_msg``."""
 
-    def __init__(self, port: int, path: str, on_msg=None):
+    def __init__(self, port: int, path: str, on_msg=None, extra_headers: str = ""):
         loop = asyncio.get_running_loop()
-        self.req = handshake_request(port, path)
+        self.req = handshake_request(port, path, extra_headers)
         self.on_msg = on_msg
         self.buf = bytearray()
         self.open = False
