@@ -118,6 +118,7 @@ export const KNOWN_REGISTRY_EVENTS: ReadonlySet<string> = new Set([
   "machine_left",
   "machine_request",
   "dial_back",
+  "approval_decision",
   "budget_changed",
   "search_results",
   "index_progress",
