@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import websockets
 
-from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient, free_port, node_params
+from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient, free_port, node_params, until
 from integration_tests.harness.pi_proc import wait_until
 
 TOKEN = "cluster-test-token"  # every hypivisor of the cluster shares it (it authenticates the hop between them)
@@ -44,17 +44,6 @@ def start_pair(nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc
             )
         )
     return tuple(made)
-
-
-async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 async def node_event(client: RegistryClient, name: str, node_id: str, timeout: float = 10.0) -> dict:

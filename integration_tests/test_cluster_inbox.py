@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient, node_params
+from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient, node_params, until
 from integration_tests.harness.push_stub import PushStub
 
 TOKEN = "cluster-inbox-token"
@@ -78,17 +78,6 @@ async def added(client: RegistryClient, node_id: str, kind: str, timeout: float 
             raise AssertionError(f"no attention_added {kind} of {node_id} within {timeout} s; got {client.events}")
         with contextlib.suppress(TimeoutError):
             await client._read_one(remaining)
-
-
-async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def card(client: RegistryClient, node_id: str) -> dict | None:

@@ -288,3 +288,15 @@ class RegistryClient:
 
 def node_params(node_id: str, port: int, cwd: str = "/tmp/project", machine: str = "test-machine", **extra) -> dict:
     return {"id": node_id, "machine": machine, "cwd": cwd, "port": port, **extra}
+
+
+async def until(check, timeout: float, what: str):
+    """Await ``check()`` every 50 ms until it returns something truthy (returned), or fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
