@@ -61,7 +61,7 @@ MAX_NODES_PER_CONNECTION = 1_000
 _NODE_FIELDS = (
     "id", "machine", "cwd", "port", "pid", "activity", "session_name", "model",
     "started_at", "cost", "pi_version", "protocol_version", "approval_policy", "pending_approvals", "git_branch",
-    "capabilities", "session_file", "worktree", "worktree_of",
+    "capabilities", "session_file", "worktree", "worktree_of", "tmux_session",
 )  # fmt: skip
 _HEARTBEAT_FIELDS = (
     "activity", "session_name", "model", "tokens", "cost", "approval_policy", "pending_approvals", "git_branch",

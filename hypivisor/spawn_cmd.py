@@ -85,6 +85,7 @@ def child_env(parent: Mapping[str, str], hypivisor_ws: str, token: str | None) -
 TMUX_START_DIR = "/"
 SPAWN_DIR_VAR = "HYPI_SPAWN_DIR"
 SPAWN_ID_VAR = "PI_SOCKET_SPAWN_ID"
+TMUX_SESSION_VAR = "PI_SOCKET_TMUX_SESSION"
 _CD_AND_EXEC = 'cd -- "$HYPI_SPAWN_DIR" && exec "$@"'
 # Resuming a session: the session file travels the same way as the folder, as an environment value the fixed
 # shell line quotes; it never reaches a tmux format, a shell line or an argument tmux reads.
@@ -124,7 +125,7 @@ def tmux_argv(
     """
     if not _SAFE_SESSION.fullmatch(session):
         raise ValueError(f"unsafe tmux session name {session!r}")
-    full_env = {**env, SPAWN_DIR_VAR: cwd}
+    full_env = {**env, SPAWN_DIR_VAR: cwd, TMUX_SESSION_VAR: session}  # the bridge reports the session (restarts)
     if session_file is not None:
         full_env[SESSION_FILE_VAR] = session_file
     argv = ["tmux", "new-session", "-d", "-s", session, "-c", TMUX_START_DIR, "-x", "200", "-y", "50"]

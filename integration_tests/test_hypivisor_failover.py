@@ -161,3 +161,34 @@ def test_a_real_pi_fails_over_and_is_prompted_through_the_next_hypivisor(
     end = c.wait_for(lambda f: f["type"] == "message_end" and f["message"]["role"] == "assistant", timeout=30)
     assert text.split()[-1] in json.dumps(end["message"])
     wait_until(lambda: any(r.get("msg") == "agent link dialled back" for r in hv_log(b)), 5, "a dial-back to B")
+
+
+async def test_a_spawned_agents_tmux_session_is_back_after_its_hypivisor_restarts(tmp_path, hypivisor_factory):
+    """A restarted hypivisor knows no spawn: the bridge reports the tmux session its spawn named
+    (PI_SOCKET_TMUX_SESSION), so the card still shows `tmux attach -t …`; a bad name is not taken."""
+    hv = hypivisor_factory(token=TOKEN)
+    shims = []
+    for node_id, session in (("tmux-bridge", "pi-app-1a2b3c"), ("odd-bridge", "x;rm -rf ~")):
+        (tmp_path / node_id).mkdir()
+        shim = FakeShim(
+            tmp_path / node_id,
+            node_id=node_id,
+            env={"HYPIVISOR_WS": hv.ws_url, "HYPI_TOKEN": TOKEN, "PI_SOCKET_TMUX_SESSION": session},
+        )
+        await shim.start()
+        shims.append(shim)
+    try:
+        for _ in range(2):  # before and after a SIGKILL and restart on the same port
+            deadline = time.monotonic() + 15
+            while True:
+                async with await RegistryClient.connect(hv) as dash:
+                    nodes = {n["id"]: n for n in (await dash.call("list_nodes", {}))["result"]["nodes"]}
+                if {"tmux-bridge", "odd-bridge"} <= nodes.keys() or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            assert nodes["tmux-bridge"]["tmux_session"] == "pi-app-1a2b3c"
+            assert nodes["odd-bridge"].get("tmux_session") is None  # registered, without the bad name
+            hv.restart()
+    finally:
+        for shim in shims:
+            await shim.stop()

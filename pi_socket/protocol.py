@@ -336,6 +336,10 @@ class RpcResponse(_Open):
     error: ErrorInfo | None = None
 
 
+# a tmux session name a spawn makes (hypivisor.spawn_cmd): shown as `tmux attach -t <name>`, so nothing else
+TMUX_SESSION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
+
+
 class RegisterParams(_Strict):
     id: Id
     machine: str = Field(min_length=1, max_length=255)
@@ -368,6 +372,14 @@ class RegisterParams(_Strict):
         max_length=MAX_ID_LEN,
         description="the secret PI_SOCKET_SPAWN_ID a spawn_agent put in this pi's environment; binds the spawn to "
         "this node (never stored or shown)",
+    )
+    tmux_session: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=TMUX_SESSION_PATTERN,
+        exclude_if=lambda v: v is None,
+        description="the tmux session a spawn started this pi in (PI_SOCKET_TMUX_SESSION), so the attach command "
+        "survives a hypivisor restart",
     )
     approval_policy: ApprovalPolicy | None = None
     pending_approvals: Count | None = None

@@ -37,7 +37,8 @@ def test_tmux_argv_detached_session_with_env_and_remain_on_exit():
     argv = spawn_cmd.tmux_argv("pi-p-1", "/h/p", {"B": "2", "A": "1 two"})
     assert argv[:7] == ["tmux", "new-session", "-d", "-s", "pi-p-1", "-c", "/"]
     i = argv.index("sh")
-    assert argv[i - 6 : i] == ["-e", "A=1 two", "-e", "B=2", "-e", "HYPI_SPAWN_DIR=/h/p"]
+    env = ["-e", "A=1 two", "-e", "B=2", "-e", "HYPI_SPAWN_DIR=/h/p", "-e", "PI_SOCKET_TMUX_SESSION=pi-p-1"]
+    assert argv[i - 8 : i] == env  # the bridge reports its tmux session (a restarted hypivisor knows no spawn)
     assert argv[i : i + 5] == ["sh", "-c", 'cd -- "$HYPI_SPAWN_DIR" && exec "$@"', "sh", "pi"]
     assert argv[i + 5 :] == [";", "set-option", "-t", "pi-p-1", "remain-on-exit", "on"]
 

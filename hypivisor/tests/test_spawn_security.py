@@ -37,8 +37,17 @@ def test_tmux_reads_back_exactly_the_folder_and_two_commands(folder):
     """The folder cannot end new-session early or arrive as another folder (``x\\;`` read as ``x;``)."""
     argv = spawn_cmd.tmux_argv("pi-x-1", folder, {"PATH": "/bin", "PI_X": "ends;"})
     new_session, set_option = tmux_commands(argv[1:])
-    env = new_session[new_session.index("sh") - 6 : new_session.index("sh")]
-    assert env == ["-e", f"HYPI_SPAWN_DIR={folder}", "-e", "PATH=/bin", "-e", "PI_X=ends;"]
+    env = new_session[new_session.index("sh") - 8 : new_session.index("sh")]
+    assert env == [
+        "-e",
+        f"HYPI_SPAWN_DIR={folder}",
+        "-e",
+        "PATH=/bin",
+        "-e",
+        "PI_SOCKET_TMUX_SESSION=pi-x-1",
+        "-e",
+        "PI_X=ends;",
+    ]
     assert new_session[-5:] == ["sh", "-c", 'cd -- "$HYPI_SPAWN_DIR" && exec "$@"', "sh", "pi"]
     assert set_option == ["set-option", "-t", "pi-x-1", "remain-on-exit", "on"]
     assert "-c" in new_session and new_session[new_session.index("-c") + 1] == "/"

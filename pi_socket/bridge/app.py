@@ -560,6 +560,7 @@ class Bridge:
             started_at=self.started_at,
             pi_version=self.pi_version,
             spawn_id=self.config.spawn_id,
+            tmux_session=self.config.tmux_session,
             capabilities=list(CAPABILITIES),
             **gitinfo.worktree_fields(self.cwd, MAX_PATH_LEN),  # a linked git worktree: listed with the agent
         )

@@ -7,12 +7,14 @@ touching ``os.environ``.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from pi_socket import handshake, hypivisors
+from pi_socket.protocol import TMUX_SESSION_PATTERN
 
 DEFAULT_PORT = 8080
 PORT_SPAN = 100  # ports tried after PI_SOCKET_PORT
@@ -76,6 +78,7 @@ class BridgeConfig:
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     node_id: str | None = None
     spawn_id: str | None = None  # PI_SOCKET_SPAWN_ID: set by the hypivisor's spawn_agent, sent back in register
+    tmux_session: str | None = None  # PI_SOCKET_TMUX_SESSION: the tmux session a spawn started pi in (reported)
     node_secret: str | None = None  # PI_SOCKET_NODE_SECRET: made by the shim once per pi, proves the node id is ours
     reconnect_first_s: float = RECONNECT_FIRST_S
     client_queue_frames: int = CLIENT_QUEUE_FRAMES
@@ -119,6 +122,7 @@ class BridgeConfig:
             ),
             node_id=env.get("PI_SOCKET_NODE_ID") or None,
             spawn_id=(env.get("PI_SOCKET_SPAWN_ID") or "")[:128] or None,
+            tmux_session=_tmux_session(env.get("PI_SOCKET_TMUX_SESSION")),
             node_secret=_secret(env.get("PI_SOCKET_NODE_SECRET")),
             reconnect_first_s=max(0.01, reconnect_ms / 1000.0),
             client_queue_frames=max(1, _int(env, "PI_SOCKET_CLIENT_QUEUE_FRAMES", CLIENT_QUEUE_FRAMES)),
@@ -169,6 +173,11 @@ def allowed_origins(extra: str, *dashboard_ports: int) -> frozenset[str]:
     names = {name.lower() for name in (socket.gethostname(), socket.getfqdn()) if name}
     ports = {DASHBOARD_DEV_PORT, *(dashboard_ports or (31415,))}
     return frozenset(handshake.default_origins(names, ports) | handshake.parse_allowed_origins(extra))
+
+
+def _tmux_session(value: str | None) -> str | None:
+    """PI_SOCKET_TMUX_SESSION when it is a name a spawn makes (it is shown as `tmux attach -t <name>`), else None."""
+    return value if value and re.fullmatch(TMUX_SESSION_PATTERN, value) else None
 
 
 def _secret(value: str | None) -> str | None:

@@ -1947,6 +1947,10 @@ export interface RegisterParams {
   spawn_id?: string | null;
   spend?: SpendCounter | null;
   started_at?: number | null;
+  /**
+   * the tmux session a spawn started this pi in (PI_SOCKET_TMUX_SESSION), so the attach command survives a hypivisor restart
+   */
+  tmux_session?: string | null;
   tokens?: TokenTotals | null;
   /**
    * linked git worktree of cwd
