@@ -263,11 +263,18 @@ async def test_a_late_offline_write_or_delete_from_the_old_owner_does_not_take_t
     await b.register_agent(k, {"id": "mover", "status": "active"})  # its bridge reconnected to b
     await until(lambda: k not in a.owned(), what="a letting go of the agent")
     live = {"id": "mover", "status": "active", "hv": b.hv_id}
+    seen: list[AgentChange] = []
+    b.on_agent_change(seen.append)
     # a notices its old connection's end only now: it writes the agent offline, later it removes it
     await a.register_agent(k, {"id": "mover", "status": "offline"})
-    await until(lambda: a.agents().get(k) == b.agents().get(k) == live, what="b putting the live record back")
-    assert k in b.owned() and k not in a.owned()
+    await until(lambda: any(ch.record and ch.record.get("status") == "offline" for ch in seen), what="b seeing it")
+    await until(
+        lambda: a.agents().get(k) == b.agents().get(k) == live and k not in a.owned(),
+        what="b putting the live record back, a letting go again",
+    )
+    assert k in b.owned()
     await a.unregister_agent(k)
+    await until(lambda: any(ch.op == "deleted" for ch in seen), what="b seeing the delete")
     await until(lambda: a.agents().get(k) == b.agents().get(k) == live, what="b putting it back after the delete")
     assert k in b.owned()
 
