@@ -637,6 +637,9 @@ class TuiPi(PiProc):
         try:
             if self.pi_pid():
                 self.keys("Escape")
+                # a key right after Escape reads as Alt+key (the terminal's meta prefix): "/quit" would arrive as a
+                # "quit" prompt, and pi would answer it instead of quitting (then this waited out its 15 s)
+                time.sleep(0.3)
                 self.submit("/quit")
                 wait_until(lambda: not self.pi_pid(), timeout, "pi to quit")
         except (AssertionError, RuntimeError):
