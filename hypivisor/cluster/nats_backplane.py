@@ -291,7 +291,10 @@ class NatsBackplane(Backplane):
         )
         self._watchers.append(sub)
         info = await sub.consumer_info()
-        if info.num_pending == 0 and sub.delivered == 0 and not snapshot_done.done():
+        # empty only when the server has delivered nothing either: messages it already pushed are still on their way
+        # to the callback (num_pending 0, nothing handled yet), and the last of them says num_pending 0 itself
+        sent = info.delivered.consumer_seq if info.delivered is not None else 0
+        if info.num_pending == 0 and not sent and sub.delivered == 0 and not snapshot_done.done():
             snapshot_done.set_result(None)
         await snapshot_done
 
