@@ -180,7 +180,7 @@ async def test_each_push_goes_out_once_across_three_hypivisors_and_a_page_anywhe
             for client in (agent_a, agent_c, laptop_on_c, dash_b):
                 await client.event("init")
             for agent, node_id in ((agent_a, "push-a"), (agent_c, "push-c")):
-                cwd = f"/work/{node_id}"
+                cwd = f"/srv/{node_id}"
                 assert "result" in await agent.call("register", node_params(node_id, 41100, cwd=cwd, machine=node_id))
             approval_a = [live("approval", "ap-1", "bash `make`", approval_id="ap-1")]
             question_c = [live("question", "q-1", "Which branch?")]
@@ -254,7 +254,7 @@ async def test_a_push_in_flight_when_its_owner_and_sender_die_goes_out_once_from
         async with await RegistryClient.connect(a) as agent:
             await agent.event("init")
             assert "result" in await agent.call(
-                "register", node_params("doomed", 41200, cwd="/work/doomed", machine="machine-a")
+                "register", node_params("doomed", 41200, cwd="/srv/doomed", machine="machine-a")
             )
             stub.hold()  # the push service takes the request and does not answer yet
             await report(agent, "doomed", [live("approval", "ap-1", "bash `deploy`", approval_id="ap-1")])
@@ -281,7 +281,7 @@ async def test_a_push_in_flight_when_its_owner_and_sender_die_goes_out_once_from
             await agent.event("init")
             await dash.event("init")
             causes = [live("approval", "ap-1", "bash `deploy`", approval_id="ap-1")]
-            params = node_params("doomed", 41200, cwd="/work/doomed", machine="machine-a", attention={"live": causes})
+            params = node_params("doomed", 41200, cwd="/srv/doomed", machine="machine-a", attention={"live": causes})
             assert "result" in await agent.call("register", params)
             items = (await result(dash, "list_attention"))["items"]
             assert [(i["id"], i["kind"]) for i in items] == [(item_id, "approval")], items
