@@ -356,6 +356,24 @@ async def populate(d: Deployment, sz: dict, log) -> None:
     )
 
 
+def spy(d: Deployment, secs: float, phase: str = "steady", skip: int = -1) -> list[subprocess.Popen]:
+    """``HYPI_BENCH_SPY=<dir>``: sample each hypivisor with ``py-spy`` over the steady phase (a diagnosis aid, off
+    in every measured run: the sampler costs CPU of its own), one collapsed-stack file per hypivisor."""
+    out = os.environ.get("HYPI_BENCH_SPY")
+    if not out or not shutil.which("py-spy"):
+        return []
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            ["py-spy", "record", *(["--native"] if os.environ.get("HYPI_BENCH_SPY_NATIVE") else ["--nonblocking"]), "-r", "200", "-d", str(int(secs) + 1), "-f", "raw",
+             "-p", str(p.pid), "-o", str(Path(out) / f"{d.mode}-{phase}-{i}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for i, p in enumerate(d.procs)
+        if i != skip
+    ]
+
+
 async def steady(d: Deployment, sz: dict, log) -> None:
     """Heartbeats that change a field + paced joins (each after a deregistration on the same connection)."""
     loop = asyncio.get_running_loop()
@@ -403,6 +421,7 @@ async def steady(d: Deployment, sz: dict, log) -> None:
             conn.send_nowait("register", new)
 
     lag = loop.create_task(loop_lag())
+    spies = spy(d, secs)
     c0, n0, me0, t0 = d.hv_cpu(), d.nats_cpu(), time.process_time(), time.monotonic()
     try:
         await asyncio.wait_for(asyncio.gather(heartbeats(), joins()), secs + 30)
@@ -413,6 +432,8 @@ async def steady(d: Deployment, sz: dict, log) -> None:
         await asyncio.sleep(0.3)  # the heartbeats' last broadcasts
     finally:
         lag.cancel()
+        for p in spies:
+            p.wait(30)
     r = d.r
     r["steady_secs"] = time.monotonic() - t0
     r["cpu"], r["nats_cpu"], r["gen_cpu"] = d.hv_cpu() - c0, d.nats_cpu() - n0, time.process_time() - me0
@@ -620,6 +641,7 @@ async def failover(d: Deployment, sz: dict, log) -> None:
         if dash.at != victim:
             dash.track(universe, moved_ids, dead_hv)
     me0, hv0, n0 = time.process_time(), run_tree_s([p.pid for p in d.procs[1:]]), d.nats_cpu()
+    spies = spy(d, 5, "failover", skip=victim)
     t_kill = time.monotonic()
     d.procs[victim].send_signal(signal.SIGKILL)
     d.procs[victim].wait(5)
@@ -638,6 +660,8 @@ async def failover(d: Deployment, sz: dict, log) -> None:
     watch = WATCH_AFTER if sz["ttl"] > 2 * t_wait + 10 else max(WATCH_AFTER, sz["ttl"] + 1.0 - t_wait)
     r["fo_watch"] = watch
     await asyncio.sleep(watch)
+    for p in spies:
+        p.wait(30)
     for c in moving:
         if c.reregistered_at is None:
             errors.append(f"connection {c.index} not re-registered")

@@ -129,6 +129,17 @@ class Registry:
         """Snapshot for ``init`` and ``list_nodes`` (copies: callers may serialise later)."""
         return [self._view(e) for e in self._entries.values()]
 
+    def live(self) -> list[tuple[NodeInfo, float | None]]:
+        """Every node as stored (not a copy: read it, never change it) with the ``last_seen`` a view of it shows
+        (its connection's latest frame counts): what a roster snapshot serialises without copying each node."""
+        out: list[tuple[NodeInfo, float | None]] = []
+        for entry in self._entries.values():
+            node = entry.node
+            seen = self._conn_seen.get(entry.owner) if entry.owner is not None else None
+            out.append((node, seen if seen is not None and (node.last_seen is None or seen > node.last_seen)
+                        else node.last_seen))  # fmt: skip
+        return out
+
     def _view(self, entry: Entry) -> NodeInfo:
         node = entry.node.model_copy()
         seen = self._conn_seen.get(entry.owner) if entry.owner is not None else None

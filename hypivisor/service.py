@@ -140,6 +140,9 @@ class Service:
         self.hub = Hub()
         self.spawner = Spawner(config.spawn_command, config.spawn_timeout)
         self._snapshot: Snapshot | None = None
+        # node id → (its last_seen then, the node object, its JSON): a snapshot rebuilt after a change serialises
+        # only the nodes that changed (an event drops its node's entry; a node object replaced is a miss)
+        self._node_json: dict[str, tuple[float | None, NodeInfo, bytes]] = {}
         self._unserialisable: set[str] = set()  # node ids already logged as unserialisable
         self._unknown_seen: set[str] = set()  # "method.field" already logged as unknown
         self.store = Store(config.state_dir / "hypivisor.sqlite3") if config.state_dir is not None else None
@@ -160,6 +163,7 @@ class Service:
     def publish(self, events: list[BaseModel]) -> None:
         if events:
             self._snapshot = None  # the roster changed: the next init / list_nodes rebuilds it
+            self._forget_json(events)
             self.hub.publish(events + self.machines.book.node_events(events))
             if self.cluster is not None:
                 self.cluster.local_events(events)
@@ -170,7 +174,15 @@ class Service:
     def remote_roster_changed(self, events: list[BaseModel]) -> None:
         """Cluster mode: another hypivisor's agents changed (its registry decided; this one only shows them)."""
         self._snapshot = None
+        self._forget_json(events)
         self.hub.publish(events)
+
+    def _forget_json(self, events: list[BaseModel]) -> None:
+        for event in events:
+            node = getattr(event, "node", None)
+            node_id = node.id if isinstance(node, NodeInfo) else getattr(event, "id", None)
+            if isinstance(node_id, str):
+                self._node_json.pop(node_id, None)
 
     def _attention_report(self, node: NodeInfo, params: RegisterParams | HeartbeatParams, now: float) -> None:
         """A bridge's attention report (with its register or heartbeat) into the inbox; the card's unread count."""
@@ -200,18 +212,34 @@ class Service:
         return snap
 
     def _build_snapshot(self, now: float) -> Snapshot:
+        """Each node's JSON comes from ``_node_json`` while the node is the same object, no event named it, and
+        its ``last_seen`` moved by at most ``SNAPSHOT_MAX_AGE`` (the staleness a whole cached snapshot has too):
+        while events flow, a reconnecting dashboard costs the changed nodes' serialisation, not the roster's."""
         nodes: list[bytes] = []
-        roster = self.registry.nodes()
+        roster = self.registry.live()
         if self.cluster is not None:  # the other hypivisors' agents after this one's own
-            roster += self.cluster.remote_nodes({node.id for node in roster})
-        for node in roster:
+            local = {node.id for node, _ in roster}
+            roster += [(node, node.last_seen) for node in self.cluster.remote_nodes(local)]
+        old, cache = self._node_json, {}
+        for node, seen in roster:
+            hit = old.get(node.id)
+            if hit is not None and hit[1] is node and (seen is None or (hit[0] or 0.0) >= seen - SNAPSHOT_MAX_AGE):
+                cache[node.id] = hit
+                nodes.append(hit[2])
+                continue
             try:
-                nodes.append(orjson.dumps(node.model_dump(mode="json")))
+                data = node.model_dump(mode="json")
+                data["last_seen"] = seen
+                raw = orjson.dumps(data)
             except Exception as exc:  # noqa: BLE001 - one bad node must not take the roster down
                 if node.id not in self._unserialisable:
                     self._unserialisable.add(node.id)
                     log.error("node left out of the roster: cannot serialise it", node_id=node.id[:128],
                               error=f"{type(exc).__name__}: {exc}"[:200])  # fmt: skip
+                continue
+            cache[node.id] = (seen, node, raw)
+            nodes.append(raw)
+        self._node_json = cache
         head: list[bytes] = []
         size = 0
         for raw in nodes:

@@ -10,7 +10,7 @@ import orjson
 
 from hypivisor.broadcast import Hub, Outbox, text_frame
 from pi_socket import __version__
-from pi_socket.protocol import PROTOCOL_VERSION, InitEvent, NodeInfo, NodeJoinedEvent
+from pi_socket.protocol import PROTOCOL_VERSION, HeartbeatParams, InitEvent, NodeInfo, NodeJoinedEvent
 
 
 def parse(buf: bytearray) -> list[tuple[int, bytes]]:
@@ -228,3 +228,27 @@ async def test_init_matches_the_init_event_model(tmp_path):
         exclude={"peers"},  # absent without --peer (tests/test_peers.py)
     )
     assert _init_payload(svc.init_frames()[0]) == model
+
+
+async def test_a_snapshot_rebuilt_after_one_change_serialises_only_that_node(tmp_path):
+    """A reconnect storm while events flow rebuilds the snapshot after every change: the nodes no event named keep
+    their JSON (the same bytes object), the changed one is serialised again, and a node whose ``last_seen`` moved by
+    more than the snapshot's staleness (``SNAPSHOT_MAX_AGE``) is serialised again with the new value."""
+    from hypivisor.service import SNAPSHOT_MAX_AGE
+
+    svc = _service(tmp_path)
+    for i in range(3):
+        await svc.dispatch("register", {"id": f"n{i}", "machine": "m", "cwd": "/", "port": 10 + i}, f"c{i}", "h")
+    first = svc._roster().nodes
+    await svc.dispatch("heartbeat", {"id": "n1", "session_name": "renamed"}, "c1", "h")
+    second = svc._roster().nodes
+    assert second[0] is first[0] and second[2] is first[2]
+    assert second[1] is not first[1] and orjson.loads(second[1])["session_name"] == "renamed"
+    # a quiet heartbeat (no field changed: no event) moves only last_seen; past the staleness it is serialised again
+    entry = svc.registry.get("n2")
+    svc.registry.heartbeat(HeartbeatParams(id="n2"), "c2", (entry.node.last_seen or 0) + SNAPSHOT_MAX_AGE + 5)
+    svc.publish(svc.registry.set_unread("n0", 3))  # any event: the cached snapshot is dropped
+    third = svc._roster().nodes
+    assert orjson.loads(third[0])["unread"] == 3
+    assert orjson.loads(third[2])["last_seen"] == entry.node.last_seen
+    assert third[1] is second[1]
