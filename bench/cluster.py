@@ -363,12 +363,14 @@ def spy(d: Deployment, secs: float, phase: str = "steady", skip: int = -1) -> li
     if not out or not shutil.which("py-spy"):
         return []
     Path(out).mkdir(parents=True, exist_ok=True)
+    mode = ["--native"] if os.environ.get("HYPI_BENCH_SPY_NATIVE") else ["--nonblocking"]
+    args = ["py-spy", "record", *mode, "-r", "200", "-d", str(int(secs) + 1), "-f", "raw"]
     return [
         subprocess.Popen(
-            ["py-spy", "record", *(["--native"] if os.environ.get("HYPI_BENCH_SPY_NATIVE") else ["--nonblocking"]), "-r", "200", "-d", str(int(secs) + 1), "-f", "raw",
-             "-p", str(p.pid), "-o", str(Path(out) / f"{d.mode}-{phase}-{i}.txt")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [*args, "-p", str(p.pid), "-o", str(Path(out) / f"{d.mode}-{phase}-{i}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for i, p in enumerate(d.procs)
         if i != skip
     ]
