@@ -515,6 +515,48 @@ async def test_sigkill_of_a_nats_node_keeps_both_hypivisors_working(
     assert set(b.agents()) >= {k1, k2}
 
 
+async def test_a_put_the_store_never_took_is_put_again_until_it_is_stored(
+    make: Factory, request: pytest.FixtureRequest
+) -> None:
+    """A record is published without waiting for the stream's ack and counts as stored when the watch brings it
+    back: a put made while the stream has no leader (two of three NATS nodes down) is lost by the server, and put
+    again until it lands once the cluster is whole."""
+    if make.kind != "nats":  # type: ignore[attr-defined]
+        pytest.skip("only a real cluster loses a put")
+    cluster = request.getfixturevalue("nats_cluster")
+    # lease liveness: records are not put again on a beat, only when a put is known lost
+    a = await make(node=0, ttl_s=60.0, heartbeat_s=20.0, liveness="lease")
+    b = await make(node=0, ttl_s=60.0, heartbeat_s=20.0, liveness="lease")
+    await flush(a, b)
+    cluster.kill(1)
+    cluster.kill(2)
+    try:
+        from hypivisor.cluster.names import AGENTS_BUCKET
+
+        stream = f"KV_{AGENTS_BUCKET.format(site=a.settings.site)}"
+
+        async def leaderless() -> bool:
+            try:
+                info = await a.js.stream_info(stream)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - no leader to answer: what this test waits for
+                return True
+            return info.cluster is None or info.cluster.leader is None
+
+        deadline = time.monotonic() + 20
+        while not await leaderless():
+            assert time.monotonic() < deadline, "the stream kept a leader with two of three nodes down"
+            await asyncio.sleep(0.2)
+        k = key_of(a, "m1", "while-no-leader")
+        await a.register_agent(k, {"id": "while-no-leader"})
+        await asyncio.sleep(1.0)
+        assert k not in b.agents(), "stored without a stream leader?"
+    finally:
+        cluster.restart(1)
+        cluster.restart(2)
+    await until(lambda: k in b.agents(), timeout=30, what="the lost put, put again, on b")
+    assert b.agents()[k]["id"] == "while-no-leader"
+
+
 async def test_no_nats_server_is_a_clear_error_within_the_start_timeout() -> None:
     from hypivisor.cluster.nats_backplane import NatsBackplane, NatsSettings
 

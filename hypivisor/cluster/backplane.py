@@ -208,12 +208,18 @@ class Backplane(ABC):
                     await self._put_lease()
                 except Exception as e:
                     log.warning("cluster_lease_put_failed", error=f"{type(e).__name__}: {e}")
+            self._unsaved.update(self._overdue(now))
             for key in list(self._owned if beat and not lease else self._unsaved):
                 record = self._owned.get(key)
                 if record is None:
                     self._unsaved.discard(key)
                     continue
                 await self._save(key, record)
+
+    def _overdue(self, now: float) -> list[AgentKey]:
+        """Owned records whose put went out without an answer and has not been seen stored in time (a transport
+        that confirms a put by its echo in the watch); they are put again."""
+        return []
 
     async def _save(self, key: AgentKey, record: Record) -> bool:
         try:

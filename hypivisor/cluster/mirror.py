@@ -29,6 +29,7 @@ class RemoteAgent:
     node: NodeInfo
     hv: str
     machine: str  # the key's machine (the record's own ``machine`` is the same for every record put by an owner)
+    record: dict[str, Any] | None = None  # the record as stored (JSON values): a record put again is compared to it
 
 
 class RemoteRoster:
@@ -71,14 +72,15 @@ class RemoteRoster:
         if node.id != node_id:
             self.refused += 1
             return []
-        self._agents[node_id] = RemoteAgent(node=node, hv=hv, machine=machine)
+        self._agents[node_id] = RemoteAgent(node=node, hv=hv, machine=machine, record=record)
+        # the mirror never changes a node it holds (each put is a new one), so an event may carry it as it is
         if previous is None:
-            return [NodeJoinedEvent(node=node.model_copy())]
-        if _same(previous.node, node):
+            return [NodeJoinedEvent(node=node)]
+        if _same(previous, record):
             return []
         if node.status == "offline" and previous.node.status != "offline":
             return [NodeOfflineEvent(id=node_id)]
-        return [NodeUpdatedEvent(node=node.model_copy())]
+        return [NodeUpdatedEvent(node=node)]
 
     def drop_hv(self, hv: str) -> list[BaseModel]:
         """Every agent of ``hv`` leaves (used when its lease is known gone before the store says so)."""
@@ -88,5 +90,15 @@ class RemoteRoster:
         return [NodeRemovedEvent(id=node_id, reason="ttl") for node_id in gone]
 
 
-def _same(a: NodeInfo, b: NodeInfo) -> bool:
-    return a.model_dump(exclude=_QUIET) == b.model_dump(exclude=_QUIET)
+def _same(previous: RemoteAgent, record: dict[str, Any]) -> bool:
+    """The record put again says nothing new: equal to the previous one but for the quiet fields (compared as
+    stored, JSON values; a field only one of them has counts as a change)."""
+    old = previous.record
+    if old is None:
+        return False
+    if len(old) != len(record):
+        return False
+    return all(k in _QUIET or record.get(k, _MISSING) == v for k, v in old.items())
+
+
+_MISSING = object()

@@ -79,6 +79,7 @@ ATTN_ACK_WAIT_S = 30.0
 ATTN_MAX_DELIVER = 5
 ATTN_IN_FLIGHT = 64  # attention items one hypivisor handles at once (a slow handler holds up only its own item)
 WATCH_HEARTBEAT_S = 1.0
+PUT_CONFIRM_S = 3.0  # an own record put and not seen in the watch within this is put again
 WINNER_READS = 40  # x 50 ms
 REPLAY_TIMEOUT_S = 10.0
 
@@ -111,6 +112,8 @@ class NatsBackplane(Backplane):
         self._hv_kv: dict[str, Any] = {}
         self._leases: dict[str, set[str]] = {}  # site -> hypivisors with a live lease
         self._revisions: dict[AgentKey, int] = {}  # the mirror's revision of each record
+        # own records put and not yet seen in the watch: key → (the bytes put, the record, when); see _put_agent
+        self._sent: dict[AgentKey, tuple[bytes, Record, float]] = {}
         self._tasks: set[asyncio.Future[None]] = set()
         self._last_error: str | None = None
         self._approvals_kv: Any = None
@@ -305,11 +308,16 @@ class NatsBackplane(Backplane):
             log.warning("cluster_bad_key", site=site, key=raw_key)
             return
         if op is None:
-            try:
-                record = loads(value)
-            except (ValueError, BackplaneError):
-                log.warning("cluster_bad_record", site=site, key=raw_key)
-                return
+            sent = self._sent.get(key)
+            if sent is not None and sent[0] == value:  # our own latest put, stored: confirmed, and parsed already
+                del self._sent[key]
+                record = sent[1]
+            else:
+                try:
+                    record = loads(value)
+                except (ValueError, BackplaneError):
+                    log.warning("cluster_bad_record", site=site, key=raw_key)
+                    return
             self._revisions[key] = revision
             self._apply(AgentChange("put", key, record, revision))
         else:
@@ -331,9 +339,25 @@ class NatsBackplane(Backplane):
     # --- registry ----------------------------------------------------------------------------------------------
 
     async def _put_agent(self, key: AgentKey, record: Record) -> None:
-        await self._agents_kv[key.site].put(key.kv_key, dumps(record))
+        """A plain publish to the bucket's subject (what a KV put sends, without asking for the stream's ack): the
+        put is confirmed when the watch brings these bytes back (:meth:`_on_entry`), and put again by the heartbeat
+        loop when that has not happened within ``PUT_CONFIRM_S``. No request per put: no reply to wait for, parse
+        and time, and a burst of writes (an agent fleet failing over to this hypivisor) is pipelined."""
+        if self.nc is None or self.nc.is_closed:
+            raise BackplaneError("not connected to NATS")
+        data = dumps(record)
+        self._sent[key] = (data, record, time.monotonic())
+        await self.nc.publish(f"$KV.{AGENTS_BUCKET.format(site=key.site)}.{key.kv_key}", data)
+
+    def _overdue(self, now: float) -> list[AgentKey]:
+        late = time.monotonic() - PUT_CONFIRM_S
+        overdue = [key for key, (_, record, at) in self._sent.items() if at < late and self._owned.get(key) is record]
+        for key in [key for key, (_, record, _) in self._sent.items() if self._owned.get(key) is not record]:
+            del self._sent[key]  # superseded, unregistered or moved on: nothing to confirm
+        return overdue
 
     async def _delete_agent(self, key: AgentKey) -> None:
+        self._sent.pop(key, None)
         await self._agents_kv[key.site].delete(key.kv_key)
 
     # --- events ------------------------------------------------------------------------------------------------
