@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,20 @@ def _loop_factory():
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
         return None
     return uvloop.new_event_loop
+
+
+# The cyclic collector's first threshold (objects allocated minus freed). CPython's 700 makes a daemon holding a
+# large roster run full collections over it again and again while a burst allocates (a fleet failing over to this
+# hypivisor, a reconnect storm): about a fifth of its CPU then. Few of its objects are cycles; refcounting frees them.
+GC_GEN0 = 20_000
+
+
+def tune_gc() -> None:
+    """Fewer collections, and none over what start-up made (modules, configuration): they live as long as we do."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(GC_GEN0, gen1, gen2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     oplog.configure("hypivisor", filename="hypivisor.jsonl", level=cfg.log_level)
     oplog.add_secret(cfg.token)
+    tune_gc()
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(cfg))

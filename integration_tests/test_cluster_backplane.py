@@ -557,6 +557,23 @@ async def test_a_put_the_store_never_took_is_put_again_until_it_is_stored(
     assert b.agents()[k]["id"] == "while-no-leader"
 
 
+async def test_an_agent_served_and_let_go_leaves_no_subscription_behind(make: Factory) -> None:
+    """Agents come and go all day: each one's rpc subscription is dropped with it, none kept (NATS)."""
+    if make.kind != "nats":  # type: ignore[attr-defined]
+        pytest.skip("the NATS client's subscriptions")
+    a = await make()
+    before = len(a._subs)  # type: ignore[attr-defined]
+
+    async def served(data: bytes) -> bytes:
+        return data
+
+    stops = [await a.serve_agent(key_of(a, "m1", f"churn-{i}"), served) for i in range(50)]
+    assert len(a._subs) == before + 50  # type: ignore[attr-defined]
+    for stop in stops:
+        await stop()
+    assert len(a._subs) == before  # type: ignore[attr-defined]
+
+
 async def test_no_nats_server_is_a_clear_error_within_the_start_timeout() -> None:
     from hypivisor.cluster.nats_backplane import NatsBackplane, NatsSettings
 

@@ -118,7 +118,7 @@ class NatsBackplane(Backplane):
         self._last_error: str | None = None
         self._approvals_kv: Any = None
         self._watchers: list[Any] = []
-        self._subs: list[Any] = []
+        self._subs: set[Any] = set()  # live subscriptions (each leaves with its unsubscribe: agents come and go)
         self._consumers: list[asyncio.Task[None]] = []
 
     @property
@@ -373,9 +373,10 @@ class NatsBackplane(Backplane):
                 log.error("cluster_event_handler_failed", subject=msg.subject, error=f"{type(e).__name__}: {e}")
 
         sub = await self.nc.subscribe(pattern, cb=cb)
-        self._subs.append(sub)
+        self._subs.add(sub)
 
         async def unsubscribe() -> None:
+            self._subs.discard(sub)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -569,9 +570,10 @@ class NatsBackplane(Backplane):
             task.add_done_callback(self._tasks.discard)
 
         sub = await self.nc.subscribe(subject, queue=OWNER_QUEUE, cb=cb)
-        self._subs.append(sub)
+        self._subs.add(sub)
 
         async def unsubscribe() -> None:
+            self._subs.discard(sub)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
