@@ -403,6 +403,8 @@ async def test_requests_reach_the_owner_and_fail_at_once_without_one(make: Facto
         return b"from " + a.hv_id.encode() + b": " + data
 
     unserve = await a.serve_agent(k, answer)
+    await a.register_agent(k, {"id": "agent-1"})  # a request goes to the hypivisor the roster names
+    await until(lambda: k in b.agents(), what="the agent in b's roster")
     await flush(a)
     # the new interest reaches the other servers within milliseconds (an owner serves before it registers the
     # agent, so callers that found the agent in the roster do not see this window)
@@ -557,8 +559,9 @@ async def test_a_put_the_store_never_took_is_put_again_until_it_is_stored(
     assert b.agents()[k]["id"] == "while-no-leader"
 
 
-async def test_an_agent_served_and_let_go_leaves_no_subscription_behind(make: Factory) -> None:
-    """Agents come and go all day: each one's rpc subscription is dropped with it, none kept (NATS)."""
+async def test_agents_served_share_one_subscription_and_leave_nothing_behind(make: Factory) -> None:
+    """Agents come and go all day, and a fleet fails over to one hypivisor at once: serving an agent costs no
+    subscription of its own (one per hypivisor), and an agent let go leaves no handler behind (NATS)."""
     if make.kind != "nats":  # type: ignore[attr-defined]
         pytest.skip("the NATS client's subscriptions")
     a = await make()
@@ -568,10 +571,10 @@ async def test_an_agent_served_and_let_go_leaves_no_subscription_behind(make: Fa
         return data
 
     stops = [await a.serve_agent(key_of(a, "m1", f"churn-{i}"), served) for i in range(50)]
-    assert len(a._subs) == before + 50  # type: ignore[attr-defined]
+    assert len(a._subs) <= before + 1  # type: ignore[attr-defined]
     for stop in stops:
         await stop()
-    assert len(a._subs) == before  # type: ignore[attr-defined]
+    assert len(a._subs) <= before + 1 and not a._agent_handlers  # type: ignore[attr-defined]
 
 
 async def test_no_nats_server_is_a_clear_error_within_the_start_timeout() -> None:

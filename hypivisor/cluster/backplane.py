@@ -48,7 +48,7 @@ from typing import Any, Literal
 import orjson
 import structlog
 
-from hypivisor.cluster.names import AgentKey, check_site, machine_rpc_subject, subject_matches
+from hypivisor.cluster.names import AgentKey, check_site, hv_agents_subject, machine_rpc_subject, subject_matches
 
 log = structlog.get_logger(part="cluster")
 
@@ -73,6 +73,9 @@ class BackplaneError(Exception):
 
 class NoOwner(BackplaneError):
     """No hypivisor serves this agent (or machine) now."""
+
+
+NOT_SERVED = b'{"error":"NoOwner: not served here"}'  # a hypivisor's answer for an agent it does not hold now
 
 
 class RequestTimeout(BackplaneError):
@@ -163,6 +166,9 @@ class Backplane(ABC):
         self._unsaved: set[AgentKey] = set()  # owned records whose last put failed
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._agent_handlers: dict[AgentKey, RpcHandler] = {}  # own agents' request handlers (serve_agent)
+        self._agents_served: Unsubscribe | None = None
+        self._agents_lock = asyncio.Lock()
 
     @property
     def hv_id(self) -> str:
@@ -357,11 +363,47 @@ class Backplane(ABC):
     # --- routing: an agent's requests go to the hypivisor holding its link, a machine's to the one holding its
     # service's connection; a handler's exception is answered as {"error": "<type>: <message>"}
 
+    # An agent's requests go to the hypivisor its shared record names (``holder``), on that hypivisor's one
+    # ``hv_agents_subject``, with the agent's KV key and a newline in front of the payload; the holder hands them to
+    # the handler served for that key, or answers NOT_SERVED (the requester's NoOwner). One subscription per
+    # hypivisor instead of one per agent: a fleet failing over to a hypivisor costs it no subscription each.
+
     async def serve_agent(self, key: AgentKey, handler: RpcHandler) -> Unsubscribe:
-        return await self._serve(key.rpc_subject, handler)
+        if key.site != self.settings.site:
+            raise BackplaneError(f"agent {key.agent} is on site {key.site}; this hypivisor serves {self.settings.site}")
+        async with self._agents_lock:
+            if self._agents_served is None:
+                self._agents_served = await self._serve(
+                    hv_agents_subject(self.settings.site, self.hv_id), self._answer_agent
+                )
+        self._agent_handlers[key] = handler
+
+        async def unsubscribe() -> None:
+            if self._agent_handlers.get(key) is handler:
+                del self._agent_handlers[key]
+
+        return unsubscribe
+
+    async def _answer_agent(self, data: bytes) -> bytes:
+        head, _, payload = data.partition(b"\n")
+        try:
+            key = AgentKey.from_kv_key(self.settings.site, head.decode())
+        except (ValueError, UnicodeDecodeError):
+            raise BackplaneError("a request for an agent must start with its key and a newline") from None
+        handler = self._agent_handlers.get(key)
+        if handler is None:
+            return NOT_SERVED
+        return await handler(payload)
 
     async def request_agent(self, key: AgentKey, data: bytes, timeout: float = 5.0) -> bytes:
-        return await self._request(key.rpc_subject, data, timeout, f"agent {key.agent} on {key.machine} ({key.site})")
+        what = f"agent {key.agent} on {key.machine} ({key.site})"
+        hv = self.holder(key)
+        if hv is None:
+            raise NoOwner(f"no hypivisor serves {what}: not in the roster")
+        got = await self._request(hv_agents_subject(key.site, hv), key.kv_key.encode() + b"\n" + data, timeout, what)
+        if got == NOT_SERVED:
+            raise NoOwner(f"no hypivisor serves {what}: {hv} does not hold it now")
+        return got
 
     async def serve_machine(self, site: str, machine: str, handler: RpcHandler) -> Unsubscribe:
         return await self._serve(machine_rpc_subject(site, machine), handler)

@@ -5,13 +5,13 @@ Imported only when ``--nats`` (or ``HYPI_NATS_URL``) is given, so one process wi
 * **Own agents out**: every roster event this hypivisor's registry produces (join, update, offline, removal) is
   turned into a put or a delete of the agent's record (its ``NodeInfo`` + ``hv``), written in order by one task,
   with lease liveness (the record is written when it changes; this hypivisor's lease keeps all of them alive).
-  Before the first put of an agent this hypivisor serves its ``hp.agent.…rpc`` subject (interest first, §4).
+  Before the first put of an agent this hypivisor serves its requests (interest first, §4).
 * **Others' agents in**: every change of the shared roster made by another hypivisor goes through the pure
   :class:`~hypivisor.cluster.mirror.RemoteRoster` and its events to this hypivisor's dashboards; ``list_nodes``
   and ``init`` show the mirror's nodes after the local ones (each with ``hv``).
-* **Agent links** (§7): a ``/ws/agent/<id>`` for an agent another hypivisor owns first asks the owner over
-  ``hp.agent.…rpc`` to have the agent's bridge dial back **here** (``{"op": "dial_back", nonce, url, expires_in}``:
-  the owner pushes the event with this hypivisor's ``/ws`` URL down the bridge's registry connection, the bridge
+* **Agent links** (§7): a ``/ws/agent/<id>`` for an agent another hypivisor owns first asks the owner over its
+  ``hp.hv.…agents`` subject to have the agent's bridge dial back **here** (``{"op": "dial_back", nonce, url,
+  expires_in}``: the owner pushes the event with this hypivisor's ``/ws`` URL down the bridge's registry connection, the bridge
   dials only a hypivisor of its own ``HYPIVISOR_WS`` and says how it went), and the front splices the browser to
   that connection: no extra hop. When the bridge cannot (an older one, this hypivisor not in its list, refused),
   the owner says so at once and this hypivisor asks where the owner's agent proxy listens (``{"op": "link"}``),

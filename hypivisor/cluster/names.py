@@ -108,11 +108,6 @@ class AgentKey:
     def events_of_agent(self) -> str:
         return f"{ROOT}.evt.{self.prefix}.>"
 
-    @property
-    def rpc_subject(self) -> str:
-        """``hp.agent.<site>.<machine>.<agent>.rpc``: served by the hypivisor the agent's link is on."""
-        return f"{ROOT}.agent.{self.prefix}.rpc"
-
     def approval_key(self, approval_id: str) -> str:
         """Key in ``HP_APPROVALS_<site>``."""
         return f"{self.kv_key}.{token(approval_id)}"
@@ -125,6 +120,12 @@ class AgentKey:
 def machine_key(site: str, machine: str) -> AgentKey:
     """The key of ``machine``'s own record in ``HP_AGENTS_<site>`` (``<machine>.=``)."""
     return AgentKey(site, machine, "")
+
+
+def hv_agents_subject(site: str, hv: str) -> str:
+    """``hp.hv.<site>.<hv>.agents``: requests for the agents whose links hypivisor ``hv`` holds (each request names
+    its agent's KV key in front of its payload; one subscription per hypivisor, however many agents it holds)."""
+    return f"{ROOT}.hv.{token(site)}.{token(hv)}.agents"
 
 
 def machine_rpc_subject(site: str, machine: str) -> str:

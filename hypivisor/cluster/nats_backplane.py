@@ -14,8 +14,9 @@ Per site ``S`` (created by whichever hypivisor comes first; creating an identica
   wins, a second one gets "wrong last sequence" → :class:`ApprovalConflict`.
 * Stream ``HP_ATTN_S`` on ``hp.attn.S.>`` with the durable pull consumer ``pushsender`` that every hypivisor of
   the site fetches from: each item is delivered to one of them and acknowledged after it was handled.
-* Events ``hp.evt.S.<machine>.<agent>.<kind>`` and requests ``hp.agent.S.<machine>.<agent>.rpc`` (queue group
-  ``owner``) are core NATS: not stored, routed by interest; a request nobody serves fails at once.
+* Events ``hp.evt.S.<machine>.<agent>.<kind>`` and requests ``hp.hv.S.<hv>.agents`` (one per hypivisor, the agent's
+  key in front of the payload; queue group ``owner``) are core NATS: not stored, routed by interest; a request
+  nobody serves fails at once.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from hypivisor.cluster.names import (
     AgentKey,
     SiteNameError,
     check_site,
+    hv_agents_subject,
     machine_rpc_subject,
     site_events,
     subject_matches,
@@ -38,7 +39,7 @@ def test_tokens_are_injective(a: str, b: str) -> None:
 def test_dangerous_names_stay_inside_their_level() -> None:
     key = AgentKey("lab", "host.example.com", "a.*>b c")
     assert key.kv_key == "host=2Eexample=2Ecom.a=2E=2A=3Eb=20c"
-    assert key.rpc_subject == "hp.agent.lab.host=2Eexample=2Ecom.a=2E=2A=3Eb=20c.rpc"
+    assert hv_agents_subject("lab", "hv.1") == "hp.hv.lab.hv=2E1.agents"
     assert len(key.event_subject("delta").split(".")) == 6
     assert AgentKey.from_kv_key("lab", key.kv_key) == key
     assert key.approval_key("a1-xy") == key.kv_key + ".a1-xy"
