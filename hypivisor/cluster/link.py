@@ -45,6 +45,7 @@ from hypivisor.cluster.backplane import AgentChange, Backplane, BackplaneError, 
 from hypivisor.cluster.machines import ClusterMachines
 from hypivisor.cluster.mirror import RemoteAgent, RemoteRoster
 from hypivisor.cluster.names import AgentKey, check_site, token
+from hypivisor.cluster.writer import LatestWriter
 from pi_socket import oplog
 from pi_socket.hypivisors import HypivisorListError, check_url
 from pi_socket.protocol import NodeInfo, NodeJoinedEvent, NodeOfflineEvent, NodeRemovedEvent, NodeUpdatedEvent
@@ -145,9 +146,9 @@ class ClusterLink:
         self._served: dict[AgentKey, Any] = {}  # own agent → stop serving its rpc subject
         # the writes not done yet, one per agent (the latest wins: a burst of changes is one put, and the queue is
         # bounded by the roster), oldest first
-        self._pending: dict[AgentKey, tuple[str, dict[str, Any] | None]] = {}
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._writes: LatestWriter[AgentKey, tuple[str, dict[str, Any] | None]] = LatestWriter(
+            self._write, "cluster-writer"
+        )
         self.approvals = ApprovalsLink(service, backplane, self.site)
 
     @property
@@ -159,16 +160,14 @@ class ClusterLink:
         self.backplane.on_agent_change(self._on_change)
         for key, record in self.backplane.agents().items():  # the snapshot read at start
             self._apply(AgentChange("put", key, record, 0))
-        self._writer = asyncio.create_task(self._write_loop(), name="cluster-writer")
+        self._writes.start()
         await self.machines.start()
         await self.approvals.start()
         log.info("cluster joined", hv=self.hv_id, site=self.site, remote_agents=len(self.mirror))
 
     async def close(self) -> None:
         """A clean stop: this hypivisor's records and lease are deleted (its agents reconnect elsewhere)."""
-        if self._writer is not None:
-            self._writer.cancel()
-            await bounded(self._writer, 1.0)
+        await bounded(self._writes.close(), 1.0)
         await bounded(self.machines.close(), 1.0)
         await bounded(self.approvals.close(), 1.0)
         await bounded(self.backplane.close(deregister=True), CLOSE_S)
@@ -206,37 +205,27 @@ class ClusterLink:
         self._enqueue(key, "put", record)
 
     def _enqueue(self, key: AgentKey, op: str, record: dict[str, Any] | None) -> None:
-        self._pending.pop(key, None)
-        self._pending[key] = (op, record)
-        self._wake.set()
+        self._writes.put(key, (op, record))
 
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                key = next(iter(self._pending))
-                op, record = self._pending.pop(key)
-                elsewhere = self.backplane.holder(key) not in (None, self.hv_id)
-                try:
-                    if elsewhere and (op != "put" or (record or {}).get("status") == "offline"):
-                        # the agent re-registered with another hypivisor: this one's late news of its old
-                        # connection (offline, then removed) must not overwrite or delete the new owner's record
-                        if op != "put" and (stop := self._served.pop(key, None)) is not None:
-                            await stop()
-                        continue
-                    if op == "put" and record is not None:
-                        if key not in self._served:  # interest first: the owner answers before the agent shows
-                            self._served[key] = await self.backplane.serve_agent(key, self._rpc_handler(key.agent))
-                        await self.backplane.register_agent(key, record)  # False: retried in the background
-                    else:
-                        stop = self._served.pop(key, None)
-                        if stop is not None:
-                            await stop()
-                        await self.backplane.unregister_agent(key)
-                except Exception as exc:  # noqa: BLE001 - one failed write must not stop the others
-                    log.warning("cluster write failed", op=op, node_id=key.agent[:128],
-                                error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+    async def _write(self, key: AgentKey, item: tuple[str, dict[str, Any] | None]) -> None:
+        op, record = item
+        if self.backplane.holder(key) not in (None, self.hv_id) and (
+            op != "put" or (record or {}).get("status") == "offline"
+        ):
+            # the agent re-registered with another hypivisor: this one's late news of its old connection (offline,
+            # then removed) must not overwrite or delete the new owner's record
+            if op != "put" and (stop := self._served.pop(key, None)) is not None:
+                await stop()
+            return
+        if op == "put" and record is not None:
+            if key not in self._served:  # interest first: the owner answers before the agent shows
+                self._served[key] = await self.backplane.serve_agent(key, self._rpc_handler(key.agent))
+            await self.backplane.register_agent(key, record)  # False: retried in the background
+            return
+        stop = self._served.pop(key, None)
+        if stop is not None:
+            await stop()
+        await self.backplane.unregister_agent(key)
 
     def _rpc_handler(self, node_id: str) -> Any:
         async def handle(data: bytes) -> bytes:

@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from hypivisor.cluster.backplane import AgentChange, BackplaneError, Event, NoOwner, RequestTimeout
 from hypivisor.cluster.machine_mirror import RemoteMachines, machine_record, strong
 from hypivisor.cluster.names import ROOT, machine_key, token
+from hypivisor.cluster.writer import LatestWriter
 from hypivisor.machines import MachineError
 from pi_socket.errors import HypiError
 from pi_socket.protocol import (
@@ -77,9 +78,7 @@ class ClusterMachines:
         self.mirror = RemoteMachines(link.backplane.hv_id, self.book.own_name)
         self._put: dict[str, dict[str, Any]] = {}  # machine → the record last queued here (this hv owns it)
         self._served: dict[str, Any] = {}  # machine → stop serving its rpc subject
-        self._pending: dict[str, dict[str, Any] | None] = {}  # the writes not done yet (latest wins per machine)
-        self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._writes: LatestWriter[str, dict[str, Any]] = LatestWriter(self._write, "cluster-machines-writer")
         self._stop_index: Any = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------
@@ -91,13 +90,11 @@ class ClusterMachines:
         self._stop_index = await self.backplane.subscribe_events(
             f"{ROOT}.evt.{token(self.site)}.*.=.{INDEX_KIND}", self._on_index
         )
-        self._writer = asyncio.create_task(self._write_loop(), name="cluster-machines-writer")
+        self._writes.start()
         self._sync(self.book.own_name)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+        await self._writes.close()
 
     # -- own machines → the backplane --------------------------------------------------------------------------
     def _on_local_events(self, events: list[BaseModel]) -> None:
@@ -121,26 +118,12 @@ class ClusterMachines:
         if self._put.get(name) == record:
             return
         self._put[name] = record
-        self._pending.pop(name, None)
-        self._pending[name] = record
-        self._wake.set()
+        self._writes.put(name, record)
 
-    async def _write_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                name = next(iter(self._pending))
-                record = self._pending.pop(name)
-                try:
-                    if record is None:
-                        continue
-                    if name not in self._served:  # interest first: requests are answered before the machine shows
-                        self._served[name] = await self.backplane.serve_machine(self.site, name, self._handler(name))
-                    await self.backplane.register_agent(machine_key(self.site, name), record)
-                except Exception as exc:  # noqa: BLE001 - one failed write must not stop the others
-                    log.warning("cluster machine write failed", machine=name[:128],
-                                error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+    async def _write(self, name: str, record: dict[str, Any]) -> None:
+        if name not in self._served:  # interest first: requests are answered before the machine shows
+            self._served[name] = await self.backplane.serve_machine(self.site, name, self._handler(name))
+        await self.backplane.register_agent(machine_key(self.site, name), record)
 
     def _publish_index(self, event: IndexProgressEvent) -> None:
         data = orjson.dumps({**event.model_dump(mode="json"), "hv": self.backplane.hv_id})
