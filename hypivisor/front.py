@@ -227,16 +227,10 @@ class FrontProtocol(asyncio.Protocol):
         try:
             arrived = await self.ctx.dial_back_remote(node_id, cluster)
             if arrived is not None:
-                agent, early = arrived
-                assert agent.transport is not None
-                if transport.is_closing():
-                    agent.transport.close()
-                    return
                 remote = cluster.remote(node_id)
                 port = remote.node.port if remote is not None else 80
                 first = httphead.rewrite_for_agent(head, "localhost", port, self.ctx.service.config.token)
-                splice.join(transport, agent.transport, first + rest + bytes(self.buf), early + bytes(agent.buf))
-                agent.buf = bytearray()
+                self._join_dialled_back(arrived, first + rest)
                 log.debug("agent link dialled back", node_id=node_id, owner=remote.hv if remote else None)
                 return
             if transport.is_closing():
@@ -251,6 +245,18 @@ class FrontProtocol(asyncio.Protocol):
             if not transport.is_closing():
                 self._reply(502, 1012, f"agent {node_id!r} on another hypivisor is unreachable: {exc}"[:400])
 
+    def _join_dialled_back(self, arrived: tuple[Any, bytes], first: bytes) -> None:
+        """Splice the client to the bridge's dial-back that arrived (with the bytes it sent early); ``first`` is the
+        request rewritten for the agent and what followed it. A client that left meanwhile closes the dial-back."""
+        transport = self.transport
+        agent, early = arrived
+        assert transport is not None and agent.transport is not None
+        if transport.is_closing():
+            agent.transport.close()
+            return
+        splice.join(transport, agent.transport, first + bytes(self.buf), early + bytes(agent.buf))
+        agent.buf = bytearray()
+
     async def _open(self, node_id: str, host: str, port: int, first: bytes, owner: Any = None) -> None:
         """Join the client to the agent: over a dial-back when the bridge speaks it (``owner``: its registry
         connection), else, or when no dial-back arrives in time, over a direct TCP connection to its port."""
@@ -260,13 +266,7 @@ class FrontProtocol(asyncio.Protocol):
             if owner is not None:
                 arrived = await self.ctx.dial_back(node_id, owner)
                 if arrived is not None:
-                    agent, early = arrived
-                    assert agent.transport is not None
-                    if transport.is_closing():
-                        agent.transport.close()
-                        return
-                    splice.join(transport, agent.transport, first + bytes(self.buf), early + bytes(agent.buf))
-                    agent.buf = bytearray()
+                    self._join_dialled_back(arrived, first)
                     log.debug("agent link dialled back", node_id=node_id)
                     return
                 if transport.is_closing():
