@@ -71,6 +71,8 @@ async def test_an_agent_on_one_hypivisor_is_on_every_dashboard_and_leaves_with_i
     nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc]
 ) -> None:
     a, b = start_pair(nats_cluster, hypivisor_factory)
+    # a lease this short is accepted, with a warning that says why it is risky
+    assert "cluster lease shorter than a NATS leader election" in a.log_lines() + a.stderr()
     async with await RegistryClient.connect(b) as dash_b, await RegistryClient.connect(a) as agent:
         await dash_b.event("init")
         await agent.event("init")

@@ -57,6 +57,9 @@ log = structlog.get_logger(part="cluster")
 
 DEFAULT_SITE = "main"
 DEFAULT_LEASE_TTL_S = 45.0
+# A lease must outlive a NATS leader election (up to ~8 s measured on a 3-node cluster on loopback): shorter ones
+# are accepted (tests use 2 s) with a warning at start.
+SAFE_LEASE_TTL_S = 10.0
 LINK_TIMEOUT_S = 3.0  # the owner answers where its agent proxy listens within this
 CLOSE_S = 5.0
 
@@ -351,7 +354,13 @@ async def start_link(service: Service, config: Any, env: Mapping[str, str]) -> C
     ws_url = advertised_ws(host, config.port, env)
     cluster_token = cluster_token_from(env)
     oplog.add_secret(cluster_token)
-    backplane = NatsBackplane(settings_from(config, env))
+    settings = settings_from(config, env)
+    if settings.ttl_s < SAFE_LEASE_TTL_S:
+        log.warning("cluster lease shorter than a NATS leader election", lease_ttl_s=settings.ttl_s,
+                    advice=f"HYPI_NATS_LEASE_TTL below {SAFE_LEASE_TTL_S:g} s: losing one NATS server can drop "
+                    "this hypivisor's agents from the other rosters for a moment (a lease not renewed during the "
+                    "election); the default is 45 s")  # fmt: skip
+    backplane = NatsBackplane(settings)
     link = ClusterLink(service, backplane, host, config.port, ws_url, cluster_token)
     try:
         await link.start()
