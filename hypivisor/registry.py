@@ -313,6 +313,15 @@ class Registry:
         self._remove(node_id)
         return [NodeRemovedEvent(id=node_id, reason="deregistered")]
 
+    def release(self, node_id: str) -> list[BaseModel]:
+        """Let go of an offline node whose connection is gone (cluster mode: it registered with another hypivisor,
+        which shows it from now on): removed at once instead of after the TTL. A live node stays."""
+        entry = self._entries.get(node_id)
+        if entry is None or entry.owner is not None or entry.node.status != "offline":
+            return []
+        self._remove(node_id)
+        return [NodeRemovedEvent(id=node_id)]
+
     def connection_closed(self, conn: Hashable, now: float) -> list[BaseModel]:
         """Mark offline every node this connection still owns (and only those)."""
         events: list[BaseModel] = []

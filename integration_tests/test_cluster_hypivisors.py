@@ -114,6 +114,32 @@ async def test_an_agent_on_one_hypivisor_is_on_every_dashboard_and_leaves_with_i
     assert gone_after < LEASE_TTL + 8
 
 
+async def test_an_agent_that_moves_while_its_old_hypivisor_stays_up_shows_live_there_at_once(
+    nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc]
+) -> None:
+    """Its connection to A drops (a network blip) and its bridge registers with B: A's dashboards show it live on B
+    within moments, not offline until A's TTL, and A raises no "stopped responding" for it."""
+    a, b = start_pair(nats_cluster, hypivisor_factory)
+    async with await RegistryClient.connect(a) as dash_a:
+        await dash_a.event("init")
+        async with await RegistryClient.connect(a) as agent:
+            await agent.event("init")
+            reply = await agent.call("register", node_params("mover", 40011, machine="machine-m"))
+            assert "result" in reply, reply
+            await node_event(dash_a, "node_joined", "mover")
+        await node_event(dash_a, "node_offline", "mover")
+        async with await RegistryClient.connect(b) as agent_b:
+            await agent_b.event("init")
+            reply = await agent_b.call("register", node_params("mover", 40011, machine="machine-m"))
+            assert "result" in reply, reply
+            node = await until(lambda: _status(dash_a, "mover", "active"), 10, "the moved agent live on A's dashboard")
+            assert node["hv"] and node["hv"] != "", node
+            joined = await node_event(dash_a, "node_joined", "mover")
+            assert joined["node"]["status"] == "active" and joined["node"]["hv"] == node["hv"], joined
+            items = (await dash_a.call("list_attention"))["result"]
+            assert not [i for i in items["items"] if i["node_id"] == "mover" and i["kind"] == "error"], items
+
+
 async def _status(client: RegistryClient, node_id: str, status: str) -> dict | None:
     node = await listed(client, node_id)
     return node if node is not None and node["status"] == status else None

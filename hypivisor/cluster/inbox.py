@@ -217,10 +217,12 @@ class ClusterInbox:
         """The agent registered with another hypivisor since (its record names that one): what this book still
         says of it is stale (the book it moved to holds its items now)."""
         entry = self.service.registry.get(node_id)
-        if entry is None or entry.node.status == "active":
+        if entry is not None and entry.node.status == "active":
             return False
-        record = self.bp._roster.get(AgentKey(self.site, entry.node.machine, node_id))
-        return record is not None and record.get("hv") not in (None, self.hv_id)
+        # the shared record (the mirror keeps it even while the registry here still has the id, and after it let
+        # the id go: an agent removed here because it moved raises nothing here)
+        remote = self.link.mirror.get(node_id)
+        return remote is not None and remote.hv != self.hv_id
 
     def _adopt(self, node_id: str) -> None:
         """The agent registered here: the open items other books hold for it move into this book (with their causes

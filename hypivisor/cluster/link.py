@@ -321,6 +321,13 @@ class ClusterLink:
             # lapsed lease or a delete of the id's old record must not remove the agent this one holds from its
             # dashboards), and shows it once this hypivisor's registry lets the id go (local_events)
             self.mirror.apply(change.op, change.key.machine, change.key.agent, change.record)
+            remote = self.mirror.get(change.key.agent)
+            if change.op == "put" and remote is not None and remote.node.status == "active":
+                # it lives on with another hypivisor while this one only keeps its closed connection's offline
+                # entry: let that go now (dashboards here show the live one; links here go to it), not after the TTL
+                events = self.service.registry.release(change.key.agent)
+                if events:
+                    asyncio.get_running_loop().call_soon(self.service.publish, events)
             return []
         return self.mirror.apply(change.op, change.key.machine, change.key.agent, change.record)
 

@@ -335,3 +335,18 @@ def test_invariants_hold_for_any_sequence(sequence):
                     assert now - n.offline_since <= TTL
                 else:
                     assert now - n.last_seen <= 3 * TTL
+
+
+def test_release_lets_an_offline_node_go_at_once_and_never_a_live_one(r):
+    """Cluster mode: an agent whose connection here closed registered with another hypivisor; its offline entry
+    here goes now (one node_removed without a reason: it neither deregistered nor timed out)."""
+    r.register(reg("live"), "c1", "127.0.0.1", now=1.0)
+    r.register(reg("moved", port=8081), "c2", "127.0.0.1", now=1.0)
+    assert r.release("live") == [] and r.get("live") is not None
+    r.connection_closed("c2", now=2.0)
+    assert r.get("moved").node.status == "offline"
+    (removed,) = r.release("moved")
+    assert removed.id == "moved" and removed.reason is None
+    assert r.get("moved") is None and r.release("moved") == []
+    # its address is free again
+    r.register(reg("other", port=8081), "c3", "127.0.0.1", now=3.0)
