@@ -57,6 +57,16 @@ def test_the_page_moves_to_the_peer_when_its_hypivisor_dies(
         page.goto(f"{home}#token={TOKEN}")
         page.wait_for_selector("[data-node-id='agent-on-b']", timeout=20_000)
         assert page.locator("[data-testid=on-peer]").count() == 0  # on its own hypivisor: nothing shown
+        # a page that can fail over fetches what a conversation loads on first use while its origin is up (no
+        # peer serves this page's chunks): the markdown renderer and highlight.js with its languages
+        wait_until(
+            lambda page=page: page.evaluate(
+                "['MarkdownRenderer-', '/core-', '/python-', '/typescript-'].every(part =>"
+                " performance.getEntriesByType('resource').some(e => e.name.includes(part)))"
+            ),
+            10,
+            what="the conversation's chunks fetched before the fail-over",
+        )
 
     a.kill()
     t0 = time.monotonic()

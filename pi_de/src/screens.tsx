@@ -66,6 +66,12 @@ export const SpawnModal = onDemand(() => import("./spawn/SpawnModal").then((m) =
  * does this once it knows a peer: its own origin, the only place its chunks come from, may be gone later. */
 export function preloadScreens(): void {
   for (const screen of [ChatStage, SessionsView, SessionView, BudgetView, SpawnModal]) void screen.preload();
+  // the conversation's own on-demand parts (markdown, highlighting): a chunk of their own, so the first load
+  // stays as small as it was
+  void import("./chat/preload").then(
+    (m) => m.preloadChat(),
+    () => false,
+  );
 }
 
 export function ErrorScreen({ url, retryInMs, onRetry, onToken }: { url: string; retryInMs: number | null; onRetry(): void; onToken(): void }) {

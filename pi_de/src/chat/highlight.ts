@@ -22,6 +22,9 @@ const LOADERS: Record<string, Loader> = {
   yaml: () => import("highlight.js/lib/languages/yaml"),
 };
 
+/** Every language a code block can be highlighted in (their canonical names). */
+export const LANGUAGES: readonly string[] = Object.keys(LOADERS);
+
 const ALIASES: Record<string, string> = {
   sh: "bash",
   shell: "bash",
