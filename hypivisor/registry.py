@@ -132,19 +132,17 @@ class Registry:
     def live(self) -> list[tuple[NodeInfo, float | None]]:
         """Every node as stored (not a copy: read it, never change it) with the ``last_seen`` a view of it shows
         (its connection's latest frame counts): what a roster snapshot serialises without copying each node."""
-        out: list[tuple[NodeInfo, float | None]] = []
-        for entry in self._entries.values():
-            node = entry.node
-            seen = self._conn_seen.get(entry.owner) if entry.owner is not None else None
-            out.append((node, seen if seen is not None and (node.last_seen is None or seen > node.last_seen)
-                        else node.last_seen))  # fmt: skip
-        return out
+        return [(entry.node, self._seen(entry)) for entry in self._entries.values()]
+
+    def _seen(self, entry: Entry) -> float | None:
+        """The node's ``last_seen``, or its connection's latest frame when that is later."""
+        seen = self._conn_seen.get(entry.owner) if entry.owner is not None else None
+        last = entry.node.last_seen
+        return seen if seen is not None and (last is None or seen > last) else last
 
     def _view(self, entry: Entry) -> NodeInfo:
         node = entry.node.model_copy()
-        seen = self._conn_seen.get(entry.owner) if entry.owner is not None else None
-        if seen is not None and (node.last_seen is None or seen > node.last_seen):
-            node.last_seen = seen
+        node.last_seen = self._seen(entry)
         return node
 
     def get(self, node_id: str) -> Entry | None:

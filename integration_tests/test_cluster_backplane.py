@@ -565,16 +565,16 @@ async def test_agents_served_share_one_subscription_and_leave_nothing_behind(mak
     if make.kind != "nats":  # type: ignore[attr-defined]
         pytest.skip("the NATS client's subscriptions")
     a = await make()
-    before = len(a._subs)  # type: ignore[attr-defined]
+    before = len(a.nc._subs)  # type: ignore[attr-defined]
 
     async def served(data: bytes) -> bytes:
         return data
 
     stops = [await a.serve_agent(key_of(a, "m1", f"churn-{i}"), served) for i in range(50)]
-    assert len(a._subs) <= before + 1  # type: ignore[attr-defined]
+    assert len(a.nc._subs) <= before + 1  # type: ignore[attr-defined]
     for stop in stops:
         await stop()
-    assert len(a._subs) <= before + 1 and not a._agent_handlers  # type: ignore[attr-defined]
+    assert len(a.nc._subs) <= before + 1 and not a._agent_handlers  # type: ignore[attr-defined]
 
 
 async def test_no_nats_server_is_a_clear_error_within_the_start_timeout() -> None:

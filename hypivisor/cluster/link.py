@@ -11,8 +11,8 @@ Imported only when ``--nats`` (or ``HYPI_NATS_URL``) is given, so one process wi
   and ``init`` show the mirror's nodes after the local ones (each with ``hv``).
 * **Agent links** (§7): a ``/ws/agent/<id>`` for an agent another hypivisor owns first asks the owner over its
   ``hp.hv.…agents`` subject to have the agent's bridge dial back **here** (``{"op": "dial_back", nonce, url,
-  expires_in}``: the owner pushes the event with this hypivisor's ``/ws`` URL down the bridge's registry connection, the bridge
-  dials only a hypivisor of its own ``HYPIVISOR_WS`` and says how it went), and the front splices the browser to
+  expires_in}``: the owner pushes the event with this hypivisor's ``/ws`` URL down the bridge's registry
+  connection, the bridge dials only a hypivisor of its own ``HYPIVISOR_WS`` and says how it went), and the front splices the browser to
   that connection: no extra hop. When the bridge cannot (an older one, this hypivisor not in its list, refused),
   the owner says so at once and this hypivisor asks where the owner's agent proxy listens (``{"op": "link"}``),
   opens its ``/ws/agent/<id>`` with the hop token and byte-splices: one extra hop, never more.

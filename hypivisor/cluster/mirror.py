@@ -29,7 +29,7 @@ class RemoteAgent:
     node: NodeInfo
     hv: str
     machine: str  # the key's machine (the record's own ``machine`` is the same for every record put by an owner)
-    record: dict[str, Any] | None = None  # the record as stored (JSON values): a record put again is compared to it
+    record: dict[str, Any]  # the record as stored (JSON values): a record put again is compared to it
 
 
 class RemoteRoster:
@@ -90,15 +90,11 @@ class RemoteRoster:
         return [NodeRemovedEvent(id=node_id, reason="ttl") for node_id in gone]
 
 
+_MISSING = object()
+
+
 def _same(previous: RemoteAgent, record: dict[str, Any]) -> bool:
     """The record put again says nothing new: equal to the previous one but for the quiet fields (compared as
     stored, JSON values; a field only one of them has counts as a change)."""
     old = previous.record
-    if old is None:
-        return False
-    if len(old) != len(record):
-        return False
-    return all(k in _QUIET or record.get(k, _MISSING) == v for k, v in old.items())
-
-
-_MISSING = object()
+    return len(old) == len(record) and all(k in _QUIET or record.get(k, _MISSING) == v for k, v in old.items())

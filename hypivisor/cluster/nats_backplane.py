@@ -119,7 +119,6 @@ class NatsBackplane(Backplane):
         self._last_error: str | None = None
         self._approvals_kv: Any = None
         self._watchers: list[Any] = []
-        self._subs: set[Any] = set()  # live subscriptions (each leaves with its unsubscribe: agents come and go)
         self._consumers: list[asyncio.Task[None]] = []
 
     @property
@@ -347,14 +346,16 @@ class NatsBackplane(Backplane):
         if self.nc is None or self.nc.is_closed:
             raise BackplaneError("not connected to NATS")
         data = dumps(record)
-        self._sent[key] = (data, record, time.monotonic())
+        self._sent[key] = (data, record, asyncio.get_running_loop().time())
         await self.nc.publish(f"$KV.{AGENTS_BUCKET.format(site=key.site)}.{key.kv_key}", data)
 
     def _overdue(self, now: float) -> list[AgentKey]:
-        late = time.monotonic() - PUT_CONFIRM_S
-        overdue = [key for key, (_, record, at) in self._sent.items() if at < late and self._owned.get(key) is record]
-        for key in [key for key, (_, record, _) in self._sent.items() if self._owned.get(key) is not record]:
-            del self._sent[key]  # superseded, unregistered or moved on: nothing to confirm
+        overdue: list[AgentKey] = []
+        for key, (_, record, at) in list(self._sent.items()):
+            if self._owned.get(key) is not record:
+                del self._sent[key]  # superseded, unregistered or moved on: nothing to confirm
+            elif at < now - PUT_CONFIRM_S:
+                overdue.append(key)
         return overdue
 
     async def _delete_agent(self, key: AgentKey) -> None:
@@ -374,10 +375,8 @@ class NatsBackplane(Backplane):
                 log.error("cluster_event_handler_failed", subject=msg.subject, error=f"{type(e).__name__}: {e}")
 
         sub = await self.nc.subscribe(pattern, cb=cb)
-        self._subs.add(sub)
 
         async def unsubscribe() -> None:
-            self._subs.discard(sub)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -571,10 +570,8 @@ class NatsBackplane(Backplane):
             task.add_done_callback(self._tasks.discard)
 
         sub = await self.nc.subscribe(subject, queue=OWNER_QUEUE, cb=cb)
-        self._subs.add(sub)
 
         async def unsubscribe() -> None:
-            self._subs.discard(sub)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
