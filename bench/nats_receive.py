@@ -24,7 +24,7 @@ RECORD = json.dumps({
     "session_name": "s", "activity": "idle", "hv": "hv-b", "last_seen": 1.0, "capabilities": ["a", "b", "c"],
     "pi_version": "1.6.0", "model": "fake", "title": "t" * 40, "tags": [], "unread": 0,
 }).encode()  # fmt: skip
-MODES = ("core", "ordered", "backplane")
+MODES = ("raw", "core", "ordered", "backplane")
 
 
 def cpu_s() -> float:
@@ -49,7 +49,41 @@ async def receive(mode: str, url: str) -> None:
             done.set()
 
     bucket = AGENTS_BUCKET.format(site=SITE)
-    if mode == "backplane":
+    if mode == "raw":  # the floor: a bare asyncio protocol speaking NATS, no client library
+        host, port = url.removeprefix("nats://").rsplit(":", 1)
+
+        class Raw(asyncio.Protocol):
+            buf = b""
+
+            def connection_made(self, transport) -> None:
+                transport.write(
+                    b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}\r\n'
+                    + f"SUB $KV.{bucket}.> 1\r\nPING\r\n".encode()
+                )
+                self.t = transport
+
+            def data_received(self, data: bytes) -> None:
+                buf = self.buf + data
+                while True:
+                    end = buf.find(b"\r\n")
+                    if end < 0:
+                        break
+                    line = buf[:end]
+                    if line.startswith(b"MSG "):
+                        size = int(line.rsplit(b" ", 1)[1])
+                        if len(buf) < end + 2 + size + 2:
+                            break
+                        payload = buf[end + 2 : end + 2 + size]  # noqa: F841
+                        buf = buf[end + 4 + size :]
+                        count()
+                        continue
+                    if line == b"PING":
+                        self.t.write(b"PONG\r\n")
+                    buf = buf[end + 2 :]
+                self.buf = buf
+
+        await asyncio.get_running_loop().create_connection(Raw, host, int(port))
+    elif mode == "backplane":
         bp = NatsBackplane(NatsSettings("hv-a", SITE, liveness="lease", ttl_s=60, heartbeat_s=20, servers=(url,)))
         await bp.start()
         bp.on_agent_change(lambda change: count())
@@ -107,7 +141,10 @@ async def publish(mode: str, url: str) -> str:
 
 def main() -> None:
     if sys.argv[1:2] == ["--receive"]:
-        asyncio.run(receive(sys.argv[2], sys.argv[3]))
+        from hypivisor.__main__ import _loop_factory
+
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:  # the hypivisor's loop (uvloop)
+            runner.run(receive(sys.argv[2], sys.argv[3]))
         return
     from hypivisor.cluster.nats_backplane import NatsBackplane, NatsSettings
     from integration_tests.harness.hypivisor_proc import free_port

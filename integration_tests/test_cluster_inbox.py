@@ -7,6 +7,8 @@ attention), devices served by the local RFC 8030 push service (``harness/push_st
 * with three hypivisors and a device subscribed on one of them, each push-worthy item reaches the push service
   exactly once, signed with the site's one VAPID key, whichever hypivisor holds the agent; a page on another
   hypivisor looking at the agent suppresses its "finished";
+* a stalled agent is pushed once across the cluster (whichever hypivisor the push queue hands each new item to),
+  until a page on any hypivisor looks at it;
 * an item whose push was in flight when its owner (and the hypivisor sending it) were SIGKILLed still goes out
   exactly once, from a surviving hypivisor, after the push queue's ack wait; the agent failing over to a survivor
   with the same cause is the same item there (adopted), never a second item or push.
@@ -209,6 +211,55 @@ async def test_each_push_goes_out_once_across_three_hypivisors_and_a_page_anywhe
             )
             await until(lambda: _count(stub, 5), 10, "the approval pushed while someone looks")
             assert stub.to("phone")[4].payload["title"] == "push-a needs approval"
+        assert stub.errors == []
+    finally:
+        stub.close()
+
+
+async def test_a_stalled_agent_is_pushed_once_across_the_cluster_until_a_person_looks_at_it(
+    nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc]
+) -> None:
+    """Stalled (and budget) notify once per agent until someone looks at it, whichever hypivisor the push queue
+    hands each new item to: the claim is one create in the site's push bucket, the look anywhere re-arms it."""
+    a, b, c = start_hypivisors(nats_cluster, hypivisor_factory, 3)
+    stub = PushStub()
+    try:
+        await subscribe_phone(stub, b, [a, c])
+        async with (
+            await RegistryClient.connect(a) as agent,
+            await RegistryClient.connect(b) as dash_b,
+            await RegistryClient.connect(c) as laptop_on_c,
+        ):
+            for client in (agent, dash_b, laptop_on_c):
+                await client.event("init")
+            assert "result" in await agent.call("register", node_params("stuck", 41300, cwd="/srv/stuck", machine="m"))
+
+            async def stall(k: int) -> None:  # a new stalled item (a new cause key), open a while, then it ends
+                await report(agent, "stuck", [live("stalled", f"st-{k}", f"no output for {k + 10} min")])
+                item = await added(dash_b, "stuck", "stalled")
+                deadline = time.monotonic() + 0.5  # its push, if it has one, arrives well within this
+                while time.monotonic() < deadline and item["id"] not in {
+                    r.payload["item_id"] for r in stub.to("phone")
+                }:
+                    await asyncio.sleep(0.02)
+                await report(agent, "stuck", [])
+                await dash_b.event("attention_resolved")
+
+            for k in range(8):  # eight items, handed to the three hypivisors as they fetch: all on one is ~0.05 %
+                await stall(k)
+            await until(lambda: _count(stub, 1), 10, "the first stalled push")
+            await asyncio.sleep(QUIET)
+            assert [r.payload["title"] for r in stub.to("phone")] == ["stuck is stalled"]
+
+            # a page on C looks at the agent: armed again on every hypivisor, so the next stall pushes (once)
+            await result(laptop_on_c, "set_presence", device_id="laptop", node_id="stuck", focused=True, visible=True)
+            await result(laptop_on_c, "set_presence", device_id="laptop", node_id=None, focused=True, visible=True)
+            await asyncio.sleep(0.5)  # the bucket's delete reaches every hypivisor within milliseconds
+            for k in range(8, 14):
+                await stall(k)
+            await until(lambda: _count(stub, 2), 10, "the stalled push after the look")
+            await asyncio.sleep(QUIET)
+            assert [r.payload["title"] for r in stub.to("phone")] == ["stuck is stalled"] * 2
         assert stub.errors == []
     finally:
         stub.close()

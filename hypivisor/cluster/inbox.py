@@ -55,7 +55,7 @@ from hypivisor.cluster.inbox_state import (
 from hypivisor.cluster.names import ATTN_STREAM, AgentKey, site_attention, token, untoken
 from hypivisor.push import keys
 from hypivisor.push.hub import SEND_TIMEOUT, DeviceRow
-from hypivisor.push.policy import Presence, Push
+from hypivisor.push.policy import ONCE, Presence, Push, looked_at
 from pi_socket.protocol import (
     AttentionAddedEvent,
     AttentionResolvedEvent,
@@ -71,13 +71,19 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(part="cluster")
 
-PUSH_BUCKET = "HP_PUSH_{site}"  # vapid -> the site's VAPID private key (PEM); dev.<device> -> a device (JSON)
+PUSH_BUCKET = "HP_PUSH_{site}"  # vapid -> the site's VAPID private key (PEM); dev.<device> -> a device (JSON);
+# once.<agent>.<kind> -> a once-kind (stalled, budget) of that agent was pushed (by the hypivisor id it holds)
 PRESENCE_BEAT_S = 5.0
 PRESENCE_TTL_S = 15.0
 PUBLISH_TRIES = 20  # x 0.5 s: a stream electing a leader takes up to a few seconds
 MAX_OUTBOX = 20_000  # records waiting to be appended (a stream unreachable for long): beyond it the oldest go
+SPEND_WAIT_S = 5.0  # claiming a once-kind's push in the bucket (a leader election takes a few seconds)
 SEND_WAIT_S = SEND_TIMEOUT + 5  # a push record is acknowledged at the latest this long after its sends began
 UNKNOWN_MACHINE = "unknown"
+
+
+def once_key(node_id: str, kind: str) -> str:
+    return f"once.{token(node_id)}.{kind}"
 
 
 def presence_subject(site: str, device_id: str) -> str:
@@ -103,6 +109,7 @@ class ClusterInbox:
         self._tasks: set[asyncio.Future[Any]] = set()
         self._stops: list[Any] = []
         self._push_kv: Any = None
+        self._spent: set[tuple[str, str]] = set()  # the site's spent once-kinds (node id, kind), as the bucket says
         self._background: list[asyncio.Task[None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
@@ -398,6 +405,8 @@ class ClusterInbox:
         pushes = push.policy.added(rec.item, devices, push.presence())
         if not pushes:
             return
+        if rec.item.kind in ONCE and not await self._spend_once(rec.item.node_id, rec.item.kind):
+            return  # another hypivisor pushed this agent's once-kind already
         loop = asyncio.get_running_loop()
         waits = []
         for p in pushes:
@@ -409,6 +418,28 @@ class ClusterInbox:
         finally:
             for p in pushes:
                 self._waiting.pop(id(p), None)
+
+    async def _spend_once(self, node_id: str, kind: str) -> bool:
+        """Claim the site's one push of ``kind`` for ``node_id`` until a person looks at it: a create in the push
+        bucket, so of two hypivisors handling two such items at once only one pushes. Unreachable bucket: push
+        anyway (a second notification is better than none)."""
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        try:
+            await asyncio.wait_for(self._push_kv.create(once_key(node_id, kind), self.hv_id.encode()), SPEND_WAIT_S)
+        except KeyWrongLastSequenceError:
+            return False
+        except Exception as exc:  # noqa: BLE001 - NATS unreachable, a leader being elected: the push still goes
+            log.warning("push: the once-kind was not recorded; pushing anyway", kind=kind,
+                        error=f"{type(exc).__name__}: {exc}"[:200])  # fmt: skip
+        return True
+
+    def _rearm(self) -> None:
+        """A page here looks at agents whose once-kinds the site spent: they are armed again everywhere."""
+        looked = looked_at({"": [p for _, p in self.service.push.pages.values()]})
+        for node_id, kind in [s for s in self._spent if s[0] in looked]:
+            self._spent.discard((node_id, kind))
+            self._spawn(self._push_kv.delete(once_key(node_id, kind)))
 
     def push_done(self, push: Push) -> None:
         fut = self._waiting.get(id(push))
@@ -441,6 +472,9 @@ class ClusterInbox:
         seen: list[str] = []
 
         def on_entry(raw_key: str, value: bytes, op: str | None, revision: int) -> None:
+            if raw_key.startswith("once."):
+                self._on_once(raw_key, op)
+                return
             if not raw_key.startswith("dev."):
                 return
             device_id = untoken(raw_key[4:])
@@ -462,6 +496,22 @@ class ClusterInbox:
                 push.devices[row.device_id] = row
                 self.device_saved(row)
         push.share = self
+
+    def _on_once(self, raw_key: str, op: str | None) -> None:
+        node_tok, _, kind = raw_key[len("once.") :].rpartition(".")
+        if not node_tok or kind not in ONCE:
+            return
+        try:
+            spent = (untoken(node_tok), kind)
+        except (ValueError, UnicodeDecodeError):
+            return
+        policy = self.service.push.policy
+        if op is None:
+            self._spent.add(spent)
+            policy.spent.add(spent)
+        else:  # re-armed (by whichever hypivisor's page looked at the agent)
+            self._spent.discard(spent)
+            policy.spent.discard(spent)
 
     def device_saved(self, row: DeviceRow) -> None:
         self._spawn(self._push_kv.put(f"dev.{token(row.device_id)}", json.dumps(row.__dict__).encode()))
@@ -489,6 +539,8 @@ class ClusterInbox:
     def presence_changed(self, device_id: str) -> None:
         data = orjson.dumps(presence_record(self.hv_id, device_id, self._pages_of(device_id)))
         self._spawn(self.bp.nc.publish(presence_subject(self.site, device_id), data))
+        if self._push_kv is not None:
+            self._rearm()
 
     async def _presence_loop(self) -> None:
         while True:

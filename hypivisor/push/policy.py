@@ -111,6 +111,11 @@ def payload(item: AttentionItem) -> dict[str, str]:
     return out
 
 
+def looked_at(presence: dict[str, list[Presence]]) -> set[str]:
+    """The agents a person is looking at now (a focused, visible page showing them): their once-kinds re-arm."""
+    return {p.node_id for ps in presence.values() for p in ps if p.node_id and p.focused and p.visible}
+
+
 @dataclass
 class PushPolicy:
     """The memory the rules need: open items, who was sent what, which once-kinds are spent."""
@@ -148,7 +153,7 @@ class PushPolicy:
 
     def presence_changed(self, presence: dict[str, list[Presence]]) -> None:
         """A person looking at an agent re-arms its once-kinds."""
-        looked = {p.node_id for ps in presence.values() for p in ps if p.node_id and p.focused and p.visible}
+        looked = looked_at(presence)
         self.spent = {s for s in self.spent if s[0] not in looked}
 
     def still_wanted(self, push: Push, presence: dict[str, list[Presence]]) -> bool:
