@@ -9,7 +9,12 @@ A machine is listed when any of these holds:
   listed while it has agents.
 
 ``agents`` counts the roster's *active* nodes per machine. The counts follow the roster's own events
-(:meth:`MachineBook.node_events`), so a heartbeat costs O(1) and no roster scan is ever made.
+(:meth:`MachineBook.node_events`), so a heartbeat costs O(1) and no roster scan is ever made. In cluster mode the
+roster is the whole cluster's (this hypivisor's agents and the other hypivisors' ones), so the counts are too.
+
+Each machine event is the difference between what the dashboards saw of the machine before a change and after
+(:func:`machine_events`). In cluster mode what they see is the book's entry as the other hypivisors' machine
+records show it (:attr:`MachineBook.view`), so every event agrees with ``list_machines``.
 
 A name belongs to whoever first registered it: that registration stores (a hash of) its machine secret, and
 registering the name again needs the same secret or the connection that holds it. An online name is never
@@ -75,6 +80,8 @@ class MachineBook:
         self._agents: dict[str, int] = {}  # machine -> active nodes
         # cluster mode: the listing with the other hypivisors' machines merged in (hypivisor/cluster/machines.py)
         self.merge: Callable[[list[MachineInfo]], list[MachineInfo]] | None = None
+        # cluster mode: what a dashboard sees of a machine, given this book's entry (None: not listed)
+        self.view: Callable[[str, MachineInfo | None], MachineInfo | None] | None = None
 
     # -- queries ------------------------------------------------------------
     def info(self, name: str) -> MachineInfo | None:
@@ -90,6 +97,11 @@ class MachineBook:
             os=f.os, pi_versions=list(f.pi_versions), tmux=f.tmux if (m.conn is not None or m.own) else None,
             home=f.home, since=m.since,
         )  # fmt: skip
+
+    def shown(self, name: str) -> MachineInfo | None:
+        """What a dashboard here lists for ``name``: the book's entry, through :attr:`view` in cluster mode."""
+        info = self.info(name)
+        return info if self.view is None else self.view(name, info)
 
     def machines(self) -> list[MachineInfo]:
         """Every listed machine: the own machine first, then by name."""
@@ -148,10 +160,9 @@ class MachineBook:
                 self._evict_oldest_offline()
             if len(self._machines) >= self.max_machines:
                 raise MachineError(ErrorCode.RATE_LIMITED, f"too many machines ({self.max_machines})")
-            was_listed = self.info(name) is not None
+        before = self.shown(name)
+        if m is None:
             m = self._machines[name] = Machine(name)
-        else:
-            was_listed = True
         went_online = m.conn is None
         changed = went_online or m.facts != facts
         m.facts, m.conn, m.secret = facts, conn, digest
@@ -162,8 +173,7 @@ class MachineBook:
         assert info is not None
         if not changed:
             return info, issued, []
-        event: BaseModel = MachineUpdatedEvent(machine=info) if was_listed else MachineJoinedEvent(machine=info)
-        return info, issued, [event]
+        return info, issued, machine_events(name, before, self.shown(name))
 
     def _evict_oldest_offline(self) -> None:
         offline = [m for m in self._machines.values() if not m.own and m.conn is None]
@@ -179,17 +189,15 @@ class MachineBook:
         m = self._machines.get(name)
         if m is None or m.conn != conn:
             return []
+        before = self.shown(name)
         m.conn = None
         m.since = now
-        if m.own:
-            info = self.info(name)
-            return [MachineUpdatedEvent(machine=info)] if info is not None else []
-        return [MachineLeftEvent(name=name, machine=self.info(name))]
+        return machine_events(name, before, self.shown(name))
 
     def node_events(self, events: list[BaseModel]) -> list[BaseModel]:
         """Follow the roster: the machine events its node events imply (agent counts, machines known only from
-        agents appearing or leaving)."""
-        before: dict[str, int] = {}
+        agents appearing or leaving). Only a change of a count costs anything (a heartbeat does not)."""
+        before: dict[str, MachineInfo | None] = {}  # machine -> what the dashboards saw before this batch
         for event in events:
             if isinstance(event, (NodeJoinedEvent, NodeUpdatedEvent)):
                 node = event.node
@@ -202,26 +210,14 @@ class MachineBook:
                 if old is not None:
                     self._move(event.id, old, None, before)
         out: list[BaseModel] = []
-        for name, count in before.items():
-            now_count = self._agents.get(name, 0)
-            if now_count == count:
-                continue
-            registered = name in self._machines
-            info = self.info(name)
-            if registered and info is not None:
-                out.append(MachineUpdatedEvent(machine=info))
-            elif count == 0 and info is not None:
-                out.append(MachineJoinedEvent(machine=info))
-            elif now_count == 0:
-                out.append(MachineLeftEvent(name=name, machine=None))
-            elif info is not None:
-                out.append(MachineUpdatedEvent(machine=info))
+        for name, seen in before.items():
+            out += machine_events(name, seen, self.shown(name))
         return out
 
-    def _move(self, node_id: str, old: str | None, new: str | None, before: dict[str, int]) -> None:
+    def _move(self, node_id: str, old: str | None, new: str | None, before: dict[str, MachineInfo | None]) -> None:
         for name in (old, new):
             if name is not None and name not in before:
-                before[name] = self._agents.get(name, 0)
+                before[name] = self.shown(name)
         if old is not None:
             left = self._agents.get(old, 0) - 1
             if left > 0:
@@ -232,3 +228,19 @@ class MachineBook:
         if new is not None:
             self._agents[new] = self._agents.get(new, 0) + 1
             self._node_machine[node_id] = new
+
+
+def machine_events(name: str, before: MachineInfo | None, after: MachineInfo | None) -> list[BaseModel]:
+    """The event that tells a dashboard a machine went from ``before`` to ``after`` (None: not listed): joined, left
+    (listed no more, or gone offline: ``machine`` then says how it is now), updated, or nothing when equal."""
+    if before is None and after is None:
+        return []
+    if before is None:
+        return [MachineJoinedEvent(machine=after)]
+    if after is None:
+        return [MachineLeftEvent(name=name, machine=None)]
+    if before.model_dump() == after.model_dump():
+        return []
+    if before.online and not after.online:
+        return [MachineLeftEvent(name=name, machine=after)]
+    return [MachineUpdatedEvent(machine=after)]

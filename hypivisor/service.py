@@ -172,10 +172,11 @@ class Service:
                 self.hub.publish(self.attention.node_left(event.id, event.reason, time.time()))
 
     def remote_roster_changed(self, events: list[BaseModel]) -> None:
-        """Cluster mode: another hypivisor's agents changed (its registry decided; this one only shows them)."""
+        """Cluster mode: another hypivisor's agents changed (its registry decided; this one only shows them). The
+        machine book counts them too: every machine's ``agents`` is the whole roster's."""
         self._snapshot = None
         self._forget_json(events)
-        self.hub.publish(events)
+        self.hub.publish(events + self.machines.book.node_events(events))
 
     def _forget_json(self, events: list[BaseModel]) -> None:
         for event in events:

@@ -161,8 +161,10 @@ class ClusterLink:
     async def start(self) -> None:
         await self.backplane.start()
         self.backplane.on_agent_change(self._on_change)
+        shared: list[BaseModel] = []
         for key, record in self.backplane.agents().items():  # the snapshot read at start
-            self._apply(AgentChange("put", key, record, 0))
+            shared += self._apply(AgentChange("put", key, record, 0))
+        self.service.machines.book.node_events(shared)  # counted from the start (no dashboard to tell yet)
         self._writes.start()
         await self.machines.start()
         await self.approvals.start()

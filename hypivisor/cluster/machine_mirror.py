@@ -3,13 +3,15 @@
 Cluster mode (specs/cluster.md §12, specs/machines.md): the hypivisor a machine service is connected to (and every
 hypivisor for its own machine) puts that machine's record into the shared roster: the ``MachineInfo`` it lists,
 plus ``hv`` (its id) and ``secret_sha256`` (the hash of the name's machine secret, so another hypivisor can check a
-fail-over registration; never shown). :class:`RemoteMachines` keeps the other hypivisors' records and decides what
-a dashboard here sees:
+fail-over registration; never shown). A record's ``agents`` is always 0: every hypivisor counts a machine's agents
+from its own roster, which is the whole cluster's (so a count moving writes no record). :class:`RemoteMachines`
+keeps the other hypivisors' records and decides what a dashboard here sees:
 
 * **a live connection here wins**: a machine that is this hypivisor's own, or whose service is connected here, is
   listed as the local book has it, whatever the roster says;
-* otherwise the roster's record wins over a local offline entry (the machine is, or was last, somewhere else), and
-  a local entry is listed when no record exists;
+* otherwise the roster's record wins over a local offline entry or a local entry known only from agents (the
+  machine is, or was last, somewhere else), with ``agents`` the local book's count (the whole roster's); a local
+  entry is listed when no record exists;
 * each change of a record is one ``machine_joined`` / ``machine_updated`` / ``machine_left`` for the dashboards,
   computed from what they saw before and after (nothing when the visible entry did not change).
 """
@@ -23,7 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from pi_socket.protocol import MachineInfo, MachineJoinedEvent, MachineLeftEvent, MachineUpdatedEvent
+from hypivisor.machines import machine_events
+from pi_socket.protocol import MachineInfo
 
 SECRET_FIELD = "secret_sha256"
 
@@ -40,8 +43,10 @@ def secret_digest(secret: str) -> str:
 
 
 def machine_record(info: MachineInfo, secret_sha256: str) -> dict[str, Any]:
-    """What the owner puts for a machine it holds (the backplane adds ``hv``)."""
+    """What the owner puts for a machine it holds (the backplane adds ``hv``). ``agents`` is 0: each hypivisor
+    counts the agents itself (a record rewritten on every count change would be a write per agent change)."""
     record = info.model_dump(mode="json", exclude={"hv"})
+    record["agents"] = 0
     if secret_sha256:
         record[SECRET_FIELD] = secret_sha256
     return record
@@ -71,11 +76,14 @@ class RemoteMachines:
         return list(self._machines)
 
     def view(self, name: str, local: MachineInfo | None) -> MachineInfo | None:
-        """What a dashboard here lists for ``name`` (None: not listed)."""
+        """What a dashboard here lists for ``name`` (None: not listed): the local entry when this hypivisor holds
+        the machine live or no record exists, else the record with the local book's agent count (the whole
+        roster's; 0 without a local entry: no agent on the roster names it)."""
         remote = self._machines.get(name)
         if strong(local) or remote is None:
             return local
-        return remote.info
+        agents = local.agents if local is not None else 0
+        return remote.info if remote.info.agents == agents else remote.info.model_copy(update={"agents": agents})
 
     def apply(
         self,
@@ -112,7 +120,7 @@ class RemoteMachines:
             secret = record.get(SECRET_FIELD)
             self._machines[name] = RemoteMachine(info, hv, secret if isinstance(secret, str) else "")
             reassert = strong(local) and not local.own and not info.online  # type: ignore[union-attr]
-        return _events(name, before, self.view(name, local)), reassert
+        return machine_events(name, before, self.view(name, local)), reassert
 
     def merged(self, local: list[MachineInfo]) -> list[MachineInfo]:
         """``list_machines`` here: the local book's list with the other hypivisors' machines (own machine first)."""
@@ -132,17 +140,3 @@ class RemoteMachines:
         if remote is None or not remote.secret:
             return True
         return bool(secret) and hmac.compare_digest(remote.secret, secret_digest(secret or ""))
-
-
-def _events(name: str, before: MachineInfo | None, after: MachineInfo | None) -> list[BaseModel]:
-    if before is None and after is None:
-        return []
-    if before is None:
-        return [MachineJoinedEvent(machine=after)]
-    if after is None:
-        return [MachineLeftEvent(name=name, machine=None)]
-    if before.model_dump() == after.model_dump():
-        return []
-    if before.online and not after.online:
-        return [MachineLeftEvent(name=name, machine=after)]
-    return [MachineUpdatedEvent(machine=after)]

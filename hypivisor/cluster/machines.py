@@ -3,11 +3,13 @@ hypivisor. I/O glue around the pure :class:`~hypivisor.cluster.machine_mirror.Re
 
 * **Own machines out**: the machines this hypivisor holds live (its own machine, and every machine whose service
   is connected here) are put into the shared roster under ``<machine>.=`` in ``HP_AGENTS_<site>`` (so this
-  hypivisor's lease keeps them alive and takes them along when it dies, as its agents), rewritten on every change
-  the local book publishes (facts, agent count, offline). Before a machine's first put its
-  ``hp.machine.<site>.<machine>.rpc`` subject is served here (interest first).
+  hypivisor's lease keeps them alive and takes them along when it dies, as its agents), rewritten when what the
+  local book says of it changes (facts, online/offline; not the agent count, which every hypivisor takes from its
+  own roster). Only those: a machine this hypivisor knows from agents alone is never put. Before a machine's first
+  put its ``hp.machine.<site>.<machine>.rpc`` subject is served here (interest first).
 * **Others' machines in**: ``list_machines`` (and the machines a ``search`` asks) merge the other hypivisors'
-  records; each change is a ``machine_joined`` / ``machine_updated`` / ``machine_left`` to the dashboards here.
+  records; each change is a ``machine_joined`` / ``machine_updated`` / ``machine_left`` to the dashboards here, and
+  so is each change of the local book (agent counts included) as the records show it (``MachineBook.view``).
 * **Requests**: a dashboard's ``list_directories``, ``spawn_agent``, ``remove_worktree``, ``list_sessions``,
   ``read_session`` and ``resume_session`` for a machine held by another hypivisor are that hypivisor's method
   call (``{"op": "call", method, params}``), answered with its result or its error (code and message); a
@@ -85,6 +87,7 @@ class ClusterMachines:
     async def start(self) -> None:
         """Hooks into the local book, desk and hub, then puts this hypivisor's own machine."""
         self.book.merge = self.mirror.merged
+        self.book.view = self.mirror.view
         self.service.machines.forward = self.forward
         self.service.hub.taps.append(self._on_local_events)
         self._stop_index = await self.backplane.subscribe_events(
