@@ -12,7 +12,9 @@ dir) connected to hypivisor A, and a dashboard on hypivisor B:
   its agent runs, then removed), ``resume_session`` of the session; a machine's index progress told to A;
 * a service that is not the machine (no secret) cannot take its name on B;
 * SIGKILL of A: the machine and A's own machine leave B's list with A's lease; a machine whose ``HYPIVISOR_WS`` is
-  ``A,B`` is B's own within 2 s instead.
+  ``A,B`` is B's own within 2 s instead;
+* three hypivisors: a machine known only from an agent registered on B is listed by A and C too (``machine_joined``
+  on A) and leaves with it; a machine whose service is on B, with agents on A and B, counts both everywhere.
 
 Every wait is bounded; everything listens on 127.0.0.1.
 """
@@ -30,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient
+from integration_tests.harness.hypivisor_proc import HypivisorProc, RegistryClient, free_port, node_params
 from integration_tests.harness.machines import (
     Machine,
     machines_fixture,  # noqa: F401 - the `machines` fixture
@@ -44,12 +46,13 @@ SESSION = (Path(__file__).parents[1] / "pi_socket/tests/fixtures/sessions/0.73.1
 _sites = itertools.count(1)
 
 
-def start_pair(nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc]) -> tuple[HypivisorProc, ...]:
+def start_pair(nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc],
+               names: tuple[str, ...] = ("hub-a", "hub-b")) -> tuple[HypivisorProc, ...]:  # fmt: skip
     site = f"hm{next(_sites)}x{int(time.time()) % 100000}"  # a fresh roster per test (the NATS cluster is shared)
     urls = nats_cluster.urls
     made = []
-    for i, name in enumerate(("hub-a", "hub-b")):
-        own_first = urls[i:] + urls[:i]
+    for i, name in enumerate(names):
+        own_first = urls[i % len(urls) :] + urls[: i % len(urls)]
         made.append(hypivisor_factory(token=TOKEN, args=["--nats", ",".join(own_first)],
                                       env={"HYPI_NATS_SITE": site, "HYPI_NATS_LEASE_TTL": str(LEASE_TTL),
                                            "PI_SOCKET_MACHINE": name}))  # fmt: skip
@@ -263,3 +266,57 @@ async def test_a_machine_that_moves_while_its_old_hypivisor_lives_is_answered_by
             assert mine[0]["delta"]["online"]
     finally:
         delta.kill()
+
+
+async def machine_event(dash: RegistryClient, kind: str, name: str, timeout: float = 10.0) -> dict:
+    """The next ``kind`` machine event about ``name`` (others skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ev = await dash.event(kind, timeout=max(0.01, deadline - time.monotonic()))
+        if ev.get("name", (ev.get("machine") or {}).get("name")) == name:
+            return ev
+
+
+async def test_every_hypivisor_lists_every_machine_with_the_whole_rosters_agent_count(
+    nats_cluster: Any, hypivisor_factory: Callable[..., HypivisorProc]
+) -> None:
+    a, b, c = start_pair(nats_cluster, hypivisor_factory, ("hub-a", "hub-b", "hub-c"))
+    async with (
+        await RegistryClient.connect(a) as dash_a,
+        await RegistryClient.connect(b) as dash_b,
+        await RegistryClient.connect(c) as dash_c,
+        await RegistryClient.connect(b) as bridge_b,
+        await RegistryClient.connect(a) as bridge_a,
+    ):
+        dashes = {"A": dash_a, "B": dash_b, "C": dash_c}
+        await dash_a.event("init")
+        # a pi bridge on B for a machine no service holds: every hypivisor lists it, with its one agent
+        assert "result" in await bridge_b.call("register", node_params("x-1", free_port(), machine="m-x"))
+        joined = await machine_event(dash_a, "machine_joined", "m-x")
+        assert joined["machine"]["agents"] == 1 and not joined["machine"]["service"], joined
+        for name, dash in dashes.items():
+            found, _ = await machines_on(dash, lambda f: f.get("m-x", {}).get("agents") == 1, 10, f"m-x on {name}")
+            assert found["m-x"]["online"] and "hv" not in found["m-x"]
+        assert "result" in await bridge_b.call("deregister", {"id": "x-1"})
+        left = await machine_event(dash_a, "machine_left", "m-x")
+        assert left["machine"] is None, left
+        for name, dash in dashes.items():
+            await machines_on(dash, lambda f: "m-x" not in f, 10, f"m-x gone from {name}")
+
+        # a machine whose service is on B, one agent's bridge on A and one on B: both counted on every hypivisor
+        async with await RegistryClient.connect(b) as service_two:
+            assert "result" in await service_two.call("register_machine", {"name": "two"})
+            assert "result" in await bridge_a.call("register", node_params("two-a", free_port(), machine="two"))
+            assert "result" in await bridge_b.call("register", node_params("two-b", free_port(), machine="two"))
+            for name, dash in dashes.items():
+                found, _ = await machines_on(dash, lambda f: f.get("two", {}).get("agents") == 2, 10,
+                                             f"two with both agents on {name}")  # fmt: skip
+                assert found["two"]["service"] and found["two"]["online"]
+                assert ("hv" in found["two"]) == (name != "B"), (name, found["two"])
+            # the agent on A leaves: the count follows on every hypivisor (and C's dashboard hears it)
+            assert "result" in await bridge_a.call("deregister", {"id": "two-a"})
+            updated = await machine_event(dash_c, "machine_updated", "two")
+            while updated["machine"]["agents"] != 1:
+                updated = await machine_event(dash_c, "machine_updated", "two")
+            for name, dash in dashes.items():
+                await machines_on(dash, lambda f: f.get("two", {}).get("agents") == 1, 10, f"two with 1 on {name}")
