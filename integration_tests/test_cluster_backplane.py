@@ -520,9 +520,9 @@ async def test_sigkill_of_a_nats_node_keeps_both_hypivisors_working(
 async def test_a_put_the_store_never_took_is_put_again_until_it_is_stored(
     make: Factory, request: pytest.FixtureRequest
 ) -> None:
-    """A record is published without waiting for the stream's ack and counts as stored when the watch brings it
-    back: a put made while the stream has no leader (two of three NATS nodes down) is lost by the server, and put
-    again until it lands once the cluster is whole."""
+    """A record is published without waiting for the stream's ack (pipelined) and counts as stored when the ack
+    comes back (lease liveness; the watch's echo with agent liveness): a put made while the stream has no leader
+    (two of three NATS nodes down) is lost by the server, and put again until it lands once the cluster is whole."""
     if make.kind != "nats":  # type: ignore[attr-defined]
         pytest.skip("only a real cluster loses a put")
     cluster = request.getfixturevalue("nats_cluster")
@@ -557,6 +557,41 @@ async def test_a_put_the_store_never_took_is_put_again_until_it_is_stored(
         cluster.restart(2)
     await until(lambda: k in b.agents(), timeout=30, what="the lost put, put again, on b")
     assert b.agents()[k]["id"] == "while-no-leader"
+
+
+async def test_a_roster_batch_a_hypivisor_missed_is_caught_up_from_the_bucket(make: Factory) -> None:
+    """Lease liveness: an owner publishes what the stream took as numbered batches (specs/cluster.md §3). One lost
+    on the way (dropped here before b applies it) shows as a gap at the owner's next heartbeat batch (within
+    ``FEED_BEAT_S``), and b reads the bucket again: the change is there, with nothing else happening."""
+    if make.kind != "nats":  # type: ignore[attr-defined]
+        pytest.skip("the batched feed is the NATS backplane's")
+    import orjson
+
+    from hypivisor.cluster.nats_backplane import FEED_BEAT_S
+
+    a = await make(node=0, ttl_s=30.0, heartbeat_s=10.0, liveness="lease")
+    b = await make(node=1, ttl_s=30.0, heartbeat_s=10.0, liveness="lease")
+    k1, k2 = key_of(a, "m1", "first"), key_of(a, "m1", "second")
+    await a.register_agent(k1, {"id": "first", "status": "active"})
+    await until(lambda: k1 in b.agents(), timeout=5, what="the first agent on b")
+    apply_batch = b._apply_batch  # type: ignore[attr-defined]
+    dropped: list[int] = []
+
+    def lossy(msg: Any) -> None:
+        batch = orjson.loads(msg.data)
+        if batch["e"] and not dropped:
+            dropped.append(batch["n"])
+            return
+        apply_batch(msg)
+
+    b._apply_batch = lossy  # type: ignore[attr-defined]
+    await a.register_agent(k2, {"id": "second", "status": "active"})
+    await until(lambda: dropped, timeout=5, what="a's batch with the second agent, dropped on b")
+    assert k2 not in b.agents()
+    t0 = time.monotonic()
+    await until(lambda: k2 in b.agents(), timeout=3 * FEED_BEAT_S + 5, what="the missed change, read again")
+    assert b.agents()[k2]["id"] == "second" and k1 in b.agents()
+    print(f"\nmissed batch {dropped[0]} caught up {time.monotonic() - t0:.2f} s later (heartbeat {FEED_BEAT_S} s)")
 
 
 async def test_agents_served_share_one_subscription_and_leave_nothing_behind(make: Factory) -> None:

@@ -6,9 +6,12 @@ expired key reaches every watcher as a PURGE).
 
 Per site ``S`` (created by whichever hypivisor comes first; creating an identical bucket again is a no-op):
 
-* KV ``HP_AGENTS_S``: history 1, ``ttl`` = the record TTL, limit markers, key ``<machine>.<agent>`` (tokens of
-  :mod:`hypivisor.cluster.names`) → the agent's record plus ``hv`` (its owner). The owner puts it on every change
-  and every heartbeat; a watch (snapshot, then live) on every hypivisor of the site mirrors it.
+* KV ``HP_AGENTS_S``: history 1, key ``<machine>.<agent>`` (tokens of :mod:`hypivisor.cluster.names`) → the
+  agent's record plus ``hv`` (its owner). Lease liveness (what the hypivisor runs; KV ``HP_HV_S`` holds the
+  leases): the owner puts a record when it changes, with the stream's ack, and publishes what the stream took as
+  numbered batches on ``hp.roster.S.<hv>``; the others read the bucket once and follow the batches, reading it
+  again after a gap or a reconnect (:mod:`hypivisor.cluster.feed`). Agent liveness (tests): ``ttl`` = the record
+  TTL, limit markers, a put on every heartbeat, and a watch (snapshot, then live) on every hypivisor.
 * KV ``HP_APPROVALS_S``: key ``<machine>.<agent>.<approval>`` → ``{state: pending, …}``, then, once, ``{state:
   decided, decision, …}`` written with the pending record's revision as the expected last one: the first decision
   wins, a second one gets "wrong last sequence" → :class:`ApprovalConflict`.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +35,7 @@ from typing import Any
 import nats
 import nats.errors
 import nats.js.errors
+import orjson
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType, StreamConfig
 from nats.js.kv import KV_MARKER_REASON, KV_OP
 
@@ -59,6 +64,7 @@ from hypivisor.cluster.backplane import (
     log,
     pending_approval,
 )
+from hypivisor.cluster.feed import FeedOrder
 from hypivisor.cluster.names import (
     AGENTS_BUCKET,
     APPROVALS_BUCKET,
@@ -80,7 +86,10 @@ ATTN_ACK_WAIT_S = 30.0
 ATTN_MAX_DELIVER = 5
 ATTN_IN_FLIGHT = 64  # attention items one hypivisor handles at once (a slow handler holds up only its own item)
 WATCH_HEARTBEAT_S = 1.0
-PUT_CONFIRM_S = 3.0  # an own record put and not seen in the watch within this is put again
+PUT_CONFIRM_S = 3.0  # an own record put and not acknowledged (or seen in the watch) within this is put again
+GATHER_S = 0.1  # lease liveness: a put that keeps a record's owner and status waits this long for others
+MAX_ACKS = 100_000  # puts and deletes awaiting the stream's ack (the oldest are forgotten: put again if need be)
+FEED_BEAT_S = 1.0  # an owner with no batch to publish says its last batch number this often (a gap shows by then)
 WINNER_READS = 40  # x 50 ms
 REPLAY_TIMEOUT_S = 10.0
 
@@ -120,6 +129,21 @@ class NatsBackplane(Backplane):
         self._approvals_kv: Any = None
         self._watchers: list[Any] = []
         self._consumers: list[asyncio.Task[None]] = []
+        # the live roster feed (lease liveness, specs/cluster.md §3; hypivisor/cluster/feed.py)
+        self._feed = FeedOrder()
+        self._acks: dict[int, tuple[AgentKey, bytes | None, Record | None]] = {}  # put or delete awaiting its ack
+        self._ack_n = itertools.count(1)
+        self._ack_prefix = ""  # set once the ack subscription exists: puts ask for the stream's ack from then on
+        self._batch: list[bytes] = []  # acked changes not yet published
+        self._batch_no = 0
+        self._batch_at = 0.0  # when the last batch (or heartbeat) went out (loop time)
+        self._batch_handle: asyncio.Handle | None = None
+        self._batch_urgent = False
+        self._later: dict[AgentKey, tuple[str, bytes, Record]] = {}  # puts gathered for the next burst
+        self._later_handle: asyncio.Handle | None = None
+        self._buffer: list[Any] | None = None  # batches that arrive while the bucket is read
+        self._reading: asyncio.Task[None] | None = None
+        self._read_again = False
 
     @property
     def _storage(self) -> StorageType:
@@ -143,6 +167,12 @@ class NatsBackplane(Backplane):
                             self.nc = None
                         for part in (self._agents_kv, self._hv_kv, self._leases, self._roster, self._revisions):
                             part.clear()
+                        self._feed.clear()
+                        self._acks.clear()
+                        for task in self._consumers:  # the feed's heartbeat of the failed try
+                            task.cancel()
+                        self._consumers.clear()
+                        self._ack_prefix, self._buffer = "", None
                         self._watchers.clear()
                         await asyncio.sleep(0.5)
         except TimeoutError:
@@ -171,6 +201,7 @@ class NatsBackplane(Backplane):
             ping_interval=5,
             max_outstanding_pings=2,
             error_cb=on_error,
+            reconnected_cb=self._on_reconnected,
         )
         self.js = self.nc.jetstream(timeout=1.5)
         # The reply subscription of requests (``_INBOX.<id>.*``) is made by the first request; made now, its interest
@@ -206,8 +237,22 @@ class NatsBackplane(Backplane):
         )
         if lease:
             await self._put_lease()
+            # the feed first (batches arriving meanwhile wait), then the bucket: nothing falls between the two
+            self._buffer = []
+            for site in self._agents_kv:
+                self._watchers.append(await self.nc.subscribe(feed_subject(site, "*"), cb=self._on_batch))
+            ack_prefix = self.nc.new_inbox()
+            self._watchers.append(await self.nc.subscribe(f"{ack_prefix}.*", cb=self._on_ack))
+            await self.nc.flush(timeout=2)
+            self._ack_prefix = ack_prefix
         for site in self._agents_kv:
-            await self._watch(AGENTS_BUCKET.format(site=site), lambda *e, site=site: self._on_entry(site, *e))
+            await self._watch(
+                AGENTS_BUCKET.format(site=site), lambda *e, site=site: self._on_entry(site, *e), live=not lease
+            )
+        if lease:
+            self._drain_buffer()
+            self._consumers.append(asyncio.ensure_future(self._feed_beat()))
+        for site in self._agents_kv:
             if lease:
                 # after the roster's snapshot: a record's lease was put before the record, so every live owner of a
                 # record seen above is in this snapshot, and a record whose owner has no lease is an orphan
@@ -241,6 +286,7 @@ class NatsBackplane(Backplane):
                 log.warning("cluster_own_lease_lost", site=site)
                 self._unsaved.update(k for k in self._owned if k.site == site)
             return
+        self._feed.forget(hv)
         # the hypivisor is gone: its agents are, everywhere at once; the first to get here deletes them from the
         # store (with the revision seen, so a record its agent re-registered elsewhere meanwhile stays)
         for key, record in list(self._roster.items()):
@@ -262,7 +308,9 @@ class NatsBackplane(Backplane):
     async def _delete_lease(self) -> None:
         await self._hv_kv[self.settings.site].delete(token(self.hv_id))
 
-    async def _watch(self, bucket: str, on_entry: Callable[[str, bytes, str | None, int], None]) -> None:
+    async def _watch(
+        self, bucket: str, on_entry: Callable[[str, bytes, str | None, int], None], live: bool = True
+    ) -> None:
         """Mirror one bucket: the latest value of every key (the snapshot), then every change.
 
         An ordered push consumer as ``KeyValue.watchall`` makes, with a 1 s idle heartbeat instead of 5 s: when the
@@ -290,7 +338,7 @@ class NatsBackplane(Backplane):
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
             idle_heartbeat=WATCH_HEARTBEAT_S,
-            inactive_threshold=300,
+            inactive_threshold=300 if live else 10,
         )
         self._watchers.append(sub)
         info = await sub.consumer_info()
@@ -300,6 +348,10 @@ class NatsBackplane(Backplane):
         if info.num_pending == 0 and not sent and sub.delivered == 0 and not snapshot_done.done():
             snapshot_done.set_result(None)
         await snapshot_done
+        if not live:
+            self._watchers.remove(sub)
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     def _on_entry(self, site: str, raw_key: str, value: bytes, op: str | None, revision: int) -> None:
         try:
@@ -307,6 +359,8 @@ class NatsBackplane(Backplane):
         except (ValueError, UnicodeDecodeError):
             log.warning("cluster_bad_key", site=site, key=raw_key)
             return
+        if not self._feed.newer(key, revision):
+            return  # the feed brought this change (or a newer one) already
         if op is None:
             sent = self._sent.get(key)
             if sent is not None and sent[0] == value:  # our own latest put, stored: confirmed, and parsed already
@@ -319,15 +373,20 @@ class NatsBackplane(Backplane):
                     log.warning("cluster_bad_record", site=site, key=raw_key)
                     return
             self._revisions[key] = revision
+            self._feed.applied(key, revision)
             self._apply(AgentChange("put", key, record, revision))
         else:
             self._revisions.pop(key, None)
+            self._feed.applied(key, revision, deleted=True)
             self._apply(AgentChange("expired" if op == "PURGE" else "deleted", key, None, revision))
 
     async def _close(self) -> None:
         """Bounded whatever the client does: a step that does not finish in time is abandoned (nats-py's drain, for
         one, swallows cancellation and then flushes)."""
-        for task in (*self._consumers, *self._tasks):
+        for handle in (self._later_handle, self._batch_handle):
+            if handle is not None:
+                handle.cancel()
+        for task in (*self._consumers, *self._tasks, *([self._reading] if self._reading is not None else [])):
             task.cancel()
         await bounded(asyncio.gather(*self._consumers, return_exceptions=True), 2)
         for watcher in self._watchers:
@@ -339,15 +398,191 @@ class NatsBackplane(Backplane):
     # --- registry ----------------------------------------------------------------------------------------------
 
     async def _put_agent(self, key: AgentKey, record: Record) -> None:
-        """A plain publish to the bucket's subject (what a KV put sends, without asking for the stream's ack): the
-        put is confirmed when the watch brings these bytes back (:meth:`_on_entry`), and put again by the heartbeat
-        loop when that has not happened within ``PUT_CONFIRM_S``. No request per put: no reply to wait for, parse
-        and time, and a burst of writes (an agent fleet failing over to this hypivisor) is pipelined."""
+        """A publish to the bucket's subject. With lease liveness it asks for the stream's ack, which confirms the
+        put and gives its stream sequence for the feed (:meth:`_on_ack`); a put that keeps the record's owner and
+        status (a new session name, activity) waits up to ``GATHER_S`` to go out in one burst with others. Else a
+        plain publish, confirmed when the watch brings these bytes back (:meth:`_on_entry`). Either way one not
+        confirmed within ``PUT_CONFIRM_S`` is put again by the heartbeat loop. Never a request per put: a burst of
+        writes (an agent fleet failing over to this hypivisor) is pipelined."""
         if self.nc is None or self.nc.is_closed:
             raise BackplaneError("not connected to NATS")
         data = dumps(record)
         self._sent[key] = (data, record, asyncio.get_running_loop().time())
-        await self.nc.publish(f"$KV.{AGENTS_BUCKET.format(site=key.site)}.{key.kv_key}", data)
+        subject = f"$KV.{AGENTS_BUCKET.format(site=key.site)}.{key.kv_key}"
+        if not self._ack_prefix:
+            await self.nc.publish(subject, data)
+            return
+        if not _urgent(self._roster.get(key), record):
+            self._later[key] = (subject, data, record)
+            if self._later_handle is None:
+                self._later_handle = asyncio.get_running_loop().call_later(GATHER_S, self._put_later)
+            return
+        self._later.pop(key, None)
+        await self._publish_acked(key, subject, data, record)
+
+    async def _publish_acked(self, key: AgentKey, subject: str, data: bytes, record: Record | None) -> None:
+        n = next(self._ack_n)
+        self._acks[n] = (key, data if record is not None else None, record)
+        while len(self._acks) > MAX_ACKS:  # acks that never came (a stream without a leader answers nothing)
+            del self._acks[next(iter(self._acks))]
+        headers = None if record is not None else {KV_OP: "DEL"}
+        try:
+            await self.nc.publish(subject, data, reply=f"{self._ack_prefix}.{n}", headers=headers)
+        except Exception:
+            self._acks.pop(n, None)
+            raise
+
+    def _put_later(self) -> None:
+        self._later_handle = None
+        later, self._later = self._later, {}
+        for key, (subject, data, record) in later.items():
+            if self._owned.get(key) is record:  # still what this hypivisor holds for it
+                self._spawn(self._publish_acked(key, subject, data, record))
+
+    def _spawn(self, aw: Any) -> None:
+        task = asyncio.ensure_future(aw)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_ack(self, msg: Any) -> None:
+        """The stream took (or refused) one of this hypivisor's puts or deletes: applied here, and queued for the
+        feed with its stream sequence. A refusal or an unreadable ack leaves the put unconfirmed (put again)."""
+        entry = self._acks.pop(int(msg.subject.rsplit(".", 1)[1]), None)
+        if entry is None:
+            return
+        try:
+            seq = int(orjson.loads(msg.data)["seq"])
+        except (ValueError, KeyError, TypeError):
+            return
+        key, data, record = entry
+        urgent = True
+        if record is None:
+            if self._feed.newer(key, seq):
+                self._revisions.pop(key, None)
+                self._feed.applied(key, seq, deleted=True)
+                self._apply(AgentChange("deleted", key, None, seq))
+        else:
+            sent = self._sent.get(key)
+            if sent is not None and sent[0] == data:
+                del self._sent[key]
+            if self._feed.newer(key, seq):
+                urgent = _urgent(self._roster.get(key), record)
+                self._revisions[key] = seq
+                self._feed.applied(key, seq)
+                self._apply(AgentChange("put", key, record, seq))
+        self._batch.append(b'["' + key.kv_key.encode() + b'",' + str(seq).encode() + b"," + (data or b"null") + b"]")
+        loop = asyncio.get_running_loop()
+        if urgent and not self._batch_urgent:
+            if self._batch_handle is not None:
+                self._batch_handle.cancel()
+            self._batch_urgent = True
+            self._batch_handle = loop.call_soon(self._flush_batch)
+        elif self._batch_handle is None:  # the acks of a burst arrive together: one batch for all of them
+            self._batch_handle = loop.call_later(0.005, self._flush_batch)
+
+    def _flush_batch(self) -> None:
+        self._batch_handle = None
+        self._batch_urgent = False
+        if not self._batch or self.nc is None or self.nc.is_closed:
+            return
+        self._batch_no += 1
+        entries, self._batch = self._batch, []
+        self._publish_batch(b",".join(entries))
+
+    def _publish_batch(self, entries: bytes) -> None:
+        self._batch_at = asyncio.get_running_loop().time()
+        data = b'{"hv":' + orjson.dumps(self.hv_id) + b',"n":' + str(self._batch_no).encode()
+        self._spawn(self.nc.publish(feed_subject(self.settings.site, self.hv_id), data + b',"e":[' + entries + b"]}"))
+
+    async def _feed_beat(self) -> None:
+        """Every ``FEED_BEAT_S`` without a batch: the last batch number, so a hypivisor that missed it knows."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(FEED_BEAT_S / 2)
+            if loop.time() - self._batch_at >= FEED_BEAT_S and self.nc is not None and not self.nc.is_closed:
+                self._publish_batch(b"")
+
+    async def _on_batch(self, msg: Any) -> None:
+        if self._buffer is not None:
+            self._buffer.append(msg)
+        else:
+            self._apply_batch(msg)
+
+    def _apply_batch(self, msg: Any) -> None:
+        """Another owner's batch: each change newer than what is applied here is applied; a gap in its numbers
+        has the bucket read again."""
+        try:
+            site = untoken(msg.subject.split(".")[2])
+            batch = orjson.loads(msg.data)
+            hv, n, entries = batch["hv"], batch["n"], batch["e"]
+            if not isinstance(hv, str) or not isinstance(n, int) or not isinstance(entries, list):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+            log.warning("cluster_bad_batch", subject=msg.subject[:200])
+            return
+        if hv == self.hv_id:
+            return
+        heard = self._feed.batch(hv, n, heartbeat=not entries)
+        for entry in entries:
+            try:
+                raw_key, seq, record = entry
+                key = AgentKey.from_kv_key(site, raw_key)
+                if not isinstance(seq, int) or not (record is None or isinstance(record, dict)):
+                    raise TypeError
+            except (ValueError, TypeError, UnicodeDecodeError):
+                log.warning("cluster_bad_batch_entry", hv=hv[:64])
+                continue
+            if not self._feed.newer(key, seq):
+                continue
+            if record is None:
+                self._revisions.pop(key, None)
+                self._feed.applied(key, seq, deleted=True)
+                self._apply(AgentChange("deleted", key, None, seq))
+            else:
+                self._revisions[key] = seq
+                self._feed.applied(key, seq)
+                self._apply(AgentChange("put", key, record, seq))
+        if heard == "gap":
+            log.info("cluster_feed_gap", hv=hv[:64], n=n)
+            self._read_bucket()
+
+    def _drain_buffer(self) -> None:
+        buffered, self._buffer = self._buffer or [], None
+        for msg in buffered:
+            self._apply_batch(msg)
+
+    async def _on_reconnected(self) -> None:
+        """Batches published while this connection was down are lost: the bucket is read again."""
+        if self._ack_prefix:
+            self._read_bucket()
+
+    def _read_bucket(self) -> None:
+        """Read the bucket again (after a gap or a reconnect), batches waiting meanwhile; one read at a time, and
+        one more when another gap showed during it."""
+        if self._closed:
+            return
+        if self._reading is not None and not self._reading.done():
+            self._read_again = True
+            return
+        self._reading = asyncio.ensure_future(self._reread())
+
+    async def _reread(self) -> None:
+        while True:
+            self._read_again = False
+            self._buffer = self._buffer if self._buffer is not None else []
+            try:
+                for site in list(self._agents_kv):
+                    bucket = AGENTS_BUCKET.format(site=site)
+                    await asyncio.wait_for(
+                        self._watch(bucket, lambda *e, site=site: self._on_entry(site, *e), live=False),
+                        self.nsettings.start_timeout_s,
+                    )
+            except Exception as e:  # noqa: BLE001 - NATS away again: the next reconnect or gap reads again
+                log.warning("cluster_feed_reread_failed", error=f"{type(e).__name__}: {e}"[:300])
+            finally:
+                self._drain_buffer()
+            if not self._read_again or self._closed:
+                return
 
     def _overdue(self, now: float) -> list[AgentKey]:
         overdue: list[AgentKey] = []
@@ -360,6 +595,10 @@ class NatsBackplane(Backplane):
 
     async def _delete_agent(self, key: AgentKey) -> None:
         self._sent.pop(key, None)
+        self._later.pop(key, None)
+        if self._ack_prefix:
+            await self._publish_acked(key, f"$KV.{AGENTS_BUCKET.format(site=key.site)}.{key.kv_key}", b"", None)
+            return
         await self._agents_kv[key.site].delete(key.kv_key)
 
     # --- events ------------------------------------------------------------------------------------------------
@@ -585,3 +824,16 @@ class NatsBackplane(Backplane):
         except nats.errors.TimeoutError:
             raise RequestTimeout(f"{what} did not answer within {timeout} s") from None
         return bytes(msg.data)
+
+
+def feed_subject(site: str, hv: str) -> str:
+    """Where an owner publishes its roster batches (``*`` for every owner of the site)."""
+    return f"hp.roster.{token(site)}.{hv if hv == '*' else token(hv)}"
+
+
+def _urgent(previous: Record | None, record: Record) -> bool:
+    """A change every dashboard should see at once: a new record, a new owner, a status (or a machine going online
+    or offline). Others (a session name, activity, counts) may wait ``GATHER_S``."""
+    if previous is None:
+        return True
+    return any(previous.get(f) != record.get(f) for f in ("hv", "status", "online"))
