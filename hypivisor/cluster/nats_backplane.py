@@ -456,20 +456,14 @@ class NatsBackplane(Backplane):
             return
         key, data, record = entry
         urgent = True
-        if record is None:
-            if self._feed.newer(key, seq):
-                self._revisions.pop(key, None)
-                self._feed.applied(key, seq, deleted=True)
-                self._apply(AgentChange("deleted", key, None, seq))
-        else:
+        if record is not None:
             sent = self._sent.get(key)
             if sent is not None and sent[0] == data:
                 del self._sent[key]
-            if self._feed.newer(key, seq):
+        if self._feed.newer(key, seq):
+            if record is not None:
                 urgent = _urgent(self._roster.get(key), record)
-                self._revisions[key] = seq
-                self._feed.applied(key, seq)
-                self._apply(AgentChange("put", key, record, seq))
+            self._apply_at(key, seq, record)
         self._batch.append(b'["' + key.kv_key.encode() + b'",' + str(seq).encode() + b"," + (data or b"null") + b"]")
         loop = asyncio.get_running_loop()
         if urgent and not self._batch_urgent:
@@ -532,19 +526,22 @@ class NatsBackplane(Backplane):
             except (ValueError, TypeError, UnicodeDecodeError):
                 log.warning("cluster_bad_batch_entry", hv=hv[:64])
                 continue
-            if not self._feed.newer(key, seq):
-                continue
-            if record is None:
-                self._revisions.pop(key, None)
-                self._feed.applied(key, seq, deleted=True)
-                self._apply(AgentChange("deleted", key, None, seq))
-            else:
-                self._revisions[key] = seq
-                self._feed.applied(key, seq)
-                self._apply(AgentChange("put", key, record, seq))
+            if self._feed.newer(key, seq):
+                self._apply_at(key, seq, record)
         if heard == "gap":
             log.info("cluster_feed_gap", hv=hv[:64], n=n)
             self._read_bucket()
+
+    def _apply_at(self, key: AgentKey, seq: int, record: Record | None) -> None:
+        """A change newer than what is applied here (its stream sequence ``seq``): a put, or a delete (None)."""
+        if record is None:
+            self._revisions.pop(key, None)
+            self._feed.applied(key, seq, deleted=True)
+            self._apply(AgentChange("deleted", key, None, seq))
+        else:
+            self._revisions[key] = seq
+            self._feed.applied(key, seq)
+            self._apply(AgentChange("put", key, record, seq))
 
     def _drain_buffer(self) -> None:
         buffered, self._buffer = self._buffer or [], None
