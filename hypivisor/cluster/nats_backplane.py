@@ -245,10 +245,7 @@ class NatsBackplane(Backplane):
             self._watchers.append(await self.nc.subscribe(f"{ack_prefix}.*", cb=self._on_ack))
             await self.nc.flush(timeout=2)
             self._ack_prefix = ack_prefix
-        for site in self._agents_kv:
-            await self._watch(
-                AGENTS_BUCKET.format(site=site), lambda *e, site=site: self._on_entry(site, *e), live=not lease
-            )
+        await self._read_roster(live=not lease)
         if lease:
             self._drain_buffer()
             self._consumers.append(asyncio.ensure_future(self._feed_beat()))
@@ -291,8 +288,7 @@ class NatsBackplane(Backplane):
         # store (with the revision seen, so a record its agent re-registered elsewhere meanwhile stays)
         for key, record in list(self._roster.items()):
             if key.site == site and record.get("hv") == hv:
-                self._tasks.add(task := asyncio.ensure_future(self._drop_orphan(key)))
-                task.add_done_callback(self._tasks.discard)
+                self._spawn(self._drop_orphan(key))
 
     async def _drop_orphan(self, key: AgentKey) -> None:
         revision = self._revisions.get(key)
@@ -408,7 +404,7 @@ class NatsBackplane(Backplane):
             raise BackplaneError("not connected to NATS")
         data = dumps(record)
         self._sent[key] = (data, record, asyncio.get_running_loop().time())
-        subject = f"$KV.{AGENTS_BUCKET.format(site=key.site)}.{key.kv_key}"
+        subject = _record_subject(key)
         if not self._ack_prefix:
             await self.nc.publish(subject, data)
             return
@@ -543,6 +539,11 @@ class NatsBackplane(Backplane):
             self._feed.applied(key, seq)
             self._apply(AgentChange("put", key, record, seq))
 
+    async def _read_roster(self, live: bool) -> None:
+        """Every watched site's roster bucket: its last value per key, then (``live``) every change after it."""
+        for site in list(self._agents_kv):
+            await self._watch(AGENTS_BUCKET.format(site=site), lambda *e, site=site: self._on_entry(site, *e), live)
+
     def _drain_buffer(self) -> None:
         buffered, self._buffer = self._buffer or [], None
         for msg in buffered:
@@ -568,12 +569,7 @@ class NatsBackplane(Backplane):
             self._read_again = False
             self._buffer = self._buffer if self._buffer is not None else []
             try:
-                for site in list(self._agents_kv):
-                    bucket = AGENTS_BUCKET.format(site=site)
-                    await asyncio.wait_for(
-                        self._watch(bucket, lambda *e, site=site: self._on_entry(site, *e), live=False),
-                        self.nsettings.start_timeout_s,
-                    )
+                await asyncio.wait_for(self._read_roster(live=False), self.nsettings.start_timeout_s)
             except Exception as e:  # noqa: BLE001 - NATS away again: the next reconnect or gap reads again
                 log.warning("cluster_feed_reread_failed", error=f"{type(e).__name__}: {e}"[:300])
             finally:
@@ -594,7 +590,7 @@ class NatsBackplane(Backplane):
         self._sent.pop(key, None)
         self._later.pop(key, None)
         if self._ack_prefix:
-            await self._publish_acked(key, f"$KV.{AGENTS_BUCKET.format(site=key.site)}.{key.kv_key}", b"", None)
+            await self._publish_acked(key, _record_subject(key), b"", None)
             return
         await self._agents_kv[key.site].delete(key.kv_key)
 
@@ -801,9 +797,7 @@ class NatsBackplane(Backplane):
 
         async def cb(msg: Any) -> None:
             # each request in its own task: a slow one (a spawn waits for its agent) never holds the next
-            task = asyncio.ensure_future(respond(msg))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(respond(msg))
 
         sub = await self.nc.subscribe(subject, queue=OWNER_QUEUE, cb=cb)
 
@@ -821,6 +815,11 @@ class NatsBackplane(Backplane):
         except nats.errors.TimeoutError:
             raise RequestTimeout(f"{what} did not answer within {timeout} s") from None
         return bytes(msg.data)
+
+
+def _record_subject(key: AgentKey) -> str:
+    """The subject a KV put or delete of the agent's (or machine's) record is published to."""
+    return f"$KV.{AGENTS_BUCKET.format(site=key.site)}.{key.kv_key}"
 
 
 def feed_subject(site: str, hv: str) -> str:
