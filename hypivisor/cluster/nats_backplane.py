@@ -652,7 +652,21 @@ class NatsBackplane(Backplane):
                 return
             listener(AgentKey(site, machine, agent), approval, record)
 
-        await self._watch(APPROVALS_BUCKET.format(site=site), on_entry)
+        # at start, like the other JetStream steps of it: retried while the stream elects a leader (a server away)
+        deadline = time.monotonic() + self.nsettings.start_timeout_s
+        while True:
+            made = len(self._watchers)
+            try:
+                await self._watch(APPROVALS_BUCKET.format(site=site), on_entry)
+                return
+            except (nats.js.errors.Error, nats.errors.TimeoutError) as e:
+                for sub in self._watchers[made:]:  # a half-made watch of this try never forwards anything twice
+                    await bounded(sub.unsubscribe(), 2)
+                del self._watchers[made:]
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("cluster_start_retry", step="approvals", error=f"{type(e).__name__}: {e}"[:300])
+                await asyncio.sleep(0.5)
 
     async def decide_approval(self, key: AgentKey, approval_id: str, decision: Record) -> Record:
         entry = await self._get_approval_entry(key, approval_id)
