@@ -1,12 +1,17 @@
 """Section 13: cluster mode (specs/cluster.md) on real processes, against one hypivisor in the same run.
 
 The section starts its own 3-node NATS cluster (JetStream, loopback; ``integration_tests/harness/nats.py``) and
-real ``python -m hypivisor`` processes, and runs the same workload twice:
+real ``python -m hypivisor`` processes, and runs the same workload on two deployments, both up at once:
 
 * **single**: one hypivisor without ``--nats`` (the reference);
 * **cluster**: three hypivisors with ``--nats`` (each on its own NATS node first, one fresh site, lease liveness
   with ``HYPI_NATS_LEASE_TTL`` at its default 45 s; 3 s in the smoke run, whose fail-over is watched past the
   dead hypivisor's lease lapse).
+
+The steady phase runs ``reps`` times per deployment (3; 1 in the smoke run), the two taking turns (single first
+in even reps, cluster first in odd ones), so every cluster phase has a reference phase measured next to it: this
+2-vCPU machine's speed drifts by more than the difference being measured (the same single-hypivisor work took
+0.62 to 1.26 s of CPU across runs).
 
 The workload: N simulated agents registered over ``/ws`` connections of a few hundred agents each (a bridge host
 or a machine service carries many; the registry allows 1,000 per connection, 10,000 per hypivisor), connection
@@ -22,8 +27,9 @@ Figures:
   the note). Target ≤ 50 ms.
 * **CPU per delivered event**: the hypivisors' CPU (schedstat, every thread; in cluster mode the sum of the
   three) over the steady phase divided by the roster events (``node_*`` frames) the dashboards received in it,
-  cluster against single. Target ≤ 1.5×. The NATS servers' CPU is a separate row (it is the broker a cluster
-  adds, not the hypivisor's own work).
+  cluster against single: the median of the per-rep ratios (each cluster phase against the single phase next to
+  it). Target ≤ 1.5×. The NATS servers' CPU is a separate row (it is the broker a cluster adds, not the
+  hypivisor's own work).
 * **relay across hypivisors** (``bench.relay``'s toy agent and load generator): a toy agent registered on
   hypivisor A; a browser on B opens it through A (B asks A over NATS where its agent proxy is and splices to it:
   one extra hop), and a second toy agent that speaks ``dial_back_url`` with B in its list is dialled back straight
@@ -81,8 +87,14 @@ SEC = "13 cluster"
 # the dead hypivisor's lease lapses after the measurement (a run at 10 s had the lapse land while the new owners were
 # still writing the moved records, which removed them from their own dashboards: specs/cluster.md "Measured"; at
 # 3 s a hypivisor starved of CPU here lost its own lease). The smoke run watches a 3 s lease lapse.
-FULL = {"agents": 10_000, "per_conn": 300, "dash": 50, "hb_rate": 100.0, "join_rate": 20.0, "secs": 10.0, "ttl": 45.0}
-SMOKE = {"agents": 240, "per_conn": 40, "dash": 6, "hb_rate": 20.0, "join_rate": 10.0, "secs": 1.5, "ttl": 3.0}
+# reps: steady phases per mode, the two modes' taking turns (both deployed at once; the order alternates per rep)
+FULL = {
+    "agents": 10_000, "per_conn": 300, "dash": 50, "hb_rate": 100.0, "join_rate": 20.0, "secs": 10.0, "ttl": 45.0,
+    "reps": 3,
+}  # fmt: skip
+SMOKE = {
+    "agents": 240, "per_conn": 40, "dash": 6, "hb_rate": 20.0, "join_rate": 10.0, "secs": 1.5, "ttl": 3.0, "reps": 1,
+}  # fmt: skip
 WATCH_AFTER = 2.0  # seconds the fail-over is watched once every dashboard had every agent (at least)
 BATCH = 100  # registrations in flight per connection (sent together, replies read before the next batch)
 RELAY_NODE = "relay-agent"
@@ -271,6 +283,7 @@ class Deployment:
         self.dashes: list[Dashboard] = []
         self.shared = Shared()
         self.r: dict = {"mode": mode}
+        self.steadies: list[dict] = []  # one per steady phase (``steady``)
 
     def hv_cpu(self) -> float:
         return run_tree_s([p.pid for p in self.procs if p.poll() is None])
@@ -376,8 +389,10 @@ def spy(d: Deployment, secs: float, phase: str = "steady", skip: int = -1) -> li
     ]
 
 
-async def steady(d: Deployment, sz: dict, log) -> None:
-    """Heartbeats that change a field + paced joins (each after a deregistration on the same connection)."""
+async def steady(d: Deployment, sz: dict, log, rep: int = 0) -> None:
+    """Heartbeats that change a field + paced joins (each after a deregistration on the same connection); ``rep``:
+    which steady phase of this deployment (each has session names and join ids of its own). Its figures are
+    appended to ``d.steadies``."""
     loop = asyncio.get_running_loop()
     secs, hb_rate, join_rate = sz["secs"], sz["hb_rate"], sz["join_rate"]
     n_conns = len(d.conns)
@@ -403,7 +418,7 @@ async def steady(d: Deployment, sz: dict, log) -> None:
                 await asyncio.sleep(due - loop.time())
             conn = d.conns[k % n_conns]
             p = conn.agents[(k // n_conns) % len(conn.agents)]
-            conn.send_nowait("heartbeat", {"id": p["id"], "session_name": f"s{k}"})
+            conn.send_nowait("heartbeat", {"id": p["id"], "session_name": f"s{k}" if rep == 0 else f"r{rep}s{k}"})
 
     async def joins() -> None:
         start = loop.time()
@@ -417,7 +432,8 @@ async def steady(d: Deployment, sz: dict, log) -> None:
             old = conn.agents[slot]
             reply = await asyncio.wait_for(conn.call_nowait("deregister", {"id": old["id"]}), 10)
             assert "result" in reply, str(reply)[:300]
-            new = agent_params(100_000 + j, conn.index, f"join-{j:05d}")  # ports 40000+: none taken
+            new_id = f"join-{j:05d}" if rep == 0 else f"join-r{rep}-{j:05d}"
+            new = agent_params(100_000 + 1000 * rep + j, conn.index, new_id)  # ports 40000+: none taken
             conn.agents[slot] = new
             join_sent[new["id"].encode()] = time.monotonic()
             conn.send_nowait("register", new)
@@ -436,7 +452,8 @@ async def steady(d: Deployment, sz: dict, log) -> None:
         lag.cancel()
         for p in spies:
             p.wait(30)
-    r = d.r
+    r: dict = {"rep": rep}
+    d.steadies.append(r)
     r["steady_secs"] = time.monotonic() - t0
     r["cpu"], r["nats_cpu"], r["gen_cpu"] = d.hv_cpu() - c0, d.nats_cpu() - n0, time.process_time() - me0
     r["frames"] = sh.frames - frames0
@@ -450,11 +467,12 @@ async def steady(d: Deployment, sz: dict, log) -> None:
     every = [max(xs) for xs in arrivals.values() if len(xs) >= alive]
     r["joins"], r["joins_complete"], r["alive"] = len(join_sent), len(every), alive
     r["missing"] = len(join_sent) * alive - len(per_delivery)
+    r["every"], r["per_delivery"] = every, per_delivery
     r["every_p99"], r["every_p50"] = pct(every, 99), pct(every, 50)
     r["deliv_p50"], r["deliv_p99"] = pct(per_delivery, 50), pct(per_delivery, 99)
     r["hb_sent"] = int(hb_rate * secs)
     log(
-        f"  {d.mode} steady {r['steady_secs']:.1f} s: join -> every dashboard p50 {r['every_p50']:.1f} ms p99 "
+        f"  {d.mode} steady {rep + 1}/{sz['reps']} {r['steady_secs']:.1f} s: join -> every dashboard p50 {r['every_p50']:.1f} ms p99 "
         f"{r['every_p99']:.1f} ms (per delivery p99 {r['deliv_p99']:.1f} ms; {r['joins_complete']}/{r['joins']} "
         f"joins at all {alive} dashboards); {r['frames']:,} roster frames delivered; hypivisor CPU {r['cpu']:.2f} s "
         f"= {1e6 * r['cpu'] / max(1, r['frames']):.1f} µs/event, NATS CPU {r['nats_cpu']:.2f} s, load generator "
@@ -714,8 +732,7 @@ async def run(smoke: bool, reps: int | None, log=print) -> list[Row]:
             gc.collect()
             gc.disable()  # no collector pauses in the instrument while it timestamps arrivals
             try:
-                single = await one_mode("single", sz, root, None, nats_pids, smoke, relay_reps, log)
-                cluster = await one_mode("cluster", sz, root, nats.urls, nats_pids, smoke, relay_reps, log)
+                single, cluster = await both_modes(sz, root, nats.urls, nats_pids, smoke, relay_reps, log)
             finally:
                 gc.enable()
         finally:
@@ -725,33 +742,73 @@ async def run(smoke: bool, reps: int | None, log=print) -> list[Row]:
     return rows(sz, single, cluster)
 
 
-async def one_mode(
-    mode: str, sz: dict, root: Path, nats_urls, nats_pids: list[int], smoke: bool, relay_reps: int, log
-) -> dict:
+async def deploy(mode: str, sz: dict, root: Path, nats_urls, nats_pids: list[int], log) -> Deployment:
     n = 3 if nats_urls else 1
     site = f"bench{os.getpid()}x{int(time.time()) % 100000}"
     ports, procs = await asyncio.to_thread(start_hvs, n, root / mode, nats_urls, site, sz["ttl"])
     d = Deployment(mode, ports, procs, nats_pids)
     try:
         await populate(d, sz, log)
-        await steady(d, sz, log)
-        if mode == "cluster":
-            d.r["relay"] = await relay(d, smoke, relay_reps, log)
-            await failover(d, sz, log)
-    finally:
+    except BaseException:
         d.close()
-    return d.r
+        raise
+    return d
+
+
+async def both_modes(
+    sz: dict, root: Path, nats_urls, nats_pids: list[int], smoke: bool, relay_reps: int, log
+) -> tuple[dict, dict]:
+    """Both deployments up at once; their steady phases take turns (single first in even reps, cluster first in odd
+    ones), so each cluster phase has a single-hypivisor phase measured right before or after it on the same
+    machine state; then the single one goes, and the cluster's relay and fail-over are measured."""
+    single = await deploy("single", sz, root, None, nats_pids, log)
+    try:
+        cluster = await deploy("cluster", sz, root, nats_urls, nats_pids, log)
+        try:
+            for rep in range(sz["reps"]):
+                for d in (single, cluster) if rep % 2 == 0 else (cluster, single):
+                    await steady(d, sz, log, rep)
+            single.close()
+            cluster.r["relay"] = await relay(cluster, smoke, relay_reps, log)
+            await failover(cluster, sz, log)
+        finally:
+            cluster.close()
+    finally:
+        single.close()
+    for d in (single, cluster):
+        d.r["steadies"] = d.steadies
+    return single.r, cluster.r
+
+
+def pooled(r: dict) -> dict:
+    """A mode's steady phases as one: sums, the join latencies of every phase together, and per phase its CPU per
+    delivered event (``per_event``, µs)."""
+    st = r["steadies"]
+    out = {k: sum(x[k] for x in st) for k in ("steady_secs", "cpu", "nats_cpu", "gen_cpu", "frames", "joins")}
+    out.update({k: sum(x[k] for x in st) for k in ("joins_complete", "missing", "hb_sent")})
+    out["alive"] = min(x["alive"] for x in st)
+    out["lag_max"] = max(x["lag_max"] for x in st)
+    every = [v for x in st for v in x["every"]]
+    per_delivery = [v for x in st for v in x["per_delivery"]]
+    out["every_p99"], out["every_p50"] = pct(every, 99), pct(every, 50)
+    out["deliv_p50"], out["deliv_p99"] = pct(per_delivery, 50), pct(per_delivery, 99)
+    out["per_event"] = [1e6 * x["cpu"] / max(1, x["frames"]) for x in st]
+    return {**r, **out}
 
 
 def rows(sz: dict, s: dict, c: dict) -> list[Row]:
     n, dash = sz["agents"], sz["dash"]
     notes = "; ".join
+    s, c = pooled(s), pooled(c)
 
     def per_event(r: dict, key: str = "cpu") -> float:
         return 1e6 * r[key] / max(1, r["frames"])
 
-    cpu_c, cpu_s = per_event(c), per_event(s)
-    cpu_ratio = cpu_c / cpu_s if cpu_s else float("nan")
+    # each cluster phase against the single-hypivisor phase next to it (same rep): the median of those ratios
+    cpu_ratios = pair_ratios(c["per_event"], s["per_event"])
+    cpu_c, cpu_s = median(c["per_event"]), median(s["per_event"])
+    cpu_ratio = median(cpu_ratios)
+    reps = len(cpu_ratios)
     p99 = c["every_p99"]
     fo = c["fo_time"]
     load = (
@@ -817,13 +874,18 @@ def rows(sz: dict, s: dict, c: dict) -> list[Row]:
             cpu_s,
             "<= 1.5x one hypivisor",
             met=cpu_ratio <= 1.5 if cpu_ratio == cpu_ratio else False,
+            reps=reps,
+            paired_ratio=cpu_ratio,
             note=notes(
-                [
+                x
+                for x in [
+                    ratios_note(f"{reps} steady phases per mode, taking turns; per-phase ratios", cpu_ratios, 2),
                     f"{c['frames']:,} events in {c['steady_secs']:.1f} s, CPU {c['cpu']:.2f} s "
                     f"(one hypivisor: {s['frames']:,} events, {s['cpu']:.2f} s)",
                     f"load generator CPU {c['gen_cpu']:.1f} s (one hypivisor {s['gen_cpu']:.1f} s)",
                     "NATS servers not included (next row)",
                 ]
+                if x
             ),
         ),
         Row(
@@ -835,7 +897,7 @@ def rows(sz: dict, s: dict, c: dict) -> list[Row]:
             cpu_s,
             note=f"{c['nats_cpu']:.2f} s of CPU; hypivisors + NATS together "
             f"{(per_event(c) + per_event(c, 'nats_cpu')) / cpu_s if cpu_s else float('nan'):.2f}x one hypivisor; "
-            f"the NATS servers' CPU in the single-hypivisor phase (idle, no client) {s['nats_cpu']:.2f} s",
+            f"the NATS servers' CPU in the single-hypivisor phases (the cluster idle meanwhile) {s['nats_cpu']:.2f} s",
         ),
     ]
     rel = c["relay"]

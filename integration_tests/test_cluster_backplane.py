@@ -594,6 +594,29 @@ async def test_a_roster_batch_a_hypivisor_missed_is_caught_up_from_the_bucket(ma
     print(f"\nmissed batch {dropped[0]} caught up {time.monotonic() - t0:.2f} s later (heartbeat {FEED_BEAT_S} s)")
 
 
+async def test_an_agent_registered_again_right_after_its_delete_is_shown_at_once(make: Factory) -> None:
+    """Lease liveness: an agent that deregisters and registers again under the same id (a restart) is a new
+    record, so its put goes out at once, not after the ``GATHER_S`` that a new session name waits, even while the
+    delete is not acked yet and this hypivisor's roster still shows the old record (specs/cluster.md §3)."""
+    if make.kind != "nats":  # type: ignore[attr-defined]
+        pytest.skip("the gathered puts are the NATS backplane's")
+    from hypivisor.cluster.nats_backplane import GATHER_S
+
+    a = await make(node=0, ttl_s=30.0, heartbeat_s=10.0, liveness="lease")
+    b = await make(node=1, ttl_s=30.0, heartbeat_s=10.0, liveness="lease")
+    k = key_of(a, "m1", "again")
+    record = {"id": "again", "status": "active", "session_name": "one"}
+    await a.register_agent(k, record)
+    await until(lambda: k in b.agents(), timeout=5, what="the agent on b")
+    await a.unregister_agent(k)  # its delete is published; no ack can have come back before the next line
+    assert k in a.agents(), "the delete's ack was applied already: the case is not tested"
+    t0 = time.monotonic()
+    await a.register_agent(k, {**record, "session_name": "two"})
+    assert k not in a._later, "the new record waits to be gathered"  # type: ignore[attr-defined]
+    await until(lambda: (b.agents().get(k) or {}).get("session_name") == "two", timeout=5, what="the new record on b")
+    print(f"\nregistered again -> on b after {1000 * (time.monotonic() - t0):.0f} ms (gathering: {GATHER_S} s)")
+
+
 async def test_agents_served_share_one_subscription_and_leave_nothing_behind(make: Factory) -> None:
     """Agents come and go all day, and a fleet fails over to one hypivisor at once: serving an agent costs no
     subscription of its own (one per hypivisor), and an agent let go leaves no handler behind (NATS)."""

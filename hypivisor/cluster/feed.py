@@ -70,3 +70,10 @@ class FeedOrder:
         self._seq.clear()
         self._tombs.clear()
         self._batches.clear()
+
+
+def gather_delay(now: float, period: float) -> float:
+    """Seconds from ``now`` (wall clock) to the next multiple of ``period`` (never 0): every hypivisor puts its
+    gathered changes at the same instants, so their batches reach each other hypivisor together (one wake-up
+    there, not one per owner)."""
+    return period - now % period

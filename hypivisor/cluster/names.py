@@ -13,10 +13,11 @@ Every name is built here so the NATS and in-process backplanes (and the simulati
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 SITE_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _KEEP = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+")  # a name that is its own token (most are): no byte to encode
 
 ROOT = "hp"
 AGENTS_BUCKET = "HP_AGENTS_{site}"  # key <machine>.<agent> -> agent record (the roster)
@@ -41,6 +42,8 @@ def token(name: str) -> str:
     """One subject/KV token for any non-empty string (reversible: :func:`untoken`)."""
     if not name:
         raise ValueError("an empty name has no token")
+    if _PLAIN.fullmatch(name):
+        return name
     out: list[str] = []
     for b in name.encode("utf-8", "surrogatepass"):
         out.append(chr(b) if b in _KEEP else f"={b:02X}")
@@ -48,6 +51,8 @@ def token(name: str) -> str:
 
 
 def untoken(tok: str) -> str:
+    if "=" not in tok and tok.isascii():
+        return tok  # nothing was encoded (a token holds only [A-Za-z0-9_-] and =XX)
     raw = bytearray()
     i = 0
     while i < len(tok):
@@ -65,12 +70,14 @@ def untoken(tok: str) -> str:
 MACHINE_TOKEN = "="
 
 
-@dataclass(frozen=True, order=True)
-class AgentKey:
+class AgentKey(NamedTuple):
     """Where an agent lives: its site, its machine and its id (the registry's node id).
 
     ``agent == ""`` is the machine's own record (:func:`machine_key`): what ``list_machines`` shows of a machine
-    whose service is connected to some hypivisor, kept alive by that hypivisor's lease like its agents."""
+    whose service is connected to some hypivisor, kept alive by that hypivisor's lease like its agents.
+
+    A named tuple: immutable, ordered by its fields, and hashed and compared in C (every roster change of the
+    cluster looks a key up several times)."""
 
     site: str
     machine: str

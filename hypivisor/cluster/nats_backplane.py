@@ -64,7 +64,8 @@ from hypivisor.cluster.backplane import (
     log,
     pending_approval,
 )
-from hypivisor.cluster.feed import FeedOrder
+from hypivisor.cluster.direct import subscribe_direct
+from hypivisor.cluster.feed import FeedOrder, gather_delay
 from hypivisor.cluster.names import (
     AGENTS_BUCKET,
     APPROVALS_BUCKET,
@@ -88,6 +89,7 @@ ATTN_IN_FLIGHT = 64  # attention items one hypivisor handles at once (a slow han
 WATCH_HEARTBEAT_S = 1.0
 PUT_CONFIRM_S = 3.0  # an own record put and not acknowledged (or seen in the watch) within this is put again
 GATHER_S = 0.1  # lease liveness: a put that keeps a record's owner and status waits this long for others
+BATCH_WAIT_S = 0.005  # an acked change waits this long at most for the other acks of its burst
 MAX_ACKS = 100_000  # puts and deletes awaiting the stream's ack (the oldest are forgotten: put again if need be)
 FEED_BEAT_S = 1.0  # an owner with no batch to publish says its last batch number this often (a gap shows by then)
 WINNER_READS = 40  # x 50 ms
@@ -141,6 +143,8 @@ class NatsBackplane(Backplane):
         self._batch_urgent = False
         self._later: dict[AgentKey, tuple[str, bytes, Record]] = {}  # puts gathered for the next burst
         self._later_handle: asyncio.Handle | None = None
+        self._deleting: dict[AgentKey, int] = {}  # a delete published, not yet acked: its ack number
+        self._ack_top = 0  # the number of the last put or delete published
         self._buffer: list[Any] | None = None  # batches that arrive while the bucket is read
         self._reading: asyncio.Task[None] | None = None
         self._read_again = False
@@ -240,9 +244,9 @@ class NatsBackplane(Backplane):
             # the feed first (batches arriving meanwhile wait), then the bucket: nothing falls between the two
             self._buffer = []
             for site in self._agents_kv:
-                self._watchers.append(await self.nc.subscribe(feed_subject(site, "*"), cb=self._on_batch))
+                self._watchers.append(await subscribe_direct(self.nc, feed_subject(site, "*"), self._on_batch))
             ack_prefix = self.nc.new_inbox()
-            self._watchers.append(await self.nc.subscribe(f"{ack_prefix}.*", cb=self._on_ack))
+            self._watchers.append(await subscribe_direct(self.nc, f"{ack_prefix}.*", self._on_ack))
             await self.nc.flush(timeout=2)
             self._ack_prefix = ack_prefix
         await self._read_roster(live=not lease)
@@ -408,19 +412,30 @@ class NatsBackplane(Backplane):
         if not self._ack_prefix:
             await self.nc.publish(subject, data)
             return
-        if not _urgent(self._roster.get(key), record):
+        # a delete of the key not yet acked: the record is gone, whatever the roster here still shows
+        previous = None if self._deleting.get(key) in self._acks else self._roster.get(key)
+        if not _urgent(previous, record):
             self._later[key] = (subject, data, record)
             if self._later_handle is None:
-                self._later_handle = asyncio.get_running_loop().call_later(GATHER_S, self._put_later)
+                self._later_handle = asyncio.get_running_loop().call_later(
+                    gather_delay(time.time(), GATHER_S), self._put_later
+                )
             return
         self._later.pop(key, None)
         await self._publish_acked(key, subject, data, record)
 
     async def _publish_acked(self, key: AgentKey, subject: str, data: bytes, record: Record | None) -> None:
-        n = next(self._ack_n)
+        n = self._ack_top = next(self._ack_n)
         self._acks[n] = (key, data if record is not None else None, record)
+        if record is None:
+            self._deleting[key] = n
+        else:
+            self._deleting.pop(key, None)
         while len(self._acks) > MAX_ACKS:  # acks that never came (a stream without a leader answers nothing)
-            del self._acks[next(iter(self._acks))]
+            old = next(iter(self._acks))
+            old_key = self._acks.pop(old)[0]
+            if self._deleting.get(old_key) == old:
+                del self._deleting[old_key]
         headers = None if record is not None else {KV_OP: "DEL"}
         try:
             await self.nc.publish(subject, data, reply=f"{self._ack_prefix}.{n}", headers=headers)
@@ -431,21 +446,29 @@ class NatsBackplane(Backplane):
     def _put_later(self) -> None:
         self._later_handle = None
         later, self._later = self._later, {}
-        for key, (subject, data, record) in later.items():
-            if self._owned.get(key) is record:  # still what this hypivisor holds for it
-                self._spawn(self._publish_acked(key, subject, data, record))
+        burst = [(key, *put) for key, put in later.items() if self._owned.get(key) is put[2]]  # still held here
+        if burst:
+            self._spawn(self._publish_burst(burst))
+
+    async def _publish_burst(self, burst: list[tuple[AgentKey, str, bytes, Record]]) -> None:
+        """The gathered puts, in order, from one task (one write to the server for all of them)."""
+        for key, subject, data, record in burst:
+            await self._publish_acked(key, subject, data, record)
 
     def _spawn(self, aw: Any) -> None:
         task = asyncio.ensure_future(aw)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _on_ack(self, msg: Any) -> None:
+    def _on_ack(self, msg: Any) -> None:
         """The stream took (or refused) one of this hypivisor's puts or deletes: applied here, and queued for the
         feed with its stream sequence. A refusal or an unreadable ack leaves the put unconfirmed (put again)."""
-        entry = self._acks.pop(int(msg.subject.rsplit(".", 1)[1]), None)
+        n = int(msg.subject.rsplit(".", 1)[1])
+        entry = self._acks.pop(n, None)
         if entry is None:
             return
+        if self._deleting.get(entry[0]) == n:
+            del self._deleting[entry[0]]
         try:
             seq = int(orjson.loads(msg.data)["seq"])
         except (ValueError, KeyError, TypeError):
@@ -467,8 +490,12 @@ class NatsBackplane(Backplane):
                 self._batch_handle.cancel()
             self._batch_urgent = True
             self._batch_handle = loop.call_soon(self._flush_batch)
-        elif self._batch_handle is None:  # the acks of a burst arrive together: one batch for all of them
-            self._batch_handle = loop.call_later(0.005, self._flush_batch)
+        elif n == self._ack_top:  # the last put's ack (a burst's acks come in order): the batch goes now
+            if self._batch_handle is not None:
+                self._batch_handle.cancel()
+            self._batch_handle = loop.call_soon(self._flush_batch)
+        elif self._batch_handle is None:  # more acks to come: they join this batch unless they are late
+            self._batch_handle = loop.call_later(BATCH_WAIT_S, self._flush_batch)
 
     def _flush_batch(self) -> None:
         self._batch_handle = None
@@ -492,7 +519,7 @@ class NatsBackplane(Backplane):
             if loop.time() - self._batch_at >= FEED_BEAT_S and self.nc is not None and not self.nc.is_closed:
                 self._publish_batch(b"")
 
-    async def _on_batch(self, msg: Any) -> None:
+    def _on_batch(self, msg: Any) -> None:
         if self._buffer is not None:
             self._buffer.append(msg)
         else:

@@ -61,3 +61,15 @@ def test_a_heartbeat_first_sets_the_start_and_owners_are_independent() -> None:
     assert f.batch("hv-a", 9, heartbeat=False) == "next"
     f.clear()
     assert f.batch("hv-b", 5, heartbeat=False) == "next" and f.newer(A, 1)
+
+
+def test_gathered_puts_go_out_on_the_same_wall_clock_ticks_everywhere() -> None:
+    from hypivisor.cluster.feed import gather_delay
+
+    for now in (1000.0, 1000.01, 1000.0999, 1765000000.123456):
+        d = gather_delay(now, 0.1)
+        assert 0 < d <= 0.1 + 1e-9
+        tick = (now + d) / 0.1
+        assert abs(tick - round(tick)) < 1e-6, (now, d)  # lands on a multiple of the period
+    # two hypivisors that start gathering at different moments of one tick put together
+    assert abs((1000.013 + gather_delay(1000.013, 0.1)) - (1000.087 + gather_delay(1000.087, 0.1))) < 1e-9
