@@ -451,9 +451,17 @@ class NatsBackplane(Backplane):
             self._spawn(self._publish_burst(burst))
 
     async def _publish_burst(self, burst: list[tuple[AgentKey, str, bytes, Record]]) -> None:
-        """The gathered puts, in order, from one task (one write to the server for all of them)."""
+        """The gathered puts, in order, from one task (one write to the server for all of them). One that cannot be
+        published (the connection lost) stays unconfirmed and is put again (``PUT_CONFIRM_S``); the others go on."""
+        failed = 0
         for key, subject, data, record in burst:
-            await self._publish_acked(key, subject, data, record)
+            try:
+                await self._publish_acked(key, subject, data, record)
+            except Exception as e:  # noqa: BLE001 - put again by the heartbeat loop
+                failed += 1
+                error = f"{type(e).__name__}: {e}"[:300]
+        if failed:
+            log.warning("cluster_put_failed", puts=failed, error=error)
 
     def _spawn(self, aw: Any) -> None:
         task = asyncio.ensure_future(aw)
