@@ -176,7 +176,8 @@ def test_inspector_changes_policy_and_rules(dash_hv, agents, page_factory):
     a.push({"type": "approval_policy", "policy": "all", "rules": [{"tool": "bash", "prefix": "git status"}]})
     a.update(approval_policy="all")
     page.wait_for_selector("[data-node-id='n-pol'] >> text=asks: all")
-    assert page.get_by_test_id("policy-select").input_value() == "all"
+    # the card hears it through the registry, the inspector through the agent's link: two connections, either first
+    wait_until(lambda: page.get_by_test_id("policy-select").input_value() == "all", 5, what="the reported policy")
 
     page.get_by_label("Rule tool").fill("bash")
     page.get_by_label("Rule command prefix").fill("npm test")
