@@ -784,8 +784,8 @@ def pooled(r: dict) -> dict:
     """A mode's steady phases as one: sums, the join latencies of every phase together, and per phase its CPU per
     delivered event (``per_event``, µs)."""
     st = r["steadies"]
-    out = {k: sum(x[k] for x in st) for k in ("steady_secs", "cpu", "nats_cpu", "gen_cpu", "frames", "joins")}
-    out.update({k: sum(x[k] for x in st) for k in ("joins_complete", "missing", "hb_sent")})
+    summed = ("steady_secs", "cpu", "nats_cpu", "gen_cpu", "frames", "joins", "joins_complete", "missing", "hb_sent")
+    out = {k: sum(x[k] for x in st) for k in summed}
     out["alive"] = min(x["alive"] for x in st)
     out["lag_max"] = max(x["lag_max"] for x in st)
     every = [v for x in st for v in x["every"]]

@@ -8,7 +8,7 @@ that calls the handler in ``put_nowait``. A handler that raises is logged; the s
 
 This relies on how the pinned ``nats-py`` (2.16) delivers a message to a subscription without a callback:
 ``Client._process_msg`` adds the message's size to ``_pending_size`` and calls ``_pending_queue.put_nowait``.
-``hypivisor/tests/test_cluster_direct.py`` checks it against a real ``nats-server``.
+``integration_tests/test_cluster_direct.py`` checks it against a real ``nats-server``.
 """
 
 from __future__ import annotations

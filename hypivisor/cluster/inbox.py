@@ -143,20 +143,10 @@ class ClusterInbox:
         log.info("cluster inbox ready", items=len(self.view), devices=len(self.service.push.devices))
 
     async def _settled(self, call: Callable[[], Awaitable[Any]], step: str) -> Any:
-        """One JetStream call of the start, tried again (0.5 s apart, within the start timeout) while the cluster
-        cannot answer it yet: a stream or the meta layer electing a leader, a new bucket's replicas waiting for a
-        server that is away (one of three restarting, or a fresh cluster settling)."""
-        import nats.errors
-        import nats.js.errors
+        """One JetStream call of the start, tried again within the start timeout while the cluster settles."""
+        from hypivisor.cluster.nats_backplane import settled
 
-        while True:
-            try:
-                return await call()
-            except (nats.js.errors.Error, nats.errors.TimeoutError) as exc:
-                if time.monotonic() >= self._start_deadline:
-                    raise
-                log.warning("cluster_start_retry", step=step, error=f"{type(exc).__name__}: {exc}"[:300])
-                await asyncio.sleep(0.5)
+        return await settled(call, step, self._start_deadline)
 
     async def close(self) -> None:
         push = self.service.push

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -687,21 +687,18 @@ class NatsBackplane(Backplane):
                 return
             listener(AgentKey(site, machine, agent), approval, record)
 
-        # at start, like the other JetStream steps of it: retried while the stream elects a leader (a server away)
-        deadline = time.monotonic() + self.nsettings.start_timeout_s
-        while True:
+        async def watch() -> None:
             made = len(self._watchers)
             try:
                 await self._watch(APPROVALS_BUCKET.format(site=site), on_entry)
-                return
-            except (nats.js.errors.Error, nats.errors.TimeoutError) as e:
+            except (nats.js.errors.Error, nats.errors.TimeoutError):
                 for sub in self._watchers[made:]:  # a half-made watch of this try never forwards anything twice
                     await bounded(sub.unsubscribe(), 2)
                 del self._watchers[made:]
-                if time.monotonic() >= deadline:
-                    raise
-                log.warning("cluster_start_retry", step="approvals", error=f"{type(e).__name__}: {e}"[:300])
-                await asyncio.sleep(0.5)
+                raise
+
+        # at start, like the other JetStream steps of it: retried while the stream elects a leader (a server away)
+        await settled(watch, "approvals", time.monotonic() + self.nsettings.start_timeout_s)
 
     async def decide_approval(self, key: AgentKey, approval_id: str, decision: Record) -> Record:
         entry = await self._get_approval_entry(key, approval_id)
@@ -864,6 +861,20 @@ class NatsBackplane(Backplane):
         except nats.errors.TimeoutError:
             raise RequestTimeout(f"{what} did not answer within {timeout} s") from None
         return bytes(msg.data)
+
+
+async def settled(call: Callable[[], Awaitable[Any]], step: str, deadline: float) -> Any:
+    """One JetStream call of a hypivisor's start, tried again (0.5 s apart, until ``deadline`` on the monotonic
+    clock) while the cluster cannot answer it yet: a stream or the meta layer electing a leader, a new bucket's
+    replicas waiting for a server that is away (one of three restarting, or a fresh cluster settling)."""
+    while True:
+        try:
+            return await call()
+        except (nats.js.errors.Error, nats.errors.TimeoutError) as exc:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("cluster_start_retry", step=step, error=f"{type(exc).__name__}: {exc}"[:300])
+            await asyncio.sleep(0.5)
 
 
 def _record_subject(key: AgentKey) -> str:
