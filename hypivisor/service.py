@@ -164,19 +164,27 @@ class Service:
         if events:
             self._snapshot = None  # the roster changed: the next init / list_nodes rebuilds it
             self._forget_json(events)
-            self.hub.publish(events + self.machines.book.node_events(events))
-            if self.cluster is not None:
+            if self.cluster is None:
+                self.hub.publish(events + self.machines.book.node_events(events))
+            else:  # cluster mode: quiet changes reach the dashboards on the cluster's tick (specs/cluster.md §3)
+                self.show_local(self.cluster.shown_now(events))
                 self.cluster.local_events(events)
             gone = [e for e in events if isinstance(e, NodeRemovedEvent)]
             for event in gone:  # the inbox hears who left (their live items end; unread output stays as an item)
                 self.hub.publish(self.attention.node_left(event.id, event.reason, time.time()))
 
-    def remote_roster_changed(self, events: list[BaseModel]) -> None:
+    def show_local(self, events: list[BaseModel]) -> None:
+        """The registry's events to this hypivisor's dashboards (with the machines' counts they change)."""
+        if events:
+            self.hub.publish(events + self.machines.book.node_events(events))
+
+    def remote_roster_changed(self, events: list[BaseModel], quiet: bool = False) -> None:
         """Cluster mode: another hypivisor's agents changed (its registry decided; this one only shows them). The
-        machine book counts them too: every machine's ``agents`` is the whole roster's."""
+        machine book counts them too: every machine's ``agents`` is the whole roster's. ``quiet``: the events only
+        change quiet fields (shown on the cluster's tick, specs/cluster.md §3)."""
         self._snapshot = None
         self._forget_json(events)
-        self.hub.publish(events + self.machines.book.node_events(events))
+        self.show_local(self.cluster.shown_now(events, quiet))
 
     def _forget_json(self, events: list[BaseModel]) -> None:
         for event in events:

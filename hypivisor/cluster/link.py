@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +43,11 @@ from pydantic import BaseModel
 from hypivisor import dialback
 from hypivisor.cluster.approvals import ApprovalsLink
 from hypivisor.cluster.backplane import AgentChange, Backplane, BackplaneError, bounded
+from hypivisor.cluster.feed import GATHER_S, SHOW_AFTER_S, gather_delay
 from hypivisor.cluster.machines import ClusterMachines
 from hypivisor.cluster.mirror import RemoteAgent, RemoteRoster
 from hypivisor.cluster.names import AgentKey, check_site, token
+from hypivisor.cluster.quiet import QuietHold
 from hypivisor.cluster.writer import LatestWriter
 from pi_socket import oplog
 from pi_socket.hypivisors import HypivisorListError, check_url
@@ -153,6 +156,8 @@ class ClusterLink:
             self._write, "cluster-writer"
         )
         self.approvals = ApprovalsLink(service, backplane, self.site)
+        self.quiet = QuietHold()  # quiet roster changes (own and others'), shown here once per tick of the cluster
+        self._quiet_handle: asyncio.TimerHandle | None = None
 
     @property
     def hv_id(self) -> str:
@@ -172,12 +177,30 @@ class ClusterLink:
 
     async def close(self) -> None:
         """A clean stop: this hypivisor's records and lease are deleted (its agents reconnect elsewhere)."""
+        if self._quiet_handle is not None:
+            self._quiet_handle.cancel()
+            self._quiet_handle = None
         await bounded(self._writes.close(), 1.0)
         await bounded(self.machines.close(), 1.0)
         await bounded(self.approvals.close(), 1.0)
         await bounded(self.backplane.close(deregister=True), CLOSE_S)
 
-    # -- own agents → the backplane ---------------------------------------------------------------------------
+    # -- own agents → this hypivisor's dashboards and the backplane ------------------------------------------------
+    def shown_now(self, events: list[BaseModel], quiet: bool = True) -> list[BaseModel]:
+        """Roster events to show this hypivisor's dashboards now; the quiet ones (a ``node_updated`` keeping owner
+        and status: every one the registry makes, ``quiet`` says so for another hypivisor's) are held until just
+        after the cluster's next tick, when the owners' batches of that tick are in (§3)."""
+        now = self.quiet.hold(events, quiet)
+        if len(self.quiet) and self._quiet_handle is None:
+            self._quiet_handle = asyncio.get_running_loop().call_later(
+                gather_delay(time.time(), GATHER_S, SHOW_AFTER_S), self._show_quiet
+            )
+        return now
+
+    def _show_quiet(self) -> None:
+        self._quiet_handle = None
+        self.service.show_local(self.quiet.release())
+
     def local_events(self, events: list[BaseModel]) -> None:
         """The registry's events (as published to this hypivisor's dashboards) → record writes, in order."""
         for event in events:
@@ -308,9 +331,12 @@ class ClusterLink:
 
     # -- the other hypivisors' agents → this hypivisor's dashboards ----------------------------------------------
     def _on_change(self, change: AgentChange) -> None:
+        previous = self.mirror.get(change.key.agent)
         events = self._apply(change)
         if events:
-            self.service.remote_roster_changed(events)
+            # a node_updated keeping the owner and status shown is quiet: it waits for the tick with the others
+            quiet = previous is not None and _keeps_owner_and_status(previous.node, events)
+            self.service.remote_roster_changed(events, quiet)
 
     def _apply(self, change: AgentChange) -> list[BaseModel]:
         if change.key.is_machine:  # a machine's record, not an agent's
@@ -353,6 +379,13 @@ class ClusterLink:
         if not isinstance(host, str) or not isinstance(port, int) or not 0 < port < 65536:
             raise BackplaneError("the owner answered no agent proxy address")
         return host, port
+
+
+def _keeps_owner_and_status(previous: NodeInfo, events: list[BaseModel]) -> bool:
+    return all(
+        isinstance(e, NodeUpdatedEvent) and e.node.hv == previous.hv and e.node.status == previous.status
+        for e in events
+    )
 
 
 async def start_link(service: Service, config: Any, env: Mapping[str, str]) -> ClusterLink:

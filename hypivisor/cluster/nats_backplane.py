@@ -65,7 +65,7 @@ from hypivisor.cluster.backplane import (
     pending_approval,
 )
 from hypivisor.cluster.direct import subscribe_direct
-from hypivisor.cluster.feed import FeedOrder, gather_delay
+from hypivisor.cluster.feed import GATHER_S, FeedOrder, gather_delay
 from hypivisor.cluster.names import (
     AGENTS_BUCKET,
     APPROVALS_BUCKET,
@@ -88,8 +88,8 @@ ATTN_MAX_DELIVER = 5
 ATTN_IN_FLIGHT = 64  # attention items one hypivisor handles at once (a slow handler holds up only its own item)
 WATCH_HEARTBEAT_S = 1.0
 PUT_CONFIRM_S = 3.0  # an own record put and not acknowledged (or seen in the watch) within this is put again
-GATHER_S = 0.1  # lease liveness: a put that keeps a record's owner and status waits this long for others
 BATCH_WAIT_S = 0.005  # an acked change waits this long at most for the other acks of its burst
+SOON_S = 0.005  # a change every dashboard should see at once (a join, a status, a delete) waits this long for others
 MAX_ACKS = 100_000  # puts and deletes awaiting the stream's ack (the oldest are forgotten: put again if need be)
 FEED_BEAT_S = 1.0  # an owner with no batch to publish says its last batch number this often (a gap shows by then)
 WINNER_READS = 40  # x 50 ms
@@ -143,6 +143,10 @@ class NatsBackplane(Backplane):
         self._batch_urgent = False
         self._later: dict[AgentKey, tuple[str, bytes, Record]] = {}  # puts gathered for the next burst
         self._later_handle: asyncio.Handle | None = None
+        # changes to show at once (record None: a delete), gathered for SOON_S: the latest per key, in the order of
+        # the latest changes (a delete and the register after it, a fleet failing over: one burst, one batch)
+        self._soon: dict[AgentKey, tuple[str, bytes, Record | None]] = {}
+        self._soon_handle: asyncio.Handle | None = None
         self._deleting: dict[AgentKey, int] = {}  # a delete published, not yet acked: its ack number
         self._ack_top = 0  # the number of the last put or delete published
         self._buffer: list[Any] | None = None  # batches that arrive while the bucket is read
@@ -383,9 +387,11 @@ class NatsBackplane(Backplane):
     async def _close(self) -> None:
         """Bounded whatever the client does: a step that does not finish in time is abandoned (nats-py's drain, for
         one, swallows cancellation and then flushes)."""
-        for handle in (self._later_handle, self._batch_handle):
+        for handle in (self._later_handle, self._soon_handle, self._batch_handle):
             if handle is not None:
                 handle.cancel()
+        if self._soon and self.nc is not None and not self.nc.is_closed:
+            await bounded(self._publish_burst(self._take_soon()), 2)
         for task in (*self._consumers, *self._tasks, *([self._reading] if self._reading is not None else [])):
             task.cancel()
         await bounded(asyncio.gather(*self._consumers, return_exceptions=True), 2)
@@ -414,7 +420,7 @@ class NatsBackplane(Backplane):
             return
         # a delete of the key not yet acked: the record is gone, whatever the roster here still shows
         previous = None if self._deleting.get(key) in self._acks else self._roster.get(key)
-        if not _urgent(previous, record):
+        if key not in self._soon and not _urgent(previous, record):
             self._later[key] = (subject, data, record)
             if self._later_handle is None:
                 self._later_handle = asyncio.get_running_loop().call_later(
@@ -422,7 +428,25 @@ class NatsBackplane(Backplane):
                 )
             return
         self._later.pop(key, None)
-        await self._publish_acked(key, subject, data, record)
+        self._put_soon(key, subject, data, record)
+
+    def _put_soon(self, key: AgentKey, subject: str, data: bytes, record: Record | None) -> None:
+        """A change to show at once, out within ``SOON_S`` with any other of that moment (a later change of the same
+        key replaces it: puts after it are gathered here too, so they never overtake it)."""
+        self._soon.pop(key, None)
+        self._soon[key] = (subject, data, record)
+        if self._soon_handle is None:
+            self._soon_handle = asyncio.get_running_loop().call_later(SOON_S, self._put_soon_now)
+
+    def _take_soon(self) -> list[tuple[AgentKey, str, bytes, Record | None]]:
+        """The gathered changes: deletes, and puts of records still held here (not let go meanwhile)."""
+        soon, self._soon = self._soon, {}
+        return [(key, *change) for key, change in soon.items() if change[2] is None or self._owned.get(key) is change[2]]
+
+    def _put_soon_now(self) -> None:
+        self._soon_handle = None
+        if self._soon:
+            self._spawn(self._publish_burst(self._take_soon()))
 
     async def _publish_acked(self, key: AgentKey, subject: str, data: bytes, record: Record | None) -> None:
         n = self._ack_top = next(self._ack_n)
@@ -450,7 +474,7 @@ class NatsBackplane(Backplane):
         if burst:
             self._spawn(self._publish_burst(burst))
 
-    async def _publish_burst(self, burst: list[tuple[AgentKey, str, bytes, Record]]) -> None:
+    async def _publish_burst(self, burst: list[tuple[AgentKey, str, bytes, Record | None]]) -> None:
         """The gathered puts, in order, from one task (one write to the server for all of them). One that cannot be
         published (the connection lost) stays unconfirmed and is put again (``PUT_CONFIRM_S``); the others go on."""
         failed = 0
@@ -625,7 +649,11 @@ class NatsBackplane(Backplane):
         self._sent.pop(key, None)
         self._later.pop(key, None)
         if self._ack_prefix:
-            await self._publish_acked(key, _record_subject(key), b"", None)
+            if self._closed:  # a clean stop deletes its records now
+                self._soon.pop(key, None)
+                await self._publish_acked(key, _record_subject(key), b"", None)
+            else:
+                self._put_soon(key, _record_subject(key), b"", None)
             return
         await self._agents_kv[key.site].delete(key.kv_key)
 
