@@ -20,8 +20,10 @@ from typing import Literal
 
 from hypivisor.cluster.names import AgentKey
 
-GATHER_S = 0.1  # lease liveness: a change that keeps a record's owner and status waits for the next multiple of this
-SHOW_AFTER_S = 0.02  # quiet changes are shown this long after each tick: the owners' batches of the tick are in
+# lease liveness: a change that keeps a record's owner and status (a session name, activity, counts) waits for the
+# next multiple of this (wall clock) to go out with the others, and every hypivisor shows the quiet changes it holds
+# at those instants (hypivisor/cluster/quiet.py)
+GATHER_S = 0.25
 MAX_TOMBS = 200_000  # deleted keys whose sequence is kept (an older put of one arriving late is refused)
 
 Heard = Literal["next", "seen", "gap"]
@@ -74,9 +76,8 @@ class FeedOrder:
         self._batches.clear()
 
 
-def gather_delay(now: float, period: float, after: float = 0.0) -> float:
-    """Seconds from ``now`` (wall clock) to the next multiple of ``period``, plus ``after`` (never 0): every
-    hypivisor puts its gathered changes at the same instants, so their batches reach each other hypivisor together
-    (one wake-up there, not one per owner), and shows the quiet changes it holds ``after`` that (the owners' batches
-    are in by then)."""
-    return period - (now - after) % period
+def gather_delay(now: float, period: float) -> float:
+    """Seconds from ``now`` (wall clock) to the next multiple of ``period`` (never 0): every hypivisor puts its
+    gathered changes at the same instants, so their batches reach each other hypivisor together (one wake-up
+    there, not one per owner), and shows the quiet changes it holds at those instants too (one wake-up for both)."""
+    return period - now % period

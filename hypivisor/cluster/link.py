@@ -43,7 +43,7 @@ from pydantic import BaseModel
 from hypivisor import dialback
 from hypivisor.cluster.approvals import ApprovalsLink
 from hypivisor.cluster.backplane import AgentChange, Backplane, BackplaneError, bounded
-from hypivisor.cluster.feed import GATHER_S, SHOW_AFTER_S, gather_delay
+from hypivisor.cluster.feed import GATHER_S, gather_delay
 from hypivisor.cluster.machines import ClusterMachines
 from hypivisor.cluster.mirror import RemoteAgent, RemoteRoster
 from hypivisor.cluster.names import AgentKey, check_site, token
@@ -188,12 +188,12 @@ class ClusterLink:
     # -- own agents → this hypivisor's dashboards and the backplane ------------------------------------------------
     def shown_now(self, events: list[BaseModel], quiet: bool = True) -> list[BaseModel]:
         """Roster events to show this hypivisor's dashboards now; the quiet ones (a ``node_updated`` keeping owner
-        and status: every one the registry makes, ``quiet`` says so for another hypivisor's) are held until just
-        after the cluster's next tick, when the owners' batches of that tick are in (§3)."""
+        and status: every one the registry makes, ``quiet`` says so for another hypivisor's) are held until the
+        cluster's next tick, when this hypivisor also puts its own gathered changes (one wake-up for both, §3)."""
         now = self.quiet.hold(events, quiet)
         if len(self.quiet) and self._quiet_handle is None:
             self._quiet_handle = asyncio.get_running_loop().call_later(
-                gather_delay(time.time(), GATHER_S, SHOW_AFTER_S), self._show_quiet
+                gather_delay(time.time(), GATHER_S), self._show_quiet
             )
         return now
 

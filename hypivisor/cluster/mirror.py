@@ -65,7 +65,7 @@ class RemoteRoster:
                 del self._agents[node_id]
             return []
         try:
-            node = NodeInfo.model_validate({**record, "hv": hv})
+            node = NodeInfo.model_validate(record)  # ``hv`` is the record's own (checked above)
         except ValidationError:
             self.refused += 1
             return []
@@ -73,14 +73,15 @@ class RemoteRoster:
             self.refused += 1
             return []
         self._agents[node_id] = RemoteAgent(node=node, hv=hv, machine=machine, record=record)
-        # the mirror never changes a node it holds (each put is a new one), so an event may carry it as it is
+        # the mirror never changes a node it holds (each put is a new one), so an event may carry it as it is (a
+        # node just validated: the event is built without validating it again)
         if previous is None:
-            return [NodeJoinedEvent(node=node)]
+            return [NodeJoinedEvent.model_construct(node=node)]
         if _same(previous, record):
             return []
         if node.status == "offline" and previous.node.status != "offline":
             return [NodeOfflineEvent(id=node_id)]
-        return [NodeUpdatedEvent(node=node)]
+        return [NodeUpdatedEvent.model_construct(node=node)]
 
     def drop_hv(self, hv: str) -> list[BaseModel]:
         """Every agent of ``hv`` leaves (used when its lease is known gone before the store says so)."""

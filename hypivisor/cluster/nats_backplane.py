@@ -441,7 +441,9 @@ class NatsBackplane(Backplane):
     def _take_soon(self) -> list[tuple[AgentKey, str, bytes, Record | None]]:
         """The gathered changes: deletes, and puts of records still held here (not let go meanwhile)."""
         soon, self._soon = self._soon, {}
-        return [(key, *change) for key, change in soon.items() if change[2] is None or self._owned.get(key) is change[2]]
+        return [
+            (key, *change) for key, change in soon.items() if change[2] is None or self._owned.get(key) is change[2]
+        ]
 
     def _put_soon_now(self) -> None:
         self._soon_handle = None

@@ -4,10 +4,11 @@
 A quiet change is a ``node_updated`` that keeps the node's owner and status (session name, activity, unread count,
 budget, tmux session). The registry's own ``node_updated`` only ever is one (a join, a new owner or a status change
 is ``node_joined``, ``node_offline`` or ``node_removed``); another hypivisor's is one when its owner and status are
-the ones shown. The owners send such changes to each other in batches on the wall clock's multiples of
-``GATHER_S``; holding them here (own and received) until a moment just after that tick shows every dashboard of the
-cluster the change at about the same instant, with one write per dashboard per tick for all of them instead of one
-per change and per owner's batch.
+the ones shown. The owners put such changes on the wall clock's multiples of ``GATHER_S`` and send them to each
+other in batches once stored; holding them here (own and received) until the next of those ticks gives each
+dashboard one write per tick for all of them, instead of one per change and per owner's batch, and costs no
+wake-up of its own (the hypivisor puts its gathered changes at that instant too). An own change is shown within
+``GATHER_S``, another hypivisor's within twice that.
 
 A held update is the node's latest (a later one replaces it). Any other event of the same node releases it first,
 so a dashboard never sees a node's events out of order (an update, then the node going offline).

@@ -51,3 +51,65 @@ def test_an_update_the_caller_does_not_call_quiet_goes_out_at_once_after_the_hel
     out = q.hold([moved], quiet=False)
     assert [e.node.session_name for e in out] == ["one", "one"] and out[1] is moved
     assert q.release() == []
+
+
+async def test_a_hypivisor_shows_quiet_roster_changes_on_the_clusters_tick_and_the_rest_at_once(tmp_path) -> None:
+    """Service + ClusterLink (in-process backplane): a join shows at once; an own agent's rename and another
+    hypivisor's rename wait for the next tick (the latest of each); the other hypivisor's agent going offline shows
+    its held rename first, then the offline, at once. Without ``--nats`` nothing is held."""
+    import asyncio
+    import time
+
+    from hypivisor.cluster.backplane import AgentChange, InProcessBackplane, Settings
+    from hypivisor.cluster.feed import GATHER_S
+    from hypivisor.cluster.link import ClusterLink
+    from hypivisor.cluster.names import AgentKey
+    from hypivisor.config import Config
+    from hypivisor.service import Service
+    from pi_socket.protocol import HeartbeatParams, RegisterParams
+
+    def make(cluster: bool) -> tuple[Service, list[tuple[float, object]]]:
+        service = Service(
+            Config(host="127.0.0.1", port=1, dashboard_dir=tmp_path / "none"), env={"HOME": str(tmp_path)}
+        )
+        if cluster:
+            service.cluster = ClusterLink(
+                service, InProcessBackplane(Settings("hv-b", "main", liveness="lease")), "127.0.0.1", 1
+            )
+        sent: list[tuple[float, object]] = []
+        service.hub.publish = lambda events: sent.extend((time.time(), e) for e in events)  # the dashboards' view
+        return service, sent
+
+    def roster(sent: list) -> list[tuple[str, str]]:
+        return [(e.event, getattr(e, "node", e).id) for _, e in sent if e.event.startswith("node_")]
+
+    service, sent = make(cluster=True)
+    link = service.cluster
+    service.publish(service.registry.register(RegisterParams(id="own", machine="m", cwd="/w", port=4000), "c",
+                                              "127.0.0.1", 1.0)[2])  # fmt: skip
+    other = {"id": "far", "machine": "m2", "cwd": "/x", "port": 1, "status": "active", "last_seen": 1.0, "hv": "hv-a"}
+    key = AgentKey("main", "m2", "far")
+    link._on_change(AgentChange("put", key, other, 1))
+    assert roster(sent) == [("node_joined", "own"), ("node_joined", "far")]  # joins at once
+    sent.clear()
+    t0 = time.time()
+    tick = t0 - t0 % GATHER_S + GATHER_S
+    for name in ("one", "two"):
+        service.publish(service.registry.heartbeat(HeartbeatParams(id="own", session_name=name), "c", 2.0))
+        link._on_change(AgentChange("put", key, {**other, "session_name": f"far-{name}"}, 2 if name == "one" else 3))
+    assert sent == [] and len(link.quiet) == 2  # held
+    await asyncio.sleep(tick - time.time() + 0.2)
+    assert roster(sent) == [("node_updated", "own"), ("node_updated", "far")]
+    assert [e.node.session_name for _, e in sent] == ["two", "far-two"]  # the latest of each
+    assert all(at >= tick - 0.002 for at, _ in sent), (tick, [at for at, _ in sent])  # not before the tick
+    sent.clear()
+    link._on_change(AgentChange("put", key, {**other, "session_name": "far-three"}, 4))
+    link._on_change(AgentChange("put", key, {**other, "session_name": "far-three", "status": "offline"}, 5))
+    assert roster(sent) == [("node_updated", "far"), ("node_offline", "far")]  # in order, at once
+    await link.close()
+
+    single, sent = make(cluster=False)
+    single.publish(single.registry.register(RegisterParams(id="own", machine="m", cwd="/w", port=4000), "c",
+                                            "127.0.0.1", 1.0)[2])  # fmt: skip
+    single.publish(single.registry.heartbeat(HeartbeatParams(id="own", session_name="now"), "c", 2.0))
+    assert roster(sent) == [("node_joined", "own"), ("node_updated", "own")]  # one process: nothing held
