@@ -53,6 +53,7 @@ log = structlog.get_logger(part="approvals")
 Record = dict[str, Any]
 MAX_FORWARDED = 10_000  # forwarded decisions remembered (an approval forgets its entry when it ends)
 MAX_LEDGER = 10_000  # one process: decisions remembered per approval (oldest dropped first)
+RECORD_WAIT_S = 1.0  # a decision for an approval the card shows pending waits this long for its record
 MAX_QUEUE = 10_000  # cluster: record writes waiting (beyond: dropped with a warning; the next report retries opens)
 RESOLVED = "resolved"  # the decision of a record whose approval ended without an outcome the bridge reported
 SHELL_TOOLS = ("bash", "powershell")
@@ -392,6 +393,21 @@ class ApprovalsLink:
                 self.book.forwarded(key.agent, approval_id)
 
     # -- decide_approval on this hypivisor -------------------------------------------------------------------------
+    async def _decide_when_recorded(self, key: Any, approval_id: str, decision: Record, pending: int) -> Record:
+        """The owner writes an approval's record from the agent's report, beside its roster record: a dashboard may
+        see the card's pending approval a moment before the record is there. While the card says one is pending,
+        an unknown approval is tried again for up to ``RECORD_WAIT_S`` before it is "not yet recorded"."""
+        from hypivisor.cluster.backplane import ApprovalUnknown
+
+        deadline = time.monotonic() + (RECORD_WAIT_S if pending else 0.0)
+        while True:
+            try:
+                return await self.backplane.decide_approval(key, approval_id, decision)
+            except ApprovalUnknown:
+                if time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(0.05)
+
     async def decide(self, params: DecideApprovalParams) -> dict[str, Any]:
         from hypivisor.cluster.backplane import ApprovalConflict, ApprovalUnknown, BackplaneError
         from hypivisor.cluster.names import AgentKey
@@ -414,7 +430,7 @@ class ApprovalsLink:
             raise _fail(ErrorCode.INVALID_PARAMS, f"decision not applied: {problem}")
         decision = decision_of(params)
         try:
-            record = await self.backplane.decide_approval(key, params.approval_id, decision)
+            record = await self._decide_when_recorded(key, params.approval_id, decision, node.pending_approvals)
         except ApprovalUnknown:
             raise _fail(
                 ErrorCode.CONFLICT,

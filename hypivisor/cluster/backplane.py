@@ -48,6 +48,7 @@ from typing import Any, Literal
 import orjson
 import structlog
 
+from hypivisor.cluster.feed import gather_delay
 from hypivisor.cluster.names import AgentKey, check_site, hv_agents_subject, machine_rpc_subject, subject_matches
 
 log = structlog.get_logger(part="cluster")
@@ -203,7 +204,8 @@ class Backplane(ABC):
         lands, so the latest record always ends up stored."""
         next_beat = asyncio.get_running_loop().time() + self.settings.heartbeat_s
         while True:
-            await asyncio.sleep(min(RETRY_S, self.settings.heartbeat_s))
+            # on the wall clock's multiples of the period: the same wake-up as the roster's gathered puts (feed.py)
+            await asyncio.sleep(gather_delay(time.time(), min(RETRY_S, self.settings.heartbeat_s)))
             now = asyncio.get_running_loop().time()
             beat = now >= next_beat
             if beat:

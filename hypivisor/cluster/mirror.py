@@ -91,11 +91,10 @@ class RemoteRoster:
         return [NodeRemovedEvent(id=node_id, reason="ttl") for node_id in gone]
 
 
-_MISSING = object()
+_QUIET_NONE = dict.fromkeys(_QUIET)
 
 
 def _same(previous: RemoteAgent, record: dict[str, Any]) -> bool:
     """The record put again says nothing new: equal to the previous one but for the quiet fields (compared as
     stored, JSON values; a field only one of them has counts as a change)."""
-    old = previous.record
-    return len(old) == len(record) and all(k in _QUIET or record.get(k, _MISSING) == v for k, v in old.items())
+    return {**previous.record, **_QUIET_NONE} == {**record, **_QUIET_NONE}  # one comparison in C

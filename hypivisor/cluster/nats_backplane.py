@@ -549,7 +549,7 @@ class NatsBackplane(Backplane):
         """Every ``FEED_BEAT_S`` without a batch: the last batch number, so a hypivisor that missed it knows."""
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(FEED_BEAT_S / 2)
+            await asyncio.sleep(gather_delay(time.time(), FEED_BEAT_S / 2))  # with the gathered puts' wake-up
             if loop.time() - self._batch_at >= FEED_BEAT_S and self.nc is not None and not self.nc.is_closed:
                 self._publish_batch(b"")
 

@@ -20,6 +20,7 @@ from hypivisor.cluster.approvals import (
     event_frame,
     input_problem,
     outcome_of,
+    pending_fields,
     winner_text,
 )
 from hypivisor.cluster.backplane import InProcessBackplane, InProcessHub, Settings
@@ -273,3 +274,36 @@ async def test_one_process_decides_in_memory_and_refuses_an_older_bridge() -> No
     with pytest.raises(HypiError) as exc:  # a bridge that would ignore the event: refused, nothing recorded
         await decide(service, params(approval_id="a1"))  # type: ignore[arg-type]
     assert exc.value.code == 1014
+
+
+async def test_a_decision_for_an_approval_the_card_shows_waits_a_moment_for_its_record() -> None:
+    """The card's pending approval (the roster) may reach a dashboard a moment before the owner wrote the
+    approval's record: a decision then waits for the record (up to RECORD_WAIT_S) instead of failing; with
+    nothing pending on the card an unknown approval fails at once."""
+    import time
+
+    hub = InProcessHub()
+    a = InProcessBackplane(Settings("hv-a", "main"), hub)
+    hub.backplanes.append(a)
+    service = owner_service([])
+    link = ApprovalsLink(service, a, "main")  # type: ignore[arg-type]
+    key = AgentKey("main", "m", "n1")
+    entry = service.registry.nodes["n1"]
+    try:
+        entry.node = entry.node.model_copy(update={"pending_approvals": 1})
+
+        async def record_later() -> None:
+            await asyncio.sleep(0.3)
+            await a.open_approval(key, "a1", pending_fields("n1", live("a1")))
+
+        writer = asyncio.ensure_future(record_later())
+        result = await link.decide(params(by="ann"))
+        await writer
+        assert result["decision"] == "allow" and result["by"] == "ann"
+        entry.node = entry.node.model_copy(update={"pending_approvals": 0})
+        t0 = time.monotonic()
+        with pytest.raises(Exception, match="not yet recorded"):
+            await link.decide(params(approval_id="a7"))
+        assert time.monotonic() - t0 < 0.5
+    finally:
+        await link.close()
