@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -476,7 +476,7 @@ class NatsBackplane(Backplane):
         if burst:
             self._spawn(self._publish_burst(burst))
 
-    async def _publish_burst(self, burst: list[tuple[AgentKey, str, bytes, Record | None]]) -> None:
+    async def _publish_burst(self, burst: Sequence[tuple[AgentKey, str, bytes, Record | None]]) -> None:
         """The gathered puts, in order, from one task (one write to the server for all of them). One that cannot be
         published (the connection lost) stays unconfirmed and is put again (``PUT_CONFIRM_S``); the others go on."""
         failed = 0

@@ -48,6 +48,6 @@ class QuietHold:
 
     def release(self) -> list[BaseModel]:
         """Every held update (the tick came), oldest first."""
-        held = list(self._held.values())
+        held: list[BaseModel] = list(self._held.values())
         self._held.clear()
         return held
