@@ -24,6 +24,9 @@ from hypivisor.cluster.names import AgentKey
 # next multiple of this (wall clock) to go out with the others, and every hypivisor shows the quiet changes it holds
 # at those instants (hypivisor/cluster/quiet.py)
 GATHER_S = 0.25
+# a change every dashboard should see at once (a join, a status, a removal) waits this long for the others of that
+# moment: one put burst and one batch for the other hypivisors, one write per dashboard here
+SOON_S = 0.005
 MAX_TOMBS = 200_000  # deleted keys whose sequence is kept (an older put of one arriving late is refused)
 
 Heard = Literal["next", "seen", "gap"]

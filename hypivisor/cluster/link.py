@@ -43,7 +43,7 @@ from pydantic import BaseModel
 from hypivisor import dialback
 from hypivisor.cluster.approvals import ApprovalsLink
 from hypivisor.cluster.backplane import AgentChange, Backplane, BackplaneError, bounded
-from hypivisor.cluster.feed import GATHER_S, gather_delay
+from hypivisor.cluster.feed import GATHER_S, SOON_S, gather_delay
 from hypivisor.cluster.machines import ClusterMachines
 from hypivisor.cluster.mirror import RemoteAgent, RemoteRoster
 from hypivisor.cluster.names import AgentKey, check_site, token
@@ -158,6 +158,8 @@ class ClusterLink:
         self.approvals = ApprovalsLink(service, backplane, self.site)
         self.quiet = QuietHold()  # quiet roster changes (own and others'), shown here once per tick of the cluster
         self._quiet_handle: asyncio.TimerHandle | None = None
+        self._soon: list[BaseModel] = []  # own agents' other events, shown within SOON_S (with their puts' burst)
+        self._soon_handle: asyncio.TimerHandle | None = None
 
     @property
     def hv_id(self) -> str:
@@ -177,29 +179,50 @@ class ClusterLink:
 
     async def close(self) -> None:
         """A clean stop: this hypivisor's records and lease are deleted (its agents reconnect elsewhere)."""
-        if self._quiet_handle is not None:
-            self._quiet_handle.cancel()
-            self._quiet_handle = None
+        for handle in (self._quiet_handle, self._soon_handle):
+            if handle is not None:
+                handle.cancel()
+        self._quiet_handle = self._soon_handle = None
         await bounded(self._writes.close(), 1.0)
         await bounded(self.machines.close(), 1.0)
         await bounded(self.approvals.close(), 1.0)
         await bounded(self.backplane.close(deregister=True), CLOSE_S)
 
     # -- own agents → this hypivisor's dashboards and the backplane ------------------------------------------------
-    def shown_now(self, events: list[BaseModel], quiet: bool = True) -> list[BaseModel]:
-        """Roster events to show this hypivisor's dashboards now; the quiet ones (a ``node_updated`` keeping owner
-        and status: every one the registry makes, ``quiet`` says so for another hypivisor's) are held until the
-        cluster's next tick, when this hypivisor also puts its own gathered changes (one wake-up for both, §3)."""
+    def shown_now(self, events: list[BaseModel], quiet: bool = True, own: bool = False) -> list[BaseModel]:
+        """Roster events to show this hypivisor's dashboards now (§3). The quiet ones (a ``node_updated`` keeping
+        owner and status: every one the registry makes, ``quiet`` says so for another hypivisor's) are held until
+        the cluster's next tick, when this hypivisor also puts its own gathered changes (one wake-up for both). The
+        registry's other events (``own``: a join, a status, a removal) are shown within ``SOON_S``, when their puts
+        go out, together with any others of that moment (a deregister and the register after it: one write per
+        dashboard). Whatever is shown, own events held for ``SOON_S`` go first: a dashboard sees every agent's
+        events in order."""
+        loop = asyncio.get_running_loop()
         now = self.quiet.hold(events, quiet)
         if len(self.quiet) and self._quiet_handle is None:
-            self._quiet_handle = asyncio.get_running_loop().call_later(
-                gather_delay(time.time(), GATHER_S), self._show_quiet
-            )
-        return now
+            self._quiet_handle = loop.call_later(gather_delay(time.time(), GATHER_S), self._show_quiet)
+        if own:
+            if now:
+                self._soon += now
+                if self._soon_handle is None:
+                    self._soon_handle = loop.call_later(SOON_S, self._show_soon)
+            return []
+        return self._take_soon() + now if self._soon else now
+
+    def _take_soon(self) -> list[BaseModel]:
+        if self._soon_handle is not None:
+            self._soon_handle.cancel()
+            self._soon_handle = None
+        soon, self._soon = self._soon, []
+        return soon
+
+    def _show_soon(self) -> None:
+        self._soon_handle = None
+        self.service.show_local(self._take_soon())
 
     def _show_quiet(self) -> None:
         self._quiet_handle = None
-        self.service.show_local(self.quiet.release())
+        self.service.show_local(self._take_soon() + self.quiet.release())
 
     def local_events(self, events: list[BaseModel]) -> None:
         """The registry's events (as published to this hypivisor's dashboards) → record writes, in order."""

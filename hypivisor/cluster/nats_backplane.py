@@ -65,7 +65,7 @@ from hypivisor.cluster.backplane import (
     pending_approval,
 )
 from hypivisor.cluster.direct import subscribe_direct
-from hypivisor.cluster.feed import GATHER_S, FeedOrder, gather_delay
+from hypivisor.cluster.feed import GATHER_S, SOON_S, FeedOrder, gather_delay
 from hypivisor.cluster.names import (
     AGENTS_BUCKET,
     APPROVALS_BUCKET,
@@ -89,7 +89,6 @@ ATTN_IN_FLIGHT = 64  # attention items one hypivisor handles at once (a slow han
 WATCH_HEARTBEAT_S = 1.0
 PUT_CONFIRM_S = 3.0  # an own record put and not acknowledged (or seen in the watch) within this is put again
 BATCH_WAIT_S = 0.005  # an acked change waits this long at most for the other acks of its burst
-SOON_S = 0.005  # a change every dashboard should see at once (a join, a status, a delete) waits this long for others
 MAX_ACKS = 100_000  # puts and deletes awaiting the stream's ack (the oldest are forgotten: put again if need be)
 FEED_BEAT_S = 1.0  # an owner with no batch to publish says its last batch number this often (a gap shows by then)
 WINNER_READS = 40  # x 50 ms

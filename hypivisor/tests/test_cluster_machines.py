@@ -227,6 +227,7 @@ async def test_remote_agents_count_on_every_machine_and_no_record_is_written_for
             RegisterParams(id="l1", machine="m-x", cwd="/w", port=4001), "conn", "127.0.0.1", 1.0
         )
         service.publish(events)
+        await asyncio.sleep(0.05)  # an own agent's join shows within SOON_S
         [updated] = machine_events()
         assert updated.event == "machine_updated" and updated.machine.agents == 2 and machines()["m-x"] == 2
         # a machine whose service is on hv-a, with an agent here and one on hv-a: the record, counting both
@@ -250,8 +251,9 @@ async def test_remote_agents_count_on_every_machine_and_no_record_is_written_for
         remote("deleted", "r1", "m-x", 5)
         assert [(e.event, e.machine.agents) for e in machine_events()] == [("machine_updated", 1)]
         service.publish(service.registry.deregister("l1", "conn", 2.0))
-        assert [e.event for e in machine_events()] == ["machine_left"] and "m-x" not in machines()
+        assert "m-x" not in machines()  # counted at once, shown within SOON_S
         await asyncio.sleep(0.05)
+        assert [e.event for e in machine_events()] == ["machine_left"]
         assert writes == []  # no record for m-x or two (not held here), none for gamma's count
     finally:
         await link.close()

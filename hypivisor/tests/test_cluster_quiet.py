@@ -113,3 +113,48 @@ async def test_a_hypivisor_shows_quiet_roster_changes_on_the_clusters_tick_and_t
                                             "127.0.0.1", 1.0)[2])  # fmt: skip
     single.publish(single.registry.heartbeat(HeartbeatParams(id="own", session_name="now"), "c", 2.0))
     assert roster(sent) == [("node_joined", "own"), ("node_updated", "own")]  # one process: nothing held
+
+
+async def test_own_joins_and_removals_of_one_moment_reach_the_dashboards_together_and_in_order(tmp_path) -> None:
+    """Cluster mode: an own agent's deregister and another's register a moment later (within SOON_S) are one
+    publish to the dashboards (one write each), in order; a received event shows at once, after them."""
+    import asyncio
+
+    from hypivisor.cluster.backplane import AgentChange, InProcessBackplane, Settings
+    from hypivisor.cluster.feed import SOON_S
+    from hypivisor.cluster.link import ClusterLink
+    from hypivisor.cluster.names import AgentKey
+    from hypivisor.config import Config
+    from hypivisor.service import Service
+    from pi_socket.protocol import RegisterParams
+
+    service = Service(Config(host="127.0.0.1", port=1, dashboard_dir=tmp_path / "none"), env={"HOME": str(tmp_path)})
+    link = ClusterLink(service, InProcessBackplane(Settings("hv-b", "main", liveness="lease")), "127.0.0.1", 1)
+    service.cluster = link
+    calls: list[list[str]] = []  # each publish that carries roster events (the inbox's own events are not held)
+
+    def publish(events: list) -> None:
+        if roster := [e.event for e in events if e.event.startswith("node_")]:
+            calls.append(roster)
+
+    service.hub.publish = publish
+
+    def register(node_id: str, port: int) -> None:
+        params = RegisterParams(id=node_id, machine="m", cwd="/w", port=port)
+        service.publish(service.registry.register(params, "c", "127.0.0.1", 1.0)[2])
+
+    register("old", 4000)
+    await asyncio.sleep(SOON_S + 0.05)
+    calls.clear()
+    service.publish(service.registry.deregister("old", "c", 2.0))
+    await asyncio.sleep(SOON_S / 5)
+    register("new", 4001)
+    assert calls == []  # held for SOON_S
+    await asyncio.sleep(SOON_S + 0.05)
+    assert calls == [["node_removed", "node_joined"]]  # one publish, in order
+    calls.clear()
+    service.publish(service.registry.deregister("new", "c", 3.0))
+    other = {"id": "far", "machine": "m2", "cwd": "/x", "port": 1, "status": "active", "last_seen": 1.0, "hv": "hv-a"}
+    link._on_change(AgentChange("put", AgentKey("main", "m2", "far"), other, 1))
+    assert calls == [["node_removed", "node_joined"]]  # the held removal first, then the received join, at once
+    await link.close()
