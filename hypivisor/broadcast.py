@@ -250,6 +250,9 @@ class Hub:
         # Called with every published batch before the fan-out (Web Push reads the inbox events here);
         # a tap that raises is logged, never stops the fan-out.
         self.taps: list[Callable[[list[BaseModel]], None]] = []
+        # Called before every fan-out: cluster mode sends the roster events it holds for a moment first, so the
+        # dashboards get every event in the order it happened (hypivisor/cluster/link.py)
+        self.before_fan_out: Callable[[], None] | None = None
 
     def outbox(
         self,
@@ -264,11 +267,23 @@ class Hub:
 
     def publish(self, events: Iterable[BaseModel]) -> None:
         events = list(events)
+        self.tap(events)
+        self.fan_out(events)
+
+    def tap(self, events: list[BaseModel]) -> None:
+        """The taps hear ``events`` (the fan-out may come later: :meth:`fan_out`)."""
         for tap in self.taps:
             try:
                 tap(events)
             except Exception as exc:  # noqa: BLE001 - a listener's failure must not stop the fan-out
                 oplog.log_boundary_error("hypivisor.publish.tap", exc)
+
+    def fan_out(self, events: list[BaseModel]) -> None:
+        """``events`` to every dashboard (the taps heard them already)."""
+        if not events:
+            return
+        if self.before_fan_out is not None:
+            self.before_fan_out()
         for event in events:
             try:
                 framed = text_frame(encode(event))

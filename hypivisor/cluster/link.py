@@ -160,6 +160,7 @@ class ClusterLink:
         self._quiet_handle: asyncio.TimerHandle | None = None
         self._soon: list[BaseModel] = []  # own agents' other events, shown within SOON_S (with their puts' burst)
         self._soon_handle: asyncio.TimerHandle | None = None
+        service.hub.before_fan_out = self._show_soon_now  # anything else shown goes after them
 
     @property
     def hv_id(self) -> str:
@@ -195,8 +196,9 @@ class ClusterLink:
         the cluster's next tick, when this hypivisor also puts its own gathered changes (one wake-up for both). The
         registry's other events (``own``: a join, a status, a removal) are shown within ``SOON_S``, when their puts
         go out, together with any others of that moment (a deregister and the register after it: one write per
-        dashboard). Whatever is shown, own events held for ``SOON_S`` go first: a dashboard sees every agent's
-        events in order."""
+        dashboard). Whatever is sent to the dashboards, own events held for ``SOON_S`` go first (the hub's
+        ``before_fan_out``): a dashboard sees every event in the order it happened. The hub's taps hear every
+        event at once (Service)."""
         loop = asyncio.get_running_loop()
         now = self.quiet.hold(events, quiet)
         if len(self.quiet) and self._quiet_handle is None:
@@ -207,22 +209,24 @@ class ClusterLink:
                 if self._soon_handle is None:
                     self._soon_handle = loop.call_later(SOON_S, self._show_soon)
             return []
-        return self._take_soon() + now if self._soon else now
+        return now
 
-    def _take_soon(self) -> list[BaseModel]:
+    def _show_soon(self) -> None:
+        self._soon_handle = None
+        self._show_soon_now()
+
+    def _show_soon_now(self) -> None:
+        if not self._soon:
+            return
         if self._soon_handle is not None:
             self._soon_handle.cancel()
             self._soon_handle = None
         soon, self._soon = self._soon, []
-        return soon
-
-    def _show_soon(self) -> None:
-        self._soon_handle = None
-        self.service.show_local(self._take_soon())
+        self.service.show_local(soon)  # its own before_fan_out finds nothing left
 
     def _show_quiet(self) -> None:
         self._quiet_handle = None
-        self.service.show_local(self._take_soon() + self.quiet.release())
+        self.service.show_local(self.quiet.release())
 
     def local_events(self, events: list[BaseModel]) -> None:
         """The registry's events (as published to this hypivisor's dashboards) → record writes, in order."""

@@ -90,7 +90,13 @@ async def test_an_agent_held_here_is_never_removed_by_its_old_shared_record_and_
     link = ClusterLink(service, InProcessBackplane(Settings("hv-b", "main", liveness="lease")), "127.0.0.1", 1)
     service.cluster = link
     sent: list = []
-    service.hub.publish = lambda events: sent.extend(events)  # what this hypivisor's dashboards would get
+    fan_out = service.hub.fan_out
+
+    def shown(events: list) -> None:  # what this hypivisor's dashboards get, in order
+        fan_out(events)  # a held fan-out it sends first is recorded first
+        sent.extend(events)
+
+    service.hub.fan_out = shown  # type: ignore[method-assign]
     key = AgentKey("main", "m", "n1")
     link._apply(AgentChange("put", key, record(hv="hv-a"), 1))  # the old owner's record, seen before
     node, _, events = service.registry.register(

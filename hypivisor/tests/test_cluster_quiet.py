@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
+import time
+
+import orjson
+
 from hypivisor.cluster.quiet import QuietHold
 from pi_socket.protocol import NodeInfo, NodeJoinedEvent, NodeOfflineEvent, NodeRemovedEvent, NodeUpdatedEvent
+
+
+class Dashboard:
+    """A dashboard's outbox as the hub sees it: every frame it is sent, decoded, with the time it was sent."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[float, dict]] = []
+
+    def send_framed(self, framed: bytes) -> bool:
+        n = framed[1] & 0x7F
+        self.frames.append((time.time(), orjson.loads(framed[2 if n < 126 else 4 if n == 126 else 10 :])))
+        return True
+
+    def roster(self) -> list[tuple[str, str]]:
+        return [(f["event"], f["node"]["id"] if "node" in f else f["id"]) for _, f in self.frames
+                if f["event"].startswith("node_")]  # fmt: skip
 
 
 def node(node_id: str, session: str = "s") -> NodeInfo:
@@ -68,7 +88,7 @@ async def test_a_hypivisor_shows_quiet_roster_changes_on_the_clusters_tick_and_t
     from hypivisor.service import Service
     from pi_socket.protocol import HeartbeatParams, RegisterParams
 
-    def make(cluster: bool) -> tuple[Service, list[tuple[float, object]]]:
+    def make(cluster: bool) -> tuple[Service, Dashboard]:
         service = Service(
             Config(host="127.0.0.1", port=1, dashboard_dir=tmp_path / "none"), env={"HOME": str(tmp_path)}
         )
@@ -76,43 +96,40 @@ async def test_a_hypivisor_shows_quiet_roster_changes_on_the_clusters_tick_and_t
             service.cluster = ClusterLink(
                 service, InProcessBackplane(Settings("hv-b", "main", liveness="lease")), "127.0.0.1", 1
             )
-        sent: list[tuple[float, object]] = []
-        service.hub.publish = lambda events: sent.extend((time.time(), e) for e in events)  # the dashboards' view
-        return service, sent
+        dash = Dashboard()
+        service.hub.dashboards.add(dash)  # type: ignore[arg-type]
+        return service, dash
 
-    def roster(sent: list) -> list[tuple[str, str]]:
-        return [(e.event, getattr(e, "node", e).id) for _, e in sent if e.event.startswith("node_")]
-
-    service, sent = make(cluster=True)
+    service, dash = make(cluster=True)
     link = service.cluster
     service.publish(service.registry.register(RegisterParams(id="own", machine="m", cwd="/w", port=4000), "c",
                                               "127.0.0.1", 1.0)[2])  # fmt: skip
     other = {"id": "far", "machine": "m2", "cwd": "/x", "port": 1, "status": "active", "last_seen": 1.0, "hv": "hv-a"}
     key = AgentKey("main", "m2", "far")
     link._on_change(AgentChange("put", key, other, 1))
-    assert roster(sent) == [("node_joined", "own"), ("node_joined", "far")]  # joins at once
-    sent.clear()
+    assert dash.roster() == [("node_joined", "own"), ("node_joined", "far")]  # in order, at once
+    dash.frames.clear()
     t0 = time.time()
     tick = t0 - t0 % GATHER_S + GATHER_S
     for name in ("one", "two"):
         service.publish(service.registry.heartbeat(HeartbeatParams(id="own", session_name=name), "c", 2.0))
         link._on_change(AgentChange("put", key, {**other, "session_name": f"far-{name}"}, 2 if name == "one" else 3))
-    assert sent == [] and len(link.quiet) == 2  # held
+    assert dash.frames == [] and len(link.quiet) == 2  # held
     await asyncio.sleep(tick - time.time() + 0.2)
-    assert roster(sent) == [("node_updated", "own"), ("node_updated", "far")]
-    assert [e.node.session_name for _, e in sent] == ["two", "far-two"]  # the latest of each
-    assert all(at >= tick - 0.002 for at, _ in sent), (tick, [at for at, _ in sent])  # not before the tick
-    sent.clear()
+    assert dash.roster() == [("node_updated", "own"), ("node_updated", "far")]
+    assert [f["node"]["session_name"] for _, f in dash.frames] == ["two", "far-two"]  # the latest of each
+    assert all(at >= tick - 0.002 for at, _ in dash.frames), (tick, [at for at, _ in dash.frames])  # not before
+    dash.frames.clear()
     link._on_change(AgentChange("put", key, {**other, "session_name": "far-three"}, 4))
     link._on_change(AgentChange("put", key, {**other, "session_name": "far-three", "status": "offline"}, 5))
-    assert roster(sent) == [("node_updated", "far"), ("node_offline", "far")]  # in order, at once
+    assert dash.roster() == [("node_updated", "far"), ("node_offline", "far")]  # in order, at once
     await link.close()
 
-    single, sent = make(cluster=False)
+    single, dash = make(cluster=False)
     single.publish(single.registry.register(RegisterParams(id="own", machine="m", cwd="/w", port=4000), "c",
                                             "127.0.0.1", 1.0)[2])  # fmt: skip
     single.publish(single.registry.heartbeat(HeartbeatParams(id="own", session_name="now"), "c", 2.0))
-    assert roster(sent) == [("node_joined", "own"), ("node_updated", "own")]  # one process: nothing held
+    assert dash.roster() == [("node_joined", "own"), ("node_updated", "own")]  # one process: nothing held
 
 
 async def test_own_joins_and_removals_of_one_moment_reach_the_dashboards_together_and_in_order(tmp_path) -> None:
@@ -131,13 +148,19 @@ async def test_own_joins_and_removals_of_one_moment_reach_the_dashboards_togethe
     service = Service(Config(host="127.0.0.1", port=1, dashboard_dir=tmp_path / "none"), env={"HOME": str(tmp_path)})
     link = ClusterLink(service, InProcessBackplane(Settings("hv-b", "main", liveness="lease")), "127.0.0.1", 1)
     service.cluster = link
-    calls: list[list[str]] = []  # each publish that carries roster events (the inbox's own events are not held)
+    dash = Dashboard()
+    service.hub.dashboards.add(dash)  # type: ignore[arg-type]
+    calls: list[list[str]] = []  # each fan-out that carries roster events (one write per dashboard)
+    fan_out = service.hub.fan_out
+    heard: list[str] = []
+    service.hub.taps.append(lambda events: heard.extend(e.event for e in events if e.event.startswith("node_")))
 
-    def publish(events: list) -> None:
+    def counted(events: list) -> None:
+        fan_out(events)  # a held fan-out it sends first is counted first
         if roster := [e.event for e in events if e.event.startswith("node_")]:
             calls.append(roster)
 
-    service.hub.publish = publish
+    service.hub.fan_out = counted  # type: ignore[method-assign]
 
     def register(node_id: str, port: int) -> None:
         params = RegisterParams(id=node_id, machine="m", cwd="/w", port=port)
@@ -149,12 +172,13 @@ async def test_own_joins_and_removals_of_one_moment_reach_the_dashboards_togethe
     service.publish(service.registry.deregister("old", "c", 2.0))
     await asyncio.sleep(SOON_S / 5)
     register("new", 4001)
-    assert calls == []  # held for SOON_S
+    assert calls == [] and heard[-2:] == ["node_removed", "node_joined"]  # the taps hear them at once; shown later
     await asyncio.sleep(SOON_S + 0.05)
-    assert calls == [["node_removed", "node_joined"]]  # one publish, in order
+    assert calls == [["node_removed", "node_joined"]]  # one fan-out, in order
     calls.clear()
     service.publish(service.registry.deregister("new", "c", 3.0))
     other = {"id": "far", "machine": "m2", "cwd": "/x", "port": 1, "status": "active", "last_seen": 1.0, "hv": "hv-a"}
     link._on_change(AgentChange("put", AgentKey("main", "m2", "far"), other, 1))
-    assert calls == [["node_removed", "node_joined"]]  # the held removal first, then the received join, at once
+    assert calls == [["node_removed"], ["node_joined"]]  # the held removal first, then the received join, at once
+    assert dash.roster()[-2:] == [("node_removed", "new"), ("node_joined", "far")]
     await link.close()
