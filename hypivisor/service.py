@@ -167,19 +167,11 @@ class Service:
             if self.cluster is None:
                 self.hub.publish(events + self.machines.book.node_events(events))
             else:  # cluster mode: heard at once, shown with the cluster's bursts and ticks (specs/cluster.md §3)
-                shown = events + self.machines.book.node_events(events)
-                self.hub.tap(shown)
-                self.show_local(self.cluster.shown_now(shown, own=True))
+                self.cluster.show(events + self.machines.book.node_events(events), own=True)
                 self.cluster.local_events(events)
             gone = [e for e in events if isinstance(e, NodeRemovedEvent)]
             for event in gone:  # the inbox hears who left (their live items end; unread output stays as an item)
                 self.hub.publish(self.attention.node_left(event.id, event.reason, time.time()))
-
-    def show_local(self, events: list[BaseModel]) -> None:
-        """Roster events (and the machine events they imply) to this hypivisor's dashboards; the taps heard them
-        when they happened."""
-        if events:
-            self.hub.fan_out(events)
 
     def remote_roster_changed(self, events: list[BaseModel], quiet: bool = False) -> None:
         """Cluster mode: another hypivisor's agents changed (its registry decided; this one only shows them). The
@@ -187,9 +179,7 @@ class Service:
         change quiet fields (shown on the cluster's tick, specs/cluster.md §3)."""
         self._snapshot = None
         self._forget_json(events)
-        shown = events + self.machines.book.node_events(events)
-        self.hub.tap(shown)
-        self.show_local(self.cluster.shown_now(shown, quiet))
+        self.cluster.show(events + self.machines.book.node_events(events), quiet)
 
     def _forget_json(self, events: list[BaseModel]) -> None:
         for event in events:

@@ -190,26 +190,27 @@ class ClusterLink:
         await bounded(self.backplane.close(deregister=True), CLOSE_S)
 
     # -- own agents → this hypivisor's dashboards and the backplane ------------------------------------------------
-    def shown_now(self, events: list[BaseModel], quiet: bool = True, own: bool = False) -> list[BaseModel]:
-        """Roster events to show this hypivisor's dashboards now (§3). The quiet ones (a ``node_updated`` keeping
-        owner and status: every one the registry makes, ``quiet`` says so for another hypivisor's) are held until
-        the cluster's next tick, when this hypivisor also puts its own gathered changes (one wake-up for both). The
-        registry's other events (``own``: a join, a status, a removal) are shown within ``SOON_S``, when their puts
-        go out, together with any others of that moment (a deregister and the register after it: one write per
-        dashboard). Whatever is sent to the dashboards, own events held for ``SOON_S`` go first (the hub's
-        ``before_fan_out``): a dashboard sees every event in the order it happened. The hub's taps hear every
-        event at once (Service)."""
+    def show(self, events: list[BaseModel], quiet: bool = True, own: bool = False) -> None:
+        """Roster events (with the machine events they imply) to this hypivisor's hub (§3): its taps hear them at
+        once; its dashboards get the quiet ones (a ``node_updated`` keeping owner and status: every one the
+        registry makes, ``quiet`` says so for another hypivisor's) at the cluster's next tick, when this
+        hypivisor also puts its own gathered changes (one wake-up for both); the registry's other events (``own``:
+        a join, a status, a removal) within ``SOON_S``, when their puts go out, together with any others of that
+        moment (a deregister and the register after it: one write per dashboard); another hypivisor's at once.
+        Whatever is sent to the dashboards, own events held for ``SOON_S`` go first (the hub's
+        ``before_fan_out``): a dashboard sees every event in the order it happened."""
+        hub = self.service.hub
+        hub.tap(events)
         loop = asyncio.get_running_loop()
         now = self.quiet.hold(events, quiet)
         if len(self.quiet) and self._quiet_handle is None:
             self._quiet_handle = loop.call_later(gather_delay(time.time(), GATHER_S), self._show_quiet)
-        if own:
-            if now:
-                self._soon += now
-                if self._soon_handle is None:
-                    self._soon_handle = loop.call_later(SOON_S, self._show_soon)
-            return []
-        return now
+        if not own:
+            hub.fan_out(now)
+        elif now:
+            self._soon += now
+            if self._soon_handle is None:
+                self._soon_handle = loop.call_later(SOON_S, self._show_soon)
 
     def _show_soon(self) -> None:
         self._soon_handle = None
@@ -222,11 +223,11 @@ class ClusterLink:
             self._soon_handle.cancel()
             self._soon_handle = None
         soon, self._soon = self._soon, []
-        self.service.show_local(soon)  # its own before_fan_out finds nothing left
+        self.service.hub.fan_out(soon)  # its own before_fan_out finds nothing left
 
     def _show_quiet(self) -> None:
         self._quiet_handle = None
-        self.service.show_local(self.quiet.release())
+        self.service.hub.fan_out(self.quiet.release())
 
     def local_events(self, events: list[BaseModel]) -> None:
         """The registry's events (as published to this hypivisor's dashboards) → record writes, in order."""

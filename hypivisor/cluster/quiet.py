@@ -22,7 +22,8 @@ from pi_socket.protocol import NodeInfo, NodeUpdatedEvent
 
 
 class QuietHold:
-    """Own agents' ``node_updated`` events held for the next tick; drive it from one event loop."""
+    """Quiet ``node_updated`` events (own agents' and other hypivisors') held for the next tick; drive it from one
+    event loop."""
 
     def __init__(self) -> None:
         self._held: dict[str, NodeUpdatedEvent] = {}
