@@ -373,6 +373,30 @@ async def test_each_attention_item_is_handled_by_exactly_one_hypivisor(make: Fac
     assert {hv for hv, _ in handled} <= {a.hv_id, b.hv_id}
 
 
+async def test_an_attention_item_of_a_quiet_moment_is_handled_at_once(make: Factory) -> None:
+    """A push goes out as soon as its item is published, however long the pull request waiting for it lingers
+    (``ATTN_FETCH_S``): items published one at a time, with pauses between them, are each handled at once."""
+    a = await make(node=0)
+    b = await make(node=1)
+    handled: dict[str, float] = {}
+
+    async def handle(item: dict[str, Any]) -> None:
+        handled[item["id"]] = time.monotonic()
+
+    await a.consume_attention(handle)
+    await flush(a)
+    await asyncio.sleep(0.3)  # a's pull request is waiting
+    k = key_of(a, "m1", "agent-1")
+    delays = []
+    for i in range(4):
+        t0 = time.monotonic()
+        await b.publish_attention(k, "added", {"id": f"quiet-{i}", "kind": "approval"})
+        await until(lambda i=i: f"quiet-{i}" in handled, timeout=10, what=f"item {i} handled")
+        delays.append(handled[f"quiet-{i}"] - t0)
+        await asyncio.sleep(0.35)
+    assert max(delays) < 0.3, [f"{d:.3f}" for d in delays]
+
+
 async def test_the_inbox_is_replayed_in_order_without_taking_from_the_push_queue(make: Factory) -> None:
     a = await make(node=0)
     k = key_of(a, "m1", "agent-1")
@@ -648,6 +672,35 @@ async def test_changes_to_show_at_once_made_a_moment_apart_go_out_in_one_batch(m
     await a.register_agent(new, {"id": "new", "status": "active"})
     await until(lambda: new in b.agents() and old not in b.agents(), timeout=5, what="the delete and the join on b")
     assert batches == [[old.kv_key, new.kv_key]], batches
+
+
+async def test_an_owner_never_gets_its_own_roster_batches_back(make: Factory) -> None:
+    """Lease liveness: an owner's batches go to the other hypivisors only. The server sends none back to it (the
+    feed's connection has no echo): each would be a wake-up for nothing, one per tick and one per join. The other
+    hypivisor gets every one."""
+    if make.kind != "nats":  # type: ignore[attr-defined]
+        pytest.skip("the batched feed is the NATS backplane's")
+    a = await make(node=0, ttl_s=30.0, heartbeat_s=10.0, liveness="lease")
+    b = await make(node=1, ttl_s=30.0, heartbeat_s=10.0, liveness="lease")
+    heard: dict[str, list[str]] = {"a": [], "b": []}
+    for name, bp in (("a", a), ("b", b)):
+        on_batch = bp._on_batch  # type: ignore[attr-defined]
+
+        def seen(msg: Any, name: str = name, on_batch: Any = on_batch) -> None:
+            heard[name].append(msg.subject.rsplit(".", 1)[1])
+            on_batch(msg)
+
+        sub = next(s for s in bp.feed_nc._subs.values() if s._pending_queue._handler == on_batch)  # type: ignore[attr-defined]
+        sub._pending_queue._handler = seen
+    keys = [key_of(a, "m1", f"agent{i}") for i in range(5)]
+    for i, k in enumerate(keys):
+        await a.register_agent(k, {"id": k.agent, "status": "active"})
+        await asyncio.sleep(0.02 * (i % 2))
+    await until(lambda: all(k in b.agents() for k in keys), timeout=5, what="a's agents on b")
+    await flush(a, b)
+    await asyncio.sleep(0.3)  # an echo would be on its way by now
+    assert heard["b"] and set(heard["b"]) == {a.hv_id}, heard
+    assert a.hv_id not in heard["a"], f"a got {heard['a'].count(a.hv_id)} of its own batches back"
 
 
 async def test_agents_served_share_one_subscription_and_leave_nothing_behind(make: Factory) -> None:

@@ -85,6 +85,9 @@ ATTN_MAX_AGE_S = 7 * 24 * 3600.0
 ATTN_PER_SUBJECT = 50
 ATTN_ACK_WAIT_S = 30.0
 ATTN_MAX_DELIVER = 5
+# how long one pull request for the next attention item lingers: a quiet hypivisor asks again this often (a request
+# lost with its NATS server is asked again then too)
+ATTN_FETCH_S = 5.0
 ATTN_IN_FLIGHT = 64  # attention items one hypivisor handles at once (a slow handler holds up only its own item)
 WATCH_HEARTBEAT_S = 1.0
 PUT_CONFIRM_S = 3.0  # an own record put and not acknowledged (or seen in the watch) within this is put again
@@ -118,6 +121,9 @@ class NatsBackplane(Backplane):
         super().__init__(settings)
         self.nsettings = settings
         self.nc: Any = None
+        # the roster feed's own connection (lease liveness): it publishes this hypivisor's batches and receives the
+        # others', with no_echo, so the server never sends a hypivisor its own batches back (one wake-up each)
+        self.feed_nc: Any = None
         self.js: Any = None
         self._agents_kv: dict[str, Any] = {}
         self._hv_kv: dict[str, Any] = {}
@@ -169,9 +175,10 @@ class NatsBackplane(Backplane):
                         # stream elects a leader: a fresh connection tries again within the start timeout
                         self._last_error = f"{type(e).__name__}: {e}"
                         log.warning("cluster_start_retry", hv=s.hv_id, error=self._last_error)
-                        if self.nc is not None:
-                            await bounded(self.nc.close(), 2)
-                            self.nc = None
+                        for nc in (self.nc, self.feed_nc):
+                            if nc is not None:
+                                await bounded(nc.close(), 2)
+                        self.nc = self.feed_nc = None
                         for part in (self._agents_kv, self._hv_kv, self._leases, self._roster, self._revisions):
                             part.clear()
                         self._feed.clear()
@@ -183,8 +190,9 @@ class NatsBackplane(Backplane):
                         self._watchers.clear()
                         await asyncio.sleep(0.5)
         except TimeoutError:
-            if self.nc is not None:
-                await bounded(self.nc.close(), 2)
+            for nc in (self.nc, self.feed_nc):
+                if nc is not None:
+                    await bounded(nc.close(), 2)
             where = ", ".join(s.servers)
             why = f" (last error: {self._last_error})" if self._last_error else ""
             raise BackplaneError(
@@ -198,18 +206,18 @@ class NatsBackplane(Backplane):
             self._last_error = f"{type(e).__name__}: {e}"
             log.warning("cluster_nats_error", hv=s.hv_id, error=f"{type(e).__name__}: {e}")
 
-        self.nc = await nats.connect(
-            servers=list(s.servers),
-            name=f"hypivisor-{s.hv_id}",
-            dont_randomize=True,  # the first URL is this hypivisor's own server; the others are fail-over
-            connect_timeout=2,
-            reconnect_time_wait=0.2,
-            max_reconnect_attempts=-1,
-            ping_interval=5,
-            max_outstanding_pings=2,
-            error_cb=on_error,
-            reconnected_cb=self._on_reconnected,
-        )
+        options: dict[str, Any] = {
+            "servers": list(s.servers),
+            "dont_randomize": True,  # the first URL is this hypivisor's own server; the others are fail-over
+            "connect_timeout": 2,
+            "reconnect_time_wait": 0.2,
+            "max_reconnect_attempts": -1,
+            "ping_interval": 5,
+            "max_outstanding_pings": 2,
+            "error_cb": on_error,
+            "reconnected_cb": self._on_reconnected,
+        }
+        self.nc = await nats.connect(name=f"hypivisor-{s.hv_id}", **options)
         self.js = self.nc.jetstream(timeout=1.5)
         # The reply subscription of requests (``_INBOX.<id>.*``) is made by the first request; made now, its interest
         # has reached every server of the cluster before the first real request needs an answer routed back.
@@ -246,10 +254,12 @@ class NatsBackplane(Backplane):
             await self._put_lease()
             # the feed first (batches arriving meanwhile wait), then the bucket: nothing falls between the two
             self._buffer = []
+            self.feed_nc = await nats.connect(name=f"hypivisor-{s.hv_id}-feed", no_echo=True, **options)
             for site in self._agents_kv:
-                self._watchers.append(await subscribe_direct(self.nc, feed_subject(site, "*"), self._on_batch))
+                self._watchers.append(await subscribe_direct(self.feed_nc, feed_subject(site, "*"), self._on_batch))
             ack_prefix = self.nc.new_inbox()
             self._watchers.append(await subscribe_direct(self.nc, f"{ack_prefix}.*", self._on_ack))
+            await self.feed_nc.flush(timeout=2)
             await self.nc.flush(timeout=2)
             self._ack_prefix = ack_prefix
         await self._read_roster(live=not lease)
@@ -396,9 +406,10 @@ class NatsBackplane(Backplane):
         await bounded(asyncio.gather(*self._consumers, return_exceptions=True), 2)
         for watcher in self._watchers:
             await bounded(watcher.unsubscribe(), 2)
-        if self.nc is not None:
-            await bounded(self.nc.flush(timeout=2), 2.5)
-            await bounded(self.nc.close(), 5)
+        for nc in (self.feed_nc, self.nc):
+            if nc is not None:
+                await bounded(nc.flush(timeout=2), 2.5)
+                await bounded(nc.close(), 5)
 
     # --- registry ----------------------------------------------------------------------------------------------
 
@@ -533,7 +544,7 @@ class NatsBackplane(Backplane):
     def _flush_batch(self) -> None:
         self._batch_handle = None
         self._batch_urgent = False
-        if not self._batch or self.nc is None or self.nc.is_closed:
+        if not self._batch or self.feed_nc is None or self.feed_nc.is_closed:
             return
         self._batch_no += 1
         entries, self._batch = self._batch, []
@@ -542,14 +553,16 @@ class NatsBackplane(Backplane):
     def _publish_batch(self, entries: bytes) -> None:
         self._batch_at = asyncio.get_running_loop().time()
         data = b'{"hv":' + orjson.dumps(self.hv_id) + b',"n":' + str(self._batch_no).encode()
-        self._spawn(self.nc.publish(feed_subject(self.settings.site, self.hv_id), data + b',"e":[' + entries + b"]}"))
+        self._spawn(
+            self.feed_nc.publish(feed_subject(self.settings.site, self.hv_id), data + b',"e":[' + entries + b"]}")
+        )
 
     async def _feed_beat(self) -> None:
         """Every ``FEED_BEAT_S`` without a batch: the last batch number, so a hypivisor that missed it knows."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(gather_delay(time.time(), FEED_BEAT_S / 2))  # with the gathered puts' wake-up
-            if loop.time() - self._batch_at >= FEED_BEAT_S and self.nc is not None and not self.nc.is_closed:
+            if loop.time() - self._batch_at >= FEED_BEAT_S and self.feed_nc is not None and not self.feed_nc.is_closed:
                 self._publish_batch(b"")
 
     def _on_batch(self, msg: Any) -> None:
@@ -610,7 +623,8 @@ class NatsBackplane(Backplane):
             self._apply_batch(msg)
 
     async def _on_reconnected(self) -> None:
-        """Batches published while this connection was down are lost: the bucket is read again."""
+        """Batches published while a connection was down are lost (the feed's; the acks' too, whose puts are put
+        again): the bucket is read again."""
         if self._ack_prefix:
             self._read_bucket()
 
@@ -680,6 +694,8 @@ class NatsBackplane(Backplane):
 
     async def flush(self, timeout: float = 2.0) -> None:
         """Until the server has every subscription and publication sent so far (tests, ordering)."""
+        if self.feed_nc is not None:
+            await self.feed_nc.flush(timeout=timeout)
         await self.nc.flush(timeout=timeout)
 
     # --- approvals ---------------------------------------------------------------------------------------------
@@ -833,7 +849,9 @@ class NatsBackplane(Backplane):
                         await asyncio.wait(set(handling), return_when=asyncio.FIRST_COMPLETED)
                         continue
                     try:
-                        msgs = await psub.fetch(batch=min(10, free), timeout=1.0)
+                        # one item per request: nats-py hands a batch back only once it is full or its request
+                        # expired, so a larger batch would hold the first item of a quiet moment until then
+                        msgs = await psub.fetch(batch=1, timeout=ATTN_FETCH_S)
                     except (TimeoutError, nats.errors.TimeoutError):
                         continue
                     except asyncio.CancelledError:
