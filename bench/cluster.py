@@ -99,6 +99,10 @@ SMOKE = {
 WATCH_AFTER = 2.0  # seconds the fail-over is watched once every dashboard had every agent (at least)
 BATCH = 100  # registrations in flight per connection (sent together, replies read before the next batch)
 RELAY_NODE = "relay-agent"
+# every agent connection sends a heartbeat this often, as a bridge or machine service does: a hypivisor removes the
+# agents of a connection silent for 3 node TTLs (90 s) as ghosts, and a slow run's relay measurement alone can last
+# that long between the steady phases' heartbeats and the fail-over
+KEEPALIVE_S = 10.0
 
 JOINED = b'{"event":"node_joined"'
 UPDATED = b'{"event":"node_updated"'
@@ -285,6 +289,20 @@ class Deployment:
         self.shared = Shared()
         self.r: dict = {"mode": mode}
         self.steadies: list[dict] = []  # one per steady phase (``steady``)
+        self.keepalive: asyncio.Task | None = None
+
+    async def keep_alive(self) -> None:
+        """Each agent connection's first agent heartbeats (no field changed: no event) every ``KEEPALIVE_S``."""
+        while True:
+            await asyncio.sleep(KEEPALIVE_S)
+            for conn in self.conns:
+                if (
+                    conn.c is not None
+                    and conn.c.transport is not None
+                    and not conn.c.transport.is_closing()
+                    and conn.agents
+                ):
+                    conn.send_nowait("heartbeat", {"id": conn.agents[0]["id"]})
 
     def hv_cpu(self) -> float:
         return run_tree_s([p.pid for p in self.procs if p.poll() is None])
@@ -293,6 +311,8 @@ class Deployment:
         return run_tree_s(self.nats_pids)
 
     def close(self) -> None:
+        if self.keepalive is not None:
+            self.keepalive.cancel()
         for x in [*self.conns, *self.dashes]:
             if x.c is not None:
                 x.c.shutdown()
@@ -752,6 +772,7 @@ async def deploy(mode: str, sz: dict, root: Path, nats_urls, nats_pids: list[int
     d = Deployment(mode, ports, procs, nats_pids)
     try:
         await populate(d, sz, log)
+        d.keepalive = asyncio.get_running_loop().create_task(d.keep_alive())
     except BaseException:
         d.close()
         raise
