@@ -103,14 +103,22 @@ INIT_CHUNK_BYTES = 1024 * 1024
 LIST_PAGE_BYTES = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@dataclass
 class Snapshot:
     """The roster serialised once: each node's JSON, the whole list, and the framed ``init`` sequence."""
 
     built_at: float
     nodes: list[bytes]
     init_frames: list[bytes]
-    first_page: dict[str, Any]  # the answer to ``list_nodes`` without params, built once
+    _first_page: dict[str, Any] | None = None
+
+    @property
+    def first_page(self) -> dict[str, Any]:
+        """The answer to ``list_nodes`` without params, built by the first such call: a reconnect storm while the
+        roster changes rebuilds the snapshot for each ``init`` and asks for no page."""
+        if self._first_page is None:
+            self._first_page = _page(self.nodes, 0, len(self.nodes))
+        return self._first_page
 
 
 class RpcFailure(HypiError):
@@ -260,7 +268,7 @@ class Service:
             init["peers"] = list(self.config.peers)
         frames = [text_frame(orjson.dumps(init))]
         frames += [text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in nodes[len(head) :]]
-        return Snapshot(now, nodes, frames, _page(nodes, 0, len(nodes)))
+        return Snapshot(now, nodes, frames)
 
     def init_frames(self) -> list[bytes]:
         """The framed ``init`` event (an ``InitEvent``) with the current roster; past ``INIT_CHUNK_BYTES`` the

@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from integration_tests.harness.pi_proc import pi_bin
+from integration_tests.harness.pi_proc import pi_bin, stop_services_of
 from integration_tests.harness.pide import dashboard_url, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.pi, pytest.mark.slow]
@@ -148,6 +148,7 @@ def test_spawn_real_pi_from_the_modal(dash_hv_factory, pi_home, page_factory):
         shot(page, "real-pi-spawned")
     finally:
         subprocess.run(["tmux", "-L", sock, "kill-server"], capture_output=True, timeout=10)
+        stop_services_of(pi_home.home)  # the spawned pi's machine service (the hypivisor's runtime dir)
 
 
 def test_hypivisor_restart_banner_then_the_same_pi_answers_again(dash_hv, start_pi, page_factory):

@@ -322,6 +322,36 @@ def machine_services() -> set[int]:
     return out
 
 
+def stop_services_of(home: Path) -> None:
+    """SIGTERM (SIGKILL after 5 s) every ``pi_socket serve`` whose ``HOME`` is ``home``: the service a pi that a
+    hypivisor spawned there started, with the hypivisor's environment and runtime dir (not the test's own), possibly
+    a moment after that pi was killed (a loaded machine takes seconds to start Python), so it is waited for."""
+    want = f"HOME={home}".encode()
+    deadline = time.monotonic() + 3.0
+    while True:
+        found = set()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or "pi_socket serve" not in _cmdline(int(entry.name)):
+                continue
+            try:
+                env = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if want in env:
+                found.add(int(entry.name))
+        for pid in found:
+            try:
+                os.kill(pid, 15)
+                wait_until(lambda pid=pid: not pid_alive(pid), 5, "a machine service to exit")
+            except AssertionError:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.5)
+
+
 @pytest.fixture(autouse=True)
 def stray_machine_services() -> Iterator[None]:
     """Machine services a test's pis started on their own (a pi spawned by a hypivisor or a machine starts one in
