@@ -302,51 +302,47 @@ class PiHome:
         return done.stdout + done.stderr
 
 
-def machine_services() -> set[int]:
-    """Live ``pi_socket serve`` processes of this test run (their environment carries the leak check's marker; none
-    known when the check is off: another run's services are never touched)."""
-    run = os.environ.get("HYPER_PI_TEST_RUN")
-    if not run:
-        return set()
-    marker = f"HYPER_PI_TEST_RUN={run}".encode()
+def machine_services(entry: str | None = None) -> set[int]:
+    """Live ``pi_socket serve`` processes whose environment holds ``entry`` (``NAME=value``); by default this test
+    run's (the leak check's marker; none known when the check is off: another run's services are never touched)."""
+    if entry is None:
+        run = os.environ.get("HYPER_PI_TEST_RUN")
+        if not run:
+            return set()
+        entry = f"HYPER_PI_TEST_RUN={run}"
+    want = entry.encode()
     out = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or "pi_socket serve" not in _cmdline(int(entry.name)):
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or "pi_socket serve" not in _cmdline(int(proc.name)):
             continue
         try:
-            env = (entry / "environ").read_bytes().split(b"\0")
+            env = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if marker in env and pid_alive(int(entry.name)):
-            out.add(int(entry.name))
+        if want in env and pid_alive(int(proc.name)):
+            out.add(int(proc.name))
     return out
 
 
-def stop_services_of(home: Path) -> None:
-    """SIGTERM (SIGKILL after 5 s) every ``pi_socket serve`` whose ``HOME`` is ``home``: the service a pi that a
-    hypivisor spawned there started, with the hypivisor's environment and runtime dir (not the test's own), possibly
-    a moment after that pi was killed (a loaded machine takes seconds to start Python), so it is waited for."""
-    want = f"HOME={home}".encode()
-    deadline = time.monotonic() + 3.0
+def _stop(pids: set[int]) -> None:
+    """SIGTERM each, SIGKILL after 5 s."""
+    for pid in pids:
+        try:
+            os.kill(pid, 15)
+            wait_until(lambda pid=pid: not pid_alive(pid), 5, "a machine service to exit")
+        except AssertionError:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def stop_services_of(home: Path, watch_s: float = 3.0) -> None:
+    """Stop every ``pi_socket serve`` whose ``HOME`` is ``home``: the service a pi that a hypivisor spawned there
+    started, with the hypivisor's environment and runtime dir (not the test's own), possibly a moment after that pi
+    was killed (a loaded machine takes seconds to start Python), so it is watched for ``watch_s``."""
+    deadline = time.monotonic() + watch_s
     while True:
-        found = set()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or "pi_socket serve" not in _cmdline(int(entry.name)):
-                continue
-            try:
-                env = (entry / "environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if want in env:
-                found.add(int(entry.name))
-        for pid in found:
-            try:
-                os.kill(pid, 15)
-                wait_until(lambda pid=pid: not pid_alive(pid), 5, "a machine service to exit")
-            except AssertionError:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+        _stop(machine_services(f"HOME={home}"))
         if time.monotonic() > deadline:
             return
         time.sleep(0.5)
@@ -358,14 +354,7 @@ def stray_machine_services() -> Iterator[None]:
     its HOME's runtime dir) are stopped when the test ends: SIGTERM, SIGKILL after 5 s."""
     before = machine_services()
     yield
-    for pid in machine_services() - before:
-        try:
-            os.kill(pid, 15)
-            wait_until(lambda pid=pid: not pid_alive(pid), 5, "a machine service to exit")
-        except AssertionError:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
+    _stop(machine_services() - before)
 
 
 @pytest.fixture
