@@ -175,10 +175,7 @@ class NatsBackplane(Backplane):
                         # stream elects a leader: a fresh connection tries again within the start timeout
                         self._last_error = f"{type(e).__name__}: {e}"
                         log.warning("cluster_start_retry", hv=s.hv_id, error=self._last_error)
-                        for nc in (self.nc, self.feed_nc):
-                            if nc is not None:
-                                await bounded(nc.close(), 2)
-                        self.nc = self.feed_nc = None
+                        await self._drop_connections()
                         for part in (self._agents_kv, self._hv_kv, self._leases, self._roster, self._revisions):
                             part.clear()
                         self._feed.clear()
@@ -190,14 +187,19 @@ class NatsBackplane(Backplane):
                         self._watchers.clear()
                         await asyncio.sleep(0.5)
         except TimeoutError:
-            for nc in (self.nc, self.feed_nc):
-                if nc is not None:
-                    await bounded(nc.close(), 2)
+            await self._drop_connections()
             where = ", ".join(s.servers)
             why = f" (last error: {self._last_error})" if self._last_error else ""
             raise BackplaneError(
                 f"cluster mode: no NATS server of {where} answered within {s.start_timeout_s:g} s{why}"
             ) from None
+
+    async def _drop_connections(self) -> None:
+        """A start that failed: both connections closed (bounded), none kept."""
+        for nc in (self.nc, self.feed_nc):
+            if nc is not None:
+                await bounded(nc.close(), 2)
+        self.nc = self.feed_nc = None
 
     async def _connect_and_open(self) -> None:
         s = self.nsettings
@@ -849,8 +851,8 @@ class NatsBackplane(Backplane):
                         await asyncio.wait(set(handling), return_when=asyncio.FIRST_COMPLETED)
                         continue
                     try:
-                        # one item per request: nats-py hands a batch back only once it is full or its request
-                        # expired, so a larger batch would hold the first item of a quiet moment until then
+                        # one item per lingering request: it comes back as soon as an item is published, and a quiet
+                        # hypivisor asks again only every ATTN_FETCH_S
                         msgs = await psub.fetch(batch=1, timeout=ATTN_FETCH_S)
                     except (TimeoutError, nats.errors.TimeoutError):
                         continue
