@@ -31,6 +31,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from pi_socket import oplog
+from pi_socket.protocol import NodeJoinedEvent, NodeOfflineEvent, NodeRemovedEvent, NodeUpdatedEvent
 
 DEFAULT_QUEUE = 1024
 DEFAULT_QUEUE_BYTES = 8 * 1024 * 1024
@@ -38,6 +39,8 @@ CLOSE_TOO_SLOW = 1008
 _CLOSE_GRACE = 2.0
 _LEN16 = struct.Struct("!BBH")
 _LEN64 = struct.Struct("!BBQ")
+# The events that change what an ``init`` holds (Hub.roster_log keeps their frames)
+ROSTER_EVENTS = (NodeJoinedEvent, NodeUpdatedEvent, NodeOfflineEvent, NodeRemovedEvent)
 
 log = structlog.get_logger(part="broadcast")  # lazy: bound after oplog.configure
 
@@ -127,14 +130,15 @@ class Outbox:
         self._push(framed)
         return True
 
-    def send_snapshot(self, frames: list[bytes]) -> None:
+    def send_snapshot(self, frames: list[bytes], count: int | None = None) -> None:
         """Queue the first frames of a connection (the roster) whatever their size: they are shared, already
         framed bytes, and a large roster must reach a new client in full (its reader waits for ``room``).
 
         While a client reads a large roster (10,000 nodes are ~8,600 frames, ~7 MB) the roster may change as much
         again (a hypivisor lost: its agents re-register elsewhere), so until that roster has left the transport
-        once, events may queue up to twice its frame count instead of ``limit``; the byte bound stays."""
-        self.limit = max(self._base_limit, 2 * len(frames))
+        once, events may queue up to twice its frame count instead of ``limit``; the byte bound stays. ``count``:
+        how many WebSocket frames ``frames`` hold (an element may hold many), ``len(frames)`` when not given."""
+        self.limit = max(self._base_limit, 2 * (len(frames) if count is None else count))
         for framed in frames:
             self._push(framed)
 
@@ -253,6 +257,11 @@ class Hub:
         # Called before every fan-out: cluster mode sends the roster events it holds for a moment first, so the
         # dashboards get every event in the order it happened (hypivisor/cluster/link.py)
         self.before_fan_out: Callable[[], None] | None = None
+        # While a large roster's snapshot is shared (hypivisor.service.Service._roster): the roster frames fanned out
+        # since it was built, replayed after it to a dashboard that connects; None once more than ``roster_log_cap``
+        # (the next ``init`` builds a new snapshot)
+        self.roster_log: list[bytes] | None = None
+        self.roster_log_cap = 0
 
     def outbox(
         self,
@@ -290,6 +299,12 @@ class Hub:
             except Exception as exc:  # noqa: BLE001 - one event that cannot be serialised is dropped, not fatal
                 oplog.log_boundary_error("hypivisor.publish", exc)
                 continue
+            replay = self.roster_log
+            if replay is not None and isinstance(event, ROSTER_EVENTS):
+                if len(replay) < self.roster_log_cap:
+                    replay.append(framed)
+                else:
+                    self.roster_log = None
             dropped = [box for box in self.dashboards if not box.send_framed(framed)]
             for box in dropped:
                 self.dashboards.discard(box)

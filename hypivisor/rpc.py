@@ -102,7 +102,7 @@ class Connection:
 
     def start_as_dashboard(self) -> None:
         """Snapshot and subscribe with no await in between, so no event can fall in a gap."""
-        self.outbox.send_snapshot(self.service.init_frames())
+        self.outbox.send_snapshot(*self.service.init_sequence())
         self.service.hub.dashboards.add(self.outbox)
 
     def on_frame(self, data: str | bytes) -> None:

@@ -105,11 +105,18 @@ LIST_PAGE_BYTES = 4 * 1024 * 1024
 
 @dataclass
 class Snapshot:
-    """The roster serialised once: each node's JSON, the whole list, and the framed ``init`` sequence."""
+    """The roster serialised once: each node's JSON and the framed ``init`` sequence (one bytes object).
+
+    ``shared``: the roster passed ``INIT_CHUNK_BYTES``, so its ``init`` is followed by ``node_joined`` frames anyway;
+    such a snapshot serves every dashboard that connects while it is fresh, each also sent the roster frames fanned
+    out since it was built (``Hub.roster_log``, specs/cluster.md §11). A smaller roster's snapshot is rebuilt after
+    every change, so its ``init`` frame alone is the roster of that moment."""
 
     built_at: float
     nodes: list[bytes]
-    init_frames: list[bytes]
+    blob: bytes  # the init frame, then the node_joined frames of the nodes past the first chunk
+    frame_count: int
+    shared: bool = False
     _first_page: dict[str, Any] | None = None
 
     @property
@@ -148,6 +155,7 @@ class Service:
         self.hub = Hub()
         self.spawner = Spawner(config.spawn_command, config.spawn_timeout)
         self._snapshot: Snapshot | None = None
+        self._roster_changed = False  # an event changed the roster since the snapshot was built
         # node id → (its last_seen then, the node object, its JSON): a snapshot rebuilt after a change serialises
         # only the nodes that changed (an event drops its node's entry; a node object replaced is a miss)
         self._node_json: dict[str, tuple[float | None, NodeInfo, bytes]] = {}
@@ -170,7 +178,7 @@ class Service:
 
     def publish(self, events: list[BaseModel]) -> None:
         if events:
-            self._snapshot = None  # the roster changed: the next init / list_nodes rebuilds it
+            self._roster_changed = True  # the next init / list_nodes rebuilds the snapshot (or replays: _roster)
             self._forget_json(events)
             if self.cluster is None:
                 self.hub.publish(events + self.machines.book.node_events(events))
@@ -185,7 +193,7 @@ class Service:
         """Cluster mode: another hypivisor's agents changed (its registry decided; this one only shows them). The
         machine book counts them too: every machine's ``agents`` is the whole roster's. ``quiet``: the events only
         change quiet fields (shown on the cluster's tick, specs/cluster.md §3)."""
-        self._snapshot = None
+        self._roster_changed = True
         self._forget_json(events)
         self.cluster.show(events + self.machines.book.node_events(events), quiet)
 
@@ -209,18 +217,29 @@ class Service:
         present = {node.id for node in self.registry.nodes()}
         self.hub.publish(self.attention.forget_live_of_absent(present, now))
 
-    def _roster(self) -> Snapshot:
+    def _roster(self, exact: bool = False) -> Snapshot:
         """The roster serialised once for every ``init`` and ``list_nodes`` until it changes.
 
-        Every ``/ws`` connection (each bridge too) starts with an ``init`` holding all nodes; serialising
-        1,000 nodes per connection made reconnect storms quadratic. The cache is dropped by every
-        published event and rebuilt at least every ``SNAPSHOT_MAX_AGE`` seconds (``last_seen``).
+        Every dashboard's ``/ws`` connection starts with an ``init`` holding all nodes; serialising 1,000 nodes per
+        connection made reconnect storms quadratic. The cache is dropped by every published event and rebuilt at
+        least every ``SNAPSHOT_MAX_AGE`` seconds (``last_seen``). A shared snapshot (a roster past one ``init``
+        chunk) outlives the events for ``init``: they are replayed from ``Hub.roster_log`` after it, until that log
+        passes half the roster. ``exact`` (``list_nodes``, which has no replay): the roster as of now.
         A node that cannot be serialised is left out (and logged once); it never takes the roster down.
         """
         now = time.monotonic()
         snap = self._snapshot
         if snap is None or now - snap.built_at > SNAPSHOT_MAX_AGE:
+            stale = True
+        elif exact or not snap.shared:
+            stale = self._roster_changed
+        else:
+            stale = self.hub.roster_log is None  # the replay log outgrew its bound
+        if stale:
+            self._roster_changed = False
             snap = self._snapshot = self._build_snapshot(now)
+            self.hub.roster_log = [] if snap.shared else None
+            self.hub.roster_log_cap = len(snap.nodes) // 2
         return snap
 
     def _build_snapshot(self, now: float) -> Snapshot:
@@ -268,12 +287,22 @@ class Service:
             init["peers"] = list(self.config.peers)
         frames = [text_frame(orjson.dumps(init))]
         frames += [text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in nodes[len(head) :]]
-        return Snapshot(now, nodes, frames)
+        blob = frames[0] if len(frames) == 1 else b"".join(frames)
+        return Snapshot(now, nodes, blob, len(frames), shared=len(frames) > 1)
 
     def init_frames(self) -> list[bytes]:
-        """The framed ``init`` event (an ``InitEvent``) with the current roster; past ``INIT_CHUNK_BYTES`` the
-        remaining nodes follow as ``node_joined`` frames (every client already upserts those)."""
-        return self._roster().init_frames
+        """The framed ``init`` event (an ``InitEvent``) with the roster; past ``INIT_CHUNK_BYTES`` the remaining
+        nodes follow as ``node_joined`` frames, and the roster frames fanned out since the snapshot was built
+        (every client already upserts those). The first element is a bytes object holding many frames."""
+        return self.init_sequence()[0]
+
+    def init_sequence(self) -> tuple[list[bytes], int]:
+        """:meth:`init_frames` and how many WebSocket frames they hold."""
+        snap = self._roster()
+        replay = self.hub.roster_log if snap.shared else None
+        if not replay:
+            return [snap.blob], snap.frame_count
+        return [snap.blob, *replay], snap.frame_count + len(replay)
 
     async def dispatch(self, method: str, raw_params: dict[str, Any] | None, conn: Hashable, peer: str) -> Any:
         model = REGISTRY_METHODS.get(method)
@@ -362,7 +391,7 @@ class Service:
     async def _m_list_nodes(self, params: ListNodesParams, conn: Hashable, peer: str) -> dict:
         """A ``ListNodesResult`` from the cached serialisation; ``cursor``/``limit`` page a large roster, and a
         page never holds more than ``LIST_PAGE_BYTES`` of nodes (``next_cursor`` says where the rest starts)."""
-        snap = self._roster()
+        snap = self._roster(exact=True)
         if params.cursor == 0 and params.limit is None:
             return snap.first_page
         return _page(snap.nodes, params.cursor, len(snap.nodes) if params.limit is None else params.limit)

@@ -252,3 +252,128 @@ async def test_a_snapshot_rebuilt_after_one_change_serialises_only_that_node(tmp
     assert orjson.loads(third[0])["unread"] == 3
     assert orjson.loads(third[2])["last_seen"] == entry.node.last_seen
     assert third[1] is second[1]
+
+
+class _Recorder:
+    """A dashboard's outbox reduced to what ``Hub.fan_out`` calls: the frames it was sent."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def send_framed(self, framed: bytes) -> bool:
+        self.frames.append(framed)
+        return True
+
+
+def _apply(view: dict[str, dict], frames: list[bytes]) -> dict[str, dict]:
+    """What every client does with the frames of ``/ws``: ``init`` replaces, node events upsert or remove."""
+    for framed in frames:
+        for _, payload in parse(bytearray(framed)):
+            msg = orjson.loads(payload)
+            kind = msg["event"]
+            if kind == "init":
+                view = {n["id"]: n for n in msg["nodes"]}
+            elif kind in ("node_joined", "node_updated"):
+                view[msg["node"]["id"]] = msg["node"]
+            elif kind == "node_offline" and msg["id"] in view:
+                view[msg["id"]] = {**view[msg["id"]], "status": "offline"}
+            elif kind == "node_removed":
+                view.pop(msg["id"], None)
+    return view
+
+
+def _shown(view: dict[str, dict]) -> dict[str, tuple]:
+    return {k: (v["status"], v.get("session_name"), v.get("unread")) for k, v in view.items()}
+
+
+async def test_dashboards_joining_while_a_large_roster_changes_share_one_snapshot_and_see_the_roster(
+    tmp_path, monkeypatch
+):
+    """A roster past one ``init`` chunk is serialised once for the dashboards that connect while it changes (a
+    reconnect storm): each gets that snapshot and the roster frames fanned out since, and every one of them ends
+    with exactly the registry's roster (``list_nodes``, always built fresh), whenever it connected."""
+    import random
+
+    from hypivisor import service as service_mod
+    from hypivisor.service import RpcFailure
+
+    monkeypatch.setattr(service_mod, "INIT_CHUNK_BYTES", 600)  # a few nodes per init: the roster is "large"
+    svc = _service(tmp_path)
+    secrets: dict[str, str] = {}
+
+    async def register(i: int) -> None:
+        params = {"id": f"n{i}", "machine": "m", "cwd": "/", "port": 10 + i}
+        if f"n{i}" in secrets:
+            params["node_secret"] = secrets[f"n{i}"]
+        answer = await svc.dispatch("register", params, f"c{i}", "h")
+        secrets.setdefault(f"n{i}", answer.get("node_secret"))
+
+    for i in range(40):
+        await register(i)
+    rng = random.Random(7)
+    dashboards: list[tuple[_Recorder, list[bytes]]] = []
+    built = set()
+    for step in range(120):
+        if step % 4 == 0:  # a dashboard connects: snapshot and subscription with no await between
+            box = _Recorder()
+            dashboards.append((box, svc.init_frames()))
+            svc.hub.dashboards.add(box)
+            built.add(id(svc._snapshot))
+        i = rng.randrange(50)
+        conn, node = f"c{i}", f"n{i}"
+        what = rng.random()
+        if what < 0.5 and svc.registry.get(node) is not None:
+            try:  # refused once the node went offline (its connection closed)
+                await svc.dispatch("heartbeat", {"id": node, "session_name": f"s{step}"}, conn, "h")
+            except RpcFailure:
+                pass
+        elif what < 0.7:
+            await register(i)
+        elif what < 0.85:
+            svc.publish(svc.registry.connection_closed(conn, 1.0))
+        elif svc.registry.get(node) is not None:
+            svc.publish(svc.registry.set_unread(node, step))
+    listed = orjson.loads(orjson.dumps(await svc.dispatch("list_nodes", {}, "d", "h")))["nodes"]
+    want = _shown({n["id"]: n for n in listed})
+    assert len(want) >= 40
+    for box, first in dashboards:
+        assert _shown(_apply({}, first + box.frames)) == want
+    assert len(built) < len(dashboards) / 3  # shared: most dashboards got a snapshot built before them
+
+
+async def test_a_shared_snapshot_is_rebuilt_once_its_replay_passes_half_the_roster_or_it_ages(tmp_path, monkeypatch):
+    from hypivisor import service as service_mod
+
+    monkeypatch.setattr(service_mod, "INIT_CHUNK_BYTES", 600)
+    svc = _service(tmp_path)
+    for i in range(10):
+        await svc.dispatch("register", {"id": f"n{i}", "machine": "m", "cwd": "/", "port": 10 + i}, f"c{i}", "h")
+    first = svc.init_frames()
+    assert len(first) == 1 and len(parse(bytearray(first[0]))) > 1  # chunked: init, then node_joined frames
+    for i in range(5):  # half the roster changes: replayed after the same snapshot
+        await svc.dispatch("heartbeat", {"id": f"n{i}", "session_name": f"x{i}"}, f"c{i}", "h")
+    again = svc.init_frames()
+    assert again[0] is first[0] and len(again) == 6
+    assert svc.init_sequence()[1] == len(parse(bytearray(b"".join(again))))  # the frame count send_snapshot uses
+    await svc.dispatch("heartbeat", {"id": "n5", "session_name": "x5"}, "c5", "h")  # one more: past the bound
+    rebuilt = svc.init_frames()
+    assert rebuilt[0] is not first[0] and len(rebuilt) == 1
+    assert _shown(_apply({}, rebuilt))["n5"][1] == "x5"
+    await svc.dispatch("heartbeat", {"id": "n6", "session_name": "x6"}, "c6", "h")
+    assert len(svc.init_frames()) == 2
+    svc._snapshot.built_at -= service_mod.SNAPSHOT_MAX_AGE + 1  # an old snapshot is rebuilt (last_seen moves)
+    aged = svc.init_frames()
+    assert len(aged) == 1 and aged[0] is not rebuilt[0] and _shown(_apply({}, aged))["n6"][1] == "x6"
+
+
+async def test_a_small_roster_init_frame_alone_is_the_roster_after_each_change(tmp_path):
+    """Below one chunk nothing is replayed: the ``init`` frame a dashboard gets holds every change so far."""
+    svc = _service(tmp_path)
+    await svc.dispatch("register", {"id": "a", "machine": "m", "cwd": "/", "port": 1}, "c1", "h")
+    box = _Recorder()
+    svc.hub.dashboards.add(box)
+    assert len(svc.init_frames()) == 1
+    await svc.dispatch("register", {"id": "b", "machine": "m", "cwd": "/", "port": 2}, "c2", "h")
+    frames = svc.init_frames()
+    assert len(frames) == 1 and len(parse(bytearray(frames[0]))) == 1
+    assert sorted(_apply({}, frames)) == ["a", "b"] and svc.hub.roster_log is None
