@@ -163,6 +163,9 @@ class Backplane(ABC):
         self.settings = settings
         self._roster: dict[AgentKey, Record] = {}
         self._listeners: list[ChangeListener] = []
+        # told True before the changes of one batch (another owner's feed message) and False after them: a listener
+        # may show a batch's changes together (hypivisor.cluster.link)
+        self._batch_listeners: list[Callable[[bool], None]] = []
         self._owned: dict[AgentKey, Record] = {}
         self._unsaved: set[AgentKey] = set()  # owned records whose last put failed
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -256,6 +259,24 @@ class Backplane(ABC):
 
     def on_agent_change(self, listener: ChangeListener) -> None:
         self._listeners.append(listener)
+
+    def on_batch(self, listener: Callable[[bool], None]) -> None:
+        """``listener(True)`` before the changes of one batch, ``listener(False)`` after them (:meth:`_batch`)."""
+        self._batch_listeners.append(listener)
+
+    @contextlib.contextmanager
+    def _batch(self) -> Any:
+        """The changes applied inside arrived together (one feed message): batch listeners hear where it ends."""
+        for listener in self._batch_listeners:
+            listener(True)
+        try:
+            yield
+        finally:
+            for listener in self._batch_listeners:
+                try:
+                    listener(False)
+                except Exception as e:  # noqa: BLE001 - a listener's failure must not stop the feed
+                    log.error("cluster_listener_failed", error=f"{type(e).__name__}: {e}")
 
     def _apply(self, change: AgentChange) -> None:
         if change.op != "put" and change.key not in self._roster:

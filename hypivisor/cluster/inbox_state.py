@@ -163,6 +163,7 @@ class SiteInbox:
     def __init__(self, hv_id: str) -> None:
         self.hv_id = hv_id
         self._items: OrderedDict[str, _Kept] = OrderedDict()
+        self._by_node: dict[str, dict[str, None]] = {}  # node id → its open items' ids, in stream order
         self._ended: OrderedDict[str, None] = OrderedDict()
         self.refused = 0  # records that could not be used (counted, never fatal)
 
@@ -185,10 +186,13 @@ class SiteInbox:
         return [k.item for k in self._items.values() if not held_elsewhere or k.holder != self.hv_id]
 
     def machine_of(self, node_id: str) -> str | None:
-        for kept in reversed(self._items.values()):
-            if kept.item.node_id == node_id:
-                return kept.machine
-        return None
+        ids = self._by_node.get(node_id)
+        return self._items[next(reversed(ids))].machine if ids else None
+
+    def _of_node(self, node_id: str) -> list[tuple[str, _Kept]]:
+        """``node_id``'s open items (id, kept), in stream order: an agent joining costs its own items, not the
+        site's (a fail-over moves thousands of agents)."""
+        return [(item_id, self._items[item_id]) for item_id in self._by_node.get(node_id, ())]
 
     def apply_raw(self, record: dict[str, Any], in_book: set[str] | dict[str, Any]) -> Effects:
         try:
@@ -212,6 +216,7 @@ class SiteInbox:
                 return out
             local = rec.hv == self.hv_id or item_id in in_book
             self._items[item_id] = _Kept(rec.item, rec.machine, local, rec.hv, rec.cause, rec.run)
+            self._by_node.setdefault(rec.item.node_id, {})[item_id] = None
             if not local:
                 out.events.append(AttentionAddedEvent(item=rec.item.model_copy()))
             while len(self._items) > MAX_ITEMS:
@@ -223,8 +228,8 @@ class SiteInbox:
                 return out  # a book that no longer holds the item (its agent moved on) cannot end it
             self._resolve(rec.id, rec.by, rec.hv, in_book, out)
             return out
-        for item_id, kept in list(self._items.items()):
-            if kept.item.node_id == rec.node_id and kept.item.kind in RUN_KINDS:
+        for item_id, kept in self._of_node(rec.node_id):
+            if kept.item.kind in RUN_KINDS:
                 self._resolve(item_id, "read", rec.hv, in_book, out)
         if rec.hv != self.hv_id:
             out.read_node = rec.node_id
@@ -233,8 +238,7 @@ class SiteInbox:
     def adoptable(self, node_id: str) -> list[tuple[AttentionItem, str | None, str | None]]:
         """Open items of ``node_id`` that another hypivisor's book holds: (item, cause, run). Its agent registered
         here, so this hypivisor's book takes them over (:meth:`adopted`) rather than raising them again."""
-        return [(k.item, k.cause, k.run) for k in self._items.values()
-                if k.item.node_id == node_id and k.holder != self.hv_id]  # fmt: skip
+        return [(k.item, k.cause, k.run) for _, k in self._of_node(node_id) if k.holder != self.hv_id]
 
     def holder_of(self, item_id: str) -> str | None:
         kept = self._items.get(item_id)
@@ -254,6 +258,12 @@ class SiteInbox:
 
     def _end(self, item_id: str) -> _Kept | None:
         kept = self._items.pop(item_id, None)
+        if kept is not None:
+            ids = self._by_node.get(kept.item.node_id)
+            if ids is not None:
+                ids.pop(item_id, None)
+                if not ids:
+                    del self._by_node[kept.item.node_id]
         self._ended[item_id] = None
         self._ended.move_to_end(item_id)
         while len(self._ended) > MAX_RESOLVED:

@@ -159,6 +159,7 @@ class ClusterLink:
         self.quiet = QuietHold()  # quiet roster changes (own and others'), shown here once per tick of the cluster
         self._quiet_handle: asyncio.TimerHandle | None = None
         self._soon: list[BaseModel] = []  # own agents' other events, shown within SOON_S (with their puts' burst)
+        self._gathered: list[tuple[list[BaseModel], bool]] | None = None  # during another owner's batch (_on_batch)
         self._soon_handle: asyncio.TimerHandle | None = None
         service.hub.before_fan_out = self._show_soon_now  # anything else shown goes after them
 
@@ -169,6 +170,7 @@ class ClusterLink:
     async def start(self) -> None:
         await self.backplane.start()
         self.backplane.on_agent_change(self._on_change)
+        self.backplane.on_batch(self._on_batch)
         shared: list[BaseModel] = []
         for key, record in self.backplane.agents().items():  # the snapshot read at start
             shared += self._apply(AgentChange("put", key, record, 0))
@@ -358,13 +360,29 @@ class ClusterLink:
         return self.cluster_token or self.service.config.token
 
     # -- the other hypivisors' agents → this hypivisor's dashboards ----------------------------------------------
+    def _on_batch(self, start: bool) -> None:
+        """Another owner's batch: its changes are shown together once it is applied (one pass of the hub and its
+        taps for the batch; runs of quiet and other changes keep their order)."""
+        if start:
+            self._gathered = []
+            return
+        gathered, self._gathered = self._gathered, None
+        for events, quiet in gathered or ():
+            self.service.remote_roster_changed(events, quiet)
+
     def _on_change(self, change: AgentChange) -> None:
         previous = self.mirror.get(change.key.agent)
         events = self._apply(change)
         if events:
             # a node_updated keeping the owner and status shown is quiet: it waits for the tick with the others
             quiet = previous is not None and _keeps_owner_and_status(previous.node, events)
-            self.service.remote_roster_changed(events, quiet)
+            gathered = self._gathered
+            if gathered is None:
+                self.service.remote_roster_changed(events, quiet)
+            elif gathered and gathered[-1][1] == quiet:
+                gathered[-1][0].extend(events)
+            else:
+                gathered.append((list(events), quiet))
 
     def _apply(self, change: AgentChange) -> list[BaseModel]:
         if change.key.is_machine:  # a machine's record, not an agent's

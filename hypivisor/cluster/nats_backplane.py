@@ -588,6 +588,14 @@ class NatsBackplane(Backplane):
         if hv == self.hv_id:
             return
         heard = self._feed.batch(hv, n, heartbeat=not entries)
+        if entries:
+            with self._batch():
+                self._apply_entries(site, hv, entries)
+        if heard == "gap":
+            log.info("cluster_feed_gap", hv=hv[:64], n=n)
+            self._read_bucket()
+
+    def _apply_entries(self, site: str, hv: str, entries: list[Any]) -> None:
         for entry in entries:
             try:
                 raw_key, seq, record = entry
@@ -599,9 +607,6 @@ class NatsBackplane(Backplane):
                 continue
             if self._feed.newer(key, seq):
                 self._apply_at(key, seq, record)
-        if heard == "gap":
-            log.info("cluster_feed_gap", hv=hv[:64], n=n)
-            self._read_bucket()
 
     def _apply_at(self, key: AgentKey, seq: int, record: Record | None) -> None:
         """A change newer than what is applied here (its stream sequence ``seq``): a put, or a delete (None)."""

@@ -201,3 +201,36 @@ def test_a_take_over_elsewhere_moves_the_holder_without_a_second_event() -> None
     assert inbox.apply_raw(resolved("att-x-1", "cause", hv="hv-a"), set()).events == []  # the old holder: stale
     ended = inbox.apply_raw(resolved("att-x-1", "cause", hv="hv-b"), set())
     assert [(e.id, e.by) for e in ended.events] == [("att-x-1", "cause")]
+
+
+def test_an_agents_items_are_found_through_its_own_index_whatever_was_added_ended_or_read() -> None:
+    """``adoptable``, ``machine_of`` and a ``read`` look at the agent's own items (an index kept with every add and
+    end), and give what a scan of every open item would: random adds, ends, reads and the MAX_ITEMS bound."""
+    import random
+
+    rng = random.Random(3)
+    inbox = SiteInbox("hv-b")
+    keys = {f"n{i}": AgentKey("main", f"m{i % 3}", f"n{i}") for i in range(8)}
+    for step in range(3000):
+        node = rng.choice(list(keys))
+        what = rng.random()
+        if what < 0.55:
+            kind = rng.choice(["approval", "question", "finished", "error"])
+            it = item(f"att-{step}", kind=kind, node_id=node)
+            inbox.apply_raw(added(it, hv=rng.choice(["hv-a", "hv-b"]), key=keys[node]), set())
+        elif what < 0.8 and len(inbox):
+            victim = rng.choice(inbox.items())
+            inbox.apply_raw(resolved(victim.id, by="dismissed"), set())
+        else:
+            inbox.apply_raw(read(node, hv=rng.choice(["hv-a", "hv-b"])), set())
+        if step % 50 == 0:
+            inbox_state.MAX_ITEMS, bound = rng.choice([5, 10_000]), inbox_state.MAX_ITEMS
+            try:
+                inbox.apply_raw(added(item(f"extra-{step}", node_id=node), key=keys[node]), set())
+            finally:
+                inbox_state.MAX_ITEMS = bound
+        for n in keys:
+            scan = [k for k in inbox._items.values() if k.item.node_id == n]
+            assert inbox.adoptable(n) == [(k.item, k.cause, k.run) for k in scan if k.holder != "hv-b"]
+            assert inbox.machine_of(n) == (scan[-1].machine if scan else None)
+    assert sum(len(ids) for ids in inbox._by_node.values()) == len(inbox)

@@ -182,3 +182,58 @@ async def test_own_joins_and_removals_of_one_moment_reach_the_dashboards_togethe
     assert calls == [["node_removed"], ["node_joined"]]  # the held removal first, then the received join, at once
     assert dash.roster()[-2:] == [("node_removed", "new"), ("node_joined", "far")]
     await link.close()
+
+
+async def test_another_owners_batch_is_shown_in_one_pass_in_order(tmp_path) -> None:
+    """The changes of one feed batch (``Backplane._batch``) reach the hub together: consecutive joins are one
+    fan-out (one write per dashboard, one pass of the taps), a quiet rename in the middle is held for the tick, and
+    the order of what is shown at once is the batch's; outside a batch each change shows on its own."""
+    import asyncio
+
+    from hypivisor.cluster.backplane import AgentChange, InProcessBackplane, Settings
+    from hypivisor.cluster.feed import GATHER_S
+    from hypivisor.cluster.link import ClusterLink
+    from hypivisor.cluster.names import AgentKey
+    from hypivisor.config import Config
+    from hypivisor.service import Service
+
+    service = Service(Config(host="127.0.0.1", port=1, dashboard_dir=tmp_path / "none"), env={"HOME": str(tmp_path)})
+    backplane = InProcessBackplane(Settings("hv-b", "main", liveness="lease"))
+    link = ClusterLink(service, backplane, "127.0.0.1", 1)
+    backplane.on_batch(link._on_batch)  # as ClusterLink.start does
+    service.cluster = link
+    dash = Dashboard()
+    service.hub.dashboards.add(dash)  # type: ignore[arg-type]
+    calls: list[list[str]] = []
+    fan_out = service.hub.fan_out
+
+    def counted(events: list) -> None:
+        fan_out(events)
+        if roster := [f"{e.event}:{getattr(e, 'id', None) or e.node.id}" for e in events
+                      if e.event.startswith("node_")]:  # fmt: skip
+            calls.append(roster)
+
+    service.hub.fan_out = counted  # type: ignore[method-assign]
+
+    def record(node_id: str, **kw) -> dict:
+        return {"id": node_id, "machine": "m2", "cwd": "/x", "port": 1, "status": "active", "last_seen": 1.0,
+                "hv": "hv-a", **kw}  # fmt: skip
+
+    def change(node_id: str, seq: int, **kw) -> AgentChange:
+        return AgentChange("put", AgentKey("main", "m2", node_id), record(node_id, **kw), seq)
+
+    link._on_change(change("a", 1))
+    assert calls == [["node_joined:a"]]
+    calls.clear()
+    with backplane._batch():
+        link._on_change(change("b", 2))
+        link._on_change(change("c", 3))
+        link._on_change(change("a", 4, session_name="renamed"))  # quiet: held for the tick
+        link._on_change(change("b", 5, status="offline"))
+        link._on_change(change("d", 6))
+        assert calls == []  # nothing shown before the batch ends
+    assert calls == [["node_joined:b", "node_joined:c"], ["node_offline:b", "node_joined:d"]]
+    await asyncio.sleep(GATHER_S * 2 + 0.1)
+    assert calls[2:] == [["node_updated:a"]] and dash.roster()[-1] == ("node_updated", "a")
+    assert link._gathered is None
+    await link.close()
