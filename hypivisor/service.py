@@ -235,7 +235,7 @@ class Service:
             stale = self._roster_changed
         else:
             stale = self.hub.roster_log is None  # the replay log outgrew its bound
-        if stale:
+        if stale or snap is None:
             self._roster_changed = False
             snap = self._snapshot = self._build_snapshot(now)
             self.hub.roster_log = [] if snap.shared else None

@@ -261,11 +261,12 @@ class Backplane(ABC):
         self._listeners.append(listener)
 
     def on_batch(self, listener: Callable[[bool], None]) -> None:
-        """``listener(True)`` before the changes of one batch, ``listener(False)`` after them (:meth:`_batch`)."""
+        """``listener(True)`` before the changes of one batch, ``listener(False)`` after them
+        (:meth:`_changes_together`)."""
         self._batch_listeners.append(listener)
 
     @contextlib.contextmanager
-    def _batch(self) -> Any:
+    def _changes_together(self) -> Any:
         """The changes applied inside arrived together (one feed message): batch listeners hear where it ends."""
         for listener in self._batch_listeners:
             listener(True)

@@ -589,7 +589,7 @@ class NatsBackplane(Backplane):
             return
         heard = self._feed.batch(hv, n, heartbeat=not entries)
         if entries:
-            with self._batch():
+            with self._changes_together():
                 self._apply_entries(site, hv, entries)
         if heard == "gap":
             log.info("cluster_feed_gap", hv=hv[:64], n=n)

@@ -185,8 +185,8 @@ async def test_own_joins_and_removals_of_one_moment_reach_the_dashboards_togethe
 
 
 async def test_another_owners_batch_is_shown_in_one_pass_in_order(tmp_path) -> None:
-    """The changes of one feed batch (``Backplane._batch``) reach the hub together: consecutive joins are one
-    fan-out (one write per dashboard, one pass of the taps), a quiet rename in the middle is held for the tick, and
+    """The changes of one feed batch (``Backplane._changes_together``) reach the hub together: consecutive joins are
+    one fan-out (one write per dashboard, one pass of the taps), a quiet rename in the middle is held for the tick, and
     the order of what is shown at once is the batch's; outside a batch each change shows on its own."""
     import asyncio
 
@@ -225,7 +225,7 @@ async def test_another_owners_batch_is_shown_in_one_pass_in_order(tmp_path) -> N
     link._on_change(change("a", 1))
     assert calls == [["node_joined:a"]]
     calls.clear()
-    with backplane._batch():
+    with backplane._changes_together():
         link._on_change(change("b", 2))
         link._on_change(change("c", 3))
         link._on_change(change("a", 4, session_name="renamed"))  # quiet: held for the tick
