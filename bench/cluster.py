@@ -53,7 +53,6 @@ mode; the load generator's CPU is in the notes. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import math
 import os
@@ -627,8 +626,7 @@ RECONNECT_DELAY = 0.1
 
 
 async def failover(d: Deployment, sz: dict, log) -> None:
-    """SIGKILL hypivisor 0; its agent connections (from a process of their own, bench/mover.py) and dashboards move
-    to the next hypivisor of their lists. A
+    """SIGKILL hypivisor 0; its agent connections and dashboards move to the next hypivisor of their lists. A
     dashboard a hypivisor disconnects meanwhile (1008, too slow) connects again after a short delay, as Pi-DE does,
     and starts over from its ``init``: it counts once it shows every agent again."""
     victim = 0
@@ -643,36 +641,19 @@ async def failover(d: Deployment, sz: dict, log) -> None:
     loop = asyncio.get_running_loop()
     alive = [k != victim for k in range(len(d.ports))]
 
-    # the moving connections reconnect and register from a process of their own (bench/mover.py): bridges are not
-    # the browsers, and in this loop they waited behind the reconnecting dashboards' rosters
-    mover = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.mover", cwd=str(Path(__file__).resolve().parent.parent),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=16 * 1024 * 1024,
-    )  # fmt: skip
-    assert mover.stdin is not None and mover.stdout is not None
-    by_index = {c.index: c for c in moving}
-    setup = {"ports": d.ports, "conns": [{"index": c.index, "order": c.order, "agents": c.agents} for c in moving]}
-    mover.stdin.write(orjson.dumps(setup) + b"\n")
-    await mover.stdin.drain()
-    assert orjson.loads(await asyncio.wait_for(mover.stdout.readline(), 30)) == {"ready": True}
-    mover_cpu = [0.0]
-
-    async def mover_reports() -> None:
-        while line := await mover.stdout.readline():
-            report = orjson.loads(line)
-            if report.get("done"):
-                mover_cpu[0] = report["cpu"]
-                return
-            conn = by_index[report["index"]]
-            conn.reconnected_at, conn.reregistered_at = report["reconnected_at"], report["reregistered_at"]
-            errors.extend(report["errors"])
-
-    reports = loop.create_task(mover_reports())
-
-    def move_agents(conn: AgentConn) -> None:
+    async def move_agents(conn: AgentConn) -> None:
         conn.lost_at = time.monotonic()
-        if not mover.stdin.is_closing() and all(c.lost_at is None for c in moving if c is not conn):
-            mover.stdin.write(b"go\n")  # the first connection that saw the kill: they all move now
+        for nxt in conn.order[1:]:  # the next at once, as a bridge's list fail-over does
+            try:
+                conn.at = nxt
+                conn.waiters.clear()
+                await conn.connect(d.ports)
+                conn.reconnected_at = time.monotonic()
+                await conn.register_all(60)
+                conn.reregistered_at = time.monotonic()
+                return
+            except Exception as exc:  # noqa: BLE001 - try the next one, say why if none took it
+                errors.append(f"connection {conn.index} -> hypivisor {nxt}: {exc!r}"[:200])
 
     def lost(k: int) -> None:
         tasks.append(loop.create_task(reconnect(k)))
@@ -697,7 +678,7 @@ async def failover(d: Deployment, sz: dict, log) -> None:
                 await asyncio.sleep(RECONNECT_DELAY)
 
     for conn in moving:
-        conn.c.on_lost = lambda conn=conn: move_agents(conn)
+        conn.c.on_lost = lambda conn=conn: tasks.append(loop.create_task(move_agents(conn)))
     for k, dash in enumerate(slots):
         dash.c.on_lost = lambda k=k: lost(k)
         if dash.at != victim:
@@ -724,15 +705,6 @@ async def failover(d: Deployment, sz: dict, log) -> None:
     await asyncio.sleep(watch)
     for p in spies:
         p.wait(30)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(reports, 5)
-    gen_cpu += mover_cpu[0]
-    mover.stdin.close()  # it closes its connections and exits
-    try:
-        await asyncio.wait_for(mover.wait(), 10)
-    except TimeoutError:
-        mover.kill()
-        await mover.wait()
     for c in moving:
         if c.reregistered_at is None:
             errors.append(f"connection {c.index} not re-registered")
