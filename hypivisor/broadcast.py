@@ -258,10 +258,12 @@ class Hub:
         # dashboards get every event in the order it happened (hypivisor/cluster/link.py)
         self.before_fan_out: Callable[[], None] | None = None
         # While a large roster's snapshot is shared (hypivisor.service.Service._roster): the roster frames fanned out
-        # since it was built, replayed after it to a dashboard that connects; None once more than ``roster_log_cap``
-        # (the next ``init`` builds a new snapshot)
+        # since it was built, replayed after it to a dashboard that connects. Only changes of nodes it holds: a join
+        # of another node or a removal (the roster's membership, and ``init.total``, changed), or more than
+        # ``roster_log_cap`` frames, set it to None and the next ``init`` builds a new snapshot.
         self.roster_log: list[bytes] | None = None
         self.roster_log_cap = 0
+        self.roster_ids: set[str] = set()  # the nodes of the shared snapshot
 
     def outbox(
         self,
@@ -301,7 +303,11 @@ class Hub:
                 continue
             replay = self.roster_log
             if replay is not None and isinstance(event, ROSTER_EVENTS):
-                if len(replay) < self.roster_log_cap:
+                if (
+                    len(replay) < self.roster_log_cap
+                    and not isinstance(event, NodeRemovedEvent)
+                    and (not isinstance(event, NodeJoinedEvent) or event.node.id in self.roster_ids)
+                ):
                     replay.append(framed)
                 else:
                     self.roster_log = None

@@ -108,12 +108,14 @@ class Snapshot:
     """The roster serialised once: each node's JSON and the framed ``init`` sequence (one bytes object).
 
     ``shared``: the roster passed ``INIT_CHUNK_BYTES``, so its ``init`` is followed by ``node_joined`` frames anyway;
-    such a snapshot serves every dashboard that connects while it is fresh, each also sent the roster frames fanned
-    out since it was built (``Hub.roster_log``, specs/cluster.md §11). A smaller roster's snapshot is rebuilt after
-    every change, so its ``init`` frame alone is the roster of that moment."""
+    such a snapshot serves every dashboard that connects while it is fresh and the same nodes are on the roster, each
+    also sent the changes of those nodes fanned out since it was built (``Hub.roster_log``, specs/cluster.md §11):
+    the nodes of the sequence, and ``init.total``, are always the roster's. A smaller roster's snapshot is rebuilt
+    after every change, so its ``init`` frame alone is the roster of that moment."""
 
     built_at: float
     nodes: list[bytes]
+    ids: set[str]  # of ``nodes``
     blob: bytes  # the init frame, then the node_joined frames of the nodes past the first chunk
     frame_count: int
     shared: bool = False
@@ -223,8 +225,8 @@ class Service:
         Every dashboard's ``/ws`` connection starts with an ``init`` holding all nodes; serialising 1,000 nodes per
         connection made reconnect storms quadratic. The cache is dropped by every published event and rebuilt at
         least every ``SNAPSHOT_MAX_AGE`` seconds (``last_seen``). A shared snapshot (a roster past one ``init``
-        chunk) outlives the events for ``init``: they are replayed from ``Hub.roster_log`` after it, until that log
-        passes half the roster. ``exact`` (``list_nodes``, which has no replay): the roster as of now.
+        chunk) outlives the changes of its nodes for ``init``: they are replayed from ``Hub.roster_log`` after it, until
+        that log passes half the roster or a node joins or leaves. ``exact`` (``list_nodes``, which has no replay): the roster as of now.
         A node that cannot be serialised is left out (and logged once); it never takes the roster down.
         """
         now = time.monotonic()
@@ -240,6 +242,7 @@ class Service:
             snap = self._snapshot = self._build_snapshot(now)
             self.hub.roster_log = [] if snap.shared else None
             self.hub.roster_log_cap = len(snap.nodes) // 2
+            self.hub.roster_ids = snap.ids
         return snap
 
     def _build_snapshot(self, now: float) -> Snapshot:
@@ -252,11 +255,13 @@ class Service:
             local = {node.id for node, _ in roster}
             roster += [(node, node.last_seen) for node in self.cluster.remote_nodes(local)]
         old, cache = self._node_json, {}
+        ids: set[str] = set()
         for node, seen in roster:
             hit = old.get(node.id)
             if hit is not None and hit[1] is node and (seen is None or (hit[0] or 0.0) >= seen - SNAPSHOT_MAX_AGE):
                 cache[node.id] = hit
                 nodes.append(hit[2])
+                ids.add(node.id)
                 continue
             try:
                 data = node.model_dump(mode="json")
@@ -270,6 +275,7 @@ class Service:
                 continue
             cache[node.id] = (seen, node, raw)
             nodes.append(raw)
+            ids.add(node.id)
         self._node_json = cache
         head: list[bytes] = []
         size = 0
@@ -288,7 +294,7 @@ class Service:
         frames = [text_frame(orjson.dumps(init))]
         frames += [text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in nodes[len(head) :]]
         blob = frames[0] if len(frames) == 1 else b"".join(frames)
-        return Snapshot(now, nodes, blob, len(frames), shared=len(frames) > 1)
+        return Snapshot(now, nodes, ids, blob, len(frames), shared=len(frames) > 1)
 
     def init_frames(self) -> list[bytes]:
         """The framed ``init`` event (an ``InitEvent``) with the roster; past ``INIT_CHUNK_BYTES`` the remaining

@@ -316,9 +316,13 @@ async def test_dashboards_joining_while_a_large_roster_changes_share_one_snapsho
     for step in range(120):
         if step % 4 == 0:  # a dashboard connects: snapshot and subscription with no await between
             box = _Recorder()
-            dashboards.append((box, svc.init_frames()))
+            first = svc.init_frames()
+            dashboards.append((box, first))
             svc.hub.dashboards.add(box)
             built.add(id(svc._snapshot))
+            # the init sequence's nodes, and its total, are the roster's of that moment (only fields may be older)
+            now = {node.id for node in svc.registry.nodes()}
+            assert _init_payload(first[0])["total"] == len(now) and set(_apply({}, first)) == now
         i = rng.randrange(50)
         conn, node = f"c{i}", f"n{i}"
         what = rng.random()
@@ -364,6 +368,13 @@ async def test_a_shared_snapshot_is_rebuilt_once_its_replay_passes_half_the_rost
     svc._snapshot.built_at -= service_mod.SNAPSHOT_MAX_AGE + 1  # an old snapshot is rebuilt (last_seen moves)
     aged = svc.init_frames()
     assert len(aged) == 1 and aged[0] is not rebuilt[0] and _shown(_apply({}, aged))["n6"][1] == "x6"
+    # a node joining or leaving changes the roster's membership (and init.total): the next init is built anew
+    await svc.dispatch("register", {"id": "new", "machine": "m", "cwd": "/", "port": 99}, "c99", "h")
+    joined = svc.init_frames()
+    assert len(joined) == 1 and joined[0] is not aged[0] and _init_payload(joined[0])["total"] == 11
+    await svc.dispatch("deregister", {"id": "n0"}, "c0", "h")
+    left = svc.init_frames()
+    assert len(left) == 1 and _init_payload(left[0])["total"] == 10 and "n0" not in _apply({}, left)
 
 
 async def test_a_small_roster_init_frame_alone_is_the_roster_after_each_change(tmp_path):
