@@ -225,8 +225,9 @@ class Service:
         Every dashboard's ``/ws`` connection starts with an ``init`` holding all nodes; serialising 1,000 nodes per
         connection made reconnect storms quadratic. The cache is dropped by every published event and rebuilt at
         least every ``SNAPSHOT_MAX_AGE`` seconds (``last_seen``). A shared snapshot (a roster past one ``init``
-        chunk) outlives the changes of its nodes for ``init``: they are replayed from ``Hub.roster_log`` after it, until
-        that log passes half the roster or a node joins or leaves. ``exact`` (``list_nodes``, which has no replay): the roster as of now.
+        chunk) outlives the changes of its nodes for ``init``: they are replayed from ``Hub.roster_log`` after it,
+        until that log passes half the roster or a node joins or leaves. ``exact`` (``list_nodes``, which has no
+        replay): the roster as of now.
         A node that cannot be serialised is left out (and logged once); it never takes the roster down.
         """
         now = time.monotonic()
