@@ -583,6 +583,49 @@ async def test_a_put_the_store_never_took_is_put_again_until_it_is_stored(
     assert b.agents()[k]["id"] == "while-no-leader"
 
 
+async def test_a_delete_the_store_never_took_is_published_again_until_it_is_stored(
+    make: Factory, request: pytest.FixtureRequest
+) -> None:
+    """An agent that leaves is deleted with a publish the stream acks: a delete made while the stream has no leader
+    (two of three NATS nodes down) is lost by the server and published again until it lands, so the agent does not
+    stay on every other hypivisor's roster for as long as its old hypivisor's lease lives."""
+    if make.kind != "nats":  # type: ignore[attr-defined]
+        pytest.skip("only a real cluster loses a delete")
+    cluster = request.getfixturevalue("nats_cluster")
+    a = await make(node=0, ttl_s=60.0, heartbeat_s=20.0, liveness="lease")
+    b = await make(node=0, ttl_s=60.0, heartbeat_s=20.0, liveness="lease")
+    k = key_of(a, "m1", "leaves-while-no-leader")
+    await a.register_agent(k, {"id": "leaves-while-no-leader"})
+    await until(lambda: k in b.agents(), timeout=10, what="the agent on b")
+    cluster.kill(1)
+    cluster.kill(2)
+    try:
+        from hypivisor.cluster.names import AGENTS_BUCKET
+
+        stream = f"KV_{AGENTS_BUCKET.format(site=a.settings.site)}"
+
+        async def leaderless() -> bool:
+            try:
+                info = await a.js.stream_info(stream)  # type: ignore[attr-defined]
+            except Exception:  # noqa: BLE001 - no leader to answer: what this test waits for
+                return True
+            return info.cluster is None or info.cluster.leader is None
+
+        deadline = time.monotonic() + 20
+        while not await leaderless():
+            assert time.monotonic() < deadline, "the stream kept a leader with two of three nodes down"
+            await asyncio.sleep(0.2)
+        await a.unregister_agent(k)
+        await asyncio.sleep(1.0)
+        assert k in b.agents(), "deleted without a stream leader?"
+    finally:
+        cluster.restart(1)
+        cluster.restart(2)
+    await until(lambda: k not in b.agents(), timeout=30, what="the lost delete, published again, on b")
+    c = await make(node=1, ttl_s=60.0, heartbeat_s=20.0, liveness="lease")  # the store itself: read at start
+    assert k not in c.agents()
+
+
 async def test_a_roster_batch_a_hypivisor_missed_is_caught_up_from_the_bucket(make: Factory) -> None:
     """Lease liveness: an owner publishes what the stream took as numbered batches (specs/cluster.md §3). One lost
     on the way (dropped here before b applies it) shows as a gap at the owner's next heartbeat batch (within

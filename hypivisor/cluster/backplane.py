@@ -220,6 +220,7 @@ class Backplane(ABC):
                 except Exception as e:
                     log.warning("cluster_lease_put_failed", error=f"{type(e).__name__}: {e}")
             self._unsaved.update(self._overdue(now))
+            self._retry_deletes(now)
             for key in list(self._owned if beat and not lease else self._unsaved):
                 record = self._owned.get(key)
                 if record is None:
@@ -231,6 +232,11 @@ class Backplane(ABC):
         """Owned records whose put went out without an answer and has not been seen stored in time (a transport
         that confirms a put by its echo in the watch); they are put again."""
         return []
+
+    def _retry_deletes(self, now: float) -> None:
+        """Deletes of records this hypivisor let go that went out without an answer are published again (a
+        transport that confirms deletes by the stream's ack); none here."""
+        return None
 
     async def _save(self, key: AgentKey, record: Record) -> bool:
         try:

@@ -153,6 +153,10 @@ class NatsBackplane(Backplane):
         self._soon: dict[AgentKey, tuple[str, bytes, Record | None]] = {}
         self._soon_handle: asyncio.Handle | None = None
         self._deleting: dict[AgentKey, int] = {}  # a delete published, not yet acked: its ack number
+        # deletes of records this hypivisor let go, not yet acked (loop time of the last try): published again after
+        # PUT_CONFIRM_S (a lost delete would leave a ghost agent shown across the site for as long as this
+        # hypivisor's lease lives)
+        self._unconfirmed_deletes: dict[AgentKey, float] = {}
         self._ack_top = 0  # the number of the last put or delete published
         self._buffer: list[Any] | None = None  # batches that arrive while the bucket is read
         self._reading: asyncio.Task[None] | None = None
@@ -426,6 +430,7 @@ class NatsBackplane(Backplane):
             raise BackplaneError("not connected to NATS")
         data = dumps(record)
         self._sent[key] = (data, record, asyncio.get_running_loop().time())
+        self._unconfirmed_deletes.pop(key, None)  # held here again: this put replaces the delete
         subject = _record_subject(key)
         if not self._ack_prefix:
             await self.nc.publish(subject, data)
@@ -525,6 +530,8 @@ class NatsBackplane(Backplane):
             sent = self._sent.get(key)
             if sent is not None and sent[0] == data:
                 del self._sent[key]
+        else:
+            self._unconfirmed_deletes.pop(key, None)
         if self._feed.newer(key, seq):
             if record is not None:
                 urgent = _urgent(self._roster.get(key), record)
@@ -667,10 +674,23 @@ class NatsBackplane(Backplane):
                 overdue.append(key)
         return overdue
 
+    def _retry_deletes(self, now: float) -> None:
+        """Deletes not acked within ``PUT_CONFIRM_S`` (lost with a connection, or by a stream without a leader) are
+        published again unless it holds the agent again or the record names another hypivisor (a delete of a key
+        already gone only writes one more delete marker, and its ack ends the retries)."""
+        for key, at in list(self._unconfirmed_deletes.items()):
+            if key in self._owned or self.holder(key) not in (None, self.hv_id):
+                del self._unconfirmed_deletes[key]  # held here again, or another hypivisor's now
+            elif at < now - PUT_CONFIRM_S:
+                self._unconfirmed_deletes[key] = now
+                log.info("cluster_delete_again", agent=key.agent[:128])
+                self._put_soon(key, _record_subject(key), b"", None)
+
     async def _delete_agent(self, key: AgentKey) -> None:
         self._sent.pop(key, None)
         self._later.pop(key, None)
         if self._ack_prefix:
+            self._unconfirmed_deletes[key] = asyncio.get_running_loop().time()
             if self._closed:  # a clean stop deletes its records now
                 self._soon.pop(key, None)
                 await self._publish_acked(key, _record_subject(key), b"", None)
