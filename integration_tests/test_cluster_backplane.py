@@ -541,6 +541,25 @@ async def test_sigkill_of_a_nats_node_keeps_both_hypivisors_working(
     assert set(b.agents()) >= {k1, k2}
 
 
+async def stream_leader_lost(a: Backplane) -> None:
+    """Wait until the roster bucket's stream has no leader (two of three NATS nodes were just killed)."""
+    from hypivisor.cluster.names import AGENTS_BUCKET
+
+    stream = f"KV_{AGENTS_BUCKET.format(site=a.settings.site)}"
+
+    async def leaderless() -> bool:
+        try:
+            info = await a.js.stream_info(stream)  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - no leader to answer: what the tests wait for
+            return True
+        return info.cluster is None or info.cluster.leader is None
+
+    deadline = time.monotonic() + 20
+    while not await leaderless():
+        assert time.monotonic() < deadline, "the stream kept a leader with two of three nodes down"
+        await asyncio.sleep(0.2)
+
+
 async def test_a_put_the_store_never_took_is_put_again_until_it_is_stored(
     make: Factory, request: pytest.FixtureRequest
 ) -> None:
@@ -557,21 +576,7 @@ async def test_a_put_the_store_never_took_is_put_again_until_it_is_stored(
     cluster.kill(1)
     cluster.kill(2)
     try:
-        from hypivisor.cluster.names import AGENTS_BUCKET
-
-        stream = f"KV_{AGENTS_BUCKET.format(site=a.settings.site)}"
-
-        async def leaderless() -> bool:
-            try:
-                info = await a.js.stream_info(stream)  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - no leader to answer: what this test waits for
-                return True
-            return info.cluster is None or info.cluster.leader is None
-
-        deadline = time.monotonic() + 20
-        while not await leaderless():
-            assert time.monotonic() < deadline, "the stream kept a leader with two of three nodes down"
-            await asyncio.sleep(0.2)
+        await stream_leader_lost(a)
         k = key_of(a, "m1", "while-no-leader")
         await a.register_agent(k, {"id": "while-no-leader"})
         await asyncio.sleep(1.0)
@@ -600,21 +605,7 @@ async def test_a_delete_the_store_never_took_is_published_again_until_it_is_stor
     cluster.kill(1)
     cluster.kill(2)
     try:
-        from hypivisor.cluster.names import AGENTS_BUCKET
-
-        stream = f"KV_{AGENTS_BUCKET.format(site=a.settings.site)}"
-
-        async def leaderless() -> bool:
-            try:
-                info = await a.js.stream_info(stream)  # type: ignore[attr-defined]
-            except Exception:  # noqa: BLE001 - no leader to answer: what this test waits for
-                return True
-            return info.cluster is None or info.cluster.leader is None
-
-        deadline = time.monotonic() + 20
-        while not await leaderless():
-            assert time.monotonic() < deadline, "the stream kept a leader with two of three nodes down"
-            await asyncio.sleep(0.2)
+        await stream_leader_lost(a)
         await a.unregister_agent(k)
         await asyncio.sleep(1.0)
         assert k in b.agents(), "deleted without a stream leader?"
