@@ -265,6 +265,13 @@ class Hub:
         self.roster_log_cap = 0
         self.roster_ids: set[str] = set()  # the nodes of the shared snapshot
 
+    def share_roster(self, ids: set[str] | None) -> None:
+        """A new roster snapshot was built: replay from now on what changes its nodes ``ids`` (None: it is not
+        shared, nothing to replay), up to half of them."""
+        self.roster_log = None if ids is None else []
+        self.roster_ids = ids or set()
+        self.roster_log_cap = len(self.roster_ids) // 2
+
     def outbox(
         self,
         ws: web.WebSocketResponse,

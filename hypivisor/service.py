@@ -241,9 +241,7 @@ class Service:
         if stale or snap is None:
             self._roster_changed = False
             snap = self._snapshot = self._build_snapshot(now)
-            self.hub.roster_log = [] if snap.shared else None
-            self.hub.roster_log_cap = len(snap.nodes) // 2
-            self.hub.roster_ids = snap.ids
+            self.hub.share_roster(snap.ids if snap.shared else None)
         return snap
 
     def _build_snapshot(self, now: float) -> Snapshot:
@@ -306,7 +304,7 @@ class Service:
     def init_sequence(self) -> tuple[list[bytes], int]:
         """:meth:`init_frames` and how many WebSocket frames they hold."""
         snap = self._roster()
-        replay = self.hub.roster_log if snap.shared else None
+        replay = self.hub.roster_log  # None unless the snapshot is shared
         if not replay:
             return [snap.blob], snap.frame_count
         return [snap.blob, *replay], snap.frame_count + len(replay)
