@@ -45,7 +45,9 @@ Figures:
   Target ≤ 2 s.
 
 Dashboards parse no JSON while a clock runs (they pick the event, id, status and ``hv`` out of the frame bytes;
-``init`` of a reconnecting dashboard is parsed once). Nothing is pinned: three hypivisors, three NATS servers and
+``init`` of a reconnecting dashboard is parsed once). Dashboards connect to ``/ws?roster=chunks``, as Pi-DE does: a
+reconnecting dashboard's 10,000-node roster comes as ``init`` and ~7 ``nodes_joined`` frames, each parsed once,
+instead of ~8,600 ``node_joined`` frames. Nothing is pinned: three hypivisors, three NATS servers and
 the load generator share the machine's cores in cluster mode, as one hypivisor and the generator do in single
 mode; the load generator's CPU is in the notes. Every wait is bounded.
 """
@@ -108,6 +110,8 @@ JOINED = b'{"event":"node_joined"'
 UPDATED = b'{"event":"node_updated"'
 NODE_EVENT = b'{"event":"node_'
 INIT = b'{"event":"init"'
+CHUNK = b'{"event":"nodes_joined"'
+DASHBOARD_PATH = "/ws?roster=chunks"
 ID = b'"id":"'
 ACTIVE = b'"status":"active"'
 
@@ -128,8 +132,10 @@ class Ws(Client):
     """A ``wsmini`` client that says when the server went away (a SIGKILLed hypivisor)."""
 
     def __init__(self, port: int, on_msg, on_lost=None, role: str = ""):
-        # role "agent": a bridge host, as the real ones say so (no roster copy to a registry connection)
-        super().__init__(port, "/ws", on_msg, f"X-Hypi-Role: {role}\r\n" if role else "")
+        # role "agent": a bridge host, as the real ones say so (no roster copy to a registry connection); a dashboard
+        # asks for a large roster in chunks, as Pi-DE does
+        path = "/ws" if role else DASHBOARD_PATH
+        super().__init__(port, path, on_msg, f"X-Hypi-Role: {role}\r\n" if role else "")
         self.on_lost = on_lost
 
     def connection_lost(self, exc) -> None:
@@ -249,7 +255,7 @@ class Dashboard:
 
     def on_msg(self, op: int, payload: bytes) -> None:
         if not payload.startswith(NODE_EVENT):
-            if payload.startswith(INIT) and self.bad is not None:
+            if payload.startswith((INIT, CHUNK)) and self.bad is not None:
                 now = time.monotonic()
                 for node in orjson.loads(payload).get("nodes") or []:
                     good = node.get("status") == "active" and node.get("hv") != self.dead_hv

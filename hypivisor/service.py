@@ -9,11 +9,12 @@ changes state before validation succeeded.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,7 +120,26 @@ class Snapshot:
     blob: bytes  # the init frame, then the node_joined frames of the nodes past the first chunk
     frame_count: int
     shared: bool = False
+    head: int = 0  # how many of ``nodes`` the init frame holds
+    init_len: int = 0  # the init frame's length in ``blob``
     _first_page: dict[str, Any] | None = None
+    _chunked: tuple[bytes, int] | None = None
+
+    def chunked(self) -> tuple[bytes, int]:
+        """The sequence for a client that asked for the roster in chunks (``/ws?roster=chunks``): the same init
+        frame, then the nodes past it as ``nodes_joined`` frames of up to ``INIT_CHUNK_BYTES`` each (a 10,000-node
+        roster: ~7 frames instead of ~8,600); with how many frames it holds. Built by the first such client."""
+        if self._chunked is None:
+            if not self.shared:
+                self._chunked = (self.blob, self.frame_count)
+            else:
+                init = self.blob[: self.init_len]
+                frames = [init] + [
+                    text_frame(b'{"event":"nodes_joined","nodes":[' + b",".join(chunk) + b"]}")
+                    for chunk in chunk_nodes(self.nodes, self.head)
+                ]
+                self._chunked = (b"".join(frames), len(frames))
+        return self._chunked
 
     @property
     def first_page(self) -> dict[str, Any]:
@@ -276,13 +296,7 @@ class Service:
             nodes.append(raw)
             ids.add(node.id)
         self._node_json = cache
-        head: list[bytes] = []
-        size = 0
-        for raw in nodes:
-            if head and size + len(raw) > INIT_CHUNK_BYTES:
-                break
-            head.append(raw)
-            size += len(raw) + 1
+        head = next(chunk_nodes(nodes, 0), [])
         init = {"event": "init", "nodes": orjson.Fragment(b"[" + b",".join(head) + b"]"),
                 "protocol_version": PROTOCOL_VERSION, "hypivisor_version": __version__,
                 "capabilities": CAPABILITIES, "total": len(nodes)}  # fmt: skip
@@ -293,21 +307,24 @@ class Service:
         frames = [text_frame(orjson.dumps(init))]
         frames += [text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in nodes[len(head) :]]
         blob = frames[0] if len(frames) == 1 else b"".join(frames)
-        return Snapshot(now, nodes, ids, blob, len(frames), shared=len(frames) > 1)
+        return Snapshot(now, nodes, ids, blob, len(frames), len(frames) > 1, len(head), len(frames[0]))
 
-    def init_frames(self) -> list[bytes]:
+    def init_frames(self, chunks: bool = False) -> list[bytes]:
         """The framed ``init`` event (an ``InitEvent``) with the roster; past ``INIT_CHUNK_BYTES`` the remaining
         nodes follow as ``node_joined`` frames, and the roster frames fanned out since the snapshot was built
-        (every client already upserts those). The first element is a bytes object holding many frames."""
-        return self.init_sequence()[0]
+        (every client already upserts those). The first element is a bytes object holding many frames. ``chunks``:
+        the client asked for the roster in chunks, so the nodes past ``init`` come as ``nodes_joined`` frames."""
+        return self.init_sequence(chunks)[0]
 
-    def init_sequence(self) -> tuple[list[bytes], int]:
-        """:meth:`init_frames` and how many WebSocket frames they hold."""
+    def init_sequence(self, chunks: bool = False) -> tuple[list[bytes], int]:
+        """:meth:`init_frames` and the roster's size in node frames (as if unchunked), which bounds how many events
+        may queue behind it (``Outbox.send_snapshot``)."""
         snap = self._roster()
+        blob = snap.chunked()[0] if chunks else snap.blob
         replay = self.hub.roster_log  # None unless the snapshot is shared
         if not replay:
-            return [snap.blob], snap.frame_count
-        return [snap.blob, *replay], snap.frame_count + len(replay)
+            return [blob], snap.frame_count
+        return [blob, *replay], snap.frame_count + len(replay)
 
     async def dispatch(self, method: str, raw_params: dict[str, Any] | None, conn: Hashable, peer: str) -> Any:
         model = REGISTRY_METHODS.get(method)
@@ -743,6 +760,20 @@ if METHOD_HANDLERS.keys() != REGISTRY_METHODS.keys():  # pragma: no cover - a pr
     raise RuntimeError(
         f"methods without a handler or a params model: {METHOD_HANDLERS.keys() ^ REGISTRY_METHODS.keys()}"
     )
+
+
+def chunk_nodes(nodes: list[bytes], start: int) -> Iterator[list[bytes]]:
+    """``nodes[start:]`` in runs of up to ``INIT_CHUNK_BYTES`` of JSON (at least one node each), in order."""
+    chunk: list[bytes] = []
+    size = 0
+    for raw in itertools.islice(nodes, start, None):
+        if chunk and size + len(raw) > INIT_CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(raw)
+        size += len(raw) + 1
+    if chunk:
+        yield chunk
 
 
 def _page(nodes: list[bytes], cursor: int, limit: int) -> dict[str, Any]:

@@ -1023,7 +1023,8 @@ class InitEvent(_Open):
     total: int | None = Field(
         default=None,
         description="nodes on the roster; when more than ``nodes`` holds, the rest follow at once as "
-        "node_joined events (a large roster never makes one frame over 1 MiB)",
+        "node_joined events, or nodes_joined events to a client that connected to /ws?roster=chunks (a large "
+        "roster never makes one frame over 1 MiB)",
     )
     peers: list[Annotated[str, Field(max_length=300)]] | None = Field(
         default=None,
@@ -1037,6 +1038,14 @@ class InitEvent(_Open):
 class NodeJoinedEvent(_Open):
     event: Literal["node_joined"] = "node_joined"
     node: NodeInfo
+
+
+class NodesJoinedEvent(_Open):
+    """The nodes of a large roster past ``init``'s first chunk, up to 1 MiB of them per frame, sent at once after
+    ``init`` only to a dashboard that connected to ``/ws?roster=chunks``; each node as if by ``node_joined``."""
+
+    event: Literal["nodes_joined"] = "nodes_joined"
+    nodes: list[NodeInfo]
 
 
 class NodeUpdatedEvent(_Open):
@@ -1178,6 +1187,7 @@ class SearchResultsEvent(_Open):
 RegistryEvent = Annotated[
     InitEvent
     | NodeJoinedEvent
+    | NodesJoinedEvent
     | NodeUpdatedEvent
     | NodeOfflineEvent
     | NodeRemovedEvent
@@ -1603,6 +1613,7 @@ SCHEMA_MODELS: list[type[BaseModel]] = [
     SearchResultsEvent,
     InitEvent,
     NodeJoinedEvent,
+    NodesJoinedEvent,
     NodeUpdatedEvent,
     NodeOfflineEvent,
     NodeRemovedEvent,

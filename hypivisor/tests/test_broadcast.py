@@ -275,6 +275,8 @@ def _apply(view: dict[str, dict], frames: list[bytes]) -> dict[str, dict]:
                 view = {n["id"]: n for n in msg["nodes"]}
             elif kind in ("node_joined", "node_updated"):
                 view[msg["node"]["id"]] = msg["node"]
+            elif kind == "nodes_joined":
+                view.update((n["id"], n) for n in msg["nodes"])
             elif kind == "node_offline" and msg["id"] in view:
                 view[msg["id"]] = {**view[msg["id"]], "status": "offline"}
             elif kind == "node_removed":
@@ -316,13 +318,16 @@ async def test_dashboards_joining_while_a_large_roster_changes_share_one_snapsho
     for step in range(120):
         if step % 4 == 0:  # a dashboard connects: snapshot and subscription with no await between
             box = _Recorder()
-            first = svc.init_frames()
+            chunks = step % 8 == 0  # every other dashboard asked for the roster in chunks (/ws?roster=chunks)
+            first = svc.init_frames(chunks)
             dashboards.append((box, first))
             svc.hub.dashboards.add(box)
             built.add(id(svc._snapshot))
             # the init sequence's nodes, and its total, are the roster's of that moment (only fields may be older)
             now = {node.id for node in svc.registry.nodes()}
             assert _init_payload(first[0])["total"] == len(now) and set(_apply({}, first)) == now
+            kinds = [orjson.loads(p)["event"] for p in _payloads(first[0])]
+            assert kinds[0] == "init" and set(kinds[1:]) == {"nodes_joined" if chunks else "node_joined"}
         i = rng.randrange(50)
         conn, node = f"c{i}", f"n{i}"
         what = rng.random()
@@ -343,6 +348,35 @@ async def test_dashboards_joining_while_a_large_roster_changes_share_one_snapsho
     for box, first in dashboards:
         assert _shown(_apply({}, first + box.frames)) == want
     assert len(built) < len(dashboards) / 3  # shared: most dashboards got a snapshot built before them
+
+
+def _payloads(framed: bytes) -> list[bytes]:
+    return [payload for _, payload in parse(bytearray(framed))]
+
+
+async def test_a_client_that_asks_for_chunks_gets_the_same_roster_in_frames_of_up_to_one_chunk(tmp_path, monkeypatch):
+    from hypivisor import service as service_mod
+
+    monkeypatch.setattr(service_mod, "INIT_CHUNK_BYTES", 3000)
+    svc = _service(tmp_path)
+    for i in range(60):  # ids of different lengths: chunks of different node counts
+        await svc.dispatch("register", {"id": "n" * (1 + i % 40) + str(i), "machine": "m", "cwd": "/", "port": 10 + i},
+                           f"c{i}", "h")  # fmt: skip
+    plain, chunked = svc.init_frames(), svc.init_frames(chunks=True)
+    assert _apply({}, chunked) == _apply({}, plain) and len(_apply({}, plain)) == 60
+    frames = [orjson.loads(p) for p in _payloads(chunked[0])]
+    assert frames[0] == orjson.loads(_payloads(plain[0])[0])  # the same init frame
+    assert len(frames) < len(_payloads(plain[0])) / 3
+    order = [n["id"] for f in frames for n in f["nodes"]]
+    assert order == [orjson.loads(raw)["id"] for raw in svc._roster().nodes]  # in the roster's order
+    for f in frames[1:]:
+        assert f["event"] == "nodes_joined" and f["nodes"]
+        assert len(orjson.dumps(f["nodes"])) <= 3000 + 2  # the chunk bound, as for init's nodes
+    assert svc.init_sequence(chunks=True)[1] == svc.init_sequence()[1]  # the queue allowance is the roster's
+    assert svc.init_frames(chunks=True)[0] is chunked[0]  # built once per snapshot
+    monkeypatch.setattr(service_mod, "INIT_CHUNK_BYTES", 1024 * 1024)
+    svc._snapshot = None
+    assert svc.init_frames(chunks=True) == svc.init_frames() and len(_payloads(svc.init_frames()[0])) == 1
 
 
 async def test_a_shared_snapshot_is_rebuilt_once_its_replay_passes_half_the_roster_or_it_ages(tmp_path, monkeypatch):

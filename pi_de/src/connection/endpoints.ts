@@ -23,4 +23,7 @@ export function resolveEndpoints(loc: Pick<Location, "protocol" | "host" | "sear
 }
 
 export const registryUrl = (e: Endpoints) => `${e.wsBase}/ws`;
+/** The socket the page opens: it asks for a large roster's nodes in `nodes_joined` chunks (a hypivisor that
+ * predates them ignores the query and sends `node_joined` frames, which the page handles too). */
+export const registrySocketUrl = (e: Endpoints) => `${registryUrl(e)}?roster=chunks`;
 export const agentUrl = (e: Endpoints, nodeId: string) => `${e.wsBase}/ws/agent/${encodeURIComponent(nodeId)}`;

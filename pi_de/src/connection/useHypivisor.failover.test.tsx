@@ -61,7 +61,7 @@ describe("useHypivisor: fail-over to the own hypivisor's peers", () => {
     expect(hook.result.current.phase).toBe("reconnecting");
     act(() => vi.advanceTimersByTime(0));
     const b = last();
-    expect(b.url).toBe("ws://b:5181/ws");
+    expect(b.url).toBe("ws://b:5181/ws?roster=chunks");
     expect(b.protocols).toEqual(FakeWS.all[0].protocols); // the own origin's token, because A named B
     act(() => b.open());
     act(() => b.recv(init(["y"], ["http://evil:1"])));
@@ -71,12 +71,12 @@ describe("useHypivisor: fail-over to the own hypivisor's peers", () => {
     // sticky on B; when B is lost the next is C (a peer's own peers were ignored), then A, with the backoff
     await act(async () => b.drop());
     act(() => vi.advanceTimersByTime(0));
-    expect(last().url).toBe("wss://c.example/ws");
+    expect(last().url).toBe("wss://c.example/ws?roster=chunks");
     await act(async () => last().drop());
     act(() => vi.advanceTimersByTime(999));
-    expect(last().url).toBe("wss://c.example/ws");
+    expect(last().url).toBe("wss://c.example/ws?roster=chunks");
     act(() => vi.advanceTimersByTime(1));
-    expect(last().url).toBe("ws://a:5180/ws");
+    expect(last().url).toBe("ws://a:5180/ws?roster=chunks");
     act(() => last().open());
     expect(hook.result.current.endpoints).toBe(own);
   });
@@ -88,7 +88,7 @@ describe("useHypivisor: fail-over to the own hypivisor's peers", () => {
     act(() => vi.advanceTimersByTime(999));
     expect(FakeWS.all).toHaveLength(1);
     act(() => vi.advanceTimersByTime(1));
-    expect(last().url).toBe("ws://a:5180/ws");
+    expect(last().url).toBe("ws://a:5180/ws?roster=chunks");
     expect(hook.result.current.endpoints).toBe(own);
   });
 
@@ -101,7 +101,7 @@ describe("useHypivisor: fail-over to the own hypivisor's peers", () => {
       const hook = onOwn(token, ["http://b:5181"], endpoints);
       await act(async () => FakeWS.all[0].drop());
       act(() => vi.advanceTimersByTime(1000));
-      expect(FakeWS.all.map((w) => w.url)).toEqual(["ws://a:5180/ws", "ws://a:5180/ws"]);
+      expect(FakeWS.all.map((w) => w.url)).toEqual(["ws://a:5180/ws?roster=chunks", "ws://a:5180/ws?roster=chunks"]);
       hook.unmount();
     }
   });

@@ -63,6 +63,17 @@ describe("useHypivisor: a clean hypivisor stop is handled like a crash", () => {
     expect(hook.result.current.roster.nodes.b).toMatchObject({ status: "active", port: 8002 });
   });
 
+  it("asks for the roster in chunks; a chunk's nodes are listed and known like joined ones", () => {
+    const { hook, ws } = connected();
+    expect(ws.url).toBe("ws://h:1/ws?roster=chunks");
+    act(() => ws.recv({ event: "nodes_joined", nodes: [node("c", 8003), node("a", 8011)] }));
+    expect(hook.result.current.roster.order).toEqual(["a", "b", "c"]);
+    expect(hook.result.current.roster.nodes.a.port).toBe(8011);
+    act(() => ws.recv({ event: "node_offline", id: "c" }));
+    act(() => ws.drop(1001));
+    expect(hook.result.current.roster.nodes.c).toMatchObject({ status: "active", port: 8003 });
+  });
+
   it("the same for a close without a code: the registry socket just ended", () => {
     const { hook, ws } = connected();
     act(() => ws.recv({ event: "node_offline", id: "b" }));

@@ -12,7 +12,7 @@ import { emptyInbox, inboxReducer, isInboxEvent, type InboxState } from "../mode
 import { emptyMachines, isMachineEvent, machineList, machinesReducer } from "../model/machines";
 import { asRegistryEvent, KNOWN_REGISTRY_EVENTS, noteUnknown } from "../protocol/frames";
 import { offlineWhileGoingAway } from "./fallback";
-import { registryUrl, type Endpoints } from "./endpoints";
+import { registrySocketUrl, registryUrl, type Endpoints } from "./endpoints";
 import { endpointsOf, Failover, peerBases } from "./failover";
 import { RpcClient, RpcError } from "./rpc";
 import { probeUnauthorized, subprotocols } from "./token";
@@ -74,7 +74,7 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
       if (disposed) return;
       setRetryInMs(null);
       const base = failover.url;
-      const sock = new WebSocket(registryUrl(endpointsOf(base, endpoints)), subprotocols(token));
+      const sock = new WebSocket(registrySocketUrl(endpointsOf(base, endpoints)), subprotocols(token));
       ws = sock;
       const rpc = new RpcClient((f) => sock.send(f));
       rpcRef.current = rpc;
@@ -132,6 +132,11 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
         else if (e.event === "node_joined" || e.event === "node_updated") {
           known.set(e.node.id, e.node);
           offlineAt.delete(e.node.id);
+        } else if (e.event === "nodes_joined") {
+          for (const n of e.nodes) {
+            known.set(n.id, n);
+            offlineAt.delete(n.id);
+          }
         } else if (e.event === "node_removed") {
           known.delete(e.id);
           offlineAt.delete(e.id);

@@ -74,4 +74,22 @@ describe("agents whose pi exited", () => {
     expect(s.exited.n0).toBeUndefined();
     expect(s.exited[`n${MAX_EXITED + 4}`]).toBeDefined();
   });
+
+  it("a nodes_joined chunk is the same roster as one node_joined per node, in one copy", () => {
+    // random rosters and chunks (with repeats, known ids and exited ones) against the one-by-one reducer
+    let seed = 7;
+    const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+    for (let round = 0; round < 50; round++) {
+      let base = rosterReducer(emptyRoster, { event: "init", nodes: Array.from({ length: rnd(5) }, (_, i) => node(`n${i}`, "/h")) });
+      base = rosterReducer(base, { event: "node_joined", node: node("gone", "/h") });
+      base = rosterReducer(base, { event: "node_removed", id: "gone", reason: "deregistered", receivedAt: 1 });
+      const chunk = Array.from({ length: rnd(8) }, (_, i) => node(rnd(3) ? `n${rnd(10)}` : "gone", `/h/${round}-${i}`));
+      let one = base;
+      for (const n of chunk) one = rosterReducer(one, { event: "node_joined", node: n });
+      const many = rosterReducer(base, { event: "nodes_joined", nodes: chunk });
+      expect(many).toEqual(one);
+    }
+    const s = rosterReducer(emptyRoster, { event: "init", nodes: [] });
+    expect(rosterReducer(s, { event: "nodes_joined", nodes: [] })).toBe(s);
+  });
 });

@@ -38,6 +38,20 @@ function upsert(s: RosterState, node: NodeInfo): RosterState {
   };
 }
 
+/** Many upserts in one copy (a large roster's chunk): `upsert` per node would copy the roster per node. */
+function upsertAll(s: RosterState, list: NodeInfo[]): RosterState {
+  if (list.length === 0) return s;
+  const nodes = { ...s.nodes };
+  const order = [...s.order];
+  let exited = s.exited;
+  for (const n of list) {
+    if (!(n.id in nodes)) order.push(n.id);
+    nodes[n.id] = n;
+    if (n.id in exited) exited = without(exited, n.id);
+  }
+  return { ...s, nodes, order, exited };
+}
+
 function without<T>(r: Record<string, T>, id: string): Record<string, T> {
   const { [id]: _gone, ...rest } = r;
   return rest;
@@ -64,6 +78,8 @@ export function rosterReducer(s: RosterState, e: RosterAction): RosterState {
     case "node_joined":
     case "node_updated":
       return upsert(s, e.node);
+    case "nodes_joined":
+      return upsertAll(s, e.nodes);
     case "node_offline": {
       const n = s.nodes[e.id];
       if (!n) return s;

@@ -21,6 +21,7 @@ import type {
   ListModelsMsg,
   ModelsListMsg,
   NodeJoinedEvent,
+  NodesJoinedEvent,
   NodeOfflineEvent,
   NodeRemovedEvent,
   NodeUpdatedEvent,
@@ -34,7 +35,7 @@ import type {
 } from "./types";
 
 /** Push events of the registry link (`/ws`). */
-export type RegistryEvent = InitEvent | NodeJoinedEvent | NodeUpdatedEvent | NodeOfflineEvent | NodeRemovedEvent;
+export type RegistryEvent = InitEvent | NodeJoinedEvent | NodesJoinedEvent | NodeUpdatedEvent | NodeOfflineEvent | NodeRemovedEvent;
 
 /** Frames the bridge itself writes on the agent link. */
 export type BridgeFrame =
@@ -107,6 +108,7 @@ export function asRegistryEvent(v: unknown): RegistryEvent | null {
 export const KNOWN_REGISTRY_EVENTS: ReadonlySet<string> = new Set([
   "init",
   "node_joined",
+  "nodes_joined",
   "node_updated",
   "node_offline",
   "node_removed",

@@ -113,6 +113,7 @@ export interface HyperPiProtocolIndex {
   NodeOfflineEvent?: NodeOfflineEvent;
   NodeRemovedEvent?: NodeRemovedEvent;
   NodeUpdatedEvent?: NodeUpdatedEvent;
+  NodesJoinedEvent?: NodesJoinedEvent;
   OkResult?: OkResult;
   OverrideBudgetParams?: OverrideBudgetParams;
   PiEvent?: PiEvent;
@@ -951,7 +952,7 @@ export interface InitEvent {
   peers?: string[] | null;
   protocol_version?: string;
   /**
-   * nodes on the roster; when more than ``nodes`` holds, the rest follow at once as node_joined events (a large roster never makes one frame over 1 MiB)
+   * nodes on the roster; when more than ``nodes`` holds, the rest follow at once as node_joined events, or nodes_joined events to a client that connected to /ws?roster=chunks (a large roster never makes one frame over 1 MiB)
    */
   total?: number | null;
   [k: string]: unknown;
@@ -1569,6 +1570,18 @@ export interface NodeRemovedEvent {
 export interface NodeUpdatedEvent {
   event: "node_updated";
   node: NodeInfo;
+  [k: string]: unknown;
+}
+/**
+ * The nodes of a large roster past ``init``'s first chunk, up to 1 MiB of them per frame, sent at once after
+ * ``init`` only to a dashboard that connected to ``/ws?roster=chunks``; each node as if by ``node_joined``.
+ *
+ * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
+ * via the `definition` "NodesJoinedEvent".
+ */
+export interface NodesJoinedEvent {
+  event: "nodes_joined";
+  nodes: NodeInfo[];
   [k: string]: unknown;
 }
 /**
