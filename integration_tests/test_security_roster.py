@@ -118,6 +118,17 @@ async def test_ten_thousand_of_the_largest_nodes_still_let_dashboards_and_bridge
                 listed |= {n["id"] for n in page["nodes"]}
                 cursor, pages = page["next_cursor"], pages + 1
             assert listed == seen and pages > 1
+        # Pi-DE's way (/ws?roster=chunks): the same roster as init and nodes_joined frames of up to 1 MiB of nodes
+        async with await RegistryClient.connect(hypivisor, "?roster=chunks", max_size=BRIDGE_FRAME_LIMIT) as dash:
+            init = await dash.event("init", timeout=60)
+            chunked, frames = {n["id"] for n in init["nodes"]}, 1
+            while len(chunked) < init["total"]:
+                chunk = await dash.event("nodes_joined", timeout=60)
+                assert len(json.dumps(chunk["nodes"], separators=(",", ":"), ensure_ascii=False).encode()) <= 2**20 + 2
+                chunked |= {n["id"] for n in chunk["nodes"]}
+                frames += 1
+            assert chunked == seen and 10 < frames < 100  # ~5 KB nodes: ~200 per MiB
+            assert not [e for e in dash.events if e["event"] == "node_joined"]
         print(
             f"10,000 largest nodes: new bridge registered in {new_bridge_s:.1f} s, dashboard had the roster in "
             f"{dashboard_s:.1f} s, list_nodes took {pages} pages"

@@ -39,6 +39,7 @@ from pydantic import BaseModel
 
 from hypivisor.attention import LIVE_KINDS, Where
 from hypivisor.cluster.backplane import ATTN_REPLAY_MAX, BackplaneError, Event, bounded, loads
+from hypivisor.cluster.direct import quiet_ordered_consumer
 from hypivisor.cluster.inbox_state import (
     Added,
     PresenceTable,
@@ -324,6 +325,7 @@ class ClusterInbox:
                                  ordered_consumer=True, config=config, idle_heartbeat=1.0, inactive_threshold=300),
             "inbox replay",
         )  # fmt: skip
+        quiet_ordered_consumer(sub)
         self._stops.append(sub.unsubscribe)
         try:
             await asyncio.wait_for(asyncio.shield(replaying), 10.0)

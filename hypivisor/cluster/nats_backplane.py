@@ -64,7 +64,7 @@ from hypivisor.cluster.backplane import (
     log,
     pending_approval,
 )
-from hypivisor.cluster.direct import subscribe_direct
+from hypivisor.cluster.direct import quiet_ordered_consumer, subscribe_direct
 from hypivisor.cluster.feed import GATHER_S, SOON_S, FeedOrder, gather_delay
 from hypivisor.cluster.names import (
     AGENTS_BUCKET,
@@ -359,6 +359,7 @@ class NatsBackplane(Backplane):
             idle_heartbeat=WATCH_HEARTBEAT_S,
             inactive_threshold=300 if live else 10,
         )
+        quiet_ordered_consumer(sub)
         self._watchers.append(sub)
         info = await sub.consumer_info()
         # empty only when the server has delivered nothing either: messages it already pushed are still on their way

@@ -233,11 +233,12 @@ class RegistryClient:
         self._next = 0
 
     @classmethod
-    async def connect(cls, hv: HypivisorProc, **kwargs) -> RegistryClient:
+    async def connect(cls, hv: HypivisorProc, query: str = "", **kwargs) -> RegistryClient:
+        """``query``: appended to ``/ws`` (``"?roster=chunks"``)."""
         kwargs.setdefault("additional_headers", hv.auth_headers)
         kwargs.setdefault("max_size", None)
         kwargs.setdefault("open_timeout", 15)  # generous: the test machine is shared
-        return cls(await websockets.connect(hv.ws_url, **kwargs))
+        return cls(await websockets.connect(hv.ws_url + query, **kwargs))
 
     async def close(self) -> None:
         await self.ws.close()
