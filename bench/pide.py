@@ -14,6 +14,10 @@ way a bridge registers (``integration_tests/harness/pide.RegisteredAgent``, as t
   with the intervals of the same page idle just before (the floor: the display's own frame clock); the
   main-thread work per frame is Chromium's own ``TaskDuration`` (DevTools Performance metrics) over the
   streaming window divided by the frames drawn;
+* a 10,000-node roster: the registry link served by the bench (``page.route_web_socket``) as a hypivisor sends a
+  roster past one ``init`` chunk, to a page that asked for chunks (``init``, then ~7 ``nodes_joined`` frames) and
+  as a hypivisor sends it to a client that did not (``init``, then one ``node_joined`` frame per node); time from
+  the page load until every agent is listed, and the page's main-thread work (Chromium's ``TaskDuration``);
 * bundle size (``pi_de/scripts/bundle-size.mjs``): the first load (the JS ``index.html`` loads before any
   interaction) and all JS, gzip -9, against React's runtime alone built by the same Vite in this run.
 
@@ -88,6 +92,64 @@ def open_rendered(page, url: str, node: str, last: int) -> float:
     return time.monotonic() - t0
 
 
+def roster_frames(n: int, chunked: bool) -> list[str]:
+    """A hypivisor's first frames for an ``n``-node roster (its ``init`` chunking, ``hypivisor.service``): ``init``
+    with the first 1 MiB of nodes, then the rest as ``nodes_joined`` chunks or one ``node_joined`` per node."""
+    import orjson
+
+    from hypivisor.service import chunk_nodes
+    from pi_socket.protocol import PROTOCOL_VERSION, NodeInfo
+
+    nodes = []
+    for i in range(n):  # serialised as the hypivisor serialises a node (every field, with last_seen)
+        node = NodeInfo(id=f"agent-{i:05d}", machine="big-box", cwd=f"/srv/fleet/p{i % 8}", port=20_000 + i,
+                        pid=100_000 + i, session_name=f"task {i}")  # fmt: skip
+        nodes.append(orjson.dumps({**node.model_dump(mode="json"), "last_seen": 1.7e9}))
+    head = next(chunk_nodes(nodes, 0))
+    init = b'{"event":"init","protocol_version":"%s","total":%d,"nodes":[%s]}' % (
+        PROTOCOL_VERSION.encode(),
+        n,
+        b",".join(head),
+    )
+    if chunked:
+        rest = [b'{"event":"nodes_joined","nodes":[' + b",".join(c) + b"]}" for c in chunk_nodes(nodes, len(head))]
+    else:
+        rest = [b'{"event":"node_joined","node":' + raw + b"}" for raw in nodes[len(head) :]]
+    return [f.decode() for f in [init, *rest]]
+
+
+def open_roster(browser, url: str, n: int, chunked: bool) -> tuple[float, float, int]:
+    """A fresh page whose registry link gets an ``n``-node roster (``roster_frames``): seconds from the load until
+    every agent is listed, the main thread's work meanwhile (s), and how many frames carried the roster."""
+    from integration_tests.test_pide_perf import main_thread_ms
+
+    frames = roster_frames(n, chunked)
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = ctx.new_page()
+        page.set_default_timeout(120_000)
+
+        def serve(ws) -> None:  # the page's /ws?roster=chunks: a hypivisor's roster, nothing else answered
+            for frame in frames:
+                ws.send(frame)
+
+        page.route_web_socket(lambda u: "/ws/agent/" not in u and u.split("?")[0].endswith("/ws"), serve)
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+        busy0 = main_thread_ms(cdp)
+        t0 = time.monotonic()
+        page.goto(url)
+        page.wait_for_function(
+            "n => [...document.querySelectorAll('[data-testid=roster-group] .badge')]"
+            ".reduce((sum, b) => sum + Number(b.textContent), 0) === n",
+            arg=n,
+            polling=50,
+        )
+        return time.monotonic() - t0, (main_thread_ms(cdp) - busy0) / 1000, len(frames)
+    finally:
+        ctx.close()
+
+
 def read_text(path: Path) -> str:
     try:
         return path.read_text()
@@ -160,6 +222,10 @@ def run(smoke: bool, log=print) -> list[Row]:
     frames: list[float] = []
     idle_frames: list[float] = []
     busy = 0.0
+    n_roster = 4_000 if smoke else 10_000  # past one init chunk either way (~330 bytes per node)
+    roster_loads = 1 if smoke else 2
+    roster_chunked: list[tuple[float, float, int]] = []
+    roster_plain: list[tuple[float, float, int]] = []
     try:
         hv.start()
         agent = RegisteredAgent(hv, "n-big", "/srv/big", messages=conversation(n), init_limit=n)
@@ -211,6 +277,9 @@ def run(smoke: bool, log=print) -> list[Row]:
                 frames = page.evaluate("window.__frames.slice(2)")
                 agent.push({"type": "message_end", "message": assistant_msg("streamed DONE")}, {"type": "agent_end"})
                 page.wait_for_selector("text=streamed DONE")
+                for _ in range(roster_loads):
+                    for chunked, out in ((True, roster_chunked), (False, roster_plain)):
+                        out.append(open_roster(browser, url, n_roster, chunked))
             finally:
                 browser.close()
     finally:
@@ -230,6 +299,7 @@ def run(smoke: bool, log=print) -> list[Row]:
         f"{len(frames)} frames median {statistics.median(frames):.1f} p95 {p95:.1f} max {max(frames):.1f} ms "
         f"(idle p95 {idle_p95:.1f}); main thread {per_frame:.2f} ms per frame"
     )
+    log(f"  pide roster: chunked {roster_chunked}; one frame per node {roster_plain} (s, main-thread s, frames)")
     sec = "6 Pi-DE"
     open_ratio = median([big / floor for big, floor in zip(opens, floor_opens, strict=False) if floor > 0])
     bridge_ratio = median([big / floor for big, floor in zip(bridge_opens, bridge_floor, strict=False) if floor > 0])
@@ -287,6 +357,19 @@ def run(smoke: bool, log=print) -> list[Row]:
             reps=len(frames),
             note=f"median {statistics.median(frames):.1f} ms; {100 * dropped:.1f}% of frames > 20 ms; "
             f"max {max(frames):.0f} ms; idle p95 {idle_p95:.1f} ms",
+        ),
+        Row(
+            sec,
+            f"a {n_roster:,}-node roster listed in full (phone viewport): init + nodes_joined chunks (/ws?roster=chunks)",
+            median([r[0] for r in roster_chunked]) * 1000,
+            "ms",
+            "init + one node_joined frame per node",
+            median([r[0] for r in roster_plain]) * 1000,
+            reps=roster_loads,
+            paired_ratio=median([c[0] / p[0] for c, p in zip(roster_chunked, roster_plain, strict=False)]),
+            note=f"{roster_chunked[0][2]} frames against {roster_plain[0][2]:,}; the page's main thread "
+            f"{median([r[1] for r in roster_chunked]):.2f} s against {median([r[1] for r in roster_plain]):.2f} s; "
+            "the registry link served by the bench as the hypivisor sends it",
         ),
         Row(
             sec,

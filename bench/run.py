@@ -7,7 +7,7 @@ Sections (each compares figures measured side by side in this run; medians of re
   registry  4  1,000 agents + 50 dashboards; list_directories vs list_nodes; 10,000 agents vs 1,000
   history   5  init_state and paging on a real bridge
   pide      6  Pi-DE in headless Chromium: 10,000 messages (scripted and from a real bridge), streaming frames,
-               first-load size against React alone
+               a 10,000-node roster in chunks against one frame per node, first-load size against React alone
   approvals 7  the approval gate on real pi: time added per call a rule allows; question and decision round
                trips through the hypivisor
   inbox     8  Pi-DE's inbox in headless Chromium: 1,000 items across 200 agents
@@ -62,7 +62,7 @@ EXPECTED_ROWS = {
     "3 overhead on pi": 9,
     "4 registry": 13,
     "5 history": 12,
-    "6 Pi-DE": 6,
+    "6 Pi-DE": 7,
     "7 approval gate": 9,
     "8 Pi-DE inbox": 2,
     "9 Web Push": 3,
