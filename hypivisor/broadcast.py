@@ -137,7 +137,8 @@ class Outbox:
         While a client reads a large roster (10,000 nodes are ~8,600 frames, ~7 MB) the roster may change as much
         again (a hypivisor lost: its agents re-register elsewhere), so until that roster has left the transport
         once, events may queue up to twice its frame count instead of ``limit``; the byte bound stays. ``count``:
-        how many WebSocket frames ``frames`` hold (an element may hold many), ``len(frames)`` when not given."""
+        the roster's size in frames as sent one node per frame (a chunked roster, ``/ws?roster=chunks``, holds
+        fewer frames, but as many changes may follow it), ``len(frames)`` when not given."""
         self.limit = max(self._base_limit, 2 * (len(frames) if count is None else count))
         for framed in frames:
             self._push(framed)
