@@ -106,9 +106,10 @@ LIST_PAGE_BYTES = 4 * 1024 * 1024
 
 @dataclass
 class Snapshot:
-    """The roster serialised once: each node's JSON and the framed ``init`` sequence (one bytes object).
+    """The roster serialised once: each node's JSON and the framed ``init`` event; the sequences sent after it are
+    built from them by the first client that asks for each (:meth:`blob`, :meth:`chunked`).
 
-    ``shared``: the roster passed ``INIT_CHUNK_BYTES``, so its ``init`` is followed by ``node_joined`` frames anyway;
+    ``shared``: the roster passed ``INIT_CHUNK_BYTES``, so its ``init`` is followed by more node frames anyway;
     such a snapshot serves every dashboard that connects while it is fresh and the same nodes are on the roster, each
     also sent the changes of those nodes fanned out since it was built (``Hub.roster_log``, specs/cluster.md §11):
     the nodes of the sequence, and ``init.total``, are always the roster's. A smaller roster's snapshot is rebuilt
@@ -117,28 +118,38 @@ class Snapshot:
     built_at: float
     nodes: list[bytes]
     ids: set[str]  # of ``nodes``
-    blob: bytes  # the init frame, then the node_joined frames of the nodes past the first chunk
-    frame_count: int
-    shared: bool = False
-    head: int = 0  # how many of ``nodes`` the init frame holds
-    init_len: int = 0  # the init frame's length in ``blob``
+    init: bytes  # the framed init event, holding ``nodes[:head]``
+    head: int
     _first_page: dict[str, Any] | None = None
-    _chunked: tuple[bytes, int] | None = None
+    _blob: bytes | None = None
+    _chunked: bytes | None = None
 
-    def chunked(self) -> tuple[bytes, int]:
+    @property
+    def shared(self) -> bool:
+        return self.head < len(self.nodes)
+
+    @property
+    def frame_count(self) -> int:
+        """How many frames the roster takes one node per frame (:meth:`blob`)."""
+        return 1 + len(self.nodes) - self.head
+
+    def blob(self) -> bytes:
+        """The init frame, then a ``node_joined`` frame for each node past it (one bytes object)."""
+        if self._blob is None:
+            self._blob = self.init + b"".join(
+                text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in self.nodes[self.head :]
+            )
+        return self._blob
+
+    def chunked(self) -> bytes:
         """The sequence for a client that asked for the roster in chunks (``/ws?roster=chunks``): the same init
         frame, then the nodes past it as ``nodes_joined`` frames of up to ``INIT_CHUNK_BYTES`` each (a 10,000-node
-        roster: ~7 frames instead of ~8,600); with how many frames it holds. Built by the first such client."""
+        roster: ~7 frames instead of ~8,600)."""
         if self._chunked is None:
-            if not self.shared:
-                self._chunked = (self.blob, self.frame_count)
-            else:
-                init = self.blob[: self.init_len]
-                frames = [init] + [
-                    text_frame(b'{"event":"nodes_joined","nodes":[' + b",".join(chunk) + b"]}")
-                    for chunk in chunk_nodes(self.nodes, self.head)
-                ]
-                self._chunked = (b"".join(frames), len(frames))
+            self._chunked = self.init + b"".join(
+                text_frame(b'{"event":"nodes_joined","nodes":[' + b",".join(chunk) + b"]}")
+                for chunk in chunk_nodes(self.nodes, self.head)
+            )
         return self._chunked
 
     @property
@@ -304,10 +315,7 @@ class Service:
         # (every /ws connection then did) learns where the other hypivisors are
         if self.config.peers and self.config.token:
             init["peers"] = list(self.config.peers)
-        frames = [text_frame(orjson.dumps(init))]
-        frames += [text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in nodes[len(head) :]]
-        blob = frames[0] if len(frames) == 1 else b"".join(frames)
-        return Snapshot(now, nodes, ids, blob, len(frames), len(frames) > 1, len(head), len(frames[0]))
+        return Snapshot(now, nodes, ids, text_frame(orjson.dumps(init)), len(head))
 
     def init_frames(self, chunks: bool = False) -> list[bytes]:
         """The framed ``init`` event (an ``InitEvent``) with the roster; past ``INIT_CHUNK_BYTES`` the remaining
@@ -320,7 +328,7 @@ class Service:
         """:meth:`init_frames` and the roster's size in node frames (as if unchunked), which bounds how many events
         may queue behind it (``Outbox.send_snapshot``)."""
         snap = self._roster()
-        blob = snap.chunked()[0] if chunks else snap.blob
+        blob = snap.chunked() if chunks else snap.blob()
         replay = self.hub.roster_log  # None unless the snapshot is shared
         if not replay:
             return [blob], snap.frame_count
