@@ -129,11 +129,8 @@ export function useHypivisor(endpoints: Endpoints, token: string | null): Hypivi
           offlineAt.clear();
           for (const n of e.nodes) known.set(n.id, n);
         } else if (e.event === "node_offline") offlineAt.set(e.id, Date.now());
-        else if (e.event === "node_joined" || e.event === "node_updated") {
-          known.set(e.node.id, e.node);
-          offlineAt.delete(e.node.id);
-        } else if (e.event === "nodes_joined") {
-          for (const n of e.nodes) {
+        else if (e.event === "node_joined" || e.event === "node_updated" || e.event === "nodes_joined") {
+          for (const n of e.event === "nodes_joined" ? e.nodes : [e.node]) {
             known.set(n.id, n);
             offlineAt.delete(n.id);
           }
