@@ -135,11 +135,12 @@ describe("several machines", () => {
     expect(last).toEqual([["list_sessions", { limit: 50, machine: "alpha", before: "ACUR" }]]); // hub had no more
     // one machine chosen: only its sessions, and the search asks it alone with the role filter
     fireEvent.change(screen.getByTestId("sessions-machine"), { target: { value: "hub" } });
-    // the merged list stays until hub's own answer replaces it ("hub middle" is on it already, so wait for the
-    // answer, not for the text)
-    await waitFor(() => expect(screen.queryByText("alpha newest")).toBeNull());
+    // at once, before hub's own answer: the other machines' rows of the merged list are not shown
+    expect(screen.queryByText("alpha newest")).toBeNull();
     expect(screen.getAllByTestId("session-row").map((r) => r.dataset.machine)).toEqual(["hub"]);
-    expect(reg.calls.filter(([m]) => m === "list_sessions").at(-1)).toEqual(["list_sessions", { limit: 50, machine: "hub" }]);
+    await waitFor(() => expect(reg.calls.filter(([m]) => m === "list_sessions").at(-1)).toEqual(["list_sessions", { limit: 50, machine: "hub" }]));
+    await act(async () => undefined);
+    expect(screen.getAllByTestId("session-row").map((r) => r.dataset.machine)).toEqual(["hub"]);
   });
 
   it("searches with the role and machine filters; a frame before the answer counts; an unreachable machine says so", async () => {

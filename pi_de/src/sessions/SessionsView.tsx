@@ -198,6 +198,8 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
   const now = Date.now();
   const preset = presetOf(from, to, now);
   const homes = new Map(machines.map((m) => [m.name, m.home]));
+  // one machine chosen: the rows of the others (the list before its answer came) are not shown meanwhile
+  const rows = machine ? list.sessions.filter((s) => s.machine === machine) : list.sessions;
   // on a phone the filters fold away (the search and the list first); while folded they still apply
   const active = activeFilters({ machine, role, cwd, from, to });
   const folded = phone && !filtersOpen;
@@ -327,12 +329,12 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
       ) : (
         <>
           <ul className="sessions-list" data-testid="sessions-list">
-            {list.sessions.map((s) => (
+            {rows.map((s) => (
               <SessionRow key={`${s.machine}/${s.id}`} s={s} home={homes.get(s.machine)} now={now} onOpen={() => onOpen({ id: s.id, machine: s.machine })} showMachine={listable.length > 1} />
             ))}
           </ul>
-          {list.loaded && !list.sessions.length && !rangeError && <div className="muted sessions-empty">{cwd || since !== undefined || until !== undefined ? "No sessions match these filters." : "No sessions yet."}</div>}
-          {!list.loaded && loading && <div className="muted sessions-empty">Loading sessions…</div>}
+          {list.loaded && !rows.length && !rangeError && !loading && <div className="muted sessions-empty">{cwd || since !== undefined || until !== undefined ? "No sessions match these filters." : "No sessions yet."}</div>}
+          {(!list.loaded || !rows.length) && loading && <div className="muted sessions-empty">Loading sessions…</div>}
           {list.cursor && (
             <button type="button" className="btn sessions-more" onClick={() => load(false, list)} disabled={loading} data-testid="sessions-more">
               {loading ? "Loading…" : "Load more"}
