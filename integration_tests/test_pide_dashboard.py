@@ -263,7 +263,7 @@ async def main():
         await ws.send(json.dumps({"id": "r", "method": "register", "params": {
             "id": "spawned-1", "machine": "test-box", "cwd": os.getcwd(), "port": 9, "pid": os.getpid(),
             "spawn_id": os.environ.get("PI_SOCKET_SPAWN_ID")}}))
-        await asyncio.sleep(60)
+        await asyncio.wait_for(ws.wait_closed(), 60)  # gone with its hypivisor, as a pi's bridge would be
 asyncio.run(main())
 """
 

@@ -2,7 +2,7 @@
 // folders under its $HOME (list_directories), optionally name a new folder, and deploy (spawn_agent) there.
 // When the folder is in a git repository, a new worktree on a new branch is offered (off by default; the
 // machine puts it beside the repository). Errors stay inside the modal; the new agent shows up through node_joined.
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import type { ListDirectoriesResult, MachineInfo, SpawnAgentResult } from "../protocol/types";
 import { displayText } from "../model/displayText";
 import { SafeText } from "../ui/SafeText";
@@ -32,19 +32,30 @@ export function SpawnModal({ request, onClose, onSpawned, machines = [] }: Props
   const [branch, setBranch] = useState("");
   const worktree = useWorktree && !!dir?.git;
 
+  // the latest listing asked wins: an answer for another machine or folder that comes later is dropped, so the
+  // folder shown (and deployed to) is always one of the chosen machine
+  const asked = useRef(0);
   const open = useCallback(
     async (path?: string) => {
+      const n = ++asked.current;
       setError(null);
       try {
         const where = targetKey ? { machine: targetKey } : {};
-        setDir(await request<ListDirectoriesResult>("list_directories", path ? { path, ...where } : where));
+        const listing = await request<ListDirectoriesResult>("list_directories", path ? { path, ...where } : where);
+        if (n === asked.current) setDir(listing);
       } catch (e) {
+        if (n !== asked.current) return;
         setDir(null);
         setError((e as Error).message);
       }
     },
     [request, targetKey],
   );
+  const chooseMachine = (name: string) => {
+    setDir(null); // the other machine's folder is not this one's: nothing to deploy to until its listing comes
+    setUseWorktree(false);
+    setMachine(name);
+  };
   useEffect(() => void open(), [open]);
   useEffect(() => {
     const onKey = (e: KeyboardEvent) => e.key === "Escape" && !busy && onClose();
@@ -78,7 +89,7 @@ export function SpawnModal({ request, onClose, onSpawned, machines = [] }: Props
         {several && (
           <label className="field">
             <span>Machine</span>
-            <select data-testid="spawn-machine" aria-label="Machine" value={machine ?? own ?? ""} disabled={busy} onChange={(e) => setMachine(e.target.value)}>
+            <select data-testid="spawn-machine" aria-label="Machine" value={machine ?? own ?? ""} disabled={busy} onChange={(e) => chooseMachine(e.target.value)}>
               {machines.map((m) => (
                 <option key={m.name} value={m.name} disabled={!m.online}>
                   {displayText(m.name)}
