@@ -119,6 +119,21 @@ describe("a past session's pages", () => {
     expect(applyPage(p, page(50, 10, 200), "older").view.messages).toHaveLength(200);
   });
 
+  it("drops a page of another branch that comes after a branch was chosen", () => {
+    const a = applyPage(null, page(100, 100, 200, { leaf_id: "a" }), "first");
+    const b = applyPage(a, page(100, 100, 200, { leaf_id: "b" }), "first");
+    const olderOfA = page(0, 100, 200, { leaf_id: "a" });
+    const p = applyPage({ ...b, view: { ...b.view, loadingOlder: true } }, olderOfA, "older");
+    expect(p.view.messages).toBe(b.view.messages);
+    expect(p.view.cursor).toBe(100);
+    expect(p.view.loadingOlder).toBe(false);
+    const q = applyPage({ ...b, hasNewer: true, loadingNewer: true }, page(200, 10, 300, { leaf_id: "a" }), "newer");
+    expect(q.end).toBe(200);
+    expect(q.loadingNewer).toBe(false);
+    // the same page of the branch shown is applied
+    expect(applyPage(b, page(0, 100, 200, { leaf_id: "b" }), "older").view.messages).toHaveLength(200);
+  });
+
   it("opens at a search hit's entry and appends newer pages", () => {
     let p = applyPage(null, page(10, 100, 300, { focus_entry_id: "e35" }), "first");
     expect(p.focus).toBe(35);

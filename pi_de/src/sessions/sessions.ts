@@ -270,6 +270,8 @@ export function applyPage(prev: PastView | null, page: ReadSessionResult, kind: 
     };
   }
   const v = prev.view;
+  // a page of another branch (asked before a branch was chosen) changes nothing but the loading flag
+  if (page.leaf_id !== prev.leafId) return kind === "older" ? { ...prev, view: { ...v, loadingOlder: false } } : { ...prev, loadingNewer: false };
   if (kind === "older") {
     if (page.end !== v.cursor) return { ...prev, view: { ...v, loadingOlder: false } };
     return { ...prev, view: { ...v, messages: [...msgs, ...v.messages], cursor: page.cursor, total: page.total_messages, loadingOlder: false } };

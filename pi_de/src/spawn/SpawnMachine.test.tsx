@@ -42,7 +42,7 @@ describe("SpawnModal with several machines", () => {
     const listing = (m: string, path: string): ListDirectoriesResult => ({ home: `/home/${m}`, path, parent: null, directories: [{ name: `in-${m}-${path.split("/").at(-1)}`, path: `${path}/x` }] });
     const request = ((method: string, params: Record<string, unknown> = {}) => {
       calls.push({ method, params });
-      if (method === "list_directories") return new Promise((answer) => pending.push({ params, answer }));
+      if (method === "list_directories") return new Promise((answer) => pending.push({ params, answer: answer as (r: ListDirectoriesResult) => void }));
       return Promise.resolve({ node_id: "n1", tmux_session: "s", path: "/p", node: {} });
     }) as <T>(method: string, params?: Record<string, unknown>) => Promise<T>;
     render(<SpawnModal request={request} onClose={() => {}} onSpawned={() => {}} machines={[machine("hub", { own: true, service: false }), machine("beta")]} />);
