@@ -198,8 +198,22 @@ export function SessionsView({ request, connected, onSessionEvent, onOpen, onBac
   const now = Date.now();
   const preset = presetOf(from, to, now);
   const homes = new Map(machines.map((m) => [m.name, m.home]));
-  // one machine chosen: the rows of the others (the list before its answer came) are not shown meanwhile
-  const rows = machine ? list.sessions.filter((s) => s.machine === machine) : list.sessions;
+  // a filter changed: until its answer comes, the rows of the list before that it leaves out are not shown (the
+  // same terms as the machines': machine and folder exact, last activity in [since, until)); an answer is shown as
+  // it is
+  const rows = useMemo(
+    () =>
+      loading && (machine || cwd || since !== undefined || until !== undefined)
+        ? list.sessions.filter(
+            (s) =>
+              (!machine || s.machine === machine) &&
+              (!cwd || s.cwd === cwd) &&
+              (since === undefined || s.modified == null || s.modified >= since) &&
+              (until === undefined || s.modified == null || s.modified < until),
+          )
+        : list.sessions,
+    [list.sessions, loading, machine, cwd, since, until],
+  );
   // on a phone the filters fold away (the search and the list first); while folded they still apply
   const active = activeFilters({ machine, role, cwd, from, to });
   const folded = phone && !filtersOpen;
