@@ -162,10 +162,15 @@ class FakeShim:
         await self.proc.stdin.drain()
 
     async def emit(self, *events: dict[str, Any]) -> None:
-        """Forward pi events as the shim would; a message_end also lands in pi's history."""
+        """Forward pi events as the shim would; a message_end also lands in pi's history, a session_info_changed
+        renames the session."""
         for event in events:
             if event.get("type") == "message_end" and isinstance(event.get("message"), dict):
                 self.history.append(copy.deepcopy(event["message"]))
+            elif event.get("type") == "session_info_changed" and "name" in event:
+                # pi's name is the new one from then on: a ``state`` asked after the event answers it, as pi does
+                # (without this, a bridge's first ``state``, asked after the event, said the old name)
+                self.session_name = event["name"]
             await self.write({"t": "event", "e": event})
 
     async def new_session(self, session_id: str, history: list[dict[str, Any]]) -> None:
