@@ -468,6 +468,21 @@ async def bounded(aw: Awaitable[Any], timeout: float) -> None:
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
+async def cancel_until_done(task: asyncio.Future[Any], timeout: float) -> bool:
+    """Cancel ``task`` again every 0.1 s until it has ended, for at most ``timeout`` s; True if it ended. One
+    cancellation can be lost: Python 3.11's ``asyncio.wait_for`` returns (or raises) its inner result when the
+    cancellation lands as that completes, and a caller that retries on that error (nats-py's connect) goes on."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not task.done():
+        left = deadline - loop.time()
+        if left <= 0:
+            return False
+        task.cancel()
+        await asyncio.wait({task}, timeout=min(0.1, left))
+    return True
+
+
 def pending_approval(owner: str, record: Record, now: float) -> Record:
     return {**record, "state": "pending", "owner": owner, "opened_at": now}
 

@@ -57,6 +57,7 @@ from hypivisor.cluster.backplane import (
     Unsubscribe,
     answer,
     bounded,
+    cancel_until_done,
     conflict,
     decided_approval,
     dumps,
@@ -167,36 +168,51 @@ class NatsBackplane(Backplane):
         return StorageType.FILE if self.nsettings.storage == "file" else StorageType.MEMORY
 
     async def _start(self) -> None:
+        """Connect and open everything within ``start_timeout_s``, else a :class:`BackplaneError` naming the servers.
+
+        The tries run in a task of their own that is cancelled until it ends: one cancellation is not enough here.
+        Python 3.11's ``asyncio.wait_for`` returns its inner result when a cancellation lands as that completes, and
+        nats-py's connect loop goes on after the refused connection it then gets. A single ``asyncio.timeout`` was
+        lost that way (a start with no NATS server ran on past the timeout, retrying for ever)."""
         s = self.nsettings
+        tries = asyncio.ensure_future(self._start_tries())
         try:
-            async with asyncio.timeout(s.start_timeout_s):
-                while True:
-                    try:
-                        await self._connect_and_open()
-                        break
-                    except (nats.js.errors.Error, nats.errors.TimeoutError) as e:  # e.g. "no suitable peers for
-                        # placement" while a cluster settles or a server is away, "no response from stream" while a
-                        # stream elects a leader: a fresh connection tries again within the start timeout
-                        self._last_error = f"{type(e).__name__}: {e}"
-                        log.warning("cluster_start_retry", hv=s.hv_id, error=self._last_error)
-                        await self._drop_connections()
-                        for part in (self._agents_kv, self._hv_kv, self._leases, self._roster, self._revisions):
-                            part.clear()
-                        self._feed.clear()
-                        self._acks.clear()
-                        for task in self._consumers:  # the feed's heartbeat of the failed try
-                            task.cancel()
-                        self._consumers.clear()
-                        self._ack_prefix, self._buffer = "", None
-                        self._watchers.clear()
-                        await asyncio.sleep(0.5)
-        except TimeoutError:
-            await self._drop_connections()
-            where = ", ".join(s.servers)
-            why = f" (last error: {self._last_error})" if self._last_error else ""
-            raise BackplaneError(
-                f"cluster mode: no NATS server of {where} answered within {s.start_timeout_s:g} s{why}"
-            ) from None
+            await asyncio.wait({tries}, timeout=s.start_timeout_s)
+        except BaseException:  # this start is cancelled itself (the hypivisor stops meanwhile)
+            tries.cancel()
+            raise
+        if tries.done() and not tries.cancelled() and not isinstance(tries.exception(), TimeoutError):
+            tries.result()  # started, or an error of its own (raised as it is)
+            return
+        if not await cancel_until_done(tries, 5.0):
+            log.error("cluster_start_not_cancelled", hv=s.hv_id)
+        await self._drop_connections()
+        where = ", ".join(s.servers)
+        why = f" (last error: {self._last_error})" if self._last_error else ""
+        raise BackplaneError(f"cluster mode: no NATS server of {where} answered within {s.start_timeout_s:g} s{why}")
+
+    async def _start_tries(self) -> None:
+        s = self.nsettings
+        while True:
+            try:
+                await self._connect_and_open()
+                return
+            except (nats.js.errors.Error, nats.errors.TimeoutError) as e:  # e.g. "no suitable peers for
+                # placement" while a cluster settles or a server is away, "no response from stream" while a
+                # stream elects a leader: a fresh connection tries again within the start timeout
+                self._last_error = f"{type(e).__name__}: {e}"
+                log.warning("cluster_start_retry", hv=s.hv_id, error=self._last_error)
+                await self._drop_connections()
+                for part in (self._agents_kv, self._hv_kv, self._leases, self._roster, self._revisions):
+                    part.clear()
+                self._feed.clear()
+                self._acks.clear()
+                for task in self._consumers:  # the feed's heartbeat of the failed try
+                    task.cancel()
+                self._consumers.clear()
+                self._ack_prefix, self._buffer = "", None
+                self._watchers.clear()
+                await asyncio.sleep(0.5)
 
     async def _drop_connections(self) -> None:
         """A start that failed: both connections closed (bounded), none kept."""
