@@ -109,6 +109,9 @@ class FakeShim:
                 "PI_SOCKET_HOST": "127.0.0.1",
                 "PI_SOCKET_LOG_DIR": str(self.tmp / "logs"),
                 "HYPIVISOR_WS": "off",
+                # the user's own token file (~/.config/hyper-pi/token, made by any hypivisor run here) is not this
+                # bridge's: without this, a machine that ever ran a hypivisor had every fake bridge answer 401
+                "XDG_CONFIG_HOME": str(self.tmp / "config"),
             }
         )
         env.update(self.extra_env)
