@@ -7,15 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from functools import partial
 from types import SimpleNamespace
 from typing import Any
 
 import nats
-import nats.errors
-import nats.js.errors
 import pytest
 
 from hypivisor.cluster.direct import subscribe_direct
+from hypivisor.cluster.nats_backplane import settled
 
 
 async def test_a_direct_subscription_hands_every_message_to_its_handler_in_order(nats_cluster: Any) -> None:
@@ -65,21 +65,6 @@ async def test_a_direct_subscription_hands_every_message_to_its_handler_in_order
         await nc.close()
 
 
-async def stored(js: Any, subject: str, data: bytes, msg_id: str) -> None:
-    """A JetStream publish tried again while the stream cannot answer yet (the shared cluster may still be settling
-    after a test that killed and restarted its nodes: "no response from stream"); the message id makes a retry of
-    a message the stream took once a duplicate it drops. Bounded in time."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            await js.publish(subject, data, timeout=5, headers={"Nats-Msg-Id": msg_id})
-            return
-        except (nats.js.errors.NoStreamResponseError, nats.errors.TimeoutError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-
-
 async def test_a_quiet_ordered_consumer_answers_flow_control_and_does_not_poll(nats_cluster: Any) -> None:
     """``quiet_ordered_consumer``: a backlog past the server's flow-control window reaches a slow callback in full
     and in order; a flow-control reply scheduled to wait for the callback is sent by the replacement task; an idle
@@ -92,18 +77,16 @@ async def test_a_quiet_ordered_consumer_answers_flow_control_and_does_not_poll(n
     js = nc.jetstream()
     stream = f"FCTEST{time.monotonic_ns()}"
     try:
-        deadline = time.monotonic() + 30
-        while True:  # the cluster's meta layer may still be electing a leader after an earlier test's restarts
-            try:
-                await js.add_stream(name=stream, subjects=[f"{stream}.>"])
-                break
-            except (nats.js.errors.Error, nats.errors.TimeoutError):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+        # the shared cluster may still be settling after an earlier test killed and restarted its nodes (its meta
+        # layer or the new stream electing a leader): each call is tried again as a hypivisor's start does, and the
+        # message id makes a retried publish of a message the stream took once a duplicate it drops
+        stream_made = partial(js.add_stream, name=stream, subjects=[f"{stream}.>"])
+        await settled(stream_made, "add_stream", time.monotonic() + 30)
         n, body = 1_500, b"y" * 20_000  # 30 MB: several flow-control windows
         for i in range(n):
-            await stored(js, f"{stream}.k{i % 7}", str(i).encode() + b":" + body, str(i))
+            put = partial(js.publish, f"{stream}.k{i % 7}", str(i).encode() + b":" + body, timeout=5,
+                          headers={"Nats-Msg-Id": str(i)})  # fmt: skip
+            await settled(put, "publish", time.monotonic() + 30)
         got: list[int] = []
 
         async def on_msg(msg: Any) -> None:

@@ -14,10 +14,11 @@ This relies on how the pinned ``nats-py`` (2.16) delivers a message to a subscri
 runs two periodic tasks per consumer for its whole life, even when nothing flows: one answers the server's
 flow-control messages and wakes every 0.25 s, one checks every two idle heartbeats that a message or heartbeat came.
 A hypivisor keeps several (leases, approvals, push devices, the inbox), and an idle one woke 227 times in 10 s
-(``perf stat``), 119 without these timers: each wake-up a context switch on a busy machine. The flow-control task is replaced by one that sleeps until a
-flow-control message is scheduled (``_JSI.schedule_flow_control_response``, the only place that sets ``_fcr``) and
-answers it, as the original does, once the messages before it were handed to the callback; the activity check by
-the same check on the wall clock's multiples of its period, so every consumer's check is one wake-up.
+(``perf stat``), 119 without these timers: each wake-up a context switch on a busy machine. The flow-control task
+is replaced by one that sleeps until a flow-control message is scheduled (``_JSI.schedule_flow_control_response``,
+the only place that sets ``_fcr``) and answers it, as the original does, once the messages before it were handed to
+the callback; the activity check by the same check on the wall clock's multiples of its period, so every consumer's
+check is one wake-up.
 """
 
 from __future__ import annotations

@@ -270,13 +270,13 @@ export function applyPage(prev: PastView | null, page: ReadSessionResult, kind: 
     };
   }
   const v = prev.view;
-  // a page of another branch (asked before a branch was chosen) changes nothing but the loading flag
-  if (page.leaf_id !== prev.leafId) return kind === "older" ? { ...prev, view: { ...v, loadingOlder: false } } : { ...prev, loadingNewer: false };
+  // a page of another branch (asked before a branch was chosen) is stale too: it changes nothing but the flag
+  const otherBranch = page.leaf_id !== prev.leafId;
   if (kind === "older") {
-    if (page.end !== v.cursor) return { ...prev, view: { ...v, loadingOlder: false } };
+    if (otherBranch || page.end !== v.cursor) return { ...prev, view: { ...v, loadingOlder: false } };
     return { ...prev, view: { ...v, messages: [...msgs, ...v.messages], cursor: page.cursor, total: page.total_messages, loadingOlder: false } };
   }
-  if (page.cursor !== prev.end) return { ...prev, loadingNewer: false };
+  if (otherBranch || page.cursor !== prev.end) return { ...prev, loadingNewer: false };
   return { ...prev, view: { ...v, messages: [...v.messages, ...msgs], total: page.total_messages }, end: page.end, hasNewer: !!page.has_newer, loadingNewer: false };
 }
 
