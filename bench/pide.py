@@ -97,7 +97,7 @@ def roster_frames(n: int, chunked: bool) -> list[str]:
     with the first 1 MiB of nodes, then the rest as ``nodes_joined`` chunks or one ``node_joined`` per node."""
     import orjson
 
-    from hypivisor.service import chunk_nodes
+    from hypivisor.broadcast import chunk_nodes
     from pi_socket.protocol import PROTOCOL_VERSION, NodeInfo
 
     nodes = []

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -41,6 +42,10 @@ _LEN16 = struct.Struct("!BBH")
 _LEN64 = struct.Struct("!BBQ")
 # The events that change what an ``init`` holds (Hub.roster_log keeps their frames)
 ROSTER_EVENTS = (NodeJoinedEvent, NodeUpdatedEvent, NodeOfflineEvent, NodeRemovedEvent)
+# The events a client applies as an upsert of their node: a run of them fanned out together goes to a dashboard that
+# asked for the roster in chunks (``/ws?roster=chunks``) as ``nodes_joined`` frames of up to ``CHUNK_BYTES`` of nodes
+CHUNK_BYTES = 1024 * 1024
+_UPSERTS = (NodeJoinedEvent, NodeUpdatedEvent)
 
 log = structlog.get_logger(part="broadcast")  # lazy: bound after oplog.configure
 
@@ -50,6 +55,50 @@ def encode(frame: BaseModel | dict[str, Any]) -> bytes:
     if isinstance(frame, BaseModel):
         frame = frame.model_dump(mode="json")
     return orjson.dumps(frame)
+
+
+def chunk_nodes(nodes: list[bytes], start: int, limit: int = CHUNK_BYTES) -> Iterator[list[bytes]]:
+    """``nodes[start:]`` (each a node's JSON) in runs of up to ``limit`` bytes of JSON (at least one node each), in
+    order."""
+    chunk: list[bytes] = []
+    size = 0
+    for raw in itertools.islice(nodes, start, None):
+        if chunk and size + len(raw) > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(raw)
+        size += len(raw) + 1
+    if chunk:
+        yield chunk
+
+
+def _upsert_json(event: BaseModel) -> bytes | None:
+    """The node's JSON of a ``node_joined``/``node_updated`` event that holds nothing else (None for any other)."""
+    if type(event) in _UPSERTS and not event.model_extra:
+        return orjson.dumps(event.node.model_dump(mode="json"))  # type: ignore[attr-defined]
+    return None
+
+
+def _chunked(frames: list[bytes], nodes: list[bytes | None]) -> list[bytes]:
+    """``frames`` for a client of ``nodes_joined``: each run of two or more upserts (``nodes[i]`` not None) becomes
+    ``nodes_joined`` frames of up to ``CHUNK_BYTES`` of nodes; the rest pass as they are, in order."""
+    out: list[bytes] = []
+    i, n = 0, len(frames)
+    while i < n:
+        j = i
+        while j < n and nodes[j] is not None:
+            j += 1
+        if j - i >= 2:
+            run = nodes[i:j]
+            out.extend(
+                text_frame(b'{"event":"nodes_joined","nodes":[' + b",".join(chunk) + b"]}")
+                for chunk in chunk_nodes(run, 0, CHUNK_BYTES)  # type: ignore[arg-type]
+            )
+            i = j
+        else:
+            out.append(frames[i])
+            i += 1
+    return out
 
 
 def text_frame(payload: bytes) -> bytes:
@@ -101,6 +150,7 @@ class Outbox:
         self._base_limit = limit  # ``limit`` is raised while a large snapshot is on its way (send_snapshot)
         self.max_bytes = max_bytes
         self.name = name
+        self.chunks = False  # a dashboard that asked for the roster in chunks (``/ws?roster=chunks``)
         self.closed = False
         self.queued_bytes = 0
         self._queue: collections.deque[bytes] = collections.deque()  # framed, not yet written
@@ -298,14 +348,20 @@ class Hub:
                 oplog.log_boundary_error("hypivisor.publish.tap", exc)
 
     def fan_out(self, events: list[BaseModel]) -> None:
-        """``events`` to every dashboard (the taps heard them already)."""
+        """``events`` to every dashboard (the taps heard them already). A dashboard that asked for the roster in
+        chunks gets each run of two or more ``node_joined``/``node_updated`` events as ``nodes_joined`` frames (a
+        cluster shows a fail-over's joins and a tick's quiet changes together: one frame, not one per agent)."""
         if not events:
             return
         if self.before_fan_out is not None:
             self.before_fan_out()
+        frames: list[bytes] = []
+        nodes: list[bytes | None] = []  # per frame: the upserted node's JSON, for the chunked sequence
         for event in events:
             try:
-                framed = text_frame(encode(event))
+                node = _upsert_json(event)
+                payload = encode(event) if node is None else b'{"event":"%s","node":%s}' % (event.event.encode(), node)  # type: ignore[attr-defined]
+                framed = text_frame(payload)
             except Exception as exc:  # noqa: BLE001 - one event that cannot be serialised is dropped, not fatal
                 oplog.log_boundary_error("hypivisor.publish", exc)
                 continue
@@ -319,6 +375,14 @@ class Hub:
                     replay.append(framed)
                 else:
                     self.roster_log = None
-            dropped = [box for box in self.dashboards if not box.send_framed(framed)]
-            for box in dropped:
-                self.dashboards.discard(box)
+            frames.append(framed)
+            nodes.append(node)
+        chunked = _chunked(frames, nodes) if len(frames) - nodes.count(None) >= 2 else frames
+        dropped: list[Outbox] = []
+        for box in self.dashboards:
+            for framed in chunked if box.chunks else frames:
+                if not box.send_framed(framed):
+                    dropped.append(box)
+                    break
+        for box in dropped:
+            self.dashboards.discard(box)

@@ -77,7 +77,8 @@ def parse_request(data: str | bytes) -> tuple[Any, str, Any]:
 ROLE_HEADER = "X-Hypi-Role"
 NOT_DASHBOARDS = frozenset({"agent", "machine"})
 # A dashboard that connects to ``/ws?roster=chunks`` gets the nodes past ``init``'s first MiB as ``nodes_joined``
-# frames of up to 1 MiB each, not one ``node_joined`` frame per node (a 10,000-node roster: ~7 frames, not ~8,600).
+# frames of up to 1 MiB each, not one ``node_joined`` frame per node (a 10,000-node roster: ~7 frames, not ~8,600),
+# and each run of ``node_joined``/``node_updated`` events fanned out together the same way (``Hub.fan_out``).
 # Opt-in, so a client that knows only ``node_joined`` is served as before; a hypivisor that predates it ignores the
 # query, and such a client still gets ``node_joined`` frames.
 ROSTER_QUERY = "roster"
@@ -110,6 +111,7 @@ class Connection:
         """Snapshot and subscribe with no await in between, so no event can fall in a gap. ``chunks``: the client
         asked for a large roster's nodes in ``nodes_joined`` chunks (``/ws?roster=chunks``)."""
         self.outbox.send_snapshot(*self.service.init_sequence(chunks))
+        self.outbox.chunks = chunks
         self.service.hub.dashboards.add(self.outbox)
 
     def on_frame(self, data: str | bytes) -> None:

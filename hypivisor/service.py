@@ -9,12 +9,11 @@ changes state before validation succeeded.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterator
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from hypivisor import paths, spawn_cmd, worktree
 from hypivisor.access import is_loopback, peer_is_loopback
 from hypivisor.attention import AttentionBook
-from hypivisor.broadcast import Hub, text_frame
+from hypivisor.broadcast import Hub, chunk_nodes, text_frame
 from hypivisor.budget_desk import BudgetDesk, BudgetError
 from hypivisor.config import Config, home_dir
 from hypivisor.machine_desk import LIST_TIMEOUT_S, MachineDesk
@@ -148,7 +147,7 @@ class Snapshot:
         if self._chunked is None:
             self._chunked = self.init + b"".join(
                 text_frame(b'{"event":"nodes_joined","nodes":[' + b",".join(chunk) + b"]}")
-                for chunk in chunk_nodes(self.nodes, self.head)
+                for chunk in chunk_nodes(self.nodes, self.head, INIT_CHUNK_BYTES)
             )
         return self._chunked
 
@@ -307,7 +306,7 @@ class Service:
             nodes.append(raw)
             ids.add(node.id)
         self._node_json = cache
-        head = next(chunk_nodes(nodes, 0), [])
+        head = next(chunk_nodes(nodes, 0, INIT_CHUNK_BYTES), [])
         init = {"event": "init", "nodes": orjson.Fragment(b"[" + b",".join(head) + b"]"),
                 "protocol_version": PROTOCOL_VERSION, "hypivisor_version": __version__,
                 "capabilities": CAPABILITIES, "total": len(nodes)}  # fmt: skip
@@ -768,20 +767,6 @@ if METHOD_HANDLERS.keys() != REGISTRY_METHODS.keys():  # pragma: no cover - a pr
     raise RuntimeError(
         f"methods without a handler or a params model: {METHOD_HANDLERS.keys() ^ REGISTRY_METHODS.keys()}"
     )
-
-
-def chunk_nodes(nodes: list[bytes], start: int) -> Iterator[list[bytes]]:
-    """``nodes[start:]`` in runs of up to ``INIT_CHUNK_BYTES`` of JSON (at least one node each), in order."""
-    chunk: list[bytes] = []
-    size = 0
-    for raw in itertools.islice(nodes, start, None):
-        if chunk and size + len(raw) > INIT_CHUNK_BYTES:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(raw)
-        size += len(raw) + 1
-    if chunk:
-        yield chunk
 
 
 def _page(nodes: list[bytes], cursor: int, limit: int) -> dict[str, Any]:

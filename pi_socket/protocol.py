@@ -1041,8 +1041,9 @@ class NodeJoinedEvent(_Open):
 
 
 class NodesJoinedEvent(_Open):
-    """The nodes of a large roster past ``init``'s first chunk, up to 1 MiB of them per frame, sent at once after
-    ``init`` only to a dashboard that connected to ``/ws?roster=chunks``; each node as if by ``node_joined``."""
+    """Only to a dashboard that connected to ``/ws?roster=chunks``, up to 1 MiB of nodes per frame, each node applied
+    as if by ``node_joined`` (an upsert): the nodes of a large roster past ``init``'s first chunk, sent at once after
+    ``init``; later, each run of two or more ``node_joined``/``node_updated`` events fanned out together."""
 
     event: Literal["nodes_joined"] = "nodes_joined"
     nodes: list[NodeInfo]

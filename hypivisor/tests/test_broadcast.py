@@ -257,8 +257,9 @@ async def test_a_snapshot_rebuilt_after_one_change_serialises_only_that_node(tmp
 class _Recorder:
     """A dashboard's outbox reduced to what ``Hub.fan_out`` calls: the frames it was sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, chunks: bool = False) -> None:
         self.frames: list[bytes] = []
+        self.chunks = chunks  # it asked for the roster in chunks (/ws?roster=chunks)
 
     def send_framed(self, framed: bytes) -> bool:
         self.frames.append(framed)
@@ -317,8 +318,8 @@ async def test_dashboards_joining_while_a_large_roster_changes_share_one_snapsho
     built = set()
     for step in range(120):
         if step % 4 == 0:  # a dashboard connects: snapshot and subscription with no await between
-            box = _Recorder()
             chunks = step % 8 == 0  # every other dashboard asked for the roster in chunks (/ws?roster=chunks)
+            box = _Recorder(chunks)
             first = svc.init_frames(chunks)
             dashboards.append((box, first))
             svc.hub.dashboards.add(box)
@@ -422,3 +423,53 @@ async def test_a_small_roster_init_frame_alone_is_the_roster_after_each_change(t
     frames = svc.init_frames()
     assert len(frames) == 1 and len(parse(bytearray(frames[0]))) == 1
     assert sorted(_apply({}, frames)) == ["a", "b"] and svc.hub.roster_log is None
+
+
+def test_a_run_of_upserts_reaches_a_chunks_dashboard_as_nodes_joined_frames_in_order(monkeypatch):
+    """One fan-out: a dashboard of ``/ws?roster=chunks`` gets each run of two or more ``node_joined``/``node_updated``
+    as ``nodes_joined`` frames (within ``CHUNK_BYTES``), everything else as it is and in order; a dashboard that did
+    not ask gets one frame per event; both end with the same roster."""
+    from hypivisor import broadcast as broadcast_mod
+    from pi_socket.protocol import NodeOfflineEvent, NodeRemovedEvent, NodeUpdatedEvent
+
+    def node(i: int, **extra) -> NodeInfo:
+        return NodeInfo(id=f"n{i}", machine="m", cwd="/", port=1000 + i, **extra)
+
+    hub = Hub()
+    plain, chunked = _Recorder(), _Recorder(chunks=True)
+    hub.dashboards.update((plain, chunked))
+    events = [
+        NodeJoinedEvent(node=node(1)),
+        NodeUpdatedEvent(node=node(2, session_name="two")),
+        NodeOfflineEvent(id="n1"),
+        NodeJoinedEvent(node=node(3)),  # alone between two other events: as it is
+        NodeRemovedEvent(id="n2", reason="ttl"),
+        NodeUpdatedEvent(node=node(1, session_name="back")),
+        NodeJoinedEvent(node=node(4)),
+        NodeJoinedEvent(node=node(5)),
+        NodeJoinedEvent(node=node(6), note="an extra field"),  # not only a node: as it is, ends the run
+    ]
+    hub.publish(events)
+    plain_kinds = [orjson.loads(p)["event"] for f in plain.frames for p in _payloads(f)]
+    assert plain_kinds == [e.event for e in events]
+    payloads = [orjson.loads(p) for f in chunked.frames for p in _payloads(f)]
+    assert [(p["event"], [n["id"] for n in p["nodes"]] if "nodes" in p else p.get("id") or p["node"]["id"])
+            for p in payloads] == [
+        ("nodes_joined", ["n1", "n2"]), ("node_offline", "n1"), ("node_joined", "n3"), ("node_removed", "n2"),
+        ("nodes_joined", ["n1", "n4", "n5"]), ("node_joined", "n6"),
+    ]  # fmt: skip
+    assert payloads[0]["nodes"][1] == orjson.loads(orjson.dumps(node(2, session_name="two").model_dump(mode="json")))
+    assert _apply({}, plain.frames) == _apply({}, chunked.frames)
+    # a run past CHUNK_BYTES is cut into frames within it (at least one node each), the nodes in order
+    monkeypatch.setattr(broadcast_mod, "CHUNK_BYTES", 1200)
+    plain.frames.clear()
+    chunked.frames.clear()
+    hub.publish([NodeJoinedEvent(node=node(10 + i)) for i in range(12)])
+    sizes = [len(p) for f in chunked.frames for p in _payloads(f)]
+    assert len(sizes) > 2 and all(s <= 1200 + 100 for s in sizes)
+    ids = [n["id"] for f in chunked.frames for p in _payloads(f) for n in orjson.loads(p)["nodes"]]
+    assert ids == [f"n{10 + i}" for i in range(12)] and _apply({}, plain.frames) == _apply({}, chunked.frames)
+    # a lone upsert is one node_joined frame for both
+    chunked.frames.clear()
+    hub.publish([NodeUpdatedEvent(node=node(7))])
+    assert [orjson.loads(p)["event"] for f in chunked.frames for p in _payloads(f)] == ["node_updated"]

@@ -15,6 +15,7 @@ class Dashboard:
 
     def __init__(self) -> None:
         self.frames: list[tuple[float, dict]] = []
+        self.chunks = False  # one frame per event (no /ws?roster=chunks)
 
     def send_framed(self, framed: bytes) -> bool:
         n = framed[1] & 0x7F

@@ -1573,8 +1573,9 @@ export interface NodeUpdatedEvent {
   [k: string]: unknown;
 }
 /**
- * The nodes of a large roster past ``init``'s first chunk, up to 1 MiB of them per frame, sent at once after
- * ``init`` only to a dashboard that connected to ``/ws?roster=chunks``; each node as if by ``node_joined``.
+ * Only to a dashboard that connected to ``/ws?roster=chunks``, up to 1 MiB of nodes per frame, each node applied
+ * as if by ``node_joined`` (an upsert): the nodes of a large roster past ``init``'s first chunk, sent at once after
+ * ``init``; later, each run of two or more ``node_joined``/``node_updated`` events fanned out together.
  *
  * This interface was referenced by `HyperPiProtocolIndex`'s JSON-Schema
  * via the `definition` "NodesJoinedEvent".
