@@ -32,7 +32,13 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from pi_socket import oplog
-from pi_socket.protocol import NodeJoinedEvent, NodeOfflineEvent, NodeRemovedEvent, NodeUpdatedEvent
+from pi_socket.protocol import (
+    MachineUpdatedEvent,
+    NodeJoinedEvent,
+    NodeOfflineEvent,
+    NodeRemovedEvent,
+    NodeUpdatedEvent,
+)
 
 DEFAULT_QUEUE = 1024
 DEFAULT_QUEUE_BYTES = 8 * 1024 * 1024
@@ -77,6 +83,22 @@ def _upsert_json(event: BaseModel) -> bytes | None:
     if type(event) in _UPSERTS and not event.model_extra:
         return orjson.dumps(event.node.model_dump(mode="json"))  # type: ignore[attr-defined]
     return None
+
+
+def _latest_machines(events: list[BaseModel]) -> list[BaseModel]:
+    """``events`` without each ``machine_updated`` that a later one of the same machine in the list replaces (each
+    carries the whole record: agents registering together change their machine's count once per agent)."""
+    seen: set[str] = set()
+    keep: list[BaseModel] = []
+    for event in reversed(events):
+        if type(event) is MachineUpdatedEvent:
+            name = event.machine.name
+            if name in seen:
+                continue
+            seen.add(name)
+        keep.append(event)
+    keep.reverse()
+    return keep
 
 
 def _chunked(frames: list[bytes], nodes: list[bytes | None]) -> list[bytes]:
@@ -348,13 +370,16 @@ class Hub:
                 oplog.log_boundary_error("hypivisor.publish.tap", exc)
 
     def fan_out(self, events: list[BaseModel]) -> None:
-        """``events`` to every dashboard (the taps heard them already). A dashboard that asked for the roster in
-        chunks gets each run of two or more ``node_joined``/``node_updated`` events as ``nodes_joined`` frames (a
-        cluster shows a fail-over's joins and a tick's quiet changes together: one frame, not one per agent)."""
+        """``events`` to every dashboard (the taps heard them already), but a ``machine_updated`` a later one of the
+        same machine replaces. A dashboard that asked for the roster in chunks gets each run of two or more
+        ``node_joined``/``node_updated`` events as ``nodes_joined`` frames (a cluster shows a fail-over's joins and a
+        tick's quiet changes together: one frame, not one per agent)."""
         if not events:
             return
         if self.before_fan_out is not None:
             self.before_fan_out()
+        if len(events) > 2:
+            events = _latest_machines(events)
         frames: list[bytes] = []
         nodes: list[bytes | None] = []  # per frame: the upserted node's JSON, for the chunked sequence
         for event in events:

@@ -238,3 +238,50 @@ async def test_another_owners_batch_is_shown_in_one_pass_in_order(tmp_path) -> N
     assert calls[2:] == [["node_updated:a"]] and dash.roster()[-1] == ("node_updated", "a")
     assert link._gathered is None
     await link.close()
+
+
+async def test_a_fail_overs_joins_reach_a_chunks_dashboard_as_a_few_nodes_joined_frames(tmp_path) -> None:
+    """Cluster mode, a fleet failing over: the agents that register here within one ``SOON_S`` and another owner's
+    batch of joins each reach a dashboard of ``/ws?roster=chunks`` as one ``nodes_joined`` frame, and a dashboard
+    that did not ask as one ``node_joined`` per agent; both end with the same roster. Their machine's agent count
+    changes with each agent: the dashboards get its latest ``machine_updated`` of that moment, not one per agent."""
+    import asyncio
+
+    from hypivisor.cluster.backplane import AgentChange, InProcessBackplane, Settings
+    from hypivisor.cluster.feed import SOON_S
+    from hypivisor.cluster.link import ClusterLink
+    from hypivisor.cluster.names import AgentKey
+    from hypivisor.config import Config
+    from hypivisor.service import Service
+    from pi_socket.protocol import RegisterParams
+
+    service = Service(Config(host="127.0.0.1", port=1, dashboard_dir=tmp_path / "none"), env={"HOME": str(tmp_path)})
+    backplane = InProcessBackplane(Settings("hv-b", "main", liveness="lease"))
+    link = ClusterLink(service, backplane, "127.0.0.1", 1)
+    backplane.on_batch(link._on_batch)  # as ClusterLink.start does
+    service.cluster = link
+    plain, chunked = Dashboard(), Dashboard()
+    chunked.chunks = True
+    service.hub.dashboards.update((plain, chunked))  # type: ignore[arg-type]
+    for i in range(20):  # a fleet re-registering here at once
+        params = RegisterParams(id=f"own-{i}", machine="m", cwd="/w", port=4000 + i)
+        service.publish(service.registry.register(params, "c", "127.0.0.1", 1.0)[2])
+    await asyncio.sleep(SOON_S + 0.05)
+    with backplane._changes_together():  # another owner's batch: the rest of the fleet, moved there
+        for i in range(15):
+            record = {"id": f"far-{i}", "machine": "m2", "cwd": "/x", "port": 1, "status": "active",
+                      "last_seen": 1.0, "hv": "hv-a"}  # fmt: skip
+            link._on_change(AgentChange("put", AgentKey("main", "m2", f"far-{i}"), record, i + 1))
+    # the first agent makes the machine known; the count's updates of one moment are one, the latest
+    machine_events = [("machine_joined", "m"), ("machine_updated", "m"), ("machine_joined", "m2")]
+    assert [(f["event"], f["machine"]["name"]) for _, f in plain.frames if "machine" in f] == machine_events
+    assert next(f for _, f in plain.frames if f["event"] == "machine_updated")["machine"]["agents"] == 20
+    assert [f["event"] for _, f in plain.frames if "node" in f] == ["node_joined"] * 35
+    assert [(f["event"], len(f["nodes"]) if "nodes" in f else f.get("machine", f.get("node"))["name" if "machine"
+             in f else "id"]) for _, f in chunked.frames] == [
+        ("node_joined", "own-0"), ("machine_joined", "m"), ("nodes_joined", 19), ("machine_updated", "m"),
+        ("nodes_joined", 15), ("machine_joined", "m2"),
+    ]  # fmt: skip
+    shown = [n["id"] for _, f in chunked.frames for n in (f["nodes"] if "nodes" in f else [f.get("node")]) if n]
+    assert shown == [f["node"]["id"] for _, f in plain.frames if "node" in f]  # the same nodes, in the same order
+    await link.close()
