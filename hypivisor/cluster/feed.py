@@ -27,9 +27,20 @@ GATHER_S = 0.25
 # a change every dashboard should see at once (a join, a status, a removal) waits this long for the others of that
 # moment: one put burst and one batch for the other hypivisors, one write per dashboard here
 SOON_S = 0.005
+# ... or this long right after a wait that gathered ``STORM_CHANGES`` or more (a fleet failing over to this
+# hypivisor, many agents starting at once): a fail-over's re-registrations then go out in ~4× fewer, larger put
+# bursts, batches and dashboard writes, each at most 15 ms later (specs/cluster.md §3)
+SOON_STORM_S = 0.02
+STORM_CHANGES = 16
 MAX_TOMBS = 200_000  # deleted keys whose sequence is kept (an older put of one arriving late is refused)
 
 Heard = Literal["next", "seen", "gap"]
+
+
+def soon_delay(gathered_last: int) -> float:
+    """How long changes to show at once wait for the others of that moment, given how many the last wait gathered:
+    ``SOON_S``, or ``SOON_STORM_S`` while a storm lasts (``STORM_CHANGES`` or more)."""
+    return SOON_STORM_S if gathered_last >= STORM_CHANGES else SOON_S
 
 
 class FeedOrder:

@@ -41,9 +41,10 @@ import structlog
 from pydantic import BaseModel
 
 from hypivisor import dialback
+from hypivisor.broadcast import ROSTER_EVENTS
 from hypivisor.cluster.approvals import ApprovalsLink
 from hypivisor.cluster.backplane import AgentChange, Backplane, BackplaneError, bounded
-from hypivisor.cluster.feed import GATHER_S, SOON_S, gather_delay
+from hypivisor.cluster.feed import GATHER_S, gather_delay, soon_delay
 from hypivisor.cluster.machines import ClusterMachines
 from hypivisor.cluster.mirror import RemoteAgent, RemoteRoster
 from hypivisor.cluster.names import AgentKey, check_site, token
@@ -161,6 +162,7 @@ class ClusterLink:
         self._soon: list[BaseModel] = []  # own agents' other events, shown within SOON_S (with their puts' burst)
         self._gathered: list[tuple[list[BaseModel], bool]] | None = None  # during another owner's batch (_on_batch)
         self._soon_handle: asyncio.TimerHandle | None = None
+        self._soon_last = 0  # roster events the last wait gathered (a storm waits longer: feed.soon_delay)
         service.hub.before_fan_out = self._show_soon_now  # anything else shown goes after them
 
     @property
@@ -197,8 +199,9 @@ class ClusterLink:
         once; its dashboards get the quiet ones (a ``node_updated`` keeping owner and status: every one the
         registry makes, ``quiet`` says so for another hypivisor's) at the cluster's next tick, when this
         hypivisor also puts its own gathered changes (one wake-up for both); the registry's other events (``own``:
-        a join, a status, a removal) within ``SOON_S``, when their puts go out, together with any others of that
-        moment (a deregister and the register after it: one write per dashboard); another hypivisor's at once.
+        a join, a status, a removal) within ``SOON_S`` (``SOON_STORM_S`` in a storm), when their puts go out,
+        together with any others of that moment (a deregister and the register after it: one write per dashboard);
+        another hypivisor's at once.
         Whatever is sent to the dashboards, own events held for ``SOON_S`` go first (the hub's
         ``before_fan_out``): a dashboard sees every event in the order it happened."""
         hub = self.service.hub
@@ -212,7 +215,7 @@ class ClusterLink:
         elif now:
             self._soon += now
             if self._soon_handle is None:
-                self._soon_handle = loop.call_later(SOON_S, self._show_soon)
+                self._soon_handle = loop.call_later(soon_delay(self._soon_last), self._show_soon)
 
     def _show_soon(self) -> None:
         self._soon_handle = None
@@ -225,6 +228,7 @@ class ClusterLink:
             self._soon_handle.cancel()
             self._soon_handle = None
         soon, self._soon = self._soon, []
+        self._soon_last = sum(isinstance(e, ROSTER_EVENTS) for e in soon)  # the agents' changes, as the puts count
         self.service.hub.fan_out(soon)  # its own before_fan_out finds nothing left
 
     def _show_quiet(self) -> None:

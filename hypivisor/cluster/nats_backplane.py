@@ -66,7 +66,7 @@ from hypivisor.cluster.backplane import (
     pending_approval,
 )
 from hypivisor.cluster.direct import quiet_ordered_consumer, subscribe_direct
-from hypivisor.cluster.feed import GATHER_S, SOON_S, FeedOrder, gather_delay
+from hypivisor.cluster.feed import GATHER_S, FeedOrder, gather_delay, soon_delay
 from hypivisor.cluster.names import (
     AGENTS_BUCKET,
     APPROVALS_BUCKET,
@@ -153,6 +153,7 @@ class NatsBackplane(Backplane):
         # the latest changes (a delete and the register after it, a fleet failing over: one burst, one batch)
         self._soon: dict[AgentKey, tuple[str, bytes, Record | None]] = {}
         self._soon_handle: asyncio.Handle | None = None
+        self._soon_last = 0  # how many changes the last burst gathered (a storm waits longer: feed.soon_delay)
         self._deleting: dict[AgentKey, int] = {}  # a delete published, not yet acked: its ack number
         # deletes of records this hypivisor let go, not yet acked (loop time of the last try): published again after
         # PUT_CONFIRM_S (a lost delete would leave a ghost agent shown across the site for as long as this
@@ -470,11 +471,12 @@ class NatsBackplane(Backplane):
         self._soon.pop(key, None)
         self._soon[key] = (subject, data, record)
         if self._soon_handle is None:
-            self._soon_handle = asyncio.get_running_loop().call_later(SOON_S, self._put_soon_now)
+            self._soon_handle = asyncio.get_running_loop().call_later(soon_delay(self._soon_last), self._put_soon_now)
 
     def _take_soon(self) -> list[tuple[AgentKey, str, bytes, Record | None]]:
         """The gathered changes: deletes, and puts of records still held here (not let go meanwhile)."""
         soon, self._soon = self._soon, {}
+        self._soon_last = len(soon)
         return [
             (key, *change) for key, change in soon.items() if change[2] is None or self._owned.get(key) is change[2]
         ]

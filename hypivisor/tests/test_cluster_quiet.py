@@ -285,3 +285,57 @@ async def test_a_fail_overs_joins_reach_a_chunks_dashboard_as_a_few_nodes_joined
     shown = [n["id"] for _, f in chunked.frames for n in (f["nodes"] if "nodes" in f else [f.get("node")]) if n]
     assert shown == [f["node"]["id"] for _, f in plain.frames if "node" in f]  # the same nodes, in the same order
     await link.close()
+
+
+def test_changes_to_show_at_once_wait_longer_while_a_storm_lasts() -> None:
+    from hypivisor.cluster.feed import SOON_S, SOON_STORM_S, STORM_CHANGES, soon_delay
+
+    assert soon_delay(0) == soon_delay(1) == soon_delay(STORM_CHANGES - 1) == SOON_S
+    assert soon_delay(STORM_CHANGES) == soon_delay(10 * STORM_CHANGES) == SOON_STORM_S
+    assert SOON_STORM_S - SOON_S <= 0.015  # a storm's changes are shown at most 15 ms later
+
+
+async def test_a_hypivisor_gathers_a_storms_joins_longer_and_goes_back_after_it(tmp_path) -> None:
+    """Own joins: the wait after a quiet moment is ``SOON_S``; right after a wait that gathered a storm (a fleet
+    re-registering here) it is ``SOON_STORM_S`` for the dashboards and the puts alike; once a wait gathers few, back
+    to ``SOON_S``."""
+    import asyncio
+
+    from hypivisor.cluster.backplane import InProcessBackplane, Settings
+    from hypivisor.cluster.feed import SOON_S, SOON_STORM_S, STORM_CHANGES
+    from hypivisor.cluster.link import ClusterLink
+    from hypivisor.config import Config
+    from hypivisor.service import Service
+    from pi_socket.protocol import RegisterParams
+
+    service = Service(Config(host="127.0.0.1", port=1, dashboard_dir=tmp_path / "none"), env={"HOME": str(tmp_path)})
+    link = ClusterLink(service, InProcessBackplane(Settings("hv-b", "main", liveness="lease")), "127.0.0.1", 1)
+    service.cluster = link
+    loop = asyncio.get_running_loop()
+    dash = Dashboard()
+    service.hub.dashboards.add(dash)  # type: ignore[arg-type]
+    port = iter(range(4000, 5000))
+
+    def register(n: int) -> float:
+        """``n`` agents register; how long their events wait (the timer's delay)."""
+        for _ in range(n):
+            p = next(port)
+            params = RegisterParams(id=f"a{p}", machine="m", cwd="/w", port=p)
+            service.publish(service.registry.register(params, "c", "127.0.0.1", loop.time())[2])
+        assert link._soon_handle is not None
+        return link._soon_handle.when() - loop.time()
+
+    async def shown() -> None:
+        await asyncio.sleep(SOON_STORM_S + 0.05)
+        assert link._soon_handle is None and not link._soon
+
+    assert register(1) <= SOON_S + 0.001
+    await shown()
+    assert register(STORM_CHANGES) <= SOON_S + 0.001  # the storm's first wait: nothing told it yet
+    await shown()
+    assert register(1) > SOON_S + 0.005  # right after a storm's wait: longer
+    await shown()
+    assert register(1) <= SOON_S + 0.001  # that wait gathered one: back to SOON_S
+    await shown()
+    assert len([f for _, f in dash.frames if f["event"] == "node_joined"]) == STORM_CHANGES + 3
+    await link.close()
