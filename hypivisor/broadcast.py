@@ -85,6 +85,12 @@ def _upsert_json(event: BaseModel) -> bytes | None:
     return None
 
 
+def _upsert_payload(event: BaseModel, node: bytes) -> bytes:
+    """What :func:`encode` makes of a ``node_joined``/``node_updated`` event, from its node's JSON (made once for
+    both the event's frame and a ``nodes_joined`` chunk)."""
+    return b'{"event":"%s","node":%s}' % (event.event.encode(), node)  # type: ignore[attr-defined]
+
+
 def _latest_machines(events: list[BaseModel]) -> list[BaseModel]:
     """``events`` without each ``machine_updated`` that a later one of the same machine in the list replaces (each
     carries the whole record: agents registering together change their machine's count once per agent)."""
@@ -385,8 +391,7 @@ class Hub:
         for event in events:
             try:
                 node = _upsert_json(event)
-                payload = encode(event) if node is None else b'{"event":"%s","node":%s}' % (event.event.encode(), node)  # type: ignore[attr-defined]
-                framed = text_frame(payload)
+                framed = text_frame(encode(event) if node is None else _upsert_payload(event, node))
             except Exception as exc:  # noqa: BLE001 - one event that cannot be serialised is dropped, not fatal
                 oplog.log_boundary_error("hypivisor.publish", exc)
                 continue
