@@ -681,9 +681,9 @@ async def test_changes_to_show_at_once_made_a_moment_apart_go_out_in_one_batch(m
     as soon as that batch is. The window is widened here so a loaded machine cannot split it."""
     if make.kind != "nats":  # type: ignore[attr-defined]
         pytest.skip("the gathered puts are the NATS backplane's")
-    from hypivisor.cluster import nats_backplane
+    from hypivisor.cluster import feed
 
-    monkeypatch.setattr(nats_backplane, "SOON_S", 0.3)
+    monkeypatch.setattr(feed, "SOON_S", 0.3)  # feed.soon_delay reads it at each wait
     a = await make(node=0, ttl_s=30.0, heartbeat_s=10.0, liveness="lease")
     b = await make(node=1, ttl_s=30.0, heartbeat_s=10.0, liveness="lease")
     old, new = key_of(a, "m1", "old"), key_of(a, "m1", "new")
