@@ -97,7 +97,7 @@ def roster_frames(n: int, chunked: bool) -> list[str]:
     with the first 1 MiB of nodes, then the rest as ``nodes_joined`` chunks or one ``node_joined`` per node."""
     import orjson
 
-    from hypivisor.broadcast import chunk_nodes
+    from hypivisor.broadcast import chunk_nodes, node_payload, nodes_joined_payload
     from pi_socket.protocol import PROTOCOL_VERSION, NodeInfo
 
     nodes = []
@@ -112,9 +112,9 @@ def roster_frames(n: int, chunked: bool) -> list[str]:
         b",".join(head),
     )
     if chunked:
-        rest = [b'{"event":"nodes_joined","nodes":[' + b",".join(c) + b"]}" for c in chunk_nodes(nodes, len(head))]
+        rest = [nodes_joined_payload(c) for c in chunk_nodes(nodes, len(head))]
     else:
-        rest = [b'{"event":"node_joined","node":' + raw + b"}" for raw in nodes[len(head) :]]
+        rest = [node_payload("node_joined", raw) for raw in nodes[len(head) :]]
     return [f.decode() for f in [init, *rest]]
 
 

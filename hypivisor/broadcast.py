@@ -85,10 +85,15 @@ def _upsert_json(event: BaseModel) -> bytes | None:
     return None
 
 
-def _upsert_payload(event: BaseModel, node: bytes) -> bytes:
-    """What :func:`encode` makes of a ``node_joined``/``node_updated`` event, from its node's JSON (made once for
-    both the event's frame and a ``nodes_joined`` chunk)."""
-    return b'{"event":"%s","node":%s}' % (event.event.encode(), node)  # type: ignore[attr-defined]
+def node_payload(event: str, node: bytes) -> bytes:
+    """What :func:`encode` makes of a ``node_joined``/``node_updated`` event (``event``), from its node's JSON (made
+    once for both the event's frame and a ``nodes_joined`` chunk)."""
+    return b'{"event":"%s","node":%s}' % (event.encode(), node)
+
+
+def nodes_joined_payload(chunk: list[bytes]) -> bytes:
+    """A ``nodes_joined`` event of these nodes' JSON."""
+    return b'{"event":"nodes_joined","nodes":[' + b",".join(chunk) + b"]}"
 
 
 def _latest_machines(events: list[BaseModel]) -> list[BaseModel]:
@@ -119,7 +124,7 @@ def _chunked(frames: list[bytes], nodes: list[bytes | None]) -> list[bytes]:
         if j - i >= 2:
             run = nodes[i:j]
             out.extend(
-                text_frame(b'{"event":"nodes_joined","nodes":[' + b",".join(chunk) + b"]}")
+                text_frame(nodes_joined_payload(chunk))
                 for chunk in chunk_nodes(run, 0, CHUNK_BYTES)  # type: ignore[arg-type]
             )
             i = j
@@ -391,7 +396,7 @@ class Hub:
         for event in events:
             try:
                 node = _upsert_json(event)
-                framed = text_frame(encode(event) if node is None else _upsert_payload(event, node))
+                framed = text_frame(encode(event) if node is None else node_payload(event.event, node))  # type: ignore[attr-defined]
             except Exception as exc:  # noqa: BLE001 - one event that cannot be serialised is dropped, not fatal
                 oplog.log_boundary_error("hypivisor.publish", exc)
                 continue

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 from hypivisor import paths, spawn_cmd, worktree
 from hypivisor.access import is_loopback, peer_is_loopback
 from hypivisor.attention import AttentionBook
-from hypivisor.broadcast import Hub, chunk_nodes, text_frame
+from hypivisor.broadcast import Hub, chunk_nodes, node_payload, nodes_joined_payload, text_frame
 from hypivisor.budget_desk import BudgetDesk, BudgetError
 from hypivisor.config import Config, home_dir
 from hypivisor.machine_desk import LIST_TIMEOUT_S, MachineDesk
@@ -136,7 +136,7 @@ class Snapshot:
         """The init frame, then a ``node_joined`` frame for each node past it (one bytes object)."""
         if self._blob is None:
             self._blob = self.init + b"".join(
-                text_frame(b'{"event":"node_joined","node":' + raw + b"}") for raw in self.nodes[self.head :]
+                text_frame(node_payload("node_joined", raw)) for raw in self.nodes[self.head :]
             )
         return self._blob
 
@@ -146,7 +146,7 @@ class Snapshot:
         roster: ~7 frames instead of ~8,600)."""
         if self._chunked is None:
             self._chunked = self.init + b"".join(
-                text_frame(b'{"event":"nodes_joined","nodes":[' + b",".join(chunk) + b"]}")
+                text_frame(nodes_joined_payload(chunk))
                 for chunk in chunk_nodes(self.nodes, self.head, INIT_CHUNK_BYTES)
             )
         return self._chunked

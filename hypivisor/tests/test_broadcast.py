@@ -8,7 +8,7 @@ import struct
 
 import orjson
 
-from hypivisor.broadcast import Hub, Outbox, text_frame
+from hypivisor.broadcast import Hub, Outbox, encode, text_frame
 from pi_socket import __version__
 from pi_socket.protocol import PROTOCOL_VERSION, HeartbeatParams, InitEvent, NodeInfo, NodeJoinedEvent
 
@@ -450,8 +450,6 @@ def test_a_run_of_upserts_reaches_a_chunks_dashboard_as_nodes_joined_frames_in_o
         NodeJoinedEvent(node=node(6), note="an extra field"),  # not only a node: as it is, ends the run
     ]
     hub.publish(events)
-    from hypivisor.broadcast import encode
-
     assert [p for f in plain.frames for p in _payloads(f)] == [encode(e) for e in events]  # the bytes encode makes
     payloads = [orjson.loads(p) for f in chunked.frames for p in _payloads(f)]
     assert [(p["event"], [n["id"] for n in p["nodes"]] if "nodes" in p else p.get("id") or p["node"]["id"])
